@@ -1,0 +1,3 @@
+//! Keygate: API-key authentication for Envoy as a proxy-wasm filter.
+
+pub mod snapshot;
