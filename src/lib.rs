@@ -1,3 +1,36 @@
 //! Keygate: API-key authentication for Envoy as a proxy-wasm filter.
+//!
+//! The pure logic (config, extraction, addresses, routes, decision, store, refresh) is plain
+//! Rust tested on the host; `root` and `filter` are the only modules that talk to proxy-wasm's
+//! context traits.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod config;
+pub mod decision;
+pub mod extract;
+pub mod filter;
+pub mod host;
+pub mod keys;
+pub mod metrics;
+pub mod net;
+pub mod refresh;
+pub mod root;
+pub mod routes;
 pub mod snapshot;
+pub mod store;
+pub mod timefmt;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    std::panic::set_hook(Box::new(|info| {
+        // With panic = "abort" the VM dies after this; at least say where.
+        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("keygate panicked: {info}"));
+    }));
+    proxy_wasm::set_root_context(|context_id| Box::new(root::KeygateRoot::new(context_id)));
+}}

@@ -1,0 +1,580 @@
+//! Plugin configuration: the raw JSON from the Envoy YAML, validated once in `on_configure`
+//! into a `Config` whose fields are the types the request path wants.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::routes::{PathMatcher, RouteRule, RouteTable};
+
+/// What to do when no usable snapshot is loaded (none yet, or older than `max_staleness`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Answer 503 AUTH_UNAVAILABLE.
+    #[default]
+    Closed,
+    /// Let the request through, marked with `x-keygate-fail-open: true`.
+    Open,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub control: ControlConfig,
+    pub fail_mode: FailMode,
+    pub max_staleness: Duration,
+    pub key_header: Option<String>,
+    pub key_query_param: Option<String>,
+    pub allowed_prefixes: Vec<String>,
+    pub xff_trusted_hops: usize,
+    pub forward_credentials: bool,
+    pub realm: String,
+    pub routes: RouteTable,
+}
+
+/// Where and how the filter pulls the key snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub token: String,
+    pub refresh_interval: Duration,
+    pub timeout: Duration,
+    /// Long-poll wait sent to the control service; zero turns long polling off.
+    pub long_poll_wait: Duration,
+    pub page_size: u32,
+}
+
+/// A configuration error, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn field_error(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    control: RawControl,
+    #[serde(default)]
+    fail_mode: FailMode,
+    #[serde(default = "default_max_staleness")]
+    max_staleness: String,
+    #[serde(default)]
+    key_header: Option<String>,
+    #[serde(default)]
+    key_query_param: Option<String>,
+    #[serde(default)]
+    allowed_prefixes: Vec<String>,
+    #[serde(default)]
+    xff_trusted_hops: usize,
+    #[serde(default)]
+    forward_credentials: bool,
+    #[serde(default = "default_realm")]
+    realm: String,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    default_scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    #[serde(default = "default_snapshot_path")]
+    path: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    token_env: Option<String>,
+    #[serde(default = "default_refresh_interval")]
+    refresh_interval: String,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+    #[serde(default = "default_long_poll_wait")]
+    long_poll_wait: String,
+    #[serde(default = "default_page_size")]
+    page_size: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    exact: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+fn default_max_staleness() -> String {
+    "5m".into()
+}
+fn default_realm() -> String {
+    "keygate".into()
+}
+fn default_snapshot_path() -> String {
+    "/v1/snapshot".into()
+}
+fn default_refresh_interval() -> String {
+    "10s".into()
+}
+fn default_timeout() -> String {
+    "5s".into()
+}
+fn default_long_poll_wait() -> String {
+    "0s".into()
+}
+fn default_page_size() -> u32 {
+    10_000
+}
+
+/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"` (a whole number and a unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit (use ms, s, m or h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let millis_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "{text:?} has unknown unit {unit:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn duration_field(
+    field: &str,
+    text: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let value = parse_duration(text).map_err(|reason| field_error(field, reason))?;
+    if value < min || value > max {
+        return Err(field_error(
+            field,
+            format!(
+                "{text:?} is out of range ({}ms to {}ms)",
+                min.as_millis(),
+                max.as_millis()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Reads an environment variable; in Envoy it comes from `vm_config.environment_variables`.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Parses and validates the plugin configuration JSON.
+    pub fn parse(bytes: &[u8], env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| {
+            let message = e.to_string();
+            field_error(field_from_serde_message(&message), message)
+        })?;
+        Config::validate(raw, env)
+    }
+
+    fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let control = validate_control(raw.control, env)?;
+        let max_staleness = duration_field(
+            "max_staleness",
+            &raw.max_staleness,
+            Duration::from_secs(1),
+            Duration::from_secs(30 * 24 * 3600),
+        )?;
+        let key_header = match raw.key_header {
+            Some(name) => {
+                let name = name.to_ascii_lowercase();
+                if !is_header_name(&name)
+                    || name == "authorization"
+                    || name.starts_with("x-keygate-")
+                {
+                    return Err(field_error(
+                        "key_header",
+                        format!("{name:?} is not a usable header name"),
+                    ));
+                }
+                Some(name)
+            }
+            None => None,
+        };
+        if let Some(param) = &raw.key_query_param {
+            if param.is_empty()
+                || !param
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(field_error(
+                    "key_query_param",
+                    format!("{param:?} is not a usable query parameter name"),
+                ));
+            }
+        }
+        for (i, prefix) in raw.allowed_prefixes.iter().enumerate() {
+            if prefix.is_empty() {
+                return Err(field_error(
+                    format!("allowed_prefixes[{i}]"),
+                    "must not be empty",
+                ));
+            }
+        }
+        if raw.xff_trusted_hops > 16 {
+            return Err(field_error("xff_trusted_hops", "must be between 0 and 16"));
+        }
+        if raw.realm.is_empty()
+            || raw.realm.contains(['"', '\\'])
+            || raw.realm.chars().any(char::is_control)
+        {
+            return Err(field_error(
+                "realm",
+                "must be non-empty printable text without quotes",
+            ));
+        }
+        let mut rules = Vec::with_capacity(raw.routes.len());
+        for (i, route) in raw.routes.into_iter().enumerate() {
+            rules.push(validate_route(i, route)?);
+        }
+        if let Some(scope) = &raw.default_scope {
+            if scope.is_empty() {
+                return Err(field_error(
+                    "default_scope",
+                    "must not be empty (omit it for none)",
+                ));
+            }
+        }
+        Ok(Config {
+            control,
+            fail_mode: raw.fail_mode,
+            max_staleness,
+            key_header,
+            key_query_param: raw.key_query_param,
+            allowed_prefixes: raw.allowed_prefixes,
+            xff_trusted_hops: raw.xff_trusted_hops,
+            forward_credentials: raw.forward_credentials,
+            realm: raw.realm,
+            routes: RouteTable::new(rules, raw.default_scope),
+        })
+    }
+}
+
+fn validate_control(raw: RawControl, env: EnvLookup<'_>) -> Result<ControlConfig, ConfigError> {
+    if raw.cluster.is_empty() {
+        return Err(field_error("control.cluster", "must not be empty"));
+    }
+    if !raw.path.starts_with('/') || raw.path.contains(['?', '#']) {
+        return Err(field_error(
+            "control.path",
+            format!("{:?} must be an absolute path without a query", raw.path),
+        ));
+    }
+    let token = match (raw.token, raw.token_env) {
+        (Some(_), Some(_)) => {
+            return Err(field_error("control.token", "set either token or token_env, not both"))
+        }
+        (Some(token), None) => token,
+        (None, Some(var)) => env(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+            field_error(
+                "control.token_env",
+                format!("environment variable {var} is not set in the Wasm VM (vm_config.environment_variables)"),
+            )
+        })?,
+        (None, None) => return Err(field_error("control.token", "token or token_env is required")),
+    };
+    if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(field_error(
+            "control.token",
+            "must be non-empty without spaces or control characters",
+        ));
+    }
+    let refresh_interval = duration_field(
+        "control.refresh_interval",
+        &raw.refresh_interval,
+        Duration::from_millis(200),
+        Duration::from_secs(3600),
+    )?;
+    let timeout = duration_field(
+        "control.timeout",
+        &raw.timeout,
+        Duration::from_millis(100),
+        Duration::from_secs(120),
+    )?;
+    let long_poll_wait = duration_field(
+        "control.long_poll_wait",
+        &raw.long_poll_wait,
+        Duration::ZERO,
+        Duration::from_secs(60),
+    )?;
+    if long_poll_wait > Duration::ZERO && long_poll_wait < Duration::from_secs(1) {
+        return Err(field_error(
+            "control.long_poll_wait",
+            "must be 0s (off) or at least 1s",
+        ));
+    }
+    if !(100..=50_000).contains(&raw.page_size) {
+        return Err(field_error(
+            "control.page_size",
+            "must be between 100 and 50000",
+        ));
+    }
+    Ok(ControlConfig {
+        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
+        cluster: raw.cluster,
+        path: raw.path,
+        token,
+        refresh_interval,
+        timeout,
+        long_poll_wait,
+        page_size: raw.page_size,
+    })
+}
+
+fn validate_route(index: usize, raw: RawRoute) -> Result<RouteRule, ConfigError> {
+    let at = |field: &str| format!("routes[{index}].{field}");
+    let path = match (raw.exact, raw.prefix, raw.template) {
+        (Some(exact), None, None) => PathMatcher::exact(&exact),
+        (None, Some(prefix), None) => PathMatcher::prefix(&prefix),
+        (None, None, Some(template)) => PathMatcher::template(&template),
+        _ => {
+            return Err(field_error(
+                at("path"),
+                "exactly one of exact, prefix or template is required",
+            ))
+        }
+    }
+    .map_err(|reason| field_error(at("path"), reason))?;
+    let mut methods = Vec::with_capacity(raw.methods.len());
+    for (m, method) in raw.methods.iter().enumerate() {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(field_error(
+                format!("routes[{index}].methods[{m}]"),
+                format!("{method:?} is not an HTTP method"),
+            ));
+        }
+        methods.push(method.to_ascii_uppercase());
+    }
+    if let Some(scope) = &raw.scope {
+        if scope.is_empty() {
+            return Err(field_error(
+                at("scope"),
+                "must not be empty (omit it for no scope)",
+            ));
+        }
+    }
+    Ok(RouteRule {
+        methods,
+        path,
+        scope: raw.scope,
+    })
+}
+
+/// serde_json reports unknown fields as "unknown field `x`, expected …"; pull the name out so
+/// the log line names the field like our own validation errors do.
+fn field_from_serde_message(message: &str) -> String {
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(start) = message.find(marker) {
+            let rest = &message[start + marker.len()..];
+            if let Some(end) = rest.find('`') {
+                return rest[..end].to_string();
+            }
+        }
+    }
+    "configuration".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::parse(json.as_bytes(), &no_env)
+    }
+
+    const MINIMAL: &str = r#"{"control":{"cluster":"keygate_control","token":"t"}}"#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.fail_mode, FailMode::Closed);
+        assert_eq!(config.max_staleness, Duration::from_secs(300));
+        assert_eq!(config.control.refresh_interval, Duration::from_secs(10));
+        assert_eq!(config.control.path, "/v1/snapshot");
+        assert_eq!(config.control.authority, "keygate_control");
+        assert_eq!(config.key_query_param, None);
+        assert!(!config.forward_credentials);
+        assert_eq!(config.xff_trusted_hops, 0);
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "10", "s", "1.5s", "10d", "-1s", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (r#"{"control":{"cluster":"c"}}"#, "control.token"),
+            (
+                r#"{"control":{"cluster":"c","token":"t","refresh_interval":"10"}}"#,
+                "control.refresh_interval",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t","timeout":"0s"}}"#,
+                "control.timeout",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t","path":"snap"}}"#,
+                "control.path",
+            ),
+            (
+                r#"{"control":{"cluster":"","token":"t"}}"#,
+                "control.cluster",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t","long_poll_wait":"500ms"}}"#,
+                "control.long_poll_wait",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"max_staleness":"forever"}"#,
+                "max_staleness",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"fail_mode":"maybe"}"#,
+                "configuration",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"bogus":1}"#,
+                "bogus",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"key_header":"Bad Header"}"#,
+                "key_header",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"key_header":"authorization"}"#,
+                "key_header",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"key_query_param":"a&b"}"#,
+                "key_query_param",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"xff_trusted_hops":99}"#,
+                "xff_trusted_hops",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","prefix":"/b"}]}"#,
+                "routes[0].path",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a"},{"template":"/v1/{"}]}"#,
+                "routes[1].path",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","methods":["G T"]}]}"#,
+                "routes[0].methods[0]",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","scope":""}]}"#,
+                "routes[0].scope",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token_env":"MISSING"}}"#,
+                "control.token_env",
+            ),
+            ("not json", "configuration"),
+        ];
+        for (json, field) in cases {
+            let err = parse(json).expect_err(json);
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn token_can_come_from_the_vm_environment() {
+        let env = |name: &str| (name == "SYNC").then(|| "s3cret".to_string());
+        let config =
+            Config::parse(br#"{"control":{"cluster":"c","token_env":"SYNC"}}"#, &env).unwrap();
+        assert_eq!(config.control.token, "s3cret");
+    }
+
+    #[test]
+    fn routes_compile_in_order() {
+        let config = parse(
+            r#"{"control":{"cluster":"c","token":"t"},
+                "routes":[{"methods":["post"],"exact":"/v1/jobs","scope":"submit_job"},
+                          {"methods":["GET"],"template":"/v1/jobs/{id}","scope":"check_status"}],
+                "default_scope":"other"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.routes.required_scope("POST", "/v1/jobs"),
+            Some("submit_job")
+        );
+        assert_eq!(
+            config.routes.required_scope("GET", "/v1/jobs/42"),
+            Some("check_status")
+        );
+        assert_eq!(
+            config.routes.required_scope("GET", "/elsewhere"),
+            Some("other")
+        );
+    }
+}

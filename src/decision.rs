@@ -1,0 +1,492 @@
+//! The decision: given the config, the credential found, the key record (if any) and the
+//! request facts, allow with identity or deny with a documented status, code and body.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::extract::{Credential, Malformed};
+use crate::keys::StoredKey;
+use crate::net::ip_allowed;
+
+/// Every error code the filter can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyCode {
+    Unauthorized,
+    InvalidApiKey,
+    ApiKeyInactive,
+    ApiKeyExpired,
+    IpNotWhitelisted,
+    OperationNotAllowed,
+    AuthUnavailable,
+}
+
+impl DenyCode {
+    pub const ALL: [DenyCode; 7] = [
+        DenyCode::Unauthorized,
+        DenyCode::InvalidApiKey,
+        DenyCode::ApiKeyInactive,
+        DenyCode::ApiKeyExpired,
+        DenyCode::IpNotWhitelisted,
+        DenyCode::OperationNotAllowed,
+        DenyCode::AuthUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::Unauthorized => "UNAUTHORIZED",
+            DenyCode::InvalidApiKey => "INVALID_API_KEY",
+            DenyCode::ApiKeyInactive => "API_KEY_INACTIVE",
+            DenyCode::ApiKeyExpired => "API_KEY_EXPIRED",
+            DenyCode::IpNotWhitelisted => "IP_NOT_WHITELISTED",
+            DenyCode::OperationNotAllowed => "OPERATION_NOT_ALLOWED",
+            DenyCode::AuthUnavailable => "AUTH_UNAVAILABLE",
+        }
+    }
+
+    pub fn status(self) -> u32 {
+        match self {
+            DenyCode::Unauthorized
+            | DenyCode::InvalidApiKey
+            | DenyCode::ApiKeyInactive
+            | DenyCode::ApiKeyExpired => 401,
+            DenyCode::IpNotWhitelisted | DenyCode::OperationNotAllowed => 403,
+            DenyCode::AuthUnavailable => 503,
+        }
+    }
+
+    /// Position in `ALL`, for per-code metric arrays.
+    pub fn index(self) -> usize {
+        DenyCode::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+}
+
+/// A refusal, ready to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub code: DenyCode,
+    pub message: String,
+    /// RFC 6750 `error=` attribute of `WWW-Authenticate`; `None` when the request carried no
+    /// credentials at all (RFC 6750 §3.1: no error code then).
+    pub bearer_error: Option<&'static str>,
+    /// The scope that was missing (for 403 `insufficient_scope`).
+    pub required_scope: Option<String>,
+}
+
+impl Denial {
+    fn new(
+        code: DenyCode,
+        message: impl Into<String>,
+        bearer_error: Option<&'static str>,
+    ) -> Denial {
+        Denial {
+            code,
+            message: message.into(),
+            bearer_error,
+            required_scope: None,
+        }
+    }
+
+    pub fn unavailable() -> Denial {
+        Denial::new(
+            DenyCode::AuthUnavailable,
+            "Authentication is temporarily unavailable; try again shortly",
+            None,
+        )
+    }
+}
+
+/// Facts about the request the decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub client_ip: Option<IpAddr>,
+    /// Proxy clock, Unix seconds.
+    pub now: i64,
+}
+
+const INVALID_KEY_MESSAGE: &str = "The API key does not exist or is malformed";
+
+/// Checks the request in the documented order: credential, lookup, environment, active,
+/// expiry, IP allowlist, scope. `lookup` maps a key to its record (by hash).
+pub fn decide<F>(
+    config: &Config,
+    credential: &Credential<'_>,
+    lookup: F,
+    facts: &RequestFacts<'_>,
+) -> Result<StoredKey, Denial>
+where
+    F: FnOnce(&str) -> Option<StoredKey>,
+{
+    let key = match credential {
+        Credential::Missing => {
+            return Err(Denial::new(
+                DenyCode::Unauthorized,
+                "No API key provided in the request",
+                None,
+            ))
+        }
+        Credential::Malformed(reason) => {
+            let message = match reason {
+                Malformed::Conflicting => "The request carries more than one different API key",
+                Malformed::WrongScheme => "The Authorization header must use the Bearer scheme",
+                _ => INVALID_KEY_MESSAGE,
+            };
+            return Err(Denial::new(
+                DenyCode::InvalidApiKey,
+                message,
+                Some("invalid_request"),
+            ));
+        }
+        Credential::Present { key, .. } => *key,
+    };
+    let record = lookup(key).ok_or_else(|| {
+        Denial::new(
+            DenyCode::InvalidApiKey,
+            INVALID_KEY_MESSAGE,
+            Some("invalid_token"),
+        )
+    })?;
+    if !config.allowed_prefixes.is_empty()
+        && !config
+            .allowed_prefixes
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
+    {
+        let message = format!(
+            "The API key belongs to another environment; this endpoint accepts {} keys",
+            config.allowed_prefixes.join(" or ")
+        );
+        return Err(Denial::new(
+            DenyCode::InvalidApiKey,
+            message,
+            Some("invalid_token"),
+        ));
+    }
+    if !record.active {
+        return Err(Denial::new(
+            DenyCode::ApiKeyInactive,
+            "The API key has been deactivated",
+            Some("invalid_token"),
+        ));
+    }
+    if record
+        .expires_at
+        .is_some_and(|expires_at| expires_at <= facts.now)
+    {
+        return Err(Denial::new(
+            DenyCode::ApiKeyExpired,
+            "The API key has passed its expiration date",
+            Some("invalid_token"),
+        ));
+    }
+    if !ip_allowed(&record.allowed_ips, facts.client_ip) {
+        return Err(Denial::new(
+            DenyCode::IpNotWhitelisted,
+            "Requests from this IP address are not allowed for this API key",
+            None,
+        ));
+    }
+    if let Some(scope) = config.routes.required_scope(facts.method, facts.path) {
+        if !record.scopes.is_empty() && !record.scopes.iter().any(|s| s == scope) {
+            let mut denial = Denial::new(
+                DenyCode::OperationNotAllowed,
+                format!("The API key does not have the {scope} scope required for this operation"),
+                Some("insufficient_scope"),
+            );
+            denial.required_scope = Some(scope.to_string());
+            return Err(denial);
+        }
+    }
+    Ok(record)
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+    status: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+/// A local reply: status, headers and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// Renders the documented error response for a denial.
+pub fn render(denial: &Denial, realm: &str, request_id: Option<&str>) -> LocalReply {
+    let status = denial.code.status();
+    let body = serde_json::to_string(&ErrorBody {
+        error: ErrorDetail {
+            code: denial.code.as_str(),
+            message: &denial.message,
+            status,
+            request_id,
+        },
+    })
+    .unwrap_or_default();
+    let mut headers = vec![
+        ("content-type", "application/json".to_string()),
+        ("cache-control", "no-store".to_string()),
+    ];
+    let challenge = match (status, denial.bearer_error, &denial.required_scope) {
+        (401, None, _) => Some(format!("Bearer realm=\"{realm}\"")),
+        (401, Some(error), _) => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"",
+            denial.message.replace('"', "'")
+        )),
+        (403, Some(error), Some(scope)) => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"{error}\", scope=\"{scope}\""
+        )),
+        _ => None,
+    };
+    if let Some(challenge) = challenge {
+        headers.push(("www-authenticate", challenge));
+    }
+    LocalReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::Source;
+    use crate::snapshot::Limits;
+
+    const KEY: &str = "pk_live_abc";
+
+    fn config(extra: &str) -> Config {
+        let json = format!(
+            r#"{{"control":{{"cluster":"c","token":"t"}},
+                "routes":[{{"methods":["POST"],"exact":"/v1/jobs","scope":"submit_job"}}]{extra}}}"#
+        );
+        Config::parse(json.as_bytes(), &|_| None).unwrap()
+    }
+
+    fn key() -> StoredKey {
+        StoredKey {
+            generation: 1,
+            id: "key_1".into(),
+            name: "prod".into(),
+            team: "t".into(),
+            environment: "live".into(),
+            prefix: "pk_live_".into(),
+            scopes: vec!["check_status".into()],
+            allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],
+            expires_at: Some(1000),
+            active: true,
+            limits: Limits::default(),
+            quota_exceeded_until: None,
+        }
+    }
+
+    fn facts(
+        method: &'static str,
+        path: &'static str,
+        ip: &str,
+        now: i64,
+    ) -> RequestFacts<'static> {
+        RequestFacts {
+            method,
+            path,
+            client_ip: ip.parse().ok(),
+            now,
+        }
+    }
+
+    fn present() -> Credential<'static> {
+        Credential::Present {
+            key: KEY,
+            source: Source::Authorization,
+        }
+    }
+
+    fn code(result: Result<StoredKey, Denial>) -> Option<DenyCode> {
+        result.err().map(|d| d.code)
+    }
+
+    #[test]
+    fn checks_run_in_documented_order() {
+        let cfg = config("");
+        let ok = facts("GET", "/v1/jobs/1", "10.1.1.1", 999);
+        let with = |record: StoredKey| move |_: &str| Some(record);
+        assert_eq!(
+            code(decide(&cfg, &Credential::Missing, |_| None, &ok)),
+            Some(DenyCode::Unauthorized)
+        );
+        assert_eq!(
+            code(decide(
+                &cfg,
+                &Credential::Malformed(Malformed::TooLong),
+                |_| None,
+                &ok
+            )),
+            Some(DenyCode::InvalidApiKey)
+        );
+        assert_eq!(
+            code(decide(&cfg, &present(), |_| None, &ok)),
+            Some(DenyCode::InvalidApiKey)
+        );
+
+        let mut everything_wrong = key();
+        everything_wrong.active = false;
+        everything_wrong.scopes = vec!["other".into()];
+        let bad = facts("POST", "/v1/jobs", "192.0.2.1", 5000);
+        assert_eq!(
+            code(decide(
+                &cfg,
+                &present(),
+                with(everything_wrong.clone()),
+                &bad
+            )),
+            Some(DenyCode::ApiKeyInactive)
+        );
+        everything_wrong.active = true;
+        assert_eq!(
+            code(decide(
+                &cfg,
+                &present(),
+                with(everything_wrong.clone()),
+                &bad
+            )),
+            Some(DenyCode::ApiKeyExpired)
+        );
+        everything_wrong.expires_at = None;
+        assert_eq!(
+            code(decide(
+                &cfg,
+                &present(),
+                with(everything_wrong.clone()),
+                &bad
+            )),
+            Some(DenyCode::IpNotWhitelisted)
+        );
+        everything_wrong.allowed_ips.clear();
+        assert_eq!(
+            code(decide(
+                &cfg,
+                &present(),
+                with(everything_wrong.clone()),
+                &bad
+            )),
+            Some(DenyCode::OperationNotAllowed)
+        );
+        everything_wrong.scopes.clear();
+        assert_eq!(
+            code(decide(&cfg, &present(), with(everything_wrong), &bad)),
+            None
+        );
+    }
+
+    #[test]
+    fn expiry_is_at_or_before_now() {
+        let cfg = config("");
+        let record = key();
+        let at = |now| {
+            decide(
+                &cfg,
+                &present(),
+                |_| Some(record.clone()),
+                &facts("GET", "/", "10.0.0.1", now),
+            )
+        };
+        assert_eq!(code(at(999)), None);
+        assert_eq!(code(at(1000)), Some(DenyCode::ApiKeyExpired));
+    }
+
+    #[test]
+    fn scope_rules() {
+        let cfg = config("");
+        let record = key();
+        let run = |method, path| {
+            decide(
+                &cfg,
+                &present(),
+                |_| Some(record.clone()),
+                &facts(method, path, "10.0.0.1", 0),
+            )
+        };
+        let denial = run("POST", "/v1/jobs").unwrap_err();
+        assert_eq!(denial.code, DenyCode::OperationNotAllowed);
+        assert_eq!(denial.required_scope.as_deref(), Some("submit_job"));
+        assert!(run("GET", "/anything").is_ok());
+    }
+
+    #[test]
+    fn environment_restriction() {
+        let cfg = config(r#","allowed_prefixes":["pk_test_"]"#);
+        let denial = decide(
+            &cfg,
+            &present(),
+            |_| Some(key()),
+            &facts("GET", "/", "10.0.0.1", 0),
+        )
+        .unwrap_err();
+        assert_eq!(denial.code, DenyCode::InvalidApiKey);
+        assert!(
+            denial.message.contains("another environment"),
+            "{}",
+            denial.message
+        );
+    }
+
+    #[test]
+    fn renders_documented_body_and_challenge() {
+        let denial = Denial::new(
+            DenyCode::InvalidApiKey,
+            INVALID_KEY_MESSAGE,
+            Some("invalid_token"),
+        );
+        let reply = render(&denial, "keygate", Some("req-\"1"));
+        assert_eq!(reply.status, 401);
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"]["code"], "INVALID_API_KEY");
+        assert_eq!(body["error"]["status"], 401);
+        assert_eq!(body["error"]["request_id"], "req-\"1");
+        assert!(reply
+            .headers
+            .contains(&("content-type", "application/json".into())));
+        let challenge = &reply
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap()
+            .1;
+        assert!(
+            challenge.starts_with("Bearer realm=\"keygate\", error=\"invalid_token\""),
+            "{challenge}"
+        );
+
+        let missing = render(
+            &Denial::new(DenyCode::Unauthorized, "none", None),
+            "api",
+            None,
+        );
+        assert!(!missing.body.contains("request_id"));
+        assert!(missing
+            .headers
+            .contains(&("www-authenticate", "Bearer realm=\"api\"".into())));
+
+        let unavailable = render(&Denial::unavailable(), "api", None);
+        assert_eq!(unavailable.status, 503);
+        assert!(!unavailable
+            .headers
+            .iter()
+            .any(|(n, _)| *n == "www-authenticate"));
+    }
+}

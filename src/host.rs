@@ -1,0 +1,102 @@
+//! The little of the proxy-wasm host that the store and the refresh logic need, behind a trait
+//! so they can be driven on the host by `FakeHost` in tests.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// Why a shared-data write did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// Someone else wrote the value since we read it.
+    CasMismatch,
+    /// Any other host failure.
+    Host,
+}
+
+pub trait Host {
+    /// Proxy clock, milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Value and CAS token of a shared-data entry (`None` value when absent or empty).
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes a shared-data entry; with `cas`, only if it has not changed since that read.
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
+}
+
+/// The real host: Envoy's shared data, through the `Result`-returning hostcalls.
+pub struct ProxyHost;
+
+impl Host for ProxyHost {
+    fn now_ms(&self) -> u64 {
+        proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match proxy_wasm::hostcalls::get_shared_data(key) {
+            Ok((value, cas)) => (value.filter(|v| !v.is_empty()), cas),
+            Err(_) => (None, None),
+        }
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        match proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(proxy_wasm::types::Status::CasMismatch) => Err(WriteError::CasMismatch),
+            Err(_) => Err(WriteError::Host),
+        }
+    }
+}
+
+/// An in-memory host for tests, with the same CAS semantics as Envoy's shared data.
+#[derive(Default)]
+pub struct FakeHost {
+    pub now: Cell<u64>,
+    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    next_cas: Cell<u32>,
+    /// Makes the next N CAS writes fail, to exercise retries.
+    pub fail_next_cas: Cell<u32>,
+}
+
+impl FakeHost {
+    pub fn at(now_ms: u64) -> FakeHost {
+        let host = FakeHost::default();
+        host.now.set(now_ms);
+        host
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entries.borrow().len()
+    }
+}
+
+impl Host for FakeHost {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.entries.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()).filter(|v| !v.is_empty()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        let mut entries = self.entries.borrow_mut();
+        if cas.is_some() && self.fail_next_cas.get() > 0 {
+            self.fail_next_cas.set(self.fail_next_cas.get() - 1);
+            return Err(WriteError::CasMismatch);
+        }
+        if let (Some(expected), Some((_, current))) = (cas, entries.get(key)) {
+            if expected != *current {
+                return Err(WriteError::CasMismatch);
+            }
+        }
+        let next = self.next_cas.get().wrapping_add(1).max(1);
+        self.next_cas.set(next);
+        entries.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+}

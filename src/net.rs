@@ -1,0 +1,139 @@
+//! Client address: Envoy's `source.address`, or X-Forwarded-For when hops are trusted; and
+//! matching it against a key's allowlist.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+/// Parses an address as Envoy or a proxy writes it: `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
+pub fn parse_address(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    text.strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inner| inner.parse().ok())
+}
+
+/// The client IP. With `trusted_hops` N > 0 it is the Nth address from the right of
+/// X-Forwarded-For (each trusted proxy appends the address it saw), as Envoy's
+/// `xff_num_trusted_hops` does; with fewer entries than that, or N = 0, it is the peer address.
+/// An unparsable entry at the trusted position yields `None`: no allowlist can match it.
+pub fn client_ip(peer: Option<IpAddr>, xff: Option<&[u8]>, trusted_hops: usize) -> Option<IpAddr> {
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let Some(xff) = xff.and_then(|raw| std::str::from_utf8(raw).ok()) else {
+        return peer;
+    };
+    let entries: Vec<&str> = xff
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.len() < trusted_hops {
+        return peer;
+    }
+    parse_address(entries[entries.len() - trusted_hops])
+}
+
+/// Parses allowlist entries (IP or CIDR). Used when a snapshot is validated.
+pub fn parse_allowlist_entry(entry: &str) -> Option<IpNet> {
+    if let Ok(net) = entry.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    entry.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// Whether `ip` is allowed by the list; an empty list allows every address. IPv4-mapped IPv6
+/// clients (`::ffff:1.2.3.4`, common on dual-stack listeners) match IPv4 entries.
+pub fn ip_allowed(allowed: &[IpNet], ip: Option<IpAddr>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(ip) = ip else {
+        return false;
+    };
+    let mapped = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    };
+    allowed
+        .iter()
+        .any(|net| net.contains(&ip) || mapped.is_some_and(|v4| net.contains(&v4)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_envoy_and_proxy_address_forms() {
+        assert_eq!(parse_address("127.0.0.1:5555"), Some(ip("127.0.0.1")));
+        assert_eq!(parse_address("[::1]:5555"), Some(ip("::1")));
+        assert_eq!(parse_address("[2001:db8::1]"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_address(" 10.0.0.1 "), Some(ip("10.0.0.1")));
+        assert_eq!(parse_address("2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_address("unknown"), None);
+        assert_eq!(parse_address(""), None);
+    }
+
+    #[test]
+    fn xff_is_ignored_unless_hops_are_trusted() {
+        let peer = Some(ip("192.0.2.1"));
+        assert_eq!(client_ip(peer, Some(b"6.6.6.6"), 0), peer);
+        assert_eq!(client_ip(peer, None, 1), peer);
+    }
+
+    #[test]
+    fn xff_takes_nth_from_the_right() {
+        let peer = Some(ip("192.0.2.1"));
+        let xff: &[u8] = b"6.6.6.6, 203.0.113.7, 10.0.0.2";
+        assert_eq!(client_ip(peer, Some(xff), 1), Some(ip("10.0.0.2")));
+        assert_eq!(client_ip(peer, Some(xff), 2), Some(ip("203.0.113.7")));
+        assert_eq!(client_ip(peer, Some(xff), 3), Some(ip("6.6.6.6")));
+        assert_eq!(client_ip(peer, Some(xff), 4), peer);
+        assert_eq!(client_ip(peer, Some(b"junk, 10.0.0.2"), 2), None);
+        assert_eq!(client_ip(peer, Some(b"\xff"), 1), peer);
+        assert_eq!(
+            client_ip(peer, Some(b"[2001:db8::5]:443"), 1),
+            Some(ip("2001:db8::5"))
+        );
+    }
+
+    #[test]
+    fn allowlist_matches_v4_v6_and_mapped() {
+        let list: Vec<IpNet> = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+            .iter()
+            .map(|e| parse_allowlist_entry(e).unwrap())
+            .collect();
+        assert!(ip_allowed(&list, Some(ip("10.1.2.3"))));
+        assert!(ip_allowed(&list, Some(ip("192.0.2.7"))));
+        assert!(!ip_allowed(&list, Some(ip("192.0.2.8"))));
+        assert!(ip_allowed(&list, Some(ip("2001:db8:1::1"))));
+        assert!(!ip_allowed(&list, Some(ip("2001:db9::1"))));
+        assert!(ip_allowed(&list, Some(ip("::ffff:10.9.9.9"))));
+        assert!(!ip_allowed(&list, None));
+        assert!(ip_allowed(&[], None));
+        assert!(ip_allowed(&[], Some(ip("8.8.8.8"))));
+    }
+
+    #[test]
+    fn allowlist_entries_validate() {
+        assert_eq!(
+            parse_allowlist_entry("10.0.0.1/8"),
+            Some("10.0.0.0/8".parse().unwrap())
+        );
+        assert!(parse_allowlist_entry("10.0.0.0/33").is_none());
+        assert!(parse_allowlist_entry("not-an-ip").is_none());
+        assert!(parse_allowlist_entry("::1").is_some());
+    }
+}

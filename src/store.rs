@@ -1,0 +1,206 @@
+//! The key store, kept in Envoy's shared data so that every worker VM of one Envoy sees one
+//! copy: memory does not multiply with `--concurrency`, and one worker's refresh serves all.
+//!
+//! Layout (all under one `vm_id`):
+//! - `keygate.k.<sha256 hex>` → a `StoredKey` (JSON), or empty for a deleted key.
+//! - `keygate.meta` → `StoreMeta`: which generation is current, the snapshot version, counts.
+//!
+//! Shared data cannot delete entries, so a full snapshot does not clear the old keys: it writes
+//! its keys with a new, higher generation and then switches `meta.generation`. A lookup accepts
+//! an entry whose generation is at least the current one, so keys rewritten during a
+//! multi-page load keep working, and keys missing from the new snapshot stop working the
+//! moment the switch lands. Deltas overwrite entries in place (deleted → empty value).
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::{Host, WriteError};
+use crate::keys::{StoredKey, ValidPage};
+
+pub const META_KEY: &str = "keygate.meta";
+const KEY_PREFIX: &str = "keygate.k.";
+/// Bounded retries for CAS writes of small shared records.
+pub const CAS_RETRIES: usize = 8;
+
+/// What the store currently serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreMeta {
+    pub generation: u64,
+    pub version: u64,
+    pub epoch: String,
+    pub keys: u64,
+    /// When a refresh last succeeded (200 or 304), proxy clock ms; 0 before the first one.
+    pub last_success_ms: u64,
+}
+
+impl StoreMeta {
+    pub fn loaded(&self) -> bool {
+        self.last_success_ms > 0
+    }
+}
+
+fn slot(hash: &str) -> String {
+    let mut key = String::with_capacity(KEY_PREFIX.len() + hash.len());
+    key.push_str(KEY_PREFIX);
+    key.push_str(hash);
+    key
+}
+
+pub fn read_meta(host: &dyn Host) -> StoreMeta {
+    match host.get_shared(META_KEY).0 {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => StoreMeta::default(),
+    }
+}
+
+/// Replaces the meta record with `update(current)`, retrying on CAS conflicts.
+pub fn update_meta(
+    host: &dyn Host,
+    update: impl Fn(&StoreMeta) -> StoreMeta,
+) -> Result<StoreMeta, WriteError> {
+    let mut last_error = WriteError::CasMismatch;
+    for _ in 0..CAS_RETRIES {
+        let (bytes, cas) = host.get_shared(META_KEY);
+        let current = bytes
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let next = update(&current);
+        let encoded = serde_json::to_vec(&next).unwrap_or_default();
+        match host.set_shared(META_KEY, &encoded, cas) {
+            Ok(()) => return Ok(next),
+            Err(error) => last_error = error,
+        }
+        if last_error == WriteError::Host {
+            break;
+        }
+    }
+    Err(last_error)
+}
+
+/// The key with this hash, if the store holds a live record for it in `generation` or later.
+pub fn lookup(host: &dyn Host, hash: &str, generation: u64) -> Option<StoredKey> {
+    let bytes = host.get_shared(&slot(hash)).0?;
+    StoredKey::decode(&bytes).filter(|key| key.generation >= generation)
+}
+
+/// Writes a validated page. Only the refresh lease holder writes key entries, so they are
+/// plain writes; the lease (see `refresh.rs`) is what serialises writers.
+/// Returns how the number of live keys changed when `count_changes` (deltas) is set.
+pub fn write_page(
+    host: &dyn Host,
+    page: &ValidPage,
+    current_generation: u64,
+    count_changes: bool,
+) -> Result<i64, WriteError> {
+    let mut change = 0i64;
+    for (hash, key) in &page.upserts {
+        let slot = slot(hash);
+        if count_changes && lookup(host, hash, current_generation).is_none() {
+            change += 1;
+        }
+        host.set_shared(&slot, &key.encode(), None)?;
+    }
+    for hash in &page.deletions {
+        if count_changes && lookup(host, hash, current_generation).is_some() {
+            change -= 1;
+        }
+        host.set_shared(&slot(hash), &[], None)?;
+    }
+    Ok(change)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::FakeHost;
+    use crate::keys::{hash_key, StoredKey};
+    use crate::snapshot::Limits;
+
+    fn stored(id: &str, generation: u64) -> StoredKey {
+        StoredKey {
+            generation,
+            id: id.into(),
+            name: id.into(),
+            team: String::new(),
+            environment: "live".into(),
+            prefix: "pk_live_".into(),
+            scopes: vec![],
+            allowed_ips: vec![],
+            expires_at: None,
+            active: true,
+            limits: Limits::default(),
+            quota_exceeded_until: None,
+        }
+    }
+
+    #[test]
+    fn generations_hide_keys_missing_from_a_newer_full_snapshot() {
+        let host = FakeHost::at(1);
+        let (a, b) = (hash_key("a"), hash_key("b"));
+        let first = ValidPage {
+            upserts: vec![(a.clone(), stored("a", 1)), (b.clone(), stored("b", 1))],
+            deletions: vec![],
+        };
+        write_page(&host, &first, 1, false).unwrap();
+        assert!(lookup(&host, &a, 1).is_some());
+
+        // A new full snapshot (generation 2) only has `a`. While it is being written the
+        // current generation is still 1, and both keys keep working.
+        let second = ValidPage {
+            upserts: vec![(a.clone(), stored("a", 2))],
+            deletions: vec![],
+        };
+        write_page(&host, &second, 1, false).unwrap();
+        assert!(lookup(&host, &a, 1).is_some());
+        assert!(lookup(&host, &b, 1).is_some());
+        // After the switch only `a` does.
+        assert!(lookup(&host, &a, 2).is_some());
+        assert!(lookup(&host, &b, 2).is_none());
+    }
+
+    #[test]
+    fn deltas_delete_in_place_and_count() {
+        let host = FakeHost::at(1);
+        let (a, b) = (hash_key("a"), hash_key("b"));
+        let page = ValidPage {
+            upserts: vec![(a.clone(), stored("a", 1))],
+            deletions: vec![],
+        };
+        assert_eq!(write_page(&host, &page, 1, true).unwrap(), 1);
+        assert_eq!(write_page(&host, &page, 1, true).unwrap(), 0);
+        let delta = ValidPage {
+            upserts: vec![(b.clone(), stored("b", 1))],
+            deletions: vec![a.clone()],
+        };
+        assert_eq!(write_page(&host, &delta, 1, true).unwrap(), 0);
+        assert!(lookup(&host, &a, 1).is_none());
+        assert!(lookup(&host, &b, 1).is_some());
+    }
+
+    #[test]
+    fn meta_updates_retry_on_cas_conflicts() {
+        let host = FakeHost::at(1);
+        host.fail_next_cas.set(3);
+        let meta = update_meta(&host, |m| StoreMeta {
+            version: m.version + 1,
+            ..m.clone()
+        })
+        .unwrap();
+        assert_eq!(meta.version, 1);
+        assert_eq!(read_meta(&host).version, 1);
+        host.fail_next_cas.set(CAS_RETRIES as u32);
+        assert_eq!(
+            update_meta(&host, |m| m.clone()),
+            Err(WriteError::CasMismatch)
+        );
+    }
+
+    #[test]
+    fn garbage_entries_read_as_absent() {
+        let host = FakeHost::at(1);
+        host.set_shared(&slot(&hash_key("a")), b"{not json", None)
+            .unwrap();
+        assert!(lookup(&host, &hash_key("a"), 0).is_none());
+        host.set_shared(META_KEY, b"garbage", None).unwrap();
+        assert_eq!(read_meta(&host), StoreMeta::default());
+    }
+}
