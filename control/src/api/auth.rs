@@ -1,0 +1,91 @@
+//! Bearer tokens: the admin token guards key management, the sync token guards the snapshot
+//! feed, and neither opens the other's door.
+
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A token kept only as its SHA-256, compared in constant time (and independent of length).
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> Self {
+        TokenDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.0.ct_eq(&presented).into()
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn require(expected: &TokenDigest, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer_token(headers) {
+        Some(token) if expected.matches(token) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Proof that the request carried the admin token.
+pub struct AdminAuth;
+
+/// Proof that the request carried the sync token.
+pub struct SyncAuth;
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(&state.admin_token, &parts.headers).map(|()| AdminAuth)
+    }
+}
+
+impl FromRequestParts<AppState> for SyncAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(&state.sync_token, &parts.headers).map(|()| SyncAuth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn reads_bearer_tokens() {
+        assert_eq!(bearer_token(&headers("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&headers("bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&headers("Basic abc")), None);
+        assert_eq!(bearer_token(&headers("Bearer ")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn digests_match_only_the_same_token() {
+        let digest = TokenDigest::of("secret-token");
+        assert!(digest.matches("secret-token"));
+        assert!(!digest.matches("secret-token2"));
+        assert!(!digest.matches(""));
+    }
+}

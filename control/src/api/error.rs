@@ -1,0 +1,95 @@
+//! The one error shape every endpoint answers with: `{"error":{"code":"…","message":"…"}}`.
+
+use crate::validate::FieldError;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Validation(String),
+    InvalidJson(String),
+    Unauthorized,
+    NotFound(String),
+    MethodNotAllowed,
+    Conflict(String),
+    PayloadTooLarge,
+    /// Logged in full; the client only learns that something failed on our side.
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_code_and_message(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Validation(message) => {
+                (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message.clone())
+            }
+            ApiError::InvalidJson(message) => {
+                (StatusCode::BAD_REQUEST, "INVALID_JSON", message.clone())
+            }
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "missing or invalid bearer token".into(),
+            ),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message.clone()),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this path".into(),
+            ),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "CONFLICT", message.clone()),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "request body is larger than 64 KiB".into(),
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error; see the service log".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            eprintln!("keygate-control: internal error: {detail}");
+        }
+        let (status, code, message) = self.status_code_and_message();
+        let body = Json(json!({ "error": { "code": code, "message": message } }));
+        if status == StatusCode::UNAUTHORIZED {
+            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        }
+        (status, body).into_response()
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        ApiError::Validation(error.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(error: rusqlite::Error) -> Self {
+        ApiError::Internal(format!("database: {error}"))
+    }
+}
+
+impl From<getrandom::Error> for ApiError {
+    fn from(error: getrandom::Error) -> Self {
+        ApiError::Internal(format!("OS random number generator: {error}"))
+    }
+}
+
+pub async fn route_not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

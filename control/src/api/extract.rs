@@ -1,0 +1,159 @@
+//! Extractors that turn bad input into our JSON errors instead of axum's plain-text rejections.
+
+use crate::api::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// A JSON request body; bodies over the limit give 413, unparsable ones `INVALID_JSON`, and
+/// well-formed JSON of the wrong shape `VALIDATION_ERROR` naming the field.
+pub struct JsonBody<T>(pub T);
+
+/// Like [`JsonBody`], but an empty body means `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+/// Query parameters; a value of the wrong type gives `VALIDATION_ERROR`.
+pub struct QueryParams<T>(pub T);
+
+/// The `{id}` path segment.
+pub struct KeyIdParam(pub String);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(request, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(params)| QueryParams(params))
+            .map_err(|rejection| ApiError::Validation(rejection.body_text()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyIdParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| KeyIdParam(id))
+            .map_err(|_| ApiError::NotFound("no such key".into()))
+    }
+}
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::InvalidJson(rejection.body_text()),
+        })
+}
+
+/// Parses `bytes` as `T`, keeping the path to whatever field was wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::Validation(describe_data_error(&path, &inner))
+            }
+            _ => ApiError::InvalidJson(format!("request body is not valid JSON: {inner}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::InvalidJson(format!("request body is not valid JSON: {error}")))?;
+    Ok(value)
+}
+
+/// `limits.per_minute: invalid type: string "x", expected u64`, or `name: is required`.
+fn describe_data_error(path: &str, error: &serde_json::Error) -> String {
+    let full = error.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(position) => &full[..position],
+        None => full.as_str(),
+    };
+    let parent = if path == "." { "" } else { path };
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return match parent {
+            "" => format!("{field}: is required"),
+            _ => format!("{parent}.{field}: is required"),
+        };
+    }
+    match parent {
+        "" => format!("body: {message}"),
+        _ => format!("{parent}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::CreateKeyRequest;
+
+    fn message_of(json: &str) -> (String, String) {
+        match parse_json::<CreateKeyRequest>(json.as_bytes()) {
+            Err(ApiError::Validation(message)) => ("VALIDATION_ERROR".into(), message),
+            Err(ApiError::InvalidJson(message)) => ("INVALID_JSON".into(), message),
+            other => panic!("unexpected {other:?}", other = other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn wrong_shapes_name_the_field() {
+        let cases = [
+            (r#"{}"#, "name: is required"),
+            (r#"{"name":1}"#, "name: invalid type: integer `1`, expected a string"),
+            (r#"{"name":"a","limits":{"per_minute":"x"}}"#, "limits.per_minute: invalid type"),
+            (r#"{"name":"a","plan":"gold"}"#, "plan: unknown variant `gold`"),
+            (r#"{"name":"a","scopes":"all"}"#, "scopes: invalid type"),
+            (r#"[1]"#, "body: invalid type"),
+        ];
+        for (json, expected) in cases {
+            let (code, message) = message_of(json);
+            assert_eq!(code, "VALIDATION_ERROR", "{json}");
+            assert!(message.starts_with(expected), "{json} gave {message}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let (code, message) = message_of(r#"{"name":"a","colour":"red"}"#);
+        assert_eq!(code, "VALIDATION_ERROR");
+        assert!(message.contains("unknown field `colour`"), "{message}");
+    }
+
+    #[test]
+    fn broken_json_is_invalid_json() {
+        for json in ["{", "", "{\"name\":\"a\"} trailing", "nope"] {
+            assert_eq!(message_of(json).0, "INVALID_JSON", "{json}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The admin endpoints under `/v1/keys`.
+
+use crate::api::auth::AdminAuth;
+use crate::api::error::ApiError;
+use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
+use crate::api::state::AppState;
+use crate::api::views::KeyView;
+use crate::clock;
+use crate::cursor;
+use crate::plans::Environment;
+use crate::store::keys::{self, ListFilter};
+use crate::store::lifecycle::{self, LifecycleError};
+use crate::validate::{self, CreateKeyRequest, RotateKeyRequest, Rules, UpdateKeyRequest};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    JsonBody(request): JsonBody<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    let now = clock::now();
+    let rules = Rules {
+        allowed_scopes: &state.allowed_scopes,
+        now,
+    };
+    let settings = rules.create(request)?;
+    let minted = state
+        .blocking(move |store| lifecycle::create(store, &settings, now))
+        .await?;
+    Ok((StatusCode::CREATED, Json(KeyView::from(minted))))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    team: Option<String>,
+    environment: Option<String>,
+    active: Option<bool>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyList {
+    keys: Vec<KeyView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<KeyList>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::Validation(format!(
+            "limit: must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    let after = decode_cursor(query.cursor.as_deref())?;
+    let environment = query
+        .environment
+        .map(|name| {
+            Environment::parse(&name).ok_or_else(|| {
+                ApiError::Validation(format!("environment: must be live or test, not {name:?}"))
+            })
+        })
+        .transpose()?;
+    let filter = ListFilter {
+        team: query.team,
+        environment,
+        active: query.active,
+    };
+    let page = state
+        .blocking(move |store| store.read(|tx| keys::list(tx, &filter, after, limit)))
+        .await?;
+    Ok(Json(KeyList {
+        keys: page.rows.into_iter().map(KeyView::from).collect(),
+        next_cursor: page.next_after.map(cursor::encode),
+    }))
+}
+
+/// The sequence number a page starts after; 0 for the first page.
+pub fn decode_cursor(text: Option<&str>) -> Result<i64, ApiError> {
+    match text {
+        None => Ok(0),
+        Some(text) => cursor::decode(text).ok_or_else(|| {
+            ApiError::Validation("cursor: not a cursor this service issued".into())
+        }),
+    }
+}
+
+pub async fn show_key(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<Json<KeyView>, ApiError> {
+    let key = state
+        .blocking(move |store| match lifecycle::show(store, &id) {
+            Err(LifecycleError::Deleted) => Err(LifecycleError::NotFound),
+            other => other,
+        })
+        .await?;
+    Ok(Json(KeyView::from(key)))
+}
+
+pub async fn update_key(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    KeyIdParam(id): KeyIdParam,
+    JsonBody(request): JsonBody<UpdateKeyRequest>,
+) -> Result<Json<KeyView>, ApiError> {
+    let now = clock::now();
+    let rules = Rules {
+        allowed_scopes: &state.allowed_scopes,
+        now,
+    };
+    let changes = rules.update(request)?;
+    let key = state
+        .blocking(move |store| lifecycle::update(store, &id, changes, now))
+        .await?;
+    Ok(Json(KeyView::from(key)))
+}
+
+pub async fn delete_key(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<StatusCode, ApiError> {
+    let now = clock::now();
+    state
+        .blocking(move |store| lifecycle::delete(store, &id, now))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    KeyIdParam(id): KeyIdParam,
+    OptionalJsonBody(request): OptionalJsonBody<RotateKeyRequest>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    let grace_seconds = validate::grace_seconds(&request)?;
+    let now = clock::now();
+    let minted = state
+        .blocking(move |store| lifecycle::rotate(store, &id, grace_seconds, now))
+        .await?;
+    Ok((StatusCode::CREATED, Json(KeyView::from(minted))))
+}

@@ -1,0 +1,10 @@
+//! The HTTP API: routes, handlers and the plumbing they share.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod router;
+pub mod snapshot;
+pub mod state;
+pub mod views;

@@ -1,0 +1,175 @@
+//! `GET /v1/snapshot`: full and delta pages of the key set for proxies, with ETags and
+//! long polling.
+
+use crate::api::auth::SyncAuth;
+use crate::api::error::ApiError;
+use crate::api::extract::QueryParams;
+use crate::api::keys::decode_cursor;
+use crate::api::state::AppState;
+use crate::api::views::key_record;
+use crate::cursor;
+use crate::feed::{self, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
+use crate::store::db::current_version;
+use crate::store::keys;
+use crate::store::Store;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keygate::snapshot::Snapshot;
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Deserialize)]
+pub struct SnapshotQuery {
+    since: Option<u64>,
+    epoch: Option<String>,
+    wait: Option<u64>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// A validated snapshot request.
+struct PageRequest {
+    since: Option<u64>,
+    epoch: Option<String>,
+    wait: Option<Duration>,
+    limit: usize,
+    /// Sequence number to continue after; 0 for the first page.
+    after: i64,
+    first_page: bool,
+}
+
+impl PageRequest {
+    fn from_query(query: SnapshotQuery) -> Result<PageRequest, ApiError> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(ApiError::Validation(format!(
+                "limit: must be between 1 and {MAX_PAGE_SIZE}"
+            )));
+        }
+        let wait = match query.wait {
+            None => None,
+            Some(seconds @ 1..=MAX_WAIT_SECONDS) => Some(Duration::from_secs(seconds)),
+            Some(_) => {
+                return Err(ApiError::Validation(format!(
+                    "wait: must be between 1 and {MAX_WAIT_SECONDS} seconds"
+                )))
+            }
+        };
+        Ok(PageRequest {
+            since: query.since,
+            epoch: query.epoch,
+            wait,
+            limit,
+            after: decode_cursor(query.cursor.as_deref())?,
+            first_page: query.cursor.is_none(),
+        })
+    }
+
+    fn kind(&self, current_epoch: &str, current_version: u64) -> PageKind {
+        feed::page_kind(
+            current_epoch,
+            current_version,
+            self.epoch.as_deref(),
+            self.since,
+        )
+    }
+}
+
+pub async fn snapshot(
+    State(state): State<AppState>,
+    _: SyncAuth,
+    headers: HeaderMap,
+    QueryParams(query): QueryParams<SnapshotQuery>,
+) -> Result<Response, ApiError> {
+    let request = PageRequest::from_query(query)?;
+    if request.first_page {
+        let if_none_match = headers
+            .get(IF_NONE_MATCH)
+            .and_then(|value| value.to_str().ok());
+        if let Some(not_modified) = wait_for_news(&state, &request, if_none_match).await {
+            return Ok(not_modified);
+        }
+    }
+    let page = state
+        .blocking(move |store| read_page(store, &request))
+        .await?;
+    let body = serde_json::to_vec(&page)
+        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))?;
+    let tag = feed::etag(&page.epoch, page.version);
+    Ok((
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, "application/json".to_string()),
+            (ETAG, tag),
+            (CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Body::from(body),
+    )
+        .into_response())
+}
+
+/// `None` when there is something to send; otherwise holds the request for up to `wait` until
+/// the version moves, answering 304 if it does not. Waits on the version watch only: no
+/// database connection or thread is held meanwhile.
+async fn wait_for_news(
+    state: &AppState,
+    request: &PageRequest,
+    if_none_match: Option<&str>,
+) -> Option<Response> {
+    let epoch = state.store.epoch();
+    let mut versions = state.store.subscribe();
+    let mut shutting_down = state.shutting_down.clone();
+    let deadline = request.wait.map(|wait| Instant::now() + wait);
+    loop {
+        let version = *versions.borrow_and_update();
+        let tag = feed::etag(epoch, version);
+        if !feed::is_not_modified(request.kind(epoch, version), version, if_none_match, &tag) {
+            return None;
+        }
+        let Some(deadline) = deadline else {
+            return Some(not_modified(tag));
+        };
+        tokio::select! {
+            changed = tokio::time::timeout_at(deadline, versions.changed()) => {
+                if !matches!(changed, Ok(Ok(()))) {
+                    return Some(not_modified(tag));
+                }
+            }
+            _ = shutting_down.wait_for(|stopping| *stopping) => return Some(not_modified(tag)),
+        }
+    }
+}
+
+fn not_modified(tag: String) -> Response {
+    (StatusCode::NOT_MODIFIED, [(ETAG, tag)]).into_response()
+}
+
+/// One page, read in a single transaction so its version and rows agree.
+fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, rusqlite::Error> {
+    store.read(|tx| {
+        let version = current_version(tx)?;
+        let kind = request.kind(store.epoch(), version);
+        let (page, since) = match kind {
+            PageKind::Full => (keys::all_live(tx, request.after, request.limit)?, 0),
+            PageKind::Delta { since } => (
+                keys::changed_since(tx, since, request.after, request.limit)?,
+                since,
+            ),
+        };
+        let (tombstones, live): (Vec<_>, Vec<_>) =
+            page.rows.into_iter().partition(|row| row.deleted);
+        Ok(Snapshot {
+            version,
+            epoch: store.epoch().to_string(),
+            full: kind == PageKind::Full,
+            since,
+            keys: live.into_iter().map(key_record).collect(),
+            deleted: tombstones.into_iter().map(|row| row.hash).collect(),
+            next_cursor: page.next_after.map(cursor::encode),
+        })
+    })
+}

@@ -1,0 +1,46 @@
+//! What every handler can reach: the store, the two tokens and the configured scopes.
+
+use crate::api::auth::TokenDigest;
+use crate::api::error::ApiError;
+use crate::store::lifecycle::LifecycleError;
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub admin_token: Arc<TokenDigest>,
+    pub sync_token: Arc<TokenDigest>,
+    pub allowed_scopes: Arc<[String]>,
+    /// Turns `true` when the service is shutting down, so long polls answer at once.
+    pub shutting_down: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Runs blocking database work on tokio's blocking pool, off the async workers.
+    pub async fn blocking<T, E>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|error| ApiError::Internal(format!("database task failed: {error}")))?
+            .map_err(Into::into)
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::NotFound => ApiError::NotFound("no such key".into()),
+            LifecycleError::Deleted => ApiError::Conflict("the key was deleted".into()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! How stored keys are shown: to admins (settings and overrides, never the hash) and to
+//! proxies (the snapshot's `KeyRecord`, with the hash and effective limits).
+
+use crate::plans::{effective_limits, Environment, LimitOverrides, Plan};
+use crate::store::keys::StoredKey;
+use crate::store::lifecycle::MintedKey;
+use keygate::snapshot::{KeyRecord, Limits};
+use serde::Serialize;
+
+/// A key as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub environment: Environment,
+    pub team: String,
+    pub prefix: String,
+    pub last4: String,
+    pub scopes: Vec<String>,
+    pub allowed_ips: Vec<String>,
+    pub expires_at: Option<String>,
+    pub active: bool,
+    pub plan: Plan,
+    pub limits: LimitOverrides,
+    pub effective_limits: Limits,
+    pub created_at: String,
+    pub updated_at: String,
+    pub rotated_from: Option<String>,
+    /// The secret; present only in the response that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl From<StoredKey> for KeyView {
+    fn from(key: StoredKey) -> Self {
+        KeyView {
+            effective_limits: effective_limits(key.plan, &key.limits),
+            id: key.id,
+            name: key.name,
+            environment: key.environment,
+            team: key.team,
+            prefix: key.prefix,
+            last4: key.last4,
+            scopes: key.scopes,
+            allowed_ips: key.allowed_ips,
+            expires_at: key.expires_at,
+            active: key.active,
+            plan: key.plan,
+            limits: key.limits,
+            created_at: key.created_at,
+            updated_at: key.updated_at,
+            rotated_from: key.rotated_from,
+            key: None,
+        }
+    }
+}
+
+impl From<MintedKey> for KeyView {
+    fn from(minted: MintedKey) -> Self {
+        KeyView {
+            key: Some(minted.secret),
+            ..KeyView::from(minted.key)
+        }
+    }
+}
+
+/// A key as proxies see it in the snapshot.
+pub fn key_record(key: StoredKey) -> KeyRecord {
+    KeyRecord {
+        limits: effective_limits(key.plan, &key.limits),
+        id: key.id,
+        hash: key.hash,
+        prefix: key.prefix,
+        last4: key.last4,
+        name: key.name,
+        team: key.team,
+        environment: key.environment.as_str().to_string(),
+        scopes: key.scopes,
+        allowed_ips: key.allowed_ips,
+        expires_at: key.expires_at,
+        active: key.active,
+        plan: key.plan.as_str().to_string(),
+        quota_exceeded_until: None,
+    }
+}

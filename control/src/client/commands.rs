@@ -1,0 +1,213 @@
+//! One function per `keys` subcommand: build the request, call the API, print the result.
+
+use crate::cli::{CreateArgs, KeysArgs, KeysCommand, LimitArgs, ListArgs, UpdateArgs};
+use crate::client::http::AdminClient;
+use crate::client::table::{key_details, key_table};
+use serde_json::{json, Map, Value};
+
+const SECRET_WARNING: &str =
+    "Store this secret now: it is shown only once and cannot be recovered.";
+
+pub fn run(args: KeysArgs) -> Result<(), String> {
+    let token = args
+        .token
+        .filter(|token| !token.is_empty())
+        .ok_or("KEYGATE_ADMIN_TOKEN (or --token) must be set to use the admin API")?;
+    let client = AdminClient::new(&args.url, token);
+    let json = args.json;
+    match args.command {
+        KeysCommand::Create(create) => {
+            let key = client.post("/v1/keys", &create_body(create))?;
+            print_minted(&key, json, "Created");
+        }
+        KeysCommand::List(list) => {
+            let page = client.get("/v1/keys", &list_query(list))?;
+            print_list(&page, json);
+        }
+        KeysCommand::Show { id } => print_key(&client.get(&key_path(&id), &[])?, json),
+        KeysCommand::Update(update) => {
+            let path = key_path(&update.id);
+            let current_limits = if has_limits(&update.limits) {
+                client.get(&path, &[])?["limits"].clone()
+            } else {
+                Value::Null
+            };
+            let key = client.patch(&path, &update_body(update, current_limits))?;
+            print_key(&key, json);
+        }
+        KeysCommand::Revoke { id } => {
+            let key = client.patch(&key_path(&id), &json!({ "active": false }))?;
+            if json {
+                print_key(&key, true);
+            } else {
+                println!("Revoked {id}: it stays listed but no longer authenticates.");
+            }
+        }
+        KeysCommand::Rotate { id, grace_seconds } => {
+            let body = json!({ "grace_seconds": grace_seconds });
+            let key = client.post(&format!("{}/rotate", key_path(&id)), &body)?;
+            print_minted(&key, json, "Rotated");
+            if !json {
+                println!("The old key {id} keeps working for {grace_seconds} s.");
+            }
+        }
+        KeysCommand::Delete { id } => {
+            client.delete(&key_path(&id))?;
+            if json {
+                println!("{}", json!({ "id": id, "deleted": true }));
+            } else {
+                println!("Deleted {id}.");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn key_path(id: &str) -> String {
+    // Ids are base62; anything else would not match a key anyway, so keep it out of the path.
+    let safe: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    format!("/v1/keys/{safe}")
+}
+
+fn insert_some(body: &mut Map<String, Value>, field: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        body.insert(field.into(), value.into());
+    }
+}
+
+fn has_limits(limits: &LimitArgs) -> bool {
+    limits.per_minute.is_some()
+        || limits.per_hour.is_some()
+        || limits.per_day.is_some()
+        || limits.concurrent.is_some()
+}
+
+/// The given overrides laid over `base` (an overrides object or null).
+fn limits_body(limits: &LimitArgs, base: Value) -> Value {
+    let mut merged = match base {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    insert_some(&mut merged, "per_minute", limits.per_minute);
+    insert_some(&mut merged, "per_hour", limits.per_hour);
+    insert_some(&mut merged, "per_day", limits.per_day);
+    insert_some(&mut merged, "concurrent", limits.concurrent);
+    Value::Object(merged)
+}
+
+fn create_body(args: CreateArgs) -> Value {
+    let mut body = Map::new();
+    body.insert("name".into(), args.name.into());
+    insert_some(&mut body, "environment", args.environment);
+    insert_some(&mut body, "team", args.team);
+    body.insert("scopes".into(), args.scopes.into());
+    body.insert("allowed_ips".into(), args.allowed_ips.into());
+    insert_some(&mut body, "expires_at", args.expires_at);
+    insert_some(&mut body, "plan", args.plan);
+    if has_limits(&args.limits) {
+        body.insert("limits".into(), limits_body(&args.limits, Value::Null));
+    }
+    Value::Object(body)
+}
+
+fn update_body(args: UpdateArgs, current_limits: Value) -> Value {
+    let mut body = Map::new();
+    insert_some(&mut body, "name", args.name);
+    insert_some(&mut body, "team", args.team);
+    if args.clear_scopes || !args.scopes.is_empty() {
+        body.insert("scopes".into(), args.scopes.into());
+    }
+    if args.clear_allowed_ips || !args.allowed_ips.is_empty() {
+        body.insert("allowed_ips".into(), args.allowed_ips.into());
+    }
+    if args.no_expiry {
+        body.insert("expires_at".into(), Value::Null);
+    }
+    insert_some(&mut body, "expires_at", args.expires_at);
+    insert_some(&mut body, "plan", args.plan);
+    if has_limits(&args.limits) {
+        body.insert("limits".into(), limits_body(&args.limits, current_limits));
+    }
+    insert_some(&mut body, "active", args.active);
+    Value::Object(body)
+}
+
+fn list_query(args: ListArgs) -> Vec<(&'static str, String)> {
+    [
+        ("team", args.team),
+        ("environment", args.environment),
+        ("active", args.active.map(|active| active.to_string())),
+        ("limit", args.limit.map(|limit| limit.to_string())),
+        ("cursor", args.cursor),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name, value)))
+    .collect()
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn print_key(key: &Value, json: bool) {
+    if json {
+        print_json(key);
+    } else {
+        println!("{}", key_details(key));
+    }
+}
+
+fn print_minted(key: &Value, json: bool, verb: &str) {
+    if json {
+        print_json(key);
+        eprintln!("{SECRET_WARNING}");
+        return;
+    }
+    println!("{verb} key {}.", key["id"].as_str().unwrap_or("?"));
+    println!("{}", key_details(key));
+    println!();
+    println!("Secret: {}", key["key"].as_str().unwrap_or("?"));
+    println!("{SECRET_WARNING}");
+}
+
+fn print_list(page: &Value, json: bool) {
+    if json {
+        print_json(page);
+        return;
+    }
+    let keys = page["keys"].as_array().cloned().unwrap_or_default();
+    if keys.is_empty() {
+        println!("No keys.");
+    } else {
+        println!("{}", key_table(&keys));
+    }
+    if let Some(cursor) = page["next_cursor"].as_str() {
+        println!("More keys follow: --cursor {cursor}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_merges_limit_flags_over_current_overrides() {
+        let limits = LimitArgs {
+            per_day: Some(50),
+            ..LimitArgs::default()
+        };
+        let merged = limits_body(&limits, json!({"per_minute": 5, "per_day": 10}));
+        assert_eq!(merged, json!({"per_minute": 5, "per_day": 50}));
+    }
+
+    #[test]
+    fn key_paths_drop_unexpected_characters() {
+        assert_eq!(key_path("key_abc/../x?y"), "/v1/keys/key_abcxy");
+    }
+}

@@ -1,0 +1,95 @@
+//! Secrets and identifiers from the OS CSPRNG, and the one-way hash that is all we store.
+
+use crate::plans::Environment;
+use sha2::{Digest, Sha256};
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Random characters after the environment prefix: 40 base62 chars is about 238 bits.
+pub const SECRET_RANDOM_LEN: usize = 40;
+const ID_RANDOM_LEN: usize = 16;
+
+/// `len` characters drawn uniformly from the base62 alphabet.
+pub fn random_base62(len: usize) -> Result<String, getrandom::Error> {
+    // Bytes >= 248 are rejected so that `byte % 62` is uniform (248 = 4 * 62).
+    const ACCEPT_BELOW: u8 = 248;
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::fill(&mut buf)?;
+        for byte in buf.iter().filter(|byte| **byte < ACCEPT_BELOW) {
+            if out.len() == len {
+                break;
+            }
+            out.push(char::from(BASE62[usize::from(*byte % 62)]));
+        }
+    }
+    Ok(out)
+}
+
+/// A new secret such as `pk_live_` followed by 40 base62 characters.
+pub fn generate_secret(environment: Environment) -> Result<String, getrandom::Error> {
+    Ok(format!(
+        "{}{}",
+        environment.secret_prefix(),
+        random_base62(SECRET_RANDOM_LEN)?
+    ))
+}
+
+/// A new public key id such as `key_` followed by 16 base62 characters.
+pub fn generate_key_id() -> Result<String, getrandom::Error> {
+    Ok(format!("key_{}", random_base62(ID_RANDOM_LEN)?))
+}
+
+/// SHA-256 of the whole secret string, lowercase hex; what the filter matches on.
+pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The last four characters of a secret, shown so people can tell their keys apart.
+pub fn last4(secret: &str) -> String {
+    let skip = secret.chars().count().saturating_sub(4);
+    secret.chars().skip(skip).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_have_prefix_length_and_alphabet() {
+        for environment in [Environment::Live, Environment::Test] {
+            let secret = generate_secret(environment).unwrap();
+            let random = secret.strip_prefix(environment.secret_prefix()).unwrap();
+            assert_eq!(random.len(), SECRET_RANDOM_LEN);
+            assert!(random.bytes().all(|byte| BASE62.contains(&byte)), "{secret}");
+        }
+    }
+
+    #[test]
+    fn secrets_and_ids_differ_each_time() {
+        assert_ne!(generate_secret(Environment::Live).unwrap(), generate_secret(Environment::Live).unwrap());
+        let id = generate_key_id().unwrap();
+        assert!(id.starts_with("key_") && id.len() == 20, "{id}");
+    }
+
+    #[test]
+    fn alphabet_is_covered_roughly_uniformly() {
+        let sample = random_base62(62 * 200).unwrap();
+        for symbol in BASE62 {
+            let count = sample.bytes().filter(|byte| byte == symbol).count();
+            assert!((100..=320).contains(&count), "{} appeared {count} times", char::from(*symbol));
+        }
+    }
+
+    #[test]
+    fn hash_is_sha256_lowercase_hex() {
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(last4("pk_live_abcdWXYZ"), "WXYZ");
+        assert_eq!(last4("ab"), "ab");
+    }
+}

@@ -1,0 +1,104 @@
+//! Start-up settings that need checking before the service may run: tokens and scopes.
+
+pub const ADMIN_TOKEN_VAR: &str = "KEYGATE_ADMIN_TOKEN";
+pub const SYNC_TOKEN_VAR: &str = "KEYGATE_SYNC_TOKEN";
+const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+const DEV_SYNC_TOKEN: &str = "dev-sync-token";
+
+/// The two tokens, and whether each is the `--dev` default (so it may be printed).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tokens {
+    pub admin: String,
+    pub sync: String,
+    pub admin_is_dev_default: bool,
+    pub sync_is_dev_default: bool,
+}
+
+/// Tokens from the environment's values; empty counts as unset. Without `dev`, a missing
+/// token is an error naming its variable.
+pub fn resolve_tokens(
+    admin: Option<String>,
+    sync: Option<String>,
+    dev: bool,
+) -> Result<Tokens, String> {
+    let admin = admin.filter(|token| !token.is_empty());
+    let sync = sync.filter(|token| !token.is_empty());
+    let missing: Vec<&str> = [(ADMIN_TOKEN_VAR, &admin), (SYNC_TOKEN_VAR, &sync)]
+        .into_iter()
+        .filter(|(_, token)| token.is_none())
+        .map(|(variable, _)| variable)
+        .collect();
+    if !dev && !missing.is_empty() {
+        return Err(format!(
+            "{} must be set (or run `serve --dev` for development tokens)",
+            missing.join(" and ")
+        ));
+    }
+    let tokens = Tokens {
+        admin_is_dev_default: admin.is_none(),
+        sync_is_dev_default: sync.is_none(),
+        admin: admin.unwrap_or_else(|| DEV_ADMIN_TOKEN.into()),
+        sync: sync.unwrap_or_else(|| DEV_SYNC_TOKEN.into()),
+    };
+    if tokens.admin == tokens.sync {
+        return Err(format!(
+            "{ADMIN_TOKEN_VAR} and {SYNC_TOKEN_VAR} must differ: proxies hold the sync token and must not be able to manage keys"
+        ));
+    }
+    Ok(tokens)
+}
+
+/// The comma-separated scope list, trimmed; at least one, each a plain identifier.
+pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in list.split(',').map(str::trim).filter(|scope| !scope.is_empty()) {
+        let plain = scope
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        if !plain {
+            return Err(format!("KEYGATE_SCOPES: invalid scope {scope:?}"));
+        }
+        if !scopes.iter().any(|known| known == scope) {
+            scopes.push(scope.to_string());
+        }
+    }
+    if scopes.is_empty() {
+        return Err("KEYGATE_SCOPES: at least one scope is required".into());
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tokens_are_named() {
+        let error = resolve_tokens(None, Some("s".into()), false).unwrap_err();
+        assert!(error.starts_with("KEYGATE_ADMIN_TOKEN must be set"), "{error}");
+        let error = resolve_tokens(Some("a".into()), Some(String::new()), false).unwrap_err();
+        assert!(error.starts_with("KEYGATE_SYNC_TOKEN must be set"), "{error}");
+        let error = resolve_tokens(None, None, false).unwrap_err();
+        assert!(error.starts_with("KEYGATE_ADMIN_TOKEN and KEYGATE_SYNC_TOKEN"), "{error}");
+    }
+
+    #[test]
+    fn dev_fills_only_the_missing_token() {
+        let tokens = resolve_tokens(Some("mine".into()), None, true).unwrap();
+        assert_eq!(tokens.admin, "mine");
+        assert_eq!(tokens.sync, DEV_SYNC_TOKEN);
+        assert!(!tokens.admin_is_dev_default && tokens.sync_is_dev_default);
+    }
+
+    #[test]
+    fn identical_tokens_are_refused() {
+        assert!(resolve_tokens(Some("same".into()), Some("same".into()), false).is_err());
+    }
+
+    #[test]
+    fn scopes_are_trimmed_and_checked() {
+        assert_eq!(parse_scopes(" a, b ,,a").unwrap(), vec!["a", "b"]);
+        assert!(parse_scopes(" , ").is_err());
+        assert!(parse_scopes("ok,not ok").is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! `keygate-control serve`: opens the database, binds, serves until SIGTERM or Ctrl-C.
+
+use crate::api::auth::TokenDigest;
+use crate::api::router::router;
+use crate::api::state::AppState;
+use crate::cli::ServeArgs;
+use crate::serve_config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let tokens = resolve_tokens(
+        std::env::var(ADMIN_TOKEN_VAR).ok(),
+        std::env::var(SYNC_TOKEN_VAR).ok(),
+        args.dev,
+    )?;
+    let scopes = parse_scopes(&args.scopes)?;
+    let store = Store::open(&args.db)
+        .map_err(|error| format!("cannot open database {}: {error}", args.db.display()))?;
+    if tokens.admin_is_dev_default {
+        println!("dev mode: admin token is {}", tokens.admin);
+    }
+    if tokens.sync_is_dev_default {
+        println!("dev mode: sync token is {}", tokens.sync);
+    }
+    let (stop, shutting_down) = watch::channel(false);
+    let state = AppState {
+        store: Arc::new(store),
+        admin_token: Arc::new(TokenDigest::of(&tokens.admin)),
+        sync_token: Arc::new(TokenDigest::of(&tokens.sync)),
+        allowed_scopes: scopes.into(),
+        shutting_down,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+        let address = listener
+            .local_addr()
+            .map_err(|error| format!("cannot read the bound address: {error}"))?;
+        println!(
+            "keygate-control listening on http://{address} (db: {})",
+            args.db.display()
+        );
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                println!("keygate-control shutting down");
+                // Wakes long polls so in-flight requests finish promptly.
+                stop.send_replace(true);
+            })
+            .await
+            .map_err(|error| format!("server error: {error}"))
+    })?;
+    println!("keygate-control stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,206 @@
+//! The SQLite database: schema, pragmas, one writer connection and a small pool of readers.
+//! WAL lets readers (the snapshot feed) run while the writer commits; `synchronous=FULL` makes
+//! every acknowledged write survive a crash or power loss.
+
+use crate::secrets;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value ANY NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS keys (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    hash             TEXT NOT NULL,
+    prefix           TEXT NOT NULL,
+    last4            TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    environment      TEXT NOT NULL,
+    team             TEXT NOT NULL,
+    scopes           TEXT NOT NULL,
+    allowed_ips      TEXT NOT NULL,
+    expires_at       TEXT,
+    active           INTEGER NOT NULL,
+    plan             TEXT NOT NULL,
+    limit_per_minute INTEGER,
+    limit_per_hour   INTEGER,
+    limit_per_day    INTEGER,
+    limit_concurrent INTEGER,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    rotated_from     TEXT,
+    deleted          INTEGER NOT NULL DEFAULT 0,
+    updated_version  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS keys_by_updated_version ON keys (updated_version);
+";
+
+/// Idle reader connections kept for reuse; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 8;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Store {
+    path: PathBuf,
+    epoch: String,
+    writer: Mutex<Connection>,
+    idle_readers: Mutex<Vec<Connection>>,
+    /// The version of the last commit, for long polls waiting on a change.
+    committed_version: watch::Sender<u64>,
+}
+
+/// A lock whose holder panicked still guards a consistent connection: the panicking
+/// transaction was rolled back when it dropped.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, rusqlite::Error> {
+        let mut writer = Connection::open(path)?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        let journal_mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "could not switch {} to WAL mode (got {journal_mode})",
+                path.display()
+            )));
+        }
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        let (epoch, version) = {
+            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(SCHEMA)?;
+            let epoch = ensure_meta(&tx)?;
+            let version = current_version(&tx)?;
+            tx.commit()?;
+            (epoch, version)
+        };
+        Ok(Store {
+            path: path.to_path_buf(),
+            epoch,
+            writer: Mutex::new(writer),
+            idle_readers: Mutex::new(Vec::new()),
+            committed_version: watch::Sender::new(version),
+        })
+    }
+
+    /// Identifies this database; versions from another epoch are not comparable.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Watches the committed version; it changes after every committed key change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.committed_version.subscribe()
+    }
+
+    /// Runs `work` in an immediate transaction and commits it before returning, so nothing
+    /// acknowledged afterwards can be lost; then publishes the committed version.
+    pub fn write<T, E: From<rusqlite::Error>>(
+        &self,
+        work: impl FnOnce(&Transaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut connection = lock(&self.writer);
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let result = work(&tx)?;
+        let version = current_version(&tx)?;
+        tx.commit()?;
+        self.committed_version.send_if_modified(|published| {
+            let moved = version > *published;
+            *published = (*published).max(version);
+            moved
+        });
+        Ok(result)
+    }
+
+    /// Runs `work` in a read transaction: one consistent view of the database.
+    pub fn read<T, E: From<rusqlite::Error>>(
+        &self,
+        work: impl FnOnce(&Transaction) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut connection = match lock(&self.idle_readers).pop() {
+            Some(connection) => connection,
+            None => self.open_reader()?,
+        };
+        let result = {
+            let tx = connection.transaction()?;
+            work(&tx)
+        };
+        let mut idle = lock(&self.idle_readers);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(connection);
+        }
+        result
+    }
+
+    fn open_reader(&self) -> Result<Connection, rusqlite::Error> {
+        let connection = Connection::open(&self.path)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.pragma_update(None, "query_only", "ON")?;
+        Ok(connection)
+    }
+}
+
+/// Creates the epoch and version on first start; returns the epoch.
+fn ensure_meta(tx: &Transaction) -> Result<String, rusqlite::Error> {
+    let existing: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |row| row.get(0))
+        .optional()?;
+    if let Some(epoch) = existing {
+        return Ok(epoch);
+    }
+    let epoch = secrets::random_base62(16)
+        .map_err(|error| rusqlite::Error::InvalidParameterName(format!("random epoch: {error}")))?;
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ('epoch', ?1), ('version', 0)",
+        params![epoch],
+    )?;
+    Ok(epoch)
+}
+
+/// The version of the last committed key change.
+pub fn current_version(tx: &Transaction) -> Result<u64, rusqlite::Error> {
+    let version: i64 =
+        tx.query_row("SELECT value FROM meta WHERE name = 'version'", [], |row| row.get(0))?;
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+/// Moves the version on by one for the change this transaction makes; returns the new version.
+pub fn bump_version(tx: &Transaction) -> Result<u64, rusqlite::Error> {
+    let version: i64 = tx.query_row(
+        "UPDATE meta SET value = value + 1 WHERE name = 'version' RETURNING value",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_epoch_and_counts_versions_across_reopen() {
+        let dir = std::env::temp_dir().join(format!("keygate-db-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("meta.db");
+        let _ = std::fs::remove_file(&path);
+        let store = Store::open(&path).unwrap();
+        let epoch = store.epoch().to_string();
+        assert_eq!(store.write(|tx| bump_version(tx)).unwrap(), 1);
+        assert_eq!(store.write(|tx| bump_version(tx)).unwrap(), 2);
+        drop(store);
+        let reopened = Store::open(&path).unwrap();
+        assert_eq!(reopened.epoch(), epoch);
+        assert_eq!(reopened.read(|tx| current_version(tx)).unwrap(), 2);
+        assert_eq!(*reopened.subscribe().borrow(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,267 @@
+//! Key rows: reading, inserting, updating, tombstoning and paging through them.
+
+use crate::plans::{Environment, LimitOverrides, Plan};
+use rusqlite::types::Type;
+use rusqlite::{named_params, OptionalExtension, Row, Transaction};
+
+/// A key row as stored: everything but the secret, which is never kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Insertion order; what pagination cursors point at.
+    pub seq: i64,
+    pub id: String,
+    pub hash: String,
+    pub prefix: String,
+    pub last4: String,
+    pub name: String,
+    pub environment: Environment,
+    pub team: String,
+    pub scopes: Vec<String>,
+    pub allowed_ips: Vec<String>,
+    pub expires_at: Option<String>,
+    pub active: bool,
+    pub plan: Plan,
+    pub limits: LimitOverrides,
+    pub created_at: String,
+    pub updated_at: String,
+    pub rotated_from: Option<String>,
+    pub deleted: bool,
+    pub updated_version: u64,
+}
+
+/// Rows of one page and the sequence number to continue after, if more follow.
+pub struct RowPage {
+    pub rows: Vec<StoredKey>,
+    pub next_after: Option<i64>,
+}
+
+/// Filters of the admin listing; `None` matches everything.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub team: Option<String>,
+    pub environment: Option<Environment>,
+    pub active: Option<bool>,
+}
+
+const COLUMNS: &str = "seq, id, hash, prefix, last4, name, environment, team, scopes, \
+    allowed_ips, expires_at, active, plan, limit_per_minute, limit_per_hour, limit_per_day, \
+    limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version";
+
+fn conversion_error(column: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, message.into())
+}
+
+fn json_list(row: &Row, column: usize) -> rusqlite::Result<Vec<String>> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|error| conversion_error(column, error.to_string()))
+}
+
+fn limit(row: &Row, column: usize) -> rusqlite::Result<Option<u64>> {
+    let value: Option<i64> = row.get(column)?;
+    Ok(value.and_then(|value| u64::try_from(value).ok()))
+}
+
+fn from_row(row: &Row) -> rusqlite::Result<StoredKey> {
+    let environment: String = row.get(6)?;
+    let plan: String = row.get(12)?;
+    let updated_version: i64 = row.get(21)?;
+    Ok(StoredKey {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        hash: row.get(2)?,
+        prefix: row.get(3)?,
+        last4: row.get(4)?,
+        name: row.get(5)?,
+        environment: Environment::parse(&environment)
+            .ok_or_else(|| conversion_error(6, format!("unknown environment {environment:?}")))?,
+        team: row.get(7)?,
+        scopes: json_list(row, 8)?,
+        allowed_ips: json_list(row, 9)?,
+        expires_at: row.get(10)?,
+        active: row.get(11)?,
+        plan: Plan::parse(&plan)
+            .ok_or_else(|| conversion_error(12, format!("unknown plan {plan:?}")))?,
+        limits: LimitOverrides {
+            per_minute: limit(row, 13)?,
+            per_hour: limit(row, 14)?,
+            per_day: limit(row, 15)?,
+            concurrent: limit(row, 16)?,
+        },
+        created_at: row.get(17)?,
+        updated_at: row.get(18)?,
+        rotated_from: row.get(19)?,
+        deleted: row.get(20)?,
+        updated_version: u64::try_from(updated_version).unwrap_or(0),
+    })
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::Value::from(list).to_string()
+}
+
+fn to_sql_limit(value: Option<u64>) -> Option<i64> {
+    value.and_then(|value| i64::try_from(value).ok())
+}
+
+/// Inserts a new key row; returns its sequence number.
+pub fn insert(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<i64> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO keys (id, hash, prefix, last4, name, environment, team, scopes, allowed_ips,
+            expires_at, active, plan, limit_per_minute, limit_per_hour, limit_per_day,
+            limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version)
+         VALUES (:id, :hash, :prefix, :last4, :name, :environment, :team, :scopes, :allowed_ips,
+            :expires_at, :active, :plan, :per_minute, :per_hour, :per_day, :concurrent,
+            :created_at, :updated_at, :rotated_from, :deleted, :updated_version)",
+    )?;
+    statement.execute(named_params! {
+        ":id": key.id,
+        ":hash": key.hash,
+        ":prefix": key.prefix,
+        ":last4": key.last4,
+        ":name": key.name,
+        ":environment": key.environment.as_str(),
+        ":team": key.team,
+        ":scopes": to_json(&key.scopes),
+        ":allowed_ips": to_json(&key.allowed_ips),
+        ":expires_at": key.expires_at,
+        ":active": key.active,
+        ":plan": key.plan.as_str(),
+        ":per_minute": to_sql_limit(key.limits.per_minute),
+        ":per_hour": to_sql_limit(key.limits.per_hour),
+        ":per_day": to_sql_limit(key.limits.per_day),
+        ":concurrent": to_sql_limit(key.limits.concurrent),
+        ":created_at": key.created_at,
+        ":updated_at": key.updated_at,
+        ":rotated_from": key.rotated_from,
+        ":deleted": key.deleted,
+        ":updated_version": i64::try_from(key.updated_version).unwrap_or(i64::MAX),
+    })?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Writes every mutable field of `key` back to its row.
+pub fn update(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE keys SET name = :name, team = :team, scopes = :scopes,
+            allowed_ips = :allowed_ips, expires_at = :expires_at, active = :active, plan = :plan,
+            limit_per_minute = :per_minute, limit_per_hour = :per_hour, limit_per_day = :per_day,
+            limit_concurrent = :concurrent, updated_at = :updated_at, deleted = :deleted,
+            updated_version = :updated_version
+         WHERE seq = :seq",
+    )?
+    .execute(named_params! {
+        ":seq": key.seq,
+        ":name": key.name,
+        ":team": key.team,
+        ":scopes": to_json(&key.scopes),
+        ":allowed_ips": to_json(&key.allowed_ips),
+        ":expires_at": key.expires_at,
+        ":active": key.active,
+        ":plan": key.plan.as_str(),
+        ":per_minute": to_sql_limit(key.limits.per_minute),
+        ":per_hour": to_sql_limit(key.limits.per_hour),
+        ":per_day": to_sql_limit(key.limits.per_day),
+        ":concurrent": to_sql_limit(key.limits.concurrent),
+        ":updated_at": key.updated_at,
+        ":deleted": key.deleted,
+        ":updated_version": i64::try_from(key.updated_version).unwrap_or(i64::MAX),
+    })?;
+    Ok(())
+}
+
+/// The key with this id, tombstones included.
+pub fn find(tx: &Transaction, id: &str) -> rusqlite::Result<Option<StoredKey>> {
+    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()
+}
+
+fn page(
+    tx: &Transaction,
+    sql: &str,
+    params: &[(&str, &dyn rusqlite::ToSql)],
+    limit: usize,
+) -> rusqlite::Result<RowPage> {
+    let mut statement = tx.prepare_cached(sql)?;
+    let mut rows = statement
+        .query_map(params, from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_after = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|row| row.seq)
+    } else {
+        None
+    };
+    Ok(RowPage { rows, next_after })
+}
+
+fn fetch_count(limit: usize) -> i64 {
+    // One row more than asked tells whether another page follows.
+    i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
+}
+
+/// Non-deleted keys matching `filter`, in creation order, after sequence number `after`.
+pub fn list(
+    tx: &Transaction,
+    filter: &ListFilter,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<RowPage> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM keys
+         WHERE deleted = 0 AND seq > :after
+           AND (:team IS NULL OR team = :team)
+           AND (:environment IS NULL OR environment = :environment)
+           AND (:active IS NULL OR active = :active)
+         ORDER BY seq LIMIT :fetch"
+    );
+    page(
+        tx,
+        &sql,
+        named_params! {
+            ":after": after,
+            ":team": filter.team,
+            ":environment": filter.environment.map(Environment::as_str),
+            ":active": filter.active,
+            ":fetch": fetch_count(limit),
+        },
+        limit,
+    )
+}
+
+/// Every non-deleted key, for a full snapshot page.
+pub fn all_live(tx: &Transaction, after: i64, limit: usize) -> rusqlite::Result<RowPage> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM keys WHERE deleted = 0 AND seq > :after ORDER BY seq LIMIT :fetch"
+    );
+    page(
+        tx,
+        &sql,
+        named_params! { ":after": after, ":fetch": fetch_count(limit) },
+        limit,
+    )
+}
+
+/// Keys and tombstones changed after `since`, for a delta page.
+pub fn changed_since(
+    tx: &Transaction,
+    since: u64,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<RowPage> {
+    // The version index finds the few changed rows; they are then sorted by seq for paging.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version
+         WHERE updated_version > :since AND seq > :after ORDER BY seq LIMIT :fetch"
+    );
+    page(
+        tx,
+        &sql,
+        named_params! {
+            ":since": i64::try_from(since).unwrap_or(i64::MAX),
+            ":after": after,
+            ":fetch": fetch_count(limit),
+        },
+        limit,
+    )
+}

@@ -1,0 +1,278 @@
+//! The key lifecycle: create, change, rotate, delete. Each is one transaction that moves the
+//! version on and stamps it on every row it touches, so the snapshot feed can serve deltas.
+
+use crate::clock;
+use crate::secrets;
+use crate::store::db::{bump_version, Store};
+use crate::store::keys::{self, StoredKey};
+use crate::validate::{KeyChanges, KeySettings};
+use chrono::{DateTime, Utc};
+use std::fmt;
+
+/// A freshly minted key and its secret, which exists only in this value and the response.
+pub struct MintedKey {
+    pub key: StoredKey,
+    pub secret: String,
+}
+
+#[derive(Debug)]
+pub enum LifecycleError {
+    NotFound,
+    /// The key was deleted; only its tombstone remains.
+    Deleted,
+    Database(rusqlite::Error),
+    Random(getrandom::Error),
+}
+
+impl fmt::Display for LifecycleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LifecycleError::NotFound => write!(f, "no such key"),
+            LifecycleError::Deleted => write!(f, "the key was deleted"),
+            LifecycleError::Database(error) => write!(f, "database: {error}"),
+            LifecycleError::Random(error) => write!(f, "OS random number generator: {error}"),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for LifecycleError {
+    fn from(error: rusqlite::Error) -> Self {
+        LifecycleError::Database(error)
+    }
+}
+
+impl From<getrandom::Error> for LifecycleError {
+    fn from(error: getrandom::Error) -> Self {
+        LifecycleError::Random(error)
+    }
+}
+
+/// A new key row for `settings` with a new secret; not yet stored.
+pub fn mint(
+    settings: &KeySettings,
+    now: DateTime<Utc>,
+    rotated_from: Option<String>,
+) -> Result<MintedKey, getrandom::Error> {
+    let secret = secrets::generate_secret(settings.environment)?;
+    let timestamp = clock::format(now);
+    let key = StoredKey {
+        seq: 0,
+        id: secrets::generate_key_id()?,
+        hash: secrets::hash_secret(&secret),
+        prefix: settings.environment.secret_prefix().to_string(),
+        last4: secrets::last4(&secret),
+        name: settings.name.clone(),
+        environment: settings.environment,
+        team: settings.team.clone(),
+        scopes: settings.scopes.clone(),
+        allowed_ips: settings.allowed_ips.clone(),
+        expires_at: settings.expires_at.clone(),
+        active: true,
+        plan: settings.plan,
+        limits: settings.limits,
+        created_at: timestamp.clone(),
+        updated_at: timestamp,
+        rotated_from,
+        deleted: false,
+        updated_version: 0,
+    };
+    Ok(MintedKey { key, secret })
+}
+
+pub fn create(
+    store: &Store,
+    settings: &KeySettings,
+    now: DateTime<Utc>,
+) -> Result<MintedKey, LifecycleError> {
+    let mut minted = mint(settings, now, None)?;
+    store.write(|tx| {
+        minted.key.updated_version = bump_version(tx)?;
+        minted.key.seq = keys::insert(tx, &minted.key)?;
+        Ok::<_, LifecycleError>(())
+    })?;
+    Ok(minted)
+}
+
+fn find_live(tx: &rusqlite::Transaction, id: &str) -> Result<StoredKey, LifecycleError> {
+    match keys::find(tx, id)? {
+        None => Err(LifecycleError::NotFound),
+        Some(key) if key.deleted => Err(LifecycleError::Deleted),
+        Some(key) => Ok(key),
+    }
+}
+
+/// The key with this id, unless it does not exist or was deleted.
+pub fn show(store: &Store, id: &str) -> Result<StoredKey, LifecycleError> {
+    store.read(|tx| find_live(tx, id))
+}
+
+/// Applies `changes`; an empty change set returns the key untouched, without a new version.
+pub fn update(
+    store: &Store,
+    id: &str,
+    changes: KeyChanges,
+    now: DateTime<Utc>,
+) -> Result<StoredKey, LifecycleError> {
+    store.write(|tx| {
+        let mut key = find_live(tx, id)?;
+        if changes.is_empty() {
+            return Ok(key);
+        }
+        apply(&mut key, changes);
+        key.updated_at = clock::format(now);
+        key.updated_version = bump_version(tx)?;
+        keys::update(tx, &key)?;
+        Ok(key)
+    })
+}
+
+fn apply(key: &mut StoredKey, changes: KeyChanges) {
+    let KeyChanges {
+        name,
+        team,
+        scopes,
+        allowed_ips,
+        expires_at,
+        plan,
+        limits,
+        active,
+    } = changes;
+    if let Some(name) = name {
+        key.name = name;
+    }
+    if let Some(team) = team {
+        key.team = team;
+    }
+    if let Some(scopes) = scopes {
+        key.scopes = scopes;
+    }
+    if let Some(allowed_ips) = allowed_ips {
+        key.allowed_ips = allowed_ips;
+    }
+    if let Some(expires_at) = expires_at {
+        key.expires_at = expires_at;
+    }
+    key.plan = plan.unwrap_or(key.plan);
+    key.limits = limits.unwrap_or(key.limits);
+    key.active = active.unwrap_or(key.active);
+}
+
+/// Mints a successor with the same settings and lets the old key live `grace_seconds` more
+/// (or less, if it was due to expire sooner anyway).
+pub fn rotate(
+    store: &Store,
+    id: &str,
+    grace_seconds: u64,
+    now: DateTime<Utc>,
+) -> Result<MintedKey, LifecycleError> {
+    store.write(|tx| {
+        let mut old = find_live(tx, id)?;
+        let settings = KeySettings {
+            name: old.name.clone(),
+            environment: old.environment,
+            team: old.team.clone(),
+            scopes: old.scopes.clone(),
+            allowed_ips: old.allowed_ips.clone(),
+            expires_at: old.expires_at.clone(),
+            plan: old.plan,
+            limits: old.limits,
+        };
+        let mut minted = mint(&settings, now, Some(old.id.clone()))?;
+        let grace = chrono::Duration::seconds(i64::try_from(grace_seconds).unwrap_or(i64::MAX));
+        let grace_end = now.checked_add_signed(grace).unwrap_or(now);
+        let keeps_earlier_expiry = old
+            .expires_at
+            .as_deref()
+            .and_then(clock::parse)
+            .is_some_and(|expiry| expiry < grace_end);
+        if !keeps_earlier_expiry {
+            old.expires_at = Some(clock::format(grace_end));
+        }
+        let version = bump_version(tx)?;
+        old.updated_at = clock::format(now);
+        old.updated_version = version;
+        keys::update(tx, &old)?;
+        minted.key.updated_version = version;
+        minted.key.seq = keys::insert(tx, &minted.key)?;
+        Ok(minted)
+    })
+}
+
+/// Replaces the key by a tombstone the snapshot feed reports as deleted.
+pub fn delete(store: &Store, id: &str, now: DateTime<Utc>) -> Result<(), LifecycleError> {
+    store.write(|tx| {
+        let mut key = match keys::find(tx, id)? {
+            Some(key) if !key.deleted => key,
+            _ => return Err(LifecycleError::NotFound),
+        };
+        key.deleted = true;
+        key.active = false;
+        key.updated_at = clock::format(now);
+        key.updated_version = bump_version(tx)?;
+        keys::update(tx, &key)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plans::{Environment, LimitOverrides, Plan};
+    use crate::store::db::current_version;
+
+    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("keygate-lifecycle-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("k.db")).unwrap(), dir)
+    }
+
+    fn settings() -> KeySettings {
+        KeySettings {
+            name: "ci".into(),
+            environment: Environment::Test,
+            team: "infra".into(),
+            scopes: vec!["submit_job".into()],
+            allowed_ips: vec!["10.0.0.0/8".into()],
+            expires_at: None,
+            plan: Plan::Pro,
+            limits: LimitOverrides { per_minute: Some(5), ..LimitOverrides::default() },
+        }
+    }
+
+    #[test]
+    fn every_change_moves_the_version_and_stamps_rows() {
+        let (store, dir) = temp_store("versions");
+        let now = clock::now();
+        let created = create(&store, &settings(), now).unwrap();
+        assert!(created.secret.starts_with("pk_test_"));
+        assert_eq!(created.key.updated_version, 1);
+        let changes = KeyChanges { active: Some(false), ..KeyChanges::default() };
+        let updated = update(&store, &created.key.id, changes, now).unwrap();
+        assert_eq!((updated.active, updated.updated_version), (false, 2));
+        let unchanged = update(&store, &created.key.id, KeyChanges::default(), now).unwrap();
+        assert_eq!(unchanged.updated_version, 2);
+        let rotated = rotate(&store, &created.key.id, 60, now).unwrap();
+        assert_eq!(rotated.key.updated_version, 3);
+        assert_eq!(rotated.key.rotated_from.as_deref(), Some(created.key.id.as_str()));
+        assert_eq!((rotated.key.scopes.clone(), rotated.key.plan), (settings().scopes, Plan::Pro));
+        let old = show(&store, &created.key.id).unwrap();
+        assert_eq!(old.expires_at, Some(clock::format(now + chrono::Duration::seconds(60))));
+        delete(&store, &created.key.id, now).unwrap();
+        assert!(matches!(show(&store, &created.key.id), Err(LifecycleError::Deleted)));
+        assert!(matches!(delete(&store, &created.key.id, now), Err(LifecycleError::NotFound)));
+        assert_eq!(store.read(|tx| current_version(tx)).unwrap(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_keeps_an_earlier_expiry() {
+        let (store, dir) = temp_store("expiry");
+        let now = clock::now();
+        let soon = clock::format(now + chrono::Duration::seconds(30));
+        let created = create(&store, &KeySettings { expires_at: Some(soon.clone()), ..settings() }, now).unwrap();
+        rotate(&store, &created.key.id, 3600, now).unwrap();
+        assert_eq!(show(&store, &created.key.id).unwrap().expires_at, Some(soon));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

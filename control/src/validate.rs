@@ -1,0 +1,369 @@
+//! Admin request bodies as sent, and their validation into settings the store can keep.
+//! Every error names the field it is about, e.g. `allowed_ips[1]: invalid IP or CIDR "x"`.
+
+use crate::clock;
+use crate::plans::{Environment, LimitOverrides, Plan};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::IpAddr;
+
+const MAX_NAME_CHARS: usize = 128;
+const MAX_TEAM_CHARS: usize = 128;
+/// SQLite integers are signed 64-bit.
+const MAX_LIMIT: u64 = i64::MAX as u64;
+/// Rotation grace is capped at 30 days.
+pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 60 * 60;
+
+/// A field that failed validation and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    #[serde(default)]
+    pub environment: Environment,
+    #[serde(default)]
+    pub team: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub plan: Plan,
+    #[serde(default)]
+    pub limits: Option<LimitOverrides>,
+}
+
+/// Body of `PATCH /v1/keys/{id}`; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    pub name: Option<String>,
+    pub team: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub allowed_ips: Option<Vec<String>>,
+    /// `Some(None)` clears the expiry.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub expires_at: Option<Option<String>>,
+    pub plan: Option<Plan>,
+    /// `Some(None)` removes every override.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub limits: Option<Option<LimitOverrides>>,
+    pub active: Option<bool>,
+}
+
+/// Body of `POST /v1/keys/{id}/rotate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    #[serde(default)]
+    pub grace_seconds: u64,
+}
+
+/// Tells an explicit `null` (→ `Some(None)`) from an absent field (→ `None` via `default`).
+fn present_or_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The settings a key is created with, validated and normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySettings {
+    pub name: String,
+    pub environment: Environment,
+    pub team: String,
+    pub scopes: Vec<String>,
+    pub allowed_ips: Vec<String>,
+    pub expires_at: Option<String>,
+    pub plan: Plan,
+    pub limits: LimitOverrides,
+}
+
+/// The validated subset of fields a PATCH changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    pub name: Option<String>,
+    pub team: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub allowed_ips: Option<Vec<String>>,
+    pub expires_at: Option<Option<String>>,
+    pub plan: Option<Plan>,
+    pub limits: Option<LimitOverrides>,
+    pub active: Option<bool>,
+}
+
+impl KeyChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == KeyChanges::default()
+    }
+}
+
+/// What a request is checked against: the configured scopes and the current instant.
+pub struct Rules<'a> {
+    pub allowed_scopes: &'a [String],
+    pub now: DateTime<Utc>,
+}
+
+impl Rules<'_> {
+    pub fn create(&self, request: CreateKeyRequest) -> Result<KeySettings, FieldError> {
+        Ok(KeySettings {
+            name: name(request.name)?,
+            environment: request.environment,
+            team: team(request.team)?,
+            scopes: self.scopes(request.scopes)?,
+            allowed_ips: allowed_ips(request.allowed_ips)?,
+            expires_at: request
+                .expires_at
+                .map(|text| self.expires_at(&text))
+                .transpose()?,
+            plan: request.plan,
+            limits: limits(request.limits.unwrap_or_default())?,
+        })
+    }
+
+    pub fn update(&self, request: UpdateKeyRequest) -> Result<KeyChanges, FieldError> {
+        Ok(KeyChanges {
+            name: request.name.map(name).transpose()?,
+            team: request.team.map(team).transpose()?,
+            scopes: request.scopes.map(|s| self.scopes(s)).transpose()?,
+            allowed_ips: request.allowed_ips.map(allowed_ips).transpose()?,
+            expires_at: request
+                .expires_at
+                .map(|value| value.map(|text| self.expires_at(&text)).transpose())
+                .transpose()?,
+            plan: request.plan,
+            limits: request
+                .limits
+                .map(|value| limits(value.unwrap_or_default()))
+                .transpose()?,
+            active: request.active,
+        })
+    }
+
+    fn scopes(&self, scopes: Vec<String>) -> Result<Vec<String>, FieldError> {
+        for (index, scope) in scopes.iter().enumerate() {
+            let field = format!("scopes[{index}]");
+            if !self.allowed_scopes.contains(scope) {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "unknown scope {scope:?}; allowed: {}",
+                        self.allowed_scopes.join(", ")
+                    ),
+                ));
+            }
+            if scopes[..index].contains(scope) {
+                return Err(FieldError::new(field, format!("duplicate scope {scope:?}")));
+            }
+        }
+        Ok(scopes)
+    }
+
+    fn expires_at(&self, text: &str) -> Result<String, FieldError> {
+        let instant = clock::parse(text).ok_or_else(|| {
+            FieldError::new(
+                "expires_at",
+                format!("{text:?} is not an RFC 3339 instant such as 2030-01-01T00:00:00Z"),
+            )
+        })?;
+        if instant <= self.now {
+            return Err(FieldError::new("expires_at", "must be in the future"));
+        }
+        Ok(clock::format(instant))
+    }
+}
+
+pub fn grace_seconds(request: &RotateKeyRequest) -> Result<u64, FieldError> {
+    if request.grace_seconds > MAX_GRACE_SECONDS {
+        return Err(FieldError::new(
+            "grace_seconds",
+            format!("must be at most {MAX_GRACE_SECONDS} (30 days)"),
+        ));
+    }
+    Ok(request.grace_seconds)
+}
+
+fn name(name: String) -> Result<String, FieldError> {
+    if name.trim().is_empty() {
+        return Err(FieldError::new("name", "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(FieldError::new(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(name)
+}
+
+fn team(team: String) -> Result<String, FieldError> {
+    if team.chars().count() > MAX_TEAM_CHARS {
+        return Err(FieldError::new(
+            "team",
+            format!("must be at most {MAX_TEAM_CHARS} characters"),
+        ));
+    }
+    Ok(team)
+}
+
+fn allowed_ips(entries: Vec<String>) -> Result<Vec<String>, FieldError> {
+    for (index, entry) in entries.iter().enumerate() {
+        let parses = entry.parse::<ipnet::IpNet>().is_ok() || entry.parse::<IpAddr>().is_ok();
+        if !parses {
+            return Err(FieldError::new(
+                format!("allowed_ips[{index}]"),
+                format!("invalid IP or CIDR {entry:?}"),
+            ));
+        }
+    }
+    Ok(entries)
+}
+
+fn limits(overrides: LimitOverrides) -> Result<LimitOverrides, FieldError> {
+    for (field, value) in overrides.fields() {
+        match value {
+            Some(0) => {
+                return Err(FieldError::new(
+                    format!("limits.{field}"),
+                    "must be a positive integer or null",
+                ))
+            }
+            Some(value) if value > MAX_LIMIT => {
+                return Err(FieldError::new(
+                    format!("limits.{field}"),
+                    format!("must be at most {MAX_LIMIT}"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(overrides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules_with(scopes: &[String]) -> Rules<'_> {
+        Rules {
+            allowed_scopes: scopes,
+            now: clock::parse("2025-01-01T00:00:00Z").unwrap(),
+        }
+    }
+
+    fn scopes() -> Vec<String> {
+        vec!["submit_job".into(), "check_status".into()]
+    }
+
+    fn create(json: &str) -> Result<KeySettings, FieldError> {
+        let allowed = scopes();
+        rules_with(&allowed).create(serde_json::from_str(json).unwrap())
+    }
+
+    fn field_of(json: &str) -> String {
+        create(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn accepts_a_minimal_key_with_defaults() {
+        let settings = create(r#"{"name":"ci"}"#).unwrap();
+        assert_eq!(settings.environment, Environment::Live);
+        assert_eq!(settings.plan, Plan::Free);
+        assert!(settings.scopes.is_empty() && settings.allowed_ips.is_empty());
+        assert_eq!(settings.expires_at, None);
+        assert_eq!(settings.limits, LimitOverrides::default());
+    }
+
+    #[test]
+    fn normalises_expiry_to_utc() {
+        let settings = create(r#"{"name":"a","expires_at":"2030-06-01T12:00:00+02:00"}"#).unwrap();
+        assert_eq!(settings.expires_at.as_deref(), Some("2030-06-01T10:00:00Z"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (r#"{"name":""}"#, "name: must not be empty"),
+            (r#"{"name":"   "}"#, "name: must not be empty"),
+            (&format!(r#"{{"name":"{}"}}"#, "x".repeat(129)), "name: must be at most"),
+            (&format!(r#"{{"name":"a","team":"{}"}}"#, "t".repeat(129)), "team: must be at most"),
+            (r#"{"name":"a","scopes":["submit_job","nope"]}"#, "scopes[1]: unknown scope \"nope\""),
+            (r#"{"name":"a","scopes":["submit_job","submit_job"]}"#, "scopes[1]: duplicate"),
+            (r#"{"name":"a","allowed_ips":["10.0.0.1","10.0.0.0/33"]}"#, "allowed_ips[1]: invalid IP or CIDR \"10.0.0.0/33\""),
+            (r#"{"name":"a","allowed_ips":["example.com"]}"#, "allowed_ips[0]: invalid IP or CIDR"),
+            (r#"{"name":"a","expires_at":"next week"}"#, "expires_at: \"next week\" is not an RFC 3339"),
+            (r#"{"name":"a","expires_at":"2020-01-01T00:00:00Z"}"#, "expires_at: must be in the future"),
+            (r#"{"name":"a","limits":{"per_minute":0}}"#, "limits.per_minute: must be a positive integer"),
+            (r#"{"name":"a","limits":{"concurrent":18446744073709551615}}"#, "limits.concurrent: must be at most"),
+        ];
+        for (json, expected) in cases {
+            let message = field_of(json);
+            assert!(message.starts_with(expected), "{json} gave {message}");
+        }
+    }
+
+    #[test]
+    fn accepts_v4_v6_addresses_and_networks() {
+        let settings =
+            create(r#"{"name":"a","allowed_ips":["10.0.0.1","10.0.0.0/8","::1","2001:db8::/32"]}"#)
+                .unwrap();
+        assert_eq!(settings.allowed_ips.len(), 4);
+    }
+
+    #[test]
+    fn update_tells_null_from_absent() {
+        let allowed = scopes();
+        let rules = rules_with(&allowed);
+        let absent = rules.update(serde_json::from_str("{}").unwrap()).unwrap();
+        assert!(absent.is_empty());
+        let cleared = rules
+            .update(serde_json::from_str(r#"{"expires_at":null,"limits":null}"#).unwrap())
+            .unwrap();
+        assert_eq!(cleared.expires_at, Some(None));
+        assert_eq!(cleared.limits, Some(LimitOverrides::default()));
+        let error = rules
+            .update(serde_json::from_str(r#"{"allowed_ips":["300.0.0.1"]}"#).unwrap())
+            .unwrap_err();
+        assert_eq!(error.field, "allowed_ips[0]");
+    }
+
+    #[test]
+    fn unknown_fields_and_environment_changes_are_rejected() {
+        assert!(serde_json::from_str::<CreateKeyRequest>(r#"{"name":"a","colour":1}"#).is_err());
+        assert!(serde_json::from_str::<UpdateKeyRequest>(r#"{"environment":"test"}"#).is_err());
+    }
+
+    #[test]
+    fn grace_is_capped_at_thirty_days() {
+        assert_eq!(grace_seconds(&RotateKeyRequest { grace_seconds: 60 }), Ok(60));
+        let error = grace_seconds(&RotateKeyRequest { grace_seconds: MAX_GRACE_SECONDS + 1 });
+        assert_eq!(error.unwrap_err().field, "grace_seconds");
+    }
+}
