@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "keygate-control", version, about = "Keygate control service: API keys and the snapshot feed proxies pull")]
+#[command(
+    name = "keygate-control",
+    version,
+    about = "Keygate control service: API keys and the snapshot feed proxies pull"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,7 +19,7 @@ pub enum Command {
     /// Run the HTTP service.
     Serve(ServeArgs),
     /// Manage keys through the admin API.
-    Keys(KeysArgs),
+    Keys(Box<KeysArgs>),
     /// Insert N random keys straight into a database (benchmarks only).
     #[command(hide = true)]
     Seed(SeedArgs),
@@ -57,10 +61,20 @@ pub struct SeedArgs {
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     /// Base URL of the control service.
-    #[arg(long, env = "KEYGATE_URL", default_value = "http://127.0.0.1:8081", global = true)]
+    #[arg(
+        long,
+        env = "KEYGATE_URL",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
     pub url: String,
     /// Admin token.
-    #[arg(long, env = "KEYGATE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "KEYGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub token: Option<String>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]

@@ -26,7 +26,10 @@ mod tests {
     fn normalises_offsets_to_utc_z() {
         let instant = parse("2030-01-01T02:00:00+02:00").unwrap();
         assert_eq!(format(instant), "2030-01-01T00:00:00Z");
-        assert_eq!(format(parse("2030-01-01T00:00:00.5Z").unwrap()), "2030-01-01T00:00:00.500Z");
+        assert_eq!(
+            format(parse("2030-01-01T00:00:00.5Z").unwrap()),
+            "2030-01-01T00:00:00.500Z"
+        );
         assert!(parse("2030-01-01").is_none());
         assert!(parse("tomorrow").is_none());
     }

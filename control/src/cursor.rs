@@ -28,7 +28,16 @@ mod tests {
 
     #[test]
     fn rejects_foreign_cursors() {
-        for cursor in ["", "c", "x10", "c-1", "c+1", "czz", "c10000000000000000", "10"] {
+        for cursor in [
+            "",
+            "c",
+            "x10",
+            "c-1",
+            "c+1",
+            "czz",
+            "c10000000000000000",
+            "10",
+        ] {
             assert_eq!(decode(cursor), None, "{cursor:?}");
         }
     }

@@ -75,7 +75,11 @@ mod tests {
             (None, None, PageKind::Full),
         ];
         for (epoch, since, expected) in cases {
-            assert_eq!(page_kind("e1", 5, epoch, since), expected, "{epoch:?} {since:?}");
+            assert_eq!(
+                page_kind("e1", 5, epoch, since),
+                expected,
+                "{epoch:?} {since:?}"
+            );
         }
     }
 
@@ -94,7 +98,12 @@ mod tests {
     fn not_modified_when_nothing_is_newer() {
         let tag = etag("e1", 5);
         assert!(is_not_modified(PageKind::Delta { since: 5 }, 5, None, &tag));
-        assert!(!is_not_modified(PageKind::Delta { since: 4 }, 5, None, &tag));
+        assert!(!is_not_modified(
+            PageKind::Delta { since: 4 },
+            5,
+            None,
+            &tag
+        ));
         assert!(!is_not_modified(PageKind::Full, 5, None, &tag));
         assert!(is_not_modified(PageKind::Full, 5, Some("\"e1-5\""), &tag));
         assert!(!is_not_modified(PageKind::Full, 5, Some("\"e1-4\""), &tag));

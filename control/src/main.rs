@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => server::run(args),
-        Command::Keys(args) => client::run(args),
+        Command::Keys(args) => client::run(*args),
         Command::Seed(args) => seed(args),
     };
     match result {
@@ -53,7 +53,9 @@ fn seed(args: SeedArgs) -> Result<(), String> {
         &store,
         args.count,
         environment,
-        secrets_file.as_mut().map(|file| file as &mut dyn std::io::Write),
+        secrets_file
+            .as_mut()
+            .map(|file| file as &mut dyn std::io::Write),
     )
     .map_err(|error| error.to_string())?;
     if let Some(mut file) = secrets_file {

@@ -137,11 +137,18 @@ mod tests {
         let cases = [
             (Plan::Free, limits(Some(60), None, Some(1_000), None)),
             (Plan::Pro, limits(Some(300), None, Some(10_000), None)),
-            (Plan::Business, limits(Some(1_000), None, Some(100_000), None)),
+            (
+                Plan::Business,
+                limits(Some(1_000), None, Some(100_000), None),
+            ),
             (Plan::Enterprise, limits(None, None, None, None)),
         ];
         for (plan, expected) in cases {
-            assert_eq!(effective_limits(plan, &LimitOverrides::default()), expected, "{plan:?}");
+            assert_eq!(
+                effective_limits(plan, &LimitOverrides::default()),
+                expected,
+                "{plan:?}"
+            );
         }
     }
 

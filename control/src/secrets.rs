@@ -63,13 +63,19 @@ mod tests {
             let secret = generate_secret(environment).unwrap();
             let random = secret.strip_prefix(environment.secret_prefix()).unwrap();
             assert_eq!(random.len(), SECRET_RANDOM_LEN);
-            assert!(random.bytes().all(|byte| BASE62.contains(&byte)), "{secret}");
+            assert!(
+                random.bytes().all(|byte| BASE62.contains(&byte)),
+                "{secret}"
+            );
         }
     }
 
     #[test]
     fn secrets_and_ids_differ_each_time() {
-        assert_ne!(generate_secret(Environment::Live).unwrap(), generate_secret(Environment::Live).unwrap());
+        assert_ne!(
+            generate_secret(Environment::Live).unwrap(),
+            generate_secret(Environment::Live).unwrap()
+        );
         let id = generate_key_id().unwrap();
         assert!(id.starts_with("key_") && id.len() == 20, "{id}");
     }
@@ -79,7 +85,11 @@ mod tests {
         let sample = random_base62(62 * 200).unwrap();
         for symbol in BASE62 {
             let count = sample.bytes().filter(|byte| byte == symbol).count();
-            assert!((100..=320).contains(&count), "{} appeared {count} times", char::from(*symbol));
+            assert!(
+                (100..=320).contains(&count),
+                "{} appeared {count} times",
+                char::from(*symbol)
+            );
         }
     }
 

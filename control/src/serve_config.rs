@@ -51,7 +51,11 @@ pub fn resolve_tokens(
 /// The comma-separated scope list, trimmed; at least one, each a plain identifier.
 pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
     let mut scopes: Vec<String> = Vec::new();
-    for scope in list.split(',').map(str::trim).filter(|scope| !scope.is_empty()) {
+    for scope in list
+        .split(',')
+        .map(str::trim)
+        .filter(|scope| !scope.is_empty())
+    {
         let plain = scope
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
@@ -75,11 +79,20 @@ mod tests {
     #[test]
     fn missing_tokens_are_named() {
         let error = resolve_tokens(None, Some("s".into()), false).unwrap_err();
-        assert!(error.starts_with("KEYGATE_ADMIN_TOKEN must be set"), "{error}");
+        assert!(
+            error.starts_with("KEYGATE_ADMIN_TOKEN must be set"),
+            "{error}"
+        );
         let error = resolve_tokens(Some("a".into()), Some(String::new()), false).unwrap_err();
-        assert!(error.starts_with("KEYGATE_SYNC_TOKEN must be set"), "{error}");
+        assert!(
+            error.starts_with("KEYGATE_SYNC_TOKEN must be set"),
+            "{error}"
+        );
         let error = resolve_tokens(None, None, false).unwrap_err();
-        assert!(error.starts_with("KEYGATE_ADMIN_TOKEN and KEYGATE_SYNC_TOKEN"), "{error}");
+        assert!(
+            error.starts_with("KEYGATE_ADMIN_TOKEN and KEYGATE_SYNC_TOKEN"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -312,16 +312,46 @@ mod tests {
         let cases = [
             (r#"{"name":""}"#, "name: must not be empty"),
             (r#"{"name":"   "}"#, "name: must not be empty"),
-            (&format!(r#"{{"name":"{}"}}"#, "x".repeat(129)), "name: must be at most"),
-            (&format!(r#"{{"name":"a","team":"{}"}}"#, "t".repeat(129)), "team: must be at most"),
-            (r#"{"name":"a","scopes":["submit_job","nope"]}"#, "scopes[1]: unknown scope \"nope\""),
-            (r#"{"name":"a","scopes":["submit_job","submit_job"]}"#, "scopes[1]: duplicate"),
-            (r#"{"name":"a","allowed_ips":["10.0.0.1","10.0.0.0/33"]}"#, "allowed_ips[1]: invalid IP or CIDR \"10.0.0.0/33\""),
-            (r#"{"name":"a","allowed_ips":["example.com"]}"#, "allowed_ips[0]: invalid IP or CIDR"),
-            (r#"{"name":"a","expires_at":"next week"}"#, "expires_at: \"next week\" is not an RFC 3339"),
-            (r#"{"name":"a","expires_at":"2020-01-01T00:00:00Z"}"#, "expires_at: must be in the future"),
-            (r#"{"name":"a","limits":{"per_minute":0}}"#, "limits.per_minute: must be a positive integer"),
-            (r#"{"name":"a","limits":{"concurrent":18446744073709551615}}"#, "limits.concurrent: must be at most"),
+            (
+                &format!(r#"{{"name":"{}"}}"#, "x".repeat(129)),
+                "name: must be at most",
+            ),
+            (
+                &format!(r#"{{"name":"a","team":"{}"}}"#, "t".repeat(129)),
+                "team: must be at most",
+            ),
+            (
+                r#"{"name":"a","scopes":["submit_job","nope"]}"#,
+                "scopes[1]: unknown scope \"nope\"",
+            ),
+            (
+                r#"{"name":"a","scopes":["submit_job","submit_job"]}"#,
+                "scopes[1]: duplicate",
+            ),
+            (
+                r#"{"name":"a","allowed_ips":["10.0.0.1","10.0.0.0/33"]}"#,
+                "allowed_ips[1]: invalid IP or CIDR \"10.0.0.0/33\"",
+            ),
+            (
+                r#"{"name":"a","allowed_ips":["example.com"]}"#,
+                "allowed_ips[0]: invalid IP or CIDR",
+            ),
+            (
+                r#"{"name":"a","expires_at":"next week"}"#,
+                "expires_at: \"next week\" is not an RFC 3339",
+            ),
+            (
+                r#"{"name":"a","expires_at":"2020-01-01T00:00:00Z"}"#,
+                "expires_at: must be in the future",
+            ),
+            (
+                r#"{"name":"a","limits":{"per_minute":0}}"#,
+                "limits.per_minute: must be a positive integer",
+            ),
+            (
+                r#"{"name":"a","limits":{"concurrent":18446744073709551615}}"#,
+                "limits.concurrent: must be at most",
+            ),
         ];
         for (json, expected) in cases {
             let message = field_of(json);
@@ -362,8 +392,13 @@ mod tests {
 
     #[test]
     fn grace_is_capped_at_thirty_days() {
-        assert_eq!(grace_seconds(&RotateKeyRequest { grace_seconds: 60 }), Ok(60));
-        let error = grace_seconds(&RotateKeyRequest { grace_seconds: MAX_GRACE_SECONDS + 1 });
+        assert_eq!(
+            grace_seconds(&RotateKeyRequest { grace_seconds: 60 }),
+            Ok(60)
+        );
+        let error = grace_seconds(&RotateKeyRequest {
+            grace_seconds: MAX_GRACE_SECONDS + 1,
+        });
         assert_eq!(error.unwrap_err().field, "grace_seconds");
     }
 }

@@ -47,7 +47,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(params)| QueryParams(params))
-            .map_err(|rejection| ApiError::Validation(rejection.body_text()))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ApiError::Validation(format!("query: {detail}"))
+            })
     }
 }
 
@@ -72,7 +78,17 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 }
 
 /// Parses `bytes` as `T`, keeping the path to whatever field was wrong.
+/// Bodies must be JSON objects: serde would otherwise also accept a struct as an array of its
+/// fields in order.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    let starts_non_object = matches!(
+        first,
+        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+    );
+    if starts_non_object && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(ApiError::Validation("body: must be a JSON object".into()));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -84,9 +100,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => ApiError::InvalidJson(format!("request body is not valid JSON: {inner}")),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|error| ApiError::InvalidJson(format!("request body is not valid JSON: {error}")))?;
+    deserializer.end().map_err(|error| {
+        ApiError::InvalidJson(format!("request body is not valid JSON: {error}"))
+    })?;
     Ok(value)
 }
 
@@ -130,11 +146,21 @@ mod tests {
     fn wrong_shapes_name_the_field() {
         let cases = [
             (r#"{}"#, "name: is required"),
-            (r#"{"name":1}"#, "name: invalid type: integer `1`, expected a string"),
-            (r#"{"name":"a","limits":{"per_minute":"x"}}"#, "limits.per_minute: invalid type"),
-            (r#"{"name":"a","plan":"gold"}"#, "plan: unknown variant `gold`"),
+            (
+                r#"{"name":1}"#,
+                "name: invalid type: integer `1`, expected a string",
+            ),
+            (
+                r#"{"name":"a","limits":{"per_minute":"x"}}"#,
+                "limits.per_minute: invalid type",
+            ),
+            (
+                r#"{"name":"a","plan":"gold"}"#,
+                "plan: unknown variant `gold`",
+            ),
             (r#"{"name":"a","scopes":"all"}"#, "scopes: invalid type"),
-            (r#"[1]"#, "body: invalid type"),
+            (r#"["a"]"#, "body: must be a JSON object"),
+            (r#"null"#, "body: must be a JSON object"),
         ];
         for (json, expected) in cases {
             let (code, message) = message_of(json);

@@ -89,9 +89,8 @@ pub async fn list_keys(
 pub fn decode_cursor(text: Option<&str>) -> Result<i64, ApiError> {
     match text {
         None => Ok(0),
-        Some(text) => cursor::decode(text).ok_or_else(|| {
-            ApiError::Validation("cursor: not a cursor this service issued".into())
-        }),
+        Some(text) => cursor::decode(text)
+            .ok_or_else(|| ApiError::Validation("cursor: not a cursor this service issued".into())),
     }
 }
 

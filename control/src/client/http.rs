@@ -62,7 +62,9 @@ fn describe_error(error: ureq::Error) -> String {
     match error {
         ureq::Error::Status(status, response) => {
             let body: Value = response.into_json().unwrap_or(Value::Null);
-            let message = body["error"]["message"].as_str().unwrap_or("no error message");
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or("no error message");
             let code = body["error"]["code"].as_str().unwrap_or("UNKNOWN");
             format!("{message} ({code}, HTTP {status})")
         }

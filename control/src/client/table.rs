@@ -4,7 +4,10 @@ use serde_json::Value;
 
 /// Left-aligned columns separated by two spaces.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|header| header.chars().count())
+        .collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -73,7 +76,9 @@ pub fn key_table(keys: &[Value]) -> String {
         })
         .collect();
     render(
-        &["ID", "NAME", "ENV", "TEAM", "KEY", "SCOPES", "ACTIVE", "PLAN", "EXPIRES"],
+        &[
+            "ID", "NAME", "ENV", "TEAM", "KEY", "SCOPES", "ACTIVE", "PLAN", "EXPIRES",
+        ],
         &rows,
     )
 }
@@ -116,9 +121,13 @@ mod tests {
 
     #[test]
     fn never_shows_more_than_prefix_and_last4() {
-        let key = json!({"id":"key_1","prefix":"pk_live_","last4":"WXYZ","scopes":[],"active":true});
-        let table = key_table(&[key.clone()]);
-        assert!(table.contains("pk_live_…WXYZ") && table.contains("(any)"), "{table}");
+        let key =
+            json!({"id":"key_1","prefix":"pk_live_","last4":"WXYZ","scopes":[],"active":true});
+        let table = key_table(std::slice::from_ref(&key));
+        assert!(
+            table.contains("pk_live_…WXYZ") && table.contains("(any)"),
+            "{table}"
+        );
         assert!(key_details(&key).contains("active:"));
     }
 }

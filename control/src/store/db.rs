@@ -57,7 +57,9 @@ pub struct Store {
 /// A lock whose holder panicked still guards a consistent connection: the panicking
 /// transaction was rolled back when it dropped.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Store {
@@ -151,7 +153,9 @@ impl Store {
 /// Creates the epoch and version on first start; returns the epoch.
 fn ensure_meta(tx: &Transaction) -> Result<String, rusqlite::Error> {
     let existing: Option<String> = tx
-        .query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |row| row.get(0))
+        .query_row("SELECT value FROM meta WHERE name = 'epoch'", [], |row| {
+            row.get(0)
+        })
         .optional()?;
     if let Some(epoch) = existing {
         return Ok(epoch);
@@ -168,7 +172,9 @@ fn ensure_meta(tx: &Transaction) -> Result<String, rusqlite::Error> {
 /// The version of the last committed key change.
 pub fn current_version(tx: &Transaction) -> Result<u64, rusqlite::Error> {
     let version: i64 =
-        tx.query_row("SELECT value FROM meta WHERE name = 'version'", [], |row| row.get(0))?;
+        tx.query_row("SELECT value FROM meta WHERE name = 'version'", [], |row| {
+            row.get(0)
+        })?;
     Ok(u64::try_from(version).unwrap_or(0))
 }
 
@@ -194,12 +200,12 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let store = Store::open(&path).unwrap();
         let epoch = store.epoch().to_string();
-        assert_eq!(store.write(|tx| bump_version(tx)).unwrap(), 1);
-        assert_eq!(store.write(|tx| bump_version(tx)).unwrap(), 2);
+        assert_eq!(store.write(bump_version).unwrap(), 1);
+        assert_eq!(store.write(bump_version).unwrap(), 2);
         drop(store);
         let reopened = Store::open(&path).unwrap();
         assert_eq!(reopened.epoch(), epoch);
-        assert_eq!(reopened.read(|tx| current_version(tx)).unwrap(), 2);
+        assert_eq!(reopened.read(current_version).unwrap(), 2);
         assert_eq!(*reopened.subscribe().borrow(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }

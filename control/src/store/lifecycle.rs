@@ -221,7 +221,8 @@ mod tests {
     use crate::store::db::current_version;
 
     fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("keygate-lifecycle-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("keygate-lifecycle-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         (Store::open(&dir.join("k.db")).unwrap(), dir)
@@ -236,7 +237,10 @@ mod tests {
             allowed_ips: vec!["10.0.0.0/8".into()],
             expires_at: None,
             plan: Plan::Pro,
-            limits: LimitOverrides { per_minute: Some(5), ..LimitOverrides::default() },
+            limits: LimitOverrides {
+                per_minute: Some(5),
+                ..LimitOverrides::default()
+            },
         }
     }
 
@@ -247,21 +251,39 @@ mod tests {
         let created = create(&store, &settings(), now).unwrap();
         assert!(created.secret.starts_with("pk_test_"));
         assert_eq!(created.key.updated_version, 1);
-        let changes = KeyChanges { active: Some(false), ..KeyChanges::default() };
+        let changes = KeyChanges {
+            active: Some(false),
+            ..KeyChanges::default()
+        };
         let updated = update(&store, &created.key.id, changes, now).unwrap();
         assert_eq!((updated.active, updated.updated_version), (false, 2));
         let unchanged = update(&store, &created.key.id, KeyChanges::default(), now).unwrap();
         assert_eq!(unchanged.updated_version, 2);
         let rotated = rotate(&store, &created.key.id, 60, now).unwrap();
         assert_eq!(rotated.key.updated_version, 3);
-        assert_eq!(rotated.key.rotated_from.as_deref(), Some(created.key.id.as_str()));
-        assert_eq!((rotated.key.scopes.clone(), rotated.key.plan), (settings().scopes, Plan::Pro));
+        assert_eq!(
+            rotated.key.rotated_from.as_deref(),
+            Some(created.key.id.as_str())
+        );
+        assert_eq!(
+            (rotated.key.scopes.clone(), rotated.key.plan),
+            (settings().scopes, Plan::Pro)
+        );
         let old = show(&store, &created.key.id).unwrap();
-        assert_eq!(old.expires_at, Some(clock::format(now + chrono::Duration::seconds(60))));
+        assert_eq!(
+            old.expires_at,
+            Some(clock::format(now + chrono::Duration::seconds(60)))
+        );
         delete(&store, &created.key.id, now).unwrap();
-        assert!(matches!(show(&store, &created.key.id), Err(LifecycleError::Deleted)));
-        assert!(matches!(delete(&store, &created.key.id, now), Err(LifecycleError::NotFound)));
-        assert_eq!(store.read(|tx| current_version(tx)).unwrap(), 4);
+        assert!(matches!(
+            show(&store, &created.key.id),
+            Err(LifecycleError::Deleted)
+        ));
+        assert!(matches!(
+            delete(&store, &created.key.id, now),
+            Err(LifecycleError::NotFound)
+        ));
+        assert_eq!(store.read(current_version).unwrap(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -270,9 +292,20 @@ mod tests {
         let (store, dir) = temp_store("expiry");
         let now = clock::now();
         let soon = clock::format(now + chrono::Duration::seconds(30));
-        let created = create(&store, &KeySettings { expires_at: Some(soon.clone()), ..settings() }, now).unwrap();
+        let created = create(
+            &store,
+            &KeySettings {
+                expires_at: Some(soon.clone()),
+                ..settings()
+            },
+            now,
+        )
+        .unwrap();
         rotate(&store, &created.key.id, 3600, now).unwrap();
-        assert_eq!(show(&store, &created.key.id).unwrap().expires_at, Some(soon));
+        assert_eq!(
+            show(&store, &created.key.id).unwrap().expires_at,
+            Some(soon)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,52 @@
+"""Secrets never reach the disk; acknowledged writes survive kill -9."""
+
+import hashlib
+
+from conftest import Api
+
+
+def database_bytes(db_path):
+    """The main database file and its write-ahead log, where recent commits live."""
+    data = b""
+    for suffix in ["", "-wal"]:
+        path = db_path.with_name(db_path.name + suffix)
+        if path.exists():
+            data += path.read_bytes()
+    return data
+
+
+def test_secrets_are_never_stored(fresh_service):
+    api = Api(fresh_service.start().url)
+    secrets = [api.create(name=f"k{i}", environment="test" if i % 2 else "live")["key"] for i in range(5)]
+    rotated = api.request("POST", f"/v1/keys/{api.request('GET', '/v1/keys').json()['keys'][0]['id']}/rotate")
+    secrets.append(rotated.json()["key"])
+    stored = database_bytes(fresh_service.db_path)
+    for secret in secrets:
+        assert secret.encode() not in stored
+        assert secret[8:].encode() not in stored
+        assert hashlib.sha256(secret.encode()).hexdigest().encode() in stored
+    listing = api.request("GET", "/v1/keys").text + api.snapshot().text
+    for secret in secrets:
+        assert secret not in listing
+
+
+def test_kill_9_right_after_201_keeps_the_key(fresh_service):
+    api = Api(fresh_service.start().url)
+    created = api.create(name="durable")
+    patched = api.request("PATCH", f"/v1/keys/{created['id']}", json={"team": "kept"})
+    assert patched.status_code == 200
+    epoch = api.snapshot().json()["epoch"]
+    fresh_service.kill_hard()
+    api = Api(fresh_service.start().url)
+    shown = api.request("GET", f"/v1/keys/{created['id']}")
+    assert shown.status_code == 200 and shown.json()["team"] == "kept"
+    snapshot = api.snapshot().json()
+    assert snapshot["epoch"] == epoch and snapshot["version"] == 2
+    assert created["id"] in {key["id"] for key in snapshot["keys"]}
+
+
+def test_sigterm_stops_cleanly(fresh_service):
+    fresh_service.start()
+    fresh_service.process.terminate()
+    assert fresh_service.process.wait(timeout=10) == 0
+    assert "keygate-control stopped" in fresh_service.log_path.read_text()
