@@ -1,6 +1,5 @@
 //! The per-request context: gathers the request facts, asks `decision`, applies the answer.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use log::debug;
@@ -15,7 +14,6 @@ use crate::host::{Host, ProxyHost};
 use crate::keys::{hash_key, StoredKey};
 use crate::metrics::Metrics;
 use crate::net;
-use crate::root::StoreView;
 use crate::store;
 
 /// Headers the filter owns; any sent by the client are removed before anything else.
@@ -33,7 +31,6 @@ pub const KEY_ID_PROPERTY: &str = "keygate_key_id";
 pub struct RequestFilter {
     context_id: u32,
     config: Rc<Config>,
-    view: Rc<Cell<StoreView>>,
     metrics: Rc<Metrics>,
 }
 
@@ -56,34 +53,12 @@ fn set_request_header(name: &str, value: Option<&str>) {
 }
 
 impl RequestFilter {
-    pub fn new(
-        context_id: u32,
-        config: Rc<Config>,
-        view: Rc<Cell<StoreView>>,
-        metrics: Rc<Metrics>,
-    ) -> RequestFilter {
+    pub fn new(context_id: u32, config: Rc<Config>, metrics: Rc<Metrics>) -> RequestFilter {
         RequestFilter {
             context_id,
             config,
-            view,
             metrics,
         }
-    }
-
-    /// The store view, re-read from shared data when this worker has not yet seen a snapshot
-    /// (a worker may start after another one loaded it).
-    fn current_view(&self) -> StoreView {
-        let view = self.view.get();
-        if view.last_success_ms > 0 {
-            return view;
-        }
-        let meta = store::read_meta(&ProxyHost);
-        let fresh = StoreView {
-            generation: meta.generation,
-            last_success_ms: meta.last_success_ms,
-        };
-        self.view.set(fresh);
-        fresh
     }
 
     fn deny(&self, denial: &Denial, request_id: Option<&str>) -> Action {
@@ -160,7 +135,9 @@ impl HttpContext for RequestFilter {
             _ => None,
         };
 
-        let view = self.current_view();
+        // Read per request (16 bytes, no parsing) rather than cached per worker, so a new
+        // generation retires removed keys on every worker at the same instant.
+        let view = store::read_view(&host);
         if !view.usable(now_ms, self.config.max_staleness) {
             return match self.config.fail_mode {
                 FailMode::Closed => self.deny(&Denial::unavailable(), request_id),

@@ -20,9 +20,12 @@ pub fn parse_address(text: &str) -> Option<IpAddr> {
 }
 
 /// The client IP. With `trusted_hops` N > 0 it is the Nth address from the right of
-/// X-Forwarded-For (each trusted proxy appends the address it saw), as Envoy's
-/// `xff_num_trusted_hops` does; with fewer entries than that, or N = 0, it is the peer address.
-/// An unparsable entry at the trusted position yields `None`: no allowlist can match it.
+/// X-Forwarded-For as it reached Envoy (each trusted proxy in front appends the address it
+/// saw), which is what Envoy's own `xff_num_trusted_hops` picks. The filter runs after Envoy
+/// has appended its own entry: the connection manager must have `use_remote_address: true`
+/// (as shipped), which also keeps `source.address` the real TCP peer, so the rightmost entry is
+/// Envoy's and is skipped. With fewer entries than N, or N = 0, it is the peer address. An
+/// unparsable entry at the trusted position yields `None`: no allowlist can match it.
 pub fn client_ip(peer: Option<IpAddr>, xff: Option<&[u8]>, trusted_hops: usize) -> Option<IpAddr> {
     if trusted_hops == 0 {
         return peer;
@@ -30,11 +33,12 @@ pub fn client_ip(peer: Option<IpAddr>, xff: Option<&[u8]>, trusted_hops: usize) 
     let Some(xff) = xff.and_then(|raw| std::str::from_utf8(raw).ok()) else {
         return peer;
     };
-    let entries: Vec<&str> = xff
+    let mut entries: Vec<&str> = xff
         .split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .collect();
+    entries.pop();
     if entries.len() < trusted_hops {
         return peer;
     }
@@ -94,17 +98,19 @@ mod tests {
     }
 
     #[test]
-    fn xff_takes_nth_from_the_right() {
+    fn xff_takes_nth_from_the_right_before_envoys_own_entry() {
         let peer = Some(ip("192.0.2.1"));
-        let xff: &[u8] = b"6.6.6.6, 203.0.113.7, 10.0.0.2";
+        // "192.0.2.2" is what Envoy appended for this hop.
+        let xff: &[u8] = b"6.6.6.6, 203.0.113.7, 10.0.0.2,192.0.2.2";
         assert_eq!(client_ip(peer, Some(xff), 1), Some(ip("10.0.0.2")));
         assert_eq!(client_ip(peer, Some(xff), 2), Some(ip("203.0.113.7")));
         assert_eq!(client_ip(peer, Some(xff), 3), Some(ip("6.6.6.6")));
         assert_eq!(client_ip(peer, Some(xff), 4), peer);
-        assert_eq!(client_ip(peer, Some(b"junk, 10.0.0.2"), 2), None);
+        assert_eq!(client_ip(peer, Some(b"192.0.2.2"), 1), peer);
+        assert_eq!(client_ip(peer, Some(b"junk, 10.0.0.2, 192.0.2.2"), 2), None);
         assert_eq!(client_ip(peer, Some(b"\xff"), 1), peer);
         assert_eq!(
-            client_ip(peer, Some(b"[2001:db8::5]:443"), 1),
+            client_ip(peer, Some(b"[2001:db8::5]:443, ::1"), 1),
             Some(ip("2001:db8::5"))
         );
     }

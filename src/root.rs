@@ -1,7 +1,6 @@
 //! The root context: configuration, the tick that drives snapshot refresh, and creation of
 //! per-request contexts. One per worker VM.
 
-use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
@@ -17,35 +16,12 @@ use crate::filter::RequestFilter;
 use crate::host::{Host, ProxyHost};
 use crate::metrics::Metrics;
 use crate::refresh::{CallRequest, Outcome, Refresher, MAX_BODY_BYTES};
-use crate::store::{self, StoreMeta};
-
-/// What request contexts need to know about the store; refreshed on every tick.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreView {
-    pub generation: u64,
-    pub last_success_ms: u64,
-}
-
-impl StoreView {
-    fn from_meta(meta: &StoreMeta) -> StoreView {
-        StoreView {
-            generation: meta.generation,
-            last_success_ms: meta.last_success_ms,
-        }
-    }
-
-    /// Whether a snapshot is loaded and fresh enough to serve at `now_ms`.
-    pub fn usable(&self, now_ms: u64, max_staleness: Duration) -> bool {
-        self.last_success_ms > 0
-            && now_ms.saturating_sub(self.last_success_ms) <= max_staleness.as_millis() as u64
-    }
-}
+use crate::store;
 
 pub struct KeygateRoot {
     context_id: u32,
     config: Option<Rc<Config>>,
     refresher: Option<Refresher>,
-    view: Rc<Cell<StoreView>>,
     metrics: Rc<Metrics>,
 }
 
@@ -61,14 +37,12 @@ impl KeygateRoot {
             context_id,
             config: None,
             refresher: None,
-            view: Rc::new(Cell::new(StoreView::default())),
             metrics: Rc::new(Metrics::default()),
         }
     }
 
-    fn refresh_view(&self) {
+    fn publish_store_gauges(&self) {
         let meta = store::read_meta(&ProxyHost);
-        self.view.set(StoreView::from_meta(&meta));
         let age_seconds = if meta.loaded() {
             ProxyHost.now_ms().saturating_sub(meta.last_success_ms) / 1000
         } else {
@@ -192,7 +166,7 @@ impl Context for KeygateRoot {
         match outcome {
             Outcome::NextPage(request) => self.dispatch(request),
             Outcome::Applied { .. } | Outcome::Unchanged | Outcome::Failed { .. } => {
-                self.refresh_view();
+                self.publish_store_gauges();
                 // With long polling the next call is due at once; do not wait for a tick.
                 self.poll();
             }
@@ -249,12 +223,12 @@ impl RootContext for KeygateRoot {
             );
             return false;
         }
-        self.refresh_view();
+        self.publish_store_gauges();
         true
     }
 
     fn on_tick(&mut self) {
-        self.refresh_view();
+        self.publish_store_gauges();
         self.poll();
     }
 
@@ -263,7 +237,6 @@ impl RootContext for KeygateRoot {
         Some(Box::new(RequestFilter::new(
             context_id,
             config,
-            Rc::clone(&self.view),
             Rc::clone(&self.metrics),
         )))
     }

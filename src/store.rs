@@ -4,6 +4,8 @@
 //! Layout (all under one `vm_id`):
 //! - `keygate.k.<sha256 hex>` → a `StoredKey` (JSON), or empty for a deleted key.
 //! - `keygate.meta` → `StoreMeta`: which generation is current, the snapshot version, counts.
+//! - `keygate.live` → `StoreView` in 16 bytes: the part of the meta every request reads, kept
+//!   apart so the request path does one small read and no parsing.
 //!
 //! Shared data cannot delete entries, so a full snapshot does not clear the old keys: it writes
 //! its keys with a new, higher generation and then switches `meta.generation`. A lookup accepts
@@ -17,6 +19,7 @@ use crate::host::{Host, WriteError};
 use crate::keys::{StoredKey, ValidPage};
 
 pub const META_KEY: &str = "keygate.meta";
+pub const VIEW_KEY: &str = "keygate.live";
 const KEY_PREFIX: &str = "keygate.k.";
 /// Bounded retries for CAS writes of small shared records.
 pub const CAS_RETRIES: usize = 8;
@@ -36,6 +39,45 @@ impl StoreMeta {
     pub fn loaded(&self) -> bool {
         self.last_success_ms > 0
     }
+}
+
+/// What a request needs to know about the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreView {
+    pub generation: u64,
+    pub last_success_ms: u64,
+}
+
+impl StoreView {
+    /// Whether a snapshot is loaded and fresh enough to serve at `now_ms`.
+    pub fn usable(&self, now_ms: u64, max_staleness: std::time::Duration) -> bool {
+        self.last_success_ms > 0
+            && now_ms.saturating_sub(self.last_success_ms) <= max_staleness.as_millis() as u64
+    }
+
+    fn encode(&self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.generation.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.last_success_ms.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<StoreView> {
+        let generation = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+        let last_success_ms = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+        Some(StoreView {
+            generation,
+            last_success_ms,
+        })
+    }
+}
+
+/// The current view; the default (nothing loaded) when absent or unreadable.
+pub fn read_view(host: &dyn Host) -> StoreView {
+    host.get_shared(VIEW_KEY)
+        .0
+        .and_then(|bytes| StoreView::decode(&bytes))
+        .unwrap_or_default()
 }
 
 fn slot(hash: &str) -> String {
@@ -66,7 +108,16 @@ pub fn update_meta(
         let next = update(&current);
         let encoded = serde_json::to_vec(&next).unwrap_or_default();
         match host.set_shared(META_KEY, &encoded, cas) {
-            Ok(()) => return Ok(next),
+            Ok(()) => {
+                let view = StoreView {
+                    generation: next.generation,
+                    last_success_ms: next.last_success_ms,
+                };
+                // Only the refresh lease holder updates the meta, so the view follows it with a
+                // plain write; the switch to a new generation takes effect here.
+                host.set_shared(VIEW_KEY, &view.encode(), None)?;
+                return Ok(next);
+            }
             Err(error) => last_error = error,
         }
         if last_error == WriteError::Host {
@@ -187,6 +238,20 @@ mod tests {
         .unwrap();
         assert_eq!(meta.version, 1);
         assert_eq!(read_meta(&host).version, 1);
+        let meta = update_meta(&host, |m| StoreMeta {
+            generation: 7,
+            last_success_ms: 99,
+            ..m.clone()
+        })
+        .unwrap();
+        assert_eq!(
+            read_view(&host),
+            StoreView {
+                generation: 7,
+                last_success_ms: 99
+            }
+        );
+        assert_eq!(meta.generation, 7);
         host.fail_next_cas.set(CAS_RETRIES as u32);
         assert_eq!(
             update_meta(&host, |m| m.clone()),
@@ -202,5 +267,7 @@ mod tests {
         assert!(lookup(&host, &hash_key("a"), 0).is_none());
         host.set_shared(META_KEY, b"garbage", None).unwrap();
         assert_eq!(read_meta(&host), StoreMeta::default());
+        host.set_shared(VIEW_KEY, b"short", None).unwrap();
+        assert_eq!(read_view(&host), StoreView::default());
     }
 }
