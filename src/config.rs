@@ -9,8 +9,7 @@ use serde::Deserialize;
 use crate::routes::{PathMatcher, RouteRule, RouteTable};
 
 /// What to do when no usable snapshot is loaded (none yet, or older than `max_staleness`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailMode {
     /// Answer 503 AUTH_UNAVAILABLE.
     #[default]
@@ -74,8 +73,9 @@ fn field_error(field: impl Into<String>, reason: impl Into<String>) -> ConfigErr
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     control: RawControl,
+    /// Read as text so a bad value is reported with its field name.
     #[serde(default)]
-    fail_mode: FailMode,
+    fail_mode: Option<String>,
     #[serde(default = "default_max_staleness")]
     max_staleness: String,
     #[serde(default)]
@@ -215,15 +215,31 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 impl Config {
     /// Parses and validates the plugin configuration JSON.
     pub fn parse(bytes: &[u8], env: EnvLookup<'_>) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| {
-            let message = e.to_string();
-            field_error(field_from_serde_message(&message), message)
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            let field = match path.as_str() {
+                "." | "" => field_from_serde_message(&message),
+                _ => path,
+            };
+            field_error(field, message)
         })?;
         Config::validate(raw, env)
     }
 
     fn validate(raw: RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
         let control = validate_control(raw.control, env)?;
+        let fail_mode = match raw.fail_mode.as_deref() {
+            None | Some("closed") => FailMode::Closed,
+            Some("open") => FailMode::Open,
+            Some(other) => {
+                return Err(field_error(
+                    "fail_mode",
+                    format!("{other:?} is not one of \"closed\" or \"open\""),
+                ))
+            }
+        };
         let max_staleness = duration_field(
             "max_staleness",
             &raw.max_staleness,
@@ -292,7 +308,7 @@ impl Config {
         }
         Ok(Config {
             control,
-            fail_mode: raw.fail_mode,
+            fail_mode,
             max_staleness,
             key_header,
             key_query_param: raw.key_query_param,
@@ -497,7 +513,7 @@ mod tests {
             ),
             (
                 r#"{"control":{"cluster":"c","token":"t"},"fail_mode":"maybe"}"#,
-                "configuration",
+                "fail_mode",
             ),
             (
                 r#"{"control":{"cluster":"c","token":"t"},"bogus":1}"#,
@@ -540,6 +556,18 @@ mod tests {
                 "control.token_env",
             ),
             ("not json", "configuration"),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"xff_trusted_hops":"two"}"#,
+                "xff_trusted_hops",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t","page_size":-1}}"#,
+                "control.page_size",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","methods":"GET"}]}"#,
+                "routes[0].methods",
+            ),
         ];
         for (json, field) in cases {
             let err = parse(json).expect_err(json);
