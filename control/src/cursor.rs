@@ -1,18 +1,36 @@
-//! Pagination cursors: opaque to clients, the row sequence number of the last row served.
+//! Pagination cursors: opaque to clients; inside, the position of the last row served.
 
 const PREFIX: &str = "c";
 
-pub fn encode(last_seq: i64) -> String {
-    format!("{PREFIX}{last_seq:x}")
+/// Where a page ended: the row's version (delta pages are ordered by it) and sequence number.
+/// Pages ordered by sequence number alone leave `version` at 0.
+/// Ordered by version, then sequence number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub version: u64,
+    pub seq: i64,
 }
 
-/// The sequence number after which the next page starts, or `None` for a cursor we did not make.
-pub fn decode(cursor: &str) -> Option<i64> {
-    let hex = cursor.strip_prefix(PREFIX)?;
-    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return None;
-    }
-    i64::from_str_radix(hex, 16).ok().filter(|seq| *seq >= 0)
+pub fn encode(position: Position) -> String {
+    format!("{PREFIX}{:x}.{:x}", position.version, position.seq)
+}
+
+/// The position after which the next page starts, or `None` for a cursor we did not make.
+pub fn decode(cursor: &str) -> Option<Position> {
+    let (version, seq) = cursor.strip_prefix(PREFIX)?.split_once('.')?;
+    let seq = hex_number(seq).and_then(|seq| i64::try_from(seq).ok())?;
+    Some(Position {
+        version: hex_number(version)?,
+        seq,
+    })
+}
+
+fn hex_number(text: &str) -> Option<u64> {
+    let plain_hex =
+        !text.is_empty() && text.len() <= 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    plain_hex
+        .then(|| u64::from_str_radix(text, 16).ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -21,23 +39,35 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for seq in [0, 1, 255, 1_000_000, i64::MAX] {
-            assert_eq!(decode(&encode(seq)), Some(seq));
+        for (version, seq) in [
+            (0, 0),
+            (0, 1),
+            (7, 255),
+            (u64::MAX, 1_000_000),
+            (1, i64::MAX),
+        ] {
+            let position = Position { version, seq };
+            assert_eq!(decode(&encode(position)), Some(position));
         }
     }
 
     #[test]
     fn rejects_foreign_cursors() {
-        for cursor in [
+        let foreign = [
             "",
             "c",
-            "x10",
-            "c-1",
-            "c+1",
-            "czz",
-            "c10000000000000000",
-            "10",
-        ] {
+            "c1",
+            "c.1",
+            "c1.",
+            "x1.10",
+            "c-1.1",
+            "c1.+1",
+            "c1.zz",
+            "c1.8000000000000000",
+            "c10000000000000000.1",
+            "1.1",
+        ];
+        for cursor in foreign {
             assert_eq!(decode(cursor), None, "{cursor:?}");
         }
     }

@@ -6,7 +6,7 @@ use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
 use crate::api::state::AppState;
 use crate::api::views::KeyView;
 use crate::clock;
-use crate::cursor;
+use crate::cursor::{self, Position};
 use crate::plans::Environment;
 use crate::store::keys::{self, ListFilter};
 use crate::store::lifecycle::{self, LifecycleError};
@@ -85,10 +85,10 @@ pub async fn list_keys(
     }))
 }
 
-/// The sequence number a page starts after; 0 for the first page.
-pub fn decode_cursor(text: Option<&str>) -> Result<i64, ApiError> {
+/// The position a page starts after; the start for the first page.
+pub fn decode_cursor(text: Option<&str>) -> Result<Position, ApiError> {
     match text {
-        None => Ok(0),
+        None => Ok(Position::default()),
         Some(text) => cursor::decode(text)
             .ok_or_else(|| ApiError::Validation("cursor: not a cursor this service issued".into())),
     }

@@ -7,7 +7,7 @@ use crate::api::extract::QueryParams;
 use crate::api::keys::decode_cursor;
 use crate::api::state::AppState;
 use crate::api::views::key_record;
-use crate::cursor;
+use crate::cursor::{self, Position};
 use crate::feed::{self, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
 use crate::store::db::current_version;
 use crate::store::keys;
@@ -37,8 +37,8 @@ struct PageRequest {
     epoch: Option<String>,
     wait: Option<Duration>,
     limit: usize,
-    /// Sequence number to continue after; 0 for the first page.
-    after: i64,
+    /// Where the previous page ended; the start for the first page.
+    after: Position,
     first_page: bool,
 }
 

@@ -1,5 +1,6 @@
 //! Key rows: reading, inserting, updating, tombstoning and paging through them.
 
+use crate::cursor::Position;
 use crate::plans::{Environment, LimitOverrides, Plan};
 use rusqlite::types::Type;
 use rusqlite::{named_params, OptionalExtension, Row, Transaction};
@@ -29,10 +30,10 @@ pub struct StoredKey {
     pub updated_version: u64,
 }
 
-/// Rows of one page and the sequence number to continue after, if more follow.
+/// Rows of one page and the position to continue after, if more follow.
 pub struct RowPage {
     pub rows: Vec<StoredKey>,
-    pub next_after: Option<i64>,
+    pub next_after: Option<Position>,
 }
 
 /// Filters of the admin listing; `None` matches everything.
@@ -134,7 +135,7 @@ pub fn insert(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<i64> {
         ":updated_at": key.updated_at,
         ":rotated_from": key.rotated_from,
         ":deleted": key.deleted,
-        ":updated_version": i64::try_from(key.updated_version).unwrap_or(i64::MAX),
+        ":updated_version": sql_version(key.updated_version),
     })?;
     Ok(tx.last_insert_rowid())
 }
@@ -164,7 +165,7 @@ pub fn update(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<()> {
         ":concurrent": to_sql_limit(key.limits.concurrent),
         ":updated_at": key.updated_at,
         ":deleted": key.deleted,
-        ":updated_version": i64::try_from(key.updated_version).unwrap_or(i64::MAX),
+        ":updated_version": sql_version(key.updated_version),
     })?;
     Ok(())
 }
@@ -181,6 +182,7 @@ fn page(
     sql: &str,
     params: &[(&str, &dyn rusqlite::ToSql)],
     limit: usize,
+    position_of: fn(&StoredKey) -> Position,
 ) -> rusqlite::Result<RowPage> {
     let mut statement = tx.prepare_cached(sql)?;
     let mut rows = statement
@@ -188,11 +190,29 @@ fn page(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_after = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|row| row.seq)
+        rows.last().map(position_of)
     } else {
         None
     };
     Ok(RowPage { rows, next_after })
+}
+
+fn by_seq(row: &StoredKey) -> Position {
+    Position {
+        version: 0,
+        seq: row.seq,
+    }
+}
+
+fn by_version_then_seq(row: &StoredKey) -> Position {
+    Position {
+        version: row.updated_version,
+        seq: row.seq,
+    }
+}
+
+fn sql_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
 }
 
 fn fetch_count(limit: usize) -> i64 {
@@ -204,7 +224,7 @@ fn fetch_count(limit: usize) -> i64 {
 pub fn list(
     tx: &Transaction,
     filter: &ListFilter,
-    after: i64,
+    after: Position,
     limit: usize,
 ) -> rusqlite::Result<RowPage> {
     let sql = format!(
@@ -219,49 +239,67 @@ pub fn list(
         tx,
         &sql,
         named_params! {
-            ":after": after,
+            ":after": after.seq,
             ":team": filter.team,
             ":environment": filter.environment.map(Environment::as_str),
             ":active": filter.active,
             ":fetch": fetch_count(limit),
         },
         limit,
+        by_seq,
     )
 }
 
 /// Every non-deleted key, for a full snapshot page.
-pub fn all_live(tx: &Transaction, after: i64, limit: usize) -> rusqlite::Result<RowPage> {
+pub fn all_live(tx: &Transaction, after: Position, limit: usize) -> rusqlite::Result<RowPage> {
     let sql = format!(
         "SELECT {COLUMNS} FROM keys WHERE deleted = 0 AND seq > :after ORDER BY seq LIMIT :fetch"
     );
     page(
         tx,
         &sql,
-        named_params! { ":after": after, ":fetch": fetch_count(limit) },
+        named_params! { ":after": after.seq, ":fetch": fetch_count(limit) },
         limit,
+        by_seq,
     )
 }
 
-/// Keys and tombstones changed after `since`, for a delta page.
+/// Keys and tombstones changed after `since`, for a delta page. Ordered by version, then
+/// sequence number, so the version index serves every page without sorting; a row changed
+/// while a client pages moves to a later page rather than being missed.
 pub fn changed_since(
     tx: &Transaction,
     since: u64,
-    after: i64,
+    after: Position,
     limit: usize,
 ) -> rusqlite::Result<RowPage> {
-    // The version index finds the few changed rows; they are then sorted by seq for paging.
+    // Rows after `start` in (version, seq) order, as two index range scans: the rest of
+    // `start`'s version, then every later version.
+    let start = after.max(Position {
+        version: since,
+        seq: i64::MAX,
+    });
     let sql = format!(
-        "SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version
-         WHERE updated_version > :since AND seq > :after ORDER BY seq LIMIT :fetch"
+        "SELECT * FROM (
+             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version
+             WHERE updated_version = :start_version AND seq > :start_seq
+             ORDER BY seq LIMIT :fetch)
+         UNION ALL
+         SELECT * FROM (
+             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version
+             WHERE updated_version > :start_version
+             ORDER BY updated_version, seq LIMIT :fetch)
+         ORDER BY updated_version, seq LIMIT :fetch"
     );
     page(
         tx,
         &sql,
         named_params! {
-            ":since": i64::try_from(since).unwrap_or(i64::MAX),
-            ":after": after,
+            ":start_version": sql_version(start.version),
+            ":start_seq": start.seq,
             ":fetch": fetch_count(limit),
         },
         limit,
+        by_version_then_seq,
     )
 }
