@@ -1,6 +1,8 @@
 """Secrets never reach the disk; acknowledged writes survive kill -9."""
 
 import hashlib
+import threading
+import time
 
 from conftest import Api
 
@@ -50,3 +52,22 @@ def test_sigterm_stops_cleanly(fresh_service):
     fresh_service.process.terminate()
     assert fresh_service.process.wait(timeout=10) == 0
     assert "keygate-control stopped" in fresh_service.log_path.read_text()
+
+
+def test_sigterm_answers_open_long_polls(fresh_service):
+    api = Api(fresh_service.start().url)
+    base = api.snapshot().json()
+    result = {}
+
+    def poll():
+        result["response"] = api.snapshot(since=base["version"], epoch=base["epoch"], wait=30)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    fresh_service.process.terminate()
+    assert fresh_service.process.wait(timeout=10) == 0
+    poller.join(timeout=10)
+    assert not poller.is_alive() and result["response"].status_code == 304
+    assert time.monotonic() - started < 3

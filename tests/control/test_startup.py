@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import control_binary, free_port
+from conftest import Api, ControlService, control_binary, free_port
 
 RUN_DEADLINE_SECONDS = 10
 
@@ -61,3 +61,15 @@ def test_dev_mode_prints_its_tokens_and_the_ready_line(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=RUN_DEADLINE_SECONDS)
+
+
+def test_configured_scopes_are_the_allowed_ones(tmp_path):
+    service = ControlService(tmp_path / "k.db", tmp_path / "serve.log",
+                             extra_env={"KEYGATE_SCOPES": "read, write"}).start()
+    try:
+        api = Api(service.url)
+        assert api.create(scopes=["read", "write"])["scopes"] == ["read", "write"]
+        response = api.request("POST", "/v1/keys", json={"name": "a", "scopes": ["submit_job"]})
+        assert response.status_code == 400 and "scopes[0]" in response.json()["error"]["message"]
+    finally:
+        service.stop()
