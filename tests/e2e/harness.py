@@ -14,6 +14,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import requests
 
@@ -99,10 +100,15 @@ class SnapshotServer:
                         time.sleep(delay)
                     return self._send(status, body)
                 etag = f'"E-{version}"'
-                if self.headers.get("if-none-match") == etag:
+                query = parse_qs(urlparse(self.path).query)
+                cursor = int(query.get("cursor", ["0"])[0])
+                if cursor == 0 and self.headers.get("if-none-match") == etag:
                     return self._send(304, b"", etag)
-                body = json.dumps({"version": version, "epoch": "E", "full": True, "since": 0, "keys": keys, "deleted": []})
-                return self._send(200, body.encode(), etag)
+                limit = int(query.get("limit", ["10000"])[0])
+                page = {"version": version, "epoch": "E", "full": True, "since": 0, "keys": keys[cursor : cursor + limit]}
+                if cursor + limit < len(keys):
+                    page["next_cursor"] = str(cursor + limit)
+                return self._send(200, json.dumps(page).encode(), etag)
 
             def _send(self, status, body, etag=None):
                 self.send_response(status)

@@ -365,3 +365,23 @@ def test_trusted_xff_hops_and_query_parameter_source(upstream, snapshots):
         assert seen["headers"]["x-keygate-key-id"] == "key_valid"
     finally:
         proxy.close()
+
+
+def test_paged_snapshot_loads_every_page(upstream):
+    server = SnapshotServer()
+    many = [key_record(f"pk_live_paged{i:030d}", f"key_paged_{i}") for i in range(250)]
+    server.publish(many)
+    proxy = Envoy(upstream.port, server.port, plugin_config(control={"page_size": 100}))
+    try:
+        wait_until(lambda: proxy.stat("keygate_keys_loaded") == 250, timeout=15, what="250 keys from 3 pages")
+        for i in (0, 99, 100, 249):
+            assert echoed(proxy.get("/v1/models", f"pk_live_paged{i:030d}"))["headers"]["x-keygate-key-id"] == f"key_paged_{i}"
+        paths = [path for _, path, _ in server.requests]
+        assert any("cursor=100" in p for p in paths) and any("cursor=200" in p for p in paths), paths
+        # A new full snapshot without the first key retires it once all pages are in.
+        server.publish(many[1:])
+        proxy.wait_for_status("/v1/models", "pk_live_paged" + "0" * 30, 401, timeout=10)
+        assert echoed(proxy.get("/v1/models", f"pk_live_paged{249:030d}"))
+    finally:
+        proxy.close()
+        server.close()
