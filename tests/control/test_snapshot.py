@@ -177,3 +177,16 @@ def test_long_poll_times_out_with_304(api):
     response = api.request("GET", "/v1/snapshot", token="sync", params={"wait": 1},
                            headers={"If-None-Match": etag})
     assert response.status_code == 304 and 0.9 <= time.monotonic() - started < 3
+
+
+def test_full_paging_stays_full_when_the_version_passes_since(api, team):
+    for _ in range(3):
+        api.create(team=team)
+    base = api.snapshot(limit=1).json()
+    ahead = base["version"] + 1
+    first = api.snapshot(limit=1, since=ahead, epoch=base["epoch"]).json()
+    assert first["full"] is True and first["next_cursor"]
+    api.create(team=team)
+    api.create(team=team)
+    second = api.snapshot(limit=1, since=ahead, epoch=base["epoch"], cursor=first["next_cursor"]).json()
+    assert second["full"] is True and second["since"] == 0

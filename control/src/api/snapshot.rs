@@ -70,6 +70,11 @@ impl PageRequest {
     }
 
     fn kind(&self, current_epoch: &str, current_version: u64) -> PageKind {
+        // Full pages leave the cursor's version at 0 (delta rows always have one above 0):
+        // a full snapshot stays full to its last page even if the version moves past `since`.
+        if !self.first_page && self.after.version == 0 {
+            return PageKind::Full;
+        }
         feed::page_kind(
             current_epoch,
             current_version,
