@@ -385,3 +385,9 @@ def test_paged_snapshot_loads_every_page(upstream):
     finally:
         proxy.close()
         server.close()
+
+
+def test_health_route_skips_the_filter(envoy):
+    seen = echoed(envoy.get("/healthz"))
+    assert "x-keygate-key-id" not in seen["headers"]
+    assert_error(envoy.get("/healthz/x"), 401, "UNAUTHORIZED")
