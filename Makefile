@@ -6,8 +6,10 @@ VENV := .venv
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keygate.wasm
 CONTROL := target/release/keygate-control
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run test unit e2e lint fmt clean
+.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps
 
 all: build
 
@@ -31,6 +33,23 @@ $(VENV)/.installed: tests/requirements.txt
 
 run: build venv
 	./scripts/run.sh
+
+# Debian packages the tests and `make oci` use (curl, docker-compose, skopeo); needs root.
+system-deps:
+	./scripts/install-system-deps.sh
+
+# target/release-artifacts/: keygate.wasm and keygate-control with their .sha256 files.
+release: build
+	./scripts/release.sh $(WASM) $(CONTROL) target/release-artifacts
+
+# OCI image layout of keygate.wasm for Istio's WasmPlugin: $(OCI_LAYOUT):$(VERSION) (compat
+# variant, plugin.wasm in a tar+gzip layer) and :$(VERSION)-spec (Wasm-artifact media types).
+oci: wasm
+	$(PYTHON) scripts/oci_image.py --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(VERSION)
+	@if command -v skopeo >/dev/null 2>&1; then \
+	  skopeo inspect --raw oci:$(OCI_LAYOUT):$(VERSION) >/dev/null && skopeo inspect --raw oci:$(OCI_LAYOUT):$(VERSION)-spec >/dev/null && \
+	  echo "skopeo reads both images. Push: skopeo copy oci:$(OCI_LAYOUT):$(VERSION) docker://REGISTRY/keygate:$(VERSION)"; \
+	else echo "skopeo not installed (make system-deps): layout written but not checked"; fi
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,24 @@
+# keygate-control: the control service and CLI, as envoy/docker-compose.yaml builds it.
+#   docker build -t keygate-control .
+#   docker run -p 127.0.0.1:8081:8081 -e KEYGATE_ADMIN_TOKEN=… -e KEYGATE_SYNC_TOKEN=… \
+#     -v keygate-data:/var/lib/keygate keygate-control
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+# The workspace: the control service depends on the filter crate (`keygate`) for the snapshot types.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY control ./control
+RUN cargo build --release --locked -p keygate-control
+
+FROM debian:bookworm-slim
+# SQLite is compiled in (rusqlite "bundled") and the service speaks plain HTTP: no runtime libraries beyond glibc.
+RUN useradd --system --uid 10001 --home-dir /var/lib/keygate --create-home keygate
+COPY --from=build /src/target/release/keygate-control /usr/local/bin/keygate-control
+USER keygate
+WORKDIR /var/lib/keygate
+ENV KEYGATE_LISTEN=0.0.0.0:8081 \
+    KEYGATE_DB=/var/lib/keygate/keygate.db
+VOLUME /var/lib/keygate
+EXPOSE 8081
+ENTRYPOINT ["keygate-control"]
+CMD ["serve"]
