@@ -9,29 +9,17 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::ControlConfig;
-use crate::host::{Host, WriteError};
+use crate::host::Host;
 use crate::keys::validate_page;
+use crate::lease;
 use crate::snapshot::Snapshot;
-use crate::store::{self, StoreMeta, CAS_RETRIES};
+use crate::store::{self, StoreMeta};
 
 pub const SYNC_KEY: &str = "keygate.sync";
 /// Largest snapshot page we accept; bigger answers are rejected unread.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-const MAX_BACKOFF_MS: u64 = 30_000;
 const LEASE_MARGIN_MS: u64 = 2_000;
-
-/// The shared lease and schedule, one per Envoy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncState {
-    pub holder: u64,
-    /// While non-zero and in the future, `holder` is fetching.
-    pub pending_until_ms: u64,
-    pub next_due_ms: u64,
-    pub failures: u32,
-}
 
 /// An HTTP call to make to the control service cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,29 +78,6 @@ pub struct Refresher {
     me: u64,
     config: ControlConfig,
     fetch: Option<Fetch>,
-}
-
-fn read_sync(host: &dyn Host) -> (SyncState, Option<u32>) {
-    let (bytes, cas) = host.get_shared(SYNC_KEY);
-    let state = bytes
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    (state, cas)
-}
-
-fn write_sync(host: &dyn Host, state: &SyncState, cas: Option<u32>) -> Result<(), WriteError> {
-    host.set_shared(
-        SYNC_KEY,
-        &serde_json::to_vec(state).unwrap_or_default(),
-        cas,
-    )
-}
-
-/// Backoff after `failures` consecutive failures: 500 ms doubling, capped.
-pub fn backoff_ms(failures: u32) -> u64 {
-    500u64
-        .saturating_mul(1u64 << failures.min(16))
-        .min(MAX_BACKOFF_MS)
 }
 
 impl Refresher {
@@ -211,21 +176,11 @@ impl Refresher {
                 false,
             ));
         }
-        let (state, cas) = read_sync(host);
-        let lease_free = state.pending_until_ms <= now;
-        if !lease_free || now < state.next_due_ms {
-            return (None, abandoned);
-        }
         let meta = store::read_meta(host);
         let since = meta.loaded().then(|| (meta.version, meta.epoch.clone()));
         let long_poll = since.is_some() && self.config.long_poll_wait > Duration::ZERO;
         let deadline = self.deadline_ms(now, long_poll);
-        let claimed = SyncState {
-            holder: self.me,
-            pending_until_ms: deadline + LEASE_MARGIN_MS,
-            ..state
-        };
-        if write_sync(host, &claimed, cas).is_err() {
+        if !lease::try_claim(host, SYNC_KEY, self.me, now, deadline + LEASE_MARGIN_MS) {
             return (None, abandoned);
         }
         let request = self.build_request(since.as_ref(), None, long_poll);
@@ -256,34 +211,14 @@ impl Refresher {
     }
 
     fn still_holder(&self, host: &dyn Host) -> bool {
-        let (state, _) = read_sync(host);
-        state.holder == self.me && state.pending_until_ms > 0
+        lease::held_by(host, SYNC_KEY, self.me)
     }
 
     /// Releases the lease and schedules the next refresh.
     fn release(&self, host: &dyn Host, failed: bool) {
-        for _ in 0..CAS_RETRIES {
-            let (state, cas) = read_sync(host);
-            if state.holder != self.me {
-                return;
-            }
-            let now = host.now_ms();
-            let (next_due_ms, failures) = if failed {
-                let failures = state.failures.saturating_add(1);
-                (now + backoff_ms(failures - 1), failures)
-            } else {
-                (self.next_due_after_success(now), 0)
-            };
-            let next = SyncState {
-                holder: self.me,
-                pending_until_ms: 0,
-                next_due_ms,
-                failures,
-            };
-            if write_sync(host, &next, cas).is_ok() {
-                return;
-            }
-        }
+        let now = host.now_ms();
+        let next_due = (!failed).then(|| self.next_due_after_success(now));
+        lease::release(host, SYNC_KEY, self.me, now, next_due);
     }
 
     fn finish_failure(&self, host: &dyn Host, reason: String, rejected: bool) -> Outcome {
@@ -458,24 +393,7 @@ impl Refresher {
 
     fn extend_lease(&self, host: &dyn Host) {
         let pending_until_ms = self.fetch.as_ref().map_or(0, |f| f.deadline_ms) + LEASE_MARGIN_MS;
-        for _ in 0..CAS_RETRIES {
-            let (state, cas) = read_sync(host);
-            if state.holder != self.me {
-                return;
-            }
-            if write_sync(
-                host,
-                &SyncState {
-                    pending_until_ms,
-                    ..state
-                },
-                cas,
-            )
-            .is_ok()
-            {
-                return;
-            }
-        }
+        lease::extend(host, SYNC_KEY, self.me, pending_until_ms);
     }
 }
 
@@ -485,6 +403,7 @@ mod tests {
     use crate::config::Config;
     use crate::host::FakeHost;
     use crate::keys::hash_key;
+    use crate::lease::backoff_ms;
     use crate::store::{lookup, read_meta};
 
     fn control(extra: &str) -> ControlConfig {
@@ -662,9 +581,6 @@ mod tests {
             &page(1, true, 0, &[], &[], None),
         );
         assert!(matches!(outcome, Outcome::Applied { .. }));
-        assert_eq!(backoff_ms(0), 500);
-        assert_eq!(backoff_ms(3), 4_000);
-        assert_eq!(backoff_ms(40), 30_000);
     }
 
     #[test]

@@ -1,0 +1,299 @@
+//! Rate-limit counters in Envoy's shared data: one count per key per Envoy, shared by every
+//! worker, updated with compare-and-swap so no increment is lost.
+//!
+//! Shared data has no delete and no eviction, so counters live in a fixed table of `slots`
+//! entries (`keygate.rl.<n>`), created blank once by the refresh lease holder before the first
+//! snapshot is served. A key hashes to a slot and probes a few neighbours; a slot whose owner
+//! has nothing left in any window is reused. Memory is therefore bounded by the slot count,
+//! whatever the number of keys. Creating the slots up front matters: Envoy writes a missing
+//! entry unconditionally whatever CAS value is passed, so creating one on demand could race
+//! with another worker's first increment and lose it.
+
+use crate::host::{Host, WriteError};
+use crate::ratelimit::{self, Refusal, SlotState, Usage, Windows};
+use crate::snapshot::Limits;
+
+const SLOTS_MARKER: &str = "keygate.rl.slots";
+/// Neighbouring slots a key may use when its own is held by another active key.
+pub const PROBES: u64 = 4;
+/// CAS attempts on one slot before giving up on a request.
+pub const CAS_ATTEMPTS: usize = 32;
+
+fn slot_key(index: u64) -> String {
+    format!("keygate.rl.{index}")
+}
+
+/// Number of slots that exist (0 before the lease holder created them).
+pub fn slot_count(host: &dyn Host) -> u64 {
+    host.get_shared(SLOTS_MARKER)
+        .0
+        .and_then(|bytes| {
+            bytes
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+        })
+        .unwrap_or(0)
+}
+
+/// Creates blank slots up to `wanted`. Only the refresh lease holder calls this, so the
+/// unconditional creation cannot race with counting (requests count only once slots exist).
+pub fn ensure_slots(host: &dyn Host, wanted: u64) -> Result<u64, WriteError> {
+    let existing = slot_count(host);
+    if existing >= wanted {
+        return Ok(existing);
+    }
+    for index in existing..wanted {
+        host.set_shared(&slot_key(index), &[0], None)?;
+    }
+    host.set_shared(SLOTS_MARKER, &wanted.to_le_bytes(), None)?;
+    Ok(wanted)
+}
+
+/// Owner tag and probe start of a key, from its SHA-256 hex.
+pub fn owner_and_seed(hash_hex: &str) -> (u64, u64) {
+    let part = |range: std::ops::Range<usize>| {
+        hash_hex
+            .get(range)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0)
+    };
+    (part(0..16).max(1), part(16..32))
+}
+
+/// The outcome of counting one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Admitted and counted in `slot` (release it at the end when `in_flight` was taken).
+    Admitted {
+        slot: u64,
+        in_flight: bool,
+        usage: Usage,
+    },
+    Refused {
+        refusal: Refusal,
+        usage: Usage,
+    },
+    /// Every probed slot is busy with other active keys, or no slots exist: not counted.
+    NoSlot,
+    /// Too many concurrent updates of the slot; refuse this one request rather than risk
+    /// admitting over the limit.
+    Contended,
+}
+
+/// The slot to count `owner` in: one it already owns among its probes (so a key never splits
+/// its counts across two slots), else the first free or idle one. With the slot's bytes and CAS.
+fn choose_slot(
+    host: &dyn Host,
+    owner: u64,
+    seed: u64,
+    windows: &Windows,
+    slots: u64,
+    now_ms: u64,
+) -> Option<(u64, SlotState, Option<u32>)> {
+    let mut free = None;
+    for probe in 0..PROBES.min(slots) {
+        let index = seed.wrapping_add(probe) % slots;
+        let (bytes, cas) = host.get_shared(&slot_key(index));
+        if cas.is_none() {
+            continue;
+        }
+        match bytes.as_deref().and_then(SlotState::decode) {
+            Some(state) if state.owner == owner => return Some((index, state, cas)),
+            Some(state) if !state.idle(windows, now_ms) => {}
+            _ if free.is_none() => free = Some((index, SlotState::empty(owner), cas)),
+            _ => {}
+        }
+    }
+    free
+}
+
+/// Counts a request of the key `(owner, seed)` with `limits` at `now_ms`.
+pub fn admit(
+    host: &dyn Host,
+    owner: u64,
+    seed: u64,
+    limits: &Limits,
+    windows: &Windows,
+    slots: u64,
+    now_ms: u64,
+) -> Admission {
+    if slots == 0 {
+        return Admission::NoSlot;
+    }
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((index, mut state, cas)) = choose_slot(host, owner, seed, windows, slots, now_ms)
+        else {
+            return Admission::NoSlot;
+        };
+        let (result, usage) = ratelimit::admit(&mut state, limits, windows, now_ms);
+        if let Err(refusal) = result {
+            return Admission::Refused { refusal, usage };
+        }
+        match host.set_shared(&slot_key(index), &state.encode(), cas) {
+            Ok(()) => {
+                return Admission::Admitted {
+                    slot: index,
+                    in_flight: limits.concurrent.is_some(),
+                    usage,
+                }
+            }
+            Err(WriteError::CasMismatch) => continue,
+            Err(WriteError::Host) => return Admission::NoSlot,
+        }
+    }
+    Admission::Contended
+}
+
+/// Ends an in-flight request of `owner` counted in `slot`.
+pub fn release(host: &dyn Host, slot: u64, owner: u64) -> bool {
+    let key = slot_key(slot);
+    for _ in 0..CAS_ATTEMPTS {
+        let (bytes, cas) = host.get_shared(&key);
+        let Some(mut state) = bytes.as_deref().and_then(SlotState::decode) else {
+            return false;
+        };
+        if state.owner != owner || state.in_flight == 0 {
+            return false;
+        }
+        state.in_flight -= 1;
+        match host.set_shared(&key, &state.encode(), cas) {
+            Ok(()) => return true,
+            Err(WriteError::CasMismatch) => continue,
+            Err(WriteError::Host) => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::FakeHost;
+    use crate::keys::hash_key;
+
+    fn limits(per_minute: Option<u64>, concurrent: Option<u64>) -> Limits {
+        Limits {
+            per_minute,
+            per_hour: None,
+            per_day: None,
+            concurrent,
+        }
+    }
+
+    #[test]
+    fn nothing_counts_before_slots_exist() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        assert_eq!(
+            admit(
+                &host,
+                1,
+                0,
+                &limits(Some(1), None),
+                &windows,
+                slot_count(&host),
+                1_000
+            ),
+            Admission::NoSlot
+        );
+        assert_eq!(ensure_slots(&host, 8).unwrap(), 8);
+        assert_eq!(ensure_slots(&host, 4).unwrap(), 8);
+        assert_eq!(slot_count(&host), 8);
+        assert_eq!(host.entry_count(), 9);
+    }
+
+    #[test]
+    fn counts_survive_cas_conflicts_and_hold_the_limit() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        ensure_slots(&host, 16).unwrap();
+        let (owner, seed) = owner_and_seed(&hash_key("pk_live_a"));
+        let three = limits(Some(3), None);
+        let mut admitted = 0;
+        for i in 0..10 {
+            host.fail_next_cas.set(i % 3);
+            if matches!(
+                admit(&host, owner, seed, &three, &windows, 16, 1_000),
+                Admission::Admitted { .. }
+            ) {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 3);
+    }
+
+    #[test]
+    fn endless_contention_refuses_rather_than_over_admits() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        ensure_slots(&host, 4).unwrap();
+        let three = limits(Some(3), None);
+        assert!(matches!(
+            admit(&host, 7, 0, &three, &windows, 4, 1_000),
+            Admission::Admitted { .. }
+        ));
+        host.fail_next_cas.set(u32::MAX);
+        assert_eq!(
+            admit(&host, 7, 0, &three, &windows, 4, 1_000),
+            Admission::Contended
+        );
+    }
+
+    #[test]
+    fn busy_slots_are_probed_and_idle_ones_reused() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        ensure_slots(&host, 2).unwrap();
+        let one = limits(Some(1), None);
+        let slot_of = |admission: Admission| match admission {
+            Admission::Admitted { slot, .. } => slot,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(slot_of(admit(&host, 1, 0, &one, &windows, 2, 1_000)), 0);
+        assert_eq!(slot_of(admit(&host, 2, 0, &one, &windows, 2, 1_000)), 1);
+        assert_eq!(
+            admit(&host, 3, 0, &one, &windows, 2, 1_000),
+            Admission::NoSlot
+        );
+        // Key 1 was counted; its own slot still refuses it.
+        assert!(matches!(
+            admit(&host, 1, 0, &one, &windows, 2, 1_000),
+            Admission::Refused { .. }
+        ));
+        // Once key 1's minute has passed, key 3 can take its slot.
+        assert_eq!(slot_of(admit(&host, 3, 0, &one, &windows, 2, 70_000)), 0);
+        // Key 2 keeps its slot 1 even though slot 0 came first in its probe order.
+        assert_eq!(slot_of(admit(&host, 2, 0, &one, &windows, 2, 140_000)), 1);
+    }
+
+    #[test]
+    fn in_flight_is_released_once() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        ensure_slots(&host, 4).unwrap();
+        let one_at_a_time = limits(None, Some(1));
+        let Admission::Admitted {
+            slot,
+            in_flight: true,
+            ..
+        } = admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000)
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
+            Admission::Refused {
+                refusal: Refusal::Concurrency,
+                ..
+            }
+        ));
+        assert!(release(&host, slot, 5));
+        assert!(!release(&host, slot, 5), "never below zero");
+        assert!(!release(&host, slot, 6), "only the owner's count");
+        assert!(matches!(
+            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
+            Admission::Admitted { .. }
+        ));
+    }
+}

@@ -1,0 +1,502 @@
+//! Per-key request limits: the window maths and the counter codec, pure.
+//!
+//! Each window (minute, hour, day) is a sliding window made of `B` buckets; a key's state keeps
+//! `B + 1` bucket counters per window in a ring. A request is admitted when the sum of the ring
+//! plus one stays within the limit. Because the ring spans between `B` and `B + 1` buckets —
+//! always at least the whole window — the number admitted in *any* interval of the window's
+//! length never exceeds the limit: no burst of twice the limit at a window edge, as fixed
+//! windows allow, and none of the `limit + burst` that a token bucket or GCRA with a full burst
+//! allows in one window. The price is that a request may be counted for up to one bucket longer
+//! than the window (2 s of a minute, 2 min of an hour, 1 h of a day); `Retry-After` tells the
+//! exact instant a request will pass again.
+
+use crate::snapshot::Limits;
+
+/// The three windows, in this order everywhere.
+pub const WINDOW_NAMES: [&str; 3] = ["minute", "hour", "day"];
+/// Buckets per window: minute 30 × 2 s, hour 30 × 2 min, day 24 × 1 h.
+pub const BUCKETS: [usize; 3] = [30, 30, 24];
+const RING_LENS: [usize; 3] = [BUCKETS[0] + 1, BUCKETS[1] + 1, BUCKETS[2] + 1];
+const HEADER_LEN: usize = 8 + 4;
+/// Encoded size of a slot: owner, in-flight count, and per window the newest bucket index and
+/// its ring of counters.
+pub const STATE_LEN: usize = HEADER_LEN + 3 * 8 + (RING_LENS[0] + RING_LENS[1] + RING_LENS[2]) * 4;
+
+/// Window lengths in milliseconds (configurable so tests can use short windows on the real
+/// code path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub lengths_ms: [u64; 3],
+}
+
+impl Default for Windows {
+    fn default() -> Windows {
+        Windows {
+            lengths_ms: [60_000, 3_600_000, 86_400_000],
+        }
+    }
+}
+
+impl Windows {
+    fn bucket_ms(&self, window: usize) -> u64 {
+        (self.lengths_ms[window] / BUCKETS[window] as u64).max(1)
+    }
+}
+
+/// The limits of one key as an array in window order, plus concurrency.
+pub fn window_limits(limits: &Limits) -> [Option<u64>; 3] {
+    [limits.per_minute, limits.per_hour, limits.per_day]
+}
+
+pub fn has_limits(limits: &Limits) -> bool {
+    window_limits(limits).iter().any(Option::is_some) || limits.concurrent.is_some()
+}
+
+/// One window's ring of counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Ring {
+    /// Absolute index (`now / bucket_ms`) of the newest bucket written.
+    newest: u64,
+    counts: Vec<u32>,
+}
+
+impl Ring {
+    fn new(window: usize) -> Ring {
+        Ring {
+            newest: 0,
+            counts: vec![0; RING_LENS[window]],
+        }
+    }
+
+    /// Moves the ring forward to `bucket`, zeroing buckets that fell out.
+    fn advance(&mut self, bucket: u64) {
+        if bucket <= self.newest {
+            return;
+        }
+        let len = self.counts.len() as u64;
+        let steps = (bucket - self.newest).min(len);
+        for step in 1..=steps {
+            let index = ((self.newest + step) % len) as usize;
+            self.counts[index] = 0;
+        }
+        self.newest = bucket;
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    fn add(&mut self, bucket: u64) {
+        let index = (bucket % self.counts.len() as u64) as usize;
+        self.counts[index] = self.counts[index].saturating_add(1);
+    }
+
+    /// Milliseconds from `now_ms` until the total drops to `target` or below, as the oldest
+    /// buckets leave the ring. `None` if it already is.
+    fn wait_until_total_at_most(&self, target: u64, bucket_ms: u64, now_ms: u64) -> Option<u64> {
+        let mut total = self.total();
+        if total <= target {
+            return None;
+        }
+        let len = self.counts.len() as u64;
+        // Oldest bucket in the ring is newest - (len - 1); it leaves when the current bucket
+        // index reaches newest + 1, the next one at newest + 2, and so on.
+        for k in 0..len {
+            // Bucket `newest + k + 1 - len`; the same ring index without the subtraction.
+            let index = ((self.newest + k + 1) % len) as usize;
+            total -= u64::from(self.counts[index]);
+            if total <= target {
+                let frees_at_ms = (self.newest + k + 1) * bucket_ms;
+                return Some(frees_at_ms.saturating_sub(now_ms).max(1));
+            }
+        }
+        Some(bucket_ms)
+    }
+}
+
+/// A key's counters, as stored in one shared-data slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotState {
+    /// First 8 bytes of the key's hash; 0 for a free slot.
+    pub owner: u64,
+    pub in_flight: u32,
+    rings: [Ring; 3],
+}
+
+impl SlotState {
+    pub fn empty(owner: u64) -> SlotState {
+        SlotState {
+            owner,
+            in_flight: 0,
+            rings: [Ring::new(0), Ring::new(1), Ring::new(2)],
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(STATE_LEN);
+        bytes.extend_from_slice(&self.owner.to_le_bytes());
+        bytes.extend_from_slice(&self.in_flight.to_le_bytes());
+        for ring in &self.rings {
+            bytes.extend_from_slice(&ring.newest.to_le_bytes());
+            for count in &ring.counts {
+                bytes.extend_from_slice(&count.to_le_bytes());
+            }
+        }
+        bytes
+    }
+
+    /// Decodes a slot; anything that is not exactly a slot (a blank, garbage) is `None`.
+    pub fn decode(bytes: &[u8]) -> Option<SlotState> {
+        if bytes.len() != STATE_LEN {
+            return None;
+        }
+        let u64_at = |at: usize| {
+            bytes
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+        };
+        let u32_at = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes)
+        };
+        let mut state = SlotState::empty(u64_at(0)?);
+        state.in_flight = u32_at(8)?;
+        let mut at = HEADER_LEN;
+        for (window, ring) in state.rings.iter_mut().enumerate() {
+            ring.newest = u64_at(at)?;
+            at += 8;
+            for i in 0..RING_LENS[window] {
+                ring.counts[i] = u32_at(at)?;
+                at += 4;
+            }
+        }
+        Some(state)
+    }
+
+    /// Whether nothing of this slot's owner is still counted at `now_ms` (free to reuse).
+    pub fn idle(&self, windows: &Windows, now_ms: u64) -> bool {
+        if self.in_flight > 0 {
+            return false;
+        }
+        let mut advanced = self.clone();
+        advanced.advance(windows, now_ms);
+        advanced.rings.iter().all(|ring| ring.total() == 0)
+    }
+
+    fn advance(&mut self, windows: &Windows, now_ms: u64) {
+        for (window, ring) in self.rings.iter_mut().enumerate() {
+            ring.advance(now_ms / windows.bucket_ms(window));
+        }
+    }
+}
+
+/// Why a request over its limits was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A window is full; retry after this many milliseconds.
+    Rate { retry_after_ms: u64 },
+    /// Too many requests in flight.
+    Concurrency,
+}
+
+/// What the rate-limit headers report: the tightest window's numbers and every policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Per limited window: (window index, limit, remaining, ms until remaining grows).
+    pub windows: Vec<(usize, u64, u64, u64)>,
+}
+
+/// Checks a request against `limits` at `now_ms` and, if admitted, counts it (and, with a
+/// concurrency limit, adds it to the in-flight count). Returns the usage after the decision.
+pub fn admit(
+    state: &mut SlotState,
+    limits: &Limits,
+    windows: &Windows,
+    now_ms: u64,
+) -> (Result<(), Refusal>, Usage) {
+    state.advance(windows, now_ms);
+    let limits_by_window = window_limits(limits);
+    let mut refusal = None;
+    for (window, limit) in limits_by_window.iter().enumerate() {
+        let Some(limit) = *limit else { continue };
+        let ring = &state.rings[window];
+        if ring.total() + 1 > limit {
+            let wait = ring
+                .wait_until_total_at_most(
+                    limit.saturating_sub(1),
+                    windows.bucket_ms(window),
+                    now_ms,
+                )
+                .unwrap_or(1);
+            refusal = Some(match refusal {
+                Some(Refusal::Rate { retry_after_ms }) => Refusal::Rate {
+                    retry_after_ms: retry_after_ms.max(wait),
+                },
+                _ => Refusal::Rate {
+                    retry_after_ms: wait,
+                },
+            });
+        }
+    }
+    if refusal.is_none() {
+        if let Some(max) = limits.concurrent {
+            if u64::from(state.in_flight) >= max {
+                refusal = Some(Refusal::Concurrency);
+            }
+        }
+    }
+    if refusal.is_none() {
+        for (window, limit) in limits_by_window.iter().enumerate() {
+            if limit.is_some() {
+                let bucket = now_ms / windows.bucket_ms(window);
+                state.rings[window].add(bucket);
+            }
+        }
+        if limits.concurrent.is_some() {
+            state.in_flight = state.in_flight.saturating_add(1);
+        }
+    }
+    let mut usage = Usage::default();
+    for (window, limit) in limits_by_window.iter().enumerate() {
+        let Some(limit) = *limit else { continue };
+        let ring = &state.rings[window];
+        let total = ring.total();
+        let remaining = limit.saturating_sub(total);
+        let reset_ms = ring
+            .wait_until_total_at_most(total.saturating_sub(1), windows.bucket_ms(window), now_ms)
+            .unwrap_or(0);
+        usage.windows.push((window, limit, remaining, reset_ms));
+    }
+    (refusal.map_or(Ok(()), Err), usage)
+}
+
+/// Whole seconds for `Retry-After` and reset headers: rounded up, at least 1.
+pub fn ceil_seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000).max(1)
+}
+
+/// The response headers for a key's usage: `X-RateLimit-*` for the tightest window (least
+/// remaining) and the IETF `RateLimit-Policy` / `RateLimit` fields
+/// (draft-ietf-httpapi-ratelimit-headers).
+pub fn headers(usage: &Usage, windows: &Windows) -> Vec<(&'static str, String)> {
+    let Some(&(tightest, limit, remaining, reset_ms)) = usage
+        .windows
+        .iter()
+        .min_by_key(|(w, _, remaining, _)| (*remaining, *w))
+    else {
+        return Vec::new();
+    };
+    let reset = if remaining == limit {
+        0
+    } else {
+        ceil_seconds(reset_ms)
+    };
+    let policy = usage
+        .windows
+        .iter()
+        .map(|(window, limit, _, _)| {
+            format!(
+                "\"{}\";q={limit};w={}",
+                WINDOW_NAMES[*window],
+                windows.lengths_ms[*window].div_ceil(1000)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    vec![
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+        ("ratelimit-policy", policy),
+        (
+            "ratelimit",
+            format!("\"{}\";r={remaining};t={reset}", WINDOW_NAMES[tightest]),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_minute: Option<u64>, per_day: Option<u64>, concurrent: Option<u64>) -> Limits {
+        Limits {
+            per_minute,
+            per_hour: None,
+            per_day,
+            concurrent,
+        }
+    }
+
+    fn count_admitted(
+        state: &mut SlotState,
+        limits: &Limits,
+        windows: &Windows,
+        times_ms: impl Iterator<Item = u64>,
+    ) -> usize {
+        times_ms
+            .filter(|&t| admit(state, limits, windows, t).0.is_ok())
+            .count()
+    }
+
+    #[test]
+    fn admits_exactly_the_limit_in_a_burst() {
+        let windows = Windows::default();
+        let mut state = SlotState::empty(1);
+        let five = limits(Some(5), None, None);
+        assert_eq!(
+            count_admitted(
+                &mut state,
+                &five,
+                &windows,
+                std::iter::repeat_n(1_000_000, 20)
+            ),
+            5
+        );
+    }
+
+    #[test]
+    fn no_window_of_the_limits_length_ever_admits_more_than_the_limit() {
+        // Requests every 500 ms for ten minutes against 10/minute: check every sliding
+        // 60 s interval of admitted requests.
+        let windows = Windows::default();
+        let mut state = SlotState::empty(1);
+        let ten = limits(Some(10), None, None);
+        let start = 7_777_777;
+        let admitted: Vec<u64> = (0..1200)
+            .map(|i| start + i * 500)
+            .filter(|&t| admit(&mut state, &ten, &windows, t).0.is_ok())
+            .collect();
+        for (i, &t) in admitted.iter().enumerate() {
+            let in_window = admitted[i..]
+                .iter()
+                .take_while(|&&u| u < t + 60_000)
+                .count();
+            assert!(
+                in_window <= 10,
+                "{in_window} admitted in the minute from {t}"
+            );
+        }
+        // And it does not starve: roughly the limit per minute over ten minutes.
+        assert!(admitted.len() >= 90, "{}", admitted.len());
+    }
+
+    #[test]
+    fn retry_after_is_exact() {
+        let windows = Windows::default();
+        let mut state = SlotState::empty(1);
+        let three = limits(Some(3), None, None);
+        let now = 100_000; // bucket boundary (2 s buckets)
+        for offset in [0, 1_000, 2_500] {
+            assert!(admit(&mut state, &three, &windows, now + offset).0.is_ok());
+        }
+        let (refused, usage) = admit(&mut state, &three, &windows, now + 3_000);
+        let Err(Refusal::Rate { retry_after_ms }) = refused else {
+            panic!("{refused:?}")
+        };
+        // The two oldest requests' bucket (index 50, [100 s, 102 s)) leaves the 31-bucket ring
+        // when the bucket index reaches 81 → at 162 s.
+        assert_eq!(now + 3_000 + retry_after_ms, 162_000);
+        assert_eq!(usage.windows, vec![(0, 3, 0, retry_after_ms)]);
+        assert!(admit(&mut state, &three, &windows, 162_000 - 1).0.is_err());
+        assert!(admit(&mut state, &three, &windows, 162_000).0.is_ok());
+    }
+
+    #[test]
+    fn tightest_of_several_windows_wins_and_retry_is_the_longest_wait() {
+        let windows = Windows::default();
+        let mut state = SlotState::empty(1);
+        let both = limits(Some(100), Some(2), None);
+        assert!(admit(&mut state, &both, &windows, 0).0.is_ok());
+        let (ok, usage) = admit(&mut state, &both, &windows, 1_000);
+        assert!(ok.is_ok());
+        let headers = headers(&usage, &windows);
+        assert!(headers.contains(&("x-ratelimit-limit", "2".into())));
+        assert!(headers.contains(&("x-ratelimit-remaining", "0".into())));
+        assert!(headers.contains(&(
+            "ratelimit-policy",
+            "\"minute\";q=100;w=60, \"day\";q=2;w=86400".into()
+        )));
+        let (refused, _) = admit(&mut state, &both, &windows, 2_000);
+        let Err(Refusal::Rate { retry_after_ms }) = refused else {
+            panic!()
+        };
+        assert!(retry_after_ms > 23 * 3_600_000, "{retry_after_ms}");
+    }
+
+    #[test]
+    fn concurrency_counts_in_flight() {
+        let windows = Windows::default();
+        let mut state = SlotState::empty(1);
+        let two = limits(None, None, Some(2));
+        assert!(admit(&mut state, &two, &windows, 0).0.is_ok());
+        assert!(admit(&mut state, &two, &windows, 0).0.is_ok());
+        assert_eq!(
+            admit(&mut state, &two, &windows, 0).0,
+            Err(Refusal::Concurrency)
+        );
+        state.in_flight -= 1;
+        assert!(admit(&mut state, &two, &windows, 0).0.is_ok());
+        assert!(!state.idle(&windows, 0));
+    }
+
+    #[test]
+    fn state_round_trips_and_rejects_garbage() {
+        let windows = Windows::default();
+        let mut state = SlotState::empty(0xABCDEF);
+        assert!(admit(
+            &mut state,
+            &limits(Some(5), Some(9), Some(3)),
+            &windows,
+            123_456_789
+        )
+        .0
+        .is_ok());
+        let bytes = state.encode();
+        assert_eq!(bytes.len(), STATE_LEN);
+        assert_eq!(SlotState::decode(&bytes), Some(state));
+        assert_eq!(SlotState::decode(&bytes[1..]), None);
+        assert_eq!(SlotState::decode(b""), None);
+        assert_eq!(
+            SlotState::decode(&[0xFF; STATE_LEN]).map(|s| s.owner),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn idle_after_every_window_has_passed() {
+        let windows = Windows::default();
+        let mut state = SlotState::empty(1);
+        assert!(
+            admit(&mut state, &limits(Some(5), None, None), &windows, 10_000)
+                .0
+                .is_ok()
+        );
+        assert!(!state.idle(&windows, 20_000));
+        assert!(state.idle(&windows, 10_000 + 62_001));
+    }
+
+    #[test]
+    fn short_test_windows_use_the_same_maths() {
+        let windows = Windows {
+            lengths_ms: [3_000, 3_600_000, 86_400_000],
+        };
+        let mut state = SlotState::empty(1);
+        let two = limits(Some(2), None, None);
+        assert_eq!(
+            count_admitted(&mut state, &two, &windows, std::iter::repeat_n(50_000, 5)),
+            2
+        );
+        let (refused, _) = admit(&mut state, &two, &windows, 50_000);
+        let Err(Refusal::Rate { retry_after_ms }) = refused else {
+            panic!()
+        };
+        assert!(retry_after_ms <= 3_100, "{retry_after_ms}");
+        assert!(admit(&mut state, &two, &windows, 50_000 + retry_after_ms)
+            .0
+            .is_ok());
+    }
+}
