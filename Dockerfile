@@ -4,10 +4,9 @@
 #     -v keygate-data:/var/lib/keygate keygate-control
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# The workspace: the control service depends on the filter crate (`keygate`) for the snapshot types.
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY control ./control
+# The whole workspace (see .dockerignore): cargo needs every member's manifest, and the control
+# service depends on the filter crate (`keygate`) for the snapshot types.
+COPY . .
 RUN cargo build --release --locked -p keygate-control
 
 FROM debian:bookworm-slim

@@ -1,0 +1,338 @@
+"""What we ship for installing Keygate: the compose file (checked by docker-compose itself), the
+control service's Dockerfile, the Istio resources (the WasmPlugin's configuration accepted by the
+real filter in the real Envoy), the OCI image of keygate.wasm (`make oci`) and the release
+artifacts (`make release`)."""
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+
+import pytest
+import yaml
+
+from harness import CONTROL_BIN, ENVOY_BIN, ROOT, WASM, envoy_yaml, free_port
+
+INSTALL_HINT = "run scripts/install-system-deps.sh (or `make system-deps`) to install it"
+ISTIO_SERVICE_CLUSTER = "outbound|8081||keygate-control.keygate.svc.cluster.local"
+VERSION = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
+
+
+def require_tool(name):
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: {INSTALL_HINT}")
+    return path
+
+
+def shipped_plugin_config():
+    """The JSON filter configuration in envoy/envoy.yaml."""
+    text = (ROOT / "envoy/envoy.yaml").read_text()
+    for document in yaml.safe_load_all(text):
+        listener = document["static_resources"]["listeners"][0]
+        manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        keygate = next(f for f in manager["http_filters"] if f["name"] == "keygate")
+        return json.loads(keygate["typed_config"]["config"]["configuration"]["value"])
+    raise AssertionError("no document in envoy/envoy.yaml")
+
+
+# docker-compose
+
+def compose_config(extra_env=None):
+    binary = require_tool("docker-compose")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
+    env.update(extra_env or {})
+    result = subprocess.run(
+        [binary, "-f", str(ROOT / "envoy/docker-compose.yaml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def published_ports(service):
+    """`host_ip:published:target` for short (docker-compose 1.x) and long (Compose v2) syntax."""
+    ports = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            ports.add(f"{port.get('host_ip', '')}:{port['published']}:{port['target']}")
+        else:
+            ports.add(str(port).split("/")[0])
+    return ports
+
+
+def mounts(service):
+    """(source, target, read_only) for short and long volume syntax."""
+    found = set()
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            found.add((volume["source"], volume["target"], bool(volume.get("read_only"))))
+        else:
+            parts = volume.split(":")
+            found.add((parts[0], parts[1], len(parts) > 2 and "ro" in parts[2].split(",")))
+    return found
+
+
+def test_compose_file_validates_with_the_expected_services():
+    config = compose_config()
+    services = config["services"]
+    assert set(services) == {"envoy", "control", "upstream"}
+
+    envoy = services["envoy"]
+    assert envoy["image"] in ("envoyproxy/envoy:v1.40.0", "envoyproxy/envoy:v1.40-latest")
+    assert published_ports(envoy) == {"127.0.0.1:10000:10000", "127.0.0.1:9901:9901"}
+    assert mounts(envoy) == {
+        (str(ROOT / "envoy/envoy-compose.yaml"), "/etc/envoy/envoy.yaml", True),
+        (str(ROOT / "target/wasm32-wasip1/release/keygate.wasm"), "/etc/envoy/keygate.wasm", True),
+    }
+    assert envoy["environment"]["KEYGATE_SYNC_TOKEN"] == "dev-sync-token"
+    assert set(envoy["depends_on"]) == {"control", "upstream"}
+
+    control = services["control"]
+    assert control["build"]["context"] == str(ROOT)
+    assert control["build"]["dockerfile"] == "Dockerfile"
+    assert published_ports(control) == {"127.0.0.1:8081:8081"}
+    assert control["environment"]["KEYGATE_LISTEN"] == "0.0.0.0:8081"
+    assert control["environment"]["KEYGATE_ADMIN_TOKEN"] == "dev-admin-token"
+    assert control["environment"]["KEYGATE_SYNC_TOKEN"] == "dev-sync-token"
+    (data,) = [m for m in mounts(control) if m[1] == os.path.dirname(control["environment"]["KEYGATE_DB"])]
+    assert data[0] in config["volumes"], "the SQLite file must be on a named volume"
+
+    upstream = services["upstream"]
+    assert upstream["image"] == "python:3.12-slim"
+    assert published_ports(upstream) == {"127.0.0.1:8082:8082"}
+    assert (str(ROOT / "scripts/demo_upstream.py"), "/app/demo_upstream.py", True) in mounts(upstream)
+    command = " ".join(upstream["command"])
+    assert "/app/demo_upstream.py --host 0.0.0.0 --port 8082" in command
+
+
+def test_compose_tokens_come_from_the_environment():
+    services = compose_config({"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_SYNC_TOKEN": "a-sync"})["services"]
+    assert services["control"]["environment"]["KEYGATE_ADMIN_TOKEN"] == "a-admin"
+    assert services["control"]["environment"]["KEYGATE_SYNC_TOKEN"] == "a-sync"
+    assert services["envoy"]["environment"]["KEYGATE_SYNC_TOKEN"] == "a-sync"
+
+
+def test_compose_envoy_config_is_envoy_yaml_with_container_addresses():
+    """envoy-compose.yaml may differ from envoy.yaml only where a container must: listen
+    addresses, the wasm path, and the clusters found by DNS. Everything else (filter config,
+    connection-manager settings, comments) stays in step."""
+    def body(path):
+        text = (ROOT / path).read_text()
+        return text[text.index("admin:\n") :]
+
+    expected = body("envoy/envoy.yaml")
+    for old, new in [
+        ("{ address: 127.0.0.1, port_value: 9901 }", "{ address: 0.0.0.0, port_value: 9901 }"),
+        ("{ address: 127.0.0.1, port_value: 10000 }", "{ address: 0.0.0.0, port_value: 10000 }"),
+        ("filename: target/wasm32-wasip1/release/keygate.wasm", "filename: /etc/envoy/keygate.wasm"),
+        ("{ address: 127.0.0.1, port_value: 8082 }", "{ address: upstream, port_value: 8082 }"),
+        ("{ address: 127.0.0.1, port_value: 8081 }", "{ address: control, port_value: 8081 }"),
+        ("    type: STATIC\n", "    type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n"),
+    ]:
+        assert old in expected, f"envoy/envoy.yaml no longer contains {old!r}"
+        expected = expected.replace(old, new)
+    assert body("envoy/envoy-compose.yaml") == expected
+
+
+def test_dockerfile_builds_the_control_service_from_the_whole_workspace():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM rust:1.95-bookworm AS build" in dockerfile
+    assert "FROM debian:bookworm-slim" in dockerfile
+    assert "cargo build --release --locked -p keygate-control" in dockerfile
+    assert "COPY . ." in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"target/", ".venv/", ".run/"} <= set(ignored)
+    workspace = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]
+    for member in workspace["members"]:
+        top = member.split("/")[0]
+        assert f"{top}/" not in ignored and top not in ignored, f"workspace member {member} is left out of the build context"
+
+
+# Istio
+
+def istio_documents():
+    documents = {}
+    for path in sorted((ROOT / "envoy/istio").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is None:
+                continue
+            assert {"apiVersion", "kind", "metadata"} <= set(document), f"{path.name}: {document}"
+            documents[(document["kind"], document["metadata"]["name"])] = document
+    return documents
+
+
+def wasm_plugin():
+    return istio_documents()[("WasmPlugin", "keygate")]
+
+
+def test_istio_resources_parse():
+    kinds = {kind for kind, _ in istio_documents()}
+    assert {"WasmPlugin", "Namespace", "Deployment", "Service", "Secret", "ServiceEntry"} <= kinds
+
+
+def test_wasm_plugin_resource():
+    plugin = wasm_plugin()
+    assert plugin["apiVersion"] == "extensions.istio.io/v1alpha1"
+    spec = plugin["spec"]
+    assert spec["url"].startswith("oci://")
+    assert spec["imagePullPolicy"] == "IfNotPresent"
+    assert spec["phase"] == "AUTHN"
+    assert spec["failStrategy"] == "FAIL_CLOSE"
+    assert spec["selector"]["matchLabels"]
+    assert {"name": "KEYGATE_SYNC_TOKEN", "valueFrom": "HOST"} in spec["vmConfig"]["env"]
+    config = spec["pluginConfig"]
+    assert config["control"]["cluster"] == ISTIO_SERVICE_CLUSTER
+    assert config["control"]["token_env"] == "KEYGATE_SYNC_TOKEN"
+
+
+def test_wasm_plugin_config_is_the_shipped_filter_config():
+    config = json.loads(json.dumps(wasm_plugin()["spec"]["pluginConfig"]))
+    config["control"]["cluster"] = "keygate_control"
+    del config["control"]["authority"]
+    assert config == shipped_plugin_config()
+
+
+def test_wasm_plugin_cluster_is_the_control_service():
+    documents = istio_documents()
+    service = documents[("Service", "keygate-control")]
+    _, port, _, host = ISTIO_SERVICE_CLUSTER.split("|")
+    assert host == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+    deployment = documents[("Deployment", "keygate-control")]
+    secret = documents[("Secret", "keygate-tokens")]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KEYGATE_LISTEN"]["value"].endswith(":8081")
+    for name in ("KEYGATE_ADMIN_TOKEN", "KEYGATE_SYNC_TOKEN"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+
+
+def test_wasm_plugin_config_is_accepted_by_the_filter(tmp_path):
+    config = json.loads(json.dumps(wasm_plugin()["spec"]["pluginConfig"]))
+    config["control"]["cluster"] = "keygate_control"
+    text = envoy_yaml(free_port(), free_port(), free_port(), free_port(), config, "/dev/null")
+    config_path = tmp_path / "envoy.yaml"
+    config_path.write_text(text)
+    result = subprocess.run(
+        [str(ENVOY_BIN), "--mode", "validate", "-c", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token"),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "OK" in output
+
+
+# make oci
+
+def read_blob(layout, descriptor):
+    algorithm, digest = descriptor["digest"].split(":")
+    assert algorithm == "sha256"
+    data = (layout / "blobs/sha256" / digest).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == digest, f"blob {digest} does not match its digest"
+    assert len(data) == descriptor["size"]
+    return data
+
+
+def build_oci(out):
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/oci_image.py"), "--wasm", str(WASM), "--out", str(out), "--tag", VERSION],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    index = json.loads((out / "index.json").read_text())
+    assert json.loads((out / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    return {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
+
+
+def test_oci_compat_image_holds_plugin_wasm(tmp_path):
+    layout = tmp_path / "keygate"
+    manifests = build_oci(layout)
+    manifest = json.loads(read_blob(layout, manifests[VERSION]))
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    (layer,) = manifest["layers"]
+    assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    compressed = read_blob(layout, layer)
+    raw = gzip.decompress(compressed)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert tar.getnames() == ["plugin.wasm"]
+        wasm = tar.extractfile("plugin.wasm").read()
+    assert wasm == WASM.read_bytes()
+    image_config = json.loads(read_blob(layout, manifest["config"]))
+    assert image_config["rootfs"]["diff_ids"] == [f"sha256:{hashlib.sha256(raw).hexdigest()}"]
+
+
+def test_oci_spec_image_holds_the_raw_module(tmp_path):
+    layout = tmp_path / "keygate"
+    manifests = build_oci(layout)
+    manifest = json.loads(read_blob(layout, manifests[f"{VERSION}-spec"]))
+    assert manifest["config"]["mediaType"] == "application/vnd.module.wasm.config.v1+json"
+    runtime_config = json.loads(read_blob(layout, manifest["config"]))
+    assert runtime_config["config"]["root_ids"] == ["keygate"]
+    # Istio's fetcher takes this variant only with exactly two layers.
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [
+        "application/vnd.module.wasm.config.v1+json",
+        "application/vnd.module.wasm.content.layer.v1+wasm",
+    ]
+    assert read_blob(layout, manifest["layers"][1]) == WASM.read_bytes()
+
+
+def test_oci_image_is_reproducible(tmp_path):
+    first = build_oci(tmp_path / "a")
+    second = build_oci(tmp_path / "b")
+    assert [m["digest"] for m in first.values()] == [m["digest"] for m in second.values()]
+
+
+def test_skopeo_reads_and_copies_the_oci_images(tmp_path):
+    skopeo = require_tool("skopeo")
+    layout = tmp_path / "keygate"
+    manifests = build_oci(layout)
+    inspect = subprocess.run(
+        [skopeo, "inspect", f"oci:{layout}:{VERSION}"], capture_output=True, text=True, timeout=60
+    )
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout)["Digest"] == manifests[VERSION]["digest"]
+    for tag in (VERSION, f"{VERSION}-spec"):
+        # A copy re-reads and verifies every blob against its digest.
+        copy = subprocess.run(
+            [skopeo, "copy", "--quiet", f"oci:{layout}:{tag}", f"oci:{tmp_path / 'copy'}:{tag}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert copy.returncode == 0, copy.stderr
+
+
+# make release
+
+def test_release_artifacts_carry_their_sha256(tmp_path):
+    out = tmp_path / "release"
+    result = subprocess.run(
+        [str(ROOT / "scripts/release.sh"), str(WASM), str(CONTROL_BIN), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for name, source in (("keygate.wasm", WASM), ("keygate-control", CONTROL_BIN)):
+        data = (out / name).read_bytes()
+        assert data == source.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        assert (out / f"{name}.sha256").read_text() == f"{digest}  {name}\n"
+        assert digest in result.stdout
+    assert os.access(out / "keygate-control", os.X_OK)
