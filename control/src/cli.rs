@@ -104,6 +104,21 @@ pub enum KeysCommand {
     },
     /// Delete a key.
     Delete { id: String },
+    /// Show a key's usage by hour or UTC day (deleted keys too).
+    Usage(UsageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    pub id: String,
+    /// RFC 3339 start (default: 24 hours before --to).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// RFC 3339 end (default: now).
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, value_parser = ["hour", "day"])]
+    pub granularity: Option<String>,
 }
 
 /// Limit overrides; each replaces the plan's value for that window.
@@ -117,6 +132,9 @@ pub struct LimitArgs {
     pub per_day: Option<u64>,
     #[arg(long)]
     pub concurrent: Option<u64>,
+    /// Monthly quota, enforced fleet-wide by the control service.
+    #[arg(long)]
+    pub per_month: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -8,10 +8,13 @@ mod clock;
 mod cursor;
 mod feed;
 mod plans;
+mod quota;
 mod secrets;
 mod serve_config;
 mod server;
 mod store;
+mod usage_range;
+mod usage_report;
 mod validate;
 
 use clap::Parser;

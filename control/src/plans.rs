@@ -94,18 +94,38 @@ pub struct LimitOverrides {
     pub per_day: Option<u64>,
     #[serde(default)]
     pub concurrent: Option<u64>,
+    /// A monthly quota, enforced fleet-wide by the control service (not by the filter).
+    #[serde(default)]
+    pub per_month: Option<u64>,
 }
 
 impl LimitOverrides {
     /// The overrides by field name, for validation messages and storage.
-    pub fn fields(&self) -> [(&'static str, Option<u64>); 4] {
+    pub fn fields(&self) -> [(&'static str, Option<u64>); 5] {
         [
             ("per_minute", self.per_minute),
             ("per_hour", self.per_hour),
             ("per_day", self.per_day),
             ("concurrent", self.concurrent),
+            ("per_month", self.per_month),
         ]
     }
+}
+
+/// The limits an admin sees: what the filter enforces plus the monthly quota, which only the
+/// control service enforces (it is not part of the snapshot's `Limits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AdminLimits {
+    #[serde(flatten)]
+    pub enforced_by_proxy: Limits,
+    pub per_month: Option<u64>,
+}
+
+/// The usage quotas the control service enforces across the fleet; `None` is no quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quotas {
+    pub per_day: Option<u64>,
+    pub per_month: Option<u64>,
 }
 
 /// The plan's defaults with each given override replacing its field.
@@ -116,6 +136,23 @@ pub fn effective_limits(plan: Plan, overrides: &LimitOverrides) -> Limits {
         per_hour: overrides.per_hour.or(defaults.per_hour),
         per_day: overrides.per_day.or(defaults.per_day),
         concurrent: overrides.concurrent.or(defaults.concurrent),
+    }
+}
+
+/// The daily quota is the effective `per_day`; no plan has a monthly quota by default, so the
+/// monthly one is the override or nothing.
+pub fn effective_quotas(plan: Plan, overrides: &LimitOverrides) -> Quotas {
+    Quotas {
+        per_day: effective_limits(plan, overrides).per_day,
+        per_month: overrides.per_month,
+    }
+}
+
+/// [`effective_limits`] with the monthly quota, for the admin API.
+pub fn effective_admin_limits(plan: Plan, overrides: &LimitOverrides) -> AdminLimits {
+    AdminLimits {
+        enforced_by_proxy: effective_limits(plan, overrides),
+        per_month: overrides.per_month,
     }
 }
 
@@ -166,6 +203,37 @@ mod tests {
         assert_eq!(
             effective_limits(Plan::Enterprise, &overrides),
             limits(Some(5), None, None, Some(2))
+        );
+    }
+
+    #[test]
+    fn quotas_are_the_effective_day_and_the_month_override() {
+        let none = LimitOverrides::default();
+        assert_eq!(
+            effective_quotas(Plan::Free, &none),
+            Quotas {
+                per_day: Some(1_000),
+                per_month: None
+            }
+        );
+        assert_eq!(effective_quotas(Plan::Enterprise, &none), Quotas::default());
+        let monthly = LimitOverrides {
+            per_day: Some(5),
+            per_month: Some(100),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            effective_quotas(Plan::Enterprise, &monthly),
+            Quotas {
+                per_day: Some(5),
+                per_month: Some(100)
+            }
+        );
+        let shown = serde_json::to_value(effective_admin_limits(Plan::Pro, &monthly)).unwrap();
+        assert_eq!(
+            shown,
+            serde_json::json!({"per_minute": 300, "per_hour": null, "per_day": 5,
+                "concurrent": null, "per_month": 100})
         );
     }
 

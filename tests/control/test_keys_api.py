@@ -9,6 +9,7 @@ from conftest import error_of
 KEY_FIELDS = {
     "id", "name", "environment", "team", "prefix", "last4", "scopes", "allowed_ips", "expires_at",
     "active", "plan", "limits", "effective_limits", "created_at", "updated_at", "rotated_from",
+    "quota_exceeded_until",
 }
 
 
@@ -29,8 +30,11 @@ def test_create_returns_the_secret_once_with_defaults(api, team):
     assert created["environment"] == "live" and created["plan"] == "free"
     assert created["scopes"] == [] and created["allowed_ips"] == [] and created["expires_at"] is None
     assert created["active"] is True and created["rotated_from"] is None
-    assert created["limits"] == {"per_minute": None, "per_hour": None, "per_day": None, "concurrent": None}
-    assert created["effective_limits"] == {"per_minute": 60, "per_hour": None, "per_day": 1000, "concurrent": None}
+    assert created["limits"] == {"per_minute": None, "per_hour": None, "per_day": None, "concurrent": None,
+                                 "per_month": None}
+    assert created["effective_limits"] == {"per_minute": 60, "per_hour": None, "per_day": 1000, "concurrent": None,
+                                           "per_month": None}
+    assert created["quota_exceeded_until"] is None
     shown = api.request("GET", f"/v1/keys/{created['id']}").json()
     assert set(shown) == KEY_FIELDS
     assert created["key"] not in str(shown)
@@ -46,7 +50,8 @@ def test_create_with_every_field(api, team):
     )
     assert created["key"].startswith("pk_test_") and created["prefix"] == "pk_test_"
     assert created["expires_at"] == expires
-    assert created["effective_limits"] == {"per_minute": 10, "per_hour": None, "per_day": 10000, "concurrent": 3}
+    assert created["effective_limits"] == {"per_minute": 10, "per_hour": None, "per_day": 10000, "concurrent": 3,
+                                           "per_month": None}
     assert created["limits"]["per_minute"] == 10 and created["limits"]["per_day"] is None
 
 

@@ -27,6 +27,8 @@ CREATE_CASES = [
     ({"name": "a", "limits": {"per_hour": -5}}, "limits.per_hour"),
     ({"name": "a", "limits": {"per_day": 1.5}}, "limits.per_day"),
     ({"name": "a", "limits": {"concurrent": "2"}}, "limits.concurrent"),
+    ({"name": "a", "limits": {"per_month": 0}}, "limits.per_month"),
+    ({"name": "a", "limits": {"per_month": -1}}, "limits.per_month"),
     ({"name": "a", "limits": {"per_second": 2}}, "per_second"),
     ({"name": "a", "limits": 5}, "limits"),
     ({"name": "a", "secret": "pk_live_mine"}, "secret"),

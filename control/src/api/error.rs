@@ -14,7 +14,9 @@ pub enum ApiError {
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
-    PayloadTooLarge,
+    PayloadTooLarge {
+        max_bytes: usize,
+    },
     /// Logged in full; the client only learns that something failed on our side.
     Internal(String),
 }
@@ -40,10 +42,10 @@ impl ApiError {
                 "method not allowed on this path".into(),
             ),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "CONFLICT", message.clone()),
-            ApiError::PayloadTooLarge => (
+            ApiError::PayloadTooLarge { max_bytes } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
-                "request body is larger than 64 KiB".into(),
+                format!("request body is larger than {}", size(*max_bytes)),
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -51,6 +53,16 @@ impl ApiError {
                 "internal error; see the service log".into(),
             ),
         }
+    }
+}
+
+/// `64 KiB`, `4 MiB`.
+fn size(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{} KiB", bytes / 1024)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Extractors that turn bad input into our JSON errors instead of axum's plain-text rejections.
 
 use crate::api::error::ApiError;
+use crate::api::router::MAX_BODY_BYTES;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -8,8 +9,9 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 /// A JSON request body; bodies over the limit give 413, unparsable ones `INVALID_JSON`, and
-/// well-formed JSON of the wrong shape `VALIDATION_ERROR` naming the field.
-pub struct JsonBody<T>(pub T);
+/// well-formed JSON of the wrong shape `VALIDATION_ERROR` naming the field. `MAX_BYTES` only
+/// names the limit in the 413; the route's `DefaultBodyLimit` enforces it.
+pub struct JsonBody<T, const MAX_BYTES: usize = MAX_BODY_BYTES>(pub T);
 
 /// Like [`JsonBody`], but an empty body means `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
@@ -20,11 +22,13 @@ pub struct QueryParams<T>(pub T);
 /// The `{id}` path segment.
 pub struct KeyIdParam(pub String);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned, const MAX_BYTES: usize> FromRequest<S>
+    for JsonBody<T, MAX_BYTES>
+{
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = read_body(request, state).await?;
+        let bytes = read_body(request, state, MAX_BYTES).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -33,7 +37,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = read_body(request, state).await?;
+        let bytes = read_body(request, state, MAX_BODY_BYTES).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
@@ -68,11 +72,15 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdParam {
     }
 }
 
-async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+async fn read_body<S: Send + Sync>(
+    request: Request,
+    state: &S,
+    max_bytes: usize,
+) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state)
         .await
         .map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { max_bytes },
             _ => ApiError::InvalidJson(rejection.body_text()),
         })
 }

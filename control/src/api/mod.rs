@@ -7,4 +7,5 @@ pub mod keys;
 pub mod router;
 pub mod snapshot;
 pub mod state;
+pub mod usage;
 pub mod views;

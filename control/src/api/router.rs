@@ -4,6 +4,7 @@ use crate::api::error::{method_not_allowed, route_not_found};
 use crate::api::keys::{create_key, delete_key, list_keys, rotate_key, show_key, update_key};
 use crate::api::snapshot::snapshot;
 use crate::api::state::AppState;
+use crate::api::usage::{key_usage, record_usage, MAX_USAGE_BODY_BYTES};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -11,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-/// Larger request bodies are refused with 413.
+/// Larger request bodies are refused with 413 (`/v1/usage` allows more).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The OpenAPI document, kept beside the code as `control/openapi.json`.
@@ -27,7 +28,13 @@ pub fn router(state: AppState) -> Router {
             get(show_key).patch(update_key).delete(delete_key),
         )
         .route("/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/v1/keys/{id}/usage", get(key_usage))
         .route("/v1/snapshot", get(snapshot))
+        // The route's own limit is applied after (inside) the router-wide one, so it wins.
+        .route(
+            "/v1/usage",
+            post(record_usage).layer(DefaultBodyLimit::max(MAX_USAGE_BODY_BYTES)),
+        )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -7,6 +7,7 @@ use crate::api::extract::QueryParams;
 use crate::api::keys::decode_cursor;
 use crate::api::state::AppState;
 use crate::api::views::key_record;
+use crate::clock;
 use crate::cursor::{self, Position};
 use crate::feed::{self, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
 use crate::store::db::current_version;
@@ -155,6 +156,7 @@ fn not_modified(tag: String) -> Response {
 
 /// One page, read in a single transaction so its version and rows agree.
 fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, rusqlite::Error> {
+    let now = clock::now();
     store.read(|tx| {
         let version = current_version(tx)?;
         let kind = request.kind(store.epoch(), version);
@@ -172,7 +174,7 @@ fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, rusqlite:
             epoch: store.epoch().to_string(),
             full: kind == PageKind::Full,
             since,
-            keys: live.into_iter().map(key_record).collect(),
+            keys: live.into_iter().map(|key| key_record(key, now)).collect(),
             deleted: tombstones.into_iter().map(|row| row.hash).collect(),
             next_cursor: page.next_after.map(cursor::encode),
         })

@@ -1,10 +1,14 @@
 //! How stored keys are shown: to admins (settings and overrides, never the hash) and to
 //! proxies (the snapshot's `KeyRecord`, with the hash and effective limits).
 
-use crate::plans::{effective_limits, Environment, LimitOverrides, Plan};
+use crate::clock;
+use crate::plans::{effective_admin_limits, effective_limits, AdminLimits, Environment};
+use crate::plans::{LimitOverrides, Plan};
+use crate::quota::mark_in_force;
 use crate::store::keys::StoredKey;
 use crate::store::lifecycle::MintedKey;
-use keygate::snapshot::{KeyRecord, Limits};
+use chrono::{DateTime, Utc};
+use keygate::snapshot::KeyRecord;
 use serde::Serialize;
 
 /// A key as the admin API shows it.
@@ -22,7 +26,9 @@ pub struct KeyView {
     pub active: bool,
     pub plan: Plan,
     pub limits: LimitOverrides,
-    pub effective_limits: Limits,
+    pub effective_limits: AdminLimits,
+    /// Until when the key is over its fleet-wide quota; null when it is not.
+    pub quota_exceeded_until: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub rotated_from: Option<String>,
@@ -33,8 +39,16 @@ pub struct KeyView {
 
 impl From<StoredKey> for KeyView {
     fn from(key: StoredKey) -> Self {
+        KeyView::at(key, clock::now())
+    }
+}
+
+impl KeyView {
+    /// The key as shown at `now` (a quota mark that has passed shows as null).
+    pub fn at(key: StoredKey, now: DateTime<Utc>) -> Self {
         KeyView {
-            effective_limits: effective_limits(key.plan, &key.limits),
+            effective_limits: effective_admin_limits(key.plan, &key.limits),
+            quota_exceeded_until: mark_in_force(key.quota_exceeded_until.as_deref(), now),
             id: key.id,
             name: key.name,
             environment: key.environment,
@@ -64,9 +78,10 @@ impl From<MintedKey> for KeyView {
     }
 }
 
-/// A key as proxies see it in the snapshot.
-pub fn key_record(key: StoredKey) -> KeyRecord {
+/// A key as proxies see it in the snapshot at `now`; a quota mark that has passed is null.
+pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {
     KeyRecord {
+        quota_exceeded_until: mark_in_force(key.quota_exceeded_until.as_deref(), now),
         limits: effective_limits(key.plan, &key.limits),
         id: key.id,
         hash: key.hash,
@@ -80,6 +95,5 @@ pub fn key_record(key: StoredKey) -> KeyRecord {
         expires_at: key.expires_at,
         active: key.active,
         plan: key.plan.as_str().to_string(),
-        quota_exceeded_until: None,
     }
 }

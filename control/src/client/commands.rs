@@ -1,8 +1,8 @@
 //! One function per `keys` subcommand: build the request, call the API, print the result.
 
-use crate::cli::{CreateArgs, KeysArgs, KeysCommand, LimitArgs, ListArgs, UpdateArgs};
+use crate::cli::{CreateArgs, KeysArgs, KeysCommand, LimitArgs, ListArgs, UpdateArgs, UsageArgs};
 use crate::client::http::AdminClient;
-use crate::client::table::{key_details, key_table};
+use crate::client::table::{key_details, key_table, usage_table};
 use serde_json::{json, Map, Value};
 
 const SECRET_WARNING: &str =
@@ -59,6 +59,15 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
                 println!("Deleted {id}.");
             }
         }
+        KeysCommand::Usage(usage) => {
+            let path = format!("{}/usage", key_path(&usage.id));
+            let report = client.get(&path, &usage_query(usage))?;
+            if json {
+                print_json(&report);
+            } else {
+                println!("{}", usage_table(&report));
+            }
+        }
     }
     Ok(())
 }
@@ -83,6 +92,7 @@ fn has_limits(limits: &LimitArgs) -> bool {
         || limits.per_hour.is_some()
         || limits.per_day.is_some()
         || limits.concurrent.is_some()
+        || limits.per_month.is_some()
 }
 
 /// The given overrides laid over `base` (an overrides object or null).
@@ -95,6 +105,7 @@ fn limits_body(limits: &LimitArgs, base: Value) -> Value {
     insert_some(&mut merged, "per_hour", limits.per_hour);
     insert_some(&mut merged, "per_day", limits.per_day);
     insert_some(&mut merged, "concurrent", limits.concurrent);
+    insert_some(&mut merged, "per_month", limits.per_month);
     Value::Object(merged)
 }
 
@@ -142,6 +153,17 @@ fn list_query(args: ListArgs) -> Vec<(&'static str, String)> {
         ("active", args.active.map(|active| active.to_string())),
         ("limit", args.limit.map(|limit| limit.to_string())),
         ("cursor", args.cursor),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name, value)))
+    .collect()
+}
+
+fn usage_query(args: UsageArgs) -> Vec<(&'static str, String)> {
+    [
+        ("from", args.from),
+        ("to", args.to),
+        ("granularity", args.granularity),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|value| (name, value)))

@@ -45,17 +45,23 @@ fn masked(key: &Value) -> String {
 }
 
 fn limits(limits: &Value) -> String {
-    ["per_minute", "per_hour", "per_day", "concurrent"]
-        .iter()
-        .map(|field| {
-            let value = match &limits[field] {
-                Value::Null => "unlimited".to_string(),
-                other => other.to_string(),
-            };
-            format!("{field}={value}")
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    [
+        "per_minute",
+        "per_hour",
+        "per_day",
+        "concurrent",
+        "per_month",
+    ]
+    .iter()
+    .map(|field| {
+        let value = match &limits[field] {
+            Value::Null => "unlimited".to_string(),
+            other => other.to_string(),
+        };
+        format!("{field}={value}")
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 pub fn key_table(keys: &[Value]) -> String {
@@ -96,6 +102,7 @@ pub fn key_details(key: &Value) -> String {
         ("active", text(&key["active"])),
         ("plan", text(&key["plan"])),
         ("limits", limits(&key["effective_limits"])),
+        ("quota_exceeded_until", text(&key["quota_exceeded_until"])),
         ("created_at", text(&key["created_at"])),
         ("updated_at", text(&key["updated_at"])),
         ("rotated_from", text(&key["rotated_from"])),
@@ -106,6 +113,55 @@ pub fn key_details(key: &Value) -> String {
     let table = render(&["", ""], &rows);
     // The header row of a two-column detail view is empty; drop it.
     table.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+/// `RATE_LIMIT_EXCEEDED=2 QUOTA_EXCEEDED=1`, or `-` when nothing was denied.
+fn denials(denied: &Value) -> String {
+    let codes: Vec<String> = denied
+        .as_object()
+        .map(|codes| {
+            codes
+                .iter()
+                .map(|(code, count)| format!("{code}={count}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if codes.is_empty() {
+        "-".into()
+    } else {
+        codes.join(" ")
+    }
+}
+
+fn usage_row(label: String, counts: &Value) -> Vec<String> {
+    vec![
+        label,
+        text(&counts["allowed"]),
+        text(&counts["total"]),
+        denials(&counts["denied"]),
+    ]
+}
+
+/// A usage report: one row per bucket and a total row, under a line naming the range.
+pub fn usage_table(report: &Value) -> String {
+    let heading = format!(
+        "Usage of {} by {}, {} to {}",
+        text(&report["key_id"]),
+        text(&report["granularity"]),
+        text(&report["from"]),
+        text(&report["to"]),
+    );
+    let buckets = report["buckets"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Vec<String>> = buckets
+        .iter()
+        .map(|bucket| usage_row(text(&bucket["start"]), bucket))
+        .chain(std::iter::once(usage_row(
+            "TOTAL".into(),
+            &report["totals"],
+        )))
+        .collect();
+    let table = render(&["START", "ALLOWED", "TOTAL", "DENIED"], &rows);
+    format!("{heading}\n{table}")
 }
 
 #[cfg(test)]
@@ -129,5 +185,20 @@ mod tests {
             "{table}"
         );
         assert!(key_details(&key).contains("active:"));
+    }
+
+    #[test]
+    fn usage_table_has_a_row_per_bucket_and_a_total() {
+        let report = json!({"key_id": "key_1", "granularity": "day",
+            "from": "2026-11-22T00:00:00Z", "to": "2026-11-24T00:00:00Z",
+            "buckets": [{"start": "2026-11-23T00:00:00Z", "allowed": 8,
+                "denied": {"RATE_LIMIT_EXCEEDED": 2}, "total": 10}],
+            "totals": {"allowed": 8, "denied": {"RATE_LIMIT_EXCEEDED": 2}, "total": 10}});
+        let table = usage_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].starts_with("Usage of key_1 by day"));
+        assert!(lines[2].starts_with("2026-11-23T00:00:00Z  8"), "{table}");
+        assert!(lines[3].starts_with("TOTAL") && lines[3].ends_with("RATE_LIMIT_EXCEEDED=2"));
     }
 }

@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS keys (
     limit_per_hour   INTEGER,
     limit_per_day    INTEGER,
     limit_concurrent INTEGER,
+    limit_per_month  INTEGER,
+    quota_exceeded_until TEXT,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
     rotated_from     TEXT,
@@ -39,7 +41,34 @@ CREATE TABLE IF NOT EXISTS keys (
     updated_version  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS keys_by_updated_version ON keys (updated_version);
+-- One row per key, hour and outcome: `code` is 'ALLOWED' or a denial code. Rows rather than a
+-- column per code because proxies may report codes we do not know yet, and most hours have no
+-- denials at all, so zero counts take no space. `hour_start` is Unix seconds (UTC), which
+-- makes day and month sums plain range scans of the primary key.
+CREATE TABLE IF NOT EXISTS usage_hourly (
+    key_id     TEXT NOT NULL,
+    hour_start INTEGER NOT NULL,
+    code       TEXT NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (key_id, hour_start, code)
+) STRICT, WITHOUT ROWID;
+-- Usage batches already counted, so a retried batch is not counted twice.
+CREATE TABLE IF NOT EXISTS usage_batches (
+    batch_id     TEXT PRIMARY KEY,
+    proxy_id     TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    accepted     INTEGER NOT NULL,
+    unknown_keys INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS usage_batches_by_received_at ON usage_batches (received_at);
 ";
+
+/// Columns added to `keys` after its first release, with their types; databases made before
+/// get them on open (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it was).
+const ADDED_KEY_COLUMNS: [(&str, &str); 2] = [
+    ("limit_per_month", "INTEGER"),
+    ("quota_exceeded_until", "TEXT"),
+];
 
 /// Idle reader connections kept for reuse; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 8;
@@ -79,6 +108,7 @@ impl Store {
         let (epoch, version) = {
             let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(SCHEMA)?;
+            add_missing_key_columns(&tx)?;
             let epoch = ensure_meta(&tx)?;
             let version = current_version(&tx)?;
             tx.commit()?;
@@ -150,6 +180,19 @@ impl Store {
     }
 }
 
+fn add_missing_key_columns(tx: &Transaction) -> Result<(), rusqlite::Error> {
+    let existing = tx
+        .prepare("SELECT name FROM pragma_table_info('keys')")?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (column, sql_type) in ADDED_KEY_COLUMNS {
+        if !existing.iter().any(|name| name == column) {
+            tx.execute_batch(&format!("ALTER TABLE keys ADD COLUMN {column} {sql_type}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the epoch and version on first start; returns the epoch.
 fn ensure_meta(tx: &Transaction) -> Result<String, rusqlite::Error> {
     let existing: Option<String> = tx
@@ -207,6 +250,36 @@ mod tests {
         assert_eq!(reopened.epoch(), epoch);
         assert_eq!(reopened.read(current_version).unwrap(), 2);
         assert_eq!(*reopened.subscribe().borrow(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn adds_new_key_columns_to_an_older_database() {
+        let dir = std::env::temp_dir().join(format!("keygate-db-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        let _ = std::fs::remove_file(&path);
+        let older_schema = SCHEMA
+            .replace("    limit_per_month  INTEGER,\n", "")
+            .replace("    quota_exceeded_until TEXT,\n", "");
+        assert_ne!(older_schema, SCHEMA);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&older_schema)
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        let columns: Vec<String> = store
+            .read(|tx| {
+                tx.prepare("SELECT name FROM pragma_table_info('keys')")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<Vec<_>, rusqlite::Error>>()
+            })
+            .unwrap();
+        for (column, _) in ADDED_KEY_COLUMNS {
+            assert!(columns.iter().any(|name| name == column), "{column}");
+        }
+        drop(store);
+        Store::open(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -28,6 +28,9 @@ pub struct StoredKey {
     pub rotated_from: Option<String>,
     pub deleted: bool,
     pub updated_version: u64,
+    /// RFC 3339 instant until which the key is over its fleet-wide quota, as last computed;
+    /// it may have passed since (see `quota::mark_in_force`).
+    pub quota_exceeded_until: Option<String>,
 }
 
 /// Rows of one page and the position to continue after, if more follow.
@@ -46,7 +49,8 @@ pub struct ListFilter {
 
 const COLUMNS: &str = "seq, id, hash, prefix, last4, name, environment, team, scopes, \
     allowed_ips, expires_at, active, plan, limit_per_minute, limit_per_hour, limit_per_day, \
-    limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version";
+    limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version, \
+    limit_per_month, quota_exceeded_until";
 
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, Type::Text, message.into())
@@ -87,12 +91,14 @@ fn from_row(row: &Row) -> rusqlite::Result<StoredKey> {
             per_hour: limit(row, 14)?,
             per_day: limit(row, 15)?,
             concurrent: limit(row, 16)?,
+            per_month: limit(row, 22)?,
         },
         created_at: row.get(17)?,
         updated_at: row.get(18)?,
         rotated_from: row.get(19)?,
         deleted: row.get(20)?,
         updated_version: u64::try_from(updated_version).unwrap_or(0),
+        quota_exceeded_until: row.get(23)?,
     })
 }
 
@@ -109,10 +115,12 @@ pub fn insert(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<i64> {
     let mut statement = tx.prepare_cached(
         "INSERT INTO keys (id, hash, prefix, last4, name, environment, team, scopes, allowed_ips,
             expires_at, active, plan, limit_per_minute, limit_per_hour, limit_per_day,
-            limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version)
+            limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version,
+            limit_per_month, quota_exceeded_until)
          VALUES (:id, :hash, :prefix, :last4, :name, :environment, :team, :scopes, :allowed_ips,
             :expires_at, :active, :plan, :per_minute, :per_hour, :per_day, :concurrent,
-            :created_at, :updated_at, :rotated_from, :deleted, :updated_version)",
+            :created_at, :updated_at, :rotated_from, :deleted, :updated_version,
+            :per_month, :quota_exceeded_until)",
     )?;
     statement.execute(named_params! {
         ":id": key.id,
@@ -136,6 +144,8 @@ pub fn insert(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<i64> {
         ":rotated_from": key.rotated_from,
         ":deleted": key.deleted,
         ":updated_version": sql_version(key.updated_version),
+        ":per_month": to_sql_limit(key.limits.per_month),
+        ":quota_exceeded_until": key.quota_exceeded_until,
     })?;
     Ok(tx.last_insert_rowid())
 }
@@ -146,8 +156,9 @@ pub fn update(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<()> {
         "UPDATE keys SET name = :name, team = :team, scopes = :scopes,
             allowed_ips = :allowed_ips, expires_at = :expires_at, active = :active, plan = :plan,
             limit_per_minute = :per_minute, limit_per_hour = :per_hour, limit_per_day = :per_day,
-            limit_concurrent = :concurrent, updated_at = :updated_at, deleted = :deleted,
-            updated_version = :updated_version
+            limit_concurrent = :concurrent, limit_per_month = :per_month,
+            updated_at = :updated_at, deleted = :deleted, updated_version = :updated_version,
+            quota_exceeded_until = :quota_exceeded_until
          WHERE seq = :seq",
     )?
     .execute(named_params! {
@@ -166,6 +177,28 @@ pub fn update(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<()> {
         ":updated_at": key.updated_at,
         ":deleted": key.deleted,
         ":updated_version": sql_version(key.updated_version),
+        ":per_month": to_sql_limit(key.limits.per_month),
+        ":quota_exceeded_until": key.quota_exceeded_until,
+    })?;
+    Ok(())
+}
+
+/// Marks the key over quota until `until` (or clears the mark) as the change of `version`.
+/// Leaves `updated_at` alone: that records admin changes, and this is not one.
+pub fn set_quota_mark(
+    tx: &Transaction,
+    seq: i64,
+    until: Option<&str>,
+    version: u64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE keys SET quota_exceeded_until = :until, updated_version = :version
+         WHERE seq = :seq",
+    )?
+    .execute(named_params! {
+        ":seq": seq,
+        ":until": until,
+        ":version": sql_version(version),
     })?;
     Ok(())
 }

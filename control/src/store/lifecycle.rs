@@ -5,6 +5,7 @@ use crate::clock;
 use crate::secrets;
 use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, StoredKey};
+use crate::store::quota::current_mark;
 use crate::validate::{KeyChanges, KeySettings};
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -75,6 +76,7 @@ pub fn mint(
         rotated_from,
         deleted: false,
         updated_version: 0,
+        quota_exceeded_until: None,
     };
     Ok(MintedKey { key, secret })
 }
@@ -107,6 +109,7 @@ pub fn show(store: &Store, id: &str) -> Result<StoredKey, LifecycleError> {
 }
 
 /// Applies `changes`; an empty change set returns the key untouched, without a new version.
+/// The quota mark is recomputed for the new plan and limits (raising them lifts it).
 pub fn update(
     store: &Store,
     id: &str,
@@ -119,6 +122,7 @@ pub fn update(
             return Ok(key);
         }
         apply(&mut key, changes);
+        key.quota_exceeded_until = current_mark(tx, &key, now)?;
         key.updated_at = clock::format(now);
         key.updated_version = bump_version(tx)?;
         keys::update(tx, &key)?;

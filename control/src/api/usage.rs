@@ -1,0 +1,90 @@
+//! `POST /v1/usage` (proxies report what they counted) and `GET /v1/keys/{id}/usage` (admins
+//! read it back).
+
+use crate::api::auth::{AdminAuth, SyncAuth};
+use crate::api::error::ApiError;
+use crate::api::extract::{JsonBody, KeyIdParam, QueryParams};
+use crate::api::state::AppState;
+use crate::clock;
+use crate::store::keys;
+use crate::store::lifecycle::LifecycleError;
+use crate::store::usage::{self, BatchOutcome};
+use crate::usage_range::{self, Counts, Granularity, UsageQuery};
+use crate::usage_report::{self, UsageRequest};
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+
+/// Usage bodies carry up to 10,000 reports, so they get more room than admin bodies.
+pub const MAX_USAGE_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct UsageAccepted {
+    accepted: u32,
+    unknown_keys: u32,
+    duplicate: bool,
+}
+
+impl From<BatchOutcome> for UsageAccepted {
+    fn from(outcome: BatchOutcome) -> Self {
+        UsageAccepted {
+            accepted: outcome.accepted,
+            unknown_keys: outcome.unknown_keys,
+            duplicate: outcome.duplicate,
+        }
+    }
+}
+
+pub async fn record_usage(
+    State(state): State<AppState>,
+    _: SyncAuth,
+    JsonBody(request): JsonBody<UsageRequest, MAX_USAGE_BODY_BYTES>,
+) -> Result<Json<UsageAccepted>, ApiError> {
+    let now = clock::now();
+    let batch = usage_report::validate(request, now)?;
+    let outcome = state
+        .blocking(move |store| usage::record(store, &batch, now))
+        .await?;
+    Ok(Json(UsageAccepted::from(outcome)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyUsage {
+    key_id: String,
+    granularity: Granularity,
+    from: String,
+    to: String,
+    buckets: Vec<usage_range::Bucket>,
+    totals: Counts,
+}
+
+/// Usage stays readable after the key is deleted; only an id never issued is 404.
+pub async fn key_usage(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    KeyIdParam(id): KeyIdParam,
+    QueryParams(query): QueryParams<UsageQuery>,
+) -> Result<Json<KeyUsage>, ApiError> {
+    let range = usage_range::validate(&query, clock::now())?;
+    let (first_hour, end) = range.hour_starts();
+    let key_id = id.clone();
+    let rows = state
+        .blocking(move |store| {
+            store.read(|tx| {
+                if keys::find(tx, &key_id)?.is_none() {
+                    return Err(LifecycleError::NotFound);
+                }
+                Ok(usage::hours(tx, &key_id, first_hour, end)?)
+            })
+        })
+        .await?;
+    let summary = usage_range::summarize(&rows, range.granularity);
+    Ok(Json(KeyUsage {
+        key_id: id,
+        granularity: range.granularity,
+        from: clock::format(range.from),
+        to: clock::format(range.to),
+        buckets: summary.buckets,
+        totals: summary.totals,
+    }))
+}
