@@ -16,7 +16,9 @@ import tomllib
 import pytest
 import yaml
 
-from harness import CONTROL_BIN, ENVOY_BIN, ROOT, WASM, envoy_yaml, free_port
+import requests
+
+from harness import CONTROL_BIN, ENVOY_BIN, ROOT, WASM, envoy_yaml, free_port, plugin_config, wait_until
 
 INSTALL_HINT = "run scripts/install-system-deps.sh (or `make system-deps`) to install it"
 ISTIO_SERVICE_CLUSTER = "outbound|8081||keygate-control.keygate.svc.cluster.local"
@@ -336,3 +338,73 @@ def test_release_artifacts_carry_their_sha256(tmp_path):
         assert (out / f"{name}.sha256").read_text() == f"{digest}  {name}\n"
         assert digest in result.stdout
     assert os.access(out / "keygate-control", os.X_OK)
+
+
+def test_release_wasm_loads_from_code_remote_with_its_sha256(tmp_path):
+    """docs/operations.md: Envoy downloads the release keygate.wasm (`code.remote`) and checks it
+    against keygate.wasm.sha256; a wrong sha256 makes it refuse the module."""
+    out = tmp_path / "release"
+    subprocess.run([str(ROOT / "scripts/release.sh"), str(WASM), str(CONTROL_BIN), str(out)], check=True, capture_output=True)
+    digest = (out / "keygate.wasm.sha256").read_text().split()[0]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(out), str(download_port := free_port())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{download_port}/keygate.wasm.sha256", timeout=1).ok, what="download server")
+        for sha256, loads in ((digest, True), (hashlib.sha256(b"another module").hexdigest(), False)):
+            listener, admin = free_port(), free_port()
+            text = envoy_yaml(listener, admin, free_port(), free_port(), plugin_config(), "/dev/null")
+            local = f"local: {{ filename: {WASM} }}"
+            assert local in text
+            remote = (
+                "remote:\n"
+                "                      http_uri:\n"
+                f"                        uri: http://127.0.0.1:{download_port}/keygate.wasm\n"
+                "                        cluster: keygate_downloads\n"
+                "                        timeout: 10s\n"
+                f'                      sha256: "{sha256}"\n'
+                "                      retry_policy: { num_retries: 3 }"
+            )
+            text = text.replace(local, remote) + (
+                "  - name: keygate_downloads\n"
+                "    type: STATIC\n"
+                "    connect_timeout: 1s\n"
+                "    load_assignment:\n"
+                "      cluster_name: keygate_downloads\n"
+                "      endpoints:\n"
+                "      - lb_endpoints:\n"
+                "        - endpoint:\n"
+                f"            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {download_port} }} }}\n"
+            )
+            config_path = tmp_path / f"envoy-{loads}.yaml"
+            config_path.write_text(text)
+            log = tmp_path / f"envoy-{loads}.log"
+            with open(log, "wb") as log_file:
+                envoy = subprocess.Popen(
+                    [str(ENVOY_BIN), "-c", str(config_path), "--base-id", str(free_port()), "--concurrency", "1"],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                if loads:
+                    wait_until(lambda: requests.get(f"http://127.0.0.1:{admin}/ready", timeout=1).ok, timeout=60, what="Envoy ready")
+                    # Loaded and running: no snapshot (nothing listens on the control port) is 503.
+                    response = requests.get(f"http://127.0.0.1:{listener}/v1/models", timeout=5)
+                    assert response.status_code == 503, response.text
+                    assert response.json()["error"]["code"] == "AUTH_UNAVAILABLE"
+                else:
+                    # The download does not match: Envoy retries, gives up, and with `fail_open:
+                    # false` refuses requests instead of passing them unchecked.
+                    wait_until(lambda: "failed to load" in log.read_text(errors="replace"), timeout=60, what="Envoy to refuse the module")
+                    wait_until(lambda: requests.get(f"http://127.0.0.1:{admin}/ready", timeout=1).ok, timeout=30, what="Envoy ready")
+                    response = requests.get(f"http://127.0.0.1:{listener}/v1/models", timeout=5)
+                    assert response.status_code >= 500, (response.status_code, response.text)
+            finally:
+                if envoy.poll() is None:
+                    envoy.terminate()
+                    envoy.wait(timeout=15)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
