@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::ratelimit::Windows;
 use crate::routes::{PathMatcher, RouteRule, RouteTable};
 
 /// What to do when no usable snapshot is loaded (none yet, or older than `max_staleness`).
@@ -31,6 +32,26 @@ pub struct Config {
     pub forward_credentials: bool,
     pub realm: String,
     pub routes: RouteTable,
+    pub rate_limits: RateLimitConfig,
+    pub usage: UsageConfig,
+}
+
+/// Per-key rate limiting (limits themselves come from the snapshot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    /// Send `X-RateLimit-*` and `RateLimit-Policy` / `RateLimit` headers.
+    pub headers: bool,
+    /// Counter slots in shared data: the most keys that can be counted at once per Envoy.
+    pub slots: u64,
+    pub windows: Windows,
+}
+
+/// Usage reporting to the control service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageConfig {
+    pub enabled: bool,
+    pub path: String,
+    pub report_interval: Duration,
 }
 
 /// Where and how the filter pulls the key snapshot.
@@ -94,6 +115,50 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default)]
     default_scope: Option<String>,
+    #[serde(default)]
+    rate_limits: RawRateLimits,
+    #[serde(default)]
+    usage: RawUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRateLimits {
+    headers: bool,
+    slots: u64,
+    minute_window: String,
+    hour_window: String,
+    day_window: String,
+}
+
+impl Default for RawRateLimits {
+    fn default() -> RawRateLimits {
+        RawRateLimits {
+            headers: true,
+            slots: 131_072,
+            minute_window: "60s".into(),
+            hour_window: "1h".into(),
+            day_window: "24h".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUsage {
+    enabled: bool,
+    path: String,
+    report_interval: String,
+}
+
+impl Default for RawUsage {
+    fn default() -> RawUsage {
+        RawUsage {
+            enabled: true,
+            path: "/v1/usage".into(),
+            report_interval: "5s".into(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -306,6 +371,8 @@ impl Config {
                 ));
             }
         }
+        let rate_limits = validate_rate_limits(raw.rate_limits)?;
+        let usage = validate_usage(raw.usage)?;
         Ok(Config {
             control,
             fail_mode,
@@ -317,6 +384,8 @@ impl Config {
             forward_credentials: raw.forward_credentials,
             realm: raw.realm,
             routes: RouteTable::new(rules, raw.default_scope),
+            rate_limits,
+            usage,
         })
     }
 }
@@ -389,6 +458,61 @@ fn validate_control(raw: RawControl, env: EnvLookup<'_>) -> Result<ControlConfig
         timeout,
         long_poll_wait,
         page_size: raw.page_size,
+    })
+}
+
+fn validate_rate_limits(raw: RawRateLimits) -> Result<RateLimitConfig, ConfigError> {
+    if !(16..=4_194_304).contains(&raw.slots) {
+        return Err(field_error(
+            "rate_limits.slots",
+            "must be between 16 and 4194304",
+        ));
+    }
+    let window = |field: &str, text: &str, max: Duration| {
+        duration_field(field, text, Duration::from_secs(1), max).map(|d| d.as_millis() as u64)
+    };
+    let windows = Windows {
+        lengths_ms: [
+            window(
+                "rate_limits.minute_window",
+                &raw.minute_window,
+                Duration::from_secs(60),
+            )?,
+            window(
+                "rate_limits.hour_window",
+                &raw.hour_window,
+                Duration::from_secs(3600),
+            )?,
+            window(
+                "rate_limits.day_window",
+                &raw.day_window,
+                Duration::from_secs(86_400),
+            )?,
+        ],
+    };
+    Ok(RateLimitConfig {
+        headers: raw.headers,
+        slots: raw.slots,
+        windows,
+    })
+}
+
+fn validate_usage(raw: RawUsage) -> Result<UsageConfig, ConfigError> {
+    if !raw.path.starts_with('/') || raw.path.contains(['?', '#']) {
+        return Err(field_error(
+            "usage.path",
+            format!("{:?} must be an absolute path without a query", raw.path),
+        ));
+    }
+    Ok(UsageConfig {
+        enabled: raw.enabled,
+        path: raw.path,
+        report_interval: duration_field(
+            "usage.report_interval",
+            &raw.report_interval,
+            Duration::from_millis(200),
+            Duration::from_secs(300),
+        )?,
     })
 }
 
@@ -470,6 +594,11 @@ mod tests {
         assert_eq!(config.key_query_param, None);
         assert!(!config.forward_credentials);
         assert_eq!(config.xff_trusted_hops, 0);
+        assert!(config.rate_limits.headers);
+        assert_eq!(config.rate_limits.slots, 131_072);
+        assert_eq!(config.rate_limits.windows, Windows::default());
+        assert!(config.usage.enabled);
+        assert_eq!(config.usage.report_interval, Duration::from_secs(5));
     }
 
     #[test]
@@ -556,6 +685,22 @@ mod tests {
                 "control.token_env",
             ),
             ("not json", "configuration"),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"slots":1}}"#,
+                "rate_limits.slots",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"minute_window":"2m"}}"#,
+                "rate_limits.minute_window",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"burst":1}}"#,
+                "rate_limits.burst",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"usage":{"report_interval":"1d"}}"#,
+                "usage.report_interval",
+            ),
             (
                 r#"{"control":{"cluster":"c","token":"t"},"xff_trusted_hops":"two"}"#,
                 "xff_trusted_hops",

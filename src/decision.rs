@@ -20,10 +20,13 @@ pub enum DenyCode {
     IpNotWhitelisted,
     OperationNotAllowed,
     AuthUnavailable,
+    RateLimitExceeded,
+    ConcurrencyLimitExceeded,
+    QuotaExceeded,
 }
 
 impl DenyCode {
-    pub const ALL: [DenyCode; 7] = [
+    pub const ALL: [DenyCode; 10] = [
         DenyCode::Unauthorized,
         DenyCode::InvalidApiKey,
         DenyCode::ApiKeyInactive,
@@ -31,6 +34,9 @@ impl DenyCode {
         DenyCode::IpNotWhitelisted,
         DenyCode::OperationNotAllowed,
         DenyCode::AuthUnavailable,
+        DenyCode::RateLimitExceeded,
+        DenyCode::ConcurrencyLimitExceeded,
+        DenyCode::QuotaExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +48,9 @@ impl DenyCode {
             DenyCode::IpNotWhitelisted => "IP_NOT_WHITELISTED",
             DenyCode::OperationNotAllowed => "OPERATION_NOT_ALLOWED",
             DenyCode::AuthUnavailable => "AUTH_UNAVAILABLE",
+            DenyCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            DenyCode::ConcurrencyLimitExceeded => "CONCURRENCY_LIMIT_EXCEEDED",
+            DenyCode::QuotaExceeded => "QUOTA_EXCEEDED",
         }
     }
 
@@ -53,6 +62,9 @@ impl DenyCode {
             | DenyCode::ApiKeyExpired => 401,
             DenyCode::IpNotWhitelisted | DenyCode::OperationNotAllowed => 403,
             DenyCode::AuthUnavailable => 503,
+            DenyCode::RateLimitExceeded
+            | DenyCode::ConcurrencyLimitExceeded
+            | DenyCode::QuotaExceeded => 429,
         }
     }
 
@@ -72,6 +84,10 @@ pub struct Denial {
     pub bearer_error: Option<&'static str>,
     /// The scope that was missing (for 403 `insufficient_scope`).
     pub required_scope: Option<String>,
+    /// Whole seconds until a retry can succeed (429s): `Retry-After` and `retry_after`.
+    pub retry_after: Option<u64>,
+    /// Rate-limit headers to send with the reply.
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 impl Denial {
@@ -85,6 +101,46 @@ impl Denial {
             message: message.into(),
             bearer_error,
             required_scope: None,
+            retry_after: None,
+            extra_headers: Vec::new(),
+        }
+    }
+
+    /// 429 for a full rate-limit window, `retry_after` seconds from now.
+    pub fn rate_limited(retry_after: u64, headers: Vec<(&'static str, String)>) -> Denial {
+        Denial {
+            retry_after: Some(retry_after.max(1)),
+            extra_headers: headers,
+            ..Denial::new(
+                DenyCode::RateLimitExceeded,
+                "Rate limit exceeded for this API key; retry after the time given",
+                None,
+            )
+        }
+    }
+
+    /// 429 for too many requests in flight at once.
+    pub fn too_many_in_flight(headers: Vec<(&'static str, String)>) -> Denial {
+        Denial {
+            retry_after: Some(1),
+            extra_headers: headers,
+            ..Denial::new(
+                DenyCode::ConcurrencyLimitExceeded,
+                "Too many concurrent requests for this API key",
+                None,
+            )
+        }
+    }
+
+    /// 429 when the fleet-wide usage quota is used up until `until` (Unix seconds).
+    pub fn over_quota(until: i64, now: i64) -> Denial {
+        Denial {
+            retry_after: Some(until.saturating_sub(now).max(1) as u64),
+            ..Denial::new(
+                DenyCode::QuotaExceeded,
+                "The usage quota of this API key is used up until the period resets",
+                None,
+            )
         }
     }
 
@@ -111,14 +167,14 @@ const INVALID_KEY_MESSAGE: &str = "The API key does not exist or is malformed";
 
 /// Checks the request in the documented order: credential, lookup, environment, active,
 /// expiry, IP allowlist, scope. `lookup` maps a key to its record (by hash).
-pub fn decide<F>(
+pub fn decide<'k, F>(
     config: &Config,
     credential: &Credential<'_>,
     lookup: F,
     facts: &RequestFacts<'_>,
-) -> Result<StoredKey, Denial>
+) -> Result<&'k StoredKey, Denial>
 where
-    F: FnOnce(&str) -> Option<StoredKey>,
+    F: FnOnce(&str) -> Option<&'k StoredKey>,
 {
     let key = match credential {
         Credential::Missing => {
@@ -215,6 +271,8 @@ struct ErrorDetail<'a> {
     status: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
 }
 
 /// A local reply: status, headers and JSON body.
@@ -234,6 +292,7 @@ pub fn render(denial: &Denial, realm: &str, request_id: Option<&str>) -> LocalRe
             message: &denial.message,
             status,
             request_id,
+            retry_after: denial.retry_after,
         },
     })
     .unwrap_or_default();
@@ -255,6 +314,10 @@ pub fn render(denial: &Denial, realm: &str, request_id: Option<&str>) -> LocalRe
     if let Some(challenge) = challenge {
         headers.push(("www-authenticate", challenge));
     }
+    if let Some(seconds) = denial.retry_after {
+        headers.push(("retry-after", seconds.to_string()));
+    }
+    headers.extend(denial.extra_headers.iter().cloned());
     LocalReply {
         status,
         headers,
@@ -316,7 +379,7 @@ mod tests {
         }
     }
 
-    fn code(result: Result<StoredKey, Denial>) -> Option<DenyCode> {
+    fn code(result: Result<&StoredKey, Denial>) -> Option<DenyCode> {
         result.err().map(|d| d.code)
     }
 
@@ -324,7 +387,6 @@ mod tests {
     fn checks_run_in_documented_order() {
         let cfg = config("");
         let ok = facts("GET", "/v1/jobs/1", "10.1.1.1", 999);
-        let with = |record: StoredKey| move |_: &str| Some(record);
         assert_eq!(
             code(decide(&cfg, &Credential::Missing, |_| None, &ok)),
             Some(DenyCode::Unauthorized)
@@ -351,7 +413,7 @@ mod tests {
             code(decide(
                 &cfg,
                 &present(),
-                with(everything_wrong.clone()),
+                |_: &str| Some(&everything_wrong),
                 &bad
             )),
             Some(DenyCode::ApiKeyInactive)
@@ -361,7 +423,7 @@ mod tests {
             code(decide(
                 &cfg,
                 &present(),
-                with(everything_wrong.clone()),
+                |_: &str| Some(&everything_wrong),
                 &bad
             )),
             Some(DenyCode::ApiKeyExpired)
@@ -371,7 +433,7 @@ mod tests {
             code(decide(
                 &cfg,
                 &present(),
-                with(everything_wrong.clone()),
+                |_: &str| Some(&everything_wrong),
                 &bad
             )),
             Some(DenyCode::IpNotWhitelisted)
@@ -381,14 +443,19 @@ mod tests {
             code(decide(
                 &cfg,
                 &present(),
-                with(everything_wrong.clone()),
+                |_: &str| Some(&everything_wrong),
                 &bad
             )),
             Some(DenyCode::OperationNotAllowed)
         );
         everything_wrong.scopes.clear();
         assert_eq!(
-            code(decide(&cfg, &present(), with(everything_wrong), &bad)),
+            code(decide(
+                &cfg,
+                &present(),
+                |_: &str| Some(&everything_wrong),
+                &bad
+            )),
             None
         );
     }
@@ -401,7 +468,7 @@ mod tests {
             decide(
                 &cfg,
                 &present(),
-                |_| Some(record.clone()),
+                |_| Some(&record),
                 &facts("GET", "/", "10.0.0.1", now),
             )
         };
@@ -417,7 +484,7 @@ mod tests {
             decide(
                 &cfg,
                 &present(),
-                |_| Some(record.clone()),
+                |_| Some(&record),
                 &facts(method, path, "10.0.0.1", 0),
             )
         };
@@ -430,10 +497,11 @@ mod tests {
     #[test]
     fn environment_restriction() {
         let cfg = config(r#","allowed_prefixes":["pk_test_"]"#);
+        let record = key();
         let denial = decide(
             &cfg,
             &present(),
-            |_| Some(key()),
+            |_| Some(&record),
             &facts("GET", "/", "10.0.0.1", 0),
         )
         .unwrap_err();
@@ -481,6 +549,24 @@ mod tests {
         assert!(missing
             .headers
             .contains(&("www-authenticate", "Bearer realm=\"api\"".into())));
+
+        let limited = render(
+            &Denial::rate_limited(7, vec![("x-ratelimit-limit", "5".into())]),
+            "api",
+            None,
+        );
+        assert_eq!(limited.status, 429);
+        let body: serde_json::Value = serde_json::from_str(&limited.body).unwrap();
+        assert_eq!(body["error"]["code"], "RATE_LIMIT_EXCEEDED");
+        assert_eq!(body["error"]["retry_after"], 7);
+        assert!(limited.headers.contains(&("retry-after", "7".into())));
+        assert!(limited.headers.contains(&("x-ratelimit-limit", "5".into())));
+        assert!(!limited
+            .headers
+            .iter()
+            .any(|(n, _)| *n == "www-authenticate"));
+        assert_eq!(Denial::over_quota(100, 100).retry_after, Some(1));
+        assert_eq!(Denial::over_quota(3_700, 100).retry_after, Some(3_600));
 
         let unavailable = render(&Denial::unavailable(), "api", None);
         assert_eq!(unavailable.status, 503);

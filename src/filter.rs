@@ -1,5 +1,6 @@
 //! The per-request context: gathers the request facts, asks `decision`, applies the answer.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use log::debug;
@@ -12,9 +13,12 @@ use crate::decision::{self, Denial, RequestFacts};
 use crate::extract::{self, Credential, Source, Sources};
 use crate::host::{Host, ProxyHost};
 use crate::keys::{hash_key, StoredKey};
+use crate::limiter::{self, Admission};
 use crate::metrics::Metrics;
 use crate::net;
+use crate::ratelimit::{self, Refusal};
 use crate::store;
+use crate::usage::Tally;
 
 /// Headers the filter owns; any sent by the client are removed before anything else.
 pub const IDENTITY_HEADERS: [&str; 5] = [
@@ -28,10 +32,24 @@ pub const FAIL_OPEN_HEADER: &str = "x-keygate-fail-open";
 /// Filter state / property the key id is exposed under (`%FILTER_STATE(wasm.keygate_key_id:PLAIN)%`).
 pub const KEY_ID_PROPERTY: &str = "keygate_key_id";
 
+/// What every request context of one worker VM shares.
+pub struct Worker {
+    pub config: Config,
+    pub metrics: Metrics,
+    /// This worker's usage since it last handed it to the reporter.
+    pub tally: RefCell<Tally>,
+    /// Rate-limit slots known to exist (refreshed on every tick).
+    pub slots: Cell<u64>,
+}
+
 pub struct RequestFilter {
     context_id: u32,
-    config: Rc<Config>,
-    metrics: Rc<Metrics>,
+    worker: Rc<Worker>,
+    /// In-flight count to give back when the request ends: (slot, owner).
+    in_flight: Option<(u64, u64)>,
+    /// Rate-limit headers for the response.
+    response_headers: Vec<(&'static str, String)>,
+    replied_locally: bool,
 }
 
 fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
@@ -53,23 +71,26 @@ fn set_request_header(name: &str, value: Option<&str>) {
 }
 
 impl RequestFilter {
-    pub fn new(context_id: u32, config: Rc<Config>, metrics: Rc<Metrics>) -> RequestFilter {
+    pub fn new(context_id: u32, worker: Rc<Worker>) -> RequestFilter {
         RequestFilter {
             context_id,
-            config,
-            metrics,
+            worker,
+            in_flight: None,
+            response_headers: Vec::new(),
+            replied_locally: false,
         }
     }
 
-    fn deny(&self, denial: &Denial, request_id: Option<&str>) -> Action {
-        self.metrics.denied(denial.code);
+    fn deny(&mut self, denial: &Denial, request_id: Option<&str>) -> Action {
+        self.replied_locally = true;
+        self.worker.metrics.denied(denial.code);
         debug!(
             "#{} denied {} {}",
             self.context_id,
             denial.code.status(),
             denial.code.as_str()
         );
-        let reply = decision::render(denial, &self.config.realm, request_id);
+        let reply = decision::render(denial, &self.worker.config.realm, request_id);
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
@@ -80,14 +101,14 @@ impl RequestFilter {
     }
 
     fn strip_credentials(&self, source: Option<Source>, path: &str) {
-        if self.config.forward_credentials {
+        if self.worker.config.forward_credentials {
             return;
         }
         set_request_header("authorization", None);
-        if let Some(name) = &self.config.key_header {
+        if let Some(name) = &self.worker.config.key_header {
             set_request_header(name, None);
         }
-        if let (Some(Source::Query), Some(param)) = (source, &self.config.key_query_param) {
+        if let (Some(Source::Query), Some(param)) = (source, &self.worker.config.key_query_param) {
             set_request_header(":path", Some(&extract::strip_query_param(path, param)));
         }
     }
@@ -99,6 +120,79 @@ impl RequestFilter {
         set_request_header("x-keygate-environment", Some(&key.environment));
         set_request_header("x-keygate-scopes", Some(&key.scopes.join(",")));
         let _ = hostcalls::set_property(vec![KEY_ID_PROPERTY], Some(key.id.as_bytes()));
+    }
+}
+
+impl RequestFilter {
+    /// Quota, then rate and concurrency limits, counted in this Envoy's shared counters.
+    fn limit(
+        &mut self,
+        host: &ProxyHost,
+        key: &StoredKey,
+        hash: &str,
+        now_ms: u64,
+    ) -> Result<(), Denial> {
+        let now = (now_ms / 1000) as i64;
+        if let Some(until) = key.quota_exceeded_until.filter(|until| *until > now) {
+            return Err(Denial::over_quota(until, now));
+        }
+        if !ratelimit::has_limits(&key.limits) {
+            return Ok(());
+        }
+        let config = &self.worker.config.rate_limits;
+        let slots = match self.worker.slots.get() {
+            0 => limiter::slot_count(host),
+            known => known,
+        }
+        .min(config.slots);
+        let (owner, seed) = limiter::owner_and_seed(hash);
+        let headers = |usage: &ratelimit::Usage| {
+            if config.headers {
+                ratelimit::headers(usage, &config.windows)
+            } else {
+                Vec::new()
+            }
+        };
+        match limiter::admit(
+            host,
+            owner,
+            seed,
+            &key.limits,
+            &config.windows,
+            slots,
+            now_ms,
+        ) {
+            Admission::Admitted {
+                slot,
+                in_flight,
+                usage,
+            } => {
+                if in_flight {
+                    self.in_flight = Some((slot, owner));
+                }
+                self.response_headers = headers(&usage);
+                Ok(())
+            }
+            Admission::Refused {
+                refusal: Refusal::Rate { retry_after_ms },
+                usage,
+            } => Err(Denial::rate_limited(
+                ratelimit::ceil_seconds(retry_after_ms),
+                headers(&usage),
+            )),
+            Admission::Refused {
+                refusal: Refusal::Concurrency,
+                usage,
+            } => Err(Denial::too_many_in_flight(headers(&usage))),
+            Admission::NoSlot => {
+                self.worker.metrics.uncounted();
+                Ok(())
+            }
+            Admission::Contended => {
+                self.worker.metrics.uncounted();
+                Err(Denial::rate_limited(1, Vec::new()))
+            }
+        }
     }
 }
 
@@ -126,8 +220,8 @@ impl HttpContext for RequestFilter {
         let credential = extract::extract(
             &headers,
             Sources {
-                header: self.config.key_header.as_deref(),
-                query_param: self.config.key_query_param.as_deref(),
+                header: self.worker.config.key_header.as_deref(),
+                query_param: self.worker.config.key_query_param.as_deref(),
             },
         );
         let source = match credential {
@@ -138,11 +232,11 @@ impl HttpContext for RequestFilter {
         // Read per request (16 bytes, no parsing) rather than cached per worker, so a new
         // generation retires removed keys on every worker at the same instant.
         let view = store::read_view(&host);
-        if !view.usable(now_ms, self.config.max_staleness) {
-            return match self.config.fail_mode {
+        if !view.usable(now_ms, self.worker.config.max_staleness) {
+            return match self.worker.config.fail_mode {
                 FailMode::Closed => self.deny(&Denial::unavailable(), request_id),
                 FailMode::Open => {
-                    self.metrics.fail_open();
+                    self.worker.metrics.fail_open();
                     self.strip_credentials(source, path);
                     set_request_header(FAIL_OPEN_HEADER, Some("true"));
                     Action::Continue
@@ -161,20 +255,64 @@ impl HttpContext for RequestFilter {
             client_ip: net::client_ip(
                 peer,
                 header(&headers, "x-forwarded-for"),
-                self.config.xff_trusted_hops,
+                self.worker.config.xff_trusted_hops,
             ),
             now: (now_ms / 1000) as i64,
         };
-        let lookup = |key: &str| store::lookup(&host, &hash_key(key), view.generation);
-        match decision::decide(&self.config, &credential, lookup, &facts) {
-            Ok(key) => {
-                self.strip_credentials(source, path);
-                self.forward_identity(&key);
-                self.metrics.allowed();
-                debug!("#{} allowed key {}", self.context_id, key.id);
-                Action::Continue
+        let hash = match credential {
+            Credential::Present { key, .. } => Some(hash_key(key)),
+            _ => None,
+        };
+        let record = hash
+            .as_deref()
+            .and_then(|h| store::lookup(&host, h, view.generation));
+        let key = match decision::decide(
+            &self.worker.config,
+            &credential,
+            |_| record.as_ref(),
+            &facts,
+        ) {
+            Ok(key) => key,
+            Err(denial) => {
+                if let Some(record) = &record {
+                    self.worker
+                        .tally
+                        .borrow_mut()
+                        .record(&record.id, facts.now, Some(denial.code));
+                }
+                return self.deny(&denial, request_id);
             }
-            Err(denial) => self.deny(&denial, request_id),
+        };
+        if let Err(denial) = self.limit(&host, key, hash.as_deref().unwrap_or(""), now_ms) {
+            self.worker
+                .tally
+                .borrow_mut()
+                .record(&key.id, facts.now, Some(denial.code));
+            return self.deny(&denial, request_id);
+        }
+        self.strip_credentials(source, path);
+        self.forward_identity(key);
+        self.worker.metrics.allowed();
+        self.worker
+            .tally
+            .borrow_mut()
+            .record(&key.id, facts.now, None);
+        debug!("#{} allowed key {}", self.context_id, key.id);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if !self.replied_locally {
+            for (name, value) in &self.response_headers {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some((slot, owner)) = self.in_flight.take() {
+            limiter::release(&ProxyHost, slot, owner);
         }
     }
 }

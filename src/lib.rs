@@ -26,6 +26,7 @@ pub mod routes;
 pub mod snapshot;
 pub mod store;
 pub mod timefmt;
+pub mod usage;
 
 use proxy_wasm::types::LogLevel;
 

@@ -7,6 +7,7 @@ use proxy_wasm::types::MetricType;
 
 use crate::decision::DenyCode;
 use crate::refresh::Outcome;
+use crate::usage::ReportOutcome;
 
 /// Metric ids of this VM; 0 (never a real id) when definition failed, which makes updates
 /// harmless no-ops.
@@ -14,6 +15,10 @@ use crate::refresh::Outcome;
 pub struct Metrics {
     allowed: u32,
     fail_open: u32,
+    ratelimit_uncounted: u32,
+    usage_posted: u32,
+    usage_failed: u32,
+    usage_dropped: u32,
     denied: [u32; DenyCode::ALL.len()],
     refresh_ok: u32,
     refresh_unchanged: u32,
@@ -55,6 +60,10 @@ impl Metrics {
         Metrics {
             allowed: define(MetricType::Counter, "keygate_requests_allowed"),
             fail_open: define(MetricType::Counter, "keygate_requests_fail_open"),
+            ratelimit_uncounted: define(MetricType::Counter, "keygate_ratelimit_uncounted"),
+            usage_posted: define(MetricType::Counter, "keygate_usage_reports_posted"),
+            usage_failed: define(MetricType::Counter, "keygate_usage_reports_failed"),
+            usage_dropped: define(MetricType::Counter, "keygate_usage_reports_dropped"),
             denied,
             refresh_ok: define(MetricType::Counter, "keygate_snapshot_refresh_ok"),
             refresh_unchanged: define(MetricType::Counter, "keygate_snapshot_refresh_unchanged"),
@@ -72,6 +81,23 @@ impl Metrics {
 
     pub fn fail_open(&self) {
         add(self.fail_open);
+    }
+
+    /// A rate-limited request that could not be counted (no free slot, or CAS contention).
+    pub fn uncounted(&self) {
+        add(self.ratelimit_uncounted);
+    }
+
+    pub fn usage(&self, outcome: &ReportOutcome) {
+        match outcome {
+            ReportOutcome::Posted { .. } => add(self.usage_posted),
+            ReportOutcome::Requeued { .. } => add(self.usage_failed),
+            ReportOutcome::Dropped { .. } => {
+                add(self.usage_failed);
+                add(self.usage_dropped);
+            }
+            ReportOutcome::Ignored => {}
+        }
     }
 
     pub fn denied(&self, code: DenyCode) {

@@ -13,6 +13,7 @@ use crate::config::ControlConfig;
 use crate::host::Host;
 use crate::keys::validate_page;
 use crate::lease;
+use crate::limiter;
 use crate::snapshot::Snapshot;
 use crate::store::{self, StoreMeta};
 
@@ -77,14 +78,17 @@ pub struct Refresher {
     /// Random per-VM identity for the lease.
     me: u64,
     config: ControlConfig,
+    /// Rate-limit counter slots to create before a snapshot is first served.
+    rate_limit_slots: u64,
     fetch: Option<Fetch>,
 }
 
 impl Refresher {
-    pub fn new(me: u64, config: ControlConfig) -> Refresher {
+    pub fn new(me: u64, config: ControlConfig, rate_limit_slots: u64) -> Refresher {
         Refresher {
             me,
             config,
+            rate_limit_slots,
             fetch: None,
         }
     }
@@ -373,6 +377,10 @@ impl Refresher {
             ),
             Mode::Unknown => (meta.generation, meta.keys, false),
         };
+        // The lease holder is the only writer that may create entries, so it creates the
+        // rate-limit slots before any request can count in them (see limiter.rs).
+        limiter::ensure_slots(host, self.rate_limit_slots)
+            .map_err(|e| (format!("could not create rate-limit slots: {e:?}"), false))?;
         let version = fetch.first_version;
         let epoch = fetch.epoch;
         store::update_meta(host, |_| StoreMeta {
@@ -459,7 +467,7 @@ mod tests {
     #[test]
     fn first_load_then_delta_then_unchanged() {
         let host = FakeHost::at(1_000_000);
-        let mut refresher = Refresher::new(7, control(""));
+        let mut refresher = Refresher::new(7, control(""), 64);
         let body = page(
             3,
             true,
@@ -522,7 +530,7 @@ mod tests {
     #[test]
     fn bad_snapshots_are_rejected_whole_and_the_last_good_one_serves() {
         let host = FakeHost::at(5_000);
-        let mut refresher = Refresher::new(1, control(""));
+        let mut refresher = Refresher::new(1, control(""), 64);
         fetch(
             &mut refresher,
             &host,
@@ -569,7 +577,7 @@ mod tests {
     #[test]
     fn failures_back_off_and_recover() {
         let host = FakeHost::at(10_000);
-        let mut refresher = Refresher::new(1, control(""));
+        let mut refresher = Refresher::new(1, control(""), 64);
         let (_, outcome) = fetch(&mut refresher, &host, None, b"");
         assert!(matches!(outcome, Outcome::Failed { .. }));
         assert_eq!(refresher.poll(&host).0, None, "backing off");
@@ -586,8 +594,8 @@ mod tests {
     #[test]
     fn one_fetch_per_envoy_and_stalled_calls_are_abandoned() {
         let host = FakeHost::at(10_000);
-        let mut worker_a = Refresher::new(1, control(""));
-        let mut worker_b = Refresher::new(2, control(""));
+        let mut worker_a = Refresher::new(1, control(""), 64);
+        let mut worker_b = Refresher::new(2, control(""), 64);
         assert!(worker_a.poll(&host).0.is_some());
         worker_a.dispatched(5);
         assert!(worker_b.poll(&host).0.is_none(), "lease is held");
@@ -615,9 +623,9 @@ mod tests {
     #[test]
     fn a_dead_holders_lease_expires() {
         let host = FakeHost::at(10_000);
-        let mut dead = Refresher::new(1, control(""));
+        let mut dead = Refresher::new(1, control(""), 64);
         assert!(dead.poll(&host).0.is_some());
-        let mut alive = Refresher::new(2, control(""));
+        let mut alive = Refresher::new(2, control(""), 64);
         host.now.set(10_000 + 2_000 + 1_000 + LEASE_MARGIN_MS);
         assert!(alive.poll(&host).0.is_some());
     }
@@ -625,7 +633,7 @@ mod tests {
     #[test]
     fn paged_full_snapshot_switches_generation_at_the_end() {
         let host = FakeHost::at(10_000);
-        let mut refresher = Refresher::new(1, control(""));
+        let mut refresher = Refresher::new(1, control(""), 64);
         fetch(
             &mut refresher,
             &host,
@@ -670,7 +678,7 @@ mod tests {
     #[test]
     fn long_poll_asks_to_wait_and_polls_again_at_once() {
         let host = FakeHost::at(10_000);
-        let mut refresher = Refresher::new(1, control(r#","long_poll_wait":"30s""#));
+        let mut refresher = Refresher::new(1, control(r#","long_poll_wait":"30s""#), 64);
         let (first, _) = fetch(
             &mut refresher,
             &host,

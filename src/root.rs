@@ -1,6 +1,7 @@
-//! The root context: configuration, the tick that drives snapshot refresh, and creation of
-//! per-request contexts. One per worker VM.
+//! The root context: configuration, the tick that drives snapshot refresh and usage reports,
+//! and creation of per-request contexts. One per worker VM.
 
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
@@ -12,98 +13,158 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use crate::config::Config;
-use crate::filter::RequestFilter;
+use crate::filter::{RequestFilter, Worker};
 use crate::host::{Host, ProxyHost};
+use crate::limiter;
 use crate::metrics::Metrics;
 use crate::refresh::{CallRequest, Outcome, Refresher, MAX_BODY_BYTES};
 use crate::store;
+use crate::usage::{ProxyQueue, ReportOutcome, Reporter, Tally, UsageCall, QUEUE_NAME};
+
+/// The background jobs of a configured VM.
+struct Jobs {
+    refresher: Refresher,
+    reporter: Option<(Reporter, ProxyQueue)>,
+}
 
 pub struct KeygateRoot {
     context_id: u32,
-    config: Option<Rc<Config>>,
-    refresher: Option<Refresher>,
-    metrics: Rc<Metrics>,
+    worker: Option<Rc<Worker>>,
+    jobs: Option<Jobs>,
 }
 
-/// Random identity of this VM for the refresh lease; std's RandomState draws its keys from
-/// WASI `random_get`, which Envoy provides.
+/// Random identity of this VM for the leases; std's RandomState draws its keys from WASI
+/// `random_get`, which Envoy provides.
 fn random_id() -> u64 {
     RandomState::new().hash_one(0xC0FFEE_u64) | 1
+}
+
+fn status_of_call_response() -> Option<u32> {
+    hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name == ":status")
+        .and_then(|(_, value)| std::str::from_utf8(&value).ok()?.parse().ok())
 }
 
 impl KeygateRoot {
     pub fn new(context_id: u32) -> KeygateRoot {
         KeygateRoot {
             context_id,
-            config: None,
-            refresher: None,
-            metrics: Rc::new(Metrics::default()),
+            worker: None,
+            jobs: None,
         }
     }
 
-    fn publish_store_gauges(&self) {
+    fn publish_store_gauges(&self, worker: &Worker) {
         let meta = store::read_meta(&ProxyHost);
         let age_seconds = if meta.loaded() {
             ProxyHost.now_ms().saturating_sub(meta.last_success_ms) / 1000
         } else {
             0
         };
-        self.metrics.store(meta.keys, meta.version, age_seconds);
+        worker.metrics.store(meta.keys, meta.version, age_seconds);
+        worker.slots.set(limiter::slot_count(&ProxyHost));
     }
 
-    fn dispatch(&mut self, request: CallRequest) {
-        let Some(config) = &self.config else {
-            return;
-        };
-        let headers: Vec<(&str, &str)> = request
-            .headers
+    fn call(
+        config: &Config,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, String> {
+        let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        match hostcalls::dispatch_http_call(
-            &config.control.cluster,
-            headers,
-            None,
-            vec![],
-            request.timeout,
-        ) {
+        hostcalls::dispatch_http_call(&config.control.cluster, headers, body, vec![], timeout)
+            .map_err(|status| {
+                format!(
+                    "could not call cluster {:?} ({status:?}); is it defined in the Envoy config?",
+                    config.control.cluster
+                )
+            })
+    }
+
+    fn dispatch_snapshot(&mut self, request: CallRequest) {
+        let (Some(worker), Some(jobs)) = (&self.worker, &mut self.jobs) else {
+            return;
+        };
+        match Self::call(&worker.config, &request.headers, None, request.timeout) {
             Ok(token) => {
                 debug!(
                     "#{} snapshot request {} dispatched as call {token}",
                     self.context_id, request.path
                 );
-                if let Some(refresher) = &mut self.refresher {
-                    refresher.dispatched(token);
-                }
+                jobs.refresher.dispatched(token);
             }
-            Err(status) => {
-                let reason = format!(
-                    "could not call cluster {:?} ({status:?}); is it defined in the Envoy config?",
-                    config.control.cluster
-                );
-                if let Some(refresher) = &mut self.refresher {
-                    let outcome = refresher.dispatch_failed(&ProxyHost, reason);
-                    self.report(&outcome);
-                }
+            Err(reason) => {
+                let outcome = jobs.refresher.dispatch_failed(&ProxyHost, reason);
+                self.report_refresh(&outcome);
             }
         }
     }
 
-    fn poll(&mut self) {
-        let Some(refresher) = &mut self.refresher else {
+    fn dispatch_usage(&mut self, call: UsageCall) {
+        let (Some(worker), Some(jobs)) = (&self.worker, &mut self.jobs) else {
             return;
         };
-        let (request, abandoned) = refresher.poll(&ProxyHost);
-        if let Some(outcome) = abandoned {
-            self.report(&outcome);
-        }
-        if let Some(request) = request {
-            self.dispatch(request);
+        let Some((reporter, queue)) = &mut jobs.reporter else {
+            return;
+        };
+        let config = &worker.config;
+        let headers = [
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), config.usage.path.clone()),
+            (":authority".to_string(), config.control.authority.clone()),
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", config.control.token),
+            ),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        match Self::call(config, &headers, Some(&call.body), call.timeout) {
+            Ok(token) => reporter.dispatched(token),
+            Err(reason) => {
+                let outcome = reporter.dispatch_failed(&ProxyHost, queue, reason);
+                self.report_usage(&outcome);
+            }
         }
     }
 
-    fn report(&self, outcome: &Outcome) {
-        self.metrics.refresh(outcome);
+    fn poll_refresh(&mut self) {
+        let Some(jobs) = &mut self.jobs else {
+            return;
+        };
+        let (request, abandoned) = jobs.refresher.poll(&ProxyHost);
+        if let Some(outcome) = abandoned {
+            self.report_refresh(&outcome);
+        }
+        if let Some(request) = request {
+            self.dispatch_snapshot(request);
+        }
+    }
+
+    fn poll_usage(&mut self) {
+        let (Some(worker), Some(jobs)) = (&self.worker, &mut self.jobs) else {
+            return;
+        };
+        let Some((reporter, queue)) = &mut jobs.reporter else {
+            return;
+        };
+        let (call, outcome) = reporter.poll(&ProxyHost, queue, &mut worker.tally.borrow_mut());
+        if let Some(outcome) = outcome {
+            self.report_usage(&outcome);
+        }
+        if let Some(call) = call {
+            self.dispatch_usage(call);
+        }
+    }
+
+    fn report_refresh(&self, outcome: &Outcome) {
+        if let Some(worker) = &self.worker {
+            worker.metrics.refresh(outcome);
+        }
         match outcome {
             Outcome::Applied {
                 version,
@@ -131,6 +192,30 @@ impl KeygateRoot {
             ),
         }
     }
+
+    fn report_usage(&self, outcome: &ReportOutcome) {
+        if let Some(worker) = &self.worker {
+            worker.metrics.usage(outcome);
+        }
+        match outcome {
+            ReportOutcome::Posted { reports } => {
+                debug!("#{} posted usage ({reports} reports)", self.context_id)
+            }
+            ReportOutcome::Requeued { reason } => {
+                warn!(
+                    "#{} usage report failed, will retry: {reason}",
+                    self.context_id
+                )
+            }
+            ReportOutcome::Dropped { reason, reports } => {
+                warn!(
+                    "#{} usage report dropped after retries ({reports} reports): {reason}",
+                    self.context_id
+                )
+            }
+            ReportOutcome::Ignored => {}
+        }
+    }
 }
 
 impl Context for KeygateRoot {
@@ -141,14 +226,17 @@ impl Context for KeygateRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let status = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
-            .ok()
-            .and_then(|headers| {
-                headers
-                    .into_iter()
-                    .find(|(name, _)| name == ":status")
-                    .and_then(|(_, value)| std::str::from_utf8(&value).ok()?.parse::<u32>().ok())
-            });
+        let status = status_of_call_response();
+        let Some(jobs) = &mut self.jobs else {
+            return;
+        };
+        if let Some((reporter, queue)) = &mut jobs.reporter {
+            if reporter.awaits(token_id) {
+                let outcome = reporter.on_response(&ProxyHost, queue, token_id, status);
+                self.report_usage(&outcome);
+                return;
+            }
+        }
         // An oversized body is not copied into the VM at all; the refresher rejects it by size.
         let body = if body_size > MAX_BODY_BYTES {
             Vec::new()
@@ -158,17 +246,18 @@ impl Context for KeygateRoot {
                 .flatten()
                 .unwrap_or_default()
         };
-        let Some(refresher) = &mut self.refresher else {
-            return;
-        };
-        let outcome = refresher.on_response(&ProxyHost, token_id, status, &body, body_size);
-        self.report(&outcome);
+        let outcome = jobs
+            .refresher
+            .on_response(&ProxyHost, token_id, status, &body, body_size);
+        self.report_refresh(&outcome);
         match outcome {
-            Outcome::NextPage(request) => self.dispatch(request),
+            Outcome::NextPage(request) => self.dispatch_snapshot(request),
             Outcome::Applied { .. } | Outcome::Unchanged | Outcome::Failed { .. } => {
-                self.publish_store_gauges();
+                if let Some(worker) = &self.worker {
+                    self.publish_store_gauges(worker);
+                }
                 // With long polling the next call is due at once; do not wait for a tick.
-                self.poll();
+                self.poll_refresh();
             }
             Outcome::Ignored => {}
         }
@@ -204,10 +293,27 @@ impl RootContext for KeygateRoot {
                 return false;
             }
         };
-        self.metrics = Rc::new(Metrics::define());
+        let me = random_id();
+        let reporter = if config.usage.enabled {
+            match hostcalls::register_shared_queue(QUEUE_NAME) {
+                Ok(queue) => Some((
+                    Reporter::new(me, config.usage.report_interval, config.control.timeout),
+                    ProxyQueue(queue),
+                )),
+                Err(status) => {
+                    error!(
+                        "#{} keygate: could not register the usage queue ({status:?})",
+                        self.context_id
+                    );
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
         let tick = (config.control.refresh_interval / 2)
+            .min(config.usage.report_interval)
             .clamp(Duration::from_millis(100), Duration::from_secs(1));
-        self.refresher = Some(Refresher::new(random_id(), config.control.clone()));
         info!(
             "#{} keygate configured: control cluster {:?}, refresh every {:?}, fail mode {:?}",
             self.context_id,
@@ -215,7 +321,18 @@ impl RootContext for KeygateRoot {
             config.control.refresh_interval,
             config.fail_mode
         );
-        self.config = Some(Rc::new(config));
+        self.jobs = Some(Jobs {
+            refresher: Refresher::new(me, config.control.clone(), config.rate_limits.slots),
+            reporter,
+        });
+        let worker = Rc::new(Worker {
+            metrics: Metrics::define(),
+            config,
+            tally: RefCell::new(Tally::default()),
+            slots: Cell::new(0),
+        });
+        self.publish_store_gauges(&worker);
+        self.worker = Some(worker);
         if hostcalls::set_tick_period(tick).is_err() {
             error!(
                 "#{} keygate: could not set the tick period",
@@ -223,22 +340,20 @@ impl RootContext for KeygateRoot {
             );
             return false;
         }
-        self.publish_store_gauges();
         true
     }
 
     fn on_tick(&mut self) {
-        self.publish_store_gauges();
-        self.poll();
+        if let Some(worker) = &self.worker {
+            self.publish_store_gauges(worker);
+        }
+        self.poll_refresh();
+        self.poll_usage();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(RequestFilter::new(
-            context_id,
-            config,
-            Rc::clone(&self.metrics),
-        )))
+        let worker = self.worker.clone()?;
+        Some(Box::new(RequestFilter::new(context_id, worker)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

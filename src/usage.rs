@@ -1,0 +1,561 @@
+//! Usage reporting: each worker tallies requests per key per hour, hands its tally to a shared
+//! queue every tick, and one worker per Envoy (the holder of the usage lease) posts what is in
+//! the queue to the control service: one call per report interval per Envoy.
+//!
+//! A batch that fails to post goes back into the queue with its `batch_id`, so a retry after a
+//! lost response cannot be counted twice by the control service, and is retried up to
+//! `MAX_ATTEMPTS` times before it is dropped (logged and counted).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::DenyCode;
+use crate::host::Host;
+use crate::lease;
+
+pub const QUEUE_NAME: &str = "keygate.usage";
+const LEASE_KEY: &str = "keygate.usage.lease";
+/// Posts of one batch before it is given up.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Queue items handled per report, so one report stays bounded.
+const MAX_ITEMS_PER_REPORT: usize = 4096;
+const LEASE_MARGIN_MS: u64 = 2_000;
+
+/// The shared queue between workers.
+pub trait Queue {
+    fn enqueue(&self, item: &[u8]) -> bool;
+    fn dequeue(&self) -> Option<Vec<u8>>;
+}
+
+/// Envoy's shared queue.
+pub struct ProxyQueue(pub u32);
+
+impl Queue for ProxyQueue {
+    fn enqueue(&self, item: &[u8]) -> bool {
+        proxy_wasm::hostcalls::enqueue_shared_queue(self.0, Some(item)).is_ok()
+    }
+
+    fn dequeue(&self) -> Option<Vec<u8>> {
+        proxy_wasm::hostcalls::dequeue_shared_queue(self.0)
+            .ok()
+            .flatten()
+    }
+}
+
+/// An in-memory queue for tests.
+#[derive(Default)]
+pub struct FakeQueue(pub RefCell<VecDeque<Vec<u8>>>);
+
+impl Queue for FakeQueue {
+    fn enqueue(&self, item: &[u8]) -> bool {
+        self.0.borrow_mut().push_back(item.to_vec());
+        true
+    }
+
+    fn dequeue(&self) -> Option<Vec<u8>> {
+        self.0.borrow_mut().pop_front()
+    }
+}
+
+/// One key's usage in one hour, as the control service's `POST /v1/usage` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub key_id: String,
+    /// RFC 3339 start of the UTC hour.
+    pub hour: String,
+    pub allowed: u64,
+    #[serde(default)]
+    pub denied: BTreeMap<String, u64>,
+}
+
+/// What travels through the queue: fresh tallies (no id yet) or a batch being retried.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UsageBatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    pub reports: Vec<UsageReport>,
+}
+
+#[derive(Serialize)]
+struct UsagePost<'a> {
+    proxy_id: String,
+    batch_id: &'a str,
+    reports: &'a [UsageReport],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct HourCounts {
+    hour_start: i64,
+    allowed: u64,
+    denied: [u64; DenyCode::ALL.len()],
+}
+
+/// A worker's running tally, per key id and hour.
+#[derive(Debug, Default)]
+pub struct Tally {
+    by_key: HashMap<String, Vec<HourCounts>>,
+}
+
+/// `2026-11-23T21:00:00Z` for an hour start in Unix seconds.
+pub fn format_hour(hour_start: i64) -> String {
+    let days = hour_start.div_euclid(86_400);
+    let hour = hour_start.rem_euclid(86_400) / 3600;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:00:00Z")
+}
+
+impl Tally {
+    /// Counts one request of `key_id` at `now` (Unix seconds): allowed, or denied with `code`.
+    pub fn record(&mut self, key_id: &str, now: i64, denied: Option<DenyCode>) {
+        let hour_start = now - now.rem_euclid(3600);
+        let hours = match self.by_key.get_mut(key_id) {
+            Some(hours) => hours,
+            None => self.by_key.entry(key_id.to_string()).or_default(),
+        };
+        let counts = match hours.iter().position(|h| h.hour_start == hour_start) {
+            Some(i) => &mut hours[i],
+            None => {
+                hours.push(HourCounts {
+                    hour_start,
+                    ..HourCounts::default()
+                });
+                let last = hours.len() - 1;
+                &mut hours[last]
+            }
+        };
+        match denied {
+            None => counts.allowed += 1,
+            Some(code) => counts.denied[code.index()] += 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Empties the tally into a batch without an id.
+    pub fn take_batch(&mut self) -> Option<UsageBatch> {
+        if self.by_key.is_empty() {
+            return None;
+        }
+        let mut reports = Vec::new();
+        for (key_id, hours) in self.by_key.drain() {
+            for counts in hours {
+                let denied = DenyCode::ALL
+                    .iter()
+                    .filter(|code| counts.denied[code.index()] > 0)
+                    .map(|code| (code.as_str().to_string(), counts.denied[code.index()]))
+                    .collect();
+                reports.push(UsageReport {
+                    key_id: key_id.clone(),
+                    hour: format_hour(counts.hour_start),
+                    allowed: counts.allowed,
+                    denied,
+                });
+            }
+        }
+        Some(UsageBatch {
+            batch_id: None,
+            attempts: 0,
+            reports,
+        })
+    }
+}
+
+/// Sums reports of the same key and hour.
+fn merge(reports: impl IntoIterator<Item = UsageReport>) -> Vec<UsageReport> {
+    let mut merged: BTreeMap<(String, String), UsageReport> = BTreeMap::new();
+    for report in reports {
+        let entry = merged
+            .entry((report.key_id.clone(), report.hour.clone()))
+            .or_insert_with(|| UsageReport {
+                key_id: report.key_id.clone(),
+                hour: report.hour.clone(),
+                ..UsageReport::default()
+            });
+        entry.allowed += report.allowed;
+        for (code, count) in report.denied {
+            *entry.denied.entry(code).or_default() += count;
+        }
+    }
+    merged.into_values().collect()
+}
+
+/// A POST to make to the control service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCall {
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// What happened to a report, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Ignored,
+    Posted {
+        reports: usize,
+    },
+    /// Failed; the batch was queued again for a later retry.
+    Requeued {
+        reason: String,
+    },
+    /// Failed too often; the batch was dropped.
+    Dropped {
+        reason: String,
+        reports: usize,
+    },
+}
+
+#[derive(Debug)]
+struct InFlight {
+    token: u32,
+    deadline_ms: u64,
+    batch: UsageBatch,
+}
+
+/// Per-VM reporting driver.
+#[derive(Debug)]
+pub struct Reporter {
+    me: u64,
+    interval: Duration,
+    timeout: Duration,
+    next_batch: u64,
+    in_flight: Option<InFlight>,
+}
+
+impl Reporter {
+    pub fn new(me: u64, interval: Duration, timeout: Duration) -> Reporter {
+        Reporter {
+            me,
+            interval,
+            timeout,
+            next_batch: 0,
+            in_flight: None,
+        }
+    }
+
+    fn fail(&mut self, host: &dyn Host, queue: &dyn Queue, reason: String) -> ReportOutcome {
+        let now = host.now_ms();
+        lease::release(host, LEASE_KEY, self.me, now, None);
+        let Some(in_flight) = self.in_flight.take() else {
+            return ReportOutcome::Ignored;
+        };
+        let mut batch = in_flight.batch;
+        batch.attempts += 1;
+        if batch.attempts >= MAX_ATTEMPTS {
+            return ReportOutcome::Dropped {
+                reason,
+                reports: batch.reports.len(),
+            };
+        }
+        let encoded = serde_json::to_vec(&batch).unwrap_or_default();
+        if queue.enqueue(&encoded) {
+            ReportOutcome::Requeued { reason }
+        } else {
+            ReportOutcome::Dropped {
+                reason,
+                reports: batch.reports.len(),
+            }
+        }
+    }
+
+    /// Called on every tick: hands this worker's tally to the queue, and when this worker wins
+    /// the lease and a report is due, takes the next batch from the queue to post.
+    pub fn poll(
+        &mut self,
+        host: &dyn Host,
+        queue: &dyn Queue,
+        tally: &mut Tally,
+    ) -> (Option<UsageCall>, Option<ReportOutcome>) {
+        if let Some(batch) = tally.take_batch() {
+            queue.enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
+        }
+        let now = host.now_ms();
+        if let Some(in_flight) = &self.in_flight {
+            if now < in_flight.deadline_ms {
+                return (None, None);
+            }
+            let outcome = self.fail(host, queue, "usage post timed out".into());
+            return (None, Some(outcome));
+        }
+        let deadline_ms = now + self.timeout.as_millis() as u64 + 1_000;
+        if !lease::try_claim(host, LEASE_KEY, self.me, now, deadline_ms + LEASE_MARGIN_MS) {
+            return (None, None);
+        }
+        let Some(batch) = self.next_batch(queue) else {
+            lease::release(
+                host,
+                LEASE_KEY,
+                self.me,
+                now,
+                Some(now + self.interval.as_millis() as u64),
+            );
+            return (None, None);
+        };
+        let Some(batch_id) = batch.batch_id.as_deref() else {
+            return (None, None);
+        };
+        let body = serde_json::to_vec(&UsagePost {
+            proxy_id: format!("{:016x}", self.me),
+            batch_id,
+            reports: &batch.reports,
+        })
+        .unwrap_or_default();
+        self.in_flight = Some(InFlight {
+            token: 0,
+            deadline_ms,
+            batch,
+        });
+        (
+            Some(UsageCall {
+                body,
+                timeout: self.timeout,
+            }),
+            None,
+        )
+    }
+
+    /// Picks what to post: the first batch being retried as it is (same id), or else every
+    /// fresh tally merged under a new id. Everything else goes back into the queue.
+    fn next_batch(&mut self, queue: &dyn Queue) -> Option<UsageBatch> {
+        let mut retry: Option<UsageBatch> = None;
+        let mut keep = Vec::new();
+        let mut fresh = Vec::new();
+        for _ in 0..MAX_ITEMS_PER_REPORT {
+            let Some(item) = queue.dequeue() else { break };
+            let Ok(batch) = serde_json::from_slice::<UsageBatch>(&item) else {
+                continue;
+            };
+            match (&retry, batch.batch_id.is_some()) {
+                (None, true) => retry = Some(batch),
+                (Some(_), true) => keep.push(item),
+                (_, false) => fresh.extend(batch.reports),
+            }
+        }
+        let chosen = match retry {
+            Some(batch) => {
+                if !fresh.is_empty() {
+                    keep.push(
+                        serde_json::to_vec(&UsageBatch {
+                            batch_id: None,
+                            attempts: 0,
+                            reports: merge(fresh),
+                        })
+                        .unwrap_or_default(),
+                    );
+                }
+                Some(batch)
+            }
+            None if !fresh.is_empty() => {
+                self.next_batch += 1;
+                Some(UsageBatch {
+                    batch_id: Some(format!("{:016x}-{}", self.me, self.next_batch)),
+                    attempts: 0,
+                    reports: merge(fresh),
+                })
+            }
+            None => None,
+        };
+        for item in keep {
+            queue.enqueue(&item);
+        }
+        chosen
+    }
+
+    pub fn dispatched(&mut self, token: u32) {
+        if let Some(in_flight) = &mut self.in_flight {
+            in_flight.token = token;
+        }
+    }
+
+    pub fn dispatch_failed(
+        &mut self,
+        host: &dyn Host,
+        queue: &dyn Queue,
+        reason: String,
+    ) -> ReportOutcome {
+        self.fail(host, queue, reason)
+    }
+
+    pub fn awaits(&self, token: u32) -> bool {
+        self.in_flight.as_ref().is_some_and(|f| f.token == token)
+    }
+
+    /// The control service answered call `token` with `status` (`None`: no response).
+    pub fn on_response(
+        &mut self,
+        host: &dyn Host,
+        queue: &dyn Queue,
+        token: u32,
+        status: Option<u32>,
+    ) -> ReportOutcome {
+        if !self.awaits(token) {
+            return ReportOutcome::Ignored;
+        }
+        match status {
+            Some(200..=299) => {
+                let now = host.now_ms();
+                lease::release(
+                    host,
+                    LEASE_KEY,
+                    self.me,
+                    now,
+                    Some(now + self.interval.as_millis() as u64),
+                );
+                let reports = self.in_flight.take().map_or(0, |f| f.batch.reports.len());
+                ReportOutcome::Posted { reports }
+            }
+            // The control service understood and refused it: retrying will not help.
+            Some(status @ 400..=499) if status != 408 && status != 429 => {
+                let now = host.now_ms();
+                lease::release(
+                    host,
+                    LEASE_KEY,
+                    self.me,
+                    now,
+                    Some(now + self.interval.as_millis() as u64),
+                );
+                let reports = self.in_flight.take().map_or(0, |f| f.batch.reports.len());
+                ReportOutcome::Dropped {
+                    reason: format!("control service refused the usage batch (HTTP {status})"),
+                    reports,
+                }
+            }
+            Some(status) => self.fail(
+                host,
+                queue,
+                format!("control service answered HTTP {status}"),
+            ),
+            None => self.fail(host, queue, "usage post failed (no response)".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::FakeHost;
+
+    fn body_of(call: &UsageCall) -> serde_json::Value {
+        serde_json::from_slice(&call.body).unwrap()
+    }
+
+    #[test]
+    fn hours_format_as_rfc3339() {
+        assert_eq!(format_hour(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_hour(1_795_467_600), "2026-11-23T21:00:00Z");
+        assert_eq!(format_hour(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn tallies_from_several_workers_become_one_post() {
+        let host = FakeHost::at(1_795_467_634_000);
+        let queue = FakeQueue::default();
+        let now = 1_795_467_634;
+        let (mut worker_a, mut worker_b) = (Tally::default(), Tally::default());
+        worker_a.record("key_1", now, None);
+        worker_a.record("key_1", now, Some(DenyCode::RateLimitExceeded));
+        worker_b.record("key_1", now, None);
+        worker_b.record("key_2", now - 3600, None);
+        let mut reporter_a = Reporter::new(1, Duration::from_secs(5), Duration::from_secs(2));
+        let mut reporter_b = Reporter::new(2, Duration::from_secs(5), Duration::from_secs(2));
+        // B only hands over its tally: A holds the lease once A has posted.
+        let (call, _) = reporter_a.poll(&host, &queue, &mut worker_a);
+        assert!(call.is_some());
+        reporter_a.dispatched(1);
+        let (none, _) = reporter_b.poll(&host, &queue, &mut worker_b);
+        assert!(none.is_none());
+        assert_eq!(
+            reporter_a.on_response(&host, &queue, 1, Some(200)),
+            ReportOutcome::Posted { reports: 1 }
+        );
+        host.now.set(host.now.get() + 5_000);
+        let (call, _) = reporter_b.poll(&host, &queue, &mut Tally::default());
+        let body = body_of(&call.unwrap());
+        assert_eq!(body["proxy_id"], "0000000000000002");
+        let reports = body["reports"].as_array().unwrap();
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[0]["key_id"], "key_1");
+        assert_eq!(reports[0]["allowed"], 1);
+        assert_eq!(reports[1]["hour"], "2026-11-23T20:00:00Z");
+    }
+
+    #[test]
+    fn failed_posts_are_retried_with_the_same_batch_id_then_dropped() {
+        let host = FakeHost::at(1_000_000);
+        let queue = FakeQueue::default();
+        let mut tally = Tally::default();
+        tally.record("key_1", 1_000, None);
+        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
+        let (call, _) = reporter.poll(&host, &queue, &mut tally);
+        let batch_id = body_of(&call.unwrap())["batch_id"].clone();
+        reporter.dispatched(1);
+        assert!(matches!(
+            reporter.on_response(&host, &queue, 1, Some(503)),
+            ReportOutcome::Requeued { .. }
+        ));
+        // New usage arrives meanwhile; the retry goes first, alone, with its id.
+        tally.record("key_2", 1_000, None);
+        let mut seen_ids = vec![];
+        for attempt in 1..MAX_ATTEMPTS {
+            host.now.set(host.now.get() + 60_000);
+            let (call, _) = reporter.poll(&host, &queue, &mut tally);
+            let body = body_of(&call.expect("a retry"));
+            seen_ids.push(body["batch_id"].clone());
+            assert_eq!(body["reports"].as_array().unwrap().len(), 1);
+            reporter.dispatched(attempt + 1);
+            let outcome = reporter.on_response(&host, &queue, attempt + 1, None);
+            if attempt + 1 == MAX_ATTEMPTS {
+                assert!(
+                    matches!(outcome, ReportOutcome::Dropped { .. }),
+                    "{outcome:?}"
+                );
+            }
+        }
+        assert!(seen_ids.iter().all(|id| *id == batch_id));
+        // The fresh usage of key_2 is still queued and goes next.
+        host.now.set(host.now.get() + 60_000);
+        let (call, _) = reporter.poll(&host, &queue, &mut tally);
+        let body = body_of(&call.unwrap());
+        assert_ne!(body["batch_id"], batch_id);
+        assert_eq!(body["reports"][0]["key_id"], "key_2");
+    }
+
+    #[test]
+    fn a_stalled_post_is_abandoned_and_requeued() {
+        let host = FakeHost::at(1_000_000);
+        let queue = FakeQueue::default();
+        let mut tally = Tally::default();
+        tally.record("key_1", 1_000, None);
+        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
+        assert!(reporter.poll(&host, &queue, &mut tally).0.is_some());
+        reporter.dispatched(4);
+        host.now.set(host.now.get() + 3_001);
+        let (_, outcome) = reporter.poll(&host, &queue, &mut tally);
+        assert!(matches!(outcome, Some(ReportOutcome::Requeued { .. })));
+        assert_eq!(
+            reporter.on_response(&host, &queue, 4, Some(200)),
+            ReportOutcome::Ignored
+        );
+        assert_eq!(queue.0.borrow().len(), 1);
+    }
+}
