@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""`make bench`: Keygate against bare Envoy, Envoy's native api_key_auth and ext_authz.
+
+One Envoy binary, one --concurrency, one upstream (an Envoy `direct_response`, so the upstream
+costs nothing), one load generator (wrk with bench/report.lua). Every Envoy in the comparison is
+started once and kept running; the load runs are interleaved over BENCH_ROUNDS rounds and the
+medians are reported. Then: snapshot size and load time, propagation of a change, revocation
+latency under load (long polling and plain polling), and Envoy memory at 1 and 4 workers.
+
+Writes target/bench/results.json, target/bench/results.png and the generated part of
+docs/benchmarks.md. Loopback only; every wait and every load run is bounded.
+
+Environment (defaults in brackets; BENCH_QUICK=1 picks small ones for a ~1-minute smoke run):
+  BENCH_ROUNDS [3]  BENCH_DURATION seconds per run [8]  BENCH_WARMUP seconds [1]
+  BENCH_CONNECTIONS [32]  BENCH_WRK_THREADS [1]  BENCH_CONCURRENCY Envoy workers [2]
+  BENCH_SIZES Keygate key counts [1000,100000,1000000]  BENCH_NATIVE_SIZES [1000,100000]
+  BENCH_EXTAUTHZ_SIZE [100000]  BENCH_REVOKE_TRIES [5]  BENCH_PLAIN_REFRESH [2s]
+  BENCH_MEMORY_SIZES [100000,1000000]  BENCH_DOCS [docs/benchmarks.md; "" to skip]
+"""
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/e2e"))
+from harness import ADMIN_TOKEN, SYNC_TOKEN, free_port, wait_until  # noqa: E402
+
+ENVOY = Path(os.environ.get("KEYGATE_ENVOY", ROOT / ".venv/bin/envoy"))
+WASM = Path(os.environ.get("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm")).resolve()
+CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control")).resolve()
+AUTHZ = Path(os.environ.get("BENCH_AUTHZ_BIN", ROOT / "target/release/keygate-bench-authz")).resolve()
+OUT = Path(os.environ.get("BENCH_OUT", ROOT / "target/bench")).resolve()
+LUA = ROOT / "bench/report.lua"
+PATH = "/v1/models"
+INVALID_KEY = "pk_live_" + "Z" * 40
+
+
+def env_list(name, default):
+    return [int(v) for v in os.environ.get(name, default).split(",") if v.strip()]
+
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SETTINGS = {
+    "rounds": int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3")),
+    "duration_s": int(os.environ.get("BENCH_DURATION", "3" if QUICK else "8")),
+    "warmup_s": int(os.environ.get("BENCH_WARMUP", "1")),
+    "connections": int(os.environ.get("BENCH_CONNECTIONS", "32")),
+    "wrk_threads": int(os.environ.get("BENCH_WRK_THREADS", "1")),
+    "concurrency": int(os.environ.get("BENCH_CONCURRENCY", "2")),
+    "sizes": env_list("BENCH_SIZES", "1000,10000" if QUICK else "1000,100000,1000000"),
+    "native_sizes": env_list("BENCH_NATIVE_SIZES", "1000,10000" if QUICK else "1000,100000"),
+    "extauthz_size": int(os.environ.get("BENCH_EXTAUTHZ_SIZE", "10000" if QUICK else "100000")),
+    "revoke_tries": int(os.environ.get("BENCH_REVOKE_TRIES", "2" if QUICK else "5")),
+    "plain_refresh": os.environ.get("BENCH_PLAIN_REFRESH", "2s"),
+    "memory_sizes": env_list("BENCH_MEMORY_SIZES", "10000" if QUICK else "100000,1000000"),
+}
+DOCS = os.environ.get("BENCH_DOCS", str(ROOT / "docs/benchmarks.md"))
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def label(n):
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
+        f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n))
+
+
+def parse_duration_s(text):
+    for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * factor
+    raise ValueError(text)
+
+
+class Processes:
+    """Every process the bench starts, stopped in reverse order at the end (or on error)."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, log_path, env=None):
+        log_file = open(log_path, "wb")
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        self.procs.append((name, proc, log_file))
+        return proc
+
+    def stop(self, proc):
+        for entry in list(self.procs):
+            if entry[1] is proc:
+                self._stop(entry)
+                self.procs.remove(entry)
+
+    @staticmethod
+    def _stop(entry):
+        _, proc, log_file = entry
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        log_file.close()
+
+    def stop_all(self):
+        for entry in reversed(self.procs):
+            self._stop(entry)
+        self.procs = []
+
+
+PROCS = Processes()
+
+
+class KeySet:
+    """N keys seeded into a fresh control-service database, and the control service serving it."""
+
+    def __init__(self, count, work):
+        self.count = count
+        self.dir = work / f"keys-{count}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db = self.dir / "keygate.db"
+        self.secrets_path = self.dir / "secrets.txt"
+        started = time.monotonic()
+        subprocess.run(
+            [str(CONTROL), "seed", "--db", str(self.db), "--count", str(count), "--secrets-out", str(self.secrets_path)],
+            check=True, stdout=subprocess.DEVNULL, timeout=600,
+        )
+        self.seed_s = time.monotonic() - started
+        self.secrets = self.secrets_path.read_text().split()
+        self.port = free_port()
+        env = dict(os.environ, KEYGATE_ADMIN_TOKEN=ADMIN_TOKEN, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
+        self.proc = PROCS.start(
+            f"control-{count}",
+            [str(CONTROL), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db)],
+            self.dir / "control.log", env,
+        )
+        wait_until(lambda: requests.get(self.url("/healthz"), timeout=1).ok, timeout=30, what="control service")
+        self.ids = {}  # secret index -> key id, for the first 1000 keys (seed names them seed-<index>)
+        listed = self.admin("GET", "/v1/keys?limit=1000").json()["keys"]
+        for record in listed:
+            if record["name"].startswith("seed-"):
+                self.ids[int(record["name"][5:])] = record["id"]
+        log(f"seeded {count} keys in {self.seed_s:.1f}s; control service on :{self.port}")
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def admin(self, method, path, **kwargs):
+        return requests.request(method, self.url(path), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                                timeout=10, **kwargs)
+
+    def snapshot_bytes(self, page_size):
+        """Bytes of JSON in a full snapshot fetched the way the filter fetches it."""
+        total, cursor, pages = 0, None, 0
+        while pages < 10_000:
+            query = f"/v1/snapshot?limit={page_size}" + (f"&cursor={cursor}" if cursor else "")
+            response = requests.get(self.url(query), headers={"Authorization": f"Bearer {SYNC_TOKEN}"}, timeout=60)
+            total += len(response.content)
+            pages += 1
+            cursor = response.json().get("next_cursor")
+            if not cursor:
+                return total, pages
+        raise RuntimeError("snapshot paging did not end")
+
+
+def shipped():
+    """The shipped envoy/envoy.yaml, parsed: the connection manager and the Keygate filter."""
+    config = yaml.safe_load((ROOT / "envoy/envoy.yaml").read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    keygate = next(f for f in hcm["http_filters"] if f["name"] == "keygate")
+    return hcm, keygate
+
+
+def keygate_filter(control_overrides=None):
+    _, filter_config = shipped()
+    filter_config = json.loads(json.dumps(filter_config))
+    wasm = filter_config["typed_config"]["config"]
+    wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    plugin = json.loads(wasm["configuration"]["value"])
+    plugin["control"].update(control_overrides or {})
+    wasm["configuration"]["value"] = json.dumps(plugin)
+    return filter_config
+
+
+def native_filter(secrets):
+    return {
+        "name": "envoy.filters.http.api_key_auth",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+            "credentials": [{"key": s, "client": f"seed-{i}"} for i, s in enumerate(secrets)],
+            "key_sources": [{"header": "Authorization"}],
+            "forwarding": {"header": "x-client-id", "hide_credentials": True},
+        },
+    }
+
+
+def ext_authz_filter():
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": False,
+            "http_service": {
+                "server_uri": {"uri": "http://127.0.0.1/", "cluster": "authz", "timeout": "1s"},
+                "authorization_request": {"allowed_headers": {"patterns": [{"exact": "authorization"}]}},
+            },
+        },
+    }
+
+
+def static_cluster(name, port):
+    return {
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+    }
+
+
+def envoy_config(listen_port, admin_port, auth_filter, clusters):
+    """The shipped connection manager (minus its access log, in every case alike), answering
+    every request with a direct_response, behind `auth_filter` (None: no auth)."""
+    hcm, _ = shipped()
+    hcm = json.loads(json.dumps(hcm))
+    hcm.pop("access_log", None)
+    hcm["route_config"] = {"name": "bench", "virtual_hosts": [{"name": "bench", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": '{"ok":true}'}}}]}]}
+    router = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router")
+    hcm["http_filters"] = ([auth_filter] if auth_filter else []) + [router]
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "bench",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                "typed_config": hcm}]}],
+            }],
+            "clusters": clusters,
+        },
+    }
+
+
+class Envoy:
+    def __init__(self, name, auth_filter, clusters, work, concurrency):
+        self.name = name
+        self.port, self.admin_port = free_port(), free_port()
+        self.dir = work / f"envoy-{name}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.dir / "envoy.json"
+        self.config_path.write_text(json.dumps(envoy_config(self.port, self.admin_port, auth_filter, clusters)))
+        self.concurrency = concurrency
+        env = dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
+        self.started = time.monotonic()
+        self.proc = PROCS.start(name, [
+            str(ENVOY), "-c", str(self.config_path), "--concurrency", str(concurrency),
+            "--base-id", str(random.randint(1000, 60000)), "--log-level", "warning",
+        ], self.dir / "envoy.log", env)
+        wait_until(self._ready, timeout=120, interval=0.1, what=f"{name} /ready")
+        self.ready_s = time.monotonic() - self.started
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited:\n{(self.dir / 'envoy.log').read_text()[-3000:]}")
+        return requests.get(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1).status_code == 200
+
+    def stats(self, filter_regex):
+        response = requests.get(f"http://127.0.0.1:{self.admin_port}/stats",
+                                params={"format": "json", "filter": filter_regex}, timeout=5)
+        return {s["name"]: s.get("value", 0) for s in response.json().get("stats", []) if "value" in s}
+
+    def stat(self, name):
+        return self.stats(f"^{name}$").get(name, 0)
+
+    def keys_loaded(self):
+        return self.stat("wasmcustom.keygate_keys_loaded")
+
+    def version(self):
+        return self.stat("wasmcustom.keygate_snapshot_version")
+
+    def rss(self):
+        return rss_mb(self.proc.pid)
+
+    def status(self, key, timeout=2):
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return requests.get(f"http://127.0.0.1:{self.port}{PATH}", headers=headers, timeout=timeout).status_code
+
+    def stop(self):
+        PROCS.stop(self.proc)
+
+
+def start_keygate(name, keyset, work, concurrency, control_overrides=None):
+    """Starts Envoy + Keygate on `keyset`'s control service; returns it once every key is in."""
+    proxy = Envoy(name, keygate_filter(control_overrides), [static_cluster("keygate_control", keyset.port)],
+                  work, concurrency)
+    wait_until(lambda: proxy.keys_loaded() == keyset.count and proxy.stat("wasmcustom.keygate_snapshot_refresh_ok") >= 1,
+               timeout=600, interval=0.05, what=f"{name}: {keyset.count} keys loaded")
+    proxy.load_s = time.monotonic() - proxy.started
+    proxy.fetched_bytes = proxy.stat("cluster.keygate_control.upstream_cx_rx_bytes_total")
+    log(f"{name}: {keyset.count} keys loaded {proxy.load_s:.2f}s after start "
+        f"({proxy.fetched_bytes / 1e6:.1f} MB received from control), RSS {proxy.rss():.0f} MB")
+    return proxy
+
+
+def wrk(proxy, key, duration_s, extra_env=None):
+    env = dict(os.environ, BENCH_KEY=key or "", BENCH_PATH=PATH, **(extra_env or {}))
+    argv = ["wrk", "-t", str(SETTINGS["wrk_threads"]), "-c", str(SETTINGS["connections"]),
+            "-d", f"{duration_s}s", "--timeout", "2s", "-s", str(LUA), f"http://127.0.0.1:{proxy.port}"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration_s + 30)
+    for line in result.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            data = json.loads(line[len("BENCH_JSON "):])
+            data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+            return data
+    raise RuntimeError(f"wrk gave no result: {result.stdout}\n{result.stderr}")
+
+
+def measure_cases(cases):
+    """Interleaved rounds (the order rotates each round); returns per-case medians and raw runs."""
+    runs = {case["name"]: [] for case in cases}
+    for round_index in range(SETTINGS["rounds"]):
+        shift = round_index % len(cases)
+        for case in cases[shift:] + cases[:shift]:
+            if SETTINGS["warmup_s"]:
+                wrk(case["proxy"], case["key"], SETTINGS["warmup_s"])
+            data = wrk(case["proxy"], case["key"], SETTINGS["duration_s"])
+            data["rss_mb"] = case["proxy"].rss()
+            runs[case["name"]].append(data)
+            log(f"round {round_index + 1} {case['name']:<24} {data['rps']:>9.0f} req/s  p50 {data['p50_us'] / 1000:.3f} ms  "
+                f"p99 {data['p99_us'] / 1000:.3f} ms  p99.9 {data['p999_us'] / 1000:.3f} ms  non-2xx {data['non2xx']}")
+    results = []
+    for case in cases:
+        r = runs[case["name"]]
+        results.append({
+            "name": case["name"], "kind": case["kind"], "keys": case.get("keys"), "expect": case["expect"],
+            "rps": round(statistics.median(x["rps"] for x in r), 1),
+            "p50_ms": round(statistics.median(x["p50_us"] for x in r) / 1000, 3),
+            "p99_ms": round(statistics.median(x["p99_us"] for x in r) / 1000, 3),
+            "p999_ms": round(statistics.median(x["p999_us"] for x in r) / 1000, 3),
+            "rss_mb": round(statistics.median(x["rss_mb"] for x in r), 1),
+            "non2xx_fraction": round(sum(x["non2xx"] for x in r) / max(1, sum(x["requests"] for x in r)), 4),
+            "errors": sum(x["connect_errors"] + x["read_errors"] + x["write_errors"] + x["timeouts"] for x in r),
+            "runs": [{k: x[k] for k in ("rps", "p50_us", "p99_us", "p999_us", "non2xx", "requests", "rss_mb")} for x in r],
+        })
+    bare = next(c["rps"] for c in results if c["kind"] == "bare")
+    for case in results:
+        case["ratio_to_bare"] = round(case["rps"] / bare, 3)
+    return results
+
+
+def propagation(proxy, keyset, tries, index_base):
+    """Time from an admin PATCH (sent) to the filter serving the new snapshot version."""
+    times = []
+    for attempt in range(tries):
+        key_id = keyset.ids[index_base + attempt]
+        before = proxy.version()
+        started = time.monotonic()
+        response = keyset.admin("PATCH", f"/v1/keys/{key_id}", json={"name": f"renamed-{attempt}"})
+        response.raise_for_status()
+        wait_until(lambda: proxy.version() > before, timeout=60, interval=0.005, what="new snapshot version")
+        times.append((time.monotonic() - started) * 1000)
+    return times
+
+
+def revocation(proxy, keyset, tries, index_base, load_key):
+    """Deactivates keys while wrk runs against `proxy`; time from the PATCH to the first 401."""
+    load_s = tries * 8 + 10
+    load = threading.Thread(target=lambda: wrk(proxy, load_key, load_s), daemon=True)
+    load.start()
+    time.sleep(1)
+    times = []
+    try:
+        for attempt in range(tries):
+            index = index_base + attempt
+            secret, key_id = keyset.secrets[index], keyset.ids[index]
+            wait_until(lambda: proxy.status(secret) == 200, timeout=30, what="key valid before revocation")
+            time.sleep(random.uniform(0.0, 1.0))  # land at a random point of the refresh cycle
+            started = time.monotonic()
+            keyset.admin("PATCH", f"/v1/keys/{key_id}", json={"active": False}).raise_for_status()
+            wait_until(lambda: proxy.status(secret) == 401, timeout=60, interval=0.005, what="401 after revocation")
+            times.append((time.monotonic() - started) * 1000)
+    finally:
+        load.join(timeout=load_s + 40)
+    return times
+
+
+def summary(values):
+    return {"p50": round(statistics.median(values), 1), "max": round(max(values), 1),
+            "runs": [round(v, 1) for v in values]}
+
+
+def make_plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no plot")
+        return False
+    names = [c["name"] for c in results]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    colors = {"bare": "grey", "keygate": "tab:blue", "native": "tab:green", "ext_authz": "tab:red"}
+    bar_colors = [colors.get(c["kind"], "black") for c in results]
+    top.bar(names, [c["rps"] for c in results], color=bar_colors)
+    top.set_ylabel("requests/s (median)")
+    top.set_title(f"Envoy {SETTINGS['concurrency']} workers, wrk {SETTINGS['connections']} connections, loopback")
+    bottom.bar(names, [c["p99_ms"] for c in results], color=bar_colors)
+    bottom.set_ylabel("p99 latency (ms)")
+    plt.xticks(rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def envoy_version():
+    out = subprocess.run([str(ENVOY), "--version"], capture_output=True, text=True, timeout=30).stdout
+    return out.strip().split("version:")[-1].strip()
+
+
+def goals(data):
+    """The goals the issue holds Keygate to, with the measured figures (no tuning, no hiding)."""
+    cases = {c["name"]: c for c in data["cases"]}
+    rows = []
+
+    def row(goal, value, ok):
+        rows.append({"goal": goal, "measured": value, "met": bool(ok)})
+
+    bare = next(c for c in data["cases"] if c["kind"] == "bare")
+    mid = 100_000 if "keygate-100k" in cases else sorted(SETTINGS["sizes"])[len(SETTINGS["sizes"]) // 2]
+    kg = cases.get(f"keygate-{label(mid)}")
+    native = cases.get(f"native-{label(mid)}")
+    authz = cases.get(f"ext_authz-{label(SETTINGS['extauthz_size'])}")
+    if kg:
+        row(f"Keygate ≥ 0.90 × bare Envoy throughput ({label(mid)} keys)", f"{kg['ratio_to_bare']:.2f} ×",
+            kg["ratio_to_bare"] >= 0.90)
+        if native:
+            r = kg["rps"] / native["rps"]
+            row(f"Keygate ≥ 0.95 × native api_key_auth ({label(mid)} keys)", f"{r:.2f} ×", r >= 0.95)
+        if authz:
+            r = kg["rps"] / authz["rps"]
+            row(f"Keygate ≥ 2 × ext_authz best case ({label(mid)} keys)", f"{r:.2f} ×", r >= 2)
+        added = kg["p99_ms"] - bare["p99_ms"]
+        row("p99 added over bare ≤ 0.2 ms", f"{added:+.3f} ms", added <= 0.2)
+    for size, s in data["snapshot"].items():
+        if int(size) >= 1_000_000:
+            row(f"{label(int(size))} keys loaded in ≤ 5 s", f"{s['load_s']:.1f} s", s["load_s"] <= 5)
+    for m in data["memory"]:
+        if m["keys"] >= 1_000_000 and m["workers"] == 4:
+            row(f"{label(m['keys'])} keys: Envoy RSS ≤ 300 MB at 4 workers", f"{m['rss_mb']:.0f} MB", m["rss_mb"] <= 300)
+    for mode, r in data["revocation_modes"].items():
+        bound = r["refresh_interval_s"] * 1000 + 1000
+        row(f"revocation ({mode}) ≤ one refresh interval + 1 s ({bound / 1000:.0f} s)",
+            f"max {r['max'] / 1000:.2f} s", r["max"] <= bound)
+    return rows
+
+
+def render_markdown(data):
+    s = data["settings"]
+    lines = [
+        "<!-- bench:begin (generated by bench/run.py; edit outside these markers) -->",
+        f"Run of {data['date']} on {data['machine']['cpu_count']} cores ({data['machine']['cpu']}), "
+        f"{data['machine']['mem_gb']} GiB, {data['machine']['kernel']}. Envoy {data['envoy_version']} "
+        f"(`--concurrency {s['concurrency']}`), Keygate `.wasm` {data['wasm_bytes']:,} bytes. "
+        f"Load: wrk {data['wrk_version']}, {s['wrk_threads']} thread, {s['connections']} connections, "
+        f"{s['duration_s']} s per run after a {s['warmup_s']} s warm-up, {s['rounds']} interleaved rounds, medians. "
+        f"`GET {PATH}` with one key per run; the upstream is an Envoy `direct_response`.",
+        "",
+        "| case | req/s | × bare | p50 ms | p99 ms | p99.9 ms | Envoy RSS MB | answers |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in data["cases"]:
+        answered = f"{c['expect']}" + (f" (non-2xx {c['non2xx_fraction']:.0%})" if c["expect"] == 401 else "")
+        if c["errors"]:
+            answered += f", {c['errors']} socket errors"
+        lines.append(f"| {c['name']} | {c['rps']:,.0f} | {c['ratio_to_bare']:.2f} | {c['p50_ms']:.3f} | "
+                     f"{c['p99_ms']:.3f} | {c['p999_ms']:.3f} | {c['rss_mb']:.0f} | {answered} |")
+    lines += ["", "Snapshot and start-up (Keygate, real `keygate-control`, default page size 10,000, "
+              f"`--concurrency {s['concurrency']}`):", "",
+              "| keys | full snapshot JSON | received by Envoy | start → all keys loaded | change → new snapshot in filter (long poll), p50 / max |",
+              "|---:|---:|---:|---:|---:|"]
+    for size, v in data["snapshot"].items():
+        prop = v.get("propagation_ms")
+        prop_text = f"{prop['p50']:.0f} / {prop['max']:.0f} ms" if prop else "—"
+        lines.append(f"| {int(size):,} | {v['snapshot_bytes'] / 1e6:.1f} MB ({v['pages']} pages) | "
+                     f"{v['fetched_bytes'] / 1e6:.1f} MB | {v['load_s']:.2f} s | {prop_text} |")
+    lines += ["", "Envoy memory (VmRSS once every key is loaded; idle):", "",
+              "| keys | workers | RSS MB | start → loaded |", "|---:|---:|---:|---:|"]
+    for m in data["memory"]:
+        lines.append(f"| {m['keys']:,} | {m['workers']} | {m['rss_mb']:.0f} | {m['load_s']:.2f} s |")
+    lines += ["", f"Revocation under load ({label(data['revocation_keys'])} keys; `PATCH /v1/keys/{{id}}` "
+              "`{\"active\": false}` sent → first 401 from Envoy, probing every 5 ms):", "",
+              "| mode | p50 | max | tries |", "|---|---:|---:|---|"]
+    for mode, r in data["revocation_modes"].items():
+        lines.append(f"| {mode} | {r['p50']:.0f} ms | {r['max']:.0f} ms | {', '.join(f'{v:.0f}' for v in r['runs'])} |")
+    lines += ["", "Goals:", "", "| goal | measured | |", "|---|---:|---|"]
+    for g in data["goals"]:
+        lines.append(f"| {g['goal']} | {g['measured']} | {'met' if g['met'] else '**missed**'} |")
+    lines += ["", f"Raw numbers: `target/bench/results.json`" + (
+        "; plot: `target/bench/results.png`." if data.get("plot") else "."),
+        "<!-- bench:end -->"]
+    return "\n".join(lines)
+
+
+def write_docs(data):
+    if not DOCS:
+        return
+    path = Path(DOCS)
+    block = render_markdown(data)
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
+    start = text.find("<!-- bench:begin")
+    end = text.find("<!-- bench:end -->")
+    if start < 0 or end < 0:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    else:
+        text = text[:start] + block + text[end + len("<!-- bench:end -->"):]
+    path.write_text(text)
+    log(f"wrote {path}")
+
+
+def machine():
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {"cpu_count": os.cpu_count(), "cpu": cpu, "mem_gb": round(mem_kb / 1024 / 1024), "kernel": platform.release()}
+
+
+def main():
+    for tool, path in (("envoy", ENVOY), ("keygate-control", CONTROL), ("authorizer", AUTHZ), ("wasm", WASM)):
+        if not Path(path).exists():
+            sys.exit(f"bench: {tool} not found at {path} (run `make bench`, which builds it)")
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk not found (make bench installs it with apt-get)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="keygate-bench-"))
+    began = time.monotonic()
+    log(f"settings {json.dumps(SETTINGS)}; work dir {work}")
+    c = SETTINGS["concurrency"]
+    data = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(), "envoy_version": envoy_version(), "wasm_bytes": WASM.stat().st_size,
+            "wrk_version": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1],
+            "settings": SETTINGS, "snapshot": {}, "memory": []}
+    try:
+        all_sizes = sorted(set(SETTINGS["sizes"] + SETTINGS["native_sizes"] + [SETTINGS["extauthz_size"]]
+                               + SETTINGS["memory_sizes"]))
+        keysets = {n: KeySet(n, work) for n in all_sizes}
+        mid = 100_000 if 100_000 in SETTINGS["sizes"] else sorted(SETTINGS["sizes"])[len(SETTINGS["sizes"]) // 2]
+
+        cases = []
+        bare = Envoy("bare", None, [], work, c)
+        cases.append({"name": "bare", "kind": "bare", "proxy": bare, "key": keysets[mid].secrets[0], "expect": 200})
+        keygate = {}
+        for n in SETTINGS["sizes"]:
+            proxy = start_keygate(f"keygate-{label(n)}", keysets[n], work, c)
+            keygate[n] = proxy
+            snapshot_bytes, pages = keysets[n].snapshot_bytes(10_000)
+            data["snapshot"][str(n)] = {"load_s": round(proxy.load_s, 2), "fetched_bytes": proxy.fetched_bytes,
+                                        "snapshot_bytes": snapshot_bytes, "pages": pages, "workers": c}
+            cases.append({"name": f"keygate-{label(n)}", "kind": "keygate", "keys": n, "proxy": proxy,
+                          "key": keysets[n].secrets[0], "expect": 200})
+        cases.append({"name": f"keygate-{label(mid)}-invalid", "kind": "keygate", "keys": mid, "proxy": keygate[mid],
+                      "key": INVALID_KEY, "expect": 401})
+        for n in SETTINGS["native_sizes"]:
+            proxy = Envoy(f"native-{label(n)}", native_filter(keysets[n].secrets), [], work, c)
+            log(f"native-{label(n)}: ready {proxy.ready_s:.2f}s after start, RSS {proxy.rss():.0f} MB")
+            cases.append({"name": f"native-{label(n)}", "kind": "native", "keys": n, "proxy": proxy,
+                          "key": keysets[n].secrets[0], "expect": 200})
+        n = SETTINGS["extauthz_size"]
+        authz_port = free_port()
+        authz = PROCS.start("authz", [str(AUTHZ), "--listen", f"127.0.0.1:{authz_port}", "--secrets",
+                                      str(keysets[n].secrets_path), "--threads", str(c)], work / "authz.log")
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{authz_port}/", timeout=1).status_code == 401,
+                   timeout=60, what="authorizer")
+        proxy = Envoy(f"ext_authz-{label(n)}", ext_authz_filter(), [static_cluster("authz", authz_port)], work, c)
+        cases.append({"name": f"ext_authz-{label(n)}", "kind": "ext_authz", "keys": n, "proxy": proxy,
+                      "key": keysets[n].secrets[0], "expect": 200})
+
+        for case in cases:
+            got = case["proxy"].status(case["key"])
+            if got != case["expect"]:
+                raise RuntimeError(f"{case['name']}: expected {case['expect']} for its key, got {got}")
+        log(f"all {len(cases)} cases answer as expected; measuring")
+        data["cases"] = measure_cases(cases)
+
+        tries = SETTINGS["revoke_tries"]
+        for n, proxy in keygate.items():
+            if n >= 100_000 or n == max(SETTINGS["sizes"]):
+                data["snapshot"][str(n)]["propagation_ms"] = summary(propagation(proxy, keysets[n], 3, 900))
+                log(f"keygate-{label(n)}: change → new snapshot {data['snapshot'][str(n)]['propagation_ms']}")
+
+        # Revocation: the long-poll Envoy is the measured keygate-<mid> (shipped settings:
+        # refresh 5 s, long_poll_wait 30 s); the plain-polling one differs only in control settings.
+        for case in cases:
+            if case["kind"] in ("native", "ext_authz") or case["name"] == "bare":
+                case["proxy"].stop()
+        for n, proxy in keygate.items():
+            if n != mid:
+                proxy.stop()
+        _, shipped_filter = shipped()
+        shipped_control = json.loads(shipped_filter["typed_config"]["config"]["configuration"]["value"])["control"]
+        modes = {}
+        ks = keysets[mid]
+        modes[f"long poll (wait {shipped_control['long_poll_wait']}, refresh {shipped_control['refresh_interval']})"] = (
+            keygate[mid], parse_duration_s(shipped_control["refresh_interval"]))
+        plain = start_keygate("keygate-plain-poll", ks, work, c,
+                              {"long_poll_wait": "0s", "refresh_interval": SETTINGS["plain_refresh"]})
+        modes[f"plain polling (refresh {SETTINGS['plain_refresh']})"] = (plain, parse_duration_s(SETTINGS["plain_refresh"]))
+        data["revocation_modes"] = {}
+        for offset, (mode, (proxy, interval)) in enumerate(modes.items()):
+            r = summary(revocation(proxy, ks, tries, 100 + offset * 50, ks.secrets[0]))
+            r["refresh_interval_s"] = interval
+            data["revocation_modes"][mode] = r
+            log(f"revocation {mode}: {r}")
+        data["revocation_keys"] = mid
+        long_poll = next(iter(data["revocation_modes"].values()))
+        data["revocation_ms"] = {"p50": long_poll["p50"], "max": long_poll["max"], "mode": next(iter(data["revocation_modes"]))}
+        plain.stop()
+        keygate[mid].stop()
+
+        for n in SETTINGS["memory_sizes"]:
+            for workers in (1, 4):
+                proxy = start_keygate(f"memory-{label(n)}-{workers}w", keysets[n], work, workers)
+                time.sleep(1)
+                data["memory"].append({"keys": n, "workers": workers, "rss_mb": round(proxy.rss(), 1),
+                                       "load_s": round(proxy.load_s, 2)})
+                proxy.stop()
+        data["goals"] = goals(data)
+        data["plot"] = make_plot(data["cases"], OUT / "results.png")
+        data["elapsed_s"] = round(time.monotonic() - began, 1)
+        (OUT / "results.json").write_text(json.dumps(data, indent=2))
+        log(f"wrote {OUT / 'results.json'} ({data['elapsed_s']} s in all)")
+        write_docs(data)
+        print(render_markdown(data))
+    finally:
+        PROCS.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
