@@ -1,12 +1,14 @@
 """What we ship for installing Keygate: the compose file (checked by docker-compose itself), the
 control service's Dockerfile, the Istio resources (the WasmPlugin's configuration accepted by the
-real filter in the real Envoy), the OCI image of keygate.wasm (`make oci`) and the release
-artifacts (`make release`)."""
+real filter in the real Envoy), the OCI image of keygate.wasm (`make oci`), the release
+artifacts (`make release`, loaded by Envoy through `code.remote`), and the metric names in
+docs/operations.md."""
 import gzip
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,11 +16,21 @@ import tarfile
 import tomllib
 
 import pytest
+import requests
 import yaml
 
-import requests
-
-from harness import CONTROL_BIN, ENVOY_BIN, ROOT, WASM, envoy_yaml, free_port, plugin_config, wait_until
+from harness import (
+    CONTROL_BIN,
+    ENVOY_BIN,
+    ROOT,
+    WASM,
+    Envoy,
+    SnapshotServer,
+    envoy_yaml,
+    free_port,
+    plugin_config,
+    wait_until,
+)
 
 INSTALL_HINT = "run scripts/install-system-deps.sh (or `make system-deps`) to install it"
 ISTIO_SERVICE_CLUSTER = "outbound|8081||keygate-control.keygate.svc.cluster.local"
@@ -408,3 +420,20 @@ def test_release_wasm_loads_from_code_remote_with_its_sha256(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_documented_metrics_are_exported_by_the_filter():
+    """Every keygate_* name in docs/operations.md's metrics table is in a running Envoy's
+    /stats/prometheus."""
+    text = (ROOT / "docs/operations.md").read_text()
+    table = text[text.index("## Metrics") : text.index("### Example alerts")]
+    documented = set(re.findall(r"^\| `(keygate_[a-z_]+)`", table, re.MULTILINE))
+    assert len(documented) >= 16
+    snapshots = SnapshotServer()
+    envoy = Envoy(free_port(), snapshots.port, plugin_config())
+    try:
+        exported = {name.split("{")[0] for name in envoy.stats()}
+    finally:
+        envoy.close()
+        snapshots.close()
+    assert documented <= exported, sorted(documented - exported)
