@@ -176,3 +176,113 @@ pub fn allowed_between(
         )?;
     Ok(u64::try_from(total).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock;
+    use crate::plans::{Environment, LimitOverrides, Plan};
+    use crate::store::db::current_version;
+    use crate::store::lifecycle;
+    use crate::usage_report::HourlyUsage;
+    use crate::validate::KeySettings;
+
+    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("keygate-usage-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("u.db")).unwrap(), dir)
+    }
+
+    fn key_with_daily_quota(store: &Store, per_day: u64, now: DateTime<Utc>) -> StoredKey {
+        let settings = KeySettings {
+            name: "quota".into(),
+            environment: Environment::Test,
+            team: String::new(),
+            scopes: Vec::new(),
+            allowed_ips: Vec::new(),
+            expires_at: None,
+            plan: Plan::Free,
+            limits: LimitOverrides {
+                per_day: Some(per_day),
+                ..LimitOverrides::default()
+            },
+        };
+        lifecycle::create(store, &settings, now).unwrap().key
+    }
+
+    fn batch(batch_id: &str, key_id: &str, hour_start: i64, allowed: u64) -> UsageBatch {
+        UsageBatch {
+            proxy_id: "p1".into(),
+            batch_id: batch_id.into(),
+            reports: vec![
+                HourlyUsage {
+                    key_id: key_id.into(),
+                    hour_start,
+                    counts: vec![(ALLOWED_CODE.into(), allowed)],
+                },
+                HourlyUsage {
+                    key_id: "key_unknown".into(),
+                    hour_start,
+                    counts: vec![(ALLOWED_CODE.into(), 1)],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn counts_once_marks_once_and_prunes_old_batch_ids() {
+        let (store, dir) = temp_store("record");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let hour = now.timestamp() - 15 * 60;
+        let key = key_with_daily_quota(&store, 5, now);
+        let first = record(&store, &batch("b1", &key.id, hour, 3), now).unwrap();
+        assert_eq!(
+            first,
+            BatchOutcome {
+                accepted: 1,
+                unknown_keys: 1,
+                duplicate: false
+            }
+        );
+        assert_eq!(store.read(current_version).unwrap(), 1, "below quota");
+        let again = record(&store, &batch("b1", &key.id, hour, 3), now).unwrap();
+        assert!(again.duplicate && again.accepted == 1 && again.unknown_keys == 1);
+        let day = (
+            crate::quota::day_start(now),
+            crate::quota::next_day_start(now),
+        );
+        let today = |store: &Store| {
+            store
+                .read(|tx| allowed_between(tx, &key.id, day.0, day.1))
+                .unwrap()
+        };
+        assert_eq!(today(&store), 3);
+        record(&store, &batch("b2", &key.id, hour, 2), now).unwrap();
+        assert_eq!(today(&store), 5);
+        let marked = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
+        assert_eq!(
+            marked.quota_exceeded_until.as_deref(),
+            Some("2026-11-24T00:00:00Z")
+        );
+        assert_eq!(marked.updated_version, 2);
+        record(&store, &batch("b3", &key.id, hour, 1), now).unwrap();
+        assert_eq!(store.read(current_version).unwrap(), 2, "mark unchanged");
+        let week_later = now + Duration::days(8);
+        record(&store, &batch("b4", &key.id, hour, 1), week_later).unwrap();
+        let remembered: Vec<String> = store
+            .read(|tx| {
+                tx.prepare("SELECT batch_id FROM usage_batches ORDER BY batch_id")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap();
+        assert_eq!(remembered, ["b4"]);
+        assert_eq!(
+            store.read(current_version).unwrap(),
+            2,
+            "a lapsed mark is left as it is"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
