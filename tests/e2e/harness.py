@@ -82,6 +82,9 @@ class SnapshotServer:
         self.keys = []
         self.override = None  # (status, body bytes, delay seconds) to answer instead
         self.requests = []
+        self.usage_posts = []  # (monotonic time, parsed body) of accepted usage posts
+        self.usage_status = 200  # what POST /v1/usage answers
+        self.usage_attempts = []  # (monotonic time, parsed body) of every usage post
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,6 +112,20 @@ class SnapshotServer:
                 if cursor + limit < len(keys):
                     page["next_cursor"] = str(cursor + limit)
                 return self._send(200, json.dumps(page).encode(), etag)
+
+            def do_POST(self):  # noqa: N802 - http.server naming
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                if self.headers.get("authorization") != f"Bearer {SYNC_TOKEN}" or self.path != "/v1/usage":
+                    return self._send(401, b'{"error":{"code":"UNAUTHORIZED","message":"sync token"}}')
+                body = json.loads(raw)
+                with server.lock:
+                    server.usage_attempts.append((time.monotonic(), body))
+                    status = server.usage_status
+                    duplicate = any(b["batch_id"] == body["batch_id"] for _, b in server.usage_posts)
+                    if status == 200 and not duplicate:
+                        server.usage_posts.append((time.monotonic(), body))
+                return self._send(status, json.dumps({"duplicate": duplicate}).encode())
 
             def _send(self, status, body, etag=None):
                 self.send_response(status)
@@ -141,6 +158,19 @@ class SnapshotServer:
     def heal(self):
         with self.lock:
             self.override = None
+
+    def usage_totals(self):
+        """Sum of reported usage per key id: {"key": {"allowed": n, "CODE": n}}."""
+        totals = {}
+        with self.lock:
+            posts = [body for _, body in self.usage_posts]
+        for body in posts:
+            for report in body["reports"]:
+                entry = totals.setdefault(report["key_id"], {"allowed": 0})
+                entry["allowed"] += report["allowed"]
+                for code, count in report.get("denied", {}).items():
+                    entry[code] = entry.get(code, 0) + count
+        return totals
 
     def request_count(self):
         with self.lock:
@@ -278,11 +308,11 @@ class Envoy:
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def get(self, path, key=None, headers=None, method="GET", **kwargs):
+    def get(self, path, key=None, headers=None, method="GET", timeout=10, **kwargs):
         all_headers = dict(headers or {})
         if key is not None:
             all_headers["Authorization"] = f"Bearer {key}"
-        return requests.request(method, self.url(path), headers=all_headers, timeout=10, **kwargs)
+        return requests.request(method, self.url(path), headers=all_headers, timeout=timeout, **kwargs)
 
     def stats(self):
         text = requests.get(f"http://127.0.0.1:{self.admin_port}/stats/prometheus", timeout=5).text

@@ -1,0 +1,200 @@
+"""Per-key rate limits, concurrency limits, quotas and usage reports in a real Envoy with four
+workers. Windows are shortened through the filter's config (`rate_limits.minute_window`) so
+tests run in seconds; the code path is the production one."""
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from harness import Envoy, SnapshotServer, Upstream, key_record, plugin_config, wait_until
+
+BURSTY = "pk_live_" + "bursty000000000000000000000000000000000"
+PATIENT = "pk_live_" + "patient00000000000000000000000000000000"
+SERIAL = "pk_live_" + "serial000000000000000000000000000000000"
+UNLIMITED = "pk_live_" + "unlimited0000000000000000000000000000000"
+OVER_QUOTA = "pk_live_" + "overquota0000000000000000000000000000000"
+DAILY = "pk_live_" + "daily00000000000000000000000000000000000"
+WINDOW_S = 6
+
+
+def keys():
+    quota_until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return [
+        key_record(BURSTY, "key_bursty", limits={"per_minute": 20}),
+        key_record(PATIENT, "key_patient", limits={"per_minute": 2}),
+        key_record(SERIAL, "key_serial", limits={"concurrent": 2}),
+        key_record(UNLIMITED, "key_unlimited"),
+        key_record(OVER_QUOTA, "key_over_quota", limits={"per_day": 1000}, quota_exceeded_until=quota_until),
+        key_record(DAILY, "key_daily", limits={"per_minute": 100, "per_day": 3}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = Upstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def snapshots():
+    server = SnapshotServer()
+    server.publish(keys())
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def envoy(upstream, snapshots):
+    config = plugin_config(
+        rate_limits={"minute_window": f"{WINDOW_S}s"},
+        usage={"report_interval": "1s"},
+    )
+    proxy = Envoy(upstream.port, snapshots.port, config, concurrency=4)
+    proxy.wait_for_status("/v1/models", UNLIMITED, 200)
+    yield proxy
+    proxy.close()
+
+
+def burst(envoy, key, count, threads=16, headers=None):
+    def one(_):
+        return envoy.get("/anything", key, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_parallel_burst_admits_exactly_the_limit(envoy):
+    responses = burst(envoy, BURSTY, 60)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 20, statuses
+    assert statuses.count(429) == 40, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["content-type"] == "application/json"
+    error = refused.json()["error"]
+    assert error["code"] == "RATE_LIMIT_EXCEEDED"
+    assert error["status"] == 429
+    retry_after = int(refused.headers["retry-after"])
+    assert error["retry_after"] == retry_after
+    assert 1 <= retry_after <= WINDOW_S + 1
+    assert refused.headers["x-ratelimit-limit"] == "20"
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert int(refused.headers["x-ratelimit-reset"]) >= 1
+    assert refused.headers["ratelimit-policy"] == f'"minute";q=20;w={WINDOW_S}'
+    assert refused.headers["ratelimit"].startswith('"minute";r=0;t=')
+
+
+def test_successes_carry_rate_limit_headers(envoy):
+    first = envoy.get("/v1/models", PATIENT)
+    if first.status_code == 429:  # a previous run of this key is still in its window
+        time.sleep(int(first.headers["retry-after"]))
+        first = envoy.get("/v1/models", PATIENT)
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit"] == "2"
+    assert first.headers["x-ratelimit-remaining"] == "1"
+    assert first.headers["ratelimit-policy"] == f'"minute";q=2;w={WINDOW_S}'
+    unlimited = envoy.get("/v1/models", UNLIMITED)
+    assert unlimited.status_code == 200
+    assert "x-ratelimit-limit" not in unlimited.headers
+
+
+def test_retry_after_is_honoured(envoy):
+    responses = [envoy.get("/v1/models", PATIENT) for _ in range(4)]
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused, [r.status_code for r in responses]
+    retry_after = int(refused[-1].headers["retry-after"])
+    started = time.monotonic()
+    time.sleep(retry_after)
+    allowed = envoy.get("/v1/models", PATIENT)
+    assert allowed.status_code == 200, (retry_after, time.monotonic() - started, allowed.text)
+
+
+def test_daily_window_is_the_tightest(envoy):
+    statuses = [envoy.get("/v1/models", DAILY).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = envoy.get("/v1/models", DAILY)
+    assert refused.headers["x-ratelimit-limit"] == "3"
+    assert int(refused.headers["retry-after"]) > 3600 * 23
+    assert refused.headers["ratelimit-policy"] == f'"minute";q=100;w={WINDOW_S}, "day";q=3;w=86400'
+
+
+def test_concurrency_limit_with_a_slow_upstream(envoy):
+    responses = burst(envoy, SERIAL, 6, threads=6, headers={"x-demo-delay-ms": "1500"})
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 429, 429, 429, 429], statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "CONCURRENCY_LIMIT_EXCEEDED"
+    assert refused.headers["retry-after"] == "1"
+    # Finished requests gave their places back.
+    assert envoy.get("/v1/models", SERIAL).status_code == 200
+
+
+def test_client_reset_releases_its_place(envoy):
+    def abandon():
+        try:
+            envoy.get("/v1/models", SERIAL, headers={"x-demo-delay-ms": "3000"}, timeout=0.5)
+        except requests.exceptions.Timeout:
+            pass
+
+    abandon()
+    abandon()
+    # Both places were taken by requests whose clients went away; Envoy resets them
+    # upstream, and the filter's end-of-stream hook gives the places back.
+    wait_until(lambda: envoy.get("/v1/models", SERIAL).status_code == 200, timeout=5, what="places released")
+
+
+def test_over_quota_key_gets_quota_exceeded(envoy):
+    refused = envoy.get("/v1/models", OVER_QUOTA)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "QUOTA_EXCEEDED"
+    retry_after = int(refused.headers["retry-after"])
+    assert 3500 <= retry_after <= 3601
+    assert error["retry_after"] == retry_after
+
+
+def test_usage_reports_match_what_was_sent(upstream):
+    server = SnapshotServer()
+    server.publish(keys())
+    config = plugin_config(rate_limits={"minute_window": f"{WINDOW_S}s"}, usage={"report_interval": "1s"})
+    proxy = Envoy(upstream.port, server.port, config, concurrency=4)
+    try:
+        proxy.wait_for_status("/v1/models", UNLIMITED, 200)
+        server.usage_status = 503  # the first posts fail and must be retried, not lost
+        sent = burst(proxy, BURSTY, 30) + burst(proxy, UNLIMITED, 25)
+        sent += [proxy.get("/v1/jobs", key, method="POST") for key in (OVER_QUOTA, OVER_QUOTA)]
+        expected_bursty = sum(r.status_code == 200 for r in sent[:30])
+        wait_until(lambda: len(server.usage_attempts) >= 2, timeout=10, what="failing usage posts")
+        server.usage_status = 200
+        expected = {
+            "key_bursty": {"allowed": expected_bursty, "RATE_LIMIT_EXCEEDED": 30 - expected_bursty},
+            "key_unlimited": {"allowed": 26},  # 25 + the readiness probe
+            "key_over_quota": {"allowed": 0, "QUOTA_EXCEEDED": 2},
+        }
+        wait_until(lambda: server.usage_totals() == expected, timeout=20, what=f"usage totals {expected}")
+        with server.lock:
+            attempts = list(server.usage_attempts)
+        ids = [body["batch_id"] for _, body in attempts]
+        assert len(set(ids)) < len(ids), "a failed batch must be retried under the same id"
+        # One report per interval per Envoy, not one per worker.
+        times = [t for t, _ in attempts]
+        quick = [b - a for a, b in zip(times, times[1:]) if b - a < 0.4]
+        assert not quick, times
+        time.sleep(2.5)
+        assert server.usage_totals() == expected, "nothing may be counted twice"
+    finally:
+        proxy.close()
+        server.close()
+
+
+def test_headers_can_be_turned_off(upstream, snapshots):
+    config = plugin_config(rate_limits={"headers": False, "minute_window": f"{WINDOW_S}s"})
+    proxy = Envoy(upstream.port, snapshots.port, config)
+    try:
+        response = proxy.wait_for_status("/v1/models", DAILY, 429)
+        assert "x-ratelimit-limit" not in response.headers
+        assert "ratelimit" not in response.headers
+        assert "retry-after" in response.headers
+    finally:
+        proxy.close()
