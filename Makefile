@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps
+.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps bench
 
 all: build
 
@@ -70,3 +70,16 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) .run
+
+# Keygate against bare Envoy, Envoy's native api_key_auth and ext_authz (docs/benchmarks.md).
+# Not part of `make test`. BENCH_QUICK=1 for a short smoke run; see bench/run.py for the knobs.
+bench: build venv $(VENV)/.bench-installed
+	command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq wrk; fi; }
+	$(CARGO) build --release -p keygate-bench-authz
+	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_AUTHZ_BIN=target/release/keygate-bench-authz \
+		$(VENV)/bin/python bench/run.py
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
