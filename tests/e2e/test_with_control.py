@@ -1,6 +1,7 @@
 """Real control service + real Envoy: keys created, revoked, rotated and deleted through the
 admin API take effect in the proxy within one refresh (or at once with long polling), and
 the proxy keeps serving when the control service goes away."""
+import datetime
 import time
 
 import pytest
@@ -106,3 +107,53 @@ def test_control_service_killed_then_back(upstream):
     finally:
         proxy.close()
         control.stop()
+
+
+def test_quota_holds_across_two_envoys_and_usage_adds_up(upstream, control):
+    """Two Envoys report usage to one control service; once the fleet has used the monthly
+    quota (which only the control service can see), both answer QUOTA_EXCEEDED until the
+    month ends."""
+    config = plugin_config(control={"long_poll_wait": "5s"}, usage={"report_interval": "1s"})
+    first = Envoy(upstream.port, control.port, config)
+    second = Envoy(upstream.port, control.port, config)
+    try:
+        key = control.create_key(name="fleet", limits={"per_month": 10})
+        for proxy in (first, second):
+            proxy.wait_for_status("/v1/models", key["key"], 200, timeout=5)
+        sent = 2
+        for _ in range(4):
+            for proxy in (first, second):
+                assert proxy.get("/v1/models", key["key"]).status_code == 200
+                sent += 1
+        # Neither Envoy limits this key by itself: only the fleet-wide quota can stop the next
+        # requests (a few more may pass before the usage report and the snapshot mark have gone
+        # round: the documented overshoot).
+        for proxy in (first, second):
+            deadline = time.monotonic() + 15
+            while True:
+                refused = proxy.get("/v1/models", key["key"])
+                if refused.status_code != 200 or time.monotonic() > deadline:
+                    break
+                sent += 1
+                time.sleep(0.2)
+            assert refused.status_code == 429, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "QUOTA_EXCEEDED", error
+            now = datetime.datetime.now(datetime.timezone.utc)
+            next_month = (now.replace(day=1) + datetime.timedelta(days=32)).replace(
+                day=1, hour=0, minute=0, second=0, microsecond=0
+            )
+            assert abs(int(refused.headers["retry-after"]) - (next_month - now).total_seconds()) <= 5
+        usage = control.admin("GET", f"/v1/keys/{key['id']}/usage?granularity=day")
+        assert usage.status_code == 200, usage.text
+
+        def totals():
+            body = control.admin("GET", f"/v1/keys/{key['id']}/usage?granularity=day").json()
+            return body["totals"]
+
+        wait_until(lambda: totals()["allowed"] == sent and totals()["denied"].get("QUOTA_EXCEEDED", 0) >= 2,
+                   timeout=10, what=f"usage of {sent} allowed requests and the refusals")
+        assert control.admin("GET", f"/v1/keys/{key['id']}").json()["quota_exceeded_until"]
+    finally:
+        first.close()
+        second.close()
