@@ -77,6 +77,7 @@ bench: build venv $(VENV)/.bench-installed
 	command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq wrk; fi; }
 	$(CARGO) build --release -p keygate-bench-authz
+	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_AUTHZ_BIN=target/release/keygate-bench-authz \
 		$(VENV)/bin/python bench/run.py
 

@@ -43,6 +43,7 @@ from harness import ADMIN_TOKEN, SYNC_TOKEN, free_port, wait_until  # noqa: E402
 ENVOY = Path(os.environ.get("KEYGATE_ENVOY", ROOT / ".venv/bin/envoy"))
 WASM = Path(os.environ.get("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm")).resolve()
 CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control")).resolve()
+NOOP_WASM = Path(os.environ.get("BENCH_NOOP_WASM", ROOT / "target/wasm32-wasip1/release/keygate_bench_noop.wasm")).resolve()
 AUTHZ = Path(os.environ.get("BENCH_AUTHZ_BIN", ROOT / "target/release/keygate-bench-authz")).resolve()
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "target/bench")).resolve()
 LUA = ROOT / "bench/report.lua"
@@ -206,6 +207,17 @@ def keygate_filter(control_overrides=None):
     plugin = json.loads(wasm["configuration"]["value"])
     plugin["control"].update(control_overrides or {})
     wasm["configuration"]["value"] = json.dumps(plugin)
+    return filter_config
+
+
+def noop_wasm_filter():
+    """Loaded like Keygate (same runtime and VM settings), a Wasm filter that does nothing."""
+    filter_config = keygate_filter()
+    wasm = filter_config["typed_config"]["config"]
+    wasm["name"] = wasm["root_id"] = wasm["vm_config"]["vm_id"] = "noop"
+    wasm["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
+    wasm["configuration"]["value"] = "{}"
+    filter_config["name"] = "noop"
     return filter_config
 
 
@@ -496,7 +508,7 @@ def make_plot(results, path):
         return False
     names = [c["name"] for c in results]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    colors = {"bare": "grey", "keygate": "tab:blue", "native": "tab:green", "ext_authz": "tab:red"}
+    colors = {"bare": "grey", "wasm_noop": "silver", "keygate": "tab:blue", "native": "tab:green", "ext_authz": "tab:red"}
     bar_colors = [colors.get(c["kind"], "black") for c in results]
     top.bar(names, [c["rps"] for c in results], color=bar_colors)
     top.set_ylabel("requests/s (median)")
@@ -627,7 +639,8 @@ def machine():
 
 
 def main():
-    for tool, path in (("envoy", ENVOY), ("keygate-control", CONTROL), ("authorizer", AUTHZ), ("wasm", WASM)):
+    for tool, path in (("envoy", ENVOY), ("keygate-control", CONTROL), ("authorizer", AUTHZ), ("wasm", WASM),
+                       ("no-op wasm", NOOP_WASM)):
         if not Path(path).exists():
             sys.exit(f"bench: {tool} not found at {path} (run `make bench`, which builds it)")
     if not shutil.which("wrk"):
@@ -650,6 +663,9 @@ def main():
         cases = []
         bare = Envoy("bare", None, [], work, c)
         cases.append({"name": "bare", "kind": "bare", "proxy": bare, "key": keysets[mid].secrets[0], "expect": 200})
+        noop = Envoy("wasm-noop", noop_wasm_filter(), [], work, c)
+        cases.append({"name": "wasm-noop", "kind": "wasm_noop", "proxy": noop, "key": keysets[mid].secrets[0],
+                      "expect": 200})
         keygate = {}
         for n in SETTINGS["sizes"]:
             proxy = start_keygate(f"keygate-{label(n)}", keysets[n], work, c)
@@ -692,7 +708,7 @@ def main():
         # Revocation: the long-poll Envoy is the measured keygate-<mid> (shipped settings:
         # refresh 5 s, long_poll_wait 30 s); the plain-polling one differs only in control settings.
         for case in cases:
-            if case["kind"] in ("native", "ext_authz") or case["name"] == "bare":
+            if case["kind"] in ("native", "ext_authz", "wasm_noop", "bare"):
                 case["proxy"].stop()
         for n, proxy in keygate.items():
             if n != mid:
