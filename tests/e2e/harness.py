@@ -76,7 +76,7 @@ class SnapshotServer:
     """A stand-in control service whose snapshot answer each test sets: a body, a status, a
     delay, or garbage. Records every request it gets."""
 
-    def __init__(self):
+    def __init__(self, port=None):
         self.lock = threading.Lock()
         self.version = 0
         self.keys = []
@@ -139,7 +139,7 @@ class SnapshotServer:
             def log_message(self, *args):
                 pass
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
