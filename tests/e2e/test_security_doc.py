@@ -1,0 +1,17 @@
+"""docs/security.md backs each claim with a test: every test it names must exist."""
+import re
+
+from harness import ROOT
+
+
+def test_every_test_named_in_the_security_review_exists():
+    text = (ROOT / "docs/security.md").read_text()
+    named = re.findall(r"`((?:tests|src)/[\w/]+\.(?:py|rs))::(\w+)`", text)
+    # Bare `test_x` names after a `file::test` refer to the same file.
+    assert len(named) >= 20, named
+    missing = []
+    for path, name in named:
+        source = (ROOT / path).read_text()
+        if not re.search(rf"\bfn {name}\b|\bdef {name}\b", source):
+            missing.append(f"{path}::{name}")
+    assert not missing, missing
