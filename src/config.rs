@@ -135,7 +135,7 @@ impl Default for RawRateLimits {
     fn default() -> RawRateLimits {
         RawRateLimits {
             headers: true,
-            slots: 131_072,
+            slots: 262_144,
             minute_window: "60s".into(),
             hour_window: "1h".into(),
             day_window: "24h".into(),
@@ -595,7 +595,7 @@ mod tests {
         assert!(!config.forward_credentials);
         assert_eq!(config.xff_trusted_hops, 0);
         assert!(config.rate_limits.headers);
-        assert_eq!(config.rate_limits.slots, 131_072);
+        assert_eq!(config.rate_limits.slots, 262_144);
         assert_eq!(config.rate_limits.windows, Windows::default());
         assert!(config.usage.enabled);
         assert_eq!(config.usage.report_interval, Duration::from_secs(5));

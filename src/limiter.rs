@@ -15,7 +15,7 @@ use crate::snapshot::Limits;
 
 const SLOTS_MARKER: &str = "keygate.rl.slots";
 /// Neighbouring slots a key may use when its own is held by another active key.
-pub const PROBES: u64 = 4;
+pub const PROBES: u64 = 8;
 /// CAS attempts on one slot before giving up on a request.
 pub const CAS_ATTEMPTS: usize = 32;
 
