@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Envoy memory while many distinct rate-limited keys each send one request.
+
+Seeds the real control service with N keys (plan free: 60/min, 1,000/day, so every request
+is counted in a rate-limit slot), loads them into Envoy, then sends one request per key with
+wrk (a Lua script walks the secrets file) and records Envoy's VmRSS as the keys go by, plus
+the filter's counters. Shared data cannot delete entries: the point is that memory stops
+growing once the fixed slot table is in use. Loopback only; bounded by N and a time limit.
+
+Usage: bench/ratelimit_memory.py [N]   (default 1000000; env BENCH_SLOTS to override slots)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/e2e"))
+from harness import CONTROL_BIN, ControlService, Envoy, Upstream, plugin_config, wait_until  # noqa: E402
+
+LUA = r"""
+local secrets = {}
+local thread_index, thread_count = 0, 1
+local counter = 0
+function setup(thread)
+  thread:set("id", thread_index)
+  thread_index = thread_index + 1
+end
+function init(args)
+  thread_count = tonumber(args[2])
+  for line in io.lines(args[1]) do secrets[#secrets + 1] = line end
+  counter = id
+end
+function request()
+  local secret = secrets[counter % #secrets + 1]
+  counter = counter + thread_count
+  return wrk.format("GET", "/v1/models", {["Authorization"] = "Bearer " .. secret})
+end
+"""
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def main():
+    keys = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    work = Path(tempfile.mkdtemp(prefix="keygate-rl-memory-"))
+    db, secrets = work / "keygate.db", work / "secrets.txt"
+    started = time.monotonic()
+    subprocess.run([str(CONTROL_BIN), "seed", "--db", str(db), "--count", str(keys), "--secrets-out", str(secrets)],
+                   check=True, capture_output=True, timeout=600)
+    seed_s = time.monotonic() - started
+    lua = work / "walk.lua"
+    lua.write_text(LUA)
+    upstream = Upstream()
+    control = ControlService(db_path=db)
+    overrides = {"control": {"refresh_interval": "60s", "timeout": "30s", "page_size": 50000}}
+    if os.environ.get("BENCH_SLOTS"):
+        overrides["rate_limits"] = {"slots": int(os.environ["BENCH_SLOTS"])}
+    proxy = Envoy(upstream.port, control.port, plugin_config(**overrides), concurrency=2)
+    results = {"keys": keys, "seed_s": round(seed_s, 1)}
+    try:
+        started = time.monotonic()
+        wait_until(lambda: proxy.stat("keygate_keys_loaded") == keys, timeout=900, interval=0.5, what="keys loaded")
+        results["load_s"] = round(time.monotonic() - started, 1)
+        time.sleep(2)
+        results["rss_loaded_mb"] = rss_mb(proxy.proc.pid)
+        samples = []
+        per_step = max(keys // 4, 1)
+        for step in range(4):
+            # Each wrk run walks the next quarter of the secrets (wrk restarts its counter, so
+            # give it a file holding just that quarter).
+            part = work / f"part{step}.txt"
+            with open(secrets) as src, open(part, "w") as dst:
+                for i, line in enumerate(src):
+                    if step * per_step <= i < (step + 1) * per_step:
+                        dst.write(line)
+            run_until(proxy, lua, part, per_step)
+            samples.append({"requests": (step + 1) * per_step, "rss_mb": rss_mb(proxy.proc.pid),
+                            "allowed": proxy.stat("keygate_requests_allowed"),
+                            "uncounted": proxy.stat("keygate_ratelimit_uncounted")})
+            print(json.dumps(samples[-1]), flush=True)
+        results["samples"] = samples
+    finally:
+        proxy.close()
+        control.stop()
+        upstream.close()
+    out = ROOT / "target/bench/ratelimit_memory.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+def run_until(proxy, lua, part, count):
+    """Runs wrk until `count` more requests were answered (bounded at 15 minutes)."""
+    target = proxy.stat("keygate_requests_allowed") + proxy.stat("keygate_requests_denied_rate_limit_exceeded") + count
+    process = subprocess.Popen(
+        ["wrk", "-t2", "-c32", "-d900s", "--timeout", "5s", "-s", str(lua), proxy.url("/"), "--", str(part), "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: proxy.stat("keygate_requests_allowed") + proxy.stat("keygate_requests_denied_rate_limit_exceeded") >= target,
+            timeout=900, interval=0.5, what=f"{count} requests",
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
