@@ -66,12 +66,13 @@ pub struct StoredKey {
 }
 
 impl StoredKey {
+    /// The compact binary form kept in shared data (see `codec.rs`).
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::codec::encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Option<StoredKey> {
-        serde_json::from_slice(bytes).ok()
+        crate::codec::decode(bytes)
     }
 }
 

@@ -2,7 +2,8 @@
 //! copy: memory does not multiply with `--concurrency`, and one worker's refresh serves all.
 //!
 //! Layout (all under one `vm_id`):
-//! - `keygate.k.<sha256 hex>` → a `StoredKey` (JSON), or empty for a deleted key.
+//! - `k:<sha256, base64url>` → a `StoredKey` (binary, `codec.rs`), or empty for a deleted key.
+//!   Base64 rather than hex keeps a million map keys 30 bytes shorter each.
 //! - `keygate.meta` → `StoreMeta`: which generation is current, the snapshot version, counts.
 //! - `keygate.live` → `StoreView` in 16 bytes: the part of the meta every request reads, kept
 //!   apart so the request path does one small read and no parsing.
@@ -20,7 +21,8 @@ use crate::keys::{StoredKey, ValidPage};
 
 pub const META_KEY: &str = "keygate.meta";
 pub const VIEW_KEY: &str = "keygate.live";
-const KEY_PREFIX: &str = "keygate.k.";
+const KEY_PREFIX: &str = "k:";
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /// Bounded retries for CAS writes of small shared records.
 pub const CAS_RETRIES: usize = 8;
 
@@ -80,10 +82,41 @@ pub fn read_view(host: &dyn Host) -> StoreView {
         .unwrap_or_default()
 }
 
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// The shared-data key of a hash given in lowercase hex: `k:` + unpadded base64url of the
+/// 32 bytes. Anything that is not 64 hex digits maps to a key no record is stored under.
 fn slot(hash: &str) -> String {
-    let mut key = String::with_capacity(KEY_PREFIX.len() + hash.len());
+    let mut bytes = [0u8; 32];
+    let hex = hash.as_bytes();
+    let valid = hex.len() == 64
+        && bytes.iter_mut().enumerate().all(|(i, byte)| {
+            match (hex_value(hex[2 * i]), hex_value(hex[2 * i + 1])) {
+                (Some(high), Some(low)) => {
+                    *byte = high << 4 | low;
+                    true
+                }
+                _ => false,
+            }
+        });
+    if !valid {
+        return format!("{KEY_PREFIX}!{hash}");
+    }
+    let mut key = String::with_capacity(KEY_PREFIX.len() + 43);
     key.push_str(KEY_PREFIX);
-    key.push_str(hash);
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            key.push(char::from(BASE64URL[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
     key
 }
 
@@ -257,6 +290,17 @@ mod tests {
             update_meta(&host, |m| m.clone()),
             Err(WriteError::CasMismatch)
         );
+    }
+
+    #[test]
+    fn slot_keys_are_base64url_of_the_digest() {
+        // SHA-256("abc"), base64url without padding.
+        assert_eq!(
+            slot("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            "k:ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
+        assert_eq!(slot("zz"), "k:!zz");
+        assert_eq!(slot(&"A".repeat(64)), format!("k:!{}", "A".repeat(64)));
     }
 
     #[test]
