@@ -6,19 +6,12 @@ import socket
 
 import pytest
 
-from harness import Envoy, SnapshotServer, Upstream, key_record, plugin_config, wait_until
+from harness import Envoy, SnapshotServer, key_record, plugin_config, wait_until
 
 VALID = "pk_live_" + "abuse0000000000000000000000000000000000"
 OTHER = "pk_live_" + "other0000000000000000000000000000000000"
 SANDBOX = "pk_test_" + "sandbox000000000000000000000000000000000"
 KEYS = [key_record(VALID, "key_valid"), key_record(OTHER, "key_other"), key_record(SANDBOX, "key_sandbox")]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = Upstream()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

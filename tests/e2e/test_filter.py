@@ -6,7 +6,7 @@ import re
 import pytest
 import requests
 
-from harness import Envoy, SnapshotServer, Upstream, key_record, plugin_config, wait_until
+from harness import Envoy, SnapshotServer, key_record, plugin_config, wait_until
 
 VALID = "pk_live_" + "A1b2C3d4E5f6G7h8I9j0" * 2
 SCOPED = "pk_live_" + "scoped000000000000000000000000000000000"
@@ -28,13 +28,6 @@ KEYS = [
     key_record(V6_ONLY, "key_v6", allowed_ips=["::1/128"]),
     key_record(TEST_ENV, "key_test"),
 ]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = Upstream()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,11 @@ from collections import Counter
 import pytest
 import requests
 
-from harness import ControlService, Envoy, Upstream, plugin_config
+from harness import ControlService, Envoy, plugin_config
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 THREADS = 8
 REFRESH_S = 1.0
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = Upstream()
-    yield server
-    server.close()
 
 
 def test_mixed_load_with_key_churn(upstream):

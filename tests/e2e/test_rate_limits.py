@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from harness import Envoy, SnapshotServer, Upstream, key_record, plugin_config, wait_until
+from harness import Envoy, SnapshotServer, key_record, plugin_config, wait_until
 
 BURSTY = "pk_live_" + "bursty000000000000000000000000000000000"
 PATIENT = "pk_live_" + "patient00000000000000000000000000000000"
@@ -28,13 +28,6 @@ def keys():
         key_record(OVER_QUOTA, "key_over_quota", limits={"per_day": 1000}, quota_exceeded_until=quota_until),
         key_record(DAILY, "key_daily", limits={"per_minute": 100, "per_day": 3}),
     ]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = Upstream()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

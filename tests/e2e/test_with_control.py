@@ -6,14 +6,7 @@ import time
 
 import pytest
 
-from harness import ControlService, Envoy, Upstream, plugin_config, wait_until
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = Upstream()
-    yield server
-    server.close()
+from harness import ControlService, Envoy, plugin_config, wait_until
 
 
 @pytest.fixture(scope="module")
