@@ -1,0 +1,116 @@
+//! `SlotState::decode/encode` and `ratelimit::admit`.
+//!
+//! Invariants: decoding never panics and a decoded state re-encodes to the same bytes; `admit`
+//! with arbitrary limits, windows, states and times never panics and never reports remaining >
+//! limit. From an empty slot with time moving forward: no interval of a window's length ever
+//! admits more than that window's limit, the in-flight count stays within the concurrency limit,
+//! and a request sent `Retry-After` later is admitted.
+#![no_main]
+
+use keygate::ratelimit::{admit, Refusal, SlotState, Windows, STATE_LEN};
+use keygate::snapshot::Limits;
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+
+fn limit(u: &mut Unstructured) -> Result<Option<u64>> {
+    Ok(match u.arbitrary::<u8>()? {
+        0..=63 => None,
+        64..=239 => Some(u.int_in_range(0..=12)?),
+        _ => Some(u.arbitrary()?),
+    })
+}
+
+fn run(u: &mut Unstructured) -> Result<()> {
+    // The ranges `Config` accepts for each window, in milliseconds.
+    let windows = Windows {
+        lengths_ms: [
+            u.int_in_range(1_000..=60_000)?,
+            u.int_in_range(1_000..=3_600_000)?,
+            u.int_in_range(1_000..=86_400_000)?,
+        ],
+    };
+    let limits = Limits {
+        per_minute: limit(u)?,
+        per_hour: limit(u)?,
+        per_day: limit(u)?,
+        concurrent: limit(u)?,
+    };
+    let limited = [limits.per_minute, limits.per_hour, limits.per_day];
+    let arbitrary_state = u.ratio(1, 4)?;
+    let mut state = if arbitrary_state {
+        let bytes = u.bytes(STATE_LEN)?;
+        SlotState::decode(bytes).unwrap_or_else(|| SlotState::empty(1))
+    } else {
+        SlotState::empty(1)
+    };
+    let mut now: u64 = if arbitrary_state { u.arbitrary()? } else { u.int_in_range(0..=1 << 45)? };
+    let mut admitted = Vec::new();
+    for _ in 0..u.int_in_range(1..=200)? {
+        match u.arbitrary::<u8>()? {
+            0..=31 => state.in_flight = state.in_flight.saturating_sub(1),
+            32..=47 if arbitrary_state => now = u.arbitrary()?,
+            op => {
+                now = now.saturating_add(match op {
+                    48..=127 => 0,
+                    128..=223 => u.int_in_range(0..=5_000)?,
+                    _ => u.int_in_range(0..=100_000_000)?,
+                });
+                let before = state.clone();
+                let (outcome, usage) = admit(&mut state, &limits, &windows, now);
+                let reported: Vec<usize> = usage.windows.iter().map(|w| w.0).collect();
+                let expected: Vec<usize> = (0..3).filter(|&w| limited[w].is_some()).collect();
+                assert_eq!(reported, expected);
+                for &(window, limit, remaining, _) in &usage.windows {
+                    assert_eq!(Some(limit), limited[window]);
+                    assert!(remaining <= limit, "remaining {remaining} > limit {limit}");
+                }
+                let _ = keygate::ratelimit::headers(&usage, &windows);
+                match outcome {
+                    Ok(()) => admitted.push(now),
+                    Err(Refusal::Rate { retry_after_ms }) => {
+                        assert!(retry_after_ms > 0);
+                        if !arbitrary_state && limited.iter().all(|l| l.map_or(true, |l| l > 0)) {
+                            let mut later = before;
+                            later.in_flight = 0;
+                            let (retry, _) = admit(&mut later, &limits, &windows, now + retry_after_ms);
+                            assert_eq!(retry, Ok(()), "refused again at Retry-After ({retry_after_ms} ms)");
+                        }
+                    }
+                    Err(Refusal::Concurrency) => {
+                        assert!(limits.concurrent.is_some());
+                    }
+                }
+                if let (false, Some(max)) = (arbitrary_state, limits.concurrent) {
+                    assert!(u64::from(state.in_flight) <= max);
+                }
+            }
+        }
+        let bytes = state.encode();
+        assert_eq!(bytes.len(), STATE_LEN);
+        assert_eq!(SlotState::decode(&bytes).as_ref(), Some(&state));
+    }
+    if !arbitrary_state {
+        for (window, limit) in limited.iter().enumerate() {
+            let Some(limit) = *limit else { continue };
+            let length = windows.lengths_ms[window];
+            for (i, &start) in admitted.iter().enumerate() {
+                let within = admitted[i..].iter().take_while(|&&t| t < start + length).count() as u64;
+                assert!(
+                    within <= limit,
+                    "{within} admitted within {length} ms from {start} (limit {limit}, window {window})"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(state) = SlotState::decode(data) {
+        assert_eq!(state.encode(), data);
+    }
+    if let Some(state) = data.get(..STATE_LEN).and_then(SlotState::decode) {
+        assert_eq!(state.encode(), &data[..STATE_LEN]);
+    }
+    let _ = run(&mut Unstructured::new(data));
+});

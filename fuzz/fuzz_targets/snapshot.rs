@@ -1,0 +1,62 @@
+//! `Snapshot::from_slice`, `keys::validate_page` and the stored-key codec.
+//!
+//! Invariants: never panics; a parsed page round-trips through `serde_json::to_vec`; a page
+//! that validates yields only well-formed records, each of which decodes back from its encoded
+//! form unchanged; and decoding arbitrary bytes as a stored key is stable.
+#![no_main]
+
+use keygate::keys::{validate_page, StoredKey};
+use keygate::snapshot::Snapshot;
+use libfuzzer_sys::fuzz_target;
+
+fn is_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(decoded) = StoredKey::decode(data) {
+        assert_eq!(StoredKey::decode(&decoded.encode()).as_ref(), Some(&decoded));
+    }
+
+    let Ok(snapshot) = Snapshot::from_slice(data) else {
+        return;
+    };
+    let bytes = serde_json::to_vec(&snapshot).unwrap();
+    assert_eq!(Snapshot::from_slice(&bytes).as_ref().ok(), Some(&snapshot));
+
+    let Ok(page) = validate_page(&snapshot, 7) else {
+        return;
+    };
+    assert_eq!(page.upserts.len(), snapshot.keys.len());
+    for ((hash, stored), record) in page.upserts.iter().zip(&snapshot.keys) {
+        assert!(is_hash(hash));
+        assert_eq!(hash, &record.hash);
+        assert_eq!(stored.generation, 7);
+        assert_eq!(stored.id, record.id);
+        assert_eq!(stored.scopes, record.scopes);
+        assert_eq!(stored.allowed_ips.len(), record.allowed_ips.len());
+        assert_eq!(stored.active, record.active);
+        assert_eq!(stored.limits, record.limits);
+        for net in &stored.allowed_ips {
+            assert_eq!(*net, net.trunc());
+        }
+        for text in [&stored.id, &stored.name, &stored.team, &stored.environment, &stored.prefix]
+            .into_iter()
+            .chain(&stored.scopes)
+        {
+            assert!(!text.chars().any(char::is_control), "control character kept: {text:?}");
+        }
+        let encoded = stored.encode();
+        assert_eq!(
+            StoredKey::decode(&encoded).as_ref(),
+            Some(stored),
+            "stored key does not survive its own codec"
+        );
+    }
+    for hash in &page.deletions {
+        assert!(is_hash(hash));
+    }
+    if snapshot.full {
+        assert!(page.deletions.is_empty());
+    }
+});
