@@ -87,7 +87,7 @@ fn identifier(field: &str, value: String) -> Result<String, FieldError> {
             format!("must be at most {MAX_ID_CHARS} characters"),
         ));
     }
-    Ok(value)
+    crate::validate::printable(field, value)
 }
 
 fn hourly_usage(
@@ -259,6 +259,10 @@ mod tests {
                     "b".repeat(129)
                 ),
                 "batch_id: must be at most 128",
+            ),
+            (
+                r#"{"proxy_id":"p\nq","batch_id":"b","reports":[]}"#.to_string(),
+                "proxy_id: must not contain control characters",
             ),
             (
                 report(r#","denied":{"rate_limit":1}"#),

@@ -220,7 +220,7 @@ fn name(name: String) -> Result<String, FieldError> {
             format!("must be at most {MAX_NAME_CHARS} characters"),
         ));
     }
-    Ok(name)
+    printable("name", name)
 }
 
 fn team(team: String) -> Result<String, FieldError> {
@@ -230,7 +230,16 @@ fn team(team: String) -> Result<String, FieldError> {
             format!("must be at most {MAX_TEAM_CHARS} characters"),
         ));
     }
-    Ok(team)
+    printable("team", team)
+}
+
+/// Names end up in logs and terminals (the CLI's tables), where a NUL, newline or escape
+/// sequence would do harm; JSON lets a body carry them as `\u0000`.
+pub fn printable(field: &str, text: String) -> Result<String, FieldError> {
+    if text.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must not contain control characters"));
+    }
+    Ok(text)
 }
 
 fn allowed_ips(entries: Vec<String>) -> Result<Vec<String>, FieldError> {
@@ -319,6 +328,14 @@ mod tests {
             (
                 &format!(r#"{{"name":"a","team":"{}"}}"#, "t".repeat(129)),
                 "team: must be at most",
+            ),
+            (
+                r#"{"name":"a\u0000b"}"#,
+                "name: must not contain control characters",
+            ),
+            (
+                r#"{"name":"a","team":"x\u001b[2J"}"#,
+                "team: must not contain control characters",
             ),
             (
                 r#"{"name":"a","scopes":["submit_job","nope"]}"#,

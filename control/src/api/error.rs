@@ -17,6 +17,8 @@ pub enum ApiError {
     PayloadTooLarge {
         max_bytes: usize,
     },
+    UnsupportedMediaType,
+    RequestTimeout,
     /// Logged in full; the client only learns that something failed on our side.
     Internal(String),
 }
@@ -46,6 +48,16 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
                 format!("request body is larger than {}", size(*max_bytes)),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Content-Type must be application/json".into(),
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time".into(),
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

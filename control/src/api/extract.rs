@@ -4,16 +4,20 @@ use crate::api::error::ApiError;
 use crate::api::router::MAX_BODY_BYTES;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
-/// A JSON request body; bodies over the limit give 413, unparsable ones `INVALID_JSON`, and
-/// well-formed JSON of the wrong shape `VALIDATION_ERROR` naming the field. `MAX_BYTES` only
+/// A JSON request body; bodies over the limit give 413, a `Content-Type` other than JSON 415,
+/// unparsable ones `INVALID_JSON`, and well-formed JSON of the wrong shape `VALIDATION_ERROR`
+/// naming the field. `MAX_BYTES` only
 /// names the limit in the 413; the route's `DefaultBodyLimit` enforces it.
 pub struct JsonBody<T, const MAX_BYTES: usize = MAX_BODY_BYTES>(pub T);
 
-/// Like [`JsonBody`], but an empty body means `T::default()`.
+/// Like [`JsonBody`], but an empty body means `T::default()` (whatever its `Content-Type`:
+/// `curl -X POST -d ''` sends a form type).
 pub struct OptionalJsonBody<T>(pub T);
 
 /// Query parameters; a value of the wrong type gives `VALIDATION_ERROR`.
@@ -28,7 +32,11 @@ impl<S: Send + Sync, T: DeserializeOwned, const MAX_BYTES: usize> FromRequest<S>
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let declares_json = declares_json(request.headers());
         let bytes = read_body(request, state, MAX_BYTES).await?;
+        if !declares_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -37,9 +45,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let declares_json = declares_json(request.headers());
         let bytes = read_body(request, state, MAX_BODY_BYTES).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
+        }
+        if !declares_json {
+            return Err(ApiError::UnsupportedMediaType);
         }
         parse_json(&bytes).map(OptionalJsonBody)
     }
@@ -72,13 +84,48 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdParam {
     }
 }
 
+/// No `Content-Type` (clients that omit it mean JSON here), `application/json` or
+/// `application/<anything>+json`, with any parameters.
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// How long a client may take to send its body; a stalled upload would otherwise hold its
+/// connection and task for as long as the client likes.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn read_body<S: Send + Sync>(
     request: Request,
     state: &S,
     max_bytes: usize,
 ) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state)
+    // A declared length over the limit is refused at once, without waiting for the body.
+    let declared_length = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > max_bytes as u64) {
+        return Err(ApiError::PayloadTooLarge { max_bytes });
+    }
+    tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state))
         .await
+        .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|rejection| match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { max_bytes },
             _ => ApiError::InvalidJson(rejection.body_text()),
@@ -182,6 +229,58 @@ mod tests {
         let (code, message) = message_of(r#"{"name":"a","colour":"red"}"#);
         assert_eq!(code, "VALIDATION_ERROR");
         assert!(message.contains("unknown field `colour`"), "{message}");
+    }
+
+    #[test]
+    fn json_content_types() {
+        use axum::http::HeaderValue;
+        let declared = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            declares_json(&headers)
+        };
+        assert!(declares_json(&HeaderMap::new()));
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(declared(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "",
+        ] {
+            assert!(!declared(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_odd_bytes_are_invalid_json() {
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        let nested_field = format!(r#"{{"name":{deep}}}"#);
+        let invalid_utf8 = b"{\"name\":\"\xff\xfe\"}".to_vec();
+        let raw_nul = b"{\"name\":\"a\x00b\"}".to_vec();
+        for bytes in [
+            deep.into_bytes(),
+            nested_field.into_bytes(),
+            invalid_utf8,
+            raw_nul,
+            br#"{"name":"\ud800"}"#.to_vec(),
+            br#"{"name":"a","limits":{"per_minute":1e400}}"#.to_vec(),
+        ] {
+            assert!(
+                matches!(
+                    parse_json::<CreateKeyRequest>(&bytes),
+                    Err(ApiError::InvalidJson(_) | ApiError::Validation(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
     }
 
     #[test]
