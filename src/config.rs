@@ -290,6 +290,11 @@ impl Config {
             };
             field_error(field, message)
         })?;
+        // Without this, anything after the first JSON value is ignored: a half-edited config
+        // such as `{…"key_header":"x"} ] }` would load with its routes silently dropped.
+        deserializer
+            .end()
+            .map_err(|e| field_error("configuration", e.to_string()))?;
         Config::validate(raw, env)
     }
 
@@ -718,6 +723,18 @@ mod tests {
             let err = parse(json).expect_err(json);
             assert_eq!(err.field, field, "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn trailing_characters_after_the_config_are_rejected() {
+        // Found by fuzz/fuzz_targets/config.rs: the routes after the stray `}` were dropped.
+        let half_edited = r#"{"control":{"cluster":"c","token":"t"},"key_header":"x-api-key"}
+            ,"routes":[{"methods":["GET"],"exact":"/v1/models","scope":"list_models"}]}"#;
+        let err = parse(half_edited).expect_err("trailing characters accepted");
+        assert_eq!(err.field, "configuration");
+        assert!(err.reason.contains("trailing characters"), "{err}");
+        assert!(parse(&format!("{MINIMAL} \n\t")).is_ok());
+        assert!(parse(&format!("{MINIMAL}{MINIMAL}")).is_err());
     }
 
     #[test]

@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let config = match parsed {
         Ok(config) => config,
         Err(err) => {
-            assert!(!err.field.is_empty(), "error without a field: {err}");
-            let _ = err.to_string();
+            // (`{"": 1}` is an unknown field named "", so the field may be empty.)
+            assert!(err.to_string().contains(&err.reason));
             return;
         }
     };
