@@ -237,7 +237,10 @@ fn team(team: String) -> Result<String, FieldError> {
 /// sequence would do harm; JSON lets a body carry them as `\u0000`.
 pub fn printable(field: &str, text: String) -> Result<String, FieldError> {
     if text.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(text)
 }
