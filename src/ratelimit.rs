@@ -38,8 +38,12 @@ impl Default for Windows {
 }
 
 impl Windows {
+    /// Rounded up: `BUCKETS` buckets must cover at least the whole window, or a window that is
+    /// not a multiple of them (`10s` → 333 ms buckets) would forget requests early.
     fn bucket_ms(&self, window: usize) -> u64 {
-        (self.lengths_ms[window] / BUCKETS[window] as u64).max(1)
+        self.lengths_ms[window]
+            .div_ceil(BUCKETS[window] as u64)
+            .max(1)
     }
 }
 
@@ -477,6 +481,29 @@ mod tests {
         );
         assert!(!state.idle(&windows, 20_000));
         assert!(state.idle(&windows, 10_000 + 62_001));
+    }
+
+    #[test]
+    fn windows_not_a_multiple_of_the_buckets_still_hold_the_limit() {
+        // Found by fuzz/fuzz_targets/ratelimit.rs: with 10 s / 30 = 333 ms buckets a request
+        // was forgotten after 9991 ms, so two got through within 10 s against a limit of 1.
+        for length in [10_000, 1_255, 59_999] {
+            let windows = Windows {
+                lengths_ms: [length, 3_600_000, 86_400_000],
+            };
+            let one = limits(Some(1), None, None);
+            for first in 1_000_000..1_000_000 + 2 * length / 30 + 2 {
+                let mut state = SlotState::empty(1);
+                assert!(admit(&mut state, &one, &windows, first).0.is_ok());
+                assert!(
+                    admit(&mut state, &one, &windows, first + length - 1)
+                        .0
+                        .is_err(),
+                    "window {length} ms: admitted again {} ms after {first}",
+                    length - 1
+                );
+            }
+        }
     }
 
     #[test]

@@ -45,13 +45,16 @@ fn run(u: &mut Unstructured) -> Result<()> {
     };
     let mut now: u64 = if arbitrary_state { u.arbitrary()? } else { u.int_in_range(0..=1 << 45)? };
     let mut admitted = Vec::new();
+    let mut last_retry_after = 0;
     for _ in 0..u.int_in_range(1..=200)? {
         match u.arbitrary::<u8>()? {
             0..=31 => state.in_flight = state.in_flight.saturating_sub(1),
             32..=47 if arbitrary_state => now = u.arbitrary()?,
             op => {
                 now = now.saturating_add(match op {
-                    48..=127 => 0,
+                    // A well-behaved client: back exactly when told.
+                    48..=79 => std::mem::take(&mut last_retry_after),
+                    80..=127 => 0,
                     128..=223 => u.int_in_range(0..=5_000)?,
                     _ => u.int_in_range(0..=100_000_000)?,
                 });
@@ -69,6 +72,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     Ok(()) => admitted.push(now),
                     Err(Refusal::Rate { retry_after_ms }) => {
                         assert!(retry_after_ms > 0);
+                        last_retry_after = retry_after_ms;
                         if !arbitrary_state && limited.iter().all(|l| l.map_or(true, |l| l > 0)) {
                             let mut later = before;
                             later.in_flight = 0;
