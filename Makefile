@@ -84,3 +84,17 @@ bench: build venv $(VENV)/.bench-installed
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	touch $@
+
+# Coverage-guided fuzzing of the filter's pure modules with cargo-fuzz/libFuzzer, FUZZ_SECONDS
+# per target (docs/fuzzing.md). Not part of `make test`. RUSTC_BOOTSTRAP=1 lets stable Rust take
+# the -Z flags cargo-fuzz passes; FUZZ_FLAGS="--sanitizer none" where ASan is unavailable.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= extract xff routes config snapshot ratelimit rfc3339
+FUZZ_FLAGS ?=
+.PHONY: fuzz
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$target for $(FUZZ_SECONDS)s"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

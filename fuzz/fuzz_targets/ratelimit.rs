@@ -46,7 +46,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let mut now: u64 = if arbitrary_state { u.arbitrary()? } else { u.int_in_range(0..=1 << 45)? };
     let mut admitted = Vec::new();
     let mut last_retry_after = 0;
-    for _ in 0..u.int_in_range(1..=200)? {
+    for _ in 0..u.int_in_range(1..=100)? {
         match u.arbitrary::<u8>()? {
             0..=31 => state.in_flight = state.in_flight.saturating_sub(1),
             32..=47 if arbitrary_state => now = u.arbitrary()?,
