@@ -61,9 +61,9 @@ def run_schemathesis(url, label, token, operations, phases, extra, report_dir):
         "--seed", SEED,
         "--generation-database", "none",
         "--request-timeout", "15",
-        "--workers", "2",
+        "--workers", "1",
         "--no-color",
-        "--report", "junit", "--report-dir", str(report_dir / label),
+        "--report", "junit,ndjson", "--report-dir", str(report_dir / label),
         *extra,
     ]
     started = time.monotonic()
