@@ -107,10 +107,11 @@ impl Ring {
         // index reaches newest + 1, the next one at newest + 2, and so on.
         for k in 0..len {
             // Bucket `newest + k + 1 - len`; the same ring index without the subtraction.
-            let index = ((self.newest + k + 1) % len) as usize;
+            // Saturating: a slot read back from shared data may hold any `newest`.
+            let index = ((self.newest % len + k + 1) % len) as usize;
             total -= u64::from(self.counts[index]);
             if total <= target {
-                let frees_at_ms = (self.newest + k + 1) * bucket_ms;
+                let frees_at_ms = self.newest.saturating_add(k + 1).saturating_mul(bucket_ms);
                 return Some(frees_at_ms.saturating_sub(now_ms).max(1));
             }
         }
@@ -504,6 +505,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_slot_with_any_newest_bucket_does_not_overflow() {
+        // Found by fuzz/fuzz_targets/ratelimit.rs: `(newest + k + 1) * bucket_ms` overflowed for
+        // a slot decoded from arbitrary bytes.
+        let windows = Windows::default();
+        let mut bytes = SlotState::empty(1).encode();
+        bytes[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+        bytes[HEADER_LEN + 8..HEADER_LEN + 12].copy_from_slice(&7u32.to_le_bytes());
+        let mut state = SlotState::decode(&bytes).unwrap();
+        let (refused, usage) = admit(&mut state, &limits(Some(1), None, None), &windows, 0);
+        assert!(matches!(refused, Err(Refusal::Rate { .. })), "{refused:?}");
+        assert_eq!(usage.windows[0].2, 0);
     }
 
     #[test]
