@@ -69,7 +69,7 @@ SETTINGS = {
     "revoke_tries": int(os.environ.get("BENCH_REVOKE_TRIES", "2" if QUICK else "5")),
     "plain_refresh": os.environ.get("BENCH_PLAIN_REFRESH", "2s"),
     "memory_sizes": env_list("BENCH_MEMORY_SIZES", "10000" if QUICK else "100000,1000000"),
-    "quiet_wait_s": float(os.environ.get("BENCH_QUIET_WAIT", "5" if QUICK else "20")),
+    "quiet_wait_s": float(os.environ.get("BENCH_QUIET_WAIT", "5")),
 }
 DOCS = os.environ.get("BENCH_DOCS", str(ROOT / "docs/benchmarks.md"))
 
@@ -607,8 +607,8 @@ def render_markdown(data):
     lines += ["", "Goals:", "", "| goal | measured | |", "|---|---:|---|"]
     for g in data["goals"]:
         lines.append(f"| {g['goal']} | {g['measured']} | {'met' if g['met'] else '**missed**'} |")
-    lines += ["", f"Raw numbers: `target/bench/results.json`" + (
-        "; plot: `target/bench/results.png`." if data.get("plot") else "."),
+    lines += ["", f"Raw numbers: `target/bench/results.json`; whole run {data['elapsed_s'] / 60:.1f} min." + (
+        "\n\n![requests/s and p99 per case](benchmarks.png)" if data.get("plot") else ""),
         "<!-- bench:end -->"]
     return "\n".join(lines)
 
@@ -626,6 +626,8 @@ def write_docs(data):
     else:
         text = text[:start] + block + text[end + len("<!-- bench:end -->"):]
     path.write_text(text)
+    if data.get("plot"):
+        shutil.copy2(OUT / "results.png", path.with_suffix(".png"))
     log(f"wrote {path}")
 
 
