@@ -14,6 +14,8 @@ const FORMAT: u8 = 1;
 const ACTIVE: u8 = 1;
 const HAS_EXPIRY: u8 = 2;
 const HAS_QUOTA: u8 = 4;
+/// Most scopes, and most allowlist entries, one key may have.
+pub const MAX_ENTRIES: usize = u16::MAX as usize;
 
 fn put_str(out: &mut Vec<u8>, text: &str) {
     // Records are validated to at most 256 bytes per field; longer text is cut at a char
@@ -64,12 +66,16 @@ pub fn encode(key: &StoredKey) -> Vec<u8> {
     for text in [&key.id, &key.name, &key.team, &key.environment, &key.prefix] {
         put_str(&mut out, text);
     }
-    out.push(key.scopes.len().min(255) as u8);
-    for scope in key.scopes.iter().take(255) {
+    // Counts are u16; `keys::validate_page` refuses records with more entries than that, so
+    // nothing is ever dropped here.
+    let scope_count = key.scopes.len().min(MAX_ENTRIES);
+    out.extend_from_slice(&(scope_count as u16).to_le_bytes());
+    for scope in key.scopes.iter().take(scope_count) {
         put_str(&mut out, scope);
     }
-    out.push(key.allowed_ips.len().min(255) as u8);
-    for net in key.allowed_ips.iter().take(255) {
+    let net_count = key.allowed_ips.len().min(MAX_ENTRIES);
+    out.extend_from_slice(&(net_count as u16).to_le_bytes());
+    for net in key.allowed_ips.iter().take(net_count) {
         match net.addr() {
             IpAddr::V4(v4) => {
                 out.push(4);
@@ -101,6 +107,10 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2)?.try_into().ok().map(u16::from_le_bytes)
     }
 
     fn u64(&mut self) -> Option<u64> {
@@ -155,12 +165,12 @@ pub fn decode(bytes: &[u8]) -> Option<StoredKey> {
     let team = reader.string()?;
     let environment = reader.string()?;
     let prefix = reader.string()?;
-    let scope_count = reader.u8()? as usize;
+    let scope_count = reader.u16()? as usize;
     let mut scopes = Vec::with_capacity(scope_count);
     for _ in 0..scope_count {
         scopes.push(reader.string()?);
     }
-    let net_count = reader.u8()? as usize;
+    let net_count = reader.u16()? as usize;
     let mut allowed_ips = Vec::with_capacity(net_count);
     for _ in 0..net_count {
         allowed_ips.push(reader.net()?);
@@ -233,6 +243,18 @@ mod tests {
             ..full
         };
         assert_eq!(decode(&encode(&minimal)), Some(minimal));
+    }
+
+    #[test]
+    fn hundreds_of_allowlist_entries_and_scopes_survive() {
+        let many = StoredKey {
+            allowed_ips: (0..300u32)
+                .map(|i| IpNet::from(IpAddr::V4(Ipv4Addr::from(i))))
+                .collect(),
+            scopes: (0..300).map(|i| format!("scope{i}")).collect(),
+            ..full_key()
+        };
+        assert_eq!(decode(&encode(&many)), Some(many));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::codec::MAX_ENTRIES;
 use crate::net::parse_allowlist_entry;
 use crate::snapshot::{KeyRecord, Limits, Snapshot};
 use crate::timefmt::parse_rfc3339;
@@ -117,8 +118,13 @@ fn validate_record(index: usize, record: &KeyRecord, generation: u64) -> Result<
     if record.id.is_empty() {
         return Err(format!("{}: must not be empty", at("id")));
     }
+    if record.scopes.len() > MAX_ENTRIES || record.allowed_ips.len() > MAX_ENTRIES {
+        return Err(format!(
+            "keys[{index}]: more than {MAX_ENTRIES} scopes or allowed_ips"
+        ));
+    }
     for (i, scope) in record.scopes.iter().enumerate() {
-        if scope.is_empty() || scope.contains(',') || !is_header_safe(scope) {
+        if scope.is_empty() || scope.len() > 256 || scope.contains(',') || !is_header_safe(scope) {
             return Err(format!("{}[{i}]: invalid scope {scope:?}", at("scopes")));
         }
     }
