@@ -30,6 +30,9 @@ pub struct Config {
     pub allowed_prefixes: Vec<String>,
     pub xff_trusted_hops: usize,
     pub forward_credentials: bool,
+    /// Also set the key id as filter state `wasm.keygate_key_id` (for access logs). The
+    /// `x-keygate-key-id` request header is there for logs anyway; this costs a host call.
+    pub key_id_property: bool,
     pub realm: String,
     pub routes: RouteTable,
     pub rate_limits: RateLimitConfig,
@@ -109,6 +112,8 @@ struct RawConfig {
     xff_trusted_hops: usize,
     #[serde(default)]
     forward_credentials: bool,
+    #[serde(default = "default_true")]
+    key_id_property: bool,
     #[serde(default = "default_realm")]
     realm: String,
     #[serde(default)]
@@ -200,6 +205,9 @@ struct RawRoute {
 
 fn default_max_staleness() -> String {
     "5m".into()
+}
+fn default_true() -> bool {
+    true
 }
 fn default_realm() -> String {
     "keygate".into()
@@ -387,6 +395,7 @@ impl Config {
             allowed_prefixes: raw.allowed_prefixes,
             xff_trusted_hops: raw.xff_trusted_hops,
             forward_credentials: raw.forward_credentials,
+            key_id_property: raw.key_id_property,
             realm: raw.realm,
             routes: RouteTable::new(rules, raw.default_scope),
             rate_limits,
@@ -598,6 +607,7 @@ mod tests {
         assert_eq!(config.control.authority, "keygate_control");
         assert_eq!(config.key_query_param, None);
         assert!(!config.forward_credentials);
+        assert!(config.key_id_property);
         assert_eq!(config.xff_trusted_hops, 0);
         assert!(config.rate_limits.headers);
         assert_eq!(config.rate_limits.slots, 262_144);

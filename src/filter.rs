@@ -119,7 +119,9 @@ impl RequestFilter {
         set_request_header("x-keygate-team", Some(&key.team));
         set_request_header("x-keygate-environment", Some(&key.environment));
         set_request_header("x-keygate-scopes", Some(&key.scopes.join(",")));
-        let _ = hostcalls::set_property(vec![KEY_ID_PROPERTY], Some(key.id.as_bytes()));
+        if self.worker.config.key_id_property {
+            let _ = hostcalls::set_property(vec![KEY_ID_PROPERTY], Some(key.id.as_bytes()));
+        }
     }
 }
 
@@ -244,21 +246,6 @@ impl HttpContext for RequestFilter {
             };
         }
 
-        let peer = hostcalls::get_property(vec!["source", "address"])
-            .ok()
-            .flatten()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|text| net::parse_address(&text));
-        let facts = RequestFacts {
-            method,
-            path,
-            client_ip: net::client_ip(
-                peer,
-                header(&headers, "x-forwarded-for"),
-                self.worker.config.xff_trusted_hops,
-            ),
-            now: (now_ms / 1000) as i64,
-        };
         let hash = match credential {
             Credential::Present { key, .. } => Some(hash_key(key)),
             _ => None,
@@ -266,6 +253,28 @@ impl HttpContext for RequestFilter {
         let record = hash
             .as_deref()
             .and_then(|h| store::lookup(&host, h, view.generation));
+        // The client address is one of the dearer host calls; only an allowlist needs it.
+        let needs_client_ip = record.as_ref().is_some_and(|r| !r.allowed_ips.is_empty());
+        let client_ip = if needs_client_ip {
+            let peer = hostcalls::get_property(vec!["source", "address"])
+                .ok()
+                .flatten()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .and_then(|text| net::parse_address(&text));
+            net::client_ip(
+                peer,
+                header(&headers, "x-forwarded-for"),
+                self.worker.config.xff_trusted_hops,
+            )
+        } else {
+            None
+        };
+        let facts = RequestFacts {
+            method,
+            path,
+            client_ip,
+            now: (now_ms / 1000) as i64,
+        };
         let key = match decision::decide(
             &self.worker.config,
             &credential,

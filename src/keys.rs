@@ -2,7 +2,6 @@
 //! pages into those records (a page is accepted whole or rejected whole).
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -16,10 +15,14 @@ use crate::timefmt::parse_rfc3339;
 /// Lowercase hex SHA-256 of the key as presented. A key is a high-entropy random string,
 /// so a fast unsalted hash is enough: there is nothing to brute-force (see docs/security.md).
 pub fn hash_key(key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(key.as_bytes());
+    // A table rather than `format!`: this runs on every request, and core::fmt cost more
+    // instructions than the hash itself (callgrind, docs/benchmarks.md).
     let mut hex = String::with_capacity(64);
     for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 15)]));
     }
     hex
 }
