@@ -64,7 +64,7 @@ def main():
     overrides = {"control": {"refresh_interval": "60s", "timeout": "30s", "page_size": 50000}}
     if os.environ.get("BENCH_SLOTS"):
         overrides["rate_limits"] = {"slots": int(os.environ["BENCH_SLOTS"])}
-    proxy = Envoy(upstream.port, control.port, plugin_config(**overrides), concurrency=2)
+    proxy = Envoy(upstream.port, control.port, plugin_config(**overrides), concurrency=2, direct_response=True)
     results = {"keys": keys, "seed_s": round(seed_s, 1)}
     try:
         started = time.monotonic()

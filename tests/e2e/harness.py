@@ -265,7 +265,7 @@ def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, a
 class Envoy:
     """A real Envoy with the Keygate filter."""
 
-    def __init__(self, upstream_port, control_port, config, concurrency=2, ipv6=False):
+    def __init__(self, upstream_port, control_port, config, concurrency=2, ipv6=False, direct_response=False):
         self.dir = Path(tempfile.mkdtemp(prefix="keygate-envoy-"))
         self.port = free_port()
         self.admin_port = free_port()
@@ -273,9 +273,17 @@ class Envoy:
         self.access_log = self.dir / "access.log"
         self.log_path = self.dir / "envoy.log"
         yaml_path = self.dir / "envoy.yaml"
-        yaml_path.write_text(
-            envoy_yaml(self.port, self.admin_port, upstream_port, control_port, config, self.access_log, self.ipv6_port)
-        )
+        text = envoy_yaml(self.port, self.admin_port, upstream_port, control_port, config, self.access_log, self.ipv6_port)
+        if direct_response:
+            # Envoy answers itself instead of the upstream: for measurements where the
+            # Python demo upstream would be the bottleneck.
+            catch_all = '              - match: { prefix: "/" }\n                route: { cluster: upstream }'
+            assert catch_all in text, "envoy/envoy.yaml's catch-all route changed"
+            text = text.replace(
+                catch_all,
+                '              - match: { prefix: "/" }\n                direct_response: { status: 200, body: { inline_string: "ok" } }',
+            )
+        yaml_path.write_text(text)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [
