@@ -15,7 +15,7 @@ use crate::keys::validate_page;
 use crate::lease;
 use crate::limiter;
 use crate::snapshot::Snapshot;
-use crate::store::{self, StoreMeta};
+use crate::store::{self, StoreMeta, STORE_FORMAT};
 
 pub const SYNC_KEY: &str = "keygate.sync";
 /// Largest snapshot page we accept; bigger answers are rejected unread.
@@ -181,7 +181,8 @@ impl Refresher {
             ));
         }
         let meta = store::read_meta(host);
-        let since = meta.loaded().then(|| (meta.version, meta.epoch.clone()));
+        let since = (meta.loaded() && meta.format == STORE_FORMAT)
+            .then(|| (meta.version, meta.epoch.clone()));
         let long_poll = since.is_some() && self.config.long_poll_wait > Duration::ZERO;
         let deadline = self.deadline_ms(now, long_poll);
         if !lease::try_claim(host, SYNC_KEY, self.me, now, deadline + LEASE_MARGIN_MS) {
@@ -389,6 +390,7 @@ impl Refresher {
             epoch: epoch.clone(),
             keys,
             last_success_ms: now,
+            format: STORE_FORMAT,
         })
         .map_err(|e| (format!("could not record snapshot: {e:?}"), false))?;
         self.release(host, false);
@@ -525,6 +527,30 @@ mod tests {
         let (_, outcome) = fetch(&mut refresher, &host, Some(304), b"");
         assert_eq!(outcome, Outcome::Unchanged);
         assert_eq!(read_meta(&host).last_success_ms, 1_030_000);
+    }
+
+    #[test]
+    fn a_store_written_in_another_layout_gets_a_full_snapshot() {
+        let host = FakeHost::at(1_000_000);
+        // What an older filter left in shared data before this VM was loaded in its place.
+        store::update_meta(&host, |_| StoreMeta {
+            generation: 5,
+            version: 9,
+            epoch: "E".into(),
+            keys: 1,
+            last_success_ms: 999_000,
+            format: 0,
+        })
+        .unwrap();
+        let mut refresher = Refresher::new(1, control(""), 64);
+        let body = page(9, true, 0, &[record_json("k1", true)], &[], None);
+        let (request, outcome) = fetch(&mut refresher, &host, Some(200), &body);
+        assert_eq!(
+            request.path, "/v1/snapshot?limit=10000",
+            "no delta on records it cannot read"
+        );
+        assert!(matches!(outcome, Outcome::Applied { full: true, .. }));
+        assert_eq!(read_meta(&host).format, STORE_FORMAT);
     }
 
     #[test]

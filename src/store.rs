@@ -20,6 +20,10 @@ use crate::host::{Host, WriteError};
 use crate::keys::{StoredKey, ValidPage};
 
 pub const META_KEY: &str = "keygate.meta";
+/// Layout of the key entries. Shared data outlives a Wasm VM that is reloaded in a running
+/// Envoy (a new `.wasm` with the same `vm_id`), so a filter that finds entries of another
+/// layout takes a full snapshot instead of a delta on top of records it cannot read.
+pub const STORE_FORMAT: u32 = 1;
 pub const VIEW_KEY: &str = "keygate.live";
 const KEY_PREFIX: &str = "k:";
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -35,6 +39,9 @@ pub struct StoreMeta {
     pub keys: u64,
     /// When a refresh last succeeded (200 or 304), proxy clock ms; 0 before the first one.
     pub last_success_ms: u64,
+    /// Layout of the key entries (`STORE_FORMAT`) the last full snapshot was written in.
+    #[serde(default)]
+    pub format: u32,
 }
 
 impl StoreMeta {

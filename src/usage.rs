@@ -20,6 +20,8 @@ pub const QUEUE_NAME: &str = "keygate.usage";
 const LEASE_KEY: &str = "keygate.usage.lease";
 /// Posts of one batch before it is given up.
 pub const MAX_ATTEMPTS: u32 = 10;
+/// Reports in one post (the control service accepts up to 10,000).
+pub const MAX_REPORTS_PER_POST: usize = 5_000;
 /// Queue items handled per report, so one report stays bounded.
 const MAX_ITEMS_PER_REPORT: usize = 4096;
 const LEASE_MARGIN_MS: u64 = 2_000;
@@ -366,11 +368,25 @@ impl Reporter {
                 Some(batch)
             }
             None if !fresh.is_empty() => {
+                let mut reports = merge(fresh);
+                // The control service takes at most 10,000 reports a post; what does not fit
+                // goes back to the queue for the next interval.
+                if reports.len() > MAX_REPORTS_PER_POST {
+                    let rest = reports.split_off(MAX_REPORTS_PER_POST);
+                    keep.push(
+                        serde_json::to_vec(&UsageBatch {
+                            batch_id: None,
+                            attempts: 0,
+                            reports: rest,
+                        })
+                        .unwrap_or_default(),
+                    );
+                }
                 self.next_batch += 1;
                 Some(UsageBatch {
                     batch_id: Some(format!("{:016x}-{}", self.me, self.next_batch)),
                     attempts: 0,
-                    reports: merge(fresh),
+                    reports,
                 })
             }
             None => None,
@@ -538,6 +554,33 @@ mod tests {
         let body = body_of(&call.unwrap());
         assert_ne!(body["batch_id"], batch_id);
         assert_eq!(body["reports"][0]["key_id"], "key_2");
+    }
+
+    #[test]
+    fn many_keys_are_posted_in_bounded_batches() {
+        let host = FakeHost::at(1_000_000);
+        let queue = FakeQueue::default();
+        let mut tally = Tally::default();
+        for i in 0..(MAX_REPORTS_PER_POST + 10) {
+            tally.record(&format!("key_{i}"), 1_000, None);
+        }
+        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
+        let (call, _) = reporter.poll(&host, &queue, &mut tally);
+        assert_eq!(
+            body_of(&call.unwrap())["reports"].as_array().unwrap().len(),
+            MAX_REPORTS_PER_POST
+        );
+        reporter.dispatched(1);
+        assert!(matches!(
+            reporter.on_response(&host, &queue, 1, Some(200)),
+            ReportOutcome::Posted { .. }
+        ));
+        host.now.set(host.now.get() + 5_000);
+        let (call, _) = reporter.poll(&host, &queue, &mut tally);
+        assert_eq!(
+            body_of(&call.unwrap())["reports"].as_array().unwrap().len(),
+            10
+        );
     }
 
     #[test]
