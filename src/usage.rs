@@ -22,6 +22,8 @@ const LEASE_KEY: &str = "keygate.usage.lease";
 pub const MAX_ATTEMPTS: u32 = 10;
 /// Reports in one post (the control service accepts up to 10,000).
 pub const MAX_REPORTS_PER_POST: usize = 5_000;
+/// Reports waiting in the queue at most; more are dropped (and counted).
+pub const MAX_BACKLOG_REPORTS: usize = 100_000;
 /// Queue items handled per report, so one report stays bounded.
 const MAX_ITEMS_PER_REPORT: usize = 4096;
 const LEASE_MARGIN_MS: u64 = 2_000;
@@ -242,6 +244,10 @@ pub struct Reporter {
     timeout: Duration,
     next_batch: u64,
     in_flight: Option<InFlight>,
+    /// Reports left in the queue after the last batch was cut: post again at once.
+    backlog: bool,
+    /// Reports dropped because the backlog was over its bound, not yet reported.
+    overflow: usize,
 }
 
 impl Reporter {
@@ -252,6 +258,8 @@ impl Reporter {
             timeout,
             next_batch: 0,
             in_flight: None,
+            backlog: false,
+            overflow: 0,
         }
     }
 
@@ -327,12 +335,16 @@ impl Reporter {
             deadline_ms,
             batch,
         });
+        let overflow = (self.overflow > 0).then(|| ReportOutcome::Dropped {
+            reason: "usage backlog over its bound".into(),
+            reports: std::mem::take(&mut self.overflow),
+        });
         (
             Some(UsageCall {
                 body,
                 timeout: self.timeout,
             }),
-            None,
+            overflow,
         )
     }
 
@@ -370,8 +382,15 @@ impl Reporter {
             None if !fresh.is_empty() => {
                 let mut reports = merge(fresh);
                 // The control service takes at most 10,000 reports a post; what does not fit
-                // goes back to the queue for the next interval.
-                if reports.len() > MAX_REPORTS_PER_POST {
+                // goes back to the queue and is posted right after this batch. The backlog is
+                // bounded so that a control service slower than the traffic cannot grow
+                // Envoy's memory without end: past the bound, usage is dropped and counted.
+                if reports.len() > MAX_BACKLOG_REPORTS {
+                    self.overflow += reports.len() - MAX_BACKLOG_REPORTS;
+                    reports.truncate(MAX_BACKLOG_REPORTS);
+                }
+                self.backlog = reports.len() > MAX_REPORTS_PER_POST;
+                if self.backlog {
                     let rest = reports.split_off(MAX_REPORTS_PER_POST);
                     keep.push(
                         serde_json::to_vec(&UsageBatch {
@@ -430,13 +449,12 @@ impl Reporter {
         match status {
             Some(200..=299) => {
                 let now = host.now_ms();
-                lease::release(
-                    host,
-                    LEASE_KEY,
-                    self.me,
-                    now,
-                    Some(now + self.interval.as_millis() as u64),
-                );
+                let next_due = if self.backlog {
+                    now
+                } else {
+                    now + self.interval.as_millis() as u64
+                };
+                lease::release(host, LEASE_KEY, self.me, now, Some(next_due));
                 let reports = self.in_flight.take().map_or(0, |f| f.batch.reports.len());
                 ReportOutcome::Posted { reports }
             }
@@ -581,6 +599,38 @@ mod tests {
             body_of(&call.unwrap())["reports"].as_array().unwrap().len(),
             10
         );
+    }
+
+    #[test]
+    fn the_backlog_is_bounded() {
+        let host = FakeHost::at(1_000_000);
+        let queue = FakeQueue::default();
+        let mut tally = Tally::default();
+        for i in 0..(MAX_BACKLOG_REPORTS + 7) {
+            tally.record(&format!("key_{i}"), 1_000, None);
+        }
+        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
+        let (call, outcome) = reporter.poll(&host, &queue, &mut tally);
+        assert!(call.is_some());
+        assert_eq!(
+            outcome,
+            Some(ReportOutcome::Dropped {
+                reason: "usage backlog over its bound".into(),
+                reports: 7
+            })
+        );
+        let queued: usize = queue
+            .0
+            .borrow()
+            .iter()
+            .map(|item| {
+                serde_json::from_slice::<UsageBatch>(item)
+                    .unwrap()
+                    .reports
+                    .len()
+            })
+            .sum();
+        assert_eq!(queued, MAX_BACKLOG_REPORTS - MAX_REPORTS_PER_POST);
     }
 
     #[test]
