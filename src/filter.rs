@@ -12,7 +12,7 @@ use crate::config::{Config, FailMode};
 use crate::decision::{self, Denial, RequestFacts};
 use crate::extract::{self, Credential, Source, Sources};
 use crate::host::{Host, ProxyHost};
-use crate::keys::{hash_key, StoredKey};
+use crate::keys::{digest_key, Digest, StoredKey};
 use crate::limiter::{self, Admission};
 use crate::metrics::Metrics;
 use crate::net;
@@ -131,7 +131,7 @@ impl RequestFilter {
         &mut self,
         host: &ProxyHost,
         key: &StoredKey,
-        hash: &str,
+        digest: &Digest,
         now_ms: u64,
     ) -> Result<(), Denial> {
         let now = (now_ms / 1000) as i64;
@@ -147,7 +147,7 @@ impl RequestFilter {
             known => known,
         }
         .min(config.slots);
-        let (owner, seed) = limiter::owner_and_seed(hash);
+        let (owner, seed) = limiter::owner_and_seed(digest);
         let headers = |usage: &ratelimit::Usage| {
             if config.headers {
                 ratelimit::headers(usage, &config.windows)
@@ -246,13 +246,13 @@ impl HttpContext for RequestFilter {
             };
         }
 
-        let hash = match credential {
-            Credential::Present { key, .. } => Some(hash_key(key)),
+        let digest = match credential {
+            Credential::Present { key, .. } => Some(digest_key(key)),
             _ => None,
         };
-        let record = hash
-            .as_deref()
-            .and_then(|h| store::lookup(&host, h, view.generation));
+        let record = digest
+            .as_ref()
+            .and_then(|d| store::lookup_digest(&host, d, view.generation));
         // The client address is one of the dearer host calls; only an allowlist needs it.
         let needs_client_ip = record.as_ref().is_some_and(|r| !r.allowed_ips.is_empty());
         let client_ip = if needs_client_ip {
@@ -292,7 +292,7 @@ impl HttpContext for RequestFilter {
                 return self.deny(&denial, request_id);
             }
         };
-        if let Err(denial) = self.limit(&host, key, hash.as_deref().unwrap_or(""), now_ms) {
+        if let Err(denial) = self.limit(&host, key, &digest.unwrap_or_default(), now_ms) {
             self.worker
                 .tally
                 .borrow_mut()

@@ -5,26 +5,55 @@ use std::collections::HashSet;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::codec::MAX_ENTRIES;
 use crate::net::parse_allowlist_entry;
 use crate::snapshot::{KeyRecord, Limits, Snapshot};
 use crate::timefmt::parse_rfc3339;
 
-/// Lowercase hex SHA-256 of the key as presented. A key is a high-entropy random string,
-/// so a fast unsalted hash is enough: there is nothing to brute-force (see docs/security.md).
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// SHA-256 of the key as presented. A key is a high-entropy random string, so a fast unsalted
+/// hash is enough: there is nothing to brute-force (see docs/security.md). The request path
+/// works on these bytes directly; hex is for snapshots, logs and tests.
+pub fn digest_key(key: &str) -> Digest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Lowercase hex SHA-256 of the key as presented, as snapshots carry it.
 pub fn hash_key(key: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(key.as_bytes());
-    // A table rather than `format!`: this runs on every request, and core::fmt cost more
-    // instructions than the hash itself (callgrind, docs/benchmarks.md).
+    // A table rather than `format!`: core::fmt cost more instructions than the hash itself
+    // (callgrind, docs/benchmarks.md).
     let mut hex = String::with_capacity(64);
-    for byte in digest {
+    for byte in digest_key(key) {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
         hex.push(char::from(HEX[usize::from(byte & 15)]));
     }
     hex
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// The digest written as 64 lowercase hex digits; `None` for anything else.
+pub fn parse_hex_digest(hex: &str) -> Option<Digest> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = hex_value(hex[2 * i])? << 4 | hex_value(hex[2 * i + 1])?;
+    }
+    Some(digest)
 }
 
 /// `pk_live_…wxyz`: what may appear in logs instead of a key.
@@ -212,6 +241,15 @@ mod tests {
             hash_key("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn hex_digests_round_trip() {
+        let hex = hash_key("abc");
+        assert_eq!(parse_hex_digest(&hex), Some(digest_key("abc")));
+        assert_eq!(parse_hex_digest(&hex.to_uppercase()), None);
+        assert_eq!(parse_hex_digest(&hex[1..]), None);
+        assert_eq!(parse_hex_digest("zz"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! with another worker's first increment and lose it.
 
 use crate::host::{Host, WriteError};
+use crate::keys::Digest;
 use crate::ratelimit::{self, Refusal, SlotState, Usage, Windows};
 use crate::snapshot::Limits;
 
@@ -50,15 +51,15 @@ pub fn ensure_slots(host: &dyn Host, wanted: u64) -> Result<u64, WriteError> {
     Ok(wanted)
 }
 
-/// Owner tag and probe start of a key, from its SHA-256 hex.
-pub fn owner_and_seed(hash_hex: &str) -> (u64, u64) {
-    let part = |range: std::ops::Range<usize>| {
-        hash_hex
-            .get(range)
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .unwrap_or(0)
+/// Owner tag and probe start of a key, from its SHA-256 digest.
+pub fn owner_and_seed(digest: &Digest) -> (u64, u64) {
+    let part = |at: usize| {
+        digest
+            .get(at..at + 8)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map_or(0, u64::from_be_bytes)
     };
-    (part(0..16).max(1), part(16..32))
+    (part(0).max(1), part(8))
 }
 
 /// The outcome of counting one request.
@@ -170,7 +171,7 @@ pub fn release(host: &dyn Host, slot: u64, owner: u64) -> bool {
 mod tests {
     use super::*;
     use crate::host::FakeHost;
-    use crate::keys::hash_key;
+    use crate::keys::digest_key;
 
     fn limits(per_minute: Option<u64>, concurrent: Option<u64>) -> Limits {
         Limits {
@@ -208,7 +209,7 @@ mod tests {
         let host = FakeHost::at(1_000);
         let windows = Windows::default();
         ensure_slots(&host, 16).unwrap();
-        let (owner, seed) = owner_and_seed(&hash_key("pk_live_a"));
+        let (owner, seed) = owner_and_seed(&digest_key("pk_live_a"));
         let three = limits(Some(3), None);
         let mut admitted = 0;
         for i in 0..10 {

@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, WriteError};
-use crate::keys::{StoredKey, ValidPage};
+use crate::keys::{parse_hex_digest, Digest, StoredKey, ValidPage};
 
 pub const META_KEY: &str = "keygate.meta";
 /// Layout of the key entries. Shared data outlives a Wasm VM that is reloaded in a running
@@ -89,35 +89,11 @@ pub fn read_view(host: &dyn Host) -> StoreView {
         .unwrap_or_default()
 }
 
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
-    }
-}
-
-/// The shared-data key of a hash given in lowercase hex: `k:` + unpadded base64url of the
-/// 32 bytes. Anything that is not 64 hex digits maps to a key no record is stored under.
-fn slot(hash: &str) -> String {
-    let mut bytes = [0u8; 32];
-    let hex = hash.as_bytes();
-    let valid = hex.len() == 64
-        && bytes.iter_mut().enumerate().all(|(i, byte)| {
-            match (hex_value(hex[2 * i]), hex_value(hex[2 * i + 1])) {
-                (Some(high), Some(low)) => {
-                    *byte = high << 4 | low;
-                    true
-                }
-                _ => false,
-            }
-        });
-    if !valid {
-        return format!("{KEY_PREFIX}!{hash}");
-    }
+/// The shared-data key of a digest: `k:` + unpadded base64url of its 32 bytes.
+fn slot_of_digest(digest: &Digest) -> String {
     let mut key = String::with_capacity(KEY_PREFIX.len() + 43);
     key.push_str(KEY_PREFIX);
-    for chunk in bytes.chunks(3) {
+    for chunk in digest.chunks(3) {
         let n =
             chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
         for i in 0..=chunk.len() {
@@ -125,6 +101,15 @@ fn slot(hash: &str) -> String {
         }
     }
     key
+}
+
+/// The shared-data key of a hash given in lowercase hex. Anything that is not 64 hex digits
+/// maps to a key no record is stored under.
+fn slot(hash: &str) -> String {
+    match parse_hex_digest(hash) {
+        Some(digest) => slot_of_digest(&digest),
+        None => format!("{KEY_PREFIX}!{hash}"),
+    }
 }
 
 pub fn read_meta(host: &dyn Host) -> StoreMeta {
@@ -167,9 +152,19 @@ pub fn update_meta(
     Err(last_error)
 }
 
-/// The key with this hash, if the store holds a live record for it in `generation` or later.
+/// The key with this hash (hex), if the store holds a live record for it in `generation` or
+/// later.
 pub fn lookup(host: &dyn Host, hash: &str, generation: u64) -> Option<StoredKey> {
-    let bytes = host.get_shared(&slot(hash)).0?;
+    read_record(host, &slot(hash), generation)
+}
+
+/// `lookup` by digest bytes: the request path, which never needs the hex.
+pub fn lookup_digest(host: &dyn Host, digest: &Digest, generation: u64) -> Option<StoredKey> {
+    read_record(host, &slot_of_digest(digest), generation)
+}
+
+fn read_record(host: &dyn Host, slot: &str, generation: u64) -> Option<StoredKey> {
+    let bytes = host.get_shared(slot).0?;
     StoredKey::decode(&bytes).filter(|key| key.generation >= generation)
 }
 
@@ -203,7 +198,7 @@ pub fn write_page(
 mod tests {
     use super::*;
     use crate::host::FakeHost;
-    use crate::keys::{hash_key, StoredKey};
+    use crate::keys::{digest_key, hash_key, StoredKey};
     use crate::snapshot::Limits;
 
     fn stored(id: &str, generation: u64) -> StoredKey {
@@ -306,6 +301,7 @@ mod tests {
             slot("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             "k:ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
         );
+        assert_eq!(slot_of_digest(&digest_key("abc")), slot(&hash_key("abc")));
         assert_eq!(slot("zz"), "k:!zz");
         assert_eq!(slot(&"A".repeat(64)), format!("k:!{}", "A".repeat(64)));
     }
