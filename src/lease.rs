@@ -1,5 +1,8 @@
 //! A lease in shared data that lets exactly one worker VM of an Envoy do a periodic job (pull
 //! the snapshot, post usage) for all of them, with its own schedule and failure backoff.
+//!
+//! Every claim takes a new fencing token (`fence`, one more than the last), so what a holder
+//! writes can be refused once a later holder exists (see `store::update_meta`).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +10,15 @@ use crate::host::{Host, WriteError};
 use crate::store::CAS_RETRIES;
 
 const MAX_BACKOFF_MS: u64 = 30_000;
+/// A deadline or schedule further ahead than this can only come from a clock that stepped back
+/// since it was written (the longest legitimate one is an hour's refresh interval plus jitter),
+/// so it counts as passed: a clock step never stalls a job until the clock catches up.
+const MAX_AHEAD_MS: u64 = 2 * 3_600_000;
+
+/// Whether `instant_ms` is still to come at `now_ms`, and plausibly so.
+fn ahead(instant_ms: u64, now_ms: u64) -> bool {
+    instant_ms > now_ms && instant_ms - now_ms <= MAX_AHEAD_MS
+}
 
 /// The shared lease and schedule of one job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +28,9 @@ pub struct Lease {
     pub pending_until_ms: u64,
     pub next_due_ms: u64,
     pub failures: u32,
+    /// Fencing token of the current (or last) holder; grows with every claim.
+    #[serde(default)]
+    pub fence: u64,
 }
 
 /// Backoff after `failures` consecutive failures: 500 ms doubling, capped at 30 s.
@@ -37,25 +52,35 @@ fn write(host: &dyn Host, key: &str, lease: &Lease, cas: Option<u32>) -> Result<
     host.set_shared(key, &serde_json::to_vec(lease).unwrap_or_default(), cas)
 }
 
-/// Takes the lease for `me` until `pending_until_ms` if the job is due and nobody holds it.
-/// A single CAS attempt: losing it means another worker took the job.
-pub fn try_claim(host: &dyn Host, key: &str, me: u64, now_ms: u64, pending_until_ms: u64) -> bool {
+/// Takes the lease for `me` until `pending_until_ms` if the job is due and nobody holds it,
+/// and returns the new fencing token. A single CAS attempt: losing it means another worker
+/// took the job.
+pub fn try_claim(
+    host: &dyn Host,
+    key: &str,
+    me: u64,
+    now_ms: u64,
+    pending_until_ms: u64,
+) -> Option<u64> {
     let (lease, cas) = read(host, key);
-    if lease.pending_until_ms > now_ms || now_ms < lease.next_due_ms {
-        return false;
+    if ahead(lease.pending_until_ms, now_ms) || ahead(lease.next_due_ms, now_ms) {
+        return None;
     }
+    let fence = lease.fence.saturating_add(1);
     let claimed = Lease {
         holder: me,
         pending_until_ms,
+        fence,
         ..lease
     };
-    write(host, key, &claimed, cas).is_ok()
+    write(host, key, &claimed, cas).ok().map(|()| fence)
 }
 
-/// Whether `me` still holds the lease (it may have expired and been taken over).
-pub fn held_by(host: &dyn Host, key: &str, me: u64) -> bool {
+/// Whether `me`, with fencing token `fence`, still holds the lease at `now_ms`: not released,
+/// not expired (an expired lease may be taken over at any moment) and not taken over.
+pub fn held_by(host: &dyn Host, key: &str, me: u64, fence: u64, now_ms: u64) -> bool {
     let (lease, _) = read(host, key);
-    lease.holder == me && lease.pending_until_ms > 0
+    lease.holder == me && lease.fence == fence && lease.pending_until_ms > now_ms
 }
 
 /// Moves the holder's deadline (a job with several steps, such as a paged snapshot).
@@ -99,6 +124,7 @@ pub fn release(host: &dyn Host, key: &str, me: u64, now_ms: u64, next_due_on_suc
             pending_until_ms: 0,
             next_due_ms,
             failures,
+            fence: lease.fence,
         };
         if write(host, key, &next, cas).is_ok() {
             return;
@@ -114,18 +140,24 @@ mod tests {
     #[test]
     fn one_holder_at_a_time_with_expiry_and_backoff() {
         let host = FakeHost::at(1_000);
-        assert!(try_claim(&host, "job", 1, 1_000, 5_000));
-        assert!(!try_claim(&host, "job", 2, 1_000, 5_000));
-        assert!(held_by(&host, "job", 1));
-        // The holder vanished: after its deadline another worker takes over.
-        assert!(try_claim(&host, "job", 2, 5_001, 9_000));
-        assert!(!held_by(&host, "job", 1));
+        assert_eq!(try_claim(&host, "job", 1, 1_000, 5_000), Some(1));
+        assert_eq!(try_claim(&host, "job", 2, 1_000, 5_000), None);
+        assert!(held_by(&host, "job", 1, 1, 1_000));
+        // Expired is not held, even before anyone takes over.
+        assert!(!held_by(&host, "job", 1, 1, 5_000));
+        // The holder vanished: after its deadline another worker takes over, with a new fence.
+        assert_eq!(try_claim(&host, "job", 2, 5_001, 9_000), Some(2));
+        assert!(!held_by(&host, "job", 1, 1, 5_001));
         release(&host, "job", 1, 5_001, Some(6_000)); // not the holder any more: no effect
-        assert!(held_by(&host, "job", 2));
+        assert!(held_by(&host, "job", 2, 2, 5_001));
+        assert!(
+            !held_by(&host, "job", 2, 1, 5_001),
+            "a stale fence is not the holder"
+        );
         release(&host, "job", 2, 6_000, None);
         assert_eq!(read(&host, "job").0.next_due_ms, 6_500);
-        assert!(!try_claim(&host, "job", 3, 6_499, 9_000));
-        assert!(try_claim(&host, "job", 3, 6_500, 9_000));
+        assert_eq!(try_claim(&host, "job", 3, 6_499, 9_000), None);
+        assert_eq!(try_claim(&host, "job", 3, 6_500, 9_000), Some(3));
         release(&host, "job", 3, 7_000, None);
         assert_eq!(
             read(&host, "job").0,
@@ -133,12 +165,40 @@ mod tests {
                 holder: 3,
                 pending_until_ms: 0,
                 next_due_ms: 8_000,
-                failures: 2
+                failures: 2,
+                fence: 3
             }
         );
-        assert!(try_claim(&host, "job", 3, 8_000, 9_000));
+        assert_eq!(try_claim(&host, "job", 3, 8_000, 9_000), Some(4));
         release(&host, "job", 3, 8_100, Some(10_000));
         assert_eq!(read(&host, "job").0.failures, 0);
+    }
+
+    #[test]
+    fn a_clock_step_back_does_not_stall_the_job() {
+        let host = FakeHost::at(0);
+        let day = 86_400_000;
+        assert_eq!(
+            try_claim(&host, "job", 1, 10 * day, 10 * day + 5_000),
+            Some(1)
+        );
+        release(&host, "job", 1, 10 * day, Some(10 * day + 60_000));
+        // The clock goes back a day: the schedule written before is not waited for.
+        assert_eq!(
+            try_claim(&host, "job", 2, 9 * day, 9 * day + 5_000),
+            Some(2)
+        );
+        // Nor a deadline written before the step.
+        assert_eq!(
+            try_claim(&host, "job", 3, 8 * day, 8 * day + 5_000),
+            Some(3)
+        );
+        // An ordinary schedule is still honoured.
+        release(&host, "job", 3, 8 * day, Some(8 * day + 60_000));
+        assert_eq!(
+            try_claim(&host, "job", 4, 8 * day + 59_999, 8 * day + 65_000),
+            None
+        );
     }
 
     #[test]

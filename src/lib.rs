@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod contract;
 pub mod decision;
 pub mod extract;
 pub mod filter;

@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+use crate::contract::fields::canonical_ip;
+
 /// Parses an address as Envoy or a proxy writes it: `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
 pub fn parse_address(text: &str) -> Option<IpAddr> {
     let text = text.trim();
@@ -45,16 +47,16 @@ pub fn client_ip(peer: Option<IpAddr>, xff: Option<&[u8]>, trusted_hops: usize) 
     parse_address(entries[entries.len() - trusted_hops])
 }
 
-/// Parses allowlist entries (IP or CIDR). Used when a snapshot is validated.
+/// Parses an allowlist entry (IP or CIDR) into its canonical network; see
+/// `contract::fields::allowlist_entry`, the one definition both sides use.
 pub fn parse_allowlist_entry(entry: &str) -> Option<IpNet> {
-    if let Ok(net) = entry.parse::<IpNet>() {
-        return Some(net.trunc());
-    }
-    entry.parse::<IpAddr>().ok().map(IpNet::from)
+    crate::contract::fields::allowlist_entry(entry)
 }
 
-/// Whether `ip` is allowed by the list; an empty list allows every address. IPv4-mapped IPv6
-/// clients (`::ffff:1.2.3.4`, common on dual-stack listeners) match IPv4 entries.
+/// Whether `ip` is allowed by the list; an empty list allows every address. Entries are
+/// canonical (IPv4-mapped networks stored as IPv4), and an IPv4-mapped client
+/// (`::ffff:1.2.3.4`, common on dual-stack listeners) is matched as the IPv4 address it
+/// carries as well as the IPv6 address it is.
 pub fn ip_allowed(allowed: &[IpNet], ip: Option<IpAddr>) -> bool {
     if allowed.is_empty() {
         return true;
@@ -62,13 +64,10 @@ pub fn ip_allowed(allowed: &[IpNet], ip: Option<IpAddr>) -> bool {
     let Some(ip) = ip else {
         return false;
     };
-    let mapped = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-        IpAddr::V4(_) => None,
-    };
+    let canonical = canonical_ip(ip);
     allowed
         .iter()
-        .any(|net| net.contains(&ip) || mapped.is_some_and(|v4| net.contains(&v4)))
+        .any(|net| net.contains(&ip) || net.contains(&canonical))
 }
 
 #[cfg(test)]
@@ -127,6 +126,10 @@ mod tests {
         assert!(ip_allowed(&list, Some(ip("2001:db8:1::1"))));
         assert!(!ip_allowed(&list, Some(ip("2001:db9::1"))));
         assert!(ip_allowed(&list, Some(ip("::ffff:10.9.9.9"))));
+        let mapped_entry = [parse_allowlist_entry("::ffff:127.0.0.1").unwrap()];
+        assert!(ip_allowed(&mapped_entry, Some(ip("127.0.0.1"))));
+        assert!(ip_allowed(&mapped_entry, Some(ip("::ffff:127.0.0.1"))));
+        assert!(!ip_allowed(&mapped_entry, Some(ip("127.0.0.2"))));
         assert!(!ip_allowed(&list, None));
         assert!(ip_allowed(&[], None));
         assert!(ip_allowed(&[], Some(ip("8.8.8.8"))));

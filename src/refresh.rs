@@ -6,16 +6,23 @@
 //! (Envoy can queue a call to a cluster with no healthy host without firing its timeout) is
 //! replaced on a later tick. Locally, the holder also enforces its own deadline and ignores any
 //! response whose token is not the one it waits for.
+//!
+//! Each claim of the lease comes with a fencing token, which the holder first writes into the
+//! store record; every later write of that record (`store::update_meta`) is refused to a holder
+//! whose token is older, so a worker whose lease expired mid-load can never publish what it
+//! loaded. Before writing a page of key entries the holder checks that its lease is still
+//! current and unexpired; the lease outlives the holder's own deadline by `LEASE_MARGIN_MS`,
+//! so a page is never written while another holder could exist.
 
 use std::time::Duration;
 
 use crate::config::ControlConfig;
+use crate::contract::record::{validate_page, Quarantined};
 use crate::host::Host;
-use crate::keys::validate_page;
 use crate::lease;
 use crate::limiter;
 use crate::snapshot::Snapshot;
-use crate::store::{self, StoreMeta, STORE_FORMAT};
+use crate::store::{self, MetaError, StoreMeta, STORE_FORMAT};
 
 pub const SYNC_KEY: &str = "keygate.sync";
 /// Largest snapshot page we accept; bigger answers are rejected unread.
@@ -62,6 +69,8 @@ enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fetch {
     token: u32,
+    /// Fencing token of our lease claim.
+    fence: u64,
     deadline_ms: u64,
     /// What we asked for: version and epoch we have.
     since: Option<(u64, String)>,
@@ -81,6 +90,8 @@ pub struct Refresher {
     /// Rate-limit counter slots to create before a snapshot is first served.
     rate_limit_slots: u64,
     fetch: Option<Fetch>,
+    /// Records left out of pages applied since the last `take_quarantined`.
+    quarantined: Vec<Quarantined>,
 }
 
 impl Refresher {
@@ -90,7 +101,13 @@ impl Refresher {
             config,
             rate_limit_slots,
             fetch: None,
+            quarantined: Vec::new(),
         }
+    }
+
+    /// Records quarantined since the last call, for the log and the metric.
+    pub fn take_quarantined(&mut self) -> Vec<Quarantined> {
+        std::mem::take(&mut self.quarantined)
     }
 
     fn call_timeout(&self, long_poll: bool) -> Duration {
@@ -185,12 +202,26 @@ impl Refresher {
             .then(|| (meta.version, meta.epoch.clone()));
         let long_poll = since.is_some() && self.config.long_poll_wait > Duration::ZERO;
         let deadline = self.deadline_ms(now, long_poll);
-        if !lease::try_claim(host, SYNC_KEY, self.me, now, deadline + LEASE_MARGIN_MS) {
+        let Some(fence) =
+            lease::try_claim(host, SYNC_KEY, self.me, now, deadline + LEASE_MARGIN_MS)
+        else {
             return (None, abandoned);
+        };
+        // Fence the store first: from now on no earlier holder can publish.
+        if let Err(error) = store::update_meta(host, fence, StoreMeta::clone) {
+            return (
+                None,
+                Some(self.finish_failure(
+                    host,
+                    format!("could not take the store record: {error:?}"),
+                    false,
+                )),
+            );
         }
         let request = self.build_request(since.as_ref(), None, long_poll);
         self.fetch = Some(Fetch {
             token: 0,
+            fence,
             deadline_ms: deadline,
             since,
             mode: Mode::Unknown,
@@ -215,8 +246,13 @@ impl Refresher {
         self.finish_failure(host, reason, false)
     }
 
+    /// Whether our lease is still current and unexpired, and no newer holder wrote the store.
     fn still_holder(&self, host: &dyn Host) -> bool {
-        lease::held_by(host, SYNC_KEY, self.me)
+        let Some(fence) = self.fetch.as_ref().map(|f| f.fence) else {
+            return false;
+        };
+        lease::held_by(host, SYNC_KEY, self.me, fence, host.now_ms())
+            && store::read_meta(host).fence == fence
     }
 
     /// Releases the lease and schedules the next refresh.
@@ -279,11 +315,12 @@ impl Refresher {
             return Err(("304 for a follow-up page".into(), true));
         }
         let now = host.now_ms();
-        store::update_meta(host, |meta| StoreMeta {
+        let fence = self.fetch.as_ref().map_or(0, |f| f.fence);
+        store::update_meta(host, fence, |meta| StoreMeta {
             last_success_ms: now,
             ..meta.clone()
         })
-        .map_err(|e| (format!("could not record refresh: {e:?}"), false))?;
+        .map_err(|e| (publish_error("record refresh", e), false))?;
         self.fetch = None;
         self.release(host, false);
         Ok(Outcome::Unchanged)
@@ -302,9 +339,17 @@ impl Refresher {
             fetch.first_version = snapshot.version;
             fetch.epoch = snapshot.epoch.clone();
             fetch.mode = if snapshot.full {
-                Mode::Full {
-                    generation: now.max(meta.generation + 1),
-                }
+                // Above every generation ever written, so entries an aborted load left behind
+                // never count as current, even after the clock steps back.
+                let generation = now
+                    .max(meta.generation.saturating_add(1))
+                    .max(meta.high_water.saturating_add(1));
+                store::update_meta(host, fetch.fence, |current| StoreMeta {
+                    high_water: current.high_water.max(generation),
+                    ..current.clone()
+                })
+                .map_err(|e| (publish_error("reserve a generation", e), false))?;
+                Mode::Full { generation }
             } else {
                 match &fetch.since {
                     Some((since, epoch))
@@ -335,6 +380,19 @@ impl Refresher {
         };
         let page = validate_page(&snapshot, generation)
             .map_err(|e| (format!("snapshot rejected: {e}"), true))?;
+        let fence = fetch.fence;
+        let holds = lease::held_by(host, SYNC_KEY, self.me, fence, host.now_ms())
+            && store::read_meta(host).fence == fence;
+        if !holds {
+            return Err((
+                "refresh lease expired before the page was written".into(),
+                false,
+            ));
+        }
+        self.quarantined.extend(page.quarantined.iter().cloned());
+        let Some(fetch) = self.fetch.as_mut() else {
+            return Err(("no fetch in progress".into(), false));
+        };
         let is_delta = matches!(fetch.mode, Mode::Delta { .. });
         let change = store::write_page(host, &page, meta.generation, is_delta)
             .map_err(|e| (format!("could not write keys to shared data: {e:?}"), false))?;
@@ -384,15 +442,16 @@ impl Refresher {
             .map_err(|e| (format!("could not create rate-limit slots: {e:?}"), false))?;
         let version = fetch.first_version;
         let epoch = fetch.epoch;
-        store::update_meta(host, |_| StoreMeta {
+        store::update_meta(host, fetch.fence, |current| StoreMeta {
             generation,
             version,
             epoch: epoch.clone(),
             keys,
             last_success_ms: now,
             format: STORE_FORMAT,
+            ..current.clone()
         })
-        .map_err(|e| (format!("could not record snapshot: {e:?}"), false))?;
+        .map_err(|e| (publish_error("record snapshot", e), false))?;
         self.release(host, false);
         Ok(Outcome::Applied {
             version,
@@ -404,6 +463,15 @@ impl Refresher {
     fn extend_lease(&self, host: &dyn Host) {
         let pending_until_ms = self.fetch.as_ref().map_or(0, |f| f.deadline_ms) + LEASE_MARGIN_MS;
         lease::extend(host, SYNC_KEY, self.me, pending_until_ms);
+    }
+}
+
+fn publish_error(what: &str, error: MetaError) -> String {
+    match error {
+        MetaError::Fenced => {
+            format!("could not {what}: the refresh lease passed to another worker")
+        }
+        MetaError::Write(error) => format!("could not {what}: shared data refused ({error:?})"),
     }
 }
 
@@ -533,13 +601,14 @@ mod tests {
     fn a_store_written_in_another_layout_gets_a_full_snapshot() {
         let host = FakeHost::at(1_000_000);
         // What an older filter left in shared data before this VM was loaded in its place.
-        store::update_meta(&host, |_| StoreMeta {
+        store::update_meta(&host, 0, |_| StoreMeta {
             generation: 5,
             version: 9,
             epoch: "E".into(),
             keys: 1,
             last_success_ms: 999_000,
             format: 0,
+            ..StoreMeta::default()
         })
         .unwrap();
         let mut refresher = Refresher::new(1, control(""), 64);
@@ -568,9 +637,9 @@ mod tests {
             b"{\"version\":2,\"full\":tr".to_vec(),
             b"<html>".to_vec(),
             page(2, true, 0, &[record_json("x", true), record_json("x", true)], &[], None),
-            br#"{"version":2,"full":true,"keys":[{"id":"a","hash":"zz","prefix":"p","name":"n","environment":"live","active":true}]}"#.to_vec(),
             br#"{"version":2,"full":true,"keys":[{"id":"a","hash":"0000000000000000000000000000000000000000000000000000000000000000","prefix":"p","name":"n","environment":"live","active":true,"limits":{"per_minute":-1}}]}"#.to_vec(),
             page(2, false, 99, &[], &[], None),
+            br#"{"version":2,"epoch":"E&since=0","full":true,"keys":[]}"#.to_vec(),
         ];
         for (i, body) in bad_bodies.iter().enumerate() {
             host.now.set(host.now.get() + 60_000);
@@ -598,6 +667,154 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn record_named(secret: &str, name: &str) -> String {
+        format!(
+            r#"{{"id":"id_{secret}","hash":"{}","prefix":"pk_live_","name":{},"environment":"live","active":true}}"#,
+            hash_key(secret),
+            serde_json::to_string(name).unwrap()
+        )
+    }
+
+    #[test]
+    fn a_bad_record_is_quarantined_and_everything_else_applies() {
+        let host = FakeHost::at(5_000);
+        let mut refresher = Refresher::new(1, control(""), 64);
+        let full = page(
+            1,
+            true,
+            0,
+            &[
+                record_json("revoked", true),
+                record_json("bad", true),
+                record_json("kept", true),
+            ],
+            &[],
+            None,
+        );
+        fetch(&mut refresher, &host, Some(200), &full);
+        assert!(refresher.take_quarantined().is_empty());
+        // The delta carries a record the filter refuses, a revocation and a new key.
+        host.now.set(100_000);
+        let delta = page(
+            2,
+            false,
+            1,
+            &[
+                record_named("bad", "evil\u{0}name"),
+                record_json("new", true),
+            ],
+            &[hash_key("revoked")],
+            None,
+        );
+        let (_, outcome) = fetch(&mut refresher, &host, Some(200), &delta);
+        assert!(
+            matches!(outcome, Outcome::Applied { version: 2, .. }),
+            "{outcome:?}"
+        );
+        let meta = read_meta(&host);
+        assert!(lookup(&host, &hash_key("new"), meta.generation).is_some());
+        assert!(lookup(&host, &hash_key("kept"), meta.generation).is_some());
+        assert!(lookup(&host, &hash_key("revoked"), meta.generation).is_none());
+        assert!(
+            lookup(&host, &hash_key("bad"), meta.generation).is_none(),
+            "never the old version of a quarantined record"
+        );
+        let quarantined = refresher.take_quarantined();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].id, "id_bad");
+        assert_eq!(quarantined[0].error.field, "keys[0].name");
+        // A long Unicode name is no quarantine at all.
+        host.now.set(200_000);
+        let delta = page(
+            3,
+            false,
+            2,
+            &[record_named("bad", &"🔑".repeat(128))],
+            &[],
+            None,
+        );
+        fetch(&mut refresher, &host, Some(200), &delta);
+        assert!(refresher.take_quarantined().is_empty());
+        let meta = read_meta(&host);
+        assert_eq!(
+            lookup(&host, &hash_key("bad"), meta.generation).map(|k| k.name),
+            Some("🔑".repeat(128))
+        );
+    }
+
+    #[test]
+    fn a_holder_whose_lease_expired_mid_load_never_publishes() {
+        let host = FakeHost::at(10_000);
+        let mut slow = Refresher::new(1, control(""), 64);
+        let mut other = Refresher::new(2, control(""), 64);
+        // `slow` claims and its call stalls past its lease (deadline + margin).
+        assert!(slow.poll(&host).0.is_some());
+        slow.dispatched(1);
+        host.now.set(10_000 + 2_000 + 1_000 + LEASE_MARGIN_MS + 1);
+        // `other` takes over (it does not tick `slow`, whose VM may be stuck) and loads v2.
+        let (request, _) = other.poll(&host);
+        assert!(request.is_some());
+        other.dispatched(7);
+        let fresh = page(2, true, 0, &[record_json("current", true)], &[], None);
+        assert!(matches!(
+            other.on_response(&host, 7, Some(200), &fresh, fresh.len()),
+            Outcome::Applied { version: 2, .. }
+        ));
+        let published = read_meta(&host);
+        // The stale answer finally reaches `slow`: nothing of it is published or written.
+        let stale = page(1, true, 0, &[record_json("stale", true)], &[], None);
+        let outcome = slow.on_response(&host, 1, Some(200), &stale, stale.len());
+        assert!(!matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+        assert_eq!(read_meta(&host), published);
+        assert!(lookup(&host, &hash_key("stale"), 0).is_none());
+        // And a holder with an older token cannot write the store record at all.
+        assert_eq!(
+            store::update_meta(&host, published.fence - 1, StoreMeta::clone),
+            Err(MetaError::Fenced)
+        );
+    }
+
+    #[test]
+    fn an_aborted_full_load_stays_dead_when_the_clock_steps_back() {
+        let host = FakeHost::at(1_000_000);
+        let mut refresher = Refresher::new(1, control(""), 64);
+        fetch(
+            &mut refresher,
+            &host,
+            Some(200),
+            &page(1, true, 0, &[record_json("kept", true)], &[], None),
+        );
+        // A paged full load writes its first page, then is abandoned.
+        host.now.set(10_000_000_000);
+        let (_, outcome) = fetch(
+            &mut refresher,
+            &host,
+            Some(200),
+            &page(2, true, 0, &[record_json("ghost", true)], &[], Some("c1")),
+        );
+        assert!(matches!(outcome, Outcome::NextPage(_)));
+        host.now.set(10_000_000_000 + 60_000);
+        let (_, abandoned) = refresher.poll(&host);
+        assert!(matches!(abandoned, Some(Outcome::Failed { .. })));
+        // The clock steps back below the aborted load's generation; the next full snapshot
+        // (which no longer has `ghost`) must still retire what that load wrote.
+        host.now.set(2_000_000_000);
+        let (_, outcome) = fetch(
+            &mut refresher,
+            &host,
+            Some(200),
+            &page(3, true, 0, &[record_json("kept", true)], &[], None),
+        );
+        assert!(
+            matches!(outcome, Outcome::Applied { version: 3, .. }),
+            "{outcome:?}"
+        );
+        let meta = read_meta(&host);
+        assert!(meta.generation > 10_000_000_000, "{meta:?}");
+        assert!(lookup(&host, &hash_key("kept"), meta.generation).is_some());
+        assert!(lookup(&host, &hash_key("ghost"), meta.generation).is_none());
     }
 
     #[test]

@@ -4,53 +4,106 @@
 //! Layout (all under one `vm_id`):
 //! - `k:<sha256, base64url>` → a `StoredKey` (binary, `codec.rs`), or empty for a deleted key.
 //!   Base64 rather than hex keeps a million map keys 30 bytes shorter each.
-//! - `keygate.meta` → `StoreMeta`: which generation is current, the snapshot version, counts.
-//! - `keygate.live` → `StoreView` in 16 bytes: the part of the meta every request reads, kept
-//!   apart so the request path does one small read and no parsing.
+//! - `keygate.live` → `StoreMeta` in one binary record: which generation is current and since
+//!   when the snapshot is fresh (the first 16 bytes, all a request reads: `StoreView`), then the
+//!   snapshot version, epoch and key count, the fencing token of the last refresh lease holder
+//!   and the highest generation ever written. It is written only by `update_meta`, by CAS, and
+//!   only by a lease holder whose fencing token is not older than the one in the record.
 //!
 //! Shared data cannot delete entries, so a full snapshot does not clear the old keys: it writes
-//! its keys with a new, higher generation and then switches `meta.generation`. A lookup accepts
-//! an entry whose generation is at least the current one, so keys rewritten during a
-//! multi-page load keep working, and keys missing from the new snapshot stop working the
-//! moment the switch lands. Deltas overwrite entries in place (deleted → empty value).
+//! its keys with a new, higher generation and then switches `generation`. A lookup accepts an
+//! entry whose generation is at least the current one, so keys rewritten during a multi-page
+//! load keep working, and keys missing from the new snapshot stop working the moment the switch
+//! lands. Deltas overwrite entries in place (deleted → empty value). A full load that is
+//! aborted leaves entries of its generation behind; the high-water generation makes sure the
+//! next full load takes a higher one (even after the clock steps back), so they never count
+//! as current.
 
-use serde::{Deserialize, Serialize};
-
+use crate::contract::record::ValidPage;
 use crate::host::{Host, WriteError};
-use crate::keys::{parse_hex_digest, Digest, StoredKey, ValidPage};
+use crate::keys::{parse_hex_digest, Digest, StoredKey};
 
-pub const META_KEY: &str = "keygate.meta";
+/// The store record (`StoreMeta`); the request path reads its first 16 bytes.
+pub const VIEW_KEY: &str = "keygate.live";
 /// Layout of the key entries. Shared data outlives a Wasm VM that is reloaded in a running
 /// Envoy (a new `.wasm` with the same `vm_id`), so a filter that finds entries of another
 /// layout takes a full snapshot instead of a delta on top of records it cannot read.
 pub const STORE_FORMAT: u32 = 1;
-pub const VIEW_KEY: &str = "keygate.live";
 const KEY_PREFIX: &str = "k:";
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /// Bounded retries for CAS writes of small shared records.
 pub const CAS_RETRIES: usize = 8;
+/// Bytes before the epoch in the encoded `StoreMeta`.
+const META_FIXED_LEN: usize = 52;
 
-/// What the store currently serves.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the store currently serves, and who may change it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreMeta {
     pub generation: u64,
-    pub version: u64,
-    pub epoch: String,
-    pub keys: u64,
     /// When a refresh last succeeded (200 or 304), proxy clock ms; 0 before the first one.
     pub last_success_ms: u64,
-    /// Layout of the key entries (`STORE_FORMAT`) the last full snapshot was written in.
-    #[serde(default)]
+    /// Fencing token of the refresh lease holder that last wrote this record; a holder with an
+    /// older token may not write it.
+    pub fence: u64,
+    /// The highest generation key entries were ever written with.
+    pub high_water: u64,
+    pub version: u64,
+    pub keys: u64,
+    /// Layout of the key entries (`STORE_FORMAT`) the last full snapshot was written in; 0 for
+    /// a record left by an older filter.
     pub format: u32,
+    pub epoch: String,
 }
 
 impl StoreMeta {
     pub fn loaded(&self) -> bool {
         self.last_success_ms > 0
     }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(META_FIXED_LEN + self.epoch.len());
+        for value in [
+            self.generation,
+            self.last_success_ms,
+            self.fence,
+            self.high_water,
+            self.version,
+            self.keys,
+        ] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        bytes.extend_from_slice(&self.format.to_le_bytes());
+        bytes.extend_from_slice(self.epoch.as_bytes());
+        bytes
+    }
+
+    /// Decodes a record; a 16-byte record (an older filter's view) keeps its generation and
+    /// freshness, with format 0 so the next refresh takes a full snapshot.
+    fn decode(bytes: &[u8]) -> Option<StoreMeta> {
+        let view = StoreView::decode(bytes)?;
+        let u64_at = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        let mut meta = StoreMeta {
+            generation: view.generation,
+            last_success_ms: view.last_success_ms,
+            ..StoreMeta::default()
+        };
+        if bytes.len() < META_FIXED_LEN {
+            meta.high_water = view.generation;
+            return Some(meta);
+        }
+        meta.fence = u64_at(16)?;
+        meta.high_water = u64_at(24)?;
+        meta.version = u64_at(32)?;
+        meta.keys = u64_at(40)?;
+        meta.format = u32::from_le_bytes(bytes.get(48..52)?.try_into().ok()?);
+        meta.epoch = String::from_utf8(bytes.get(META_FIXED_LEN..)?.to_vec()).ok()?;
+        Some(meta)
+    }
 }
 
-/// What a request needs to know about the store.
+/// What a request needs to know about the store: the first 16 bytes of the store record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreView {
     pub generation: u64,
@@ -62,13 +115,6 @@ impl StoreView {
     pub fn usable(&self, now_ms: u64, max_staleness: std::time::Duration) -> bool {
         self.last_success_ms > 0
             && now_ms.saturating_sub(self.last_success_ms) <= max_staleness.as_millis() as u64
-    }
-
-    fn encode(&self) -> [u8; 16] {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.generation.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.last_success_ms.to_le_bytes());
-        bytes
     }
 
     fn decode(bytes: &[u8]) -> Option<StoreView> {
@@ -113,43 +159,49 @@ fn slot(hash: &str) -> String {
 }
 
 pub fn read_meta(host: &dyn Host) -> StoreMeta {
-    match host.get_shared(META_KEY).0 {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        None => StoreMeta::default(),
-    }
+    host.get_shared(VIEW_KEY)
+        .0
+        .and_then(|bytes| StoreMeta::decode(&bytes))
+        .unwrap_or_default()
 }
 
-/// Replaces the meta record with `update(current)`, retrying on CAS conflicts.
+/// Why the store record was not updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaError {
+    /// A lease holder with a newer fencing token has written the record: ours expired.
+    Fenced,
+    Write(WriteError),
+}
+
+/// Replaces the store record with `update(current)`, by CAS with bounded retries, as the lease
+/// holder with fencing token `fence`. Refused if the record carries a newer token; the record
+/// keeps `fence` and the highest generation ever seen.
 pub fn update_meta(
     host: &dyn Host,
+    fence: u64,
     update: impl Fn(&StoreMeta) -> StoreMeta,
-) -> Result<StoreMeta, WriteError> {
+) -> Result<StoreMeta, MetaError> {
     let mut last_error = WriteError::CasMismatch;
     for _ in 0..CAS_RETRIES {
-        let (bytes, cas) = host.get_shared(META_KEY);
+        let (bytes, cas) = host.get_shared(VIEW_KEY);
         let current = bytes
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .and_then(|b| StoreMeta::decode(&b))
             .unwrap_or_default();
-        let next = update(&current);
-        let encoded = serde_json::to_vec(&next).unwrap_or_default();
-        match host.set_shared(META_KEY, &encoded, cas) {
-            Ok(()) => {
-                let view = StoreView {
-                    generation: next.generation,
-                    last_success_ms: next.last_success_ms,
-                };
-                // Only the refresh lease holder updates the meta, so the view follows it with a
-                // plain write; the switch to a new generation takes effect here.
-                host.set_shared(VIEW_KEY, &view.encode(), None)?;
-                return Ok(next);
-            }
+        if current.fence > fence {
+            return Err(MetaError::Fenced);
+        }
+        let mut next = update(&current);
+        next.fence = fence;
+        next.high_water = next.high_water.max(current.high_water).max(next.generation);
+        match host.set_shared(VIEW_KEY, &next.encode(), cas) {
+            Ok(()) => return Ok(next),
             Err(error) => last_error = error,
         }
         if last_error == WriteError::Host {
             break;
         }
     }
-    Err(last_error)
+    Err(MetaError::Write(last_error))
 }
 
 /// The key with this hash (hex), if the store holds a live record for it in `generation` or
@@ -225,6 +277,7 @@ mod tests {
         let first = ValidPage {
             upserts: vec![(a.clone(), stored("a", 1)), (b.clone(), stored("b", 1))],
             deletions: vec![],
+            quarantined: vec![],
         };
         write_page(&host, &first, 1, false).unwrap();
         assert!(lookup(&host, &a, 1).is_some());
@@ -234,6 +287,7 @@ mod tests {
         let second = ValidPage {
             upserts: vec![(a.clone(), stored("a", 2))],
             deletions: vec![],
+            quarantined: vec![],
         };
         write_page(&host, &second, 1, false).unwrap();
         assert!(lookup(&host, &a, 1).is_some());
@@ -250,12 +304,14 @@ mod tests {
         let page = ValidPage {
             upserts: vec![(a.clone(), stored("a", 1))],
             deletions: vec![],
+            quarantined: vec![],
         };
         assert_eq!(write_page(&host, &page, 1, true).unwrap(), 1);
         assert_eq!(write_page(&host, &page, 1, true).unwrap(), 0);
         let delta = ValidPage {
             upserts: vec![(b.clone(), stored("b", 1))],
             deletions: vec![a.clone()],
+            quarantined: vec![],
         };
         assert_eq!(write_page(&host, &delta, 1, true).unwrap(), 0);
         assert!(lookup(&host, &a, 1).is_none());
@@ -266,16 +322,17 @@ mod tests {
     fn meta_updates_retry_on_cas_conflicts() {
         let host = FakeHost::at(1);
         host.fail_next_cas.set(3);
-        let meta = update_meta(&host, |m| StoreMeta {
+        let meta = update_meta(&host, 1, |m| StoreMeta {
             version: m.version + 1,
             ..m.clone()
         })
         .unwrap();
         assert_eq!(meta.version, 1);
         assert_eq!(read_meta(&host).version, 1);
-        let meta = update_meta(&host, |m| StoreMeta {
+        let meta = update_meta(&host, 1, |m| StoreMeta {
             generation: 7,
             last_success_ms: 99,
+            epoch: "E-1".into(),
             ..m.clone()
         })
         .unwrap();
@@ -287,11 +344,50 @@ mod tests {
             }
         );
         assert_eq!(meta.generation, 7);
+        assert_eq!(read_meta(&host), meta);
         host.fail_next_cas.set(CAS_RETRIES as u32);
         assert_eq!(
-            update_meta(&host, |m| m.clone()),
-            Err(WriteError::CasMismatch)
+            update_meta(&host, 1, |m| m.clone()),
+            Err(MetaError::Write(WriteError::CasMismatch))
         );
+    }
+
+    #[test]
+    fn an_older_fence_can_never_write_the_record() {
+        let host = FakeHost::at(1);
+        update_meta(&host, 5, |m| StoreMeta {
+            generation: 10,
+            ..m.clone()
+        })
+        .unwrap();
+        assert_eq!(
+            update_meta(&host, 4, |m| StoreMeta {
+                generation: 11,
+                ..m.clone()
+            }),
+            Err(MetaError::Fenced)
+        );
+        assert_eq!(read_meta(&host).generation, 10);
+        assert_eq!(read_meta(&host).fence, 5);
+        // The same or a newer holder may; the high water never goes down.
+        let meta = update_meta(&host, 6, |m| StoreMeta {
+            generation: 3,
+            ..m.clone()
+        })
+        .unwrap();
+        assert_eq!((meta.generation, meta.high_water, meta.fence), (3, 10, 6));
+    }
+
+    #[test]
+    fn an_older_filters_view_reads_as_a_store_to_reload() {
+        let host = FakeHost::at(1);
+        let mut old_view = 42u64.to_le_bytes().to_vec();
+        old_view.extend_from_slice(&1_000u64.to_le_bytes());
+        host.set_shared(VIEW_KEY, &old_view, None).unwrap();
+        let meta = read_meta(&host);
+        assert_eq!((meta.generation, meta.last_success_ms), (42, 1_000));
+        assert_eq!((meta.format, meta.high_water), (0, 42));
+        assert_eq!(read_view(&host).generation, 42);
     }
 
     #[test]
@@ -312,9 +408,8 @@ mod tests {
         host.set_shared(&slot(&hash_key("a")), b"{not json", None)
             .unwrap();
         assert!(lookup(&host, &hash_key("a"), 0).is_none());
-        host.set_shared(META_KEY, b"garbage", None).unwrap();
-        assert_eq!(read_meta(&host), StoreMeta::default());
         host.set_shared(VIEW_KEY, b"short", None).unwrap();
+        assert_eq!(read_meta(&host), StoreMeta::default());
         assert_eq!(read_view(&host), StoreView::default());
     }
 }

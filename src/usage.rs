@@ -64,16 +64,8 @@ impl Queue for FakeQueue {
     }
 }
 
-/// One key's usage in one hour, as the control service's `POST /v1/usage` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct UsageReport {
-    pub key_id: String,
-    /// RFC 3339 start of the UTC hour.
-    pub hour: String,
-    pub allowed: u64,
-    #[serde(default)]
-    pub denied: BTreeMap<String, u64>,
-}
+use crate::contract::usage::UsagePost;
+pub use crate::contract::usage::UsageReport;
 
 /// What travels through the queue: fresh tallies (no id yet) or a batch being retried.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -83,13 +75,6 @@ pub struct UsageBatch {
     #[serde(default)]
     pub attempts: u32,
     pub reports: Vec<UsageReport>,
-}
-
-#[derive(Serialize)]
-struct UsagePost<'a> {
-    proxy_id: String,
-    batch_id: &'a str,
-    reports: &'a [UsageReport],
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -308,7 +293,8 @@ impl Reporter {
             return (None, Some(outcome));
         }
         let deadline_ms = now + self.timeout.as_millis() as u64 + 1_000;
-        if !lease::try_claim(host, LEASE_KEY, self.me, now, deadline_ms + LEASE_MARGIN_MS) {
+        if lease::try_claim(host, LEASE_KEY, self.me, now, deadline_ms + LEASE_MARGIN_MS).is_none()
+        {
             return (None, None);
         }
         let Some(batch) = self.next_batch(queue) else {
@@ -326,8 +312,8 @@ impl Reporter {
         };
         let body = serde_json::to_vec(&UsagePost {
             proxy_id: format!("{:016x}", self.me),
-            batch_id,
-            reports: &batch.reports,
+            batch_id: batch_id.to_string(),
+            reports: batch.reports.clone(),
         })
         .unwrap_or_default();
         self.in_flight = Some(InFlight {
@@ -349,10 +335,13 @@ impl Reporter {
     }
 
     /// Picks what to post: the first batch being retried as it is (same id), or else every
-    /// fresh tally merged under a new id. Everything else goes back into the queue.
+    /// fresh tally merged under a new id. Everything else goes back into the queue, within the
+    /// backlog bound: batches being retried keep their place, and fresh reports beyond what
+    /// the bound leaves are dropped and counted (whichever path is taken), so a control service
+    /// slower than the traffic cannot grow Envoy's memory without end.
     fn next_batch(&mut self, queue: &dyn Queue) -> Option<UsageBatch> {
         let mut retry: Option<UsageBatch> = None;
-        let mut keep = Vec::new();
+        let mut waiting_retries: Vec<UsageBatch> = Vec::new();
         let mut fresh = Vec::new();
         for _ in 0..MAX_ITEMS_PER_REPORT {
             let Some(item) = queue.dequeue() else { break };
@@ -361,45 +350,45 @@ impl Reporter {
             };
             match (&retry, batch.batch_id.is_some()) {
                 (None, true) => retry = Some(batch),
-                (Some(_), true) => keep.push(item),
+                (Some(_), true) => waiting_retries.push(batch),
                 (_, false) => fresh.extend(batch.reports),
             }
         }
+        let retried_reports: usize = retry
+            .iter()
+            .chain(&waiting_retries)
+            .map(|batch| batch.reports.len())
+            .sum();
+        let mut fresh = merge(fresh);
+        let room = MAX_BACKLOG_REPORTS.saturating_sub(retried_reports);
+        if fresh.len() > room {
+            self.overflow += fresh.len() - room;
+            fresh.truncate(room);
+        }
+        let mut keep = waiting_retries;
         let chosen = match retry {
             Some(batch) => {
                 if !fresh.is_empty() {
-                    keep.push(
-                        serde_json::to_vec(&UsageBatch {
-                            batch_id: None,
-                            attempts: 0,
-                            reports: merge(fresh),
-                        })
-                        .unwrap_or_default(),
-                    );
+                    keep.push(UsageBatch {
+                        batch_id: None,
+                        attempts: 0,
+                        reports: fresh,
+                    });
                 }
                 Some(batch)
             }
             None if !fresh.is_empty() => {
-                let mut reports = merge(fresh);
+                let mut reports = fresh;
                 // The control service takes at most 10,000 reports a post; what does not fit
-                // goes back to the queue and is posted right after this batch. The backlog is
-                // bounded so that a control service slower than the traffic cannot grow
-                // Envoy's memory without end: past the bound, usage is dropped and counted.
-                if reports.len() > MAX_BACKLOG_REPORTS {
-                    self.overflow += reports.len() - MAX_BACKLOG_REPORTS;
-                    reports.truncate(MAX_BACKLOG_REPORTS);
-                }
+                // goes back to the queue and is posted right after this batch.
                 self.backlog = reports.len() > MAX_REPORTS_PER_POST;
                 if self.backlog {
                     let rest = reports.split_off(MAX_REPORTS_PER_POST);
-                    keep.push(
-                        serde_json::to_vec(&UsageBatch {
-                            batch_id: None,
-                            attempts: 0,
-                            reports: rest,
-                        })
-                        .unwrap_or_default(),
-                    );
+                    keep.push(UsageBatch {
+                        batch_id: None,
+                        attempts: 0,
+                        reports: rest,
+                    });
                 }
                 self.next_batch += 1;
                 Some(UsageBatch {
@@ -410,8 +399,8 @@ impl Reporter {
             }
             None => None,
         };
-        for item in keep {
-            queue.enqueue(&item);
+        for batch in keep {
+            queue.enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
         }
         chosen
     }
@@ -631,6 +620,58 @@ mod tests {
             })
             .sum();
         assert_eq!(queued, MAX_BACKLOG_REPORTS - MAX_REPORTS_PER_POST);
+    }
+
+    fn queued_reports(queue: &FakeQueue) -> usize {
+        queue
+            .0
+            .borrow()
+            .iter()
+            .map(|item| {
+                serde_json::from_slice::<UsageBatch>(item)
+                    .unwrap()
+                    .reports
+                    .len()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn the_backlog_stays_bounded_while_a_retry_is_pending() {
+        let host = FakeHost::at(1_000_000);
+        let queue = FakeQueue::default();
+        let mut tally = Tally::default();
+        tally.record("key_retried", 1_000, None);
+        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
+        assert!(reporter.poll(&host, &queue, &mut tally).0.is_some());
+        reporter.dispatched(1);
+        assert!(matches!(
+            reporter.on_response(&host, &queue, 1, Some(503)),
+            ReportOutcome::Requeued { .. }
+        ));
+        let mut dropped = 0;
+        for round in 0..3u32 {
+            for i in 0..(MAX_BACKLOG_REPORTS / 2 + 3) {
+                tally.record(&format!("key_{round}_{i}"), 1_000, None);
+            }
+            host.now.set(host.now.get() + 60_000);
+            let (call, outcome) = reporter.poll(&host, &queue, &mut tally);
+            let body = body_of(&call.expect("the retry"));
+            assert_eq!(body["reports"][0]["key_id"], "key_retried");
+            if let Some(ReportOutcome::Dropped { reports, .. }) = outcome {
+                dropped += reports;
+            }
+            // The batch in flight plus everything queued never passes the bound.
+            assert!(
+                queued_reports(&queue) + 1 <= MAX_BACKLOG_REPORTS,
+                "round {round}: {}",
+                queued_reports(&queue)
+            );
+            reporter.dispatched(round + 2);
+            reporter.on_response(&host, &queue, round + 2, Some(503));
+        }
+        let offered = 3 * (MAX_BACKLOG_REPORTS / 2 + 3);
+        assert_eq!(queued_reports(&queue) - 1 + dropped, offered);
     }
 
     #[test]

@@ -1,0 +1,18 @@
+//! Every rule and message shared by the filter and the control service, defined once here and
+//! used by both sides: the control service validates what it stores with these functions and
+//! the filter validates what it loads with the same ones, so a record one side accepts can
+//! never be one the other side rejects (a mismatch here once froze every Envoy's sync).
+//!
+//! - `fields`: rules for one field of a key record (names, identifiers, scopes, allowlists,
+//!   limits, the snapshot epoch).
+//! - `record`: a snapshot record checked into what the filter stores, and a page of them, with
+//!   bad records quarantined one by one.
+//! - `usage`: the usage report messages (`POST /v1/usage`), read tolerantly.
+//!
+//! The snapshot messages themselves are in `crate::snapshot`, the key hash in `crate::keys`.
+
+pub mod fields;
+pub mod record;
+pub mod usage;
+
+pub use fields::FieldError;

@@ -1,0 +1,299 @@
+//! A snapshot record checked into the `StoredKey` the filter keeps, and a snapshot page checked
+//! record by record. The control service runs `validate_record` on every record before it
+//! stores a key, so whatever its admin API accepts, the filter accepts.
+//!
+//! A page with structural damage (a record list the filter cannot trust as a whole: a full
+//! snapshot with deletions, a hash listed twice) is rejected whole. A record that fails its own
+//! checks is quarantined: it is not stored, its hash (when readable) is treated as deleted so no
+//! older version of the key keeps working, and every other record applies.
+
+use std::collections::HashSet;
+
+use crate::contract::fields::{self, Duplicates, FieldError};
+use crate::keys::StoredKey;
+use crate::snapshot::{KeyRecord, Snapshot};
+use crate::timefmt::parse_rfc3339;
+
+/// Whether `text` is a key hash as snapshots carry it: 64 lowercase hex digits.
+pub fn is_hash(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn instant(field: &str, text: Option<&str>) -> Result<Option<i64>, FieldError> {
+    text.map(|text| {
+        parse_rfc3339(text)
+            .ok_or_else(|| FieldError::new(field, format!("{text:?} is not RFC 3339")))
+    })
+    .transpose()
+}
+
+/// Checks one record and converts it into what the filter stores, stamped with `generation`.
+/// Errors name the record's field (`name`, `allowed_ips[2]`, `limits.per_minute`, …).
+pub fn validate_record(record: &KeyRecord, generation: u64) -> Result<StoredKey, FieldError> {
+    if !is_hash(&record.hash) {
+        return Err(FieldError::new(
+            "hash",
+            "must be 64 lowercase hex characters",
+        ));
+    }
+    fields::identifier("id", &record.id)?;
+    fields::label("name", &record.name)?;
+    fields::label("team", &record.team)?;
+    fields::label("environment", &record.environment)?;
+    fields::label("prefix", &record.prefix)?;
+    fields::label("last4", &record.last4)?;
+    fields::scopes("scopes", &record.scopes)?;
+    let allowed_ips = fields::allowlist("allowed_ips", &record.allowed_ips, Duplicates::Merge)?;
+    for (field, value) in [
+        ("limits.per_minute", record.limits.per_minute),
+        ("limits.per_hour", record.limits.per_hour),
+        ("limits.per_day", record.limits.per_day),
+        ("limits.concurrent", record.limits.concurrent),
+    ] {
+        fields::limit(field, value)?;
+    }
+    Ok(StoredKey {
+        generation,
+        id: record.id.clone(),
+        name: record.name.clone(),
+        team: record.team.clone(),
+        environment: record.environment.clone(),
+        prefix: record.prefix.clone(),
+        scopes: record.scopes.clone(),
+        allowed_ips,
+        expires_at: instant("expires_at", record.expires_at.as_deref())?,
+        active: record.active,
+        limits: record.limits.clone(),
+        quota_exceeded_until: instant(
+            "quota_exceeded_until",
+            record.quota_exceeded_until.as_deref(),
+        )?,
+    })
+}
+
+/// A record that failed validation and was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Position in the page's `keys`.
+    pub index: usize,
+    /// The key id as sent (for the log; may itself be what was wrong with the record).
+    pub id: String,
+    pub error: FieldError,
+}
+
+/// A snapshot page checked and converted, ready to be written to the store.
+#[derive(Debug, Default)]
+pub struct ValidPage {
+    pub upserts: Vec<(String, StoredKey)>,
+    /// Hashes to remove: the page's deletions, plus quarantined records whose hash was readable.
+    pub deletions: Vec<String>,
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// Validates a page: records that fail are quarantined (see the module comment); structural
+/// damage rejects the page with the reason. Records are stamped with `generation`.
+pub fn validate_page(snapshot: &Snapshot, generation: u64) -> Result<ValidPage, String> {
+    fields::epoch(&snapshot.epoch).map_err(|e| e.to_string())?;
+    if snapshot.full && !snapshot.deleted.is_empty() {
+        return Err("deleted: must be empty in a full snapshot".into());
+    }
+    let mut seen = HashSet::with_capacity(snapshot.keys.len() + snapshot.deleted.len());
+    let mut page = ValidPage {
+        upserts: Vec::with_capacity(snapshot.keys.len()),
+        deletions: Vec::with_capacity(snapshot.deleted.len()),
+        quarantined: Vec::new(),
+    };
+    for (index, record) in snapshot.keys.iter().enumerate() {
+        if is_hash(&record.hash) && !seen.insert(record.hash.as_str()) {
+            return Err(format!("keys[{index}].hash: duplicate hash"));
+        }
+        match validate_record(record, generation) {
+            Ok(stored) => page.upserts.push((record.hash.clone(), stored)),
+            Err(error) => {
+                if is_hash(&record.hash) {
+                    page.deletions.push(record.hash.clone());
+                }
+                page.quarantined.push(Quarantined {
+                    index,
+                    id: record.id.chars().take(fields::MAX_LABEL_CHARS).collect(),
+                    error: error.within(&format!("keys[{index}]")),
+                });
+            }
+        }
+    }
+    for (index, hash) in snapshot.deleted.iter().enumerate() {
+        if !is_hash(hash) {
+            return Err(format!("deleted[{index}]: not 64 lowercase hex characters"));
+        }
+        if !seen.insert(hash.as_str()) {
+            return Err(format!(
+                "deleted[{index}]: hash also listed in keys or twice"
+            ));
+        }
+        page.deletions.push(hash.clone());
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::hash_key;
+    use crate::snapshot::Limits;
+
+    fn record(hash: &str) -> KeyRecord {
+        KeyRecord {
+            id: "key_1".into(),
+            hash: hash.into(),
+            prefix: "pk_live_".into(),
+            last4: "abcd".into(),
+            name: "prod".into(),
+            team: "team-a".into(),
+            environment: "live".into(),
+            scopes: vec!["submit_job".into()],
+            allowed_ips: vec!["10.0.0.0/8".into(), "::1".into()],
+            expires_at: Some("2030-01-01T00:00:00Z".into()),
+            active: true,
+            plan: "free".into(),
+            limits: Limits::default(),
+            quota_exceeded_until: None,
+        }
+    }
+
+    fn snapshot(keys: Vec<KeyRecord>, deleted: Vec<String>, full: bool) -> Snapshot {
+        Snapshot {
+            version: 1,
+            epoch: "e".into(),
+            full,
+            since: 0,
+            keys,
+            deleted,
+            next_cursor: None,
+        }
+    }
+
+    #[test]
+    fn valid_page_converts_and_round_trips() {
+        let page =
+            validate_page(&snapshot(vec![record(&"a".repeat(64))], vec![], true), 9).unwrap();
+        let (hash, stored) = &page.upserts[0];
+        assert_eq!(hash, &"a".repeat(64));
+        assert_eq!(stored.generation, 9);
+        assert_eq!(stored.expires_at, Some(1_893_456_000));
+        assert_eq!(StoredKey::decode(&stored.encode()).as_ref(), Some(stored));
+        assert!(page.quarantined.is_empty());
+    }
+
+    #[test]
+    fn long_unicode_names_and_teams_are_accepted_and_survive_the_codec() {
+        let mut long = record(&hash_key("long"));
+        long.name = "🔑".repeat(128);
+        long.team = "東".repeat(128);
+        let page = validate_page(&snapshot(vec![long.clone()], vec![], true), 1).unwrap();
+        let stored = &page.upserts[0].1;
+        let decoded = StoredKey::decode(&stored.encode()).unwrap();
+        assert_eq!(decoded.name, long.name);
+        assert_eq!(decoded.team, long.team);
+    }
+
+    #[test]
+    fn one_bad_record_is_quarantined_and_the_rest_apply() {
+        let good = record(&hash_key("good"));
+        let mut bad_cidr = record(&hash_key("cidr"));
+        bad_cidr.id = "key_cidr".into();
+        bad_cidr.allowed_ips = vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()];
+        let mut bad_hash = record("ABC");
+        bad_hash.id = "key_hash".into();
+        let mut bad_expiry = record(&hash_key("expiry"));
+        bad_expiry.expires_at = Some("tomorrow".into());
+        let mut bad_name = record(&hash_key("name"));
+        bad_name.name = "evil\r\nx-injected: 1".into();
+        let mut too_long = record(&hash_key("long"));
+        too_long.team = "東".repeat(129);
+        let mut zero_limit = record(&hash_key("zero"));
+        zero_limit.limits.per_minute = Some(0);
+        let keys = vec![
+            bad_cidr, good, bad_hash, bad_expiry, bad_name, too_long, zero_limit,
+        ];
+        let page = validate_page(&snapshot(keys, vec![], false), 1).unwrap();
+        assert_eq!(page.upserts.len(), 1);
+        assert_eq!(page.upserts[0].0, hash_key("good"));
+        let errors: Vec<String> = page
+            .quarantined
+            .iter()
+            .map(|q| q.error.to_string())
+            .collect();
+        let expected = [
+            "keys[0].allowed_ips[1]: invalid IP or CIDR",
+            "keys[2].hash:",
+            "keys[3].expires_at:",
+            "keys[4].name: must not contain control characters",
+            "keys[5].team: must be at most 128 characters",
+            "keys[6].limits.per_minute:",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:?}");
+        for (error, prefix) in errors.iter().zip(expected) {
+            assert!(error.starts_with(prefix), "{error} vs {prefix}");
+        }
+        assert_eq!(page.quarantined[0].id, "key_cidr");
+        // Every quarantined record with a readable hash is removed, never left at an older
+        // version; the one without a readable hash cannot be addressed at all.
+        assert_eq!(
+            page.deletions,
+            vec![
+                hash_key("cidr"),
+                hash_key("expiry"),
+                hash_key("name"),
+                hash_key("long"),
+                hash_key("zero")
+            ]
+        );
+    }
+
+    #[test]
+    fn structural_damage_rejects_the_page() {
+        let good = record(&hash_key("good"));
+        let cases = [
+            (
+                snapshot(vec![good.clone(), good.clone()], vec![], true),
+                "keys[1].hash: duplicate",
+            ),
+            (snapshot(vec![], vec!["zz".into()], false), "deleted[0]"),
+            (snapshot(vec![], vec!["a".repeat(64)], true), "deleted:"),
+            (
+                snapshot(vec![good.clone()], vec![hash_key("good")], false),
+                "deleted[0]: hash also listed",
+            ),
+        ];
+        for (page, expected) in cases {
+            let err = validate_page(&page, 1).unwrap_err();
+            assert!(err.starts_with(expected), "{err}");
+        }
+        let mut bad_epoch = snapshot(vec![good], vec![], true);
+        bad_epoch.epoch = "x&since=0".into();
+        assert!(validate_page(&bad_epoch, 1)
+            .unwrap_err()
+            .starts_with("epoch:"));
+    }
+
+    #[test]
+    fn allowlists_are_stored_canonical() {
+        let mut mapped = record(&hash_key("m"));
+        mapped.allowed_ips = vec![
+            "::ffff:127.0.0.1".into(),
+            "10.0.0.1/8".into(),
+            "10.0.0.0/8".into(),
+        ];
+        let page = validate_page(&snapshot(vec![mapped], vec![], true), 1).unwrap();
+        let nets: Vec<String> = page.upserts[0]
+            .1
+            .allowed_ips
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8"]);
+    }
+}
