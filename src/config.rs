@@ -121,6 +121,10 @@ struct RawConfig {
     #[serde(default)]
     default_scope: Option<String>,
     #[serde(default)]
+    deny_unmatched: bool,
+    #[serde(default)]
+    case_sensitive_paths: bool,
+    #[serde(default)]
     rate_limits: RawRateLimits,
     #[serde(default)]
     usage: RawUsage,
@@ -383,6 +387,14 @@ impl Config {
                     "must not be empty (omit it for none)",
                 ));
             }
+            crate::contract::fields::scope("default_scope", scope)
+                .map_err(|e| field_error(e.field, e.message))?;
+            if raw.deny_unmatched {
+                return Err(field_error(
+                    "default_scope",
+                    "cannot be combined with deny_unmatched (unmatched requests are refused)",
+                ));
+            }
         }
         let rate_limits = validate_rate_limits(raw.rate_limits)?;
         let usage = validate_usage(raw.usage)?;
@@ -397,7 +409,8 @@ impl Config {
             forward_credentials: raw.forward_credentials,
             key_id_property: raw.key_id_property,
             realm: raw.realm,
-            routes: RouteTable::new(rules, raw.default_scope),
+            routes: RouteTable::new(rules, raw.default_scope)
+                .with_options(raw.case_sensitive_paths, raw.deny_unmatched),
             rate_limits,
             usage,
         })
@@ -561,6 +574,8 @@ fn validate_route(index: usize, raw: RawRoute) -> Result<RouteRule, ConfigError>
                 "must not be empty (omit it for no scope)",
             ));
         }
+        crate::contract::fields::scope(&at("scope"), scope)
+            .map_err(|e| field_error(e.field, e.message))?;
     }
     Ok(RouteRule {
         methods,
@@ -757,6 +772,7 @@ mod tests {
 
     #[test]
     fn routes_compile_in_order() {
+        use crate::routes::Access;
         let config = parse(
             r#"{"control":{"cluster":"c","token":"t"},
                 "routes":[{"methods":["post"],"exact":"/v1/jobs","scope":"submit_job"},
@@ -764,17 +780,63 @@ mod tests {
                 "default_scope":"other"}"#,
         )
         .unwrap();
+        let cases = [
+            ("POST", "/v1/jobs", "submit_job"),
+            ("POST", "/V1/Jobs", "submit_job"),
+            ("GET", "/v1/jobs/42", "check_status"),
+            ("GET", "/elsewhere", "other"),
+        ];
+        for (method, path, scope) in cases {
+            assert_eq!(
+                config.routes.access(method, path),
+                Access::Scopes([Some(scope), None]),
+                "{method} {path}"
+            );
+        }
+        // As sent, `/V1/Jobs;x` matches no rule (so it takes the default scope); stripped, it
+        // is `/v1/jobs`: it needs both.
         assert_eq!(
-            config.routes.required_scope("POST", "/v1/jobs"),
-            Some("submit_job")
+            config.routes.access("POST", "/V1/Jobs;x"),
+            Access::Scopes([Some("other"), Some("submit_job")])
         );
+        let strict = parse(
+            r#"{"control":{"cluster":"c","token":"t"},"deny_unmatched":true,"case_sensitive_paths":true,
+                "routes":[{"exact":"/v1/jobs","scope":"submit_job"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(strict.routes.access("GET", "/V1/JOBS"), Access::NoRule);
         assert_eq!(
-            config.routes.required_scope("GET", "/v1/jobs/42"),
-            Some("check_status")
+            strict.routes.access("GET", "/v1/jobs"),
+            Access::Scopes([Some("submit_job"), None])
         );
-        assert_eq!(
-            config.routes.required_scope("GET", "/elsewhere"),
-            Some("other")
-        );
+    }
+
+    #[test]
+    fn route_options_are_checked() {
+        for (json, field) in [
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"deny_unmatched":true,"default_scope":"a"}"#,
+                "default_scope",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a;b"}]}"#,
+                "routes[0].path",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","scope":"a,b"}]}"#,
+                "routes[0].scope",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"deny_unmatched":"yes"}"#,
+                "deny_unmatched",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"case_sensitive_path":true}"#,
+                "case_sensitive_path",
+            ),
+        ] {
+            let error = parse(json).unwrap_err();
+            assert_eq!(error.field, field, "{json}: {error:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::extract::{Credential, Malformed};
 use crate::keys::StoredKey;
 use crate::net::ip_allowed;
+use crate::routes::Access;
 
 /// Every error code the filter can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,15 +246,28 @@ where
             None,
         ));
     }
-    if let Some(scope) = config.routes.required_scope(facts.method, facts.path) {
-        if !record.scopes.is_empty() && !record.scopes.iter().any(|s| s == scope) {
-            let mut denial = Denial::new(
+    match config.routes.access(facts.method, facts.path) {
+        Access::NoRule => {
+            return Err(Denial::new(
                 DenyCode::OperationNotAllowed,
-                format!("The API key does not have the {scope} scope required for this operation"),
-                Some("insufficient_scope"),
-            );
-            denial.required_scope = Some(scope.to_string());
-            return Err(denial);
+                "No route rule allows this operation",
+                None,
+            ))
+        }
+        Access::Scopes(scopes) => {
+            for scope in scopes.into_iter().flatten() {
+                if !record.scopes.is_empty() && !record.scopes.iter().any(|s| s == scope) {
+                    let mut denial = Denial::new(
+                        DenyCode::OperationNotAllowed,
+                        format!(
+                            "The API key does not have the {scope} scope required for this operation"
+                        ),
+                        Some("insufficient_scope"),
+                    );
+                    denial.required_scope = Some(scope.to_string());
+                    return Err(denial);
+                }
+            }
         }
     }
     Ok(record)

@@ -1,4 +1,14 @@
 //! Route rules: which scope a request (method + path) requires. First match wins.
+//!
+//! Paths are matched as the most restrictive reading of what an upstream may make of them.
+//! Envoy has already normalised the path (`//`, `/./`, `..`, `%2F`, unreserved escapes); on top
+//! of that, upstreams such as Tomcat and Spring drop `;parameters` from each segment and some
+//! route without regard to case. So a request is checked against two readings of its path (as
+//! sent, and with every segment's `;…` removed, `%3B` counting as `;`), with ASCII case folded
+//! unless the configuration asks for case-sensitive paths, and it needs the scope of every rule
+//! either reading matches.
+
+use std::borrow::Cow;
 
 /// How a rule matches the request path (query string already removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +35,25 @@ pub struct RouteRule {
     pub scope: Option<String>,
 }
 
-/// The ordered rules plus the scope for requests no rule matches.
+/// The ordered rules plus what applies to requests no rule matches.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteTable {
     rules: Vec<RouteRule>,
     default_scope: Option<String>,
+    /// Requests no rule matches are refused (403 OPERATION_NOT_ALLOWED) instead of taking
+    /// `default_scope`.
+    deny_unmatched: bool,
+    /// Literal path segments compare case-sensitively (default: ASCII case folded).
+    case_sensitive: bool,
+}
+
+/// What a request needs, over every reading of its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access<'a> {
+    /// Any valid key with each of these scopes (at most one per reading).
+    Scopes([Option<&'a str>; 2]),
+    /// No rule matches a reading and unmatched requests are refused.
+    NoRule,
 }
 
 fn check_path(path: &str) -> Result<(), String> {
@@ -39,6 +63,11 @@ fn check_path(path: &str) -> Result<(), String> {
     if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "{path:?} must be a plain path without query, fragment or spaces"
+        ));
+    }
+    if path.contains(';') || path.to_ascii_lowercase().contains("%3b") {
+        return Err(format!(
+            "{path:?} must not contain ; (path parameters are removed before matching)"
         ));
     }
     Ok(())
@@ -88,11 +117,25 @@ impl PathMatcher {
         Ok(PathMatcher::Template(segments))
     }
 
-    /// Whether `path` (no query string) matches.
+    /// Whether `path` (no query string) matches, case-sensitively.
     pub fn matches(&self, path: &str) -> bool {
+        self.matches_with(path, false)
+    }
+
+    /// Whether `path` (no query string) matches; with `fold`, ASCII case is ignored.
+    pub fn matches_with(&self, path: &str, fold: bool) -> bool {
+        let same = |a: &str, b: &str| {
+            if fold {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
         match self {
-            PathMatcher::Exact(exact) => trim_trailing_slash(path) == exact,
-            PathMatcher::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathMatcher::Exact(exact) => same(trim_trailing_slash(path), exact),
+            PathMatcher::Prefix(prefix) => path
+                .get(..prefix.len())
+                .is_some_and(|start| same(start, prefix)),
             PathMatcher::Template(segments) => {
                 let trimmed = trim_trailing_slash(path);
                 let Some(rest) = trimmed.strip_prefix('/') else {
@@ -101,7 +144,7 @@ impl PathMatcher {
                 let mut parts = rest.split('/');
                 for segment in segments {
                     match (segment, parts.next()) {
-                        (Segment::Literal(literal), Some(part)) if part == literal => {}
+                        (Segment::Literal(literal), Some(part)) if same(part, literal) => {}
                         (Segment::Param, Some(part)) if !part.is_empty() => {}
                         _ => return false,
                     }
@@ -113,9 +156,9 @@ impl PathMatcher {
 }
 
 impl RouteRule {
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str, fold: bool) -> bool {
         (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-            && self.path.matches(path)
+            && self.path.matches_with(path, fold)
     }
 }
 
@@ -124,17 +167,68 @@ impl RouteTable {
         RouteTable {
             rules,
             default_scope,
+            deny_unmatched: false,
+            case_sensitive: false,
         }
     }
 
-    /// The scope a request needs: the first matching rule's, else the default.
-    pub fn required_scope(&self, method: &str, path: &str) -> Option<&str> {
-        let path = path_without_query(path);
-        match self.rules.iter().find(|rule| rule.matches(method, path)) {
-            Some(rule) => rule.scope.as_deref(),
-            None => self.default_scope.as_deref(),
+    /// Sets how paths compare and what happens to requests no rule matches.
+    pub fn with_options(mut self, case_sensitive: bool, deny_unmatched: bool) -> RouteTable {
+        self.case_sensitive = case_sensitive;
+        self.deny_unmatched = deny_unmatched;
+        self
+    }
+
+    /// What one reading of the path needs: `Some(scope or None)`, or `None` when no rule
+    /// matches and unmatched requests are refused.
+    fn reading(&self, method: &str, path: &str) -> Option<Option<&str>> {
+        let fold = !self.case_sensitive;
+        match self.rules.iter().find(|rule| rule.matches(method, path, fold)) {
+            Some(rule) => Some(rule.scope.as_deref()),
+            None if self.deny_unmatched => None,
+            None => Some(self.default_scope.as_deref()),
         }
     }
+
+    /// What a request needs: the scopes of the rules matching either reading of its path (see
+    /// the module comment), or `NoRule`.
+    pub fn access(&self, method: &str, path: &str) -> Access<'_> {
+        let as_sent = path_without_query(path);
+        let Some(first) = self.reading(method, as_sent) else {
+            return Access::NoRule;
+        };
+        let stripped = without_parameters(as_sent);
+        if stripped == as_sent {
+            return Access::Scopes([first, None]);
+        }
+        match self.reading(method, &stripped) {
+            Some(second) if second != first => Access::Scopes([first, second]),
+            Some(_) => Access::Scopes([first, None]),
+            None => Access::NoRule,
+        }
+    }
+}
+
+/// The path with every segment's `;parameters` removed (`%3B` counts as `;`), as Tomcat or
+/// Spring would route it. Borrowed when there is nothing to remove.
+pub fn without_parameters(path: &str) -> Cow<'_, str> {
+    let has_encoded = path.contains("%3B") || path.contains("%3b");
+    if !path.contains(';') && !has_encoded {
+        return Cow::Borrowed(path);
+    }
+    let decoded = if has_encoded {
+        Cow::Owned(path.replace("%3B", ";").replace("%3b", ";"))
+    } else {
+        Cow::Borrowed(path)
+    };
+    let mut out = String::with_capacity(decoded.len());
+    for (i, segment) in decoded.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(""));
+    }
+    Cow::Owned(out)
 }
 
 /// `:path` without its query string or fragment.
@@ -155,6 +249,18 @@ mod tests {
             path,
             scope: Some(scope.to_string()),
         }
+    }
+
+    /// The scopes a request needs, or `None` for `NoRule`.
+    fn needs<'a>(table: &'a RouteTable, method: &str, path: &str) -> Option<Vec<&'a str>> {
+        match table.access(method, path) {
+            Access::Scopes(scopes) => Some(scopes.into_iter().flatten().collect()),
+            Access::NoRule => None,
+        }
+    }
+
+    fn scope_of<'a>(table: &'a RouteTable, method: &str, path: &str) -> Option<&'a str> {
+        needs(table, method, path).and_then(|scopes| scopes.first().copied())
     }
 
     fn shipped_table() -> RouteTable {
@@ -201,7 +307,7 @@ mod tests {
             ("GET", "/v1/jobsx", None),
         ];
         for (method, path, scope) in cases {
-            assert_eq!(table.required_scope(method, path), scope, "{method} {path}");
+            assert_eq!(scope_of(&table, method, path), scope, "{method} {path}");
         }
     }
 
@@ -211,8 +317,8 @@ mod tests {
             vec![rule(&[], PathMatcher::prefix("/admin/").unwrap(), "admin")],
             Some("basic".into()),
         );
-        assert_eq!(table.required_scope("PUT", "/admin/x"), Some("admin"));
-        assert_eq!(table.required_scope("GET", "/adminx"), Some("basic"));
+        assert_eq!(scope_of(&table, "PUT", "/admin/x"), Some("admin"));
+        assert_eq!(scope_of(&table, "GET", "/adminx"), Some("basic"));
     }
 
     #[test]
@@ -233,11 +339,11 @@ mod tests {
             None,
         );
         assert_eq!(
-            table.required_scope("GET", "/v1/jobs/special"),
+            scope_of(&table, "GET", "/v1/jobs/special"),
             Some("special")
         );
         assert_eq!(
-            table.required_scope("GET", "/v1/jobs/other"),
+            scope_of(&table, "GET", "/v1/jobs/other"),
             Some("check_status")
         );
     }
@@ -251,8 +357,78 @@ mod tests {
             "/v1/x{id}",
             "/v1?x",
             "/v 1",
+            "/v1/jobs;x",
+            "/v1/jobs%3Bx",
         ] {
             assert!(PathMatcher::template(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn path_variants_need_the_scope_of_the_path_they_stand_for() {
+        let table = shipped_table();
+        let cases = [
+            ("POST", "/v1/jobs;x", "submit_job"),
+            ("POST", "/v1/jobs;jsessionid=1", "submit_job"),
+            ("POST", "/v1/jobs;", "submit_job"),
+            ("POST", "/v1/jobs%3Bx", "submit_job"),
+            ("POST", "/v1/jobs%3bx?y=1", "submit_job"),
+            ("POST", "/V1/JOBS", "submit_job"),
+            ("post", "/v1/Jobs/", "submit_job"),
+            ("POST", "/v1;x/jobs;y", "submit_job"),
+            ("GET", "/v1/JOBS/123", "check_status"),
+            ("GET", "/v1/jobs/123;x", "check_status"),
+            ("GET", "/v1/jobs;a/123", "check_status"),
+            ("GET", "/v1/jobs/123%3Bx", "check_status"),
+            ("GET", "/V1/Models;x", "list_models"),
+        ];
+        for (method, path, scope) in cases {
+            assert_eq!(needs(&table, method, path), Some(vec![scope]), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn both_readings_count_when_they_match_different_rules() {
+        let table = RouteTable::new(
+            vec![
+                RouteRule {
+                    methods: vec![],
+                    path: PathMatcher::exact("/v1/a").unwrap(),
+                    scope: None,
+                },
+                rule(&[], PathMatcher::template("/v1/{x}").unwrap(), "secret"),
+            ],
+            None,
+        );
+        // As sent it is the template's (`a;b` is one segment); stripped it is `/v1/a`.
+        assert_eq!(needs(&table, "GET", "/v1/a;b"), Some(vec!["secret"]));
+        assert_eq!(needs(&table, "GET", "/v1/a"), Some(vec![]));
+    }
+
+    #[test]
+    fn case_sensitive_paths_and_deny_unmatched_are_options() {
+        let sensitive = shipped_table().with_options(true, false);
+        assert_eq!(needs(&sensitive, "POST", "/V1/JOBS"), Some(vec![]));
+        assert_eq!(needs(&sensitive, "POST", "/v1/jobs;x"), Some(vec!["submit_job"]));
+        let strict = shipped_table().with_options(false, true);
+        assert_eq!(needs(&strict, "GET", "/v1/other"), None);
+        assert_eq!(needs(&strict, "DELETE", "/v1/jobs/1"), None);
+        assert_eq!(needs(&strict, "GET", "/v1/models"), Some(vec!["list_models"]));
+        // Either reading without a rule is enough to refuse.
+        let templated = RouteTable::new(
+            vec![rule(&[], PathMatcher::template("/v1/{x}").unwrap(), "s")],
+            None,
+        )
+        .with_options(false, true);
+        assert_eq!(needs(&templated, "GET", "/v1/a;b/c"), None);
+    }
+
+    #[test]
+    fn parameters_are_removed_per_segment() {
+        assert_eq!(without_parameters("/v1/jobs"), "/v1/jobs");
+        assert!(matches!(without_parameters("/v1/jobs"), Cow::Borrowed(_)));
+        assert_eq!(without_parameters("/a;x/b;y=1;z/c"), "/a/b/c");
+        assert_eq!(without_parameters("/a%3Bx/b%3b"), "/a/b");
+        assert_eq!(without_parameters(";"), "");
     }
 }

@@ -1,4 +1,4 @@
-//! `PathMatcher::{exact,prefix,template}`, `matches` and `RouteTable::required_scope`.
+//! `PathMatcher::{exact,prefix,template}`, `matches` and `RouteTable::access`.
 //!
 //! Input: one line each. `E <path>`, `P <path>`, `T <path>` add an exact, prefix or template
 //! rule (optionally `E GET,POST <path>` to restrict methods); `> <METHOD> <path>` is a request.
@@ -81,12 +81,22 @@ fuzz_target!(|data: &[u8]| {
         let exact_and_templates: Vec<RouteRule> =
             rules.iter().filter(|(p, _)| !p).map(|(_, r)| r.clone()).collect();
         let table = RouteTable::new(exact_and_templates, Some("default".into()));
-        let scope = table.required_scope(method, path);
-        assert_eq!(scope, table.required_scope(method, &slashed));
-        assert_eq!(scope, table.required_scope(method, &format!("{slashed}?x=/&y#z")));
-        assert_eq!(scope, table.required_scope(&method.to_ascii_lowercase(), path));
+        let scope = table.access(method, path);
+        assert_eq!(scope, table.access(method, &slashed));
+        assert_eq!(scope, table.access(method, &format!("{slashed}?x=/&y#z")));
+        assert_eq!(scope, table.access(&method.to_ascii_lowercase(), path));
+        assert_eq!(scope, table.access(method, &path.to_ascii_uppercase()));
+        // A `;parameter` never takes a scope away: what the stripped path needs is still
+        // needed.
+        if let keygate::routes::Access::Scopes(plain) = table.access(method, path) {
+            if let keygate::routes::Access::Scopes(with) = table.access(method, &format!("{path};x")) {
+                for needed in plain.into_iter().flatten() {
+                    assert!(with.contains(&Some(needed)), "{path};x lost {needed}");
+                }
+            }
+        }
         // The full table (prefixes included) answers too, first match first.
         let all = RouteTable::new(rules.iter().map(|(_, r)| r.clone()).collect(), None);
-        let _ = all.required_scope(method, path);
+        let _ = all.access(method, path);
     }
 });
