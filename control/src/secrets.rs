@@ -1,7 +1,7 @@
-//! Secrets and identifiers from the OS CSPRNG, and the one-way hash that is all we store.
+//! Secrets and identifiers from the OS CSPRNG. The one-way hash that is all we store is the
+//! filter's own, `keygate::keys::hash_key`.
 
 use crate::plans::Environment;
-use sha2::{Digest, Sha256};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -39,12 +39,6 @@ pub fn generate_secret(environment: Environment) -> Result<String, getrandom::Er
 /// A new public key id such as `key_` followed by 16 base62 characters.
 pub fn generate_key_id() -> Result<String, getrandom::Error> {
     Ok(format!("key_{}", random_base62(ID_RANDOM_LEN)?))
-}
-
-/// SHA-256 of the whole secret string, lowercase hex; what the filter matches on.
-pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The last four characters of a secret, shown so people can tell their keys apart.
@@ -94,11 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn hash_is_sha256_lowercase_hex() {
-        assert_eq!(
-            hash_secret("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+    fn last_four() {
         assert_eq!(last4("pk_live_abcdWXYZ"), "WXYZ");
         assert_eq!(last4("ab"), "ab");
     }

@@ -48,7 +48,8 @@ pub fn resolve_tokens(
     Ok(tokens)
 }
 
-/// The comma-separated scope list, trimmed; at least one, each a plain identifier.
+/// The comma-separated scope list, trimmed; at least one, each a scope name as the filter
+/// reads them (`keygate::contract::fields::scope`).
 pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
     let mut scopes: Vec<String> = Vec::new();
     for scope in list
@@ -56,11 +57,9 @@ pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
         .map(str::trim)
         .filter(|scope| !scope.is_empty())
     {
-        let plain = scope
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
-        if !plain {
-            return Err(format!("KEYGATE_SCOPES: invalid scope {scope:?}"));
+        // The filter's own rule for a scope name, so no configured scope is one it refuses.
+        if let Err(error) = keygate::contract::fields::scope("KEYGATE_SCOPES", scope) {
+            return Err(error.to_string());
         }
         if !scopes.iter().any(|known| known == scope) {
             scopes.push(scope.to_string());

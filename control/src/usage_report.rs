@@ -4,8 +4,6 @@
 use crate::clock;
 use crate::validate::FieldError;
 use chrono::{DateTime, Duration, Timelike, Utc};
-use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// Reports one body may carry.
 pub const MAX_REPORTS: usize = 10_000;
@@ -17,25 +15,9 @@ pub const MAX_COUNT: u64 = 1_000_000_000_000;
 /// How `allowed` is stored beside the denial codes; reserved, so not a denial code.
 pub const ALLOWED_CODE: &str = "ALLOWED";
 
-/// Body of `POST /v1/usage`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsageRequest {
-    pub proxy_id: String,
-    pub batch_id: String,
-    pub reports: Vec<RawReport>,
-}
-
-/// One key's counts for one hour, as sent.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawReport {
-    pub key_id: String,
-    pub hour: String,
-    pub allowed: u64,
-    #[serde(default)]
-    pub denied: BTreeMap<String, u64>,
-}
+/// Body of `POST /v1/usage`: the filter's own message type, read tolerantly (unknown fields
+/// are ignored so a filter newer than this service never has its usage refused).
+pub use keygate::contract::usage::{UsagePost as UsageRequest, UsageReport as RawReport};
 
 /// A validated batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,41 +1,22 @@
 //! Admin request bodies as sent, and their validation into settings the store can keep.
 //! Every error names the field it is about, e.g. `allowed_ips[1]: invalid IP or CIDR "x"`.
 
+//!
+//! The rules about what a key may hold (lengths, characters, scopes, allowlists, limits) are the
+//! filter's own, from `keygate::contract::fields`: the control service refuses exactly what the
+//! filter would refuse, plus what only matters for people reading listings (invisible
+//! formatting characters in names and teams, duplicate networks).
+
 use crate::clock;
 use crate::plans::{Environment, LimitOverrides, Plan};
 use chrono::{DateTime, Utc};
+use keygate::contract::fields::{self, Duplicates};
 use serde::{Deserialize, Deserializer};
-use std::fmt;
-use std::net::IpAddr;
 
-const MAX_NAME_CHARS: usize = 128;
-const MAX_TEAM_CHARS: usize = 128;
-/// SQLite integers are signed 64-bit.
-const MAX_LIMIT: u64 = i64::MAX as u64;
+pub use keygate::contract::FieldError;
+
 /// Rotation grace is capped at 30 days.
 pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 60 * 60;
-
-/// A field that failed validation and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
 
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Deserialize)]
@@ -168,6 +149,7 @@ impl Rules<'_> {
     }
 
     fn scopes(&self, scopes: Vec<String>) -> Result<Vec<String>, FieldError> {
+        fields::scopes("scopes", &scopes)?;
         for (index, scope) in scopes.iter().enumerate() {
             let field = format!("scopes[{index}]");
             if !self.allowed_scopes.contains(scope) {
@@ -214,23 +196,13 @@ fn name(name: String) -> Result<String, FieldError> {
     if name.trim().is_empty() {
         return Err(FieldError::new("name", "must not be empty"));
     }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(FieldError::new(
-            "name",
-            format!("must be at most {MAX_NAME_CHARS} characters"),
-        ));
-    }
-    printable("name", name)
+    fields::display_label("name", &name)?;
+    Ok(name)
 }
 
 fn team(team: String) -> Result<String, FieldError> {
-    if team.chars().count() > MAX_TEAM_CHARS {
-        return Err(FieldError::new(
-            "team",
-            format!("must be at most {MAX_TEAM_CHARS} characters"),
-        ));
-    }
-    printable("team", team)
+    fields::display_label("team", &team)?;
+    Ok(team)
 }
 
 /// Names end up in logs and terminals (the CLI's tables), where a NUL, newline or escape
@@ -245,36 +217,16 @@ pub fn printable(field: &str, text: String) -> Result<String, FieldError> {
     Ok(text)
 }
 
+/// The allowlist as the filter will match it: canonical networks (`10.0.0.1/8` is stored as
+/// `10.0.0.0/8`, `::ffff:10.0.0.1` as `10.0.0.1/32`), none twice.
 fn allowed_ips(entries: Vec<String>) -> Result<Vec<String>, FieldError> {
-    for (index, entry) in entries.iter().enumerate() {
-        let parses = entry.parse::<ipnet::IpNet>().is_ok() || entry.parse::<IpAddr>().is_ok();
-        if !parses {
-            return Err(FieldError::new(
-                format!("allowed_ips[{index}]"),
-                format!("invalid IP or CIDR {entry:?}"),
-            ));
-        }
-    }
-    Ok(entries)
+    let nets = fields::allowlist("allowed_ips", &entries, Duplicates::Refuse)?;
+    Ok(nets.iter().map(ToString::to_string).collect())
 }
 
 fn limits(overrides: LimitOverrides) -> Result<LimitOverrides, FieldError> {
     for (field, value) in overrides.fields() {
-        match value {
-            Some(0) => {
-                return Err(FieldError::new(
-                    format!("limits.{field}"),
-                    "must be a positive integer or null",
-                ))
-            }
-            Some(value) if value > MAX_LIMIT => {
-                return Err(FieldError::new(
-                    format!("limits.{field}"),
-                    format!("must be at most {MAX_LIMIT}"),
-                ))
-            }
-            _ => {}
-        }
+        fields::limit(&format!("limits.{field}"), value)?;
     }
     Ok(overrides)
 }
@@ -325,8 +277,8 @@ mod tests {
             (r#"{"name":""}"#, "name: must not be empty"),
             (r#"{"name":"   "}"#, "name: must not be empty"),
             (
-                &format!(r#"{{"name":"{}"}}"#, "x".repeat(129)),
-                "name: must be at most",
+                &format!(r#"{{"name":"{}"}}"#, "🔑".repeat(129)),
+                "name: must be at most 128 characters",
             ),
             (
                 &format!(r#"{{"name":"a","team":"{}"}}"#, "t".repeat(129)),
@@ -380,11 +332,50 @@ mod tests {
     }
 
     #[test]
-    fn accepts_v4_v6_addresses_and_networks() {
-        let settings =
-            create(r#"{"name":"a","allowed_ips":["10.0.0.1","10.0.0.0/8","::1","2001:db8::/32"]}"#)
-                .unwrap();
-        assert_eq!(settings.allowed_ips.len(), 4);
+    fn accepts_v4_v6_addresses_and_networks_in_canonical_form() {
+        let settings = create(
+            r#"{"name":"a","allowed_ips":["10.0.0.1","10.9.0.1/16","::1","2001:db8::1/32","::ffff:127.0.0.1"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.allowed_ips,
+            [
+                "10.0.0.1/32",
+                "10.9.0.0/16",
+                "::1/128",
+                "2001:db8::/32",
+                "127.0.0.1/32"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_unicode_names_are_fine_and_invisible_formatting_is_not() {
+        let name = "🔑".repeat(128);
+        assert_eq!(
+            create(&format!(r#"{{"name":"{name}"}}"#)).unwrap().name,
+            name
+        );
+        let team = "東".repeat(90);
+        assert!(create(&format!(r#"{{"name":"a","team":"{team}"}}"#)).is_ok());
+        for (json, expected) in [
+            (
+                r#"{"name":"admin\u202Etxt"}"#,
+                "name: must not contain invisible",
+            ),
+            (
+                r#"{"name":"a","team":"ops\u200B"}"#,
+                "team: must not contain invisible",
+            ),
+            (r#"{"name":"a\u2066b"}"#, "name: must not contain invisible"),
+            (
+                r#"{"name":"a","allowed_ips":["10.0.0.1/8","10.0.0.0/8"]}"#,
+                "allowed_ips[1]: \"10.0.0.0/8\" is the same network",
+            ),
+        ] {
+            let message = field_of(json);
+            assert!(message.starts_with(expected), "{json} gave {message}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::secrets;
 use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, StoredKey};
 use crate::store::quota::current_mark;
-use crate::validate::{KeyChanges, KeySettings};
+use crate::validate::{FieldError, KeyChanges, KeySettings};
 use chrono::{DateTime, Utc};
 use std::fmt;
 
@@ -23,6 +23,8 @@ pub enum LifecycleError {
     Deleted,
     Database(rusqlite::Error),
     Random(getrandom::Error),
+    /// The key as it would be served is one the filter would refuse.
+    Invalid(FieldError),
 }
 
 impl fmt::Display for LifecycleError {
@@ -32,6 +34,7 @@ impl fmt::Display for LifecycleError {
             LifecycleError::Deleted => write!(f, "the key was deleted"),
             LifecycleError::Database(error) => write!(f, "database: {error}"),
             LifecycleError::Random(error) => write!(f, "OS random number generator: {error}"),
+            LifecycleError::Invalid(error) => write!(f, "{error}"),
         }
     }
 }
@@ -48,6 +51,16 @@ impl From<getrandom::Error> for LifecycleError {
     }
 }
 
+/// Checks the key as the snapshot will serve it with the filter's own record validation, so a
+/// key the admin API stores is never one the filter refuses (`keygate::contract::record`).
+/// Field names are the admin API's (`name`, `allowed_ips[1]`).
+fn served_record_is_valid(key: &StoredKey, now: DateTime<Utc>) -> Result<(), LifecycleError> {
+    let record = crate::api::views::key_record(key.clone(), now);
+    keygate::contract::record::validate_record(&record, 0)
+        .map(|_| ())
+        .map_err(LifecycleError::Invalid)
+}
+
 /// A new key row for `settings` with a new secret; not yet stored.
 pub fn mint(
     settings: &KeySettings,
@@ -59,7 +72,7 @@ pub fn mint(
     let key = StoredKey {
         seq: 0,
         id: secrets::generate_key_id()?,
-        hash: secrets::hash_secret(&secret),
+        hash: keygate::keys::hash_key(&secret),
         prefix: settings.environment.secret_prefix().to_string(),
         last4: secrets::last4(&secret),
         name: settings.name.clone(),
@@ -87,6 +100,7 @@ pub fn create(
     now: DateTime<Utc>,
 ) -> Result<MintedKey, LifecycleError> {
     let mut minted = mint(settings, now, None)?;
+    served_record_is_valid(&minted.key, now)?;
     store.write(|tx| {
         minted.key.updated_version = bump_version(tx)?;
         minted.key.seq = keys::insert(tx, &minted.key)?;
@@ -122,6 +136,7 @@ pub fn update(
             return Ok(key);
         }
         apply(&mut key, changes);
+        served_record_is_valid(&key, now)?;
         key.quota_exceeded_until = current_mark(tx, &key, now)?;
         key.updated_at = clock::format(now);
         key.updated_version = bump_version(tx)?;
@@ -192,6 +207,7 @@ pub fn rotate(
         if !keeps_earlier_expiry {
             old.expires_at = Some(clock::format(grace_end));
         }
+        served_record_is_valid(&minted.key, now)?;
         let version = bump_version(tx)?;
         old.updated_at = clock::format(now);
         old.updated_version = version;
@@ -311,5 +327,99 @@ mod tests {
             Some(soon)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Whatever the admin API accepts, the filter accepts: bodies built from awkward pieces
+    /// (long Unicode, invisible formatting, control characters, odd networks, extreme limits)
+    /// go through the API's validation; every one it accepts is minted and served as a
+    /// snapshot record, and the filter's own validation must take it.
+    #[test]
+    fn anything_the_admin_api_accepts_the_filter_accepts() {
+        use crate::validate::{CreateKeyRequest, Rules};
+        // Each pool: (values the API should take, values it should refuse).
+        let texts: (&[&str], &[&str]) = (
+            &["ci", "🔑", "東", "é", "a b", "x", "😀😀"],
+            &[
+                "\u{202E}",
+                "\u{200B}",
+                "\u{0}",
+                "\u{1b}[2J",
+                "\u{7f}",
+                "\u{FEFF}",
+            ],
+        );
+        let ips: (&[&str], &[&str]) = (
+            &[
+                "10.0.0.1",
+                "10.0.0.1/8",
+                "::ffff:127.0.0.1",
+                "::ffff:10.0.0.0/104",
+                "::1",
+                "2001:db8::1/32",
+                "0.0.0.0/0",
+                "::/0",
+                "::ffff:0:0/95",
+            ],
+            &["10.0.0.0/33", "nope"],
+        );
+        let limits: (&[&str], &[&str]) = (
+            &["null", "1", "9223372036854775807"],
+            &["0", "9223372036854775808"],
+        );
+        let scopes = ["submit_job", "check_status", "list_models"];
+        let allowed: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let now = clock::now();
+        let rules = Rules {
+            allowed_scopes: &allowed,
+            now,
+        };
+        // A fixed xorshift sequence: the same cases every run.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        let mut pick = |(good, bad): (&[&'static str], &[&'static str])| -> &'static str {
+            if next(10) == 0 {
+                bad[next(bad.len())]
+            } else {
+                good[next(good.len())]
+            }
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for round in 0..3_000usize {
+            let repeat = [1, 2, 64, 127, 128, 129][round % 6];
+            let name = pick(texts).repeat(repeat) + pick(texts);
+            let team = pick(texts).repeat([0, 1, 90, 128, 200][round % 5]);
+            let ip_list: Vec<&str> = (0..round % 4).map(|_| pick(ips)).collect();
+            let scope_list: Vec<&str> = (0..round % 3).map(|i| scopes[(round + i) % 3]).collect();
+            let limit = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+            let body = serde_json::json!({
+                "name": name,
+                "team": team,
+                "allowed_ips": ip_list,
+                "scopes": scope_list,
+                "limits": {"per_minute": limit(pick(limits)), "concurrent": limit(pick(limits))},
+            });
+            let settings = serde_json::from_value::<CreateKeyRequest>(body.clone())
+                .ok()
+                .and_then(|request| rules.create(request).ok());
+            let Some(settings) = settings else {
+                refused += 1;
+                continue;
+            };
+            accepted += 1;
+            let minted = mint(&settings, now, None).unwrap();
+            let record = crate::api::views::key_record(minted.key, now);
+            if let Err(error) = keygate::contract::record::validate_record(&record, 1) {
+                panic!("the API accepted {body} but the filter refuses it: {error}");
+            }
+        }
+        assert!(
+            accepted > 300 && refused > 300,
+            "{accepted} accepted, {refused} refused"
+        );
     }
 }
