@@ -3,10 +3,18 @@
 import json
 import os
 import subprocess
+import sys
+import time
+from types import SimpleNamespace
 
-from conftest import ADMIN_TOKEN, control_binary
+import pytest
+import requests
+
+from conftest import (ADMIN_TOKEN, REPO_ROOT, START_DEADLINE_SECONDS, STOP_DEADLINE_SECONDS, control_binary,
+                      free_port)
 
 RUN_DEADLINE_SECONDS = 20
+NOT_KEYGATE = "did not answer like a Keygate control service"
 
 
 def cli(service, *args, token=ADMIN_TOKEN):
@@ -65,3 +73,48 @@ def test_api_errors_print_the_message_and_fail(service):
     assert result.returncode != 0 and "UNAUTHORIZED" in result.stderr
     result = cli(service, "list", token=None)
     assert result.returncode != 0 and "KEYGATE_ADMIN_TOKEN" in result.stderr
+
+
+@pytest.fixture
+def impostor():
+    """The demo upstream on a free loopback port: answers any request with 200 and a JSON echo
+    of it, so it looks like a service but is not Keygate."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo_upstream.py"), "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_DEADLINE_SECONDS
+        while True:
+            assert process.poll() is None, "demo upstream exited early"
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, f"demo upstream not up within {START_DEADLINE_SECONDS}s"
+            time.sleep(0.05)
+        yield SimpleNamespace(url=url)
+    finally:
+        process.terminate()
+        process.wait(timeout=STOP_DEADLINE_SECONDS)
+
+
+@pytest.mark.parametrize("args, request_line", [
+    (["create", "--name", "k"], "POST /v1/keys → 200 application/json"),
+    (["--json", "create", "--name", "k"], "POST /v1/keys → 200 application/json"),
+    (["list", "--team", "a"], "GET /v1/keys → 200 application/json"),
+    (["show", "key_abc"], "GET /v1/keys/key_abc → 200 application/json"),
+    (["rotate", "key_abc"], "POST /v1/keys/key_abc/rotate → 200 application/json"),
+    (["revoke", "key_abc"], "PATCH /v1/keys/key_abc → 200 application/json"),
+    (["delete", "key_abc"], "DELETE /v1/keys/key_abc → 200 application/json"),
+    (["usage", "key_abc"], "GET /v1/keys/key_abc/usage → 200 application/json"),
+], ids=["create", "create-json", "list", "show", "rotate", "revoke", "delete", "usage"])
+def test_a_server_that_is_not_keygate_is_refused(impostor, args, request_line):
+    result = cli(impostor, *args)
+    assert result.returncode != 0, result.stdout
+    assert result.stdout == ""
+    assert f"{impostor.url} {NOT_KEYGATE} ({request_line}" in result.stderr, result.stderr
+    assert "?" not in result.stderr and ADMIN_TOKEN not in result.stderr, result.stderr

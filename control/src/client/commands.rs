@@ -1,8 +1,10 @@
 //! One function per `keys` subcommand: build the request, call the API, print the result.
 
 use crate::cli::{CreateArgs, KeysArgs, KeysCommand, LimitArgs, ListArgs, UpdateArgs, UsageArgs};
+use crate::client::answers::{Deleted, Key, KeyPage, NewKey, UsageReport};
 use crate::client::http::AdminClient;
 use crate::client::table::{key_details, key_table, usage_table};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 const SECRET_WARNING: &str =
@@ -17,42 +19,46 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
     let json = args.json;
     match args.command {
         KeysCommand::Create(create) => {
-            let key = client.post("/v1/keys", &create_body(create))?;
-            print_minted(&key, json, "Created");
+            let minted: NewKey = client.post("/v1/keys", &create_body(create))?;
+            print_minted(&minted, json, "Created")?;
         }
         KeysCommand::List(list) => {
-            let page = client.get("/v1/keys", &list_query(list))?;
-            print_list(&page, json);
+            let page: KeyPage = client.get("/v1/keys", &list_query(list))?;
+            print_list(&page, json)?;
         }
-        KeysCommand::Show { id } => print_key(&client.get(&key_path(&id), &[])?, json),
+        KeysCommand::Show { id } => {
+            let key: Key = client.get(&key_path(&id), &[])?;
+            print_key(&key, json)?;
+        }
         KeysCommand::Update(update) => {
             let path = key_path(&update.id);
             let current_limits = if has_limits(&update.limits) {
-                client.get(&path, &[])?["limits"].clone()
+                let current: Key = client.get(&path, &[])?;
+                to_json(&current.limits)?
             } else {
                 Value::Null
             };
-            let key = client.patch(&path, &update_body(update, current_limits))?;
-            print_key(&key, json);
+            let key: Key = client.patch(&path, &update_body(update, current_limits))?;
+            print_key(&key, json)?;
         }
         KeysCommand::Revoke { id } => {
-            let key = client.patch(&key_path(&id), &json!({ "active": false }))?;
+            let key: Key = client.patch(&key_path(&id), &json!({ "active": false }))?;
             if json {
-                print_key(&key, true);
+                print_key(&key, true)?;
             } else {
                 println!("Revoked {id}: it stays listed but no longer authenticates.");
             }
         }
         KeysCommand::Rotate { id, grace_seconds } => {
             let body = json!({ "grace_seconds": grace_seconds });
-            let key = client.post(&format!("{}/rotate", key_path(&id)), &body)?;
-            print_minted(&key, json, "Rotated");
+            let minted: NewKey = client.post(&format!("{}/rotate", key_path(&id)), &body)?;
+            print_minted(&minted, json, "Rotated")?;
             if !json {
                 println!("The old key {id} keeps working for {grace_seconds} s.");
             }
         }
         KeysCommand::Delete { id } => {
-            client.delete(&key_path(&id))?;
+            let Deleted = client.delete(&key_path(&id))?;
             if json {
                 println!("{}", json!({ "id": id, "deleted": true }));
             } else {
@@ -61,9 +67,9 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
         }
         KeysCommand::Usage(usage) => {
             let path = format!("{}/usage", key_path(&usage.id));
-            let report = client.get(&path, &usage_query(usage))?;
+            let report: UsageReport = client.get(&path, &usage_query(usage))?;
             if json {
-                print_json(&report);
+                print_json(&report)?;
             } else {
                 println!("{}", usage_table(&report));
             }
@@ -170,48 +176,57 @@ fn usage_query(args: UsageArgs) -> Vec<(&'static str, String)> {
     .collect()
 }
 
-fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+/// An answer as JSON, as the service sent it for the fields this version knows (keys sorted).
+fn to_json(answer: &impl Serialize) -> Result<Value, String> {
+    serde_json::to_value(answer)
+        .map_err(|error| format!("cannot print the answer as JSON: {error}"))
 }
 
-fn print_key(key: &Value, json: bool) {
+fn print_json(answer: &impl Serialize) -> Result<(), String> {
+    let value = to_json(answer)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+    );
+    Ok(())
+}
+
+fn print_key(key: &Key, json: bool) -> Result<(), String> {
     if json {
-        print_json(key);
+        print_json(key)?;
     } else {
         println!("{}", key_details(key));
     }
+    Ok(())
 }
 
-fn print_minted(key: &Value, json: bool, verb: &str) {
+fn print_minted(minted: &NewKey, json: bool, verb: &str) -> Result<(), String> {
     if json {
-        print_json(key);
+        print_json(&minted.key)?;
         eprintln!("{SECRET_WARNING}");
-        return;
+        return Ok(());
     }
-    println!("{verb} key {}.", key["id"].as_str().unwrap_or("?"));
-    println!("{}", key_details(key));
+    println!("{verb} key {}.", minted.key.id);
+    println!("{}", key_details(&minted.key));
     println!();
-    println!("Secret: {}", key["key"].as_str().unwrap_or("?"));
+    println!("Secret: {}", minted.secret);
     println!("{SECRET_WARNING}");
+    Ok(())
 }
 
-fn print_list(page: &Value, json: bool) {
+fn print_list(page: &KeyPage, json: bool) -> Result<(), String> {
     if json {
-        print_json(page);
-        return;
+        return print_json(page);
     }
-    let keys = page["keys"].as_array().cloned().unwrap_or_default();
-    if keys.is_empty() {
+    if page.keys.is_empty() {
         println!("No keys.");
     } else {
-        println!("{}", key_table(&keys));
+        println!("{}", key_table(&page.keys));
     }
-    if let Some(cursor) = page["next_cursor"].as_str() {
+    if let Some(cursor) = &page.next_cursor {
         println!("More keys follow: --cursor {cursor}");
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
-//! A small blocking client for the admin API; API errors come back as their message.
+//! A small blocking client for the admin API. Every answer is checked to be Keygate's
+//! (`answers::read`); the service's error answers come back as their message.
 
+use crate::client::answers::{self, Answer, Call, Reply, MAX_ANSWER_BYTES};
 use serde_json::Value;
+use std::io::Read;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,27 +23,27 @@ impl AdminClient {
         }
     }
 
-    pub fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, String> {
+    pub fn get<T: Reply>(&self, path: &str, query: &[(&str, String)]) -> Result<T, String> {
         let mut request = self.request("GET", path);
         for (name, value) in query {
             request = request.query(name, value);
         }
-        read_json(request.call())
+        read(self.call("GET", path), request.call())
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
-        read_json(self.request("POST", path).send_json(body))
+    pub fn post<T: Reply>(&self, path: &str, body: &Value) -> Result<T, String> {
+        let result = self.request("POST", path).send_json(body);
+        read(self.call("POST", path), result)
     }
 
-    pub fn patch(&self, path: &str, body: &Value) -> Result<Value, String> {
-        read_json(self.request("PATCH", path).send_json(body))
+    pub fn patch<T: Reply>(&self, path: &str, body: &Value) -> Result<T, String> {
+        let result = self.request("PATCH", path).send_json(body);
+        read(self.call("PATCH", path), result)
     }
 
-    pub fn delete(&self, path: &str) -> Result<(), String> {
-        self.request("DELETE", path)
-            .call()
-            .map(|_| ())
-            .map_err(describe_error)
+    pub fn delete<T: Reply>(&self, path: &str) -> Result<T, String> {
+        let result = self.request("DELETE", path).call();
+        read(self.call("DELETE", path), result)
     }
 
     fn request(&self, method: &str, path: &str) -> ureq::Request {
@@ -48,28 +51,40 @@ impl AdminClient {
             .request(method, &format!("{}{path}", self.base_url))
             .set("Authorization", &format!("Bearer {}", self.token))
     }
-}
 
-fn read_json(result: Result<ureq::Response, ureq::Error>) -> Result<Value, String> {
-    let response = result.map_err(describe_error)?;
-    response
-        .into_json()
-        .map_err(|error| format!("unreadable response: {error}"))
-}
-
-/// `name: must not be empty (VALIDATION_ERROR, HTTP 400)`, or why the service was unreachable.
-fn describe_error(error: ureq::Error) -> String {
-    match error {
-        ureq::Error::Status(status, response) => {
-            let body: Value = response.into_json().unwrap_or(Value::Null);
-            let message = body["error"]["message"]
-                .as_str()
-                .unwrap_or("no error message");
-            let code = body["error"]["code"].as_str().unwrap_or("UNKNOWN");
-            format!("{message} ({code}, HTTP {status})")
-        }
-        ureq::Error::Transport(transport) => {
-            format!("cannot reach the control service: {transport}")
+    fn call<'a>(&'a self, method: &'a str, path: &'a str) -> Call<'a> {
+        Call {
+            base_url: &self.base_url,
+            method,
+            path,
         }
     }
+}
+
+fn read<T: Reply>(call: Call, result: Result<ureq::Response, ureq::Error>) -> Result<T, String> {
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(ureq::Error::Transport(transport)) => {
+            return Err(format!("cannot reach the control service: {transport}"))
+        }
+    };
+    let status = response.status();
+    let media_type = response.header("content-type").map(answers::media_type);
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_ANSWER_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|error| {
+            format!(
+                "cannot read the answer of {} to {} {}: {error}",
+                call.base_url, call.method, call.path
+            )
+        })?;
+    let answer = Answer {
+        status,
+        media_type,
+        body,
+    };
+    answers::read(call, &answer)
 }
