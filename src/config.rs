@@ -138,6 +138,7 @@ struct RawRateLimits {
     minute_window: String,
     hour_window: String,
     day_window: String,
+    in_flight_expiry: String,
 }
 
 impl Default for RawRateLimits {
@@ -148,6 +149,7 @@ impl Default for RawRateLimits {
             minute_window: "60s".into(),
             hour_window: "1h".into(),
             day_window: "24h".into(),
+            in_flight_expiry: "10m".into(),
         }
     }
 }
@@ -516,6 +518,11 @@ fn validate_rate_limits(raw: RawRateLimits) -> Result<RateLimitConfig, ConfigErr
                 Duration::from_secs(86_400),
             )?,
         ],
+        in_flight_expiry_ms: window(
+            "rate_limits.in_flight_expiry",
+            &raw.in_flight_expiry,
+            Duration::from_secs(86_400),
+        )?,
     };
     Ok(RateLimitConfig {
         headers: raw.headers,

@@ -65,10 +65,11 @@ pub fn owner_and_seed(digest: &Digest) -> (u64, u64) {
 /// The outcome of counting one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// Admitted and counted in `slot` (release it at the end when `in_flight` was taken).
+    /// Admitted and counted in `slot`. With a concurrency limit, `in_flight` is the in-flight
+    /// bucket the request holds a place in: give it back with `release` when the request ends.
     Admitted {
         slot: u64,
-        in_flight: bool,
+        in_flight: Option<u64>,
         usage: Usage,
     },
     Refused {
@@ -135,7 +136,7 @@ pub fn admit(
             Ok(()) => {
                 return Admission::Admitted {
                     slot: index,
-                    in_flight: limits.concurrent.is_some(),
+                    in_flight: limits.concurrent.map(|_| windows.in_flight_bucket(now_ms)),
                     usage,
                 }
             }
@@ -146,18 +147,26 @@ pub fn admit(
     Admission::Contended
 }
 
-/// Ends an in-flight request of `owner` counted in `slot`.
-pub fn release(host: &dyn Host, slot: u64, owner: u64) -> bool {
+/// Ends an in-flight request of `owner` that took a place in in-flight bucket `bucket` of
+/// `slot`. `false` when there is nothing to give back (the place expired, or the slot has
+/// another owner now).
+pub fn release(
+    host: &dyn Host,
+    slot: u64,
+    owner: u64,
+    bucket: u64,
+    windows: &Windows,
+    now_ms: u64,
+) -> bool {
     let key = slot_key(slot);
     for _ in 0..CAS_ATTEMPTS {
         let (bytes, cas) = host.get_shared(&key);
         let Some(mut state) = bytes.as_deref().and_then(SlotState::decode) else {
             return false;
         };
-        if state.owner != owner || state.in_flight == 0 {
+        if state.owner != owner || !state.release(windows, bucket, now_ms) {
             return false;
         }
-        state.in_flight -= 1;
         match host.set_shared(&key, &state.encode(), cas) {
             Ok(()) => return true,
             Err(WriteError::CasMismatch) => continue,
@@ -276,7 +285,7 @@ mod tests {
         let one_at_a_time = limits(None, Some(1));
         let Admission::Admitted {
             slot,
-            in_flight: true,
+            in_flight: Some(bucket),
             ..
         } = admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000)
         else {
@@ -289,11 +298,47 @@ mod tests {
                 ..
             }
         ));
-        assert!(release(&host, slot, 5));
-        assert!(!release(&host, slot, 5), "never below zero");
-        assert!(!release(&host, slot, 6), "only the owner's count");
+        assert!(release(&host, slot, 5, bucket, &windows, 1_000));
+        assert!(
+            !release(&host, slot, 5, bucket, &windows, 1_000),
+            "never below zero"
+        );
+        assert!(
+            !release(&host, slot, 6, bucket, &windows, 1_000),
+            "only the owner's count"
+        );
         assert!(matches!(
             admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
+            Admission::Admitted { .. }
+        ));
+    }
+
+    #[test]
+    fn a_lost_on_log_frees_the_place_after_the_expiry() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows {
+            in_flight_expiry_ms: 7_000,
+            ..Windows::default()
+        };
+        ensure_slots(&host, 4).unwrap();
+        let one_at_a_time = limits(None, Some(1));
+        // Admitted, and then the VM that would have released it is gone.
+        assert!(matches!(
+            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
+            Admission::Admitted {
+                in_flight: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 7_999),
+            Admission::Refused {
+                refusal: Refusal::Concurrency,
+                ..
+            }
+        ));
+        assert!(matches!(
+            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 9_001),
             Admission::Admitted { .. }
         ));
     }

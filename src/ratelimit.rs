@@ -9,6 +9,12 @@
 //! allows in one window. The price is that a request may be counted for up to one bucket longer
 //! than the window (2 s of a minute, 2 min of an hour, 1 h of a day); `Retry-After` tells the
 //! exact instant a request will pass again.
+//!
+//! In-flight requests (the concurrency limit) are counted per time bucket of their admission,
+//! in a ring of `IN_FLIGHT_BUCKETS` buckets spanning `Windows::in_flight_expiry_ms`. A request
+//! gives its place back when it ends; a place whose end is never seen (the worker VM died or
+//! was reloaded mid-request, and shared data outlives it) leaves the ring with its bucket, so a
+//! key is never locked out for longer than the expiry (plus one bucket).
 
 use crate::snapshot::Limits;
 
@@ -17,9 +23,11 @@ pub const WINDOW_NAMES: [&str; 3] = ["minute", "hour", "day"];
 /// Buckets per window: minute 30 × 2 s, hour 30 × 2 min, day 24 × 1 h.
 pub const BUCKETS: [usize; 3] = [30, 30, 24];
 const RING_LENS: [usize; 3] = [BUCKETS[0] + 1, BUCKETS[1] + 1, BUCKETS[2] + 1];
-const HEADER_LEN: usize = 8 + 4;
-/// Encoded size of a slot: owner, in-flight count, and per window the newest bucket index and
-/// its ring of counters.
+/// Buckets of the in-flight ring: a place is held between 7/7 and 8/7 of the expiry.
+pub const IN_FLIGHT_BUCKETS: usize = 8;
+const HEADER_LEN: usize = 8 + 8 + 4 * IN_FLIGHT_BUCKETS;
+/// Encoded size of a slot: owner, the in-flight ring (newest bucket index and its counters),
+/// and per window the newest bucket index and its ring of counters.
 pub const STATE_LEN: usize = HEADER_LEN + 3 * 8 + (RING_LENS[0] + RING_LENS[1] + RING_LENS[2]) * 4;
 
 /// Window lengths in milliseconds (configurable so tests can use short windows on the real
@@ -27,12 +35,15 @@ pub const STATE_LEN: usize = HEADER_LEN + 3 * 8 + (RING_LENS[0] + RING_LENS[1] +
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
     pub lengths_ms: [u64; 3],
+    /// How long an in-flight place is held at most when the request's end is never seen.
+    pub in_flight_expiry_ms: u64,
 }
 
 impl Default for Windows {
     fn default() -> Windows {
         Windows {
             lengths_ms: [60_000, 3_600_000, 86_400_000],
+            in_flight_expiry_ms: 600_000,
         }
     }
 }
@@ -44,6 +55,62 @@ impl Windows {
         self.lengths_ms[window]
             .div_ceil(BUCKETS[window] as u64)
             .max(1)
+    }
+
+    /// Width of an in-flight bucket: `IN_FLIGHT_BUCKETS - 1` of them cover the expiry.
+    fn in_flight_bucket_ms(&self) -> u64 {
+        self.in_flight_expiry_ms
+            .div_ceil(IN_FLIGHT_BUCKETS as u64 - 1)
+            .max(1)
+    }
+
+    /// The in-flight bucket a request admitted at `now_ms` is counted in.
+    pub fn in_flight_bucket(&self, now_ms: u64) -> u64 {
+        now_ms / self.in_flight_bucket_ms()
+    }
+}
+
+/// In-flight requests by the bucket they were admitted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct InFlight {
+    newest: u64,
+    counts: [u32; IN_FLIGHT_BUCKETS],
+}
+
+impl InFlight {
+    /// Moves forward to `bucket`, dropping places that are older than the ring.
+    fn advance(&mut self, bucket: u64) {
+        if bucket <= self.newest {
+            return;
+        }
+        let len = IN_FLIGHT_BUCKETS as u64;
+        for step in 1..=(bucket - self.newest).min(len) {
+            self.counts[((self.newest + step) % len) as usize] = 0;
+        }
+        self.newest = bucket;
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    fn add(&mut self, bucket: u64) {
+        let index = (bucket % IN_FLIGHT_BUCKETS as u64) as usize;
+        self.counts[index] = self.counts[index].saturating_add(1);
+    }
+
+    /// Gives back a place taken in `bucket`; `false` if it already expired (or was never
+    /// there).
+    fn remove(&mut self, bucket: u64) -> bool {
+        if bucket > self.newest || self.newest - bucket >= IN_FLIGHT_BUCKETS as u64 {
+            return false;
+        }
+        let index = (bucket % IN_FLIGHT_BUCKETS as u64) as usize;
+        if self.counts[index] == 0 {
+            return false;
+        }
+        self.counts[index] -= 1;
+        true
     }
 }
 
@@ -124,7 +191,7 @@ impl Ring {
 pub struct SlotState {
     /// First 8 bytes of the key's hash; 0 for a free slot.
     pub owner: u64,
-    pub in_flight: u32,
+    in_flight: InFlight,
     rings: [Ring; 3],
 }
 
@@ -132,7 +199,7 @@ impl SlotState {
     pub fn empty(owner: u64) -> SlotState {
         SlotState {
             owner,
-            in_flight: 0,
+            in_flight: InFlight::default(),
             rings: [Ring::new(0), Ring::new(1), Ring::new(2)],
         }
     }
@@ -140,7 +207,10 @@ impl SlotState {
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(STATE_LEN);
         bytes.extend_from_slice(&self.owner.to_le_bytes());
-        bytes.extend_from_slice(&self.in_flight.to_le_bytes());
+        bytes.extend_from_slice(&self.in_flight.newest.to_le_bytes());
+        for count in &self.in_flight.counts {
+            bytes.extend_from_slice(&count.to_le_bytes());
+        }
         for ring in &self.rings {
             bytes.extend_from_slice(&ring.newest.to_le_bytes());
             for count in &ring.counts {
@@ -168,7 +238,10 @@ impl SlotState {
                 .map(u32::from_le_bytes)
         };
         let mut state = SlotState::empty(u64_at(0)?);
-        state.in_flight = u32_at(8)?;
+        state.in_flight.newest = u64_at(8)?;
+        for (i, count) in state.in_flight.counts.iter_mut().enumerate() {
+            *count = u32_at(16 + 4 * i)?;
+        }
         let mut at = HEADER_LEN;
         for (window, ring) in state.rings.iter_mut().enumerate() {
             ring.newest = u64_at(at)?;
@@ -183,15 +256,27 @@ impl SlotState {
 
     /// Whether nothing of this slot's owner is still counted at `now_ms` (free to reuse).
     pub fn idle(&self, windows: &Windows, now_ms: u64) -> bool {
-        if self.in_flight > 0 {
-            return false;
-        }
         let mut advanced = self.clone();
         advanced.advance(windows, now_ms);
-        advanced.rings.iter().all(|ring| ring.total() == 0)
+        advanced.in_flight.total() == 0 && advanced.rings.iter().all(|ring| ring.total() == 0)
+    }
+
+    /// Requests of this key in flight at `now_ms` (places not yet expired).
+    pub fn in_flight(&self, windows: &Windows, now_ms: u64) -> u64 {
+        let mut ring = self.in_flight;
+        ring.advance(windows.in_flight_bucket(now_ms));
+        ring.total()
+    }
+
+    /// Gives back a place taken in in-flight bucket `bucket` (see `Windows::in_flight_bucket`);
+    /// `false` if it had already expired.
+    pub fn release(&mut self, windows: &Windows, bucket: u64, now_ms: u64) -> bool {
+        self.in_flight.advance(windows.in_flight_bucket(now_ms));
+        self.in_flight.remove(bucket)
     }
 
     fn advance(&mut self, windows: &Windows, now_ms: u64) {
+        self.in_flight.advance(windows.in_flight_bucket(now_ms));
         for (window, ring) in self.rings.iter_mut().enumerate() {
             ring.advance(now_ms / windows.bucket_ms(window));
         }
@@ -248,7 +333,7 @@ pub fn admit(
     }
     if refusal.is_none() {
         if let Some(max) = limits.concurrent {
-            if u64::from(state.in_flight) >= max {
+            if state.in_flight.total() >= max {
                 refusal = Some(Refusal::Concurrency);
             }
         }
@@ -261,7 +346,7 @@ pub fn admit(
             }
         }
         if limits.concurrent.is_some() {
-            state.in_flight = state.in_flight.saturating_add(1);
+            state.in_flight.add(windows.in_flight_bucket(now_ms));
         }
     }
     let mut usage = Usage::default();
@@ -443,9 +528,44 @@ mod tests {
             admit(&mut state, &two, &windows, 0).0,
             Err(Refusal::Concurrency)
         );
-        state.in_flight -= 1;
+        assert!(state.release(&windows, windows.in_flight_bucket(0), 0));
         assert!(admit(&mut state, &two, &windows, 0).0.is_ok());
         assert!(!state.idle(&windows, 0));
+    }
+
+    #[test]
+    fn in_flight_places_whose_end_is_never_seen_expire() {
+        let windows = Windows {
+            in_flight_expiry_ms: 70_000,
+            ..Windows::default()
+        };
+        let one = limits(None, None, Some(1));
+        let mut state = SlotState::empty(1);
+        let taken_at = 1_000_000;
+        assert!(admit(&mut state, &one, &windows, taken_at).0.is_ok());
+        // The request's end is lost: the key is refused until the place expires ...
+        for later in [taken_at, taken_at + 30_000, taken_at + 69_999] {
+            assert_eq!(
+                admit(&mut state, &one, &windows, later).0,
+                Err(Refusal::Concurrency),
+                "{later}"
+            );
+            assert_eq!(state.in_flight(&windows, later), 1);
+        }
+        // ... and no longer than the expiry plus one bucket (10 s here).
+        assert!(admit(&mut state, &one, &windows, taken_at + 80_000)
+            .0
+            .is_ok());
+        // A late release of the expired place does not free the new one.
+        let expired_bucket = windows.in_flight_bucket(taken_at);
+        assert!(!state.release(&windows, expired_bucket, taken_at + 80_001));
+        assert_eq!(state.in_flight(&windows, taken_at + 80_001), 1);
+        assert!(state.release(
+            &windows,
+            windows.in_flight_bucket(taken_at + 80_000),
+            taken_at + 80_001
+        ));
+        assert!(state.idle(&windows, taken_at + 80_001));
     }
 
     #[test]
@@ -491,6 +611,7 @@ mod tests {
         for length in [10_000, 1_255, 59_999] {
             let windows = Windows {
                 lengths_ms: [length, 3_600_000, 86_400_000],
+                ..Windows::default()
             };
             let one = limits(Some(1), None, None);
             for first in 1_000_000..1_000_000 + 2 * length / 30 + 2 {
@@ -525,6 +646,7 @@ mod tests {
     fn short_test_windows_use_the_same_maths() {
         let windows = Windows {
             lengths_ms: [3_000, 3_600_000, 86_400_000],
+            ..Windows::default()
         };
         let mut state = SlotState::empty(1);
         let two = limits(Some(2), None, None);
