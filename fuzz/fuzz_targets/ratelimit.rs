@@ -28,6 +28,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             u.int_in_range(1_000..=3_600_000)?,
             u.int_in_range(1_000..=86_400_000)?,
         ],
+        in_flight_expiry_ms: u.int_in_range(1_000..=86_400_000)?,
     };
     let limits = Limits {
         per_minute: limit(u)?,
@@ -48,7 +49,10 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let mut last_retry_after = 0;
     for _ in 0..u.int_in_range(1..=100)? {
         match u.arbitrary::<u8>()? {
-            0..=31 => state.in_flight = state.in_flight.saturating_sub(1),
+            0..=31 => {
+                let bucket = windows.in_flight_bucket(now.saturating_sub(u.int_in_range(0..=100_000)?));
+                let _ = state.release(&windows, bucket, now);
+            }
             32..=47 if arbitrary_state => now = u.arbitrary()?,
             op => {
                 now = now.saturating_add(match op {
@@ -74,9 +78,10 @@ fn run(u: &mut Unstructured) -> Result<()> {
                         assert!(retry_after_ms > 0);
                         last_retry_after = retry_after_ms;
                         if !arbitrary_state && limited.iter().all(|l| l.map_or(true, |l| l > 0)) {
+                            // Windows only: in-flight places are not what Retry-After is about.
                             let mut later = before;
-                            later.in_flight = 0;
-                            let (retry, _) = admit(&mut later, &limits, &windows, now + retry_after_ms);
+                            let windows_only = Limits { concurrent: None, ..limits.clone() };
+                            let (retry, _) = admit(&mut later, &windows_only, &windows, now + retry_after_ms);
                             assert_eq!(retry, Ok(()), "refused again at Retry-After ({retry_after_ms} ms)");
                         }
                     }
@@ -85,7 +90,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     }
                 }
                 if let (false, Some(max)) = (arbitrary_state, limits.concurrent) {
-                    assert!(u64::from(state.in_flight) <= max);
+                    assert!(state.in_flight(&windows, now) <= max);
                 }
             }
         }

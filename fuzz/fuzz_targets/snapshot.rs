@@ -1,11 +1,13 @@
-//! `Snapshot::from_slice`, `keys::validate_page` and the stored-key codec.
+//! `Snapshot::from_slice`, `contract::record::validate_page` and the stored-key codec.
 //!
 //! Invariants: never panics; a parsed page round-trips through `serde_json::to_vec`; a page
 //! that validates yields only well-formed records, each of which decodes back from its encoded
-//! form unchanged; and decoding arbitrary bytes as a stored key is stable.
+//! form unchanged; every record is either applied or quarantined (and then, if its hash is
+//! readable, deleted); and decoding arbitrary bytes as a stored key is stable.
 #![no_main]
 
-use keygate::keys::{validate_page, StoredKey};
+use keygate::contract::record::validate_page;
+use keygate::keys::StoredKey;
 use keygate::snapshot::Snapshot;
 use libfuzzer_sys::fuzz_target;
 
@@ -27,14 +29,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(page) = validate_page(&snapshot, 7) else {
         return;
     };
-    assert_eq!(page.upserts.len(), snapshot.keys.len());
-    for ((hash, stored), record) in page.upserts.iter().zip(&snapshot.keys) {
+    assert_eq!(page.upserts.len() + page.quarantined.len(), snapshot.keys.len());
+    let applied = snapshot
+        .keys
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !page.quarantined.iter().any(|q| q.index == *index))
+        .map(|(_, record)| record);
+    for ((hash, stored), record) in page.upserts.iter().zip(applied) {
         assert!(is_hash(hash));
         assert_eq!(hash, &record.hash);
         assert_eq!(stored.generation, 7);
         assert_eq!(stored.id, record.id);
         assert_eq!(stored.scopes, record.scopes);
-        assert_eq!(stored.allowed_ips.len(), record.allowed_ips.len());
+        assert!(stored.allowed_ips.len() <= record.allowed_ips.len());
         assert_eq!(stored.active, record.active);
         assert_eq!(stored.limits, record.limits);
         for net in &stored.allowed_ips {
@@ -56,7 +64,13 @@ fuzz_target!(|data: &[u8]| {
     for hash in &page.deletions {
         assert!(is_hash(hash));
     }
+    let readable_quarantined = page
+        .quarantined
+        .iter()
+        .filter(|q| is_hash(&snapshot.keys[q.index].hash))
+        .count();
+    assert_eq!(page.deletions.len(), snapshot.deleted.len() + readable_quarantined);
     if snapshot.full {
-        assert!(page.deletions.is_empty());
+        assert!(snapshot.deleted.is_empty());
     }
 });
