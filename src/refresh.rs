@@ -21,7 +21,7 @@ use crate::contract::record::{validate_page, Quarantined};
 use crate::host::Host;
 use crate::lease;
 use crate::limiter;
-use crate::snapshot::Snapshot;
+use crate::snapshot::PageText;
 use crate::store::{self, MetaError, StoreMeta, STORE_FORMAT};
 
 pub const SYNC_KEY: &str = "keygate.sync";
@@ -328,7 +328,7 @@ impl Refresher {
 
     fn apply_page(&mut self, host: &dyn Host, body: &[u8]) -> Result<Outcome, (String, bool)> {
         let snapshot =
-            Snapshot::from_slice(body).map_err(|e| (format!("snapshot rejected: {e}"), true))?;
+            PageText::parse(body).map_err(|e| (format!("snapshot rejected: {e}"), true))?;
         let meta = store::read_meta(host);
         let now = host.now_ms();
         let page_deadline_ms = self.deadline_ms(now, false);
@@ -636,8 +636,16 @@ mod tests {
         let bad_bodies: Vec<Vec<u8>> = vec![
             b"{\"version\":2,\"full\":tr".to_vec(),
             b"<html>".to_vec(),
-            page(2, true, 0, &[record_json("x", true), record_json("x", true)], &[], None),
-            br#"{"version":2,"full":true,"keys":[{"id":"a","hash":"0000000000000000000000000000000000000000000000000000000000000000","prefix":"p","name":"n","environment":"live","active":true,"limits":{"per_minute":-1}}]}"#.to_vec(),
+            page(
+                2,
+                true,
+                0,
+                &[record_json("x", true), record_json("x", true)],
+                &[],
+                None,
+            ),
+            br#"{"version":2,"full":true,"keys":{"id":"a"}}"#.to_vec(),
+            br#"{"version":-2,"full":true,"keys":[]}"#.to_vec(),
             page(2, false, 99, &[], &[], None),
             br#"{"version":2,"epoch":"E&since=0","full":true,"keys":[]}"#.to_vec(),
         ];

@@ -5,6 +5,7 @@
 //! compatibility); missing required fields reject the page.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// One page of a snapshot, full or delta.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +90,33 @@ impl Snapshot {
     }
 }
 
+/// A snapshot page as the filter reads it: the page's own fields parsed, each key record kept
+/// as its JSON text, so that a record that does not even parse (a negative limit, a number
+/// where a string belongs) is quarantined alone instead of failing the page
+/// (`contract::record::validate_page`). Borrows from the response body.
+#[derive(Debug, Deserialize)]
+pub struct PageText<'a> {
+    pub version: u64,
+    #[serde(default)]
+    pub epoch: String,
+    pub full: bool,
+    #[serde(default)]
+    pub since: u64,
+    #[serde(default, borrow)]
+    pub keys: Vec<&'a RawValue>,
+    #[serde(default)]
+    pub deleted: Vec<String>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+impl<'a> PageText<'a> {
+    /// Parses the page; only structural damage (not JSON, not a page) is an error here.
+    pub fn parse(bytes: &'a [u8]) -> Result<PageText<'a>, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +153,17 @@ mod tests {
         };
         let bytes = serde_json::to_vec(&snapshot).unwrap();
         assert_eq!(Snapshot::from_slice(&bytes).unwrap(), snapshot);
+    }
+
+    #[test]
+    fn a_page_keeps_each_record_as_text() {
+        let body = br#"{"version":3,"full":false,"since":2,"keys":[{"id":"a"},{"id":1,"limits":{"per_minute":-1}}],"extra":true}"#;
+        let page = PageText::parse(body).unwrap();
+        assert_eq!((page.version, page.full, page.since), (3, false, 2));
+        assert_eq!(page.keys.len(), 2);
+        assert_eq!(page.keys[1].get(), r#"{"id":1,"limits":{"per_minute":-1}}"#);
+        assert!(PageText::parse(br#"{"version":3,"full":true,"keys":[{"id":"a"}"#).is_err());
+        assert!(PageText::parse(br#"{"version":3,"full":true,"keys":{}}"#).is_err());
     }
 
     #[test]

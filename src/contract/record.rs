@@ -2,16 +2,17 @@
 //! record by record. The control service runs `validate_record` on every record before it
 //! stores a key, so whatever its admin API accepts, the filter accepts.
 //!
-//! A page with structural damage (a record list the filter cannot trust as a whole: a full
-//! snapshot with deletions, a hash listed twice) is rejected whole. A record that fails its own
-//! checks is quarantined: it is not stored, its hash (when readable) is treated as deleted so no
-//! older version of the key keeps working, and every other record applies.
+//! A page with structural damage (not a page at all, a bad epoch, a full snapshot with
+//! deletions, a hash listed twice) is rejected whole. A record that fails its own checks, or
+//! does not even parse as a record, is quarantined: it is not stored, its hash (when readable)
+//! is treated as deleted so no older version of the key keeps working, and every other record
+//! applies.
 
 use std::collections::HashSet;
 
 use crate::contract::fields::{self, Duplicates, FieldError};
 use crate::keys::StoredKey;
-use crate::snapshot::{KeyRecord, Snapshot};
+use crate::snapshot::{KeyRecord, PageText};
 use crate::timefmt::parse_rfc3339;
 
 /// Whether `text` is a key hash as snapshots carry it: 64 lowercase hex digits.
@@ -93,9 +94,35 @@ pub struct ValidPage {
     pub quarantined: Vec<Quarantined>,
 }
 
+/// The id and hash of a record that does not parse as a `KeyRecord`, as far as they can be
+/// read: enough to log it and to delete the key it names.
+fn identity_of(text: &str) -> (String, Option<String>) {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let id = field("id").unwrap_or_default();
+    (id, field("hash").filter(|hash| is_hash(hash)))
+}
+
+/// A record parsed, or the error naming the field that did not parse.
+fn parse_record(text: &str) -> Result<KeyRecord, FieldError> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        let message = error.into_inner().to_string();
+        // serde_json appends "at line 1 column N", which says nothing about a record.
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        FieldError::new(field, message)
+    })
+}
+
 /// Validates a page: records that fail are quarantined (see the module comment); structural
 /// damage rejects the page with the reason. Records are stamped with `generation`.
-pub fn validate_page(snapshot: &Snapshot, generation: u64) -> Result<ValidPage, String> {
+pub fn validate_page(snapshot: &PageText<'_>, generation: u64) -> Result<ValidPage, String> {
     fields::epoch(&snapshot.epoch).map_err(|e| e.to_string())?;
     if snapshot.full && !snapshot.deleted.is_empty() {
         return Err("deleted: must be empty in a full snapshot".into());
@@ -106,20 +133,38 @@ pub fn validate_page(snapshot: &Snapshot, generation: u64) -> Result<ValidPage, 
         deletions: Vec::with_capacity(snapshot.deleted.len()),
         quarantined: Vec::new(),
     };
-    for (index, record) in snapshot.keys.iter().enumerate() {
-        if is_hash(&record.hash) && !seen.insert(record.hash.as_str()) {
-            return Err(format!("keys[{index}].hash: duplicate hash"));
-        }
-        match validate_record(record, generation) {
-            Ok(stored) => page.upserts.push((record.hash.clone(), stored)),
+    for (index, text) in snapshot.keys.iter().enumerate() {
+        let at = format!("keys[{index}]");
+        let outcome = match parse_record(text.get()) {
+            Ok(record) => {
+                let hash = is_hash(&record.hash).then(|| record.hash.clone());
+                let stored = validate_record(&record, generation);
+                (record.id, hash, stored)
+            }
             Err(error) => {
-                if is_hash(&record.hash) {
-                    page.deletions.push(record.hash.clone());
-                }
+                let (id, hash) = identity_of(text.get());
+                (id, hash, Err(error))
+            }
+        };
+        let (id, hash, stored) = outcome;
+        if let Some(hash) = &hash {
+            if !seen.insert(hash.clone()) {
+                return Err(format!("{at}.hash: duplicate hash"));
+            }
+        }
+        match (stored, hash) {
+            (Ok(stored), Some(hash)) => page.upserts.push((hash, stored)),
+            (stored, hash) => {
+                let error = match stored {
+                    Err(error) if error.field.is_empty() => FieldError::new(at, error.message),
+                    Err(error) => error.within(&at),
+                    Ok(_) => FieldError::new(format!("{at}.hash"), "unreadable"),
+                };
+                page.deletions.extend(hash);
                 page.quarantined.push(Quarantined {
                     index,
-                    id: record.id.chars().take(fields::MAX_LABEL_CHARS).collect(),
-                    error: error.within(&format!("keys[{index}]")),
+                    id: id.chars().take(fields::MAX_LABEL_CHARS).collect(),
+                    error,
                 });
             }
         }
@@ -128,7 +173,7 @@ pub fn validate_page(snapshot: &Snapshot, generation: u64) -> Result<ValidPage, 
         if !is_hash(hash) {
             return Err(format!("deleted[{index}]: not 64 lowercase hex characters"));
         }
-        if !seen.insert(hash.as_str()) {
+        if !seen.insert(hash.clone()) {
             return Err(format!(
                 "deleted[{index}]: hash also listed in keys or twice"
             ));
@@ -142,7 +187,13 @@ pub fn validate_page(snapshot: &Snapshot, generation: u64) -> Result<ValidPage, 
 mod tests {
     use super::*;
     use crate::keys::hash_key;
-    use crate::snapshot::Limits;
+    use crate::snapshot::{Limits, Snapshot};
+
+    /// Validates `snapshot` as the filter receives it: serialized, then read as a page.
+    fn validate(snapshot: &Snapshot, generation: u64) -> Result<ValidPage, String> {
+        let bytes = serde_json::to_vec(snapshot).unwrap();
+        validate_page(&PageText::parse(&bytes).unwrap(), generation)
+    }
 
     fn record(hash: &str) -> KeyRecord {
         KeyRecord {
@@ -177,8 +228,7 @@ mod tests {
 
     #[test]
     fn valid_page_converts_and_round_trips() {
-        let page =
-            validate_page(&snapshot(vec![record(&"a".repeat(64))], vec![], true), 9).unwrap();
+        let page = validate(&snapshot(vec![record(&"a".repeat(64))], vec![], true), 9).unwrap();
         let (hash, stored) = &page.upserts[0];
         assert_eq!(hash, &"a".repeat(64));
         assert_eq!(stored.generation, 9);
@@ -192,7 +242,7 @@ mod tests {
         let mut long = record(&hash_key("long"));
         long.name = "🔑".repeat(128);
         long.team = "東".repeat(128);
-        let page = validate_page(&snapshot(vec![long.clone()], vec![], true), 1).unwrap();
+        let page = validate(&snapshot(vec![long.clone()], vec![], true), 1).unwrap();
         let stored = &page.upserts[0].1;
         let decoded = StoredKey::decode(&stored.encode()).unwrap();
         assert_eq!(decoded.name, long.name);
@@ -218,7 +268,7 @@ mod tests {
         let keys = vec![
             bad_cidr, good, bad_hash, bad_expiry, bad_name, too_long, zero_limit,
         ];
-        let page = validate_page(&snapshot(keys, vec![], false), 1).unwrap();
+        let page = validate(&snapshot(keys, vec![], false), 1).unwrap();
         assert_eq!(page.upserts.len(), 1);
         assert_eq!(page.upserts[0].0, hash_key("good"));
         let errors: Vec<String> = page
@@ -269,14 +319,56 @@ mod tests {
             ),
         ];
         for (page, expected) in cases {
-            let err = validate_page(&page, 1).unwrap_err();
+            let err = validate(&page, 1).unwrap_err();
             assert!(err.starts_with(expected), "{err}");
         }
         let mut bad_epoch = snapshot(vec![good], vec![], true);
         bad_epoch.epoch = "x&since=0".into();
-        assert!(validate_page(&bad_epoch, 1)
-            .unwrap_err()
-            .starts_with("epoch:"));
+        assert!(validate(&bad_epoch, 1).unwrap_err().starts_with("epoch:"));
+    }
+
+    #[test]
+    fn a_record_that_does_not_parse_is_quarantined_by_id_and_hash() {
+        let good = serde_json::to_string(&record(&hash_key("good"))).unwrap();
+        let body = format!(
+            r#"{{"version":2,"full":false,"since":1,"keys":[
+                {{"id":"key_neg","hash":"{}","limits":{{"per_minute":-1}}}},
+                {good},
+                {{"id":7,"hash":"{}"}},
+                "not a record"]}}"#,
+            hash_key("negative"),
+            hash_key("number_id")
+        );
+        let page = validate_page(&PageText::parse(body.as_bytes()).unwrap(), 1).unwrap();
+        assert_eq!(page.upserts.len(), 1);
+        let errors: Vec<(String, String)> = page
+            .quarantined
+            .iter()
+            .map(|q| (q.id.clone(), q.error.field.clone()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (
+                    "key_neg".to_string(),
+                    "keys[0].limits.per_minute".to_string()
+                ),
+                (String::new(), "keys[2].id".to_string()),
+                (String::new(), "keys[3]".to_string()),
+            ]
+        );
+        assert!(
+            page.quarantined[0]
+                .error
+                .message
+                .starts_with("invalid value"),
+            "{:?}",
+            page.quarantined[0].error
+        );
+        assert_eq!(
+            page.deletions,
+            vec![hash_key("negative"), hash_key("number_id")]
+        );
     }
 
     #[test]
@@ -287,7 +379,7 @@ mod tests {
             "10.0.0.1/8".into(),
             "10.0.0.0/8".into(),
         ];
-        let page = validate_page(&snapshot(vec![mapped], vec![], true), 1).unwrap();
+        let page = validate(&snapshot(vec![mapped], vec![], true), 1).unwrap();
         let nets: Vec<String> = page.upserts[0]
             .1
             .allowed_ips

@@ -261,7 +261,7 @@ def test_bad_snapshots_are_rejected_and_the_last_good_one_serves(upstream):
         proxy.wait_for_status("/v1/models", VALID, 200)
         bad = [
             (200, b'{"version": 99, "full": tr'),
-            (200, json.dumps({"version": 99, "full": True, "keys": [key_record(VALID, "x", allowed_ips=["10.0.0.0/33"])]}).encode()),
+            (200, json.dumps({"version": 99, "epoch": "E&since=0", "full": True, "keys": []}).encode()),
             (200, json.dumps({"version": 99, "full": True, "keys": [key_record(VALID, "a"), key_record(VALID, "b")]}).encode()),
             (500, b"internal error"),
         ]
