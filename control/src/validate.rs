@@ -218,10 +218,10 @@ pub fn printable(field: &str, text: String) -> Result<String, FieldError> {
 }
 
 /// The allowlist as the filter will match it: canonical networks (`10.0.0.1/8` is stored as
-/// `10.0.0.0/8`, `::ffff:10.0.0.1` as `10.0.0.1/32`), none twice.
+/// `10.0.0.0/8`, `::ffff:10.0.0.1` as `10.0.0.1`), none twice.
 fn allowed_ips(entries: Vec<String>) -> Result<Vec<String>, FieldError> {
     let nets = fields::allowlist("allowed_ips", &entries, Duplicates::Refuse)?;
-    Ok(nets.iter().map(ToString::to_string).collect())
+    Ok(nets.iter().map(fields::allowlist_text).collect())
 }
 
 fn limits(overrides: LimitOverrides) -> Result<LimitOverrides, FieldError> {
@@ -340,11 +340,11 @@ mod tests {
         assert_eq!(
             settings.allowed_ips,
             [
-                "10.0.0.1/32",
+                "10.0.0.1",
                 "10.9.0.0/16",
-                "::1/128",
+                "::1",
                 "2001:db8::/32",
-                "127.0.0.1/32"
+                "127.0.0.1"
             ]
         );
     }

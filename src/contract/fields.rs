@@ -172,6 +172,16 @@ pub fn allowlist_entry(entry: &str) -> Option<IpNet> {
     Some(net)
 }
 
+/// How a canonical entry is written back: a single address bare (`10.0.0.1`), a network as a
+/// CIDR (`10.0.0.0/8`).
+pub fn allowlist_text(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
 /// What to do with two entries of an allowlist that mean the same network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duplicates {
@@ -312,6 +322,23 @@ mod tests {
         }
         for bad in ["10.0.0.0/33", "example.com", "", "10.0.0.0/"] {
             assert_eq!(allowlist_entry(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn canonical_entries_are_written_back_plainly() {
+        for (entry, text) in [
+            ("::ffff:127.0.0.1", "127.0.0.1"),
+            ("10.0.0.1/32", "10.0.0.1"),
+            ("10.0.0.1/8", "10.0.0.0/8"),
+            ("::1", "::1"),
+            ("2001:db8::1/32", "2001:db8::/32"),
+        ] {
+            assert_eq!(
+                allowlist_text(&allowlist_entry(entry).unwrap()),
+                text,
+                "{entry}"
+            );
         }
     }
 

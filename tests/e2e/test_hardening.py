@@ -65,7 +65,7 @@ def test_allowlists_are_stored_canonical(control):
         "POST", "/v1/keys", json={"name": "canonical", "allowed_ips": ["::ffff:127.0.0.1", "10.1.2.3/8"]}
     )
     assert created.status_code == 201, created.text
-    assert created.json()["allowed_ips"] == ["127.0.0.1/32", "10.0.0.0/8"]
+    assert created.json()["allowed_ips"] == ["127.0.0.1", "10.0.0.0/8"]
 
 
 def test_one_bad_record_is_quarantined_and_the_rest_of_the_page_applies(upstream):
