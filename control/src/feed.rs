@@ -1,5 +1,8 @@
 //! The snapshot feed's versioning rules, as pure functions: which kind of page a request gets,
-//! its ETag, and when the answer is "not modified".
+//! its ETag, and when the answer is "not modified"; and the count of long polls held.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Default and maximum keys per snapshot page.
 pub const DEFAULT_PAGE_SIZE: usize = 10_000;
@@ -58,9 +61,71 @@ pub fn is_not_modified(
     delta_is_empty || if_none_match.is_some_and(|header| if_none_match_hits(header, current_etag))
 }
 
+/// How many long polls are held right now, waiting for the version to move.
+#[derive(Debug, Clone, Default)]
+pub struct HeldPolls(Arc<AtomicUsize>);
+
+impl HeldPolls {
+    /// Counts one more held poll until the returned guard is dropped: on an answer, a timeout,
+    /// shutdown, or the request future being dropped when its client goes away.
+    pub fn hold(&self) -> HeldPoll {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        HeldPoll(Arc::clone(&self.0))
+    }
+
+    /// The number of polls held now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One held long poll; dropping it takes it off the count.
+#[derive(Debug)]
+pub struct HeldPoll(Arc<AtomicUsize>);
+
+impl Drop for HeldPoll {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_polls_count_until_their_guards_drop() {
+        let polls = HeldPolls::default();
+        assert_eq!(polls.count(), 0);
+        let first = polls.hold();
+        let second = polls.clone().hold();
+        assert_eq!(polls.count(), 2);
+        drop(first);
+        assert_eq!(polls.count(), 1);
+        drop(second);
+        assert_eq!(polls.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_waiting_future_releases_its_poll() {
+        let polls = HeldPolls::default();
+        let (_sender, mut receiver) = tokio::sync::watch::channel(0_u64);
+        let held = polls.clone();
+        let waiting = tokio::spawn(async move {
+            let _poll = held.hold();
+            let _ = receiver.changed().await;
+        });
+        for _ in 0..1000 {
+            if polls.count() == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(polls.count(), 1);
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        assert_eq!(polls.count(), 0);
+    }
 
     #[test]
     fn page_kind_table() {

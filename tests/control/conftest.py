@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,8 @@ ADMIN_TOKEN = "test-admin-token"
 SYNC_TOKEN = "test-sync-token"
 START_DEADLINE_SECONDS = 15
 STOP_DEADLINE_SECONDS = 10
+# How long a started long poll may take to be held by the service (generous: a loaded machine).
+HOLD_DEADLINE_SECONDS = 10
 
 
 def control_binary() -> Path:
@@ -145,6 +148,61 @@ def fresh_service(tmp_path):
 def team():
     """A team name no other test uses, so listings can be filtered to one test's keys."""
     return f"team-{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(condition, timeout, what):
+    """Polls `condition` until it is true, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
+
+
+def held_polls(api):
+    """How many long polls the service holds right now (`GET /v1/snapshot/polls`)."""
+    response = api.request("GET", "/v1/snapshot/polls", token="sync")
+    assert response.status_code == 200, response.text
+    return response.json()["held"]
+
+
+class HeldPoll:
+    """`GET /v1/snapshot?wait=…` in a thread, returned only once the service counts it as held,
+    so a write made afterwards must wake it (it cannot have been read before the poll began)."""
+
+    def __init__(self, api, wait, **params):
+        self.response = None
+        self.error = None
+        self.answered_at = None
+        self.held_before = held_polls(api)
+
+        def poll():
+            try:
+                self.response = api.request("GET", "/v1/snapshot", token="sync",
+                                            params=dict(params, wait=wait), timeout=wait + 10)
+            except requests.RequestException as error:
+                self.error = error
+            self.answered_at = time.monotonic()
+
+        self.thread = threading.Thread(target=poll, daemon=True)
+        self.thread.start()
+
+        def held():
+            assert self.thread.is_alive(), f"the poll was answered before it was seen held: {self.outcome()}"
+            return held_polls(api) > self.held_before
+
+        wait_for(held, HOLD_DEADLINE_SECONDS, "the service to hold the poll")
+
+    def outcome(self):
+        if self.response is not None:
+            return f"{self.response.status_code} {self.response.text[:300]}"
+        return repr(self.error)
+
+    def answer(self, timeout):
+        """The poll's response once it has come, within `timeout` seconds."""
+        self.thread.join(timeout=timeout)
+        assert not self.thread.is_alive(), f"the poll was not answered within {timeout}s"
+        assert self.response is not None, f"the poll failed: {self.error!r}"
+        return self.response
 
 
 def error_of(response):

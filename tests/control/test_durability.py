@@ -1,10 +1,13 @@
 """Secrets never reach the disk; acknowledged writes survive kill -9."""
 
 import hashlib
-import threading
 import time
 
-from conftest import Api
+from conftest import Api, HeldPoll
+
+# Shutdown must answer a held poll at once, far inside its wait.
+LONG_POLL_SECONDS = 30
+PROMPT_SECONDS = 5
 
 
 def database_bytes(db_path):
@@ -57,17 +60,10 @@ def test_sigterm_stops_cleanly(fresh_service):
 def test_sigterm_answers_open_long_polls(fresh_service):
     api = Api(fresh_service.start().url)
     base = api.snapshot().json()
-    result = {}
-
-    def poll():
-        result["response"] = api.snapshot(since=base["version"], epoch=base["epoch"], wait=30)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    time.sleep(0.3)
-    started = time.monotonic()
+    poll = HeldPoll(api, LONG_POLL_SECONDS, since=base["version"], epoch=base["epoch"])
+    stopped_at = time.monotonic()
     fresh_service.process.terminate()
-    assert fresh_service.process.wait(timeout=10) == 0
-    poller.join(timeout=10)
-    assert not poller.is_alive() and result["response"].status_code == 304
-    assert time.monotonic() - started < 3
+    assert fresh_service.process.wait(timeout=LONG_POLL_SECONDS - 10) == 0
+    response = poll.answer(timeout=10)
+    assert response.status_code == 304, response.text
+    assert poll.answered_at - stopped_at < PROMPT_SECONDS

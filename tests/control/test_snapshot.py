@@ -2,10 +2,15 @@
 pagination."""
 
 import hashlib
-import threading
+import socket
 import time
+from urllib.parse import urlparse
 
-from conftest import error_of
+from conftest import HOLD_DEADLINE_SECONDS, HeldPoll, error_of, held_polls, wait_for
+
+# A woken poll must answer well inside its wait; a poll that is not woken answers 304 at the end.
+LONG_POLL_SECONDS = 30
+PROMPT_SECONDS = 5
 
 
 def sha256(secret):
@@ -145,38 +150,50 @@ def test_bad_parameters(api):
 
 def test_long_poll_answers_when_a_key_changes(api, team):
     base = api.snapshot(limit=1).json()
-    result = {}
-
-    def poll():
-        started = time.monotonic()
-        response = api.snapshot(since=base["version"], epoch=base["epoch"], wait=10)
-        result["elapsed"] = time.monotonic() - started
-        result["response"] = response
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    time.sleep(0.3)
+    poll = HeldPoll(api, LONG_POLL_SECONDS, since=base["version"], epoch=base["epoch"])
+    written_at = time.monotonic()
     created = api.create(team=team)
-    poller.join(timeout=15)
-    assert not poller.is_alive()
-    assert result["response"].status_code == 200
-    assert result["elapsed"] < 2
-    delta = result["response"].json()
+    response = poll.answer(timeout=LONG_POLL_SECONDS + 10)
+    assert response.status_code == 200, response.text
+    assert poll.answered_at - written_at < PROMPT_SECONDS
+    delta = response.json()
     assert delta["full"] is False and created["id"] in {key["id"] for key in delta["keys"]}
+    assert held_polls(api) == poll.held_before
+
+
+def test_a_long_poll_whose_client_goes_away_is_no_longer_held(api):
+    base = api.snapshot(limit=1).json()
+    before = held_polls(api)
+    address = urlparse(api.url)
+    query = f"since={base['version']}&epoch={base['epoch']}&wait={LONG_POLL_SECONDS}"
+    request = (f"GET /v1/snapshot?{query} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+               f"Authorization: {api.sync['Authorization']}\r\n\r\n")
+    with socket.create_connection((address.hostname, address.port), timeout=10) as client:
+        client.sendall(request.encode())
+        wait_for(lambda: held_polls(api) == before + 1, HOLD_DEADLINE_SECONDS, "the poll to be held")
+    wait_for(lambda: held_polls(api) == before, HOLD_DEADLINE_SECONDS, "the abandoned poll to be released")
+
+
+def test_held_polls_take_the_sync_token_only(api):
+    assert api.request("GET", "/v1/snapshot/polls", token="admin").status_code == 401
+    response = api.request("GET", "/v1/snapshot/polls", token=None)
+    assert response.status_code == 401 and error_of(response)[0] == "UNAUTHORIZED"
 
 
 def test_long_poll_times_out_with_304(api):
+    before = held_polls(api)
     base = api.snapshot(limit=1).json()
     started = time.monotonic()
     response = api.snapshot(since=base["version"], epoch=base["epoch"], wait=1)
     elapsed = time.monotonic() - started
     assert response.status_code == 304
-    assert 0.9 <= elapsed < 3
+    assert 0.9 <= elapsed < 1 + PROMPT_SECONDS
     etag = api.snapshot(limit=1).headers["etag"]
     started = time.monotonic()
     response = api.request("GET", "/v1/snapshot", token="sync", params={"wait": 1},
                            headers={"If-None-Match": etag})
-    assert response.status_code == 304 and 0.9 <= time.monotonic() - started < 3
+    assert response.status_code == 304 and 0.9 <= time.monotonic() - started < 1 + PROMPT_SECONDS
+    assert held_polls(api) == before
 
 
 def test_full_paging_stays_full_when_the_version_passes_since(api, team):

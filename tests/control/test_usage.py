@@ -2,17 +2,18 @@
 quota marks they drive in the snapshot."""
 
 import json
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import error_of
+from conftest import HeldPoll, error_of
 from test_cli import cli
 
-LONG_POLL_SECONDS = 10
+# A woken poll must answer well inside its wait; a poll that is not woken answers 304 at the end.
+LONG_POLL_SECONDS = 30
+PROMPT_SECONDS = 5
 
 
 def iso(instant):
@@ -264,21 +265,12 @@ def test_raising_the_limit_lifts_the_mark(api, team):
 def test_a_new_mark_wakes_long_polls(api, team):
     key = api.create(team=team, limits={"per_day": 1})
     epoch, version = current_position(api)
-    answers = []
-
-    def poll():
-        started = time.monotonic()
-        response = api.snapshot(epoch=epoch, since=version, wait=LONG_POLL_SECONDS)
-        answers.append((response.status_code, time.monotonic() - started, response))
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    time.sleep(0.3)
+    poll = HeldPoll(api, LONG_POLL_SECONDS, epoch=epoch, since=version)
+    written_at = time.monotonic()
     accepted(api, [report(key["id"], allowed=1)])
-    poller.join(timeout=LONG_POLL_SECONDS + 5)
-    assert not poller.is_alive()
-    status, elapsed, response = answers[0]
-    assert status == 200 and elapsed < LONG_POLL_SECONDS - 1
+    response = poll.answer(timeout=LONG_POLL_SECONDS + 10)
+    assert response.status_code == 200, response.text
+    assert poll.answered_at - written_at < PROMPT_SECONDS
     marked = {record["id"]: record for record in response.json()["keys"]}[key["id"]]
     assert marked["quota_exceeded_until"] == next_midnight()
 

@@ -2,14 +2,15 @@
 
 use crate::api::error::{method_not_allowed, route_not_found};
 use crate::api::keys::{create_key, delete_key, list_keys, rotate_key, show_key, update_key};
-use crate::api::snapshot::snapshot;
+use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::usage::{key_usage, record_usage, MAX_USAGE_BODY_BYTES};
+use crate::feed::HeldPolls;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 
 /// Larger request bodies are refused with 413 (`/v1/usage` allows more).
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys/{id}/rotate", post(rotate_key))
         .route("/v1/keys/{id}/usage", get(key_usage))
         .route("/v1/snapshot", get(snapshot))
+        .route("/v1/snapshot/polls", get(held_polls))
         // The route's own limit is applied after (inside) the router-wide one, so it wins.
         .route(
             "/v1/usage",
@@ -38,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(Extension(HeldPolls::default()))
         .with_state(state)
 }
 

@@ -1,5 +1,5 @@
 //! `GET /v1/snapshot`: full and delta pages of the key set for proxies, with ETags and
-//! long polling.
+//! long polling; `GET /v1/snapshot/polls`: how many long polls are held.
 
 use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
@@ -9,17 +9,18 @@ use crate::api::state::AppState;
 use crate::api::views::key_record;
 use crate::clock;
 use crate::cursor::{self, Position};
-use crate::feed::{self, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
+use crate::feed::{self, HeldPolls, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
 use crate::store::db::current_version;
 use crate::store::keys;
 use crate::store::Store;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use keygate::snapshot::Snapshot;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -87,6 +88,7 @@ impl PageRequest {
 
 pub async fn snapshot(
     State(state): State<AppState>,
+    Extension(held_polls): Extension<HeldPolls>,
     _: SyncAuth,
     headers: HeaderMap,
     QueryParams(query): QueryParams<SnapshotQuery>,
@@ -96,7 +98,9 @@ pub async fn snapshot(
         let if_none_match = headers
             .get(IF_NONE_MATCH)
             .and_then(|value| value.to_str().ok());
-        if let Some(not_modified) = wait_for_news(&state, &request, if_none_match).await {
+        if let Some(not_modified) =
+            wait_for_news(&state, &held_polls, &request, if_none_match).await
+        {
             return Ok(not_modified);
         }
     }
@@ -118,11 +122,28 @@ pub async fn snapshot(
         .into_response())
 }
 
+/// The answer of `GET /v1/snapshot/polls`.
+#[derive(Debug, Serialize)]
+pub struct HeldPollsView {
+    /// Long polls waiting for the version to move right now.
+    held: usize,
+}
+
+pub async fn held_polls(
+    Extension(held_polls): Extension<HeldPolls>,
+    _: SyncAuth,
+) -> Json<HeldPollsView> {
+    Json(HeldPollsView {
+        held: held_polls.count(),
+    })
+}
+
 /// `None` when there is something to send; otherwise holds the request for up to `wait` until
 /// the version moves, answering 304 if it does not. Waits on the version watch only: no
 /// database connection or thread is held meanwhile.
 async fn wait_for_news(
     state: &AppState,
+    held_polls: &HeldPolls,
     request: &PageRequest,
     if_none_match: Option<&str>,
 ) -> Option<Response> {
@@ -130,6 +151,10 @@ async fn wait_for_news(
     let mut versions = state.store.subscribe();
     let mut shutting_down = state.shutting_down.clone();
     let deadline = request.wait.map(|wait| Instant::now() + wait);
+    // Counted from after the first look at the version, so a change committed once the count
+    // shows this poll is one `versions.changed()` reports; released on every way out, including
+    // this future being dropped when the client goes away.
+    let mut held = None;
     loop {
         let version = *versions.borrow_and_update();
         let tag = feed::etag(epoch, version);
@@ -139,6 +164,7 @@ async fn wait_for_news(
         let Some(deadline) = deadline else {
             return Some(not_modified(tag));
         };
+        held.get_or_insert_with(|| held_polls.hold());
         tokio::select! {
             changed = tokio::time::timeout_at(deadline, versions.changed()) => {
                 if !matches!(changed, Ok(Ok(()))) {
