@@ -95,7 +95,6 @@ INVALID_REPORTS = [
     ({"denied": {"rate_limit_exceeded": 2}}, "reports[0].denied"),
     ({"denied": {"A" * 65: 1}}, "reports[0].denied"),
     ({"denied": {"ALLOWED": 1}}, "reports[0].denied.ALLOWED"),
-    ({"colour": "red"}, "reports[0].colour: unknown field"),
 ]
 
 
@@ -106,6 +105,18 @@ def test_bad_reports_name_the_field(api, change, field):
     assert response.status_code == 400, response.text
     code, message = error_of(response)
     assert code == "VALIDATION_ERROR" and message.startswith(field), message
+
+
+def test_unknown_fields_are_ignored(api, team):
+    """Wire messages are read tolerantly: a filter newer than this service may send fields it
+    does not know, and its usage must still count (a refusal would drop it, and with it quota
+    enforcement)."""
+    key = api.create(team=team)
+    body = {"proxy_id": "proxy-new", "batch_id": f"b-{uuid.uuid4().hex}", "region": "eu-west-1",
+            "reports": [dict(report(key["id"], allowed=3), colour="red", latency_ms={"p99": 4})]}
+    response = api.request("POST", "/v1/usage", token="sync", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 1, "unknown_keys": 0, "duplicate": False}
 
 
 @pytest.mark.parametrize("body,field", [
