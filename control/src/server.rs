@@ -4,6 +4,7 @@ use crate::api::auth::TokenDigest;
 use crate::api::router::router;
 use crate::api::state::AppState;
 use crate::cli::ServeArgs;
+use crate::feed::HeldPolls;
 use crate::serve_config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::store::Store;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         sync_token: Arc::new(TokenDigest::of(&tokens.sync)),
         allowed_scopes: scopes.into(),
         shutting_down,
+        held_polls: HeldPolls::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

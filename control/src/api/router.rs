@@ -5,12 +5,11 @@ use crate::api::keys::{create_key, delete_key, list_keys, rotate_key, show_key, 
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::usage::{key_usage, record_usage, MAX_USAGE_BODY_BYTES};
-use crate::feed::HeldPolls;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::json;
 
 /// Larger request bodies are refused with 413 (`/v1/usage` allows more).
@@ -40,7 +39,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(Extension(HeldPolls::default()))
         .with_state(state)
 }
 

@@ -14,7 +14,7 @@ use crate::store::db::current_version;
 use crate::store::keys;
 use crate::store::Store;
 use axum::body::Body;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -88,7 +88,6 @@ impl PageRequest {
 
 pub async fn snapshot(
     State(state): State<AppState>,
-    Extension(held_polls): Extension<HeldPolls>,
     _: SyncAuth,
     headers: HeaderMap,
     QueryParams(query): QueryParams<SnapshotQuery>,
@@ -99,7 +98,7 @@ pub async fn snapshot(
             .get(IF_NONE_MATCH)
             .and_then(|value| value.to_str().ok());
         if let Some(not_modified) =
-            wait_for_news(&state, &held_polls, &request, if_none_match).await
+            wait_for_news(&state, &state.held_polls, &request, if_none_match).await
         {
             return Ok(not_modified);
         }
@@ -129,12 +128,9 @@ pub struct HeldPollsView {
     held: usize,
 }
 
-pub async fn held_polls(
-    Extension(held_polls): Extension<HeldPolls>,
-    _: SyncAuth,
-) -> Json<HeldPollsView> {
+pub async fn held_polls(State(state): State<AppState>, _: SyncAuth) -> Json<HeldPollsView> {
     Json(HeldPollsView {
-        held: held_polls.count(),
+        held: state.held_polls.count(),
     })
 }
 

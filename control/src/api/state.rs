@@ -2,6 +2,7 @@
 
 use crate::api::auth::TokenDigest;
 use crate::api::error::ApiError;
+use crate::feed::HeldPolls;
 use crate::store::lifecycle::LifecycleError;
 use crate::store::Store;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub allowed_scopes: Arc<[String]>,
     /// Turns `true` when the service is shutting down, so long polls answer at once.
     pub shutting_down: watch::Receiver<bool>,
+    /// Long polls held right now (`GET /v1/snapshot/polls`).
+    pub held_polls: HeldPolls,
 }
 
 impl AppState {
