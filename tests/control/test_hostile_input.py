@@ -129,7 +129,13 @@ def assert_json_error(result, status, codes):
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
 def test_malformed_bodies_are_json_errors(api, key_id, endpoint, case):
-    _, build, content_type, status, codes = case
+    name, build, content_type, status, codes = case
+    if name == "unknown field" and endpoint == "usage":
+        # Wire messages from proxies are read tolerantly (test_usage.py::test_unknown_fields_are_ignored);
+        # admin request bodies stay strict.
+        result = call(api, key_id, endpoint, build(endpoint), content_type)
+        assert result[0] == 200, result
+        return
     assert_json_error(call(api, key_id, endpoint, build(endpoint), content_type), status, codes)
 
 
