@@ -4,10 +4,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use log::debug;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
+use crate::abi;
 use crate::config::{Config, FailMode};
 use crate::decision::{self, Denial, RequestFacts};
 use crate::extract::{self, Credential, Source, Sources};
@@ -67,7 +67,10 @@ fn printable(bytes: &[u8]) -> Option<&str> {
 }
 
 fn set_request_header(name: &str, value: Option<&str>) {
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+    let _ = match value {
+        Some(value) => abi::replace_header(MapType::HttpRequestHeaders, name, value),
+        None => abi::remove_header(MapType::HttpRequestHeaders, name),
+    };
 }
 
 impl RequestFilter {
@@ -96,7 +99,7 @@ impl RequestFilter {
             .iter()
             .map(|(n, v)| (*n, v.as_str()))
             .collect();
-        let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
+        let _ = abi::send_http_response(reply.status, &headers, reply.body.as_bytes());
         Action::Pause
     }
 
@@ -120,7 +123,7 @@ impl RequestFilter {
         set_request_header("x-keygate-environment", Some(&key.environment));
         set_request_header("x-keygate-scopes", Some(&key.scopes.join(",")));
         if self.worker.config.key_id_property {
-            let _ = hostcalls::set_property(vec![KEY_ID_PROPERTY], Some(key.id.as_bytes()));
+            let _ = abi::set_property(&[KEY_ID_PROPERTY], key.id.as_bytes());
         }
     }
 }
@@ -202,8 +205,8 @@ impl Context for RequestFilter {}
 
 impl HttpContext for RequestFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // Values as bytes: the String variants panic on non-UTF-8 header values.
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        // Values as bytes: they need not be UTF-8.
+        let headers = abi::get_header_map(MapType::HttpRequestHeaders).unwrap_or_default();
         for (name, _) in &headers {
             if name.starts_with("x-keygate-") {
                 set_request_header(name, None);
@@ -256,7 +259,7 @@ impl HttpContext for RequestFilter {
         // The client address is one of the dearer host calls; only an allowlist needs it.
         let needs_client_ip = record.as_ref().is_some_and(|r| !r.allowed_ips.is_empty());
         let client_ip = if needs_client_ip {
-            let peer = hostcalls::get_property(vec!["source", "address"])
+            let peer = abi::get_property(&["source", "address"])
                 .ok()
                 .flatten()
                 .and_then(|raw| String::from_utf8(raw).ok())
@@ -313,7 +316,7 @@ impl HttpContext for RequestFilter {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if !self.replied_locally {
             for (name, value) in &self.response_headers {
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+                let _ = abi::replace_header(MapType::HttpResponseHeaders, name, value);
             }
         }
         Action::Continue

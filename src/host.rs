@@ -22,28 +22,25 @@ pub trait Host {
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
 }
 
-/// The real host: Envoy's shared data, through the `Result`-returning hostcalls.
+/// The real host: Envoy's clock and shared data, through the never-panicking `abi` calls.
 pub struct ProxyHost;
 
 impl Host for ProxyHost {
     fn now_ms(&self) -> u64 {
-        proxy_wasm::hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64)
+        crate::abi::current_time_nanos().map_or(0, |nanos| nanos / 1_000_000)
     }
 
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match proxy_wasm::hostcalls::get_shared_data(key) {
+        match crate::abi::get_shared_data(key) {
             Ok((value, cas)) => (value.filter(|v| !v.is_empty()), cas),
             Err(_) => (None, None),
         }
     }
 
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        match proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas) {
+        match crate::abi::set_shared_data(key, value, cas) {
             Ok(()) => Ok(()),
-            Err(proxy_wasm::types::Status::CasMismatch) => Err(WriteError::CasMismatch),
+            Err(crate::abi::HostError::CasMismatch) => Err(WriteError::CasMismatch),
             Err(_) => Err(WriteError::Host),
         }
     }

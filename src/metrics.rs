@@ -2,9 +2,9 @@
 //! prefix, e.g. `wasmcustom.keygate_requests_allowed` (`envoy_wasmcustom_keygate_requests_allowed`
 //! in `/stats/prometheus`). Defining the same name in every worker VM yields the same stat.
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use crate::abi;
 use crate::decision::DenyCode;
 use crate::refresh::Outcome;
 use crate::usage::ReportOutcome;
@@ -30,18 +30,18 @@ pub struct Metrics {
 }
 
 fn define(metric_type: MetricType, name: &str) -> u32 {
-    hostcalls::define_metric(metric_type, name).unwrap_or(0)
+    abi::define_metric(metric_type, name).unwrap_or(0)
 }
 
 fn add(id: u32) {
     if id != 0 {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = abi::increment_metric(id, 1);
     }
 }
 
 fn set(id: u32, value: u64) {
     if id != 0 {
-        let _ = hostcalls::record_metric(id, value);
+        let _ = abi::record_metric(id, value);
     }
 }
 

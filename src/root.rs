@@ -8,10 +8,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use log::{debug, error, info, warn};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
+use crate::abi;
 use crate::config::Config;
 use crate::filter::{RequestFilter, Worker};
 use crate::host::{Host, ProxyHost};
@@ -40,7 +40,7 @@ fn random_id() -> u64 {
 }
 
 fn status_of_call_response() -> Option<u32> {
-    hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+    abi::get_header_map(MapType::HttpCallResponseHeaders)
         .ok()?
         .into_iter()
         .find(|(name, _)| name == ":status")
@@ -77,13 +77,14 @@ impl KeygateRoot {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        hostcalls::dispatch_http_call(&config.control.cluster, headers, body, vec![], timeout)
-            .map_err(|status| {
+        abi::dispatch_http_call(&config.control.cluster, &headers, body, timeout).map_err(
+            |status| {
                 format!(
                     "could not call cluster {:?} ({status:?}); is it defined in the Envoy config?",
                     config.control.cluster
                 )
-            })
+            },
+        )
     }
 
     fn dispatch_snapshot(&mut self, request: CallRequest) {
@@ -241,7 +242,7 @@ impl Context for KeygateRoot {
         let body = if body_size > MAX_BODY_BYTES {
             Vec::new()
         } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()
                 .flatten()
                 .unwrap_or_default()
@@ -275,7 +276,7 @@ impl RootContext for KeygateRoot {
     }
 
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(
+        let bytes = abi::get_buffer(
             BufferType::PluginConfiguration,
             0,
             plugin_configuration_size,
@@ -295,7 +296,7 @@ impl RootContext for KeygateRoot {
         };
         let me = random_id();
         let reporter = if config.usage.enabled {
-            match hostcalls::register_shared_queue(QUEUE_NAME) {
+            match abi::register_shared_queue(QUEUE_NAME) {
                 Ok(queue) => Some((
                     Reporter::new(me, config.usage.report_interval, config.control.timeout),
                     ProxyQueue(queue),
@@ -333,7 +334,7 @@ impl RootContext for KeygateRoot {
         });
         self.publish_store_gauges(&worker);
         self.worker = Some(worker);
-        if hostcalls::set_tick_period(tick).is_err() {
+        if abi::set_tick_period(tick).is_err() {
             error!(
                 "#{} keygate: could not set the tick period",
                 self.context_id

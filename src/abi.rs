@@ -1,0 +1,1171 @@
+//! The host calls Keygate makes, with every status turned into a value.
+//!
+//! Why this module exists: proxy-wasm 0.2.x's `hostcalls::*` return `Result`, yet nearly all of
+//! them end in `status => panic!("unexpected status")` for any status they were not written to
+//! expect (`set_map_value` on `BadArgument`, `set_property` on `NotFound`, `get_shared_data` on
+//! `InvalidMemoryAccess`, ...), and `get_map*` slice the host's buffer with unchecked indices and
+//! `unwrap` UTF-8 conversions. The SDK also declares each import as returning its `Status` enum,
+//! which lacks `BadExpression`, `InvalidMemoryAccess`, `ResultMismatch`, `BrokenConnection` and
+//! `Unimplemented`: a host answering one of those hands Rust an enum value that cannot exist. With
+//! `panic = "abort"` any of this kills the VM, and Envoy then fails every request it serves.
+//!
+//! So the imports below are declared again with the signatures of the proxy-wasm ABI 0.2.1 (the
+//! ones `hostcalls.rs` declares, with `u32` for every enum and status so any code is a plain
+//! number); each wrapper maps `Ok` to a value and every other status, known or not, to a
+//! [`HostError`]. Buffers the host allocated in the VM (through the SDK's
+//! `proxy_on_memory_allocate`) are taken back with `Vec::from_raw_parts(ptr, size, size)`, as the
+//! SDK does, so they are freed exactly once. The header-map wire format is read by
+//! [`decode_header_map`], a pure, bounds-checked function.
+//!
+//! How it was checked: the unit tests below feed every status 0..=13 and some unknown ones to
+//! every wrapper through stand-in imports (used on every target but wasm32), and give the decoder
+//! every truncation of a valid map, every single-byte corruption of one, and hand-made garbage
+//! (huge counts and sizes, missing NULs, trailing bytes). `tests/e2e/test_no_panicking_hostcalls.py`
+//! fails when a file other than this one calls a panicking SDK function.
+//!
+//! One call still goes through the SDK: [`dispatch_http_call`], see there why.
+
+use std::fmt;
+use std::ptr::{null, null_mut};
+use std::time::Duration;
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+
+/// A status other than `Ok` from a host call (proxy-wasm ABI 0.2.1 `WasmResult`), or host
+/// bytes that are not in the format the ABI specifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    NotFound,
+    BadArgument,
+    SerializationFailure,
+    ParseFailure,
+    BadExpression,
+    InvalidMemoryAccess,
+    Empty,
+    CasMismatch,
+    ResultMismatch,
+    InternalFailure,
+    BrokenConnection,
+    Unimplemented,
+    /// A status code the ABI does not define.
+    Unknown(u32),
+    /// The call succeeded but returned bytes that do not decode.
+    Malformed(MapDecodeError),
+}
+
+impl HostError {
+    /// `Ok(())` for status 0 (`Ok`), the error for any other code.
+    pub fn check(status: u32) -> Result<(), HostError> {
+        let error = match status {
+            0 => return Ok(()),
+            1 => HostError::NotFound,
+            2 => HostError::BadArgument,
+            3 => HostError::SerializationFailure,
+            4 => HostError::ParseFailure,
+            5 => HostError::BadExpression,
+            6 => HostError::InvalidMemoryAccess,
+            7 => HostError::Empty,
+            8 => HostError::CasMismatch,
+            9 => HostError::ResultMismatch,
+            10 => HostError::InternalFailure,
+            11 => HostError::BrokenConnection,
+            12 => HostError::Unimplemented,
+            other => HostError::Unknown(other),
+        };
+        Err(error)
+    }
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Unknown(code) => write!(f, "host returned unknown status {code}"),
+            HostError::Malformed(error) => {
+                write!(f, "host returned a malformed header map: {error}")
+            }
+            known => write!(f, "host returned {known:?}"),
+        }
+    }
+}
+
+/// Why a serialized header map could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapDecodeError {
+    /// Shorter than its pair count and size table say.
+    Truncated,
+    /// A name or value is not followed by the NUL the format puts after each string.
+    MissingNul,
+    /// Bytes left over after the last pair.
+    TrailingBytes,
+    /// A header name that is not UTF-8.
+    NameNotUtf8,
+}
+
+impl fmt::Display for MapDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MapDecodeError::Truncated => "shorter than its count and sizes say",
+            MapDecodeError::MissingNul => "a string is not NUL-terminated",
+            MapDecodeError::TrailingBytes => "bytes left after the last pair",
+            MapDecodeError::NameNotUtf8 => "a header name is not UTF-8",
+        })
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Result<u32, MapDecodeError> {
+    let end = at.checked_add(4).ok_or(MapDecodeError::Truncated)?;
+    match bytes.get(at..end) {
+        Some(&[a, b, c, d]) => Ok(u32::from_le_bytes([a, b, c, d])),
+        _ => Err(MapDecodeError::Truncated),
+    }
+}
+
+/// The `len` bytes at `at` and the position after their NUL terminator.
+fn read_string(bytes: &[u8], at: usize, len: usize) -> Result<(&[u8], usize), MapDecodeError> {
+    let end = at.checked_add(len).ok_or(MapDecodeError::Truncated)?;
+    let text = bytes.get(at..end).ok_or(MapDecodeError::Truncated)?;
+    match bytes.get(end) {
+        Some(0) => Ok((text, end + 1)),
+        Some(_) => Err(MapDecodeError::MissingNul),
+        None => Err(MapDecodeError::Truncated),
+    }
+}
+
+/// Reads a header map in the ABI's serialization: the pair count (u32, little endian), then
+/// the name and value size of each pair (u32 each), then each name and value followed by a NUL.
+/// Empty input is an empty map. Values stay bytes (they need not be UTF-8); names must be UTF-8.
+pub fn decode_header_map(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, MapDecodeError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = read_u32(bytes, 0)? as usize;
+    let table_end = count
+        .checked_mul(8)
+        .and_then(|sizes| sizes.checked_add(4))
+        .ok_or(MapDecodeError::Truncated)?;
+    if table_end > bytes.len() {
+        return Err(MapDecodeError::Truncated);
+    }
+    // Bounded by the input: the size table alone takes 8 bytes per pair.
+    let mut pairs = Vec::with_capacity(count);
+    let mut at = table_end;
+    for index in 0..count {
+        let entry = 4 + index * 8;
+        let name_len = read_u32(bytes, entry)? as usize;
+        let value_len = read_u32(bytes, entry + 4)? as usize;
+        let (name, after_name) = read_string(bytes, at, name_len)?;
+        let (value, after_value) = read_string(bytes, after_name, value_len)?;
+        let name = std::str::from_utf8(name).map_err(|_| MapDecodeError::NameNotUtf8)?;
+        pairs.push((name.to_string(), value.to_vec()));
+        at = after_value;
+    }
+    if at != bytes.len() {
+        return Err(MapDecodeError::TrailingBytes);
+    }
+    Ok(pairs)
+}
+
+/// Writes `pairs` in the ABI's header-map serialization (see [`decode_header_map`]).
+pub fn encode_header_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(name, value)| 8 + name.len() + value.len() + 2)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
+/// A property path as the ABI takes it: the segments joined by NUL.
+pub fn encode_property_path(path: &[&str]) -> Vec<u8> {
+    path.join("\0").into_bytes()
+}
+
+/// Takes ownership of a buffer the host allocated in this VM, as the SDK does: the SDK's
+/// allocator hands out exactly `size` bytes, so capacity and length are both `size`.
+///
+/// # Safety
+/// `data` is null or was written by the host as the data pointer of a call that returned `Ok`,
+/// with `size` the size it wrote beside it, and nothing else owns it.
+unsafe fn take_host_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        None
+    } else {
+        Some(Vec::from_raw_parts(data, size, size))
+    }
+}
+
+/// Proxy clock, nanoseconds since the Unix epoch.
+pub fn current_time_nanos() -> Result<u64, HostError> {
+    let mut nanos: u64 = 0;
+    HostError::check(unsafe { imports::proxy_get_current_time_nanoseconds(&mut nanos) })?;
+    Ok(nanos)
+}
+
+/// Asks for `on_tick` every `period` (at most `u32::MAX` milliseconds; zero stops the ticks).
+pub fn set_tick_period(period: Duration) -> Result<(), HostError> {
+    let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    HostError::check(unsafe { imports::proxy_set_tick_period_milliseconds(millis) })
+}
+
+/// Writes `message` to Envoy's log. Never panics; the SDK's logger unwraps this same call.
+pub fn log(level: LogLevel, message: &str) -> Result<(), HostError> {
+    HostError::check(unsafe { imports::proxy_log(level as u32, message.as_ptr(), message.len()) })
+}
+
+struct HostLogger;
+
+static HOST_LOGGER: HostLogger = HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        let _ = log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Routes the `log` macros to Envoy's log through [`log`], up to `max_level`: the replacement
+/// for `proxy_wasm::set_log_level`, whose logger unwraps every `proxy_log` status. Call it once,
+/// instead of (never after) the SDK's.
+pub fn install_logger(max_level: log::LevelFilter) {
+    let _ = log::set_logger(&HOST_LOGGER);
+    log::set_max_level(max_level);
+}
+
+/// `[start, start + max_size)` of a host buffer; `None` when the buffer does not exist.
+pub fn get_buffer(
+    buffer: BufferType,
+    start: usize,
+    max_size: usize,
+) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let status = unsafe {
+        imports::proxy_get_buffer_bytes(buffer as u32, start, max_size, &mut data, &mut size)
+    };
+    match HostError::check(status) {
+        Ok(()) => Ok(unsafe { take_host_buffer(data, size) }),
+        Err(HostError::NotFound) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Every pair of a header map, values as bytes (an absent map is an empty one).
+pub fn get_header_map(map: MapType) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    HostError::check(unsafe {
+        imports::proxy_get_header_map_pairs(map as u32, &mut data, &mut size)
+    })?;
+    match unsafe { take_host_buffer(data, size) } {
+        Some(bytes) => decode_header_map(&bytes).map_err(HostError::Malformed),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Sets header `name` to `value`, replacing every value it had.
+pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), HostError> {
+    HostError::check(unsafe {
+        imports::proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Removes every value of header `name`.
+pub fn remove_header(map: MapType, name: &str) -> Result<(), HostError> {
+    HostError::check(unsafe {
+        imports::proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len())
+    })
+}
+
+/// The value of a property, e.g. `["source", "address"]`; `None` when it is not set.
+pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    let path = encode_property_path(path);
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let status =
+        unsafe { imports::proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    match HostError::check(status) {
+        Ok(()) => Ok(unsafe { take_host_buffer(data, size) }),
+        Err(HostError::NotFound) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Sets a property (in Envoy, filter state `wasm.<path>`).
+pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), HostError> {
+    let path = encode_property_path(path);
+    HostError::check(unsafe {
+        imports::proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// Value and CAS token of a shared-data entry; `(None, None)` when there is no such entry.
+pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    let status = unsafe {
+        imports::proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+    };
+    match HostError::check(status) {
+        Ok(()) => Ok((
+            unsafe { take_host_buffer(data, size) },
+            Some(cas).filter(|cas| *cas != 0),
+        )),
+        Err(HostError::NotFound) => Ok((None, None)),
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes a shared-data entry; with `cas`, only if it is unchanged since the read that gave it
+/// (`Err(HostError::CasMismatch)` otherwise).
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+    HostError::check(unsafe {
+        imports::proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            cas.unwrap_or(0),
+        )
+    })
+}
+
+/// Registers (or finds) this VM's shared queue `name` and returns its id.
+pub fn register_shared_queue(name: &str) -> Result<u32, HostError> {
+    let mut queue_id: u32 = 0;
+    HostError::check(unsafe {
+        imports::proxy_register_shared_queue(name.as_ptr(), name.len(), &mut queue_id)
+    })?;
+    Ok(queue_id)
+}
+
+/// Appends `item` to a shared queue.
+pub fn enqueue_shared_queue(queue_id: u32, item: &[u8]) -> Result<(), HostError> {
+    HostError::check(unsafe {
+        imports::proxy_enqueue_shared_queue(queue_id, item.as_ptr(), item.len())
+    })
+}
+
+/// Takes the oldest item of a shared queue; `None` when it is empty.
+pub fn dequeue_shared_queue(queue_id: u32) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let status = unsafe { imports::proxy_dequeue_shared_queue(queue_id, &mut data, &mut size) };
+    match HostError::check(status) {
+        Ok(()) => Ok(unsafe { take_host_buffer(data, size) }),
+        Err(HostError::Empty) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Answers the request from the filter, with no gRPC status.
+pub fn send_http_response(
+    status_code: u32,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), HostError> {
+    let headers = encode_header_map(headers);
+    HostError::check(unsafe {
+        imports::proxy_send_local_response(
+            status_code,
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+/// Defines a metric and returns its id.
+pub fn define_metric(metric_type: MetricType, name: &str) -> Result<u32, HostError> {
+    let mut metric_id: u32 = 0;
+    HostError::check(unsafe {
+        imports::proxy_define_metric(
+            metric_type as u32,
+            name.as_ptr(),
+            name.len(),
+            &mut metric_id,
+        )
+    })?;
+    Ok(metric_id)
+}
+
+/// Adds `offset` to a counter or gauge.
+pub fn increment_metric(metric_id: u32, offset: i64) -> Result<(), HostError> {
+    HostError::check(unsafe { imports::proxy_increment_metric(metric_id, offset) })
+}
+
+/// Sets a gauge (or adds to a counter, records into a histogram).
+pub fn record_metric(metric_id: u32, value: u64) -> Result<(), HostError> {
+    HostError::check(unsafe { imports::proxy_record_metric(metric_id, value) })
+}
+
+/// Starts an HTTP call to `cluster` and returns its token.
+///
+/// This one goes through the SDK on purpose: the SDK must record the token, or its
+/// `proxy_on_http_call_response` export panics ("invalid token_id") when the answer arrives,
+/// and only `hostcalls::dispatch_http_call` can record it. That function maps `BadArgument` and
+/// `InternalFailure` to errors and panics on any other failure; Envoy's `httpCall` returns only
+/// `Ok`, `BadArgument` (unknown cluster, missing `:path`/`:method`/`:authority`, negative
+/// timeout) and `InternalFailure` (request not started), and proxy-wasm-cpp-host adds
+/// `InvalidMemoryAccess` only for pointers outside the VM's memory, which slices cannot be.
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, HostError> {
+    // Envoy rejects a timeout that is negative as an `int`; keep it in range rather than wrap.
+    let timeout = timeout.min(Duration::from_millis(i32::MAX as u64));
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout)
+        // `Err(Status::Ok)` cannot happen; were it to, the call did not start.
+        .map_err(|status| {
+            HostError::check(status as u32)
+                .err()
+                .unwrap_or(HostError::InternalFailure)
+        })
+}
+
+/// The host functions, as the proxy-wasm ABI 0.2.1 declares them, statuses as plain `u32`.
+#[cfg(target_arch = "wasm32")]
+mod imports {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+        pub fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+        pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            buffer_type: u32,
+            start: usize,
+            max_size: usize,
+            return_buffer_data: *mut *mut u8,
+            return_buffer_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_replace_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_remove_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> u32;
+        pub fn proxy_get_property(
+            path_data: *const u8,
+            path_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_get_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+            return_cas: *mut u32,
+        ) -> u32;
+        pub fn proxy_set_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
+        pub fn proxy_register_shared_queue(
+            name_data: *const u8,
+            name_size: usize,
+            return_id: *mut u32,
+        ) -> u32;
+        pub fn proxy_enqueue_shared_queue(
+            queue_id: u32,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_dequeue_shared_queue(
+            queue_id: u32,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        pub fn proxy_send_local_response(
+            status_code: u32,
+            status_code_details_data: *const u8,
+            status_code_details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        pub fn proxy_define_metric(
+            metric_type: u32,
+            name_data: *const u8,
+            name_size: usize,
+            return_id: *mut u32,
+        ) -> u32;
+        pub fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+        pub fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    }
+}
+
+/// Stand-ins for the host functions off Wasm, so the crate builds and its tests run on the host.
+/// Every call answers with the scripted [`imports::Reply`] (by default `Unimplemented`), hands
+/// out its bytes allocated the way the SDK's `proxy_on_memory_allocate` does (a boxed slice of
+/// exactly that size), and is recorded for tests to inspect.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) mod imports {
+    use std::cell::RefCell;
+
+    const UNIMPLEMENTED: u32 = 12;
+
+    /// What the stand-in host answers.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Reply {
+        pub status: u32,
+        /// Returned through a data pointer and size (buffers, maps, properties, shared data).
+        pub data: Option<Vec<u8>>,
+        /// Returned through a number pointer (time, CAS token, queue or metric id).
+        pub number: u64,
+    }
+
+    impl Default for Reply {
+        fn default() -> Reply {
+            Reply {
+                status: UNIMPLEMENTED,
+                data: None,
+                number: 0,
+            }
+        }
+    }
+
+    /// One call as the stand-in host saw it: the import's name and its byte arguments.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) struct Call {
+        pub name: &'static str,
+        pub bytes: Vec<Vec<u8>>,
+    }
+
+    thread_local! {
+        static REPLY: RefCell<Reply> = RefCell::new(Reply::default());
+        static CALLS: RefCell<Vec<Call>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Makes every following call answer `reply`.
+    #[cfg(test)]
+    pub(crate) fn answer(reply: Reply) {
+        REPLY.with(|current| *current.borrow_mut() = reply);
+    }
+
+    /// The calls made so far on this thread, forgetting them.
+    #[cfg(test)]
+    pub(crate) fn take_calls() -> Vec<Call> {
+        CALLS.with(|calls| std::mem::take(&mut *calls.borrow_mut()))
+    }
+
+    unsafe fn input(data: *const u8, size: usize) -> Vec<u8> {
+        if data.is_null() || size == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(data, size).to_vec()
+        }
+    }
+
+    /// Records the call and returns the scripted reply.
+    fn called(name: &'static str, bytes: Vec<Vec<u8>>) -> Reply {
+        CALLS.with(|calls| calls.borrow_mut().push(Call { name, bytes }));
+        REPLY.with(|reply| reply.borrow().clone())
+    }
+
+    /// Writes the reply's bytes out the way a host does: only on `Ok`, into VM-allocated memory.
+    unsafe fn hand_out(reply: &Reply, data_out: *mut *mut u8, size_out: *mut usize) -> u32 {
+        if reply.status == 0 {
+            if let Some(data) = &reply.data {
+                *size_out = data.len();
+                *data_out = Box::into_raw(data.clone().into_boxed_slice()).cast::<u8>();
+            }
+        }
+        reply.status
+    }
+
+    pub unsafe fn proxy_log(_level: u32, message_data: *const u8, message_size: usize) -> u32 {
+        called("proxy_log", vec![input(message_data, message_size)]).status
+    }
+
+    pub unsafe fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32 {
+        let reply = called("proxy_get_current_time_nanoseconds", vec![]);
+        *return_time = reply.number;
+        reply.status
+    }
+
+    pub unsafe fn proxy_set_tick_period_milliseconds(_period: u32) -> u32 {
+        called("proxy_set_tick_period_milliseconds", vec![]).status
+    }
+
+    pub unsafe fn proxy_get_buffer_bytes(
+        _buffer_type: u32,
+        _start: usize,
+        _max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32 {
+        let reply = called("proxy_get_buffer_bytes", vec![]);
+        hand_out(&reply, return_buffer_data, return_buffer_size)
+    }
+
+    pub unsafe fn proxy_get_header_map_pairs(
+        _map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32 {
+        let reply = called("proxy_get_header_map_pairs", vec![]);
+        hand_out(&reply, return_map_data, return_map_size)
+    }
+
+    pub unsafe fn proxy_replace_header_map_value(
+        _map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32 {
+        let bytes = vec![input(key_data, key_size), input(value_data, value_size)];
+        called("proxy_replace_header_map_value", bytes).status
+    }
+
+    pub unsafe fn proxy_remove_header_map_value(
+        _map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> u32 {
+        called(
+            "proxy_remove_header_map_value",
+            vec![input(key_data, key_size)],
+        )
+        .status
+    }
+
+    pub unsafe fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32 {
+        let reply = called("proxy_get_property", vec![input(path_data, path_size)]);
+        hand_out(&reply, return_value_data, return_value_size)
+    }
+
+    pub unsafe fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32 {
+        let bytes = vec![input(path_data, path_size), input(value_data, value_size)];
+        called("proxy_set_property", bytes).status
+    }
+
+    pub unsafe fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32 {
+        let reply = called("proxy_get_shared_data", vec![input(key_data, key_size)]);
+        if reply.status == 0 {
+            *return_cas = reply.number as u32;
+        }
+        hand_out(&reply, return_value_data, return_value_size)
+    }
+
+    pub unsafe fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        _cas: u32,
+    ) -> u32 {
+        let bytes = vec![input(key_data, key_size), input(value_data, value_size)];
+        called("proxy_set_shared_data", bytes).status
+    }
+
+    pub unsafe fn proxy_register_shared_queue(
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32 {
+        let reply = called(
+            "proxy_register_shared_queue",
+            vec![input(name_data, name_size)],
+        );
+        *return_id = reply.number as u32;
+        reply.status
+    }
+
+    pub unsafe fn proxy_enqueue_shared_queue(
+        _queue_id: u32,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32 {
+        called(
+            "proxy_enqueue_shared_queue",
+            vec![input(value_data, value_size)],
+        )
+        .status
+    }
+
+    pub unsafe fn proxy_dequeue_shared_queue(
+        _queue_id: u32,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32 {
+        let reply = called("proxy_dequeue_shared_queue", vec![]);
+        hand_out(&reply, return_value_data, return_value_size)
+    }
+
+    pub unsafe fn proxy_send_local_response(
+        _status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        _grpc_status: i32,
+    ) -> u32 {
+        let bytes = vec![
+            input(status_code_details_data, status_code_details_size),
+            input(body_data, body_size),
+            input(headers_data, headers_size),
+        ];
+        called("proxy_send_local_response", bytes).status
+    }
+
+    pub unsafe fn proxy_define_metric(
+        _metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32 {
+        let reply = called("proxy_define_metric", vec![input(name_data, name_size)]);
+        *return_id = reply.number as u32;
+        reply.status
+    }
+
+    pub unsafe fn proxy_increment_metric(_metric_id: u32, _offset: i64) -> u32 {
+        called("proxy_increment_metric", vec![]).status
+    }
+
+    pub unsafe fn proxy_record_metric(_metric_id: u32, _value: u64) -> u32 {
+        called("proxy_record_metric", vec![]).status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::imports::{answer, take_calls, Reply};
+    use super::*;
+
+    /// Every code the ABI defines, one past them, and two far-off ones.
+    const STATUSES: [u32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 99, u32::MAX];
+
+    fn reply(status: u32, data: Option<&[u8]>, number: u64) {
+        answer(Reply {
+            status,
+            data: data.map(<[u8]>::to_vec),
+            number,
+        });
+    }
+
+    /// The SDK's own test map (`hostcalls::utils::tests::SERIALIZED_MAP`), written out by hand.
+    #[rustfmt::skip]
+    const SAMPLE_MAP: &[u8] = &[
+        4, 0, 0, 0,
+        7, 0, 0, 0, 3, 0, 0, 0,
+        5, 0, 0, 0, 8, 0, 0, 0,
+        10, 0, 0, 0, 11, 0, 0, 0,
+        10, 0, 0, 0, 10, 0, 0, 0,
+        b':', b'm', b'e', b't', b'h', b'o', b'd', 0,
+        b'G', b'E', b'T', 0,
+        b':', b'p', b'a', b't', b'h', 0,
+        b'/', b'b', b'y', b't', b'e', b's', b'/', b'1', 0,
+        b':', b'a', b'u', b't', b'h', b'o', b'r', b'i', b't', b'y', 0,
+        b'h', b't', b't', b'p', b'b', b'i', b'n', b'.', b'o', b'r', b'g', 0,
+        b'P', b'o', b'w', b'e', b'r', b'e', b'd', b'-', b'B', b'y', 0,
+        b'p', b'r', b'o', b'x', b'y', b'-', b'w', b'a', b's', b'm', 0,
+    ];
+
+    fn sample_pairs() -> Vec<(String, Vec<u8>)> {
+        [
+            (":method", "GET"),
+            (":path", "/bytes/1"),
+            (":authority", "httpbin.org"),
+            ("Powered-By", "proxy-wasm"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect()
+    }
+
+    #[test]
+    fn check_maps_every_status() {
+        let cases = [
+            (0, None),
+            (1, Some(HostError::NotFound)),
+            (2, Some(HostError::BadArgument)),
+            (3, Some(HostError::SerializationFailure)),
+            (4, Some(HostError::ParseFailure)),
+            (5, Some(HostError::BadExpression)),
+            (6, Some(HostError::InvalidMemoryAccess)),
+            (7, Some(HostError::Empty)),
+            (8, Some(HostError::CasMismatch)),
+            (9, Some(HostError::ResultMismatch)),
+            (10, Some(HostError::InternalFailure)),
+            (11, Some(HostError::BrokenConnection)),
+            (12, Some(HostError::Unimplemented)),
+            (13, Some(HostError::Unknown(13))),
+            (u32::MAX, Some(HostError::Unknown(u32::MAX))),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(HostError::check(status).err(), expected, "status {status}");
+        }
+    }
+
+    #[test]
+    fn decodes_the_sdk_sample_map() {
+        assert_eq!(decode_header_map(SAMPLE_MAP), Ok(sample_pairs()));
+    }
+
+    #[test]
+    fn encode_matches_the_sdk_sample_map_and_round_trips() {
+        let pairs = [
+            (":method", "GET"),
+            (":path", "/bytes/1"),
+            (":authority", "httpbin.org"),
+            ("Powered-By", "proxy-wasm"),
+        ];
+        assert_eq!(encode_header_map(&pairs), SAMPLE_MAP);
+        assert_eq!(encode_header_map(&[]), [0, 0, 0, 0]);
+        let with_empty = [("x-empty", ""), ("", "no name")];
+        let decoded = decode_header_map(&encode_header_map(&with_empty)).unwrap();
+        assert_eq!(
+            decoded,
+            vec![
+                ("x-empty".to_string(), Vec::new()),
+                (String::new(), b"no name".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn decodes_empty_input_and_zero_pairs_as_an_empty_map() {
+        assert_eq!(decode_header_map(&[]), Ok(Vec::new()));
+        assert_eq!(decode_header_map(&[0, 0, 0, 0]), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn keeps_values_that_are_not_utf8() {
+        let mut bytes = encode_header_map(&[("x-bin", "ab")]);
+        let value_at = bytes.len() - 3;
+        bytes[value_at] = 0xff;
+        assert_eq!(
+            decode_header_map(&bytes),
+            Ok(vec![("x-bin".to_string(), vec![0xff, b'b'])])
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        for len in 1..SAMPLE_MAP.len() {
+            assert!(
+                decode_header_map(&SAMPLE_MAP[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn garbled_maps_are_errors() {
+        let cases: [(&str, Vec<u8>, MapDecodeError); 9] = [
+            ("short count", vec![1, 0], MapDecodeError::Truncated),
+            (
+                "huge count",
+                vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+                MapDecodeError::Truncated,
+            ),
+            (
+                "count without sizes",
+                vec![2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0],
+                MapDecodeError::Truncated,
+            ),
+            (
+                "huge name size",
+                vec![1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, b'a', 0, 0],
+                MapDecodeError::Truncated,
+            ),
+            (
+                "huge value size",
+                vec![1, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, b'a', 0, 0],
+                MapDecodeError::Truncated,
+            ),
+            (
+                "name without NUL",
+                vec![1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, b'a', b'b', b'c', 0],
+                MapDecodeError::MissingNul,
+            ),
+            (
+                "value without NUL",
+                vec![1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, b'a', 0, b'b', b'c'],
+                MapDecodeError::MissingNul,
+            ),
+            (
+                "trailing bytes",
+                vec![1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, b'a', 0, b'b', 0, 7],
+                MapDecodeError::TrailingBytes,
+            ),
+            (
+                "name not UTF-8",
+                vec![1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0xff, 0, b'b', 0],
+                MapDecodeError::NameNotUtf8,
+            ),
+        ];
+        for (what, bytes, expected) in cases {
+            assert_eq!(decode_header_map(&bytes), Err(expected), "{what}");
+        }
+    }
+
+    #[test]
+    fn no_single_byte_corruption_panics() {
+        for at in 0..SAMPLE_MAP.len() {
+            for byte in [0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff] {
+                let mut bytes = SAMPLE_MAP.to_vec();
+                bytes[at] = byte;
+                if let Ok(pairs) = decode_header_map(&bytes) {
+                    assert_eq!(pairs.len(), 4, "byte {at} set to {byte:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn property_paths_are_joined_by_nul() {
+        assert_eq!(
+            encode_property_path(&["source", "address"]),
+            b"source\0address"
+        );
+        assert_eq!(encode_property_path(&["keygate_key_id"]), b"keygate_key_id");
+        assert_eq!(encode_property_path(&[]), b"");
+    }
+
+    #[test]
+    fn no_wrapper_panics_on_any_status() {
+        for status in STATUSES {
+            for data in [
+                None,
+                Some(&b""[..]),
+                Some(&b"garbage"[..]),
+                Some(SAMPLE_MAP),
+            ] {
+                reply(status, data, 7);
+                let _ = current_time_nanos();
+                let _ = set_tick_period(Duration::from_secs(u64::MAX));
+                let _ = log(LogLevel::Info, "message");
+                let _ = get_buffer(BufferType::HttpCallResponseBody, 0, 10);
+                let _ = get_header_map(MapType::HttpRequestHeaders);
+                let _ = replace_header(MapType::HttpRequestHeaders, "name", "value");
+                let _ = remove_header(MapType::HttpRequestHeaders, "name");
+                let _ = get_property(&["source", "address"]);
+                let _ = set_property(&["keygate_key_id"], b"key");
+                let _ = get_shared_data("key");
+                let _ = set_shared_data("key", b"value", Some(3));
+                let _ = register_shared_queue("queue");
+                let _ = enqueue_shared_queue(1, b"item");
+                let _ = dequeue_shared_queue(1);
+                let _ = send_http_response(401, &[("www-authenticate", "x")], b"{}");
+                let _ = define_metric(MetricType::Counter, "name");
+                let _ = increment_metric(1, 1);
+                let _ = record_metric(1, 1);
+            }
+        }
+        take_calls();
+    }
+
+    #[test]
+    fn statuses_become_errors_and_absence_becomes_none() {
+        for status in STATUSES {
+            reply(status, Some(b"value"), 9);
+            let expected = HostError::check(status);
+            assert_eq!(
+                replace_header(MapType::HttpResponseHeaders, "n", "v"),
+                expected
+            );
+            assert_eq!(remove_header(MapType::HttpRequestHeaders, "n"), expected);
+            assert_eq!(set_property(&["p"], b"v"), expected);
+            assert_eq!(set_shared_data("k", b"v", None), expected);
+            assert_eq!(send_http_response(403, &[], b""), expected);
+            assert_eq!(increment_metric(1, 1), expected);
+            assert_eq!(record_metric(1, 1), expected);
+            assert_eq!(enqueue_shared_queue(1, b"v"), expected);
+            assert_eq!(current_time_nanos(), expected.map(|()| 9));
+            assert_eq!(define_metric(MetricType::Gauge, "g"), expected.map(|()| 9));
+            assert_eq!(register_shared_queue("q"), expected.map(|()| 9));
+            let value = Some(b"value".to_vec());
+            let (buffer_value, queue_value) = match expected {
+                Ok(()) => (Ok(value.clone()), Ok(value.clone())),
+                Err(HostError::NotFound) => (Ok(None), Err(HostError::NotFound)),
+                Err(HostError::Empty) => (Err(HostError::Empty), Ok(None)),
+                Err(error) => (Err(error), Err(error)),
+            };
+            assert_eq!(
+                get_buffer(BufferType::PluginConfiguration, 0, 5),
+                buffer_value
+            );
+            assert_eq!(get_property(&["p"]), buffer_value);
+            assert_eq!(dequeue_shared_queue(1), queue_value);
+            assert_eq!(
+                get_shared_data("k"),
+                match expected {
+                    Ok(()) => Ok((value, Some(9))),
+                    Err(HostError::NotFound) => Ok((None, None)),
+                    Err(error) => Err(error),
+                }
+            );
+        }
+        take_calls();
+    }
+
+    #[test]
+    fn header_maps_are_decoded_and_bad_ones_reported() {
+        reply(0, Some(SAMPLE_MAP), 0);
+        assert_eq!(
+            get_header_map(MapType::HttpRequestHeaders),
+            Ok(sample_pairs())
+        );
+        reply(0, None, 0);
+        assert_eq!(
+            get_header_map(MapType::HttpCallResponseHeaders),
+            Ok(Vec::new())
+        );
+        reply(0, Some(&SAMPLE_MAP[..20]), 0);
+        assert_eq!(
+            get_header_map(MapType::HttpRequestHeaders),
+            Err(HostError::Malformed(MapDecodeError::Truncated))
+        );
+        reply(1, Some(SAMPLE_MAP), 0);
+        assert_eq!(
+            get_header_map(MapType::HttpRequestHeaders),
+            Err(HostError::NotFound)
+        );
+        take_calls();
+    }
+
+    #[test]
+    fn shared_data_without_a_cas_token_has_none() {
+        reply(0, Some(b"v"), 0);
+        assert_eq!(get_shared_data("k"), Ok((Some(b"v".to_vec()), None)));
+        reply(0, None, 4);
+        assert_eq!(get_shared_data("k"), Ok((None, Some(4))));
+        take_calls();
+    }
+
+    #[test]
+    fn arguments_reach_the_host_in_abi_form() {
+        take_calls();
+        reply(0, None, 0);
+        set_property(&["keygate_key_id"], b"key_1").unwrap();
+        get_property(&["source", "address"]).unwrap();
+        send_http_response(401, &[("www-authenticate", "Bearer")], b"{}").unwrap();
+        replace_header(MapType::HttpRequestHeaders, "x-keygate-team", "core").unwrap();
+        let calls = take_calls();
+        let seen: Vec<(&str, Vec<Vec<u8>>)> =
+            calls.iter().map(|c| (c.name, c.bytes.clone())).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "proxy_set_property",
+                    vec![b"keygate_key_id".to_vec(), b"key_1".to_vec()]
+                ),
+                ("proxy_get_property", vec![b"source\0address".to_vec()]),
+                (
+                    "proxy_send_local_response",
+                    vec![
+                        Vec::new(),
+                        b"{}".to_vec(),
+                        encode_header_map(&[("www-authenticate", "Bearer")])
+                    ]
+                ),
+                (
+                    "proxy_replace_header_map_value",
+                    vec![b"x-keygate-team".to_vec(), b"core".to_vec()]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn host_errors_read_well() {
+        assert_eq!(
+            HostError::BadArgument.to_string(),
+            "host returned BadArgument"
+        );
+        assert_eq!(
+            HostError::Unknown(42).to_string(),
+            "host returned unknown status 42"
+        );
+        assert_eq!(
+            HostError::Malformed(MapDecodeError::MissingNul).to_string(),
+            "host returned a malformed header map: a string is not NUL-terminated"
+        );
+    }
+}
