@@ -45,8 +45,8 @@ pub struct Worker {
 pub struct RequestFilter {
     context_id: u32,
     worker: Rc<Worker>,
-    /// In-flight count to give back when the request ends: (slot, owner).
-    in_flight: Option<(u64, u64)>,
+    /// In-flight place to give back when the request ends: (slot, owner, in-flight bucket).
+    in_flight: Option<(u64, u64, u64)>,
     /// Rate-limit headers for the response.
     response_headers: Vec<(&'static str, String)>,
     replied_locally: bool,
@@ -172,8 +172,8 @@ impl RequestFilter {
                 in_flight,
                 usage,
             } => {
-                if in_flight {
-                    self.in_flight = Some((slot, owner));
+                if let Some(bucket) = in_flight {
+                    self.in_flight = Some((slot, owner, bucket));
                 }
                 self.response_headers = headers(&usage);
                 Ok(())
@@ -323,8 +323,9 @@ impl HttpContext for RequestFilter {
     }
 
     fn on_log(&mut self) {
-        if let Some((slot, owner)) = self.in_flight.take() {
-            limiter::release(&ProxyHost, slot, owner);
+        if let Some((slot, owner, bucket)) = self.in_flight.take() {
+            let windows = &self.worker.config.rate_limits.windows;
+            limiter::release(&ProxyHost, slot, owner, bucket, windows, ProxyHost.now_ms());
         }
     }
 }

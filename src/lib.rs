@@ -34,10 +34,11 @@ pub mod usage;
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    // Our logger, not the SDK's: the SDK's unwraps the status of every log call.
+    abi::install_logger(log::LevelFilter::Info);
     std::panic::set_hook(Box::new(|info| {
         // With panic = "abort" the VM dies after this; at least say where.
-        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("keygate panicked: {info}"));
+        let _ = abi::log(LogLevel::Critical, &format!("keygate panicked: {info}"));
     }));
     proxy_wasm::set_root_context(|context_id| Box::new(root::KeygateRoot::new(context_id)));
 }}

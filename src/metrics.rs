@@ -24,6 +24,7 @@ pub struct Metrics {
     refresh_unchanged: u32,
     refresh_failed: u32,
     snapshot_rejected: u32,
+    records_quarantined: u32,
     keys_loaded: u32,
     snapshot_version: u32,
     snapshot_age_seconds: u32,
@@ -69,6 +70,10 @@ impl Metrics {
             refresh_unchanged: define(MetricType::Counter, "keygate_snapshot_refresh_unchanged"),
             refresh_failed: define(MetricType::Counter, "keygate_snapshot_refresh_failed"),
             snapshot_rejected: define(MetricType::Counter, "keygate_snapshot_rejected"),
+            records_quarantined: define(
+                MetricType::Counter,
+                "keygate_snapshot_records_quarantined",
+            ),
             keys_loaded: define(MetricType::Gauge, "keygate_keys_loaded"),
             snapshot_version: define(MetricType::Gauge, "keygate_snapshot_version"),
             snapshot_age_seconds: define(MetricType::Gauge, "keygate_snapshot_age_seconds"),
@@ -116,6 +121,11 @@ impl Metrics {
             }
             Outcome::Ignored | Outcome::NextPage(_) => {}
         }
+    }
+
+    /// A snapshot record left out because it failed validation.
+    pub fn quarantined(&self) {
+        add(self.records_quarantined);
     }
 
     pub fn store(&self, keys: u64, version: u64, age_seconds: u64) {

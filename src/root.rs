@@ -250,6 +250,17 @@ impl Context for KeygateRoot {
         let outcome = jobs
             .refresher
             .on_response(&ProxyHost, token_id, status, &body, body_size);
+        for record in jobs.refresher.take_quarantined() {
+            // By id and field only: a record never holds a secret, but keep logs to what
+            // identifies the key.
+            warn!(
+                "#{} snapshot record quarantined (key treated as absent): key {:?} {}",
+                self.context_id, record.id, record.error
+            );
+            if let Some(worker) = &self.worker {
+                worker.metrics.quarantined();
+            }
+        }
         self.report_refresh(&outcome);
         match outcome {
             Outcome::NextPage(request) => self.dispatch_snapshot(request),

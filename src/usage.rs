@@ -39,13 +39,11 @@ pub struct ProxyQueue(pub u32);
 
 impl Queue for ProxyQueue {
     fn enqueue(&self, item: &[u8]) -> bool {
-        proxy_wasm::hostcalls::enqueue_shared_queue(self.0, Some(item)).is_ok()
+        crate::abi::enqueue_shared_queue(self.0, item).is_ok()
     }
 
     fn dequeue(&self) -> Option<Vec<u8>> {
-        proxy_wasm::hostcalls::dequeue_shared_queue(self.0)
-            .ok()
-            .flatten()
+        crate::abi::dequeue_shared_queue(self.0).ok().flatten()
     }
 }
 
@@ -663,7 +661,7 @@ mod tests {
             }
             // The batch in flight plus everything queued never passes the bound.
             assert!(
-                queued_reports(&queue) + 1 <= MAX_BACKLOG_REPORTS,
+                queued_reports(&queue) < MAX_BACKLOG_REPORTS,
                 "round {round}: {}",
                 queued_reports(&queue)
             );
