@@ -183,7 +183,11 @@ impl RouteTable {
     /// matches and unmatched requests are refused.
     fn reading(&self, method: &str, path: &str) -> Option<Option<&str>> {
         let fold = !self.case_sensitive;
-        match self.rules.iter().find(|rule| rule.matches(method, path, fold)) {
+        match self
+            .rules
+            .iter()
+            .find(|rule| rule.matches(method, path, fold))
+        {
             Some(rule) => Some(rule.scope.as_deref()),
             None if self.deny_unmatched => None,
             None => Some(self.default_scope.as_deref()),
@@ -338,10 +342,7 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(
-            scope_of(&table, "GET", "/v1/jobs/special"),
-            Some("special")
-        );
+        assert_eq!(scope_of(&table, "GET", "/v1/jobs/special"), Some("special"));
         assert_eq!(
             scope_of(&table, "GET", "/v1/jobs/other"),
             Some("check_status")
@@ -383,7 +384,11 @@ mod tests {
             ("GET", "/V1/Models;x", "list_models"),
         ];
         for (method, path, scope) in cases {
-            assert_eq!(needs(&table, method, path), Some(vec![scope]), "{method} {path}");
+            assert_eq!(
+                needs(&table, method, path),
+                Some(vec![scope]),
+                "{method} {path}"
+            );
         }
     }
 
@@ -409,11 +414,17 @@ mod tests {
     fn case_sensitive_paths_and_deny_unmatched_are_options() {
         let sensitive = shipped_table().with_options(true, false);
         assert_eq!(needs(&sensitive, "POST", "/V1/JOBS"), Some(vec![]));
-        assert_eq!(needs(&sensitive, "POST", "/v1/jobs;x"), Some(vec!["submit_job"]));
+        assert_eq!(
+            needs(&sensitive, "POST", "/v1/jobs;x"),
+            Some(vec!["submit_job"])
+        );
         let strict = shipped_table().with_options(false, true);
         assert_eq!(needs(&strict, "GET", "/v1/other"), None);
         assert_eq!(needs(&strict, "DELETE", "/v1/jobs/1"), None);
-        assert_eq!(needs(&strict, "GET", "/v1/models"), Some(vec!["list_models"]));
+        assert_eq!(
+            needs(&strict, "GET", "/v1/models"),
+            Some(vec!["list_models"])
+        );
         // Either reading without a rule is enough to refuse.
         let templated = RouteTable::new(
             vec![rule(&[], PathMatcher::template("/v1/{x}").unwrap(), "s")],
