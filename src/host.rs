@@ -46,6 +46,9 @@ impl Host for ProxyHost {
     }
 }
 
+/// Something another worker does in the middle of this one's work (see `FakeHost::interleave`).
+pub type Interleaved = Box<dyn FnOnce(&FakeHost)>;
+
 /// An in-memory host for tests, with the same CAS semantics as Envoy's shared data.
 #[derive(Default)]
 pub struct FakeHost {
@@ -54,6 +57,9 @@ pub struct FakeHost {
     next_cas: Cell<u32>,
     /// Makes the next N CAS writes fail, to exercise retries.
     pub fail_next_cas: Cell<u32>,
+    /// Runs once, just before the first write of a key starting with the given prefix: how a
+    /// test makes another worker (another thread in Envoy) act in the middle of this one's work.
+    interleaved: RefCell<Option<(String, Interleaved)>>,
 }
 
 impl FakeHost {
@@ -65,6 +71,11 @@ impl FakeHost {
 
     pub fn entry_count(&self) -> usize {
         self.entries.borrow().len()
+    }
+
+    /// Runs `other` just before the next write of a key that starts with `prefix`.
+    pub fn interleave(&self, prefix: &str, other: impl FnOnce(&FakeHost) + 'static) {
+        *self.interleaved.borrow_mut() = Some((prefix.to_string(), Box::new(other)));
     }
 }
 
@@ -81,6 +92,16 @@ impl Host for FakeHost {
     }
 
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        let due = {
+            let mut slot = self.interleaved.borrow_mut();
+            match slot.as_ref() {
+                Some((prefix, _)) if key.starts_with(prefix.as_str()) => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, other)) = due {
+            other(self);
+        }
         let mut entries = self.entries.borrow_mut();
         if cas.is_some() && self.fail_next_cas.get() > 0 {
             self.fail_next_cas.set(self.fail_next_cas.get() - 1);

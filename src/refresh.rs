@@ -785,6 +785,46 @@ mod tests {
     }
 
     #[test]
+    fn a_takeover_in_the_middle_of_a_page_write_wins() {
+        // Envoy's workers run in parallel: while `slow` writes the keys of its page, its lease
+        // runs out and `other` claims, loads and publishes a newer snapshot. `slow` must not
+        // publish over it, and what it wrote must not count as current.
+        let host = FakeHost::at(10_000);
+        let mut slow = Refresher::new(1, control(""), 64);
+        assert!(slow.poll(&host).0.is_some());
+        slow.dispatched(1);
+        host.interleave("k:", |host| {
+            host.now
+                .set(host.now.get() + 2_000 + 1_000 + LEASE_MARGIN_MS + 1);
+            let mut other = Refresher::new(2, control(""), 64);
+            let (request, _) = other.poll(host);
+            assert!(request.is_some(), "the expired lease can be taken over");
+            other.dispatched(7);
+            let fresh = page(2, true, 0, &[record_json("current", true)], &[], None);
+            assert!(matches!(
+                other.on_response(host, 7, Some(200), &fresh, fresh.len()),
+                Outcome::Applied { version: 2, .. }
+            ));
+        });
+        let stale = page(1, true, 0, &[record_json("stale", true)], &[], None);
+        let outcome = slow.on_response(&host, 1, Some(200), &stale, stale.len());
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Failed {
+                    rejected: false,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        let meta = read_meta(&host);
+        assert_eq!(meta.version, 2);
+        assert!(lookup(&host, &hash_key("current"), meta.generation).is_some());
+        assert!(lookup(&host, &hash_key("stale"), meta.generation).is_none());
+    }
+
+    #[test]
     fn an_aborted_full_load_stays_dead_when_the_clock_steps_back() {
         let host = FakeHost::at(1_000_000);
         let mut refresher = Refresher::new(1, control(""), 64);
