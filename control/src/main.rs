@@ -11,6 +11,7 @@ mod plans;
 mod quota;
 mod secrets;
 mod serve_config;
+mod served;
 mod server;
 mod store;
 mod usage_range;

@@ -2,13 +2,12 @@
 //! proxies (the snapshot's `KeyRecord`, with the hash and effective limits).
 
 use crate::clock;
-use crate::plans::{effective_admin_limits, effective_limits, AdminLimits, Environment};
+use crate::plans::{effective_admin_limits, AdminLimits, Environment};
 use crate::plans::{LimitOverrides, Plan};
 use crate::quota::mark_in_force;
 use crate::store::keys::StoredKey;
 use crate::store::lifecycle::MintedKey;
 use chrono::{DateTime, Utc};
-use keygate::snapshot::KeyRecord;
 use serde::Serialize;
 
 /// A key as the admin API shows it.
@@ -75,25 +74,5 @@ impl From<MintedKey> for KeyView {
             key: Some(minted.secret),
             ..KeyView::from(minted.key)
         }
-    }
-}
-
-/// A key as proxies see it in the snapshot at `now`; a quota mark that has passed is null.
-pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {
-    KeyRecord {
-        quota_exceeded_until: mark_in_force(key.quota_exceeded_until.as_deref(), now),
-        limits: effective_limits(key.plan, &key.limits),
-        id: key.id,
-        hash: key.hash,
-        prefix: key.prefix,
-        last4: key.last4,
-        name: key.name,
-        team: key.team,
-        environment: key.environment.as_str().to_string(),
-        scopes: key.scopes,
-        allowed_ips: key.allowed_ips,
-        expires_at: key.expires_at,
-        active: key.active,
-        plan: key.plan.as_str().to_string(),
     }
 }

@@ -51,14 +51,8 @@ impl From<getrandom::Error> for LifecycleError {
     }
 }
 
-/// Checks the key as the snapshot will serve it with the filter's own record validation, so a
-/// key the admin API stores is never one the filter refuses (`keygate::contract::record`).
-/// Field names are the admin API's (`name`, `allowed_ips[1]`).
 fn served_record_is_valid(key: &StoredKey, now: DateTime<Utc>) -> Result<(), LifecycleError> {
-    let record = crate::api::views::key_record(key.clone(), now);
-    keygate::contract::record::validate_record(&record, 0)
-        .map(|_| ())
-        .map_err(LifecycleError::Invalid)
+    crate::served::filter_accepts(key, now).map_err(LifecycleError::Invalid)
 }
 
 /// A new key row for `settings` with a new secret; not yet stored.
@@ -412,7 +406,7 @@ mod tests {
             };
             accepted += 1;
             let minted = mint(&settings, now, None).unwrap();
-            let record = crate::api::views::key_record(minted.key, now);
+            let record = crate::served::key_record(minted.key, now);
             if let Err(error) = keygate::contract::record::validate_record(&record, 1) {
                 panic!("the API accepted {body} but the filter refuses it: {error}");
             }
