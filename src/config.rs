@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ratelimit::Windows;
-use crate::routes::{PathMatcher, RouteRule, RouteTable};
+use crate::limits::window::Windows;
+use crate::policy::routes::{PathMatcher, RouteRule, RouteTable};
 
 /// What to do when no usable snapshot is loaded (none yet, or older than `max_staleness`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn routes_compile_in_order() {
-        use crate::routes::Access;
+        use crate::policy::routes::Access;
         let config = parse(
             r#"{"control":{"cluster":"c","token":"t"},
                 "routes":[{"methods":["post"],"exact":"/v1/jobs","scope":"submit_job"},

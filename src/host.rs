@@ -1,5 +1,5 @@
-//! The little of the proxy-wasm host that the store and the refresh logic need, behind a trait
-//! so they can be driven on the host by `FakeHost` in tests.
+//! What the filter needs from its host, behind a trait so that everything but `proxy/` runs on
+//! the host in tests: `FakeHost` here, the real one in `proxy/host.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,30 +20,6 @@ pub trait Host {
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Writes a shared-data entry; with `cas`, only if it has not changed since that read.
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
-}
-
-/// The real host: Envoy's clock and shared data, through the never-panicking `abi` calls.
-pub struct ProxyHost;
-
-impl Host for ProxyHost {
-    fn now_ms(&self) -> u64 {
-        crate::abi::current_time_nanos().map_or(0, |nanos| nanos / 1_000_000)
-    }
-
-    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match crate::abi::get_shared_data(key) {
-            Ok((value, cas)) => (value.filter(|v| !v.is_empty()), cas),
-            Err(_) => (None, None),
-        }
-    }
-
-    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        match crate::abi::set_shared_data(key, value, cas) {
-            Ok(()) => Ok(()),
-            Err(crate::abi::HostError::CasMismatch) => Err(WriteError::CasMismatch),
-            Err(_) => Err(WriteError::Host),
-        }
-    }
 }
 
 /// Something another worker does in the middle of this one's work (see `FakeHost::interleave`).

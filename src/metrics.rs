@@ -4,10 +4,10 @@
 
 use proxy_wasm::types::MetricType;
 
-use crate::abi;
-use crate::decision::DenyCode;
-use crate::refresh::Outcome;
-use crate::usage::ReportOutcome;
+use crate::policy::decision::DenyCode;
+use crate::proxy::abi;
+use crate::sync::refresh::Outcome;
+use crate::sync::usage::ReportOutcome;
 
 /// Metric ids of this VM; 0 (never a real id) when definition failed, which makes updates
 /// harmless no-ops.

@@ -1,7 +1,7 @@
 //! Plans, environments and the per-key limit overrides, and how they resolve into the
 //! effective limits the filter enforces.
 
-use keygate::snapshot::Limits;
+use keygate::contract::snapshot::Limits;
 use serde::{Deserialize, Serialize};
 
 /// A billing plan; each carries default request limits.

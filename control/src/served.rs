@@ -6,7 +6,7 @@ use crate::quota::mark_in_force;
 use crate::store::keys::StoredKey;
 use crate::validate::FieldError;
 use chrono::{DateTime, Utc};
-use keygate::snapshot::KeyRecord;
+use keygate::contract::snapshot::KeyRecord;
 
 /// A key as proxies see it in the snapshot at `now`; a quota mark that has passed is null.
 pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {

@@ -6,7 +6,7 @@
 //! matter (`authorization`, `x-api-key`, `:path`) with others.
 #![no_main]
 
-use keygate::extract::{extract, strip_query_param, Credential, Source, Sources, MAX_KEY_LEN};
+use keygate::policy::extract::{extract, strip_query_param, Credential, Source, Sources, MAX_KEY_LEN};
 use libfuzzer_sys::fuzz_target;
 
 const HEADER: &str = "x-api-key";

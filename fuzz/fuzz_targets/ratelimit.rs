@@ -7,8 +7,8 @@
 //! and a request sent `Retry-After` later is admitted.
 #![no_main]
 
-use keygate::ratelimit::{admit, Refusal, SlotState, Windows, STATE_LEN};
-use keygate::snapshot::Limits;
+use keygate::limits::window::{admit, Refusal, SlotState, Windows, STATE_LEN};
+use keygate::contract::snapshot::Limits;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -71,7 +71,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     assert_eq!(Some(limit), limited[window]);
                     assert!(remaining <= limit, "remaining {remaining} > limit {limit}");
                 }
-                let _ = keygate::ratelimit::headers(&usage, &windows);
+                let _ = keygate::limits::window::headers(&usage, &windows);
                 match outcome {
                     Ok(()) => admitted.push(now),
                     Err(Refusal::Rate { retry_after_ms }) => {

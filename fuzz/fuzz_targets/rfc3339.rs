@@ -5,8 +5,8 @@
 //! write as four digits); a `Z` instant and the same instant written with an offset agree.
 #![no_main]
 
-use keygate::timefmt::parse_rfc3339;
-use keygate::usage::format_hour;
+use keygate::contract::timefmt::parse_rfc3339;
+use keygate::sync::tally::format_hour;
 use libfuzzer_sys::fuzz_target;
 
 /// 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z.

@@ -4,7 +4,7 @@
 //! rule (optionally `E GET,POST <path>` to restrict methods); `> <METHOD> <path>` is a request.
 #![no_main]
 
-use keygate::routes::{PathMatcher, RouteRule, RouteTable};
+use keygate::policy::routes::{PathMatcher, RouteRule, RouteTable};
 use libfuzzer_sys::fuzz_target;
 
 /// A concrete path a template matches: each `{param}` segment replaced by a value.
@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     for (method, path) in &requests {
-        let path = keygate::routes::path_without_query(path);
+        let path = keygate::policy::routes::path_without_query(path);
         if !path.starts_with('/') || path.ends_with('/') {
             continue;
         }
@@ -88,8 +88,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(scope, table.access(method, &path.to_ascii_uppercase()));
         // A `;parameter` never takes a scope away: what the stripped path needs is still
         // needed.
-        if let keygate::routes::Access::Scopes(plain) = table.access(method, path) {
-            if let keygate::routes::Access::Scopes(with) = table.access(method, &format!("{path};x")) {
+        if let keygate::policy::routes::Access::Scopes(plain) = table.access(method, path) {
+            if let keygate::policy::routes::Access::Scopes(with) = table.access(method, &format!("{path};x")) {
                 for needed in plain.into_iter().flatten() {
                     assert!(with.contains(&Some(needed)), "{path};x lost {needed}");
                 }

@@ -7,8 +7,8 @@
 #![no_main]
 
 use keygate::contract::record::validate_page;
-use keygate::keys::StoredKey;
-use keygate::snapshot::{PageText, Snapshot};
+use keygate::store::key::StoredKey;
+use keygate::contract::snapshot::{PageText, Snapshot};
 use libfuzzer_sys::fuzz_target;
 
 fn is_hash(text: &str) -> bool {
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Records as parsed, for the ones that parse.
-    let parsed: Vec<Option<keygate::snapshot::KeyRecord>> =
+    let parsed: Vec<Option<keygate::contract::snapshot::KeyRecord>> =
         page_text.keys.iter().map(|raw| serde_json::from_str(raw.get()).ok()).collect();
     let snapshot = Snapshot {
         version: page_text.version,

@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use keygate::net::{client_ip, ip_allowed, parse_address, parse_allowlist_entry};
+use keygate::policy::net::{client_ip, ip_allowed, parse_address, parse_allowlist_entry};
 use libfuzzer_sys::fuzz_target;
 
 /// The allowlist entry that names exactly this address.

@@ -8,11 +8,16 @@
 //! - `record`: a snapshot record checked into what the filter stores, and a page of them, with
 //!   bad records quarantined one by one.
 //! - `usage`: the usage report messages (`POST /v1/usage`), read tolerantly.
+//! - `snapshot`: the snapshot page messages; `timefmt`: the instants they carry.
+//! - `key_hash`: how a secret becomes the hash both sides key it by.
 //!
-//! The snapshot messages themselves are in `crate::snapshot`, the key hash in `crate::keys`.
+//! Depends on nothing else in the crate but the stored record it validates into.
 
 pub mod fields;
+pub mod key_hash;
 pub mod record;
+pub mod snapshot;
+pub mod timefmt;
 pub mod usage;
 
 pub use fields::FieldError;

@@ -11,9 +11,9 @@
 use std::collections::HashSet;
 
 use crate::contract::fields::{self, Duplicates, FieldError};
-use crate::keys::StoredKey;
-use crate::snapshot::{KeyRecord, PageText};
-use crate::timefmt::parse_rfc3339;
+use crate::contract::snapshot::{KeyRecord, PageText};
+use crate::contract::timefmt::parse_rfc3339;
+use crate::store::key::StoredKey;
 
 /// Whether `text` is a key hash as snapshots carry it: 64 lowercase hex digits.
 pub fn is_hash(text: &str) -> bool {
@@ -186,8 +186,8 @@ pub fn validate_page(snapshot: &PageText<'_>, generation: u64) -> Result<ValidPa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::hash_key;
-    use crate::snapshot::{Limits, Snapshot};
+    use crate::contract::key_hash::hash_key;
+    use crate::contract::snapshot::{Limits, Snapshot};
 
     /// Validates `snapshot` as the filter receives it: serialized, then read as a page.
     fn validate(snapshot: &Snapshot, generation: u64) -> Result<ValidPage, String> {

@@ -19,7 +19,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keygate::snapshot::Snapshot;
+use keygate::contract::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;

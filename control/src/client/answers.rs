@@ -8,7 +8,7 @@
 //! test below round-trips the served types through them.
 
 use crate::plans::{Environment, LimitOverrides, Plan};
-use keygate::snapshot::Limits;
+use keygate::contract::snapshot::Limits;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;

@@ -66,7 +66,7 @@ pub fn mint(
     let key = StoredKey {
         seq: 0,
         id: secrets::generate_key_id()?,
-        hash: keygate::keys::hash_key(&secret),
+        hash: keygate::contract::key_hash::hash_key(&secret),
         prefix: settings.environment.secret_prefix().to_string(),
         last4: secrets::last4(&secret),
         name: settings.name.clone(),

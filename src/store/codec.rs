@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::keys::StoredKey;
-use crate::snapshot::Limits;
+use crate::contract::snapshot::Limits;
+use crate::store::key::StoredKey;
 
 /// Format tag; a different first byte is rejected.
 const FORMAT: u8 = 1;

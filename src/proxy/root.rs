@@ -11,15 +11,18 @@ use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
 
-use crate::abi;
 use crate::config::Config;
-use crate::filter::{RequestFilter, Worker};
-use crate::host::{Host, ProxyHost};
-use crate::limiter;
+use crate::host::Host;
+use crate::limits::counters;
 use crate::metrics::Metrics;
-use crate::refresh::{CallRequest, Outcome, Refresher, MAX_BODY_BYTES};
+use crate::proxy::abi;
+use crate::proxy::host::ProxyHost;
+use crate::proxy::host::ProxyQueue;
+use crate::proxy::http::{RequestFilter, Worker};
 use crate::store;
-use crate::usage::{ProxyQueue, ReportOutcome, Reporter, Tally, UsageCall, QUEUE_NAME};
+use crate::sync::refresh::{CallRequest, Outcome, Refresher, MAX_BODY_BYTES};
+use crate::sync::tally::Tally;
+use crate::sync::usage::{ReportOutcome, Reporter, UsageCall, QUEUE_NAME};
 
 /// The background jobs of a configured VM.
 struct Jobs {
@@ -64,7 +67,7 @@ impl KeygateRoot {
             0
         };
         worker.metrics.store(meta.keys, meta.version, age_seconds);
-        worker.slots.set(limiter::slot_count(&ProxyHost));
+        worker.slots.set(counters::slot_count(&ProxyHost));
     }
 
     fn call(

@@ -7,18 +7,20 @@ use log::debug;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::abi;
 use crate::config::{Config, FailMode};
-use crate::decision::{self, Denial, RequestFacts};
-use crate::extract::{self, Credential, Source, Sources};
-use crate::host::{Host, ProxyHost};
-use crate::keys::{digest_key, Digest, StoredKey};
-use crate::limiter::{self, Admission};
+use crate::contract::key_hash::{digest_key, Digest};
+use crate::host::Host;
+use crate::limits::counters::{self, Admission};
+use crate::limits::window::{self, Refusal};
 use crate::metrics::Metrics;
-use crate::net;
-use crate::ratelimit::{self, Refusal};
+use crate::policy::decision::{self, Denial, RequestFacts};
+use crate::policy::extract::{self, Credential, Source, Sources};
+use crate::policy::net;
+use crate::proxy::abi;
+use crate::proxy::host::ProxyHost;
 use crate::store;
-use crate::usage::Tally;
+use crate::store::key::StoredKey;
+use crate::sync::tally::Tally;
 
 /// Headers the filter owns; any sent by the client are removed before anything else.
 pub const IDENTITY_HEADERS: [&str; 5] = [
@@ -141,24 +143,24 @@ impl RequestFilter {
         if let Some(until) = key.quota_exceeded_until.filter(|until| *until > now) {
             return Err(Denial::over_quota(until, now));
         }
-        if !ratelimit::has_limits(&key.limits) {
+        if !window::has_limits(&key.limits) {
             return Ok(());
         }
         let config = &self.worker.config.rate_limits;
         let slots = match self.worker.slots.get() {
-            0 => limiter::slot_count(host),
+            0 => counters::slot_count(host),
             known => known,
         }
         .min(config.slots);
-        let (owner, seed) = limiter::owner_and_seed(digest);
-        let headers = |usage: &ratelimit::Usage| {
+        let (owner, seed) = counters::owner_and_seed(digest);
+        let headers = |usage: &window::Usage| {
             if config.headers {
-                ratelimit::headers(usage, &config.windows)
+                window::headers(usage, &config.windows)
             } else {
                 Vec::new()
             }
         };
-        match limiter::admit(
+        match counters::admit(
             host,
             owner,
             seed,
@@ -182,7 +184,7 @@ impl RequestFilter {
                 refusal: Refusal::Rate { retry_after_ms },
                 usage,
             } => Err(Denial::rate_limited(
-                ratelimit::ceil_seconds(retry_after_ms),
+                window::ceil_seconds(retry_after_ms),
                 headers(&usage),
             )),
             Admission::Refused {
@@ -325,7 +327,7 @@ impl HttpContext for RequestFilter {
     fn on_log(&mut self) {
         if let Some((slot, owner, bucket)) = self.in_flight.take() {
             let windows = &self.worker.config.rate_limits.windows;
-            limiter::release(&ProxyHost, slot, owner, bucket, windows, ProxyHost.now_ms());
+            counters::release(&ProxyHost, slot, owner, bucket, windows, ProxyHost.now_ms());
         }
     }
 }

@@ -9,10 +9,10 @@
 //! entry unconditionally whatever CAS value is passed, so creating one on demand could race
 //! with another worker's first increment and lose it.
 
+use crate::contract::key_hash::Digest;
+use crate::contract::snapshot::Limits;
 use crate::host::{Host, WriteError};
-use crate::keys::Digest;
-use crate::ratelimit::{self, Refusal, SlotState, Usage, Windows};
-use crate::snapshot::Limits;
+use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
 
 const SLOTS_MARKER: &str = "keygate.rl.slots";
 /// Neighbouring slots a key may use when its own is held by another active key.
@@ -128,7 +128,7 @@ pub fn admit(
         else {
             return Admission::NoSlot;
         };
-        let (result, usage) = ratelimit::admit(&mut state, limits, windows, now_ms);
+        let (result, usage) = window::admit(&mut state, limits, windows, now_ms);
         if let Err(refusal) = result {
             return Admission::Refused { refusal, usage };
         }
@@ -179,8 +179,8 @@ pub fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::key_hash::digest_key;
     use crate::host::FakeHost;
-    use crate::keys::digest_key;
 
     fn limits(per_minute: Option<u64>, concurrent: Option<u64>) -> Limits {
         Limits {

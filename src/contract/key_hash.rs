@@ -1,10 +1,8 @@
-//! Key hashing (the one definition of the key hash: the control service stores what
-//! `hash_key` gives) and the compact per-key record the filter stores.
+//! The key hash: the one definition of how a secret becomes what snapshots carry and the store
+//! is keyed by. The control service stores what `hash_key` gives; the filter looks keys up by
+//! `digest_key`.
 
-use ipnet::IpNet;
 use sha2::{Digest as _, Sha256};
-
-use crate::snapshot::Limits;
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -57,37 +55,6 @@ pub fn redact(key: &str) -> String {
     let prefix = key.get(..prefix_end).unwrap_or("");
     let last4 = key.get(last4_start..).unwrap_or("");
     format!("{prefix}…{last4}")
-}
-
-/// One key as held in the filter's store: what the request path needs, already parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredKey {
-    /// Store generation this record was written in (see `store.rs`).
-    pub generation: u64,
-    pub id: String,
-    pub name: String,
-    pub team: String,
-    pub environment: String,
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    pub allowed_ips: Vec<IpNet>,
-    /// Unix seconds.
-    pub expires_at: Option<i64>,
-    pub active: bool,
-    pub limits: Limits,
-    /// Unix seconds.
-    pub quota_exceeded_until: Option<i64>,
-}
-
-impl StoredKey {
-    /// The compact binary form kept in shared data (see `codec.rs`).
-    pub fn encode(&self) -> Vec<u8> {
-        crate::codec::encode(self)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<StoredKey> {
-        crate::codec::decode(bytes)
-    }
 }
 
 #[cfg(test)]

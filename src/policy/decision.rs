@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::extract::{Credential, Malformed};
-use crate::keys::StoredKey;
-use crate::net::ip_allowed;
-use crate::routes::Access;
+use crate::policy::extract::{Credential, Malformed};
+use crate::policy::net::ip_allowed;
+use crate::policy::routes::Access;
+use crate::store::key::StoredKey;
 
 /// Every error code the filter can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,8 +342,8 @@ pub fn render(denial: &Denial, realm: &str, request_id: Option<&str>) -> LocalRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::Source;
-    use crate::snapshot::Limits;
+    use crate::contract::snapshot::Limits;
+    use crate::policy::extract::Source;
 
     const KEY: &str = "pk_live_abc";
 

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use crate::config::ControlConfig;
 use crate::contract::record::{validate_page, Quarantined};
+use crate::contract::snapshot::PageText;
 use crate::host::Host;
-use crate::lease;
-use crate::limiter;
-use crate::snapshot::PageText;
+use crate::limits::counters;
 use crate::store::{self, MetaError, StoreMeta, STORE_FORMAT};
+use crate::sync::lease;
 
 pub const SYNC_KEY: &str = "keygate.sync";
 /// Largest snapshot page we accept; bigger answers are rejected unread.
@@ -438,7 +438,7 @@ impl Refresher {
         };
         // The lease holder is the only writer that may create entries, so it creates the
         // rate-limit slots before any request can count in them (see limiter.rs).
-        limiter::ensure_slots(host, self.rate_limit_slots)
+        counters::ensure_slots(host, self.rate_limit_slots)
             .map_err(|e| (format!("could not create rate-limit slots: {e:?}"), false))?;
         let version = fetch.first_version;
         let epoch = fetch.epoch;
@@ -479,10 +479,10 @@ fn publish_error(what: &str, error: MetaError) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::contract::key_hash::hash_key;
     use crate::host::FakeHost;
-    use crate::keys::hash_key;
-    use crate::lease::backoff_ms;
     use crate::store::{lookup, read_meta};
+    use crate::sync::lease::backoff_ms;
 
     fn control(extra: &str) -> ControlConfig {
         let json = format!(

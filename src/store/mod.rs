@@ -19,9 +19,13 @@
 //! next full load takes a higher one (even after the clock steps back), so they never count
 //! as current.
 
+pub mod codec;
+pub mod key;
+
+use crate::contract::key_hash::{parse_hex_digest, Digest};
 use crate::contract::record::ValidPage;
 use crate::host::{Host, WriteError};
-use crate::keys::{parse_hex_digest, Digest, StoredKey};
+use crate::store::key::StoredKey;
 
 /// The store record (`StoreMeta`); the request path reads its first 16 bytes.
 pub const VIEW_KEY: &str = "keygate.live";
@@ -249,9 +253,10 @@ pub fn write_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::key_hash::{digest_key, hash_key};
+    use crate::contract::snapshot::Limits;
     use crate::host::FakeHost;
-    use crate::keys::{digest_key, hash_key, StoredKey};
-    use crate::snapshot::Limits;
+    use crate::store::key::StoredKey;
 
     fn stored(id: &str, generation: u64) -> StoredKey {
         StoredKey {

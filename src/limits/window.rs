@@ -16,7 +16,7 @@
 //! was reloaded mid-request, and shared data outlives it) leaves the ring with its bucket, so a
 //! key is never locked out for longer than the expiry (plus one bucket).
 
-use crate::snapshot::Limits;
+use crate::contract::snapshot::Limits;
 
 /// The three windows, in this order everywhere.
 pub const WINDOW_NAMES: [&str; 3] = ["minute", "hour", "day"];

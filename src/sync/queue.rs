@@ -1,0 +1,25 @@
+//! The shared queue through which every worker hands its tally to the one that posts usage.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+/// The shared queue between workers.
+pub trait Queue {
+    fn enqueue(&self, item: &[u8]) -> bool;
+    fn dequeue(&self) -> Option<Vec<u8>>;
+}
+
+/// An in-memory queue for tests.
+#[derive(Default)]
+pub struct FakeQueue(pub RefCell<VecDeque<Vec<u8>>>);
+
+impl Queue for FakeQueue {
+    fn enqueue(&self, item: &[u8]) -> bool {
+        self.0.borrow_mut().push_back(item.to_vec());
+        true
+    }
+
+    fn dequeue(&self) -> Option<Vec<u8>> {
+        self.0.borrow_mut().pop_front()
+    }
+}
