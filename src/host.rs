@@ -13,6 +13,15 @@ pub enum WriteError {
     Host,
 }
 
+/// Whether a metric adds up or is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// Everything Keygate asks of Envoy. Host failures never reach callers as panics: a read that
+/// fails is `None`, a write that fails is ignored or an error value, as each method says.
 pub trait Host {
     /// Proxy clock, milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
@@ -20,6 +29,74 @@ pub trait Host {
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Writes a shared-data entry; with `cas`, only if it has not changed since that read.
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
+
+    /// The request's headers, values as bytes (they need not be UTF-8); empty if unreadable.
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// Sets (`Some`) or removes (`None`) a request header.
+    fn set_request_header(&self, name: &str, value: Option<&str>);
+    /// Sets a response header.
+    fn set_response_header(&self, name: &str, value: &str);
+    /// A property such as `["source", "address"]`.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Sets a property (filter state).
+    fn write_property(&self, path: &[&str], value: &[u8]);
+    /// Answers the request from the filter; the upstream is not called.
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+
+    /// Defines a metric; `None` if the host refused.
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
+    /// Adds to a counter.
+    fn increment_metric(&self, id: u32, delta: i64);
+    /// Sets a gauge.
+    fn record_metric(&self, id: u32, value: u64);
+}
+
+/// A borrowed host is a host: request contexts own theirs, tests lend them a `&FakeHost`.
+impl<T: Host + ?Sized> Host for &T {
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (**self).get_shared(key)
+    }
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        (**self).set_shared(key, value, cas)
+    }
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        (**self).request_headers()
+    }
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        (**self).set_request_header(name, value)
+    }
+    fn set_response_header(&self, name: &str, value: &str) {
+        (**self).set_response_header(name, value)
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        (**self).property(path)
+    }
+    fn write_property(&self, path: &[&str], value: &[u8]) {
+        (**self).write_property(path, value)
+    }
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        (**self).send_reply(status, headers, body)
+    }
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        (**self).define_metric(kind, name)
+    }
+    fn increment_metric(&self, id: u32, delta: i64) {
+        (**self).increment_metric(id, delta)
+    }
+    fn record_metric(&self, id: u32, value: u64) {
+        (**self).record_metric(id, value)
+    }
+}
+
+/// A reply the filter sent instead of passing the request on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 /// Something another worker does in the middle of this one's work (see `FakeHost::interleave`).
@@ -36,6 +113,12 @@ pub struct FakeHost {
     /// Runs once, just before the first write of a key starting with the given prefix: how a
     /// test makes another worker (another thread in Envoy) act in the middle of this one's work.
     interleaved: RefCell<Option<(String, Interleaved)>>,
+    request_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    response_headers: RefCell<Vec<(String, String)>>,
+    properties: RefCell<HashMap<String, Vec<u8>>>,
+    reply: RefCell<Option<SentReply>>,
+    /// Metric names by id, and their values.
+    metrics: RefCell<Vec<(String, i64)>>,
 }
 
 impl FakeHost {
@@ -47,6 +130,66 @@ impl FakeHost {
 
     pub fn entry_count(&self) -> usize {
         self.entries.borrow().len()
+    }
+
+    /// Starts a new request with these headers (the reply and response headers are cleared).
+    pub fn request(&self, headers: &[(&str, &str)]) {
+        *self.request_headers.borrow_mut() = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect();
+        self.response_headers.borrow_mut().clear();
+        *self.reply.borrow_mut() = None;
+    }
+
+    /// A request header as it stands now (after the filter changed them).
+    pub fn request_header(&self, name: &str) -> Option<String> {
+        self.request_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Every request header name as it stands now.
+    pub fn request_header_names(&self) -> Vec<String> {
+        self.request_headers
+            .borrow()
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        self.response_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn set_peer(&self, property: &[&str], value: &str) {
+        self.properties
+            .borrow_mut()
+            .insert(property.join("."), value.as_bytes().to_vec());
+    }
+
+    pub fn property_value(&self, property: &[&str]) -> Option<Vec<u8>> {
+        self.properties.borrow().get(&property.join(".")).cloned()
+    }
+
+    /// The local reply sent for the current request, if any.
+    pub fn reply(&self) -> Option<SentReply> {
+        self.reply.borrow().clone()
+    }
+
+    /// A metric's value by name (0 if never defined or touched).
+    pub fn metric(&self, name: &str) -> i64 {
+        self.metrics
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
     }
 
     /// Runs `other` just before the next write of a key that starts with `prefix`.
@@ -64,6 +207,69 @@ impl Host for FakeHost {
         match self.entries.borrow().get(key) {
             Some((value, cas)) => (Some(value.clone()).filter(|v| !v.is_empty()), Some(*cas)),
             None => (None, None),
+        }
+    }
+
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.request_headers.borrow().clone()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let mut headers = self.request_headers.borrow_mut();
+        headers.retain(|(n, _)| n != name);
+        if let Some(value) = value {
+            headers.push((name.to_string(), value.as_bytes().to_vec()));
+        }
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) {
+        let mut headers = self.response_headers.borrow_mut();
+        headers.retain(|(n, _)| n != name);
+        headers.push((name.to_string(), value.to_string()));
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.property_value(path)
+    }
+
+    fn write_property(&self, path: &[&str], value: &[u8]) {
+        self.properties
+            .borrow_mut()
+            .insert(path.join("."), value.to_vec());
+    }
+
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        *self.reply.borrow_mut() = Some(SentReply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+    }
+
+    fn define_metric(&self, _kind: MetricKind, name: &str) -> Option<u32> {
+        let mut metrics = self.metrics.borrow_mut();
+        let index = match metrics.iter().position(|(n, _)| n == name) {
+            Some(index) => index,
+            None => {
+                metrics.push((name.to_string(), 0));
+                metrics.len() - 1
+            }
+        };
+        u32::try_from(index + 1).ok()
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) {
+        if let Some((_, value)) = self.metrics.borrow_mut().get_mut(id as usize - 1) {
+            *value += delta;
+        }
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        if let Some((_, current)) = self.metrics.borrow_mut().get_mut(id as usize - 1) {
+            *current = i64::try_from(value).unwrap_or(i64::MAX);
         }
     }
 

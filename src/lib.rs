@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod request;
 pub mod store;
 pub mod sync;
 

@@ -2,10 +2,8 @@
 //! prefix, e.g. `wasmcustom.keygate_requests_allowed` (`envoy_wasmcustom_keygate_requests_allowed`
 //! in `/stats/prometheus`). Defining the same name in every worker VM yields the same stat.
 
-use proxy_wasm::types::MetricType;
-
+use crate::host::{Host, MetricKind};
 use crate::policy::decision::DenyCode;
-use crate::proxy::abi;
 use crate::sync::refresh::Outcome;
 use crate::sync::usage::ReportOutcome;
 
@@ -30,28 +28,25 @@ pub struct Metrics {
     snapshot_age_seconds: u32,
 }
 
-fn define(metric_type: MetricType, name: &str) -> u32 {
-    abi::define_metric(metric_type, name).unwrap_or(0)
-}
-
-fn add(id: u32) {
+fn add(host: &(impl Host + ?Sized), id: u32) {
     if id != 0 {
-        let _ = abi::increment_metric(id, 1);
+        host.increment_metric(id, 1);
     }
 }
 
-fn set(id: u32, value: u64) {
+fn set(host: &(impl Host + ?Sized), id: u32, value: u64) {
     if id != 0 {
-        let _ = abi::record_metric(id, value);
+        host.record_metric(id, value);
     }
 }
 
 impl Metrics {
-    pub fn define() -> Metrics {
+    pub fn define(host: &(impl Host + ?Sized)) -> Metrics {
+        let define = |kind, name: &str| host.define_metric(kind, name).unwrap_or(0);
         let mut denied = [0; DenyCode::ALL.len()];
         for code in DenyCode::ALL {
             denied[code.index()] = define(
-                MetricType::Counter,
+                MetricKind::Counter,
                 &format!(
                     "keygate_requests_denied_{}",
                     code.as_str().to_ascii_lowercase()
@@ -59,64 +54,64 @@ impl Metrics {
             );
         }
         Metrics {
-            allowed: define(MetricType::Counter, "keygate_requests_allowed"),
-            fail_open: define(MetricType::Counter, "keygate_requests_fail_open"),
-            ratelimit_uncounted: define(MetricType::Counter, "keygate_ratelimit_uncounted"),
-            usage_posted: define(MetricType::Counter, "keygate_usage_reports_posted"),
-            usage_failed: define(MetricType::Counter, "keygate_usage_reports_failed"),
-            usage_dropped: define(MetricType::Counter, "keygate_usage_reports_dropped"),
+            allowed: define(MetricKind::Counter, "keygate_requests_allowed"),
+            fail_open: define(MetricKind::Counter, "keygate_requests_fail_open"),
+            ratelimit_uncounted: define(MetricKind::Counter, "keygate_ratelimit_uncounted"),
+            usage_posted: define(MetricKind::Counter, "keygate_usage_reports_posted"),
+            usage_failed: define(MetricKind::Counter, "keygate_usage_reports_failed"),
+            usage_dropped: define(MetricKind::Counter, "keygate_usage_reports_dropped"),
             denied,
-            refresh_ok: define(MetricType::Counter, "keygate_snapshot_refresh_ok"),
-            refresh_unchanged: define(MetricType::Counter, "keygate_snapshot_refresh_unchanged"),
-            refresh_failed: define(MetricType::Counter, "keygate_snapshot_refresh_failed"),
-            snapshot_rejected: define(MetricType::Counter, "keygate_snapshot_rejected"),
+            refresh_ok: define(MetricKind::Counter, "keygate_snapshot_refresh_ok"),
+            refresh_unchanged: define(MetricKind::Counter, "keygate_snapshot_refresh_unchanged"),
+            refresh_failed: define(MetricKind::Counter, "keygate_snapshot_refresh_failed"),
+            snapshot_rejected: define(MetricKind::Counter, "keygate_snapshot_rejected"),
             records_quarantined: define(
-                MetricType::Counter,
+                MetricKind::Counter,
                 "keygate_snapshot_records_quarantined",
             ),
-            keys_loaded: define(MetricType::Gauge, "keygate_keys_loaded"),
-            snapshot_version: define(MetricType::Gauge, "keygate_snapshot_version"),
-            snapshot_age_seconds: define(MetricType::Gauge, "keygate_snapshot_age_seconds"),
+            keys_loaded: define(MetricKind::Gauge, "keygate_keys_loaded"),
+            snapshot_version: define(MetricKind::Gauge, "keygate_snapshot_version"),
+            snapshot_age_seconds: define(MetricKind::Gauge, "keygate_snapshot_age_seconds"),
         }
     }
 
-    pub fn allowed(&self) {
-        add(self.allowed);
+    pub fn allowed(&self, host: &(impl Host + ?Sized)) {
+        add(host, self.allowed);
     }
 
-    pub fn fail_open(&self) {
-        add(self.fail_open);
+    pub fn fail_open(&self, host: &(impl Host + ?Sized)) {
+        add(host, self.fail_open);
     }
 
     /// A rate-limited request that could not be counted (no free slot, or CAS contention).
-    pub fn uncounted(&self) {
-        add(self.ratelimit_uncounted);
+    pub fn uncounted(&self, host: &(impl Host + ?Sized)) {
+        add(host, self.ratelimit_uncounted);
     }
 
-    pub fn usage(&self, outcome: &ReportOutcome) {
+    pub fn usage(&self, host: &(impl Host + ?Sized), outcome: &ReportOutcome) {
         match outcome {
-            ReportOutcome::Posted { .. } => add(self.usage_posted),
-            ReportOutcome::Requeued { .. } => add(self.usage_failed),
+            ReportOutcome::Posted { .. } => add(host, self.usage_posted),
+            ReportOutcome::Requeued { .. } => add(host, self.usage_failed),
             ReportOutcome::Dropped { .. } => {
-                add(self.usage_failed);
-                add(self.usage_dropped);
+                add(host, self.usage_failed);
+                add(host, self.usage_dropped);
             }
             ReportOutcome::Ignored => {}
         }
     }
 
-    pub fn denied(&self, code: DenyCode) {
-        add(self.denied[code.index()]);
+    pub fn denied(&self, host: &(impl Host + ?Sized), code: DenyCode) {
+        add(host, self.denied[code.index()]);
     }
 
-    pub fn refresh(&self, outcome: &Outcome) {
+    pub fn refresh(&self, host: &(impl Host + ?Sized), outcome: &Outcome) {
         match outcome {
-            Outcome::Applied { .. } => add(self.refresh_ok),
-            Outcome::Unchanged => add(self.refresh_unchanged),
+            Outcome::Applied { .. } => add(host, self.refresh_ok),
+            Outcome::Unchanged => add(host, self.refresh_unchanged),
             Outcome::Failed { rejected, .. } => {
-                add(self.refresh_failed);
+                add(host, self.refresh_failed);
                 if *rejected {
-                    add(self.snapshot_rejected);
+                    add(host, self.snapshot_rejected);
                 }
             }
             Outcome::Ignored | Outcome::NextPage(_) => {}
@@ -124,13 +119,13 @@ impl Metrics {
     }
 
     /// A snapshot record left out because it failed validation.
-    pub fn quarantined(&self) {
-        add(self.records_quarantined);
+    pub fn quarantined(&self, host: &(impl Host + ?Sized)) {
+        add(host, self.records_quarantined);
     }
 
-    pub fn store(&self, keys: u64, version: u64, age_seconds: u64) {
-        set(self.keys_loaded, keys);
-        set(self.snapshot_version, version);
-        set(self.snapshot_age_seconds, age_seconds);
+    pub fn store(&self, host: &(impl Host + ?Sized), keys: u64, version: u64, age_seconds: u64) {
+        set(host, self.keys_loaded, keys);
+        set(host, self.snapshot_version, version);
+        set(host, self.snapshot_age_seconds, age_seconds);
     }
 }

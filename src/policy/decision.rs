@@ -167,16 +167,13 @@ pub struct RequestFacts<'a> {
 const INVALID_KEY_MESSAGE: &str = "The API key does not exist or is malformed";
 
 /// Checks the request in the documented order: credential, lookup, environment, active,
-/// expiry, IP allowlist, scope. `lookup` maps a key to its record (by hash).
-pub fn decide<'k, F>(
+/// expiry, IP allowlist, scope. `record` is what the store holds for the presented key, if anything.
+pub fn decide<'k>(
     config: &Config,
     credential: &Credential<'_>,
-    lookup: F,
+    record: Option<&'k StoredKey>,
     facts: &RequestFacts<'_>,
-) -> Result<&'k StoredKey, Denial>
-where
-    F: FnOnce(&str) -> Option<&'k StoredKey>,
-{
+) -> Result<&'k StoredKey, Denial> {
     let key = match credential {
         Credential::Missing => {
             return Err(Denial::new(
@@ -199,7 +196,7 @@ where
         }
         Credential::Present { key, .. } => *key,
     };
-    let record = lookup(key).ok_or_else(|| {
+    let record = record.ok_or_else(|| {
         Denial::new(
             DenyCode::InvalidApiKey,
             INVALID_KEY_MESSAGE,
@@ -402,20 +399,20 @@ mod tests {
         let cfg = config("");
         let ok = facts("GET", "/v1/jobs/1", "10.1.1.1", 999);
         assert_eq!(
-            code(decide(&cfg, &Credential::Missing, |_| None, &ok)),
+            code(decide(&cfg, &Credential::Missing, None, &ok)),
             Some(DenyCode::Unauthorized)
         );
         assert_eq!(
             code(decide(
                 &cfg,
                 &Credential::Malformed(Malformed::TooLong),
-                |_| None,
+                None,
                 &ok
             )),
             Some(DenyCode::InvalidApiKey)
         );
         assert_eq!(
-            code(decide(&cfg, &present(), |_| None, &ok)),
+            code(decide(&cfg, &present(), None, &ok)),
             Some(DenyCode::InvalidApiKey)
         );
 
@@ -424,52 +421,27 @@ mod tests {
         everything_wrong.scopes = vec!["other".into()];
         let bad = facts("POST", "/v1/jobs", "192.0.2.1", 5000);
         assert_eq!(
-            code(decide(
-                &cfg,
-                &present(),
-                |_: &str| Some(&everything_wrong),
-                &bad
-            )),
+            code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
             Some(DenyCode::ApiKeyInactive)
         );
         everything_wrong.active = true;
         assert_eq!(
-            code(decide(
-                &cfg,
-                &present(),
-                |_: &str| Some(&everything_wrong),
-                &bad
-            )),
+            code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
             Some(DenyCode::ApiKeyExpired)
         );
         everything_wrong.expires_at = None;
         assert_eq!(
-            code(decide(
-                &cfg,
-                &present(),
-                |_: &str| Some(&everything_wrong),
-                &bad
-            )),
+            code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
             Some(DenyCode::IpNotWhitelisted)
         );
         everything_wrong.allowed_ips.clear();
         assert_eq!(
-            code(decide(
-                &cfg,
-                &present(),
-                |_: &str| Some(&everything_wrong),
-                &bad
-            )),
+            code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
             Some(DenyCode::OperationNotAllowed)
         );
         everything_wrong.scopes.clear();
         assert_eq!(
-            code(decide(
-                &cfg,
-                &present(),
-                |_: &str| Some(&everything_wrong),
-                &bad
-            )),
+            code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
             None
         );
     }
@@ -482,7 +454,7 @@ mod tests {
             decide(
                 &cfg,
                 &present(),
-                |_| Some(&record),
+                Some(&record),
                 &facts("GET", "/", "10.0.0.1", now),
             )
         };
@@ -498,7 +470,7 @@ mod tests {
             decide(
                 &cfg,
                 &present(),
-                |_| Some(&record),
+                Some(&record),
                 &facts(method, path, "10.0.0.1", 0),
             )
         };
@@ -515,7 +487,7 @@ mod tests {
         let denial = decide(
             &cfg,
             &present(),
-            |_| Some(&record),
+            Some(&record),
             &facts("GET", "/", "10.0.0.1", 0),
         )
         .unwrap_err();

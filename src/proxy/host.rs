@@ -1,10 +1,13 @@
 //! The real `Host`: Envoy, through the never-panicking `abi` calls.
 
-use crate::host::{Host, WriteError};
+use proxy_wasm::types::{MapType, MetricType};
+
+use crate::host::{Host, MetricKind, WriteError};
 use crate::proxy::abi;
 use crate::sync::queue::Queue;
 
-/// The real host: Envoy's clock and shared data, through the never-panicking `abi` calls.
+/// The real host: Envoy, through the never-panicking `abi` calls; each failure is what the
+/// `Host` method documents (absent, ignored or an error value).
 pub struct ProxyHost;
 
 impl Host for ProxyHost {
@@ -25,6 +28,49 @@ impl Host for ProxyHost {
             Err(abi::HostError::CasMismatch) => Err(WriteError::CasMismatch),
             Err(_) => Err(WriteError::Host),
         }
+    }
+
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        abi::get_header_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let _ = match value {
+            Some(value) => abi::replace_header(MapType::HttpRequestHeaders, name, value),
+            None => abi::remove_header(MapType::HttpRequestHeaders, name),
+        };
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) {
+        let _ = abi::replace_header(MapType::HttpResponseHeaders, name, value);
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        abi::get_property(path).ok().flatten()
+    }
+
+    fn write_property(&self, path: &[&str], value: &[u8]) {
+        let _ = abi::set_property(path, value);
+    }
+
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        let _ = abi::send_http_response(status, headers, body);
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        abi::define_metric(kind, name).ok()
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) {
+        let _ = abi::increment_metric(id, delta);
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let _ = abi::record_metric(id, value);
     }
 }
 

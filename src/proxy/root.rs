@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::proxy::abi;
 use crate::proxy::host::ProxyHost;
 use crate::proxy::host::ProxyQueue;
-use crate::proxy::http::{RequestFilter, Worker};
+use crate::request::{RequestFilter, Worker};
 use crate::store;
 use crate::sync::refresh::{CallRequest, Outcome, Refresher, MAX_BODY_BYTES};
 use crate::sync::tally::Tally;
@@ -66,7 +66,9 @@ impl KeygateRoot {
         } else {
             0
         };
-        worker.metrics.store(meta.keys, meta.version, age_seconds);
+        worker
+            .metrics
+            .store(&ProxyHost, meta.keys, meta.version, age_seconds);
         worker.slots.set(counters::slot_count(&ProxyHost));
     }
 
@@ -167,7 +169,7 @@ impl KeygateRoot {
 
     fn report_refresh(&self, outcome: &Outcome) {
         if let Some(worker) = &self.worker {
-            worker.metrics.refresh(outcome);
+            worker.metrics.refresh(&ProxyHost, outcome);
         }
         match outcome {
             Outcome::Applied {
@@ -199,7 +201,7 @@ impl KeygateRoot {
 
     fn report_usage(&self, outcome: &ReportOutcome) {
         if let Some(worker) = &self.worker {
-            worker.metrics.usage(outcome);
+            worker.metrics.usage(&ProxyHost, outcome);
         }
         match outcome {
             ReportOutcome::Posted { reports } => {
@@ -261,7 +263,7 @@ impl Context for KeygateRoot {
                 self.context_id, record.id, record.error
             );
             if let Some(worker) = &self.worker {
-                worker.metrics.quarantined();
+                worker.metrics.quarantined(&ProxyHost);
             }
         }
         self.report_refresh(&outcome);
@@ -341,7 +343,7 @@ impl RootContext for KeygateRoot {
             reporter,
         });
         let worker = Rc::new(Worker {
-            metrics: Metrics::define(),
+            metrics: Metrics::define(&ProxyHost),
             config,
             tally: RefCell::new(Tally::default()),
             slots: Cell::new(0),
@@ -368,7 +370,7 @@ impl RootContext for KeygateRoot {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.clone()?;
-        Some(Box::new(RequestFilter::new(context_id, worker)))
+        Some(Box::new(RequestFilter::new(context_id, worker, ProxyHost)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,0 +1,319 @@
+//! One request's flow, over the `Host` trait so that it runs on the host in tests: strip
+//! spoofed identity headers, find the credential, check the store is usable, decide, count the
+//! request against its limits, then forward it with the key's identity (credentials removed) or
+//! answer it with the documented error; give the in-flight place back when the stream ends.
+//! `proxy/http.rs` is the proxy-wasm context that calls into it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use log::debug;
+
+use crate::config::{Config, FailMode};
+use crate::contract::key_hash::{digest_key, Digest};
+use crate::host::Host;
+use crate::limits::counters::{self, Admission};
+use crate::limits::window::{self, Refusal};
+use crate::metrics::Metrics;
+use crate::policy::decision::{self, Denial, RequestFacts};
+use crate::policy::extract::{self, Credential, Source, Sources};
+use crate::policy::net;
+use crate::store::{self, key::StoredKey};
+use crate::sync::tally::Tally;
+
+/// Every request header the filter owns starts with this; a client's are removed first.
+pub const IDENTITY_PREFIX: &str = "x-keygate-";
+pub const FAIL_OPEN_HEADER: &str = "x-keygate-fail-open";
+/// Filter state / property the key id is exposed under (`%FILTER_STATE(wasm.keygate_key_id:PLAIN)%`).
+pub const KEY_ID_PROPERTY: &str = "keygate_key_id";
+
+/// What every request context of one worker VM shares.
+pub struct Worker {
+    pub config: Config,
+    pub metrics: Metrics,
+    /// This worker's usage since it last handed it to the reporter.
+    pub tally: RefCell<Tally>,
+    /// Rate-limit slots known to exist (refreshed on every tick).
+    pub slots: Cell<u64>,
+}
+
+/// What to do with the request after its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass it on upstream.
+    Continue,
+    /// It was answered locally; stop.
+    Stop,
+}
+
+pub struct RequestFilter<H: Host> {
+    context_id: u32,
+    worker: Rc<Worker>,
+    host: H,
+    /// In-flight place to give back when the request ends: (slot, owner, in-flight bucket).
+    in_flight: Option<(u64, u64, u64)>,
+    /// Rate-limit headers for the response.
+    response_headers: Vec<(&'static str, String)>,
+    replied_locally: bool,
+}
+
+fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Keeps a header value printable so it can be echoed safely (request ids).
+fn printable(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= 200 && !s.chars().any(char::is_control))
+}
+
+impl<H: Host> RequestFilter<H> {
+    pub fn new(context_id: u32, worker: Rc<Worker>, host: H) -> RequestFilter<H> {
+        RequestFilter {
+            context_id,
+            worker,
+            host,
+            in_flight: None,
+            response_headers: Vec::new(),
+            replied_locally: false,
+        }
+    }
+
+    fn deny(&mut self, denial: &Denial, request_id: Option<&str>) -> Verdict {
+        self.replied_locally = true;
+        self.worker.metrics.denied(&self.host, denial.code);
+        debug!(
+            "#{} denied {} {}",
+            self.context_id,
+            denial.code.status(),
+            denial.code.as_str()
+        );
+        let reply = decision::render(denial, &self.worker.config.realm, request_id);
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        self.host
+            .send_reply(reply.status, &headers, reply.body.as_bytes());
+        Verdict::Stop
+    }
+
+    fn strip_credentials(&self, source: Option<Source>, path: &str) {
+        if self.worker.config.forward_credentials {
+            return;
+        }
+        self.host.set_request_header("authorization", None);
+        if let Some(name) = &self.worker.config.key_header {
+            self.host.set_request_header(name, None);
+        }
+        if let (Some(Source::Query), Some(param)) = (source, &self.worker.config.key_query_param) {
+            self.host
+                .set_request_header(":path", Some(&extract::strip_query_param(path, param)));
+        }
+    }
+
+    fn forward_identity(&self, key: &StoredKey) {
+        let set = |name, value: &str| self.host.set_request_header(name, Some(value));
+        set("x-keygate-key-id", &key.id);
+        set("x-keygate-key-name", &key.name);
+        set("x-keygate-team", &key.team);
+        set("x-keygate-environment", &key.environment);
+        set("x-keygate-scopes", &key.scopes.join(","));
+        if self.worker.config.key_id_property {
+            self.host
+                .write_property(&[KEY_ID_PROPERTY], key.id.as_bytes());
+        }
+    }
+
+    /// Quota, then rate and concurrency limits, counted in this Envoy's shared counters.
+    fn limit(&mut self, key: &StoredKey, digest: &Digest, now_ms: u64) -> Result<(), Denial> {
+        let now = (now_ms / 1000) as i64;
+        if let Some(until) = key.quota_exceeded_until.filter(|until| *until > now) {
+            return Err(Denial::over_quota(until, now));
+        }
+        if !window::has_limits(&key.limits) {
+            return Ok(());
+        }
+        let config = &self.worker.config.rate_limits;
+        let slots = match self.worker.slots.get() {
+            0 => counters::slot_count(&self.host),
+            known => known,
+        }
+        .min(config.slots);
+        let (owner, seed) = counters::owner_and_seed(digest);
+        let headers = |usage: &window::Usage| {
+            if config.headers {
+                window::headers(usage, &config.windows)
+            } else {
+                Vec::new()
+            }
+        };
+        match counters::admit(
+            &self.host,
+            owner,
+            seed,
+            &key.limits,
+            &config.windows,
+            slots,
+            now_ms,
+        ) {
+            Admission::Admitted {
+                slot,
+                in_flight,
+                usage,
+            } => {
+                if let Some(bucket) = in_flight {
+                    self.in_flight = Some((slot, owner, bucket));
+                }
+                self.response_headers = headers(&usage);
+                Ok(())
+            }
+            Admission::Refused {
+                refusal: Refusal::Rate { retry_after_ms },
+                usage,
+            } => Err(Denial::rate_limited(
+                window::ceil_seconds(retry_after_ms),
+                headers(&usage),
+            )),
+            Admission::Refused {
+                refusal: Refusal::Concurrency,
+                usage,
+            } => Err(Denial::too_many_in_flight(headers(&usage))),
+            Admission::NoSlot => {
+                self.worker.metrics.uncounted(&self.host);
+                Ok(())
+            }
+            Admission::Contended => {
+                self.worker.metrics.uncounted(&self.host);
+                Err(Denial::rate_limited(1, Vec::new()))
+            }
+        }
+    }
+
+    /// The request's headers have arrived: decide.
+    pub fn on_request_headers(&mut self) -> Verdict {
+        let headers = self.host.request_headers();
+        for (name, _) in &headers {
+            if name.starts_with(IDENTITY_PREFIX) {
+                self.host.set_request_header(name, None);
+            }
+        }
+        let request_id = header(&headers, "x-request-id").and_then(printable);
+        let path = header(&headers, ":path")
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .unwrap_or("/");
+        let method = header(&headers, ":method")
+            .and_then(|m| std::str::from_utf8(m).ok())
+            .unwrap_or("");
+        let now_ms = self.host.now_ms();
+
+        let credential = extract::extract(
+            &headers,
+            Sources {
+                header: self.worker.config.key_header.as_deref(),
+                query_param: self.worker.config.key_query_param.as_deref(),
+            },
+        );
+        let source = match credential {
+            Credential::Present { source, .. } => Some(source),
+            _ => None,
+        };
+
+        // Read per request (16 bytes, no parsing) rather than cached per worker, so a new
+        // generation retires removed keys on every worker at the same instant.
+        let view = store::read_view(&self.host);
+        if !view.usable(now_ms, self.worker.config.max_staleness) {
+            return match self.worker.config.fail_mode {
+                FailMode::Closed => self.deny(&Denial::unavailable(), request_id),
+                FailMode::Open => {
+                    self.worker.metrics.fail_open(&self.host);
+                    self.strip_credentials(source, path);
+                    self.host.set_request_header(FAIL_OPEN_HEADER, Some("true"));
+                    Verdict::Continue
+                }
+            };
+        }
+
+        let digest = match credential {
+            Credential::Present { key, .. } => Some(digest_key(key)),
+            _ => None,
+        };
+        let record = digest
+            .as_ref()
+            .and_then(|d| store::lookup_digest(&self.host, d, view.generation));
+        // The client address is one of the dearer host calls; only an allowlist needs it.
+        let needs_client_ip = record.as_ref().is_some_and(|r| !r.allowed_ips.is_empty());
+        let client_ip = if needs_client_ip {
+            let peer = self
+                .host
+                .property(&["source", "address"])
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .and_then(|text| net::parse_address(&text));
+            net::client_ip(
+                peer,
+                header(&headers, "x-forwarded-for"),
+                self.worker.config.xff_trusted_hops,
+            )
+        } else {
+            None
+        };
+        let facts = RequestFacts {
+            method,
+            path,
+            client_ip,
+            now: (now_ms / 1000) as i64,
+        };
+        let key = match decision::decide(&self.worker.config, &credential, record.as_ref(), &facts)
+        {
+            Ok(key) => key,
+            Err(denial) => {
+                if let Some(record) = &record {
+                    self.worker
+                        .tally
+                        .borrow_mut()
+                        .record(&record.id, facts.now, Some(denial.code));
+                }
+                return self.deny(&denial, request_id);
+            }
+        };
+        if let Err(denial) = self.limit(key, &digest.unwrap_or_default(), now_ms) {
+            self.worker
+                .tally
+                .borrow_mut()
+                .record(&key.id, facts.now, Some(denial.code));
+            return self.deny(&denial, request_id);
+        }
+        self.strip_credentials(source, path);
+        self.forward_identity(key);
+        self.worker.metrics.allowed(&self.host);
+        self.worker
+            .tally
+            .borrow_mut()
+            .record(&key.id, facts.now, None);
+        debug!("#{} allowed key {}", self.context_id, key.id);
+        Verdict::Continue
+    }
+
+    /// The upstream's response headers: add the rate-limit headers of an admitted request.
+    pub fn on_response_headers(&mut self) {
+        if !self.replied_locally {
+            for (name, value) in &self.response_headers {
+                self.host.set_response_header(name, value);
+            }
+        }
+    }
+
+    /// The stream ended (Envoy's log phase): give back the in-flight place, if one was taken.
+    pub fn on_stream_end(&mut self) {
+        if let Some((slot, owner, bucket)) = self.in_flight.take() {
+            let windows = &self.worker.config.rate_limits.windows;
+            let now_ms = self.host.now_ms();
+            counters::release(&self.host, slot, owner, bucket, windows, now_ms);
+        }
+    }
+}
