@@ -15,6 +15,9 @@
 //! gives its place back when it ends; a place whose end is never seen (the worker VM died or
 //! was reloaded mid-request, and shared data outlives it) leaves the ring with its bucket, so a
 //! key is never locked out for longer than the expiry (plus one bucket).
+//!
+//! Why this file is long: the window maths and the slot codec must agree byte for byte, so they
+//! stay together (about 400 lines), with their tests beside them.
 
 use crate::contract::snapshot::Limits;
 

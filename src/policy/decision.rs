@@ -1,5 +1,8 @@
 //! The decision: given the config, the credential found, the key record (if any) and the
 //! request facts, allow with identity or deny with a documented status, code and body.
+//!
+//! Longer than most files because its table of decision tests sits beside the code (about 340
+//! lines of code).
 
 use std::net::IpAddr;
 

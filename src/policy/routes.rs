@@ -7,6 +7,9 @@
 //! sent, and with every segment's `;…` removed, `%3B` counting as `;`), with ASCII case folded
 //! unless the configuration asks for case-sensitive paths, and it needs the scope of every rule
 //! either reading matches.
+//!
+//! Longer than most files because the path-variant tables sit beside the code (about 250 lines of
+//! code).
 
 use std::borrow::Cow;
 

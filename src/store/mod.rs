@@ -18,6 +18,8 @@
 //! aborted leaves entries of its generation behind; the high-water generation makes sure the
 //! next full load takes a higher one (even after the clock steps back), so they never count
 //! as current.
+//!
+//! Longer than most files because its tests sit beside the code (about 250 lines of code).
 
 pub mod codec;
 pub mod key;

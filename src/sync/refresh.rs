@@ -13,6 +13,9 @@
 //! loaded. Before writing a page of key entries the holder checks that its lease is still
 //! current and unexpired; the lease outlives the holder's own deadline by `LEASE_MARGIN_MS`,
 //! so a page is never written while another holder could exist.
+//!
+//! Why this file is long: half of it is the tests of the refresh state machine (paging, deltas,
+//! quarantine, fencing, takeovers, clock steps), beside the code they pin.
 
 use std::time::Duration;
 

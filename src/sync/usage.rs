@@ -6,6 +6,9 @@
 //! A batch that fails to post goes back into the queue with its `batch_id`, so a retry after a
 //! lost response cannot be counted twice by the control service, and is retried up to
 //! `MAX_ATTEMPTS` times before it is dropped (logged and counted).
+//!
+//! Longer than most files because the reporter's retry and backlog tests sit beside it (about 350
+//! lines of code).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
