@@ -1,0 +1,741 @@
+"""What operators run beside the filter: the Grafana dashboard (envoy/grafana/keygate.json), the
+Prometheus alert rules (envoy/prometheus/keygate-rules.yaml) and the Envoy Gateway example
+(envoy/envoy-gateway/). Every metric the dashboard and the rules read is one a real Envoy with
+the filter exports; a real Prometheus scraping a real Envoy answers every dashboard query and
+evaluates every rule; the Envoy Gateway resources use only fields of Envoy Gateway's API, and
+the filter configuration they hand to Envoy is accepted by the real filter."""
+import json
+import os
+import re
+import subprocess
+
+import jsonschema
+import pytest
+import requests
+import yaml
+
+from harness import (
+    ENVOY_BIN,
+    ROOT,
+    WASM,
+    Envoy,
+    SnapshotServer,
+    envoy_yaml,
+    free_port,
+    key_record,
+    plugin_config,
+    wait_until,
+)
+from test_shipping import VERSION, exported_keygate_metrics, require_tool, shipped_plugin_config
+
+DASHBOARD = ROOT / "envoy/grafana/keygate.json"
+RULES = ROOT / "envoy/prometheus/keygate-rules.yaml"
+RULE_TESTS = ROOT / "envoy/prometheus/keygate-rules.test.yaml"
+ENVOY_GATEWAY = ROOT / "envoy/envoy-gateway"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# What Grafana puts in for its own variables when we run the queries ourselves: a range that
+# holds a few samples at the test's 1 s scrape interval.
+GRAFANA_BUILTINS = {"__rate_interval": "10s", "__interval": "10s", "__range": "1m"}
+
+
+# PromQL: which metrics an expression reads
+
+PROMQL_WORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "inf", "nan",
+}
+
+
+def promql_metrics(expr, exported):
+    """The metric names a PromQL expression reads: bare names (`x`, `x{…}`, `rate(x[5m])`) and
+    `{__name__=~"…"}` selectors, the latter matched against `exported`."""
+    names = set()
+    for pattern in re.findall(r'__name__\s*=~\s*"([^"]*)"', expr):
+        matched = {name for name in exported if re.fullmatch(pattern, name)}
+        assert matched, f"{expr}: __name__=~{pattern!r} matches no metric Envoy exports"
+        names |= matched
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        word = match.group()
+        before = text[match.start() - 1] if match.start() else " "
+        if word.lower() in PROMQL_WORDS or before.isdigit() or before == "." or text[match.end() :].lstrip().startswith("("):
+            continue
+        names.add(word)
+    return names
+
+
+@pytest.mark.parametrize(
+    "expr,expected",
+    [
+        ("keygate_snapshot_age_seconds > 120", {"keygate_snapshot_age_seconds"}),
+        ('sum by (instance) (rate(a_total{job=~"$job", le="0.5"}[5m])) > 0.2 * b', {"a_total", "b"}),
+        ("increase(x[10m]) > 0 and increase(y[5m]) + increase(z[5m]) == 0", {"x", "y", "z"}),
+        ('max(v offset 5m) - min(v) > 1e3 unless on (instance) w', {"v", "w"}),
+        ('sum(rate({__name__=~"keygate_requests_denied_.+"}[1m]))', {"keygate_requests_denied_unauthorized"}),
+    ],
+)
+def test_promql_metric_names_are_read_correctly(expr, expected):
+    assert promql_metrics(expr, {"keygate_requests_denied_unauthorized", "keygate_requests_allowed"}) == expected
+
+
+def fill_grafana_variables(expr, variables):
+    """`expr` as Prometheus gets it from Grafana with every variable at its "All" value."""
+
+    def value(match):
+        name = match.group(1) or match.group(2)
+        assert name in variables, f"{expr}: ${name} is not a variable of the dashboard"
+        return variables[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+# Alert rules
+
+def rules():
+    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_rules_file_passes_promtool():
+    promtool = require_tool("promtool")
+    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
+
+
+def test_rules_fire_when_their_unit_tests_say():
+    promtool = require_tool("promtool")
+    result = subprocess.run(
+        [promtool, "test", "rules", RULE_TESTS.name], capture_output=True, text=True, timeout=60, cwd=RULE_TESTS.parent
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_has_unit_tests_where_it_fires_and_where_it_stays_quiet():
+    cases = [case for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
+    firing = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    alerts = {rule["alert"] for rule in rules()}
+    assert firing == alerts, sorted(alerts - firing)
+    assert quiet == alerts, sorted(alerts - quiet)
+
+
+def test_rules_read_only_metrics_envoy_exports():
+    exported = exported_keygate_metrics()
+    for rule in rules():
+        read = promql_metrics(rule["expr"], exported)
+        assert read, rule
+        assert read <= exported, (rule["alert"], sorted(read - exported))
+
+
+def test_rules_are_alerts_with_a_severity_and_a_summary():
+    for rule in rules():
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert rule["alert"].startswith("Keygate"), rule
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule
+        assert {"summary", "description"} <= set(rule["annotations"]), rule
+
+
+def test_operations_md_describes_the_rules_in_the_file():
+    """docs/operations.md's alert table names exactly the file's alerts, in its order, with their
+    severity; the expressions live in the file only."""
+    text = (ROOT / "docs/operations.md").read_text()
+    start = text.index("### Alerts (Prometheus)")
+    section = text[start : text.index("\n## ", start)]
+    assert "](../envoy/prometheus/keygate-rules.yaml)" in section
+    assert "](../envoy/grafana/keygate.json)" in text
+    documented = re.findall(r"^\| `(Keygate\w+)` \| (\w+) \|", section, re.MULTILINE)
+    assert documented == [(rule["alert"], rule["labels"]["severity"]) for rule in rules()]
+    assert "expr:" not in section, "the rule expressions belong in envoy/prometheus/keygate-rules.yaml"
+
+
+# Grafana dashboard
+
+def dashboard():
+    return json.loads(DASHBOARD.read_text())
+
+
+def all_panels(panels):
+    for panel in panels:
+        yield panel
+        yield from all_panels(panel.get("panels", []))
+
+
+def query_panels():
+    return [panel for panel in all_panels(dashboard()["panels"]) if panel["type"] != "row"]
+
+
+def dashboard_variables():
+    """Every variable an expression may use, at the value Grafana gives it for "All"."""
+    values = dict(GRAFANA_BUILTINS)
+    for variable in dashboard()["templating"]["list"]:
+        if variable["type"] == "query":
+            assert variable["includeAll"] and variable["allValue"] == ".*", variable
+            values[variable["name"]] = variable["allValue"]
+    return values
+
+
+def variable_query(variable):
+    query = variable["query"]
+    return query["query"] if isinstance(query, dict) else query
+
+
+def dashboard_queries():
+    """(where, PromQL) for every panel target and every query variable."""
+    queries = []
+    for panel in query_panels():
+        for target in panel["targets"]:
+            queries.append((f"panel {panel['title']!r} target {target['refId']}", target["expr"]))
+    for variable in dashboard()["templating"]["list"]:
+        if variable["type"] == "query":
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable_query(variable))
+            assert match, variable
+            queries.append((f"variable {variable['name']}", f"count by ({match.group(2)}) ({match.group(1)})"))
+    return queries
+
+
+def test_dashboard_is_an_importable_grafana_dashboard():
+    board = dashboard()
+    # 39 is what Grafana 10.4 and 11 write; newer versions migrate it on load.
+    assert board["schemaVersion"] == 39
+    assert board["title"] == "Keygate"
+    assert re.fullmatch(r"[a-z0-9-]{1,40}", board["uid"])
+    assert board["id"] is None, "an exported dashboard carries no database id"
+    assert isinstance(board["version"], int)
+
+    variables = {variable["name"]: variable for variable in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for name, variable in variables.items():
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE, name
+            assert "label_values(" in variable_query(variable), name
+
+    panels = list(all_panels(board["panels"]))
+    ids = [panel["id"] for panel in panels]
+    assert all(isinstance(i, int) for i in ids) and len(ids) == len(set(ids)), ids
+    occupied = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert set(grid) == {"h", "w", "x", "y"} and all(isinstance(v, int) for v in grid.values()), panel["title"]
+        assert grid["w"] > 0 and grid["h"] > 0 and 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in occupied, f"{panel['title']!r} overlaps {occupied[(x, y)]!r}"
+                occupied[(x, y)] = panel["title"]
+        assert panel["title"]
+        if panel["type"] == "row":
+            assert grid["w"] == 24 and grid["h"] == 1 and "targets" not in panel
+            continue
+        assert panel["type"] in ("stat", "timeseries"), panel["type"]
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, (panel["title"], target["refId"])
+            assert target["expr"].strip(), (panel["title"], target["refId"])
+    required = {entry["id"] for entry in board["__requires"]}
+    assert {"grafana", "prometheus"} | {panel["type"] for panel in panels if panel["type"] != "row"} <= required
+
+
+def test_dashboard_queries_read_only_metrics_envoy_exports():
+    exported = exported_keygate_metrics()
+    variables = dashboard_variables()
+    read = set()
+    for where, expr in dashboard_queries():
+        fill_grafana_variables(expr, variables)
+        metrics = promql_metrics(expr, exported)
+        assert metrics, where
+        assert metrics <= exported, (where, sorted(metrics - exported))
+        read |= metrics
+    denied = {name for name in exported if name.startswith("keygate_requests_denied_")}
+    assert len(denied) >= 10
+    wanted = denied | {
+        "keygate_requests_allowed",
+        "keygate_requests_fail_open",
+        "keygate_snapshot_age_seconds",
+        "keygate_snapshot_version",
+        "keygate_keys_loaded",
+        "keygate_snapshot_refresh_failed",
+        "keygate_snapshot_rejected",
+        "keygate_snapshot_records_quarantined",
+        "keygate_usage_reports_failed",
+        "keygate_usage_reports_dropped",
+        "keygate_ratelimit_uncounted",
+    }
+    assert wanted <= read, sorted(wanted - read)
+
+
+def test_dashboard_shows_every_deny_code():
+    """The "Denied by code" panel has one series per code Envoy exports a counter for."""
+    exported = exported_keygate_metrics()
+    (panel,) = [panel for panel in query_panels() if panel["title"] == "Denied by code"]
+    shown = {}
+    for target in panel["targets"]:
+        (metric,) = promql_metrics(target["expr"], exported)
+        shown[metric] = target["legendFormat"]
+    denied = {name for name in exported if name.startswith("keygate_requests_denied_")}
+    assert set(shown) == denied
+    for metric, legend in shown.items():
+        assert metric == "keygate_requests_denied_" + legend.lower()
+
+
+# A real Prometheus over a real Envoy
+
+class Prometheus:
+    """Prometheus scraping one Envoy's /stats/prometheus every second and evaluating the rules."""
+
+    def __init__(self, directory, envoy_admin_port):
+        self.port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [
+                {
+                    "job_name": "envoy",
+                    "metrics_path": "/stats/prometheus",
+                    "static_configs": [{"targets": [f"127.0.0.1:{envoy_admin_port}"]}],
+                }
+            ],
+        }
+        (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.log = open(directory / "prometheus.log", "wb")
+        self.proc = subprocess.Popen(
+            [
+                require_tool("prometheus"),
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.log_path = directory / "prometheus.log"
+        try:
+            wait_until(self._ready, timeout=60, what="Prometheus /-/ready")
+        except AssertionError:
+            self.close()
+            raise AssertionError(f"Prometheus did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"Prometheus exited with {self.proc.returncode}")
+        return requests.get(self.url("/-/ready"), timeout=1).ok
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def api(self, path, **params):
+        response = requests.get(self.url(f"/api/v1/{path}"), params=params, timeout=10)
+        body = response.json()
+        assert response.ok and body["status"] == "success", (path, params, body)
+        return body["data"]
+
+    def query(self, expr):
+        return self.api("query", query=expr)["result"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    """A real Prometheus scraping a real Envoy whose filter has applied a one-key snapshot."""
+    require_tool("prometheus")
+    snapshots = SnapshotServer()
+    snapshots.publish([key_record("pk_live_operationsassets0000000001", "key_ops")])
+    envoy = Envoy(free_port(), snapshots.port, plugin_config())
+    server = None
+    try:
+        server = Prometheus(tmp_path_factory.mktemp("prometheus"), envoy.admin_port)
+        wait_until(lambda: envoy.stat("keygate_keys_loaded") == 1, what="the snapshot in Envoy")
+        wait_until(
+            lambda: server.query(
+                "min_over_time(keygate_keys_loaded[10s]) == 1 and count_over_time(keygate_keys_loaded[10s]) >= 3"
+            ),
+            timeout=30,
+            what="three scrapes of the loaded snapshot",
+        )
+        yield server
+    finally:
+        if server is not None:
+            server.close()
+        envoy.close()
+        snapshots.close()
+
+
+def test_prometheus_answers_every_dashboard_query(prometheus):
+    variables = dashboard_variables()
+    empty = []
+    for where, expr in dashboard_queries():
+        if not prometheus.query(fill_grafana_variables(expr, variables)):
+            empty.append((where, expr))
+    assert not empty, empty
+
+
+def test_prometheus_evaluates_every_rule_and_none_fires_on_a_healthy_proxy(prometheus):
+    def evaluated():
+        loaded = [rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
+        return loaded if loaded and all(rule["health"] != "unknown" for rule in loaded) else None
+
+    loaded = wait_until(evaluated, timeout=30, what="Prometheus to evaluate every rule")
+    assert [rule["name"] for rule in loaded] == [rule["alert"] for rule in rules()]
+    for rule in loaded:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+    assert prometheus.api("alerts")["alerts"] == []
+
+
+# Envoy Gateway
+
+def documents(folder):
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is None:
+                continue
+            assert {"apiVersion", "kind", "metadata"} <= set(document), f"{path.name}: {document}"
+            key = (document["kind"], document["metadata"]["name"])
+            assert key not in found, f"{path.name}: {key} twice"
+            found[key] = document
+    return found
+
+
+ANY = {}
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
+
+
+def obj(*unchecked, required=(), **fields):
+    """A JSON Schema object with exactly these fields: an unknown one (misspelt, or newer than the
+    API) fails, as `kubectl apply --validate=strict` would. Fields named in `unchecked` exist in
+    the API but the example does not use them, so nothing below them is spelt out."""
+    properties = dict.fromkeys(unchecked, ANY) | fields
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
+
+
+def array(items):
+    return {"type": "array", "items": items}
+
+
+def enum(*values):
+    return {"enum": list(values)}
+
+
+def resource(api_version, kind, spec, namespaced=True):
+    names = ("name", "namespace") if namespaced else ("name",)
+    metadata = obj("labels", "annotations", name=STRING, namespace=STRING, required=names)
+    return obj(
+        apiVersion={"const": api_version},
+        kind={"const": kind},
+        metadata=metadata,
+        spec=spec,
+        required=("apiVersion", "kind", "metadata", "spec"),
+    )
+
+
+# The fields of Envoy Gateway v1.9's API (gateway.envoyproxy.io/v1alpha1, Gateway API v1) for
+# the kinds the example uses, from Envoy Gateway's CRDs.
+EG = "gateway.envoyproxy.io/v1alpha1"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+POLICY_TARGETS = ("targetRef", "targetSelectors")
+TARGET_REFS = array(obj("sectionName", group=STRING, kind=STRING, name=STRING, required=("group", "kind", "name")))
+WASM_EXTENSION = obj(
+    name=STRING,
+    rootID=STRING,
+    code=obj(
+        type=enum("HTTP", "Image"),
+        http=obj("tls", url=STRING, sha256=STRING, required=("url",)),
+        image=obj(
+            "tls",
+            url=STRING,
+            sha256=STRING,
+            pullSecretRef=obj("group", "kind", "namespace", name=STRING, required=("name",)),
+            required=("url",),
+        ),
+        pullPolicy=enum("IfNotPresent", "Always"),
+        required=("type",),
+    ),
+    config={"type": "object"},
+    failOpen=BOOLEAN,
+    env=obj(hostKeys=array(STRING)),
+    required=("code",),
+)
+ENVOY_CONTAINER = obj(
+    "image", "imageRepository", "resources", "securityContext", "volumeMounts",
+    env=array(obj(name=STRING, value=STRING, valueFrom=ANY, required=("name",))),
+)
+ENVOY_PROXY = obj(
+    "backendTLS", "concurrency", "dynamicModules", "extraArgs", "filterOrder", "geoIP", "ipFamily", "logging",
+    "luaValidation", "mergeBackends", "mergeGateways", "mergeType", "preserveRouteOrder", "routingType",
+    "shutdown", "telemetry",
+    provider=obj(
+        "host",
+        type=enum("Kubernetes", "Host"),
+        kubernetes=obj(
+            "envoyDaemonSet", "envoyHpa", "envoyPDB", "envoyService", "envoyServiceAccount",
+            "useListenerPortAsContainerPort",
+            envoyDeployment=obj("initContainers", "name", "patch", "pod", "replicas", "strategy", container=ENVOY_CONTAINER),
+        ),
+        required=("type",),
+    ),
+    bootstrap=obj("jsonPatches", type=enum("Merge", "Replace", "JSONPatch"), value=STRING),
+)
+CLIENT_TRAFFIC_POLICY = obj(
+    *POLICY_TARGETS,
+    "connection", "enableProxyProtocol", "grpc", "healthCheck", "http1", "http2", "http3", "proxyProtocol",
+    "scheme", "tcpKeepalive", "timeout", "tls",
+    targetRefs=TARGET_REFS,
+    path=obj(
+        escapedSlashesAction=enum("KeepUnchanged", "RejectRequest", "UnescapeAndForward", "UnescapeAndRedirect"),
+        disableMergeSlashes=BOOLEAN,
+    ),
+    headers=obj(
+        "disableRateLimitHeaders", "earlyRequestHeaders", "enableEnvoyHeaders", "host", "lateResponseHeaders",
+        "preserveXRequestID", "withUnderscoresAction", "xForwardedClientCert",
+        requestID=enum("PreserveOrGenerate", "Preserve", "Generate", "Disable"),
+    ),
+    clientIPDetection=obj(
+        "customHeader", "directSourceIP",
+        xForwardedFor=obj("trustedCIDRs", "disableXForwardedForAppend", numTrustedHops=INTEGER),
+    ),
+)
+GATEWAY = obj(
+    "addresses", "allowedListeners", "defaultScope", "tls",
+    gatewayClassName=STRING,
+    listeners=array(
+        obj("hostname", "allowedRoutes", "tls", name=STRING, protocol=STRING, port=INTEGER, required=("name", "port", "protocol"))
+    ),
+    infrastructure=obj(
+        "labels", "annotations",
+        parametersRef=obj(group=STRING, kind=STRING, name=STRING, required=("group", "kind", "name")),
+    ),
+    required=("gatewayClassName", "listeners"),
+)
+HTTP_ROUTE = obj(
+    "hostnames", "useDefaultGateways",
+    parentRefs=array(obj("group", "kind", "namespace", "port", "sectionName", name=STRING, required=("name",))),
+    rules=array(
+        obj(
+            "filters", "name", "retry", "sessionPersistence", "timeouts",
+            matches=array(
+                obj(
+                    "headers", "method", "queryParams",
+                    path=obj(type=enum("Exact", "PathPrefix", "RegularExpression"), value=STRING),
+                )
+            ),
+            backendRefs=array(
+                obj("filters", "group", "kind", "namespace", "weight", name=STRING, port=INTEGER, required=("name",))
+            ),
+        )
+    ),
+)
+ENVOY_GATEWAY_SCHEMAS = {
+    "EnvoyExtensionPolicy": resource(
+        EG,
+        "EnvoyExtensionPolicy",
+        obj(
+            *POLICY_TARGETS, "mergeType", "extProc", "lua", "dynamicModule",
+            targetRefs=TARGET_REFS,
+            wasm=array(WASM_EXTENSION),
+        ),
+    ),
+    "EnvoyProxy": resource(EG, "EnvoyProxy", ENVOY_PROXY),
+    "ClientTrafficPolicy": resource(EG, "ClientTrafficPolicy", CLIENT_TRAFFIC_POLICY),
+    "GatewayClass": resource(
+        GATEWAY_API,
+        "GatewayClass",
+        obj("description", "parametersRef", controllerName=STRING, required=("controllerName",)),
+        namespaced=False,
+    ),
+    "Gateway": resource(GATEWAY_API, "Gateway", GATEWAY),
+    "HTTPRoute": resource(GATEWAY_API, "HTTPRoute", HTTP_ROUTE),
+}
+CORE_KINDS = {"Namespace", "Secret", "Deployment", "PersistentVolumeClaim", "Service"}
+
+
+def envoy_gateway():
+    return documents(ENVOY_GATEWAY)
+
+
+def extension_policy():
+    return envoy_gateway()[("EnvoyExtensionPolicy", "keygate")]
+
+
+def keygate_wasm():
+    (wasm,) = extension_policy()["spec"]["wasm"]
+    return wasm
+
+
+def bootstrap_clusters(envoy_proxy):
+    bootstrap = envoy_proxy["spec"]["bootstrap"]
+    assert bootstrap["type"] == "Merge", "Replace would drop Envoy Gateway's own bootstrap"
+    return {cluster["name"]: cluster for cluster in yaml.safe_load(bootstrap["value"])["static_resources"]["clusters"]}
+
+
+def test_envoy_gateway_resources_use_only_fields_of_its_api():
+    found = envoy_gateway()
+    kinds = {kind for kind, _ in found}
+    expected = {"EnvoyExtensionPolicy", "EnvoyProxy", "Gateway", "GatewayClass", "HTTPRoute", "Deployment", "Service", "Secret"}
+    assert expected <= kinds
+    assert kinds <= set(ENVOY_GATEWAY_SCHEMAS) | CORE_KINDS, kinds
+    for (kind, name), document in found.items():
+        if kind in ENVOY_GATEWAY_SCHEMAS:
+            try:
+                jsonschema.validate(document, ENVOY_GATEWAY_SCHEMAS[kind])
+            except jsonschema.ValidationError as error:
+                raise AssertionError(f"{kind} {name}: {'.'.join(map(str, error.absolute_path))}: {error.message}") from None
+
+
+def test_field_schemas_refuse_what_envoy_gateway_refuses():
+    """The schemas above are strict: a misspelt field, a missing required one and a value
+    outside an enum all fail."""
+    policy = extension_policy()
+    for path, change in [
+        (("wasm", 0, "code", "image"), lambda image: image.update(digest="sha256:0")),
+        (("wasm", 0), lambda wasm: wasm.update(rootId="keygate")),
+        (("wasm", 0, "code"), lambda code: code.update(type="OCI")),
+        (("wasm", 0, "code"), lambda code: code.pop("type")),
+        (("targetRefs", 0), lambda ref: ref.pop("group")),
+    ]:
+        broken = json.loads(json.dumps(policy))
+        node = broken["spec"]
+        for step in path:
+            node = node[step]
+        change(node)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, ENVOY_GATEWAY_SCHEMAS["EnvoyExtensionPolicy"])
+
+
+def test_envoy_gateway_policy_loads_the_oci_image_on_the_route():
+    found = envoy_gateway()
+    policy = extension_policy()
+    namespace = policy["metadata"]["namespace"]
+    for ref in policy["spec"]["targetRefs"]:
+        assert ref["group"] == "gateway.networking.k8s.io"
+        target = found[(ref["kind"], ref["name"])]
+        assert target["metadata"]["namespace"] == namespace, "a policy applies to targets in its own namespace"
+    wasm = keygate_wasm()
+    code = wasm["code"]
+    assert code["type"] == "Image" and "http" not in code
+    # `make oci`'s compat image, pushed under the version it is built with.
+    assert code["image"]["url"].endswith(f"/keygate:{VERSION}"), code["image"]["url"]
+    assert not code["image"]["url"].startswith(("oci://", "http"))
+    assert code["pullPolicy"] == "IfNotPresent"
+    # The root id the OCI spec image declares (scripts/oci_image.py).
+    assert wasm["rootID"] == "keygate"
+    assert wasm["failOpen"] is False
+
+
+def test_envoy_gateway_policy_config_is_the_shipped_filter_config():
+    config = json.loads(json.dumps(keygate_wasm()["config"]))
+    del config["control"]["authority"]
+    assert config == shipped_plugin_config()
+
+
+def test_envoy_gateway_envoys_reach_the_control_service():
+    found = envoy_gateway()
+    control = keygate_wasm()["config"]["control"]
+    (gateway,) = [document for (kind, _), document in found.items() if kind == "Gateway"]
+    gateway_class = found[("GatewayClass", gateway["spec"]["gatewayClassName"])]
+    assert gateway_class["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    parameters = gateway["spec"]["infrastructure"]["parametersRef"]
+    assert (parameters["group"], parameters["kind"]) == ("gateway.envoyproxy.io", "EnvoyProxy")
+    envoy_proxy = found[("EnvoyProxy", parameters["name"])]
+    assert envoy_proxy["metadata"]["namespace"] == gateway["metadata"]["namespace"]
+    cluster = bootstrap_clusters(envoy_proxy)[control["cluster"]]
+    assert cluster["load_assignment"]["cluster_name"] == cluster["name"]
+    (endpoint,) = [e["endpoint"] for group in cluster["load_assignment"]["endpoints"] for e in group["lb_endpoints"]]
+    address = endpoint["address"]["socket_address"]
+    service = found[("Service", "keygate-control")]
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    assert address["address"] == host and control["authority"] == host
+    assert address["port_value"] in [port["port"] for port in service["spec"]["ports"]]
+    route = found[("HTTPRoute", "api")]
+    assert {ref["name"] for ref in route["spec"]["parentRefs"]} == {gateway["metadata"]["name"]}
+
+
+def test_envoy_gateway_sync_token_reaches_the_filter_vm():
+    """The token goes Secret → Envoy container environment (EnvoyProxy) → VM (`env.hostKeys`)
+    → `control.token_env`, and is the control service's sync token."""
+    found = envoy_gateway()
+    wasm = keygate_wasm()
+    token_env = wasm["config"]["control"]["token_env"]
+    assert "token" not in wasm["config"]["control"], "the token must not be in the policy"
+    assert token_env in wasm["env"]["hostKeys"]
+    envoy_proxy = found[("EnvoyProxy", "keygate")]
+    container = envoy_proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]
+    container_env = {e["name"]: e for e in container["env"]}
+    ref = container_env[token_env]["valueFrom"]["secretKeyRef"]
+    proxy_secret = found[("Secret", ref["name"])]
+    # Envoy Gateway runs the Envoys in its own namespace by default.
+    assert proxy_secret["metadata"]["namespace"] == "envoy-gateway-system"
+    assert set(proxy_secret["stringData"]) == {ref["key"]}, "the Envoys get the sync token only"
+    (control,) = found[("Deployment", "keygate-control")]["spec"]["template"]["spec"]["containers"]
+    control_env = {e["name"]: e for e in control["env"]}
+    control_ref = control_env["KEYGATE_SYNC_TOKEN"]["valueFrom"]["secretKeyRef"]
+    control_secret = found[("Secret", control_ref["name"])]
+    assert proxy_secret["stringData"][ref["key"]] == control_secret["stringData"][control_ref["key"]]
+
+
+def test_envoy_gateway_control_service_is_the_istio_one():
+    found = envoy_gateway()
+    istio = documents(ROOT / "envoy/istio")
+    for key in [
+        ("Secret", "keygate-tokens"),
+        ("Deployment", "keygate-control"),
+        ("PersistentVolumeClaim", "keygate-data"),
+        ("Service", "keygate-control"),
+    ]:
+        assert found[key] == istio[key], key
+    assert found[("Namespace", "keygate")]["metadata"] == {"name": "keygate"}
+
+
+def test_envoy_gateway_plugin_config_is_accepted_by_the_filter(tmp_path):
+    """The filter configuration as Envoy Gateway hands it to Envoy (its wasm translation: one VM
+    per policy, the policy's root id, `hostKeys` as host_env_keys, `config` as JSON), with the
+    EnvoyProxy's bootstrap cluster, passes the real filter in the real Envoy
+    (`envoy --mode validate`)."""
+    policy = extension_policy()
+    wasm = keygate_wasm()
+    config = yaml.safe_load(envoy_yaml(free_port(), free_port(), free_port(), free_port(), plugin_config(), "/dev/null"))
+    listener = config["static_resources"]["listeners"][0]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    keygate = next(f for f in manager["http_filters"] if f["name"] == "keygate")["typed_config"]["config"]
+    keygate["name"] = wasm["name"]
+    keygate["root_id"] = wasm["rootID"]
+    keygate["fail_open"] = wasm["failOpen"]
+    metadata = policy["metadata"]
+    keygate["vm_config"]["vm_id"] = f"envoyextensionpolicy/{metadata['namespace']}/{metadata['name']}/wasm/0"
+    keygate["vm_config"]["environment_variables"] = {"host_env_keys": wasm["env"]["hostKeys"]}
+    keygate["configuration"]["value"] = json.dumps(wasm["config"])
+    assert keygate["vm_config"]["code"]["local"]["filename"] == str(WASM)
+    clusters = bootstrap_clusters(envoy_gateway()[("EnvoyProxy", "keygate")])
+    config["static_resources"]["clusters"] = [
+        clusters.get(cluster["name"], cluster) for cluster in config["static_resources"]["clusters"]
+    ]
+    assert wasm["config"]["control"]["cluster"] in [c["name"] for c in config["static_resources"]["clusters"]]
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(ENVOY_BIN), "--mode", "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token"),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "OK" in output
+
+
+def test_envoy_gateway_doc_links_every_file():
+    text = (ROOT / "docs/envoy-gateway.md").read_text()
+    for path in sorted(ENVOY_GATEWAY.glob("*.yaml")):
+        assert f"](../envoy/envoy-gateway/{path.name})" in text, path.name
