@@ -1,6 +1,8 @@
-//! The command line: `serve`, the `keys` admin client, and the hidden `seed` benchmark helper.
+//! The command line: `serve`, the `keys` admin client, shell completion, and the hidden `seed`
+//! benchmark helper.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -10,16 +12,59 @@ use std::path::PathBuf;
     about = "Keygate control service: API keys and the snapshot feed proxies pull"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// How the `keys` commands reach the admin API. Global: they may stand before or after any
+/// subcommand (`keygate-control --json keys list`, `keygate-control keys list --json`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Client options (keys commands)")]
+pub struct ClientArgs {
+    /// Base URL of the control service: http://HOST:PORT; a bare HOST:PORT means http://.
+    #[arg(
+        long,
+        env = "KEYGATE_URL",
+        default_value = "http://127.0.0.1:8081",
+        value_name = "URL",
+        global = true
+    )]
+    pub url: String,
+    /// Admin token (the service's KEYGATE_ADMIN_TOKEN).
+    #[arg(
+        long,
+        env = "KEYGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        global = true
+    )]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The global client options, by id, for telling the commands that do not use them.
+pub const CLIENT_OPTIONS: [&str; 3] = ["url", "token", "json"];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service.
     Serve(ServeArgs),
     /// Manage keys through the admin API.
-    Keys(Box<KeysArgs>),
+    Keys(KeysArgs),
+    /// Print a shell completion script to standard output.
+    #[command(after_help = "Install it with, for example:\n  \
+        bash: keygate-control completion bash > ~/.local/share/bash-completion/completions/keygate-control\n  \
+        zsh:  keygate-control completion zsh > \"${fpath[1]}/_keygate-control\"\n  \
+        fish: keygate-control completion fish > ~/.config/fish/completions/keygate-control.fish")]
+    Completion {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
     /// Insert N random keys straight into a database (benchmarks only).
     #[command(hide = true)]
     Seed(SeedArgs),
@@ -47,10 +92,13 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {
+    /// SQLite database file to insert into (run it while the service is stopped).
     #[arg(long)]
     pub db: PathBuf,
+    /// How many keys to insert, in one transaction.
     #[arg(long)]
     pub count: u64,
+    /// Environment of every inserted key.
     #[arg(long, default_value = "live", value_parser = ["live", "test"])]
     pub environment: String,
     /// Write every secret, one per line, to this file.
@@ -60,25 +108,6 @@ pub struct SeedArgs {
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
-    /// Base URL of the control service.
-    #[arg(
-        long,
-        env = "KEYGATE_URL",
-        default_value = "http://127.0.0.1:8081",
-        global = true
-    )]
-    pub url: String,
-    /// Admin token.
-    #[arg(
-        long,
-        env = "KEYGATE_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    pub token: Option<String>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
     #[command(subcommand)]
     pub command: KeysCommand,
 }
@@ -87,29 +116,40 @@ pub struct KeysArgs {
 pub enum KeysCommand {
     /// Create a key and print its secret (shown this once only).
     Create(CreateArgs),
-    /// List keys.
+    /// List keys, a page at a time (or every page with --all).
     List(ListArgs),
     /// Show one key.
-    Show { id: String },
+    Show {
+        /// The key's id (key_…).
+        id: String,
+    },
     /// Change a key's settings.
     Update(UpdateArgs),
     /// Deactivate a key (it stays listed, inactive).
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (key_…).
+        id: String,
+    },
     /// Issue a successor key with the same settings; the old one expires after the grace.
     Rotate {
+        /// The id of the key to replace (key_…).
         id: String,
         /// Seconds the old key keeps working (max 30 days).
         #[arg(long, default_value_t = 0)]
         grace_seconds: u64,
     },
     /// Delete a key.
-    Delete { id: String },
+    Delete {
+        /// The key's id (key_…).
+        id: String,
+    },
     /// Show a key's usage by hour or UTC day (deleted keys too).
     Usage(UsageArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct UsageArgs {
+    /// The key's id (key_…).
     pub id: String,
     /// RFC 3339 start (default: 24 hours before --to).
     #[arg(long)]
@@ -117,6 +157,7 @@ pub struct UsageArgs {
     /// RFC 3339 end (default: now).
     #[arg(long)]
     pub to: Option<String>,
+    /// One row per hour (the default) or per UTC day.
     #[arg(long, value_parser = ["hour", "day"])]
     pub granularity: Option<String>,
 }
@@ -124,25 +165,64 @@ pub struct UsageArgs {
 /// Limit overrides; each replaces the plan's value for that window.
 #[derive(Debug, Args, Default)]
 pub struct LimitArgs {
-    #[arg(long)]
+    /// Requests per minute (overrides the plan's).
+    #[arg(long, value_name = "N")]
     pub per_minute: Option<u64>,
-    #[arg(long)]
+    /// Requests per hour (overrides the plan's).
+    #[arg(long, value_name = "N")]
     pub per_hour: Option<u64>,
-    #[arg(long)]
+    /// Requests per day, also the daily quota (overrides the plan's).
+    #[arg(long, value_name = "N")]
     pub per_day: Option<u64>,
-    #[arg(long)]
+    /// Requests in flight at once (overrides the plan's).
+    #[arg(long, value_name = "N")]
     pub concurrent: Option<u64>,
     /// Monthly quota, enforced fleet-wide by the control service.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub per_month: Option<u64>,
+}
+
+/// A limit override by its field name in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LimitWindow {
+    #[value(name = "per_minute", alias = "per-minute")]
+    PerMinute,
+    #[value(name = "per_hour", alias = "per-hour")]
+    PerHour,
+    #[value(name = "per_day", alias = "per-day")]
+    PerDay,
+    #[value(name = "concurrent")]
+    Concurrent,
+    #[value(name = "per_month", alias = "per-month")]
+    PerMonth,
+    /// Every override.
+    #[value(name = "all")]
+    All,
+}
+
+impl LimitWindow {
+    /// The override's field in the API (`all` for every one).
+    pub fn field(self) -> &'static str {
+        match self {
+            LimitWindow::PerMinute => "per_minute",
+            LimitWindow::PerHour => "per_hour",
+            LimitWindow::PerDay => "per_day",
+            LimitWindow::Concurrent => "concurrent",
+            LimitWindow::PerMonth => "per_month",
+            LimitWindow::All => "all",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// A name people recognise the key by (1–128 characters).
     #[arg(long)]
     pub name: String,
+    /// live (the default) or test; decides the secret's prefix and cannot change later.
     #[arg(long, value_parser = ["live", "test"])]
     pub environment: Option<String>,
+    /// The team that owns the key.
     #[arg(long)]
     pub team: Option<String>,
     /// A scope the key may use (repeatable); none means full access.
@@ -154,33 +234,67 @@ pub struct CreateArgs {
     /// RFC 3339 instant, e.g. 2030-01-01T00:00:00Z.
     #[arg(long)]
     pub expires_at: Option<String>,
+    /// Billing plan, which sets the default limits (free by default).
     #[arg(long, value_parser = ["free", "pro", "business", "enterprise"])]
     pub plan: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
 
+/// A key's state as `list --status` filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    /// Authenticates now: active and not expired.
+    Active,
+    /// Revoked (deactivated).
+    Inactive,
+    /// Active, but its expiry has passed.
+    Expired,
+}
+
+impl StatusFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Active => "active",
+            StatusFilter::Inactive => "inactive",
+            StatusFilter::Expired => "expired",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only keys of this team.
     #[arg(long)]
     pub team: Option<String>,
+    /// Only keys of this environment.
     #[arg(long, value_parser = ["live", "test"])]
     pub environment: Option<String>,
-    #[arg(long)]
+    /// Only active (true) or inactive (false) keys, expired ones included.
+    #[arg(long, value_name = "true|false", conflicts_with = "status")]
     pub active: Option<bool>,
+    /// Only keys in this state.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusFilter>,
     /// Keys per page (max 1000).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Continue from a previous page's next cursor.
     #[arg(long)]
     pub cursor: Option<String>,
+    /// Follow next_cursor and print every page as one list.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    /// The key's id (key_…).
     pub id: String,
+    /// A new name.
     #[arg(long)]
     pub name: Option<String>,
+    /// A new team ("" for none).
     #[arg(long)]
     pub team: Option<String>,
     /// Replaces the scopes (repeatable).
@@ -195,15 +309,69 @@ pub struct UpdateArgs {
     /// Remove every IP restriction.
     #[arg(long, conflicts_with = "allowed_ips")]
     pub clear_allowed_ips: bool,
+    /// A new expiry, an RFC 3339 instant in the future.
     #[arg(long)]
     pub expires_at: Option<String>,
     /// Remove the expiry.
     #[arg(long, conflicts_with = "expires_at")]
     pub no_expiry: bool,
+    /// A new plan; overrides keep applying over its limits.
     #[arg(long, value_parser = ["free", "pro", "business", "enterprise"])]
     pub plan: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
-    #[arg(long)]
+    /// Remove a limit override so the plan's value applies again (repeatable; all for every
+    /// override). Other overrides are kept.
+    #[arg(long = "clear-limit", value_name = "WINDOW", value_enum)]
+    pub clear_limits: Vec<LimitWindow>,
+    /// Activate (true) or deactivate (false) the key.
+    #[arg(long, value_name = "true|false")]
     pub active: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command, hidden ones included, with the command's path.
+    fn undocumented(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() {
+                found.push(format!("{path} {id}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), found);
+        }
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        let mut found = Vec::new();
+        undocumented(&Cli::command(), "keygate-control", &mut found);
+        assert!(found.is_empty(), "no help text: {found:?}");
+    }
+
+    #[test]
+    fn client_options_go_before_or_after_the_subcommand() {
+        for args in [
+            &["keygate-control", "--json", "--url", "h:1", "keys", "list"][..],
+            &["keygate-control", "keys", "--json", "--url", "h:1", "list"],
+            &["keygate-control", "keys", "list", "--json", "--url", "h:1"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert!(cli.client.json, "{args:?}");
+            assert_eq!(cli.client.url, "h:1", "{args:?}");
+        }
+    }
 }

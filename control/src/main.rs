@@ -18,16 +18,24 @@ mod usage_range;
 mod usage_report;
 mod validate;
 
-use clap::Parser;
-use cli::{Cli, Command, SeedArgs};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use cli::{Cli, Command, SeedArgs, CLIENT_OPTIONS};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let result = match cli.command {
-        Command::Serve(args) => server::run(args),
-        Command::Keys(args) => client::run(*args),
-        Command::Seed(args) => seed(args),
+        Command::Keys(args) => client::run(cli.client, args.command),
+        Command::Serve(args) => {
+            refuse_client_options(&matches, "serve").and_then(|()| server::run(args))
+        }
+        Command::Completion { shell } => {
+            refuse_client_options(&matches, "completion").and_then(|()| completion(shell))
+        }
+        Command::Seed(args) => refuse_client_options(&matches, "seed").and_then(|()| seed(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,6 +44,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `serve --token …` would be silently ignored (the service reads its tokens from the
+/// environment), so the client options given on the command line to another command are an
+/// error rather than a surprise.
+fn refuse_client_options(matches: &ArgMatches, command: &str) -> Result<(), String> {
+    let given = matches
+        .subcommand_matches(command)
+        .into_iter()
+        .chain([matches])
+        .flat_map(|matches| {
+            CLIENT_OPTIONS
+                .into_iter()
+                .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        })
+        .next();
+    match given {
+        Some(option) => Err(format!(
+            "--{option} is an option of the keys commands, not of {command}{}",
+            if command == "serve" && option == "token" {
+                " (the service reads KEYGATE_ADMIN_TOKEN and KEYGATE_SYNC_TOKEN)"
+            } else {
+                ""
+            }
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Prints clap's completion script for `shell`. It is generated into memory first: the
+/// generator panics on a write error, and standard output may be a closed pipe.
+fn completion(shell: clap_complete::Shell) -> Result<(), String> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "keygate-control", &mut script);
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&script)
+        .and_then(|()| stdout.flush())
+        .map_err(|error| format!("writing the completion script: {error}"))
 }
 
 fn seed(args: SeedArgs) -> Result<(), String> {

@@ -39,22 +39,81 @@ pub struct CreateKeyRequest {
     pub limits: Option<LimitOverrides>,
 }
 
-/// Body of `PATCH /v1/keys/{id}`; absent fields stay as they are.
+/// Body of `PATCH /v1/keys/{id}`: a merge patch. Absent fields stay as they are; `null` clears a
+/// field that can be empty (`expires_at`, `limits` and each override inside it) and is refused
+/// for the others. Every field is read as `Option<Option<_>>` so an explicit `null`
+/// (`Some(None)`) is told apart from an absent field (`None`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
-    pub name: Option<String>,
-    pub team: Option<String>,
-    pub scopes: Option<Vec<String>>,
-    pub allowed_ips: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub team: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub scopes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub allowed_ips: Option<Option<Vec<String>>>,
     /// `Some(None)` clears the expiry.
     #[serde(default, deserialize_with = "present_or_null")]
     pub expires_at: Option<Option<String>>,
-    pub plan: Option<Plan>,
-    /// `Some(None)` removes every override.
     #[serde(default, deserialize_with = "present_or_null")]
-    pub limits: Option<Option<LimitOverrides>>,
-    pub active: Option<bool>,
+    pub plan: Option<Option<Plan>>,
+    /// `Some(None)` removes every override; an object changes only the overrides it names.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub limits: Option<Option<LimitPatch>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub active: Option<Option<bool>>,
+}
+
+/// The `limits` object of a PATCH: a number replaces that override, `null` removes it (the
+/// plan's value applies again), an absent field keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitPatch {
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_minute: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_hour: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_day: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub concurrent: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_month: Option<Option<u64>>,
+}
+
+impl LimitPatch {
+    /// Removes every override (`"limits": null`).
+    pub const CLEAR_ALL: LimitPatch = LimitPatch {
+        per_minute: Some(None),
+        per_hour: Some(None),
+        per_day: Some(None),
+        concurrent: Some(None),
+        per_month: Some(None),
+    };
+
+    /// The changes by field name, for validation messages.
+    fn fields(&self) -> [(&'static str, Option<Option<u64>>); 5] {
+        [
+            ("per_minute", self.per_minute),
+            ("per_hour", self.per_hour),
+            ("per_day", self.per_day),
+            ("concurrent", self.concurrent),
+            ("per_month", self.per_month),
+        ]
+    }
+
+    /// `overrides` with this patch laid over them.
+    pub fn applied_to(&self, overrides: LimitOverrides) -> LimitOverrides {
+        LimitOverrides {
+            per_minute: self.per_minute.unwrap_or(overrides.per_minute),
+            per_hour: self.per_hour.unwrap_or(overrides.per_hour),
+            per_day: self.per_day.unwrap_or(overrides.per_day),
+            concurrent: self.concurrent.unwrap_or(overrides.concurrent),
+            per_month: self.per_month.unwrap_or(overrides.per_month),
+        }
+    }
 }
 
 /// Body of `POST /v1/keys/{id}/rotate`.
@@ -96,7 +155,8 @@ pub struct KeyChanges {
     pub allowed_ips: Option<Vec<String>>,
     pub expires_at: Option<Option<String>>,
     pub plan: Option<Plan>,
-    pub limits: Option<LimitOverrides>,
+    /// The overrides to change; the default changes none.
+    pub limits: LimitPatch,
     pub active: Option<bool>,
 }
 
@@ -131,20 +191,37 @@ impl Rules<'_> {
 
     pub fn update(&self, request: UpdateKeyRequest) -> Result<KeyChanges, FieldError> {
         Ok(KeyChanges {
-            name: request.name.map(name).transpose()?,
-            team: request.team.map(team).transpose()?,
-            scopes: request.scopes.map(|s| self.scopes(s)).transpose()?,
-            allowed_ips: request.allowed_ips.map(allowed_ips).transpose()?,
+            name: not_null("name", None, request.name)?
+                .map(name)
+                .transpose()?,
+            team: not_null("team", Some("send \"\" for no team"), request.team)?
+                .map(team)
+                .transpose()?,
+            scopes: not_null("scopes", Some("send [] for full access"), request.scopes)?
+                .map(|s| self.scopes(s))
+                .transpose()?,
+            allowed_ips: not_null(
+                "allowed_ips",
+                Some("send [] to allow any address"),
+                request.allowed_ips,
+            )?
+            .map(allowed_ips)
+            .transpose()?,
             expires_at: request
                 .expires_at
                 .map(|value| value.map(|text| self.expires_at(&text)).transpose())
                 .transpose()?,
-            plan: request.plan,
-            limits: request
-                .limits
-                .map(|value| limits(value.unwrap_or_default()))
-                .transpose()?,
-            active: request.active,
+            plan: not_null(
+                "plan",
+                Some("send free, pro, business or enterprise"),
+                request.plan,
+            )?,
+            limits: match request.limits {
+                None => LimitPatch::default(),
+                Some(None) => LimitPatch::CLEAR_ALL,
+                Some(Some(patch)) => limit_patch(patch)?,
+            },
+            active: not_null("active", Some("send true or false"), request.active)?,
         })
     }
 
@@ -222,6 +299,33 @@ pub fn printable(field: &str, text: String) -> Result<String, FieldError> {
 fn allowed_ips(entries: Vec<String>) -> Result<Vec<String>, FieldError> {
     let nets = fields::allowlist("allowed_ips", &entries, Duplicates::Refuse)?;
     Ok(nets.iter().map(fields::allowlist_text).collect())
+}
+
+/// The value of a PATCH field that cannot be empty: absent is fine, `null` is refused, saying
+/// what to send `instead` when there is a way to empty it.
+fn not_null<T>(
+    field: &str,
+    instead: Option<&str>,
+    value: Option<Option<T>>,
+) -> Result<Option<T>, FieldError> {
+    match value {
+        Some(None) => {
+            let instead = instead.map(|hint| format!("; {hint}")).unwrap_or_default();
+            Err(FieldError::new(
+                field,
+                format!("must not be null (it cannot be cleared){instead}"),
+            ))
+        }
+        Some(Some(value)) => Ok(Some(value)),
+        None => Ok(None),
+    }
+}
+
+fn limit_patch(patch: LimitPatch) -> Result<LimitPatch, FieldError> {
+    for (field, value) in patch.fields() {
+        fields::limit(&format!("limits.{field}"), value.flatten())?;
+    }
+    Ok(patch)
 }
 
 fn limits(overrides: LimitOverrides) -> Result<LimitOverrides, FieldError> {
@@ -378,21 +482,60 @@ mod tests {
         }
     }
 
+    fn update(json: &str) -> Result<KeyChanges, FieldError> {
+        let allowed = scopes();
+        rules_with(&allowed).update(serde_json::from_str(json).unwrap())
+    }
+
     #[test]
     fn update_tells_null_from_absent() {
-        let allowed = scopes();
-        let rules = rules_with(&allowed);
-        let absent = rules.update(serde_json::from_str("{}").unwrap()).unwrap();
-        assert!(absent.is_empty());
-        let cleared = rules
-            .update(serde_json::from_str(r#"{"expires_at":null,"limits":null}"#).unwrap())
-            .unwrap();
+        assert!(update("{}").unwrap().is_empty());
+        let cleared = update(r#"{"expires_at":null,"limits":null}"#).unwrap();
         assert_eq!(cleared.expires_at, Some(None));
-        assert_eq!(cleared.limits, Some(LimitOverrides::default()));
-        let error = rules
-            .update(serde_json::from_str(r#"{"allowed_ips":["300.0.0.1"]}"#).unwrap())
-            .unwrap_err();
+        assert_eq!(cleared.limits, LimitPatch::CLEAR_ALL);
+        let error = update(r#"{"allowed_ips":["300.0.0.1"]}"#).unwrap_err();
         assert_eq!(error.field, "allowed_ips[0]");
+    }
+
+    #[test]
+    fn update_limits_change_only_the_overrides_they_name() {
+        let current = LimitOverrides {
+            per_minute: Some(5),
+            per_day: Some(50),
+            per_month: Some(900),
+            ..LimitOverrides::default()
+        };
+        let cases = [
+            (r#"{"per_minute":null}"#, (None, Some(50), Some(900))),
+            (r#"{"per_day":7}"#, (Some(5), Some(7), Some(900))),
+            (
+                r#"{"per_minute":null,"per_month":1}"#,
+                (None, Some(50), Some(1)),
+            ),
+            ("{}", (Some(5), Some(50), Some(900))),
+        ];
+        for (limits, (per_minute, per_day, per_month)) in cases {
+            let changes = update(&format!(r#"{{"limits":{limits}}}"#)).unwrap();
+            let patched = changes.limits.applied_to(current);
+            assert_eq!(
+                (patched.per_minute, patched.per_day, patched.per_month),
+                (per_minute, per_day, per_month),
+                "{limits}"
+            );
+        }
+        let all = update(r#"{"limits":null}"#).unwrap().limits;
+        assert_eq!(all.applied_to(current), LimitOverrides::default());
+        let error = update(r#"{"limits":{"per_hour":null,"per_day":0}}"#).unwrap_err();
+        assert_eq!(error.field, "limits.per_day");
+    }
+
+    #[test]
+    fn update_refuses_null_for_fields_that_cannot_be_empty() {
+        for field in ["name", "team", "scopes", "allowed_ips", "plan", "active"] {
+            let error = update(&format!(r#"{{"{field}":null}}"#)).unwrap_err();
+            assert_eq!(error.field, field);
+            assert!(error.to_string().contains("must not be null"), "{error}");
+        }
     }
 
     #[test]

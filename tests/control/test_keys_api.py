@@ -92,6 +92,7 @@ def test_list_filters_and_pages(api, team):
 def test_list_rejects_bad_parameters(api):
     for params, field in [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"cursor": "zzz"}, "cursor"),
                           ({"environment": "prod"}, "environment"), ({"active": "maybe"}, "active"),
+                          ({"status": "revoked"}, "status"),
                           ({"limit": "ten"}, "limit")]:
         response = api.request("GET", "/v1/keys", params=params)
         assert response.status_code == 400, params
@@ -108,11 +109,74 @@ def test_patch_changes_only_given_fields(api, team):
     patched = response.json()
     assert patched["name"] == "renamed" and patched["allowed_ips"] == ["10.1.0.0/16"]
     assert patched["scopes"] == ["submit_job"] and patched["expires_at"] == key["expires_at"]
-    assert patched["limits"]["per_minute"] == 7 and patched["limits"]["per_day"] is None
-    assert patched["effective_limits"]["per_day"] == 100000
+    assert patched["limits"]["per_minute"] == 7 and patched["limits"]["per_day"] == 5
+    assert patched["effective_limits"]["per_day"] == 5
     assert "key" not in patched
     cleared = api.request("PATCH", f"/v1/keys/{key['id']}", json={"expires_at": None, "scopes": []}).json()
     assert cleared["expires_at"] is None and cleared["scopes"] == []
+
+
+def test_patch_limits_merge_and_null_clears_one_override(api, team):
+    key = api.create(team=team, plan="pro", limits={"per_minute": 7, "per_day": 50, "per_month": 900})
+    path = f"/v1/keys/{key['id']}"
+    response = api.request("PATCH", path, json={"limits": {"per_minute": None}})
+    assert response.status_code == 200, response.text
+    cleared = response.json()
+    assert cleared["limits"] == {"per_minute": None, "per_hour": None, "per_day": 50, "concurrent": None,
+                                 "per_month": 900}
+    assert cleared["effective_limits"]["per_minute"] == 300  # the plan's value again
+    both = api.request("PATCH", path, json={"limits": {"per_day": None, "concurrent": 2}}).json()
+    assert both["limits"] == {"per_minute": None, "per_hour": None, "per_day": None, "concurrent": 2,
+                              "per_month": 900}
+    unchanged = api.request("PATCH", path, json={"limits": {}}).json()
+    assert unchanged["limits"] == both["limits"] and unchanged["updated_at"] == both["updated_at"]
+    removed = api.request("PATCH", path, json={"limits": None}).json()
+    assert removed["limits"] == {field: None for field in key["limits"]}
+    assert removed["effective_limits"] == {"per_minute": 300, "per_hour": None, "per_day": 10000,
+                                           "concurrent": None, "per_month": None}
+
+
+def test_patch_null_clears_the_expiry(api, team):
+    key = api.create(team=team, expires_at=future())
+    cleared = api.request("PATCH", f"/v1/keys/{key['id']}", json={"expires_at": None})
+    assert cleared.status_code == 200 and cleared.json()["expires_at"] is None
+
+
+def test_patch_null_for_a_field_that_cannot_be_empty_is_400_naming_it(api, team):
+    key = api.create(team=team, scopes=["submit_job"], allowed_ips=["10.0.0.0/8"], plan="pro")
+    path = f"/v1/keys/{key['id']}"
+    for field in ["name", "team", "scopes", "allowed_ips", "plan", "active"]:
+        response = api.request("PATCH", path, json={field: None})
+        assert response.status_code == 400, (field, response.text)
+        code, message = error_of(response)
+        assert code == "VALIDATION_ERROR" and message.startswith(f"{field}: must not be null"), message
+    # Nothing was half-applied alongside a refused null.
+    response = api.request("PATCH", path, json={"team": "elsewhere", "name": None})
+    assert response.status_code == 400 and error_of(response)[1].startswith("name:")
+    assert api.request("GET", path).json() == {k: v for k, v in key.items() if k != "key"}
+
+
+def test_list_filters_by_status(api, team):
+    active = api.create(team=team)
+    revoked = api.create(team=team)
+    api.request("PATCH", f"/v1/keys/{revoked['id']}", json={"active": False})
+    expired = api.create(team=team)
+    successor = api.request("POST", f"/v1/keys/{expired['id']}/rotate").json()  # no grace: expires now
+    revoked_and_expired = api.create(team=team)
+    second_successor = api.request("POST", f"/v1/keys/{revoked_and_expired['id']}/rotate").json()
+    api.request("PATCH", f"/v1/keys/{revoked_and_expired['id']}", json={"active": False})
+    not_yet = api.create(team=team, expires_at=future(3600))
+
+    def listed(**params):
+        response = api.request("GET", "/v1/keys", params={"team": team, **params})
+        assert response.status_code == 200, response.text
+        return [key["id"] for key in response.json()["keys"]]
+
+    assert listed(status="active") == [active["id"], successor["id"], second_successor["id"], not_yet["id"]]
+    assert listed(status="inactive") == [revoked["id"], revoked_and_expired["id"]]
+    assert listed(status="expired") == [expired["id"]]
+    assert listed(status="active", environment="test") == []
+    assert listed(status="expired", limit=1) == [expired["id"]]
 
 
 def test_revoke_is_patch_active_false(api, team):

@@ -55,10 +55,19 @@ PATCH_CASES = [
     ({"active": "yes"}, "active"),
     ({"environment": "test"}, "environment"),
     ({"id": "key_other"}, "id"),
+    ({"name": None}, "name: must not be null"),
+    ({"team": None}, "team: must not be null"),
+    ({"scopes": None}, "scopes: must not be null"),
+    ({"allowed_ips": None}, "allowed_ips: must not be null"),
+    ({"plan": None}, "plan: must not be null"),
+    ({"active": None}, "active: must not be null"),
+    ({"limits": {"per_minute": None, "per_day": 0}}, "limits.per_day"),
+    ({"limits": {"per_second": None}}, "per_second"),
 ]
 
 
-@pytest.mark.parametrize("body,field", PATCH_CASES, ids=[case[1] for case in PATCH_CASES])
+@pytest.mark.parametrize("body,field", PATCH_CASES, ids=[case[1].split(":")[0] + ("-null" if ":" in case[1] else "")
+                                                       for case in PATCH_CASES])
 def test_patch_validation(api, team, body, field):
     key = api.create(team=team)
     response = api.request("PATCH", f"/v1/keys/{key['id']}", json=body)

@@ -8,7 +8,7 @@ use crate::api::views::KeyView;
 use crate::clock;
 use crate::cursor::{self, Position};
 use crate::plans::Environment;
-use crate::store::keys::{self, ListFilter};
+use crate::store::keys::{self, KeyStatus, ListFilter};
 use crate::store::lifecycle::{self, LifecycleError};
 use crate::validate::{self, CreateKeyRequest, RotateKeyRequest, Rules, UpdateKeyRequest};
 use axum::extract::State;
@@ -41,6 +41,7 @@ pub struct ListQuery {
     team: Option<String>,
     environment: Option<String>,
     active: Option<bool>,
+    status: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -71,10 +72,22 @@ pub async fn list_keys(
             })
         })
         .transpose()?;
+    let status = query
+        .status
+        .map(|name| {
+            KeyStatus::parse(&name).ok_or_else(|| {
+                ApiError::Validation(format!(
+                    "status: must be active, inactive or expired, not {name:?}"
+                ))
+            })
+        })
+        .transpose()?;
     let filter = ListFilter {
         team: query.team,
         environment,
         active: query.active,
+        status,
+        now: Some(clock::format(clock::now())),
     };
     let page = state
         .blocking(move |store| store.read(|tx| keys::list(tx, &filter, after, limit)))

@@ -1,8 +1,10 @@
 //! One function per `keys` subcommand: build the request, call the API, print the result.
 
-use crate::cli::{CreateArgs, KeysArgs, KeysCommand, LimitArgs, ListArgs, UpdateArgs, UsageArgs};
+use crate::cli::{
+    ClientArgs, CreateArgs, KeysCommand, LimitArgs, LimitWindow, ListArgs, UpdateArgs, UsageArgs,
+};
 use crate::client::answers::{Deleted, Key, KeyPage, NewKey, UsageReport};
-use crate::client::http::AdminClient;
+use crate::client::http::{base_url, AdminClient};
 use crate::client::table::{key_details, key_table, usage_table};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -10,20 +12,33 @@ use serde_json::{json, Map, Value};
 const SECRET_WARNING: &str =
     "Store this secret now: it is shown only once and cannot be recovered.";
 
-pub fn run(args: KeysArgs) -> Result<(), String> {
-    let token = args
+/// How many pages `list --all` follows at most: a million keys at the largest page size.
+const MAX_PAGES: usize = 1000;
+
+pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), String> {
+    let token = client_args
         .token
         .filter(|token| !token.is_empty())
         .ok_or("KEYGATE_ADMIN_TOKEN (or --token) must be set to use the admin API")?;
-    let client = AdminClient::new(&args.url, token);
-    let json = args.json;
-    match args.command {
+    // Checked here rather than when parsing, so a KEYGATE_URL in the environment cannot stop
+    // `serve`.
+    let url = base_url(&client_args.url)
+        .map_err(|problem| format!("--url (or KEYGATE_URL) {:?}: {problem}", client_args.url))?;
+    let client = AdminClient::new(&url, token);
+    let json = client_args.json;
+    match command {
         KeysCommand::Create(create) => {
             let minted: NewKey = client.post("/v1/keys", &create_body(create))?;
             print_minted(&minted, json, "Created")?;
         }
         KeysCommand::List(list) => {
-            let page: KeyPage = client.get("/v1/keys", &list_query(list))?;
+            let all = list.all;
+            let query = list_query(list);
+            let page = if all {
+                every_page(&client, query)?
+            } else {
+                client.get("/v1/keys", &query)?
+            };
             print_list(&page, json)?;
         }
         KeysCommand::Show { id } => {
@@ -32,13 +47,7 @@ pub fn run(args: KeysArgs) -> Result<(), String> {
         }
         KeysCommand::Update(update) => {
             let path = key_path(&update.id);
-            let current_limits = if has_limits(&update.limits) {
-                let current: Key = client.get(&path, &[])?;
-                to_json(&current.limits)?
-            } else {
-                Value::Null
-            };
-            let key: Key = client.patch(&path, &update_body(update, current_limits))?;
+            let key: Key = client.patch(&path, &update_body(update)?)?;
             print_key(&key, json)?;
         }
         KeysCommand::Revoke { id } => {
@@ -94,25 +103,55 @@ fn insert_some(body: &mut Map<String, Value>, field: &str, value: Option<impl In
 }
 
 fn has_limits(limits: &LimitArgs) -> bool {
-    limits.per_minute.is_some()
-        || limits.per_hour.is_some()
-        || limits.per_day.is_some()
-        || limits.concurrent.is_some()
-        || limits.per_month.is_some()
+    limit_values(limits)
+        .iter()
+        .any(|(_, value)| value.is_some())
 }
 
-/// The given overrides laid over `base` (an overrides object or null).
-fn limits_body(limits: &LimitArgs, base: Value) -> Value {
-    let mut merged = match base {
-        Value::Object(fields) => fields,
-        _ => Map::new(),
-    };
-    insert_some(&mut merged, "per_minute", limits.per_minute);
-    insert_some(&mut merged, "per_hour", limits.per_hour);
-    insert_some(&mut merged, "per_day", limits.per_day);
-    insert_some(&mut merged, "concurrent", limits.concurrent);
-    insert_some(&mut merged, "per_month", limits.per_month);
-    Value::Object(merged)
+fn limit_values(limits: &LimitArgs) -> [(LimitWindow, Option<u64>); 5] {
+    [
+        (LimitWindow::PerMinute, limits.per_minute),
+        (LimitWindow::PerHour, limits.per_hour),
+        (LimitWindow::PerDay, limits.per_day),
+        (LimitWindow::Concurrent, limits.concurrent),
+        (LimitWindow::PerMonth, limits.per_month),
+    ]
+}
+
+/// The `limits` object of a create: the given overrides.
+fn limits_body(limits: &LimitArgs) -> Value {
+    let mut body = Map::new();
+    for (window, value) in limit_values(limits) {
+        insert_some(&mut body, window.field(), value);
+    }
+    Value::Object(body)
+}
+
+/// The `limits` object of a PATCH, which the service merges into the key's overrides: the
+/// given values, and `null` for each cleared override (`all` clears those not given).
+fn limits_patch(limits: &LimitArgs, clear: &[LimitWindow]) -> Result<Option<Value>, String> {
+    let clear_all = clear.contains(&LimitWindow::All);
+    let mut patch = Map::new();
+    for (window, value) in limit_values(limits) {
+        let cleared = clear.contains(&window);
+        match value {
+            Some(_) if cleared => {
+                return Err(format!(
+                    "--{} and --clear-limit {} contradict each other",
+                    window.field().replace('_', "-"),
+                    window.field()
+                ))
+            }
+            Some(value) => {
+                patch.insert(window.field().into(), value.into());
+            }
+            None if cleared || clear_all => {
+                patch.insert(window.field().into(), Value::Null);
+            }
+            None => {}
+        }
+    }
+    Ok((!patch.is_empty()).then_some(Value::Object(patch)))
 }
 
 fn create_body(args: CreateArgs) -> Value {
@@ -125,12 +164,12 @@ fn create_body(args: CreateArgs) -> Value {
     insert_some(&mut body, "expires_at", args.expires_at);
     insert_some(&mut body, "plan", args.plan);
     if has_limits(&args.limits) {
-        body.insert("limits".into(), limits_body(&args.limits, Value::Null));
+        body.insert("limits".into(), limits_body(&args.limits));
     }
     Value::Object(body)
 }
 
-fn update_body(args: UpdateArgs, current_limits: Value) -> Value {
+fn update_body(args: UpdateArgs) -> Result<Value, String> {
     let mut body = Map::new();
     insert_some(&mut body, "name", args.name);
     insert_some(&mut body, "team", args.team);
@@ -145,11 +184,13 @@ fn update_body(args: UpdateArgs, current_limits: Value) -> Value {
     }
     insert_some(&mut body, "expires_at", args.expires_at);
     insert_some(&mut body, "plan", args.plan);
-    if has_limits(&args.limits) {
-        body.insert("limits".into(), limits_body(&args.limits, current_limits));
-    }
+    insert_some(
+        &mut body,
+        "limits",
+        limits_patch(&args.limits, &args.clear_limits)?,
+    );
     insert_some(&mut body, "active", args.active);
-    Value::Object(body)
+    Ok(Value::Object(body))
 }
 
 fn list_query(args: ListArgs) -> Vec<(&'static str, String)> {
@@ -157,12 +198,47 @@ fn list_query(args: ListArgs) -> Vec<(&'static str, String)> {
         ("team", args.team),
         ("environment", args.environment),
         ("active", args.active.map(|active| active.to_string())),
+        (
+            "status",
+            args.status.map(|status| status.as_str().to_string()),
+        ),
         ("limit", args.limit.map(|limit| limit.to_string())),
         ("cursor", args.cursor),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|value| (name, value)))
     .collect()
+}
+
+/// Every page from the one `query` asks for on, as one page without a next cursor.
+fn every_page(
+    client: &AdminClient,
+    mut query: Vec<(&'static str, String)>,
+) -> Result<KeyPage, String> {
+    let mut keys = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let page: KeyPage = client.get("/v1/keys", &query)?;
+        keys.extend(page.keys);
+        let Some(next) = page.next_cursor else {
+            return Ok(KeyPage {
+                keys,
+                next_cursor: None,
+            });
+        };
+        let previous = query
+            .iter()
+            .position(|(name, _)| *name == "cursor")
+            .map(|index| query.remove(index).1);
+        if previous.as_deref() == Some(next.as_str()) {
+            return Err(format!(
+                "the service answered cursor {next} with the same cursor again; stopped"
+            ));
+        }
+        query.push(("cursor", next));
+    }
+    Err(format!(
+        "more than {MAX_PAGES} pages; use a larger --limit, or --cursor to go on from a page"
+    ))
 }
 
 fn usage_query(args: UsageArgs) -> Vec<(&'static str, String)> {
@@ -221,10 +297,10 @@ fn print_list(page: &KeyPage, json: bool) -> Result<(), String> {
     if page.keys.is_empty() {
         println!("No keys.");
     } else {
-        println!("{}", key_table(&page.keys));
+        println!("{}", key_table(&page.keys, crate::clock::now()));
     }
     if let Some(cursor) = &page.next_cursor {
-        println!("More keys follow: --cursor {cursor}");
+        println!("More keys follow: --cursor {cursor} (or --all for every page)");
     }
     Ok(())
 }
@@ -233,14 +309,61 @@ fn print_list(page: &KeyPage, json: bool) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn update_args(limits: LimitArgs, clear_limits: Vec<LimitWindow>) -> UpdateArgs {
+        UpdateArgs {
+            id: "key_abc".into(),
+            name: None,
+            team: None,
+            scopes: vec![],
+            clear_scopes: false,
+            allowed_ips: vec![],
+            clear_allowed_ips: false,
+            expires_at: None,
+            no_expiry: false,
+            plan: None,
+            limits,
+            clear_limits,
+            active: None,
+        }
+    }
+
     #[test]
-    fn update_merges_limit_flags_over_current_overrides() {
+    fn update_sends_only_the_limits_it_sets_or_clears() {
         let limits = LimitArgs {
             per_day: Some(50),
             ..LimitArgs::default()
         };
-        let merged = limits_body(&limits, json!({"per_minute": 5, "per_day": 10}));
-        assert_eq!(merged, json!({"per_minute": 5, "per_day": 50}));
+        let body = update_body(update_args(limits, vec![LimitWindow::PerMinute])).unwrap();
+        assert_eq!(body, json!({"limits": {"per_minute": null, "per_day": 50}}));
+        let body = update_body(update_args(LimitArgs::default(), vec![])).unwrap();
+        assert_eq!(body, json!({}));
+    }
+
+    #[test]
+    fn clearing_all_limits_keeps_the_ones_given() {
+        let limits = LimitArgs {
+            per_hour: Some(9),
+            ..LimitArgs::default()
+        };
+        let body = update_body(update_args(limits, vec![LimitWindow::All])).unwrap();
+        assert_eq!(
+            body,
+            json!({"limits": {"per_minute": null, "per_hour": 9, "per_day": null,
+                "concurrent": null, "per_month": null}})
+        );
+    }
+
+    #[test]
+    fn setting_and_clearing_the_same_limit_is_refused() {
+        let limits = LimitArgs {
+            per_month: Some(5),
+            ..LimitArgs::default()
+        };
+        let error = update_body(update_args(limits, vec![LimitWindow::PerMonth])).unwrap_err();
+        assert_eq!(
+            error,
+            "--per-month and --clear-limit per_month contradict each other"
+        );
     }
 
     #[test]

@@ -8,6 +8,49 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+const URL_EXAMPLE: &str = "write http://HOST:PORT, e.g. http://127.0.0.1:8081";
+
+/// The control service's base URL as `--url` or `KEYGATE_URL` gave it, made whole: a bare
+/// `HOST:PORT` (or `HOST`) gets `http://`, a trailing `/` goes. The client speaks plain HTTP
+/// only, so any other scheme, or a URL without a host or with a query, is refused with what to
+/// write instead.
+pub fn base_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("the URL is empty; {URL_EXAMPLE}"));
+    }
+    let with_scheme = match text.split_once("://") {
+        None => format!("http://{text}"),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => format!("http://{rest}"),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+            return Err(format!(
+                "https is not supported: keygate-control speaks plain HTTP to the control \
+                 service (reach a TLS endpoint through a local proxy); {URL_EXAMPLE}"
+            ))
+        }
+        Some((scheme, _)) => {
+            return Err(format!("{scheme}:// is not supported; {URL_EXAMPLE}"));
+        }
+    };
+    let url = url::Url::parse(&with_scheme)
+        .map_err(|error| format!("not a URL ({error}); {URL_EXAMPLE}"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("the URL has no host; {URL_EXAMPLE}"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "the URL must not have a query or fragment; {URL_EXAMPLE}"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "the URL must not carry a user or password (the token goes in --token); \
+             {URL_EXAMPLE}"
+        ));
+    }
+    Ok(with_scheme.trim_end_matches('/').to_string())
+}
+
 pub struct AdminClient {
     agent: ureq::Agent,
     base_url: String,
@@ -87,4 +130,45 @@ fn read<T: Reply>(call: Call, result: Result<ureq::Response, ureq::Error>) -> Re
         body,
     };
     answers::read(call, &answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_get_a_scheme_and_lose_a_trailing_slash() {
+        let cases = [
+            ("localhost:8081", "http://localhost:8081"),
+            ("127.0.0.1:8081/", "http://127.0.0.1:8081"),
+            ("HTTP://example.test", "http://example.test"),
+            ("http://[::1]:8081/keygate/", "http://[::1]:8081/keygate"),
+            (" control.internal ", "http://control.internal"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(base_url(given).as_deref(), Ok(expected), "{given}");
+        }
+    }
+
+    #[test]
+    fn unusable_urls_say_what_to_write() {
+        let cases = [
+            ("", "the URL is empty"),
+            ("https://example.test", "https is not supported"),
+            ("ftp://example.test", "ftp:// is not supported"),
+            ("http://", "host"),
+            ("http://:8081", "host"),
+            ("localhost:8081?x=1", "must not have a query"),
+            (
+                "http://admin:secret@localhost",
+                "must not carry a user or password",
+            ),
+            ("local host:8081", "not a URL"),
+        ];
+        for (given, expected) in cases {
+            let error = base_url(given).unwrap_err();
+            assert!(error.contains(expected), "{given}: {error}");
+            assert!(error.ends_with(URL_EXAMPLE), "{given}: {error}");
+        }
+    }
 }

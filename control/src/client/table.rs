@@ -1,32 +1,183 @@
-//! Plain-text rendering of keys for people: an aligned table and a detail view.
+//! Plain-text rendering of keys for people: tables and a detail view that fit an 80-column
+//! terminal. Long names and teams are cut with `…` in tables (`show` or `--json` has them
+//! whole); long values in the detail and usage views wrap onto more lines.
 
 use crate::client::answers::{EffectiveLimits, Key, UsageCounts, UsageReport};
+use crate::clock;
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-/// Left-aligned columns separated by two spaces.
-pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers
+/// The widest line any table prints.
+pub const MAX_WIDTH: usize = 80;
+
+const GAP: &str = "  ";
+
+/// How a column gives way when the table is wider than [`MAX_WIDTH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Never narrower than its widest cell (ids, instants, numbers).
+    Keep,
+    /// Cut with `…`.
+    Truncate,
+    /// Broken onto more lines, between words where it can.
+    Wrap,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column<'a> {
+    pub header: &'a str,
+    pub fit: Fit,
+}
+
+const fn column(header: &str, fit: Fit) -> Column<'_> {
+    Column { header, fit }
+}
+
+/// How wide `text` shows in a terminal (East Asian wide characters and emoji take two columns).
+fn width(text: &str) -> usize {
+    UnicodeWidthStr::width(text)
+}
+
+fn char_width(c: char) -> usize {
+    UnicodeWidthChar::width(c).unwrap_or(0)
+}
+
+/// Columns no wider than it takes to read a few characters.
+fn min_width(column: &Column) -> usize {
+    let floor = match column.fit {
+        Fit::Keep => return usize::MAX,
+        Fit::Truncate => 4,
+        Fit::Wrap => 12,
+    };
+    width(column.header).max(floor)
+}
+
+/// Each column's width: as wide as its widest cell, then the widest shrinkable column narrowed
+/// one at a time until the line fits `MAX_WIDTH` (or nothing may shrink further).
+fn widths(columns: &[Column], rows: &[Vec<String>], with_header: bool) -> Vec<usize> {
+    let mut widths: Vec<usize> = columns
         .iter()
-        .map(|header| header.chars().count())
+        .enumerate()
+        .map(|(index, column)| {
+            let header = if with_header { width(column.header) } else { 0 };
+            rows.iter()
+                .filter_map(|row| row.get(index))
+                .map(|cell| width(cell))
+                .fold(header, usize::max)
+        })
         .collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+    let gaps = GAP.len() * columns.len().saturating_sub(1);
+    while widths.iter().sum::<usize>() + gaps > MAX_WIDTH {
+        let widest = widths
+            .iter()
+            .zip(columns)
+            .enumerate()
+            .filter(|(_, (width, column))| **width > min_width(column))
+            .max_by_key(|(index, (width, _))| (**width, usize::MAX - index))
+            .map(|(index, _)| index);
+        match widest {
+            Some(index) => widths[index] -= 1,
+            None => break,
         }
     }
-    let header_row: Vec<String> = headers.iter().map(|header| header.to_string()).collect();
-    std::iter::once(&header_row)
-        .chain(rows)
-        .map(|row| {
-            let cells: Vec<String> = row
+    widths
+}
+
+/// `text` cut to `max` columns, ending in `…` when anything was cut.
+fn truncate(text: &str, max: usize) -> String {
+    if width(text) <= max {
+        return text.to_string();
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        if used + char_width(c) + 1 > max {
+            break;
+        }
+        used += char_width(c);
+        cut.push(c);
+    }
+    cut.push('…');
+    cut
+}
+
+/// `text` in lines of at most `max` columns, broken at spaces, and inside words longer than a
+/// line.
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    if width(text) <= max {
+        return vec![text.to_string()];
+    }
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let joined = if line.is_empty() {
+            word.to_string()
+        } else {
+            format!("{line} {word}")
+        };
+        if width(&joined) <= max {
+            line = joined;
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        for c in word.chars() {
+            if width(&line) + char_width(c) > max && !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            line.push(c);
+        }
+    }
+    lines.push(line);
+    lines
+}
+
+/// The lines of one cell at `width`.
+fn cell_lines(cell: &str, fit: Fit, width: usize) -> Vec<String> {
+    match fit {
+        Fit::Keep => vec![cell.to_string()],
+        Fit::Truncate => vec![truncate(cell, width)],
+        Fit::Wrap => wrap(cell, width),
+    }
+}
+
+fn pad(text: &str, to: usize) -> String {
+    format!("{text}{}", " ".repeat(to.saturating_sub(width(text))))
+}
+
+/// Left-aligned columns separated by two spaces, at most `MAX_WIDTH` wide unless the columns
+/// that keep their width alone are wider; the header row first when `with_header`.
+pub fn render(columns: &[Column], rows: &[Vec<String>], with_header: bool) -> String {
+    let widths = widths(columns, rows, with_header);
+    let header: Vec<String> = columns
+        .iter()
+        .map(|column| column.header.to_string())
+        .collect();
+    let header = with_header.then_some(&header);
+    let mut lines = Vec::new();
+    for row in header.into_iter().chain(rows) {
+        let cells: Vec<Vec<String>> = columns
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(index, (column, width))| {
+                let cell = row.get(index).map(String::as_str).unwrap_or_default();
+                cell_lines(cell, column.fit, *width)
+            })
+            .collect();
+        let height = cells.iter().map(Vec::len).max().unwrap_or(1);
+        for line in 0..height {
+            let text: Vec<String> = cells
                 .iter()
                 .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
+                .map(|(cell, width)| pad(cell.get(line).map(String::as_str).unwrap_or(""), *width))
                 .collect();
-            cells.join("  ").trim_end().to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+            lines.push(text.join(GAP).trim_end().to_string());
+        }
+    }
+    lines.join("\n")
 }
 
 /// A value as a cell: `-` when empty or absent.
@@ -51,7 +202,7 @@ fn list(items: &[String]) -> String {
             .iter()
             .map(|item| text(item))
             .collect::<Vec<_>>()
-            .join(",")
+            .join(", ")
     }
 }
 
@@ -78,29 +229,46 @@ fn limits(limits: &EffectiveLimits) -> String {
     .join(" ")
 }
 
-pub fn key_table(keys: &[Key]) -> String {
+/// `active`, `inactive` (revoked) or `expired` (active, but past its expiry), as
+/// `list --status` filters them.
+fn status(key: &Key, now: DateTime<Utc>) -> &'static str {
+    let expired = key
+        .expires_at
+        .as_deref()
+        .and_then(clock::parse)
+        .is_some_and(|expiry| expiry <= now);
+    match (key.active, expired) {
+        (false, _) => "inactive",
+        (true, true) => "expired",
+        (true, false) => "active",
+    }
+}
+
+/// One line per key: what tells keys apart and whether they work. Scopes, allowed IPs, expiry
+/// and limits are in `show`; the secret's prefix shows the environment.
+pub fn key_table(keys: &[Key], now: DateTime<Utc>) -> String {
     let rows: Vec<Vec<String>> = keys
         .iter()
         .map(|key| {
             vec![
                 text(&key.id),
                 text(&key.name),
-                key.environment.as_str().to_string(),
                 text(&key.team),
                 masked(key),
-                list(&key.scopes),
-                key.active.to_string(),
+                status(key, now).to_string(),
                 key.plan.as_str().to_string(),
-                optional(key.expires_at.as_deref()),
             ]
         })
         .collect();
-    render(
-        &[
-            "ID", "NAME", "ENV", "TEAM", "KEY", "SCOPES", "ACTIVE", "PLAN", "EXPIRES",
-        ],
-        &rows,
-    )
+    let columns = [
+        column("ID", Fit::Keep),
+        column("NAME", Fit::Truncate),
+        column("TEAM", Fit::Truncate),
+        column("KEY", Fit::Keep),
+        column("STATUS", Fit::Keep),
+        column("PLAN", Fit::Keep),
+    ];
+    render(&columns, &rows, true)
 }
 
 pub fn key_details(key: &Key) -> String {
@@ -127,9 +295,11 @@ pub fn key_details(key: &Key) -> String {
     .into_iter()
     .map(|(field, value)| vec![format!("{field}:"), value])
     .collect();
-    let table = render(&["", ""], &rows);
-    // The header row of a two-column detail view is empty; drop it.
-    table.lines().skip(1).collect::<Vec<_>>().join("\n")
+    render(
+        &[column("", Fit::Keep), column("", Fit::Wrap)],
+        &rows,
+        false,
+    )
 }
 
 /// `RATE_LIMIT_EXCEEDED=2 QUOTA_EXCEEDED=1`, or `-` when nothing was denied.
@@ -153,23 +323,29 @@ fn usage_row(label: String, counts: &UsageCounts) -> Vec<String> {
     ]
 }
 
-/// A usage report: one row per bucket and a total row, under a line naming the range.
+/// A usage report: one row per bucket and a total row, between a line naming the key and one
+/// naming the range (together they would not fit one line).
 pub fn usage_table(report: &UsageReport) -> String {
     let heading = format!(
-        "Usage of {} by {}, {} to {}",
+        "Usage of {} by {}",
         text(&report.key_id),
-        text(&report.granularity),
-        text(&report.from),
-        text(&report.to),
+        text(&report.granularity)
     );
+    let range = format!("Range: {} to {}", text(&report.from), text(&report.to));
     let rows: Vec<Vec<String>> = report
         .buckets
         .iter()
         .map(|bucket| usage_row(text(&bucket.start), &bucket.counts))
         .chain(std::iter::once(usage_row("TOTAL".into(), &report.totals)))
         .collect();
-    let table = render(&["START", "ALLOWED", "TOTAL", "DENIED"], &rows);
-    format!("{heading}\n{table}")
+    let columns = [
+        column("START", Fit::Keep),
+        column("ALLOWED", Fit::Keep),
+        column("TOTAL", Fit::Keep),
+        column("DENIED", Fit::Wrap),
+    ];
+    let table = render(&columns, &rows, true);
+    format!("{heading}\n{table}\n{range}")
 }
 
 #[cfg(test)]
@@ -177,9 +353,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn now() -> DateTime<Utc> {
+        clock::parse("2026-06-01T00:00:00Z").unwrap()
+    }
+
+    fn assert_fits(table: &str) {
+        for line in table.lines() {
+            assert!(width(line) <= MAX_WIDTH, "{} columns: {line}", width(line));
+        }
+    }
+
     #[test]
     fn aligns_columns() {
-        let table = render(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
+        let columns = [column("A", Fit::Keep), column("LONG", Fit::Keep)];
+        let table = render(&columns, &[vec!["xyz".into(), "1".into()]], true);
         assert_eq!(table, "A    LONG\nxyz  1");
     }
 
@@ -197,27 +384,95 @@ mod tests {
 
     #[test]
     fn never_shows_more_than_prefix_and_last4() {
-        let table = key_table(std::slice::from_ref(&key()));
+        let table = key_table(std::slice::from_ref(&key()), now());
         assert_eq!(
             table,
-            "ID     NAME  ENV   TEAM  KEY            SCOPES  ACTIVE  PLAN  EXPIRES\n\
-             key_1  ci    live  -     pk_live_…WXYZ  (any)   true    pro   -"
+            "ID     NAME  TEAM  KEY            STATUS  PLAN\n\
+             key_1  ci    -     pk_live_…WXYZ  active  pro"
         );
+    }
+
+    #[test]
+    fn status_tells_revoked_from_expired() {
+        let mut keys = vec![key(), key(), key(), key()];
+        keys[1].active = false;
+        keys[2].expires_at = Some("2026-06-01T00:00:00Z".into());
+        keys[3].expires_at = Some("2026-06-01T00:00:01Z".into());
+        let table = key_table(&keys, now());
+        let statuses: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().nth(4).unwrap())
+            .collect();
+        assert_eq!(statuses, ["active", "inactive", "expired", "active"]);
+    }
+
+    #[test]
+    fn long_names_and_teams_are_cut_to_fit_80_columns() {
+        let mut long = key();
+        long.id = "key_0123456789abcdef".into();
+        long.name = "n".repeat(128);
+        long.team = "東".repeat(128);
+        long.plan = crate::plans::Plan::Enterprise;
+        long.active = false;
+        let table = key_table(&[long.clone(), key()], now());
+        assert_fits(&table);
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.starts_with("key_0123456789abcdef  nnnn"), "{row}");
+        assert!(
+            row.contains("n…  東東") && row.contains("…   pk_live_…WXYZ  inactive"),
+            "{row}"
+        );
+        assert!(row.ends_with("inactive  enterprise"), "{row}");
+        // Both cut columns get a fair share (a wide character may leave one column spare).
+        let name = row.split("  ").nth(1).unwrap();
+        assert!(width(name) >= 8, "{row}");
+    }
+
+    #[test]
+    fn wrapping_breaks_at_spaces_and_inside_long_words() {
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("ab 東東東", 4), ["ab", "東東", "東"]);
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("東東東", 4), "東…");
+        assert_eq!(truncate("abcd", 4), "abcd");
     }
 
     #[test]
     fn details_show_every_setting_and_the_effective_limits() {
         let details = key_details(&key());
         let lines: Vec<&str> = details.lines().collect();
-        assert_eq!(lines.len(), 15, "{details}");
+        assert_fits(&details);
+        assert_eq!(lines.len(), 16, "{details}");
         assert_eq!(lines[0], "id:                    key_1");
-        assert_eq!(lines[6], "allowed_ips:           10.0.0.0/8,192.0.2.1");
+        assert_eq!(lines[6], "allowed_ips:           10.0.0.0/8, 192.0.2.1");
         assert_eq!(
             lines[10],
-            "limits:                per_minute=7 per_hour=unlimited per_day=10000 \
-             concurrent=unlimited per_month=unlimited"
+            "limits:                per_minute=7 per_hour=unlimited per_day=10000"
         );
-        assert_eq!(lines[14], "rotated_from:          -");
+        assert_eq!(
+            lines[11],
+            "                       concurrent=unlimited per_month=unlimited"
+        );
+        assert_eq!(lines[15], "rotated_from:          -");
+    }
+
+    #[test]
+    fn long_detail_values_wrap_under_their_field() {
+        let mut long = key();
+        long.name = "word ".repeat(30).trim_end().to_string();
+        long.allowed_ips = (0..20).map(|i| format!("10.{i}.0.0/16")).collect();
+        let details = key_details(&long);
+        assert_fits(&details);
+        let continued = details
+            .lines()
+            .filter(|line| line.starts_with(&" ".repeat(23)))
+            .count();
+        assert!(continued >= 5, "{details}");
+        let joined: String = details.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(joined.contains(&long.name), "{details}");
+        assert!(joined.contains("10.19.0.0/16"), "{details}");
     }
 
     #[test]
@@ -230,9 +485,28 @@ mod tests {
         .unwrap();
         let table = usage_table(&report);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 4, "{table}");
-        assert!(lines[0].starts_with("Usage of key_1 by day"));
+        assert_eq!(lines.len(), 5, "{table}");
+        assert_eq!(lines[0], "Usage of key_1 by day");
         assert!(lines[2].starts_with("2026-11-23T00:00:00Z  8"), "{table}");
         assert!(lines[3].starts_with("TOTAL") && lines[3].ends_with("RATE_LIMIT_EXCEEDED=2"));
+        assert_eq!(
+            lines[4],
+            "Range: 2026-11-22T00:00:00Z to 2026-11-24T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn many_denial_codes_wrap_within_80_columns() {
+        let denied = json!({"RATE_LIMIT_EXCEEDED": 123456, "QUOTA_EXCEEDED": 7,
+            "IP_NOT_WHITELISTED": 99, "OPERATION_NOT_ALLOWED": 1, "API_KEY_EXPIRED": 3});
+        let report: UsageReport = serde_json::from_value(json!({"key_id": "key_0123456789abcdef",
+            "granularity": "hour", "from": "2026-11-22T21:15:00Z", "to": "2026-11-23T21:15:00Z",
+            "buckets": [{"start": "2026-11-23T21:00:00Z", "allowed": 8, "denied": denied,
+                "total": 123574}],
+            "totals": {"allowed": 8, "denied": denied, "total": 123574}}))
+        .unwrap();
+        let table = usage_table(&report);
+        assert_fits(&table);
+        assert!(table.lines().count() > 5, "{table}");
     }
 }

@@ -45,6 +45,37 @@ pub struct ListFilter {
     pub team: Option<String>,
     pub environment: Option<Environment>,
     pub active: Option<bool>,
+    pub status: Option<KeyStatus>,
+    /// The instant `status` tells expired keys by (RFC 3339); `None` is now, as SQLite sees it.
+    pub now: Option<String>,
+}
+
+/// Whether a key authenticates right now. Each key has exactly one: `Inactive` (revoked) wins
+/// over `Expired` (`expires_at` has passed), and `Active` is neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+    Expired,
+}
+
+impl KeyStatus {
+    pub fn parse(name: &str) -> Option<KeyStatus> {
+        match name {
+            "active" => Some(KeyStatus::Active),
+            "inactive" => Some(KeyStatus::Inactive),
+            "expired" => Some(KeyStatus::Expired),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Inactive => "inactive",
+            KeyStatus::Expired => "expired",
+        }
+    }
 }
 
 const COLUMNS: &str = "seq, id, hash, prefix, last4, name, environment, team, scopes, \
@@ -266,7 +297,14 @@ pub fn list(
            AND (:team IS NULL OR team = :team)
            AND (:environment IS NULL OR environment = :environment)
            AND (:active IS NULL OR active = :active)
-         ORDER BY seq LIMIT :fetch"
+           AND (:status IS NULL
+                OR (:status = 'inactive' AND active = 0)
+                OR (:status = 'expired' AND active = 1 AND {expired})
+                OR (:status = 'active' AND active = 1 AND NOT {expired}))
+         ORDER BY seq LIMIT :fetch",
+        // Compared as instants, not as text: `…:00.5Z` sorts before `…:00Z`.
+        expired = "(expires_at IS NOT NULL \
+            AND julianday(expires_at) <= julianday(coalesce(:now, 'now')))"
     );
     page(
         tx,
@@ -276,6 +314,8 @@ pub fn list(
             ":team": filter.team,
             ":environment": filter.environment.map(Environment::as_str),
             ":active": filter.active,
+            ":status": filter.status.map(KeyStatus::as_str),
+            ":now": filter.now,
             ":fetch": fetch_count(limit),
         },
         limit,

@@ -139,6 +139,8 @@ pub fn update(
     })
 }
 
+/// Lays `changes` over `key`: each given field replaces its value; `limits` changes only the
+/// overrides it names.
 fn apply(key: &mut StoredKey, changes: KeyChanges) {
     let KeyChanges {
         name,
@@ -166,7 +168,7 @@ fn apply(key: &mut StoredKey, changes: KeyChanges) {
         key.expires_at = expires_at;
     }
     key.plan = plan.unwrap_or(key.plan);
-    key.limits = limits.unwrap_or(key.limits);
+    key.limits = limits.applied_to(key.limits);
     key.active = active.unwrap_or(key.active);
 }
 
