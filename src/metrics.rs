@@ -1,6 +1,6 @@
-//! Envoy stats through proxy-wasm metrics. Envoy publishes them under the `wasmcustom`
-//! prefix, e.g. `wasmcustom.keygate_requests_allowed` (`envoy_wasmcustom_keygate_requests_allowed`
-//! in `/stats/prometheus`). Defining the same name in every worker VM yields the same stat.
+//! The metrics Keygate exports, defined and updated through the `Host`. Envoy 1.40 publishes
+//! them under their own names in `/stats/prometheus` (`keygate_requests_allowed`, …; docs/
+//! operations.md lists them). Defining the same name in every worker VM yields the same stat.
 
 use crate::host::{Host, MetricKind};
 use crate::policy::decision::DenyCode;
