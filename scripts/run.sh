@@ -1,12 +1,68 @@
 #!/usr/bin/env bash
-# `make run`: control service, demo upstream and Envoy with the Keygate filter, on the fixed
-# local ports. Ctrl-C (or SIGTERM) stops all of it.
+# `make run`: control service, demo upstream and Envoy with the Keygate filter, on local ports.
+#
+# If the control service exits, Envoy keeps serving from its last key snapshot while this
+# restarts it (1 s, 2 s, 4 s... apart; it gives up after KEYGATE_RUN_RESTARTS restarts in a row,
+# and a service that ran for a minute starts a new row); the proxies catch up at their next
+# refresh. If Envoy or the demo upstream exits, everything stops and the exit status is 1.
+# Ctrl-C (or SIGTERM) stops all of it.
+#
+# Environment, with its defaults:
+#   KEYGATE_API_PORT=10000 KEYGATE_ENVOY_ADMIN_PORT=9901 KEYGATE_CONTROL_PORT=8081
+#   KEYGATE_UPSTREAM_PORT=8082   the ports, all on 127.0.0.1
+#   KEYGATE_RUN_DIR=.run         logs, pid files, the key database and the Envoy config used
+#   KEYGATE_WASM, KEYGATE_CONTROL_BIN, KEYGATE_ENVOY
+#                                the filter, control binary and Envoy: the `make build` outputs
+#                                and .venv/bin/envoy
+#   KEYGATE_RUN_RESTARTS=5       control-service restarts in a row before giving up
+#   KEYGATE_RUN_RESTART_DELAY_MS=1000   the first restart's delay, doubled for each next one
+#   KEYGATE_ADMIN_TOKEN, KEYGATE_SYNC_TOKEN   development tokens when unset
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
 
+if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
+  echo "scripts/run.sh needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2
+  exit 1
+fi
+
+# A path from the environment is relative to where the caller stands; a default, to the repo.
+from_caller() {
+  case $1 in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$caller_dir/$1" ;;
+  esac
+}
 ENVOY=.venv/bin/envoy
 CONTROL=target/release/keygate-control
+WASM=target/wasm32-wasip1/release/keygate.wasm
 RUN_DIR=.run
+[ -n "${KEYGATE_ENVOY:-}" ] && ENVOY=$(from_caller "$KEYGATE_ENVOY")
+[ -n "${KEYGATE_CONTROL_BIN:-}" ] && CONTROL=$(from_caller "$KEYGATE_CONTROL_BIN")
+[ -n "${KEYGATE_WASM:-}" ] && WASM=$(from_caller "$KEYGATE_WASM")
+[ -n "${KEYGATE_RUN_DIR:-}" ] && RUN_DIR=$(from_caller "$KEYGATE_RUN_DIR")
+API_PORT=${KEYGATE_API_PORT:-10000}
+ADMIN_PORT=${KEYGATE_ENVOY_ADMIN_PORT:-9901}
+CONTROL_PORT=${KEYGATE_CONTROL_PORT:-8081}
+UPSTREAM_PORT=${KEYGATE_UPSTREAM_PORT:-8082}
+MAX_RESTARTS=${KEYGATE_RUN_RESTARTS:-5}
+FIRST_DELAY_MS=${KEYGATE_RUN_RESTART_DELAY_MS:-1000}
+MAX_DELAY_MS=30000
+# A control service that ran this long before exiting starts a new row of restarts.
+STABLE_SECONDS=60
+
+for value in "$API_PORT" "$ADMIN_PORT" "$CONTROL_PORT" "$UPSTREAM_PORT" "$MAX_RESTARTS" "$FIRST_DELAY_MS"; do
+  if ! [[ $value =~ ^[0-9]{1,5}$ ]]; then
+    echo "scripts/run.sh: '$value' is not a port or count (see the variables at the top of the script)" >&2
+    exit 1
+  fi
+done
+for file in "$ENVOY" "$CONTROL" "$WASM"; do
+  if [ ! -e "$file" ]; then
+    echo "scripts/run.sh: $file is missing: run 'make build venv' (or 'make run')" >&2
+    exit 1
+  fi
+done
 mkdir -p "$RUN_DIR"
 
 dev_tokens=""
@@ -19,46 +75,144 @@ if [ -z "${KEYGATE_SYNC_TOKEN:-}" ]; then
   dev_tokens=1
 fi
 
-pids=()
-stop() {
-  trap - INT TERM EXIT
-  echo
-  echo "stopping..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  exit 0
-}
-trap stop INT TERM EXIT
+say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# Polls a URL until it answers (any HTTP status), for at most $2 seconds.
+# How a child ended, from its wait status.
+ending() {
+  local status=$1
+  if ((status > 128)); then
+    echo "was killed by SIG$(kill -l $((status - 128)) 2>/dev/null || echo "$((status - 128))")"
+  else
+    echo "exited with status $status"
+  fi
+}
+
+control_pid="" upstream_pid="" envoy_pid="" timer_pid=""
+stop() {
+  local code=$1 pid finished
+  trap '' INT TERM
+  trap - EXIT
+  if ((code == 0)); then echo; say "stopping..."; else say "stopping everything"; fi
+  local running=()
+  for pid in "$control_pid" "$upstream_pid" "$envoy_pid"; do
+    if [ -n "$pid" ]; then running+=("$pid"); fi
+  done
+  if [ -n "$timer_pid" ]; then kill "$timer_pid" 2>/dev/null || true; fi
+  if ((${#running[@]})); then
+    kill -TERM "${running[@]}" 2>/dev/null || true
+    # What has not stopped within 10 s gets SIGKILL.
+    sleep 10 &
+    timer_pid=$!
+    while ((${#running[@]})); do
+      finished=""
+      wait -n -p finished "${running[@]}" "$timer_pid" 2>/dev/null || true
+      if [ -z "$finished" ]; then break; fi
+      if [ "$finished" = "$timer_pid" ]; then
+        say "still running after 10 s, killed: ${running[*]}"
+        kill -KILL "${running[@]}" 2>/dev/null || true
+        wait "${running[@]}" 2>/dev/null || true
+        timer_pid=""
+        break
+      fi
+      local left=()
+      for pid in "${running[@]}"; do
+        if [ "$pid" != "$finished" ]; then left+=("$pid"); fi
+      done
+      running=("${left[@]+"${left[@]}"}")
+    done
+    if [ -n "$timer_pid" ]; then kill "$timer_pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$RUN_DIR/control.pid" "$RUN_DIR/upstream.pid" "$RUN_DIR/envoy.pid"
+  exit "$code"
+}
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
+
+fail() {
+  say "$*"
+  stop 1
+}
+
+# Polls a URL until it answers (any HTTP status), for at most $2 seconds. Returns 2 at once
+# if one of the pids given after it has exited.
 wait_for() {
-  local url=$1 seconds=$2 i
+  local url=$1 seconds=$2 i pid
+  shift 2
   for ((i = 0; i < seconds * 10; i++)); do
-    if curl -s -o /dev/null "$url"; then return 0; fi
+    if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+    for pid in "$@"; do
+      kill -0 "$pid" 2>/dev/null || return 2
+    done
     sleep 0.1
   done
-  echo "gave up waiting for $url" >&2
   return 1
 }
 
-"$CONTROL" serve --dev --listen 127.0.0.1:8081 --db "$RUN_DIR/keygate.db" > "$RUN_DIR/control.log" 2>&1 &
-pids+=($!)
-python3 scripts/demo_upstream.py --port 8082 > "$RUN_DIR/upstream.log" 2>&1 &
-pids+=($!)
-wait_for http://127.0.0.1:8081/healthz 30
-wait_for http://127.0.0.1:8082/ 30
-"$ENVOY" -c envoy/envoy.yaml --concurrency 2 --log-level info > "$RUN_DIR/envoy.log" 2>&1 &
-pids+=($!)
-wait_for http://127.0.0.1:9901/ready 60
+# The shipped envoy/envoy.yaml with this run's ports and filter.
+write_envoy_config() {
+  local text placeholder
+  text=$(<envoy/envoy.yaml)
+  local -A values=(
+    ["port_value: 10000"]="port_value: $API_PORT"
+    ["port_value: 9901"]="port_value: $ADMIN_PORT"
+    ["port_value: 8081"]="port_value: $CONTROL_PORT"
+    ["port_value: 8082"]="port_value: $UPSTREAM_PORT"
+    ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
+  )
+  local shipped i=0
+  # Through placeholders, so that one replacement cannot be taken for another's original.
+  for shipped in "${!values[@]}"; do
+    if [[ $text != *"$shipped"* ]]; then
+      echo "scripts/run.sh: envoy/envoy.yaml no longer contains '$shipped'" >&2
+      return 1
+    fi
+    placeholder="@@keygate-run-$i@@"
+    text=${text//"$shipped"/"$placeholder"}
+    i=$((i + 1))
+  done
+  i=0
+  for shipped in "${!values[@]}"; do
+    placeholder="@@keygate-run-$i@@"
+    text=${text//"$placeholder"/"${values[$shipped]}"}
+    i=$((i + 1))
+  done
+  printf '%s\n' "$text" >"$RUN_DIR/envoy.yaml"
+}
+
+start_control() {
+  "$CONTROL" serve --dev --listen "127.0.0.1:$CONTROL_PORT" --db "$RUN_DIR/keygate.db" >>"$RUN_DIR/control.log" 2>&1 &
+  control_pid=$!
+  control_started=$SECONDS
+  echo "$control_pid" >"$RUN_DIR/control.pid"
+}
+
+: >"$RUN_DIR/control.log"
+: >"$RUN_DIR/upstream.log"
+: >"$RUN_DIR/envoy.log"
+write_envoy_config
+start_control
+python3 scripts/demo_upstream.py --port "$UPSTREAM_PORT" >"$RUN_DIR/upstream.log" 2>&1 &
+upstream_pid=$!
+echo "$upstream_pid" >"$RUN_DIR/upstream.pid"
+wait_for "http://127.0.0.1:$CONTROL_PORT/healthz" 30 "$control_pid" ||
+  fail "the control service did not start (see $RUN_DIR/control.log)"
+wait_for "http://127.0.0.1:$UPSTREAM_PORT/" 30 "$upstream_pid" ||
+  fail "the demo upstream did not start (see $RUN_DIR/upstream.log)"
+# No hot restart here, so no shared memory to clash with another Envoy on this machine.
+"$ENVOY" -c "$RUN_DIR/envoy.yaml" --concurrency 2 --log-level info --disable-hot-restart >"$RUN_DIR/envoy.log" 2>&1 &
+envoy_pid=$!
+echo "$envoy_pid" >"$RUN_DIR/envoy.pid"
+wait_for "http://127.0.0.1:$ADMIN_PORT/ready" 60 "$envoy_pid" ||
+  fail "Envoy did not start (see $RUN_DIR/envoy.log)"
 
 cat <<MSG
 
 Keygate is running.
-  API (Envoy + Keygate)  http://127.0.0.1:10000
-  Envoy admin            http://127.0.0.1:9901   (stats: /stats/prometheus | grep keygate)
-  control service        http://127.0.0.1:8081
-  demo upstream          http://127.0.0.1:8082
-  logs                   $RUN_DIR/{envoy,control,upstream}.log
+  API (Envoy + Keygate)  http://127.0.0.1:$API_PORT
+  Envoy admin            http://127.0.0.1:$ADMIN_PORT   (stats: /stats/prometheus | grep keygate)
+  control service        http://127.0.0.1:$CONTROL_PORT
+  demo upstream          http://127.0.0.1:$UPSTREAM_PORT
+  logs                   $RUN_DIR/{envoy,control,upstream}.log   (pids: $RUN_DIR/*.pid)
 MSG
 if [ -n "$dev_tokens" ]; then
   cat <<MSG
@@ -66,19 +220,82 @@ if [ -n "$dev_tokens" ]; then
                          (set both variables before 'make run' to choose your own)
 MSG
 fi
+url_export=""
+if [ "$CONTROL_PORT" != 8081 ]; then url_export=" KEYGATE_URL=http://127.0.0.1:$CONTROL_PORT"; fi
 cat <<MSG
 
 Try it:
-  export KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN
+  export KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN${url_export}
   $CONTROL keys create --name demo --scope list_models     # prints the key once
-  curl -s http://127.0.0.1:10000/v1/models -H "Authorization: Bearer <the key>"
-  curl -s http://127.0.0.1:10000/v1/models                 # 401 UNAUTHORIZED
-  curl -s -X POST http://127.0.0.1:10000/v1/jobs -H "Authorization: Bearer <the key>"   # 403 OPERATION_NOT_ALLOWED
+  curl -s http://127.0.0.1:$API_PORT/v1/models -H "Authorization: Bearer <the key>"
+  curl -s http://127.0.0.1:$API_PORT/v1/models                 # 401 UNAUTHORIZED
+  curl -s -X POST http://127.0.0.1:$API_PORT/v1/jobs -H "Authorization: Bearer <the key>"   # 403 OPERATION_NOT_ALLOWED
   $CONTROL keys revoke <key id>                            # then the key gets 401 API_KEY_INACTIVE
+  kill \$(cat $RUN_DIR/control.pid)   # Envoy keeps serving; the control service is restarted
 
 Ctrl-C stops everything.
 MSG
 
-# Exit (and stop the rest) as soon as any one of them exits.
-wait -n "${pids[@]}"
-echo "a component exited; see $RUN_DIR/*.log" >&2
+# Envoy or the upstream exiting stops everything; the control service exiting is survived.
+component_exited() {
+  local pid=$1 status=$2
+  case $pid in
+    "$envoy_pid")
+      envoy_pid=""
+      fail "Envoy $(ending "$status") (see $RUN_DIR/envoy.log)"
+      ;;
+    "$upstream_pid")
+      upstream_pid=""
+      fail "the demo upstream $(ending "$status") (see $RUN_DIR/upstream.log)"
+      ;;
+    "$control_pid")
+      control_pid=""
+      rm -f "$RUN_DIR/control.pid"
+      restart_control "$status"
+      ;;
+    *) fail "lost track of the processes (wait answered '$pid')" ;;
+  esac
+}
+
+restarts=0
+delay_ms=$FIRST_DELAY_MS
+restart_control() {
+  local status=$1 finished code delay
+  if ((SECONDS - control_started >= STABLE_SECONDS)); then
+    restarts=0
+    delay_ms=$FIRST_DELAY_MS
+  fi
+  if ((restarts >= MAX_RESTARTS)); then
+    fail "control service $(ending "$status") (see $RUN_DIR/control.log) after $restarts restarts in a row; giving up"
+  fi
+  restarts=$((restarts + 1))
+  delay=$((delay_ms / 1000)).$(printf '%03d' $((delay_ms % 1000)))
+  say "control service $(ending "$status") (see $RUN_DIR/control.log); Envoy keeps serving from its last snapshot; restarting it in ${delay%.000}s (restart $restarts of $MAX_RESTARTS)"
+  sleep "$delay" &
+  timer_pid=$!
+  finished="" code=0
+  wait -n -p finished "$timer_pid" "$upstream_pid" "$envoy_pid" 2>/dev/null || code=$?
+  if [ "$finished" != "$timer_pid" ]; then
+    kill "$timer_pid" 2>/dev/null || true
+    timer_pid=""
+    component_exited "$finished" "$code"
+  fi
+  timer_pid=""
+  delay_ms=$((delay_ms * 2 > MAX_DELAY_MS ? MAX_DELAY_MS : delay_ms * 2))
+  echo "--- $(date '+%F %T') scripts/run.sh restarts the control service ---" >>"$RUN_DIR/control.log"
+  start_control
+  code=0
+  wait_for "http://127.0.0.1:$CONTROL_PORT/healthz" 30 "$control_pid" "$upstream_pid" "$envoy_pid" || code=$?
+  case $code in
+    0) say "control service is back (pid $control_pid); the proxies catch up at their next refresh" ;;
+    1) say "the restarted control service does not answer /healthz after 30 s (see $RUN_DIR/control.log)" ;;
+    *) ;; # it or another component exited: the main loop hears of it
+  esac
+}
+
+while true; do
+  finished="" code=0
+  # (stderr: bash would add its own "Killed" line for a child killed by a signal)
+  wait -n -p finished "$control_pid" "$upstream_pid" "$envoy_pid" 2>/dev/null || code=$?
+  component_exited "$finished" "$code"
+done
