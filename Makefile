@@ -38,7 +38,7 @@ $(VENV)/.installed: tests/requirements.txt
 run: build venv
 	./scripts/run.sh
 
-# Debian packages the tests and `make oci` use (curl, docker-compose, skopeo); needs root.
+# Debian packages the tests and `make oci` use (curl, docker-compose, skopeo, prometheus); needs root.
 system-deps:
 	./scripts/install-system-deps.sh
 
