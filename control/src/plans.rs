@@ -114,7 +114,7 @@ impl LimitOverrides {
 
 /// The limits an admin sees: what the filter enforces plus the monthly quota, which only the
 /// control service enforces (it is not part of the snapshot's `Limits`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminLimits {
     #[serde(flatten)]
     pub enforced_by_proxy: Limits,

@@ -8,10 +8,11 @@ use crate::quota::mark_in_force;
 use crate::store::keys::StoredKey;
 use crate::store::lifecycle::MintedKey;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A key as the admin API shows it.
-#[derive(Debug, Serialize)]
+/// The CLI reads the same type back (`client/answers.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyView {
     pub id: String,
     pub name: String,
@@ -32,7 +33,7 @@ pub struct KeyView {
     pub updated_at: String,
     pub rotated_from: Option<String>,
     /// The secret; present only in the response that created it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
 

@@ -3,12 +3,10 @@
 //! errors have the service's `{"error":{"code","message"}}` shape. Anything else is refused
 //! with a message naming the server, the request and what came back.
 //!
-//! `api::views::KeyView` cannot derive `Deserialize` (its `AdminLimits` does not), and the list
-//! and usage answers are private to their handlers, so their wire forms are mirrored here; a
-//! test below round-trips the served types through them.
+//! A key is read into the served type itself (`api::views::KeyView`); the list and usage answers
+//! are private to their handlers, so their wire forms are mirrored here, and a test below
+//! round-trips the served types through them.
 
-use crate::plans::{Environment, LimitOverrides, Plan};
-use keygate::contract::snapshot::Limits;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
@@ -18,38 +16,10 @@ use std::collections::BTreeMap;
 /// a year of hourly usage, is a few MiB).
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
-/// A key as the admin API shows it: the wire form of `api::views::KeyView`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Key {
-    pub id: String,
-    pub name: String,
-    pub environment: Environment,
-    pub team: String,
-    pub prefix: String,
-    pub last4: String,
-    pub scopes: Vec<String>,
-    pub allowed_ips: Vec<String>,
-    pub expires_at: Option<String>,
-    pub active: bool,
-    pub plan: Plan,
-    pub limits: LimitOverrides,
-    pub effective_limits: EffectiveLimits,
-    pub quota_exceeded_until: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub rotated_from: Option<String>,
-    /// The secret; present only in the answer that created it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-}
-
-/// The limits an admin sees: the wire form of `plans::AdminLimits`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EffectiveLimits {
-    #[serde(flatten)]
-    pub enforced_by_proxy: Limits,
-    pub per_month: Option<u64>,
-}
+/// A key as the admin API shows it: the very type the service serves.
+pub type Key = crate::api::views::KeyView;
+/// The limits an admin sees: the very type the service serves.
+pub type EffectiveLimits = crate::plans::AdminLimits;
 
 /// A key just created or rotated, with its secret (which the answer must carry).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +228,7 @@ fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 mod tests {
     use super::*;
     use crate::api::views::KeyView;
+    use crate::plans::{Environment, LimitOverrides, Plan};
     use crate::store::keys::StoredKey;
     use crate::store::lifecycle::MintedKey;
     use crate::usage_range::{Bucket, Counts};
