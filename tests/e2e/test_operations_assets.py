@@ -15,7 +15,6 @@ import requests
 import yaml
 
 from harness import (
-    ENVOY_BIN,
     ROOT,
     WASM,
     Envoy,
@@ -26,7 +25,7 @@ from harness import (
     plugin_config,
     wait_until,
 )
-from test_shipping import VERSION, exported_keygate_metrics, require_tool, shipped_plugin_config
+from test_shipping import VERSION, assert_envoy_validates, exported_keygate_metrics, require_tool, shipped_plugin_config
 
 DASHBOARD = ROOT / "envoy/grafana/keygate.json"
 RULES = ROOT / "envoy/prometheus/keygate-rules.yaml"
@@ -723,16 +722,7 @@ def test_envoy_gateway_plugin_config_is_accepted_by_the_filter(tmp_path):
     assert wasm["config"]["control"]["cluster"] in [c["name"] for c in config["static_resources"]["clusters"]]
     path = tmp_path / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [str(ENVOY_BIN), "--mode", "validate", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token"),
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert "OK" in output
+    assert_envoy_validates(path)
 
 
 def test_envoy_gateway_doc_links_every_file():

@@ -239,6 +239,11 @@ def test_wasm_plugin_config_is_accepted_by_the_filter(tmp_path):
     text = envoy_yaml(free_port(), free_port(), free_port(), free_port(), config, "/dev/null")
     config_path = tmp_path / "envoy.yaml"
     config_path.write_text(text)
+    assert_envoy_validates(config_path)
+
+
+def assert_envoy_validates(config_path):
+    """`envoy --mode validate` accepts the config (the filter's own config parser included)."""
     result = subprocess.run(
         [str(ENVOY_BIN), "--mode", "validate", "-c", str(config_path)],
         capture_output=True,
