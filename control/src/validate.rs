@@ -9,6 +9,7 @@
 
 use crate::clock;
 use crate::plans::{Environment, LimitOverrides, Plan};
+use crate::store::tokens::{Role, TokenSettings};
 use chrono::{DateTime, Utc};
 use keygate::contract::fields::{self, Duplicates};
 use serde::{Deserialize, Deserializer};
@@ -256,6 +257,37 @@ impl Rules<'_> {
             return Err(FieldError::new("expires_at", "must be in the future"));
         }
         Ok(clock::format(instant))
+    }
+}
+
+/// Body of `POST /v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    pub name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+impl Rules<'_> {
+    /// A token's settings; an empty `team` means no team.
+    pub fn create_token(&self, request: CreateTokenRequest) -> Result<TokenSettings, FieldError> {
+        Ok(TokenSettings {
+            name: name(request.name)?,
+            role: request.role,
+            team: request
+                .team
+                .map(team)
+                .transpose()?
+                .filter(|team| !team.is_empty()),
+            expires_at: request
+                .expires_at
+                .map(|text| self.expires_at(&text))
+                .transpose()?,
+        })
     }
 }
 

@@ -1,5 +1,6 @@
-//! Bearer tokens: the admin token guards key management, the sync token guards the snapshot
-//! feed, and neither opens the other's door.
+//! Bearer tokens: management tokens (and the bootstrap admin token) guard the admin API
+//! (see `access.rs`), the sync token guards the snapshot feed, and neither opens the other's
+//! door.
 
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
@@ -39,19 +40,8 @@ fn require(expected: &TokenDigest, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
-/// Proof that the request carried the admin token.
-pub struct AdminAuth;
-
 /// Proof that the request carried the sync token.
 pub struct SyncAuth;
-
-impl FromRequestParts<AppState> for AdminAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        require(&state.admin_token, &parts.headers).map(|()| AdminAuth)
-    }
-}
 
 impl FromRequestParts<AppState> for SyncAuth {
     type Rejection = ApiError;

@@ -11,6 +11,8 @@ pub enum ApiError {
     Validation(String),
     InvalidJson(String),
     Unauthorized,
+    /// The token is valid but its role does not allow this.
+    Forbidden(String),
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
@@ -37,6 +39,7 @@ impl ApiError {
                 "UNAUTHORIZED",
                 "missing or invalid bearer token".into(),
             ),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "FORBIDDEN", message.clone()),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message.clone()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -1,6 +1,6 @@
-//! The admin endpoints under `/v1/keys`.
+//! The admin endpoints under `/v1/keys`. A team token sees and manages only its team's keys.
 
-use crate::api::auth::AdminAuth;
+use crate::api::access::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
 use crate::api::state::AppState;
@@ -21,7 +21,7 @@ const MAX_PAGE_SIZE: usize = 1000;
 
 pub async fn create_key(
     State(state): State<AppState>,
-    _: AdminAuth,
+    caller: Caller,
     JsonBody(request): JsonBody<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
     let now = clock::now();
@@ -29,9 +29,16 @@ pub async fn create_key(
         allowed_scopes: &state.allowed_scopes,
         now,
     };
-    let settings = rules.create(request)?;
+    let mut settings = rules.create(request)?;
+    if let Some(own) = caller.team() {
+        if settings.team.is_empty() {
+            settings.team = own.to_string();
+        } else if settings.team != own {
+            return Err(other_team(own));
+        }
+    }
     let minted = state
-        .blocking(move |store| lifecycle::create(store, &settings, now))
+        .blocking(move |store| lifecycle::create(store, &caller.actor, &settings, now))
         .await?;
     Ok((StatusCode::CREATED, Json(KeyView::from(minted))))
 }
@@ -54,7 +61,7 @@ pub struct KeyList {
 
 pub async fn list_keys(
     State(state): State<AppState>,
-    _: AdminAuth,
+    caller: Caller,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<KeyList>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
@@ -82,8 +89,16 @@ pub async fn list_keys(
             })
         })
         .transpose()?;
+    if let (Some(own), Some(asked)) = (caller.team(), query.team.as_deref()) {
+        if own != asked {
+            return Ok(Json(KeyList {
+                keys: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+    }
     let filter = ListFilter {
-        team: query.team,
+        team: caller.team().map(String::from).or(query.team),
         environment,
         active: query.active,
         status,
@@ -109,21 +124,23 @@ pub fn decode_cursor(text: Option<&str>) -> Result<Position, ApiError> {
 
 pub async fn show_key(
     State(state): State<AppState>,
-    _: AdminAuth,
+    caller: Caller,
     KeyIdParam(id): KeyIdParam,
 ) -> Result<Json<KeyView>, ApiError> {
     let key = state
-        .blocking(move |store| match lifecycle::show(store, &id) {
-            Err(LifecycleError::Deleted) => Err(LifecycleError::NotFound),
-            other => other,
-        })
+        .blocking(
+            move |store| match lifecycle::show(store, &caller.actor, &id) {
+                Err(LifecycleError::Deleted) => Err(LifecycleError::NotFound),
+                other => other,
+            },
+        )
         .await?;
     Ok(Json(KeyView::from(key)))
 }
 
 pub async fn update_key(
     State(state): State<AppState>,
-    _: AdminAuth,
+    caller: Caller,
     KeyIdParam(id): KeyIdParam,
     JsonBody(request): JsonBody<UpdateKeyRequest>,
 ) -> Result<Json<KeyView>, ApiError> {
@@ -133,34 +150,46 @@ pub async fn update_key(
         now,
     };
     let changes = rules.update(request)?;
+    if let (Some(own), Some(team)) = (caller.team(), changes.team.as_deref()) {
+        if own != team {
+            return Err(other_team(own));
+        }
+    }
     let key = state
-        .blocking(move |store| lifecycle::update(store, &id, changes, now))
+        .blocking(move |store| lifecycle::update(store, &caller.actor, &id, changes, now))
         .await?;
     Ok(Json(KeyView::from(key)))
 }
 
 pub async fn delete_key(
     State(state): State<AppState>,
-    _: AdminAuth,
+    caller: Caller,
     KeyIdParam(id): KeyIdParam,
 ) -> Result<StatusCode, ApiError> {
     let now = clock::now();
     state
-        .blocking(move |store| lifecycle::delete(store, &id, now))
+        .blocking(move |store| lifecycle::delete(store, &caller.actor, &id, now))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn rotate_key(
     State(state): State<AppState>,
-    _: AdminAuth,
+    caller: Caller,
     KeyIdParam(id): KeyIdParam,
     OptionalJsonBody(request): OptionalJsonBody<RotateKeyRequest>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
     let grace_seconds = validate::grace_seconds(&request)?;
     let now = clock::now();
     let minted = state
-        .blocking(move |store| lifecycle::rotate(store, &id, grace_seconds, now))
+        .blocking(move |store| lifecycle::rotate(store, &caller.actor, &id, grace_seconds, now))
         .await?;
     Ok((StatusCode::CREATED, Json(KeyView::from(minted))))
+}
+
+/// A team token may only give keys its own team.
+fn other_team(own: &str) -> ApiError {
+    ApiError::Validation(format!(
+        "team: this token belongs to team {own:?} and can only manage that team's keys"
+    ))
 }

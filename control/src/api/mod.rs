@@ -1,5 +1,7 @@
 //! The HTTP API: routes, handlers and the plumbing they share.
 
+pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -7,5 +9,6 @@ pub mod keys;
 pub mod router;
 pub mod snapshot;
 pub mod state;
+pub mod tokens;
 pub mod usage;
 pub mod views;

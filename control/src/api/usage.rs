@@ -1,13 +1,13 @@
 //! `POST /v1/usage` (proxies report what they counted) and `GET /v1/keys/{id}/usage` (admins
 //! read it back).
 
-use crate::api::auth::{AdminAuth, SyncAuth};
+use crate::api::access::Caller;
+use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, QueryParams};
 use crate::api::state::AppState;
 use crate::clock;
-use crate::store::keys;
-use crate::store::lifecycle::LifecycleError;
+use crate::store::lifecycle::{self, LifecycleError};
 use crate::store::usage::{self, BatchOutcome};
 use crate::usage_range::{self, Counts, Granularity, UsageQuery};
 use crate::usage_report::{self, UsageRequest};
@@ -61,7 +61,7 @@ pub struct KeyUsage {
 /// Usage stays readable after the key is deleted; only an id never issued is 404.
 pub async fn key_usage(
     State(state): State<AppState>,
-    _: AdminAuth,
+    caller: Caller,
     KeyIdParam(id): KeyIdParam,
     QueryParams(query): QueryParams<UsageQuery>,
 ) -> Result<Json<KeyUsage>, ApiError> {
@@ -71,10 +71,8 @@ pub async fn key_usage(
     let rows = state
         .blocking(move |store| {
             store.read(|tx| {
-                if keys::find(tx, &key_id)?.is_none() {
-                    return Err(LifecycleError::NotFound);
-                }
-                Ok(usage::hours(tx, &key_id, first_hour, end)?)
+                lifecycle::find_visible(tx, &caller.actor, &key_id)?;
+                Ok::<_, LifecycleError>(usage::hours(tx, &key_id, first_hour, end)?)
             })
         })
         .await?;

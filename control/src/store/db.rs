@@ -61,6 +61,34 @@ CREATE TABLE IF NOT EXISTS usage_batches (
     unknown_keys INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_batches_by_received_at ON usage_batches (received_at);
+-- Management tokens for the admin API; only the SHA-256 (hex) of each secret is kept.
+CREATE TABLE IF NOT EXISTS tokens (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    hash         TEXT NOT NULL UNIQUE,
+    last4        TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    team         TEXT,
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT,
+    revoked_at   TEXT,
+    last_used_at TEXT,
+    rotated_from TEXT
+) STRICT;
+-- Every change made through the admin API, written in the transaction that makes it.
+-- `team` is the team of what was changed, so team tokens read only their team's entries.
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq        INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    token_id   TEXT NOT NULL,
+    token_name TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    team       TEXT,
+    changes    TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log (target, seq);
 ";
 
 /// Columns added to `keys` after its first release, with their types; databases made before

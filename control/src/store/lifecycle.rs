@@ -1,8 +1,11 @@
 //! The key lifecycle: create, change, rotate, delete. Each is one transaction that moves the
-//! version on and stamps it on every row it touches, so the snapshot feed can serve deltas.
+//! version on and stamps it on every row it touches, so the snapshot feed can serve deltas,
+//! and records who made the change in the audit log. An actor bound to a team finds only that
+//! team's keys: any other answers `NotFound`.
 
 use crate::clock;
 use crate::secrets;
+use crate::store::audit::{self, Action, Actor};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, StoredKey};
 use crate::store::quota::current_mark;
@@ -90,6 +93,7 @@ pub fn mint(
 
 pub fn create(
     store: &Store,
+    actor: &Actor,
     settings: &KeySettings,
     now: DateTime<Utc>,
 ) -> Result<MintedKey, LifecycleError> {
@@ -98,43 +102,76 @@ pub fn create(
     store.write(|tx| {
         minted.key.updated_version = bump_version(tx)?;
         minted.key.seq = keys::insert(tx, &minted.key)?;
+        let fields = serde_json::Value::Object(audit::key_fields(&minted.key));
+        record(tx, actor, Action::KeyCreate, &minted.key, &fields, now)?;
         Ok::<_, LifecycleError>(())
     })?;
     Ok(minted)
 }
 
-fn find_live(tx: &rusqlite::Transaction, id: &str) -> Result<StoredKey, LifecycleError> {
+fn record(
+    tx: &rusqlite::Transaction,
+    actor: &Actor,
+    action: Action,
+    key: &StoredKey,
+    changes: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    audit::record(tx, actor, action, &key.id, Some(&key.team), changes, now)
+}
+
+/// The key `id`, tombstones included, if `actor` may see it.
+pub fn find_visible(
+    tx: &rusqlite::Transaction,
+    actor: &Actor,
+    id: &str,
+) -> Result<StoredKey, LifecycleError> {
     match keys::find(tx, id)? {
-        None => Err(LifecycleError::NotFound),
-        Some(key) if key.deleted => Err(LifecycleError::Deleted),
-        Some(key) => Ok(key),
+        Some(key) if actor.sees(Some(&key.team)) => Ok(key),
+        _ => Err(LifecycleError::NotFound),
     }
 }
 
-/// The key with this id, unless it does not exist or was deleted.
-pub fn show(store: &Store, id: &str) -> Result<StoredKey, LifecycleError> {
-    store.read(|tx| find_live(tx, id))
+fn find_live(
+    tx: &rusqlite::Transaction,
+    actor: &Actor,
+    id: &str,
+) -> Result<StoredKey, LifecycleError> {
+    let key = find_visible(tx, actor, id)?;
+    if key.deleted {
+        return Err(LifecycleError::Deleted);
+    }
+    Ok(key)
+}
+
+/// The key with this id, unless it does not exist, was deleted or `actor` may not see it.
+pub fn show(store: &Store, actor: &Actor, id: &str) -> Result<StoredKey, LifecycleError> {
+    store.read(|tx| find_live(tx, actor, id))
 }
 
 /// Applies `changes`; an empty change set returns the key untouched, without a new version.
 /// The quota mark is recomputed for the new plan and limits (raising them lifts it).
 pub fn update(
     store: &Store,
+    actor: &Actor,
     id: &str,
     changes: KeyChanges,
     now: DateTime<Utc>,
 ) -> Result<StoredKey, LifecycleError> {
     store.write(|tx| {
-        let mut key = find_live(tx, id)?;
+        let mut key = find_live(tx, actor, id)?;
         if changes.is_empty() {
             return Ok(key);
         }
+        let before = key.clone();
         apply(&mut key, changes);
         served_record_is_valid(&key, now)?;
         key.quota_exceeded_until = current_mark(tx, &key, now)?;
         key.updated_at = clock::format(now);
         key.updated_version = bump_version(tx)?;
         keys::update(tx, &key)?;
+        let changed = audit::key_changes(&before, &key);
+        record(tx, actor, Action::KeyUpdate, &key, &changed, now)?;
         Ok(key)
     })
 }
@@ -176,12 +213,13 @@ fn apply(key: &mut StoredKey, changes: KeyChanges) {
 /// (or less, if it was due to expire sooner anyway).
 pub fn rotate(
     store: &Store,
+    actor: &Actor,
     id: &str,
     grace_seconds: u64,
     now: DateTime<Utc>,
 ) -> Result<MintedKey, LifecycleError> {
     store.write(|tx| {
-        let mut old = find_live(tx, id)?;
+        let mut old = find_live(tx, actor, id)?;
         let settings = KeySettings {
             name: old.name.clone(),
             environment: old.environment,
@@ -210,15 +248,26 @@ pub fn rotate(
         keys::update(tx, &old)?;
         minted.key.updated_version = version;
         minted.key.seq = keys::insert(tx, &minted.key)?;
+        let changes = serde_json::json!({
+            "grace_seconds": grace_seconds,
+            "expires_at": old.expires_at,
+            "successor": minted.key.id,
+        });
+        record(tx, actor, Action::KeyRotate, &old, &changes, now)?;
         Ok(minted)
     })
 }
 
 /// Replaces the key by a tombstone the snapshot feed reports as deleted.
-pub fn delete(store: &Store, id: &str, now: DateTime<Utc>) -> Result<(), LifecycleError> {
+pub fn delete(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), LifecycleError> {
     store.write(|tx| {
-        let mut key = match keys::find(tx, id)? {
-            Some(key) if !key.deleted => key,
+        let mut key = match find_visible(tx, actor, id)? {
+            key if !key.deleted => key,
             _ => return Err(LifecycleError::NotFound),
         };
         key.deleted = true;
@@ -226,6 +275,14 @@ pub fn delete(store: &Store, id: &str, now: DateTime<Utc>) -> Result<(), Lifecyc
         key.updated_at = clock::format(now);
         key.updated_version = bump_version(tx)?;
         keys::update(tx, &key)?;
+        record(
+            tx,
+            actor,
+            Action::KeyDelete,
+            &key,
+            &serde_json::json!({}),
+            now,
+        )?;
         Ok(())
     })
 }
@@ -264,18 +321,25 @@ mod tests {
     fn every_change_moves_the_version_and_stamps_rows() {
         let (store, dir) = temp_store("versions");
         let now = clock::now();
-        let created = create(&store, &settings(), now).unwrap();
+        let created = create(&store, &Actor::bootstrap(), &settings(), now).unwrap();
         assert!(created.secret.starts_with("pk_test_"));
         assert_eq!(created.key.updated_version, 1);
         let changes = KeyChanges {
             active: Some(false),
             ..KeyChanges::default()
         };
-        let updated = update(&store, &created.key.id, changes, now).unwrap();
+        let updated = update(&store, &Actor::bootstrap(), &created.key.id, changes, now).unwrap();
         assert_eq!((updated.active, updated.updated_version), (false, 2));
-        let unchanged = update(&store, &created.key.id, KeyChanges::default(), now).unwrap();
+        let unchanged = update(
+            &store,
+            &Actor::bootstrap(),
+            &created.key.id,
+            KeyChanges::default(),
+            now,
+        )
+        .unwrap();
         assert_eq!(unchanged.updated_version, 2);
-        let rotated = rotate(&store, &created.key.id, 60, now).unwrap();
+        let rotated = rotate(&store, &Actor::bootstrap(), &created.key.id, 60, now).unwrap();
         assert_eq!(rotated.key.updated_version, 3);
         assert_eq!(
             rotated.key.rotated_from.as_deref(),
@@ -285,18 +349,18 @@ mod tests {
             (rotated.key.scopes.clone(), rotated.key.plan),
             (settings().scopes, Plan::Pro)
         );
-        let old = show(&store, &created.key.id).unwrap();
+        let old = show(&store, &Actor::bootstrap(), &created.key.id).unwrap();
         assert_eq!(
             old.expires_at,
             Some(clock::format(now + chrono::Duration::seconds(60)))
         );
-        delete(&store, &created.key.id, now).unwrap();
+        delete(&store, &Actor::bootstrap(), &created.key.id, now).unwrap();
         assert!(matches!(
-            show(&store, &created.key.id),
+            show(&store, &Actor::bootstrap(), &created.key.id),
             Err(LifecycleError::Deleted)
         ));
         assert!(matches!(
-            delete(&store, &created.key.id, now),
+            delete(&store, &Actor::bootstrap(), &created.key.id, now),
             Err(LifecycleError::NotFound)
         ));
         assert_eq!(store.read(current_version).unwrap(), 4);
@@ -310,6 +374,7 @@ mod tests {
         let soon = clock::format(now + chrono::Duration::seconds(30));
         let created = create(
             &store,
+            &Actor::bootstrap(),
             &KeySettings {
                 expires_at: Some(soon.clone()),
                 ..settings()
@@ -317,9 +382,11 @@ mod tests {
             now,
         )
         .unwrap();
-        rotate(&store, &created.key.id, 3600, now).unwrap();
+        rotate(&store, &Actor::bootstrap(), &created.key.id, 3600, now).unwrap();
         assert_eq!(
-            show(&store, &created.key.id).unwrap().expires_at,
+            show(&store, &Actor::bootstrap(), &created.key.id)
+                .unwrap()
+                .expires_at,
             Some(soon)
         );
         std::fs::remove_dir_all(&dir).unwrap();

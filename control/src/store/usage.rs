@@ -208,7 +208,14 @@ mod tests {
                 ..LimitOverrides::default()
             },
         };
-        lifecycle::create(store, &settings, now).unwrap().key
+        lifecycle::create(
+            store,
+            &crate::store::audit::Actor::bootstrap(),
+            &settings,
+            now,
+        )
+        .unwrap()
+        .key
     }
 
     fn batch(batch_id: &str, key_id: &str, hour_start: i64, allowed: u64) -> UsageBatch {

@@ -1,0 +1,138 @@
+//! The admin endpoints under `/v1/tokens`: management tokens with a role and maybe a team.
+//! A team token manages only its team's tokens, and the tokens it creates get its team.
+
+use crate::api::access::Caller;
+use crate::api::error::ApiError;
+use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody};
+use crate::api::state::AppState;
+use crate::clock;
+use crate::store::lifecycle::LifecycleError;
+use crate::store::tokens::{self, MintedToken, Role, StoredToken};
+use crate::validate::{self, CreateTokenRequest, RotateKeyRequest, Rules};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+
+/// A token as the admin API shows it; never its hash.
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub team: Option<String>,
+    pub last4: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub rotated_from: Option<String>,
+    /// The secret; present only in the response that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl From<StoredToken> for TokenView {
+    fn from(token: StoredToken) -> Self {
+        TokenView {
+            id: token.id,
+            name: token.name,
+            role: token.role,
+            team: token.team,
+            last4: token.last4,
+            created_at: token.created_at,
+            last_used_at: token.last_used_at,
+            expires_at: token.expires_at,
+            rotated_from: token.rotated_from,
+            token: None,
+        }
+    }
+}
+
+impl From<MintedToken> for TokenView {
+    fn from(minted: MintedToken) -> Self {
+        TokenView {
+            token: Some(minted.secret),
+            ..TokenView::from(minted.token)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+fn not_found(error: LifecycleError) -> ApiError {
+    match error {
+        LifecycleError::NotFound => ApiError::NotFound("no such token".into()),
+        other => ApiError::from(other),
+    }
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<TokenView>), ApiError> {
+    let now = clock::now();
+    let rules = Rules {
+        allowed_scopes: &state.allowed_scopes,
+        now,
+    };
+    let mut settings = rules.create_token(request)?;
+    if let Some(own) = caller.team() {
+        match settings.team.as_deref() {
+            None => settings.team = Some(own.to_string()),
+            Some(team) if team == own => {}
+            Some(_) => {
+                return Err(ApiError::Validation(format!(
+                "team: this token belongs to team {own:?} and can only create tokens of that team"
+            )))
+            }
+        }
+    }
+    let minted = state
+        .blocking(move |store| tokens::create(store, &caller.actor, &settings, now))
+        .await?;
+    Ok((StatusCode::CREATED, Json(TokenView::from(minted))))
+}
+
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TokenList>, ApiError> {
+    let found = state
+        .blocking(move |store| tokens::list(store, &caller.actor))
+        .await?;
+    Ok(Json(TokenList {
+        tokens: found.into_iter().map(TokenView::from).collect(),
+    }))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<StatusCode, ApiError> {
+    let now = clock::now();
+    state
+        .blocking(move |store| tokens::revoke(store, &caller.actor, &id, now).map_err(not_found))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+    OptionalJsonBody(request): OptionalJsonBody<RotateKeyRequest>,
+) -> Result<(StatusCode, Json<TokenView>), ApiError> {
+    let grace_seconds = validate::grace_seconds(&request)?;
+    let now = clock::now();
+    let minted = state
+        .blocking(move |store| {
+            tokens::rotate(store, &caller.actor, &id, grace_seconds, now).map_err(not_found)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(TokenView::from(minted))))
+}
