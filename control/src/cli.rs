@@ -1,5 +1,5 @@
-//! The command line: `serve`, the `keys` admin client, shell completion, and the hidden `seed`
-//! benchmark helper.
+//! The command line: `serve`, the `keys`, `tokens` and `audit` admin client, shell completion,
+//! and the hidden `seed` benchmark helper.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
@@ -18,10 +18,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// How the `keys` commands reach the admin API. Global: they may stand before or after any
+/// How the `keys`, `tokens` and `audit` commands reach the admin API. Global: they may stand before or after any
 /// subcommand (`keygate-control --json keys list`, `keygate-control keys list --json`).
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Client options (keys commands)")]
+#[command(next_help_heading = "Client options (keys, tokens and audit commands)")]
 pub struct ClientArgs {
     /// Base URL of the control service: http://HOST:PORT; a bare HOST:PORT means http://.
     #[arg(
@@ -32,7 +32,7 @@ pub struct ClientArgs {
         global = true
     )]
     pub url: String,
-    /// Admin token (the service's KEYGATE_ADMIN_TOKEN).
+    /// Admin token: the service's KEYGATE_ADMIN_TOKEN or a management token (kgt_…).
     #[arg(
         long,
         env = "KEYGATE_ADMIN_TOKEN",
@@ -55,6 +55,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage keys through the admin API.
     Keys(KeysArgs),
+    /// Manage the admin API's management tokens (admin role).
+    Tokens(TokensArgs),
+    /// Read the audit log of changes made through the admin API (admin role).
+    Audit(AuditArgs),
     /// Print a shell completion script to standard output.
     #[command(after_help = "Install it with, for example:\n  \
         bash: keygate-control completion bash > ~/.local/share/bash-completion/completions/keygate-control\n  \
@@ -145,6 +149,62 @@ pub enum KeysCommand {
     },
     /// Show a key's usage by hour or UTC day (deleted keys too).
     Usage(UsageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a management token and print its secret (shown this once only).
+    Create {
+        /// A name people recognise the token by (1–128 characters).
+        #[arg(long)]
+        name: String,
+        /// viewer reads keys and usage; editor also changes keys; admin also manages tokens.
+        #[arg(long, value_parser = ["viewer", "editor", "admin"])]
+        role: String,
+        /// Confine the token to this team's keys, tokens and audit entries.
+        #[arg(long)]
+        team: Option<String>,
+        /// RFC 3339 instant, e.g. 2030-01-01T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List management tokens (never their secrets).
+    List,
+    /// Revoke a management token at once.
+    Revoke {
+        /// The token's id (tok_…).
+        id: String,
+    },
+    /// Issue a successor token with the same settings; the old one expires after the grace.
+    Rotate {
+        /// The id of the token to replace (tok_…).
+        id: String,
+        /// Seconds the old token keeps working (max 30 days).
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries about this key or token id.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only entries at or after this RFC 3339 instant.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Entries per page (max 1000).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Continue from a previous page's next cursor.
+    #[arg(long)]
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Args)]

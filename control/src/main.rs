@@ -29,6 +29,8 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let result = match cli.command {
         Command::Keys(args) => client::run(cli.client, args.command),
+        Command::Tokens(args) => client::run_tokens(cli.client, args.command),
+        Command::Audit(args) => client::run_audit(cli.client, args),
         Command::Serve(args) => {
             refuse_client_options(&matches, "serve").and_then(|()| server::run(args))
         }

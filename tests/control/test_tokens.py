@@ -4,13 +4,15 @@
 from; a Rust test keeps the file in sync) × roles × teams."""
 
 import json
+import os
 import re
+import subprocess
 import uuid
 
 import pytest
 import requests
 
-from conftest import ADMIN_TOKEN, REPO_ROOT, SYNC_TOKEN
+from conftest import ADMIN_TOKEN, REPO_ROOT, SYNC_TOKEN, Api, control_binary
 
 ACCESS = json.loads((REPO_ROOT / "control" / "access.json").read_text())
 ROLES = ["viewer", "editor", "admin"]
@@ -223,3 +225,52 @@ def test_audit_pages_and_filters_by_time(api):
     assert future["entries"] == []
     assert api.request("GET", "/v1/audit", params={"from": "yesterday"}).status_code == 400
     assert api.request("GET", "/v1/audit", params={"limit": 0}).status_code == 400
+
+
+def control_cli(service, *args, token=ADMIN_TOKEN):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
+    env.update({"KEYGATE_URL": service.url, "KEYGATE_ADMIN_TOKEN": token})
+    return subprocess.run([str(control_binary()), *args], env=env, capture_output=True, text=True,
+                          timeout=20)
+
+
+def test_cli_creates_lists_rotates_and_revokes_tokens(service, team):
+    created = control_cli(service, "tokens", "create", "--name", "cli token", "--role", "editor",
+                          "--team", team)
+    assert created.returncode == 0, created.stderr
+    secrets = [line.removeprefix("Secret: ") for line in created.stdout.splitlines()
+               if line.startswith("Secret: ")]
+    assert len(secrets) == 1 and secrets[0].startswith("kgt_")
+    mine = [token for token in json.loads(control_cli(service, "tokens", "list", "--json").stdout)["tokens"]
+            if token["name"] == "cli token" and token["team"] == team]
+    assert len(mine) == 1 and "token" not in mine[0]
+    listed = control_cli(service, "tokens", "list")
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if line.startswith(mine[0]["id"]))
+    assert f"kgt_…{secrets[0][-4:]}" in line and "editor" in line
+    assert secrets[0] not in listed.stdout
+    assert all(len(line) <= 80 for line in listed.stdout.splitlines())
+    with_token = control_cli(service, "keys", "create", "--name", "by cli token", token=secrets[0])
+    assert with_token.returncode == 0, with_token.stderr
+    rotated = control_cli(service, "tokens", "rotate", mine[0]["id"], "--grace-seconds", "0", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    successor = json.loads(rotated.stdout)
+    assert successor["rotated_from"] == mine[0]["id"] and successor["token"].startswith("kgt_")
+    refused = control_cli(service, "keys", "list", token=secrets[0])
+    assert refused.returncode != 0 and "UNAUTHORIZED" in refused.stderr
+    revoked = control_cli(service, "tokens", "revoke", successor["id"])
+    assert revoked.returncode == 0, revoked.stderr
+    viewer = make_token(Api(service.url), "viewer")
+    forbidden = control_cli(service, "tokens", "list", token=viewer["token"])
+    assert forbidden.returncode != 0 and "FORBIDDEN" in forbidden.stderr
+
+
+def test_cli_reads_the_audit_log(service, team):
+    api = Api(service.url)
+    key = api.create(name="audited by cli", team=team)
+    shown = control_cli(service, "audit", "--target", key["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "key.create" in shown.stdout and "bootstrap" in shown.stdout
+    entries = json.loads(control_cli(service, "audit", "--target", key["id"], "--json").stdout)["entries"]
+    assert [entry["action"] for entry in entries] == ["key.create"]
+    assert entries[0]["changes"]["team"] == team

@@ -12,10 +12,10 @@ use crate::validate::{self, CreateTokenRequest, RotateKeyRequest, Rules};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A token as the admin API shows it; never its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenView {
     pub id: String,
     pub name: String,

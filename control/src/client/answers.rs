@@ -67,6 +67,62 @@ pub struct UsageBucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted;
 
+/// A management token as the admin API shows it: the very type the service serves.
+pub type Token = crate::api::tokens::TokenView;
+/// An audit log entry: the very type the service serves.
+pub type AuditEntry = crate::store::audit::AuditEntry;
+
+/// A token just created or rotated, with its secret (which the answer must carry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub token: Token,
+    pub secret: String,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+/// One page of `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_cursor: Option<String>,
+}
+
+impl Reply for NewToken {
+    const STATUS: u16 = 201;
+    const BODY: Option<&'static str> = Some("a new token and its secret");
+    fn from_body(body: &[u8]) -> Result<Self, String> {
+        let token: Token = json(body)?;
+        match token.token.clone() {
+            None => Err("no secret in it".into()),
+            Some(secret) if !secret.starts_with("kgt_") || !secret.ends_with(&token.last4) => {
+                Err("its secret does not match the token prefix and its last four".into())
+            }
+            Some(secret) => Ok(NewToken { token, secret }),
+        }
+    }
+}
+
+impl Reply for TokenList {
+    const STATUS: u16 = 200;
+    const BODY: Option<&'static str> = Some("a list of tokens");
+    fn from_body(body: &[u8]) -> Result<Self, String> {
+        json(body)
+    }
+}
+
+impl Reply for AuditPage {
+    const STATUS: u16 = 200;
+    const BODY: Option<&'static str> = Some("a page of audit entries");
+    fn from_body(body: &[u8]) -> Result<Self, String> {
+        json(body)
+    }
+}
+
 /// The service's error shape, `api::error::ApiError` on the wire.
 #[derive(Debug, Deserialize)]
 struct ErrorAnswer {
@@ -348,6 +404,37 @@ mod tests {
         let deleted: Deleted =
             read(call("DELETE", "/v1/keys/key_abc"), &answer(204, None, "")).unwrap();
         assert_eq!(deleted, Deleted);
+    }
+
+    #[test]
+    fn token_answers_are_read_and_need_their_secret() {
+        let secret = "kgt_0123456789abcdefghijABCDEFGHIJ01234567WXYZ";
+        let token = json!({
+            "id": "tok_abc", "name": "ci", "role": "editor", "team": "red", "last4": "WXYZ",
+            "created_at": "2030-01-01T00:00:00Z", "last_used_at": null, "expires_at": null,
+            "rotated_from": null, "token": secret,
+        });
+        let minted: NewToken = read(call("POST", "/v1/tokens"), &json_answer(201, &token)).unwrap();
+        assert_eq!(minted.secret, secret);
+        let mut without = token.clone();
+        without.as_object_mut().unwrap().remove("token");
+        assert!(read::<NewToken>(call("POST", "/v1/tokens"), &json_answer(201, &without)).is_err());
+        let mut mismatched = token.clone();
+        mismatched["last4"] = json!("0000");
+        assert!(
+            read::<NewToken>(call("POST", "/v1/tokens"), &json_answer(201, &mismatched)).is_err()
+        );
+        let list = json!({"tokens": [without]});
+        let list: TokenList = read(call("GET", "/v1/tokens"), &json_answer(200, &list)).unwrap();
+        assert_eq!(list.tokens[0].token, None);
+        let entry = json!({
+            "id": 1, "at": "2030-01-01T00:00:00Z", "token_id": "bootstrap",
+            "token_name": "bootstrap", "action": "key.create", "target": "key_abc",
+            "team": null, "changes": {"name": "ci"},
+        });
+        let page = json!({"entries": [entry], "next_cursor": null});
+        let page: AuditPage = read(call("GET", "/v1/audit"), &json_answer(200, &page)).unwrap();
+        assert_eq!(page.entries[0].action, "key.create");
     }
 
     #[test]

@@ -9,13 +9,14 @@ use crate::client::table::{key_details, key_table, usage_table};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-const SECRET_WARNING: &str =
+pub const SECRET_WARNING: &str =
     "Store this secret now: it is shown only once and cannot be recovered.";
 
 /// How many pages `list --all` follows at most: a million keys at the largest page size.
 const MAX_PAGES: usize = 1000;
 
-pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), String> {
+/// The admin API client the global options describe, and whether to print JSON.
+pub fn connect(client_args: ClientArgs) -> Result<(AdminClient, bool), String> {
     let token = client_args
         .token
         .filter(|token| !token.is_empty())
@@ -24,8 +25,11 @@ pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), String> 
     // `serve`.
     let url = base_url(&client_args.url)
         .map_err(|problem| format!("--url (or KEYGATE_URL) {:?}: {problem}", client_args.url))?;
-    let client = AdminClient::new(&url, token);
-    let json = client_args.json;
+    Ok((AdminClient::new(&url, token), client_args.json))
+}
+
+pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), String> {
+    let (client, json) = connect(client_args)?;
     match command {
         KeysCommand::Create(create) => {
             let minted: NewKey = client.post("/v1/keys", &create_body(create))?;
@@ -258,7 +262,7 @@ fn to_json(answer: &impl Serialize) -> Result<Value, String> {
         .map_err(|error| format!("cannot print the answer as JSON: {error}"))
 }
 
-fn print_json(answer: &impl Serialize) -> Result<(), String> {
+pub fn print_json(answer: &impl Serialize) -> Result<(), String> {
     let value = to_json(answer)?;
     println!(
         "{}",

@@ -1,8 +1,10 @@
-//! `keygate-control keys …`: the admin API from the command line.
+//! `keygate-control keys|tokens|audit …`: the admin API from the command line.
 
 mod answers;
 mod commands;
 mod http;
+mod manage;
 mod table;
 
 pub use commands::run;
+pub use manage::{run_audit, run_tokens};

@@ -2,7 +2,7 @@
 //! terminal. Long names and teams are cut with `…` in tables (`show` or `--json` has them
 //! whole); long values in the detail and usage views wrap onto more lines.
 
-use crate::client::answers::{EffectiveLimits, Key, UsageCounts, UsageReport};
+use crate::client::answers::{AuditEntry, EffectiveLimits, Key, Token, UsageCounts, UsageReport};
 use crate::clock;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -267,6 +267,69 @@ pub fn key_table(keys: &[Key], now: DateTime<Utc>) -> String {
         column("KEY", Fit::Keep),
         column("STATUS", Fit::Keep),
         column("PLAN", Fit::Keep),
+    ];
+    render(&columns, &rows, true)
+}
+
+/// The UTC day of an instant (`2030-01-01`), or `-`; tables have no room for the time.
+fn day(instant: Option<&str>) -> String {
+    optional(instant.map(|instant| instant.get(..10).unwrap_or(instant)))
+}
+
+/// One line per management token (used and expiry by UTC day; `--json` has the instants),
+/// never more of its secret than the last four.
+pub fn token_table(tokens: &[Token]) -> String {
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|token| {
+            vec![
+                text(&token.id),
+                text(&token.name),
+                token.role.as_str().to_string(),
+                optional(token.team.as_deref()),
+                format!("kgt_…{}", text(&token.last4)),
+                day(token.last_used_at.as_deref()),
+                day(token.expires_at.as_deref()),
+            ]
+        })
+        .collect();
+    let columns = [
+        column("ID", Fit::Keep),
+        column("NAME", Fit::Truncate),
+        column("ROLE", Fit::Keep),
+        column("TEAM", Fit::Truncate),
+        column("TOKEN", Fit::Keep),
+        column("USED", Fit::Keep),
+        column("EXPIRES", Fit::Keep),
+    ];
+    render(&columns, &rows, true)
+}
+
+/// One line per audit entry; `--json` has the changed fields.
+pub fn audit_table(entries: &[AuditEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            let fields = entry
+                .changes
+                .as_object()
+                .map(|changes| changes.keys().cloned().collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
+            vec![
+                text(&entry.at),
+                text(&entry.token_name),
+                text(&entry.action),
+                text(&entry.target),
+                text(&fields),
+            ]
+        })
+        .collect();
+    let columns = [
+        column("AT", Fit::Keep),
+        column("BY", Fit::Truncate),
+        column("ACTION", Fit::Keep),
+        column("TARGET", Fit::Keep),
+        column("FIELDS", Fit::Wrap),
     ];
     render(&columns, &rows, true)
 }

@@ -5,7 +5,7 @@ use crate::clock;
 use crate::store::keys::StoredKey;
 use chrono::{DateTime, Utc};
 use rusqlite::{named_params, Row, Transaction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// Who makes a change: a management token (never its secret) and the team it is bound to.
@@ -65,7 +65,7 @@ impl Action {
 }
 
 /// One entry as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
