@@ -57,8 +57,12 @@ pub enum Command {
     Keys(KeysArgs),
     /// Manage the admin API's management tokens (admin role).
     Tokens(TokensArgs),
+    /// Manage plans and their default limits (reading: viewer role; changing: admin).
+    Plans(PlansArgs),
     /// Read the audit log of changes made through the admin API (admin role).
     Audit(AuditArgs),
+    /// Show usage summed over a team's keys (or every key) by hour or UTC day.
+    Usage(TeamUsageArgs),
     /// Print a shell completion script to standard output.
     #[command(after_help = "Install it with, for example:\n  \
         bash: keygate-control completion bash > ~/.local/share/bash-completion/completions/keygate-control\n  \
@@ -92,6 +96,15 @@ pub struct ServeArgs {
     /// Use dev-admin-token / dev-sync-token for whichever token is not set.
     #[arg(long)]
     pub dev: bool,
+    /// Days of hourly usage to keep; older hours are kept as UTC-day totals.
+    #[arg(
+        long,
+        env = "KEYGATE_USAGE_RETENTION_DAYS",
+        default_value_t = 90,
+        value_name = "DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=36600)
+    )]
+    pub usage_retention_days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +205,46 @@ pub enum TokensCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct PlansArgs {
+    #[command(subcommand)]
+    pub command: PlansCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlansCommand {
+    /// List the plans and their default limits.
+    List,
+    /// Create a plan; a limit not given is unlimited.
+    Create {
+        /// 1–64 lowercase letters, digits or '-'.
+        name: String,
+        /// What the plan is for (at most 256 characters).
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Change a plan; every key on it gets the new limits in the next snapshot.
+    Update {
+        /// The plan's name.
+        name: String,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Make a limit unlimited (repeatable; all for every limit not given).
+        #[arg(long = "clear-limit", value_name = "WINDOW", value_enum)]
+        clear_limits: Vec<LimitWindow>,
+    },
+    /// Delete a plan no key is on.
+    Delete {
+        /// The plan's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Only entries about this key or token id.
     #[arg(long)]
@@ -211,6 +264,23 @@ pub struct AuditArgs {
 pub struct UsageArgs {
     /// The key's id (key_…).
     pub id: String,
+    /// RFC 3339 start (default: 24 hours before --to).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// RFC 3339 end (default: now).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// One row per hour (the default) or per UTC day.
+    #[arg(long, value_parser = ["hour", "day"])]
+    pub granularity: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TeamUsageArgs {
+    /// The team whose keys to sum (default: a team token's own team; without it, every key,
+    /// which needs an admin token of no team).
+    #[arg(long)]
+    pub team: Option<String>,
     /// RFC 3339 start (default: 24 hours before --to).
     #[arg(long)]
     pub from: Option<String>,
@@ -294,8 +364,8 @@ pub struct CreateArgs {
     /// RFC 3339 instant, e.g. 2030-01-01T00:00:00Z.
     #[arg(long)]
     pub expires_at: Option<String>,
-    /// Billing plan, which sets the default limits (free by default).
-    #[arg(long, value_parser = ["free", "pro", "business", "enterprise"])]
+    /// Billing plan, which sets the default limits (free by default; see `plans list`).
+    #[arg(long)]
     pub plan: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -376,7 +446,7 @@ pub struct UpdateArgs {
     #[arg(long, conflicts_with = "expires_at")]
     pub no_expiry: bool,
     /// A new plan; overrides keep applying over its limits.
-    #[arg(long, value_parser = ["free", "pro", "business", "enterprise"])]
+    #[arg(long)]
     pub plan: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,

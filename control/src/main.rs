@@ -30,7 +30,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keys(args) => client::run(cli.client, args.command),
         Command::Tokens(args) => client::run_tokens(cli.client, args.command),
+        Command::Plans(args) => client::run_plans(cli.client, args.command),
         Command::Audit(args) => client::run_audit(cli.client, args),
+        Command::Usage(args) => client::run_team_usage(cli.client, args),
         Command::Serve(args) => {
             refuse_client_options(&matches, "serve").and_then(|()| server::run(args))
         }

@@ -1,51 +1,255 @@
 //! Plans, environments and the per-key limit overrides, and how they resolve into the
-//! effective limits the filter enforces.
+//! effective limits the filter enforces. Plans are data (`store/plans.rs`); the four below are
+//! seeded on every database.
 
+use crate::validate::{not_null, present_or_null, FieldError};
+use keygate::contract::fields;
 use keygate::contract::snapshot::Limits;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-/// A billing plan; each carries default request limits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Plan {
-    #[default]
-    Free,
-    Pro,
-    Business,
-    Enterprise,
+/// The name of a billing plan, as keys refer to it. Whether a plan of this name exists is the
+/// store's to say (`store::plans`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Plan(Cow<'static, str>);
+
+/// The seeded plans by name, spelled as the variants of the enum plans once were.
+#[allow(non_upper_case_globals)]
+impl Plan {
+    pub const Free: Plan = Plan(Cow::Borrowed("free"));
+    pub const Pro: Plan = Plan(Cow::Borrowed("pro"));
+    pub const Business: Plan = Plan(Cow::Borrowed("business"));
+    pub const Enterprise: Plan = Plan(Cow::Borrowed("enterprise"));
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan::Free
+    }
 }
 
 impl Plan {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Free => "free",
-            Plan::Pro => "pro",
-            Plan::Business => "business",
-            Plan::Enterprise => "enterprise",
-        }
+    pub fn new(name: impl Into<String>) -> Plan {
+        Plan(Cow::Owned(name.into()))
     }
 
-    pub fn parse(name: &str) -> Option<Plan> {
-        [Plan::Free, Plan::Pro, Plan::Business, Plan::Enterprise]
-            .into_iter()
-            .find(|plan| plan.as_str() == name)
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
+}
 
-    /// The plan's limits before any per-key override; `None` is unlimited.
-    pub fn default_limits(self) -> Limits {
-        let (per_minute, per_day) = match self {
-            Plan::Free => (Some(60), Some(1_000)),
-            Plan::Pro => (Some(300), Some(10_000)),
-            Plan::Business => (Some(1_000), Some(100_000)),
-            Plan::Enterprise => (None, None),
-        };
-        Limits {
+/// Longest plan name.
+pub const MAX_PLAN_NAME_CHARS: usize = 64;
+/// Longest plan description.
+pub const MAX_PLAN_DESCRIPTION_CHARS: usize = 256;
+
+/// A plan's default limits; `None` is unlimited. `per_month` is a quota the control service
+/// enforces; the others the filter enforces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanLimits {
+    pub per_minute: Option<u64>,
+    pub per_hour: Option<u64>,
+    pub per_day: Option<u64>,
+    pub per_month: Option<u64>,
+    pub concurrent: Option<u64>,
+}
+
+impl PlanLimits {
+    /// The limits by field name, for validation messages, storage and the audit log.
+    pub fn fields(&self) -> [(&'static str, Option<u64>); 5] {
+        [
+            ("per_minute", self.per_minute),
+            ("per_hour", self.per_hour),
+            ("per_day", self.per_day),
+            ("per_month", self.per_month),
+            ("concurrent", self.concurrent),
+        ]
+    }
+}
+
+/// A plan as stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDefinition {
+    pub name: Plan,
+    pub description: String,
+    #[serde(flatten)]
+    pub limits: PlanLimits,
+}
+
+/// The plans every new database starts with (and older ones get on open, if missing).
+pub fn seeded_plans() -> [PlanDefinition; 4] {
+    let plan = |name: Plan, description: &str, per_minute, per_day| PlanDefinition {
+        name,
+        description: description.to_string(),
+        limits: PlanLimits {
             per_minute,
-            per_hour: None,
             per_day,
-            concurrent: None,
+            ..PlanLimits::default()
+        },
+    };
+    [
+        plan(
+            Plan::Free,
+            "60 requests a minute, 1,000 a day",
+            Some(60),
+            Some(1_000),
+        ),
+        plan(
+            Plan::Pro,
+            "300 requests a minute, 10,000 a day",
+            Some(300),
+            Some(10_000),
+        ),
+        plan(
+            Plan::Business,
+            "1,000 requests a minute, 100,000 a day",
+            Some(1_000),
+            Some(100_000),
+        ),
+        plan(Plan::Enterprise, "unlimited", None, None),
+    ]
+}
+
+/// Body of `POST /v1/plans`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePlanRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub per_minute: Option<u64>,
+    #[serde(default)]
+    pub per_hour: Option<u64>,
+    #[serde(default)]
+    pub per_day: Option<u64>,
+    #[serde(default)]
+    pub per_month: Option<u64>,
+    #[serde(default)]
+    pub concurrent: Option<u64>,
+}
+
+/// Body of `PATCH /v1/plans/{name}`: a merge patch; `null` makes a limit unlimited.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePlanRequest {
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_minute: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_hour: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_day: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub per_month: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub concurrent: Option<Option<u64>>,
+}
+
+/// The validated changes of a plan PATCH; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanChanges {
+    pub description: Option<String>,
+    pub per_minute: Option<Option<u64>>,
+    pub per_hour: Option<Option<u64>>,
+    pub per_day: Option<Option<u64>>,
+    pub per_month: Option<Option<u64>>,
+    pub concurrent: Option<Option<u64>>,
+}
+
+impl PlanChanges {
+    /// `plan` with these changes laid over it.
+    pub fn apply(&self, plan: &PlanDefinition) -> PlanDefinition {
+        let limits = &plan.limits;
+        PlanDefinition {
+            name: plan.name.clone(),
+            description: self
+                .description
+                .clone()
+                .unwrap_or_else(|| plan.description.clone()),
+            limits: PlanLimits {
+                per_minute: self.per_minute.unwrap_or(limits.per_minute),
+                per_hour: self.per_hour.unwrap_or(limits.per_hour),
+                per_day: self.per_day.unwrap_or(limits.per_day),
+                per_month: self.per_month.unwrap_or(limits.per_month),
+                concurrent: self.concurrent.unwrap_or(limits.concurrent),
+            },
         }
     }
+}
+
+/// A plan name: 1 to 64 of lowercase ASCII letters, digits and `-`.
+pub fn plan_name(field: &str, name: &str) -> Result<Plan, FieldError> {
+    let valid_chars = name
+        .bytes()
+        .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if name.is_empty() || name.len() > MAX_PLAN_NAME_CHARS || !valid_chars {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "must be 1 to {MAX_PLAN_NAME_CHARS} lowercase letters, digits or '-', got {name:?}"
+            ),
+        ));
+    }
+    Ok(Plan::new(name))
+}
+
+fn description(text: String) -> Result<String, FieldError> {
+    if text.chars().count() > MAX_PLAN_DESCRIPTION_CHARS {
+        return Err(FieldError::new(
+            "description",
+            format!("must be at most {MAX_PLAN_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    crate::validate::printable("description", text)
+}
+
+fn plan_limits(limits: PlanLimits) -> Result<PlanLimits, FieldError> {
+    for (field, value) in limits.fields() {
+        fields::limit(field, value)?;
+    }
+    Ok(limits)
+}
+
+/// Checks a new plan.
+pub fn validate_new_plan(request: CreatePlanRequest) -> Result<PlanDefinition, FieldError> {
+    Ok(PlanDefinition {
+        name: plan_name("name", &request.name)?,
+        description: description(request.description)?,
+        limits: plan_limits(PlanLimits {
+            per_minute: request.per_minute,
+            per_hour: request.per_hour,
+            per_day: request.per_day,
+            per_month: request.per_month,
+            concurrent: request.concurrent,
+        })?,
+    })
+}
+
+/// Checks a plan PATCH.
+pub fn validate_plan_changes(request: UpdatePlanRequest) -> Result<PlanChanges, FieldError> {
+    let limit = |field: &str, value: Option<Option<u64>>| {
+        if let Some(value) = value {
+            fields::limit(field, value)?;
+        }
+        Ok::<_, FieldError>(value)
+    };
+    Ok(PlanChanges {
+        description: not_null(
+            "description",
+            Some("send \"\" for none"),
+            request.description,
+        )?
+        .map(description)
+        .transpose()?,
+        per_minute: limit("per_minute", request.per_minute)?,
+        per_hour: limit("per_hour", request.per_hour)?,
+        per_day: limit("per_day", request.per_day)?,
+        per_month: limit("per_month", request.per_month)?,
+        concurrent: limit("concurrent", request.concurrent)?,
+    })
 }
 
 /// Whether a key is for production traffic or the sandbox; decides the secret's prefix.
@@ -129,30 +333,28 @@ pub struct Quotas {
 }
 
 /// The plan's defaults with each given override replacing its field.
-pub fn effective_limits(plan: Plan, overrides: &LimitOverrides) -> Limits {
-    let defaults = plan.default_limits();
+pub fn effective_limits(plan: &PlanLimits, overrides: &LimitOverrides) -> Limits {
     Limits {
-        per_minute: overrides.per_minute.or(defaults.per_minute),
-        per_hour: overrides.per_hour.or(defaults.per_hour),
-        per_day: overrides.per_day.or(defaults.per_day),
-        concurrent: overrides.concurrent.or(defaults.concurrent),
+        per_minute: overrides.per_minute.or(plan.per_minute),
+        per_hour: overrides.per_hour.or(plan.per_hour),
+        per_day: overrides.per_day.or(plan.per_day),
+        concurrent: overrides.concurrent.or(plan.concurrent),
     }
 }
 
-/// The daily quota is the effective `per_day`; no plan has a monthly quota by default, so the
-/// monthly one is the override or nothing.
-pub fn effective_quotas(plan: Plan, overrides: &LimitOverrides) -> Quotas {
+/// The daily quota is the effective `per_day`, the monthly one the effective `per_month`.
+pub fn effective_quotas(plan: &PlanLimits, overrides: &LimitOverrides) -> Quotas {
     Quotas {
         per_day: effective_limits(plan, overrides).per_day,
-        per_month: overrides.per_month,
+        per_month: overrides.per_month.or(plan.per_month),
     }
 }
 
 /// [`effective_limits`] with the monthly quota, for the admin API.
-pub fn effective_admin_limits(plan: Plan, overrides: &LimitOverrides) -> AdminLimits {
+pub fn effective_admin_limits(plan: &PlanLimits, overrides: &LimitOverrides) -> AdminLimits {
     AdminLimits {
         enforced_by_proxy: effective_limits(plan, overrides),
-        per_month: overrides.per_month,
+        per_month: overrides.per_month.or(plan.per_month),
     }
 }
 
@@ -169,8 +371,16 @@ mod tests {
         }
     }
 
+    fn seeded(plan: Plan) -> PlanLimits {
+        seeded_plans()
+            .into_iter()
+            .find(|seed| seed.name == plan)
+            .unwrap()
+            .limits
+    }
+
     #[test]
-    fn plan_defaults_match_the_published_table() {
+    fn seeded_plans_match_the_published_table() {
         let cases = [
             (Plan::Free, limits(Some(60), None, Some(1_000), None)),
             (Plan::Pro, limits(Some(300), None, Some(10_000), None)),
@@ -182,10 +392,11 @@ mod tests {
         ];
         for (plan, expected) in cases {
             assert_eq!(
-                effective_limits(plan, &LimitOverrides::default()),
+                effective_limits(&seeded(plan.clone()), &LimitOverrides::default()),
                 expected,
                 "{plan:?}"
             );
+            assert_eq!(seeded(plan).per_month, None);
         }
     }
 
@@ -197,39 +408,48 @@ mod tests {
             ..LimitOverrides::default()
         };
         assert_eq!(
-            effective_limits(Plan::Pro, &overrides),
+            effective_limits(&seeded(Plan::Pro), &overrides),
             limits(Some(5), None, Some(10_000), Some(2))
         );
         assert_eq!(
-            effective_limits(Plan::Enterprise, &overrides),
+            effective_limits(&seeded(Plan::Enterprise), &overrides),
             limits(Some(5), None, None, Some(2))
         );
     }
 
     #[test]
-    fn quotas_are_the_effective_day_and_the_month_override() {
+    fn quotas_are_the_effective_day_and_month() {
         let none = LimitOverrides::default();
         assert_eq!(
-            effective_quotas(Plan::Free, &none),
+            effective_quotas(&seeded(Plan::Free), &none),
             Quotas {
                 per_day: Some(1_000),
                 per_month: None
             }
         );
-        assert_eq!(effective_quotas(Plan::Enterprise, &none), Quotas::default());
+        assert_eq!(
+            effective_quotas(&seeded(Plan::Enterprise), &none),
+            Quotas::default()
+        );
         let monthly = LimitOverrides {
             per_day: Some(5),
             per_month: Some(100),
             ..LimitOverrides::default()
         };
         assert_eq!(
-            effective_quotas(Plan::Enterprise, &monthly),
+            effective_quotas(&seeded(Plan::Enterprise), &monthly),
             Quotas {
                 per_day: Some(5),
                 per_month: Some(100)
             }
         );
-        let shown = serde_json::to_value(effective_admin_limits(Plan::Pro, &monthly)).unwrap();
+        let plan_monthly = PlanLimits {
+            per_month: Some(7),
+            ..PlanLimits::default()
+        };
+        assert_eq!(effective_quotas(&plan_monthly, &none).per_month, Some(7));
+        let shown =
+            serde_json::to_value(effective_admin_limits(&seeded(Plan::Pro), &monthly)).unwrap();
         assert_eq!(
             shown,
             serde_json::json!({"per_minute": 300, "per_hour": null, "per_day": 5,
@@ -238,11 +458,86 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip() {
-        for plan in [Plan::Free, Plan::Pro, Plan::Business, Plan::Enterprise] {
-            assert_eq!(Plan::parse(plan.as_str()), Some(plan));
+    fn plan_names_are_slugs() {
+        for good in ["free", "gold-2", "a", &"x".repeat(64)] {
+            assert_eq!(plan_name("name", good).unwrap().as_str(), good);
         }
-        assert_eq!(Plan::parse("gold"), None);
+        for bad in ["", "Gold", "gold plan", "gold_2", "ü", &"x".repeat(65)] {
+            let error = plan_name("name", bad).unwrap_err();
+            assert!(error.to_string().starts_with("name:"), "{bad:?}: {error}");
+        }
+        assert_eq!(Plan::default(), Plan::Free);
+        assert_eq!(
+            serde_json::to_value(Plan::new("gold")).unwrap(),
+            serde_json::json!("gold")
+        );
+    }
+
+    #[test]
+    fn new_plans_are_validated_field_by_field() {
+        let request = |body: serde_json::Value| {
+            validate_new_plan(serde_json::from_value(body).unwrap()).map_err(|e| e.to_string())
+        };
+        let gold = request(serde_json::json!({"name": "gold", "per_minute": 5})).unwrap();
+        assert_eq!(gold.limits.per_minute, Some(5));
+        assert_eq!(gold.description, "");
+        let cases = [
+            (serde_json::json!({"name": "Gold"}), "name:"),
+            (
+                serde_json::json!({"name": "g", "per_minute": 0}),
+                "per_minute:",
+            ),
+            (serde_json::json!({"name": "g", "per_hour": 0}), "per_hour:"),
+            (serde_json::json!({"name": "g", "per_day": 0}), "per_day:"),
+            (
+                serde_json::json!({"name": "g", "per_month": 0}),
+                "per_month:",
+            ),
+            (
+                serde_json::json!({"name": "g", "concurrent": 0}),
+                "concurrent:",
+            ),
+            (
+                serde_json::json!({"name": "g", "description": "a\nb"}),
+                "description:",
+            ),
+            (
+                serde_json::json!({"name": "g", "description": "d".repeat(257)}),
+                "description:",
+            ),
+        ];
+        for (body, field) in cases {
+            let error = request(body.clone()).unwrap_err();
+            assert!(error.starts_with(field), "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn plan_changes_keep_absent_fields_and_null_clears_a_limit() {
+        let changes = |body: serde_json::Value| {
+            validate_plan_changes(serde_json::from_value(body).unwrap()).map_err(|e| e.to_string())
+        };
+        let plan = seeded_plans()[0].clone();
+        let patched = changes(serde_json::json!({"per_minute": null, "per_hour": 9}))
+            .unwrap()
+            .apply(&plan);
+        assert_eq!(patched.limits.per_minute, None);
+        assert_eq!(patched.limits.per_hour, Some(9));
+        assert_eq!(patched.limits.per_day, Some(1_000));
+        assert_eq!(patched.description, plan.description);
+        assert!(changes(serde_json::json!({"description": null}))
+            .unwrap_err()
+            .starts_with("description:"));
+        assert!(changes(serde_json::json!({"concurrent": 0}))
+            .unwrap_err()
+            .starts_with("concurrent:"));
+        assert!(
+            serde_json::from_value::<UpdatePlanRequest>(serde_json::json!({"name": "x"})).is_err()
+        );
+    }
+
+    #[test]
+    fn environment_names_round_trip() {
         assert_eq!(Environment::parse("test"), Some(Environment::Test));
         assert_eq!(Environment::parse("prod"), None);
         assert_eq!(Environment::Test.secret_prefix(), "pk_test_");

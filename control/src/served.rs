@@ -12,7 +12,7 @@ use keygate::contract::snapshot::KeyRecord;
 pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {
     KeyRecord {
         quota_exceeded_until: mark_in_force(key.quota_exceeded_until.as_deref(), now),
-        limits: effective_limits(key.plan, &key.limits),
+        limits: effective_limits(&key.plan_limits, &key.limits),
         id: key.id,
         hash: key.hash,
         prefix: key.prefix,

@@ -126,7 +126,7 @@ pub struct RotateKeyRequest {
 }
 
 /// Tells an explicit `null` (→ `Some(None)`) from an absent field (→ `None` via `default`).
-fn present_or_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present_or_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -214,7 +214,7 @@ impl Rules<'_> {
                 .transpose()?,
             plan: not_null(
                 "plan",
-                Some("send free, pro, business or enterprise"),
+                Some("send the name of a plan (GET /v1/plans)"),
                 request.plan,
             )?,
             limits: match request.limits {
@@ -335,7 +335,7 @@ fn allowed_ips(entries: Vec<String>) -> Result<Vec<String>, FieldError> {
 
 /// The value of a PATCH field that cannot be empty: absent is fine, `null` is refused, saying
 /// what to send `instead` when there is a way to empty it.
-fn not_null<T>(
+pub(crate) fn not_null<T>(
     field: &str,
     instead: Option<&str>,
     value: Option<Option<T>>,

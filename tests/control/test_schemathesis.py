@@ -41,6 +41,7 @@ DEADLINE_SECONDS = max(120, EXAMPLES * 2)
 RUNS = [
     ("admin", ADMIN_TOKEN, "^/v1/keys", "examples,coverage,fuzzing,stateful", []),
     ("tokens", ADMIN_TOKEN, "^/v1/(tokens|audit)", "examples,coverage,fuzzing", []),
+    ("plans", ADMIN_TOKEN, "^/v1/plans", "examples,coverage,fuzzing", []),
     ("snapshot", SYNC_TOKEN, "^/v1/snapshot$", "examples,coverage", []),
     ("snapshot-fuzz", SYNC_TOKEN, "^/v1/snapshot$", "fuzzing", ["--mode", "positive"]),
     ("usage", SYNC_TOKEN, "^/v1/usage$", "examples,fuzzing", []),

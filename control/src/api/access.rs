@@ -37,8 +37,22 @@ const fn rule(method: &'static str, path: &'static str, role: Role, success: u16
     }
 }
 
+/// A rule for a route whose records belong to no team (plans): a team token of the role
+/// reaches all of them.
+const fn shared_rule(
+    method: &'static str,
+    path: &'static str,
+    role: Role,
+    success: u16,
+) -> RouteRule {
+    RouteRule {
+        team_scoped: false,
+        ..rule(method, path, role, success)
+    }
+}
+
 /// Every admin route. Viewers read keys and usage; editors also change keys; admins also
-/// manage tokens and read the audit log.
+/// manage tokens and plans and read the audit log.
 pub const ADMIN_ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/keys", Role::Viewer, 200),
     rule("POST", "/v1/keys", Role::Editor, 201),
@@ -47,11 +61,17 @@ pub const ADMIN_ROUTES: &[RouteRule] = &[
     rule("DELETE", "/v1/keys/{id}", Role::Editor, 204),
     rule("POST", "/v1/keys/{id}/rotate", Role::Editor, 201),
     rule("GET", "/v1/keys/{id}/usage", Role::Viewer, 200),
+    rule("GET", "/v1/usage", Role::Viewer, 200),
     rule("GET", "/v1/tokens", Role::Admin, 200),
     rule("POST", "/v1/tokens", Role::Admin, 201),
     rule("DELETE", "/v1/tokens/{id}", Role::Admin, 204),
     rule("POST", "/v1/tokens/{id}/rotate", Role::Admin, 201),
     rule("GET", "/v1/audit", Role::Admin, 200),
+    shared_rule("GET", "/v1/plans", Role::Viewer, 200),
+    shared_rule("POST", "/v1/plans", Role::Admin, 201),
+    shared_rule("GET", "/v1/plans/{name}", Role::Viewer, 200),
+    shared_rule("PATCH", "/v1/plans/{name}", Role::Admin, 200),
+    shared_rule("DELETE", "/v1/plans/{name}", Role::Admin, 204),
 ];
 
 /// The rule for `method` on the route pattern `path`.

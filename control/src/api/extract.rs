@@ -210,8 +210,8 @@ mod tests {
                 "limits.per_minute: invalid type",
             ),
             (
-                r#"{"name":"a","plan":"gold"}"#,
-                "plan: unknown variant `gold`",
+                r#"{"name":"a","plan":7}"#,
+                "plan: invalid type: integer `7`, expected a string",
             ),
             (r#"{"name":"a","scopes":"all"}"#, "scopes: invalid type"),
             (r#"["a"]"#, "body: must be a JSON object"),

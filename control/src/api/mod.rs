@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod plans;
 pub mod router;
 pub mod snapshot;
 pub mod state;

@@ -4,10 +4,11 @@ use crate::api::access::{RouteRule, ADMIN_ROUTES};
 use crate::api::audit::list_audit;
 use crate::api::error::{method_not_allowed, route_not_found};
 use crate::api::keys::{create_key, delete_key, list_keys, rotate_key, show_key, update_key};
+use crate::api::plans::{create_plan, delete_plan, list_plans, show_plan, update_plan};
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::tokens::{create_token, list_tokens, revoke_token, rotate_token};
-use crate::api::usage::{key_usage, record_usage, MAX_USAGE_BODY_BYTES};
+use crate::api::usage::{key_usage, record_usage, team_usage, MAX_USAGE_BODY_BYTES};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -32,11 +33,17 @@ fn admin_handler(rule: &RouteRule) -> Option<MethodRouter<AppState>> {
         ("DELETE", "/v1/keys/{id}") => delete(delete_key),
         ("POST", "/v1/keys/{id}/rotate") => post(rotate_key),
         ("GET", "/v1/keys/{id}/usage") => get(key_usage),
+        ("GET", "/v1/usage") => get(team_usage),
         ("GET", "/v1/tokens") => get(list_tokens),
         ("POST", "/v1/tokens") => post(create_token),
         ("DELETE", "/v1/tokens/{id}") => delete(revoke_token),
         ("POST", "/v1/tokens/{id}/rotate") => post(rotate_token),
         ("GET", "/v1/audit") => get(list_audit),
+        ("GET", "/v1/plans") => get(list_plans),
+        ("POST", "/v1/plans") => post(create_plan),
+        ("GET", "/v1/plans/{name}") => get(show_plan),
+        ("PATCH", "/v1/plans/{name}") => patch(update_plan),
+        ("DELETE", "/v1/plans/{name}") => delete(delete_plan),
         _ => return None,
     };
     Some(handler)

@@ -32,6 +32,10 @@ pub struct KeyView {
     pub created_at: String,
     pub updated_at: String,
     pub rotated_from: Option<String>,
+    /// Start of the newest UTC hour usage reports counted allowed requests in; null before
+    /// any. Known as late as the proxies' report interval, to the hour.
+    #[serde(default)]
+    pub last_used_at: Option<String>,
     /// The secret; present only in the response that created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -47,7 +51,7 @@ impl KeyView {
     /// The key as shown at `now` (a quota mark that has passed shows as null).
     pub fn at(key: StoredKey, now: DateTime<Utc>) -> Self {
         KeyView {
-            effective_limits: effective_admin_limits(key.plan, &key.limits),
+            effective_limits: effective_admin_limits(&key.plan_limits, &key.limits),
             quota_exceeded_until: mark_in_force(key.quota_exceeded_until.as_deref(), now),
             id: key.id,
             name: key.name,
@@ -64,6 +68,7 @@ impl KeyView {
             created_at: key.created_at,
             updated_at: key.updated_at,
             rotated_from: key.rotated_from,
+            last_used_at: key.last_used_at,
             key: None,
         }
     }

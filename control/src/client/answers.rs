@@ -46,6 +46,18 @@ pub struct UsageReport {
     pub totals: UsageCounts,
 }
 
+/// `GET /v1/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamUsageReport {
+    /// The team summed over; `None` for every key.
+    pub team: Option<String>,
+    pub granularity: String,
+    pub from: String,
+    pub to: String,
+    pub buckets: Vec<UsageBucket>,
+    pub totals: UsageCounts,
+}
+
 /// Requests in one bucket or in total: the wire form of `usage_range::Counts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageCounts {
@@ -185,6 +197,14 @@ impl Reply for UsageReport {
     }
 }
 
+impl Reply for TeamUsageReport {
+    const STATUS: u16 = 200;
+    const BODY: Option<&'static str> = Some("a team usage report");
+    fn from_body(body: &[u8]) -> Result<Self, String> {
+        json(body)
+    }
+}
+
 impl Reply for Deleted {
     const STATUS: u16 = 204;
     const BODY: Option<&'static str> = None;
@@ -266,7 +286,7 @@ fn not_keygate<T: Reply>(call: Call, answer: &Answer, problem: Option<&str>) -> 
 
 /// The body as `T`. What is wrong is described by field name only: serde's own messages quote
 /// the offending value, and a server that echoes requests would have the admin token in it.
-fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|error| match error.classify() {
         Category::Data => {
             let message = error.to_string();
@@ -328,6 +348,7 @@ mod tests {
             expires_at: Some("2030-01-01T00:00:00Z".into()),
             active: true,
             plan: Plan::Pro,
+            plan_limits: crate::plans::seeded_plans()[1].limits,
             limits: LimitOverrides {
                 per_minute: Some(7),
                 per_month: Some(100),
@@ -339,6 +360,7 @@ mod tests {
             deleted: false,
             updated_version: 1,
             quota_exceeded_until: None,
+            last_used_at: None,
         }
     }
 

@@ -1,11 +1,12 @@
 //! One function per `keys` subcommand: build the request, call the API, print the result.
 
 use crate::cli::{
-    ClientArgs, CreateArgs, KeysCommand, LimitArgs, LimitWindow, ListArgs, UpdateArgs, UsageArgs,
+    ClientArgs, CreateArgs, KeysCommand, LimitArgs, LimitWindow, ListArgs, TeamUsageArgs,
+    UpdateArgs, UsageArgs,
 };
-use crate::client::answers::{Deleted, Key, KeyPage, NewKey, UsageReport};
+use crate::client::answers::{Deleted, Key, KeyPage, NewKey, TeamUsageReport, UsageReport};
 use crate::client::http::{base_url, AdminClient};
-use crate::client::table::{key_details, key_table, usage_table};
+use crate::client::table::{key_details, key_table, team_usage_table, usage_table};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -91,6 +92,27 @@ pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), String> 
     Ok(())
 }
 
+/// `keygate-control usage`: usage summed over a team's keys, or every key.
+pub fn run_team_usage(client_args: ClientArgs, args: TeamUsageArgs) -> Result<(), String> {
+    let (client, json) = connect(client_args)?;
+    let query: Vec<(&'static str, String)> = [
+        ("team", args.team),
+        ("from", args.from),
+        ("to", args.to),
+        ("granularity", args.granularity),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name, value)))
+    .collect();
+    let report: TeamUsageReport = client.get("/v1/usage", &query)?;
+    if json {
+        print_json(&report)
+    } else {
+        println!("{}", team_usage_table(&report));
+        Ok(())
+    }
+}
+
 fn key_path(id: &str) -> String {
     // Ids are base62; anything else would not match a key anyway, so keep it out of the path.
     let safe: String = id
@@ -123,7 +145,7 @@ fn limit_values(limits: &LimitArgs) -> [(LimitWindow, Option<u64>); 5] {
 }
 
 /// The `limits` object of a create: the given overrides.
-fn limits_body(limits: &LimitArgs) -> Value {
+pub(super) fn limits_body(limits: &LimitArgs) -> Value {
     let mut body = Map::new();
     for (window, value) in limit_values(limits) {
         insert_some(&mut body, window.field(), value);
@@ -133,7 +155,10 @@ fn limits_body(limits: &LimitArgs) -> Value {
 
 /// The `limits` object of a PATCH, which the service merges into the key's overrides: the
 /// given values, and `null` for each cleared override (`all` clears those not given).
-fn limits_patch(limits: &LimitArgs, clear: &[LimitWindow]) -> Result<Option<Value>, String> {
+pub(super) fn limits_patch(
+    limits: &LimitArgs,
+    clear: &[LimitWindow],
+) -> Result<Option<Value>, String> {
     let clear_all = clear.contains(&LimitWindow::All);
     let mut patch = Map::new();
     for (window, value) in limit_values(limits) {

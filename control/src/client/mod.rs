@@ -4,7 +4,9 @@ mod answers;
 mod commands;
 mod http;
 mod manage;
+mod plans;
 mod table;
 
-pub use commands::run;
+pub use commands::{run, run_team_usage};
 pub use manage::{run_audit, run_tokens};
+pub use plans::run_plans;

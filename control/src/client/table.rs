@@ -2,7 +2,9 @@
 //! terminal. Long names and teams are cut with `…` in tables (`show` or `--json` has them
 //! whole); long values in the detail and usage views wrap onto more lines.
 
-use crate::client::answers::{AuditEntry, EffectiveLimits, Key, Token, UsageCounts, UsageReport};
+use crate::client::answers::{
+    AuditEntry, EffectiveLimits, Key, TeamUsageReport, Token, UsageBucket, UsageCounts, UsageReport,
+};
 use crate::clock;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -30,7 +32,7 @@ pub struct Column<'a> {
     pub fit: Fit,
 }
 
-const fn column(header: &str, fit: Fit) -> Column<'_> {
+pub(super) const fn column(header: &str, fit: Fit) -> Column<'_> {
     Column { header, fit }
 }
 
@@ -181,7 +183,7 @@ pub fn render(columns: &[Column], rows: &[Vec<String>], with_header: bool) -> St
 }
 
 /// A value as a cell: `-` when empty or absent.
-fn text(value: &str) -> String {
+pub(super) fn text(value: &str) -> String {
     if value.is_empty() {
         "-".into()
     } else {
@@ -244,7 +246,22 @@ fn status(key: &Key, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-/// One line per key: what tells keys apart and whether they work. Scopes, allowed IPs, expiry
+/// How long before `now` an instant was, to the hour (`0h`, `47h`, `12d`, `3y`); `-` for none.
+/// The key list has no room for a whole instant.
+fn age(instant: Option<&str>, now: DateTime<Utc>) -> String {
+    let Some(at) = instant.and_then(clock::parse) else {
+        return "-".into();
+    };
+    let hours = (now - at).num_hours().max(0);
+    match hours {
+        0..48 => format!("{hours}h"),
+        48..24_000 => format!("{}d", hours / 24),
+        _ => format!("{}y", hours / (24 * 365)),
+    }
+}
+
+/// One line per key: what tells keys apart, whether they work and how long ago they were last
+/// used (`USED`). Scopes, allowed IPs, expiry
 /// and limits are in `show`; the secret's prefix shows the environment.
 pub fn key_table(keys: &[Key], now: DateTime<Utc>) -> String {
     let rows: Vec<Vec<String>> = keys
@@ -257,6 +274,7 @@ pub fn key_table(keys: &[Key], now: DateTime<Utc>) -> String {
                 masked(key),
                 status(key, now).to_string(),
                 key.plan.as_str().to_string(),
+                age(key.last_used_at.as_deref(), now),
             ]
         })
         .collect();
@@ -267,6 +285,7 @@ pub fn key_table(keys: &[Key], now: DateTime<Utc>) -> String {
         column("KEY", Fit::Keep),
         column("STATUS", Fit::Keep),
         column("PLAN", Fit::Keep),
+        column("USED", Fit::Keep),
     ];
     render(&columns, &rows, true)
 }
@@ -354,6 +373,7 @@ pub fn key_details(key: &Key) -> String {
         ("created_at", text(&key.created_at)),
         ("updated_at", text(&key.updated_at)),
         ("rotated_from", optional(key.rotated_from.as_deref())),
+        ("last_used_at", optional(key.last_used_at.as_deref())),
     ]
     .into_iter()
     .map(|(field, value)| vec![format!("{field}:"), value])
@@ -394,12 +414,43 @@ pub fn usage_table(report: &UsageReport) -> String {
         text(&report.key_id),
         text(&report.granularity)
     );
-    let range = format!("Range: {} to {}", text(&report.from), text(&report.to));
-    let rows: Vec<Vec<String>> = report
-        .buckets
+    usage_buckets(
+        heading,
+        &report.from,
+        &report.to,
+        &report.buckets,
+        &report.totals,
+    )
+}
+
+/// A team's (or every key's) usage, laid out as [`usage_table`].
+pub fn team_usage_table(report: &TeamUsageReport) -> String {
+    let whose = report.team.as_deref().map_or_else(
+        || "every key".to_string(),
+        |team| format!("team {}", text(team)),
+    );
+    let heading = format!("Usage of {whose} by {}", text(&report.granularity));
+    usage_buckets(
+        heading,
+        &report.from,
+        &report.to,
+        &report.buckets,
+        &report.totals,
+    )
+}
+
+fn usage_buckets(
+    heading: String,
+    from: &str,
+    to: &str,
+    buckets: &[UsageBucket],
+    totals: &UsageCounts,
+) -> String {
+    let range = format!("Range: {} to {}", text(from), text(to));
+    let rows: Vec<Vec<String>> = buckets
         .iter()
         .map(|bucket| usage_row(text(&bucket.start), &bucket.counts))
-        .chain(std::iter::once(usage_row("TOTAL".into(), &report.totals)))
+        .chain(std::iter::once(usage_row("TOTAL".into(), totals)))
         .collect();
     let columns = [
         column("START", Fit::Keep),
@@ -450,8 +501,8 @@ mod tests {
         let table = key_table(std::slice::from_ref(&key()), now());
         assert_eq!(
             table,
-            "ID     NAME  TEAM  KEY            STATUS  PLAN\n\
-             key_1  ci    -     pk_live_…WXYZ  active  pro"
+            "ID     NAME  TEAM  KEY            STATUS  PLAN  USED\n\
+             key_1  ci    -     pk_live_…WXYZ  active  pro   -"
         );
     }
 
@@ -483,13 +534,13 @@ mod tests {
         let row = table.lines().nth(1).unwrap();
         assert!(row.starts_with("key_0123456789abcdef  nnnn"), "{row}");
         assert!(
-            row.contains("n…  東東") && row.contains("…   pk_live_…WXYZ  inactive"),
+            row.contains("n…  東東") && row.contains("…  pk_live_…WXYZ  inactive"),
             "{row}"
         );
-        assert!(row.ends_with("inactive  enterprise"), "{row}");
+        assert!(row.ends_with("inactive  enterprise  -"), "{row}");
         // Both cut columns get a fair share (a wide character may leave one column spare).
         let name = row.split("  ").nth(1).unwrap();
-        assert!(width(name) >= 8, "{row}");
+        assert!(width(name) >= 6, "{row}");
     }
 
     #[test]
@@ -507,7 +558,7 @@ mod tests {
         let details = key_details(&key());
         let lines: Vec<&str> = details.lines().collect();
         assert_fits(&details);
-        assert_eq!(lines.len(), 16, "{details}");
+        assert_eq!(lines.len(), 17, "{details}");
         assert_eq!(lines[0], "id:                    key_1");
         assert_eq!(lines[6], "allowed_ips:           10.0.0.0/8, 192.0.2.1");
         assert_eq!(
@@ -519,6 +570,23 @@ mod tests {
             "                       concurrent=unlimited per_month=unlimited"
         );
         assert_eq!(lines[15], "rotated_from:          -");
+        assert_eq!(lines[16], "last_used_at:          -");
+    }
+
+    #[test]
+    fn used_shows_how_long_ago_to_the_hour() {
+        let cases = [
+            (None, "-"),
+            (Some("2026-06-01T05:00:00Z"), "0h"),
+            (Some("2026-06-01T00:00:00Z"), "0h"),
+            (Some("2026-05-31T23:00:00Z"), "1h"),
+            (Some("2026-05-30T01:00:00Z"), "47h"),
+            (Some("2026-05-29T00:00:00Z"), "3d"),
+            (Some("2020-06-01T00:00:00Z"), "6y"),
+        ];
+        for (instant, expected) in cases {
+            assert_eq!(age(instant, now()), expected, "{instant:?}");
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum Action {
     TokenCreate,
     TokenRevoke,
     TokenRotate,
+    PlanCreate,
+    PlanUpdate,
+    PlanDelete,
 }
 
 impl Action {
@@ -60,6 +63,9 @@ impl Action {
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
             Action::TokenRotate => "token.rotate",
+            Action::PlanCreate => "plan.create",
+            Action::PlanUpdate => "plan.update",
+            Action::PlanDelete => "plan.delete",
         }
     }
 }

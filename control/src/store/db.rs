@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS keys (
     limit_concurrent INTEGER,
     limit_per_month  INTEGER,
     quota_exceeded_until TEXT,
+    last_used_at     TEXT,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
     rotated_from     TEXT,
@@ -51,6 +52,16 @@ CREATE TABLE IF NOT EXISTS usage_hourly (
     code       TEXT NOT NULL,
     count      INTEGER NOT NULL,
     PRIMARY KEY (key_id, hour_start, code)
+) STRICT, WITHOUT ROWID;
+-- For pruning and for reads across all keys, which scan by hour rather than by key.
+CREATE INDEX IF NOT EXISTS usage_hourly_by_hour ON usage_hourly (hour_start);
+-- Hours older than the usage retention, rolled up into UTC days (`day_start`, Unix seconds).
+CREATE TABLE IF NOT EXISTS usage_daily (
+    key_id    TEXT NOT NULL,
+    day_start INTEGER NOT NULL,
+    code      TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (key_id, day_start, code)
 ) STRICT, WITHOUT ROWID;
 -- Usage batches already counted, so a retried batch is not counted twice.
 CREATE TABLE IF NOT EXISTS usage_batches (
@@ -93,9 +104,10 @@ CREATE INDEX IF NOT EXISTS audit_log_by_target ON audit_log (target, seq);
 
 /// Columns added to `keys` after its first release, with their types; databases made before
 /// get them on open (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it was).
-const ADDED_KEY_COLUMNS: [(&str, &str); 2] = [
+const ADDED_KEY_COLUMNS: [(&str, &str); 3] = [
     ("limit_per_month", "INTEGER"),
     ("quota_exceeded_until", "TEXT"),
+    ("last_used_at", "TEXT"),
 ];
 
 /// Idle reader connections kept for reuse; more are opened under load and closed after.
@@ -137,6 +149,7 @@ impl Store {
             let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(SCHEMA)?;
             add_missing_key_columns(&tx)?;
+            crate::store::plans::ensure_plans(&tx)?;
             let epoch = ensure_meta(&tx)?;
             let version = current_version(&tx)?;
             tx.commit()?;
@@ -289,7 +302,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let older_schema = SCHEMA
             .replace("    limit_per_month  INTEGER,\n", "")
-            .replace("    quota_exceeded_until TEXT,\n", "");
+            .replace("    quota_exceeded_until TEXT,\n", "")
+            .replace("    last_used_at     TEXT,\n", "");
         assert_ne!(older_schema, SCHEMA);
         Connection::open(&path)
             .unwrap()

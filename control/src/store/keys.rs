@@ -1,7 +1,7 @@
 //! Key rows: reading, inserting, updating, tombstoning and paging through them.
 
 use crate::cursor::Position;
-use crate::plans::{Environment, LimitOverrides, Plan};
+use crate::plans::{Environment, LimitOverrides, Plan, PlanLimits};
 use rusqlite::types::Type;
 use rusqlite::{named_params, OptionalExtension, Row, Transaction};
 
@@ -22,6 +22,8 @@ pub struct StoredKey {
     pub expires_at: Option<String>,
     pub active: bool,
     pub plan: Plan,
+    /// The plan's limits as read with the row (not stored on it).
+    pub plan_limits: PlanLimits,
     pub limits: LimitOverrides,
     pub created_at: String,
     pub updated_at: String,
@@ -31,6 +33,9 @@ pub struct StoredKey {
     /// RFC 3339 instant until which the key is over its fleet-wide quota, as last computed;
     /// it may have passed since (see `quota::mark_in_force`).
     pub quota_exceeded_until: Option<String>,
+    /// RFC 3339 start of the newest hour a usage report counted allowed requests in; not part of
+    /// the snapshot, so setting it changes no version.
+    pub last_used_at: Option<String>,
 }
 
 /// Rows of one page and the position to continue after, if more follow.
@@ -78,10 +83,15 @@ impl KeyStatus {
     }
 }
 
-const COLUMNS: &str = "seq, id, hash, prefix, last4, name, environment, team, scopes, \
-    allowed_ips, expires_at, active, plan, limit_per_minute, limit_per_hour, limit_per_day, \
-    limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version, \
-    limit_per_month, quota_exceeded_until";
+const COLUMNS: &str = "keys.seq, keys.id, keys.hash, keys.prefix, keys.last4, keys.name, \
+    keys.environment, keys.team, keys.scopes, keys.allowed_ips, keys.expires_at, keys.active, \
+    keys.plan, keys.limit_per_minute, keys.limit_per_hour, keys.limit_per_day, \
+    keys.limit_concurrent, keys.created_at, keys.updated_at, keys.rotated_from, keys.deleted, \
+    keys.updated_version, keys.limit_per_month, keys.quota_exceeded_until, keys.last_used_at, \
+    plans.per_minute, plans.per_hour, plans.per_day, plans.per_month, plans.concurrent";
+
+/// Joins each key row to its plan's row, whose limits `COLUMNS` reads.
+const WITH_PLAN: &str = "LEFT JOIN plans ON plans.name = keys.plan";
 
 fn conversion_error(column: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, Type::Text, message.into())
@@ -115,8 +125,14 @@ fn from_row(row: &Row) -> rusqlite::Result<StoredKey> {
         allowed_ips: json_list(row, 9)?,
         expires_at: row.get(10)?,
         active: row.get(11)?,
-        plan: Plan::parse(&plan)
-            .ok_or_else(|| conversion_error(12, format!("unknown plan {plan:?}")))?,
+        plan: Plan::new(plan),
+        plan_limits: PlanLimits {
+            per_minute: limit(row, 25)?,
+            per_hour: limit(row, 26)?,
+            per_day: limit(row, 27)?,
+            per_month: limit(row, 28)?,
+            concurrent: limit(row, 29)?,
+        },
         limits: LimitOverrides {
             per_minute: limit(row, 13)?,
             per_hour: limit(row, 14)?,
@@ -130,6 +146,7 @@ fn from_row(row: &Row) -> rusqlite::Result<StoredKey> {
         deleted: row.get(20)?,
         updated_version: u64::try_from(updated_version).unwrap_or(0),
         quota_exceeded_until: row.get(23)?,
+        last_used_at: row.get(24)?,
     })
 }
 
@@ -234,11 +251,33 @@ pub fn set_quota_mark(
     Ok(())
 }
 
+/// Moves the key's `last_used_at` on to `hour` (an RFC 3339 hour start) unless it is already
+/// later. Leaves `updated_version` alone: the snapshot does not carry it.
+pub fn note_used(tx: &Transaction, seq: i64, hour: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE keys SET last_used_at = :hour
+         WHERE seq = :seq AND (last_used_at IS NULL OR last_used_at < :hour)",
+    )?
+    .execute(named_params! { ":seq": seq, ":hour": hour })?;
+    Ok(())
+}
+
+/// The live (not deleted) keys on `plan`.
+pub fn on_plan(tx: &Transaction, plan: &str) -> rusqlite::Result<Vec<StoredKey>> {
+    tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM keys {WITH_PLAN} WHERE keys.plan = ?1 AND keys.deleted = 0"
+    ))?
+    .query_map([plan], from_row)?
+    .collect()
+}
+
 /// The key with this id, tombstones included.
 pub fn find(tx: &Transaction, id: &str) -> rusqlite::Result<Option<StoredKey>> {
-    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()
+    tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM keys {WITH_PLAN} WHERE keys.id = ?1"
+    ))?
+    .query_row([id], from_row)
+    .optional()
 }
 
 fn page(
@@ -292,7 +331,7 @@ pub fn list(
     limit: usize,
 ) -> rusqlite::Result<RowPage> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM keys
+        "SELECT {COLUMNS} FROM keys {WITH_PLAN}
          WHERE deleted = 0 AND seq > :after
            AND (:team IS NULL OR team = :team)
            AND (:environment IS NULL OR environment = :environment)
@@ -326,7 +365,8 @@ pub fn list(
 /// Every non-deleted key, for a full snapshot page.
 pub fn all_live(tx: &Transaction, after: Position, limit: usize) -> rusqlite::Result<RowPage> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM keys WHERE deleted = 0 AND seq > :after ORDER BY seq LIMIT :fetch"
+        "SELECT {COLUMNS} FROM keys {WITH_PLAN}
+         WHERE deleted = 0 AND seq > :after ORDER BY seq LIMIT :fetch"
     );
     page(
         tx,
@@ -354,12 +394,12 @@ pub fn changed_since(
     });
     let sql = format!(
         "SELECT * FROM (
-             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version
+             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version {WITH_PLAN}
              WHERE updated_version = :start_version AND seq > :start_seq
              ORDER BY seq LIMIT :fetch)
          UNION ALL
          SELECT * FROM (
-             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version
+             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version {WITH_PLAN}
              WHERE updated_version > :start_version
              ORDER BY updated_version, seq LIMIT :fetch)
          ORDER BY updated_version, seq LIMIT :fetch"

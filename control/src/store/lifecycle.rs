@@ -4,10 +4,12 @@
 //! team's keys: any other answers `NotFound`.
 
 use crate::clock;
+use crate::plans::{Plan, PlanLimits};
 use crate::secrets;
 use crate::store::audit::{self, Action, Actor};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, StoredKey};
+use crate::store::plans;
 use crate::store::quota::current_mark;
 use crate::validate::{FieldError, KeyChanges, KeySettings};
 use chrono::{DateTime, Utc};
@@ -79,7 +81,8 @@ pub fn mint(
         allowed_ips: settings.allowed_ips.clone(),
         expires_at: settings.expires_at.clone(),
         active: true,
-        plan: settings.plan,
+        plan: settings.plan.clone(),
+        plan_limits: PlanLimits::default(),
         limits: settings.limits,
         created_at: timestamp.clone(),
         updated_at: timestamp,
@@ -87,6 +90,7 @@ pub fn mint(
         deleted: false,
         updated_version: 0,
         quota_exceeded_until: None,
+        last_used_at: None,
     };
     Ok(MintedKey { key, secret })
 }
@@ -98,8 +102,9 @@ pub fn create(
     now: DateTime<Utc>,
 ) -> Result<MintedKey, LifecycleError> {
     let mut minted = mint(settings, now, None)?;
-    served_record_is_valid(&minted.key, now)?;
     store.write(|tx| {
+        minted.key.plan_limits = plan_limits(tx, &minted.key.plan)?;
+        served_record_is_valid(&minted.key, now)?;
         minted.key.updated_version = bump_version(tx)?;
         minted.key.seq = keys::insert(tx, &minted.key)?;
         let fields = serde_json::Value::Object(audit::key_fields(&minted.key));
@@ -107,6 +112,17 @@ pub fn create(
         Ok::<_, LifecycleError>(())
     })?;
     Ok(minted)
+}
+
+/// The limits of the plan named `plan`; an unknown plan is an error naming the `plan` field.
+fn plan_limits(tx: &rusqlite::Transaction, plan: &Plan) -> Result<PlanLimits, LifecycleError> {
+    match plans::find(tx, plan.as_str())? {
+        Some(found) => Ok(found.limits),
+        None => Err(LifecycleError::Invalid(FieldError::new(
+            "plan",
+            format!("unknown plan {:?}; see GET /v1/plans", plan.as_str()),
+        ))),
+    }
 }
 
 fn record(
@@ -165,6 +181,9 @@ pub fn update(
         }
         let before = key.clone();
         apply(&mut key, changes);
+        if key.plan != before.plan {
+            key.plan_limits = plan_limits(tx, &key.plan)?;
+        }
         served_record_is_valid(&key, now)?;
         key.quota_exceeded_until = current_mark(tx, &key, now)?;
         key.updated_at = clock::format(now);
@@ -204,7 +223,9 @@ fn apply(key: &mut StoredKey, changes: KeyChanges) {
     if let Some(expires_at) = expires_at {
         key.expires_at = expires_at;
     }
-    key.plan = plan.unwrap_or(key.plan);
+    if let Some(plan) = plan {
+        key.plan = plan;
+    }
     key.limits = limits.applied_to(key.limits);
     key.active = active.unwrap_or(key.active);
 }
@@ -227,10 +248,11 @@ pub fn rotate(
             scopes: old.scopes.clone(),
             allowed_ips: old.allowed_ips.clone(),
             expires_at: old.expires_at.clone(),
-            plan: old.plan,
+            plan: old.plan.clone(),
             limits: old.limits,
         };
         let mut minted = mint(&settings, now, Some(old.id.clone()))?;
+        minted.key.plan_limits = old.plan_limits;
         let grace = chrono::Duration::seconds(i64::try_from(grace_seconds).unwrap_or(i64::MAX));
         let grace_end = now.checked_add_signed(grace).unwrap_or(now);
         let keeps_earlier_expiry = old

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod db;
 pub mod keys;
 pub mod lifecycle;
+pub mod plans;
 pub mod quota;
 pub mod seed;
 pub mod tokens;

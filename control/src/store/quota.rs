@@ -16,7 +16,7 @@ pub fn current_mark(
     key: &StoredKey,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<String>> {
-    let quotas = effective_quotas(key.plan, &key.limits);
+    let quotas = effective_quotas(&key.plan_limits, &key.limits);
     // Skip the sums a key without that quota does not need (enterprise keys need none).
     let usage = QuotaUsage {
         today: match quotas.per_day {

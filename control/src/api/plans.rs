@@ -1,0 +1,105 @@
+//! The admin endpoints under `/v1/plans`: the plans keys are on, with their default limits.
+//! Plans are shared by every team.
+
+use crate::api::access::Caller;
+use crate::api::error::ApiError;
+use crate::api::extract::{JsonBody, KeyIdParam};
+use crate::api::state::AppState;
+use crate::clock;
+use crate::plans::{
+    validate_new_plan, validate_plan_changes, CreatePlanRequest, PlanDefinition, UpdatePlanRequest,
+};
+use crate::store::plans::{self, PlanError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// The answer of `GET /v1/plans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanList {
+    pub plans: Vec<PlanDefinition>,
+}
+
+impl From<PlanError> for ApiError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::NotFound => ApiError::NotFound("no such plan".into()),
+            PlanError::Exists => ApiError::Conflict("a plan of that name exists".into()),
+            PlanError::InUse(_) => ApiError::Conflict(error.to_string()),
+            PlanError::Database(error) => ApiError::from(error),
+        }
+    }
+}
+
+pub async fn list_plans(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<PlanList>, ApiError> {
+    let plans = state
+        .blocking(|store| store.read(plans::list).map_err(ApiError::from))
+        .await?;
+    Ok(Json(PlanList { plans }))
+}
+
+pub async fn show_plan(
+    State(state): State<AppState>,
+    _caller: Caller,
+    KeyIdParam(name): KeyIdParam,
+) -> Result<Json<PlanDefinition>, ApiError> {
+    let plan = state
+        .blocking(move |store| {
+            store
+                .read(|tx| plans::find(tx, &name))
+                .map_err(ApiError::from)
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such plan".into()))?;
+    Ok(Json(plan))
+}
+
+pub async fn create_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<CreatePlanRequest>,
+) -> Result<(StatusCode, Json<PlanDefinition>), ApiError> {
+    let plan = validate_new_plan(request)?;
+    let now = clock::now();
+    let created = plan.clone();
+    state
+        .blocking(move |store| {
+            plans::create(store, &caller.actor, &created, now).map_err(ApiError::from)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(plan)))
+}
+
+pub async fn update_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(name): KeyIdParam,
+    JsonBody(request): JsonBody<UpdatePlanRequest>,
+) -> Result<Json<PlanDefinition>, ApiError> {
+    let changes = validate_plan_changes(request)?;
+    let now = clock::now();
+    let plan = state
+        .blocking(move |store| {
+            plans::update(store, &caller.actor, &name, &changes, now).map_err(ApiError::from)
+        })
+        .await?;
+    Ok(Json(plan))
+}
+
+pub async fn delete_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(name): KeyIdParam,
+) -> Result<StatusCode, ApiError> {
+    let now = clock::now();
+    state
+        .blocking(move |store| {
+            plans::delete(store, &caller.actor, &name, now).map_err(ApiError::from)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,360 @@
+//! Plan rows: the plans keys refer to by name, seeded with the four published plans. A change
+//! to a plan's limits is a change to every key on it: one new version, stamped on those keys,
+//! so the snapshot feed serves them in the next delta.
+
+use crate::clock;
+use crate::plans::{seeded_plans, Plan, PlanChanges, PlanDefinition, PlanLimits};
+use crate::store::audit::{self, Action, Actor};
+use crate::store::db::{bump_version, Store};
+use crate::store::keys;
+use crate::store::quota::refresh_marks;
+use chrono::{DateTime, Utc};
+use rusqlite::{named_params, OptionalExtension, Row, Transaction};
+use serde_json::{Map, Value};
+use std::fmt;
+
+const PLANS_TABLE: &str = "
+CREATE TABLE plans (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    per_minute  INTEGER,
+    per_hour    INTEGER,
+    per_day     INTEGER,
+    per_month   INTEGER,
+    concurrent  INTEGER,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+) STRICT;
+";
+
+#[derive(Debug)]
+pub enum PlanError {
+    NotFound,
+    /// A plan of that name exists already.
+    Exists,
+    /// Live keys are on the plan; it cannot be deleted.
+    InUse(usize),
+    Database(rusqlite::Error),
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::NotFound => write!(f, "no such plan"),
+            PlanError::Exists => write!(f, "a plan of that name exists"),
+            PlanError::InUse(count) => write!(
+                f,
+                "{count} key(s) are on this plan; move them to another plan first"
+            ),
+            PlanError::Database(error) => write!(f, "database: {error}"),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for PlanError {
+    fn from(error: rusqlite::Error) -> Self {
+        PlanError::Database(error)
+    }
+}
+
+/// Creates the plans table and seeds it, if the database has none yet (new, or made before
+/// plans were data: every key then was on one of the seeded plans).
+pub fn ensure_plans(tx: &Transaction) -> rusqlite::Result<()> {
+    let exists: Option<String> = tx
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'plans'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    tx.execute_batch(PLANS_TABLE)?;
+    let now = clock::format(clock::now());
+    for plan in seeded_plans() {
+        insert(tx, &plan, &now)?;
+    }
+    Ok(())
+}
+
+fn to_sql(value: Option<u64>) -> Option<i64> {
+    value.and_then(|value| i64::try_from(value).ok())
+}
+
+fn limit(row: &Row, column: usize) -> rusqlite::Result<Option<u64>> {
+    let value: Option<i64> = row.get(column)?;
+    Ok(value.and_then(|value| u64::try_from(value).ok()))
+}
+
+fn from_row(row: &Row) -> rusqlite::Result<PlanDefinition> {
+    let name: String = row.get(0)?;
+    Ok(PlanDefinition {
+        name: Plan::new(name),
+        description: row.get(1)?,
+        limits: PlanLimits {
+            per_minute: limit(row, 2)?,
+            per_hour: limit(row, 3)?,
+            per_day: limit(row, 4)?,
+            per_month: limit(row, 5)?,
+            concurrent: limit(row, 6)?,
+        },
+    })
+}
+
+const COLUMNS: &str = "name, description, per_minute, per_hour, per_day, per_month, concurrent";
+
+fn insert(tx: &Transaction, plan: &PlanDefinition, now: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO plans (name, description, per_minute, per_hour, per_day, per_month,
+            concurrent, created_at, updated_at)
+         VALUES (:name, :description, :per_minute, :per_hour, :per_day, :per_month,
+            :concurrent, :now, :now)",
+    )?
+    .execute(named_params! {
+        ":name": plan.name.as_str(),
+        ":description": plan.description,
+        ":per_minute": to_sql(plan.limits.per_minute),
+        ":per_hour": to_sql(plan.limits.per_hour),
+        ":per_day": to_sql(plan.limits.per_day),
+        ":per_month": to_sql(plan.limits.per_month),
+        ":concurrent": to_sql(plan.limits.concurrent),
+        ":now": now,
+    })?;
+    Ok(())
+}
+
+/// Every plan, oldest first.
+pub fn list(tx: &Transaction) -> rusqlite::Result<Vec<PlanDefinition>> {
+    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM plans ORDER BY rowid"))?
+        .query_map([], from_row)?
+        .collect()
+}
+
+/// The plan named `name`.
+pub fn find(tx: &Transaction, name: &str) -> rusqlite::Result<Option<PlanDefinition>> {
+    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM plans WHERE name = ?1"))?
+        .query_row([name], from_row)
+        .optional()
+}
+
+fn fields(plan: &PlanDefinition) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("description".into(), Value::from(plan.description.clone()));
+    for (field, value) in plan.limits.fields() {
+        fields.insert(field.into(), Value::from(value));
+    }
+    fields
+}
+
+fn record(
+    tx: &Transaction,
+    actor: &Actor,
+    action: Action,
+    plan: &Plan,
+    changes: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    audit::record(
+        tx,
+        actor,
+        action,
+        plan.as_str(),
+        None,
+        &Value::Object(changes),
+        now,
+    )
+}
+
+pub fn create(
+    store: &Store,
+    actor: &Actor,
+    plan: &PlanDefinition,
+    now: DateTime<Utc>,
+) -> Result<(), PlanError> {
+    store.write(|tx| {
+        if find(tx, plan.name.as_str())?.is_some() {
+            return Err(PlanError::Exists);
+        }
+        insert(tx, plan, &clock::format(now))?;
+        record(tx, actor, Action::PlanCreate, &plan.name, fields(plan), now)?;
+        Ok(())
+    })
+}
+
+/// Applies `changes`. When the limits change, every live key on the plan is stamped with one
+/// new version (so proxies get the new effective limits in the next delta) and its quota mark
+/// is recomputed.
+pub fn update(
+    store: &Store,
+    actor: &Actor,
+    name: &str,
+    changes: &PlanChanges,
+    now: DateTime<Utc>,
+) -> Result<PlanDefinition, PlanError> {
+    store.write(|tx| {
+        let before = find(tx, name)?.ok_or(PlanError::NotFound)?;
+        let after = changes.apply(&before);
+        if after == before {
+            return Ok(after);
+        }
+        tx.prepare_cached(
+            "UPDATE plans SET description = :description, per_minute = :per_minute,
+                per_hour = :per_hour, per_day = :per_day, per_month = :per_month,
+                concurrent = :concurrent, updated_at = :now
+             WHERE name = :name",
+        )?
+        .execute(named_params! {
+            ":name": name,
+            ":description": after.description,
+            ":per_minute": to_sql(after.limits.per_minute),
+            ":per_hour": to_sql(after.limits.per_hour),
+            ":per_day": to_sql(after.limits.per_day),
+            ":per_month": to_sql(after.limits.per_month),
+            ":concurrent": to_sql(after.limits.concurrent),
+            ":now": clock::format(now),
+        })?;
+        if after.limits != before.limits {
+            let version = bump_version(tx)?;
+            tx.prepare_cached(
+                "UPDATE keys SET updated_version = :version WHERE plan = :name AND deleted = 0",
+            )?
+            .execute(named_params! {
+                ":version": i64::try_from(version).unwrap_or(i64::MAX),
+                ":name": name,
+            })?;
+            refresh_marks(tx, &keys::on_plan(tx, name)?, now)?;
+        }
+        let old = fields(&before);
+        let changed: Map<String, Value> = fields(&after)
+            .into_iter()
+            .filter(|(field, value)| old.get(field) != Some(value))
+            .map(|(field, to)| {
+                let from = old.get(&field).cloned().unwrap_or(Value::Null);
+                (field, serde_json::json!({"from": from, "to": to}))
+            })
+            .collect();
+        record(tx, actor, Action::PlanUpdate, &after.name, changed, now)?;
+        Ok(after)
+    })
+}
+
+/// Deletes the plan unless live keys are on it.
+pub fn delete(
+    store: &Store,
+    actor: &Actor,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(), PlanError> {
+    store.write(|tx| {
+        let plan = find(tx, name)?.ok_or(PlanError::NotFound)?;
+        let in_use: i64 = tx.query_row(
+            "SELECT count(*) FROM keys WHERE plan = ?1 AND deleted = 0",
+            [name],
+            |row| row.get(0),
+        )?;
+        if in_use > 0 {
+            return Err(PlanError::InUse(
+                usize::try_from(in_use).unwrap_or(usize::MAX),
+            ));
+        }
+        tx.execute("DELETE FROM plans WHERE name = ?1", [name])?;
+        record(tx, actor, Action::PlanDelete, &plan.name, Map::new(), now)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plans::{validate_plan_changes, Environment, LimitOverrides};
+    use crate::store::db::current_version;
+    use crate::store::lifecycle;
+    use crate::validate::KeySettings;
+
+    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("keygate-plans-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("p.db")).unwrap(), dir)
+    }
+
+    fn settings(plan: Plan) -> KeySettings {
+        KeySettings {
+            name: "k".into(),
+            environment: Environment::Test,
+            team: String::new(),
+            scopes: Vec::new(),
+            allowed_ips: Vec::new(),
+            expires_at: None,
+            plan,
+            limits: LimitOverrides::default(),
+        }
+    }
+
+    #[test]
+    fn a_new_database_has_the_seeded_plans() {
+        let (store, dir) = temp_store("seed");
+        let plans = store.read(list).unwrap();
+        assert_eq!(plans, seeded_plans().to_vec());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_limit_change_stamps_the_plans_keys_and_deletion_waits_for_them() {
+        let (store, dir) = temp_store("change");
+        let actor = Actor::bootstrap();
+        let now = clock::now();
+        let gold = PlanDefinition {
+            name: Plan::new("gold"),
+            description: String::new(),
+            limits: PlanLimits {
+                per_minute: Some(2),
+                ..PlanLimits::default()
+            },
+        };
+        create(&store, &actor, &gold, now).unwrap();
+        assert!(matches!(
+            create(&store, &actor, &gold, now),
+            Err(PlanError::Exists)
+        ));
+        let key = lifecycle::create(&store, &actor, &settings(Plan::new("gold")), now)
+            .unwrap()
+            .key;
+        assert_eq!(key.plan_limits.per_minute, Some(2));
+        let other = lifecycle::create(&store, &actor, &settings(Plan::Pro), now)
+            .unwrap()
+            .key;
+        let changes = validate_plan_changes(
+            serde_json::from_value(serde_json::json!({"per_minute": 100})).unwrap(),
+        )
+        .unwrap();
+        update(&store, &actor, "gold", &changes, now).unwrap();
+        let version = store.read(current_version).unwrap();
+        let reread = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
+        assert_eq!(reread.updated_version, version);
+        assert_eq!(reread.plan_limits.per_minute, Some(100));
+        let untouched = store.read(|tx| keys::find(tx, &other.id)).unwrap().unwrap();
+        assert_eq!(untouched.updated_version, other.updated_version);
+        update(&store, &actor, "gold", &changes, now).unwrap();
+        assert_eq!(store.read(current_version).unwrap(), version);
+        assert!(matches!(
+            delete(&store, &actor, "gold", now),
+            Err(PlanError::InUse(1))
+        ));
+        lifecycle::delete(&store, &actor, &key.id, now).unwrap();
+        delete(&store, &actor, "gold", now).unwrap();
+        assert!(matches!(
+            delete(&store, &actor, "gold", now),
+            Err(PlanError::NotFound)
+        ));
+        let unknown = lifecycle::create(&store, &actor, &settings(Plan::new("gold")), now);
+        match unknown {
+            Err(error) => assert!(error.to_string().starts_with("plan:"), "{error}"),
+            Ok(_) => panic!("a key on an unknown plan was created"),
+        }
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
