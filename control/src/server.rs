@@ -4,11 +4,18 @@ use crate::api::auth::TokenDigest;
 use crate::api::router::router;
 use crate::api::state::AppState;
 use crate::cli::ServeArgs;
+use crate::clock;
 use crate::feed::HeldPolls;
 use crate::serve_config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
+use crate::store::usage;
 use crate::store::Store;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+/// How often old usage hours are rolled into daily totals (and once at start).
+const USAGE_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let tokens = resolve_tokens(
@@ -49,7 +56,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "keygate-control listening on http://{address} (db: {})",
             args.db.display()
         );
-        axum::serve(listener, router(state))
+        let pruning = tokio::spawn(prune_usage_hourly(
+            Arc::clone(&state.store),
+            args.usage_retention_days,
+        ));
+        let served = axum::serve(listener, router(state))
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 println!("keygate-control shutting down");
@@ -57,10 +68,37 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 stop.send_replace(true);
             })
             .await
-            .map_err(|error| format!("server error: {error}"))
+            .map_err(|error| format!("server error: {error}"));
+        pruning.abort();
+        served
     })?;
     println!("keygate-control stopped");
     Ok(())
+}
+
+/// Keeps `retention_days` days of hourly usage: rolls older hours into daily totals now and
+/// then every hour. A failed run is logged and retried at the next.
+async fn prune_usage_hourly(store: Arc<Store>, retention_days: u32) {
+    let mut every_hour = tokio::time::interval(USAGE_PRUNE_INTERVAL);
+    every_hour.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        every_hour.tick().await;
+        let store = Arc::clone(&store);
+        let run = tokio::task::spawn_blocking(move || {
+            let now = clock::now();
+            usage::prune(&store, usage::retention_cutoff(now, retention_days), now)
+        })
+        .await;
+        match run {
+            Ok(Ok(pruned)) if pruned.hours > 0 || pruned.batches > 0 => println!(
+                "usage retention: rolled {} hourly rows into daily totals, forgot {} batch ids",
+                pruned.hours, pruned.batches
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => eprintln!("usage retention failed: {error}"),
+            Err(error) => eprintln!("usage retention task failed: {error}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -263,7 +263,7 @@ def test_tables_fit_80_columns_with_long_names(service, api, team):
     for key, line in zip(keys, lines[1:]):
         assert line.startswith(key["id"]) and f"{key['prefix']}…{key['last4']}" in line, line
         assert "…" in line.removeprefix(key["id"]).split(key["prefix"])[0], line  # the name was cut
-    assert lines[1].rstrip().endswith("inactive  enterprise")
+    assert lines[1].rstrip().endswith("inactive  enterprise  -")
     for key in keys:
         shown = cli(service, "show", key["id"])
         assert shown.returncode == 0, shown.stderr

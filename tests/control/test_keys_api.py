@@ -9,7 +9,7 @@ from conftest import error_of
 KEY_FIELDS = {
     "id", "name", "environment", "team", "prefix", "last4", "scopes", "allowed_ips", "expires_at",
     "active", "plan", "limits", "effective_limits", "created_at", "updated_at", "rotated_from",
-    "quota_exceeded_until",
+    "quota_exceeded_until", "last_used_at",
 }
 
 

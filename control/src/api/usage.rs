@@ -1,5 +1,5 @@
-//! `POST /v1/usage` (proxies report what they counted) and `GET /v1/keys/{id}/usage` (admins
-//! read it back).
+//! `POST /v1/usage` (proxies report what they counted), `GET /v1/keys/{id}/usage` and
+//! `GET /v1/usage` (admins read it back, for one key or summed over a team's keys).
 
 use crate::api::access::Caller;
 use crate::api::auth::SyncAuth;
@@ -8,12 +8,13 @@ use crate::api::extract::{JsonBody, KeyIdParam, QueryParams};
 use crate::api::state::AppState;
 use crate::clock;
 use crate::store::lifecycle::{self, LifecycleError};
+use crate::store::tokens::Role;
 use crate::store::usage::{self, BatchOutcome};
 use crate::usage_range::{self, Counts, Granularity, UsageQuery};
 use crate::usage_report::{self, UsageRequest};
 use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Usage bodies carry up to 10,000 reports, so they get more room than admin bodies.
 pub const MAX_USAGE_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -79,6 +80,73 @@ pub async fn key_usage(
     let summary = usage_range::summarize(&rows, range.granularity);
     Ok(Json(KeyUsage {
         key_id: id,
+        granularity: range.granularity,
+        from: clock::format(range.from),
+        to: clock::format(range.to),
+        buckets: summary.buckets,
+        totals: summary.totals,
+    }))
+}
+
+/// Query of the team usage read: the range and granularity of the key usage read, and a team.
+#[derive(Debug, Default, Deserialize)]
+pub struct TeamUsageQuery {
+    pub team: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub granularity: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TeamUsage {
+    /// The team summed over; null for every key.
+    team: Option<String>,
+    granularity: Granularity,
+    from: String,
+    to: String,
+    buckets: Vec<usage_range::Bucket>,
+    totals: Counts,
+}
+
+/// The usage of every key of a team (deleted keys included), or of every key when no team is
+/// given, which only an unconfined admin may ask. A team token reads its own team's.
+pub async fn team_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<TeamUsageQuery>,
+) -> Result<Json<TeamUsage>, ApiError> {
+    let team = match (caller.team(), query.team) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::Forbidden(format!(
+                "team: this token belongs to team {own:?} and can only read that team's usage"
+            )))
+        }
+        (Some(own), _) => Some(own.to_string()),
+        (None, asked) => asked,
+    };
+    if team.is_none() && caller.role != Role::Admin {
+        return Err(ApiError::Forbidden(
+            "usage across every team needs the admin role; ask for one team with team=".into(),
+        ));
+    }
+    let range = usage_range::validate(
+        &UsageQuery {
+            from: query.from,
+            to: query.to,
+            granularity: query.granularity,
+        },
+        clock::now(),
+    )?;
+    let (first_hour, end) = range.hour_starts();
+    let asked = team.clone();
+    let rows = state
+        .blocking(move |store| {
+            store.read(|tx| usage::team_hours(tx, asked.as_deref(), first_hour, end))
+        })
+        .await?;
+    let summary = usage_range::summarize(&rows, range.granularity);
+    Ok(Json(TeamUsage {
+        team,
         granularity: range.granularity,
         from: clock::format(range.from),
         to: clock::format(range.to),

@@ -1,5 +1,6 @@
 //! Usage rows: counting a proxy's batch once, and reading a key's hours back.
 
+use crate::clock;
 use crate::store::db::Store;
 use crate::store::keys::{self, StoredKey};
 use crate::store::quota;
@@ -69,6 +70,7 @@ fn count_reports(
     batch: &UsageBatch,
 ) -> rusqlite::Result<(BatchOutcome, Vec<StoredKey>)> {
     let mut live_keys: HashMap<&str, Option<StoredKey>> = HashMap::new();
+    let mut newest_used: HashMap<i64, i64> = HashMap::new();
     let mut outcome = BatchOutcome {
         accepted: 0,
         unknown_keys: 0,
@@ -86,11 +88,19 @@ fn count_reports(
                 unseen.insert(keys::find(tx, &report.key_id)?.filter(|key| !key.deleted))
             }
         };
-        if key.is_none() {
+        let Some(seq) = key.as_ref().map(|key| key.seq) else {
             outcome.unknown_keys += 1;
             continue;
-        }
+        };
         outcome.accepted += 1;
+        let allowed = report
+            .counts
+            .iter()
+            .any(|(code, count)| code == ALLOWED_CODE && *count > 0);
+        if allowed {
+            let newest = newest_used.entry(seq).or_insert(report.hour_start);
+            *newest = (*newest).max(report.hour_start);
+        }
         for (code, count) in &report.counts {
             add.execute(named_params! {
                 ":key_id": report.key_id,
@@ -98,6 +108,11 @@ fn count_reports(
                 ":code": code,
                 ":count": i64::try_from(*count).unwrap_or(i64::MAX),
             })?;
+        }
+    }
+    for (seq, hour_start) in newest_used {
+        if let Some(hour) = DateTime::from_timestamp(hour_start, 0) {
+            keys::note_used(tx, seq, &clock::format(hour))?;
         }
     }
     Ok((outcome, live_keys.into_values().flatten().collect()))
@@ -126,7 +141,8 @@ fn remember_batch(
     Ok(())
 }
 
-/// The key's counts for hours starting in `[from, to)` (Unix seconds), oldest first.
+/// The key's counts for hours starting in `[from, to)` (Unix seconds), oldest first; days
+/// rolled up by [`prune`] that overlap the range come as one row at the day's start.
 pub fn hours(
     tx: &Transaction,
     key_id: &str,
@@ -136,23 +152,56 @@ pub fn hours(
     tx.prepare_cached(
         "SELECT hour_start, code, count FROM usage_hourly
          WHERE key_id = :key_id AND hour_start >= :from AND hour_start < :to
-         ORDER BY hour_start, code",
+         UNION ALL
+         SELECT day_start, code, count FROM usage_daily
+         WHERE key_id = :key_id AND day_start > :from - 86400 AND day_start < :to
+         ORDER BY 1, 2",
     )?
     .query_map(
         named_params! { ":key_id": key_id, ":from": from, ":to": to },
-        |row| {
-            let count: i64 = row.get(2)?;
-            Ok(HourCount {
-                hour_start: row.get(0)?,
-                code: row.get(1)?,
-                count: u64::try_from(count).unwrap_or(0),
-            })
-        },
+        hour_count,
     )?
     .collect()
 }
 
-/// Allowed requests of the key in hours starting in `[from, to)`.
+/// The summed counts of every key of `team` (of every key when `None`), deleted keys included,
+/// by hour as [`hours`] reads them.
+pub fn team_hours(
+    tx: &Transaction,
+    team: Option<&str>,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<Vec<HourCount>> {
+    tx.prepare_cached(
+        "SELECT start, code, SUM(count) FROM (
+             SELECT u.hour_start AS start, u.code AS code, u.count AS count
+             FROM keys k JOIN usage_hourly u ON u.key_id = k.id
+             WHERE (:team IS NULL OR k.team = :team)
+               AND u.hour_start >= :from AND u.hour_start < :to
+             UNION ALL
+             SELECT d.day_start, d.code, d.count
+             FROM keys k JOIN usage_daily d ON d.key_id = k.id
+             WHERE (:team IS NULL OR k.team = :team)
+               AND d.day_start > :from - 86400 AND d.day_start < :to)
+         GROUP BY start, code ORDER BY start, code",
+    )?
+    .query_map(
+        named_params! { ":team": team, ":from": from, ":to": to },
+        hour_count,
+    )?
+    .collect()
+}
+
+fn hour_count(row: &rusqlite::Row) -> rusqlite::Result<HourCount> {
+    let count: i64 = row.get(2)?;
+    Ok(HourCount {
+        hour_start: row.get(0)?,
+        code: row.get(1)?,
+        count: u64::try_from(count).unwrap_or(0),
+    })
+}
+
+/// Allowed requests of the key in hours (and rolled-up days) starting in `[from, to)`.
 pub fn allowed_between(
     tx: &Transaction,
     key_id: &str,
@@ -161,9 +210,12 @@ pub fn allowed_between(
 ) -> rusqlite::Result<u64> {
     let total: i64 = tx
         .prepare_cached(
-            "SELECT COALESCE(SUM(count), 0) FROM usage_hourly
-             WHERE key_id = :key_id AND hour_start >= :from AND hour_start < :to
-               AND code = :code",
+            "SELECT (SELECT COALESCE(SUM(count), 0) FROM usage_hourly
+                     WHERE key_id = :key_id AND hour_start >= :from AND hour_start < :to
+                       AND code = :code)
+                  + (SELECT COALESCE(SUM(count), 0) FROM usage_daily
+                     WHERE key_id = :key_id AND day_start >= :from AND day_start < :to
+                       AND code = :code)",
         )?
         .query_row(
             named_params! {
@@ -175,6 +227,45 @@ pub fn allowed_between(
             |row| row.get(0),
         )?;
     Ok(u64::try_from(total).unwrap_or(0))
+}
+
+/// The first instant whose hours are kept hourly: the UTC midnight `retention_days` days before
+/// today's.
+pub fn retention_cutoff(now: DateTime<Utc>, retention_days: u32) -> DateTime<Utc> {
+    crate::quota::day_start(now) - Duration::days(i64::from(retention_days))
+}
+
+/// What one [`prune`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Hourly rows rolled into daily totals and deleted.
+    pub hours: usize,
+    /// Batch ids forgotten.
+    pub batches: usize,
+}
+
+/// Rolls the hourly rows of hours starting before `cutoff` into daily totals and deletes them,
+/// and forgets batch ids received more than the batch id retention before `now`; one
+/// transaction, so every count is in exactly one of the two tables. Changes no version.
+pub fn prune(store: &Store, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> rusqlite::Result<Pruned> {
+    store.write(|tx| {
+        let cutoff = cutoff.timestamp();
+        tx.prepare_cached(
+            "INSERT INTO usage_daily (key_id, day_start, code, count)
+             SELECT key_id, hour_start - ((hour_start % 86400) + 86400) % 86400, code, SUM(count)
+             FROM usage_hourly WHERE hour_start < ?1
+             GROUP BY 1, 2, 3
+             ON CONFLICT (key_id, day_start, code) DO UPDATE SET count = count + excluded.count",
+        )?
+        .execute([cutoff])?;
+        let hours = tx
+            .prepare_cached("DELETE FROM usage_hourly WHERE hour_start < ?1")?
+            .execute([cutoff])?;
+        let batches = tx
+            .prepare_cached("DELETE FROM usage_batches WHERE received_at < ?1")?
+            .execute([(now - BATCH_ID_RETENTION).timestamp()])?;
+        Ok(Pruned { hours, batches })
+    })
 }
 
 #[cfg(test)]
@@ -290,6 +381,236 @@ mod tests {
             2,
             "a lapsed mark is left as it is"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+    use crate::plans::{Environment, LimitOverrides, Plan};
+    use crate::store::db::current_version;
+    use crate::store::lifecycle;
+    use crate::usage_range::{summarize, Granularity};
+    use crate::usage_report::HourlyUsage;
+    use crate::validate::KeySettings;
+
+    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("keygate-usage-r-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("u.db")).unwrap(), dir)
+    }
+
+    fn key_of(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
+        let settings = KeySettings {
+            name: "usage".into(),
+            environment: Environment::Test,
+            team: team.into(),
+            scopes: Vec::new(),
+            allowed_ips: Vec::new(),
+            expires_at: None,
+            plan: Plan::Free,
+            limits: LimitOverrides::default(),
+        };
+        lifecycle::create(
+            store,
+            &crate::store::audit::Actor::bootstrap(),
+            &settings,
+            now,
+        )
+        .unwrap()
+        .key
+    }
+
+    fn report(key_id: &str, hour: &str, counts: &[(&str, u64)]) -> HourlyUsage {
+        HourlyUsage {
+            key_id: key_id.into(),
+            hour_start: clock::parse(hour).unwrap().timestamp(),
+            counts: counts
+                .iter()
+                .map(|(code, count)| ((*code).to_string(), *count))
+                .collect(),
+        }
+    }
+
+    fn post(store: &Store, batch_id: &str, reports: Vec<HourlyUsage>, now: DateTime<Utc>) {
+        let batch = UsageBatch {
+            proxy_id: "p1".into(),
+            batch_id: batch_id.into(),
+            reports,
+        };
+        record(store, &batch, now).unwrap();
+    }
+
+    fn last_used(store: &Store, id: &str) -> Option<String> {
+        store
+            .read(|tx| keys::find(tx, id))
+            .unwrap()
+            .unwrap()
+            .last_used_at
+    }
+
+    #[test]
+    fn last_used_is_the_newest_allowed_hour_and_changes_no_version() {
+        let (store, dir) = temp_store("last-used");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let key = key_of(&store, "t", now);
+        let version = store.read(current_version).unwrap();
+        post(
+            &store,
+            "b1",
+            vec![report(
+                &key.id,
+                "2026-11-23T20:00:00Z",
+                &[("RATE_LIMIT_EXCEEDED", 4)],
+            )],
+            now,
+        );
+        assert_eq!(last_used(&store, &key.id), None, "denials are not use");
+        post(
+            &store,
+            "b2",
+            vec![
+                report(&key.id, "2026-11-23T19:00:00Z", &[(ALLOWED_CODE, 1)]),
+                report(&key.id, "2026-11-23T20:00:00Z", &[(ALLOWED_CODE, 2)]),
+            ],
+            now,
+        );
+        assert_eq!(
+            last_used(&store, &key.id).as_deref(),
+            Some("2026-11-23T20:00:00Z")
+        );
+        post(
+            &store,
+            "b3",
+            vec![report(
+                &key.id,
+                "2026-11-23T18:00:00Z",
+                &[(ALLOWED_CODE, 1)],
+            )],
+            now,
+        );
+        assert_eq!(
+            last_used(&store, &key.id).as_deref(),
+            Some("2026-11-23T20:00:00Z"),
+            "a late report of an older hour does not move it back"
+        );
+        assert_eq!(store.read(current_version).unwrap(), version);
+        let stored = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
+        assert_eq!(stored.updated_version, key.updated_version);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pruning_rolls_old_hours_into_days_with_the_same_sums() {
+        let (store, dir) = temp_store("prune");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let first = key_of(&store, "t", now);
+        let second = key_of(&store, "t", now);
+        let other = key_of(&store, "u", now);
+        post(
+            &store,
+            "b1",
+            vec![
+                report(&first.id, "2026-11-19T01:00:00Z", &[(ALLOWED_CODE, 3)]),
+                report(
+                    &first.id,
+                    "2026-11-19T23:00:00Z",
+                    &[(ALLOWED_CODE, 4), ("QUOTA_EXCEEDED", 1)],
+                ),
+                report(&second.id, "2026-11-19T05:00:00Z", &[(ALLOWED_CODE, 10)]),
+                report(&first.id, "2026-11-20T00:00:00Z", &[(ALLOWED_CODE, 5)]),
+                report(&first.id, "2026-11-21T12:00:00Z", &[(ALLOWED_CODE, 6)]),
+                report(&other.id, "2026-11-19T05:00:00Z", &[(ALLOWED_CODE, 100)]),
+                report(&first.id, "2026-11-23T20:00:00Z", &[(ALLOWED_CODE, 7)]),
+            ],
+            now,
+        );
+        let from = clock::parse("2026-11-18T00:00:00Z").unwrap().timestamp();
+        let to = now.timestamp();
+        let read = |store: &Store| {
+            store
+                .read(|tx| {
+                    Ok::<_, rusqlite::Error>((
+                        summarize(&hours(tx, &first.id, from, to)?, Granularity::Day),
+                        summarize(&team_hours(tx, Some("t"), from, to)?, Granularity::Day),
+                        summarize(&team_hours(tx, None, from, to)?, Granularity::Day),
+                        allowed_between(
+                            tx,
+                            &first.id,
+                            clock::parse("2026-11-19T00:00:00Z").unwrap(),
+                            clock::parse("2026-11-22T00:00:00Z").unwrap(),
+                        )?,
+                    ))
+                })
+                .unwrap()
+        };
+        let before = read(&store);
+        assert_eq!(before.0.totals.total, 26);
+        assert_eq!(before.1.totals.allowed, 35);
+        assert_eq!(before.2.totals.total, 136);
+        assert_eq!(before.3, 18);
+        let version = store.read(current_version).unwrap();
+        let cutoff = retention_cutoff(now, 3);
+        assert_eq!(clock::format(cutoff), "2026-11-20T00:00:00Z");
+        let pruned = prune(&store, cutoff, now).unwrap();
+        assert_eq!(pruned.hours, 5, "every hourly row before the 20th");
+        let daily: Vec<(String, i64, String, i64)> = store
+            .read(|tx| {
+                tx.prepare(
+                    "SELECT key_id, day_start, code, count FROM usage_daily ORDER BY 1, 2, 3",
+                )?
+                .query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap();
+        let day_19 = clock::parse("2026-11-19T00:00:00Z").unwrap().timestamp();
+        let mut expected = vec![
+            (first.id.clone(), day_19, ALLOWED_CODE.to_string(), 7),
+            (first.id.clone(), day_19, "QUOTA_EXCEEDED".to_string(), 1),
+            (second.id.clone(), day_19, ALLOWED_CODE.to_string(), 10),
+            (other.id.clone(), day_19, ALLOWED_CODE.to_string(), 100),
+        ];
+        expected.sort();
+        assert_eq!(daily, expected);
+        let left: i64 = store
+            .read(|tx| {
+                tx.query_row(
+                    "SELECT COUNT(*) FROM usage_hourly WHERE hour_start < ?1",
+                    [cutoff.timestamp()],
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(
+            read(&store),
+            before,
+            "reads across the cutoff are unchanged"
+        );
+        assert_eq!(store.read(current_version).unwrap(), version);
+        post(
+            &store,
+            "late",
+            vec![report(
+                &first.id,
+                "2026-11-19T02:00:00Z",
+                &[(ALLOWED_CODE, 2)],
+            )],
+            now,
+        );
+        prune(&store, cutoff, now).unwrap();
+        let after_late = read(&store);
+        assert_eq!(
+            after_late.0.totals.total, 28,
+            "a late report is added to its day"
+        );
+        assert_eq!(after_late.0.buckets[0].counts.allowed, 9);
+        assert_eq!(prune(&store, cutoff, now).unwrap().hours, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
