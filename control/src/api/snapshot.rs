@@ -151,8 +151,26 @@ async fn wait_for_news(
     // shows this poll is one `versions.changed()` reports; released on every way out, including
     // this future being dropped when the client goes away.
     let mut held = None;
+    // A commit is in the database a moment before its version is published on the watch, so a
+    // client may already hold a version the watch has not reached. Such a client is not ahead
+    // of us (that would call for a full snapshot): take its version as ours and wait for news.
+    let committed = match request.since {
+        Some(since)
+            if request.epoch.as_deref() == Some(epoch) && since > *versions.borrow() =>
+        {
+            state
+                .blocking(|store| store.read(current_version))
+                .await
+                .unwrap_or(0)
+        }
+        _ => 0,
+    };
     loop {
-        let version = *versions.borrow_and_update();
+        let published = *versions.borrow_and_update();
+        let version = match request.since {
+            Some(since) if since > published && since <= committed => since,
+            _ => published,
+        };
         let tag = feed::etag(epoch, version);
         if !feed::is_not_modified(request.kind(epoch, version), version, if_none_match, &tag) {
             return None;
