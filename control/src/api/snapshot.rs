@@ -155,9 +155,7 @@ async fn wait_for_news(
     // client may already hold a version the watch has not reached. Such a client is not ahead
     // of us (that would call for a full snapshot): take its version as ours and wait for news.
     let committed = match request.since {
-        Some(since)
-            if request.epoch.as_deref() == Some(epoch) && since > *versions.borrow() =>
-        {
+        Some(since) if request.epoch.as_deref() == Some(epoch) && since > *versions.borrow() => {
             state
                 .blocking(|store| store.read(current_version))
                 .await
