@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from conftest import Api, HeldPoll, error_of
+from conftest import ADMIN_TOKEN, Api, HeldPoll, error_of
+from test_cli import control
 
 SEEDED = [
     {"name": "free", "per_minute": 60, "per_hour": None, "per_day": 1000, "per_month": None,
@@ -150,8 +151,7 @@ def test_plan_changes_are_audited(api):
 
 
 def plans_cli(service, *args):
-    from test_cli import control
-    from conftest import ADMIN_TOKEN
+    # Imported at the top: `conftest` inside a test can be tests/e2e's once both folders ran.
     return control("plans", *args, url=service.url, token=ADMIN_TOKEN)
 
 
