@@ -272,6 +272,16 @@ pub fn bump_version(tx: &Transaction) -> Result<u64, rusqlite::Error> {
     Ok(u64::try_from(version).unwrap_or(0))
 }
 
+/// A new database in its own temporary folder, for tests: `module` and `name` keep tests that
+/// run at once apart. Returns the store and the folder to remove afterwards.
+#[cfg(test)]
+pub fn temp_store(module: &str, name: &str) -> (Store, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("keygate-{module}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (Store::open(&dir.join("k.db")).unwrap(), dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

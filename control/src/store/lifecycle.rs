@@ -314,14 +314,7 @@ mod tests {
     use super::*;
     use crate::plans::{Environment, LimitOverrides, Plan};
     use crate::store::db::current_version;
-
-    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("keygate-lifecycle-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        (Store::open(&dir.join("k.db")).unwrap(), dir)
-    }
+    use crate::store::db::temp_store;
 
     fn settings() -> KeySettings {
         KeySettings {
@@ -341,7 +334,7 @@ mod tests {
 
     #[test]
     fn every_change_moves_the_version_and_stamps_rows() {
-        let (store, dir) = temp_store("versions");
+        let (store, dir) = temp_store("lifecycle", "versions");
         let now = clock::now();
         let created = create(&store, &Actor::bootstrap(), &settings(), now).unwrap();
         assert!(created.secret.starts_with("pk_test_"));
@@ -391,7 +384,7 @@ mod tests {
 
     #[test]
     fn rotation_keeps_an_earlier_expiry() {
-        let (store, dir) = temp_store("expiry");
+        let (store, dir) = temp_store("lifecycle", "expiry");
         let now = clock::now();
         let soon = clock::format(now + chrono::Duration::seconds(30));
         let created = create(

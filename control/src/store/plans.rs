@@ -269,15 +269,9 @@ mod tests {
     use super::*;
     use crate::plans::{validate_plan_changes, Environment, LimitOverrides};
     use crate::store::db::current_version;
+    use crate::store::db::temp_store;
     use crate::store::lifecycle;
     use crate::validate::KeySettings;
-
-    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("keygate-plans-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        (Store::open(&dir.join("p.db")).unwrap(), dir)
-    }
 
     fn settings(plan: Plan) -> KeySettings {
         KeySettings {
@@ -294,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_new_database_has_the_seeded_plans() {
-        let (store, dir) = temp_store("seed");
+        let (store, dir) = temp_store("plans", "seed");
         let plans = store.read(list).unwrap();
         assert_eq!(plans, seeded_plans().to_vec());
         drop(store);
@@ -303,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_limit_change_stamps_the_plans_keys_and_deletion_waits_for_them() {
-        let (store, dir) = temp_store("change");
+        let (store, dir) = temp_store("plans", "change");
         let actor = Actor::bootstrap();
         let now = clock::now();
         let gold = PlanDefinition {

@@ -351,14 +351,7 @@ pub fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("keygate-tokens-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        (Store::open(&dir.join("t.db")).unwrap(), dir)
-    }
+    use crate::store::db::temp_store;
 
     fn settings(team: Option<&str>) -> TokenSettings {
         TokenSettings {
@@ -371,7 +364,7 @@ mod tests {
 
     #[test]
     fn secrets_are_stored_only_as_their_digest() {
-        let (store, dir) = temp_store("digest");
+        let (store, dir) = temp_store("tokens", "digest");
         let now = clock::now();
         let minted = create(&store, &Actor::bootstrap(), &settings(None), now).unwrap();
         assert!(minted.secret.starts_with(TOKEN_PREFIX));
@@ -395,7 +388,7 @@ mod tests {
 
     #[test]
     fn revoked_expired_and_rotated_tokens_stop_working() {
-        let (store, dir) = temp_store("lifecycle");
+        let (store, dir) = temp_store("tokens", "lifecycle");
         let now = clock::now();
         let actor = Actor::bootstrap();
         let first = create(&store, &actor, &settings(Some("red")), now).unwrap();
@@ -442,7 +435,7 @@ mod tests {
 
     #[test]
     fn last_use_is_written_at_most_once_a_minute() {
-        let (store, dir) = temp_store("last-used");
+        let (store, dir) = temp_store("tokens", "last-used");
         let now = clock::now();
         let minted = create(&store, &Actor::bootstrap(), &settings(None), now).unwrap();
         authenticate(&store, &minted.secret, now).unwrap();

@@ -274,16 +274,10 @@ mod tests {
     use crate::clock;
     use crate::plans::{Environment, LimitOverrides, Plan};
     use crate::store::db::current_version;
+    use crate::store::db::temp_store;
     use crate::store::lifecycle;
     use crate::usage_report::HourlyUsage;
     use crate::validate::KeySettings;
-
-    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("keygate-usage-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        (Store::open(&dir.join("u.db")).unwrap(), dir)
-    }
 
     fn key_with_daily_quota(store: &Store, per_day: u64, now: DateTime<Utc>) -> StoredKey {
         let settings = KeySettings {
@@ -330,7 +324,7 @@ mod tests {
 
     #[test]
     fn counts_once_marks_once_and_prunes_old_batch_ids() {
-        let (store, dir) = temp_store("record");
+        let (store, dir) = temp_store("usage", "record");
         let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
         let hour = now.timestamp() - 15 * 60;
         let key = key_with_daily_quota(&store, 5, now);
@@ -390,18 +384,11 @@ mod retention_tests {
     use super::*;
     use crate::plans::{Environment, LimitOverrides, Plan};
     use crate::store::db::current_version;
+    use crate::store::db::temp_store;
     use crate::store::lifecycle;
     use crate::usage_range::{summarize, Granularity};
     use crate::usage_report::HourlyUsage;
     use crate::validate::KeySettings;
-
-    fn temp_store(name: &str) -> (Store, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("keygate-usage-r-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        (Store::open(&dir.join("u.db")).unwrap(), dir)
-    }
 
     fn key_of(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
         let settings = KeySettings {
@@ -454,7 +441,7 @@ mod retention_tests {
 
     #[test]
     fn last_used_is_the_newest_allowed_hour_and_changes_no_version() {
-        let (store, dir) = temp_store("last-used");
+        let (store, dir) = temp_store("usage-r", "last-used");
         let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
         let key = key_of(&store, "t", now);
         let version = store.read(current_version).unwrap();
@@ -505,7 +492,7 @@ mod retention_tests {
 
     #[test]
     fn pruning_rolls_old_hours_into_days_with_the_same_sums() {
-        let (store, dir) = temp_store("prune");
+        let (store, dir) = temp_store("usage-r", "prune");
         let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
         let first = key_of(&store, "t", now);
         let second = key_of(&store, "t", now);
