@@ -253,16 +253,11 @@ pub fn rotate(
         };
         let mut minted = mint(&settings, now, Some(old.id.clone()))?;
         minted.key.plan_limits = old.plan_limits;
-        let grace = chrono::Duration::seconds(i64::try_from(grace_seconds).unwrap_or(i64::MAX));
-        let grace_end = now.checked_add_signed(grace).unwrap_or(now);
-        let keeps_earlier_expiry = old
-            .expires_at
-            .as_deref()
-            .and_then(clock::parse)
-            .is_some_and(|expiry| expiry < grace_end);
-        if !keeps_earlier_expiry {
-            old.expires_at = Some(clock::format(grace_end));
-        }
+        old.expires_at = Some(clock::end_of_grace(
+            old.expires_at.as_deref(),
+            now,
+            grace_seconds,
+        ));
         served_record_is_valid(&minted.key, now)?;
         let version = bump_version(tx)?;
         old.updated_at = clock::format(now);

@@ -285,15 +285,10 @@ pub fn rotate(
             expires_at: old.expires_at.clone(),
         };
         let minted = mint(&settings, now, Some(old.id.clone()))?;
-        let grace = chrono::Duration::seconds(i64::try_from(grace_seconds).unwrap_or(i64::MAX));
-        let grace_end = now.checked_add_signed(grace).unwrap_or(now);
-        let old_expiry = match old.expires_at.as_deref().and_then(clock::parse) {
-            Some(expiry) if expiry < grace_end => expiry,
-            _ => grace_end,
-        };
+        let old_expiry = clock::end_of_grace(old.expires_at.as_deref(), now, grace_seconds);
         tx.execute(
             "UPDATE tokens SET expires_at = ?2 WHERE id = ?1",
-            (&old.id, clock::format(old_expiry)),
+            (&old.id, &old_expiry),
         )?;
         insert(tx, &minted.token)?;
         audit::record(
@@ -304,7 +299,7 @@ pub fn rotate(
             old.team.as_deref(),
             &json!({
                 "grace_seconds": grace_seconds,
-                "expires_at": clock::format(old_expiry),
+                "expires_at": old_expiry,
                 "successor": minted.token.id,
             }),
             now,
