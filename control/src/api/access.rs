@@ -93,6 +93,17 @@ impl Caller {
     pub fn team(&self) -> Option<&str> {
         self.actor.team.as_deref()
     }
+
+    /// A team token may write only its own team into a record (`records`: what it manages);
+    /// any other team is a 400 naming `team`.
+    pub fn may_name_team(&self, asked: Option<&str>, records: &str) -> Result<(), ApiError> {
+        match (self.team(), asked) {
+            (Some(own), Some(asked)) if own != asked => Err(ApiError::Validation(format!(
+                "team: this token belongs to team {own:?} and can only manage that team's {records}"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// 401 for a missing, unknown, revoked or expired token; 403 when its role is below the

@@ -30,12 +30,12 @@ pub async fn create_key(
         now,
     };
     let mut settings = rules.create(request)?;
+    caller.may_name_team(
+        Some(settings.team.as_str()).filter(|t| !t.is_empty()),
+        "keys",
+    )?;
     if let Some(own) = caller.team() {
-        if settings.team.is_empty() {
-            settings.team = own.to_string();
-        } else if settings.team != own {
-            return Err(other_team(own));
-        }
+        settings.team = own.to_string();
     }
     let minted = state
         .blocking(move |store| lifecycle::create(store, &caller.actor, &settings, now))
@@ -150,11 +150,7 @@ pub async fn update_key(
         now,
     };
     let changes = rules.update(request)?;
-    if let (Some(own), Some(team)) = (caller.team(), changes.team.as_deref()) {
-        if own != team {
-            return Err(other_team(own));
-        }
-    }
+    caller.may_name_team(changes.team.as_deref(), "keys")?;
     let key = state
         .blocking(move |store| lifecycle::update(store, &caller.actor, &id, changes, now))
         .await?;
@@ -185,11 +181,4 @@ pub async fn rotate_key(
         .blocking(move |store| lifecycle::rotate(store, &caller.actor, &id, grace_seconds, now))
         .await?;
     Ok((StatusCode::CREATED, Json(KeyView::from(minted))))
-}
-
-/// A team token may only give keys its own team.
-fn other_team(own: &str) -> ApiError {
-    ApiError::Validation(format!(
-        "team: this token belongs to team {own:?} and can only manage that team's keys"
-    ))
 }

@@ -80,16 +80,9 @@ pub async fn create_token(
         now,
     };
     let mut settings = rules.create_token(request)?;
+    caller.may_name_team(settings.team.as_deref(), "tokens")?;
     if let Some(own) = caller.team() {
-        match settings.team.as_deref() {
-            None => settings.team = Some(own.to_string()),
-            Some(team) if team == own => {}
-            Some(_) => {
-                return Err(ApiError::Validation(format!(
-                "team: this token belongs to team {own:?} and can only create tokens of that team"
-            )))
-            }
-        }
+        settings.team = Some(own.to_string());
     }
     let minted = state
         .blocking(move |store| tokens::create(store, &caller.actor, &settings, now))
