@@ -383,10 +383,8 @@ impl Refresher {
         };
         let page = validate_page(&snapshot, generation)
             .map_err(|e| (format!("snapshot rejected: {e}"), true))?;
-        let fence = fetch.fence;
-        let holds = lease::held_by(host, SYNC_KEY, self.me, fence, host.now_ms())
-            && store::read_meta(host).fence == fence;
-        if !holds {
+        // Checked again right before writing: the page took time to parse and validate.
+        if !self.still_holder(host) {
             return Err((
                 "refresh lease expired before the page was written".into(),
                 false,
