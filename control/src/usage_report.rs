@@ -7,7 +7,6 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 
 /// Reports one body may carry.
 pub const MAX_REPORTS: usize = 10_000;
-const MAX_ID_CHARS: usize = 128;
 const MAX_CODE_CHARS: usize = 64;
 /// Per count in one report: far above what a proxy admits in one interval, and low enough that
 /// no number of batches a fleet can send overflows SQLite's 64-bit sums.
@@ -59,17 +58,10 @@ pub fn validate(request: UsageRequest, now: DateTime<Utc>) -> Result<UsageBatch,
     })
 }
 
+/// A proxy or batch id: the same rule as any identifier in a key record.
 fn identifier(field: &str, value: String) -> Result<String, FieldError> {
-    if value.is_empty() {
-        return Err(FieldError::new(field, "must not be empty"));
-    }
-    if value.chars().count() > MAX_ID_CHARS {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {MAX_ID_CHARS} characters"),
-        ));
-    }
-    crate::validate::printable(field, value)
+    keygate::contract::fields::identifier(field, &value)?;
+    Ok(value)
 }
 
 fn hourly_usage(
