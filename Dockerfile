@@ -2,8 +2,18 @@
 #   docker build -t keygate-control .
 #   docker run -p 127.0.0.1:8081:8081 -e KEYGATE_ADMIN_TOKEN=… -e KEYGATE_SYNC_TOKEN=… \
 #     -v keygate-data:/var/lib/keygate keygate-control
+# The web console, built with its pinned npm packages and embedded by control/build.rs.
+FROM node:20-bookworm-slim AS console
+WORKDIR /console
+COPY console/package.json console/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY console/ ./
+RUN npm run build -- --outDir /console-dist
+
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+COPY --from=console /console-dist /console-dist
+ENV KEYGATE_CONSOLE_DIST=/console-dist
 # The whole workspace (see .dockerignore): cargo needs every member's manifest, and the control
 # service depends on the filter crate (`keygate`) for the snapshot types.
 COPY . .

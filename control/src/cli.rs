@@ -105,6 +105,12 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=36600)
     )]
     pub usage_retention_days: u32,
+    /// Serve the web console at http://ADDRESS/console/ (with the admin API beside it).
+    #[arg(long, env = "KEYGATE_CONSOLE_LISTEN", value_name = "ADDRESS")]
+    pub console_listen: Option<String>,
+    /// What a scope allows, shown where keys are given scopes: SCOPE=TEXT (repeatable).
+    #[arg(long = "scope-description", value_name = "SCOPE=TEXT")]
+    pub scope_descriptions: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod client;
 mod clock;
+mod console;
 mod cursor;
 mod feed;
 mod plans;

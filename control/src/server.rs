@@ -2,13 +2,16 @@
 
 use crate::api::auth::TokenDigest;
 use crate::api::router::router;
+use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
 use crate::cli::ServeArgs;
 use crate::clock;
+use crate::console;
 use crate::feed::HeldPolls;
 use crate::serve_config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::store::usage;
 use crate::store::Store;
+use axum::Extension;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -24,6 +27,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         args.dev,
     )?;
     let scopes = parse_scopes(&args.scopes)?;
+    let descriptions = Arc::new(ScopeDescriptions::parse(&args.scope_descriptions, &scopes)?);
     let store = Store::open(&args.db)
         .map_err(|error| format!("cannot open database {}: {error}", args.db.display()))?;
     if tokens.admin_is_dev_default {
@@ -56,11 +60,29 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "keygate-control listening on http://{address} (db: {})",
             args.db.display()
         );
+        let console_server = match &args.console_listen {
+            Some(console_address) => {
+                let listener = tokio::net::TcpListener::bind(console_address)
+                    .await
+                    .map_err(|error| format!("cannot listen on {console_address}: {error}"))?;
+                let address = listener
+                    .local_addr()
+                    .map_err(|error| format!("cannot read the bound address: {error}"))?;
+                println!("keygate-control console on http://{address}/console/");
+                let api = router(state.clone()).layer(Extension(Arc::clone(&descriptions)));
+                Some(tokio::spawn(console::serve(
+                    listener,
+                    api,
+                    state.shutting_down.clone(),
+                )))
+            }
+            None => None,
+        };
         let pruning = tokio::spawn(prune_usage_hourly(
             Arc::clone(&state.store),
             args.usage_retention_days,
         ));
-        let served = axum::serve(listener, router(state))
+        let served = axum::serve(listener, router(state).layer(Extension(descriptions)))
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 println!("keygate-control shutting down");
@@ -70,6 +92,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|error| format!("server error: {error}"));
         pruning.abort();
+        if let Some(console_server) = console_server {
+            match console_server.await {
+                Ok(result) => result?,
+                Err(error) => return Err(format!("console server task failed: {error}")),
+            }
+        }
         served
     })?;
     println!("keygate-control stopped");

@@ -72,6 +72,8 @@ pub const ADMIN_ROUTES: &[RouteRule] = &[
     shared_rule("GET", "/v1/plans/{name}", Role::Viewer, 200),
     shared_rule("PATCH", "/v1/plans/{name}", Role::Admin, 200),
     shared_rule("DELETE", "/v1/plans/{name}", Role::Admin, 204),
+    shared_rule("GET", "/v1/scopes", Role::Viewer, 200),
+    shared_rule("GET", "/v1/session", Role::Viewer, 200),
 ];
 
 /// The rule for `method` on the route pattern `path`.

@@ -8,6 +8,8 @@ pub mod extract;
 pub mod keys;
 pub mod plans;
 pub mod router;
+pub mod scopes;
+pub mod session;
 pub mod snapshot;
 pub mod state;
 pub mod tokens;

@@ -5,6 +5,8 @@ use crate::api::audit::list_audit;
 use crate::api::error::{method_not_allowed, route_not_found};
 use crate::api::keys::{create_key, delete_key, list_keys, rotate_key, show_key, update_key};
 use crate::api::plans::{create_plan, delete_plan, list_plans, show_plan, update_plan};
+use crate::api::scopes::list_scopes;
+use crate::api::session::show_session;
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::tokens::{create_token, list_tokens, revoke_token, rotate_token};
@@ -44,6 +46,8 @@ fn admin_handler(rule: &RouteRule) -> Option<MethodRouter<AppState>> {
         ("GET", "/v1/plans/{name}") => get(show_plan),
         ("PATCH", "/v1/plans/{name}") => patch(update_plan),
         ("DELETE", "/v1/plans/{name}") => delete(delete_plan),
+        ("GET", "/v1/scopes") => get(list_scopes),
+        ("GET", "/v1/session") => get(show_session),
         _ => return None,
     };
     Some(handler)
