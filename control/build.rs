@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What cargo watches: a change to any of these rebuilds the console.
-const CONSOLE_INPUTS: [&str; 6] = [
+const CONSOLE_INPUTS: [&str; 7] = [
+    "public",
     "src",
     "index.html",
     "package.json",

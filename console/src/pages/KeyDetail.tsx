@@ -1,0 +1,159 @@
+// One key: its settings (editable for editors and admins), Rotate with a grace period,
+// Deactivate / Activate, Delete after a confirmation naming it, its usage and audit trail.
+
+import { useEffect, useState } from "preact/hooks";
+import { api, ApiError, type Key, type Session } from "../api";
+import { AuditTrail } from "../components/AuditTrail";
+import { ConfirmDialog } from "../components/ConfirmDialog";
+import { KeyForm } from "../components/KeyForm";
+import { UsagePanel } from "../components/KeyUsage";
+import { SecretOnce } from "../components/SecretOnce";
+import { dateTime, keyStatus, maskedKey } from "../format";
+import { go } from "../route";
+import { useCatalogue } from "./CreateKey";
+
+const MAX_GRACE_SECONDS = 2_592_000;
+
+export function KeyDetail({ id, session }: { id: string; session: Session }) {
+  const { scopes, plans, error: catalogueError } = useCatalogue();
+  const [key, setKey] = useState<Key | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [actionError, setActionError] = useState<string | null>(null);
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const [deleted, setDeleted] = useState(false);
+  const [successor, setSuccessor] = useState<Key | null>(null);
+  const [grace, setGrace] = useState("3600");
+  const [revision, setRevision] = useState(0);
+  const canEdit = session.role !== "viewer";
+
+  useEffect(() => {
+    api<Key>("GET", `/v1/keys/${id}`)
+      .then(setKey)
+      .catch((failure: Error) => setError(failure instanceof ApiError && failure.status === 404 ? "No such key." : failure.message));
+  }, [id]);
+
+  async function act(work: () => Promise<void>) {
+    setActionError(null);
+    try {
+      await work();
+      setRevision((r) => r + 1);
+    } catch (failure) {
+      setActionError(failure instanceof Error ? failure.message : String(failure));
+    }
+  }
+
+  if (error) return <p class="form-error" role="alert">{error}</p>;
+  if (!key) return <p class="loading">Loading key…</p>;
+  if (deleted) {
+    return (
+      <section>
+        <h1>Key {key.name} deleted</h1>
+        <p>
+          Proxies drop it with their next snapshot update. <a href="#/keys">Back to the keys</a>
+        </p>
+      </section>
+    );
+  }
+  const status = keyStatus(key, new Set());
+
+  return (
+    <section class="key-detail">
+      <p>
+        <a href="#/keys">← Keys</a>
+      </p>
+      <div class="title-row">
+        <h1>{key.name}</h1>
+        <span class={`status status-${status}`}>{status}</span>
+      </div>
+      <dl class="facts">
+        <dt>Id</dt>
+        <dd><code>{key.id}</code></dd>
+        <dt>Key</dt>
+        <dd><code>{maskedKey(key)}</code></dd>
+        <dt>Created</dt>
+        <dd>{dateTime(key.created_at)}</dd>
+        <dt>Last used</dt>
+        <dd>{key.last_used_at ? `in the hour from ${dateTime(key.last_used_at)}` : "never"}</dd>
+        {key.rotated_from && (
+          <>
+            <dt>Rotated from</dt>
+            <dd><a href={`#/keys/${key.rotated_from}`}>{key.rotated_from}</a></dd>
+          </>
+        )}
+        {key.quota_exceeded_until && (
+          <>
+            <dt>Over quota until</dt>
+            <dd>{dateTime(key.quota_exceeded_until)}</dd>
+          </>
+        )}
+      </dl>
+
+      {successor?.key && (
+        <SecretOnce secret={successor.key} what="API key (rotated)" onDone={() => go(`/keys/${successor.id}`)} />
+      )}
+
+      {canEdit && (
+        <section class="actions-panel" aria-label="Actions">
+          <div class="rotate">
+            <label for="grace">Grace period (seconds the old key keeps working)</label>
+            <input id="grace" type="number" min={0} max={MAX_GRACE_SECONDS} value={grace} onInput={(e) => setGrace(e.currentTarget.value)} />
+            <button type="button" onClick={() =>
+              act(async () => setSuccessor(await api<Key>("POST", `/v1/keys/${key.id}/rotate`, { grace_seconds: Number(grace || 0) })))}>
+              Rotate
+            </button>
+          </div>
+          {key.active ? (
+            <button type="button" class="secondary" onClick={() => act(async () => setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, { active: false })))}>
+              Deactivate
+            </button>
+          ) : (
+            <button type="button" class="secondary" onClick={() => act(async () => setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, { active: true })))}>
+              Activate
+            </button>
+          )}
+          <button type="button" class="danger" onClick={() => setConfirmDelete(true)}>
+            Delete
+          </button>
+          {actionError && <p class="form-error" role="alert">{actionError}</p>}
+        </section>
+      )}
+      {confirmDelete && (
+        <ConfirmDialog title={`Delete key “${key.name}”?`} confirmLabel="Delete"
+          onCancel={() => setConfirmDelete(false)}
+          onConfirm={() => {
+            setConfirmDelete(false);
+            act(async () => {
+              await api<void>("DELETE", `/v1/keys/${key.id}`);
+              setDeleted(true);
+            });
+          }}>
+          <p>
+            The key <strong>{key.name}</strong> (<code>{maskedKey(key)}</code>) stops working on every proxy within about a
+            second. This cannot be undone.
+          </p>
+        </ConfirmDialog>
+      )}
+
+      <UsagePanel path={`/v1/keys/${key.id}/usage`} title="Usage" />
+
+      <section aria-labelledby="settings-heading">
+        <h2 id="settings-heading">Settings</h2>
+        {catalogueError && <p class="form-error" role="alert">{catalogueError}</p>}
+        {scopes && plans && (
+          <KeyForm key={key.id} mode="edit" initial={key} session={session} scopes={scopes} plans={plans}
+            readOnly={!canEdit} submitLabel="Save changes"
+            onSubmit={async (body) => {
+              setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, body));
+              setRevision((r) => r + 1);
+            }} />
+        )}
+      </section>
+
+      {session.role === "admin" ? (
+        <AuditTrail target={key.id} reload={revision} />
+      ) : (
+        <p class="hint">The audit trail is shown to admin tokens.</p>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,37 @@
+// Hash routes (#/keys, #/keys/new, #/keys/key_…, #/plans, #/usage, #/tokens): deep links work
+// without server routes, and no route ever carries a secret.
+
+import { useEffect, useState } from "preact/hooks";
+
+export type Route =
+  | { page: "keys" }
+  | { page: "new-key" }
+  | { page: "key"; id: string }
+  | { page: "plans" }
+  | { page: "usage" }
+  | { page: "tokens" };
+
+export function parseRoute(hash: string): Route {
+  const path = hash.replace(/^#/, "");
+  if (path === "/keys/new") return { page: "new-key" };
+  const key = /^\/keys\/(key_[A-Za-z0-9]+)$/.exec(path);
+  if (key) return { page: "key", id: key[1] };
+  if (path === "/plans") return { page: "plans" };
+  if (path === "/usage") return { page: "usage" };
+  if (path === "/tokens") return { page: "tokens" };
+  return { page: "keys" };
+}
+
+export function go(path: string) {
+  location.hash = path;
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(location.hash));
+  useEffect(() => {
+    const changed = () => setRoute(parseRoute(location.hash));
+    addEventListener("hashchange", changed);
+    return () => removeEventListener("hashchange", changed);
+  }, []);
+  return route;
+}
