@@ -5,11 +5,13 @@
 #   skopeo          checks and copies the OCI image of keygate.wasm (make oci, pushing it)
 #   prometheus      promtool checks and unit-tests envoy/prometheus/keygate-rules.yaml; the
 #                   server scrapes a test Envoy for the Grafana dashboard's queries
+#   chromium        the headless browser the web console's tests drive through Playwright
+#                   (tests/e2e/test_console.py; Playwright's own browser download is never used)
 # Idempotent: installs only what is missing; does nothing (and needs no root) when all is there.
 # Non-interactive, for CI running as root: .ci/run calls it.
 set -euo pipefail
 
-packages=(curl docker-compose skopeo prometheus)
+packages=(curl docker-compose skopeo prometheus chromium)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then

@@ -9,7 +9,7 @@
 #
 # Environment, with its defaults:
 #   KEYGATE_API_PORT=10000 KEYGATE_ENVOY_ADMIN_PORT=9901 KEYGATE_CONTROL_PORT=8081
-#   KEYGATE_UPSTREAM_PORT=8082   the ports, all on 127.0.0.1
+#   KEYGATE_UPSTREAM_PORT=8082 KEYGATE_CONSOLE_PORT=8083   the ports, all on 127.0.0.1
 #   KEYGATE_RUN_DIR=.run         logs, pid files, the key database and the Envoy config used
 #   KEYGATE_WASM, KEYGATE_CONTROL_BIN, KEYGATE_ENVOY
 #                                the filter, control binary and Envoy: the `make build` outputs
@@ -45,13 +45,14 @@ API_PORT=${KEYGATE_API_PORT:-10000}
 ADMIN_PORT=${KEYGATE_ENVOY_ADMIN_PORT:-9901}
 CONTROL_PORT=${KEYGATE_CONTROL_PORT:-8081}
 UPSTREAM_PORT=${KEYGATE_UPSTREAM_PORT:-8082}
+CONSOLE_PORT=${KEYGATE_CONSOLE_PORT:-8083}
 MAX_RESTARTS=${KEYGATE_RUN_RESTARTS:-5}
 FIRST_DELAY_MS=${KEYGATE_RUN_RESTART_DELAY_MS:-1000}
 MAX_DELAY_MS=30000
 # A control service that ran this long before exiting starts a new row of restarts.
 STABLE_SECONDS=60
 
-for value in "$API_PORT" "$ADMIN_PORT" "$CONTROL_PORT" "$UPSTREAM_PORT" "$MAX_RESTARTS" "$FIRST_DELAY_MS"; do
+for value in "$API_PORT" "$ADMIN_PORT" "$CONTROL_PORT" "$UPSTREAM_PORT" "$CONSOLE_PORT" "$MAX_RESTARTS" "$FIRST_DELAY_MS"; do
   if ! [[ $value =~ ^[0-9]{1,5}$ ]]; then
     echo "scripts/run.sh: '$value' is not a port or count (see the variables at the top of the script)" >&2
     exit 1
@@ -180,7 +181,8 @@ write_envoy_config() {
 }
 
 start_control() {
-  "$CONTROL" serve --dev --listen "127.0.0.1:$CONTROL_PORT" --db "$RUN_DIR/keygate.db" >>"$RUN_DIR/control.log" 2>&1 &
+  "$CONTROL" serve --dev --listen "127.0.0.1:$CONTROL_PORT" --console-listen "127.0.0.1:$CONSOLE_PORT" \
+    --db "$RUN_DIR/keygate.db" >>"$RUN_DIR/control.log" 2>&1 &
   control_pid=$!
   control_started=$SECONDS
   echo "$control_pid" >"$RUN_DIR/control.pid"
@@ -211,6 +213,7 @@ Keygate is running.
   API (Envoy + Keygate)  http://127.0.0.1:$API_PORT
   Envoy admin            http://127.0.0.1:$ADMIN_PORT   (stats: /stats/prometheus | grep keygate)
   control service        http://127.0.0.1:$CONTROL_PORT
+  web console            http://127.0.0.1:$CONSOLE_PORT/console/   (sign in with the admin token)
   demo upstream          http://127.0.0.1:$UPSTREAM_PORT
   logs                   $RUN_DIR/{envoy,control,upstream}.log   (pids: $RUN_DIR/*.pid)
 MSG

@@ -31,6 +31,7 @@ class Run:
         self.dir = tmp_path / "run"
         self.api_port, self.admin_port = free_port(), free_port()
         self.control_port, self.upstream_port = free_port(), free_port()
+        self.console_port = free_port()
         self.env = dict(
             os.environ,
             KEYGATE_RUN_DIR=str(self.dir),
@@ -38,6 +39,7 @@ class Run:
             KEYGATE_ENVOY_ADMIN_PORT=str(self.admin_port),
             KEYGATE_CONTROL_PORT=str(self.control_port),
             KEYGATE_UPSTREAM_PORT=str(self.upstream_port),
+            KEYGATE_CONSOLE_PORT=str(self.console_port),
             KEYGATE_WASM=str(WASM),
             KEYGATE_CONTROL_BIN=str(CONTROL_BIN),
             KEYGATE_ENVOY=str(ENVOY_BIN),
