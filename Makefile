@@ -87,7 +87,7 @@ clean:
 # Refreshes docs/console/*.png, the screenshots docs/console.md shows, from the browser tests.
 console-screenshots: build venv
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) KEYGATE_CONSOLE_SCREENSHOTS=docs/console \
-		$(VENV)/bin/pytest tests/console -q
+		$(VENV)/bin/pytest tests/e2e/test_console.py -q
 
 # Keygate against bare Envoy, Envoy's native api_key_auth and ext_authz (docs/benchmarks.md).
 # Not part of `make test`. BENCH_QUICK=1 for a short smoke run; see bench/run.py for the knobs.

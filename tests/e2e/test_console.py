@@ -80,7 +80,16 @@ def test_assets_have_content_types_caching_and_a_strict_policy(service):
 def test_create_a_key_use_it_through_envoy_then_deactivate_it(service, proxy, page):
     sign_in(page, service, ADMIN_TOKEN)
     page.get_by_role("button", name="Create key").click()
+    # The API's own messages, beside the fields they name.
+    page.get_by_role("button", name="Create key").click()
+    page.locator("#name-error").filter(has_text=re.compile(r"^name: ")).wait_for()
+    assert page.get_by_label("Name").get_attribute("aria-describedby") == "name-error"
     page.get_by_label("Name").fill("console checkout")
+    page.get_by_label("Requests per minute").fill("-5")
+    page.get_by_role("button", name="Create key").click()
+    page.locator("#limits-per_minute-error").filter(has_text=re.compile(r"^limits\.per_minute: ")).wait_for()
+    assert page.locator("#name-error").count() == 0
+    page.get_by_label("Requests per minute").fill("")
     page.get_by_label("Team").fill("payments")
     page.get_by_role("checkbox", name=re.compile("list_models")).check()
     page.get_by_text("List the models (GET /v1/models)").wait_for()
@@ -110,7 +119,7 @@ def test_create_a_key_use_it_through_envoy_then_deactivate_it(service, proxy, pa
     assert denied.json()["error"]["code"] == "API_KEY_INACTIVE"
     assert elapsed < 1.5, f"deactivation reached Envoy after {elapsed:.2f}s"
     page.get_by_role("button", name="Activate").wait_for()
-    assert_clean(page, secret, ADMIN_TOKEN)
+    assert_clean(page, secret, ADMIN_TOKEN, refused=[400])
     assert secret not in service.log_text() and ADMIN_TOKEN not in service.log_text()
 
 

@@ -29,6 +29,18 @@ interface Props {
   onSubmit: (body: Record<string, unknown>) => Promise<void>;
 }
 
+/**
+ * A limit as typed: empty is null (no override), a number as a number (the API says what is
+ * wrong with -3 or 1.5), anything else as the text, so that the API's message names the field
+ * (NaN would be sent as null, silently clearing the limit).
+ */
+export function limitValue(typed: string): number | string | null {
+  const text = typed.trim();
+  if (text === "") return null;
+  const number = Number(text);
+  return Number.isFinite(number) ? number : text;
+}
+
 /** datetime-local wants local time without a zone. */
 function localInput(value: string | null | undefined): string {
   if (!value) return "";
@@ -66,8 +78,7 @@ export function KeyForm({ mode, initial, session, scopes, plans, readOnly, submi
     setSaved(null);
     const limitValues = Object.fromEntries(
       LIMIT_FIELDS.map((field) => {
-        const text = limits[field].trim();
-        return [field, text === "" ? null : Number(text)];
+        return [field, limitValue(limits[field])];
       }),
     );
     const body: Record<string, unknown> = {

@@ -6,6 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, LIMIT_FIELDS, type Limits, type Plan, type Session } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { FieldError, FormError, formMessage, messageFor } from "../components/FieldError";
+import { limitValue } from "../components/KeyForm";
 import { count } from "../format";
 
 const LIMIT_NAMES: Record<keyof Limits, string> = {
@@ -122,7 +123,7 @@ function PlanForm({ plan, onDone, onCancel }: { plan: Plan | null; onDone: () =>
   async function submit(event: Event) {
     event.preventDefault();
     setError(null);
-    const values = Object.fromEntries(LIMIT_FIELDS.map((field) => [field, limits[field].trim() === "" ? null : Number(limits[field])]));
+    const values = Object.fromEntries(LIMIT_FIELDS.map((field) => [field, limitValue(limits[field])]));
     try {
       if (plan) await api<Plan>("PATCH", `/v1/plans/${plan.name}`, { description, ...values });
       else await api<Plan>("POST", "/v1/plans", { name, description, ...values });
