@@ -21,7 +21,14 @@ const CONSOLE_INPUTS: [&str; 7] = [
     "tsconfig.json",
 ];
 
-fn main() -> Result<(), String> {
+fn main() {
+    if let Err(message) = embed_console() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn embed_console() -> Result<(), String> {
     println!("cargo:rerun-if-env-changed=KEYGATE_CONSOLE_DIST");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let dist = match std::env::var_os("KEYGATE_CONSOLE_DIST") {
