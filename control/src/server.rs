@@ -24,8 +24,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         args.dev,
     )?;
     let scopes = parse_scopes(&args.scopes)?;
-    let store = Store::open(&args.db)
-        .map_err(|error| format!("cannot open database {}: {error}", args.db.display()))?;
+    let location = args.database.location();
+    let store = Arc::new(
+        Store::open_location(&location)
+            .map_err(|error| format!("cannot open database {}: {error}", location.describe()))?,
+    );
     if tokens.admin_is_dev_default {
         println!("dev mode: admin token is {}", tokens.admin);
     }
@@ -34,7 +37,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     }
     let (stop, shutting_down) = watch::channel(false);
     let state = AppState {
-        store: Arc::new(store),
+        // The last reference stays here, so the store (and PostgreSQL's blocking clients,
+        // which must not be dropped on an async worker) is dropped after the runtime stops.
+        store: Arc::clone(&store),
         admin_token: Arc::new(TokenDigest::of(&tokens.admin)),
         sync_token: Arc::new(TokenDigest::of(&tokens.sync)),
         allowed_scopes: scopes.into(),
@@ -54,7 +59,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .map_err(|error| format!("cannot read the bound address: {error}"))?;
         println!(
             "keygate-control listening on http://{address} (db: {})",
-            args.db.display()
+            location.describe()
         );
         let pruning = tokio::spawn(prune_usage_hourly(
             Arc::clone(&state.store),
@@ -72,6 +77,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         pruning.abort();
         served
     })?;
+    drop(runtime);
+    drop(store);
     println!("keygate-control stopped");
     Ok(())
 }
