@@ -2,7 +2,7 @@
 
 use crate::cursor::Position;
 use crate::plans::{Environment, LimitOverrides, Plan, PlanLimits};
-use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, Tx};
+use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, ToValue, Tx};
 
 /// A key row as stored: everything but the secret, which is never kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +275,26 @@ pub fn find(tx: &Tx, id: &str) -> Result<Option<StoredKey>> {
         [id],
         from_row,
     )
+}
+
+/// The live (not deleted) keys among `ids`, in no particular order; unknown ids are skipped.
+pub fn find_live(tx: &Tx, ids: &[&str]) -> Result<Vec<StoredKey>> {
+    // Bounded lists keep each statement inside both backends' parameter limits.
+    const CHUNK: usize = 500;
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let slots: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
+        found.extend(tx.query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM keys {WITH_PLAN}
+                 WHERE keys.id IN ({}) AND keys.deleted = 0",
+                slots.join(", ")
+            ),
+            Params::Positional(chunk.iter().map(ToValue::to_value).collect()),
+            from_row,
+        )?);
+    }
+    Ok(found)
 }
 
 fn page(

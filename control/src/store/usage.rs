@@ -4,11 +4,10 @@ use crate::clock;
 use crate::store::db::Store;
 use crate::store::keys::{self, StoredKey};
 use crate::store::quota;
-use crate::store::sql::{named_params, Error, Result, Row, Tx};
+use crate::store::sql::{named_params, Error, Params, Result, Row, ToValue, Tx};
 use crate::usage_report::{UsageBatch, ALLOWED_CODE};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// How long a batch id is remembered; a proxy retries within seconds, not days.
 const BATCH_ID_RETENTION: Duration = Duration::days(7);
@@ -66,28 +65,34 @@ fn earlier_outcome(tx: &Tx, batch_id: &str) -> Result<Option<BatchOutcome>> {
     )
 }
 
-const ADD_HOURLY: &str = "INSERT INTO usage_hourly (key_id, hour_start, code, count)
-     VALUES (:key_id, :hour_start, :code, :count)
-     ON CONFLICT (key_id, hour_start, code)
-     DO UPDATE SET count = usage_hourly.count + excluded.count";
+/// Rows per multi-row upsert: few round trips for a large batch, well inside both backends'
+/// parameter limits (4 parameters a row).
+const UPSERT_CHUNK: usize = 250;
 
 /// Adds every report of a known key to its hour; returns the outcome and the keys touched.
+/// Reports are summed per (key, hour, code) first and written in multi-row upserts, so a batch
+/// costs a handful of statements however many reports repeat the same hour.
 fn count_reports(tx: &Tx, batch: &UsageBatch) -> Result<(BatchOutcome, Vec<StoredKey>)> {
-    let mut live_keys: HashMap<&str, Option<StoredKey>> = HashMap::new();
+    let mut asked: Vec<&str> = batch
+        .reports
+        .iter()
+        .map(|report| report.key_id.as_str())
+        .collect();
+    asked.sort_unstable();
+    asked.dedup();
+    let live_keys: HashMap<String, StoredKey> = keys::find_live(tx, &asked)?
+        .into_iter()
+        .map(|key| (key.id.clone(), key))
+        .collect();
     let mut newest_used: HashMap<i64, i64> = HashMap::new();
+    let mut sums: BTreeMap<(&str, i64, &str), i64> = BTreeMap::new();
     let mut outcome = BatchOutcome {
         accepted: 0,
         unknown_keys: 0,
         duplicate: false,
     };
     for report in &batch.reports {
-        let key = match live_keys.entry(&report.key_id) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(unseen) => {
-                unseen.insert(keys::find(tx, &report.key_id)?.filter(|key| !key.deleted))
-            }
-        };
-        let Some(seq) = key.as_ref().map(|key| key.seq) else {
+        let Some(key) = live_keys.get(&report.key_id) else {
             outcome.unknown_keys += 1;
             continue;
         };
@@ -97,27 +102,57 @@ fn count_reports(tx: &Tx, batch: &UsageBatch) -> Result<(BatchOutcome, Vec<Store
             .iter()
             .any(|(code, count)| code == ALLOWED_CODE && *count > 0);
         if allowed {
-            let newest = newest_used.entry(seq).or_insert(report.hour_start);
+            let newest = newest_used.entry(key.seq).or_insert(report.hour_start);
             *newest = (*newest).max(report.hour_start);
         }
         for (code, count) in &report.counts {
-            tx.execute(
-                ADD_HOURLY,
-                named_params! {
-                    ":key_id": report.key_id,
-                    ":hour_start": report.hour_start,
-                    ":code": code,
-                    ":count": i64::try_from(*count).unwrap_or(i64::MAX),
-                },
-            )?;
+            let sum = sums
+                .entry((&report.key_id, report.hour_start, code))
+                .or_insert(0);
+            *sum = sum.saturating_add(i64::try_from(*count).unwrap_or(i64::MAX));
         }
+    }
+    let rows: Vec<_> = sums.into_iter().collect();
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        add_hours(tx, chunk)?;
     }
     for (seq, hour_start) in newest_used {
         if let Some(hour) = DateTime::from_timestamp(hour_start, 0) {
             keys::note_used(tx, seq, &clock::format(hour))?;
         }
     }
-    Ok((outcome, live_keys.into_values().flatten().collect()))
+    Ok((outcome, live_keys.into_values().collect()))
+}
+
+/// Adds `rows` ((key id, hour start, code), count) to the hourly counts in one statement.
+fn add_hours(tx: &Tx, rows: &[((&str, i64, &str), i64)]) -> Result<()> {
+    let mut values = Vec::with_capacity(rows.len() * 4);
+    let mut tuples = Vec::with_capacity(rows.len());
+    for ((key_id, hour_start, code), count) in rows {
+        let first = values.len() + 1;
+        tuples.push(format!(
+            "(?{first}, ?{}, ?{}, ?{})",
+            first + 1,
+            first + 2,
+            first + 3
+        ));
+        values.extend([
+            key_id.to_value(),
+            hour_start.to_value(),
+            code.to_value(),
+            count.to_value(),
+        ]);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO usage_hourly (key_id, hour_start, code, count) VALUES {}
+             ON CONFLICT (key_id, hour_start, code)
+             DO UPDATE SET count = usage_hourly.count + excluded.count",
+            tuples.join(", ")
+        ),
+        Params::Positional(values),
+    )?;
+    Ok(())
 }
 
 /// Remembers the batch id and forgets ids older than the retention (index range delete).
