@@ -4,7 +4,9 @@
 use super::error::{Error, Result};
 use super::placeholders::{self, Slots};
 use super::value::{Row, ToValue, Value};
+use postgres::Statement;
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// Which SQL the backend speaks, for the few statements that must differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,13 @@ pub struct Tx<'a> {
 
 enum Inner<'a> {
     Sqlite(&'a rusqlite::Connection),
-    Postgres(RefCell<postgres::Transaction<'a>>),
+    /// With the statements prepared so far in this transaction, so a statement run many times
+    /// (a bulk insert, a usage batch) is parsed once, not once per row: PostgreSQL would
+    /// otherwise take two round trips per call.
+    Postgres(
+        RefCell<postgres::Transaction<'a>>,
+        RefCell<HashMap<String, Statement>>,
+    ),
 }
 
 impl<'a> Tx<'a> {
@@ -84,14 +92,14 @@ impl<'a> Tx<'a> {
 
     pub fn postgres(tx: postgres::Transaction<'a>) -> Tx<'a> {
         Tx {
-            inner: Inner::Postgres(RefCell::new(tx)),
+            inner: Inner::Postgres(RefCell::new(tx), RefCell::new(HashMap::new())),
         }
     }
 
     /// The PostgreSQL transaction back, to commit it.
     pub fn into_postgres(self) -> Option<postgres::Transaction<'a>> {
         match self.inner {
-            Inner::Postgres(tx) => Some(tx.into_inner()),
+            Inner::Postgres(tx, _) => Some(tx.into_inner()),
             Inner::Sqlite(_) => None,
         }
     }
@@ -99,7 +107,7 @@ impl<'a> Tx<'a> {
     pub fn dialect(&self) -> Dialect {
         match self.inner {
             Inner::Sqlite(_) => Dialect::Sqlite,
-            Inner::Postgres(_) => Dialect::Postgres,
+            Inner::Postgres(..) => Dialect::Postgres,
         }
     }
 
@@ -107,7 +115,7 @@ impl<'a> Tx<'a> {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.inner {
             Inner::Sqlite(tx) => Ok(tx.execute_batch(sql)?),
-            Inner::Postgres(tx) => Ok(tx.borrow_mut().batch_execute(sql)?),
+            Inner::Postgres(tx, _) => Ok(tx.borrow_mut().batch_execute(sql)?),
         }
     }
 
@@ -126,11 +134,11 @@ impl<'a> Tx<'a> {
                 };
                 Ok(changed)
             }
-            Inner::Postgres(tx) => {
-                let (sql, values) = postgres_statement(sql, params)?;
+            Inner::Postgres(tx, cache) => {
+                let (statement, values) = prepared(tx, cache, sql, params)?;
                 let changed = tx
                     .borrow_mut()
-                    .execute(sql.as_str(), &postgres_refs(&values))?;
+                    .execute(&statement, &postgres_refs(&values))?;
                 Ok(usize::try_from(changed).unwrap_or(usize::MAX))
             }
         }
@@ -156,11 +164,9 @@ impl<'a> Tx<'a> {
                 }
                 Ok(read)
             }
-            Inner::Postgres(tx) => {
-                let (sql, values) = postgres_statement(sql, params)?;
-                let rows = tx
-                    .borrow_mut()
-                    .query(sql.as_str(), &postgres_refs(&values))?;
+            Inner::Postgres(tx, cache) => {
+                let (statement, values) = prepared(tx, cache, sql, params)?;
+                let rows = tx.borrow_mut().query(&statement, &postgres_refs(&values))?;
                 rows.iter().map(postgres_row).collect()
             }
         }
@@ -235,6 +241,29 @@ impl rusqlite::ToSql for Value {
             Value::Text(text) => ValueRef::Text(text.as_bytes()),
         }))
     }
+}
+
+/// Statements cached per transaction; one-off texts (multi-row upserts of varying length) are
+/// few, so the cache stays small.
+const MAX_CACHED_STATEMENTS: usize = 64;
+
+/// The statement prepared (or taken from this transaction's cache) and its values in order.
+fn prepared(
+    tx: &RefCell<postgres::Transaction<'_>>,
+    cache: &RefCell<HashMap<String, Statement>>,
+    sql: &str,
+    params: Params,
+) -> Result<(Statement, Vec<Value>)> {
+    let (text, values) = postgres_statement(sql, params)?;
+    if let Some(statement) = cache.borrow().get(&text) {
+        return Ok((statement.clone(), values));
+    }
+    let statement = tx.borrow_mut().prepare(&text)?;
+    let mut cache = cache.borrow_mut();
+    if cache.len() < MAX_CACHED_STATEMENTS {
+        cache.insert(text, statement.clone());
+    }
+    Ok((statement, values))
 }
 
 /// The statement in PostgreSQL's numbering and its values in `$k` order.
