@@ -3,6 +3,7 @@
 #   curl            make run's readiness checks
 #   docker-compose  validates envoy/docker-compose.yaml (`docker-compose config`; no engine needed)
 #   skopeo          checks and copies the OCI image of keygate.wasm (make oci, pushing it)
+#   postgresql      the second backend: tests start throwaway clusters (initdb + pg_ctl)
 #   prometheus      promtool checks and unit-tests envoy/prometheus/keygate-rules.yaml; the
 #                   server scrapes a test Envoy for the Grafana dashboard's queries
 #   chromium        the headless browser the web console's tests drive through Playwright
@@ -11,7 +12,7 @@
 # Non-interactive, for CI running as root: .ci/run calls it.
 set -euo pipefail
 
-packages=(curl docker-compose skopeo prometheus chromium)
+packages=(curl docker-compose skopeo prometheus postgresql chromium)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,6 +1,7 @@
 //! The command line: `serve`, the `keys`, `tokens` and `audit` admin client, shell completion,
 //! and the hidden `seed` benchmark helper.
 
+use crate::store::Location;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use std::path::PathBuf;
@@ -83,9 +84,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
-    /// SQLite database file, created with its schema on first start.
-    #[arg(long, env = "KEYGATE_DB", default_value = "keygate.db")]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Scopes keys may be given (comma-separated).
     #[arg(
         long,
@@ -113,11 +113,36 @@ pub struct ServeArgs {
     pub scope_descriptions: Vec<String>,
 }
 
+/// Where the keys live: a SQLite file (the default) or PostgreSQL.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// SQLite database file, created with its schema on first start; one process only.
+    #[arg(long, env = "KEYGATE_DB", default_value = "keygate.db")]
+    pub db: PathBuf,
+    /// PostgreSQL instead of SQLite (postgres://USER[:PASSWORD]@HOST:PORT/DB), so that several
+    /// replicas can serve one fleet; the schema is migrated on start.
+    #[arg(
+        long,
+        env = "KEYGATE_DATABASE_URL",
+        value_name = "URL",
+        conflicts_with = "db"
+    )]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn location(&self) -> Location {
+        match &self.database_url {
+            Some(url) => Location::Postgres(url.clone()),
+            None => Location::Sqlite(self.db.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct SeedArgs {
-    /// SQLite database file to insert into (run it while the service is stopped).
-    #[arg(long)]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// How many keys to insert, in one transaction.
     #[arg(long)]
     pub count: u64,

@@ -19,6 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// One built file of the console: its path under `/console/` and its bytes.
 pub struct Asset {
@@ -38,19 +39,29 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// index.html names the current hashed files, so the browser checks it every time.
 const REVALIDATE: &str = "no-cache";
 
-/// Serves the console and `api` on `listener` until `shutting_down` turns true.
-pub async fn serve(
-    listener: TcpListener,
+/// Binds `address` and serves the console and `api` there, in a task, until `shutting_down`
+/// turns true.
+pub async fn start(
+    address: &str,
     api: Router,
     mut shutting_down: watch::Receiver<bool>,
-) -> Result<(), String> {
-    axum::serve(listener, app(api))
-        .with_graceful_shutdown(async move {
-            // An error means the sender is gone: the service is stopping either way.
-            let _ = shutting_down.wait_for(|stopping| *stopping).await;
-        })
+) -> Result<JoinHandle<Result<(), String>>, String> {
+    let listener = TcpListener::bind(address)
         .await
-        .map_err(|error| format!("console server error: {error}"))
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+    println!("keygate-control console on http://{bound}/console/");
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app(api))
+            .with_graceful_shutdown(async move {
+                // An error means the sender is gone: the service is stopping either way.
+                let _ = shutting_down.wait_for(|stopping| *stopping).await;
+            })
+            .await
+            .map_err(|error| format!("console server error: {error}"))
+    }))
 }
 
 /// The console's routes beside `api`, every response with the security headers.

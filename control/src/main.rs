@@ -93,8 +93,9 @@ fn completion(shell: clap_complete::Shell) -> Result<(), String> {
 fn seed(args: SeedArgs) -> Result<(), String> {
     let environment = plans::Environment::parse(&args.environment)
         .ok_or_else(|| format!("unknown environment {:?}", args.environment))?;
-    let store = store::Store::open(&args.db)
-        .map_err(|error| format!("cannot open database {}: {error}", args.db.display()))?;
+    let location = args.database.location();
+    let store = store::Store::open_location(&location)
+        .map_err(|error| format!("cannot open database {}: {error}", location.describe()))?;
     let mut secrets_file = args
         .secrets_out
         .as_ref()
@@ -120,7 +121,7 @@ fn seed(args: SeedArgs) -> Result<(), String> {
     println!(
         "seeded {} keys into {} in {:.1}s",
         args.count,
-        args.db.display(),
+        location.describe(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

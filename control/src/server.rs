@@ -28,8 +28,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     )?;
     let scopes = parse_scopes(&args.scopes)?;
     let descriptions = Arc::new(ScopeDescriptions::parse(&args.scope_descriptions, &scopes)?);
-    let store = Store::open(&args.db)
-        .map_err(|error| format!("cannot open database {}: {error}", args.db.display()))?;
+    let location = args.database.location();
+    let store = Arc::new(
+        Store::open_location(&location)
+            .map_err(|error| format!("cannot open database {}: {error}", location.describe()))?,
+    );
     if tokens.admin_is_dev_default {
         println!("dev mode: admin token is {}", tokens.admin);
     }
@@ -38,7 +41,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     }
     let (stop, shutting_down) = watch::channel(false);
     let state = AppState {
-        store: Arc::new(store),
+        // The last reference stays here, so the store (and PostgreSQL's blocking clients,
+        // which must not be dropped on an async worker) is dropped after the runtime stops.
+        store: Arc::clone(&store),
         admin_token: Arc::new(TokenDigest::of(&tokens.admin)),
         sync_token: Arc::new(TokenDigest::of(&tokens.sync)),
         allowed_scopes: scopes.into(),
@@ -58,23 +63,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .map_err(|error| format!("cannot read the bound address: {error}"))?;
         println!(
             "keygate-control listening on http://{address} (db: {})",
-            args.db.display()
+            location.describe()
         );
         let console_server = match &args.console_listen {
-            Some(console_address) => {
-                let listener = tokio::net::TcpListener::bind(console_address)
-                    .await
-                    .map_err(|error| format!("cannot listen on {console_address}: {error}"))?;
-                let address = listener
-                    .local_addr()
-                    .map_err(|error| format!("cannot read the bound address: {error}"))?;
-                println!("keygate-control console on http://{address}/console/");
+            Some(address) => {
                 let api = router(state.clone()).layer(Extension(Arc::clone(&descriptions)));
-                Some(tokio::spawn(console::serve(
-                    listener,
-                    api,
-                    state.shutting_down.clone(),
-                )))
+                Some(console::start(address, api, state.shutting_down.clone()).await?)
             }
             None => None,
         };
@@ -100,6 +94,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         }
         served
     })?;
+    drop(runtime);
+    drop(store);
     println!("keygate-control stopped");
     Ok(())
 }

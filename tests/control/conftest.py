@@ -1,9 +1,12 @@
 """Fixtures for the control service tests: a real `keygate-control serve` on 127.0.0.1 with a
-fresh SQLite file and test tokens. Every wait is bounded by a deadline."""
+fresh database and test tokens. Every test that uses a service runs on both backends: a SQLite
+file, and a database of a throwaway PostgreSQL cluster (tests/pgcluster.py). Every wait is
+bounded by a deadline."""
 
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -37,26 +40,56 @@ def free_port() -> int:
 
 
 class ControlService:
-    """One `serve` process; can be killed and restarted on the same database."""
+    """One `serve` process; can be killed and restarted on the same database. `database` is a
+    SQLite file (a Path) or a PostgreSQL URL, whose cluster (`cluster`) can dump it."""
 
-    def __init__(self, db_path: Path, log_path: Path, extra_env=None):
-        self.db_path = db_path
+    def __init__(self, database, log_path: Path, extra_env=None, cluster=None):
+        self.database = database
+        self.cluster = cluster
         self.log_path = log_path
         self.extra_env = extra_env or {}
         self.process = None
         self.url = None
 
+    @property
+    def is_postgres(self):
+        return isinstance(self.database, str)
+
+    @property
+    def db_path(self):
+        assert not self.is_postgres, "this service keeps its keys in PostgreSQL"
+        return self.database
+
     def env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
-        env.update(
-            {
-                "KEYGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-                "KEYGATE_SYNC_TOKEN": SYNC_TOKEN,
-                "KEYGATE_DB": str(self.db_path),
-            }
-        )
+        env.update({"KEYGATE_ADMIN_TOKEN": ADMIN_TOKEN, "KEYGATE_SYNC_TOKEN": SYNC_TOKEN})
+        if self.is_postgres:
+            env["KEYGATE_DATABASE_URL"] = self.database
+        else:
+            env["KEYGATE_DB"] = str(self.database)
         env.update(self.extra_env)
         return env
+
+    def sql(self, query):
+        """Rows of a read-only query on the service's database (integers as int)."""
+        if self.is_postgres:
+            rows = self.cluster.psql(self.database.rsplit("/", 1)[1], query)
+            return [tuple(int(value) if value.lstrip("-").isdigit() else value for value in row)
+                    for row in rows]
+        with sqlite3.connect(self.database) as db:
+            return db.execute(query).fetchall()
+
+    def stored_bytes(self):
+        """Everything the database holds: the SQLite file and its write-ahead log (where recent
+        commits live), or a dump of the PostgreSQL database."""
+        if self.is_postgres:
+            return self.cluster.dump(self.database).encode()
+        data = b""
+        for suffix in ["", "-wal"]:
+            path = self.database.with_name(self.database.name + suffix)
+            if path.exists():
+                data += path.read_bytes()
+        return data
 
     def start(self):
         port = free_port()
@@ -123,10 +156,27 @@ class Api:
         return self.request("GET", "/v1/snapshot", token=token, params=params)
 
 
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request):
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def service(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("control")
-    control = ControlService(directory / "keygate.db", directory / "serve.log").start()
+def new_service(backend, tmp_path_factory, request):
+    """Makes a (not yet started) service on a fresh database of the session's backend."""
+    cluster = request.getfixturevalue("postgres_cluster") if backend == "postgres" else None
+
+    def make(extra_env=None):
+        directory = tmp_path_factory.mktemp("control")
+        database = cluster.new_database() if cluster else directory / "keygate.db"
+        return ControlService(database, directory / "serve.log", extra_env=extra_env, cluster=cluster)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def service(new_service):
+    control = new_service().start()
     yield control
     control.stop()
 
@@ -137,9 +187,9 @@ def api(service):
 
 
 @pytest.fixture
-def fresh_service(tmp_path):
+def fresh_service(new_service):
     """A service of its own, for tests that kill or restart it."""
-    control = ControlService(tmp_path / "keygate.db", tmp_path / "serve.log")
+    control = new_service()
     yield control
     control.stop()
 

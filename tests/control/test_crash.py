@@ -10,7 +10,6 @@ import time
 import requests
 
 from conftest import ADMIN_TOKEN, SYNC_TOKEN, Api
-from test_durability import database_bytes
 
 WRITER_THREADS = 4
 CREATES_PER_THREAD = 50
@@ -77,7 +76,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(fresh_service):
     assert snapshot["version"] >= max(versions_seen[0], len(before))
     assert {created["id"] for created in before} <= {key["id"] for key in snapshot["keys"]}
     listed = api.request("GET", "/v1/keys", params={"limit": 1000}).text + api.snapshot(limit=10000).text
-    stored = database_bytes(service.db_path)
+    stored = service.stored_bytes()
     for created in before:
         assert created["key"] not in listed
         assert created["key"].encode() not in stored and created["key"][8:].encode() not in stored

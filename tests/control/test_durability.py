@@ -10,22 +10,12 @@ LONG_POLL_SECONDS = 30
 PROMPT_SECONDS = 5
 
 
-def database_bytes(db_path):
-    """The main database file and its write-ahead log, where recent commits live."""
-    data = b""
-    for suffix in ["", "-wal"]:
-        path = db_path.with_name(db_path.name + suffix)
-        if path.exists():
-            data += path.read_bytes()
-    return data
-
-
 def test_secrets_are_never_stored(fresh_service):
     api = Api(fresh_service.start().url)
     secrets = [api.create(name=f"k{i}", environment="test" if i % 2 else "live")["key"] for i in range(5)]
     rotated = api.request("POST", f"/v1/keys/{api.request('GET', '/v1/keys').json()['keys'][0]['id']}/rotate")
     secrets.append(rotated.json()["key"])
-    stored = database_bytes(fresh_service.db_path)
+    stored = fresh_service.stored_bytes()
     for secret in secrets:
         assert secret.encode() not in stored
         assert secret[8:].encode() not in stored

@@ -78,8 +78,8 @@ def run_schemathesis(url, label, token, operations, phases, extra, report_dir):
     return result, elapsed
 
 
-def test_schemathesis_finds_no_server_errors_or_schema_drift(tmp_path):
-    service = ControlService(tmp_path / "keygate.db", tmp_path / "serve.log").start()
+def test_schemathesis_finds_no_server_errors_or_schema_drift(new_service, tmp_path):
+    service = new_service().start()
     try:
         failures = []
         for label, token, operations, phases, extra in RUNS:

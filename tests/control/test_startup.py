@@ -63,9 +63,8 @@ def test_dev_mode_prints_its_tokens_and_the_ready_line(tmp_path):
         process.wait(timeout=RUN_DEADLINE_SECONDS)
 
 
-def test_configured_scopes_are_the_allowed_ones(tmp_path):
-    service = ControlService(tmp_path / "k.db", tmp_path / "serve.log",
-                             extra_env={"KEYGATE_SCOPES": "read, write"}).start()
+def test_configured_scopes_are_the_allowed_ones(new_service):
+    service = new_service(extra_env={"KEYGATE_SCOPES": "read, write"}).start()
     try:
         api = Api(service.url)
         assert api.create(scopes=["read", "write"])["scopes"] == ["read", "write"]

@@ -121,7 +121,7 @@ def test_a_token_is_shown_once_and_stored_as_a_digest(api, service):
     mine = [token for token in listed if token["id"] == created["id"]]
     assert len(mine) == 1 and "token" not in mine[0]
     assert mine[0]["role"] == "editor" and mine[0]["expires_at"] == "2099-01-01T00:00:00Z"
-    assert secret not in service.db_path.read_bytes().decode("latin-1")
+    assert secret not in service.stored_bytes().decode("latin-1")
 
 
 def test_revoked_tokens_are_refused_at_once(api):

@@ -2,7 +2,6 @@
 `usage`, and the usage retention that rolls old hours into daily totals."""
 
 import json
-import sqlite3
 from datetime import timedelta
 
 from conftest import ADMIN_TOKEN, Api, ControlService, error_of, wait_for
@@ -117,9 +116,8 @@ def test_cli_usage_prints_a_team_table_and_json(service, api, team):
     assert json.loads(as_json.stdout)["totals"] == EXPECTED_TOTALS
 
 
-def test_retention_rolls_old_hours_into_daily_totals_with_the_same_sums(tmp_path):
-    service = ControlService(tmp_path / "keygate.db", tmp_path / "serve.log",
-                             extra_env={"KEYGATE_USAGE_RETENTION_DAYS": "1"})
+def test_retention_rolls_old_hours_into_daily_totals_with_the_same_sums(new_service):
+    service = new_service(extra_env={"KEYGATE_USAGE_RETENTION_DAYS": "1"})
     try:
         service.start()
         api = Api(service.url)
@@ -137,15 +135,13 @@ def test_retention_rolls_old_hours_into_daily_totals_with_the_same_sums(tmp_path
         service.start()
 
         def rolled_up():
-            with sqlite3.connect(service.db_path) as db:
-                old_hours = db.execute("SELECT COUNT(*) FROM usage_hourly WHERE hour_start < ?",
-                                       (int(midnight.timestamp()) - 86400,)).fetchone()[0]
-                days = db.execute("SELECT day_start, code, count FROM usage_daily ORDER BY code").fetchall()
+            old_hours = service.sql("SELECT COUNT(*) FROM usage_hourly "
+                                    f"WHERE hour_start < {int(midnight.timestamp()) - 86400}")[0][0]
+            days = service.sql("SELECT day_start, code, count FROM usage_daily ORDER BY code")
             return old_hours == 0 and days
 
         wait_for(rolled_up, RETENTION_SECONDS, "old hours rolled into daily totals at start")
-        with sqlite3.connect(service.db_path) as db:
-            days = db.execute("SELECT day_start, code, count FROM usage_daily ORDER BY code").fetchall()
+        days = service.sql("SELECT day_start, code, count FROM usage_daily ORDER BY code")
         assert days == [(int(old_day.timestamp()), "ALLOWED", 7), (int(old_day.timestamp()), "QUOTA_EXCEEDED", 1)]
         api = Api(service.url)
         assert api.request("GET", f"/v1/keys/{key['id']}/usage", params=window).json() == before

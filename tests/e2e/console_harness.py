@@ -45,7 +45,8 @@ class ConsoleService(ControlService):
                 [str(CONTROL_BIN), "seed", "--db", str(self.db), "--count", str(self.seed_keys)],
                 check=True, capture_output=True, timeout=120,
             )
-        env = dict(os.environ, KEYGATE_ADMIN_TOKEN=ADMIN_TOKEN, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
+        env = {k: v for k, v in os.environ.items() if k not in ("KEYGATE_DB", "KEYGATE_DATABASE_URL")}
+        env.update(KEYGATE_ADMIN_TOKEN=ADMIN_TOKEN, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
         descriptions = [f"--scope-description={scope}={text}" for scope, text in SCOPE_DESCRIPTIONS.items()]
         self.log = open(self.dir / "control.log", "ab")
         self.proc = subprocess.Popen(

@@ -224,17 +224,40 @@ def plugin_config(**overrides):
     return config
 
 
+CONTROL_CLUSTER_START = "  - name: keygate_control\n"
+REPLICA_ENDPOINT = """        - endpoint:
+            address:
+              socket_address: { address: 127.0.0.1, port_value: %d }
+"""
+
+
+def replicated_control_cluster(control_ports):
+    """envoy/envoy-ha.yaml's keygate_control cluster (health-checked replicas) with one
+    endpoint per port in `control_ports`."""
+    text = (ROOT / "envoy/envoy-ha.yaml").read_text()
+    cluster = text[text.index(CONTROL_CLUSTER_START) :]
+    shipped = REPLICA_ENDPOINT % 8081 + REPLICA_ENDPOINT % 8091
+    assert cluster.endswith(shipped), "envoy/envoy-ha.yaml's keygate_control cluster no longer ends with its two replicas"
+    return cluster[: -len(shipped)] + "".join(REPLICA_ENDPOINT % port for port in control_ports)
+
+
 def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, access_log, ipv6_port=None):
     """The shipped envoy/envoy.yaml with test ports, the test plugin config and a file
-    access log."""
+    access log. `control_port` is one port, or a list of control-service replicas' ports: then
+    the keygate_control cluster is envoy/envoy-ha.yaml's, listing them all."""
     text = (ROOT / "envoy/envoy.yaml").read_text()
+    if isinstance(control_port, (list, tuple)):
+        assert text.endswith(text[text.index(CONTROL_CLUSTER_START) :]) and text.count(CONTROL_CLUSTER_START) == 1
+        text = text[: text.index(CONTROL_CLUSTER_START)] + replicated_control_cluster(control_port)
+        control_port = None
     replacements = {
         "port_value: 10000": f"port_value: {listener_port}",
         "port_value: 9901": f"port_value: {admin_port}",
         "port_value: 8082": f"port_value: {upstream_port}",
-        "port_value: 8081": f"port_value: {control_port}",
         "filename: target/wasm32-wasip1/release/keygate.wasm": f"filename: {WASM}",
     }
+    if control_port is not None:
+        replacements["port_value: 8081"] = f"port_value: {control_port}"
     for old, new in replacements.items():
         assert old in text, f"envoy/envoy.yaml no longer contains {old!r}"
         text = text.replace(old, new)
@@ -363,19 +386,23 @@ class Envoy:
 
 
 class ControlService:
-    """The real keygate-control on a free port with a fresh SQLite file."""
+    """The real keygate-control on a free port with a fresh SQLite file, or on the PostgreSQL
+    database at `database_url` (several replicas may share one)."""
 
-    def __init__(self, db_path=None, port=None):
+    def __init__(self, db_path=None, port=None, database_url=None):
         self.dir = Path(tempfile.mkdtemp(prefix="keygate-control-"))
         self.db = db_path or self.dir / "keygate.db"
+        self.database_url = database_url
         self.port = port or free_port()
         self.start()
 
     def start(self):
-        env = dict(os.environ, KEYGATE_ADMIN_TOKEN=ADMIN_TOKEN, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
+        env = {k: v for k, v in os.environ.items() if k not in ("KEYGATE_DB", "KEYGATE_DATABASE_URL")}
+        env.update(KEYGATE_ADMIN_TOKEN=ADMIN_TOKEN, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
+        store = ["--database-url", self.database_url] if self.database_url else ["--db", str(self.db)]
         self.log = open(self.dir / "control.log", "ab")
         self.proc = subprocess.Popen(
-            [str(CONTROL_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db)],
+            [str(CONTROL_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", *store],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

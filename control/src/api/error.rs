@@ -1,5 +1,6 @@
 //! The one error shape every endpoint answers with: `{"error":{"code":"…","message":"…"}}`.
 
+use crate::store::sql::Error as StoreError;
 use crate::validate::FieldError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,8 @@ pub enum ApiError {
     },
     UnsupportedMediaType,
     RequestTimeout,
+    /// The database is down or did not answer within its deadline; retrying later works.
+    Unavailable(String),
     /// Logged in full; the client only learns that something failed on our side.
     Internal(String),
 }
@@ -62,6 +65,11 @@ impl ApiError {
                 "REQUEST_TIMEOUT",
                 "the request body did not arrive in time".into(),
             ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the key database is unavailable; nothing was changed, retry shortly".into(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
@@ -83,13 +91,18 @@ fn size(bytes: usize) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            eprintln!("keygate-control: internal error: {detail}");
+        match &self {
+            ApiError::Internal(detail) => eprintln!("keygate-control: internal error: {detail}"),
+            ApiError::Unavailable(detail) => eprintln!("keygate-control: {detail}"),
+            _ => {}
         }
         let (status, code, message) = self.status_code_and_message();
         let body = Json(json!({ "error": { "code": code, "message": message } }));
         if status == StatusCode::UNAUTHORIZED {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return (status, [(header::RETRY_AFTER, "1")], body).into_response();
         }
         (status, body).into_response()
     }
@@ -101,9 +114,13 @@ impl From<FieldError> for ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(error: rusqlite::Error) -> Self {
-        ApiError::Internal(format!("database: {error}"))
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            ApiError::Unavailable(error.to_string())
+        } else {
+            ApiError::Internal(format!("database: {error}"))
+        }
     }
 }
 

@@ -79,8 +79,12 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdParam {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         Path::<String>::from_request_parts(parts, state)
             .await
+            .ok()
+            // Nothing stored has a control character in its id or name (the contract refuses
+            // them), and PostgreSQL text cannot even hold NUL: such an id names nothing.
+            .filter(|Path(id)| !id.chars().any(char::is_control))
             .map(|Path(id)| KeyIdParam(id))
-            .map_err(|_| ApiError::NotFound("no such key".into()))
+            .ok_or_else(|| ApiError::NotFound("no such key".into()))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::feed::{self, HeldPolls, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, M
 use crate::served::key_record;
 use crate::store::db::current_version;
 use crate::store::keys;
+use crate::store::sql::Error as StoreError;
 use crate::store::Store;
 use axum::body::Body;
 use axum::extract::State;
@@ -193,7 +194,7 @@ fn not_modified(tag: String) -> Response {
 }
 
 /// One page, read in a single transaction so its version and rows agree.
-fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, rusqlite::Error> {
+fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, StoreError> {
     let now = clock::now();
     store.read(|tx| {
         let version = current_version(tx)?;

@@ -44,6 +44,7 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::NotFound => ApiError::NotFound("no such key".into()),
             LifecycleError::Deleted => ApiError::Conflict("the key was deleted".into()),
             LifecycleError::Invalid(error) => ApiError::from(error),
+            LifecycleError::Database(error) => ApiError::from(error),
             other => ApiError::Internal(other.to_string()),
         }
     }

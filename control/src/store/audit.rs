@@ -3,8 +3,8 @@
 
 use crate::clock;
 use crate::store::keys::StoredKey;
+use crate::store::sql::{named_params, Result, Row, Tx};
 use chrono::{DateTime, Utc};
-use rusqlite::{named_params, Row, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -86,27 +86,27 @@ pub struct AuditEntry {
 
 /// Appends an entry for `action` on `target` (of `team`) made by `actor` at `now`.
 pub fn record(
-    tx: &Transaction,
+    tx: &Tx,
     actor: &Actor,
     action: Action,
     target: &str,
     team: Option<&str>,
     changes: &Value,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+) -> Result<()> {
+    tx.execute(
         "INSERT INTO audit_log (at, token_id, token_name, action, target, team, changes)
          VALUES (:at, :token_id, :token_name, :action, :target, :team, :changes)",
-    )?
-    .execute(named_params! {
-        ":at": clock::format(now),
-        ":token_id": actor.token_id,
-        ":token_name": actor.token_name,
-        ":action": action.as_str(),
-        ":target": target,
-        ":team": team.filter(|team| !team.is_empty()),
-        ":changes": changes.to_string(),
-    })?;
+        named_params! {
+            ":at": clock::format(now),
+            ":token_id": actor.token_id,
+            ":token_name": actor.token_name,
+            ":action": action.as_str(),
+            ":target": target,
+            ":team": team.filter(|team| !team.is_empty()),
+            ":changes": changes.to_string(),
+        },
+    )?;
     Ok(())
 }
 
@@ -123,38 +123,35 @@ pub struct AuditFilter {
 }
 
 /// Up to `limit` entries matching `filter`, oldest first, and whether more follow.
-pub fn list(
-    tx: &Transaction,
-    filter: &AuditFilter,
-    limit: usize,
-) -> rusqlite::Result<(Vec<AuditEntry>, bool)> {
+pub fn list(tx: &Tx, filter: &AuditFilter, limit: usize) -> Result<(Vec<AuditEntry>, bool)> {
     let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
-    let mut entries = tx
-        .prepare_cached(
-            "SELECT seq, at, token_id, token_name, action, target, team, changes FROM audit_log
+    let mut entries = tx.query_map(
+        &format!(
+            "SELECT seq, at, token_id, token_name, action, target, team, changes
+             FROM audit_log
              WHERE seq > :after
-               AND (:target IS NULL OR target = :target)
-               AND (:team IS NULL OR team = :team)
-               AND (:from IS NULL OR julianday(at) >= julianday(:from))
+               AND (CAST(:target AS TEXT) IS NULL OR target = :target)
+               AND (CAST(:team AS TEXT) IS NULL OR team = :team)
+               AND (CAST(:from AS TEXT) IS NULL OR {at} >= {from})
              ORDER BY seq LIMIT :fetch",
-        )?
-        .query_map(
-            named_params! {
-                ":after": filter.after,
-                ":target": filter.target,
-                ":team": filter.team,
-                ":from": filter.from,
-                ":fetch": fetch,
-            },
-            from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+            at = tx.dialect().instant("at"),
+            from = tx.dialect().instant(":from")
+        ),
+        named_params! {
+            ":after": filter.after,
+            ":target": filter.target,
+            ":team": filter.team,
+            ":from": filter.from,
+            ":fetch": fetch,
+        },
+        from_row,
+    )?;
     let more = entries.len() > limit;
     entries.truncate(limit);
     Ok((entries, more))
 }
 
-fn from_row(row: &Row) -> rusqlite::Result<AuditEntry> {
+fn from_row(row: &Row) -> Result<AuditEntry> {
     let changes: String = row.get(7)?;
     Ok(AuditEntry {
         id: row.get(0)?,

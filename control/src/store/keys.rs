@@ -2,8 +2,7 @@
 
 use crate::cursor::Position;
 use crate::plans::{Environment, LimitOverrides, Plan, PlanLimits};
-use rusqlite::types::Type;
-use rusqlite::{named_params, OptionalExtension, Row, Transaction};
+use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, ToValue, Tx};
 
 /// A key row as stored: everything but the secret, which is never kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,21 +92,21 @@ const COLUMNS: &str = "keys.seq, keys.id, keys.hash, keys.prefix, keys.last4, ke
 /// Joins each key row to its plan's row, whose limits `COLUMNS` reads.
 const WITH_PLAN: &str = "LEFT JOIN plans ON plans.name = keys.plan";
 
-fn conversion_error(column: usize, message: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, message.into())
+fn conversion_error(column: usize, message: String) -> Error {
+    Error::Conversion { column, message }
 }
 
-fn json_list(row: &Row, column: usize) -> rusqlite::Result<Vec<String>> {
+fn json_list(row: &Row, column: usize) -> Result<Vec<String>> {
     let text: String = row.get(column)?;
     serde_json::from_str(&text).map_err(|error| conversion_error(column, error.to_string()))
 }
 
-fn limit(row: &Row, column: usize) -> rusqlite::Result<Option<u64>> {
+fn limit(row: &Row, column: usize) -> Result<Option<u64>> {
     let value: Option<i64> = row.get(column)?;
     Ok(value.and_then(|value| u64::try_from(value).ok()))
 }
 
-fn from_row(row: &Row) -> rusqlite::Result<StoredKey> {
+fn from_row(row: &Row) -> Result<StoredKey> {
     let environment: String = row.get(6)?;
     let plan: String = row.get(12)?;
     let updated_version: i64 = row.get(21)?;
@@ -159,8 +158,8 @@ fn to_sql_limit(value: Option<u64>) -> Option<i64> {
 }
 
 /// Inserts a new key row; returns its sequence number.
-pub fn insert(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<i64> {
-    let mut statement = tx.prepare_cached(
+pub fn insert(tx: &Tx, key: &StoredKey) -> Result<i64> {
+    tx.query_row(
         "INSERT INTO keys (id, hash, prefix, last4, name, environment, team, scopes, allowed_ips,
             expires_at, active, plan, limit_per_minute, limit_per_hour, limit_per_day,
             limit_concurrent, created_at, updated_at, rotated_from, deleted, updated_version,
@@ -168,9 +167,9 @@ pub fn insert(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<i64> {
          VALUES (:id, :hash, :prefix, :last4, :name, :environment, :team, :scopes, :allowed_ips,
             :expires_at, :active, :plan, :per_minute, :per_hour, :per_day, :concurrent,
             :created_at, :updated_at, :rotated_from, :deleted, :updated_version,
-            :per_month, :quota_exceeded_until)",
-    )?;
-    statement.execute(named_params! {
+            :per_month, :quota_exceeded_until)
+         RETURNING seq",
+        named_params! {
         ":id": key.id,
         ":hash": key.hash,
         ":prefix": key.prefix,
@@ -194,13 +193,14 @@ pub fn insert(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<i64> {
         ":updated_version": sql_version(key.updated_version),
         ":per_month": to_sql_limit(key.limits.per_month),
         ":quota_exceeded_until": key.quota_exceeded_until,
-    })?;
-    Ok(tx.last_insert_rowid())
+        },
+        |row| row.get(0),
+    )
 }
 
 /// Writes every mutable field of `key` back to its row.
-pub fn update(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+pub fn update(tx: &Tx, key: &StoredKey) -> Result<()> {
+    tx.execute(
         "UPDATE keys SET name = :name, team = :team, scopes = :scopes,
             allowed_ips = :allowed_ips, expires_at = :expires_at, active = :active, plan = :plan,
             limit_per_minute = :per_minute, limit_per_hour = :per_hour, limit_per_day = :per_day,
@@ -208,89 +208,103 @@ pub fn update(tx: &Transaction, key: &StoredKey) -> rusqlite::Result<()> {
             updated_at = :updated_at, deleted = :deleted, updated_version = :updated_version,
             quota_exceeded_until = :quota_exceeded_until
          WHERE seq = :seq",
-    )?
-    .execute(named_params! {
-        ":seq": key.seq,
-        ":name": key.name,
-        ":team": key.team,
-        ":scopes": to_json(&key.scopes),
-        ":allowed_ips": to_json(&key.allowed_ips),
-        ":expires_at": key.expires_at,
-        ":active": key.active,
-        ":plan": key.plan.as_str(),
-        ":per_minute": to_sql_limit(key.limits.per_minute),
-        ":per_hour": to_sql_limit(key.limits.per_hour),
-        ":per_day": to_sql_limit(key.limits.per_day),
-        ":concurrent": to_sql_limit(key.limits.concurrent),
-        ":updated_at": key.updated_at,
-        ":deleted": key.deleted,
-        ":updated_version": sql_version(key.updated_version),
-        ":per_month": to_sql_limit(key.limits.per_month),
-        ":quota_exceeded_until": key.quota_exceeded_until,
-    })?;
+        named_params! {
+            ":seq": key.seq,
+            ":name": key.name,
+            ":team": key.team,
+            ":scopes": to_json(&key.scopes),
+            ":allowed_ips": to_json(&key.allowed_ips),
+            ":expires_at": key.expires_at,
+            ":active": key.active,
+            ":plan": key.plan.as_str(),
+            ":per_minute": to_sql_limit(key.limits.per_minute),
+            ":per_hour": to_sql_limit(key.limits.per_hour),
+            ":per_day": to_sql_limit(key.limits.per_day),
+            ":concurrent": to_sql_limit(key.limits.concurrent),
+            ":updated_at": key.updated_at,
+            ":deleted": key.deleted,
+            ":updated_version": sql_version(key.updated_version),
+            ":per_month": to_sql_limit(key.limits.per_month),
+            ":quota_exceeded_until": key.quota_exceeded_until,
+        },
+    )?;
     Ok(())
 }
 
 /// Marks the key over quota until `until` (or clears the mark) as the change of `version`.
 /// Leaves `updated_at` alone: that records admin changes, and this is not one.
-pub fn set_quota_mark(
-    tx: &Transaction,
-    seq: i64,
-    until: Option<&str>,
-    version: u64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+pub fn set_quota_mark(tx: &Tx, seq: i64, until: Option<&str>, version: u64) -> Result<()> {
+    tx.execute(
         "UPDATE keys SET quota_exceeded_until = :until, updated_version = :version
          WHERE seq = :seq",
-    )?
-    .execute(named_params! {
-        ":seq": seq,
-        ":until": until,
-        ":version": sql_version(version),
-    })?;
+        named_params! {
+            ":seq": seq,
+            ":until": until,
+            ":version": sql_version(version),
+        },
+    )?;
     Ok(())
 }
 
 /// Moves the key's `last_used_at` on to `hour` (an RFC 3339 hour start) unless it is already
 /// later. Leaves `updated_version` alone: the snapshot does not carry it.
-pub fn note_used(tx: &Transaction, seq: i64, hour: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+pub fn note_used(tx: &Tx, seq: i64, hour: &str) -> Result<()> {
+    tx.execute(
         "UPDATE keys SET last_used_at = :hour
          WHERE seq = :seq AND (last_used_at IS NULL OR last_used_at < :hour)",
-    )?
-    .execute(named_params! { ":seq": seq, ":hour": hour })?;
+        named_params! { ":seq": seq, ":hour": hour },
+    )?;
     Ok(())
 }
 
 /// The live (not deleted) keys on `plan`.
-pub fn on_plan(tx: &Transaction, plan: &str) -> rusqlite::Result<Vec<StoredKey>> {
-    tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM keys {WITH_PLAN} WHERE keys.plan = ?1 AND keys.deleted = 0"
-    ))?
-    .query_map([plan], from_row)?
-    .collect()
+pub fn on_plan(tx: &Tx, plan: &str) -> Result<Vec<StoredKey>> {
+    tx.query_map(
+        &format!(
+            "SELECT {COLUMNS} FROM keys {WITH_PLAN} WHERE keys.plan = ?1 AND keys.deleted = 0"
+        ),
+        [plan],
+        from_row,
+    )
 }
 
 /// The key with this id, tombstones included.
-pub fn find(tx: &Transaction, id: &str) -> rusqlite::Result<Option<StoredKey>> {
-    tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM keys {WITH_PLAN} WHERE keys.id = ?1"
-    ))?
-    .query_row([id], from_row)
-    .optional()
+pub fn find(tx: &Tx, id: &str) -> Result<Option<StoredKey>> {
+    tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM keys {WITH_PLAN} WHERE keys.id = ?1"),
+        [id],
+        from_row,
+    )
+}
+
+/// The live (not deleted) keys among `ids`, in no particular order; unknown ids are skipped.
+pub fn find_live(tx: &Tx, ids: &[&str]) -> Result<Vec<StoredKey>> {
+    // Bounded lists keep each statement inside both backends' parameter limits.
+    const CHUNK: usize = 500;
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let slots: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
+        found.extend(tx.query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM keys {WITH_PLAN}
+                 WHERE keys.id IN ({}) AND keys.deleted = 0",
+                slots.join(", ")
+            ),
+            Params::Positional(chunk.iter().map(ToValue::to_value).collect()),
+            from_row,
+        )?);
+    }
+    Ok(found)
 }
 
 fn page(
-    tx: &Transaction,
+    tx: &Tx,
     sql: &str,
-    params: &[(&str, &dyn rusqlite::ToSql)],
+    params: Params,
     limit: usize,
     position_of: fn(&StoredKey) -> Position,
-) -> rusqlite::Result<RowPage> {
-    let mut statement = tx.prepare_cached(sql)?;
-    let mut rows = statement
-        .query_map(params, from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+) -> Result<RowPage> {
+    let mut rows = tx.query_map(sql, params, from_row)?;
     let next_after = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(position_of)
@@ -324,26 +338,24 @@ fn fetch_count(limit: usize) -> i64 {
 }
 
 /// Non-deleted keys matching `filter`, in creation order, after sequence number `after`.
-pub fn list(
-    tx: &Transaction,
-    filter: &ListFilter,
-    after: Position,
-    limit: usize,
-) -> rusqlite::Result<RowPage> {
+pub fn list(tx: &Tx, filter: &ListFilter, after: Position, limit: usize) -> Result<RowPage> {
     let sql = format!(
         "SELECT {COLUMNS} FROM keys {WITH_PLAN}
          WHERE deleted = 0 AND seq > :after
-           AND (:team IS NULL OR team = :team)
-           AND (:environment IS NULL OR environment = :environment)
-           AND (:active IS NULL OR active = :active)
-           AND (:status IS NULL
+           AND (CAST(:team AS TEXT) IS NULL OR team = :team)
+           AND (CAST(:environment AS TEXT) IS NULL OR environment = :environment)
+           AND (CAST(:active AS BIGINT) IS NULL OR active = :active)
+           AND (CAST(:status AS TEXT) IS NULL
                 OR (:status = 'inactive' AND active = 0)
                 OR (:status = 'expired' AND active = 1 AND {expired})
                 OR (:status = 'active' AND active = 1 AND NOT {expired}))
          ORDER BY seq LIMIT :fetch",
         // Compared as instants, not as text: `…:00.5Z` sorts before `…:00Z`.
-        expired = "(expires_at IS NOT NULL \
-            AND julianday(expires_at) <= julianday(coalesce(:now, 'now')))"
+        expired = format!(
+            "(expires_at IS NOT NULL AND {} <= {})",
+            tx.dialect().instant("expires_at"),
+            tx.dialect().instant("coalesce(:now, 'now')"),
+        )
     );
     page(
         tx,
@@ -363,7 +375,7 @@ pub fn list(
 }
 
 /// Every non-deleted key, for a full snapshot page.
-pub fn all_live(tx: &Transaction, after: Position, limit: usize) -> rusqlite::Result<RowPage> {
+pub fn all_live(tx: &Tx, after: Position, limit: usize) -> Result<RowPage> {
     let sql = format!(
         "SELECT {COLUMNS} FROM keys {WITH_PLAN}
          WHERE deleted = 0 AND seq > :after ORDER BY seq LIMIT :fetch"
@@ -380,28 +392,28 @@ pub fn all_live(tx: &Transaction, after: Position, limit: usize) -> rusqlite::Re
 /// Keys and tombstones changed after `since`, for a delta page. Ordered by version, then
 /// sequence number, so the version index serves every page without sorting; a row changed
 /// while a client pages moves to a later page rather than being missed.
-pub fn changed_since(
-    tx: &Transaction,
-    since: u64,
-    after: Position,
-    limit: usize,
-) -> rusqlite::Result<RowPage> {
+pub fn changed_since(tx: &Tx, since: u64, after: Position, limit: usize) -> Result<RowPage> {
     // Rows after `start` in (version, seq) order, as two index range scans: the rest of
     // `start`'s version, then every later version.
     let start = after.max(Position {
         version: since,
         seq: i64::MAX,
     });
+    // SQLite's planner would otherwise pick the primary key and sort; PostgreSQL needs no hint.
+    let by_version = match tx.dialect() {
+        Dialect::Sqlite => "INDEXED BY keys_by_updated_version",
+        Dialect::Postgres => "",
+    };
     let sql = format!(
         "SELECT * FROM (
-             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version {WITH_PLAN}
+             SELECT {COLUMNS} FROM keys {by_version} {WITH_PLAN}
              WHERE updated_version = :start_version AND seq > :start_seq
-             ORDER BY seq LIMIT :fetch)
+             ORDER BY seq LIMIT :fetch) AS rest_of_version
          UNION ALL
          SELECT * FROM (
-             SELECT {COLUMNS} FROM keys INDEXED BY keys_by_updated_version {WITH_PLAN}
+             SELECT {COLUMNS} FROM keys {by_version} {WITH_PLAN}
              WHERE updated_version > :start_version
-             ORDER BY updated_version, seq LIMIT :fetch)
+             ORDER BY updated_version, seq LIMIT :fetch) AS later_versions
          ORDER BY updated_version, seq LIMIT :fetch"
     );
     page(

@@ -11,6 +11,7 @@ use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, StoredKey};
 use crate::store::plans;
 use crate::store::quota::current_mark;
+use crate::store::sql::{Error, Result, Tx};
 use crate::validate::{FieldError, KeyChanges, KeySettings};
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -26,7 +27,7 @@ pub enum LifecycleError {
     NotFound,
     /// The key was deleted; only its tombstone remains.
     Deleted,
-    Database(rusqlite::Error),
+    Database(Error),
     Random(getrandom::Error),
     /// The key as it would be served is one the filter would refuse.
     Invalid(FieldError),
@@ -44,8 +45,8 @@ impl fmt::Display for LifecycleError {
     }
 }
 
-impl From<rusqlite::Error> for LifecycleError {
-    fn from(error: rusqlite::Error) -> Self {
+impl From<Error> for LifecycleError {
+    fn from(error: Error) -> Self {
         LifecycleError::Database(error)
     }
 }
@@ -115,7 +116,7 @@ pub fn create(
 }
 
 /// The limits of the plan named `plan`; an unknown plan is an error naming the `plan` field.
-fn plan_limits(tx: &rusqlite::Transaction, plan: &Plan) -> Result<PlanLimits, LifecycleError> {
+fn plan_limits(tx: &Tx, plan: &Plan) -> Result<PlanLimits, LifecycleError> {
     match plans::find(tx, plan.as_str())? {
         Some(found) => Ok(found.limits),
         None => Err(LifecycleError::Invalid(FieldError::new(
@@ -126,33 +127,25 @@ fn plan_limits(tx: &rusqlite::Transaction, plan: &Plan) -> Result<PlanLimits, Li
 }
 
 fn record(
-    tx: &rusqlite::Transaction,
+    tx: &Tx,
     actor: &Actor,
     action: Action,
     key: &StoredKey,
     changes: &serde_json::Value,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> Result<()> {
     audit::record(tx, actor, action, &key.id, Some(&key.team), changes, now)
 }
 
 /// The key `id`, tombstones included, if `actor` may see it.
-pub fn find_visible(
-    tx: &rusqlite::Transaction,
-    actor: &Actor,
-    id: &str,
-) -> Result<StoredKey, LifecycleError> {
+pub fn find_visible(tx: &Tx, actor: &Actor, id: &str) -> Result<StoredKey, LifecycleError> {
     match keys::find(tx, id)? {
         Some(key) if actor.sees(Some(&key.team)) => Ok(key),
         _ => Err(LifecycleError::NotFound),
     }
 }
 
-fn find_live(
-    tx: &rusqlite::Transaction,
-    actor: &Actor,
-    id: &str,
-) -> Result<StoredKey, LifecycleError> {
+fn find_live(tx: &Tx, actor: &Actor, id: &str) -> Result<StoredKey, LifecycleError> {
     let key = find_visible(tx, actor, id)?;
     if key.deleted {
         return Err(LifecycleError::Deleted);

@@ -1,14 +1,18 @@
-//! Persistence: the SQLite database, the key rows, the usage counted for them, management
-//! tokens and the audit log.
+//! Persistence: the database (SQLite or PostgreSQL behind one interface), the key rows, the
+//! usage counted for them, management tokens and the audit log.
 
 pub mod audit;
 pub mod db;
 pub mod keys;
 pub mod lifecycle;
+mod migrate;
 pub mod plans;
+mod postgres;
 pub mod quota;
 pub mod seed;
+pub mod sql;
+mod sqlite;
 pub mod tokens;
 pub mod usage;
 
-pub use db::Store;
+pub use db::{Location, Store};

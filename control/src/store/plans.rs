@@ -8,24 +8,10 @@ use crate::store::audit::{self, Action, Actor};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys;
 use crate::store::quota::refresh_marks;
+use crate::store::sql::{named_params, Dialect, Error, Result, Row, Tx};
 use chrono::{DateTime, Utc};
-use rusqlite::{named_params, OptionalExtension, Row, Transaction};
 use serde_json::{Map, Value};
 use std::fmt;
-
-const PLANS_TABLE: &str = "
-CREATE TABLE plans (
-    name        TEXT PRIMARY KEY,
-    description TEXT NOT NULL,
-    per_minute  INTEGER,
-    per_hour    INTEGER,
-    per_day     INTEGER,
-    per_month   INTEGER,
-    concurrent  INTEGER,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL
-) STRICT;
-";
 
 #[derive(Debug)]
 pub enum PlanError {
@@ -34,7 +20,7 @@ pub enum PlanError {
     Exists,
     /// Live keys are on the plan; it cannot be deleted.
     InUse(usize),
-    Database(rusqlite::Error),
+    Database(Error),
 }
 
 impl fmt::Display for PlanError {
@@ -51,26 +37,15 @@ impl fmt::Display for PlanError {
     }
 }
 
-impl From<rusqlite::Error> for PlanError {
-    fn from(error: rusqlite::Error) -> Self {
+impl From<Error> for PlanError {
+    fn from(error: Error) -> Self {
         PlanError::Database(error)
     }
 }
 
-/// Creates the plans table and seeds it, if the database has none yet (new, or made before
-/// plans were data: every key then was on one of the seeded plans).
-pub fn ensure_plans(tx: &Transaction) -> rusqlite::Result<()> {
-    let exists: Option<String> = tx
-        .query_row(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'plans'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if exists.is_some() {
-        return Ok(());
-    }
-    tx.execute_batch(PLANS_TABLE)?;
+/// Adds the four published plans; called when the plans table is new (a new database, or one
+/// made before plans were data, when every key was on one of them).
+pub fn seed(tx: &Tx) -> Result<()> {
     let now = clock::format(clock::now());
     for plan in seeded_plans() {
         insert(tx, &plan, &now)?;
@@ -82,12 +57,12 @@ fn to_sql(value: Option<u64>) -> Option<i64> {
     value.and_then(|value| i64::try_from(value).ok())
 }
 
-fn limit(row: &Row, column: usize) -> rusqlite::Result<Option<u64>> {
+fn limit(row: &Row, column: usize) -> Result<Option<u64>> {
     let value: Option<i64> = row.get(column)?;
     Ok(value.and_then(|value| u64::try_from(value).ok()))
 }
 
-fn from_row(row: &Row) -> rusqlite::Result<PlanDefinition> {
+fn from_row(row: &Row) -> Result<PlanDefinition> {
     let name: String = row.get(0)?;
     Ok(PlanDefinition {
         name: Plan::new(name),
@@ -104,38 +79,48 @@ fn from_row(row: &Row) -> rusqlite::Result<PlanDefinition> {
 
 const COLUMNS: &str = "name, description, per_minute, per_hour, per_day, per_month, concurrent";
 
-fn insert(tx: &Transaction, plan: &PlanDefinition, now: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+fn insert(tx: &Tx, plan: &PlanDefinition, now: &str) -> Result<()> {
+    tx.execute(
         "INSERT INTO plans (name, description, per_minute, per_hour, per_day, per_month,
             concurrent, created_at, updated_at)
          VALUES (:name, :description, :per_minute, :per_hour, :per_day, :per_month,
-            :concurrent, :now, :now)",
-    )?
-    .execute(named_params! {
-        ":name": plan.name.as_str(),
-        ":description": plan.description,
-        ":per_minute": to_sql(plan.limits.per_minute),
-        ":per_hour": to_sql(plan.limits.per_hour),
-        ":per_day": to_sql(plan.limits.per_day),
-        ":per_month": to_sql(plan.limits.per_month),
-        ":concurrent": to_sql(plan.limits.concurrent),
-        ":now": now,
-    })?;
+            :concurrent, :now, :now)
+         ON CONFLICT (name) DO NOTHING",
+        named_params! {
+            ":name": plan.name.as_str(),
+            ":description": plan.description,
+            ":per_minute": to_sql(plan.limits.per_minute),
+            ":per_hour": to_sql(plan.limits.per_hour),
+            ":per_day": to_sql(plan.limits.per_day),
+            ":per_month": to_sql(plan.limits.per_month),
+            ":concurrent": to_sql(plan.limits.concurrent),
+            ":now": now,
+        },
+    )?;
     Ok(())
 }
 
 /// Every plan, oldest first.
-pub fn list(tx: &Transaction) -> rusqlite::Result<Vec<PlanDefinition>> {
-    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM plans ORDER BY rowid"))?
-        .query_map([], from_row)?
-        .collect()
+pub fn list(tx: &Tx) -> Result<Vec<PlanDefinition>> {
+    // Creation order: SQLite's rowid, PostgreSQL's identity column.
+    let order = match tx.dialect() {
+        Dialect::Sqlite => "rowid",
+        Dialect::Postgres => "created_order",
+    };
+    tx.query_map(
+        &format!("SELECT {COLUMNS} FROM plans ORDER BY {order}"),
+        (),
+        from_row,
+    )
 }
 
 /// The plan named `name`.
-pub fn find(tx: &Transaction, name: &str) -> rusqlite::Result<Option<PlanDefinition>> {
-    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM plans WHERE name = ?1"))?
-        .query_row([name], from_row)
-        .optional()
+pub fn find(tx: &Tx, name: &str) -> Result<Option<PlanDefinition>> {
+    tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM plans WHERE name = ?1"),
+        [name],
+        from_row,
+    )
 }
 
 fn fields(plan: &PlanDefinition) -> Map<String, Value> {
@@ -148,13 +133,13 @@ fn fields(plan: &PlanDefinition) -> Map<String, Value> {
 }
 
 fn record(
-    tx: &Transaction,
+    tx: &Tx,
     actor: &Actor,
     action: Action,
     plan: &Plan,
     changes: Map<String, Value>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> Result<()> {
     audit::record(
         tx,
         actor,
@@ -198,31 +183,31 @@ pub fn update(
         if after == before {
             return Ok(after);
         }
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE plans SET description = :description, per_minute = :per_minute,
                 per_hour = :per_hour, per_day = :per_day, per_month = :per_month,
                 concurrent = :concurrent, updated_at = :now
              WHERE name = :name",
-        )?
-        .execute(named_params! {
-            ":name": name,
-            ":description": after.description,
-            ":per_minute": to_sql(after.limits.per_minute),
-            ":per_hour": to_sql(after.limits.per_hour),
-            ":per_day": to_sql(after.limits.per_day),
-            ":per_month": to_sql(after.limits.per_month),
-            ":concurrent": to_sql(after.limits.concurrent),
-            ":now": clock::format(now),
-        })?;
+            named_params! {
+                ":name": name,
+                ":description": after.description,
+                ":per_minute": to_sql(after.limits.per_minute),
+                ":per_hour": to_sql(after.limits.per_hour),
+                ":per_day": to_sql(after.limits.per_day),
+                ":per_month": to_sql(after.limits.per_month),
+                ":concurrent": to_sql(after.limits.concurrent),
+                ":now": clock::format(now),
+            },
+        )?;
         if after.limits != before.limits {
             let version = bump_version(tx)?;
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE keys SET updated_version = :version WHERE plan = :name AND deleted = 0",
-            )?
-            .execute(named_params! {
-                ":version": i64::try_from(version).unwrap_or(i64::MAX),
-                ":name": name,
-            })?;
+                named_params! {
+                    ":version": i64::try_from(version).unwrap_or(i64::MAX),
+                    ":name": name,
+                },
+            )?;
             refresh_marks(tx, &keys::on_plan(tx, name)?, now)?;
         }
         let old = fields(&before);

@@ -6,16 +6,12 @@ use crate::plans::effective_quotas;
 use crate::quota::{self, QuotaUsage};
 use crate::store::db::bump_version;
 use crate::store::keys::{self, StoredKey};
+use crate::store::sql::{Result, Tx};
 use crate::store::usage::allowed_between;
 use chrono::{DateTime, Utc};
-use rusqlite::Transaction;
 
 /// Until when `key` is over its quotas given the usage stored so far, as RFC 3339.
-pub fn current_mark(
-    tx: &Transaction,
-    key: &StoredKey,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<Option<String>> {
+pub fn current_mark(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<Option<String>> {
     let quotas = effective_quotas(&key.plan_limits, &key.limits);
     // Skip the sums a key without that quota does not need (enterprise keys need none).
     let usage = QuotaUsage {
@@ -43,11 +39,7 @@ pub fn current_mark(
 
 /// Recomputes the marks of `touched`; the keys whose mark is set, moved or cleared get one new
 /// version between them (as any key change does). Returns how many changed.
-pub fn refresh_marks(
-    tx: &Transaction,
-    touched: &[StoredKey],
-    now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+pub fn refresh_marks(tx: &Tx, touched: &[StoredKey], now: DateTime<Utc>) -> Result<usize> {
     let mut version = None;
     let mut changed = 0;
     for key in touched {

@@ -5,6 +5,7 @@ use crate::plans::{Environment, LimitOverrides, Plan};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys;
 use crate::store::lifecycle::{mint, LifecycleError};
+use crate::store::sql::Error;
 use crate::validate::KeySettings;
 use std::io::Write;
 
@@ -70,8 +71,8 @@ impl From<LifecycleError> for SeedError {
     }
 }
 
-impl From<rusqlite::Error> for SeedError {
-    fn from(error: rusqlite::Error) -> Self {
+impl From<Error> for SeedError {
+    fn from(error: Error) -> Self {
         SeedError::Lifecycle(LifecycleError::Database(error))
     }
 }

@@ -6,8 +6,8 @@ use crate::secrets;
 use crate::store::audit::{self, Action, Actor};
 use crate::store::db::Store;
 use crate::store::lifecycle::LifecycleError;
+use crate::store::sql::{named_params, params, Error, Result, Row, Tx};
 use chrono::{DateTime, Utc};
-use rusqlite::{named_params, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -136,19 +136,16 @@ fn mint(
 const COLUMNS: &str = "id, hash, last4, name, role, team, created_at, expires_at, revoked_at, \
                        last_used_at, rotated_from";
 
-fn from_row(row: &Row) -> rusqlite::Result<StoredToken> {
+fn from_row(row: &Row) -> Result<StoredToken> {
     let role: String = row.get(4)?;
     Ok(StoredToken {
         id: row.get(0)?,
         hash: row.get(1)?,
         last4: row.get(2)?,
         name: row.get(3)?,
-        role: Role::parse(&role).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                4,
-                rusqlite::types::Type::Text,
-                format!("unknown role {role:?}").into(),
-            )
+        role: Role::parse(&role).ok_or_else(|| Error::Conversion {
+            column: 4,
+            message: format!("unknown role {role:?}"),
         })?,
         team: row.get(5)?,
         created_at: row.get(6)?,
@@ -159,35 +156,39 @@ fn from_row(row: &Row) -> rusqlite::Result<StoredToken> {
     })
 }
 
-fn insert(tx: &Transaction, token: &StoredToken) -> rusqlite::Result<()> {
-    tx.prepare_cached(&format!(
-        "INSERT INTO tokens ({COLUMNS}) VALUES (:id, :hash, :last4, :name, :role, :team, \
+fn insert(tx: &Tx, token: &StoredToken) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO tokens ({COLUMNS}) VALUES (:id, :hash, :last4, :name, :role, :team, \
          :created_at, :expires_at, :revoked_at, :last_used_at, :rotated_from)"
-    ))?
-    .execute(named_params! {
-        ":id": token.id,
-        ":hash": token.hash,
-        ":last4": token.last4,
-        ":name": token.name,
-        ":role": token.role.as_str(),
-        ":team": token.team,
-        ":created_at": token.created_at,
-        ":expires_at": token.expires_at,
-        ":revoked_at": token.revoked_at,
-        ":last_used_at": token.last_used_at,
-        ":rotated_from": token.rotated_from,
-    })?;
+        ),
+        named_params! {
+            ":id": token.id,
+            ":hash": token.hash,
+            ":last4": token.last4,
+            ":name": token.name,
+            ":role": token.role.as_str(),
+            ":team": token.team,
+            ":created_at": token.created_at,
+            ":expires_at": token.expires_at,
+            ":revoked_at": token.revoked_at,
+            ":last_used_at": token.last_used_at,
+            ":rotated_from": token.rotated_from,
+        },
+    )?;
     Ok(())
 }
 
-fn find_by(tx: &Transaction, column: &str, value: &str) -> rusqlite::Result<Option<StoredToken>> {
-    tx.prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE {column} = ?1"))?
-        .query_row([value], from_row)
-        .optional()
+fn find_by(tx: &Tx, column: &str, value: &str) -> Result<Option<StoredToken>> {
+    tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM tokens WHERE {column} = ?1"),
+        [value],
+        from_row,
+    )
 }
 
 /// The unrevoked token `id`, if `actor` may see it.
-fn find_visible(tx: &Transaction, actor: &Actor, id: &str) -> Result<StoredToken, LifecycleError> {
+fn find_visible(tx: &Tx, actor: &Actor, id: &str) -> Result<StoredToken, LifecycleError> {
     match find_by(tx, "id", id)? {
         Some(token) if token.revoked_at.is_none() && actor.sees(token.team.as_deref()) => Ok(token),
         _ => Err(LifecycleError::NotFound),
@@ -230,13 +231,14 @@ pub fn create(
 /// Unrevoked tokens `actor` may see, in creation order.
 pub fn list(store: &Store, actor: &Actor) -> Result<Vec<StoredToken>, LifecycleError> {
     store.read(|tx| {
-        let tokens = tx
-            .prepare_cached(&format!(
+        let tokens = tx.query_map(
+            &format!(
                 "SELECT {COLUMNS} FROM tokens
-                 WHERE revoked_at IS NULL AND (:team IS NULL OR team = :team) ORDER BY seq"
-            ))?
-            .query_map(named_params! { ":team": actor.team }, from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+                 WHERE revoked_at IS NULL AND (CAST(:team AS TEXT) IS NULL OR team = :team) ORDER BY seq"
+            ),
+            named_params! { ":team": actor.team },
+            from_row,
+        )?;
         Ok(tokens)
     })
 }
@@ -252,7 +254,7 @@ pub fn revoke(
         let token = find_visible(tx, actor, id)?;
         tx.execute(
             "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1",
-            (&token.id, clock::format(now)),
+            params![token.id, clock::format(now)],
         )?;
         audit::record(
             tx,
@@ -288,7 +290,7 @@ pub fn rotate(
         let old_expiry = clock::end_of_grace(old.expires_at.as_deref(), now, grace_seconds);
         tx.execute(
             "UPDATE tokens SET expires_at = ?2 WHERE id = ?1",
-            (&old.id, &old_expiry),
+            params![old.id, old_expiry],
         )?;
         insert(tx, &minted.token)?;
         audit::record(
@@ -314,7 +316,7 @@ pub fn authenticate(
     store: &Store,
     secret: &str,
     now: DateTime<Utc>,
-) -> Result<Option<StoredToken>, rusqlite::Error> {
+) -> Result<Option<StoredToken>, Error> {
     let hash = digest(secret);
     let Some(token) = store.read(|tx| find_by(tx, "hash", &hash))? else {
         return Ok(None);
@@ -332,7 +334,7 @@ pub fn authenticate(
         store.write(|tx| {
             tx.execute(
                 "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
-                (&token.id, &used),
+                params![token.id, used],
             )
         })?;
         return Ok(Some(StoredToken {
@@ -366,14 +368,12 @@ mod tests {
         assert_eq!(minted.secret.len(), TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN);
         let stored: Vec<String> = store
             .read(|tx| {
-                tx.prepare("SELECT * FROM tokens")?
-                    .query_map([], |row| {
-                        (0..12)
-                            .map(|i| row.get::<_, Option<rusqlite::types::Value>>(i))
-                            .collect::<Result<Vec<_>, _>>()
-                            .map(|values| format!("{values:?}"))
-                    })?
-                    .collect::<Result<Vec<_>, rusqlite::Error>>()
+                tx.query_map("SELECT * FROM tokens", (), |row| {
+                    (0..12)
+                        .map(|i| row.get::<crate::store::sql::Value>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|values| format!("{values:?}"))
+                })
             })
             .unwrap();
         assert!(!stored[0].contains(&minted.secret));

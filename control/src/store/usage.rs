@@ -4,11 +4,10 @@ use crate::clock;
 use crate::store::db::Store;
 use crate::store::keys::{self, StoredKey};
 use crate::store::quota;
+use crate::store::sql::{named_params, Error, Params, Result, Row, ToValue, Tx};
 use crate::usage_report::{UsageBatch, ALLOWED_CODE};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{named_params, OptionalExtension, Transaction};
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// How long a batch id is remembered; a proxy retries within seconds, not days.
 const BATCH_ID_RETENTION: Duration = Duration::days(7);
@@ -40,7 +39,7 @@ pub fn record(
     store: &Store,
     batch: &UsageBatch,
     now: DateTime<Utc>,
-) -> Result<BatchOutcome, rusqlite::Error> {
+) -> Result<BatchOutcome, Error> {
     store.write(|tx| {
         if let Some(outcome) = earlier_outcome(tx, &batch.batch_id)? {
             return Ok(outcome);
@@ -52,43 +51,48 @@ pub fn record(
     })
 }
 
-fn earlier_outcome(tx: &Transaction, batch_id: &str) -> rusqlite::Result<Option<BatchOutcome>> {
-    tx.prepare_cached("SELECT accepted, unknown_keys FROM usage_batches WHERE batch_id = ?1")?
-        .query_row([batch_id], |row| {
+fn earlier_outcome(tx: &Tx, batch_id: &str) -> Result<Option<BatchOutcome>> {
+    tx.query_opt(
+        "SELECT accepted, unknown_keys FROM usage_batches WHERE batch_id = ?1",
+        [batch_id],
+        |row| {
             Ok(BatchOutcome {
                 accepted: row.get(0)?,
                 unknown_keys: row.get(1)?,
                 duplicate: true,
             })
-        })
-        .optional()
+        },
+    )
 }
 
+/// Rows per multi-row upsert: few round trips for a large batch, well inside both backends'
+/// parameter limits (4 parameters a row).
+const UPSERT_CHUNK: usize = 250;
+
 /// Adds every report of a known key to its hour; returns the outcome and the keys touched.
-fn count_reports(
-    tx: &Transaction,
-    batch: &UsageBatch,
-) -> rusqlite::Result<(BatchOutcome, Vec<StoredKey>)> {
-    let mut live_keys: HashMap<&str, Option<StoredKey>> = HashMap::new();
+/// Reports are summed per (key, hour, code) first and written in multi-row upserts, so a batch
+/// costs a handful of statements however many reports repeat the same hour.
+fn count_reports(tx: &Tx, batch: &UsageBatch) -> Result<(BatchOutcome, Vec<StoredKey>)> {
+    let mut asked: Vec<&str> = batch
+        .reports
+        .iter()
+        .map(|report| report.key_id.as_str())
+        .collect();
+    asked.sort_unstable();
+    asked.dedup();
+    let live_keys: HashMap<String, StoredKey> = keys::find_live(tx, &asked)?
+        .into_iter()
+        .map(|key| (key.id.clone(), key))
+        .collect();
     let mut newest_used: HashMap<i64, i64> = HashMap::new();
+    let mut sums: BTreeMap<(&str, i64, &str), i64> = BTreeMap::new();
     let mut outcome = BatchOutcome {
         accepted: 0,
         unknown_keys: 0,
         duplicate: false,
     };
-    let mut add = tx.prepare_cached(
-        "INSERT INTO usage_hourly (key_id, hour_start, code, count)
-         VALUES (:key_id, :hour_start, :code, :count)
-         ON CONFLICT (key_id, hour_start, code) DO UPDATE SET count = count + excluded.count",
-    )?;
     for report in &batch.reports {
-        let key = match live_keys.entry(&report.key_id) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(unseen) => {
-                unseen.insert(keys::find(tx, &report.key_id)?.filter(|key| !key.deleted))
-            }
-        };
-        let Some(seq) = key.as_ref().map(|key| key.seq) else {
+        let Some(key) = live_keys.get(&report.key_id) else {
             outcome.unknown_keys += 1;
             continue;
         };
@@ -98,101 +102,120 @@ fn count_reports(
             .iter()
             .any(|(code, count)| code == ALLOWED_CODE && *count > 0);
         if allowed {
-            let newest = newest_used.entry(seq).or_insert(report.hour_start);
+            let newest = newest_used.entry(key.seq).or_insert(report.hour_start);
             *newest = (*newest).max(report.hour_start);
         }
         for (code, count) in &report.counts {
-            add.execute(named_params! {
-                ":key_id": report.key_id,
-                ":hour_start": report.hour_start,
-                ":code": code,
-                ":count": i64::try_from(*count).unwrap_or(i64::MAX),
-            })?;
+            let sum = sums
+                .entry((&report.key_id, report.hour_start, code))
+                .or_insert(0);
+            *sum = sum.saturating_add(i64::try_from(*count).unwrap_or(i64::MAX));
         }
+    }
+    let rows: Vec<_> = sums.into_iter().collect();
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        add_hours(tx, chunk)?;
     }
     for (seq, hour_start) in newest_used {
         if let Some(hour) = DateTime::from_timestamp(hour_start, 0) {
             keys::note_used(tx, seq, &clock::format(hour))?;
         }
     }
-    Ok((outcome, live_keys.into_values().flatten().collect()))
+    Ok((outcome, live_keys.into_values().collect()))
+}
+
+/// Adds `rows` ((key id, hour start, code), count) to the hourly counts in one statement.
+fn add_hours(tx: &Tx, rows: &[((&str, i64, &str), i64)]) -> Result<()> {
+    let mut values = Vec::with_capacity(rows.len() * 4);
+    let mut tuples = Vec::with_capacity(rows.len());
+    for ((key_id, hour_start, code), count) in rows {
+        let first = values.len() + 1;
+        tuples.push(format!(
+            "(?{first}, ?{}, ?{}, ?{})",
+            first + 1,
+            first + 2,
+            first + 3
+        ));
+        values.extend([
+            key_id.to_value(),
+            hour_start.to_value(),
+            code.to_value(),
+            count.to_value(),
+        ]);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO usage_hourly (key_id, hour_start, code, count) VALUES {}
+             ON CONFLICT (key_id, hour_start, code)
+             DO UPDATE SET count = usage_hourly.count + excluded.count",
+            tuples.join(", ")
+        ),
+        Params::Positional(values),
+    )?;
+    Ok(())
 }
 
 /// Remembers the batch id and forgets ids older than the retention (index range delete).
 fn remember_batch(
-    tx: &Transaction,
+    tx: &Tx,
     batch: &UsageBatch,
     outcome: BatchOutcome,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+) -> Result<()> {
+    tx.execute(
         "INSERT INTO usage_batches (batch_id, proxy_id, received_at, accepted, unknown_keys)
          VALUES (:batch_id, :proxy_id, :received_at, :accepted, :unknown_keys)",
-    )?
-    .execute(named_params! {
-        ":batch_id": batch.batch_id,
-        ":proxy_id": batch.proxy_id,
-        ":received_at": now.timestamp(),
-        ":accepted": outcome.accepted,
-        ":unknown_keys": outcome.unknown_keys,
-    })?;
-    tx.prepare_cached("DELETE FROM usage_batches WHERE received_at < ?1")?
-        .execute([(now - BATCH_ID_RETENTION).timestamp()])?;
+        named_params! {
+            ":batch_id": batch.batch_id,
+            ":proxy_id": batch.proxy_id,
+            ":received_at": now.timestamp(),
+            ":accepted": outcome.accepted,
+            ":unknown_keys": outcome.unknown_keys,
+        },
+    )?;
+    tx.execute(
+        "DELETE FROM usage_batches WHERE received_at < ?1",
+        [(now - BATCH_ID_RETENTION).timestamp()],
+    )?;
     Ok(())
 }
 
 /// The key's counts for hours starting in `[from, to)` (Unix seconds), oldest first; days
 /// rolled up by [`prune`] that overlap the range come as one row at the day's start.
-pub fn hours(
-    tx: &Transaction,
-    key_id: &str,
-    from: i64,
-    to: i64,
-) -> rusqlite::Result<Vec<HourCount>> {
-    tx.prepare_cached(
+pub fn hours(tx: &Tx, key_id: &str, from: i64, to: i64) -> Result<Vec<HourCount>> {
+    tx.query_map(
         "SELECT hour_start, code, count FROM usage_hourly
          WHERE key_id = :key_id AND hour_start >= :from AND hour_start < :to
          UNION ALL
          SELECT day_start, code, count FROM usage_daily
          WHERE key_id = :key_id AND day_start > :from - 86400 AND day_start < :to
          ORDER BY 1, 2",
-    )?
-    .query_map(
         named_params! { ":key_id": key_id, ":from": from, ":to": to },
         hour_count,
-    )?
-    .collect()
+    )
 }
 
 /// The summed counts of every key of `team` (of every key when `None`), deleted keys included,
 /// by hour as [`hours`] reads them.
-pub fn team_hours(
-    tx: &Transaction,
-    team: Option<&str>,
-    from: i64,
-    to: i64,
-) -> rusqlite::Result<Vec<HourCount>> {
-    tx.prepare_cached(
-        "SELECT start, code, SUM(count) FROM (
+pub fn team_hours(tx: &Tx, team: Option<&str>, from: i64, to: i64) -> Result<Vec<HourCount>> {
+    tx.query_map(
+        "SELECT start, code, CAST(SUM(count) AS BIGINT) FROM (
              SELECT u.hour_start AS start, u.code AS code, u.count AS count
              FROM keys k JOIN usage_hourly u ON u.key_id = k.id
-             WHERE (:team IS NULL OR k.team = :team)
+             WHERE (CAST(:team AS TEXT) IS NULL OR k.team = :team)
                AND u.hour_start >= :from AND u.hour_start < :to
              UNION ALL
              SELECT d.day_start, d.code, d.count
              FROM keys k JOIN usage_daily d ON d.key_id = k.id
-             WHERE (:team IS NULL OR k.team = :team)
-               AND d.day_start > :from - 86400 AND d.day_start < :to)
+             WHERE (CAST(:team AS TEXT) IS NULL OR k.team = :team)
+               AND d.day_start > :from - 86400 AND d.day_start < :to) AS counted
          GROUP BY start, code ORDER BY start, code",
-    )?
-    .query_map(
         named_params! { ":team": team, ":from": from, ":to": to },
         hour_count,
-    )?
-    .collect()
+    )
 }
 
-fn hour_count(row: &rusqlite::Row) -> rusqlite::Result<HourCount> {
+fn hour_count(row: &Row) -> Result<HourCount> {
     let count: i64 = row.get(2)?;
     Ok(HourCount {
         hour_start: row.get(0)?,
@@ -203,29 +226,26 @@ fn hour_count(row: &rusqlite::Row) -> rusqlite::Result<HourCount> {
 
 /// Allowed requests of the key in hours (and rolled-up days) starting in `[from, to)`.
 pub fn allowed_between(
-    tx: &Transaction,
+    tx: &Tx,
     key_id: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> rusqlite::Result<u64> {
-    let total: i64 = tx
-        .prepare_cached(
-            "SELECT (SELECT COALESCE(SUM(count), 0) FROM usage_hourly
+) -> Result<u64> {
+    let total: i64 = tx.query_row(
+        "SELECT (SELECT COALESCE(CAST(SUM(count) AS BIGINT), 0) FROM usage_hourly
                      WHERE key_id = :key_id AND hour_start >= :from AND hour_start < :to
                        AND code = :code)
-                  + (SELECT COALESCE(SUM(count), 0) FROM usage_daily
+                  + (SELECT COALESCE(CAST(SUM(count) AS BIGINT), 0) FROM usage_daily
                      WHERE key_id = :key_id AND day_start >= :from AND day_start < :to
                        AND code = :code)",
-        )?
-        .query_row(
-            named_params! {
-                ":key_id": key_id,
-                ":from": from.timestamp(),
-                ":to": to.timestamp(),
-                ":code": ALLOWED_CODE,
-            },
-            |row| row.get(0),
-        )?;
+        named_params! {
+            ":key_id": key_id,
+            ":from": from.timestamp(),
+            ":to": to.timestamp(),
+            ":code": ALLOWED_CODE,
+        },
+        |row| row.get(0),
+    )?;
     Ok(u64::try_from(total).unwrap_or(0))
 }
 
@@ -247,23 +267,19 @@ pub struct Pruned {
 /// Rolls the hourly rows of hours starting before `cutoff` into daily totals and deletes them,
 /// and forgets batch ids received more than the batch id retention before `now`; one
 /// transaction, so every count is in exactly one of the two tables. Changes no version.
-pub fn prune(store: &Store, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> rusqlite::Result<Pruned> {
+pub fn prune(store: &Store, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Pruned> {
     store.write(|tx| {
         let cutoff = cutoff.timestamp();
-        tx.prepare_cached(
-            "INSERT INTO usage_daily (key_id, day_start, code, count)
-             SELECT key_id, hour_start - ((hour_start % 86400) + 86400) % 86400, code, SUM(count)
+        tx.execute("INSERT INTO usage_daily (key_id, day_start, code, count)
+             SELECT key_id, hour_start - ((hour_start % 86400) + 86400) % 86400, code,
+                    CAST(SUM(count) AS BIGINT)
              FROM usage_hourly WHERE hour_start < ?1
              GROUP BY 1, 2, 3
-             ON CONFLICT (key_id, day_start, code) DO UPDATE SET count = count + excluded.count",
-        )?
-        .execute([cutoff])?;
+             ON CONFLICT (key_id, day_start, code) DO UPDATE SET count = usage_daily.count + excluded.count", [cutoff])?;
         let hours = tx
-            .prepare_cached("DELETE FROM usage_hourly WHERE hour_start < ?1")?
-            .execute([cutoff])?;
+            .execute("DELETE FROM usage_hourly WHERE hour_start < ?1", [cutoff])?;
         let batches = tx
-            .prepare_cached("DELETE FROM usage_batches WHERE received_at < ?1")?
-            .execute([(now - BATCH_ID_RETENTION).timestamp()])?;
+            .execute("DELETE FROM usage_batches WHERE received_at < ?1", [(now - BATCH_ID_RETENTION).timestamp()])?;
         Ok(Pruned { hours, batches })
     })
 }
@@ -364,9 +380,11 @@ mod tests {
         record(&store, &batch("b4", &key.id, hour, 1), week_later).unwrap();
         let remembered: Vec<String> = store
             .read(|tx| {
-                tx.prepare("SELECT batch_id FROM usage_batches ORDER BY batch_id")?
-                    .query_map([], |row| row.get(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                tx.query_map(
+                    "SELECT batch_id FROM usage_batches ORDER BY batch_id",
+                    (),
+                    |row| row.get(0),
+                )
             })
             .unwrap();
         assert_eq!(remembered, ["b4"]);
@@ -520,7 +538,7 @@ mod retention_tests {
         let read = |store: &Store| {
             store
                 .read(|tx| {
-                    Ok::<_, rusqlite::Error>((
+                    Ok::<_, Error>((
                         summarize(&hours(tx, &first.id, from, to)?, Granularity::Day),
                         summarize(&team_hours(tx, Some("t"), from, to)?, Granularity::Day),
                         summarize(&team_hours(tx, None, from, to)?, Granularity::Day),
@@ -546,13 +564,11 @@ mod retention_tests {
         assert_eq!(pruned.hours, 5, "every hourly row before the 20th");
         let daily: Vec<(String, i64, String, i64)> = store
             .read(|tx| {
-                tx.prepare(
+                tx.query_map(
                     "SELECT key_id, day_start, code, count FROM usage_daily ORDER BY 1, 2, 3",
-                )?
-                .query_map([], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
+                    (),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )
             })
             .unwrap();
         let day_19 = clock::parse("2026-11-19T00:00:00Z").unwrap().timestamp();
