@@ -219,6 +219,10 @@ def test_plans_explain_a_refused_delete_and_tokens_are_created_once(service, pag
 
     page.get_by_role("link", name="Team usage").click()
     page.get_by_role("img", name=re.compile("Requests, last 24 h")).wait_for()
+    page.get_by_label("Teams").fill("payments, search")
+    page.get_by_role("button", name="Show").click()
+    for team in ("payments", "search"):
+        page.get_by_role("region", name=f"Team {team}").get_by_role("img", name=re.compile("Requests, last 24 h")).wait_for()
     screenshot(page, "team-usage")
 
     page.get_by_role("link", name="Tokens").click()

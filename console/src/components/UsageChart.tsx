@@ -23,28 +23,34 @@ export function UsageChart({ usage, query, title }: Props) {
     .join(", ");
   return (
     <figure class="usage-chart">
-      <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label={`${title}: ${usage.totals.total} requests (${summary})`}>
-        {query.slots.map((slot, index) => {
-          let top = HEIGHT;
-          const label = new Date(slot).toLocaleString();
-          return (
-            <g key={slot}>
-              {series.outcomes.map((code) => {
-                const value = series.counts[index][code] ?? 0;
-                if (!value) return null;
-                const height = (value / highest) * (HEIGHT - 4);
-                top -= height;
-                return (
-                  <rect class={outcomeClass(code)} x={index * barWidth + 1} y={top} width={Math.max(1, barWidth - 2)} height={height}>
-                    <title>{`${label}: ${value} ${outcomeLabel(code).toLowerCase()}`}</title>
-                  </rect>
-                );
-              })}
-            </g>
-          );
-        })}
-        <line class="axis" x1="0" y1={HEIGHT - 0.5} x2={WIDTH} y2={HEIGHT - 0.5} />
-      </svg>
+      <div class="plot">
+        <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label={`${title}: ${usage.totals.total} requests (${summary})`}>
+          {query.slots.map((slot, index) => {
+            let top = HEIGHT;
+            const label = new Date(slot).toLocaleString();
+            return (
+              <g key={slot}>
+                {series.outcomes.map((code) => {
+                  const value = series.counts[index][code] ?? 0;
+                  if (!value) return null;
+                  const height = (value / highest) * (HEIGHT - 4);
+                  top -= height;
+                  return (
+                    <rect key={code} class={outcomeClass(code)} x={index * barWidth + 1} y={top} width={Math.max(1, barWidth - 2)} height={height}>
+                      <title>{`${label}: ${value} ${outcomeLabel(code).toLowerCase()}`}</title>
+                    </rect>
+                  );
+                })}
+              </g>
+            );
+          })}
+          <line class="axis" x1="0" y1={HEIGHT - 0.5} x2={WIDTH} y2={HEIGHT - 0.5} />
+        </svg>
+        <div class="chart-axis" aria-hidden="true">
+          <span>{axisLabel(query.slots[0], query.granularity)}</span>
+          <span>{query.granularity === "hour" ? "this hour" : "today (UTC)"}</span>
+        </div>
+      </div>
       <figcaption>
         <table class="totals">
           <caption>{title}</caption>
@@ -73,6 +79,14 @@ export function UsageChart({ usage, query, title }: Props) {
       </figcaption>
     </figure>
   );
+}
+
+/** The first bar's start: an hour in local time, or a UTC day. */
+function axisLabel(start: number, granularity: "hour" | "day"): string {
+  const date = new Date(start);
+  return granularity === "hour"
+    ? date.toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
 }
 
 /** The keys list's small chart: 24 bars, allowed above denied, no axis. */
