@@ -265,3 +265,30 @@ def test_a_ten_thousand_key_list_is_read_a_page_at_a_time(browser):
     finally:
         page.context.close()
         seeded.stop()
+
+
+def test_rotate_with_a_grace_then_delete_after_a_confirmation_naming_the_key(service, page):
+    old = service.create_key(name="console rotated", scopes=["check_status"])
+    sign_in(page, service, ADMIN_TOKEN)
+    page.goto(service.console_url(f"/console/#/keys/{old['id']}"))
+    page.get_by_label("Grace period").fill("120")
+    page.get_by_role("button", name="Rotate").click()
+    successor_secret = page.get_by_label("Secret", exact=True).input_value()
+    assert successor_secret.startswith("pk_live_") and successor_secret != old["key"]
+    kept = service.admin("GET", f"/v1/keys/{old['id']}").json()
+    assert kept["active"] and kept["expires_at"] is not None, "the old key works for the grace"
+    page.get_by_role("button", name="Done").click()
+    page.get_by_role("link", name=old["id"]).wait_for()
+    successor_id = page.url.rsplit("/", 1)[1]
+    assert service.admin("GET", f"/v1/keys/{successor_id}").json()["rotated_from"] == old["id"]
+
+    page.get_by_role("button", name="Delete").click()
+    dialog = page.get_by_role("dialog", name="Delete key “console rotated”?")
+    dialog.get_by_role("button", name="Cancel").click()
+    dialog.wait_for(state="detached")
+    assert service.admin("GET", f"/v1/keys/{successor_id}").status_code == 200
+    page.get_by_role("button", name="Delete").click()
+    dialog.get_by_role("button", name="Delete").click()
+    page.get_by_role("heading", name="Key console rotated deleted").wait_for()
+    assert service.admin("GET", f"/v1/keys/{successor_id}").status_code == 404
+    assert_clean(page, successor_secret, old["key"], ADMIN_TOKEN)
