@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps bench bench-replicas toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps bench bench-replicas toolchain
 
 all: build
 
@@ -37,6 +37,11 @@ $(VENV)/.installed: tests/requirements.txt
 
 run: build venv
 	./scripts/run.sh
+
+# A local PostgreSQL (Debian's, `make system-deps`), two control-service replicas on it (8081,
+# 8091) and Envoy with both in its keygate_control cluster (envoy/envoy-ha.yaml).
+run-ha: build venv
+	./scripts/run-ha.sh
 
 # Debian packages the tests and `make oci` use (curl, docker-compose, skopeo, prometheus); needs root.
 system-deps:
