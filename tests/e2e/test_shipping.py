@@ -260,6 +260,88 @@ def test_postgres_compose_envoy_config_is_envoy_ha_yaml_with_container_addresses
     assert envoy_body("envoy/envoy-compose-postgres.yaml") == expected
 
 
+def image_environment():
+    """The ENV of the Dockerfile's final stage, as the container starts with it."""
+    text = (ROOT / "Dockerfile").read_text()
+    final = text[text.rindex("\nFROM ") :].replace("\\\n", " ")
+    env = {}
+    for line in final.splitlines():
+        if line.startswith("ENV "):
+            for pair in line[len("ENV ") :].split():
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def start_control_like_the_image(container_env, tmp_path):
+    """keygate-control serve (the image's ENTRYPOINT and CMD) with the image's ENV under
+    `container_env`, on a loopback port; returns the process and its URL once /healthz answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
+    env.update(image_environment())
+    env.update(container_env)
+    env["KEYGATE_LISTEN"] = f"127.0.0.1:{port}"
+    log = open(tmp_path / "control.log", "wb")
+    process = subprocess.Popen([str(CONTROL_BIN), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        assert process.poll() is None, (tmp_path / "control.log").read_text()
+        return requests.get(f"{url}/healthz", timeout=1).ok
+
+    try:
+        wait_until(healthy, timeout=20, what="the control service with the container's environment")
+    except AssertionError:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    return process, url
+
+
+def assert_replica_environment_serves_from_postgres(container_env, postgres_cluster, tmp_path):
+    """Two replicas with this environment (the database URL pointed at a throwaway cluster)
+    start on one database, and a key written through one is read through the other."""
+    database = postgres_cluster.new_database()
+    container_env = dict(container_env, KEYGATE_DATABASE_URL=database)
+    started = []
+    try:
+        for n in range(2):
+            folder = tmp_path / f"replica-{n}"
+            folder.mkdir()
+            started.append(start_control_like_the_image(container_env, folder))
+        admin = {"Authorization": f"Bearer {container_env['KEYGATE_ADMIN_TOKEN']}"}
+        created = requests.post(f"{started[0][1]}/v1/keys", headers=admin, json={"name": "shipped"}, timeout=10)
+        assert created.status_code == 201, created.status_code
+        found = requests.get(f"{started[1][1]}/v1/keys/{created.json()['id']}", headers=admin, timeout=10)
+        assert found.status_code == 200 and found.json()["name"] == "shipped"
+        assert not list(tmp_path.rglob("*.db")), "a replica on PostgreSQL wrote an SQLite file"
+    finally:
+        for process, _ in started:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+def test_postgres_compose_replicas_start_with_the_image_environment(postgres_cluster, tmp_path):
+    """The image's ENV plus a replica's compose environment make a working PostgreSQL replica
+    (an image ENV KEYGATE_DB would make it refuse --database-url)."""
+    environment = postgres_compose()["services"]["control-1"]["environment"]
+    assert_replica_environment_serves_from_postgres(environment, postgres_cluster, tmp_path)
+
+
+def test_sqlite_image_default_is_the_file_on_the_volume(tmp_path):
+    """Without KEYGATE_DB, the image keeps keygate.db in its working directory, the volume."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "WORKDIR /var/lib/keygate" in dockerfile and "VOLUME /var/lib/keygate" in dockerfile
+    assert "KEYGATE_DB" not in image_environment()
+    process, url = start_control_like_the_image({"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_SYNC_TOKEN": "a-sync"}, tmp_path)
+    try:
+        assert (tmp_path / "keygate.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
 def test_dockerfile_builds_the_control_service_from_the_whole_workspace():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM rust:1.95-bookworm AS build" in dockerfile
