@@ -416,6 +416,48 @@ def test_wasm_plugin_cluster_is_the_control_service():
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
 
 
+def test_kubernetes_control_service_is_two_replicas_on_postgres():
+    documents = istio_documents()
+    deployment = documents[("Deployment", "keygate-control")]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    assert "volumes" not in pod, "the replicas keep nothing of their own"
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert "KEYGATE_DB" not in env, "--db and --database-url conflict"
+    ref = env["KEYGATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    url = documents[("Secret", ref["name"])]["stringData"][ref["key"]]
+    assert url.startswith("postgres://")
+    budget = documents[("PodDisruptionBudget", "keygate-control")]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert ("PersistentVolumeClaim", "keygate-data") not in documents
+    # The mesh's proxies leave a dead replica out at once.
+    rule = documents[("DestinationRule", "keygate-control")]
+    _, _, _, host = ISTIO_SERVICE_CLUSTER.split("|")
+    assert rule["spec"]["host"] == host
+    outlier = rule["spec"]["trafficPolicy"]["outlierDetection"]
+    assert outlier["splitExternalLocalOriginErrors"] is True and outlier["consecutiveLocalOriginFailures"] == 1
+    assert outlier["consecutive5xxErrors"] == 0 and outlier["maxEjectionPercent"] == 50
+
+
+def test_kubernetes_replica_environment_serves_from_postgres(postgres_cluster, tmp_path):
+    """The Deployment's environment (Secrets resolved) with the image's ENV makes working
+    PostgreSQL replicas."""
+    documents = istio_documents()
+    (container,) = documents[("Deployment", "keygate-control")]["spec"]["template"]["spec"]["containers"]
+    environment = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            environment[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            environment[entry["name"]] = documents[("Secret", ref["name"])]["stringData"][ref["key"]]
+    assert container["args"] == ["serve"]
+    assert_replica_environment_serves_from_postgres(environment, postgres_cluster, tmp_path)
+
+
 def test_wasm_plugin_config_is_accepted_by_the_filter(tmp_path):
     config = json.loads(json.dumps(wasm_plugin()["spec"]["pluginConfig"]))
     config["control"]["cluster"] = "keygate_control"
