@@ -25,8 +25,10 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/keygate --create-home keyga
 COPY --from=build /src/target/release/keygate-control /usr/local/bin/keygate-control
 USER keygate
 WORKDIR /var/lib/keygate
-ENV KEYGATE_LISTEN=0.0.0.0:8081 \
-    KEYGATE_DB=/var/lib/keygate/keygate.db
+ENV KEYGATE_LISTEN=0.0.0.0:8081
+# The SQLite file is --db's default, keygate.db in the working directory: /var/lib/keygate/keygate.db,
+# on the volume. Not set as KEYGATE_DB, which would conflict with KEYGATE_DATABASE_URL (PostgreSQL:
+# envoy/docker-compose.postgres.yaml, envoy/istio/control-service.yaml).
 VOLUME /var/lib/keygate
 EXPOSE 8081
 ENTRYPOINT ["keygate-control"]

@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run test unit e2e lint fmt clean release oci system-deps bench toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps bench bench-replicas toolchain
 
 all: build
 
@@ -53,6 +53,11 @@ $(VENV)/.installed: tests/requirements.txt
 run: build venv
 	./scripts/run.sh
 
+# A local PostgreSQL (Debian's, `make system-deps`), two control-service replicas on it (8081,
+# 8091) and Envoy with both in its keygate_control cluster (envoy/envoy-ha.yaml).
+run-ha: build venv
+	./scripts/run-ha.sh
+
 # Debian packages the tests and `make oci` use (curl, docker-compose, skopeo, prometheus); needs root.
 system-deps:
 	./scripts/install-system-deps.sh
@@ -92,6 +97,11 @@ clean:
 
 # Keygate against bare Envoy, Envoy's native api_key_auth and ext_authz (docs/benchmarks.md).
 # Not part of `make test`. BENCH_QUICK=1 for a short smoke run; see bench/run.py for the knobs.
+# The control service on SQLite and PostgreSQL: a 1M-key full snapshot from each, and key writes
+# per second through one and two replicas (docs/benchmarks.md). BENCH_KEYS, BENCH_WRITES.
+bench-replicas: control venv
+	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/replicas.py
+
 bench: build venv $(VENV)/.bench-installed
 	command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq wrk; fi; }

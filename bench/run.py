@@ -49,6 +49,7 @@ OUT = Path(os.environ.get("BENCH_OUT", ROOT / "target/bench")).resolve()
 LUA = ROOT / "bench/report.lua"
 PATH = "/v1/models"
 INVALID_KEY = "pk_live_" + "Z" * 40
+NEVER_REACHED = 1_000_000_000
 
 
 def env_list(name, default):
@@ -71,6 +72,12 @@ SETTINGS = {
     "memory_sizes": env_list("BENCH_MEMORY_SIZES", "10000" if QUICK else "100000,1000000"),
     "quiet_wait_s": float(os.environ.get("BENCH_QUIET_WAIT", "5")),
     "unloaded_s": int(os.environ.get("BENCH_UNLOADED_DURATION", "2" if QUICK else "5")),
+    # Fleet-wide limits: 3 Envoys, round-robin, a key limited to FLEET_LIMIT per FLEET_WINDOW
+    # offered FLEET_RATE requests a second for FLEET_SECONDS (600/min at 3,000/min for 3 min).
+    "fleet_seconds": int(os.environ.get("BENCH_FLEET_SECONDS", "30" if QUICK else "180")),
+    "fleet_window_s": int(os.environ.get("BENCH_FLEET_WINDOW", "10" if QUICK else "60")),
+    "fleet_limit": int(os.environ.get("BENCH_FLEET_LIMIT", "100" if QUICK else "600")),
+    "fleet_rate": float(os.environ.get("BENCH_FLEET_RATE", "50")),
 }
 DOCS = os.environ.get("BENCH_DOCS", str(ROOT / "docs/benchmarks.md"))
 
@@ -169,6 +176,12 @@ class KeySet:
         # The load key gets the plan without limits: the runs measure the authentication path,
         # not thousands of 429s from the seeded free plan's 60 requests a minute.
         self.admin("PATCH", f"/v1/keys/{self.ids[0]}", json={"plan": "enterprise"}).raise_for_status()
+        # A second key with limits in every window, too high ever to refuse: what counting (the
+        # slot read and CAS write, the headers) costs next to the unlimited key.
+        self.admin("PATCH", f"/v1/keys/{self.ids[1]}", json={
+            "plan": "enterprise", "limits": {"per_minute": NEVER_REACHED, "per_hour": NEVER_REACHED,
+                                             "per_day": NEVER_REACHED}}).raise_for_status()
+        self.limited_secret = self.secrets[1]
         log(f"seeded {count} keys in {self.seed_s:.1f}s; control service on :{self.port}")
 
     def url(self, path):
@@ -200,13 +213,14 @@ def shipped():
     return hcm, keygate
 
 
-def keygate_filter(control_overrides=None):
+def keygate_filter(control_overrides=None, plugin_overrides=None):
     _, filter_config = shipped()
     filter_config = json.loads(json.dumps(filter_config))
     wasm = filter_config["typed_config"]["config"]
     wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
     plugin = json.loads(wasm["configuration"]["value"])
     plugin["control"].update(control_overrides or {})
+    plugin.update(plugin_overrides or {})
     wasm["configuration"]["value"] = json.dumps(plugin)
     return filter_config
 
@@ -547,6 +561,63 @@ def envoy_version():
     return out.strip().split("version:")[-1].strip()
 
 
+def fleet_overshoot(keyset, work):
+    """Three Envoys (`--concurrency 2`) on one control service, a client sending round-robin at
+    a steady rate to a key over its limit: admitted per sliding window vs the limit and the
+    documented bound (docs/rate-limits.md)."""
+    s = SETTINGS
+    window_s, limit, rate = s["fleet_window_s"], s["fleet_limit"], s["fleet_rate"]
+    key = keyset.admin("POST", "/v1/keys", json={"name": "fleet", "plan": "enterprise",
+                                                 "limits": {"per_minute": limit}}).json()
+    plugin = {"rate_limits": {"sync_interval": "1s", "minute_window": f"{window_s}s"}}
+    proxies = [Envoy(f"fleet-{n}", keygate_filter({"long_poll_wait": "5s"}, plugin),
+                     [static_cluster("keygate_control", keyset.port)], work, 2) for n in range(3)]
+    try:
+        for proxy in proxies:
+            wait_until(lambda p=proxy: p.status(key["key"]) == 200, timeout=60, what="fleet key loaded")
+        sessions = [requests.Session() for _ in proxies]
+        admitted, refused, errors = [], 0, 0
+        started = time.monotonic()
+        for n in range(int(rate * s["fleet_seconds"])):
+            due = started + n / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            proxy = proxies[n % 3]
+            try:
+                status = sessions[n % 3].get(f"http://127.0.0.1:{proxy.port}{PATH}", timeout=5,
+                                             headers={"Authorization": f"Bearer {key['key']}"}).status_code
+            except requests.RequestException:
+                errors += 1
+                continue
+            if status == 200:
+                admitted.append(time.monotonic() - started)
+            elif status == 429:
+                refused += 1
+            else:
+                errors += 1
+        # Sliding windows starting at each admission (the maximum is reached at one of them).
+        per_window = []
+        j = 0
+        for i, start in enumerate(admitted):
+            while j < len(admitted) and admitted[j] < start + window_s:
+                j += 1
+            per_window.append(j - i)
+        full = [count for count, start in zip(per_window, admitted) if start + window_s <= admitted[-1] + 1e-9]
+        syncs = [proxy.stat("wasmcustom.keygate_ratelimit_sync_ok") for proxy in proxies]
+        sync_s = 1.0
+        bound = limit + (2 / 3) * rate * (2 * sync_s + 0.01)
+        result = {"envoys": 3, "workers": 2, "limit": limit, "window_s": window_s, "rate_per_s": rate,
+                  "seconds": s["fleet_seconds"], "offered": int(rate * s["fleet_seconds"]),
+                  "admitted": len(admitted), "refused": refused, "errors": errors,
+                  "max_per_window": max(full or per_window or [0]),
+                  "median_per_window": statistics.median(full) if full else None,
+                  "bound": round(bound, 1), "per_envoy_would_allow": 3 * limit, "syncs_ok": syncs}
+        log(f"fleet limits: {result}")
+        return result
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+
+
 def goals(data):
     """The goals the issue holds Keygate to, with the measured figures (no tuning, no hiding)."""
     cases = {c["name"]: c for c in data["cases"]}
@@ -569,6 +640,11 @@ def goals(data):
         if authz:
             r = kg["rps"] / authz["rps"]
             row(f"Keygate ≥ 2 × ext_authz best case ({label(mid)} keys)", f"{r:.2f} ×", r >= 2)
+        limited = cases.get(f"keygate-{label(mid)}-limited")
+        if limited:
+            r = limited["rps"] / kg["rps"]
+            row(f"a rate-limited key (limits never reached) ≥ 0.95 × an unlimited key ({label(mid)} keys)",
+                f"{r:.2f} ×", r >= 0.95)
         if kg.get("unloaded") and bare.get("unloaded"):
             added = kg["unloaded"]["p99_ms"] - bare["unloaded"]["p99_ms"]
             row("p99 added over bare ≤ 0.2 ms (one connection, no queueing)", f"{added:+.3f} ms", added <= 0.2)
@@ -581,6 +657,11 @@ def goals(data):
     for m in data["memory"]:
         if m["keys"] >= 1_000_000 and m["workers"] == 4:
             row(f"{label(m['keys'])} keys: Envoy RSS ≤ 300 MB at 4 workers", f"{m['rss_mb']:.0f} MB", m["rss_mb"] <= 300)
+    fleet = data.get("fleet")
+    if fleet:
+        row(f"fleet-wide limit: admitted per sliding {fleet['window_s']} s ≤ the documented bound "
+            f"({fleet['bound']:.0f} for {fleet['limit']})", f"max {fleet['max_per_window']}",
+            fleet["max_per_window"] <= fleet["bound"])
     for mode, r in data["revocation_modes"].items():
         bound = r["refresh_interval_s"] * 1000 + 1000
         row(f"revocation ({mode}) ≤ one refresh interval + 1 s ({bound / 1000:.0f} s)",
@@ -640,6 +721,17 @@ def render_markdown(data):
               "| mode | p50 | max | tries |", "|---|---:|---:|---|"]
     for mode, r in data["revocation_modes"].items():
         lines.append(f"| {mode} | {r['p50']:.0f} ms | {r['max']:.0f} ms | {', '.join(f'{v:.0f}' for v in r['runs'])} |")
+    fleet = data.get("fleet")
+    if fleet:
+        lines += ["", f"Fleet-wide rate limit ({fleet['envoys']} Envoys × `--concurrency {fleet['workers']}` on one "
+                  f"control service, `sync_interval` 1 s; one key limited to {fleet['limit']} per "
+                  f"{fleet['window_s']} s, offered {fleet['rate_per_s']:.0f} requests/s round-robin for "
+                  f"{fleet['seconds']} s; the bound is L + (N−1)/N · r · (2s + t), docs/rate-limits.md):", "",
+                  "| limit | offered | admitted | refused | max per sliding window | median per window | bound | per-Envoy counting would allow |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| {fleet['limit']} | {fleet['offered']:,} | {fleet['admitted']:,} | {fleet['refused']:,} | "
+                  f"{fleet['max_per_window']} | {fleet['median_per_window']} | {fleet['bound']:.0f} | "
+                  f"{fleet['per_envoy_would_allow']} |"]
     lines += ["", "Goals:", "", "| goal | measured | |", "|---|---:|---|"]
     for g in data["goals"]:
         lines.append(f"| {g['goal']} | {g['measured']} | {'met' if g['met'] else '**missed**'} |")
@@ -736,6 +828,8 @@ def main():
                                         "snapshot_bytes": snapshot_bytes, "pages": pages, "workers": c}
             cases.append({"name": f"keygate-{label(n)}", "kind": "keygate", "keys": n, "proxy": proxy,
                           "key": keysets[n].secrets[0], "expect": 200})
+        cases.append({"name": f"keygate-{label(mid)}-limited", "kind": "keygate", "keys": mid,
+                      "proxy": keygate[mid], "key": keysets[mid].limited_secret, "expect": 200})
         cases.append({"name": f"keygate-{label(mid)}-invalid", "kind": "keygate", "keys": mid, "proxy": keygate[mid],
                       "key": INVALID_KEY, "expect": 401})
         for n in SETTINGS["native_sizes"]:
@@ -797,6 +891,8 @@ def main():
         data["revocation_ms"] = {"p50": long_poll["p50"], "max": long_poll["max"], "mode": next(iter(data["revocation_modes"]))}
         plain.stop()
         keygate[mid].stop()
+
+        data["fleet"] = fleet_overshoot(keysets[min(all_sizes)], work)
 
         for n in SETTINGS["memory_sizes"]:
             for workers in (1, 4):

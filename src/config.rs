@@ -50,6 +50,12 @@ pub struct RateLimitConfig {
     /// Counter slots in shared data: the most keys that can be counted at once per Envoy.
     pub slots: u64,
     pub windows: Windows,
+    /// Fleet-wide limits: sync counts with the control service (`sync/fleet.rs`).
+    pub fleet: bool,
+    /// Path of the control service's sync endpoint.
+    pub sync_path: String,
+    /// How often this Envoy syncs its counts (one call per Envoy).
+    pub sync_interval: Duration,
 }
 
 /// Usage reporting to the control service.
@@ -142,6 +148,9 @@ struct RawRateLimits {
     hour_window: String,
     day_window: String,
     in_flight_expiry: String,
+    fleet: bool,
+    sync_path: String,
+    sync_interval: String,
 }
 
 impl Default for RawRateLimits {
@@ -153,6 +162,9 @@ impl Default for RawRateLimits {
             hour_window: "1h".into(),
             day_window: "24h".into(),
             in_flight_expiry: "10m".into(),
+            fleet: true,
+            sync_path: "/v1/ratelimits/sync".into(),
+            sync_interval: "1s".into(),
         }
     }
 }
@@ -527,10 +539,28 @@ fn validate_rate_limits(raw: RawRateLimits) -> Result<RateLimitConfig, ConfigErr
             Duration::from_secs(86_400),
         )?,
     };
+    if !raw.sync_path.starts_with('/') || raw.sync_path.contains(['?', '#']) {
+        return Err(field_error(
+            "rate_limits.sync_path",
+            format!(
+                "{:?} must be an absolute path without a query",
+                raw.sync_path
+            ),
+        ));
+    }
+    let sync_interval = duration_field(
+        "rate_limits.sync_interval",
+        &raw.sync_interval,
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+    )?;
     Ok(RateLimitConfig {
         headers: raw.headers,
         slots: raw.slots,
         windows,
+        fleet: raw.fleet,
+        sync_path: raw.sync_path,
+        sync_interval,
     })
 }
 
@@ -637,6 +667,9 @@ mod tests {
         assert!(config.rate_limits.headers);
         assert_eq!(config.rate_limits.slots, 262_144);
         assert_eq!(config.rate_limits.windows, Windows::default());
+        assert!(config.rate_limits.fleet);
+        assert_eq!(config.rate_limits.sync_interval, Duration::from_secs(1));
+        assert_eq!(config.rate_limits.sync_path, "/v1/ratelimits/sync");
         assert!(config.usage.enabled);
         assert_eq!(config.usage.report_interval, Duration::from_secs(5));
     }
@@ -736,6 +769,14 @@ mod tests {
             (
                 r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"burst":1}}"#,
                 "rate_limits.burst",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_interval":"100ms"}}"#,
+                "rate_limits.sync_interval",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_path":"v1"}}"#,
+                "rate_limits.sync_path",
             ),
             (
                 r#"{"control":{"cluster":"c","token":"t"},"usage":{"report_interval":"1d"}}"#,

@@ -26,6 +26,11 @@ pub struct Metrics {
     keys_loaded: u32,
     snapshot_version: u32,
     snapshot_age_seconds: u32,
+    fleet_sync_ok: u32,
+    fleet_sync_failed: u32,
+    fleet_keys_synced: u32,
+    fleet_remote_age_seconds: u32,
+    fleet_refused: u32,
 }
 
 fn add(host: &(impl Host + ?Sized), id: u32) {
@@ -72,6 +77,14 @@ impl Metrics {
             keys_loaded: define(MetricKind::Gauge, "keygate_keys_loaded"),
             snapshot_version: define(MetricKind::Gauge, "keygate_snapshot_version"),
             snapshot_age_seconds: define(MetricKind::Gauge, "keygate_snapshot_age_seconds"),
+            fleet_sync_ok: define(MetricKind::Counter, "keygate_ratelimit_sync_ok"),
+            fleet_sync_failed: define(MetricKind::Counter, "keygate_ratelimit_sync_failed"),
+            fleet_keys_synced: define(MetricKind::Counter, "keygate_ratelimit_keys_synced"),
+            fleet_remote_age_seconds: define(
+                MetricKind::Gauge,
+                "keygate_ratelimit_remote_age_seconds",
+            ),
+            fleet_refused: define(MetricKind::Counter, "keygate_ratelimit_refused_by_fleet"),
         }
     }
 
@@ -86,6 +99,30 @@ impl Metrics {
     /// A rate-limited request that could not be counted (no free slot, or CAS contention).
     pub fn uncounted(&self, host: &(impl Host + ?Sized)) {
         add(host, self.ratelimit_uncounted);
+    }
+
+    /// A request this Envoy's own count would have admitted, refused because of what the rest
+    /// of the fleet admitted.
+    pub fn refused_by_fleet(&self, host: &(impl Host + ?Sized)) {
+        add(host, self.fleet_refused);
+    }
+
+    /// A fleet sync answered (`keys`: keys sent in it) or failed.
+    pub fn fleet_sync(&self, host: &(impl Host + ?Sized), keys: Option<u64>) {
+        match keys {
+            Some(keys) => {
+                add(host, self.fleet_sync_ok);
+                if keys > 0 && self.fleet_keys_synced != 0 {
+                    host.increment_metric(self.fleet_keys_synced, keys as i64);
+                }
+            }
+            None => add(host, self.fleet_sync_failed),
+        }
+    }
+
+    /// Seconds since the remote counts were last brought up to date (0 before the first).
+    pub fn fleet_remote_age(&self, host: &(impl Host + ?Sized), seconds: u64) {
+        set(host, self.fleet_remote_age_seconds, seconds);
     }
 
     pub fn usage(&self, host: &(impl Host + ?Sized), outcome: &ReportOutcome) {

@@ -5,6 +5,7 @@
 //! `proxy/http.rs` is the proxy-wasm context that calls into it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use log::debug;
@@ -35,6 +36,8 @@ pub struct Worker {
     pub tally: RefCell<Tally>,
     /// Rate-limit slots known to exist (refreshed on every tick).
     pub slots: Cell<u64>,
+    /// Slots whose counts this worker changed since it last handed them to the fleet sync.
+    pub touched: RefCell<BTreeSet<u64>>,
 }
 
 /// What to do with the request after its headers.
@@ -170,16 +173,31 @@ impl<H: Host> RequestFilter<H> {
                 if let Some(bucket) = in_flight {
                     self.in_flight = Some((slot, owner, bucket));
                 }
+                if window::window_limits(&key.limits)
+                    .iter()
+                    .any(Option::is_some)
+                {
+                    self.worker.touched.borrow_mut().insert(slot);
+                }
                 self.response_headers = headers(&usage);
                 Ok(())
             }
             Admission::Refused {
-                refusal: Refusal::Rate { retry_after_ms },
+                refusal:
+                    Refusal::Rate {
+                        retry_after_ms,
+                        by_fleet,
+                    },
                 usage,
-            } => Err(Denial::rate_limited(
-                window::ceil_seconds(retry_after_ms),
-                headers(&usage),
-            )),
+            } => {
+                if by_fleet {
+                    self.worker.metrics.refused_by_fleet(&self.host);
+                }
+                Err(Denial::rate_limited(
+                    window::ceil_seconds(retry_after_ms),
+                    headers(&usage),
+                ))
+            }
             Admission::Refused {
                 refusal: Refusal::Concurrency,
                 usage,

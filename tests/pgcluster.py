@@ -31,8 +31,9 @@ def free_port() -> int:
 
 
 class PostgresCluster:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, durable=False):
         self.directory = Path(directory)
+        self.durable = durable
         self.data = self.directory / "data"
         self.socket_dir = self.directory / "socket"
         self.log = self.directory / "postgres.log"
@@ -65,11 +66,12 @@ class PostgresCluster:
         return self
 
     def start(self):
-        # fsync off: these clusters are thrown away, and the tests measure our behaviour, not
-        # the disk's. Many connections: every replica keeps a pool.
+        # fsync off unless durable: test clusters are thrown away, and the tests measure our
+        # behaviour, not the disk's. Many connections: every replica keeps a pool.
         options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                    "-c max_connections=300")
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
                   "-w", "-t", str(START_DEADLINE_SECONDS), "start")
         return self

@@ -92,6 +92,7 @@ fn setup(extra: &str, loaded: bool) -> Setup {
         metrics,
         tally: RefCell::new(Tally::default()),
         slots: Cell::new(0),
+        touched: RefCell::new(Default::default()),
     });
     Setup { host, worker }
 }

@@ -8,12 +8,14 @@
 //! - `record`: a snapshot record checked into what the filter stores, and a page of them, with
 //!   bad records quarantined one by one.
 //! - `usage`: the usage report messages (`POST /v1/usage`), read tolerantly.
+//! - `fleet`: the fleet-wide rate-limit sync messages (`POST /v1/ratelimits/sync`).
 //! - `snapshot`: the snapshot page messages; `timefmt`: the instants they carry.
 //! - `key_hash`: how a secret becomes the hash both sides key it by.
 //!
 //! Depends on nothing else in the crate but the stored record it validates into.
 
 pub mod fields;
+pub mod fleet;
 pub mod key_hash;
 pub mod record;
 pub mod snapshot;

@@ -103,7 +103,7 @@ fn choose_slot(
         match bytes.as_deref().and_then(SlotState::decode) {
             Some(state) if state.owner == owner => return Some((index, state, cas)),
             Some(state) if !state.idle(windows, now_ms) => {}
-            _ if free.is_none() => free = Some((index, SlotState::empty(owner), cas)),
+            _ if free.is_none() => free = Some((index, SlotState::for_key(owner, seed), cas)),
             _ => {}
         }
     }
@@ -145,6 +145,46 @@ pub fn admit(
         }
     }
     Admission::Contended
+}
+
+/// The counters in slot `index`, if it holds a key's.
+pub fn read_slot(host: &dyn Host, index: u64) -> Option<SlotState> {
+    host.get_shared(&slot_key(index))
+        .0
+        .as_deref()
+        .and_then(SlotState::decode)
+        .filter(|state| state.owner != 0)
+}
+
+/// Writes what the rest of the fleet admitted of the key `(owner, seed)` (per window,
+/// `(bucket, count)`) into its slot, taking a free one if it has none yet, so its next request
+/// here is judged fleet-wide. `false` when no slot could be had.
+pub fn set_remote(
+    host: &dyn Host,
+    (owner, seed): (u64, u64),
+    remote: &[Vec<(u64, u64)>; 3],
+    windows: &Windows,
+    slots: u64,
+    now_ms: u64,
+) -> bool {
+    if slots == 0 {
+        return false;
+    }
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((index, mut state, cas)) = choose_slot(host, owner, seed, windows, slots, now_ms)
+        else {
+            return false;
+        };
+        for (window, buckets) in remote.iter().enumerate() {
+            state.set_remote(window, buckets, windows, now_ms);
+        }
+        match host.set_shared(&slot_key(index), &state.encode(), cas) {
+            Ok(()) => return true,
+            Err(WriteError::CasMismatch) => continue,
+            Err(WriteError::Host) => return false,
+        }
+    }
+    false
 }
 
 /// Ends an in-flight request of `owner` that took a place in in-flight bucket `bucket` of
@@ -275,6 +315,48 @@ mod tests {
         assert_eq!(slot_of(admit(&host, 3, 0, &one, &windows, 2, 70_000)), 0);
         // Key 2 keeps its slot 1 even though slot 0 came first in its probe order.
         assert_eq!(slot_of(admit(&host, 2, 0, &one, &windows, 2, 140_000)), 1);
+    }
+
+    #[test]
+    fn remote_counts_land_in_the_keys_slot_and_hold_it_to_the_fleet_limit() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        ensure_slots(&host, 8).unwrap();
+        let key = owner_and_seed(&digest_key("pk_live_fleet"));
+        let six = limits(Some(6), None);
+        // The rest of the fleet admitted 4 in this bucket; this Envoy never saw the key.
+        let bucket = 1_000 / 2_000;
+        assert!(set_remote(
+            &host,
+            key,
+            &[vec![(bucket, 4)], vec![], vec![]],
+            &windows,
+            8,
+            1_000
+        ));
+        let admitted = (0..5)
+            .filter(|_| {
+                matches!(
+                    admit(&host, key.0, key.1, &six, &windows, 8, 1_000),
+                    Admission::Admitted { .. }
+                )
+            })
+            .count();
+        assert_eq!(admitted, 2, "6 minus the fleet's 4");
+        let Some(Admission::Refused {
+            refusal: Refusal::Rate { by_fleet, .. },
+            usage,
+        }) = Some(admit(&host, key.0, key.1, &six, &windows, 8, 1_000))
+        else {
+            panic!()
+        };
+        assert!(by_fleet, "alone, this Envoy has admitted 2 of 6");
+        assert_eq!(usage.windows[0].2, 0, "remaining is fleet-wide");
+        // The slot names the key and its limits for the next sync.
+        let slot = (0..8).find_map(|i| read_slot(&host, i)).unwrap();
+        assert_eq!((slot.owner, slot.seed), key);
+        assert_eq!(slot.limits, [6, 0, 0]);
+        assert_eq!(slot.local_buckets(&windows, 1_000)[0], vec![(bucket, 2)]);
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //! was reloaded mid-request, and shared data outlives it) leaves the ring with its bucket, so a
 //! key is never locked out for longer than the expiry (plus one bucket).
 //!
+//! Fleet-wide limits: a slot also holds, per window, what the rest of the fleet admitted in each
+//! bucket (`remote`, written by the fleet sync, `sync/fleet.rs`), and a request is admitted only
+//! while local plus remote plus one stays within the limit. Remote counts sit in the same ring
+//! positions as local ones, so they age out with their buckets: stale counts never outlive
+//! their window. The slot also keeps the key's tag (the first 16 bytes of its digest) and its
+//! window limits, so the sync can name the key and its limits from the slot alone.
+//!
 //! Why this file is long: the window maths and the slot codec must agree byte for byte, so they
 //! stay together (about 400 lines), with their tests beside them.
 
@@ -28,10 +35,12 @@ pub const BUCKETS: [usize; 3] = [30, 30, 24];
 const RING_LENS: [usize; 3] = [BUCKETS[0] + 1, BUCKETS[1] + 1, BUCKETS[2] + 1];
 /// Buckets of the in-flight ring: a place is held between 7/7 and 8/7 of the expiry.
 pub const IN_FLIGHT_BUCKETS: usize = 8;
-const HEADER_LEN: usize = 8 + 8 + 4 * IN_FLIGHT_BUCKETS;
-/// Encoded size of a slot: owner, the in-flight ring (newest bucket index and its counters),
-/// and per window the newest bucket index and its ring of counters.
-pub const STATE_LEN: usize = HEADER_LEN + 3 * 8 + (RING_LENS[0] + RING_LENS[1] + RING_LENS[2]) * 4;
+/// Owner, seed, the three window limits, then the in-flight ring.
+const HEADER_LEN: usize = 8 + 8 + 3 * 8 + 8 + 4 * IN_FLIGHT_BUCKETS;
+const RINGS_LEN: usize = 3 * 8 + (RING_LENS[0] + RING_LENS[1] + RING_LENS[2]) * 4;
+/// Encoded size of a slot: the header, then per window the newest bucket index and its ring
+/// of counters, local then remote.
+pub const STATE_LEN: usize = HEADER_LEN + 2 * RINGS_LEN;
 
 /// Window lengths in milliseconds (configurable so tests can use short windows on the real
 /// code path).
@@ -58,6 +67,11 @@ impl Windows {
         self.lengths_ms[window]
             .div_ceil(BUCKETS[window] as u64)
             .max(1)
+    }
+
+    /// Width of one bucket of `window` (0 minute, 1 hour, 2 day), in milliseconds.
+    pub fn bucket_width_ms(&self, window: usize) -> u64 {
+        self.bucket_ms(window)
     }
 
     /// Width of an in-flight bucket: `IN_FLIGHT_BUCKETS - 1` of them cover the expiry.
@@ -165,6 +179,37 @@ impl Ring {
         self.counts[index] = self.counts[index].saturating_add(1);
     }
 
+    /// The non-zero buckets as `(absolute bucket, count)`, oldest first.
+    fn buckets(&self) -> Vec<(u64, u64)> {
+        let len = self.counts.len() as u64;
+        (0..len.min(self.newest + 1))
+            .rev()
+            .map(|age| self.newest - age)
+            .filter_map(|bucket| {
+                let count = self.counts[(bucket % len) as usize];
+                (count > 0).then_some((bucket, u64::from(count)))
+            })
+            .collect()
+    }
+
+    /// Whether `bucket` is one the ring holds now.
+    fn holds(&self, bucket: u64) -> bool {
+        bucket <= self.newest && self.newest - bucket < self.counts.len() as u64
+    }
+
+    /// This ring plus `other`, bucket by bucket (both advanced to the same bucket).
+    fn plus(&self, other: &Ring) -> Ring {
+        Ring {
+            newest: self.newest,
+            counts: self
+                .counts
+                .iter()
+                .zip(&other.counts)
+                .map(|(a, b)| a.saturating_add(*b))
+                .collect(),
+        }
+    }
+
     /// Milliseconds from `now_ms` until the total drops to `target` or below, as the oldest
     /// buckets leave the ring. `None` if it already is.
     fn wait_until_total_at_most(&self, target: u64, bucket_ms: u64, now_ms: u64) -> Option<u64> {
@@ -194,33 +239,102 @@ impl Ring {
 pub struct SlotState {
     /// First 8 bytes of the key's hash; 0 for a free slot.
     pub owner: u64,
+    /// The next 8 bytes: with `owner`, the key's fleet-wide tag.
+    pub seed: u64,
+    /// The key's window limits when it was last counted here (0: none).
+    pub limits: [u64; 3],
     in_flight: InFlight,
     rings: [Ring; 3],
+    /// What the rest of the fleet admitted, per bucket, as of the last fleet sync.
+    remote: [Ring; 3],
 }
 
 impl SlotState {
     pub fn empty(owner: u64) -> SlotState {
+        SlotState::for_key(owner, 0)
+    }
+
+    pub fn for_key(owner: u64, seed: u64) -> SlotState {
         SlotState {
             owner,
+            seed,
+            limits: [0; 3],
             in_flight: InFlight::default(),
             rings: [Ring::new(0), Ring::new(1), Ring::new(2)],
+            remote: [Ring::new(0), Ring::new(1), Ring::new(2)],
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(STATE_LEN);
         bytes.extend_from_slice(&self.owner.to_le_bytes());
+        bytes.extend_from_slice(&self.seed.to_le_bytes());
+        for limit in &self.limits {
+            bytes.extend_from_slice(&limit.to_le_bytes());
+        }
         bytes.extend_from_slice(&self.in_flight.newest.to_le_bytes());
         for count in &self.in_flight.counts {
             bytes.extend_from_slice(&count.to_le_bytes());
         }
-        for ring in &self.rings {
+        for ring in self.rings.iter().chain(&self.remote) {
             bytes.extend_from_slice(&ring.newest.to_le_bytes());
             for count in &ring.counts {
                 bytes.extend_from_slice(&count.to_le_bytes());
             }
         }
         bytes
+    }
+
+    /// Local counts per window as `(bucket, count)` at `now_ms`, for the fleet sync.
+    pub fn local_buckets(&self, windows: &Windows, now_ms: u64) -> [Vec<(u64, u64)>; 3] {
+        let mut advanced = self.clone();
+        advanced.advance(windows, now_ms);
+        [
+            advanced.rings[0].buckets(),
+            advanced.rings[1].buckets(),
+            advanced.rings[2].buckets(),
+        ]
+    }
+
+    /// Replaces the rest of the fleet's counts of `window` with `buckets` (`(bucket, count)`);
+    /// buckets the ring no longer (or does not yet) hold are dropped. A bucket one ahead of
+    /// ours (a peer's clock slightly ahead) counts as our newest.
+    pub fn set_remote(
+        &mut self,
+        window: usize,
+        buckets: &[(u64, u64)],
+        windows: &Windows,
+        now_ms: u64,
+    ) {
+        self.advance(windows, now_ms);
+        let Some(ring) = self.remote.get_mut(window) else {
+            return;
+        };
+        ring.counts.iter_mut().for_each(|count| *count = 0);
+        let len = ring.counts.len() as u64;
+        for &(bucket, count) in buckets {
+            let bucket = if bucket == ring.newest + 1 {
+                ring.newest
+            } else {
+                bucket
+            };
+            if ring.holds(bucket) {
+                let index = (bucket % len) as usize;
+                let count = u32::try_from(count).unwrap_or(u32::MAX);
+                ring.counts[index] = ring.counts[index].saturating_add(count);
+            }
+        }
+    }
+
+    /// The rest of the fleet's admitted requests in each window at `now_ms`.
+    pub fn remote_totals(&self, windows: &Windows, now_ms: u64) -> [u64; 3] {
+        let mut advanced = self.clone();
+        advanced.advance(windows, now_ms);
+        [
+            advanced.remote[0].total(),
+            advanced.remote[1].total(),
+            advanced.remote[2].total(),
+        ]
     }
 
     /// Decodes a slot; anything that is not exactly a slot (a blank, garbage) is `None`.
@@ -240,16 +354,24 @@ impl SlotState {
                 .and_then(|b| b.try_into().ok())
                 .map(u32::from_le_bytes)
         };
-        let mut state = SlotState::empty(u64_at(0)?);
-        state.in_flight.newest = u64_at(8)?;
+        let mut state = SlotState::for_key(u64_at(0)?, u64_at(8)?);
+        for (i, limit) in state.limits.iter_mut().enumerate() {
+            *limit = u64_at(16 + 8 * i)?;
+        }
+        state.in_flight.newest = u64_at(40)?;
         for (i, count) in state.in_flight.counts.iter_mut().enumerate() {
-            *count = u32_at(16 + 4 * i)?;
+            *count = u32_at(48 + 4 * i)?;
         }
         let mut at = HEADER_LEN;
-        for (window, ring) in state.rings.iter_mut().enumerate() {
+        for (index, ring) in state
+            .rings
+            .iter_mut()
+            .chain(state.remote.iter_mut())
+            .enumerate()
+        {
             ring.newest = u64_at(at)?;
             at += 8;
-            for i in 0..RING_LENS[window] {
+            for i in 0..RING_LENS[index % 3] {
                 ring.counts[i] = u32_at(at)?;
                 at += 4;
             }
@@ -261,7 +383,12 @@ impl SlotState {
     pub fn idle(&self, windows: &Windows, now_ms: u64) -> bool {
         let mut advanced = self.clone();
         advanced.advance(windows, now_ms);
-        advanced.in_flight.total() == 0 && advanced.rings.iter().all(|ring| ring.total() == 0)
+        advanced.in_flight.total() == 0
+            && advanced
+                .rings
+                .iter()
+                .chain(&advanced.remote)
+                .all(|ring| ring.total() == 0)
     }
 
     /// Requests of this key in flight at `now_ms` (places not yet expired).
@@ -283,14 +410,27 @@ impl SlotState {
         for (window, ring) in self.rings.iter_mut().enumerate() {
             ring.advance(now_ms / windows.bucket_ms(window));
         }
+        for (window, ring) in self.remote.iter_mut().enumerate() {
+            ring.advance(now_ms / windows.bucket_ms(window));
+        }
+    }
+
+    /// Local and remote counts of `window` together (the ring itself when nothing is remote).
+    fn fleet_ring(&self, window: usize) -> std::borrow::Cow<'_, Ring> {
+        if self.remote[window].total() == 0 {
+            std::borrow::Cow::Borrowed(&self.rings[window])
+        } else {
+            std::borrow::Cow::Owned(self.rings[window].plus(&self.remote[window]))
+        }
     }
 }
 
 /// Why a request over its limits was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// A window is full; retry after this many milliseconds.
-    Rate { retry_after_ms: u64 },
+    /// A window is full; retry after this many milliseconds. `by_fleet`: this Envoy's own
+    /// count alone would have admitted it (the rest of the fleet's filled the window).
+    Rate { retry_after_ms: u64, by_fleet: bool },
     /// Too many requests in flight.
     Concurrency,
 }
@@ -312,10 +452,13 @@ pub fn admit(
 ) -> (Result<(), Refusal>, Usage) {
     state.advance(windows, now_ms);
     let limits_by_window = window_limits(limits);
+    for (window, limit) in limits_by_window.iter().enumerate() {
+        state.limits[window] = limit.unwrap_or(0);
+    }
     let mut refusal = None;
     for (window, limit) in limits_by_window.iter().enumerate() {
         let Some(limit) = *limit else { continue };
-        let ring = &state.rings[window];
+        let ring = state.fleet_ring(window);
         if ring.total() + 1 > limit {
             let wait = ring
                 .wait_until_total_at_most(
@@ -324,12 +467,18 @@ pub fn admit(
                     now_ms,
                 )
                 .unwrap_or(1);
+            let by_fleet = state.rings[window].total() < limit;
             refusal = Some(match refusal {
-                Some(Refusal::Rate { retry_after_ms }) => Refusal::Rate {
+                Some(Refusal::Rate {
+                    retry_after_ms,
+                    by_fleet: earlier,
+                }) => Refusal::Rate {
                     retry_after_ms: retry_after_ms.max(wait),
+                    by_fleet: earlier && by_fleet,
                 },
                 _ => Refusal::Rate {
                     retry_after_ms: wait,
+                    by_fleet,
                 },
             });
         }
@@ -355,7 +504,7 @@ pub fn admit(
     let mut usage = Usage::default();
     for (window, limit) in limits_by_window.iter().enumerate() {
         let Some(limit) = *limit else { continue };
-        let ring = &state.rings[window];
+        let ring = state.fleet_ring(window);
         let total = ring.total();
         let remaining = limit.saturating_sub(total);
         let reset_ms = ring
@@ -487,7 +636,7 @@ mod tests {
             assert!(admit(&mut state, &three, &windows, now + offset).0.is_ok());
         }
         let (refused, usage) = admit(&mut state, &three, &windows, now + 3_000);
-        let Err(Refusal::Rate { retry_after_ms }) = refused else {
+        let Err(Refusal::Rate { retry_after_ms, .. }) = refused else {
             panic!("{refused:?}")
         };
         // The two oldest requests' bucket (index 50, [100 s, 102 s)) leaves the 31-bucket ring
@@ -514,10 +663,66 @@ mod tests {
             "\"minute\";q=100;w=60, \"day\";q=2;w=86400".into()
         )));
         let (refused, _) = admit(&mut state, &both, &windows, 2_000);
-        let Err(Refusal::Rate { retry_after_ms }) = refused else {
+        let Err(Refusal::Rate { retry_after_ms, .. }) = refused else {
             panic!()
         };
         assert!(retry_after_ms > 23 * 3_600_000, "{retry_after_ms}");
+    }
+
+    #[test]
+    fn remote_counts_add_to_local_ones_and_age_out_with_their_buckets() {
+        let windows = Windows::default();
+        let mut state = SlotState::for_key(1, 2);
+        let ten = limits(Some(10), None, None);
+        let now = 100_000;
+        state.set_remote(0, &[(now / 2_000, 7), (now / 2_000 - 3, 1)], &windows, now);
+        assert_eq!(state.remote_totals(&windows, now), [8, 0, 0]);
+        assert_eq!(
+            count_admitted(&mut state, &ten, &windows, std::iter::repeat_n(now, 5)),
+            2
+        );
+        let (refused, _) = admit(&mut state, &ten, &windows, now);
+        assert!(matches!(refused, Err(Refusal::Rate { by_fleet: true, .. })));
+        // A sync replaces the remote picture: the fleet's count moved to 3.
+        state.set_remote(0, &[(now / 2_000, 3)], &windows, now);
+        assert_eq!(
+            count_admitted(&mut state, &ten, &windows, std::iter::repeat_n(now, 9)),
+            5
+        );
+        // A minute and a bucket later everything has aged out, remote included.
+        let later = now + 62_000;
+        assert_eq!(state.remote_totals(&windows, later), [0, 0, 0]);
+        assert!(state.idle(&windows, later));
+        // Buckets the ring does not hold are dropped, one ahead counts as now.
+        state.set_remote(
+            0,
+            &[(0, 50), (later / 2_000 + 1, 2), (later / 2_000 + 9, 50)],
+            &windows,
+            later,
+        );
+        assert_eq!(state.remote_totals(&windows, later), [2, 0, 0]);
+        assert!(!state.idle(&windows, later), "remote counts keep the slot");
+    }
+
+    #[test]
+    fn a_slot_round_trips_with_its_tag_limits_and_remote_counts() {
+        let windows = Windows::default();
+        let mut state = SlotState::for_key(11, 22);
+        assert!(
+            admit(&mut state, &limits(Some(5), Some(9), None), &windows, 4_000)
+                .0
+                .is_ok()
+        );
+        state.set_remote(1, &[(4_000 / 120_000, 3)], &windows, 4_000);
+        let decoded = SlotState::decode(&state.encode()).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!(decoded.limits, [5, 0, 9]);
+        assert_eq!(
+            decoded.local_buckets(&windows, 4_000),
+            [vec![(2, 1)], vec![], vec![(0, 1)]]
+        );
+        assert_eq!(state.encode().len(), STATE_LEN);
+        assert!(SlotState::decode(&state.encode()[1..]).is_none());
     }
 
     #[test]
@@ -658,7 +863,7 @@ mod tests {
             2
         );
         let (refused, _) = admit(&mut state, &two, &windows, 50_000);
-        let Err(Refusal::Rate { retry_after_ms }) = refused else {
+        let Err(Refusal::Rate { retry_after_ms, .. }) = refused else {
             panic!()
         };
         assert!(retry_after_ms <= 3_100, "{retry_after_ms}");

@@ -20,6 +20,7 @@ use crate::proxy::host::ProxyHost;
 use crate::proxy::host::ProxyQueue;
 use crate::request::{RequestFilter, Worker};
 use crate::store;
+use crate::sync::fleet::{self, FleetCall, FleetOutcome, FleetSync};
 use crate::sync::refresh::{CallRequest, Outcome, Refresher, MAX_BODY_BYTES};
 use crate::sync::tally::Tally;
 use crate::sync::usage::{ReportOutcome, Reporter, UsageCall, QUEUE_NAME};
@@ -28,6 +29,7 @@ use crate::sync::usage::{ReportOutcome, Reporter, UsageCall, QUEUE_NAME};
 struct Jobs {
     refresher: Refresher,
     reporter: Option<(Reporter, ProxyQueue)>,
+    fleet: Option<(FleetSync, ProxyQueue)>,
 }
 
 pub struct KeygateRoot {
@@ -70,6 +72,11 @@ impl KeygateRoot {
             .metrics
             .store(&ProxyHost, meta.keys, meta.version, age_seconds);
         worker.slots.set(counters::slot_count(&ProxyHost));
+        if worker.config.rate_limits.fleet {
+            worker
+                .metrics
+                .fleet_remote_age(&ProxyHost, fleet::remote_age_seconds(&ProxyHost));
+        }
     }
 
     fn call(
@@ -135,6 +142,84 @@ impl KeygateRoot {
                 let outcome = reporter.dispatch_failed(&ProxyHost, queue, reason);
                 self.report_usage(&outcome);
             }
+        }
+    }
+
+    fn dispatch_fleet(&mut self, call: FleetCall) {
+        let (Some(worker), Some(jobs)) = (&self.worker, &mut self.jobs) else {
+            return;
+        };
+        let Some((sync, queue)) = &mut jobs.fleet else {
+            return;
+        };
+        let config = &worker.config;
+        let headers = [
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), config.rate_limits.sync_path.clone()),
+            (":authority".to_string(), config.control.authority.clone()),
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", config.control.token),
+            ),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        match Self::call(config, &headers, Some(&call.body), call.timeout) {
+            Ok(token) => sync.dispatched(token),
+            Err(reason) => {
+                let outcome = sync.dispatch_failed(&ProxyHost, queue, reason);
+                self.report_fleet(&outcome);
+            }
+        }
+    }
+
+    fn poll_fleet(&mut self) {
+        let (Some(worker), Some(jobs)) = (&self.worker, &mut self.jobs) else {
+            return;
+        };
+        let Some((sync, queue)) = &mut jobs.fleet else {
+            return;
+        };
+        let (call, outcome) = sync.poll(
+            &ProxyHost,
+            queue,
+            &mut worker.touched.borrow_mut(),
+            &worker.config.rate_limits.windows,
+        );
+        if let Some(outcome) = outcome {
+            self.report_fleet(&outcome);
+        }
+        if let Some(call) = call {
+            self.dispatch_fleet(call);
+        }
+    }
+
+    fn report_fleet(&self, outcome: &FleetOutcome) {
+        if let Some(worker) = &self.worker {
+            match outcome {
+                FleetOutcome::Synced { keys_sent, .. } => {
+                    worker
+                        .metrics
+                        .fleet_sync(&ProxyHost, Some(*keys_sent as u64));
+                    worker.metrics.fleet_remote_age(&ProxyHost, 0);
+                }
+                FleetOutcome::Failed { .. } => worker.metrics.fleet_sync(&ProxyHost, None),
+                FleetOutcome::Ignored => {}
+            }
+        }
+        match outcome {
+            FleetOutcome::Synced {
+                keys_sent,
+                keys_updated,
+                keys_skipped,
+            } => debug!(
+                "#{} fleet sync: sent {keys_sent} keys, updated {keys_updated}, skipped {keys_skipped}",
+                self.context_id
+            ),
+            FleetOutcome::Failed { reason } => warn!(
+                "#{} fleet rate-limit sync failed, limits are enforced per Envoy until it works: {reason}",
+                self.context_id
+            ),
+            FleetOutcome::Ignored => {}
         }
     }
 
@@ -243,6 +328,23 @@ impl Context for KeygateRoot {
                 return;
             }
         }
+        if let (Some((sync, queue)), Some(worker)) = (&mut jobs.fleet, &self.worker) {
+            if sync.awaits(token_id) {
+                let body = (body_size <= fleet::MAX_REPLY_BYTES)
+                    .then(|| abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size))
+                    .and_then(|read| read.ok().flatten());
+                let outcome = sync.on_response(
+                    &ProxyHost,
+                    queue,
+                    token_id,
+                    (status, body.as_deref()),
+                    &worker.config.rate_limits.windows,
+                    worker.slots.get().min(worker.config.rate_limits.slots),
+                );
+                self.report_fleet(&outcome);
+                return;
+            }
+        }
         // An oversized body is not copied into the VM at all; the refresher rejects it by size.
         let body = if body_size > MAX_BODY_BYTES {
             Vec::new()
@@ -328,9 +430,30 @@ impl RootContext for KeygateRoot {
         } else {
             None
         };
-        let tick = (config.control.refresh_interval / 2)
+        let fleet = if config.rate_limits.fleet {
+            match abi::register_shared_queue(fleet::QUEUE_NAME) {
+                Ok(queue) => Some((
+                    FleetSync::new(me, config.rate_limits.sync_interval, config.control.timeout),
+                    ProxyQueue(queue),
+                )),
+                Err(status) => {
+                    error!(
+                        "#{} keygate: could not register the fleet sync queue ({status:?})",
+                        self.context_id
+                    );
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
+        let mut tick = (config.control.refresh_interval / 2)
             .min(config.usage.report_interval)
             .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        if config.rate_limits.fleet {
+            // Half the sync interval, so a sync is never more than that late.
+            tick = tick.min(config.rate_limits.sync_interval / 2);
+        }
         info!(
             "#{} keygate configured: control cluster {:?}, refresh every {:?}, fail mode {:?}",
             self.context_id,
@@ -341,12 +464,14 @@ impl RootContext for KeygateRoot {
         self.jobs = Some(Jobs {
             refresher: Refresher::new(me, config.control.clone(), config.rate_limits.slots),
             reporter,
+            fleet,
         });
         let worker = Rc::new(Worker {
             metrics: Metrics::define(&ProxyHost),
             config,
             tally: RefCell::new(Tally::default()),
             slots: Cell::new(0),
+            touched: RefCell::new(Default::default()),
         });
         self.publish_store_gauges(&worker);
         self.worker = Some(worker);
@@ -366,6 +491,7 @@ impl RootContext for KeygateRoot {
         }
         self.poll_refresh();
         self.poll_usage();
+        self.poll_fleet();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -556,7 +556,7 @@ ENVOY_GATEWAY_SCHEMAS = {
     "Gateway": resource(GATEWAY_API, "Gateway", GATEWAY),
     "HTTPRoute": resource(GATEWAY_API, "HTTPRoute", HTTP_ROUTE),
 }
-CORE_KINDS = {"Namespace", "Secret", "Deployment", "PersistentVolumeClaim", "Service"}
+CORE_KINDS = {"Namespace", "Secret", "Deployment", "PodDisruptionBudget", "Service"}
 
 
 def envoy_gateway():
@@ -688,8 +688,9 @@ def test_envoy_gateway_control_service_is_the_istio_one():
     istio = documents(ROOT / "envoy/istio")
     for key in [
         ("Secret", "keygate-tokens"),
+        ("Secret", "keygate-database"),
         ("Deployment", "keygate-control"),
-        ("PersistentVolumeClaim", "keygate-data"),
+        ("PodDisruptionBudget", "keygate-control"),
         ("Service", "keygate-control"),
     ]:
         assert found[key] == istio[key], key

@@ -123,14 +123,12 @@ def test_sigkill_of_a_replica_loses_no_acknowledged_key_and_envoy_syncs_through_
     first, second = replicas
     probe = new_key(first, "probe")
     proxy.wait_for_status("/v1/models", probe["key"], 200, timeout=10)
-    # Kill the replica holding the filter's long poll, so that Envoy has to move to the other.
-    holder = wait_until(lambda: poll_holder(proxy), timeout=10, what="a replica to hold the long poll")
-    victim, survivor = (first, second) if holder == first.port else (second, first)
-
-    stop_victim, stop_survivor = threading.Event(), threading.Event()
-    on_victim = [Writer(victim, f"victim-{w}", stop_victim) for w in range(WRITERS_PER_REPLICA)]
-    on_survivor = [Writer(survivor, f"survivor-{w}", stop_survivor) for w in range(WRITERS_PER_REPLICA)]
-    writers = on_victim + on_survivor
+    stops = {replica.port: threading.Event() for replica in replicas}
+    groups = {
+        replica.port: [Writer(replica, f"{n}-{w}", stops[replica.port]) for w in range(WRITERS_PER_REPLICA)]
+        for n, replica in enumerate(replicas)
+    }
+    writers = groups[first.port] + groups[second.port]
     for writer in writers:
         writer.start()
     try:
@@ -138,10 +136,15 @@ def test_sigkill_of_a_replica_loses_no_acknowledged_key_and_envoy_syncs_through_
             return sum(len(writer.acknowledged) for writer in group)
 
         wait_until(
-            lambda: acks(on_victim) >= ACKS_BEFORE_KILL and acks(on_survivor) >= ACKS_BEFORE_KILL,
+            lambda: all(acks(group) >= ACKS_BEFORE_KILL for group in groups.values()),
             timeout=PHASE_SECONDS,
             what="acknowledged writes on both replicas",
         )
+        # Every write answers the filter's long poll and it polls again, on either replica: kill
+        # the one holding it now, if one does, so that the poll in flight is cut.
+        holder = poll_holder(proxy)
+        victim, survivor = (first, second) if holder == first.port else (second, first)
+        on_victim, on_survivor = groups[victim.port], groups[survivor.port]
         before_kill = acks(on_survivor)
         victim.stop(hard=True)
         killed_at = time.monotonic()
@@ -157,8 +160,8 @@ def test_sigkill_of_a_replica_loses_no_acknowledged_key_and_envoy_syncs_through_
         wait_until(lambda: acks(on_survivor) >= before_kill + ACKS_AFTER_KILL, timeout=PHASE_SECONDS,
                    what="acknowledged writes on the survivor after the kill")
     finally:
-        stop_victim.set()
-        stop_survivor.set()
+        for stop in stops.values():
+            stop.set()
         for writer in writers:
             writer.join(timeout=15)
     assert all(not writer.is_alive() for writer in writers)
@@ -191,7 +194,8 @@ def test_sigkill_of_a_replica_loses_no_acknowledged_key_and_envoy_syncs_through_
     # ...and its revocation through the survivor lands within about a second.
     revoked = revocation_latency(proxy, survivor, late)
     print(
-        f"\nkill -9 of the replica holding the long poll: {len(acknowledged)} acknowledged keys "
+        f"\nkill -9 of a replica ({'holding' if holder == victim.port else 'not holding'} Envoy's long poll) "
+        f"under {2 * WRITERS_PER_REPLICA} writers: {len(acknowledged)} acknowledged keys "
         f"({victim_acks} by the killed replica), all present; Envoy left the killed replica out "
         f"{left_out * 1000:.0f} ms after the kill ({flags}); a key created on the survivor "
         f"authenticated through Envoy after {arrived * 1000:.0f} ms ({synced_after_kill * 1000:.0f} ms after the kill, "

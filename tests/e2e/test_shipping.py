@@ -58,12 +58,12 @@ def shipped_plugin_config():
 
 # docker-compose
 
-def compose_config(extra_env=None):
+def compose_config(extra_env=None, path="envoy/docker-compose.yaml"):
     binary = require_tool("docker-compose")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
     env.update(extra_env or {})
     result = subprocess.run(
-        [binary, "-f", str(ROOT / "envoy/docker-compose.yaml"), "config"],
+        [binary, "-f", str(ROOT / path), "config"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -159,6 +159,189 @@ def test_compose_envoy_config_is_envoy_yaml_with_container_addresses():
     assert body("envoy/envoy-compose.yaml") == expected
 
 
+def envoy_body(path):
+    """An Envoy YAML we ship, without its header comment."""
+    text = (ROOT / path).read_text()
+    return text[text.index("admin:\n") :]
+
+
+def test_envoy_ha_yaml_is_envoy_yaml_with_both_replicas_in_the_control_cluster():
+    """envoy-ha.yaml (make run-ha) differs from envoy.yaml only in the keygate_control cluster:
+    both replicas, health-checked, outlier detection; the tests' replicated Envoys use it."""
+    start = "  - name: keygate_control\n"
+    ha, single = envoy_body("envoy/envoy-ha.yaml"), envoy_body("envoy/envoy.yaml")
+    assert ha[: ha.index(start)] == single[: single.index(start)]
+    (config,) = yaml.safe_load_all((ROOT / "envoy/envoy-ha.yaml").read_text())
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "keygate_control"]
+    addresses = [
+        e["endpoint"]["address"]["socket_address"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
+    assert addresses == [{"address": "127.0.0.1", "port_value": 8081}, {"address": "127.0.0.1", "port_value": 8091}]
+    (check,) = cluster["health_checks"]
+    assert check["http_health_check"] == {"path": "/healthz"}
+    assert check["unhealthy_threshold"] == 1 and check["interval"] == "1s"
+    assert cluster["common_lb_config"]["healthy_panic_threshold"] == {"value": 0}
+    outlier = cluster["outlier_detection"]
+    # Only connection failures eject: a replica's 503 (PostgreSQL down) is not its own fault.
+    assert outlier["split_external_local_origin_errors"] is True
+    assert outlier["enforcing_consecutive_5xx"] == 0 and outlier["max_ejection_percent"] == 50
+
+
+def postgres_compose(extra_env=None):
+    return compose_config(extra_env, path="envoy/docker-compose.postgres.yaml")
+
+
+def test_postgres_compose_file_validates_with_two_replicas_on_one_database():
+    config = postgres_compose()
+    services = config["services"]
+    assert set(services) == {"envoy", "control-1", "control-2", "postgres", "upstream"}
+
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:15"
+    assert "ports" not in postgres, "PostgreSQL is for the replicas only"
+    assert ("keygate-postgres", "/var/lib/postgresql/data", False) in mounts(postgres)
+    assert "keygate-postgres" in config["volumes"]
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    pg_env = postgres["environment"]
+    url = f"postgres://{pg_env['POSTGRES_USER']}:{pg_env['POSTGRES_PASSWORD']}@postgres:5432/{pg_env['POSTGRES_DB']}"
+
+    published = {}
+    for name in ("control-1", "control-2"):
+        control = services[name]
+        assert control["build"]["context"] == str(ROOT) and control["image"] == "keygate-control:dev"
+        environment = control["environment"]
+        assert environment["KEYGATE_DATABASE_URL"] == url
+        assert "KEYGATE_DB" not in environment, "--db and --database-url conflict"
+        assert environment["KEYGATE_LISTEN"] == "0.0.0.0:8081"
+        assert environment["KEYGATE_ADMIN_TOKEN"] == "dev-admin-token"
+        assert environment["KEYGATE_SYNC_TOKEN"] == "dev-sync-token"
+        assert control["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "/healthz" in " ".join(control["healthcheck"]["test"])
+        assert "volumes" not in control, "a replica keeps nothing of its own"
+        published[name] = published_ports(control)
+    assert published == {"control-1": {"127.0.0.1:8081:8081"}, "control-2": {"127.0.0.1:8091:8081"}}
+
+    envoy = services["envoy"]
+    assert envoy["image"] == compose_config()["services"]["envoy"]["image"], "the same Envoy as docker-compose.yaml"
+    assert published_ports(envoy) == {"127.0.0.1:10000:10000", "127.0.0.1:9901:9901"}
+    assert mounts(envoy) == {
+        (str(ROOT / "envoy/envoy-compose-postgres.yaml"), "/etc/envoy/envoy.yaml", True),
+        (str(ROOT / "target/wasm32-wasip1/release/keygate.wasm"), "/etc/envoy/keygate.wasm", True),
+    }
+    assert envoy["depends_on"]["control-1"]["condition"] == envoy["depends_on"]["control-2"]["condition"] == "service_healthy"
+    assert services["upstream"] == compose_config()["services"]["upstream"]
+
+
+def test_postgres_compose_secrets_come_from_the_environment():
+    services = postgres_compose(
+        {"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_SYNC_TOKEN": "a-sync", "KEYGATE_POSTGRES_PASSWORD": "a-password"}
+    )["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "a-password"
+    for name in ("control-1", "control-2"):
+        environment = services[name]["environment"]
+        assert environment["KEYGATE_DATABASE_URL"] == "postgres://keygate:a-password@postgres:5432/keygate"
+        assert environment["KEYGATE_ADMIN_TOKEN"] == "a-admin" and environment["KEYGATE_SYNC_TOKEN"] == "a-sync"
+    assert services["envoy"]["environment"]["KEYGATE_SYNC_TOKEN"] == "a-sync"
+
+
+def test_postgres_compose_envoy_config_is_envoy_ha_yaml_with_container_addresses():
+    expected = envoy_body("envoy/envoy-ha.yaml")
+    for old, new in [
+        ("{ address: 127.0.0.1, port_value: 9901 }", "{ address: 0.0.0.0, port_value: 9901 }"),
+        ("{ address: 127.0.0.1, port_value: 10000 }", "{ address: 0.0.0.0, port_value: 10000 }"),
+        ("filename: target/wasm32-wasip1/release/keygate.wasm", "filename: /etc/envoy/keygate.wasm"),
+        ("{ address: 127.0.0.1, port_value: 8082 }", "{ address: upstream, port_value: 8082 }"),
+        ("{ address: 127.0.0.1, port_value: 8081 }", "{ address: control-1, port_value: 8081 }"),
+        ("{ address: 127.0.0.1, port_value: 8091 }", "{ address: control-2, port_value: 8081 }"),
+        ("    type: STATIC\n", "    type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n"),
+    ]:
+        assert old in expected, f"envoy/envoy-ha.yaml no longer contains {old!r}"
+        expected = expected.replace(old, new)
+    assert envoy_body("envoy/envoy-compose-postgres.yaml") == expected
+
+
+def image_environment():
+    """The ENV of the Dockerfile's final stage, as the container starts with it."""
+    text = (ROOT / "Dockerfile").read_text()
+    final = text[text.rindex("\nFROM ") :].replace("\\\n", " ")
+    env = {}
+    for line in final.splitlines():
+        if line.startswith("ENV "):
+            for pair in line[len("ENV ") :].split():
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def start_control_like_the_image(container_env, tmp_path):
+    """keygate-control serve (the image's ENTRYPOINT and CMD) with the image's ENV under
+    `container_env`, on a loopback port; returns the process and its URL once /healthz answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
+    env.update(image_environment())
+    env.update(container_env)
+    env["KEYGATE_LISTEN"] = f"127.0.0.1:{port}"
+    log = open(tmp_path / "control.log", "wb")
+    process = subprocess.Popen([str(CONTROL_BIN), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        assert process.poll() is None, (tmp_path / "control.log").read_text()
+        return requests.get(f"{url}/healthz", timeout=1).ok
+
+    try:
+        wait_until(healthy, timeout=20, what="the control service with the container's environment")
+    except AssertionError:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    return process, url
+
+
+def assert_replica_environment_serves_from_postgres(container_env, postgres_cluster, tmp_path):
+    """Two replicas with this environment (the database URL pointed at a throwaway cluster)
+    start on one database, and a key written through one is read through the other."""
+    database = postgres_cluster.new_database()
+    container_env = dict(container_env, KEYGATE_DATABASE_URL=database)
+    started = []
+    try:
+        for n in range(2):
+            folder = tmp_path / f"replica-{n}"
+            folder.mkdir()
+            started.append(start_control_like_the_image(container_env, folder))
+        admin = {"Authorization": f"Bearer {container_env['KEYGATE_ADMIN_TOKEN']}"}
+        created = requests.post(f"{started[0][1]}/v1/keys", headers=admin, json={"name": "shipped"}, timeout=10)
+        assert created.status_code == 201, created.status_code
+        found = requests.get(f"{started[1][1]}/v1/keys/{created.json()['id']}", headers=admin, timeout=10)
+        assert found.status_code == 200 and found.json()["name"] == "shipped"
+        assert not list(tmp_path.rglob("*.db")), "a replica on PostgreSQL wrote an SQLite file"
+    finally:
+        for process, _ in started:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+def test_postgres_compose_replicas_start_with_the_image_environment(postgres_cluster, tmp_path):
+    """The image's ENV plus a replica's compose environment make a working PostgreSQL replica
+    (an image ENV KEYGATE_DB would make it refuse --database-url)."""
+    environment = postgres_compose()["services"]["control-1"]["environment"]
+    assert_replica_environment_serves_from_postgres(environment, postgres_cluster, tmp_path)
+
+
+def test_sqlite_image_default_is_the_file_on_the_volume(tmp_path):
+    """Without KEYGATE_DB, the image keeps keygate.db in its working directory, the volume."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "WORKDIR /var/lib/keygate" in dockerfile and "VOLUME /var/lib/keygate" in dockerfile
+    assert "KEYGATE_DB" not in image_environment()
+    process, url = start_control_like_the_image({"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_SYNC_TOKEN": "a-sync"}, tmp_path)
+    try:
+        assert (tmp_path / "keygate.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
 def test_dockerfile_builds_the_control_service_from_the_whole_workspace():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM rust:1.95-bookworm AS build" in dockerfile
@@ -231,6 +414,48 @@ def test_wasm_plugin_cluster_is_the_control_service():
     for name in ("KEYGATE_ADMIN_TOKEN", "KEYGATE_SYNC_TOKEN"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+
+
+def test_kubernetes_control_service_is_two_replicas_on_postgres():
+    documents = istio_documents()
+    deployment = documents[("Deployment", "keygate-control")]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    assert "volumes" not in pod, "the replicas keep nothing of their own"
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert "KEYGATE_DB" not in env, "--db and --database-url conflict"
+    ref = env["KEYGATE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    url = documents[("Secret", ref["name"])]["stringData"][ref["key"]]
+    assert url.startswith("postgres://")
+    budget = documents[("PodDisruptionBudget", "keygate-control")]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert ("PersistentVolumeClaim", "keygate-data") not in documents
+    # The mesh's proxies leave a dead replica out at once.
+    rule = documents[("DestinationRule", "keygate-control")]
+    _, _, _, host = ISTIO_SERVICE_CLUSTER.split("|")
+    assert rule["spec"]["host"] == host
+    outlier = rule["spec"]["trafficPolicy"]["outlierDetection"]
+    assert outlier["splitExternalLocalOriginErrors"] is True and outlier["consecutiveLocalOriginFailures"] == 1
+    assert outlier["consecutive5xxErrors"] == 0 and outlier["maxEjectionPercent"] == 50
+
+
+def test_kubernetes_replica_environment_serves_from_postgres(postgres_cluster, tmp_path):
+    """The Deployment's environment (Secrets resolved) with the image's ENV makes working
+    PostgreSQL replicas."""
+    documents = istio_documents()
+    (container,) = documents[("Deployment", "keygate-control")]["spec"]["template"]["spec"]["containers"]
+    environment = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            environment[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            environment[entry["name"]] = documents[("Secret", ref["name"])]["stringData"][ref["key"]]
+    assert container["args"] == ["serve"]
+    assert_replica_environment_serves_from_postgres(environment, postgres_cluster, tmp_path)
 
 
 def test_wasm_plugin_config_is_accepted_by_the_filter(tmp_path):

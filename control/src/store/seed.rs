@@ -46,8 +46,12 @@ pub fn seed(
                 writeln!(out, "{}", minted.secret).map_err(SeedError::Io)?;
             }
         }
-        Ok(())
-    })
+        Ok::<_, SeedError>(())
+    })?;
+    // A bulk load leaves the planner's statistics behind: without them PostgreSQL pages a
+    // million-key snapshot with a scan and sort per page (300 ms) instead of the index (4 ms).
+    store.write(|tx| tx.execute_batch("ANALYZE keys"))?;
+    Ok(())
 }
 
 #[derive(Debug)]

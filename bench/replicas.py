@@ -1,0 +1,153 @@
+"""The control service at scale on each backend (docs/benchmarks.md, "Control service: SQLite
+and PostgreSQL"): a full snapshot of N keys from SQLite and from PostgreSQL, and key writes per
+second through one and two replicas. `make bench-replicas`; BENCH_KEYS (default 1,000,000) and
+BENCH_WRITES (default 2,000) set the sizes. PostgreSQL is a throwaway cluster
+(tests/pgcluster.py) with fsync on, as a real one runs."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from pgcluster import PostgresCluster, free_port  # noqa: E402
+
+CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control"))
+KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
+WRITES = int(os.environ.get("BENCH_WRITES", "2000"))
+WRITERS = 16
+PAGE = 10_000
+ADMIN = "bench-admin-token"
+SYNC = "bench-sync-token"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def control_env(database):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
+    env.update(KEYGATE_ADMIN_TOKEN=ADMIN, KEYGATE_SYNC_TOKEN=SYNC)
+    if isinstance(database, str):
+        env["KEYGATE_DATABASE_URL"] = database
+    else:
+        env["KEYGATE_DB"] = str(database)
+    return env
+
+
+def serve(database, log_path):
+    port = free_port()
+    process = subprocess.Popen([str(CONTROL), "serve", "--listen", f"127.0.0.1:{port}"],
+                               env=control_env(database), stdout=open(log_path, "ab"),
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except requests.ConnectionError:
+            pass
+        assert process.poll() is None, Path(log_path).read_text()
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("control service did not start")
+
+
+def stop(process):
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def seed(database):
+    started = time.monotonic()
+    subprocess.run([str(CONTROL), "seed", "--count", str(KEYS)], env=control_env(database),
+                   check=True, capture_output=True, timeout=3600)
+    return time.monotonic() - started
+
+
+def full_snapshot(url):
+    """Seconds and bytes to page through a full snapshot, as a new proxy does."""
+    headers = {"Authorization": f"Bearer {SYNC}"}
+    started, total, cursor, pages = time.monotonic(), 0, None, 0
+    while True:
+        params = {"limit": PAGE, **({"cursor": cursor} if cursor else {})}
+        response = requests.get(f"{url}/v1/snapshot", params=params, headers=headers, timeout=300)
+        response.raise_for_status()
+        total += len(response.content)
+        pages += 1
+        cursor = response.json().get("next_cursor")
+        if not cursor:
+            return time.monotonic() - started, total, pages
+
+
+def writes_per_second(urls):
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    latencies = []
+    lock = threading.Lock()
+
+    def write(writer):
+        session = requests.Session()
+        for n in range(WRITES // WRITERS):
+            began = time.monotonic()
+            response = session.post(f"{urls[writer % len(urls)]}/v1/keys", headers=headers,
+                                    json={"name": f"w{writer}-{n}"}, timeout=30)
+            assert response.status_code == 201, response.text
+            with lock:
+                latencies.append(time.monotonic() - began)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(WRITERS) as pool:
+        for done in [pool.submit(write, writer) for writer in range(WRITERS)]:
+            done.result()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    return len(latencies) / elapsed, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+
+
+def main():
+    work = Path(tempfile.mkdtemp(prefix="keygate-bench-replicas-"))
+    cluster = PostgresCluster(work / "postgres", durable=True).init()
+    cluster.start()
+    results = {"keys": KEYS, "writes": WRITES, "writers": WRITERS}
+    try:
+        sqlite_db = work / "keygate.db"
+        postgres_db = cluster.new_database("bench")
+        for label, database in (("sqlite", sqlite_db), ("postgres", postgres_db)):
+            log(f"{label}: seeding {KEYS} keys")
+            seconds = seed(database)
+            process, url = serve(database, work / f"{label}.log")
+            try:
+                log(f"{label}: full snapshot")
+                took, size, pages = full_snapshot(url)
+            finally:
+                stop(process)
+            results[label] = {"seed_s": round(seconds, 1), "full_snapshot_s": round(took, 1),
+                              "snapshot_mb": round(size / 1e6, 1), "pages": pages}
+        for label, database, replicas in (("sqlite_1", work / "writes.db", 1),
+                                          ("postgres_1", cluster.new_database("w1"), 1),
+                                          ("postgres_2", cluster.new_database("w2"), 2)):
+            log(f"{label}: {WRITES} writes by {WRITERS} writers")
+            served = [serve(database, work / f"{label}-{n}.log") for n in range(replicas)]
+            try:
+                rate, p50, p99 = writes_per_second([url for _, url in served])
+            finally:
+                for process, _ in served:
+                    stop(process)
+            results[label] = {"writes_per_s": round(rate), "p50_ms": round(p50 * 1000, 1),
+                              "p99_ms": round(p99 * 1000, 1)}
+    finally:
+        cluster.destroy()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# `make run-ha`: a local PostgreSQL, two control-service replicas on it, the demo upstream, and
+# Envoy with the Keygate filter and both replicas in its keygate_control cluster
+# (envoy/envoy-ha.yaml), on local ports. README: "Running several control replicas".
+#
+# PostgreSQL is Debian's (package postgresql, `make system-deps`): its cluster is created with
+# initdb in $KEYGATE_RUN_DIR/postgres on first start and kept between runs, as `make run` keeps
+# its SQLite file (delete that folder to start afresh). It trusts local connections and listens
+# on 127.0.0.1 only. As root, it runs as the `postgres` user (PostgreSQL refuses root).
+#
+# If a replica exits, the other one serves (Envoy leaves the dead one out) while this restarts it
+# after KEYGATE_RUN_RESTART_DELAY_MS; it gives up, and stops everything, after KEYGATE_RUN_RESTARTS
+# restarts of one replica. If PostgreSQL, Envoy or the demo upstream exits, everything stops and
+# the exit status is 1. Ctrl-C (or SIGTERM) stops all of it.
+#
+# Environment, with its defaults:
+#   KEYGATE_API_PORT=10000 KEYGATE_ENVOY_ADMIN_PORT=9901 KEYGATE_CONTROL_PORT=8081
+#   KEYGATE_CONTROL_PORT_2=8091 KEYGATE_UPSTREAM_PORT=8082 KEYGATE_POSTGRES_PORT=5433
+#                                the ports, all on 127.0.0.1
+#   KEYGATE_RUN_DIR=.run/ha      logs, pid files, the PostgreSQL cluster and the Envoy config used
+#   KEYGATE_WASM, KEYGATE_CONTROL_BIN, KEYGATE_ENVOY
+#                                the filter, control binary and Envoy: the `make build` outputs
+#                                and .venv/bin/envoy
+#   KEYGATE_RUN_RESTARTS=5       restarts of one replica before giving up
+#   KEYGATE_RUN_RESTART_DELAY_MS=1000   the delay before a replica is restarted
+#   KEYGATE_ADMIN_TOKEN, KEYGATE_SYNC_TOKEN   development tokens when unset
+set -euo pipefail
+caller_dir=$PWD
+cd "$(dirname "$0")/.."
+
+if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
+  echo "scripts/run-ha.sh needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2
+  exit 1
+fi
+
+# A path from the environment is relative to where the caller stands; a default, to the repo.
+from_caller() {
+  case $1 in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$caller_dir/$1" ;;
+  esac
+}
+ENVOY=.venv/bin/envoy
+CONTROL=target/release/keygate-control
+WASM=target/wasm32-wasip1/release/keygate.wasm
+RUN_DIR=.run/ha
+[ -n "${KEYGATE_ENVOY:-}" ] && ENVOY=$(from_caller "$KEYGATE_ENVOY")
+[ -n "${KEYGATE_CONTROL_BIN:-}" ] && CONTROL=$(from_caller "$KEYGATE_CONTROL_BIN")
+[ -n "${KEYGATE_WASM:-}" ] && WASM=$(from_caller "$KEYGATE_WASM")
+[ -n "${KEYGATE_RUN_DIR:-}" ] && RUN_DIR=$(from_caller "$KEYGATE_RUN_DIR")
+API_PORT=${KEYGATE_API_PORT:-10000}
+ADMIN_PORT=${KEYGATE_ENVOY_ADMIN_PORT:-9901}
+CONTROL_PORTS=("${KEYGATE_CONTROL_PORT:-8081}" "${KEYGATE_CONTROL_PORT_2:-8091}")
+UPSTREAM_PORT=${KEYGATE_UPSTREAM_PORT:-8082}
+PG_PORT=${KEYGATE_POSTGRES_PORT:-5433}
+MAX_RESTARTS=${KEYGATE_RUN_RESTARTS:-5}
+RESTART_DELAY_MS=${KEYGATE_RUN_RESTART_DELAY_MS:-1000}
+PG_USER=keygate
+PG_DATABASE=keygate
+
+for value in "$API_PORT" "$ADMIN_PORT" "${CONTROL_PORTS[@]}" "$UPSTREAM_PORT" "$PG_PORT" "$MAX_RESTARTS" "$RESTART_DELAY_MS"; do
+  if ! [[ $value =~ ^[0-9]{1,5}$ ]]; then
+    echo "scripts/run-ha.sh: '$value' is not a port or count (see the variables at the top of the script)" >&2
+    exit 1
+  fi
+done
+for file in "$ENVOY" "$CONTROL" "$WASM"; do
+  if [ ! -e "$file" ]; then
+    echo "scripts/run-ha.sh: $file is missing: run 'make build venv' (or 'make run-ha')" >&2
+    exit 1
+  fi
+done
+# Debian's server binaries are not on PATH: the newest /usr/lib/postgresql/<version>/bin.
+PG_BIN=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -name postgres -path '*/bin/*' -printf '%h\n' 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$PG_BIN" ]; then
+  echo "scripts/run-ha.sh: PostgreSQL is not installed (/usr/lib/postgresql/*/bin/postgres): run 'make system-deps'" >&2
+  exit 1
+fi
+mkdir -p "$RUN_DIR"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+PG_DIR=$RUN_DIR/postgres
+DATABASE_URL="postgres://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE"
+
+dev_tokens=""
+if [ -z "${KEYGATE_ADMIN_TOKEN:-}" ]; then
+  export KEYGATE_ADMIN_TOKEN=dev-admin-token
+  dev_tokens=1
+fi
+if [ -z "${KEYGATE_SYNC_TOKEN:-}" ]; then
+  export KEYGATE_SYNC_TOKEN=dev-sync-token
+  dev_tokens=1
+fi
+# The replicas get the database on their command line; a store from the caller's environment
+# would conflict with it.
+unset KEYGATE_DB KEYGATE_DATABASE_URL
+
+say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# How a child ended, from its wait status.
+ending() {
+  local status=$1
+  if ((status > 128)); then
+    echo "was killed by SIG$(kill -l $((status - 128)) 2>/dev/null || echo "$((status - 128))")"
+  else
+    echo "exited with status $status"
+  fi
+}
+
+# Runs PostgreSQL's programs as the `postgres` user when we are root. setpriv execs in place,
+# so the pid of `"${as_pg[@]}" postgres … &` is the server's own.
+as_pg=()
+if [ "$(id -u)" = 0 ]; then as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --); fi
+
+# Every component runs in a session of its own (setsid, which execs in place: the pids are the
+# components' own), so a terminal's Ctrl-C reaches this script alone, which then stops them in
+# order: PostgreSQL last, after the replicas that use it.
+postgres_pid="" upstream_pid="" envoy_pid=""
+control_pids=("" "")
+restarts=(0 0)
+# Pending restarts: the pid of a sleep, and which replica it restarts.
+declare -A timers=()
+
+# Stops what runs: Envoy, the replicas and the upstream first, PostgreSQL last (SIGINT: its
+# fast shutdown, which does not wait for clients to leave).
+stop() {
+  local code=$1 pid
+  trap '' INT TERM
+  trap - EXIT
+  if ((code == 0)); then echo; say "stopping..."; else say "stopping everything"; fi
+  for pid in "${!timers[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local running=()
+  for pid in "${control_pids[@]}" "$upstream_pid" "$envoy_pid"; do
+    if [ -n "$pid" ]; then running+=("$pid"); fi
+  done
+  stop_pids TERM "${running[@]+"${running[@]}"}"
+  if [ -n "$postgres_pid" ]; then stop_pids INT "$postgres_pid"; fi
+  rm -f "$RUN_DIR"/{control-1,control-2,upstream,envoy,postgres}.pid
+  exit "$code"
+}
+
+# Sends signal $1 to the pids after it; what has not stopped within 10 s gets SIGKILL.
+stop_pids() {
+  local signal=$1 pid
+  shift
+  (($#)) || return 0
+  kill "-$signal" "$@" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  for pid in "$@"; do
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "still running after 10 s, killed: $pid"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
+
+fail() {
+  say "$*"
+  stop 1
+}
+
+# Polls a URL until it answers (any HTTP status), for at most $2 seconds. Returns 2 at once
+# if one of the pids given after it has exited.
+wait_for() {
+  local url=$1 seconds=$2 i pid
+  shift 2
+  for ((i = 0; i < seconds * 10; i++)); do
+    if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+    for pid in "$@"; do
+      kill -0 "$pid" 2>/dev/null || return 2
+    done
+    sleep 0.1
+  done
+  return 1
+}
+
+# The shipped envoy/envoy-ha.yaml with this run's ports and filter.
+write_envoy_config() {
+  local text placeholder
+  text=$(<envoy/envoy-ha.yaml)
+  local -A values=(
+    ["port_value: 10000"]="port_value: $API_PORT"
+    ["port_value: 9901"]="port_value: $ADMIN_PORT"
+    ["port_value: 8081"]="port_value: ${CONTROL_PORTS[0]}"
+    ["port_value: 8091"]="port_value: ${CONTROL_PORTS[1]}"
+    ["port_value: 8082"]="port_value: $UPSTREAM_PORT"
+    ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
+  )
+  local shipped i=0
+  # Through placeholders, so that one replacement cannot be taken for another's original.
+  for shipped in "${!values[@]}"; do
+    if [[ $text != *"$shipped"* ]]; then
+      echo "scripts/run-ha.sh: envoy/envoy-ha.yaml no longer contains '$shipped'" >&2
+      return 1
+    fi
+    placeholder="@@keygate-run-$i@@"
+    text=${text//"$shipped"/"$placeholder"}
+    i=$((i + 1))
+  done
+  i=0
+  for shipped in "${!values[@]}"; do
+    placeholder="@@keygate-run-$i@@"
+    text=${text//"$placeholder"/"${values[$shipped]}"}
+    i=$((i + 1))
+  done
+  printf '%s\n' "$text" >"$RUN_DIR/envoy.yaml"
+}
+
+start_postgres() {
+  mkdir -p "$PG_DIR"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$PG_DIR"
+    # The server user must reach its folder through every parent.
+    local parent
+    parent=$(dirname "$PG_DIR")
+    while [ "$parent" != / ]; do
+      if [ "$(($(stat -c '%#a' "$parent") & 1))" = 0 ]; then chmod o+x "$parent"; fi
+      parent=$(dirname "$parent")
+    done
+  fi
+  if [ ! -s "$PG_DIR/data/PG_VERSION" ]; then
+    say "creating a PostgreSQL cluster in $PG_DIR/data"
+    "${as_pg[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U "$PG_USER" --auth=trust -E UTF8 --locale=C.UTF-8 \
+      >"$RUN_DIR/initdb.log" 2>&1 || fail "initdb failed (see $RUN_DIR/initdb.log)"
+  fi
+  # TCP on 127.0.0.1 only, no Unix socket (no folder to share with the postgres user).
+  setsid "${as_pg[@]}" "$PG_BIN/postgres" -D "$PG_DIR/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories= >>"$RUN_DIR/postgres.log" 2>&1 &
+  postgres_pid=$!
+  echo "$postgres_pid" >"$RUN_DIR/postgres.pid"
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 1; then break; fi
+    kill -0 "$postgres_pid" 2>/dev/null || fail "PostgreSQL did not start (see $RUN_DIR/postgres.log)"
+    sleep 0.1
+  done
+  "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 1 ||
+    fail "PostgreSQL does not accept connections after 30 s (see $RUN_DIR/postgres.log)"
+  local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -v ON_ERROR_STOP=1 -Atq)
+  if [ -z "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'")" ]; then
+    "${psql[@]}" -c "CREATE DATABASE $PG_DATABASE" || fail "could not create the database $PG_DATABASE"
+  fi
+}
+
+# Replica $1 (0 or 1) on its port; both migrate the schema at start, one at a time.
+start_control() {
+  local n=$1
+  setsid "$CONTROL" serve --dev --listen "127.0.0.1:${CONTROL_PORTS[n]}" --database-url "$DATABASE_URL" \
+    >>"$RUN_DIR/control-$((n + 1)).log" 2>&1 &
+  control_pids[n]=$!
+  echo "${control_pids[n]}" >"$RUN_DIR/control-$((n + 1)).pid"
+}
+
+for name in control-1 control-2 upstream envoy; do : >"$RUN_DIR/$name.log"; done
+: >>"$RUN_DIR/postgres.log"
+write_envoy_config
+start_postgres
+start_control 0
+start_control 1
+setsid python3 scripts/demo_upstream.py --port "$UPSTREAM_PORT" >"$RUN_DIR/upstream.log" 2>&1 &
+upstream_pid=$!
+echo "$upstream_pid" >"$RUN_DIR/upstream.pid"
+for n in 0 1; do
+  wait_for "http://127.0.0.1:${CONTROL_PORTS[n]}/healthz" 30 "${control_pids[n]}" ||
+    fail "control-service replica $((n + 1)) did not start (see $RUN_DIR/control-$((n + 1)).log)"
+done
+wait_for "http://127.0.0.1:$UPSTREAM_PORT/" 30 "$upstream_pid" ||
+  fail "the demo upstream did not start (see $RUN_DIR/upstream.log)"
+# No hot restart here, so no shared memory to clash with another Envoy on this machine.
+setsid "$ENVOY" -c "$RUN_DIR/envoy.yaml" --concurrency 2 --log-level info --disable-hot-restart >"$RUN_DIR/envoy.log" 2>&1 &
+envoy_pid=$!
+echo "$envoy_pid" >"$RUN_DIR/envoy.pid"
+wait_for "http://127.0.0.1:$ADMIN_PORT/ready" 60 "$envoy_pid" ||
+  fail "Envoy did not start (see $RUN_DIR/envoy.log)"
+
+cat <<MSG
+
+Keygate is running with two control-service replicas on PostgreSQL.
+  API (Envoy + Keygate)  http://127.0.0.1:$API_PORT
+  Envoy admin            http://127.0.0.1:$ADMIN_PORT   (replicas' health: /clusters | grep keygate_control)
+  control replicas       http://127.0.0.1:${CONTROL_PORTS[0]}  http://127.0.0.1:${CONTROL_PORTS[1]}   (either one; they share everything)
+  PostgreSQL             $DATABASE_URL   (cluster in $PG_DIR)
+  demo upstream          http://127.0.0.1:$UPSTREAM_PORT
+  logs                   $RUN_DIR/{envoy,control-1,control-2,postgres,upstream}.log   (pids: $RUN_DIR/*.pid)
+MSG
+if [ -n "$dev_tokens" ]; then
+  cat <<MSG
+  development tokens     KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN KEYGATE_SYNC_TOKEN=$KEYGATE_SYNC_TOKEN
+                         (set both variables before 'make run-ha' to choose your own)
+MSG
+fi
+cat <<MSG
+
+Try it:
+  export KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN
+  KEYGATE_URL=http://127.0.0.1:${CONTROL_PORTS[0]} $CONTROL keys create --name demo --scope list_models   # prints the key once
+  curl -s http://127.0.0.1:$API_PORT/v1/models -H "Authorization: Bearer <the key>"
+  kill -9 \$(cat $RUN_DIR/control-1.pid)      # Envoy goes on syncing through the other replica
+  KEYGATE_URL=http://127.0.0.1:${CONTROL_PORTS[1]} $CONTROL keys revoke <key id>   # then the key gets 401 API_KEY_INACTIVE
+
+Ctrl-C stops everything.
+MSG
+
+# A replica exiting is survived (and it is restarted); anything else exiting stops everything.
+component_exited() {
+  local pid=$1 status=$2 n
+  if [ -n "${timers[$pid]+set}" ]; then
+    n=${timers[$pid]}
+    unset "timers[$pid]"
+    echo "--- $(date '+%F %T') scripts/run-ha.sh restarts this replica ---" >>"$RUN_DIR/control-$((n + 1)).log"
+    start_control "$n"
+    say "control-service replica $((n + 1)) restarted (pid ${control_pids[n]}); Envoy takes it back once /healthz answers"
+    return
+  fi
+  case $pid in
+    "$postgres_pid")
+      postgres_pid=""
+      fail "PostgreSQL $(ending "$status") (see $RUN_DIR/postgres.log)"
+      ;;
+    "$envoy_pid")
+      envoy_pid=""
+      fail "Envoy $(ending "$status") (see $RUN_DIR/envoy.log)"
+      ;;
+    "$upstream_pid")
+      upstream_pid=""
+      fail "the demo upstream $(ending "$status") (see $RUN_DIR/upstream.log)"
+      ;;
+  esac
+  for n in 0 1; do
+    if [ "$pid" = "${control_pids[n]}" ]; then
+      control_pids[n]=""
+      rm -f "$RUN_DIR/control-$((n + 1)).pid"
+      if ((restarts[n] >= MAX_RESTARTS)); then
+        fail "control-service replica $((n + 1)) $(ending "$status") (see $RUN_DIR/control-$((n + 1)).log) after $MAX_RESTARTS restarts; giving up"
+      fi
+      restarts[n]=$((restarts[n] + 1))
+      sleep "$((RESTART_DELAY_MS / 1000)).$(printf '%03d' $((RESTART_DELAY_MS % 1000)))" &
+      timers[$!]=$n
+      say "control-service replica $((n + 1)) $(ending "$status") (see $RUN_DIR/control-$((n + 1)).log); the other replica serves; restarting it in ${RESTART_DELAY_MS} ms (restart ${restarts[n]} of $MAX_RESTARTS)"
+      return
+    fi
+  done
+  fail "lost track of the processes (wait answered '$pid')"
+}
+
+while true; do
+  finished="" code=0
+  watched=("$postgres_pid" "$upstream_pid" "$envoy_pid" "${!timers[@]}")
+  for pid in "${control_pids[@]}"; do
+    if [ -n "$pid" ]; then watched+=("$pid"); fi
+  done
+  # (stderr: bash would add its own "Killed" line for a child killed by a signal)
+  wait -n -p finished "${watched[@]}" 2>/dev/null || code=$?
+  component_exited "$finished" "$code"
+done

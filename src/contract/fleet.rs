@@ -1,0 +1,200 @@
+//! Fleet-wide rate limits (`POST /v1/ratelimits/sync`): what one Envoy admitted per limited key
+//! and window bucket, and what the control service answers the rest of the fleet admitted.
+//!
+//! Counts are absolute per (Envoy, key, window, bucket): "this Envoy has admitted 17 requests of
+//! this key in minute-bucket 29,012,345 so far", never "17 more". A retried or repeated sync
+//! therefore sets the same value again instead of adding it twice: idempotent without ids.
+//! Buckets are absolute (`now_ms / bucket_ms`), so every Envoy of a fleet with the same window
+//! settings numbers them alike.
+//!
+//! Keys are named by the first 16 bytes of their SHA-256 (`key_tag`), which is all both sides
+//! need: the control service adds counts up by tag and never learns more of the key.
+//!
+//! Read tolerantly, like every wire message: unknown fields are ignored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::fields::{self, FieldError};
+use crate::contract::key_hash::Digest;
+
+/// Keys in one sync; an Envoy with more active limited keys sends the rest next time.
+pub const MAX_KEYS_PER_SYNC: usize = 5_000;
+/// Buckets per window in one key's counts (the rings hold at most 31).
+pub const MAX_BUCKETS_PER_WINDOW: usize = 64;
+/// Windows, in this order everywhere: minute, hour, day.
+pub const WINDOWS: usize = 3;
+
+/// Body of `POST /v1/ratelimits/sync`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSyncPost {
+    /// Which Envoy sent it: stable for the Envoy's life, whichever worker sends.
+    pub proxy_id: String,
+    /// Width of one bucket per window, in milliseconds.
+    pub bucket_ms: [u64; WINDOWS],
+    /// Length of each window, in milliseconds: counts older than this are of no use.
+    pub window_ms: [u64; WINDOWS],
+    pub keys: Vec<KeyCounts>,
+}
+
+/// One key's counts per window: `(bucket, count)` pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyCounts {
+    /// `key_tag` of the key.
+    pub key: String,
+    /// The key's limits per window as the Envoy enforces them (`null`: none), so the control
+    /// service can tell keys close to their limit and push their counts to every Envoy.
+    #[serde(default)]
+    pub limits: [Option<u64>; WINDOWS],
+    #[serde(default)]
+    pub counts: [Vec<(u64, u64)>; WINDOWS],
+}
+
+/// Answer to a sync: for the keys in it and for keys near their limit anywhere, what the rest of
+/// the fleet (every other Envoy) admitted per bucket still inside the window.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FleetSyncReply {
+    pub keys: Vec<KeyCounts>,
+}
+
+/// The name a key is counted under fleet-wide: 32 lowercase hex digits.
+pub fn key_tag(digest: &Digest) -> String {
+    let mut tag = String::with_capacity(32);
+    for byte in digest.iter().take(16) {
+        tag.push(char::from(HEX[usize::from(byte >> 4)]));
+        tag.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    tag
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether `tag` is a `key_tag`.
+pub fn is_key_tag(tag: &str) -> bool {
+    tag.len() == 32 && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The checks the control service applies to a sync before counting any of it.
+pub fn validate_post(post: &FleetSyncPost) -> Result<(), FieldError> {
+    fields::identifier("proxy_id", &post.proxy_id)?;
+    for window in 0..WINDOWS {
+        let (bucket, length) = (post.bucket_ms[window], post.window_ms[window]);
+        if bucket == 0 || length == 0 || bucket > length {
+            return Err(FieldError::new(
+                format!("bucket_ms[{window}]"),
+                "must be positive and at most the window",
+            ));
+        }
+        if length / bucket > MAX_BUCKETS_PER_WINDOW as u64 {
+            return Err(FieldError::new(
+                format!("window_ms[{window}]"),
+                format!("must span at most {MAX_BUCKETS_PER_WINDOW} buckets"),
+            ));
+        }
+    }
+    if post.keys.len() > MAX_KEYS_PER_SYNC {
+        return Err(FieldError::new(
+            "keys",
+            format!("must hold at most {MAX_KEYS_PER_SYNC} keys"),
+        ));
+    }
+    for (index, key) in post.keys.iter().enumerate() {
+        validate_counts(&format!("keys[{index}]"), key)?;
+    }
+    Ok(())
+}
+
+/// A key's entry, as either side checks it: a tag, bounded bucket lists.
+pub fn validate_counts(field: &str, key: &KeyCounts) -> Result<(), FieldError> {
+    if !is_key_tag(&key.key) {
+        return Err(FieldError::new(
+            format!("{field}.key"),
+            "must be 32 lowercase hex digits",
+        ));
+    }
+    for (window, counts) in key.counts.iter().enumerate() {
+        if counts.len() > MAX_BUCKETS_PER_WINDOW {
+            return Err(FieldError::new(
+                format!("{field}.counts[{window}]"),
+                format!("must hold at most {MAX_BUCKETS_PER_WINDOW} buckets"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(keys: Vec<KeyCounts>) -> FleetSyncPost {
+        FleetSyncPost {
+            proxy_id: "envoy-1".into(),
+            bucket_ms: [2_000, 120_000, 3_600_000],
+            window_ms: [60_000, 3_600_000, 86_400_000],
+            keys,
+        }
+    }
+
+    #[test]
+    fn a_tag_is_the_first_half_of_the_digest_in_hex() {
+        let mut digest = [0u8; 32];
+        digest[0] = 0xab;
+        digest[15] = 0x01;
+        digest[16] = 0xff;
+        let tag = key_tag(&digest);
+        assert_eq!(tag, format!("ab{}01", "0".repeat(28)));
+        assert!(is_key_tag(&tag));
+        assert!(!is_key_tag(&tag.to_uppercase()));
+        assert!(!is_key_tag(&tag[1..]));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_counts_travel_as_pairs() {
+        let body = format!(
+            r#"{{"proxy_id":"p","bucket_ms":[1,2,3],"window_ms":[4,5,6],"later":true,
+                "keys":[{{"key":"{}","limits":[6,null,null],"counts":[[[10,3]],[],[]],"x":1}}]}}"#,
+            "a".repeat(32)
+        );
+        let read: FleetSyncPost = serde_json::from_str(&body).unwrap();
+        assert_eq!(read.keys[0].counts[0], vec![(10, 3)]);
+        assert_eq!(read.keys[0].limits, [Some(6), None, None]);
+        let again: FleetSyncPost =
+            serde_json::from_slice(&serde_json::to_vec(&read).unwrap()).unwrap();
+        assert_eq!(again, read);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let good = KeyCounts {
+            key: "0".repeat(32),
+            ..KeyCounts::default()
+        };
+        assert!(validate_post(&post(vec![good.clone()])).is_ok());
+        let bad_tag = KeyCounts {
+            key: "xyz".into(),
+            ..KeyCounts::default()
+        };
+        let error = validate_post(&post(vec![good.clone(), bad_tag])).unwrap_err();
+        assert_eq!(error.field, "keys[1].key");
+        let mut too_many_buckets = good.clone();
+        too_many_buckets.counts[2] = vec![(1, 1); MAX_BUCKETS_PER_WINDOW + 1];
+        let error = validate_post(&post(vec![too_many_buckets])).unwrap_err();
+        assert_eq!(error.field, "keys[0].counts[2]");
+        let mut zero_bucket = post(vec![]);
+        zero_bucket.bucket_ms[1] = 0;
+        assert_eq!(
+            validate_post(&zero_bucket).unwrap_err().field,
+            "bucket_ms[1]"
+        );
+        let mut fine_grained = post(vec![]);
+        fine_grained.bucket_ms[0] = 10;
+        assert_eq!(
+            validate_post(&fine_grained).unwrap_err().field,
+            "window_ms[0]"
+        );
+        let mut anonymous = post(vec![]);
+        anonymous.proxy_id = String::new();
+        assert_eq!(validate_post(&anonymous).unwrap_err().field, "proxy_id");
+        assert!(validate_post(&post(vec![good; MAX_KEYS_PER_SYNC + 1])).is_err());
+    }
+}
