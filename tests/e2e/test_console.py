@@ -192,7 +192,7 @@ def test_a_viewer_is_offered_no_changes_and_the_api_refuses_them(service, page):
 def test_a_wrong_token_gets_a_clear_sign_in_error(service, page):
     page.goto(service.console_url())
     page.get_by_label("Management token").fill("kgt_not-a-real-token")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Management token").press("Enter")  # the keyboard signs in too
     page.get_by_role("alert").filter(has_text="Sign-in failed: the service does not accept this token").wait_for()
     assert page.get_by_role("button", name="Sign out").count() == 0
     assert page.evaluate("item => sessionStorage.getItem(item)", TOKEN_ITEM) is None
@@ -284,7 +284,8 @@ def test_rotate_with_a_grace_then_delete_after_a_confirmation_naming_the_key(ser
 
     page.get_by_role("button", name="Delete").click()
     dialog = page.get_by_role("dialog", name="Delete key “console rotated”?")
-    dialog.get_by_role("button", name="Cancel").click()
+    assert dialog.get_by_role("button", name="Cancel").evaluate("button => button === document.activeElement")
+    page.keyboard.press("Escape")
     dialog.wait_for(state="detached")
     assert service.admin("GET", f"/v1/keys/{successor_id}").status_code == 200
     page.get_by_role("button", name="Delete").click()
