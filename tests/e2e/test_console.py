@@ -45,10 +45,12 @@ def page(browser):
 
 
 def assert_clean(page, *secrets, refused=()):
-    """No script error or CSP violation, and no secret in any URL the page requested.
+    """No script error or CSP violation, no request to another host, and no secret in any URL
+    the page requested.
     `refused`: HTTP statuses the test provoked on purpose, which Chromium logs as errors."""
     expected = [f"the server responded with a status of {status} " for status in refused]
     assert [problem for problem in page.problems if not any(text in problem for text in expected)] == []
+    assert {urlparse(request.url).hostname for request in page.requested} == {"127.0.0.1"}, "nothing from elsewhere"
     for request in page.requested:
         for secret in secrets:
             assert secret not in request.url
