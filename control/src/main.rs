@@ -7,6 +7,7 @@ mod client;
 mod clock;
 mod cursor;
 mod feed;
+mod fleet;
 mod plans;
 mod quota;
 mod secrets;
