@@ -8,6 +8,7 @@ mod clock;
 mod console;
 mod cursor;
 mod feed;
+mod fleet;
 mod plans;
 mod quota;
 mod secrets;

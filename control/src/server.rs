@@ -8,6 +8,7 @@ use crate::cli::ServeArgs;
 use crate::clock;
 use crate::console;
 use crate::feed::HeldPolls;
+use crate::fleet::FleetCounts;
 use crate::serve_config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::store::usage;
 use crate::store::Store;
@@ -49,6 +50,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         allowed_scopes: scopes.into(),
         shutting_down,
         held_polls: HeldPolls::default(),
+        fleet: Arc::new(FleetCounts::for_store(&store)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -19,6 +19,12 @@ def usage_body(**report):
                                                              "allowed": 1, **report}]}
 
 
+def fleet_body(window=1):
+    return {"proxy_id": "hostile-envoy", "bucket_ms": [1, 120_000, 3_600_000],
+            "window_ms": [window, 3_600_000, 86_400_000],
+            "keys": [{"key": "0" * 32, "limits": [10, None, None], "counts": [[[1, 1]], [], []]}]}
+
+
 # Endpoint name → (method, path template, token, body limit, a body that gets past parsing,
 # the same with a number field set to a placeholder, the same with a string field).
 ENDPOINTS = {
@@ -30,6 +36,9 @@ ENDPOINTS = {
                lambda n: {"grace_seconds": n}, lambda s: {"grace_seconds": s}),
     "usage": ("POST", "/v1/usage", "sync", USAGE_LIMIT,
               lambda n: usage_body(allowed=n), lambda s: dict(usage_body(), proxy_id=s)),
+    # The number is a window's length (1 ms buckets: above 64 is refused).
+    "fleet-sync": ("POST", "/v1/ratelimits/sync", "sync", USAGE_LIMIT,
+                   lambda n: fleet_body(window=n), lambda s: dict(fleet_body(), proxy_id=s)),
 }
 
 JSON = "application/json"
@@ -130,7 +139,7 @@ def assert_json_error(result, status, codes):
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
 def test_malformed_bodies_are_json_errors(api, key_id, endpoint, case):
     name, build, content_type, status, codes = case
-    if name == "unknown field" and endpoint == "usage":
+    if name == "unknown field" and endpoint in ("usage", "fleet-sync"):
         # Wire messages from proxies are read tolerantly (test_usage.py::test_unknown_fields_are_ignored);
         # admin request bodies stay strict.
         result = call(api, key_id, endpoint, build(endpoint), content_type)

@@ -247,3 +247,18 @@ def test_polls_held_across_a_postgres_restart_are_answered_and_wake_ups_resume(r
     answer = poll.answer(timeout=WAKE_WORST_SECONDS + 5)
     assert answer.status_code == 200
     assert poll.answered_at - wrote_at <= WAKE_WORST_SECONDS
+
+
+def test_a_replica_refuses_a_schema_newer_than_it_knows(cluster, tmp_path):
+    url = cluster.new_database()
+    first = ControlService(url, tmp_path / "first.log", cluster=cluster).start()
+    first.stop()
+    database = url.rsplit("/", 1)[1]
+    newest = int(cluster.psql(database, "SELECT MAX(version) FROM refinery_schema_history")[0][0])
+    cluster.psql(database, "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) "
+                           f"VALUES ({newest + 1}, 'from_a_newer_build', '2030-01-01T00:00:00Z', '0')")
+    newer = ControlService(url, tmp_path / "newer.log", cluster=cluster)
+    with pytest.raises(RuntimeError) as exited:
+        newer.start()
+    message = str(exited.value)
+    assert "newer keygate-control" in message and f"version {newest}" in message, message

@@ -45,6 +45,8 @@ RUNS = [
     ("snapshot", SYNC_TOKEN, "^/v1/snapshot$", "examples,coverage", []),
     ("snapshot-fuzz", SYNC_TOKEN, "^/v1/snapshot$", "fuzzing", ["--mode", "positive"]),
     ("usage", SYNC_TOKEN, "^/v1/usage$", "examples,fuzzing", []),
+    # Like the usage POST, its coverage phase would build 5,000-key bodies; fuzzing covers it.
+    ("fleet-sync", SYNC_TOKEN, "^/v1/ratelimits/sync$", "examples,fuzzing", []),
     # GET /v1/usage is the admin's team usage (the proxies' POST is the run above).
     ("team-usage", ADMIN_TOKEN, "^/v1/usage$", "examples,coverage,fuzzing", ["--exclude-operation-id", "postUsage"]),
 ]

@@ -19,7 +19,8 @@ ROLES = ["viewer", "editor", "admin"]
 RANK = {role: index for index, role in enumerate(ROLES)}
 TEAMS = ["same", "other", "none"]
 PUBLIC_OR_SYNC = {("get", "/healthz"), ("get", "/openapi.json"), ("get", "/v1/snapshot"),
-                  ("get", "/v1/snapshot/polls"), ("post", "/v1/usage")}
+                  ("get", "/v1/snapshot/polls"), ("post", "/v1/usage"),
+                  ("post", "/v1/ratelimits/sync")}
 
 
 def bearer(token):
@@ -169,6 +170,7 @@ def test_management_and_sync_tokens_do_not_cross(api):
     admin = make_token(api, "admin")
     assert call(api, "GET", "/v1/snapshot", admin["token"]).status_code == 401
     assert call(api, "POST", "/v1/usage", admin["token"], json={}).status_code == 401
+    assert call(api, "POST", "/v1/ratelimits/sync", admin["token"], json={}).status_code == 401
     assert call(api, "GET", "/v1/tokens", SYNC_TOKEN).status_code == 401
     assert call(api, "GET", "/v1/audit", SYNC_TOKEN).status_code == 401
     assert call(api, "GET", "/v1/keys", "kgt_" + "0" * 40).status_code == 401

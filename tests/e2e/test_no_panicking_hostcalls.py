@@ -38,9 +38,16 @@ KNOWN_PANICKING = {
 CONTEXT_TRAITS = ("Self", "Context", "HttpContext", "RootContext", "StreamContext")
 
 
+def host_triple():
+    info = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, timeout=60, cwd=ROOT).stdout
+    return next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("host:"))
+
+
 def sdk_source_dir():
+    # Filtered to the host: offline, cargo has only the packages a host build downloaded, and
+    # the lockfile also names packages of other platforms (Redox, WASI 0.2) it never fetches.
     result = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--offline"],
+        ["cargo", "metadata", "--format-version", "1", "--offline", "--filter-platform", host_triple()],
         capture_output=True,
         text=True,
         timeout=120,

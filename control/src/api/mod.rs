@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod fleet;
 pub mod keys;
 pub mod plans;
 pub mod router;

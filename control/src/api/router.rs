@@ -3,6 +3,7 @@
 use crate::api::access::{RouteRule, ADMIN_ROUTES};
 use crate::api::audit::list_audit;
 use crate::api::error::{method_not_allowed, route_not_found};
+use crate::api::fleet::{sync_fleet, MAX_SYNC_BODY_BYTES};
 use crate::api::keys::{create_key, delete_key, list_keys, rotate_key, show_key, update_key};
 use crate::api::plans::{create_plan, delete_plan, list_plans, show_plan, update_plan};
 use crate::api::scopes::list_scopes;
@@ -70,6 +71,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/usage",
             post(record_usage).layer(DefaultBodyLimit::max(MAX_USAGE_BODY_BYTES)),
         )
+        .route(
+            "/v1/ratelimits/sync",
+            post(sync_fleet).layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES)),
+        )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -112,6 +117,7 @@ mod tests {
             ("GET", "/v1/snapshot"),
             ("GET", "/v1/snapshot/polls"),
             ("POST", "/v1/usage"),
+            ("POST", "/v1/ratelimits/sync"),
         ];
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, item) in document["paths"].as_object().unwrap() {

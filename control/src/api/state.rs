@@ -3,6 +3,7 @@
 use crate::api::auth::TokenDigest;
 use crate::api::error::ApiError;
 use crate::feed::HeldPolls;
+use crate::fleet::FleetCounts;
 use crate::store::lifecycle::LifecycleError;
 use crate::store::Store;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub shutting_down: watch::Receiver<bool>,
     /// Long polls held right now (`GET /v1/snapshot/polls`).
     pub held_polls: HeldPolls,
+    /// The fleet-wide rate-limit counts (`POST /v1/ratelimits/sync`).
+    pub fleet: Arc<FleetCounts>,
 }
 
 impl AppState {

@@ -117,6 +117,25 @@ impl Store {
         Ok(result)
     }
 
+    /// Whether several replicas may share this database (PostgreSQL), so state they must agree
+    /// on belongs in it rather than in one process's memory.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Runs `work` in a write transaction that is no part of the change feed: it must not
+    /// change keys or the version. On PostgreSQL it skips the version lock, so such writes
+    /// (fleet rate-limit counts, many a second) neither wait for key changes nor delay them.
+    pub fn write_outside_feed<T, E: From<Error>>(
+        &self,
+        work: impl FnOnce(&Tx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match &self.backend {
+            Backend::Sqlite(backend) => backend.write(work),
+            Backend::Postgres(backend) => backend.write_outside_feed(work),
+        }
+    }
+
     /// Runs `work` in a read transaction: one consistent view of the database.
     pub fn read<T, E: From<Error>>(&self, work: impl FnOnce(&Tx) -> Result<T, E>) -> Result<T, E> {
         match &self.backend {

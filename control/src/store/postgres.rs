@@ -104,6 +104,24 @@ impl PostgresBackend {
         Ok(result)
     }
 
+    /// Runs `work` in a transaction that does not take the version lock: for writes that are no
+    /// part of the change feed and commute (fleet rate-limit counts), so they never wait behind
+    /// key changes or make key changes wait.
+    pub fn write_outside_feed<T, E: From<Error>>(
+        &self,
+        work: impl FnOnce(&Tx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut connection = self.pool.get().map_err(Error::from)?;
+        let transaction = connection.transaction().map_err(Error::from)?;
+        let tx = Tx::postgres(transaction);
+        tx.execute_batch(STATEMENT_DEADLINE)?;
+        let result = work(&tx)?;
+        if let Some(transaction) = tx.into_postgres() {
+            transaction.commit().map_err(Error::from)?;
+        }
+        Ok(result)
+    }
+
     /// Runs `work` in a read-only repeatable-read transaction: one consistent view.
     pub fn read<T, E: From<Error>>(&self, work: impl FnOnce(&Tx) -> Result<T, E>) -> Result<T, E> {
         let mut connection = self.pool.get().map_err(Error::from)?;

@@ -1,0 +1,30 @@
+//! `POST /v1/ratelimits/sync`: an Envoy posts what it admitted per limited key and window
+//! bucket (absolute counts) and is answered what the rest of the fleet admitted
+//! (`keygate::contract::fleet`). Authenticated with the sync token, like `POST /v1/usage`.
+
+use crate::api::auth::SyncAuth;
+use crate::api::error::ApiError;
+use crate::api::extract::JsonBody;
+use crate::api::state::AppState;
+use crate::clock;
+use axum::extract::State;
+use axum::Json;
+use keygate::contract::fleet::{self, FleetSyncPost, FleetSyncReply};
+use std::sync::Arc;
+
+/// A sync carries up to 5,000 keys of up to 3 × 64 buckets: the room of a usage report.
+pub const MAX_SYNC_BODY_BYTES: usize = crate::api::usage::MAX_USAGE_BODY_BYTES;
+
+pub async fn sync_fleet(
+    State(state): State<AppState>,
+    _: SyncAuth,
+    JsonBody(post): JsonBody<FleetSyncPost, MAX_SYNC_BODY_BYTES>,
+) -> Result<Json<FleetSyncReply>, ApiError> {
+    fleet::validate_post(&post)?;
+    let now_ms = u64::try_from(clock::now().timestamp_millis()).unwrap_or(0);
+    let counts = Arc::clone(&state.fleet);
+    let reply = state
+        .blocking(move |store| counts.sync(store, &post, now_ms))
+        .await?;
+    Ok(Json(reply))
+}

@@ -1,0 +1,232 @@
+//! The fleet's counts in this process's memory, for a single control service (SQLite): every
+//! Envoy's absolute count per key, window and bucket, their sums, each key's latest limits and
+//! the set of hot keys. After a restart the Envoys' next syncs rebuild it.
+
+use crate::fleet::frame::Frame;
+use crate::fleet::reply::{self, Rest};
+use crate::fleet::MAX_COUNT;
+use keygate::contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// How often every key is swept for counts older than their window (keys in a sync are pruned
+/// as they are counted; this catches keys no Envoy sends any more).
+const SWEEP_INTERVAL_MS: u64 = 5_000;
+
+#[derive(Debug, Default)]
+pub struct Counts {
+    keys: HashMap<String, KeyState>,
+    /// Keys found hot when last counted; re-checked whenever they are answered.
+    hot: HashSet<String>,
+    /// Per (window, bucket width): the newest bucket a sync was framed at and the window's
+    /// span, so the sweep forgets by the Envoys' time.
+    frames: HashMap<(usize, u64), (u64, u64)>,
+    last_sweep_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    limits: [Option<u64>; WINDOWS],
+    /// Per window: `(bucket_ms, bucket)` → counts. Envoys with other bucket widths (a rollout of
+    /// new window settings) are counted apart, never mixed.
+    windows: [BTreeMap<(u64, u64), Bucket>; WINDOWS],
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    /// Sum over `proxies`.
+    total: u64,
+    proxies: Vec<(Arc<str>, u64)>,
+}
+
+impl Bucket {
+    /// Raises `proxy`'s count to `count` (never lowers it: a late retry carries an older,
+    /// smaller count).
+    fn raise(&mut self, proxy: &Arc<str>, count: u64) {
+        match self.proxies.iter_mut().find(|(id, _)| id == proxy) {
+            Some((_, held)) if *held >= count => {}
+            Some((_, held)) => {
+                self.total = self.total.saturating_add(count - *held);
+                *held = count;
+            }
+            None => {
+                self.total = self.total.saturating_add(count);
+                self.proxies.push((Arc::clone(proxy), count));
+            }
+        }
+    }
+
+    fn of(&self, proxy: &str) -> u64 {
+        self.proxies
+            .iter()
+            .find(|(id, _)| &**id == proxy)
+            .map_or(0, |(_, count)| *count)
+    }
+}
+
+impl KeyState {
+    /// Forgets the buckets of width `bucket_ms` below `below` (usually none or one).
+    fn forget(&mut self, window: usize, bucket_ms: u64, below: u64) {
+        let buckets = &mut self.windows[window];
+        while let Some(old) = buckets
+            .range((bucket_ms, 0)..(bucket_ms, below))
+            .next()
+            .map(|(bucket, _)| *bucket)
+        {
+            buckets.remove(&old);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.windows.iter().all(BTreeMap::is_empty)
+    }
+
+    /// Fleet totals per window, inside the frame's windows.
+    fn totals(&self, frame: &Frame) -> [u64; WINDOWS] {
+        let mut totals = [0; WINDOWS];
+        for (window, total) in totals.iter_mut().enumerate() {
+            *total = self
+                .inside(frame, window)
+                .map(|(_, bucket)| bucket.total)
+                .fold(0, u64::saturating_add);
+        }
+        totals
+    }
+
+    fn inside<'a>(
+        &'a self,
+        frame: &'a Frame,
+        window: usize,
+    ) -> impl Iterator<Item = (u64, &'a Bucket)> + 'a {
+        let bucket_ms = frame.bucket_ms[window];
+        let from = (bucket_ms, frame.oldest_inside(window));
+        self.windows[window]
+            .range(from..)
+            .take_while(move |((ms, _), _)| *ms == bucket_ms)
+            .filter(move |((_, bucket), _)| frame.inside(window, *bucket))
+            .map(|((_, bucket), counts)| (*bucket, counts))
+    }
+
+    /// What every Envoy but `proxy` admitted, per bucket inside the frame's windows.
+    fn rest(&self, tag: &str, proxy: &str, frame: &Frame) -> Rest {
+        let mut counts: [Vec<(u64, u64)>; WINDOWS] = Default::default();
+        for (window, rest) in counts.iter_mut().enumerate() {
+            *rest = self
+                .inside(frame, window)
+                .map(|(bucket, counts)| (bucket, counts.total.saturating_sub(counts.of(proxy))))
+                .filter(|(_, count)| *count > 0)
+                .collect();
+        }
+        Rest {
+            heat: reply::heat(&self.limits, &self.totals(frame)),
+            key: KeyCounts {
+                key: tag.to_string(),
+                limits: self.limits,
+                counts,
+            },
+        }
+    }
+}
+
+impl Counts {
+    /// Counts a validated `post` received at `now_ms` and answers it.
+    pub fn sync(&mut self, post: &FleetSyncPost, now_ms: u64) -> FleetSyncReply {
+        let frame = Frame::of(post, now_ms);
+        for window in 0..WINDOWS {
+            let newest = self
+                .frames
+                .entry((window, frame.bucket_ms[window]))
+                .or_insert((0, 0));
+            *newest = (newest.0.max(frame.current[window]), frame.span[window]);
+        }
+        let proxy: Arc<str> = Arc::from(post.proxy_id.as_str());
+        let mut posted = Vec::with_capacity(post.keys.len());
+        for key in &post.keys {
+            let state = self.keys.entry(key.key.clone()).or_default();
+            state.limits = key.limits;
+            for window in 0..WINDOWS {
+                state.forget(window, frame.bucket_ms[window], frame.forget_below[window]);
+                for &(bucket, count) in &key.counts[window] {
+                    if count > 0 && frame.kept(window, bucket) {
+                        state.windows[window]
+                            .entry((frame.bucket_ms[window], bucket))
+                            .or_default()
+                            .raise(&proxy, count.min(MAX_COUNT));
+                    }
+                }
+            }
+            let rest = state.rest(&key.key, &proxy, &frame);
+            if reply::is_hot(&state.limits, &state.totals(&frame)) {
+                self.hot.insert(key.key.clone());
+            } else {
+                self.hot.remove(&key.key);
+            }
+            if state.is_empty() {
+                self.keys.remove(&key.key);
+            }
+            posted.push(rest);
+        }
+        let hot = self.hot_rest(post, &proxy, &frame);
+        if now_ms.saturating_sub(self.last_sweep_ms) >= SWEEP_INTERVAL_MS {
+            self.sweep(now_ms);
+        }
+        reply::assemble(posted, hot)
+    }
+
+    /// The rest of the fleet's counts of the hot keys not in `post`; keys that cooled down (their
+    /// buckets aged out) leave the hot set.
+    fn hot_rest(&mut self, post: &FleetSyncPost, proxy: &str, frame: &Frame) -> Vec<Rest> {
+        let in_post: HashSet<&str> = post.keys.iter().map(|key| key.key.as_str()).collect();
+        let mut found = Vec::new();
+        let keys = &self.keys;
+        self.hot.retain(|tag| {
+            let Some(state) = keys.get(tag) else {
+                return false;
+            };
+            if !reply::is_hot(&state.limits, &state.totals(frame)) {
+                return false;
+            }
+            if !in_post.contains(tag.as_str()) {
+                found.push(state.rest(tag, proxy, frame));
+            }
+            true
+        });
+        found
+    }
+
+    /// Forgets every count older than its window plus a bucket, by the newest bucket syncs were
+    /// framed at or the clock, whichever is older; then keys left with nothing.
+    fn sweep(&mut self, now_ms: u64) {
+        self.last_sweep_ms = now_ms;
+        let cutoffs: Vec<(usize, u64, u64)> = self
+            .frames
+            .iter()
+            .map(|(&(window, bucket_ms), &(newest, span))| {
+                let clock = now_ms / bucket_ms.max(1);
+                (window, bucket_ms, newest.min(clock).saturating_sub(span))
+            })
+            .collect();
+        self.keys.retain(|_, state| {
+            for &(window, bucket_ms, below) in &cutoffs {
+                state.forget(window, bucket_ms, below);
+            }
+            !state.is_empty()
+        });
+        let keys = &self.keys;
+        self.hot.retain(|tag| keys.contains_key(tag));
+        // A bucket width no sync used for a day is forgotten too.
+        self.frames.retain(|&(_, bucket_ms), &mut (newest, span)| {
+            newest
+                .saturating_add(span + 1)
+                .saturating_mul(bucket_ms)
+                .saturating_add(86_400_000)
+                > now_ms
+        });
+    }
+
+    /// Keys with counts held, for tests and the benchmark's sanity.
+    #[cfg(test)]
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+}
