@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps bench bench-replicas toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps bench bench-replicas bench-fleet-sync toolchain
 
 all: build
 
@@ -101,6 +101,12 @@ clean:
 # per second through one and two replicas (docs/benchmarks.md). BENCH_KEYS, BENCH_WRITES.
 bench-replicas: control venv
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/replicas.py
+
+# What fleet-wide rate limits cost the control service: 50 simulated Envoys x 1,000 limited keys,
+# one sync a second each, on SQLite and on PostgreSQL: CPU % and sync latency (docs/benchmarks.md).
+# BENCH_ENVOYS, BENCH_KEYS, BENCH_SECONDS.
+bench-fleet-sync: control venv
+	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/fleet_sync.py
 
 bench: build venv $(VENV)/.bench-installed
 	command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \

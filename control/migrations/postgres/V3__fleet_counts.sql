@@ -16,14 +16,16 @@ CREATE TABLE fleet_counts (
 -- For forgetting old buckets: a range delete per window.
 CREATE INDEX fleet_counts_by_bucket ON fleet_counts (win, bucket_ms, bucket);
 -- Each key's limits as last reported (NULL: none in that window), until when it may be hot
--- (fleet-wide at least half a limit; answered to every Envoy), and when an Envoy last sent it
--- (Unix ms, the control service's clock).
+-- (fleet-wide at least half a limit; answered to every Envoy), when an Envoy last sent it
+-- (Unix ms, the control service's clock), and the one proxy that ever sent it (NULL once a
+-- second one has): such a key's counts need not be read back to answer that proxy.
 CREATE TABLE fleet_limits (
     key_tag      TEXT COLLATE "C" PRIMARY KEY,
     per_minute   BIGINT,
     per_hour     BIGINT,
     per_day      BIGINT,
     hot_until_ms BIGINT NOT NULL,
-    seen_ms      BIGINT NOT NULL
+    seen_ms      BIGINT NOT NULL,
+    sole_proxy   TEXT COLLATE "C"
 );
 CREATE INDEX fleet_limits_by_hot_until ON fleet_limits (hot_until_ms);

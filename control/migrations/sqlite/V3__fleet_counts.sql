@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS fleet_limits (
     per_hour     INTEGER,
     per_day      INTEGER,
     hot_until_ms INTEGER NOT NULL,
-    seen_ms      INTEGER NOT NULL
+    seen_ms      INTEGER NOT NULL,
+    sole_proxy   TEXT
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fleet_limits_by_hot_until ON fleet_limits (hot_until_ms);

@@ -5,21 +5,27 @@
 //! Statements are portable (SQLite runs them in the unit tests); rows are written in sorted
 //! order, so two syncs that touch the same rows lock them in the same order and cannot
 //! deadlock each other.
+//!
+//! What keeps a sync cheap: only counts that grew are written (`written.rs`: an Envoy resends
+//! every bucket of a key each time), and the counts of a key only the posting Envoy ever sent
+//! (`fleet_limits.sole_proxy`) are not read back at all: the rest of the fleet has none.
 
 use crate::fleet::frame::Frame;
 use crate::fleet::reply::{self, Rest};
+use crate::fleet::written::{self, Written};
 use crate::fleet::MAX_COUNT;
-use crate::store::sql::{Params, Result, ToValue, Tx};
+use crate::store::sql::{params, Dialect, Error, Params, Result, ToValue, Tx};
 use crate::store::Store;
 use keygate::contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Rows per multi-row upsert (6 parameters a row): a 1,000-key sync is a handful of statements,
-/// well inside both backends' parameter limits.
-const UPSERT_ROWS: usize = 1_000;
-/// Keys per read (`IN (…)` list).
-const READ_CHUNK: usize = 1_000;
+/// Rows per upsert (one JSON parameter): a 1,000-key sync is one or two statements.
+const UPSERT_ROWS: usize = 20_000;
+/// Keys per read.
+const READ_CHUNK: usize = 5_000;
+/// Limits rows per multi-row upsert (7 parameters a row; they change rarely).
+const LIMITS_ROWS: usize = 1_000;
 /// How often one replica forgets old counts (a range delete per window).
 const PRUNE_INTERVAL_MS: u64 = 5_000;
 /// How often it also forgets rows of bucket widths no sync uses any more, and limits of keys
@@ -36,29 +42,42 @@ const MAX_SPAN: u64 = keygate::contract::fleet::MAX_BUCKETS_PER_WINDOW as u64 + 
 
 #[derive(Debug, Default)]
 pub struct Database {
+    written: Written,
     last_prune_ms: AtomicU64,
     last_sweep_ms: AtomicU64,
 }
 
 /// A key's limits row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Limits {
     limits: [Option<u64>; WINDOWS],
     hot_until_ms: u64,
     seen_ms: u64,
+    /// The one proxy that ever sent the key (while its row lives); `None` once two have.
+    sole_proxy: Option<String>,
 }
 
 impl Database {
     /// Counts a validated `post` received at `now_ms` and answers it.
     pub fn sync(&self, store: &Store, post: &FleetSyncPost, now_ms: u64) -> Result<FleetSyncReply> {
         let frame = Frame::of(post, now_ms);
-        let reply = store.write_outside_feed(|tx| answer(tx, post, &frame, now_ms))?;
+        let rows = self
+            .written
+            .unwritten(&post.proxy_id, &frame, posted_rows(post, &frame));
+        let reply = store.write_outside_feed(|tx| answer(tx, post, &rows, &frame, now_ms))?;
+        self.written.note(&post.proxy_id, &frame, &rows);
         if due(&self.last_prune_ms, now_ms, PRUNE_INTERVAL_MS) {
             let sweep = due(&self.last_sweep_ms, now_ms, SWEEP_INTERVAL_MS);
+            if sweep {
+                self.written.sweep(now_ms, MAX_SPAN);
+            }
             // Pruning is housekeeping: a failure (say, a deadlock with a late write of an old
             // bucket) is logged and retried later; the sync itself has been answered.
             if let Err(error) = store.write_outside_feed(|tx| prune(tx, &frame, now_ms, sweep)) {
                 eprintln!("fleet counts: pruning failed: {error}");
+            }
+            if let Err(error) = store.write_outside_feed(analyze) {
+                eprintln!("fleet counts: ANALYZE failed: {error}");
             }
         }
         Ok(reply)
@@ -74,18 +93,34 @@ fn due(last: &AtomicU64, now_ms: u64, interval_ms: u64) -> bool {
             .is_ok()
 }
 
-fn answer(tx: &Tx, post: &FleetSyncPost, frame: &Frame, now_ms: u64) -> Result<FleetSyncReply> {
-    write_counts(tx, post, frame)?;
+fn answer(
+    tx: &Tx,
+    post: &FleetSyncPost,
+    rows: &[written::Row<'_>],
+    frame: &Frame,
+    now_ms: u64,
+) -> Result<FleetSyncReply> {
+    write_counts(tx, &post.proxy_id, rows, frame)?;
     let tags: Vec<&str> = unique_tags(post);
-    let counted = read_counts(tx, &tags, &post.proxy_id, frame)?;
     let stored = read_limits(tx, &tags)?;
+    // A key new to the fleet, or that only this proxy ever sent, has no other counts to read.
+    let shared: Vec<&str> = tags
+        .iter()
+        .copied()
+        .filter(|tag| {
+            stored
+                .get(*tag)
+                .is_some_and(|row| row.sole_proxy.as_deref() != Some(post.proxy_id.as_str()))
+        })
+        .collect();
+    let counted = read_counts(tx, &shared, &post.proxy_id, frame)?;
     let mut posted = Vec::with_capacity(post.keys.len());
     let mut changed = BTreeMap::new();
     for key in &post.keys {
         let counts = counted.get(key.key.as_str());
-        let totals = counts.map_or([0; WINDOWS], |counts| counts.totals);
-        let limits = updated_limits(stored.get(key.key.as_str()), key, &totals, frame, now_ms);
-        if let Some(limits) = limits {
+        let totals = counts.map_or_else(|| own_totals(key, frame), |counts| counts.totals);
+        let row = stored.get(key.key.as_str());
+        if let Some(limits) = updated_limits(row, key, &post.proxy_id, &totals, frame, now_ms) {
             changed.insert(key.key.as_str(), limits);
         }
         posted.push(rest_of(&key.key, key.limits, counts));
@@ -128,8 +163,8 @@ fn unique_tags(post: &FleetSyncPost) -> Vec<&str> {
     tags
 }
 
-/// Raises every posted count to the posted value (never lowers one), in key order.
-fn write_counts(tx: &Tx, post: &FleetSyncPost, frame: &Frame) -> Result<()> {
+/// Every positive count of the post worth keeping, one per (key, window, bucket), sorted.
+fn posted_rows<'a>(post: &'a FleetSyncPost, frame: &Frame) -> Vec<written::Row<'a>> {
     let mut rows: BTreeMap<(&str, usize, u64), u64> = BTreeMap::new();
     for key in &post.keys {
         for window in 0..WINDOWS {
@@ -141,41 +176,75 @@ fn write_counts(tx: &Tx, post: &FleetSyncPost, frame: &Frame) -> Result<()> {
             }
         }
     }
-    let rows: Vec<_> = rows.into_iter().collect();
+    rows.into_iter().collect()
+}
+
+/// What the post itself counted inside the frame's windows.
+fn own_totals(key: &KeyCounts, frame: &Frame) -> [u64; WINDOWS] {
+    std::array::from_fn(|window| {
+        key.counts[window]
+            .iter()
+            .filter(|(bucket, _)| frame.inside(window, *bucket))
+            .map(|(_, count)| (*count).min(MAX_COUNT))
+            .fold(0, u64::saturating_add)
+    })
+}
+
+/// Raises `proxy`'s counts to `rows` (never lowers one), in key order.
+fn write_counts(tx: &Tx, proxy: &str, rows: &[written::Row<'_>], frame: &Frame) -> Result<()> {
     for chunk in rows.chunks(UPSERT_ROWS) {
-        let mut values = Vec::with_capacity(chunk.len() * 6);
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for ((tag, window, bucket), count) in chunk {
-            let first = values.len() + 1;
-            tuples.push(format!(
-                "(?{first}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                first + 1,
-                first + 2,
-                first + 3,
-                first + 4,
-                first + 5
-            ));
-            values.extend([
-                tag.to_value(),
-                as_i64(*window as u64).to_value(),
-                as_i64(frame.bucket_ms[*window]).to_value(),
-                as_i64(*bucket).to_value(),
-                post.proxy_id.to_value(),
-                as_i64(*count).to_value(),
-            ]);
-        }
+        let rows: Vec<(&str, i64, i64, i64, i64)> = chunk
+            .iter()
+            .map(|((tag, window, bucket), count)| {
+                let window_index = as_i64(*window as u64);
+                let width = as_i64(frame.bucket_ms[*window]);
+                (*tag, window_index, width, as_i64(*bucket), as_i64(*count))
+            })
+            .collect();
         tx.execute(
             &format!(
                 "INSERT INTO fleet_counts (key_tag, win, bucket_ms, bucket, proxy, count)
-                 VALUES {}
+                 SELECT r.value ->> 0, CAST(r.value ->> 1 AS BIGINT),
+                        CAST(r.value ->> 2 AS BIGINT), CAST(r.value ->> 3 AS BIGINT), ?2,
+                        CAST(r.value ->> 4 AS BIGINT)
+                 FROM {} WHERE true
                  ON CONFLICT (key_tag, win, bucket_ms, bucket, proxy)
                  DO UPDATE SET count = excluded.count WHERE excluded.count > fleet_counts.count",
-                tuples.join(", ")
+                json_rows(tx.dialect(), 1, "r")
             ),
-            Params::Positional(values),
+            params![json_array(&rows)?, proxy],
         )?;
     }
     Ok(())
+}
+
+/// A table of the elements of the JSON array bound to `?{slot}`, its column `value`: rows and
+/// lists travel as one JSON parameter, so the statement text is the same for any number of
+/// them (parsed and planned once, not a thousand placeholders each time). The inner cast keeps
+/// the parameter typed as text, which is what is bound.
+fn json_rows(dialect: Dialect, slot: usize, alias: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("json_each(?{slot}) AS {alias}"),
+        Dialect::Postgres => {
+            format!("json_array_elements(CAST(CAST(?{slot} AS TEXT) AS json)) AS {alias}")
+        }
+    }
+}
+
+/// The elements of the JSON array of strings bound to `?{slot}`, as text.
+fn json_texts(dialect: Dialect, slot: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("SELECT value FROM json_each(?{slot})"),
+        Dialect::Postgres => {
+            format!(
+                "SELECT value FROM json_array_elements_text(CAST(CAST(?{slot} AS TEXT) AS json))"
+            )
+        }
+    }
+}
+
+fn json_array<T: serde::Serialize>(items: &[T]) -> Result<String> {
+    serde_json::to_string(items).map_err(|error| Error::Schema(format!("encoding rows: {error}")))
 }
 
 /// One key's counts inside the frame: per window, per bucket, the fleet's and the caller's.
@@ -199,21 +268,13 @@ fn read_counts<'t>(
             values.push(as_i64(frame.bucket_ms[window]).to_value());
             values.push(as_i64(frame.oldest_inside(window)).to_value());
         }
-        let list: Vec<String> = (0..chunk.len())
-            .map(|index| format!("?{}", values.len() + index + 1))
-            .collect();
-        values.extend(chunk.iter().map(ToValue::to_value));
+        values.push(json_array(chunk)?.to_value());
         let rows = tx.query(
             &format!(
-                "SELECT key_tag, win, bucket, CAST(SUM(count) AS BIGINT),
-                        CAST(SUM(CASE WHEN proxy = ?1 THEN count ELSE 0 END) AS BIGINT)
-                 FROM fleet_counts
-                 WHERE key_tag IN ({})
-                   AND ((win = 0 AND bucket_ms = ?2 AND bucket >= ?3)
-                     OR (win = 1 AND bucket_ms = ?4 AND bucket >= ?5)
-                     OR (win = 2 AND bucket_ms = ?6 AND bucket >= ?7))
-                 GROUP BY key_tag, win, bucket",
-                list.join(", ")
+                "{} UNION ALL {} UNION ALL {}",
+                window_sums(tx.dialect(), 0),
+                window_sums(tx.dialect(), 1),
+                window_sums(tx.dialect(), 2)
             ),
             Params::Positional(values),
         )?;
@@ -234,6 +295,34 @@ fn read_counts<'t>(
         }
     }
     Ok(counted)
+}
+
+/// The sums per (key, bucket) of one window (`?1` the caller, `?2`…`?7` the windows' widths and
+/// oldest buckets, `?8` the keys), one primary-key range per key. On PostgreSQL the keys are
+/// joined laterally: planning from a young table's statistics, a plain `IN` may otherwise scan
+/// every row of the window through the pruning index.
+fn window_sums(dialect: Dialect, window: usize) -> String {
+    let (width, oldest) = (2 + 2 * window, 3 + 2 * window);
+    let sums = "CAST(SUM(count) AS BIGINT), \
+                CAST(SUM(CASE WHEN proxy = ?1 THEN count ELSE 0 END) AS BIGINT)";
+    match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT key_tag, win, bucket, {sums} FROM fleet_counts
+             WHERE key_tag IN ({}) AND win = {window} AND bucket_ms = ?{width}
+               AND bucket >= ?{oldest}
+             GROUP BY key_tag, win, bucket",
+            json_texts(dialect, 8)
+        ),
+        Dialect::Postgres => format!(
+            "SELECT key_tag, win, bucket, {sums}
+             FROM json_array_elements_text(CAST(CAST(?8 AS TEXT) AS json)) AS t
+             CROSS JOIN LATERAL (
+                 SELECT key_tag, win, bucket, count, proxy FROM fleet_counts
+                 WHERE key_tag = t.value AND win = {window} AND bucket_ms = ?{width}
+                   AND bucket >= ?{oldest}) AS c
+             GROUP BY key_tag, win, bucket"
+        ),
+    }
 }
 
 fn rest_of(tag: &str, limits: [Option<u64>; WINDOWS], counted: Option<&Counted>) -> Rest {
@@ -262,14 +351,13 @@ fn rest_of(tag: &str, limits: [Option<u64>; WINDOWS], counted: Option<&Counted>)
 fn read_limits(tx: &Tx, tags: &[&str]) -> Result<HashMap<String, Limits>> {
     let mut stored = HashMap::with_capacity(tags.len());
     for chunk in tags.chunks(READ_CHUNK) {
-        let list: Vec<String> = (1..=chunk.len()).map(|index| format!("?{index}")).collect();
         let rows = tx.query(
             &format!(
-                "SELECT key_tag, per_minute, per_hour, per_day, hot_until_ms, seen_ms
+                "SELECT key_tag, per_minute, per_hour, per_day, hot_until_ms, seen_ms, sole_proxy
                  FROM fleet_limits WHERE key_tag IN ({})",
-                list.join(", ")
+                json_texts(tx.dialect(), 1)
             ),
-            Params::Positional(chunk.iter().map(ToValue::to_value).collect()),
+            params![json_array(chunk)?],
         )?;
         for row in rows {
             let limit =
@@ -280,6 +368,7 @@ fn read_limits(tx: &Tx, tags: &[&str]) -> Result<HashMap<String, Limits>> {
                     limits: [limit(1)?, limit(2)?, limit(3)?],
                     hot_until_ms: as_u64(row.get(4)?),
                     seen_ms: as_u64(row.get(5)?),
+                    sole_proxy: row.get(6)?,
                 },
             );
         }
@@ -288,10 +377,12 @@ fn read_limits(tx: &Tx, tags: &[&str]) -> Result<HashMap<String, Limits>> {
 }
 
 /// The key's limits row as it should be now, if that differs enough from the stored one to be
-/// worth a write: other limits, newly hot (or hot for longer), or not noted for a while.
+/// worth a write: other limits, newly hot (or hot for longer), a second proxy, or not noted for
+/// a while.
 fn updated_limits(
     stored: Option<&Limits>,
     key: &KeyCounts,
+    proxy: &str,
     totals: &[u64; WINDOWS],
     frame: &Frame,
     now_ms: u64,
@@ -305,14 +396,20 @@ fn updated_limits(
         .map(|window| frame.span[window].saturating_mul(frame.bucket_ms[window]))
         .max();
     let hot_until_ms = hot_for_ms.map_or(0, |ms| now_ms.saturating_add(ms));
+    let sole_proxy = match stored {
+        None => Some(proxy.to_string()),
+        Some(row) => row.sole_proxy.clone().filter(|sole| sole == proxy),
+    };
     let wanted = Limits {
         limits: key.limits,
         hot_until_ms: stored.map_or(0, |row| row.hot_until_ms).max(hot_until_ms),
         seen_ms: now_ms,
+        sole_proxy,
     };
     match stored {
         Some(row)
             if row.limits == wanted.limits
+                && row.sole_proxy == wanted.sole_proxy
                 && row.hot_until_ms.saturating_add(SEEN_REFRESH_MS) >= hot_until_ms
                 && row.seen_ms.saturating_add(SEEN_REFRESH_MS) > now_ms =>
         {
@@ -324,28 +421,30 @@ fn updated_limits(
 
 fn write_limits(tx: &Tx, changed: &BTreeMap<&str, Limits>) -> Result<()> {
     let rows: Vec<_> = changed.iter().collect();
-    for chunk in rows.chunks(UPSERT_ROWS) {
-        let mut values = Vec::with_capacity(chunk.len() * 6);
+    for chunk in rows.chunks(LIMITS_ROWS) {
+        let mut values = Vec::with_capacity(chunk.len() * 7);
         let mut tuples = Vec::with_capacity(chunk.len());
         for (tag, row) in chunk {
             let first = values.len() + 1;
             tuples.push(format!(
-                "(?{first}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                "(?{first}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
                 first + 1,
                 first + 2,
                 first + 3,
                 first + 4,
-                first + 5
+                first + 5,
+                first + 6
             ));
             values.push(tag.to_value());
             values.extend(row.limits.iter().map(|limit| limit.map(as_i64).to_value()));
             values.push(as_i64(row.hot_until_ms).to_value());
             values.push(as_i64(row.seen_ms).to_value());
+            values.push(row.sole_proxy.to_value());
         }
         tx.execute(
             &format!(
                 "INSERT INTO fleet_limits
-                     (key_tag, per_minute, per_hour, per_day, hot_until_ms, seen_ms)
+                     (key_tag, per_minute, per_hour, per_day, hot_until_ms, seen_ms, sole_proxy)
                  VALUES {}
                  ON CONFLICT (key_tag) DO UPDATE SET
                      per_minute = excluded.per_minute, per_hour = excluded.per_hour,
@@ -353,7 +452,9 @@ fn write_limits(tx: &Tx, changed: &BTreeMap<&str, Limits>) -> Result<()> {
                      hot_until_ms = CASE WHEN excluded.hot_until_ms > fleet_limits.hot_until_ms
                                          THEN excluded.hot_until_ms
                                          ELSE fleet_limits.hot_until_ms END,
-                     seen_ms = excluded.seen_ms",
+                     seen_ms = excluded.seen_ms,
+                     sole_proxy = CASE WHEN fleet_limits.sole_proxy = excluded.sole_proxy
+                                       THEN excluded.sole_proxy END",
                 tuples.join(", ")
             ),
             Params::Positional(values),
@@ -363,8 +464,9 @@ fn write_limits(tx: &Tx, changed: &BTreeMap<&str, Limits>) -> Result<()> {
 }
 
 /// Forgets the counts of the frame's bucket widths older than their window plus a bucket; on a
-/// sweep also rows of any width older than the longest possible window, and limits of keys no
-/// Envoy sent for two days.
+/// sweep also rows of any width older than the longest possible window, and the limits of keys
+/// no Envoy sent for two days that have no counts left (a key's row must outlive its counts:
+/// its `sole_proxy` says whether there are others' counts to read).
 fn prune(tx: &Tx, frame: &Frame, now_ms: u64, sweep: bool) -> Result<usize> {
     let mut forgotten = 0;
     for window in 0..WINDOWS {
@@ -383,7 +485,8 @@ fn prune(tx: &Tx, frame: &Frame, now_ms: u64, sweep: bool) -> Result<usize> {
             [as_i64(MAX_SPAN), as_i64(now_ms)],
         )?;
         tx.execute(
-            "DELETE FROM fleet_limits WHERE seen_ms < ?1 AND hot_until_ms < ?2",
+            "DELETE FROM fleet_limits WHERE seen_ms < ?1 AND hot_until_ms < ?2
+               AND NOT EXISTS (SELECT 1 FROM fleet_counts c WHERE c.key_tag = fleet_limits.key_tag)",
             [
                 as_i64(now_ms.saturating_sub(LIMITS_RETENTION_MS)),
                 as_i64(now_ms),
@@ -391,6 +494,17 @@ fn prune(tx: &Tx, frame: &Frame, now_ms: u64, sweep: bool) -> Result<usize> {
         )?;
     }
     Ok(forgotten)
+}
+
+/// Refreshes PostgreSQL's statistics of the counts. The table fills and empties within minutes,
+/// faster than autovacuum looks at it, and planned from stale statistics ("a few rows") the
+/// reads take the pruning index and scan a whole window instead of one key's rows. Sampled, so
+/// cheap (tens of ms) at the pruning's pace.
+fn analyze(tx: &Tx) -> Result<()> {
+    if tx.dialect() == Dialect::Postgres {
+        tx.execute_batch("ANALYZE fleet_counts")?;
+    }
+    Ok(())
 }
 
 fn as_i64(value: u64) -> i64 {

@@ -5,7 +5,8 @@
 //! - `frame`: which buckets of a sync are inside their window, and which are forgotten.
 //! - `reply`: what makes a key hot; the answer's order and cap.
 //! - `memory`: the counts in this process (one control service, SQLite).
-//! - `database`: the counts in the database (replicas sharing PostgreSQL).
+//! - `database`: the counts in the database (replicas sharing PostgreSQL); `written`: what
+//!   this replica wrote there, so unchanged counts are not written again.
 
 mod database;
 mod frame;
@@ -13,6 +14,7 @@ mod memory;
 mod reply;
 #[cfg(test)]
 mod tests;
+mod written;
 
 use crate::store::sql::Error;
 use crate::store::Store;

@@ -1,0 +1,273 @@
+"""What fleet-wide rate limits cost the control service (docs/benchmarks.md, "Fleet rate-limit
+sync"): BENCH_ENVOYS (50) simulated Envoys, each with BENCH_KEYS (1,000) active limited keys
+(BENCH_SHARED of them, 100, shared by every Envoy; the rest its own), each posting
+`POST /v1/ratelimits/sync` once a second for BENCH_SECONDS (30) after a 5 s warm-up, against a
+control service on SQLite (counts in memory) and on PostgreSQL (counts in the database;
+tests/pgcluster.py, fsync on). `make bench-fleet-sync`; BENCH_BACKENDS=postgres for one.
+
+Each post is what the filter sends: every key it admitted requests of since the last sync, with
+all its buckets still in the window (as after a minute of steady traffic: 30 two-second minute
+buckets, the hour and day buckets), absolute counts, the newest bucket growing. Some of each
+Envoy's own keys (BENCH_HOT, 10) run near their limit, so every answer also carries the fleet's
+hot keys. Reported as JSON: the control service's CPU (% of one core, from /proc/<pid>/stat), on
+PostgreSQL also the database's, and the sync call's latency (p50, p99, max) as the clients saw it.
+
+The Envoys are simulated by BENCH_CLIENT_PROCESSES (5) processes of threads; bodies are built
+from cached fragments so the clients stay light next to the service they measure."""
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from queue import Empty
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from pgcluster import PostgresCluster, free_port  # noqa: E402
+
+CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control"))
+ENVOYS = int(os.environ.get("BENCH_ENVOYS", "50"))
+KEYS = int(os.environ.get("BENCH_KEYS", "1000"))
+SHARED = int(os.environ.get("BENCH_SHARED", "100"))
+HOT = int(os.environ.get("BENCH_HOT", "10"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
+WARMUP = 5.0
+PROCESSES = int(os.environ.get("BENCH_CLIENT_PROCESSES", "5"))
+BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgres").split(",")
+ADMIN = "bench-admin-token"
+SYNC = "bench-sync-token"
+BUCKET_MS = [2_000, 120_000, 3_600_000]
+WINDOW_MS = [60_000, 3_600_000, 86_400_000]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def control_env(database):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
+    env.update(KEYGATE_ADMIN_TOKEN=ADMIN, KEYGATE_SYNC_TOKEN=SYNC)
+    if isinstance(database, str):
+        env["KEYGATE_DATABASE_URL"] = database
+    else:
+        env["KEYGATE_DB"] = str(database)
+    return env
+
+
+def serve(database, log_path):
+    port = free_port()
+    process = subprocess.Popen([str(CONTROL), "serve", "--listen", f"127.0.0.1:{port}"],
+                               env=control_env(database), stdout=open(log_path, "ab"),
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except requests.ConnectionError:
+            pass
+        assert process.poll() is None, Path(log_path).read_text()
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("control service did not start")
+
+
+def cpu_ticks(pids):
+    """utime + stime of `pids` (processes that are gone count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def postgres_pids(cluster):
+    """The postmaster and its children (the backends serving the replicas)."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == postmaster:
+                pids.append(int(entry.name))
+    return pids
+
+
+class Envoy:
+    """One simulated Envoy: its keys, their counts per bucket, and the post it would send."""
+
+    def __init__(self, index, shared_tags):
+        self.proxy = f"bench-envoy-{index:03d}-{uuid.uuid4().hex[:6]}"
+        own = [uuid.uuid4().hex for _ in range(KEYS - len(shared_tags))]
+        # (tag, limits JSON): shared keys and a few of its own run near their limit (hot); the
+        # rest have room.
+        self.keys = ([(tag, "[3000,null,null]") for tag in shared_tags]
+                     + [(tag, "[90,null,null]") for tag in own[:HOT]]
+                     + [(tag, "[100000,null,null]") for tag in own[HOT:]])
+        self.history_for = None
+        self.history = ""
+
+    def body(self, now_ms):
+        """The post at `now_ms`: 30 minute buckets (1 to 3 admitted each, the newest still
+        growing), the hour's and the day's bucket."""
+        minute, hour, day = (now_ms // width for width in BUCKET_MS)
+        if self.history_for != minute:
+            self.history_for = minute
+            self.history = "".join(f"[{bucket},{1 + bucket % 3}]," for bucket in range(minute - 29, minute))
+        newest = 1 + (now_ms % BUCKET_MS[0]) // 500
+        total = 60 + newest
+        tail = f"[{minute},{newest}]],[[{hour},{total}]],[[{day},{total}]]]}}"
+        keys = ",".join(f'{{"key":"{tag}","limits":{limits},"counts":[[{self.history}{tail}'
+                        for tag, limits in self.keys)
+        return (f'{{"proxy_id":"{self.proxy}","bucket_ms":{json.dumps(BUCKET_MS)},'
+                f'"window_ms":{json.dumps(WINDOW_MS)},"keys":[{keys}]}}').encode()
+
+
+def run_envoy(url, envoy, start_at, stop_at, offset, results):
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {SYNC}", "Content-Type": "application/json"}
+    tick = start_at + offset
+    latencies, failures, answered = [], 0, []
+    while tick < stop_at:
+        # Like the filter: one sync in flight; a slow one delays the next to the next tick.
+        tick = max(tick, start_at + offset + int(time.time() - start_at - offset + 0.999))
+        if tick >= stop_at:
+            break
+        delay = tick - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        body = envoy.body(int(time.time() * 1000))
+        began = time.monotonic()
+        try:
+            response = session.post(f"{url}/v1/ratelimits/sync", data=body, headers=headers,
+                                    timeout=20)
+            ok = response.status_code == 200
+        except requests.RequestException:
+            ok = False
+        took = time.monotonic() - began
+        if ok and tick >= start_at + WARMUP:
+            latencies.append(took)
+            if len(latencies) % 10 == 1:
+                answered.append(len(response.json()["keys"]))
+        elif not ok and tick >= start_at + WARMUP:
+            failures += 1
+        tick += 1.0
+    results.append((latencies, failures, answered))
+
+
+def client_process(url, indexes, shared_tags, start_at, stop_at, queue):
+    results = []
+    threads = [threading.Thread(target=run_envoy,
+                                args=(url, Envoy(index, shared_tags), start_at, stop_at,
+                                      index / ENVOYS, results))
+               for index in indexes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.put(results)
+
+
+def measure(url, service_pid, database_pids):
+    shared_tags = [uuid.uuid4().hex for _ in range(SHARED)]
+    start_at = time.time() + 2
+    stop_at = start_at + WARMUP + SECONDS
+    queue = multiprocessing.Queue()
+    processes = [multiprocessing.Process(target=client_process,
+                                         args=(url, list(range(n, ENVOYS, PROCESSES)), shared_tags,
+                                               start_at, stop_at, queue))
+                 for n in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    time.sleep(max(0.0, start_at + WARMUP - time.time()))
+    pids = database_pids()
+    before = (time.monotonic(), cpu_ticks([service_pid]), cpu_ticks(pids))
+    time.sleep(max(0.0, stop_at - time.time()))
+    after = (time.monotonic(), cpu_ticks([service_pid]), cpu_ticks(pids))
+    results = []
+    deadline = time.monotonic() + 120  # the last syncs in flight, each bounded by its timeout
+    for _ in processes:
+        try:
+            results.append(queue.get(timeout=max(1.0, deadline - time.monotonic())))
+        except Empty:
+            log("a client process did not report in time; its Envoys are left out")
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+    latencies = sorted(latency for chunk in results for run in chunk for latency in run[0])
+    failures = sum(run[1] for chunk in results for run in chunk)
+    answered = [count for chunk in results for run in chunk for count in run[2]]
+    elapsed = after[0] - before[0]
+
+    def percent(ticks):
+        return round(100 * ticks / CLOCK_TICKS / elapsed, 1)
+
+    def quantile(q):
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
+
+    return {
+        "syncs": len(latencies),
+        "syncs_per_s": round(len(latencies) / SECONDS, 1),
+        "offered_per_s": ENVOYS,
+        "failed": failures,
+        "control_cpu_percent": percent(after[1] - before[1]),
+        **({"postgres_cpu_percent": percent(after[2] - before[2])} if pids else {}),
+        "p50_ms": quantile(0.5),
+        "p99_ms": quantile(0.99),
+        "max_ms": quantile(1.0),
+        "keys_answered_median": sorted(answered)[len(answered) // 2] if answered else 0,
+    }
+
+
+def main():
+    work = Path(tempfile.mkdtemp(prefix="keygate-bench-fleet-"))
+    cluster = PostgresCluster(work / "postgres", durable=True).init()
+    cluster.start()
+    sample = Envoy(0, [uuid.uuid4().hex for _ in range(SHARED)]).body(int(time.time() * 1000))
+    results = {"envoys": ENVOYS, "keys_per_envoy": KEYS, "shared_keys": SHARED,
+               "hot_keys_per_envoy": HOT, "seconds": SECONDS, "cores": os.cpu_count(),
+               "post_kb": round(len(sample) / 1024)}
+    try:
+        for label, database in (("sqlite", work / "keygate.db"),
+                                ("postgres", cluster.new_database("fleet"))):
+            if label not in BACKENDS:
+                continue
+            log(f"{label}: {ENVOYS} Envoys x {KEYS} keys, one sync a second each, {SECONDS:.0f} s")
+            process, url = serve(database, work / f"{label}.log")
+            try:
+                database_pids = (lambda: postgres_pids(cluster)) if label == "postgres" else list
+                results[label] = measure(url, process.pid, database_pids)
+                if label == "postgres":
+                    name = database.rsplit("/", 1)[1]
+                    rows = cluster.psql(name, "SELECT COUNT(*) FROM fleet_counts")
+                    results[label]["fleet_count_rows"] = int(rows[0][0])
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+            log(json.dumps(results[label]))
+    finally:
+        cluster.destroy()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
