@@ -53,6 +53,10 @@ class RunHa:
             stdout=self.output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A shell ignores SIGINT if it starts with it ignored (as a background job's children
+            # do), and then no trap can catch the Ctrl-C these tests send: start it as a
+            # terminal would, whatever launched pytest.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             self.wait_for_output("Ctrl-C stops everything.", START_SECONDS)
