@@ -74,34 +74,29 @@ impl PostgresBackend {
         Ok((PostgresBackend { pool }, plans_are_new))
     }
 
-    /// Runs `work` in a transaction holding the version lock, and commits it. `notify` is
-    /// called with the version before and after, to tell other replicas of a change.
+    /// Runs `work` in a transaction holding the version lock, and commits it; a write that
+    /// moved the version notifies the other replicas (delivered at commit).
     pub fn write<T, E: From<Error>>(
         &self,
         work: impl FnOnce(&Tx) -> Result<T, E>,
         current_version: impl Fn(&Tx) -> Result<u64, Error>,
     ) -> Result<T, E> {
-        let mut connection = self.pool.get().map_err(Error::from)?;
-        let transaction = connection.transaction().map_err(Error::from)?;
-        let tx = Tx::postgres(transaction);
-        tx.execute_batch(STATEMENT_DEADLINE)?;
-        tx.execute(
-            "SELECT value FROM meta WHERE name = 'version' FOR UPDATE",
-            (),
-        )?;
-        let before = current_version(&tx)?;
-        let result = work(&tx)?;
-        let after = current_version(&tx)?;
-        if after > before {
+        self.write_outside_feed(|tx| {
             tx.execute(
-                "SELECT pg_notify(?1, ?2)",
-                params![CHANNEL, after.to_string()],
+                "SELECT value FROM meta WHERE name = 'version' FOR UPDATE",
+                (),
             )?;
-        }
-        if let Some(transaction) = tx.into_postgres() {
-            transaction.commit().map_err(Error::from)?;
-        }
-        Ok(result)
+            let before = current_version(tx)?;
+            let result = work(tx)?;
+            let after = current_version(tx)?;
+            if after > before {
+                tx.execute(
+                    "SELECT pg_notify(?1, ?2)",
+                    params![CHANNEL, after.to_string()],
+                )?;
+            }
+            Ok(result)
+        })
     }
 
     /// Runs `work` in a transaction that does not take the version lock: for writes that are no
@@ -113,13 +108,7 @@ impl PostgresBackend {
     ) -> Result<T, E> {
         let mut connection = self.pool.get().map_err(Error::from)?;
         let transaction = connection.transaction().map_err(Error::from)?;
-        let tx = Tx::postgres(transaction);
-        tx.execute_batch(STATEMENT_DEADLINE)?;
-        let result = work(&tx)?;
-        if let Some(transaction) = tx.into_postgres() {
-            transaction.commit().map_err(Error::from)?;
-        }
-        Ok(result)
+        run_and_commit(Tx::postgres(transaction), work)
     }
 
     /// Runs `work` in a read-only repeatable-read transaction: one consistent view.
@@ -131,14 +120,21 @@ impl PostgresBackend {
             .read_only(true)
             .start()
             .map_err(Error::from)?;
-        let tx = Tx::postgres(transaction);
-        tx.execute_batch(STATEMENT_DEADLINE)?;
-        let result = work(&tx)?;
-        if let Some(transaction) = tx.into_postgres() {
-            transaction.commit().map_err(Error::from)?;
-        }
-        Ok(result)
+        run_and_commit(Tx::postgres(transaction), work)
     }
+}
+
+/// Sets this transaction's deadlines, runs `work` and commits (a failure rolls back on drop).
+fn run_and_commit<T, E: From<Error>>(
+    tx: Tx<'_>,
+    work: impl FnOnce(&Tx) -> Result<T, E>,
+) -> Result<T, E> {
+    tx.execute_batch(STATEMENT_DEADLINE)?;
+    let result = work(&tx)?;
+    if let Some(transaction) = tx.into_postgres() {
+        transaction.commit().map_err(Error::from)?;
+    }
+    Ok(result)
 }
 
 /// Publishes versions committed by any replica on `published` until it is dropped: on each
