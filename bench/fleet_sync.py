@@ -18,7 +18,6 @@ from cached fragments so the clients stay light next to the service they measure
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,9 +30,11 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from pgcluster import PostgresCluster, free_port  # noqa: E402
+from pgcluster import PostgresCluster  # noqa: E402
 
-CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control"))
+sys.path.insert(0, str(ROOT / "bench"))
+from control_service import SYNC, log, serve, stop  # noqa: E402
+
 ENVOYS = int(os.environ.get("BENCH_ENVOYS", "50"))
 KEYS = int(os.environ.get("BENCH_KEYS", "1000"))
 SHARED = int(os.environ.get("BENCH_SHARED", "100"))
@@ -42,44 +43,15 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 WARMUP = 5.0
 PROCESSES = int(os.environ.get("BENCH_CLIENT_PROCESSES", "5"))
 BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgres").split(",")
-ADMIN = "bench-admin-token"
-SYNC = "bench-sync-token"
 BUCKET_MS = [2_000, 120_000, 3_600_000]
 WINDOW_MS = [60_000, 3_600_000, 86_400_000]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
-def control_env(database):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
-    env.update(KEYGATE_ADMIN_TOKEN=ADMIN, KEYGATE_SYNC_TOKEN=SYNC)
-    if isinstance(database, str):
-        env["KEYGATE_DATABASE_URL"] = database
-    else:
-        env["KEYGATE_DB"] = str(database)
-    return env
 
 
-def serve(database, log_path):
-    port = free_port()
-    process = subprocess.Popen([str(CONTROL), "serve", "--listen", f"127.0.0.1:{port}"],
-                               env=control_env(database), stdout=open(log_path, "ab"),
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        assert process.poll() is None, Path(log_path).read_text()
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("control service did not start")
 
 
 def cpu_ticks(pids):
@@ -261,8 +233,7 @@ def main():
                     rows = cluster.psql(name, "SELECT COUNT(*) FROM fleet_counts")
                     results[label]["fleet_count_rows"] = int(rows[0][0])
             finally:
-                process.terminate()
-                process.wait(timeout=30)
+                stop(process)
             log(json.dumps(results[label]))
     finally:
         cluster.destroy()

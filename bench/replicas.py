@@ -18,53 +18,23 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from pgcluster import PostgresCluster, free_port  # noqa: E402
+from pgcluster import PostgresCluster  # noqa: E402
 
-CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control"))
+sys.path.insert(0, str(ROOT / "bench"))
+from control_service import ADMIN, CONTROL, SYNC, control_env, log, serve, stop  # noqa: E402
+
 KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
 WRITES = int(os.environ.get("BENCH_WRITES", "2000"))
 WRITERS = 16
 PAGE = 10_000
-ADMIN = "bench-admin-token"
-SYNC = "bench-sync-token"
 
 
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
-def control_env(database):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
-    env.update(KEYGATE_ADMIN_TOKEN=ADMIN, KEYGATE_SYNC_TOKEN=SYNC)
-    if isinstance(database, str):
-        env["KEYGATE_DATABASE_URL"] = database
-    else:
-        env["KEYGATE_DB"] = str(database)
-    return env
 
 
-def serve(database, log_path):
-    port = free_port()
-    process = subprocess.Popen([str(CONTROL), "serve", "--listen", f"127.0.0.1:{port}"],
-                               env=control_env(database), stdout=open(log_path, "ab"),
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        assert process.poll() is None, Path(log_path).read_text()
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("control service did not start")
 
 
-def stop(process):
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def seed(database):
