@@ -75,27 +75,27 @@ impl PostgresBackend {
     }
 
     /// Runs `work` in a transaction holding the version lock, and commits it; a write that
-    /// moved the version notifies the other replicas (delivered at commit).
+    /// moved the version notifies the other replicas (delivered at commit). `work` returns its
+    /// result with the version it leaves, which is compared with the one found under the lock.
     pub fn write<T, E: From<Error>>(
         &self,
-        work: impl FnOnce(&Tx) -> Result<T, E>,
+        work: impl FnOnce(&Tx) -> Result<(T, u64), E>,
         current_version: impl Fn(&Tx) -> Result<u64, Error>,
-    ) -> Result<T, E> {
+    ) -> Result<(T, u64), E> {
         self.write_outside_feed(|tx| {
             tx.execute(
                 "SELECT value FROM meta WHERE name = 'version' FOR UPDATE",
                 (),
             )?;
             let before = current_version(tx)?;
-            let result = work(tx)?;
-            let after = current_version(tx)?;
+            let (result, after) = work(tx)?;
             if after > before {
                 tx.execute(
                     "SELECT pg_notify(?1, ?2)",
                     params![CHANNEL, after.to_string()],
                 )?;
             }
-            Ok(result)
+            Ok((result, after))
         })
     }
 
