@@ -132,6 +132,11 @@ impl FakeHost {
         self.entries.borrow().len()
     }
 
+    /// Bytes held in entry values: what shared data's memory follows.
+    pub fn value_bytes(&self) -> usize {
+        self.entries.borrow().values().map(|(v, _)| v.len()).sum()
+    }
+
     /// Starts a new request with these headers (the reply and response headers are cleared).
     pub fn request(&self, headers: &[(&str, &str)]) {
         *self.request_headers.borrow_mut() = headers

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::policy::decision::{self, Denial, RequestFacts};
 use crate::policy::extract::{self, Credential, Source, Sources};
 use crate::policy::net;
-use crate::store::{self, key::StoredKey};
+use crate::store::{self, record::KeyView};
 use crate::sync::tally::Tally;
 
 /// Every request header the filter owns starts with this; a client's are removed first.
@@ -120,13 +120,13 @@ impl<H: Host> RequestFilter<H> {
         }
     }
 
-    fn forward_identity(&self, key: &StoredKey) {
+    fn forward_identity(&self, key: &KeyView<'_>) {
         let set = |name, value: &str| self.host.set_request_header(name, Some(value));
-        set("x-keygate-key-id", &key.id);
-        set("x-keygate-key-name", &key.name);
-        set("x-keygate-team", &key.team);
-        set("x-keygate-environment", &key.environment);
-        set("x-keygate-scopes", &key.scopes.join(","));
+        set("x-keygate-key-id", key.id);
+        set("x-keygate-key-name", key.name);
+        set("x-keygate-team", key.team);
+        set("x-keygate-environment", key.environment);
+        set("x-keygate-scopes", key.scopes);
         if self.worker.config.key_id_property {
             self.host
                 .write_property(&[KEY_ID_PROPERTY], key.id.as_bytes());
@@ -134,7 +134,7 @@ impl<H: Host> RequestFilter<H> {
     }
 
     /// Quota, then rate and concurrency limits, counted in this Envoy's shared counters.
-    fn limit(&mut self, key: &StoredKey, digest: &Digest, now_ms: u64) -> Result<(), Denial> {
+    fn limit(&mut self, key: &KeyView<'_>, digest: &Digest, now_ms: u64) -> Result<(), Denial> {
         let now = (now_ms / 1000) as i64;
         if let Some(until) = key.quota_exceeded_until.filter(|until| *until > now) {
             return Err(Denial::over_quota(until, now));
@@ -261,11 +261,12 @@ impl<H: Host> RequestFilter<H> {
             Credential::Present { key, .. } => Some(digest_key(key)),
             _ => None,
         };
-        let record = digest
+        let found = digest
             .as_ref()
-            .and_then(|d| store::lookup_digest(&self.host, d, view.generation));
+            .and_then(|d| store::lookup_digest(&self.host, d, &view));
+        let record = found.as_ref().and_then(store::Found::view);
         // The client address is one of the dearer host calls; only an allowlist needs it.
-        let needs_client_ip = record.as_ref().is_some_and(|r| !r.allowed_ips.is_empty());
+        let needs_client_ip = record.as_ref().is_some_and(KeyView::has_allowlist);
         let client_ip = if needs_client_ip {
             let peer = self
                 .host
@@ -294,7 +295,7 @@ impl<H: Host> RequestFilter<H> {
                     self.worker
                         .tally
                         .borrow_mut()
-                        .record(&record.id, facts.now, Some(denial.code));
+                        .record(record.id, facts.now, Some(denial.code));
                 }
                 return self.deny(&denial, request_id);
             }
@@ -303,7 +304,7 @@ impl<H: Host> RequestFilter<H> {
             self.worker
                 .tally
                 .borrow_mut()
-                .record(&key.id, facts.now, Some(denial.code));
+                .record(key.id, facts.now, Some(denial.code));
             return self.deny(&denial, request_id);
         }
         self.strip_credentials(source, path);
@@ -312,7 +313,7 @@ impl<H: Host> RequestFilter<H> {
         self.worker
             .tally
             .borrow_mut()
-            .record(&key.id, facts.now, None);
+            .record(key.id, facts.now, None);
         debug!("#{} allowed key {}", self.context_id, key.id);
         Verdict::Continue
     }

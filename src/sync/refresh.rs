@@ -24,6 +24,7 @@ use crate::contract::record::{validate_page, Quarantined};
 use crate::contract::snapshot::PageText;
 use crate::host::Host;
 use crate::limits::counters;
+use crate::store::shard::Change;
 use crate::store::{self, MetaError, StoreMeta, STORE_FORMAT};
 use crate::sync::lease;
 
@@ -65,7 +66,6 @@ enum Mode {
     },
     Delta {
         generation: u64,
-        key_change: i64,
     },
 }
 
@@ -81,7 +81,8 @@ struct Fetch {
     first_version: u64,
     epoch: String,
     cursor: Option<String>,
-    keys_written: u64,
+    /// How the pages applied so far changed the key counts (from empty for a full load).
+    change: Change,
 }
 
 /// Per-VM refresh driver.
@@ -231,7 +232,7 @@ impl Refresher {
             first_version: 0,
             epoch: String::new(),
             cursor: None,
-            keys_written: 0,
+            change: Change::default(),
         });
         (Some(request), abandoned)
     }
@@ -342,11 +343,15 @@ impl Refresher {
             fetch.first_version = snapshot.version;
             fetch.epoch = snapshot.epoch.clone();
             fetch.mode = if snapshot.full {
-                // Above every generation ever written, so entries an aborted load left behind
-                // never count as current, even after the clock steps back.
-                let generation = now
+                // Above every generation ever written, so shards an aborted load left behind
+                // never count as current, even after the clock steps back; and of the other
+                // parity than the live one, so the load fills the spare set of shards.
+                let mut generation = now
                     .max(meta.generation.saturating_add(1))
                     .max(meta.high_water.saturating_add(1));
+                if meta.loaded() && generation % 2 == meta.generation % 2 {
+                    generation += 1;
+                }
                 store::update_meta(host, fetch.fence, |current| StoreMeta {
                     high_water: current.high_water.max(generation),
                     ..current.clone()
@@ -366,7 +371,6 @@ impl Refresher {
                 }
                 Mode::Delta {
                     generation: meta.generation,
-                    key_change: 0,
                 }
             };
         } else if snapshot.epoch != fetch.epoch
@@ -378,7 +382,7 @@ impl Refresher {
             ));
         }
         let generation = match fetch.mode {
-            Mode::Full { generation } | Mode::Delta { generation, .. } => generation,
+            Mode::Full { generation } | Mode::Delta { generation } => generation,
             Mode::Unknown => meta.generation,
         };
         let page = validate_page(&snapshot, generation)
@@ -394,13 +398,8 @@ impl Refresher {
         let Some(fetch) = self.fetch.as_mut() else {
             return Err(("no fetch in progress".into(), false));
         };
-        let is_delta = matches!(fetch.mode, Mode::Delta { .. });
-        let change = store::write_page(host, &page, meta.generation, is_delta)
+        fetch.change += store::write_page(host, &page, generation)
             .map_err(|e| (format!("could not write keys to shared data: {e:?}"), false))?;
-        fetch.keys_written += page.upserts.len() as u64;
-        if let Mode::Delta { key_change, .. } = &mut fetch.mode {
-            *key_change += change;
-        }
         if let Some(cursor) = snapshot.next_cursor.filter(|c| !c.is_empty()) {
             if cursor
                 .bytes()
@@ -425,17 +424,21 @@ impl Refresher {
             .fetch
             .take()
             .ok_or_else(|| ("no fetch in progress".to_string(), false))?;
-        let (generation, keys, full) = match fetch.mode {
-            Mode::Full { generation } => (generation, fetch.keys_written, true),
-            Mode::Delta {
+        let after = |count: u64, change: i64| (count as i64 + change).max(0) as u64;
+        let (generation, keys, limited_keys, full) = match fetch.mode {
+            Mode::Full { generation } => (
                 generation,
-                key_change,
-            } => (
+                after(0, fetch.change.keys),
+                after(0, fetch.change.limited),
+                true,
+            ),
+            Mode::Delta { generation } => (
                 generation,
-                (meta.keys as i64 + key_change).max(0) as u64,
+                after(meta.keys, fetch.change.keys),
+                after(meta.limited_keys, fetch.change.limited),
                 false,
             ),
-            Mode::Unknown => (meta.generation, meta.keys, false),
+            Mode::Unknown => (meta.generation, meta.keys, meta.limited_keys, false),
         };
         // The lease holder is the only writer that may create entries, so it creates the
         // rate-limit slots before any request can count in them (see limiter.rs).
@@ -448,6 +451,7 @@ impl Refresher {
             version,
             epoch: epoch.clone(),
             keys,
+            limited_keys,
             last_success_ms: now,
             format: STORE_FORMAT,
             ..current.clone()
@@ -748,7 +752,8 @@ mod tests {
         assert!(refresher.take_quarantined().is_empty());
         let meta = read_meta(&host);
         assert_eq!(
-            lookup(&host, &hash_key("bad"), meta.generation).map(|k| k.name),
+            lookup(&host, &hash_key("bad"), meta.generation)
+                .and_then(|k| k.view().map(|v| v.name.to_string())),
             Some("🔑".repeat(128))
         );
     }
@@ -794,7 +799,7 @@ mod tests {
         let mut slow = Refresher::new(1, control(""), 64);
         assert!(slow.poll(&host).0.is_some());
         slow.dispatched(1);
-        host.interleave("k:", |host| {
+        host.interleave("s", |host| {
             host.now
                 .set(host.now.get() + 2_000 + 1_000 + LEASE_MARGIN_MS + 1);
             let mut other = Refresher::new(2, control(""), 64);
@@ -948,9 +953,9 @@ mod tests {
             "/v1/snapshot?limit=10000&since=1&epoch=E&cursor=c1"
         );
         assert!(!next.headers.iter().any(|(n, _)| n == "if-none-match"));
-        // Mid-load: old keys and new keys both serve.
+        // Mid-load: the old snapshot serves whole, the new one is not live yet.
         assert!(lookup(&host, &hash_key("old"), generation).is_some());
-        assert!(lookup(&host, &hash_key("a"), generation).is_some());
+        assert!(lookup(&host, &hash_key("a"), generation).is_none());
         refresher.dispatched(2);
         let last = page(6, true, 0, &[record_json("b", true)], &[], None);
         let outcome = refresher.on_response(&host, 2, Some(200), &last, last.len());
