@@ -12,6 +12,7 @@ use log::debug;
 
 use crate::config::{Config, FailMode};
 use crate::contract::key_hash::{digest_key, Digest};
+use crate::headers::Headers;
 use crate::host::Host;
 use crate::limits::counters::{self, Admission};
 use crate::limits::window::{self, Refusal};
@@ -60,13 +61,6 @@ pub struct RequestFilter<H: Host> {
     replied_locally: bool,
 }
 
-fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
-}
-
 /// Keeps a header value printable so it can be echoed safely (request ids).
 fn printable(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes)
@@ -106,12 +100,22 @@ impl<H: Host> RequestFilter<H> {
         Verdict::Stop
     }
 
-    fn strip_credentials(&self, source: Option<Source>, path: &str) {
+    /// Removes the credential headers the request carries (each removal is a host call that
+    /// also clears Envoy's route cache, so absent ones are not removed).
+    fn strip_credentials(&self, headers: &Headers, source: Option<Source>, path: &str) {
         if self.worker.config.forward_credentials {
             return;
         }
-        self.host.set_request_header("authorization", None);
-        if let Some(name) = &self.worker.config.key_header {
+        if headers.contains("authorization") {
+            self.host.set_request_header("authorization", None);
+        }
+        if let Some(name) = self
+            .worker
+            .config
+            .key_header
+            .as_deref()
+            .filter(|name| headers.contains(name))
+        {
             self.host.set_request_header(name, None);
         }
         if let (Some(Source::Query), Some(param)) = (source, &self.worker.config.key_query_param) {
@@ -216,22 +220,25 @@ impl<H: Host> RequestFilter<H> {
     /// The request's headers have arrived: decide.
     pub fn on_request_headers(&mut self) -> Verdict {
         let headers = self.host.request_headers();
-        for (name, _) in &headers {
+        // A scan of the map already in the VM; a host call only for a header a client spoofed.
+        for (name, _) in headers.iter() {
             if name.starts_with(IDENTITY_PREFIX) {
                 self.host.set_request_header(name, None);
             }
         }
-        let request_id = header(&headers, "x-request-id").and_then(printable);
-        let path = header(&headers, ":path")
+        let request_id = headers.get("x-request-id").and_then(printable);
+        let path = headers
+            .get(":path")
             .and_then(|p| std::str::from_utf8(p).ok())
             .unwrap_or("/");
-        let method = header(&headers, ":method")
+        let method = headers
+            .get(":method")
             .and_then(|m| std::str::from_utf8(m).ok())
             .unwrap_or("");
         let now_ms = self.host.now_ms();
 
         let credential = extract::extract(
-            &headers,
+            headers.iter(),
             Sources {
                 header: self.worker.config.key_header.as_deref(),
                 query_param: self.worker.config.key_query_param.as_deref(),
@@ -250,7 +257,7 @@ impl<H: Host> RequestFilter<H> {
                 FailMode::Closed => self.deny(&Denial::unavailable(), request_id),
                 FailMode::Open => {
                     self.worker.metrics.fail_open(&self.host);
-                    self.strip_credentials(source, path);
+                    self.strip_credentials(&headers, source, path);
                     self.host.set_request_header(FAIL_OPEN_HEADER, Some("true"));
                     Verdict::Continue
                 }
@@ -275,7 +282,7 @@ impl<H: Host> RequestFilter<H> {
                 .and_then(|text| net::parse_address(&text));
             net::client_ip(
                 peer,
-                header(&headers, "x-forwarded-for"),
+                headers.get("x-forwarded-for"),
                 self.worker.config.xff_trusted_hops,
             )
         } else {
@@ -307,7 +314,7 @@ impl<H: Host> RequestFilter<H> {
                 .record(key.id, facts.now, Some(denial.code));
             return self.deny(&denial, request_id);
         }
-        self.strip_credentials(source, path);
+        self.strip_credentials(&headers, source, path);
         self.forward_identity(key);
         self.worker.metrics.allowed(&self.host);
         self.worker

@@ -188,10 +188,22 @@ fn an_allowed_request_carries_identity_and_loses_credentials_and_spoofed_headers
         "credential removed"
     );
     assert_eq!(
-        host.property_value(&["keygate_key_id"]).as_deref(),
-        Some("key_valid".as_bytes())
+        host.property_value(&["keygate_key_id"]),
+        None,
+        "no filter-state write unless key_id_property is on"
     );
     assert_eq!(host.metric("keygate_requests_allowed"), 1);
+}
+
+#[test]
+fn key_id_property_sets_the_filter_state_when_asked_for() {
+    let setup = setup(r#","key_id_property":true"#, true);
+    let (verdict, _) = setup.get(VALID);
+    assert_eq!(verdict, Verdict::Continue);
+    assert_eq!(
+        setup.host.property_value(&["keygate_key_id"]).as_deref(),
+        Some("key_valid".as_bytes())
+    );
 }
 
 #[test]
