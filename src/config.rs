@@ -229,9 +229,6 @@ struct RawRoute {
 fn default_max_staleness() -> String {
     "5m".into()
 }
-fn default_true() -> bool {
-    true
-}
 fn default_realm() -> String {
     "keygate".into()
 }
