@@ -337,6 +337,31 @@ pub fn write_page(
     Ok(change)
 }
 
+/// Empties, in the set of parity `set`, the shards `range` of a generation older than
+/// `current`: what a replaced full snapshot left behind, so a full reload does not keep two
+/// copies of every key. Each write is a CAS against the shard as read, so a shard a newer full
+/// load has just written into that set is never erased. Returns how many were emptied.
+pub fn sweep_replaced(
+    host: &dyn Host,
+    set: u64,
+    current: u64,
+    range: std::ops::Range<u32>,
+) -> usize {
+    let mut emptied = 0;
+    for index in range.take(shard::SHARD_COUNT as usize) {
+        let key = ShardKey::new(set, index as u16);
+        let (Some(bytes), cas) = host.get_shared(key.as_str()) else {
+            continue;
+        };
+        if shard::generation_of(&bytes).is_some_and(|generation| generation < current)
+            && host.set_shared(key.as_str(), &[], cas).is_ok()
+        {
+            emptied += 1;
+        }
+    }
+    emptied
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +504,25 @@ mod tests {
         assert_eq!((view.generation, view.legacy), (7, false));
         assert!(lookup_digest(&host, &digest_key("old"), &view).is_none());
         assert!(lookup_digest(&host, &digest_key("new"), &view).is_some());
+    }
+
+    #[test]
+    fn a_replaced_set_is_swept_but_a_newer_load_into_it_is_kept() {
+        let host = FakeHost::at(1);
+        let secrets: Vec<String> = (0..300).map(|i| format!("key{i}")).collect();
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        write_page(&host, &page(&refs, &[]), 2).unwrap();
+        write_page(&host, &page(&["x"], &[]), 3).unwrap();
+        let before = host.value_bytes();
+        // Generation 3 is live: generation 2's set (parity 0) is swept, 3's is not touched.
+        let emptied = sweep_replaced(&host, 0, 3, 0..shard::SHARD_COUNT);
+        assert!(emptied > 250, "{emptied}");
+        assert!(host.value_bytes() < before / 10);
+        assert!(id_of(&host, "x", 3).is_some());
+        // A newer load (generation 4) writing into the swept set keeps its shards.
+        write_page(&host, &page(&["y"], &[]), 4).unwrap();
+        assert_eq!(sweep_replaced(&host, 0, 3, 0..shard::SHARD_COUNT), 0);
+        assert!(id_of(&host, "y", 4).is_some());
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub fn shard_of(digest: &Digest) -> u16 {
     u16::from_be_bytes([digest[0], digest[1]])
 }
 
+/// The generation a shard was written for, if the bytes are a shard.
+pub fn generation_of(bytes: &[u8]) -> Option<u64> {
+    if *bytes.first()? != FORMAT {
+        return None;
+    }
+    Some(u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?))
+}
+
 /// A shard's entries, checked once: every record range is inside the bytes.
 pub struct Shard<'a> {
     index: &'a [u8],
@@ -36,11 +44,7 @@ pub struct Shard<'a> {
 impl<'a> Shard<'a> {
     /// The shard in `bytes` if it is well formed and of `generation`; `None` reads as empty.
     pub fn parse(bytes: &'a [u8], generation: u64) -> Option<Shard<'a>> {
-        if *bytes.first()? != FORMAT {
-            return None;
-        }
-        let stored_generation = u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?);
-        if stored_generation != generation {
+        if generation_of(bytes)? != generation {
             return None;
         }
         let count = u32::from_le_bytes(bytes.get(9..13)?.try_into().ok()?) as usize;

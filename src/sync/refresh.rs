@@ -24,11 +24,17 @@ use crate::contract::record::{validate_page, Quarantined};
 use crate::contract::snapshot::PageText;
 use crate::host::Host;
 use crate::limits::counters;
-use crate::store::shard::Change;
+use crate::store::shard::{self, Change};
 use crate::store::{self, MetaError, StoreMeta, STORE_FORMAT};
 use crate::sync::lease;
 
 pub const SYNC_KEY: &str = "keygate.sync";
+/// How long after a full snapshot goes live the set it replaced is swept: a request reads the
+/// store record and then its shard within one callback, microseconds apart, so no request can
+/// still be reading the replaced set by then.
+const SWEEP_DELAY_MS: u64 = 2_000;
+/// Shards swept per tick, so that no tick holds a worker for long.
+const SWEEP_SHARDS_PER_TICK: u32 = 4_096;
 /// Largest snapshot page we accept; bigger answers are rejected unread.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const LEASE_MARGIN_MS: u64 = 2_000;
@@ -96,6 +102,18 @@ pub struct Refresher {
     fetch: Option<Fetch>,
     /// Records left out of pages applied since the last `take_quarantined`.
     quarantined: Vec<Quarantined>,
+    /// The set of shards a full snapshot this VM published replaced, still to be emptied.
+    sweep: Option<Sweep>,
+}
+
+/// Emptying the shard set a full snapshot replaced (`store::sweep_replaced`), a slice per tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sweep {
+    set: u64,
+    /// The generation that went live; only older shards are emptied.
+    current: u64,
+    next_shard: u32,
+    due_ms: u64,
 }
 
 impl Refresher {
@@ -106,6 +124,26 @@ impl Refresher {
             rate_limit_slots,
             fetch: None,
             quarantined: Vec::new(),
+            sweep: None,
+        }
+    }
+
+    /// Sweeps the next slice of a replaced shard set, once it is due and no fetch is running.
+    fn sweep_some(&mut self, host: &dyn Host) {
+        let Some(sweep) = self.sweep.as_mut() else {
+            return;
+        };
+        if self.fetch.is_some() || host.now_ms() < sweep.due_ms {
+            return;
+        }
+        let end = sweep
+            .next_shard
+            .saturating_add(SWEEP_SHARDS_PER_TICK)
+            .min(shard::SHARD_COUNT);
+        store::sweep_replaced(host, sweep.set, sweep.current, sweep.next_shard..end);
+        sweep.next_shard = end;
+        if end >= shard::SHARD_COUNT {
+            self.sweep = None;
         }
     }
 
@@ -188,6 +226,7 @@ impl Refresher {
     /// a refresh is due. Returns the call to dispatch, if any, plus an outcome to report when
     /// an overdue call was abandoned.
     pub fn poll(&mut self, host: &dyn Host) -> (Option<CallRequest>, Option<Outcome>) {
+        self.sweep_some(host);
         let now = host.now_ms();
         let mut abandoned = None;
         if let Some(fetch) = &self.fetch {
@@ -457,6 +496,14 @@ impl Refresher {
             ..current.clone()
         })
         .map_err(|e| (publish_error("record snapshot", e), false))?;
+        if full {
+            self.sweep = Some(Sweep {
+                set: (generation + 1) % 2,
+                current: generation,
+                next_shard: 0,
+                due_ms: now + SWEEP_DELAY_MS,
+            });
+        }
         self.release(host, false);
         Ok(Outcome::Applied {
             version,
@@ -925,6 +972,42 @@ mod tests {
         let mut alive = Refresher::new(2, control(""), 64);
         host.now.set(10_000 + 2_000 + 1_000 + LEASE_MARGIN_MS);
         assert!(alive.poll(&host).0.is_some());
+    }
+
+    #[test]
+    fn the_set_a_full_snapshot_replaced_is_swept_after_a_delay() {
+        let host = FakeHost::at(10_000);
+        let mut refresher = Refresher::new(1, control(""), 64);
+        let keys: Vec<String> = (0..200)
+            .map(|i| record_json(&format!("k{i}"), true))
+            .collect();
+        fetch(
+            &mut refresher,
+            &host,
+            Some(200),
+            &page(1, true, 0, &keys, &[], None),
+        );
+        host.now.set(100_000);
+        let next = page(2, true, 0, &[record_json("k0", true)], &[], None);
+        fetch(&mut refresher, &host, Some(200), &next);
+        let generation = read_meta(&host).generation;
+        let with_both_sets = host.value_bytes();
+        // Not before the delay: a request may still hold the old view.
+        refresher.poll(&host);
+        assert_eq!(host.value_bytes(), with_both_sets);
+        for _ in 0..(shard::SHARD_COUNT / SWEEP_SHARDS_PER_TICK) {
+            host.now.set(host.now.get() + SWEEP_DELAY_MS);
+            refresher.poll(&host);
+            refresher.fetch = None;
+        }
+        assert!(refresher.sweep.is_none());
+        assert!(
+            host.value_bytes() < with_both_sets / 10,
+            "{}",
+            host.value_bytes()
+        );
+        assert!(lookup(&host, &hash_key("k0"), generation).is_some());
+        assert!(lookup(&host, &hash_key("k1"), generation).is_none());
     }
 
     #[test]
