@@ -3,9 +3,14 @@
 //! million and a lookup is one read plus a binary search.
 //!
 //! Layout (little-endian): `format u8` (2) · `generation u64` · `count u32` · `count` index
-//! entries of `digest [32] + end u32` sorted by digest (`end`: where the key's record ends in the
-//! record area) · the record area (`record.rs`). The full 32-byte digest is kept: a lookup
-//! matches the whole SHA-256, never a prefix of it.
+//! entries of `tag [16] + end u32` sorted by tag (`end`: where the key's record ends in the
+//! record area) · the record area (`record.rs`).
+//!
+//! A key's tag is bytes 2..18 of its SHA-256 digest, the 128 bits after the 16 that chose the
+//! shard: a lookup matches 144 bits of the digest. Finding a secret whose SHA-256 matches a
+//! stored key's on those bits is a second preimage on 144 bits (2^144 work), and two of a
+//! million keys sharing them has odds of about 2^-105, so the other 112 bits would buy nothing
+//! but 16 MB per million keys, which is what the tag saves over the full digest.
 //!
 //! A shard is current only if its generation is the store's: shards a full load wrote for a
 //! generation that never went live, or that has been replaced, read as empty, so nothing has to
@@ -16,7 +21,8 @@ use crate::store::record;
 
 pub const FORMAT: u8 = 2;
 const HEADER_LEN: usize = 13;
-const INDEX_ENTRY_LEN: usize = 36;
+const TAG_LEN: usize = 16;
+const INDEX_ENTRY_LEN: usize = TAG_LEN + 4;
 /// Digest bits that pick the shard.
 pub const SHARD_BITS: u32 = 16;
 pub const SHARD_COUNT: u32 = 1 << SHARD_BITS;
@@ -24,6 +30,15 @@ pub const SHARD_COUNT: u32 = 1 << SHARD_BITS;
 /// The shard a digest belongs to.
 pub fn shard_of(digest: &Digest) -> u16 {
     u16::from_be_bytes([digest[0], digest[1]])
+}
+
+/// What a shard keeps of a key's digest (see the module comment).
+pub type Tag = [u8; TAG_LEN];
+
+pub fn tag_of(digest: &Digest) -> Tag {
+    let mut tag = [0; TAG_LEN];
+    tag.copy_from_slice(&digest[2..2 + TAG_LEN]);
+    tag
 }
 
 /// The generation a shard was written for, if the bytes are a shard.
@@ -66,15 +81,15 @@ impl<'a> Shard<'a> {
         self.count == 0
     }
 
-    fn digest_at(&self, i: usize) -> &'a [u8] {
+    fn tag_at(&self, i: usize) -> &'a [u8] {
         self.index
-            .get(i * INDEX_ENTRY_LEN..i * INDEX_ENTRY_LEN + 32)
+            .get(i * INDEX_ENTRY_LEN..i * INDEX_ENTRY_LEN + TAG_LEN)
             .unwrap_or_default()
     }
 
     fn end_at(&self, i: usize) -> usize {
         self.index
-            .get(i * INDEX_ENTRY_LEN + 32..(i + 1) * INDEX_ENTRY_LEN)
+            .get(i * INDEX_ENTRY_LEN + TAG_LEN..(i + 1) * INDEX_ENTRY_LEN)
             .and_then(|b| b.try_into().ok())
             .map_or(0, |b| u32::from_le_bytes(b) as usize)
     }
@@ -87,10 +102,11 @@ impl<'a> Shard<'a> {
 
     /// Where the record of `digest` sits in the shard's bytes, if the shard holds it.
     pub fn find(&self, digest: &Digest) -> Option<&'a [u8]> {
+        let tag = tag_of(digest);
         let (mut low, mut high) = (0, self.count);
         while low < high {
             let mid = low + (high - low) / 2;
-            match self.digest_at(mid).cmp(digest.as_slice()) {
+            match self.tag_at(mid).cmp(tag.as_slice()) {
                 std::cmp::Ordering::Less => low = mid + 1,
                 std::cmp::Ordering::Greater => high = mid,
                 std::cmp::Ordering::Equal => return self.record_at(mid),
@@ -99,26 +115,26 @@ impl<'a> Shard<'a> {
         None
     }
 
-    /// Every (digest, record) pair, in digest order; damaged entries are skipped.
-    pub fn entries(&self) -> impl Iterator<Item = (Digest, &'a [u8])> + '_ {
+    /// Every (tag, record) pair, in tag order; damaged entries are skipped.
+    pub fn entries(&self) -> impl Iterator<Item = (Tag, &'a [u8])> + '_ {
         (0..self.count).filter_map(|i| {
-            let digest: Digest = self.digest_at(i).try_into().ok()?;
-            Some((digest, self.record_at(i)?))
+            let tag: Tag = self.tag_at(i).try_into().ok()?;
+            Some((tag, self.record_at(i)?))
         })
     }
 }
 
-/// A shard's bytes built from entries sorted by digest, each once.
-pub fn build(generation: u64, entries: &[(Digest, &[u8])]) -> Vec<u8> {
+/// A shard's bytes built from entries sorted by tag, each once.
+pub fn build(generation: u64, entries: &[(Tag, &[u8])]) -> Vec<u8> {
     let records: usize = entries.iter().map(|(_, r)| r.len()).sum();
     let mut out = Vec::with_capacity(HEADER_LEN + entries.len() * INDEX_ENTRY_LEN + records);
     out.push(FORMAT);
     out.extend_from_slice(&generation.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     let mut end = 0u32;
-    for (digest, record) in entries {
+    for (tag, record) in entries {
         end = end.saturating_add(record.len() as u32);
-        out.extend_from_slice(digest);
+        out.extend_from_slice(tag);
         out.extend_from_slice(&end.to_le_bytes());
     }
     for (_, record) in entries {
@@ -151,14 +167,14 @@ pub fn merge(
     generation: u64,
     edits: &[Edit<'_>],
 ) -> (Vec<u8>, Change) {
-    let old: Vec<(Digest, &[u8])> = current.map(|s| s.entries().collect()).unwrap_or_default();
-    let mut merged: Vec<(Digest, &[u8])> = Vec::with_capacity(old.len() + edits.len());
+    let old: Vec<(Tag, &[u8])> = current.map(|s| s.entries().collect()).unwrap_or_default();
+    let mut merged: Vec<(Tag, &[u8])> = Vec::with_capacity(old.len() + edits.len());
     let mut change = Change::default();
     let limited = |record: &[u8]| i64::from(record::is_limited(record));
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < edits.len() {
         let take_old = match (old.get(i), edits.get(j)) {
-            (Some((a, _)), Some((b, _))) => a < b,
+            (Some((a, _)), Some((b, _))) => *a < tag_of(b),
             (Some(_), None) => true,
             _ => false,
         };
@@ -168,8 +184,9 @@ pub fn merge(
             continue;
         }
         let (digest, edit) = edits[j];
+        let tag = tag_of(&digest);
         j += 1;
-        if let Some((_, previous)) = old.get(i).filter(|(a, _)| *a == digest) {
+        if let Some((_, previous)) = old.get(i).filter(|(a, _)| *a == tag) {
             change.keys -= 1;
             change.limited -= limited(previous);
             i += 1;
@@ -177,7 +194,7 @@ pub fn merge(
         if let Some(record) = edit {
             change.keys += 1;
             change.limited += limited(record);
-            merged.push((digest, record));
+            merged.push((tag, record));
         }
     }
     (build(generation, &merged), change)
@@ -189,7 +206,14 @@ mod tests {
     use crate::contract::key_hash::digest_key;
 
     fn digests(n: usize) -> Vec<Digest> {
-        let mut all: Vec<Digest> = (0..n).map(|i| digest_key(&format!("k{i}"))).collect();
+        // All in shard 0, as a shard's keys are: only the tag orders them.
+        let mut all: Vec<Digest> = (0..n)
+            .map(|i| {
+                let mut digest = digest_key(&format!("k{i}"));
+                digest[..2].copy_from_slice(&[0, 0]);
+                digest
+            })
+            .collect();
         all.sort();
         all
     }
@@ -198,16 +222,16 @@ mod tests {
     fn finds_every_key_and_nothing_else() {
         let keys = digests(50);
         let records: Vec<Vec<u8>> = (0..50).map(|i| vec![i as u8; i % 7]).collect();
-        let entries: Vec<(Digest, &[u8])> = keys
+        let entries: Vec<(Tag, &[u8])> = keys
             .iter()
             .zip(&records)
-            .map(|(d, r)| (*d, r.as_slice()))
+            .map(|(d, r)| (tag_of(d), r.as_slice()))
             .collect();
         let bytes = build(9, &entries);
         let shard = Shard::parse(&bytes, 9).unwrap();
         assert_eq!(shard.len(), 50);
-        for (digest, record) in &entries {
-            assert_eq!(shard.find(digest), Some(*record));
+        for (digest, record) in keys.iter().zip(&records) {
+            assert_eq!(shard.find(digest), Some(record.as_slice()));
         }
         assert_eq!(shard.find(&digest_key("absent")), None);
         assert_eq!(shard.entries().collect::<Vec<_>>(), entries);
@@ -284,7 +308,7 @@ mod tests {
     #[test]
     fn damaged_shards_never_panic() {
         let keys = digests(3);
-        let entries: Vec<(Digest, &[u8])> = keys.iter().map(|d| (*d, &b"rec"[..])).collect();
+        let entries: Vec<(Tag, &[u8])> = keys.iter().map(|d| (tag_of(d), &b"rec"[..])).collect();
         let bytes = build(1, &entries);
         for end in 0..bytes.len() {
             if let Some(shard) = Shard::parse(&bytes[..end], 1) {
@@ -298,7 +322,8 @@ mod tests {
         lying[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Shard::parse(&lying, 1).is_none());
         let mut bad_end = bytes.clone();
-        bad_end[HEADER_LEN + 32..HEADER_LEN + 36].copy_from_slice(&999u32.to_le_bytes());
+        bad_end[HEADER_LEN + TAG_LEN..HEADER_LEN + INDEX_ENTRY_LEN]
+            .copy_from_slice(&999u32.to_le_bytes());
         let shard = Shard::parse(&bad_end, 1).unwrap();
         assert_eq!(shard.find(&keys[0]), None);
     }
