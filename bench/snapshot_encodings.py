@@ -46,6 +46,13 @@ def load(session, url, limit, compact):
             return time.monotonic() - started, total, pages
 
 
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keys", type=int, default=1_000_000)
@@ -64,7 +71,8 @@ def main():
             for name, compact in [("json", False), ("compact, first", True),
                                   ("compact, cached", True), ("json", False)]:
                 seconds, size, pages = load(session, url, args.limit, compact)
-                print(f"{name:16} {seconds:6.2f} s  {size / 1e6:7.1f} MB  {pages} pages")
+                print(f"{name:16} {seconds:6.2f} s  {size / 1e6:7.1f} MB  {pages} pages, "
+                      f"service RSS {rss_mb(process.pid):.0f} MB")
     finally:
         stop(process)
 

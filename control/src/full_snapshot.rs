@@ -142,7 +142,7 @@ impl FullSnapshot {
 #[derive(Debug, Default)]
 pub struct SnapshotCache {
     current: Mutex<Option<Arc<FullSnapshot>>>,
-    building: tokio::sync::Mutex<()>,
+    building: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SnapshotCache {
@@ -176,28 +176,40 @@ impl SnapshotCache {
     /// The snapshot to start a full load from: the cached one while fresh, else a new build.
     /// While another request builds, a cached snapshot of this epoch is served however old
     /// (the delta covers it) rather than holding the request.
-    pub async fn for_first_page(&self, state: &AppState) -> Result<Arc<FullSnapshot>, ApiError> {
+    pub async fn for_first_page(
+        self: &Arc<Self>,
+        state: &AppState,
+    ) -> Result<Arc<FullSnapshot>, ApiError> {
         let epoch = state.store.epoch();
         let published = || *state.store.subscribe().borrow();
         if let Some(cached) = self.fresh(epoch, published()) {
             return Ok(cached);
         }
-        let _building = match self.building.try_lock() {
+        let building = match Arc::clone(&self.building).try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
                 if let Some(cached) = self.at_least(epoch, 0) {
                     return Ok(cached);
                 }
-                self.building.lock().await
+                Arc::clone(&self.building).lock_owned().await
             }
         };
         // Another request may have built it while this one waited for the lock.
         if let Some(cached) = self.fresh(epoch, published()) {
             return Ok(cached);
         }
-        let built = Arc::new(state.blocking(FullSnapshot::build).await?);
-        *self.current() = Some(Arc::clone(&built));
-        Ok(built)
+        // Built by a task of its own: a proxy whose call times out during a long build (a
+        // million keys take seconds) finds it cached when it retries.
+        let cache = Arc::clone(self);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let built = Arc::new(state.blocking(FullSnapshot::build).await?);
+            *cache.current() = Some(Arc::clone(&built));
+            drop(building);
+            Ok(built)
+        })
+        .await
+        .map_err(|error| ApiError::Internal(format!("snapshot build failed: {error}")))?
     }
 }
 
