@@ -1,6 +1,7 @@
 //! Pagination cursors: opaque to clients; inside, the position of the last row served.
 
 const PREFIX: &str = "c";
+const HASH_PREFIX: &str = "h";
 
 /// Where a page ended: the row's version (delta pages are ordered by it) and sequence number.
 /// Pages ordered by sequence number alone leave `version` at 0.
@@ -22,6 +23,30 @@ pub fn decode(cursor: &str) -> Option<Position> {
     Some(Position {
         version: hex_number(version)?,
         seq,
+    })
+}
+
+/// Where a page of a full snapshot in hash order ended (the compact encoding lists full
+/// snapshots so): the snapshot's version, which every later page must be at or above (see
+/// `full_snapshot.rs`), and the last hash served. Any replica can continue from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashPosition {
+    pub version: u64,
+    /// 64 lowercase hex digits.
+    pub hash: String,
+}
+
+pub fn encode_hash(position: &HashPosition) -> String {
+    format!("{HASH_PREFIX}{:x}.{}", position.version, position.hash)
+}
+
+/// The hash position a cursor names, or `None` for any other cursor.
+pub fn decode_hash(cursor: &str) -> Option<HashPosition> {
+    let (version, hash) = cursor.strip_prefix(HASH_PREFIX)?.split_once('.')?;
+    keygate::contract::key_hash::parse_hex_digest(hash)?;
+    Some(HashPosition {
+        version: hex_number(version)?,
+        hash: hash.to_string(),
     })
 }
 
@@ -48,6 +73,22 @@ mod tests {
         ] {
             let position = Position { version, seq };
             assert_eq!(decode(&encode(position)), Some(position));
+        }
+    }
+
+    #[test]
+    fn hash_positions_round_trip_and_are_no_row_cursor() {
+        let position = HashPosition {
+            version: 0x2a,
+            hash: "0f".repeat(32),
+        };
+        let cursor = encode_hash(&position);
+        assert_eq!(cursor, format!("h2a.{}", "0f".repeat(32)));
+        assert_eq!(decode_hash(&cursor), Some(position));
+        assert_eq!(decode(&cursor), None);
+        assert_eq!(decode_hash("c1.1"), None);
+        for foreign in ["h1.", "h.aa", &format!("h1.{}", "0F".repeat(32)), "h1.00"] {
+            assert_eq!(decode_hash(foreign), None, "{foreign:?}");
         }
     }
 

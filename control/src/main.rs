@@ -9,6 +9,7 @@ mod console;
 mod cursor;
 mod feed;
 mod fleet;
+mod full_snapshot;
 mod plans;
 mod quota;
 mod secrets;

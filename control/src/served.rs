@@ -6,6 +6,8 @@ use crate::quota::mark_in_force;
 use crate::store::keys::StoredKey;
 use crate::validate::FieldError;
 use chrono::{DateTime, Utc};
+use keygate::contract::compact;
+use keygate::contract::key_hash::parse_hex_digest;
 use keygate::contract::snapshot::KeyRecord;
 
 /// A key as proxies see it in the snapshot at `now`; a quota mark that has passed is null.
@@ -26,6 +28,25 @@ pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {
         active: key.active,
         plan: key.plan.as_str().to_string(),
     }
+}
+
+/// A key as proxies see it at `now`, as a framed record of the compact encoding. A key that
+/// cannot be encoded (the admin API validates every key it stores, so only a row written some
+/// other way) goes out as a record the filter quarantines by id and hash, as it would the same
+/// key in JSON: it is denied and never left at an older version. `None` for a key whose hash
+/// is not a hash: no proxy can ever look it up, so it is left out (and logged).
+pub fn compact_record(key: StoredKey, now: DateTime<Utc>) -> Option<Vec<u8>> {
+    let record = key_record(key, now);
+    let error = match compact::encode_record(&record) {
+        Ok(framed) => return Some(framed),
+        Err(error) => error,
+    };
+    eprintln!(
+        "keygate-control: key {} cannot be encoded for the snapshot ({error})",
+        record.id
+    );
+    let hash = parse_hex_digest(&record.hash)?;
+    Some(compact::encode_unreadable(&hash, &record.id))
 }
 
 /// Checks the key as the snapshot will serve it with the filter's own record validation

@@ -50,6 +50,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         allowed_scopes: scopes.into(),
         shutting_down,
         held_polls: HeldPolls::default(),
+        full_snapshot: Default::default(),
         fleet: Arc::new(FleetCounts::for_store(&store)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -6,6 +6,7 @@
 //! readable, deleted); and decoding arbitrary bytes as a stored key is stable.
 #![no_main]
 
+use keygate::contract::page::SnapshotPage;
 use keygate::contract::record::validate_page;
 use keygate::store::key::StoredKey;
 use keygate::contract::snapshot::{PageText, Snapshot};
@@ -28,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(page_text) = PageText::parse(data) else {
         return;
     };
-    let Ok(page) = validate_page(&page_text, 7) else {
+    let snapshot_page = SnapshotPage::parse(data).expect("a JSON page parses as a snapshot page");
+    let Ok(page) = validate_page(&snapshot_page, 7) else {
         return;
     };
     // Records as parsed, for the ones that parse.

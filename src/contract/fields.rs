@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::contract::timefmt::parse_rfc3339;
+
 /// Names, teams, ids, prefixes and environments: at most this many characters (so at most
 /// four times as many bytes, which the stored-key codec holds).
 pub const MAX_LABEL_CHARS: usize = 128;
@@ -222,6 +224,15 @@ pub fn allowlist(
         nets.push(net);
     }
     Ok(nets)
+}
+
+/// An optional RFC 3339 instant, in Unix seconds.
+pub fn instant(field: &str, text: Option<&str>) -> Result<Option<i64>, FieldError> {
+    text.map(|text| {
+        parse_rfc3339(text)
+            .ok_or_else(|| FieldError::new(field, format!("{text:?} is not RFC 3339")))
+    })
+    .transpose()
 }
 
 /// A request limit: a positive integer up to `MAX_LIMIT` (`None`, unlimited, is always fine).

@@ -16,11 +16,16 @@ pub fn digest_key(key: &str) -> Digest {
 
 /// Lowercase hex SHA-256 of the key as presented, as snapshots carry it.
 pub fn hash_key(key: &str) -> String {
+    hex_digest(&digest_key(key))
+}
+
+/// The digest as 64 lowercase hex digits, as snapshots in JSON carry it.
+pub fn hex_digest(digest: &Digest) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // A table rather than `format!`: core::fmt cost more instructions than the hash itself
     // (callgrind, docs/benchmarks.md).
     let mut hex = String::with_capacity(64);
-    for byte in digest_key(key) {
+    for &byte in digest {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
         hex.push(char::from(HEX[usize::from(byte & 15)]));
     }

@@ -9,14 +9,18 @@
 //!   bad records quarantined one by one.
 //! - `usage`: the usage report messages (`POST /v1/usage`), read tolerantly.
 //! - `fleet`: the fleet-wide rate-limit sync messages (`POST /v1/ratelimits/sync`).
-//! - `snapshot`: the snapshot page messages; `timefmt`: the instants they carry.
+//! - `snapshot`: the snapshot page messages in JSON; `compact`: the same in the compact binary
+//!   encoding; `page`: a page as the filter reads it in either; `timefmt`: the instants they
+//!   carry.
 //! - `key_hash`: how a secret becomes the hash both sides key it by.
 //!
 //! Depends on nothing else in the crate but the stored record it validates into.
 
+pub mod compact;
 pub mod fields;
 pub mod fleet;
 pub mod key_hash;
+pub mod page;
 pub mod record;
 pub mod snapshot;
 pub mod timefmt;

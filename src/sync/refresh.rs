@@ -20,8 +20,8 @@
 use std::time::Duration;
 
 use crate::config::ControlConfig;
+use crate::contract::page::SnapshotPage;
 use crate::contract::record::{validate_page, Quarantined};
-use crate::contract::snapshot::PageText;
 use crate::host::Host;
 use crate::limits::counters;
 use crate::store::shard::{self, Change};
@@ -38,6 +38,8 @@ const SWEEP_SHARDS_PER_TICK: u32 = 4_096;
 /// Largest snapshot page we accept; bigger answers are rejected unread.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const LEASE_MARGIN_MS: u64 = 2_000;
+/// What snapshot requests ask for: the compact encoding (`contract::compact`), JSON otherwise.
+pub const ACCEPT: &str = "application/vnd.keygate.snapshot+binary, application/json;q=0.5";
 
 /// An HTTP call to make to the control service cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +193,9 @@ impl Refresher {
                 "authorization".to_string(),
                 format!("Bearer {}", self.config.token),
             ),
-            ("accept".to_string(), "application/json".to_string()),
+            // Compact binary preferred; a backend that only speaks JSON answers JSON, and the
+            // page is parsed by its first bytes either way.
+            ("accept".to_string(), ACCEPT.to_string()),
         ];
         if let Some((version, epoch)) = since {
             path.push_str(&format!("&since={version}&epoch={epoch}"));
@@ -371,7 +375,7 @@ impl Refresher {
 
     fn apply_page(&mut self, host: &dyn Host, body: &[u8]) -> Result<Outcome, (String, bool)> {
         let snapshot =
-            PageText::parse(body).map_err(|e| (format!("snapshot rejected: {e}"), true))?;
+            SnapshotPage::parse(body).map_err(|e| (format!("snapshot rejected: {e}"), true))?;
         let meta = store::read_meta(host);
         let now = host.now_ms();
         let page_deadline_ms = self.deadline_ms(now, false);

@@ -82,6 +82,14 @@ def test_valid_key_reaches_upstream_with_identity_and_without_credentials(envoy)
     assert "authorization" not in headers
 
 
+def test_the_filter_asks_for_compact_and_loads_json_from_a_backend_that_speaks_only_json(envoy, snapshots):
+    """The stand-in answers JSON whatever it is asked: the filter tells the encodings apart by
+    their first bytes, so a team's own JSON backend keeps working."""
+    echoed(envoy.get("/v1/models", VALID))
+    accepts = {headers.get("Accept", headers.get("accept")) for _, _, headers in snapshots.requests}
+    assert accepts == {"application/vnd.keygate.snapshot+binary, application/json;q=0.5"}
+
+
 def test_spoofed_identity_headers_are_replaced(envoy):
     spoof = {"x-keygate-key-id": "key_admin", "x-keygate-scopes": "everything", "x-keygate-extra": "1"}
     headers = echoed(envoy.get("/v1/models", VALID, headers=spoof))["headers"]

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod encoding;
 pub mod error;
 pub mod extract;
 pub mod fleet;

@@ -1,25 +1,30 @@
 //! `GET /v1/snapshot`: full and delta pages of the key set for proxies, with ETags and
-//! long polling; `GET /v1/snapshot/polls`: how many long polls are held.
+//! long polling, in JSON or in the compact encoding (`Accept`, `api/encoding.rs`);
+//! `GET /v1/snapshot/polls`: how many long polls are held.
 
 use crate::api::auth::SyncAuth;
+use crate::api::encoding::{negotiate, Encoding};
 use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
 use crate::api::keys::decode_cursor;
 use crate::api::state::AppState;
 use crate::clock;
-use crate::cursor::{self, Position};
+use crate::cursor::{self, HashPosition, Position};
 use crate::feed::{self, HeldPolls, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
-use crate::served::key_record;
+use crate::full_snapshot::CachedPage;
+use crate::served::{compact_record, key_record};
 use crate::store::db::current_version;
-use crate::store::keys;
+use crate::store::keys::{self, StoredKey};
 use crate::store::sql::Error as StoreError;
 use crate::store::Store;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use keygate::contract::compact::{self, PageHeader};
+use keygate::contract::key_hash::{parse_hex_digest, Digest};
 use keygate::contract::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -42,6 +47,8 @@ struct PageRequest {
     limit: usize,
     /// Where the previous page ended; the start for the first page.
     after: Position,
+    /// Where the previous page of a full snapshot in hash order ended.
+    after_hash: Option<HashPosition>,
     first_page: bool,
 }
 
@@ -62,19 +69,26 @@ impl PageRequest {
                 )))
             }
         };
+        let after_hash = query.cursor.as_deref().and_then(cursor::decode_hash);
+        let after = match after_hash {
+            Some(_) => Position::default(),
+            None => decode_cursor(query.cursor.as_deref())?,
+        };
         Ok(PageRequest {
             since: query.since,
             epoch: query.epoch,
             wait,
             limit,
-            after: decode_cursor(query.cursor.as_deref())?,
+            after,
+            after_hash,
             first_page: query.cursor.is_none(),
         })
     }
 
     fn kind(&self, current_epoch: &str, current_version: u64) -> PageKind {
-        // Full pages leave the cursor's version at 0 (delta rows always have one above 0):
-        // a full snapshot stays full to its last page even if the version moves past `since`.
+        // Full pages leave the cursor's version at 0 (delta rows always have one above 0), or
+        // page by hash: a full snapshot stays full to its last page even if the version moves
+        // past `since`.
         if !self.first_page && self.after.version == 0 {
             return PageKind::Full;
         }
@@ -93,6 +107,7 @@ pub async fn snapshot(
     headers: HeaderMap,
     QueryParams(query): QueryParams<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
+    let encoding = negotiate(headers.get(ACCEPT).and_then(|value| value.to_str().ok()));
     let request = PageRequest::from_query(query)?;
     if request.first_page {
         let if_none_match = headers
@@ -104,22 +119,104 @@ pub async fn snapshot(
             return Ok(not_modified);
         }
     }
-    let page = state
-        .blocking(move |store| read_page(store, &request))
-        .await?;
-    let body = serde_json::to_vec(&page)
-        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))?;
-    let tag = feed::etag(&page.epoch, page.version);
+    let (body, tag) = match encoding {
+        Encoding::Json => {
+            let page = state
+                .blocking(move |store| read_page(store, &request))
+                .await?;
+            let body = serde_json::to_vec(&page)
+                .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))?;
+            (body, feed::etag(&page.epoch, page.version))
+        }
+        Encoding::Compact => compact_page(&state, request).await?,
+    };
     Ok((
         StatusCode::OK,
         [
-            (CONTENT_TYPE, "application/json".to_string()),
+            (CONTENT_TYPE, encoding.content_type().to_string()),
             (ETAG, tag),
             (CACHE_CONTROL, "no-store".to_string()),
+            (VARY, "accept".to_string()),
         ],
         Body::from(body),
     )
         .into_response())
+}
+
+/// Whether the request is for a full snapshot whatever the database says: a later page of one
+/// in hash order, or a first page from a client with no versions of this epoch. (A client
+/// whose version is ahead of the published one is left to `read_page`, which decides with the
+/// database's version.)
+fn surely_full(request: &PageRequest, epoch: &str) -> bool {
+    request.after_hash.is_some()
+        || (request.first_page
+            && (request.since.is_none() || request.epoch.as_deref() != Some(epoch)))
+}
+
+/// A page in the compact encoding: a full snapshot's pages from the cached full snapshot
+/// (`full_snapshot.rs`) when it can serve them, everything else from the database.
+async fn compact_page(
+    state: &AppState,
+    request: PageRequest,
+) -> Result<(Vec<u8>, String), ApiError> {
+    let epoch = state.store.epoch();
+    if surely_full(&request, epoch) {
+        let cached = match &request.after_hash {
+            None => Some(state.full_snapshot.for_first_page(state).await?),
+            Some(position) => state.full_snapshot.at_least(epoch, position.version),
+        };
+        if let Some(cached) = cached {
+            let after = request
+                .after_hash
+                .as_ref()
+                .and_then(|position| parse_hex_digest(&position.hash));
+            let page = cached.page(after.as_ref(), request.limit);
+            // Later pages are checked against the first page's version, wherever they come from.
+            let snapshot_version = request
+                .after_hash
+                .as_ref()
+                .map_or(cached.version, |position| position.version);
+            let body = cached_page(
+                &cached.epoch,
+                cached.version,
+                snapshot_version,
+                cached.key_count(),
+                page,
+            )?;
+            return Ok((body, feed::etag(&cached.epoch, cached.version)));
+        }
+    }
+    let page = state
+        .blocking(move |store| read_rows(store, &request, true))
+        .await?;
+    let tag = feed::etag(state.store.epoch(), page.version);
+    Ok((encode_rows(state.store.epoch(), page)?, tag))
+}
+
+fn cached_page(
+    epoch: &str,
+    version: u64,
+    snapshot_version: u64,
+    total_keys: usize,
+    page: CachedPage<'_>,
+) -> Result<Vec<u8>, ApiError> {
+    let header = PageHeader {
+        version,
+        since: 0,
+        full: true,
+        epoch: epoch.to_string(),
+        next_cursor: page.next_after.map(|hash| {
+            cursor::encode_hash(&HashPosition {
+                version: snapshot_version,
+                hash: keygate::contract::key_hash::hex_digest(&hash),
+            })
+        }),
+        total_keys: total_keys as u64,
+    };
+    let count = u32::try_from(page.count)
+        .map_err(|_| ApiError::Internal("snapshot page too large".into()))?;
+    compact::encode_page(&header, count, page.records, &[])
+        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))
 }
 
 /// The answer of `GET /v1/snapshot/polls`.
@@ -190,32 +287,114 @@ async fn wait_for_news(
 }
 
 fn not_modified(tag: String) -> Response {
-    (StatusCode::NOT_MODIFIED, [(ETAG, tag)]).into_response()
+    (
+        StatusCode::NOT_MODIFIED,
+        [(ETAG, tag), (VARY, "accept".to_string())],
+    )
+        .into_response()
 }
 
-/// One page, read in a single transaction so its version and rows agree.
-fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, StoreError> {
+/// The rows of one page, read in a single transaction so its version and rows agree.
+struct RowsPage {
+    version: u64,
+    full: bool,
+    since: u64,
+    now: chrono::DateTime<chrono::Utc>,
+    /// Live keys and (in deltas) tombstones, in the page's order.
+    rows: Vec<StoredKey>,
+    next_cursor: Option<String>,
+}
+
+/// Reads one page. A full snapshot is listed in hash order when `by_hash` (the compact
+/// encoding) or when the cursor is a hash position, in creation order otherwise (JSON, as it
+/// always was).
+fn read_rows(store: &Store, request: &PageRequest, by_hash: bool) -> Result<RowsPage, StoreError> {
     let now = clock::now();
     store.read(|tx| {
         let version = current_version(tx)?;
         let kind = request.kind(store.epoch(), version);
-        let (page, since) = match kind {
-            PageKind::Full => (keys::all_live(tx, request.after, request.limit)?, 0),
-            PageKind::Delta { since } => (
-                keys::changed_since(tx, since, request.after, request.limit)?,
-                since,
-            ),
+        let (rows, next_cursor, since) = match kind {
+            PageKind::Full if by_hash || request.after_hash.is_some() => {
+                let after = request
+                    .after_hash
+                    .as_ref()
+                    .map(|position| position.hash.as_str());
+                let mut rows = keys::live_by_hash(tx, after, request.limit.saturating_add(1))?;
+                let next_cursor = if rows.len() > request.limit {
+                    rows.truncate(request.limit);
+                    rows.last().map(|row| {
+                        cursor::encode_hash(&HashPosition {
+                            version: request
+                                .after_hash
+                                .as_ref()
+                                .map_or(version, |position| position.version),
+                            hash: row.hash.clone(),
+                        })
+                    })
+                } else {
+                    None
+                };
+                (rows, next_cursor, 0)
+            }
+            PageKind::Full => {
+                let page = keys::all_live(tx, request.after, request.limit)?;
+                (page.rows, page.next_after.map(cursor::encode), 0)
+            }
+            PageKind::Delta { since } => {
+                let page = keys::changed_since(tx, since, request.after, request.limit)?;
+                (page.rows, page.next_after.map(cursor::encode), since)
+            }
         };
-        let (tombstones, live): (Vec<_>, Vec<_>) =
-            page.rows.into_iter().partition(|row| row.deleted);
-        Ok(Snapshot {
+        Ok(RowsPage {
             version,
-            epoch: store.epoch().to_string(),
             full: kind == PageKind::Full,
             since,
-            keys: live.into_iter().map(|key| key_record(key, now)).collect(),
-            deleted: tombstones.into_iter().map(|row| row.hash).collect(),
-            next_cursor: page.next_after.map(cursor::encode),
+            now,
+            rows,
+            next_cursor,
         })
     })
+}
+
+/// One JSON page.
+fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, StoreError> {
+    let page = read_rows(store, request, false)?;
+    let now = page.now;
+    let (tombstones, live): (Vec<_>, Vec<_>) = page.rows.into_iter().partition(|row| row.deleted);
+    Ok(Snapshot {
+        version: page.version,
+        epoch: store.epoch().to_string(),
+        full: page.full,
+        since: page.since,
+        keys: live.into_iter().map(|key| key_record(key, now)).collect(),
+        deleted: tombstones.into_iter().map(|row| row.hash).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// One page read from the database, in the compact encoding.
+fn encode_rows(epoch: &str, page: RowsPage) -> Result<Vec<u8>, ApiError> {
+    let now = page.now;
+    let mut records = Vec::new();
+    let mut count: u32 = 0;
+    let mut deleted: Vec<Digest> = Vec::new();
+    for row in page.rows {
+        if row.deleted {
+            deleted.extend(parse_hex_digest(&row.hash));
+        } else if let Some(framed) = compact_record(row, now) {
+            records.extend_from_slice(&framed);
+            count = count.saturating_add(1);
+        }
+    }
+    let header = PageHeader {
+        version: page.version,
+        since: page.since,
+        full: page.full,
+        epoch: epoch.to_string(),
+        next_cursor: page.next_cursor,
+        // Only the cached full snapshot knows its size without counting.
+        total_keys: 0,
+    };
+    compact::encode_page(&header, count, &records, &deleted)
+        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))
 }

@@ -4,6 +4,7 @@ use crate::api::auth::TokenDigest;
 use crate::api::error::ApiError;
 use crate::feed::HeldPolls;
 use crate::fleet::FleetCounts;
+use crate::full_snapshot::SnapshotCache;
 use crate::store::lifecycle::LifecycleError;
 use crate::store::Store;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub held_polls: HeldPolls,
     /// The fleet-wide rate-limit counts (`POST /v1/ratelimits/sync`).
     pub fleet: Arc<FleetCounts>,
+    /// The full snapshot in the compact encoding, built once for every starting proxy.
+    pub full_snapshot: Arc<SnapshotCache>,
 }
 
 impl AppState {

@@ -389,6 +389,30 @@ pub fn all_live(tx: &Tx, after: Position, limit: usize) -> Result<RowPage> {
     )
 }
 
+/// Up to `limit` live keys whose hash sorts after `after` (all when `None`), in ascending hash
+/// order: full snapshots in the compact encoding are listed this way (docs/snapshot.md), so a
+/// page can start at a hash on any replica. Served by the `keys_live_by_hash` index.
+pub fn live_by_hash(tx: &Tx, after: Option<&str>, limit: usize) -> Result<Vec<StoredKey>> {
+    // Lowercase hex compared byte by byte sorts as the digests do; PostgreSQL needs the "C"
+    // collation for that (its default follows the locale), and its index is built with it.
+    let hash = match tx.dialect() {
+        Dialect::Sqlite => "keys.hash",
+        Dialect::Postgres => "keys.hash COLLATE \"C\"",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM keys {WITH_PLAN}
+         WHERE keys.deleted = 0 AND {hash} > :after ORDER BY {hash} LIMIT :limit"
+    );
+    tx.query_map(
+        &sql,
+        named_params! {
+            ":after": after.unwrap_or(""),
+            ":limit": i64::try_from(limit).unwrap_or(i64::MAX),
+        },
+        from_row,
+    )
+}
+
 /// Keys and tombstones changed after `since`, for a delta page. Ordered by version, then
 /// sequence number, so the version index serves every page without sorting; a row changed
 /// while a client pages moves to a later page rather than being missed.
