@@ -497,7 +497,10 @@ impl RootContext for KeygateRoot {
     fn on_tick(&mut self) {
         if let Some(tick) = self.tick.take() {
             if abi::set_tick_period(tick).is_err() {
-                error!("#{} keygate: could not set the tick period", self.context_id);
+                error!(
+                    "#{} keygate: could not set the tick period",
+                    self.context_id
+                );
             }
         }
         if let Some(worker) = &self.worker {

@@ -31,8 +31,6 @@ pub mod key;
 pub mod record;
 pub mod shard;
 
-use std::collections::BTreeMap;
-
 use crate::contract::key_hash::{parse_hex_digest, Digest};
 use crate::contract::record::ValidPage;
 use crate::host::{Host, WriteError};
@@ -305,32 +303,32 @@ pub fn write_page(
         .iter()
         .map(|(_, key)| record::encode(key))
         .collect();
-    let mut by_shard: BTreeMap<u16, Vec<Edit<'_>>> = BTreeMap::new();
     let upserts = page
         .upserts
         .iter()
         .zip(&records)
         .map(|((hash, _), record)| (hash, Some(record.as_slice())));
     let deletions = page.deletions.iter().map(|hash| (hash, None));
-    for (hash, edit) in upserts.chain(deletions) {
-        // Validated pages hold only well-formed hashes; anything else names no shard.
-        if let Some(digest) = parse_hex_digest(hash) {
-            by_shard
-                .entry(shard::shard_of(&digest))
-                .or_default()
-                .push((digest, edit));
-        }
-    }
+    // Validated pages hold only well-formed hashes; anything else names no shard.
+    let mut edits: Vec<Edit<'_>> = upserts
+        .chain(deletions)
+        .filter_map(|(hash, edit)| Some((parse_hex_digest(hash)?, edit)))
+        .collect();
+    // Digest order is shard order: each shard's edits become one run. A page never lists a
+    // hash twice (validation), so the order of equal digests is moot. A full snapshot comes in
+    // hash order already, which makes this sort a single pass.
+    edits.sort_unstable_by_key(|edit| edit.0);
     let mut change = Change::default();
-    for (index, mut edits) in by_shard {
-        // A page never lists a hash twice (validation), so the order of equal digests is moot.
-        edits.sort_by_key(|edit| edit.0);
-        let key = ShardKey::new(generation, index);
+    for run in edits.chunk_by(|a, b| shard::shard_of(&a.0) == shard::shard_of(&b.0)) {
+        let Some((first, _)) = run.first() else {
+            continue;
+        };
+        let key = ShardKey::new(generation, shard::shard_of(first));
         let current = host.get_shared(key.as_str()).0;
         let shard = current
             .as_deref()
             .and_then(|bytes| Shard::parse(bytes, generation));
-        let (bytes, shard_change) = shard::merge(shard.as_ref(), generation, &edits);
+        let (bytes, shard_change) = shard::merge(shard.as_ref(), generation, run);
         host.set_shared(key.as_str(), &bytes, None)?;
         change += shard_change;
     }

@@ -5,12 +5,13 @@
 //! entries matched in place. Fields the filter never reads (prefix, last4, plan) are not kept,
 //! and neither is a generation: the shard carries it once for all its keys.
 //!
-//! Layout (little-endian):
+//! Layout (little-endian; `var` is an unsigned LEB128 varint, so a limit of 60 or a 20-byte
+//! name takes one byte of length, not eight or two: a million keys are about 12 MB smaller):
 //! `flags u8` (active, has expiry, has quota) · `limit mask u8` (bit i: limit i present) ·
-//! `expires_at i64`? · `quota_exceeded_until i64`? · present limits as `u64` ·
-//! `environment u8` (1 `live`, 2 `test`, 0: a `u16`-length string follows) ·
-//! `id`, `name`, `team`, `scopes` as `u16`-length strings · `u16` count of 18-byte allowlist
-//! entries (`4|6`, 16 address bytes, prefix length).
+//! `expires_at i64`? · `quota_exceeded_until i64`? · present limits as `var` ·
+//! `environment u8` (1 `live`, 2 `test`, 0: a string follows) ·
+//! `id`, `name`, `team`, `scopes` as strings (`var` length, UTF-8) · `var` count of 18-byte
+//! allowlist entries (`4|6`, 16 address bytes, prefix length).
 //!
 //! Decoding never panics: malformed bytes are `None`, which reads as "no such key".
 
@@ -30,15 +31,17 @@ const ENV_LIVE: u8 = 1;
 const ENV_TEST: u8 = 2;
 const NET_LEN: usize = 18;
 
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    // Fields are validated to at most 128 characters; longer text is cut at a char boundary
-    // rather than written with a wrong length.
-    let mut end = text.len().min(u16::MAX as usize);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+fn put_var(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
     }
-    out.extend_from_slice(&(end as u16).to_le_bytes());
-    out.extend_from_slice(&text.as_bytes()[..end]);
+    out.push(value as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    put_var(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// The shard form of a validated key.
@@ -68,7 +71,7 @@ pub fn encode(key: &StoredKey) -> Vec<u8> {
         out.extend_from_slice(&at.to_le_bytes());
     }
     for limit in limits.into_iter().flatten() {
-        out.extend_from_slice(&limit.to_le_bytes());
+        put_var(&mut out, limit);
     }
     match key.environment.as_str() {
         "live" => out.push(ENV_LIVE),
@@ -83,7 +86,7 @@ pub fn encode(key: &StoredKey) -> Vec<u8> {
     put_str(&mut out, &key.team);
     put_str(&mut out, &key.scopes.join(","));
     let nets = &key.allowed_ips[..key.allowed_ips.len().min(MAX_ENTRIES)];
-    out.extend_from_slice(&(nets.len() as u16).to_le_bytes());
+    put_var(&mut out, nets.len() as u64);
     for net in nets {
         let (family, octets) = match net.addr() {
             IpAddr::V4(v4) => (4, v4.to_ipv6_mapped().octets()),
@@ -146,16 +149,25 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
 
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2)?.try_into().ok().map(u16::from_le_bytes)
-    }
-
     fn u64(&mut self) -> Option<u64> {
         self.take(8)?.try_into().ok().map(u64::from_le_bytes)
     }
 
+    /// An unsigned LEB128 value of at most 10 bytes (64 bits).
+    fn var(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
     fn str(&mut self) -> Option<&'a str> {
-        let len = self.u16()? as usize;
+        let len = usize::try_from(self.var()?).ok()?;
         std::str::from_utf8(self.take(len)?).ok()
     }
 }
@@ -177,7 +189,7 @@ impl<'a> KeyView<'a> {
         let mut limits = [None; 4];
         for (i, limit) in limits.iter_mut().enumerate() {
             if mask & (1 << i) != 0 {
-                *limit = Some(reader.u64()?);
+                *limit = Some(reader.var()?);
             }
         }
         let environment = match reader.u8()? {
@@ -190,8 +202,8 @@ impl<'a> KeyView<'a> {
         let name = reader.str()?;
         let team = reader.str()?;
         let scopes = reader.str()?;
-        let nets = reader.u16()? as usize;
-        let allowed_ips = reader.take(nets * NET_LEN)?;
+        let nets = usize::try_from(reader.var()?).ok()?;
+        let allowed_ips = reader.take(nets.checked_mul(NET_LEN)?)?;
         if !reader.bytes.is_empty() {
             return None;
         }
@@ -290,6 +302,18 @@ mod tests {
     }
 
     #[test]
+    fn varints_take_one_byte_below_128_and_round_trip_u64_max() {
+        let mut out = Vec::new();
+        put_var(&mut out, 60);
+        assert_eq!(out, [60]);
+        for value in [0, 127, 128, 300, 1 << 35, u64::MAX] {
+            let mut out = Vec::new();
+            put_var(&mut out, value);
+            assert_eq!(Reader { bytes: &out }.var(), Some(value), "{value}");
+        }
+    }
+
+    #[test]
     fn a_view_reads_back_every_field_the_filter_uses() {
         let key = full_key();
         let bytes = encode(&key);
@@ -379,5 +403,11 @@ mod tests {
         for byte in 0..=255u8 {
             let _ = KeyView::decode(&[byte; 40]);
         }
+        // A varint that never ends, or one over 64 bits.
+        assert_eq!(KeyView::decode(&[1, 1, 0xff, 0xff, 0xff]), None);
+        assert_eq!(
+            KeyView::decode(&[1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+            None
+        );
     }
 }

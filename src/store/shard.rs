@@ -259,7 +259,7 @@ mod tests {
         let limited = {
             let mut bytes = plain.clone();
             bytes[1] = 1;
-            bytes.splice(2..2, 60u64.to_le_bytes());
+            bytes.insert(2, 60);
             bytes
         };
         let (bytes, change) = merge(
