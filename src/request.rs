@@ -91,7 +91,7 @@ impl<H: Host> RequestFilter<H> {
 
     fn deny(&mut self, denial: &Denial, request_id: Option<&str>) -> Verdict {
         self.replied_locally = true;
-        self.worker.metrics.denied(&self.host, denial.code);
+        self.worker.metrics.denied(denial.code);
         debug!(
             "#{} denied {} {}",
             self.context_id,
@@ -338,7 +338,7 @@ impl<H: Host> RequestFilter<H> {
         }
         self.strip_credentials(&headers, source, path);
         self.forward_identity(key);
-        self.worker.metrics.allowed(&self.host);
+        self.worker.metrics.allowed();
         self.worker
             .tally
             .borrow_mut()

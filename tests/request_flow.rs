@@ -193,6 +193,12 @@ fn an_allowed_request_carries_identity_and_loses_credentials_and_spoofed_headers
         None,
         "no filter-state write unless key_id_property is on"
     );
+    assert_eq!(
+        host.metric("keygate_requests_allowed"),
+        0,
+        "counted in the VM until the tick"
+    );
+    setup.worker.metrics.flush(host);
     assert_eq!(host.metric("keygate_requests_allowed"), 1);
 }
 
@@ -317,6 +323,7 @@ fn every_denial_answers_with_its_documented_status_code_and_challenge() {
             None,
             "{code}"
         );
+        setup.worker.metrics.flush(&setup.host);
         let metric = format!("keygate_requests_denied_{}", code.to_ascii_lowercase());
         assert!(setup.host.metric(&metric) >= 1, "{metric}");
     }

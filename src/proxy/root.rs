@@ -505,6 +505,7 @@ impl RootContext for KeygateRoot {
             }
         }
         if let Some(worker) = &self.worker {
+            worker.metrics.flush(&ProxyHost);
             self.publish_store_gauges(worker);
         }
         self.poll_refresh();
