@@ -104,7 +104,7 @@ impl Metrics {
 
     /// Adds the requests counted since the last call to Envoy's stats (every tick).
     pub fn flush(&self, host: &(impl Host + ?Sized)) {
-        let mut add_pending = |id: u32, pending: &Cell<u64>| {
+        let add_pending = |id: u32, pending: &Cell<u64>| {
             let count = pending.replace(0);
             if id != 0 && count > 0 {
                 host.increment_metric(id, count as i64);
