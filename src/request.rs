@@ -136,8 +136,14 @@ impl<H: Host> RequestFilter<H> {
     fn forward_identity(&self, key: &KeyView<'_>) {
         let set = |name, value: &str| self.host.set_request_header(name, Some(value));
         set("x-keygate-key-id", key.id);
-        set("x-keygate-key-name", key.name);
-        set("x-keygate-team", key.team);
+        // Each header written is a host call: a key without a name or team gets none (any the
+        // client sent was removed). Scopes are always written: empty means full access.
+        if !key.name.is_empty() {
+            set("x-keygate-key-name", key.name);
+        }
+        if !key.team.is_empty() {
+            set("x-keygate-team", key.team);
+        }
         set("x-keygate-environment", key.environment);
         set("x-keygate-scopes", key.scopes);
         if self.worker.config.key_id_property {

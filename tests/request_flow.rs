@@ -517,3 +517,33 @@ fn a_revocation_is_seen_at_once_and_a_new_full_snapshot_within_the_view_ttl() {
     );
     assert_eq!(setup.get(VALID).0, Verdict::Continue);
 }
+
+#[test]
+fn a_key_without_a_team_forwards_no_team_header_even_a_spoofed_one() {
+    let setup = setup("", true);
+    let loner = "pk_live_loner000000000000000000000000000000";
+    let record = record(loner, "key_loner", "").replace(r#""team":"acme","#, "");
+    let since = keygate::store::read_meta(&setup.host).version;
+    apply(
+        &setup,
+        &format!(
+            r#"{{"version":{},"epoch":"E","full":false,"since":{since},"keys":[{record}]}}"#,
+            since + 1
+        ),
+    );
+    let bearer = format!("Bearer {loner}");
+    let (verdict, _) = setup.send(
+        "GET",
+        "/v1/models",
+        &[
+            ("authorization", bearer.as_str()),
+            ("x-keygate-team", "admins"),
+        ],
+    );
+    assert_eq!(verdict, Verdict::Continue);
+    assert_eq!(setup.host.request_header("x-keygate-team"), None);
+    assert_eq!(
+        setup.host.request_header("x-keygate-key-id").as_deref(),
+        Some("key_loner")
+    );
+}
