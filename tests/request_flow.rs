@@ -523,6 +523,7 @@ fn a_key_without_a_team_forwards_no_team_header_even_a_spoofed_one() {
     let setup = setup("", true);
     let loner = "pk_live_loner000000000000000000000000000000";
     let record = record(loner, "key_loner", "").replace(r#""team":"acme","#, "");
+    setup.host.now.set(NOW_MS + 60_000);
     let since = keygate::store::read_meta(&setup.host).version;
     apply(
         &setup,
