@@ -256,6 +256,9 @@ def test_snapshot_changes_take_effect_within_a_refresh(upstream):
         assert error_of(proxy.get("/v1/models", VALID))["code"] == "API_KEY_INACTIVE"
         server.publish([k for k in KEYS if k["id"] != "key_valid"] + [key_record(UNKNOWN, "key_new")])
         proxy.wait_for_status("/v1/models", UNKNOWN, 200, timeout=5)
+        # A new full snapshot reaches each worker within the 100 ms it may serve the store view
+        # it read last (request.rs, VIEW_TTL_MS); a delta reaches it at once (above).
+        proxy.wait_for_status("/v1/models", VALID, 401, timeout=1)
         assert error_of(proxy.get("/v1/models", VALID))["code"] == "INVALID_API_KEY"
     finally:
         proxy.close()
