@@ -93,6 +93,7 @@ fn setup(extra: &str, loaded: bool) -> Setup {
         tally: RefCell::new(Tally::default()),
         slots: Cell::new(0),
         touched: RefCell::new(Default::default()),
+        policies: Default::default(),
     });
     Setup { host, worker }
 }

@@ -1,58 +1,183 @@
 //! Rate-limit counters in Envoy's shared data: one count per key per Envoy, shared by every
 //! worker, updated with compare-and-swap so no increment is lost.
 //!
-//! Shared data has no delete and no eviction, so counters live in a fixed table of `slots`
-//! entries (`keygate.rl.<n>`), created blank once by the refresh lease holder before the first
-//! snapshot is served. A key hashes to a slot and probes a few neighbours; a slot whose owner
-//! has nothing left in any window is reused. Memory is therefore bounded by the slot count,
-//! whatever the number of keys. Creating the slots up front matters: Envoy writes a missing
-//! entry unconditionally whatever CAS value is passed, so creating one on demand could race
-//! with another worker's first increment and lose it.
+//! Shared data has no delete and no eviction, so counters live in a table of slots
+//! (`keygate.rl.<n>`) that only ever grows, sized by `wanted_capacity` from the number of
+//! limited keys in the snapshot: none when no key has limits. A key probes up to `PROBES`
+//! positions (the first is `seed % capacity`, the others spread by a hash); it reuses a slot it
+//! owns, else takes the first slot that is free or whose owner has nothing left in any window.
+//! A scan stops at a blank slot (never used), since a key is always placed at or before the
+//! first free slot of its sequence. Memory follows the limited keys: a blank slot is one byte
+//! plus Envoy's entry, a key's slot holds only its non-zero buckets (`slot_codec.rs`).
+//!
+//! Only the refresh lease holder creates slots (`grow`), before publishing the new capacity:
+//! Envoy writes a missing entry unconditionally whatever CAS value is passed, so a worker that
+//! created one on demand could race with another worker's first increment and lose it. Workers
+//! only ever write slots below a capacity that was published after they were created.
+//!
+//! Growth moves most keys' positions (they depend on the capacity). The marker keeps the
+//! capacity before the last growth; a key not found under the current capacity looks there,
+//! and moves its counts: it frees the old slot (CAS) and adds what it held to its new slot, so
+//! no count is lost or counted twice. A key that holds counts from two growths back starts
+//! afresh (two growths within a day need the limited keys to more than double in a day).
 
 use crate::contract::key_hash::Digest;
 use crate::contract::snapshot::Limits;
 use crate::host::{Host, WriteError};
+use crate::limits::slot_codec::{self, Slot, BLANK, FREED};
 use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
 
-const SLOTS_MARKER: &str = "keygate.rl.slots";
-/// Neighbouring slots a key may use when its own is held by another active key.
-pub const PROBES: u64 = 8;
+const TABLE_MARKER: &str = "keygate.rl.slots";
+const SLOT_PREFIX: &[u8] = b"keygate.rl.";
+/// Positions a key may use. At the load `wanted_capacity` allows (¾), all of them are held
+/// by active keys with a probability of about 0.75^64 ≈ 10⁻⁸; most scans end at a blank slot
+/// or at the key's own slot after one or two reads.
+pub const PROBES: u64 = 64;
 /// CAS attempts on one slot before giving up on a request.
 pub const CAS_ATTEMPTS: usize = 32;
+/// The smallest table created once any key has limits.
+pub const MIN_CAPACITY: u64 = 1024;
 
-fn slot_key(index: u64) -> String {
-    format!("keygate.rl.{index}")
+/// A key's identity in the table: owner tag and probe seed, from its digest.
+pub type KeyTag = (u64, u64);
+
+/// `keygate.rl.<index>` in a stack buffer (looked up on every probe, so never allocated).
+struct SlotName {
+    bytes: [u8; 32],
+    len: usize,
 }
 
-/// Number of slots that exist (0 before the lease holder created them).
-pub fn slot_count(host: &dyn Host) -> u64 {
-    host.get_shared(SLOTS_MARKER)
-        .0
-        .and_then(|bytes| {
+impl SlotName {
+    fn new(index: u64) -> SlotName {
+        let mut name = SlotName {
+            bytes: [0; 32],
+            len: SLOT_PREFIX.len(),
+        };
+        name.bytes[..SLOT_PREFIX.len()].copy_from_slice(SLOT_PREFIX);
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = index;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for &digit in &digits[at..] {
+            name.bytes[name.len] = digit;
+            name.len += 1;
+        }
+        name
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("keygate.rl.")
+    }
+}
+
+/// The table's shape, as the lease holder last published it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Table {
+    /// Slots `0..capacity` exist.
+    pub capacity: u64,
+    /// The capacity before the last growth (0: none).
+    pub previous: u64,
+    /// When the last growth was published (proxy clock ms).
+    pub grown_at_ms: u64,
+}
+
+impl Table {
+    fn encode(&self) -> [u8; 24] {
+        let mut bytes = [0; 24];
+        bytes[..8].copy_from_slice(&self.capacity.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.previous.to_le_bytes());
+        bytes[16..].copy_from_slice(&self.grown_at_ms.to_le_bytes());
+        bytes
+    }
+
+    /// Older filters wrote only the capacity (8 bytes).
+    fn decode(bytes: &[u8]) -> Table {
+        let u64_at = |at: usize| {
             bytes
-                .get(..8)
+                .get(at..at + 8)
                 .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-        })
-        .unwrap_or(0)
+                .map_or(0, u64::from_le_bytes)
+        };
+        Table {
+            capacity: u64_at(0),
+            previous: u64_at(8),
+            grown_at_ms: u64_at(16),
+        }
+    }
+
+    /// The capacity keys may still hold counts under, besides the current one.
+    fn previous_in_use(&self, windows: &Windows, now_ms: u64) -> Option<u64> {
+        let expires_ms = self.grown_at_ms.saturating_add(windows.longest_memory_ms());
+        (self.previous > 0 && self.previous < self.capacity && now_ms < expires_ms)
+            .then_some(self.previous)
+    }
 }
 
-/// Creates blank slots up to `wanted`. Only the refresh lease holder calls this, so the
-/// unconditional creation cannot race with counting (requests count only once slots exist).
-pub fn ensure_slots(host: &dyn Host, wanted: u64) -> Result<u64, WriteError> {
-    let existing = slot_count(host);
-    if existing >= wanted {
-        return Ok(existing);
+fn read_table_with_cas(host: &dyn Host) -> (Table, Option<u32>) {
+    let (bytes, cas) = host.get_shared(TABLE_MARKER);
+    (bytes.as_deref().map(Table::decode).unwrap_or_default(), cas)
+}
+
+/// The table as last published.
+pub fn read_table(host: &dyn Host) -> Table {
+    read_table_with_cas(host).0
+}
+
+/// Number of slots that exist (0 before the lease holder created any).
+pub fn slot_count(host: &dyn Host) -> u64 {
+    read_table(host).capacity
+}
+
+/// The capacity for `limited_keys` keys with limits in the snapshot: none for none, else room
+/// for every one of them to be active at once with the table at most ¾ full (rounded up to
+/// a multiple of 1,024).
+pub fn wanted_capacity(limited_keys: u64) -> u64 {
+    if limited_keys == 0 {
+        return 0;
     }
-    for index in existing..wanted {
-        host.set_shared(&slot_key(index), &[0], None)?;
+    limited_keys
+        .saturating_mul(4)
+        .div_ceil(3)
+        .max(MIN_CAPACITY)
+        .div_ceil(1024)
+        .saturating_mul(1024)
+}
+
+/// The growth step, run by the refresh lease holder after it applied a snapshot: when
+/// `wanted` (at most `bound`) exceeds the capacity, creates blank slots up to at least half
+/// again the current capacity (so a snapshot that grows key by key does not grow the table
+/// on every refresh), then publishes the new capacity. Never shrinks: shared data cannot
+/// delete.
+pub fn grow(host: &dyn Host, wanted: u64, bound: u64, now_ms: u64) -> Result<Table, WriteError> {
+    let (table, cas) = read_table_with_cas(host);
+    let wanted = wanted.min(bound);
+    if wanted <= table.capacity {
+        return Ok(table);
     }
-    host.set_shared(SLOTS_MARKER, &wanted.to_le_bytes(), None)?;
-    Ok(wanted)
+    let target = wanted
+        .max(table.capacity.saturating_add(table.capacity / 2))
+        .min(bound);
+    for index in table.capacity..target {
+        host.set_shared(SlotName::new(index).as_str(), BLANK, None)?;
+    }
+    let grown = Table {
+        capacity: target,
+        previous: table.capacity,
+        grown_at_ms: now_ms,
+    };
+    host.set_shared(TABLE_MARKER, &grown.encode(), cas)?;
+    Ok(grown)
 }
 
 /// Owner tag and probe start of a key, from its SHA-256 digest.
-pub fn owner_and_seed(digest: &Digest) -> (u64, u64) {
+pub fn owner_and_seed(digest: &Digest) -> KeyTag {
     let part = |at: usize| {
         digest
             .get(at..at + 8)
@@ -60,6 +185,162 @@ pub fn owner_and_seed(digest: &Digest) -> (u64, u64) {
             .map_or(0, u64::from_be_bytes)
     };
     (part(0).max(1), part(8))
+}
+
+/// The `probe`th position of a key under `capacity` (> 0).
+fn position(seed: u64, probe: u64, capacity: u64) -> u64 {
+    if probe == 0 {
+        return seed % capacity;
+    }
+    // splitmix64's finaliser: later probes land independently of each other and of the first.
+    let mut z = seed.wrapping_add(probe.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % capacity
+}
+
+/// A slot read from shared data, with the CAS value to write it back.
+struct Read {
+    index: u64,
+    state: SlotState,
+    cas: Option<u32>,
+}
+
+/// What a scan of a key's positions under one capacity found.
+#[derive(Default)]
+struct Scan {
+    owned: Option<Read>,
+    free: Option<(u64, Option<u32>)>,
+}
+
+fn scan(host: &dyn Host, key: KeyTag, windows: &Windows, capacity: u64, now_ms: u64) -> Scan {
+    let mut found = Scan::default();
+    for probe in 0..PROBES.min(capacity) {
+        let index = position(key.1, probe, capacity);
+        let (bytes, cas) = host.get_shared(SlotName::new(index).as_str());
+        if cas.is_none() {
+            continue;
+        }
+        match slot_codec::classify(bytes.as_deref()) {
+            Slot::Blank => {
+                found.free.get_or_insert((index, cas));
+                break;
+            }
+            Slot::Held(state) if (state.owner, state.seed) == key => {
+                found.owned = Some(Read { index, state, cas });
+                break;
+            }
+            Slot::Held(state) if !state.idle(windows, now_ms) => {}
+            Slot::Held(_) | Slot::Free => {
+                found.free.get_or_insert((index, cas));
+            }
+        }
+    }
+    found
+}
+
+/// Where a key's counts are, or go.
+enum Located {
+    /// The key's own slot (possibly under the previous capacity, when no new one is free).
+    Owned(Read),
+    /// No slot yet: this free one.
+    Fresh { index: u64, cas: Option<u32> },
+    /// The key's slot under the previous capacity, to be freed and merged into a new one.
+    Moving(Read),
+    /// Nothing held and nothing free.
+    Nowhere,
+}
+
+fn locate(host: &dyn Host, key: KeyTag, windows: &Windows, capacity: u64, now_ms: u64) -> Located {
+    let here = scan(host, key, windows, capacity, now_ms);
+    if let Some(read) = here.owned {
+        return Located::Owned(read);
+    }
+    // Not found: only now is the marker worth a read. A worker that has not yet seen the
+    // latest growth (it learns it on its next tick) looks where the others do.
+    let table = read_table(host);
+    let (here, capacity) = if table.capacity > capacity {
+        let latest = scan(host, key, windows, table.capacity, now_ms);
+        if let Some(read) = latest.owned {
+            return Located::Owned(read);
+        }
+        (latest, table.capacity)
+    } else {
+        (here, capacity)
+    };
+    if table.capacity == capacity {
+        if let Some(previous) = table.previous_in_use(windows, now_ms) {
+            if let Some(read) = scan(host, key, windows, previous, now_ms).owned {
+                return if here.free.is_some() {
+                    Located::Moving(read)
+                } else {
+                    Located::Owned(read)
+                };
+            }
+        }
+    }
+    match here.free {
+        Some((index, cas)) => Located::Fresh { index, cas },
+        None => Located::Nowhere,
+    }
+}
+
+/// Why an update could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    NoSlot,
+    Contended,
+}
+
+/// Reads the key's slot (taking a free one, moving it after a growth), applies `change`, and
+/// writes it back with CAS when `change` says it changed (or counts were moved into it);
+/// retried on CAS conflicts. Returns the slot and what `change` returned the last time.
+fn update<R>(
+    host: &dyn Host,
+    key: KeyTag,
+    windows: &Windows,
+    capacity: u64,
+    now_ms: u64,
+    mut change: impl FnMut(&mut SlotState) -> (bool, R),
+) -> Result<(u64, R), Failed> {
+    if capacity == 0 {
+        return Err(Failed::NoSlot);
+    }
+    // Counts taken out of a slot under the previous capacity and not yet written anew.
+    let mut carried: Option<SlotState> = None;
+    for _ in 0..CAS_ATTEMPTS {
+        let (index, mut state, cas) = match locate(host, key, windows, capacity, now_ms) {
+            Located::Owned(read) => (read.index, read.state, read.cas),
+            Located::Fresh { index, cas } => (index, SlotState::for_key(key.0, key.1), cas),
+            Located::Moving(old) => {
+                let name = SlotName::new(old.index);
+                match host.set_shared(name.as_str(), FREED, old.cas) {
+                    Ok(()) => match &mut carried {
+                        Some(moved) => moved.merge(&old.state, windows, now_ms),
+                        None => carried = Some(old.state),
+                    },
+                    Err(WriteError::CasMismatch) => {}
+                    Err(WriteError::Host) => return Err(Failed::NoSlot),
+                }
+                continue;
+            }
+            Located::Nowhere => return Err(Failed::NoSlot),
+        };
+        if let Some(moved) = &carried {
+            state.merge(moved, windows, now_ms);
+        }
+        let (changed, result) = change(&mut state);
+        if !changed && carried.is_none() {
+            return Ok((index, result));
+        }
+        let name = SlotName::new(index);
+        match host.set_shared(name.as_str(), slot_codec::encode(&state).as_bytes(), cas) {
+            Ok(()) => return Ok((index, result)),
+            Err(WriteError::CasMismatch) => continue,
+            Err(WriteError::Host) => return Err(Failed::NoSlot),
+        }
+    }
+    Err(Failed::Contended)
 }
 
 /// The outcome of counting one request.
@@ -83,345 +364,97 @@ pub enum Admission {
     Contended,
 }
 
-/// The slot to count `owner` in: one it already owns among its probes (so a key never splits
-/// its counts across two slots), else the first free or idle one. With the slot's bytes and CAS.
-fn choose_slot(
-    host: &dyn Host,
-    owner: u64,
-    seed: u64,
-    windows: &Windows,
-    slots: u64,
-    now_ms: u64,
-) -> Option<(u64, SlotState, Option<u32>)> {
-    let mut free = None;
-    for probe in 0..PROBES.min(slots) {
-        let index = seed.wrapping_add(probe) % slots;
-        let (bytes, cas) = host.get_shared(&slot_key(index));
-        if cas.is_none() {
-            continue;
-        }
-        match bytes.as_deref().and_then(SlotState::decode) {
-            Some(state) if state.owner == owner => return Some((index, state, cas)),
-            Some(state) if !state.idle(windows, now_ms) => {}
-            _ if free.is_none() => free = Some((index, SlotState::for_key(owner, seed), cas)),
-            _ => {}
-        }
-    }
-    free
-}
-
-/// Counts a request of the key `(owner, seed)` with `limits` at `now_ms`.
+/// Counts a request of `key` with `limits` at `now_ms` in a table of `capacity` slots.
 pub fn admit(
     host: &dyn Host,
-    owner: u64,
-    seed: u64,
+    key: KeyTag,
     limits: &Limits,
     windows: &Windows,
-    slots: u64,
+    capacity: u64,
     now_ms: u64,
 ) -> Admission {
-    if slots == 0 {
-        return Admission::NoSlot;
+    let outcome = update(host, key, windows, capacity, now_ms, |state| {
+        let (result, usage) = window::admit(state, limits, windows, now_ms);
+        (result.is_ok(), (result, usage))
+    });
+    match outcome {
+        Ok((slot, (Ok(()), usage))) => Admission::Admitted {
+            slot,
+            in_flight: limits.concurrent.map(|_| windows.in_flight_bucket(now_ms)),
+            usage,
+        },
+        Ok((_, (Err(refusal), usage))) => Admission::Refused { refusal, usage },
+        Err(Failed::NoSlot) => Admission::NoSlot,
+        Err(Failed::Contended) => Admission::Contended,
     }
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((index, mut state, cas)) = choose_slot(host, owner, seed, windows, slots, now_ms)
-        else {
-            return Admission::NoSlot;
-        };
-        let (result, usage) = window::admit(&mut state, limits, windows, now_ms);
-        if let Err(refusal) = result {
-            return Admission::Refused { refusal, usage };
-        }
-        match host.set_shared(&slot_key(index), &state.encode(), cas) {
-            Ok(()) => {
-                return Admission::Admitted {
-                    slot: index,
-                    in_flight: limits.concurrent.map(|_| windows.in_flight_bucket(now_ms)),
-                    usage,
-                }
-            }
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Host) => return Admission::NoSlot,
-        }
-    }
-    Admission::Contended
 }
 
 /// The counters in slot `index`, if it holds a key's.
 pub fn read_slot(host: &dyn Host, index: u64) -> Option<SlotState> {
-    host.get_shared(&slot_key(index))
-        .0
-        .as_deref()
-        .and_then(SlotState::decode)
-        .filter(|state| state.owner != 0)
+    match slot_codec::classify(host.get_shared(SlotName::new(index).as_str()).0.as_deref()) {
+        Slot::Held(state) => Some(state),
+        Slot::Blank | Slot::Free => None,
+    }
 }
 
-/// Writes what the rest of the fleet admitted of the key `(owner, seed)` (per window,
-/// `(bucket, count)`) into its slot, taking a free one if it has none yet, so its next request
-/// here is judged fleet-wide. `false` when no slot could be had.
+/// Writes what the rest of the fleet admitted of `key` (per window, `(bucket, count)`) into
+/// its slot, taking a free one if it has none yet, so its next request here is judged
+/// fleet-wide. `false` when no slot could be had.
 pub fn set_remote(
     host: &dyn Host,
-    (owner, seed): (u64, u64),
+    key: KeyTag,
     remote: &[Vec<(u64, u64)>; 3],
     windows: &Windows,
-    slots: u64,
+    capacity: u64,
     now_ms: u64,
 ) -> bool {
-    if slots == 0 {
-        return false;
-    }
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((index, mut state, cas)) = choose_slot(host, owner, seed, windows, slots, now_ms)
-        else {
-            return false;
-        };
+    update(host, key, windows, capacity, now_ms, |state| {
         for (window, buckets) in remote.iter().enumerate() {
             state.set_remote(window, buckets, windows, now_ms);
         }
-        match host.set_shared(&slot_key(index), &state.encode(), cas) {
-            Ok(()) => return true,
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Host) => return false,
-        }
-    }
-    false
+        (true, ())
+    })
+    .is_ok()
 }
 
-/// Ends an in-flight request of `owner` that took a place in in-flight bucket `bucket` of
-/// `slot`. `false` when there is nothing to give back (the place expired, or the slot has
-/// another owner now).
+/// Ends an in-flight request of `key` that took a place in in-flight bucket `bucket`, counted
+/// in `slot`. `false` when there is nothing to give back (the place expired, or the key's
+/// slot is gone). If the key moved since (the table grew), its place moved with it.
 pub fn release(
     host: &dyn Host,
     slot: u64,
-    owner: u64,
+    key: KeyTag,
     bucket: u64,
     windows: &Windows,
     now_ms: u64,
 ) -> bool {
-    let key = slot_key(slot);
     for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = host.get_shared(&key);
-        let Some(mut state) = bytes.as_deref().and_then(SlotState::decode) else {
-            return false;
+        let (bytes, cas) = host.get_shared(SlotName::new(slot).as_str());
+        let read = match slot_codec::classify(bytes.as_deref()) {
+            Slot::Held(state) if (state.owner, state.seed) == key => Read {
+                index: slot,
+                state,
+                cas,
+            },
+            _ => match locate(host, key, windows, slot_count(host), now_ms) {
+                Located::Owned(read) | Located::Moving(read) => read,
+                Located::Fresh { .. } | Located::Nowhere => return false,
+            },
         };
-        if state.owner != owner || !state.release(windows, bucket, now_ms) {
+        let mut state = read.state;
+        if !state.release(windows, bucket, now_ms) {
             return false;
         }
-        match host.set_shared(&key, &state.encode(), cas) {
+        let name = SlotName::new(read.index);
+        match host.set_shared(
+            name.as_str(),
+            slot_codec::encode(&state).as_bytes(),
+            read.cas,
+        ) {
             Ok(()) => return true,
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Host) => return false,
         }
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::contract::key_hash::digest_key;
-    use crate::host::FakeHost;
-
-    fn limits(per_minute: Option<u64>, concurrent: Option<u64>) -> Limits {
-        Limits {
-            per_minute,
-            per_hour: None,
-            per_day: None,
-            concurrent,
-        }
-    }
-
-    #[test]
-    fn nothing_counts_before_slots_exist() {
-        let host = FakeHost::at(1_000);
-        let windows = Windows::default();
-        assert_eq!(
-            admit(
-                &host,
-                1,
-                0,
-                &limits(Some(1), None),
-                &windows,
-                slot_count(&host),
-                1_000
-            ),
-            Admission::NoSlot
-        );
-        assert_eq!(ensure_slots(&host, 8).unwrap(), 8);
-        assert_eq!(ensure_slots(&host, 4).unwrap(), 8);
-        assert_eq!(slot_count(&host), 8);
-        assert_eq!(host.entry_count(), 9);
-    }
-
-    #[test]
-    fn counts_survive_cas_conflicts_and_hold_the_limit() {
-        let host = FakeHost::at(1_000);
-        let windows = Windows::default();
-        ensure_slots(&host, 16).unwrap();
-        let (owner, seed) = owner_and_seed(&digest_key("pk_live_a"));
-        let three = limits(Some(3), None);
-        let mut admitted = 0;
-        for i in 0..10 {
-            host.fail_next_cas.set(i % 3);
-            if matches!(
-                admit(&host, owner, seed, &three, &windows, 16, 1_000),
-                Admission::Admitted { .. }
-            ) {
-                admitted += 1;
-            }
-        }
-        assert_eq!(admitted, 3);
-    }
-
-    #[test]
-    fn endless_contention_refuses_rather_than_over_admits() {
-        let host = FakeHost::at(1_000);
-        let windows = Windows::default();
-        ensure_slots(&host, 4).unwrap();
-        let three = limits(Some(3), None);
-        assert!(matches!(
-            admit(&host, 7, 0, &three, &windows, 4, 1_000),
-            Admission::Admitted { .. }
-        ));
-        host.fail_next_cas.set(u32::MAX);
-        assert_eq!(
-            admit(&host, 7, 0, &three, &windows, 4, 1_000),
-            Admission::Contended
-        );
-    }
-
-    #[test]
-    fn busy_slots_are_probed_and_idle_ones_reused() {
-        let host = FakeHost::at(1_000);
-        let windows = Windows::default();
-        ensure_slots(&host, 2).unwrap();
-        let one = limits(Some(1), None);
-        let slot_of = |admission: Admission| match admission {
-            Admission::Admitted { slot, .. } => slot,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(slot_of(admit(&host, 1, 0, &one, &windows, 2, 1_000)), 0);
-        assert_eq!(slot_of(admit(&host, 2, 0, &one, &windows, 2, 1_000)), 1);
-        assert_eq!(
-            admit(&host, 3, 0, &one, &windows, 2, 1_000),
-            Admission::NoSlot
-        );
-        // Key 1 was counted; its own slot still refuses it.
-        assert!(matches!(
-            admit(&host, 1, 0, &one, &windows, 2, 1_000),
-            Admission::Refused { .. }
-        ));
-        // Once key 1's minute has passed, key 3 can take its slot.
-        assert_eq!(slot_of(admit(&host, 3, 0, &one, &windows, 2, 70_000)), 0);
-        // Key 2 keeps its slot 1 even though slot 0 came first in its probe order.
-        assert_eq!(slot_of(admit(&host, 2, 0, &one, &windows, 2, 140_000)), 1);
-    }
-
-    #[test]
-    fn remote_counts_land_in_the_keys_slot_and_hold_it_to_the_fleet_limit() {
-        let host = FakeHost::at(1_000);
-        let windows = Windows::default();
-        ensure_slots(&host, 8).unwrap();
-        let key = owner_and_seed(&digest_key("pk_live_fleet"));
-        let six = limits(Some(6), None);
-        // The rest of the fleet admitted 4 in this bucket; this Envoy never saw the key.
-        let bucket = 1_000 / 2_000;
-        assert!(set_remote(
-            &host,
-            key,
-            &[vec![(bucket, 4)], vec![], vec![]],
-            &windows,
-            8,
-            1_000
-        ));
-        let admitted = (0..5)
-            .filter(|_| {
-                matches!(
-                    admit(&host, key.0, key.1, &six, &windows, 8, 1_000),
-                    Admission::Admitted { .. }
-                )
-            })
-            .count();
-        assert_eq!(admitted, 2, "6 minus the fleet's 4");
-        let Some(Admission::Refused {
-            refusal: Refusal::Rate { by_fleet, .. },
-            usage,
-        }) = Some(admit(&host, key.0, key.1, &six, &windows, 8, 1_000))
-        else {
-            panic!()
-        };
-        assert!(by_fleet, "alone, this Envoy has admitted 2 of 6");
-        assert_eq!(usage.windows[0].2, 0, "remaining is fleet-wide");
-        // The slot names the key and its limits for the next sync.
-        let slot = (0..8).find_map(|i| read_slot(&host, i)).unwrap();
-        assert_eq!((slot.owner, slot.seed), key);
-        assert_eq!(slot.limits, [6, 0, 0]);
-        assert_eq!(slot.local_buckets(&windows, 1_000)[0], vec![(bucket, 2)]);
-    }
-
-    #[test]
-    fn in_flight_is_released_once() {
-        let host = FakeHost::at(1_000);
-        let windows = Windows::default();
-        ensure_slots(&host, 4).unwrap();
-        let one_at_a_time = limits(None, Some(1));
-        let Admission::Admitted {
-            slot,
-            in_flight: Some(bucket),
-            ..
-        } = admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000)
-        else {
-            panic!()
-        };
-        assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
-            Admission::Refused {
-                refusal: Refusal::Concurrency,
-                ..
-            }
-        ));
-        assert!(release(&host, slot, 5, bucket, &windows, 1_000));
-        assert!(
-            !release(&host, slot, 5, bucket, &windows, 1_000),
-            "never below zero"
-        );
-        assert!(
-            !release(&host, slot, 6, bucket, &windows, 1_000),
-            "only the owner's count"
-        );
-        assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
-            Admission::Admitted { .. }
-        ));
-    }
-
-    #[test]
-    fn a_lost_on_log_frees_the_place_after_the_expiry() {
-        let host = FakeHost::at(1_000);
-        let windows = Windows {
-            in_flight_expiry_ms: 7_000,
-            ..Windows::default()
-        };
-        ensure_slots(&host, 4).unwrap();
-        let one_at_a_time = limits(None, Some(1));
-        // Admitted, and then the VM that would have released it is gone.
-        assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
-            Admission::Admitted {
-                in_flight: Some(_),
-                ..
-            }
-        ));
-        assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 7_999),
-            Admission::Refused {
-                refusal: Refusal::Concurrency,
-                ..
-            }
-        ));
-        assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 9_001),
-            Admission::Admitted { .. }
-        ));
-    }
 }

@@ -472,6 +472,7 @@ impl RootContext for KeygateRoot {
             tally: RefCell::new(Tally::default()),
             slots: Cell::new(0),
             touched: RefCell::new(Default::default()),
+            policies: Default::default(),
         });
         self.publish_store_gauges(&worker);
         self.worker = Some(worker);

@@ -438,9 +438,15 @@ impl Refresher {
             Mode::Unknown => (meta.generation, meta.keys, false),
         };
         // The lease holder is the only writer that may create entries, so it creates the
-        // rate-limit slots before any request can count in them (see limiter.rs).
-        counters::ensure_slots(host, self.rate_limit_slots)
-            .map_err(|e| (format!("could not create rate-limit slots: {e:?}"), false))?;
+        // rate-limit slots before any request can count in them (see counters.rs). Sized by
+        // every key until the store counts the limited ones.
+        counters::grow(
+            host,
+            counters::wanted_capacity(keys),
+            self.rate_limit_slots,
+            now,
+        )
+        .map_err(|e| (format!("could not create rate-limit slots: {e:?}"), false))?;
         let version = fetch.first_version;
         let epoch = fetch.epoch;
         store::update_meta(host, fetch.fence, |current| StoreMeta {
