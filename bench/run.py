@@ -16,6 +16,7 @@ Environment (defaults in brackets; BENCH_QUICK=1 picks small ones for a ~1-minut
   BENCH_SIZES Keygate key counts [1000,100000,1000000]  BENCH_NATIVE_SIZES [1000,100000]
   BENCH_EXTAUTHZ_SIZE [100000]  BENCH_REVOKE_TRIES [5]  BENCH_PLAIN_REFRESH [2s]
   BENCH_MEMORY_SIZES [100000,1000000]  BENCH_DOCS [docs/benchmarks.md; "" to skip]
+  BENCH_RL_MEMORY_KEYS distinct limited keys sending one request each [1000000; 0 skips]
 """
 import datetime
 import json
@@ -39,6 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 from harness import ADMIN_TOKEN, SYNC_TOKEN, free_port, wait_until  # noqa: E402
+import ratelimit_memory  # noqa: E402
 
 ENVOY = Path(os.environ.get("KEYGATE_ENVOY", ROOT / ".venv/bin/envoy"))
 WASM = Path(os.environ.get("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm")).resolve()
@@ -70,6 +72,7 @@ SETTINGS = {
     "revoke_tries": int(os.environ.get("BENCH_REVOKE_TRIES", "2" if QUICK else "5")),
     "plain_refresh": os.environ.get("BENCH_PLAIN_REFRESH", "2s"),
     "memory_sizes": env_list("BENCH_MEMORY_SIZES", "10000" if QUICK else "100000,1000000"),
+    "ratelimit_memory_keys": int(os.environ.get("BENCH_RL_MEMORY_KEYS", "10000" if QUICK else "1000000")),
     "quiet_wait_s": float(os.environ.get("BENCH_QUIET_WAIT", "5")),
     "unloaded_s": int(os.environ.get("BENCH_UNLOADED_DURATION", "2" if QUICK else "5")),
     # Fleet-wide limits: 3 Envoys, round-robin, a key limited to FLEET_LIMIT per FLEET_WINDOW
@@ -657,6 +660,10 @@ def goals(data):
     for m in data["memory"]:
         if m["keys"] >= 1_000_000 and m["workers"] == 4:
             row(f"{label(m['keys'])} keys: Envoy RSS ≤ 300 MB at 4 workers", f"{m['rss_mb']:.0f} MB", m["rss_mb"] <= 300)
+    rl = data.get("ratelimit_memory")
+    if rl:
+        row(f"{label(rl['keys'])} distinct limited keys, one request each: none admitted uncounted",
+            f"{rl['uncounted']:,} (RSS {rl['rss_final_mb']:.0f} MB)", rl["uncounted"] == 0)
     fleet = data.get("fleet")
     if fleet:
         row(f"fleet-wide limit: admitted per sliding {fleet['window_s']} s ≤ the documented bound "
@@ -721,6 +728,13 @@ def render_markdown(data):
               "| mode | p50 | max | tries |", "|---|---:|---:|---|"]
     for mode, r in data["revocation_modes"].items():
         lines.append(f"| {mode} | {r['p50']:.0f} ms | {r['max']:.0f} ms | {', '.join(f'{v:.0f}' for v in r['runs'])} |")
+    rl = data.get("ratelimit_memory")
+    if rl:
+        lines += ["", f"Rate-limit counters ({rl['keys']:,} keys of the free plan, one request per key, "
+                  "`--concurrency 2`, bench/ratelimit_memory.py):", "",
+                  "| distinct keys that sent a request | Envoy RSS MB | requests not counted |", "|---:|---:|---:|",
+                  f"| 0 (all loaded) | {rl['rss_loaded_mb']:.0f} | — |"]
+        lines += [f"| {x['requests']:,} | {x['rss_mb']:.0f} | {x['uncounted']:,} |" for x in rl["samples"]]
     fleet = data.get("fleet")
     if fleet:
         lines += ["", f"Fleet-wide rate limit ({fleet['envoys']} Envoys × `--concurrency {fleet['workers']}` on one "
@@ -901,6 +915,8 @@ def main():
                 data["memory"].append({"keys": n, "workers": workers, "rss_mb": round(proxy.rss(), 1),
                                        "load_s": round(proxy.load_s, 2)})
                 proxy.stop()
+        if SETTINGS["ratelimit_memory_keys"]:
+            data["ratelimit_memory"] = ratelimit_memory.measure(SETTINGS["ratelimit_memory_keys"])
         data["goals"] = goals(data)
         data["plot"] = make_plot(data["cases"], OUT / "results.png")
         data["elapsed_s"] = round(time.monotonic() - began, 1)

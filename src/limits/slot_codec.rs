@@ -90,13 +90,14 @@ impl Writer<'_> {
         self.varint(ring.newest);
         let mut bitmap = 0u32;
         for (index, &count) in ring.counts().iter().enumerate() {
-            if count > 0 {
-                bitmap |= 1 << index;
-            }
+            bitmap |= u32::from(count > 0) << index;
         }
         self.bytes(&bitmap.to_le_bytes());
-        for &count in ring.counts().iter().filter(|&&count| count > 0) {
-            self.varint(u64::from(count));
+        let mut rest = bitmap;
+        while rest != 0 {
+            let index = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            self.varint(u64::from(ring.counts().get(index).copied().unwrap_or(0)));
         }
     }
 }
@@ -144,8 +145,10 @@ pub fn encode(state: &SlotState) -> Encoded {
         }
     }
     writer.byte(present);
-    for ring in rings.iter().filter(|ring| !ring.is_empty()) {
-        writer.ring(ring);
+    for (position, ring) in rings.iter().enumerate() {
+        if present & (1 << position) != 0 {
+            writer.ring(ring);
+        }
     }
     out
 }
@@ -197,7 +200,10 @@ impl Reader<'_> {
         if bitmap == 0 || bitmap >> len != 0 {
             return None;
         }
-        for index in (0..len).filter(|index| bitmap & (1 << index) != 0) {
+        let mut rest = bitmap;
+        while rest != 0 {
+            let index = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
             let count = u32::try_from(self.varint()?).ok().filter(|&c| c > 0)?;
             ring.set_count(index, count);
         }

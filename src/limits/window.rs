@@ -153,16 +153,21 @@ impl Ring {
         (bucket % self.len as u64) as usize
     }
 
-    /// Moves the ring forward to `bucket`, zeroing buckets that fell out.
+    /// Moves the ring forward to `bucket`, zeroing buckets that fell out. Runs for every ring
+    /// of a slot on every request, so it walks the ring without a division per step.
     fn advance(&mut self, bucket: u64) {
         if bucket <= self.newest {
             return;
         }
-        let len = self.len as u64;
-        let steps = (bucket - self.newest).min(len);
-        for step in 1..=steps {
-            let index = self.index(self.newest.wrapping_add(step));
-            self.counts[index] = 0;
+        let steps = bucket - self.newest;
+        if steps >= self.len as u64 {
+            self.counts = [0; MAX_RING];
+        } else {
+            let mut index = self.index(self.newest);
+            for _ in 0..steps {
+                index = if index + 1 == self.len { 0 } else { index + 1 };
+                self.counts[index] = 0;
+            }
         }
         self.newest = bucket;
     }
@@ -172,7 +177,8 @@ impl Ring {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts().iter().all(|&c| c == 0)
+        // Unused tail counters are always 0: one branch-free pass over the array.
+        self.counts.iter().fold(0, |any, &c| any | c) == 0
     }
 
     fn add(&mut self, bucket: u64, count: u32) {
@@ -215,12 +221,13 @@ impl Ring {
         let len = self.len as u64;
         // Oldest bucket in the ring is newest - (len - 1); it leaves when the current bucket
         // index reaches newest + 1, the next one at newest + 2, and so on.
+        // Bucket `newest + k + 1 - len` sits at the ring index after the newest one's.
+        let mut index = self.index(self.newest);
         for k in 0..len {
-            // Bucket `newest + k + 1 - len`; the same ring index without the subtraction.
-            // Saturating: a slot read back from shared data may hold any `newest`.
-            let index = ((self.newest % len + k + 1) % len) as usize;
+            index = if index + 1 == self.len { 0 } else { index + 1 };
             total -= u64::from(self.counts[index]);
             if total <= target {
+                // Saturating: a slot read back from shared data may hold any `newest`.
                 let frees_at_ms = self.newest.saturating_add(k + 1).saturating_mul(bucket_ms);
                 return Some(frees_at_ms.saturating_sub(now_ms).max(1));
             }
