@@ -147,10 +147,13 @@ fn policy_field(limits: &[Option<u64>; 3], windows: &Windows) -> String {
 
 const POLICY_CACHE_SIZE: usize = 64;
 
+/// Window limits and their `RateLimit-Policy` field.
+type PolicyEntry = ([Option<u64>; 3], Rc<str>);
+
 /// A worker's `RateLimit-Policy` fields by window limits: direct-mapped, so a lookup is one
 /// hash and one comparison, and a key with unusual limits only costs its own rebuild.
 pub struct PolicyCache {
-    entries: RefCell<[Option<([Option<u64>; 3], Rc<str>)>; POLICY_CACHE_SIZE]>,
+    entries: RefCell<[Option<PolicyEntry>; POLICY_CACHE_SIZE]>,
 }
 
 impl Default for PolicyCache {

@@ -30,6 +30,8 @@ pub const MAX_LEN: usize =
     1 + 16 + 3 * MAX_VARINT + 1 + 7 * (MAX_VARINT + 4 + MAX_RING * (MAX_VARINT / 2));
 
 /// What a slot holds.
+// Large by design: boxing the state would put every slot read of the request path on the heap.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     /// Never used: no key's probe sequence goes past it.
