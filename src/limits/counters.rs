@@ -740,6 +740,31 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_request_still_moves_the_keys_counts() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        grow(&host, 1_024, 1 << 20, 0).unwrap();
+        let tag = key("pk_live_full");
+        let two = limits(Some(2), None);
+        let old_slot = slot_of(admit(&host, tag, &two, &windows, 1_024, 1_000));
+        slot_of(admit(&host, tag, &two, &windows, 1_024, 1_000));
+        let capacity = grow(&host, 100_000, 1 << 20, 1_000).unwrap().capacity;
+        assert!(matches!(
+            admit(&host, tag, &two, &windows, capacity, 1_500),
+            Admission::Refused { .. }
+        ));
+        let moved = holders(&host, tag);
+        assert_eq!(moved.len(), 1);
+        assert_ne!(moved, vec![old_slot]);
+        assert_eq!(
+            read_slot(&host, moved[0])
+                .unwrap()
+                .local_buckets(&windows, 1_500)[0],
+            vec![(0, 2)]
+        );
+    }
+
+    #[test]
     fn the_previous_capacity_is_forgotten_once_no_count_can_be_left_there() {
         let host = FakeHost::at(0);
         let windows = Windows::default();
