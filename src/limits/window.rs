@@ -410,7 +410,8 @@ pub enum Refusal {
 pub struct WindowUsage {
     pub limit: u64,
     pub remaining: u64,
-    /// Milliseconds until `remaining` grows (0 when nothing is used).
+    /// Milliseconds until `remaining` grows (0 when nothing is used). Computed for the tightest
+    /// window only (`Usage::tightest`, the one the headers report); 0 for the others.
     pub reset_ms: u64,
 }
 
@@ -444,10 +445,18 @@ pub fn admit(
     for (window, limit) in limits_by_window.iter().enumerate() {
         state.limits[window] = limit.unwrap_or(0);
     }
+    // Local plus remote counts of each limited window, built once and kept in step below.
+    let mut fleet: [Option<Ring>; 3] = [None; 3];
+    for (window, limit) in limits_by_window.iter().enumerate() {
+        if limit.is_some() {
+            fleet[window] = Some(state.fleet_ring(window));
+        }
+    }
     let mut refusal = None;
     for (window, limit) in limits_by_window.iter().enumerate() {
-        let Some(limit) = *limit else { continue };
-        let ring = state.fleet_ring(window);
+        let (Some(limit), Some(ring)) = (*limit, fleet[window]) else {
+            continue;
+        };
         if ring.total() + 1 > limit {
             let wait = ring
                 .wait_until_total_at_most(
@@ -480,10 +489,11 @@ pub fn admit(
         }
     }
     if refusal.is_none() {
-        for (window, limit) in limits_by_window.iter().enumerate() {
-            if limit.is_some() {
+        for (window, ring) in fleet.iter_mut().enumerate() {
+            if let Some(ring) = ring {
                 let bucket = now_ms / windows.bucket_ms(window);
                 state.rings[window].add(bucket, 1);
+                ring.add(bucket, 1);
             }
         }
         if limits.concurrent.is_some() {
@@ -491,18 +501,29 @@ pub fn admit(
         }
     }
     let mut usage = Usage::default();
+    let mut totals = [0; 3];
     for (window, limit) in limits_by_window.iter().enumerate() {
-        let Some(limit) = *limit else { continue };
-        let ring = state.fleet_ring(window);
-        let total = ring.total();
-        let reset_ms = ring
-            .wait_until_total_at_most(total.saturating_sub(1), windows.bucket_ms(window), now_ms)
-            .unwrap_or(0);
+        let (Some(limit), Some(ring)) = (*limit, fleet[window]) else {
+            continue;
+        };
+        totals[window] = ring.total();
         usage.windows[window] = Some(WindowUsage {
             limit,
-            remaining: limit.saturating_sub(total),
-            reset_ms,
+            remaining: limit.saturating_sub(totals[window]),
+            reset_ms: 0,
         });
+    }
+    // Only the tightest window's reset is ever reported; the others are not worth their walk.
+    if let Some((window, _)) = usage.tightest() {
+        if let (Some(ring), Some(tightest)) = (fleet[window], usage.windows[window].as_mut()) {
+            tightest.reset_ms = ring
+                .wait_until_total_at_most(
+                    totals[window].saturating_sub(1),
+                    windows.bucket_ms(window),
+                    now_ms,
+                )
+                .unwrap_or(0);
+        }
     }
     (refusal.map_or(Ok(()), Err), usage)
 }
