@@ -165,7 +165,12 @@ pub fn grow(host: &dyn Host, wanted: u64, bound: u64, now_ms: u64) -> Result<Tab
         .max(table.capacity.saturating_add(table.capacity / 2))
         .min(bound);
     for index in table.capacity..target {
-        host.set_shared(SlotName::new(index).as_str(), BLANK, None)?;
+        let name = SlotName::new(index);
+        // Only entries that do not exist yet: a holder whose lease lapsed during a long growth
+        // must not blank a slot that the next holder already created, published and saw used.
+        if host.get_shared(name.as_str()).1.is_none() {
+            host.set_shared(name.as_str(), BLANK, None)?;
+        }
     }
     let grown = Table {
         capacity: target,
@@ -563,6 +568,38 @@ mod tests {
         assert_eq!(host.entry_count(), 2_001);
         assert_eq!(read_slot(&host, 1_999), None, "created blank");
         assert_eq!(slot_count(&host), 2_000);
+    }
+
+    #[test]
+    fn a_growth_never_blanks_a_slot_that_already_exists() {
+        // A holder whose lease lapsed reads the old capacity, while the next holder has already
+        // grown the table and a key counts in one of the new slots.
+        let host = FakeHost::at(0);
+        let windows = Windows::default();
+        grow(&host, 1_024, 1 << 20, 0).unwrap();
+        let capacity = grow(&host, 4_096, 1 << 20, 0).unwrap().capacity;
+        let tag = (9, 3_000);
+        let slot = slot_of(admit(
+            &host,
+            tag,
+            &limits(Some(5), None),
+            &windows,
+            capacity,
+            0,
+        ));
+        assert!(slot >= 1_024);
+        host.set_shared(
+            TABLE_MARKER,
+            &Table {
+                capacity: 1_024,
+                ..Table::default()
+            }
+            .encode(),
+            None,
+        )
+        .unwrap();
+        grow(&host, 4_096, 1 << 20, 0).unwrap();
+        assert!(read_slot(&host, slot).is_some(), "the count survives");
     }
 
     #[test]
