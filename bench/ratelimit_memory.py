@@ -4,10 +4,15 @@
 Seeds the real control service with N keys (plan free: 60/min, 1,000/day, so every request
 is counted in a rate-limit slot), loads them into Envoy, then sends one request per key with
 wrk (a Lua script walks the secrets file) and records Envoy's VmRSS as the keys go by, plus
-the filter's counters. Shared data cannot delete entries: the point is that memory stops
-growing once the fixed slot table is in use. Loopback only; bounded by N and a time limit.
+the filter's counters. The slot table is sized by the snapshot's limited keys, so every
+request must be counted (`uncounted` 0) and memory grows only by each used slot's few bytes.
+Loopback only; bounded by N and a time limit.
 
-Usage: bench/ratelimit_memory.py [N]   (default 1000000; env BENCH_SLOTS to override slots)
+`measure(n)` returns the numbers as a dict (`make bench` stores it in results.json under
+`ratelimit_memory`); run alone it also writes target/bench/ratelimit_memory.json.
+
+Usage: bench/ratelimit_memory.py [N]   (default 1000000; env BENCH_SLOTS sets the
+`rate_limits.slots` upper bound)
 """
 import json
 import os
@@ -49,8 +54,8 @@ def rss_mb(pid):
     return 0.0
 
 
-def main():
-    keys = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+def measure(keys):
+    """Seeds `keys` limited keys, sends one request per key; RSS and counters as a dict."""
     work = Path(tempfile.mkdtemp(prefix="keygate-rl-memory-"))
     db, secrets = work / "keygate.db", work / "secrets.txt"
     started = time.monotonic()
@@ -88,10 +93,18 @@ def main():
                             "uncounted": proxy.stat("keygate_ratelimit_uncounted")})
             print(json.dumps(samples[-1]), flush=True)
         results["samples"] = samples
+        results["rss_final_mb"] = samples[-1]["rss_mb"]
+        results["uncounted"] = samples[-1]["uncounted"]
     finally:
         proxy.close()
         control.stop()
         upstream.close()
+    return results
+
+
+def main():
+    keys = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    results = measure(keys)
     out = ROOT / "target/bench/ratelimit_memory.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

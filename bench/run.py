@@ -16,6 +16,7 @@ Environment (defaults in brackets; BENCH_QUICK=1 picks small ones for a ~1-minut
   BENCH_SIZES Keygate key counts [1000,100000,1000000]  BENCH_NATIVE_SIZES [1000,100000]
   BENCH_EXTAUTHZ_SIZE [100000]  BENCH_REVOKE_TRIES [5]  BENCH_PLAIN_REFRESH [2s]
   BENCH_MEMORY_SIZES [100000,1000000]  BENCH_DOCS [docs/benchmarks.md; "" to skip]
+  BENCH_RL_MEMORY_KEYS distinct limited keys sending one request each [1000000; 0 skips]
 """
 import datetime
 import json
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests/e2e"))
 from harness import ADMIN_TOKEN, SYNC_TOKEN, free_port, wait_until  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import ratelimit_memory  # noqa: E402
 import store_churn  # noqa: E402
 
 ENVOY = Path(os.environ.get("KEYGATE_ENVOY", ROOT / ".venv/bin/envoy"))
@@ -76,6 +78,7 @@ SETTINGS = {
     # bench/store_churn.py: rotations of this many keys in deltas of churn_round, then a reload.
     "churn_keys": int(os.environ.get("BENCH_CHURN_KEYS", "10000" if QUICK else "1000000")),
     "churn_round": int(os.environ.get("BENCH_CHURN_ROUND", "5000")),
+    "ratelimit_memory_keys": int(os.environ.get("BENCH_RL_MEMORY_KEYS", "10000" if QUICK else "1000000")),
     "quiet_wait_s": float(os.environ.get("BENCH_QUIET_WAIT", "5")),
     "unloaded_s": int(os.environ.get("BENCH_UNLOADED_DURATION", "2" if QUICK else "5")),
     # Fleet-wide limits: 3 Envoys, round-robin, a key limited to FLEET_LIMIT per FLEET_WINDOW
@@ -666,6 +669,10 @@ def goals(data):
     if churn:
         row(f"{churn['rotations']:,} key rotations in a running Envoy: RSS growth ≤ 10 %",
             f"{churn['rss_growth_pct']:+.1f} %", churn["rss_growth_pct"] <= 10)
+    rl = data.get("ratelimit_memory")
+    if rl:
+        row(f"{label(rl['keys'])} distinct limited keys, one request each: none admitted uncounted",
+            f"{rl['uncounted']:,} (RSS {rl['rss_final_mb']:.0f} MB)", rl["uncounted"] == 0)
     fleet = data.get("fleet")
     if fleet:
         row(f"fleet-wide limit: admitted per sliding {fleet['window_s']} s ≤ the documented bound "
@@ -746,6 +753,13 @@ def render_markdown(data):
               "| mode | p50 | max | tries |", "|---|---:|---:|---|"]
     for mode, r in data["revocation_modes"].items():
         lines.append(f"| {mode} | {r['p50']:.0f} ms | {r['max']:.0f} ms | {', '.join(f'{v:.0f}' for v in r['runs'])} |")
+    rl = data.get("ratelimit_memory")
+    if rl:
+        lines += ["", f"Rate-limit counters ({rl['keys']:,} keys of the free plan, one request per key, "
+                  "`--concurrency 2`, bench/ratelimit_memory.py):", "",
+                  "| distinct keys that sent a request | Envoy RSS MB | requests not counted |", "|---:|---:|---:|",
+                  f"| 0 (all loaded) | {rl['rss_loaded_mb']:.0f} | — |"]
+        lines += [f"| {x['requests']:,} | {x['rss_mb']:.0f} | {x['uncounted']:,} |" for x in rl["samples"]]
     fleet = data.get("fleet")
     if fleet:
         lines += ["", f"Fleet-wide rate limit ({fleet['envoys']} Envoys × `--concurrency {fleet['workers']}` on one "
@@ -928,6 +942,8 @@ def main():
                 proxy.stop()
         if SETTINGS["churn_keys"]:
             data["store_churn"] = store_churn.measure(SETTINGS["churn_keys"], SETTINGS["churn_round"], log=log)
+        if SETTINGS["ratelimit_memory_keys"]:
+            data["ratelimit_memory"] = ratelimit_memory.measure(SETTINGS["ratelimit_memory_keys"])
         data["goals"] = goals(data)
         data["plot"] = make_plot(data["cases"], OUT / "results.png")
         data["elapsed_s"] = round(time.monotonic() - began, 1)

@@ -47,7 +47,8 @@ pub struct Config {
 pub struct RateLimitConfig {
     /// Send `X-RateLimit-*` and `RateLimit-Policy` / `RateLimit` headers.
     pub headers: bool,
-    /// Counter slots in shared data: the most keys that can be counted at once per Envoy.
+    /// Upper bound on the counter slots in shared data; below it the table is sized by the
+    /// limited keys in the snapshot (`limits::counters::wanted_capacity`).
     pub slots: u64,
     pub windows: Windows,
     /// Fleet-wide limits: sync counts with the control service (`sync/fleet.rs`).
@@ -141,6 +142,10 @@ struct RawConfig {
     usage: RawUsage,
 }
 
+/// The most rate-limit slots a table may grow to, and the default bound: 16.7 M slots, room
+/// for 12.5 M limited keys active at once (about 1.6 GB of shared data when all are used).
+pub const MAX_SLOTS: u64 = 16_777_216;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawRateLimits {
@@ -159,7 +164,7 @@ impl Default for RawRateLimits {
     fn default() -> RawRateLimits {
         RawRateLimits {
             headers: true,
-            slots: 262_144,
+            slots: MAX_SLOTS,
             minute_window: "60s".into(),
             hour_window: "1h".into(),
             day_window: "24h".into(),
@@ -505,10 +510,10 @@ fn validate_control(raw: RawControl, env: EnvLookup<'_>) -> Result<ControlConfig
 }
 
 fn validate_rate_limits(raw: RawRateLimits) -> Result<RateLimitConfig, ConfigError> {
-    if !(16..=4_194_304).contains(&raw.slots) {
+    if !(16..=MAX_SLOTS).contains(&raw.slots) {
         return Err(field_error(
             "rate_limits.slots",
-            "must be between 16 and 4194304",
+            format!("must be between 16 and {MAX_SLOTS}"),
         ));
     }
     let window = |field: &str, text: &str, max: Duration| {
@@ -664,7 +669,7 @@ mod tests {
         assert!(!config.key_id_property);
         assert_eq!(config.xff_trusted_hops, 0);
         assert!(config.rate_limits.headers);
-        assert_eq!(config.rate_limits.slots, 262_144);
+        assert_eq!(config.rate_limits.slots, MAX_SLOTS);
         assert_eq!(config.rate_limits.windows, Windows::default());
         assert!(config.rate_limits.fleet);
         assert_eq!(config.rate_limits.sync_interval, Duration::from_secs(1));
@@ -759,6 +764,10 @@ mod tests {
             ("not json", "configuration"),
             (
                 r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"slots":1}}"#,
+                "rate_limits.slots",
+            ),
+            (
+                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"slots":16777217}}"#,
                 "rate_limits.slots",
             ),
             (

@@ -5,7 +5,6 @@
 //! `proxy/http.rs` is the proxy-wasm context that calls into it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use log::debug;
@@ -14,7 +13,9 @@ use crate::config::{Config, FailMode};
 use crate::contract::key_hash::{digest_key, Digest};
 use crate::headers::Headers;
 use crate::host::Host;
-use crate::limits::counters::{self, Admission};
+use crate::limits::counters::{self, Admission, KeyTag};
+use crate::limits::headers::{PolicyCache, RateHeaders};
+use crate::limits::touched::Touched;
 use crate::limits::window::{self, Refusal};
 use crate::metrics::Metrics;
 use crate::policy::decision::{self, Denial, RequestFacts};
@@ -38,9 +39,26 @@ pub struct Worker {
     /// Rate-limit slots known to exist (refreshed on every tick).
     pub slots: Cell<u64>,
     /// Slots whose counts this worker changed since it last handed them to the fleet sync.
-    pub touched: RefCell<BTreeSet<u64>>,
+    pub touched: RefCell<Touched>,
     /// The store view this worker read last, and when (proxy clock ms): see `store_view`.
     pub view: Cell<Option<(StoreView, u64)>>,
+    /// `RateLimit-Policy` fields by limits, so a request does not rebuild its plan's.
+    pub policies: PolicyCache,
+}
+
+impl Worker {
+    /// A worker with nothing counted, seen or cached yet.
+    pub fn new(config: Config, metrics: Metrics) -> Worker {
+        Worker {
+            config,
+            metrics,
+            tally: RefCell::new(Tally::default()),
+            slots: Cell::new(0),
+            touched: RefCell::new(Touched::default()),
+            view: Cell::new(None),
+            policies: PolicyCache::default(),
+        }
+    }
 }
 
 /// How long a worker serves from the store view it read before reading it again. Deltas
@@ -63,10 +81,10 @@ pub struct RequestFilter<H: Host> {
     context_id: u32,
     worker: Rc<Worker>,
     host: H,
-    /// In-flight place to give back when the request ends: (slot, owner, in-flight bucket).
-    in_flight: Option<(u64, u64, u64)>,
+    /// In-flight place to give back when the request ends: (slot, key, in-flight bucket).
+    in_flight: Option<(u64, KeyTag, u64)>,
     /// Rate-limit headers for the response.
-    response_headers: Vec<(&'static str, String)>,
+    response_headers: Option<RateHeaders>,
     replied_locally: bool,
 }
 
@@ -84,7 +102,7 @@ impl<H: Host> RequestFilter<H> {
             worker,
             host,
             in_flight: None,
-            response_headers: Vec::new(),
+            response_headers: None,
             replied_locally: false,
         }
     }
@@ -162,26 +180,26 @@ impl<H: Host> RequestFilter<H> {
             return Ok(());
         }
         let config = &self.worker.config.rate_limits;
-        let slots = match self.worker.slots.get() {
+        let capacity = match self.worker.slots.get() {
             0 => counters::slot_count(&self.host),
             known => known,
-        }
-        .min(config.slots);
-        let (owner, seed) = counters::owner_and_seed(digest);
+        };
+        let key_tag = counters::owner_and_seed(digest);
         let headers = |usage: &window::Usage| {
             if config.headers {
-                window::headers(usage, &config.windows)
+                RateHeaders::new(usage, &self.worker.policies, &config.windows)
             } else {
-                Vec::new()
+                None
             }
         };
+        let refusal_headers =
+            |usage: &window::Usage| headers(usage).map(|h| h.to_vec()).unwrap_or_default();
         match counters::admit(
             &self.host,
-            owner,
-            seed,
+            key_tag,
             &key.limits,
             &config.windows,
-            slots,
+            capacity,
             now_ms,
         ) {
             Admission::Admitted {
@@ -190,7 +208,7 @@ impl<H: Host> RequestFilter<H> {
                 usage,
             } => {
                 if let Some(bucket) = in_flight {
-                    self.in_flight = Some((slot, owner, bucket));
+                    self.in_flight = Some((slot, key_tag, bucket));
                 }
                 if window::window_limits(&key.limits)
                     .iter()
@@ -214,13 +232,13 @@ impl<H: Host> RequestFilter<H> {
                 }
                 Err(Denial::rate_limited(
                     window::ceil_seconds(retry_after_ms),
-                    headers(&usage),
+                    refusal_headers(&usage),
                 ))
             }
             Admission::Refused {
                 refusal: Refusal::Concurrency,
                 usage,
-            } => Err(Denial::too_many_in_flight(headers(&usage))),
+            } => Err(Denial::too_many_in_flight(refusal_headers(&usage))),
             Admission::NoSlot => {
                 self.worker.metrics.uncounted(&self.host);
                 Ok(())
@@ -356,18 +374,18 @@ impl<H: Host> RequestFilter<H> {
     /// The upstream's response headers: add the rate-limit headers of an admitted request.
     pub fn on_response_headers(&mut self) {
         if !self.replied_locally {
-            for (name, value) in &self.response_headers {
-                self.host.set_response_header(name, value);
+            if let Some(headers) = &self.response_headers {
+                headers.write(|name, value| self.host.set_response_header(name, value));
             }
         }
     }
 
     /// The stream ended (Envoy's log phase): give back the in-flight place, if one was taken.
     pub fn on_stream_end(&mut self) {
-        if let Some((slot, owner, bucket)) = self.in_flight.take() {
+        if let Some((slot, key, bucket)) = self.in_flight.take() {
             let windows = &self.worker.config.rate_limits.windows;
             let now_ms = self.host.now_ms();
-            counters::release(&self.host, slot, owner, bucket, windows, now_ms);
+            counters::release(&self.host, slot, key, bucket, windows, now_ms);
         }
     }
 }

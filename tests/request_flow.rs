@@ -4,7 +4,6 @@
 //! `on_log`), and the usage tally. The same flows run end to end through Envoy in
 //! `tests/e2e/test_filter.py`; these pin the glue without a Wasm runtime.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use keygate::config::Config;
@@ -13,7 +12,6 @@ use keygate::host::FakeHost;
 use keygate::metrics::Metrics;
 use keygate::request::{RequestFilter, Verdict, Worker};
 use keygate::sync::refresh::{Outcome, Refresher};
-use keygate::sync::tally::Tally;
 
 const NOW_MS: u64 = 1_800_000_000_000;
 const VALID: &str = "pk_live_valid000000000000000000000000000000";
@@ -87,14 +85,7 @@ fn setup(extra: &str, loaded: bool) -> Setup {
         load(&host, &config);
     }
     let metrics = Metrics::define(&host);
-    let worker = Rc::new(Worker {
-        config,
-        metrics,
-        tally: RefCell::new(Tally::default()),
-        slots: Cell::new(0),
-        touched: RefCell::new(Default::default()),
-        view: Cell::new(None),
-    });
+    let worker = Rc::new(Worker::new(config, metrics));
     Setup { host, worker }
 }
 

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(config.control.path.starts_with('/'));
     assert!(config.usage.path.starts_with('/'));
     assert!((100..=50_000).contains(&config.control.page_size));
-    assert!((16..=4_194_304).contains(&config.rate_limits.slots));
+    assert!((16..=keygate::config::MAX_SLOTS).contains(&config.rate_limits.slots));
     for length in config.rate_limits.windows.lengths_ms {
         assert!(length >= 1_000);
     }

@@ -1,58 +1,43 @@
 //! Rate-limit counters in Envoy's shared data: one count per key per Envoy, shared by every
 //! worker, updated with compare-and-swap so no increment is lost.
 //!
-//! Shared data has no delete and no eviction, so counters live in a fixed table of `slots`
-//! entries (`keygate.rl.<n>`), created blank once by the refresh lease holder before the first
-//! snapshot is served. A key hashes to a slot and probes a few neighbours; a slot whose owner
-//! has nothing left in any window is reused. Memory is therefore bounded by the slot count,
-//! whatever the number of keys. Creating the slots up front matters: Envoy writes a missing
-//! entry unconditionally whatever CAS value is passed, so creating one on demand could race
-//! with another worker's first increment and lose it.
+//! Shared data has no delete and no eviction, so counters live in a table of slots
+//! (`keygate.rl.<n>`) that only ever grows, sized by `wanted_capacity` from the number of
+//! limited keys in the snapshot: none when no key has limits. A key probes up to `PROBES`
+//! positions (the first is `seed % capacity`, the others spread by a hash); it reuses a slot it
+//! owns, else takes the first slot that is free or whose owner has nothing left in any window.
+//! A scan stops at a blank slot (never used), since a key is always placed at or before the
+//! first free slot of its sequence. Memory follows the limited keys: a blank slot is one byte
+//! plus Envoy's entry, a key's slot holds only its non-zero buckets (`slot_codec.rs`).
+//!
+//! The table itself (its size, marker and growth, re-exported here) is `table.rs`.
+//!
+//! Growth moves most keys' positions (they depend on the capacity). The marker keeps the
+//! capacity before the last growth; a key not found under the current capacity looks there,
+//! and moves its counts: it frees the old slot (CAS) and adds what it held to its new slot, so
+//! no count is lost or counted twice. A key that holds counts from two growths back starts
+//! afresh (two growths within a day need the limited keys to more than double in a day).
 
 use crate::contract::key_hash::Digest;
 use crate::contract::snapshot::Limits;
 use crate::host::{Host, WriteError};
+use crate::limits::slot_codec::{self, Slot, FREED};
+use crate::limits::table::SlotName;
+pub use crate::limits::table::{grow, read_table, slot_count, wanted_capacity};
 use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
 
-const SLOTS_MARKER: &str = "keygate.rl.slots";
-/// Neighbouring slots a key may use when its own is held by another active key.
-pub const PROBES: u64 = 8;
+/// Positions a key may use. At the load `wanted_capacity` allows (¾), all of them are held
+/// by active keys with a probability of about 0.75^64 ≈ 10⁻⁸; most scans end at a blank slot
+/// or at the key's own slot after one or two reads.
+pub const PROBES: u64 = 64;
 /// CAS attempts on one slot before giving up on a request.
 pub const CAS_ATTEMPTS: usize = 32;
 
-fn slot_key(index: u64) -> String {
-    format!("keygate.rl.{index}")
-}
-
-/// Number of slots that exist (0 before the lease holder created them).
-pub fn slot_count(host: &dyn Host) -> u64 {
-    host.get_shared(SLOTS_MARKER)
-        .0
-        .and_then(|bytes| {
-            bytes
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-        })
-        .unwrap_or(0)
-}
-
-/// Creates blank slots up to `wanted`. Only the refresh lease holder calls this, so the
-/// unconditional creation cannot race with counting (requests count only once slots exist).
-pub fn ensure_slots(host: &dyn Host, wanted: u64) -> Result<u64, WriteError> {
-    let existing = slot_count(host);
-    if existing >= wanted {
-        return Ok(existing);
-    }
-    for index in existing..wanted {
-        host.set_shared(&slot_key(index), &[0], None)?;
-    }
-    host.set_shared(SLOTS_MARKER, &wanted.to_le_bytes(), None)?;
-    Ok(wanted)
-}
+/// A key's identity in the table: owner tag and probe seed, from its digest.
+pub type KeyTag = (u64, u64);
 
 /// Owner tag and probe start of a key, from its SHA-256 digest.
-pub fn owner_and_seed(digest: &Digest) -> (u64, u64) {
+pub fn owner_and_seed(digest: &Digest) -> KeyTag {
     let part = |at: usize| {
         digest
             .get(at..at + 8)
@@ -60,6 +45,162 @@ pub fn owner_and_seed(digest: &Digest) -> (u64, u64) {
             .map_or(0, u64::from_be_bytes)
     };
     (part(0).max(1), part(8))
+}
+
+/// The `probe`th position of a key under `capacity` (> 0).
+fn position(seed: u64, probe: u64, capacity: u64) -> u64 {
+    if probe == 0 {
+        return seed % capacity;
+    }
+    // splitmix64's finaliser: later probes land independently of each other and of the first.
+    let mut z = seed.wrapping_add(probe.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % capacity
+}
+
+/// A slot read from shared data, with the CAS value to write it back.
+struct Read {
+    index: u64,
+    state: SlotState,
+    cas: Option<u32>,
+}
+
+/// What a scan of a key's positions under one capacity found.
+#[derive(Default)]
+struct Scan {
+    owned: Option<Read>,
+    free: Option<(u64, Option<u32>)>,
+}
+
+fn scan(host: &dyn Host, key: KeyTag, windows: &Windows, capacity: u64, now_ms: u64) -> Scan {
+    let mut found = Scan::default();
+    for probe in 0..PROBES.min(capacity) {
+        let index = position(key.1, probe, capacity);
+        let (bytes, cas) = host.get_shared(SlotName::new(index).as_str());
+        if cas.is_none() {
+            continue;
+        }
+        match slot_codec::classify(bytes.as_deref()) {
+            Slot::Blank => {
+                found.free.get_or_insert((index, cas));
+                break;
+            }
+            Slot::Held(state) if (state.owner, state.seed) == key => {
+                found.owned = Some(Read { index, state, cas });
+                break;
+            }
+            Slot::Held(state) if !state.idle(windows, now_ms) => {}
+            Slot::Held(_) | Slot::Free => {
+                found.free.get_or_insert((index, cas));
+            }
+        }
+    }
+    found
+}
+
+/// Where a key's counts are, or go.
+enum Located {
+    /// The key's own slot (possibly under the previous capacity, when no new one is free).
+    Owned(Read),
+    /// No slot yet: this free one.
+    Fresh { index: u64, cas: Option<u32> },
+    /// The key's slot under the previous capacity, to be freed and merged into a new one.
+    Moving(Read),
+    /// Nothing held and nothing free.
+    Nowhere,
+}
+
+fn locate(host: &dyn Host, key: KeyTag, windows: &Windows, capacity: u64, now_ms: u64) -> Located {
+    let here = scan(host, key, windows, capacity, now_ms);
+    if let Some(read) = here.owned {
+        return Located::Owned(read);
+    }
+    // Not found: only now is the marker worth a read. A worker that has not yet seen the
+    // latest growth (it learns it on its next tick) looks where the others do.
+    let table = read_table(host);
+    let (here, capacity) = if table.capacity > capacity {
+        let latest = scan(host, key, windows, table.capacity, now_ms);
+        if let Some(read) = latest.owned {
+            return Located::Owned(read);
+        }
+        (latest, table.capacity)
+    } else {
+        (here, capacity)
+    };
+    if table.capacity == capacity {
+        if let Some(previous) = table.previous_in_use(windows, now_ms) {
+            if let Some(read) = scan(host, key, windows, previous, now_ms).owned {
+                return if here.free.is_some() {
+                    Located::Moving(read)
+                } else {
+                    Located::Owned(read)
+                };
+            }
+        }
+    }
+    match here.free {
+        Some((index, cas)) => Located::Fresh { index, cas },
+        None => Located::Nowhere,
+    }
+}
+
+/// Why an update could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    NoSlot,
+    Contended,
+}
+
+/// Reads the key's slot (taking a free one, moving it after a growth), applies `change`, and
+/// writes it back with CAS when `change` says it changed (or counts were moved into it);
+/// retried on CAS conflicts. Returns the slot and what `change` returned the last time.
+fn update<R>(
+    host: &dyn Host,
+    key: KeyTag,
+    windows: &Windows,
+    capacity: u64,
+    now_ms: u64,
+    mut change: impl FnMut(&mut SlotState) -> (bool, R),
+) -> Result<(u64, R), Failed> {
+    if capacity == 0 {
+        return Err(Failed::NoSlot);
+    }
+    // Counts taken out of a slot under the previous capacity and not yet written anew.
+    let mut carried: Option<SlotState> = None;
+    for _ in 0..CAS_ATTEMPTS {
+        let (index, mut state, cas) = match locate(host, key, windows, capacity, now_ms) {
+            Located::Owned(read) => (read.index, read.state, read.cas),
+            Located::Fresh { index, cas } => (index, SlotState::for_key(key.0, key.1), cas),
+            Located::Moving(old) => {
+                let name = SlotName::new(old.index);
+                match host.set_shared(name.as_str(), FREED, old.cas) {
+                    Ok(()) => match &mut carried {
+                        Some(moved) => moved.merge(&old.state, windows, now_ms),
+                        None => carried = Some(old.state),
+                    },
+                    Err(WriteError::CasMismatch) => {}
+                    Err(WriteError::Host) => return Err(Failed::NoSlot),
+                }
+                continue;
+            }
+            Located::Nowhere => return Err(Failed::NoSlot),
+        };
+        if let Some(moved) = &carried {
+            state.merge(moved, windows, now_ms);
+        }
+        let (changed, result) = change(&mut state);
+        if !changed && carried.is_none() {
+            return Ok((index, result));
+        }
+        let name = SlotName::new(index);
+        match host.set_shared(name.as_str(), slot_codec::encode(&state).as_bytes(), cas) {
+            Ok(()) => return Ok((index, result)),
+            Err(WriteError::CasMismatch) => continue,
+            Err(WriteError::Host) => return Err(Failed::NoSlot),
+        }
+    }
+    Err(Failed::Contended)
 }
 
 /// The outcome of counting one request.
@@ -83,131 +224,93 @@ pub enum Admission {
     Contended,
 }
 
-/// The slot to count `owner` in: one it already owns among its probes (so a key never splits
-/// its counts across two slots), else the first free or idle one. With the slot's bytes and CAS.
-fn choose_slot(
-    host: &dyn Host,
-    owner: u64,
-    seed: u64,
-    windows: &Windows,
-    slots: u64,
-    now_ms: u64,
-) -> Option<(u64, SlotState, Option<u32>)> {
-    let mut free = None;
-    for probe in 0..PROBES.min(slots) {
-        let index = seed.wrapping_add(probe) % slots;
-        let (bytes, cas) = host.get_shared(&slot_key(index));
-        if cas.is_none() {
-            continue;
-        }
-        match bytes.as_deref().and_then(SlotState::decode) {
-            Some(state) if state.owner == owner => return Some((index, state, cas)),
-            Some(state) if !state.idle(windows, now_ms) => {}
-            _ if free.is_none() => free = Some((index, SlotState::for_key(owner, seed), cas)),
-            _ => {}
-        }
-    }
-    free
-}
-
-/// Counts a request of the key `(owner, seed)` with `limits` at `now_ms`.
+/// Counts a request of `key` with `limits` at `now_ms` in a table of `capacity` slots.
 pub fn admit(
     host: &dyn Host,
-    owner: u64,
-    seed: u64,
+    key: KeyTag,
     limits: &Limits,
     windows: &Windows,
-    slots: u64,
+    capacity: u64,
     now_ms: u64,
 ) -> Admission {
-    if slots == 0 {
-        return Admission::NoSlot;
+    let outcome = update(host, key, windows, capacity, now_ms, |state| {
+        let (result, usage) = window::admit(state, limits, windows, now_ms);
+        (result.is_ok(), (result, usage))
+    });
+    match outcome {
+        Ok((slot, (Ok(()), usage))) => Admission::Admitted {
+            slot,
+            in_flight: limits.concurrent.map(|_| windows.in_flight_bucket(now_ms)),
+            usage,
+        },
+        Ok((_, (Err(refusal), usage))) => Admission::Refused { refusal, usage },
+        Err(Failed::NoSlot) => Admission::NoSlot,
+        Err(Failed::Contended) => Admission::Contended,
     }
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((index, mut state, cas)) = choose_slot(host, owner, seed, windows, slots, now_ms)
-        else {
-            return Admission::NoSlot;
-        };
-        let (result, usage) = window::admit(&mut state, limits, windows, now_ms);
-        if let Err(refusal) = result {
-            return Admission::Refused { refusal, usage };
-        }
-        match host.set_shared(&slot_key(index), &state.encode(), cas) {
-            Ok(()) => {
-                return Admission::Admitted {
-                    slot: index,
-                    in_flight: limits.concurrent.map(|_| windows.in_flight_bucket(now_ms)),
-                    usage,
-                }
-            }
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Host) => return Admission::NoSlot,
-        }
-    }
-    Admission::Contended
 }
 
 /// The counters in slot `index`, if it holds a key's.
 pub fn read_slot(host: &dyn Host, index: u64) -> Option<SlotState> {
-    host.get_shared(&slot_key(index))
-        .0
-        .as_deref()
-        .and_then(SlotState::decode)
-        .filter(|state| state.owner != 0)
+    match slot_codec::classify(host.get_shared(SlotName::new(index).as_str()).0.as_deref()) {
+        Slot::Held(state) => Some(state),
+        Slot::Blank | Slot::Free => None,
+    }
 }
 
-/// Writes what the rest of the fleet admitted of the key `(owner, seed)` (per window,
-/// `(bucket, count)`) into its slot, taking a free one if it has none yet, so its next request
-/// here is judged fleet-wide. `false` when no slot could be had.
+/// Writes what the rest of the fleet admitted of `key` (per window, `(bucket, count)`) into
+/// its slot, taking a free one if it has none yet, so its next request here is judged
+/// fleet-wide. `false` when no slot could be had.
 pub fn set_remote(
     host: &dyn Host,
-    (owner, seed): (u64, u64),
+    key: KeyTag,
     remote: &[Vec<(u64, u64)>; 3],
     windows: &Windows,
-    slots: u64,
+    capacity: u64,
     now_ms: u64,
 ) -> bool {
-    if slots == 0 {
-        return false;
-    }
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((index, mut state, cas)) = choose_slot(host, owner, seed, windows, slots, now_ms)
-        else {
-            return false;
-        };
+    update(host, key, windows, capacity, now_ms, |state| {
         for (window, buckets) in remote.iter().enumerate() {
             state.set_remote(window, buckets, windows, now_ms);
         }
-        match host.set_shared(&slot_key(index), &state.encode(), cas) {
-            Ok(()) => return true,
-            Err(WriteError::CasMismatch) => continue,
-            Err(WriteError::Host) => return false,
-        }
-    }
-    false
+        (true, ())
+    })
+    .is_ok()
 }
 
-/// Ends an in-flight request of `owner` that took a place in in-flight bucket `bucket` of
-/// `slot`. `false` when there is nothing to give back (the place expired, or the slot has
-/// another owner now).
+/// Ends an in-flight request of `key` that took a place in in-flight bucket `bucket`, counted
+/// in `slot`. `false` when there is nothing to give back (the place expired, or the key's
+/// slot is gone). If the key moved since (the table grew), its place moved with it.
 pub fn release(
     host: &dyn Host,
     slot: u64,
-    owner: u64,
+    key: KeyTag,
     bucket: u64,
     windows: &Windows,
     now_ms: u64,
 ) -> bool {
-    let key = slot_key(slot);
     for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = host.get_shared(&key);
-        let Some(mut state) = bytes.as_deref().and_then(SlotState::decode) else {
-            return false;
+        let (bytes, cas) = host.get_shared(SlotName::new(slot).as_str());
+        let read = match slot_codec::classify(bytes.as_deref()) {
+            Slot::Held(state) if (state.owner, state.seed) == key => Read {
+                index: slot,
+                state,
+                cas,
+            },
+            _ => match locate(host, key, windows, slot_count(host), now_ms) {
+                Located::Owned(read) | Located::Moving(read) => read,
+                Located::Fresh { .. } | Located::Nowhere => return false,
+            },
         };
-        if state.owner != owner || !state.release(windows, bucket, now_ms) {
+        let mut state = read.state;
+        if !state.release(windows, bucket, now_ms) {
             return false;
         }
-        match host.set_shared(&key, &state.encode(), cas) {
+        let name = SlotName::new(read.index);
+        match host.set_shared(
+            name.as_str(),
+            slot_codec::encode(&state).as_bytes(),
+            read.cas,
+        ) {
             Ok(()) => return true,
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Host) => return false,
@@ -221,6 +324,7 @@ mod tests {
     use super::*;
     use crate::contract::key_hash::digest_key;
     use crate::host::FakeHost;
+    use crate::limits::table::{Table, TABLE_MARKER};
 
     fn limits(per_minute: Option<u64>, concurrent: Option<u64>) -> Limits {
         Limits {
@@ -231,40 +335,118 @@ mod tests {
         }
     }
 
+    fn key(name: &str) -> KeyTag {
+        owner_and_seed(&digest_key(name))
+    }
+
+    fn slot_of(admission: Admission) -> u64 {
+        match admission {
+            Admission::Admitted { slot, .. } => slot,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Slots holding `key`'s counts.
+    fn holders(host: &FakeHost, key: KeyTag) -> Vec<u64> {
+        (0..slot_count(host))
+            .filter(|&i| read_slot(host, i).is_some_and(|s| (s.owner, s.seed) == key))
+            .collect()
+    }
+
     #[test]
-    fn nothing_counts_before_slots_exist() {
+    fn no_limited_keys_no_table_and_nothing_counts_before_one_exists() {
         let host = FakeHost::at(1_000);
         let windows = Windows::default();
         assert_eq!(
-            admit(
-                &host,
-                1,
-                0,
-                &limits(Some(1), None),
-                &windows,
-                slot_count(&host),
-                1_000
-            ),
+            grow(&host, wanted_capacity(0), 1 << 20, 1_000)
+                .unwrap()
+                .capacity,
+            0
+        );
+        assert_eq!(host.entry_count(), 0, "not even the marker");
+        let one = limits(Some(1), None);
+        let capacity = slot_count(&host);
+        assert_eq!(
+            admit(&host, key("a"), &one, &windows, capacity, 1_000),
             Admission::NoSlot
         );
-        assert_eq!(ensure_slots(&host, 8).unwrap(), 8);
-        assert_eq!(ensure_slots(&host, 4).unwrap(), 8);
-        assert_eq!(slot_count(&host), 8);
-        assert_eq!(host.entry_count(), 9);
+        assert_eq!(host.entry_count(), 0, "a request never creates an entry");
+    }
+
+    #[test]
+    fn a_growth_never_blanks_a_slot_that_already_exists() {
+        // A holder whose lease lapsed reads the old capacity, while the next holder has already
+        // grown the table and a key counts in one of the new slots.
+        let host = FakeHost::at(0);
+        let windows = Windows::default();
+        grow(&host, 1_024, 1 << 20, 0).unwrap();
+        let capacity = grow(&host, 4_096, 1 << 20, 0).unwrap().capacity;
+        let tag = (9, 3_000);
+        let slot = slot_of(admit(
+            &host,
+            tag,
+            &limits(Some(5), None),
+            &windows,
+            capacity,
+            0,
+        ));
+        assert!(slot >= 1_024);
+        host.set_shared(
+            TABLE_MARKER,
+            &Table {
+                capacity: 1_024,
+                ..Table::default()
+            }
+            .encode(),
+            None,
+        )
+        .unwrap();
+        grow(&host, 4_096, 1 << 20, 0).unwrap();
+        assert!(read_slot(&host, slot).is_some(), "the count survives");
+    }
+
+    #[test]
+    fn a_full_table_of_active_keys_counts_every_one() {
+        // The load wanted_capacity allows: every limited key active at once, none uncounted,
+        // each in exactly one slot.
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        let keys = 20_000;
+        let capacity = grow(&host, wanted_capacity(keys), 1 << 24, 0)
+            .unwrap()
+            .capacity;
+        let one = limits(Some(1), None);
+        for i in 0..keys {
+            let tag = key(&format!("pk_live_{i}"));
+            assert!(
+                matches!(
+                    admit(&host, tag, &one, &windows, capacity, 1_000),
+                    Admission::Admitted { .. }
+                ),
+                "key {i}"
+            );
+        }
+        for i in (0..keys).step_by(97) {
+            let tag = key(&format!("pk_live_{i}"));
+            assert!(matches!(
+                admit(&host, tag, &one, &windows, capacity, 1_000),
+                Admission::Refused { .. }
+            ));
+            assert_eq!(holders(&host, tag).len(), 1);
+        }
     }
 
     #[test]
     fn counts_survive_cas_conflicts_and_hold_the_limit() {
         let host = FakeHost::at(1_000);
         let windows = Windows::default();
-        ensure_slots(&host, 16).unwrap();
-        let (owner, seed) = owner_and_seed(&digest_key("pk_live_a"));
+        grow(&host, 16, 16, 0).unwrap();
         let three = limits(Some(3), None);
         let mut admitted = 0;
         for i in 0..10 {
             host.fail_next_cas.set(i % 3);
             if matches!(
-                admit(&host, owner, seed, &three, &windows, 16, 1_000),
+                admit(&host, key("pk_live_a"), &three, &windows, 16, 1_000),
                 Admission::Admitted { .. }
             ) {
                 admitted += 1;
@@ -277,15 +459,15 @@ mod tests {
     fn endless_contention_refuses_rather_than_over_admits() {
         let host = FakeHost::at(1_000);
         let windows = Windows::default();
-        ensure_slots(&host, 4).unwrap();
+        grow(&host, 4, 4, 0).unwrap();
         let three = limits(Some(3), None);
         assert!(matches!(
-            admit(&host, 7, 0, &three, &windows, 4, 1_000),
+            admit(&host, (7, 0), &three, &windows, 4, 1_000),
             Admission::Admitted { .. }
         ));
         host.fail_next_cas.set(u32::MAX);
         assert_eq!(
-            admit(&host, 7, 0, &three, &windows, 4, 1_000),
+            admit(&host, (7, 0), &three, &windows, 4, 1_000),
             Admission::Contended
         );
     }
@@ -294,41 +476,166 @@ mod tests {
     fn busy_slots_are_probed_and_idle_ones_reused() {
         let host = FakeHost::at(1_000);
         let windows = Windows::default();
-        ensure_slots(&host, 2).unwrap();
+        grow(&host, 1, 1, 0).unwrap();
         let one = limits(Some(1), None);
-        let slot_of = |admission: Admission| match admission {
-            Admission::Admitted { slot, .. } => slot,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(slot_of(admit(&host, 1, 0, &one, &windows, 2, 1_000)), 0);
-        assert_eq!(slot_of(admit(&host, 2, 0, &one, &windows, 2, 1_000)), 1);
+        assert_eq!(slot_of(admit(&host, (1, 5), &one, &windows, 1, 1_000)), 0);
         assert_eq!(
-            admit(&host, 3, 0, &one, &windows, 2, 1_000),
+            admit(&host, (2, 5), &one, &windows, 1, 1_000),
             Admission::NoSlot
         );
         // Key 1 was counted; its own slot still refuses it.
         assert!(matches!(
-            admit(&host, 1, 0, &one, &windows, 2, 1_000),
+            admit(&host, (1, 5), &one, &windows, 1, 1_000),
             Admission::Refused { .. }
         ));
-        // Once key 1's minute has passed, key 3 can take its slot.
-        assert_eq!(slot_of(admit(&host, 3, 0, &one, &windows, 2, 70_000)), 0);
-        // Key 2 keeps its slot 1 even though slot 0 came first in its probe order.
-        assert_eq!(slot_of(admit(&host, 2, 0, &one, &windows, 2, 140_000)), 1);
+        // Once key 1's minute has passed, key 2 can take its slot.
+        assert_eq!(slot_of(admit(&host, (2, 5), &one, &windows, 1, 70_000)), 0);
+        assert_eq!(
+            admit(&host, (1, 5), &one, &windows, 1, 70_000),
+            Admission::NoSlot
+        );
+    }
+
+    #[test]
+    fn a_key_keeps_its_slot_when_an_earlier_position_frees_up() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        grow(&host, 1_024, 1_024, 0).unwrap();
+        let seed = 77;
+        let first = position(seed, 0, 1_024);
+        let five = limits(Some(5), None);
+        // Another key holds the first position, so this one goes further along.
+        assert_eq!(
+            slot_of(admit(&host, (1, seed), &five, &windows, 1_024, 1_000)),
+            first
+        );
+        let later = slot_of(admit(&host, (2, seed), &five, &windows, 1_024, 1_000));
+        assert_ne!(later, first);
+        // Key 1 goes idle; key 2 keeps counting where it is and is held to its limit.
+        for t in 70_000..70_005 {
+            assert_eq!(
+                slot_of(admit(&host, (2, seed), &five, &windows, 1_024, t)),
+                later
+            );
+        }
+        assert!(matches!(
+            admit(&host, (2, seed), &five, &windows, 1_024, 70_005),
+            Admission::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn growth_moves_a_keys_counts_without_losing_or_doubling_them() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        grow(&host, 1_024, 1 << 20, 0).unwrap();
+        let tag = key("pk_live_moving");
+        let five = limits(Some(5), Some(10));
+        let first = admit(&host, tag, &five, &windows, 1_024, 1_000);
+        let Admission::Admitted {
+            slot: old_slot,
+            in_flight: Some(bucket),
+            ..
+        } = first
+        else {
+            panic!("{first:?}")
+        };
+        assert!(matches!(
+            admit(&host, tag, &five, &windows, 1_024, 1_000),
+            Admission::Admitted { .. }
+        ));
+        grow(&host, 100_000, 1 << 20, 1_500).unwrap();
+        // A worker that has not seen the growth yet still counts in place ...
+        assert_eq!(
+            slot_of(admit(&host, tag, &five, &windows, 1_024, 2_000)),
+            old_slot
+        );
+        // ... and the first worker that has moves the key: 3 counted, 2 more fit.
+        let capacity = slot_count(&host);
+        let new_slot = slot_of(admit(&host, tag, &five, &windows, capacity, 2_000));
+        assert_eq!(holders(&host, tag), vec![new_slot]);
+        assert_eq!(
+            host.get_shared(SlotName::new(old_slot).as_str()).0,
+            Some(FREED.to_vec())
+        );
+        // The stale worker finds it where the others do.
+        assert!(matches!(
+            admit(&host, tag, &five, &windows, 1_024, 2_000),
+            Admission::Admitted { .. }
+        ));
+        assert!(matches!(
+            admit(&host, tag, &five, &windows, capacity, 2_000),
+            Admission::Refused { .. }
+        ));
+        // The in-flight place taken before the move is given back in the new slot.
+        let state = read_slot(&host, new_slot).unwrap();
+        assert_eq!(state.in_flight(&windows, 2_000), 5);
+        assert!(release(&host, old_slot, tag, bucket, &windows, 2_000));
+        assert_eq!(
+            read_slot(&host, new_slot)
+                .unwrap()
+                .in_flight(&windows, 2_000),
+            4
+        );
+    }
+
+    #[test]
+    fn a_refused_request_still_moves_the_keys_counts() {
+        let host = FakeHost::at(1_000);
+        let windows = Windows::default();
+        grow(&host, 1_024, 1 << 20, 0).unwrap();
+        let tag = key("pk_live_full");
+        let two = limits(Some(2), None);
+        let old_slot = slot_of(admit(&host, tag, &two, &windows, 1_024, 1_000));
+        slot_of(admit(&host, tag, &two, &windows, 1_024, 1_000));
+        let capacity = grow(&host, 100_000, 1 << 20, 1_000).unwrap().capacity;
+        assert!(matches!(
+            admit(&host, tag, &two, &windows, capacity, 1_500),
+            Admission::Refused { .. }
+        ));
+        let moved = holders(&host, tag);
+        assert_eq!(moved.len(), 1);
+        assert_ne!(moved, vec![old_slot]);
+        assert_eq!(
+            read_slot(&host, moved[0])
+                .unwrap()
+                .local_buckets(&windows, 1_500)[0],
+            vec![(0, 2)]
+        );
+    }
+
+    #[test]
+    fn the_previous_capacity_is_forgotten_once_no_count_can_be_left_there() {
+        let host = FakeHost::at(0);
+        let windows = Windows::default();
+        grow(&host, 1_024, 1 << 20, 0).unwrap();
+        let tag = key("pk_live_old");
+        let one = limits(Some(1), None);
+        let old_slot = slot_of(admit(&host, tag, &one, &windows, 1_024, 0));
+        grow(&host, 4_096, 1 << 20, 0).unwrap();
+        let later = windows.longest_memory_ms();
+        assert!(read_table(&host)
+            .previous_in_use(&windows, later - 1)
+            .is_some());
+        assert_eq!(read_table(&host).previous_in_use(&windows, later), None);
+        // The old count has expired by then: the key is counted afresh, in one slot.
+        let new_slot = slot_of(admit(&host, tag, &one, &windows, 4_096, later));
+        assert_eq!(holders(&host, tag), vec![new_slot]);
+        assert!(new_slot == old_slot || read_slot(&host, old_slot).is_some());
     }
 
     #[test]
     fn remote_counts_land_in_the_keys_slot_and_hold_it_to_the_fleet_limit() {
         let host = FakeHost::at(1_000);
         let windows = Windows::default();
-        ensure_slots(&host, 8).unwrap();
-        let key = owner_and_seed(&digest_key("pk_live_fleet"));
+        grow(&host, 8, 8, 0).unwrap();
+        let tag = key("pk_live_fleet");
         let six = limits(Some(6), None);
         // The rest of the fleet admitted 4 in this bucket; this Envoy never saw the key.
         let bucket = 1_000 / 2_000;
         assert!(set_remote(
             &host,
-            key,
+            tag,
             &[vec![(bucket, 4)], vec![], vec![]],
             &windows,
             8,
@@ -337,24 +644,24 @@ mod tests {
         let admitted = (0..5)
             .filter(|_| {
                 matches!(
-                    admit(&host, key.0, key.1, &six, &windows, 8, 1_000),
+                    admit(&host, tag, &six, &windows, 8, 1_000),
                     Admission::Admitted { .. }
                 )
             })
             .count();
         assert_eq!(admitted, 2, "6 minus the fleet's 4");
-        let Some(Admission::Refused {
+        let Admission::Refused {
             refusal: Refusal::Rate { by_fleet, .. },
             usage,
-        }) = Some(admit(&host, key.0, key.1, &six, &windows, 8, 1_000))
+        } = admit(&host, tag, &six, &windows, 8, 1_000)
         else {
             panic!()
         };
         assert!(by_fleet, "alone, this Envoy has admitted 2 of 6");
-        assert_eq!(usage.windows[0].2, 0, "remaining is fleet-wide");
+        assert_eq!(usage.windows[0].map(|w| w.remaining), Some(0));
         // The slot names the key and its limits for the next sync.
         let slot = (0..8).find_map(|i| read_slot(&host, i)).unwrap();
-        assert_eq!((slot.owner, slot.seed), key);
+        assert_eq!((slot.owner, slot.seed), tag);
         assert_eq!(slot.limits, [6, 0, 0]);
         assert_eq!(slot.local_buckets(&windows, 1_000)[0], vec![(bucket, 2)]);
     }
@@ -363,34 +670,34 @@ mod tests {
     fn in_flight_is_released_once() {
         let host = FakeHost::at(1_000);
         let windows = Windows::default();
-        ensure_slots(&host, 4).unwrap();
+        grow(&host, 4, 4, 0).unwrap();
         let one_at_a_time = limits(None, Some(1));
         let Admission::Admitted {
             slot,
             in_flight: Some(bucket),
             ..
-        } = admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000)
+        } = admit(&host, (5, 1), &one_at_a_time, &windows, 4, 1_000)
         else {
             panic!()
         };
         assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
+            admit(&host, (5, 1), &one_at_a_time, &windows, 4, 1_000),
             Admission::Refused {
                 refusal: Refusal::Concurrency,
                 ..
             }
         ));
-        assert!(release(&host, slot, 5, bucket, &windows, 1_000));
+        assert!(release(&host, slot, (5, 1), bucket, &windows, 1_000));
         assert!(
-            !release(&host, slot, 5, bucket, &windows, 1_000),
+            !release(&host, slot, (5, 1), bucket, &windows, 1_000),
             "never below zero"
         );
         assert!(
-            !release(&host, slot, 6, bucket, &windows, 1_000),
+            !release(&host, slot, (6, 1), bucket, &windows, 1_000),
             "only the owner's count"
         );
         assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
+            admit(&host, (5, 1), &one_at_a_time, &windows, 4, 1_000),
             Admission::Admitted { .. }
         ));
     }
@@ -402,25 +709,25 @@ mod tests {
             in_flight_expiry_ms: 7_000,
             ..Windows::default()
         };
-        ensure_slots(&host, 4).unwrap();
+        grow(&host, 4, 4, 0).unwrap();
         let one_at_a_time = limits(None, Some(1));
         // Admitted, and then the VM that would have released it is gone.
         assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 1_000),
+            admit(&host, (5, 1), &one_at_a_time, &windows, 4, 1_000),
             Admission::Admitted {
                 in_flight: Some(_),
                 ..
             }
         ));
         assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 7_999),
+            admit(&host, (5, 1), &one_at_a_time, &windows, 4, 7_999),
             Admission::Refused {
                 refusal: Refusal::Concurrency,
                 ..
             }
         ));
         assert!(matches!(
-            admit(&host, 5, 1, &one_at_a_time, &windows, 4, 9_001),
+            admit(&host, (5, 1), &one_at_a_time, &windows, 4, 9_001),
             Admission::Admitted { .. }
         ));
     }

@@ -1,7 +1,13 @@
 //! Limits: per-key rate and concurrency limits. `window` is the pure maths (sliding windows,
-//! in-flight places, the slot codec, the response headers); `counters` keeps one slot per
-//! limited key in shared data, updated by compare-and-swap. Uses the `Host` trait for shared
-//! data; never proxy-wasm directly.
+//! in-flight places), `slot_codec` the bytes of a slot, `headers` the response headers,
+//! `table` the table of slots in shared data (sized by need, grown by the lease holder),
+//! `counters` a key's slot in it (probed, updated by compare-and-swap, moved on growth),
+//! `touched` the slots a worker counted in for the fleet sync. Uses the `Host` trait for
+//! shared data; never proxy-wasm directly.
 
 pub mod counters;
+pub mod headers;
+pub mod slot_codec;
+pub mod table;
+pub mod touched;
 pub mod window;

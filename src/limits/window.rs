@@ -1,4 +1,4 @@
-//! Per-key request limits: the window maths and the counter codec, pure.
+//! Per-key request limits: the window maths, pure and allocation-free.
 //!
 //! Each window (minute, hour, day) is a sliding window made of `B` buckets; a key's state keeps
 //! `B + 1` bucket counters per window in a ring. A request is admitted when the sum of the ring
@@ -23,8 +23,8 @@
 //! their window. The slot also keeps the key's tag (the first 16 bytes of its digest) and its
 //! window limits, so the sync can name the key and its limits from the slot alone.
 //!
-//! Why this file is long: the window maths and the slot codec must agree byte for byte, so they
-//! stay together (about 400 lines), with their tests beside them.
+//! Rings are fixed arrays and `SlotState` is `Copy`: the request path decodes a slot, decides
+//! and encodes it again without touching the heap (`slot_codec.rs` is the byte layout).
 
 use crate::contract::snapshot::Limits;
 
@@ -32,15 +32,12 @@ use crate::contract::snapshot::Limits;
 pub const WINDOW_NAMES: [&str; 3] = ["minute", "hour", "day"];
 /// Buckets per window: minute 30 × 2 s, hour 30 × 2 min, day 24 × 1 h.
 pub const BUCKETS: [usize; 3] = [30, 30, 24];
-const RING_LENS: [usize; 3] = [BUCKETS[0] + 1, BUCKETS[1] + 1, BUCKETS[2] + 1];
+/// Counters per ring: one more than the buckets, so a ring always spans the whole window.
+pub const RING_LENS: [usize; 3] = [BUCKETS[0] + 1, BUCKETS[1] + 1, BUCKETS[2] + 1];
+/// The longest ring; every ring is an array of this many counters, the tail unused.
+pub const MAX_RING: usize = 31;
 /// Buckets of the in-flight ring: a place is held between 7/7 and 8/7 of the expiry.
 pub const IN_FLIGHT_BUCKETS: usize = 8;
-/// Owner, seed, the three window limits, then the in-flight ring.
-const HEADER_LEN: usize = 8 + 8 + 3 * 8 + 8 + 4 * IN_FLIGHT_BUCKETS;
-const RINGS_LEN: usize = 3 * 8 + (RING_LENS[0] + RING_LENS[1] + RING_LENS[2]) * 4;
-/// Encoded size of a slot: the header, then per window the newest bucket index and its ring
-/// of counters, local then remote.
-pub const STATE_LEN: usize = HEADER_LEN + 2 * RINGS_LEN;
 
 /// Window lengths in milliseconds (configurable so tests can use short windows on the real
 /// code path).
@@ -85,49 +82,17 @@ impl Windows {
     pub fn in_flight_bucket(&self, now_ms: u64) -> u64 {
         now_ms / self.in_flight_bucket_ms()
     }
-}
 
-/// In-flight requests by the bucket they were admitted in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct InFlight {
-    newest: u64,
-    counts: [u32; IN_FLIGHT_BUCKETS],
-}
-
-impl InFlight {
-    /// Moves forward to `bucket`, dropping places that are older than the ring.
-    fn advance(&mut self, bucket: u64) {
-        if bucket <= self.newest {
-            return;
-        }
-        let len = IN_FLIGHT_BUCKETS as u64;
-        for step in 1..=(bucket - self.newest).min(len) {
-            self.counts[((self.newest + step) % len) as usize] = 0;
-        }
-        self.newest = bucket;
-    }
-
-    fn total(&self) -> u64 {
-        self.counts.iter().map(|&c| u64::from(c)).sum()
-    }
-
-    fn add(&mut self, bucket: u64) {
-        let index = (bucket % IN_FLIGHT_BUCKETS as u64) as usize;
-        self.counts[index] = self.counts[index].saturating_add(1);
-    }
-
-    /// Gives back a place taken in `bucket`; `false` if it already expired (or was never
-    /// there).
-    fn remove(&mut self, bucket: u64) -> bool {
-        if bucket > self.newest || self.newest - bucket >= IN_FLIGHT_BUCKETS as u64 {
-            return false;
-        }
-        let index = (bucket % IN_FLIGHT_BUCKETS as u64) as usize;
-        if self.counts[index] == 0 {
-            return false;
-        }
-        self.counts[index] -= 1;
-        true
+    /// How long a count may stay in a slot: the longest ring span, or the in-flight one.
+    pub fn longest_memory_ms(&self) -> u64 {
+        let rings = (0..3)
+            .map(|w| self.bucket_ms(w).saturating_mul(RING_LENS[w] as u64))
+            .max()
+            .unwrap_or(0);
+        rings.max(
+            self.in_flight_bucket_ms()
+                .saturating_mul(IN_FLIGHT_BUCKETS as u64),
+        )
     }
 }
 
@@ -140,53 +105,95 @@ pub fn has_limits(limits: &Limits) -> bool {
     window_limits(limits).iter().any(Option::is_some) || limits.concurrent.is_some()
 }
 
-/// One window's ring of counters.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Ring {
+/// A ring of bucket counters: `len` of them are used (a window's `RING_LENS`, or
+/// `IN_FLIGHT_BUCKETS`).
+#[derive(Debug, Clone, Copy, Eq)]
+pub struct Ring {
     /// Absolute index (`now / bucket_ms`) of the newest bucket written.
-    newest: u64,
-    counts: Vec<u32>,
+    pub newest: u64,
+    len: usize,
+    counts: [u32; MAX_RING],
+}
+
+/// An empty ring's newest bucket says nothing (it is not stored), so it is not compared.
+impl PartialEq for Ring {
+    fn eq(&self, other: &Ring) -> bool {
+        self.len == other.len
+            && self.counts == other.counts
+            && (self.newest == other.newest || self.is_empty())
+    }
 }
 
 impl Ring {
-    fn new(window: usize) -> Ring {
+    pub fn with_len(len: usize) -> Ring {
         Ring {
             newest: 0,
-            counts: vec![0; RING_LENS[window]],
+            len: len.clamp(1, MAX_RING),
+            counts: [0; MAX_RING],
         }
     }
 
-    /// Moves the ring forward to `bucket`, zeroing buckets that fell out.
+    fn for_window(window: usize) -> Ring {
+        Ring::with_len(RING_LENS[window])
+    }
+
+    /// Counters in use, by ring position (`bucket % len`).
+    pub fn counts(&self) -> &[u32] {
+        &self.counts[..self.len]
+    }
+
+    /// Sets the counter at ring position `index` (ignored past the ring).
+    pub fn set_count(&mut self, index: usize, count: u32) {
+        if index < self.len {
+            self.counts[index] = count;
+        }
+    }
+
+    fn index(&self, bucket: u64) -> usize {
+        (bucket % self.len as u64) as usize
+    }
+
+    /// Moves the ring forward to `bucket`, zeroing buckets that fell out. Runs for every ring
+    /// of a slot on every request, so it walks the ring without a division per step.
     fn advance(&mut self, bucket: u64) {
         if bucket <= self.newest {
             return;
         }
-        let len = self.counts.len() as u64;
-        let steps = (bucket - self.newest).min(len);
-        for step in 1..=steps {
-            let index = ((self.newest + step) % len) as usize;
-            self.counts[index] = 0;
+        let steps = bucket - self.newest;
+        if steps >= self.len as u64 {
+            self.counts = [0; MAX_RING];
+        } else {
+            let mut index = self.index(self.newest);
+            for _ in 0..steps {
+                index = if index + 1 == self.len { 0 } else { index + 1 };
+                self.counts[index] = 0;
+            }
         }
         self.newest = bucket;
     }
 
     fn total(&self) -> u64 {
-        self.counts.iter().map(|&c| u64::from(c)).sum()
+        self.counts().iter().map(|&c| u64::from(c)).sum()
     }
 
-    fn add(&mut self, bucket: u64) {
-        let index = (bucket % self.counts.len() as u64) as usize;
-        self.counts[index] = self.counts[index].saturating_add(1);
+    pub fn is_empty(&self) -> bool {
+        // Unused tail counters are always 0: one branch-free pass over the array.
+        self.counts.iter().fold(0, |any, &c| any | c) == 0
+    }
+
+    fn add(&mut self, bucket: u64, count: u32) {
+        let index = self.index(bucket);
+        self.counts[index] = self.counts[index].saturating_add(count);
     }
 
     /// The non-zero buckets as `(absolute bucket, count)`, oldest first.
     fn buckets(&self) -> Vec<(u64, u64)> {
-        let len = self.counts.len() as u64;
-        (0..len.min(self.newest + 1))
+        let len = self.len as u64;
+        (0..len.min(self.newest.saturating_add(1)))
             .rev()
             .map(|age| self.newest - age)
             .filter_map(|bucket| {
-                let count = self.counts[(bucket % len) as usize];
+                let count = self.counts[self.index(bucket)];
                 (count > 0).then_some((bucket, u64::from(count)))
             })
             .collect()
@@ -194,19 +201,13 @@ impl Ring {
 
     /// Whether `bucket` is one the ring holds now.
     fn holds(&self, bucket: u64) -> bool {
-        bucket <= self.newest && self.newest - bucket < self.counts.len() as u64
+        bucket <= self.newest && self.newest - bucket < self.len as u64
     }
 
-    /// This ring plus `other`, bucket by bucket (both advanced to the same bucket).
-    fn plus(&self, other: &Ring) -> Ring {
-        Ring {
-            newest: self.newest,
-            counts: self
-                .counts
-                .iter()
-                .zip(&other.counts)
-                .map(|(a, b)| a.saturating_add(*b))
-                .collect(),
+    /// Adds `other`'s counts bucket by bucket (both advanced to the same bucket).
+    fn add_ring(&mut self, other: &Ring) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine = mine.saturating_add(*theirs);
         }
     }
 
@@ -217,36 +218,53 @@ impl Ring {
         if total <= target {
             return None;
         }
-        let len = self.counts.len() as u64;
+        let len = self.len as u64;
         // Oldest bucket in the ring is newest - (len - 1); it leaves when the current bucket
         // index reaches newest + 1, the next one at newest + 2, and so on.
+        // Bucket `newest + k + 1 - len` sits at the ring index after the newest one's.
+        let mut index = self.index(self.newest);
         for k in 0..len {
-            // Bucket `newest + k + 1 - len`; the same ring index without the subtraction.
-            // Saturating: a slot read back from shared data may hold any `newest`.
-            let index = ((self.newest % len + k + 1) % len) as usize;
+            index = if index + 1 == self.len { 0 } else { index + 1 };
             total -= u64::from(self.counts[index]);
             if total <= target {
+                // Saturating: a slot read back from shared data may hold any `newest`.
                 let frees_at_ms = self.newest.saturating_add(k + 1).saturating_mul(bucket_ms);
                 return Some(frees_at_ms.saturating_sub(now_ms).max(1));
             }
         }
         Some(bucket_ms)
     }
+
+    /// Gives back one count taken in `bucket`; `false` if it already left the ring (or was
+    /// never there).
+    fn remove(&mut self, bucket: u64) -> bool {
+        if !self.holds(bucket) {
+            return false;
+        }
+        let index = self.index(bucket);
+        if self.counts[index] == 0 {
+            return false;
+        }
+        self.counts[index] -= 1;
+        true
+    }
 }
 
 /// A key's counters, as stored in one shared-data slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotState {
-    /// First 8 bytes of the key's hash; 0 for a free slot.
+    /// First 8 bytes of the key's hash (never 0 for a key).
     pub owner: u64,
     /// The next 8 bytes: with `owner`, the key's fleet-wide tag.
     pub seed: u64,
     /// The key's window limits when it was last counted here (0: none).
     pub limits: [u64; 3],
-    in_flight: InFlight,
-    rings: [Ring; 3],
+    /// In-flight requests by the bucket they were admitted in.
+    pub in_flight: Ring,
+    /// This Envoy's admitted requests per window.
+    pub rings: [Ring; 3],
     /// What the rest of the fleet admitted, per bucket, as of the last fleet sync.
-    remote: [Ring; 3],
+    pub remote: [Ring; 3],
 }
 
 impl SlotState {
@@ -259,41 +277,25 @@ impl SlotState {
             owner,
             seed,
             limits: [0; 3],
-            in_flight: InFlight::default(),
-            rings: [Ring::new(0), Ring::new(1), Ring::new(2)],
-            remote: [Ring::new(0), Ring::new(1), Ring::new(2)],
+            in_flight: Ring::with_len(IN_FLIGHT_BUCKETS),
+            rings: [
+                Ring::for_window(0),
+                Ring::for_window(1),
+                Ring::for_window(2),
+            ],
+            remote: [
+                Ring::for_window(0),
+                Ring::for_window(1),
+                Ring::for_window(2),
+            ],
         }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(STATE_LEN);
-        bytes.extend_from_slice(&self.owner.to_le_bytes());
-        bytes.extend_from_slice(&self.seed.to_le_bytes());
-        for limit in &self.limits {
-            bytes.extend_from_slice(&limit.to_le_bytes());
-        }
-        bytes.extend_from_slice(&self.in_flight.newest.to_le_bytes());
-        for count in &self.in_flight.counts {
-            bytes.extend_from_slice(&count.to_le_bytes());
-        }
-        for ring in self.rings.iter().chain(&self.remote) {
-            bytes.extend_from_slice(&ring.newest.to_le_bytes());
-            for count in &ring.counts {
-                bytes.extend_from_slice(&count.to_le_bytes());
-            }
-        }
-        bytes
     }
 
     /// Local counts per window as `(bucket, count)` at `now_ms`, for the fleet sync.
     pub fn local_buckets(&self, windows: &Windows, now_ms: u64) -> [Vec<(u64, u64)>; 3] {
-        let mut advanced = self.clone();
+        let mut advanced = *self;
         advanced.advance(windows, now_ms);
-        [
-            advanced.rings[0].buckets(),
-            advanced.rings[1].buckets(),
-            advanced.rings[2].buckets(),
-        ]
+        advanced.rings.map(|ring| ring.buckets())
     }
 
     /// Replaces the rest of the fleet's counts of `window` with `buckets` (`(bucket, count)`);
@@ -310,85 +312,36 @@ impl SlotState {
         let Some(ring) = self.remote.get_mut(window) else {
             return;
         };
-        ring.counts.iter_mut().for_each(|count| *count = 0);
-        let len = ring.counts.len() as u64;
+        ring.counts = [0; MAX_RING];
         for &(bucket, count) in buckets {
-            let bucket = if bucket == ring.newest + 1 {
+            let bucket = if bucket == ring.newest.wrapping_add(1) {
                 ring.newest
             } else {
                 bucket
             };
             if ring.holds(bucket) {
-                let index = (bucket % len) as usize;
-                let count = u32::try_from(count).unwrap_or(u32::MAX);
-                ring.counts[index] = ring.counts[index].saturating_add(count);
+                ring.add(bucket, u32::try_from(count).unwrap_or(u32::MAX));
             }
         }
     }
 
     /// The rest of the fleet's admitted requests in each window at `now_ms`.
     pub fn remote_totals(&self, windows: &Windows, now_ms: u64) -> [u64; 3] {
-        let mut advanced = self.clone();
+        let mut advanced = *self;
         advanced.advance(windows, now_ms);
-        [
-            advanced.remote[0].total(),
-            advanced.remote[1].total(),
-            advanced.remote[2].total(),
-        ]
-    }
-
-    /// Decodes a slot; anything that is not exactly a slot (a blank, garbage) is `None`.
-    pub fn decode(bytes: &[u8]) -> Option<SlotState> {
-        if bytes.len() != STATE_LEN {
-            return None;
-        }
-        let u64_at = |at: usize| {
-            bytes
-                .get(at..at + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-        };
-        let u32_at = |at: usize| {
-            bytes
-                .get(at..at + 4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_le_bytes)
-        };
-        let mut state = SlotState::for_key(u64_at(0)?, u64_at(8)?);
-        for (i, limit) in state.limits.iter_mut().enumerate() {
-            *limit = u64_at(16 + 8 * i)?;
-        }
-        state.in_flight.newest = u64_at(40)?;
-        for (i, count) in state.in_flight.counts.iter_mut().enumerate() {
-            *count = u32_at(48 + 4 * i)?;
-        }
-        let mut at = HEADER_LEN;
-        for (index, ring) in state
-            .rings
-            .iter_mut()
-            .chain(state.remote.iter_mut())
-            .enumerate()
-        {
-            ring.newest = u64_at(at)?;
-            at += 8;
-            for i in 0..RING_LENS[index % 3] {
-                ring.counts[i] = u32_at(at)?;
-                at += 4;
-            }
-        }
-        Some(state)
+        advanced.remote.map(|ring| ring.total())
     }
 
     /// Whether nothing of this slot's owner is still counted at `now_ms` (free to reuse).
     pub fn idle(&self, windows: &Windows, now_ms: u64) -> bool {
-        let mut advanced = self.clone();
+        let mut advanced = *self;
         advanced.advance(windows, now_ms);
-        advanced.in_flight.total() == 0
+        advanced.in_flight.is_empty()
             && advanced
                 .rings
                 .iter()
                 .chain(&advanced.remote)
-                .all(|ring| ring.total() == 0)
+                .all(Ring::is_empty)
     }
 
     /// Requests of this key in flight at `now_ms` (places not yet expired).
@@ -405,23 +358,40 @@ impl SlotState {
         self.in_flight.remove(bucket)
     }
 
-    fn advance(&mut self, windows: &Windows, now_ms: u64) {
-        self.in_flight.advance(windows.in_flight_bucket(now_ms));
-        for (window, ring) in self.rings.iter_mut().enumerate() {
-            ring.advance(now_ms / windows.bucket_ms(window));
-        }
-        for (window, ring) in self.remote.iter_mut().enumerate() {
-            ring.advance(now_ms / windows.bucket_ms(window));
+    /// Adds the counts of `other` (the same key's counts from another slot, when the table
+    /// grew) to this slot's, both as of `now_ms`. Remote counts are a snapshot of the rest of
+    /// the fleet, not a sum, so the larger of each bucket is kept.
+    pub fn merge(&mut self, other: &SlotState, windows: &Windows, now_ms: u64) {
+        let mut other = *other;
+        other.advance(windows, now_ms);
+        self.advance(windows, now_ms);
+        self.in_flight.add_ring(&other.in_flight);
+        for window in 0..3 {
+            self.rings[window].add_ring(&other.rings[window]);
+            let remote = &mut self.remote[window];
+            for (mine, theirs) in remote.counts.iter_mut().zip(&other.remote[window].counts) {
+                *mine = (*mine).max(*theirs);
+            }
+            if self.limits[window] == 0 {
+                self.limits[window] = other.limits[window];
+            }
         }
     }
 
-    /// Local and remote counts of `window` together (the ring itself when nothing is remote).
-    fn fleet_ring(&self, window: usize) -> std::borrow::Cow<'_, Ring> {
-        if self.remote[window].total() == 0 {
-            std::borrow::Cow::Borrowed(&self.rings[window])
-        } else {
-            std::borrow::Cow::Owned(self.rings[window].plus(&self.remote[window]))
+    fn advance(&mut self, windows: &Windows, now_ms: u64) {
+        self.in_flight.advance(windows.in_flight_bucket(now_ms));
+        for window in 0..3 {
+            let bucket = now_ms / windows.bucket_ms(window);
+            self.rings[window].advance(bucket);
+            self.remote[window].advance(bucket);
         }
+    }
+
+    /// Local and remote counts of `window` together.
+    fn fleet_ring(&self, window: usize) -> Ring {
+        let mut ring = self.rings[window];
+        ring.add_ring(&self.remote[window]);
+        ring
     }
 }
 
@@ -435,11 +405,31 @@ pub enum Refusal {
     Concurrency,
 }
 
-/// What the rate-limit headers report: the tightest window's numbers and every policy.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One limited window's numbers after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUsage {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Milliseconds until `remaining` grows (0 when nothing is used). Computed for the tightest
+    /// window only (`Usage::tightest`, the one the headers report); 0 for the others.
+    pub reset_ms: u64,
+}
+
+/// What the rate-limit headers report, per window (`None`: the window has no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
-    /// Per limited window: (window index, limit, remaining, ms until remaining grows).
-    pub windows: Vec<(usize, u64, u64, u64)>,
+    pub windows: [Option<WindowUsage>; 3],
+}
+
+impl Usage {
+    /// The window with the fewest requests left (the first of equals).
+    pub fn tightest(&self) -> Option<(usize, WindowUsage)> {
+        self.windows
+            .iter()
+            .enumerate()
+            .filter_map(|(window, usage)| usage.map(|usage| (window, usage)))
+            .min_by_key(|(window, usage)| (usage.remaining, *window))
+    }
 }
 
 /// Checks a request against `limits` at `now_ms` and, if admitted, counts it (and, with a
@@ -455,10 +445,18 @@ pub fn admit(
     for (window, limit) in limits_by_window.iter().enumerate() {
         state.limits[window] = limit.unwrap_or(0);
     }
+    // Local plus remote counts of each limited window, built once and kept in step below.
+    let mut fleet: [Option<Ring>; 3] = [None; 3];
+    for (window, limit) in limits_by_window.iter().enumerate() {
+        if limit.is_some() {
+            fleet[window] = Some(state.fleet_ring(window));
+        }
+    }
     let mut refusal = None;
     for (window, limit) in limits_by_window.iter().enumerate() {
-        let Some(limit) = *limit else { continue };
-        let ring = state.fleet_ring(window);
+        let (Some(limit), Some(ring)) = (*limit, fleet[window]) else {
+            continue;
+        };
         if ring.total() + 1 > limit {
             let wait = ring
                 .wait_until_total_at_most(
@@ -491,26 +489,41 @@ pub fn admit(
         }
     }
     if refusal.is_none() {
-        for (window, limit) in limits_by_window.iter().enumerate() {
-            if limit.is_some() {
+        for (window, ring) in fleet.iter_mut().enumerate() {
+            if let Some(ring) = ring {
                 let bucket = now_ms / windows.bucket_ms(window);
-                state.rings[window].add(bucket);
+                state.rings[window].add(bucket, 1);
+                ring.add(bucket, 1);
             }
         }
         if limits.concurrent.is_some() {
-            state.in_flight.add(windows.in_flight_bucket(now_ms));
+            state.in_flight.add(windows.in_flight_bucket(now_ms), 1);
         }
     }
     let mut usage = Usage::default();
+    let mut totals = [0; 3];
     for (window, limit) in limits_by_window.iter().enumerate() {
-        let Some(limit) = *limit else { continue };
-        let ring = state.fleet_ring(window);
-        let total = ring.total();
-        let remaining = limit.saturating_sub(total);
-        let reset_ms = ring
-            .wait_until_total_at_most(total.saturating_sub(1), windows.bucket_ms(window), now_ms)
-            .unwrap_or(0);
-        usage.windows.push((window, limit, remaining, reset_ms));
+        let (Some(limit), Some(ring)) = (*limit, fleet[window]) else {
+            continue;
+        };
+        totals[window] = ring.total();
+        usage.windows[window] = Some(WindowUsage {
+            limit,
+            remaining: limit.saturating_sub(totals[window]),
+            reset_ms: 0,
+        });
+    }
+    // Only the tightest window's reset is ever reported; the others are not worth their walk.
+    if let Some((window, _)) = usage.tightest() {
+        if let (Some(ring), Some(tightest)) = (fleet[window], usage.windows[window].as_mut()) {
+            tightest.reset_ms = ring
+                .wait_until_total_at_most(
+                    totals[window].saturating_sub(1),
+                    windows.bucket_ms(window),
+                    now_ms,
+                )
+                .unwrap_or(0);
+        }
     }
     (refusal.map_or(Ok(()), Err), usage)
 }
@@ -520,49 +533,10 @@ pub fn ceil_seconds(ms: u64) -> u64 {
     ms.div_ceil(1000).max(1)
 }
 
-/// The response headers for a key's usage: `X-RateLimit-*` for the tightest window (least
-/// remaining) and the IETF `RateLimit-Policy` / `RateLimit` fields
-/// (draft-ietf-httpapi-ratelimit-headers).
-pub fn headers(usage: &Usage, windows: &Windows) -> Vec<(&'static str, String)> {
-    let Some(&(tightest, limit, remaining, reset_ms)) = usage
-        .windows
-        .iter()
-        .min_by_key(|(w, _, remaining, _)| (*remaining, *w))
-    else {
-        return Vec::new();
-    };
-    let reset = if remaining == limit {
-        0
-    } else {
-        ceil_seconds(reset_ms)
-    };
-    let policy = usage
-        .windows
-        .iter()
-        .map(|(window, limit, _, _)| {
-            format!(
-                "\"{}\";q={limit};w={}",
-                WINDOW_NAMES[*window],
-                windows.lengths_ms[*window].div_ceil(1000)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    vec![
-        ("x-ratelimit-limit", limit.to_string()),
-        ("x-ratelimit-remaining", remaining.to_string()),
-        ("x-ratelimit-reset", reset.to_string()),
-        ("ratelimit-policy", policy),
-        (
-            "ratelimit",
-            format!("\"{}\";r={remaining};t={reset}", WINDOW_NAMES[tightest]),
-        ),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::slot_codec::{decode, encode};
 
     fn limits(per_minute: Option<u64>, per_day: Option<u64>, concurrent: Option<u64>) -> Limits {
         Limits {
@@ -642,7 +616,18 @@ mod tests {
         // The two oldest requests' bucket (index 50, [100 s, 102 s)) leaves the 31-bucket ring
         // when the bucket index reaches 81 → at 162 s.
         assert_eq!(now + 3_000 + retry_after_ms, 162_000);
-        assert_eq!(usage.windows, vec![(0, 3, 0, retry_after_ms)]);
+        assert_eq!(
+            usage.windows,
+            [
+                Some(WindowUsage {
+                    limit: 3,
+                    remaining: 0,
+                    reset_ms: retry_after_ms
+                }),
+                None,
+                None
+            ]
+        );
         assert!(admit(&mut state, &three, &windows, 162_000 - 1).0.is_err());
         assert!(admit(&mut state, &three, &windows, 162_000).0.is_ok());
     }
@@ -655,7 +640,7 @@ mod tests {
         assert!(admit(&mut state, &both, &windows, 0).0.is_ok());
         let (ok, usage) = admit(&mut state, &both, &windows, 1_000);
         assert!(ok.is_ok());
-        let headers = headers(&usage, &windows);
+        let headers = crate::limits::headers::headers(&usage, &windows);
         assert!(headers.contains(&("x-ratelimit-limit", "2".into())));
         assert!(headers.contains(&("x-ratelimit-remaining", "0".into())));
         assert!(headers.contains(&(
@@ -714,15 +699,14 @@ mod tests {
                 .is_ok()
         );
         state.set_remote(1, &[(4_000 / 120_000, 3)], &windows, 4_000);
-        let decoded = SlotState::decode(&state.encode()).unwrap();
+        let decoded = decode(encode(&state).as_bytes()).unwrap();
         assert_eq!(decoded, state);
         assert_eq!(decoded.limits, [5, 0, 9]);
         assert_eq!(
             decoded.local_buckets(&windows, 4_000),
             [vec![(2, 1)], vec![], vec![(0, 1)]]
         );
-        assert_eq!(state.encode().len(), STATE_LEN);
-        assert!(SlotState::decode(&state.encode()[1..]).is_none());
+        assert!(decode(&encode(&state).as_bytes()[1..]).is_none());
     }
 
     #[test]
@@ -788,15 +772,12 @@ mod tests {
         )
         .0
         .is_ok());
-        let bytes = state.encode();
-        assert_eq!(bytes.len(), STATE_LEN);
-        assert_eq!(SlotState::decode(&bytes), Some(state));
-        assert_eq!(SlotState::decode(&bytes[1..]), None);
-        assert_eq!(SlotState::decode(b""), None);
-        assert_eq!(
-            SlotState::decode(&[0xFF; STATE_LEN]).map(|s| s.owner),
-            Some(u64::MAX)
-        );
+        let encoded = encode(&state);
+        let bytes = encoded.as_bytes();
+        assert_eq!(decode(bytes), Some(state));
+        assert_eq!(decode(&bytes[1..]), None);
+        assert_eq!(decode(b""), None);
+        assert_eq!(decode(&[0xFF; 64]), None);
     }
 
     #[test]
@@ -841,13 +822,13 @@ mod tests {
         // Found by fuzz/fuzz_targets/ratelimit.rs: `(newest + k + 1) * bucket_ms` overflowed for
         // a slot decoded from arbitrary bytes.
         let windows = Windows::default();
-        let mut bytes = SlotState::empty(1).encode();
-        bytes[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
-        bytes[HEADER_LEN + 8..HEADER_LEN + 12].copy_from_slice(&7u32.to_le_bytes());
-        let mut state = SlotState::decode(&bytes).unwrap();
+        let mut state = SlotState::empty(1);
+        state.rings[0].newest = u64::MAX - 3;
+        state.rings[0].set_count(0, 7);
+        let mut state = decode(encode(&state).as_bytes()).unwrap();
         let (refused, usage) = admit(&mut state, &limits(Some(1), None, None), &windows, 0);
         assert!(matches!(refused, Err(Refusal::Rate { .. })), "{refused:?}");
-        assert_eq!(usage.windows[0].2, 0);
+        assert_eq!(usage.windows[0].map(|w| w.remaining), Some(0));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The root context: configuration, the tick that drives snapshot refresh and usage reports,
 //! and creation of per-request contexts. One per worker VM.
 
-use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
@@ -22,7 +21,6 @@ use crate::request::{RequestFilter, Worker};
 use crate::store;
 use crate::sync::fleet::{self, FleetCall, FleetOutcome, FleetSync};
 use crate::sync::refresh::{CallRequest, Outcome, Refresher, MAX_BODY_BYTES};
-use crate::sync::tally::Tally;
 use crate::sync::usage::{ReportOutcome, Reporter, UsageCall, QUEUE_NAME};
 
 /// The background jobs of a configured VM.
@@ -347,7 +345,7 @@ impl Context for KeygateRoot {
                     token_id,
                     (status, body.as_deref()),
                     &worker.config.rate_limits.windows,
-                    worker.slots.get().min(worker.config.rate_limits.slots),
+                    worker.slots.get(),
                 );
                 self.report_fleet(&outcome);
                 return;
@@ -474,14 +472,7 @@ impl RootContext for KeygateRoot {
             reporter,
             fleet,
         });
-        let worker = Rc::new(Worker {
-            metrics: Metrics::define(&ProxyHost),
-            config,
-            tally: RefCell::new(Tally::default()),
-            slots: Cell::new(0),
-            touched: RefCell::new(Default::default()),
-            view: Cell::new(None),
-        });
+        let worker = Rc::new(Worker::new(config, Metrics::define(&ProxyHost)));
         self.publish_store_gauges(&worker);
         self.worker = Some(worker);
         self.tick = Some(tick);

@@ -21,6 +21,7 @@ use crate::contract::fleet::{
 };
 use crate::host::Host;
 use crate::limits::counters;
+use crate::limits::touched::Touched;
 use crate::limits::window::Windows;
 use crate::sync::lease;
 use crate::sync::queue::Queue;
@@ -156,12 +157,12 @@ impl FleetSync {
         &mut self,
         host: &dyn Host,
         queue: &dyn Queue,
-        touched: &mut BTreeSet<u64>,
+        touched: &mut Touched,
         windows: &Windows,
     ) -> (Option<FleetCall>, Option<FleetOutcome>) {
         if !touched.is_empty() {
-            queue.enqueue(&encode_slots(touched));
-            touched.clear();
+            let slots: BTreeSet<u64> = touched.take_sorted().into_iter().collect();
+            queue.enqueue(&encode_slots(&slots));
         }
         let now = host.now_ms();
         if let Some(in_flight) = &self.in_flight {
@@ -315,7 +316,7 @@ mod tests {
     use crate::contract::key_hash::digest_key;
     use crate::contract::snapshot::Limits;
     use crate::host::FakeHost;
-    use crate::limits::counters::{admit, ensure_slots, owner_and_seed as slot_key_of, Admission};
+    use crate::limits::counters::{admit, grow, owner_and_seed as slot_key_of, Admission};
     use crate::sync::queue::FakeQueue;
 
     const SLOTS: u64 = 64;
@@ -330,11 +331,9 @@ mod tests {
     }
 
     fn admit_one(host: &FakeHost, secret: &str, limit: u64) -> (Admission, u64) {
-        let (owner, seed) = slot_key_of(&digest_key(secret));
         let admission = admit(
             host,
-            owner,
-            seed,
+            slot_key_of(&digest_key(secret)),
             &per_minute(limit),
             &Windows::default(),
             SLOTS,
@@ -352,8 +351,8 @@ mod tests {
         let host = FakeHost::at(1_000_000);
         let queue = FakeQueue::default();
         let windows = Windows::default();
-        ensure_slots(&host, SLOTS).unwrap();
-        let mut touched = BTreeSet::new();
+        grow(&host, SLOTS, SLOTS, 0).unwrap();
+        let mut touched = Touched::default();
         for _ in 0..3 {
             let (_, slot) = admit_one(&host, "pk_live_busy", 10);
             touched.insert(slot);
@@ -409,8 +408,8 @@ mod tests {
         let host = FakeHost::at(1_000_000);
         let queue = FakeQueue::default();
         let windows = Windows::default();
-        ensure_slots(&host, SLOTS).unwrap();
-        let mut touched = BTreeSet::new();
+        grow(&host, SLOTS, SLOTS, 0).unwrap();
+        let mut touched = Touched::default();
         let (_, slot) = admit_one(&host, "pk_live_retry", 100);
         touched.insert(slot);
         let mut sync = FleetSync::new(7, Duration::from_secs(1), Duration::from_secs(2));
@@ -422,7 +421,7 @@ mod tests {
         // Meanwhile one more request; after the backoff the retry carries both.
         admit_one(&host, "pk_live_retry", 100);
         host.now.set(host.now.get() + 1_000);
-        let (call, _) = sync.poll(&host, &queue, &mut BTreeSet::new(), &windows);
+        let (call, _) = sync.poll(&host, &queue, &mut Touched::default(), &windows);
         let post: FleetSyncPost = serde_json::from_slice(&call.unwrap().body).unwrap();
         let total: u64 = post.keys[0].counts[0].iter().map(|(_, count)| count).sum();
         assert_eq!(total, 2);
@@ -435,10 +434,10 @@ mod tests {
         let windows = Windows::default();
         let mut first = FleetSync::new(1, Duration::from_secs(1), Duration::from_secs(2));
         let mut second = FleetSync::new(2, Duration::from_secs(1), Duration::from_secs(2));
-        let (call, _) = first.poll(&host, &queue, &mut BTreeSet::new(), &windows);
+        let (call, _) = first.poll(&host, &queue, &mut Touched::default(), &windows);
         let id: FleetSyncPost = serde_json::from_slice(&call.unwrap().body).unwrap();
         assert!(second
-            .poll(&host, &queue, &mut BTreeSet::new(), &windows)
+            .poll(&host, &queue, &mut Touched::default(), &windows)
             .0
             .is_none());
         first.dispatched(3);
@@ -446,7 +445,7 @@ mod tests {
         first.on_response(&host, &queue, 3, (Some(200), Some(body)), &windows, 0);
         host.now.set(host.now.get() + 1_000);
         assert_eq!(remote_age_seconds(&host), 1);
-        let (call, _) = second.poll(&host, &queue, &mut BTreeSet::new(), &windows);
+        let (call, _) = second.poll(&host, &queue, &mut Touched::default(), &windows);
         let again: FleetSyncPost = serde_json::from_slice(&call.unwrap().body).unwrap();
         assert_eq!(again.proxy_id, id.proxy_id);
     }

@@ -99,7 +99,7 @@ pub struct Refresher {
     /// Random per-VM identity for the lease.
     me: u64,
     config: ControlConfig,
-    /// Rate-limit counter slots to create before a snapshot is first served.
+    /// The most rate-limit counter slots the table may grow to (`rate_limits.slots`).
     rate_limit_slots: u64,
     fetch: Option<Fetch>,
     /// Records left out of pages applied since the last `take_quarantined`.
@@ -484,9 +484,15 @@ impl Refresher {
             Mode::Unknown => (meta.generation, meta.keys, meta.limited_keys, false),
         };
         // The lease holder is the only writer that may create entries, so it creates the
-        // rate-limit slots before any request can count in them (see limiter.rs).
-        counters::ensure_slots(host, self.rate_limit_slots)
-            .map_err(|e| (format!("could not create rate-limit slots: {e:?}"), false))?;
+        // rate-limit slots before any request can count in them (see counters.rs), as many as
+        // the snapshot's limited keys need.
+        counters::grow(
+            host,
+            counters::wanted_capacity(limited_keys),
+            self.rate_limit_slots,
+            now,
+        )
+        .map_err(|e| (format!("could not create rate-limit slots: {e:?}"), false))?;
         let version = fetch.first_version;
         let epoch = fetch.epoch;
         store::update_meta(host, fetch.fence, |current| StoreMeta {

@@ -1,0 +1,77 @@
+//! A profiling harness, not a check: runs `KEYGATE_COST_REQUESTS` requests (default 0) of one
+//! key through the request flow on `FakeHost`, so that `valgrind --tool=callgrind` can count
+//! the instructions of an unlimited key's request and of a rate-limited one (limits never
+//! reached): run it with 0 and with N requests and divide the difference by N. Ignored by
+//! default; docs/rate-limits.md gives the command and the numbers.
+
+use std::rc::Rc;
+
+use keygate::config::Config;
+use keygate::contract::key_hash::hash_key;
+use keygate::host::FakeHost;
+use keygate::metrics::Metrics;
+use keygate::request::{RequestFilter, Verdict, Worker};
+use keygate::sync::refresh::{Outcome, Refresher};
+
+const NOW_MS: u64 = 1_800_000_000_000;
+const UNLIMITED: &str = "pk_live_unlimited00000000000000000000000000";
+const LIMITED: &str = "pk_live_limited0000000000000000000000000000";
+
+fn record(secret: &str, id: &str, fields: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","hash":"{}","prefix":"pk_live_","name":"{id}","team":"acme","environment":"live","active":true{fields}}}"#,
+        hash_key(secret)
+    )
+}
+
+fn worker(host: &FakeHost) -> Rc<Worker> {
+    let config = Config::parse(br#"{"control":{"cluster":"kc","token":"sync"}}"#, &|_| None)
+        .expect("config");
+    let keys = [
+        record(UNLIMITED, "key_unlimited", ""),
+        record(
+            LIMITED,
+            "key_limited",
+            r#","limits":{"per_minute":1000000000,"per_hour":1000000000,"per_day":1000000000}"#,
+        ),
+    ];
+    let body = format!(
+        r#"{{"version":1,"epoch":"E","full":true,"keys":[{}]}}"#,
+        keys.join(",")
+    );
+    let mut refresher = Refresher::new(1, config.control.clone(), config.rate_limits.slots);
+    assert!(refresher.poll(host).0.is_some());
+    refresher.dispatched(1);
+    let outcome = refresher.on_response(host, 1, Some(200), body.as_bytes(), body.len());
+    assert!(matches!(outcome, Outcome::Applied { keys: 2, .. }));
+    Rc::new(Worker::new(config, Metrics::define(host)))
+}
+
+#[test]
+#[ignore = "profiling harness: run under callgrind with KEYGATE_COST_KEY and KEYGATE_COST_REQUESTS"]
+fn request_cost() {
+    let host = FakeHost::at(NOW_MS);
+    let worker = worker(&host);
+    let secret = match std::env::var("KEYGATE_COST_KEY").as_deref() {
+        Ok("limited") => LIMITED,
+        _ => UNLIMITED,
+    };
+    let requests: u64 = std::env::var("KEYGATE_COST_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let bearer = format!("Bearer {secret}");
+    for i in 0..requests {
+        host.now.set(NOW_MS + i);
+        host.request(&[
+            (":method", "GET"),
+            (":path", "/v1/models"),
+            (":authority", "api"),
+            ("authorization", &bearer),
+        ]);
+        let mut filter = RequestFilter::new(7, Rc::clone(&worker), &host);
+        assert_eq!(filter.on_request_headers(), Verdict::Continue);
+        filter.on_response_headers();
+        filter.on_stream_end();
+    }
+}
