@@ -6,9 +6,10 @@
 //! limited keys in the snapshot: none when no key has limits. A key probes up to `PROBES`
 //! positions (the first is `seed % capacity`, the others spread by a hash); it reuses a slot it
 //! owns, else takes the first slot that is free or whose owner has nothing left in any window.
-//! A scan stops at a blank slot (never used), since a key is always placed at or before the
-//! first free slot of its sequence. Memory follows the limited keys: a blank slot is one byte
-//! plus Envoy's entry, a key's slot holds only its non-zero buckets (`slot_codec.rs`).
+//! A scan stops at a slot never used (no entry yet, or blank), since a key is always placed at
+//! or before the first free slot of its sequence. A slot's entry is created by the first
+//! request that counts in it, under a creation lock (`create`), so memory follows the keys
+//! that are active: a key's slot holds only its non-zero buckets (`slot_codec.rs`).
 //!
 //! The table itself (its size, marker and growth, re-exported here) is `table.rs`.
 //!
@@ -22,8 +23,8 @@ use crate::contract::key_hash::Digest;
 use crate::contract::snapshot::Limits;
 use crate::host::{Host, WriteError};
 use crate::limits::slot_codec::{self, Slot, FREED};
-use crate::limits::table::SlotName;
 pub use crate::limits::table::{grow, read_table, slot_count, wanted_capacity};
+use crate::limits::table::{lock_name, SlotName, CREATION_LOCKS, LOCK_FREE, LOCK_HELD};
 use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
 
 /// Positions a key may use. At the load `wanted_capacity` allows (¾), all of them are held
@@ -79,7 +80,9 @@ fn scan(host: &dyn Host, key: KeyTag, windows: &Windows, capacity: u64, now_ms: 
         let index = position(key.1, probe, capacity);
         let (bytes, cas) = host.get_shared(SlotName::new(index).as_str());
         if cas.is_none() {
-            continue;
+            // No entry: never used. Created when a key counts in it (`create`).
+            found.free.get_or_insert((index, None));
+            break;
         }
         match slot_codec::classify(bytes.as_deref()) {
             Slot::Blank => {
@@ -194,13 +197,52 @@ fn update<R>(
             return Ok((index, result));
         }
         let name = SlotName::new(index);
-        match host.set_shared(name.as_str(), slot_codec::encode(&state).as_bytes(), cas) {
+        let bytes = slot_codec::encode(&state);
+        let written = match cas {
+            Some(cas) => host.set_shared(name.as_str(), bytes.as_bytes(), Some(cas)),
+            None => match create(host, index, bytes.as_bytes())? {
+                true => Ok(()),
+                // Another worker created it first: read it again.
+                false => Err(WriteError::CasMismatch),
+            },
+        };
+        match written {
             Ok(()) => return Ok((index, result)),
             Err(WriteError::CasMismatch) => continue,
             Err(WriteError::Host) => return Err(Failed::NoSlot),
         }
     }
     Err(Failed::Contended)
+}
+
+/// Creates slot `index` holding `bytes` if it still has no entry, under the creation lock its
+/// index maps to: Envoy writes a missing entry unconditionally whatever CAS value is passed, so
+/// only the lock (an entry that exists, taken and given back by CAS) keeps two workers from
+/// both creating the slot with their own first count. `Ok(false)`: the slot exists now.
+fn create(host: &dyn Host, index: u64, bytes: &[u8]) -> Result<bool, Failed> {
+    let lock = lock_name(index % CREATION_LOCKS);
+    let mut held = false;
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = host.get_shared(&lock);
+        if cas.is_none() {
+            // No locks: the table was never set up (the lease holder creates them first).
+            return Err(Failed::NoSlot);
+        }
+        // Held by a worker creating a slot right now, between two host calls: read again.
+        if value.as_deref() == Some(LOCK_FREE) && host.set_shared(&lock, LOCK_HELD, cas).is_ok() {
+            held = true;
+            break;
+        }
+    }
+    if !held {
+        return Err(Failed::Contended);
+    }
+    let name = SlotName::new(index);
+    let absent = host.get_shared(name.as_str()).1.is_none();
+    let created = absent && host.set_shared(name.as_str(), bytes, None).is_ok();
+    // Ours until given back: nobody else writes a held lock.
+    let _ = host.set_shared(&lock, LOCK_FREE, None);
+    Ok(created)
 }
 
 /// The outcome of counting one request.
@@ -403,6 +445,37 @@ mod tests {
         .unwrap();
         grow(&host, 4_096, 1 << 20, 0).unwrap();
         assert!(read_slot(&host, slot).is_some(), "the count survives");
+    }
+
+    #[test]
+    fn two_workers_creating_one_slot_lose_no_count() {
+        let host = FakeHost::at(1_000);
+        let capacity = grow(&host, wanted_capacity(1), 1 << 20, 0)
+            .unwrap()
+            .capacity;
+        let tag = key("racer");
+        // Worker A found no slot for the key and is about to take the creation lock when
+        // worker B counts the key's first request (creating the slot).
+        host.interleave("keygate.rl.lock.", move |host| {
+            let b = admit(
+                host,
+                tag,
+                &limits(Some(2), None),
+                &Windows::default(),
+                capacity,
+                1_000,
+            );
+            assert!(matches!(b, Admission::Admitted { .. }), "{b:?}");
+        });
+        let windows = Windows::default();
+        let two = limits(Some(2), None);
+        let a = admit(&host, tag, &two, &windows, capacity, 1_000);
+        assert!(matches!(a, Admission::Admitted { .. }), "{a:?}");
+        assert_eq!(holders(&host, tag).len(), 1);
+        // Both first requests were counted: the third is over the limit of 2.
+        let c = admit(&host, tag, &two, &windows, capacity, 1_000);
+        assert!(matches!(c, Admission::Refused { .. }), "{c:?}");
+        assert_eq!(host.entry_count(), 2 + CREATION_LOCKS as usize);
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! The table of rate-limit slots in shared data: its size, its marker and its growth.
 //!
 //! The table is sized by the limited keys in the snapshot (`wanted_capacity`): none for none,
-//! else room for all of them active at once with the table at most ¾ full. Only the refresh
-//! lease holder creates slots (`grow`), before publishing the new capacity in the marker:
-//! Envoy writes a missing entry unconditionally whatever CAS value is passed, so a worker that
-//! created one on demand could race with another worker's first increment and lose it. Workers
-//! only ever write slots below a capacity that was published after they were created. The
-//! marker also keeps the capacity before the last growth, so keys can find and move the counts
-//! they hold there (`counters.rs`).
+//! else room for all of them active at once with the table at most ¾ full. The capacity is
+//! only an address space: a slot's entry is created by the first request that counts in it,
+//! so memory follows the keys that are active, not the keys that could be. Envoy writes a
+//! missing entry unconditionally whatever CAS value is passed, so two workers creating the
+//! same slot could each write their first count and lose one: a slot is created only under
+//! one of `CREATION_LOCKS` lock entries (`counters::create`), which the refresh lease holder
+//! creates (`grow`) before it publishes any capacity, so every lock is a real CAS. The marker
+//! also keeps the capacity before the last growth, so keys can find and move the counts they
+//! hold there (`counters.rs`).
 
 use crate::host::{Host, WriteError};
-use crate::limits::slot_codec::BLANK;
 use crate::limits::window::Windows;
 
 pub(crate) const TABLE_MARKER: &str = "keygate.rl.slots";
+/// Locks that serialise the creation of slots (a slot uses lock `index % CREATION_LOCKS`).
+pub const CREATION_LOCKS: u64 = 64;
+/// A creation lock's two values (never empty: shared data reads an empty value as absent).
+pub(crate) const LOCK_FREE: &[u8] = &[0];
+pub(crate) const LOCK_HELD: &[u8] = &[1];
 const SLOT_PREFIX: &[u8] = b"keygate.rl.";
 /// The smallest table created once any key has limits.
 pub const MIN_CAPACITY: u64 = 1024;
@@ -127,11 +133,16 @@ pub fn wanted_capacity(limited_keys: u64) -> u64 {
         .saturating_mul(1024)
 }
 
+/// The name of creation lock `index` (`keygate.rl.lock.<index>`).
+pub(crate) fn lock_name(index: u64) -> String {
+    format!("keygate.rl.lock.{index}")
+}
+
 /// The growth step, run by the refresh lease holder after it applied a snapshot: when
-/// `wanted` (at most `bound`) exceeds the capacity, creates blank slots up to at least half
-/// again the current capacity (so a snapshot that grows key by key does not grow the table
-/// on every refresh), then publishes the new capacity. Never shrinks: shared data cannot
-/// delete.
+/// `wanted` (at most `bound`) exceeds the capacity, makes sure the creation locks exist, then
+/// publishes a capacity of at least half again the current one (so a snapshot that grows key
+/// by key does not grow the table on every refresh). Creates no slot: requests do, as keys
+/// become active. Never shrinks: shared data cannot delete.
 pub fn grow(host: &dyn Host, wanted: u64, bound: u64, now_ms: u64) -> Result<Table, WriteError> {
     let (table, cas) = read_table_with_cas(host);
     let wanted = wanted.min(bound);
@@ -141,12 +152,11 @@ pub fn grow(host: &dyn Host, wanted: u64, bound: u64, now_ms: u64) -> Result<Tab
     let target = wanted
         .max(table.capacity.saturating_add(table.capacity / 2))
         .min(bound);
-    for index in table.capacity..target {
-        let name = SlotName::new(index);
-        // Only entries that do not exist yet: a holder whose lease lapsed during a long growth
-        // must not blank a slot that the next holder already created, published and saw used.
-        if host.get_shared(name.as_str()).1.is_none() {
-            host.set_shared(name.as_str(), BLANK, None)?;
+    for index in 0..CREATION_LOCKS {
+        let name = lock_name(index);
+        // Only locks that do not exist yet: one may be held by a worker creating a slot.
+        if host.get_shared(&name).1.is_none() {
+            host.set_shared(&name, LOCK_FREE, None)?;
         }
     }
     let grown = Table {
@@ -199,7 +209,9 @@ mod tests {
     fn the_table_grows_by_half_at_least_within_its_bound_and_never_shrinks() {
         let host = FakeHost::at(0);
         assert_eq!(grow(&host, 1_024, 1 << 20, 5).unwrap().capacity, 1_024);
-        assert_eq!(host.entry_count(), 1_025);
+        // The marker and the creation locks; no slot until a key counts in one.
+        let entries = 1 + CREATION_LOCKS as usize;
+        assert_eq!(host.entry_count(), entries);
         let grown = grow(&host, 1_100, 1 << 20, 9).unwrap();
         assert_eq!(
             grown,
@@ -212,8 +224,8 @@ mod tests {
         assert_eq!(grow(&host, 10, 1 << 20, 10).unwrap().capacity, 1_536);
         assert_eq!(grow(&host, 5_000, 2_000, 11).unwrap().capacity, 2_000);
         assert_eq!(grow(&host, 5_000, 2_000, 12).unwrap().capacity, 2_000);
-        assert_eq!(host.entry_count(), 2_001);
-        assert_eq!(read_slot(&host, 1_999), None, "created blank");
+        assert_eq!(host.entry_count(), entries);
+        assert_eq!(read_slot(&host, 1_999), None, "not created");
         assert_eq!(slot_count(&host), 2_000);
     }
 }
