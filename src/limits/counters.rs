@@ -24,7 +24,7 @@ use crate::contract::snapshot::Limits;
 use crate::host::{Host, WriteError};
 use crate::limits::slot_codec::{self, Slot, FREED};
 pub use crate::limits::table::{grow, read_table, slot_count, wanted_capacity};
-use crate::limits::table::{lock_name, SlotName, CREATION_LOCKS, LOCK_FREE, LOCK_HELD};
+use crate::limits::table::{lock_name, SlotName, CREATION_LOCKS, LOCK_FREE};
 use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
 
 /// Positions a key may use. At the load `wanted_capacity` allows (¾), all of them are held
@@ -33,6 +33,13 @@ use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
 pub const PROBES: u64 = 64;
 /// CAS attempts on one slot before giving up on a request.
 pub const CAS_ATTEMPTS: usize = 32;
+/// Reads of a creation lock held by another worker before giving up. A holder takes it for two
+/// host calls, but its thread can be descheduled in between (a few ms on a busy machine): the
+/// wait is bounded by this, and by `LOCK_STALE_MS`.
+const LOCK_READS: usize = 20_000;
+/// A creation lock held longer than this is taken over: its holder cannot still be between
+/// the two host calls it holds it for (a worker that stopped there, with Envoy, took it).
+const LOCK_STALE_MS: u64 = 1_000;
 
 /// A key's identity in the table: owner tag and probe seed, from its digest.
 pub type KeyTag = (u64, u64);
@@ -222,14 +229,24 @@ fn update<R>(
 fn create(host: &dyn Host, index: u64, bytes: &[u8]) -> Result<bool, Failed> {
     let lock = lock_name(index % CREATION_LOCKS);
     let mut held = false;
-    for _ in 0..CAS_ATTEMPTS {
+    for _ in 0..LOCK_READS {
         let (value, cas) = host.get_shared(&lock);
         if cas.is_none() {
             // No locks: the table was never set up (the lease holder creates them first).
             return Err(Failed::NoSlot);
         }
+        let now_ms = host.now_ms();
+        let free = match value.as_deref() {
+            Some(LOCK_FREE) => true,
+            Some([1, at @ ..]) => <[u8; 8]>::try_from(at)
+                .map(u64::from_le_bytes)
+                .map_or(true, |at| now_ms.saturating_sub(at) > LOCK_STALE_MS),
+            _ => true,
+        };
+        let mut taken = [1u8; 9];
+        taken[1..].copy_from_slice(&now_ms.to_le_bytes());
         // Held by a worker creating a slot right now, between two host calls: read again.
-        if value.as_deref() == Some(LOCK_FREE) && host.set_shared(&lock, LOCK_HELD, cas).is_ok() {
+        if free && host.set_shared(&lock, &taken, cas).is_ok() {
             held = true;
             break;
         }
@@ -476,6 +493,36 @@ mod tests {
         let c = admit(&host, tag, &two, &windows, capacity, 1_000);
         assert!(matches!(c, Admission::Refused { .. }), "{c:?}");
         assert_eq!(host.entry_count(), 2 + CREATION_LOCKS as usize);
+    }
+
+    #[test]
+    fn a_held_creation_lock_is_waited_for_and_a_stale_one_taken_over() {
+        let host = FakeHost::at(10_000);
+        let capacity = grow(&host, wanted_capacity(1), 1 << 20, 0)
+            .unwrap()
+            .capacity;
+        let hold = |at: u64| {
+            for index in 0..CREATION_LOCKS {
+                let mut held = vec![1u8];
+                held.extend_from_slice(&at.to_le_bytes());
+                host.set_shared(&lock_name(index), &held, None).unwrap();
+            }
+        };
+        let one = limits(Some(1), None);
+        let windows = Windows::default();
+        // Held just now by a worker that never gives it back within the wait: contended.
+        hold(10_000);
+        assert_eq!(
+            admit(&host, key("a"), &one, &windows, capacity, 10_000),
+            Admission::Contended
+        );
+        // Held for longer than any holder can be between its two calls: taken over.
+        hold(10_000 - LOCK_STALE_MS - 1);
+        let admitted = admit(&host, key("a"), &one, &windows, capacity, 10_000);
+        assert!(
+            matches!(admitted, Admission::Admitted { .. }),
+            "{admitted:?}"
+        );
     }
 
     #[test]

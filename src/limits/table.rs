@@ -17,9 +17,9 @@ use crate::limits::window::Windows;
 pub(crate) const TABLE_MARKER: &str = "keygate.rl.slots";
 /// Locks that serialise the creation of slots (a slot uses lock `index % CREATION_LOCKS`).
 pub const CREATION_LOCKS: u64 = 64;
-/// A creation lock's two values (never empty: shared data reads an empty value as absent).
+/// A free creation lock (never empty: shared data reads an empty value as absent). A held one
+/// is `1` followed by the proxy-clock ms it was taken at (`counters::create`).
 pub(crate) const LOCK_FREE: &[u8] = &[0];
-pub(crate) const LOCK_HELD: &[u8] = &[1];
 const SLOT_PREFIX: &[u8] = b"keygate.rl.";
 /// The smallest table created once any key has limits.
 pub const MIN_CAPACITY: u64 = 1024;
