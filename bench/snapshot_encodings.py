@@ -1,6 +1,7 @@
 """Serving a full snapshot of many keys in JSON and in the compact encoding: time and bytes on
-the wire for one client paging through it, compact first (cache built by this load) and again
-(served from the cache). `python bench/snapshot_encodings.py --keys 1000000` (SQLite, seeded
+the wire for one client paging through it: compact right after the service started (the first
+page waits for the cached snapshot the service builds at start), compact again (from the cache),
+then JSON twice. `python bench/snapshot_encodings.py --keys 1000000` (SQLite, seeded
 with `keygate-control seed`; the database is kept in --dir for later runs). `--postgres` runs
 the same on a local PostgreSQL (tests/pgcluster.py, fsync on), seeded afresh."""
 
@@ -87,8 +88,9 @@ def measure(database, args):
     process, url = serve(database, args.dir / "serve.log")
     try:
         with requests.Session() as session:
-            for name, compact in [("json", False), ("compact, first", True),
-                                  ("compact, cached", True), ("json", False)]:
+            # Right after start the first page waits for the build the service starts with.
+            for name, compact in [("compact, at start", True), ("compact, cached", True),
+                                  ("json", False), ("json", False)]:
                 seconds, size, pages = load(session, url, args.limit, compact)
                 print(f"{name:16} {seconds:6.2f} s  {size / 1e6:7.1f} MB  {pages} pages, "
                       f"service RSS {rss_mb(process.pid):.0f} MB")
