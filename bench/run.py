@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 from harness import ADMIN_TOKEN, SYNC_TOKEN, free_port, wait_until  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import store_churn  # noqa: E402
+
 ENVOY = Path(os.environ.get("KEYGATE_ENVOY", ROOT / ".venv/bin/envoy"))
 WASM = Path(os.environ.get("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm")).resolve()
 CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control")).resolve()
@@ -70,6 +73,9 @@ SETTINGS = {
     "revoke_tries": int(os.environ.get("BENCH_REVOKE_TRIES", "2" if QUICK else "5")),
     "plain_refresh": os.environ.get("BENCH_PLAIN_REFRESH", "2s"),
     "memory_sizes": env_list("BENCH_MEMORY_SIZES", "10000" if QUICK else "100000,1000000"),
+    # bench/store_churn.py: rotations of this many keys in deltas of churn_round, then a reload.
+    "churn_keys": int(os.environ.get("BENCH_CHURN_KEYS", "10000" if QUICK else "1000000")),
+    "churn_round": int(os.environ.get("BENCH_CHURN_ROUND", "5000")),
     "quiet_wait_s": float(os.environ.get("BENCH_QUIET_WAIT", "5")),
     "unloaded_s": int(os.environ.get("BENCH_UNLOADED_DURATION", "2" if QUICK else "5")),
     # Fleet-wide limits: 3 Envoys, round-robin, a key limited to FLEET_LIMIT per FLEET_WINDOW
@@ -631,32 +637,35 @@ def goals(data):
     kg = cases.get(f"keygate-{label(mid)}")
     native = cases.get(f"native-{label(mid)}")
     authz = cases.get(f"ext_authz-{label(SETTINGS['extauthz_size'])}")
+    noop = next((c for c in data["cases"] if c["kind"] == "wasm_noop"), None)
     if kg:
-        row(f"Keygate ≥ 0.90 × bare Envoy throughput ({label(mid)} keys)", f"{kg['ratio_to_bare']:.2f} ×",
-            kg["ratio_to_bare"] >= 0.90)
-        if native:
-            r = kg["rps"] / native["rps"]
-            row(f"Keygate ≥ 0.95 × native api_key_auth ({label(mid)} keys)", f"{r:.2f} ×", r >= 0.95)
+        if noop:
+            r = kg["rps"] / noop["rps"]
+            row(f"Keygate ≥ 0.85 × the empty Wasm filter's throughput ({label(mid)} keys)", f"{r:.2f} ×", r >= 0.85)
         if authz:
             r = kg["rps"] / authz["rps"]
-            row(f"Keygate ≥ 2 × ext_authz best case ({label(mid)} keys)", f"{r:.2f} ×", r >= 2)
+            row(f"Keygate ≥ 2.2 × ext_authz best case ({label(mid)} keys)", f"{r:.2f} ×", r >= 2.2)
         limited = cases.get(f"keygate-{label(mid)}-limited")
         if limited:
             r = limited["rps"] / kg["rps"]
             row(f"a rate-limited key (limits never reached) ≥ 0.95 × an unlimited key ({label(mid)} keys)",
                 f"{r:.2f} ×", r >= 0.95)
+        if native:
+            r = kg["rps"] / native["rps"]
+            row(f"(for reference) Keygate vs native api_key_auth ({label(mid)} keys)", f"{r:.2f} ×", True)
         if kg.get("unloaded") and bare.get("unloaded"):
             added = kg["unloaded"]["p99_ms"] - bare["unloaded"]["p99_ms"]
             row("p99 added over bare ≤ 0.2 ms (one connection, no queueing)", f"{added:+.3f} ms", added <= 0.2)
-        added = kg["p99_ms"] - bare["p99_ms"]
-        row(f"p99 added over bare ≤ 0.2 ms (at saturation, {SETTINGS['connections']} connections)",
-            f"{added:+.3f} ms", added <= 0.2)
     for size, s in data["snapshot"].items():
         if int(size) >= 1_000_000:
-            row(f"{label(int(size))} keys loaded in ≤ 5 s", f"{s['load_s']:.1f} s", s["load_s"] <= 5)
+            row(f"{label(int(size))} keys: Envoy start → all keys loaded ≤ 3 s", f"{s['load_s']:.1f} s", s["load_s"] <= 3)
     for m in data["memory"]:
         if m["keys"] >= 1_000_000 and m["workers"] == 4:
-            row(f"{label(m['keys'])} keys: Envoy RSS ≤ 300 MB at 4 workers", f"{m['rss_mb']:.0f} MB", m["rss_mb"] <= 300)
+            row(f"{label(m['keys'])} keys: Envoy RSS ≤ 200 MB at 4 workers", f"{m['rss_mb']:.0f} MB", m["rss_mb"] <= 200)
+    churn = data.get("store_churn")
+    if churn:
+        row(f"{churn['rotations']:,} key rotations in a running Envoy: RSS growth ≤ 10 %",
+            f"{churn['rss_growth_pct']:+.1f} %", churn["rss_growth_pct"] <= 10)
     fleet = data.get("fleet")
     if fleet:
         row(f"fleet-wide limit: admitted per sliding {fleet['window_s']} s ≤ the documented bound "
@@ -681,14 +690,16 @@ def render_markdown(data):
         f"{s['duration_s']} s per run after a {s['warmup_s']} s warm-up, {s['rounds']} interleaved rounds, medians. "
         f"`GET {PATH}` with one key per run; the upstream is an Envoy `direct_response`.",
         "",
-        "| case | req/s | × bare | p50 ms | p99 ms | p99.9 ms | Envoy RSS MB | CPU µs/req | Envoy CPU % | other CPU % | answers |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| case | req/s | spread (rounds) | × bare | p50 ms | p99 ms | p99.9 ms | Envoy RSS MB | CPU µs/req | Envoy CPU % | other CPU % | answers |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c in data["cases"]:
         answered = f"{c['expect']}" + (f" (non-2xx {c['non2xx_fraction']:.1%})" if c["non2xx_fraction"] else "")
         if c["errors"]:
             answered += f", {c['errors']} socket errors"
-        lines.append(f"| {c['name']} | {c['rps']:,.0f} | {c['ratio_to_bare']:.2f} | {c['p50_ms']:.3f} | "
+        rates = [r["rps"] for r in c.get("runs", [])] or [c["rps"]]
+        spread = f"{min(rates):,.0f}–{max(rates):,.0f}"
+        lines.append(f"| {c['name']} | {c['rps']:,.0f} | {spread} | {c['ratio_to_bare']:.2f} | {c['p50_ms']:.3f} | "
                      f"{c['p99_ms']:.3f} | {c['p999_ms']:.3f} | {c['rss_mb']:.0f} | {c['cpu_us_per_req']:.0f} | {c['envoy_cpu_pct']:.0f} | "
                      f"{c['foreign_cpu_pct']:.0f} | {answered} |")
     if any(c.get("unloaded") for c in data["cases"]):
@@ -716,6 +727,20 @@ def render_markdown(data):
               "| keys | workers | RSS MB | start → loaded |", "|---:|---:|---:|---:|"]
     for m in data["memory"]:
         lines.append(f"| {m['keys']:,} | {m['workers']} | {m['rss_mb']:.0f} | {m['load_s']:.2f} s |")
+    churn = data.get("store_churn")
+    if churn:
+        idle, busy = churn["latency_idle"], churn["latency_during_load"] or {}
+        lines += ["", f"The key store under churn (bench/store_churn.py: {churn['keys']:,} keys, "
+                  f"`--concurrency {churn['workers']}`, a JSON snapshot server in hash order; rotations as deltas "
+                  f"of {churn['round']:,}; then a full reload of every key while wrk sends a valid key on 4 "
+                  "connections):", "",
+                  "| keys loaded in | RSS loaded | rotations | RSS after | growth | full reload | p99 idle | p99 during the reload | p99.9 during | non-2xx during | RSS after reload |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| {churn['load_s']:.2f} s | {churn['rss_loaded_mb']:.0f} MB | {churn['rotations']:,} in "
+                  f"{churn['rotation_s']:.0f} s | {churn['rss_rotated_mb']:.0f} MB | {churn['rss_growth_pct']:+.1f} % | "
+                  f"{churn['reload_s']:.2f} s | {idle['p99_ms']:.2f} ms | {busy.get('p99_ms', float('nan')):.2f} ms | "
+                  f"{busy.get('p999_ms', float('nan')):.2f} ms | {busy.get('non2xx', '—')} | "
+                  f"{churn['rss_after_reload_mb']:.0f} MB |"]
     lines += ["", f"Revocation under load ({label(data['revocation_keys'])} keys; `PATCH /v1/keys/{{id}}` "
               "`{\"active\": false}` sent → first 401 from Envoy, probing every 5 ms):", "",
               "| mode | p50 | max | tries |", "|---|---:|---:|---|"]
@@ -901,6 +926,8 @@ def main():
                 data["memory"].append({"keys": n, "workers": workers, "rss_mb": round(proxy.rss(), 1),
                                        "load_s": round(proxy.load_s, 2)})
                 proxy.stop()
+        if SETTINGS["churn_keys"]:
+            data["store_churn"] = store_churn.measure(SETTINGS["churn_keys"], SETTINGS["churn_round"], log=log)
         data["goals"] = goals(data)
         data["plot"] = make_plot(data["cases"], OUT / "results.png")
         data["elapsed_s"] = round(time.monotonic() - began, 1)

@@ -121,7 +121,9 @@ struct RawConfig {
     xff_trusted_hops: usize,
     #[serde(default)]
     forward_credentials: bool,
-    #[serde(default = "default_true")]
+    /// Off by default: the filter-state write was the dearest host call of an allowed request
+    /// (~20 µs); access logs read `%REQ(X-KEYGATE-KEY-ID)%` instead.
+    #[serde(default)]
     key_id_property: bool,
     #[serde(default = "default_realm")]
     realm: String,
@@ -226,9 +228,6 @@ struct RawRoute {
 
 fn default_max_staleness() -> String {
     "5m".into()
-}
-fn default_true() -> bool {
-    true
 }
 fn default_realm() -> String {
     "keygate".into()
@@ -662,7 +661,7 @@ mod tests {
         assert_eq!(config.control.authority, "keygate_control");
         assert_eq!(config.key_query_param, None);
         assert!(!config.forward_credentials);
-        assert!(config.key_id_property);
+        assert!(!config.key_id_property);
         assert_eq!(config.xff_trusted_hops, 0);
         assert!(config.rate_limits.headers);
         assert_eq!(config.rate_limits.slots, 262_144);

@@ -4,6 +4,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use crate::headers::Headers;
+
 /// Why a shared-data write did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteError {
@@ -31,7 +33,7 @@ pub trait Host {
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError>;
 
     /// The request's headers, values as bytes (they need not be UTF-8); empty if unreadable.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn request_headers(&self) -> Headers;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
     /// Sets a response header.
@@ -62,7 +64,7 @@ impl<T: Host + ?Sized> Host for &T {
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
         (**self).set_shared(key, value, cas)
     }
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn request_headers(&self) -> Headers {
         (**self).request_headers()
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) {
@@ -130,6 +132,11 @@ impl FakeHost {
 
     pub fn entry_count(&self) -> usize {
         self.entries.borrow().len()
+    }
+
+    /// Bytes held in entry values: what shared data's memory follows.
+    pub fn value_bytes(&self) -> usize {
+        self.entries.borrow().values().map(|(v, _)| v.len()).sum()
     }
 
     /// Starts a new request with these headers (the reply and response headers are cleared).
@@ -210,8 +217,8 @@ impl Host for FakeHost {
         }
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.request_headers.borrow().clone()
+    fn request_headers(&self) -> Headers {
+        Headers::from_pairs(&self.request_headers.borrow())
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {

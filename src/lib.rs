@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod contract;
+pub mod headers;
 pub mod host;
 pub mod limits;
 pub mod metrics;

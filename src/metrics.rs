@@ -2,6 +2,8 @@
 //! them under their own names in `/stats/prometheus` (`keygate_requests_allowed`, …; docs/
 //! operations.md lists them). Defining the same name in every worker VM yields the same stat.
 
+use std::cell::Cell;
+
 use crate::host::{Host, MetricKind};
 use crate::policy::decision::DenyCode;
 use crate::sync::refresh::Outcome;
@@ -31,6 +33,11 @@ pub struct Metrics {
     fleet_keys_synced: u32,
     fleet_remote_age_seconds: u32,
     fleet_refused: u32,
+    /// Allowed and denied requests counted since the last `flush`: the request path counts in
+    /// the VM and the tick adds them to Envoy's stats, one host call per tick instead of one
+    /// per request.
+    pending_allowed: Cell<u64>,
+    pending_denied: [Cell<u64>; DenyCode::ALL.len()],
 }
 
 fn add(host: &(impl Host + ?Sized), id: u32) {
@@ -85,11 +92,28 @@ impl Metrics {
                 "keygate_ratelimit_remote_age_seconds",
             ),
             fleet_refused: define(MetricKind::Counter, "keygate_ratelimit_refused_by_fleet"),
+            pending_allowed: Cell::new(0),
+            pending_denied: Default::default(),
         }
     }
 
-    pub fn allowed(&self, host: &(impl Host + ?Sized)) {
-        add(host, self.allowed);
+    /// An allowed request; reaches Envoy's stats at the next `flush`.
+    pub fn allowed(&self) {
+        self.pending_allowed.set(self.pending_allowed.get() + 1);
+    }
+
+    /// Adds the requests counted since the last call to Envoy's stats (every tick).
+    pub fn flush(&self, host: &(impl Host + ?Sized)) {
+        let add_pending = |id: u32, pending: &Cell<u64>| {
+            let count = pending.replace(0);
+            if id != 0 && count > 0 {
+                host.increment_metric(id, count as i64);
+            }
+        };
+        add_pending(self.allowed, &self.pending_allowed);
+        for (id, pending) in self.denied.iter().zip(&self.pending_denied) {
+            add_pending(*id, pending);
+        }
     }
 
     pub fn fail_open(&self, host: &(impl Host + ?Sized)) {
@@ -137,8 +161,11 @@ impl Metrics {
         }
     }
 
-    pub fn denied(&self, host: &(impl Host + ?Sized), code: DenyCode) {
-        add(host, self.denied[code.index()]);
+    /// A denied request; reaches Envoy's stats at the next `flush`.
+    pub fn denied(&self, code: DenyCode) {
+        if let Some(pending) = self.pending_denied.get(code.index()) {
+            pending.set(pending.get() + 1);
+        }
     }
 
     pub fn refresh(&self, host: &(impl Host + ?Sized), outcome: &Outcome) {

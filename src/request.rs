@@ -12,6 +12,7 @@ use log::debug;
 
 use crate::config::{Config, FailMode};
 use crate::contract::key_hash::{digest_key, Digest};
+use crate::headers::Headers;
 use crate::host::Host;
 use crate::limits::counters::{self, Admission};
 use crate::limits::window::{self, Refusal};
@@ -19,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::policy::decision::{self, Denial, RequestFacts};
 use crate::policy::extract::{self, Credential, Source, Sources};
 use crate::policy::net;
-use crate::store::{self, key::StoredKey};
+use crate::store::{self, record::KeyView, StoreView};
 use crate::sync::tally::Tally;
 
 /// Every request header the filter owns starts with this; a client's are removed first.
@@ -38,7 +39,16 @@ pub struct Worker {
     pub slots: Cell<u64>,
     /// Slots whose counts this worker changed since it last handed them to the fleet sync.
     pub touched: RefCell<BTreeSet<u64>>,
+    /// The store view this worker read last, and when (proxy clock ms): see `store_view`.
+    pub view: Cell<Option<(StoreView, u64)>>,
 }
+
+/// How long a worker serves from the store view it read before reading it again. Deltas
+/// (revocations included) rewrite the live shards in place and are seen by the next request
+/// whatever the view; only the switch to a new full snapshot, and a snapshot going stale,
+/// reach a worker up to this much later. It saves one shared-data read, under Envoy's
+/// process-wide lock, per request.
+pub const VIEW_TTL_MS: u64 = 100;
 
 /// What to do with the request after its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +68,6 @@ pub struct RequestFilter<H: Host> {
     /// Rate-limit headers for the response.
     response_headers: Vec<(&'static str, String)>,
     replied_locally: bool,
-}
-
-fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
 }
 
 /// Keeps a header value printable so it can be echoed safely (request ids).
@@ -88,7 +91,7 @@ impl<H: Host> RequestFilter<H> {
 
     fn deny(&mut self, denial: &Denial, request_id: Option<&str>) -> Verdict {
         self.replied_locally = true;
-        self.worker.metrics.denied(&self.host, denial.code);
+        self.worker.metrics.denied(denial.code);
         debug!(
             "#{} denied {} {}",
             self.context_id,
@@ -106,12 +109,22 @@ impl<H: Host> RequestFilter<H> {
         Verdict::Stop
     }
 
-    fn strip_credentials(&self, source: Option<Source>, path: &str) {
+    /// Removes the credential headers the request carries (each removal is a host call that
+    /// also clears Envoy's route cache, so absent ones are not removed).
+    fn strip_credentials(&self, headers: &Headers, source: Option<Source>, path: &str) {
         if self.worker.config.forward_credentials {
             return;
         }
-        self.host.set_request_header("authorization", None);
-        if let Some(name) = &self.worker.config.key_header {
+        if headers.contains("authorization") {
+            self.host.set_request_header("authorization", None);
+        }
+        if let Some(name) = self
+            .worker
+            .config
+            .key_header
+            .as_deref()
+            .filter(|name| headers.contains(name))
+        {
             self.host.set_request_header(name, None);
         }
         if let (Some(Source::Query), Some(param)) = (source, &self.worker.config.key_query_param) {
@@ -120,13 +133,19 @@ impl<H: Host> RequestFilter<H> {
         }
     }
 
-    fn forward_identity(&self, key: &StoredKey) {
+    fn forward_identity(&self, key: &KeyView<'_>) {
         let set = |name, value: &str| self.host.set_request_header(name, Some(value));
-        set("x-keygate-key-id", &key.id);
-        set("x-keygate-key-name", &key.name);
-        set("x-keygate-team", &key.team);
-        set("x-keygate-environment", &key.environment);
-        set("x-keygate-scopes", &key.scopes.join(","));
+        set("x-keygate-key-id", key.id);
+        // Each header written is a host call: a key without a name or team gets none (any the
+        // client sent was removed). Scopes are always written: empty means full access.
+        if !key.name.is_empty() {
+            set("x-keygate-key-name", key.name);
+        }
+        if !key.team.is_empty() {
+            set("x-keygate-team", key.team);
+        }
+        set("x-keygate-environment", key.environment);
+        set("x-keygate-scopes", key.scopes);
         if self.worker.config.key_id_property {
             self.host
                 .write_property(&[KEY_ID_PROPERTY], key.id.as_bytes());
@@ -134,7 +153,7 @@ impl<H: Host> RequestFilter<H> {
     }
 
     /// Quota, then rate and concurrency limits, counted in this Envoy's shared counters.
-    fn limit(&mut self, key: &StoredKey, digest: &Digest, now_ms: u64) -> Result<(), Denial> {
+    fn limit(&mut self, key: &KeyView<'_>, digest: &Digest, now_ms: u64) -> Result<(), Denial> {
         let now = (now_ms / 1000) as i64;
         if let Some(until) = key.quota_exceeded_until.filter(|until| *until > now) {
             return Err(Denial::over_quota(until, now));
@@ -213,25 +232,43 @@ impl<H: Host> RequestFilter<H> {
         }
     }
 
+    /// The store view, re-read at most every `VIEW_TTL_MS` (and on every request until a
+    /// snapshot is loaded, or when the clock went back).
+    fn store_view(&self, now_ms: u64) -> StoreView {
+        if let Some((view, read_at)) = self.worker.view.get() {
+            if now_ms >= read_at && now_ms - read_at < VIEW_TTL_MS {
+                return view;
+            }
+        }
+        let view = store::read_view(&self.host);
+        self.worker
+            .view
+            .set((view.last_success_ms > 0).then_some((view, now_ms)));
+        view
+    }
+
     /// The request's headers have arrived: decide.
     pub fn on_request_headers(&mut self) -> Verdict {
         let headers = self.host.request_headers();
-        for (name, _) in &headers {
+        // A scan of the map already in the VM; a host call only for a header a client spoofed.
+        for (name, _) in headers.iter() {
             if name.starts_with(IDENTITY_PREFIX) {
                 self.host.set_request_header(name, None);
             }
         }
-        let request_id = header(&headers, "x-request-id").and_then(printable);
-        let path = header(&headers, ":path")
+        let request_id = headers.get("x-request-id").and_then(printable);
+        let path = headers
+            .get(":path")
             .and_then(|p| std::str::from_utf8(p).ok())
             .unwrap_or("/");
-        let method = header(&headers, ":method")
+        let method = headers
+            .get(":method")
             .and_then(|m| std::str::from_utf8(m).ok())
             .unwrap_or("");
         let now_ms = self.host.now_ms();
 
         let credential = extract::extract(
-            &headers,
+            headers.iter(),
             Sources {
                 header: self.worker.config.key_header.as_deref(),
                 query_param: self.worker.config.key_query_param.as_deref(),
@@ -242,15 +279,13 @@ impl<H: Host> RequestFilter<H> {
             _ => None,
         };
 
-        // Read per request (16 bytes, no parsing) rather than cached per worker, so a new
-        // generation retires removed keys on every worker at the same instant.
-        let view = store::read_view(&self.host);
+        let view = self.store_view(now_ms);
         if !view.usable(now_ms, self.worker.config.max_staleness) {
             return match self.worker.config.fail_mode {
                 FailMode::Closed => self.deny(&Denial::unavailable(), request_id),
                 FailMode::Open => {
                     self.worker.metrics.fail_open(&self.host);
-                    self.strip_credentials(source, path);
+                    self.strip_credentials(&headers, source, path);
                     self.host.set_request_header(FAIL_OPEN_HEADER, Some("true"));
                     Verdict::Continue
                 }
@@ -261,11 +296,12 @@ impl<H: Host> RequestFilter<H> {
             Credential::Present { key, .. } => Some(digest_key(key)),
             _ => None,
         };
-        let record = digest
+        let found = digest
             .as_ref()
-            .and_then(|d| store::lookup_digest(&self.host, d, view.generation));
+            .and_then(|d| store::lookup_digest(&self.host, d, &view));
+        let record = found.as_ref().and_then(store::Found::view);
         // The client address is one of the dearer host calls; only an allowlist needs it.
-        let needs_client_ip = record.as_ref().is_some_and(|r| !r.allowed_ips.is_empty());
+        let needs_client_ip = record.as_ref().is_some_and(KeyView::has_allowlist);
         let client_ip = if needs_client_ip {
             let peer = self
                 .host
@@ -274,7 +310,7 @@ impl<H: Host> RequestFilter<H> {
                 .and_then(|text| net::parse_address(&text));
             net::client_ip(
                 peer,
-                header(&headers, "x-forwarded-for"),
+                headers.get("x-forwarded-for"),
                 self.worker.config.xff_trusted_hops,
             )
         } else {
@@ -294,7 +330,7 @@ impl<H: Host> RequestFilter<H> {
                     self.worker
                         .tally
                         .borrow_mut()
-                        .record(&record.id, facts.now, Some(denial.code));
+                        .record(record.id, facts.now, Some(denial.code));
                 }
                 return self.deny(&denial, request_id);
             }
@@ -303,16 +339,16 @@ impl<H: Host> RequestFilter<H> {
             self.worker
                 .tally
                 .borrow_mut()
-                .record(&key.id, facts.now, Some(denial.code));
+                .record(key.id, facts.now, Some(denial.code));
             return self.deny(&denial, request_id);
         }
-        self.strip_credentials(source, path);
+        self.strip_credentials(&headers, source, path);
         self.forward_identity(key);
-        self.worker.metrics.allowed(&self.host);
+        self.worker.metrics.allowed();
         self.worker
             .tally
             .borrow_mut()
-            .record(&key.id, facts.now, None);
+            .record(key.id, facts.now, None);
         debug!("#{} allowed key {}", self.context_id, key.id);
         Verdict::Continue
     }

@@ -93,6 +93,7 @@ fn setup(extra: &str, loaded: bool) -> Setup {
         tally: RefCell::new(Tally::default()),
         slots: Cell::new(0),
         touched: RefCell::new(Default::default()),
+        view: Cell::new(None),
     });
     Setup { host, worker }
 }
@@ -188,10 +189,28 @@ fn an_allowed_request_carries_identity_and_loses_credentials_and_spoofed_headers
         "credential removed"
     );
     assert_eq!(
-        host.property_value(&["keygate_key_id"]).as_deref(),
+        host.property_value(&["keygate_key_id"]),
+        None,
+        "no filter-state write unless key_id_property is on"
+    );
+    assert_eq!(
+        host.metric("keygate_requests_allowed"),
+        0,
+        "counted in the VM until the tick"
+    );
+    setup.worker.metrics.flush(host);
+    assert_eq!(host.metric("keygate_requests_allowed"), 1);
+}
+
+#[test]
+fn key_id_property_sets_the_filter_state_when_asked_for() {
+    let setup = setup(r#","key_id_property":true"#, true);
+    let (verdict, _) = setup.get(VALID);
+    assert_eq!(verdict, Verdict::Continue);
+    assert_eq!(
+        setup.host.property_value(&["keygate_key_id"]).as_deref(),
         Some("key_valid".as_bytes())
     );
-    assert_eq!(host.metric("keygate_requests_allowed"), 1);
 }
 
 #[test]
@@ -304,6 +323,7 @@ fn every_denial_answers_with_its_documented_status_code_and_challenge() {
             None,
             "{code}"
         );
+        setup.worker.metrics.flush(&setup.host);
         let metric = format!("keygate_requests_denied_{}", code.to_ascii_lowercase());
         assert!(setup.host.metric(&metric) >= 1, "{metric}");
     }
@@ -434,5 +454,97 @@ fn usage_is_tallied_per_key_with_each_denial_code() {
         batch.reports.len(),
         2,
         "an unknown key has no id to count under"
+    );
+}
+
+/// Applies one snapshot answer (a full page or a delta) through a refresher, as the lease holder.
+fn apply(setup: &Setup, body: &str) {
+    let mut refresher = Refresher::new(9, setup.worker.config.control.clone(), 64);
+    let (request, _) = refresher.poll(&setup.host);
+    assert!(request.is_some(), "a refresh is due");
+    refresher.dispatched(1);
+    let outcome = refresher.on_response(&setup.host, 1, Some(200), body.as_bytes(), body.len());
+    assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+}
+
+#[test]
+fn a_revocation_is_seen_at_once_and_a_new_full_snapshot_within_the_view_ttl() {
+    let setup = setup("", true);
+    assert_eq!(setup.get(VALID).0, Verdict::Continue);
+    assert_eq!(setup.get(SCOPED).0, Verdict::Continue);
+    // A delta lands in the live shards: the next request sees it, with the view it cached.
+    setup.host.now.set(NOW_MS + 60_000);
+    let revoked = record(VALID, "key_valid", "").replace(r#""active":true"#, r#""active":false"#);
+    let since = keygate::store::read_meta(&setup.host).version;
+    apply(
+        &setup,
+        &format!(
+            r#"{{"version":{},"epoch":"E","full":false,"since":{since},"keys":[{revoked}]}}"#,
+            since + 1
+        ),
+    );
+    // As if the worker had just read the view (before the delta): the cache is fresh.
+    setup.worker.view.set(
+        setup
+            .worker
+            .view
+            .get()
+            .map(|(view, _)| (view, NOW_MS + 60_000)),
+    );
+    assert_eq!(setup.get(VALID).0, Verdict::Stop);
+    // A new full snapshot (another epoch) without SCOPED: this worker serves its cached view
+    // until it is VIEW_TTL_MS old, then the new one.
+    setup.host.now.set(NOW_MS + 120_000);
+    assert_eq!(setup.get(SCOPED).0, Verdict::Continue);
+    let only_valid = record(VALID, "key_valid", "");
+    apply(
+        &setup,
+        &format!(r#"{{"version":1,"epoch":"F","full":true,"keys":[{only_valid}]}}"#),
+    );
+    assert_eq!(
+        setup.get(SCOPED).0,
+        Verdict::Continue,
+        "within the TTL: the old view"
+    );
+    setup
+        .host
+        .now
+        .set(NOW_MS + 120_000 + keygate::request::VIEW_TTL_MS);
+    assert_eq!(
+        setup.get(SCOPED).0,
+        Verdict::Stop,
+        "after it: the new snapshot"
+    );
+    assert_eq!(setup.get(VALID).0, Verdict::Continue);
+}
+
+#[test]
+fn a_key_without_a_team_forwards_no_team_header_even_a_spoofed_one() {
+    let setup = setup("", true);
+    let loner = "pk_live_loner000000000000000000000000000000";
+    let record = record(loner, "key_loner", "").replace(r#""team":"acme","#, "");
+    setup.host.now.set(NOW_MS + 60_000);
+    let since = keygate::store::read_meta(&setup.host).version;
+    apply(
+        &setup,
+        &format!(
+            r#"{{"version":{},"epoch":"E","full":false,"since":{since},"keys":[{record}]}}"#,
+            since + 1
+        ),
+    );
+    let bearer = format!("Bearer {loner}");
+    let (verdict, _) = setup.send(
+        "GET",
+        "/v1/models",
+        &[
+            ("authorization", bearer.as_str()),
+            ("x-keygate-team", "admins"),
+        ],
+    );
+    assert_eq!(verdict, Verdict::Continue);
+    assert_eq!(setup.host.request_header("x-keygate-team"), None);
+    assert_eq!(
+        setup.host.request_header("x-keygate-key-id").as_deref(),
+        Some("key_loner")
     );
 }

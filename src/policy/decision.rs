@@ -10,9 +10,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::policy::extract::{Credential, Malformed};
-use crate::policy::net::ip_allowed;
 use crate::policy::routes::Access;
-use crate::store::key::StoredKey;
+use crate::store::key::KeyFacts;
 
 /// Every error code the filter can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,12 +170,12 @@ const INVALID_KEY_MESSAGE: &str = "The API key does not exist or is malformed";
 
 /// Checks the request in the documented order: credential, lookup, environment, active,
 /// expiry, IP allowlist, scope. `record` is what the store holds for the presented key, if anything.
-pub fn decide<'k>(
+pub fn decide<'k, K: KeyFacts>(
     config: &Config,
     credential: &Credential<'_>,
-    record: Option<&'k StoredKey>,
+    record: Option<&'k K>,
     facts: &RequestFacts<'_>,
-) -> Result<&'k StoredKey, Denial> {
+) -> Result<&'k K, Denial> {
     let key = match credential {
         Credential::Missing => {
             return Err(Denial::new(
@@ -222,7 +221,7 @@ pub fn decide<'k>(
             Some("invalid_token"),
         ));
     }
-    if !record.active {
+    if !record.active() {
         return Err(Denial::new(
             DenyCode::ApiKeyInactive,
             "The API key has been deactivated",
@@ -230,7 +229,7 @@ pub fn decide<'k>(
         ));
     }
     if record
-        .expires_at
+        .expires_at()
         .is_some_and(|expires_at| expires_at <= facts.now)
     {
         return Err(Denial::new(
@@ -239,7 +238,7 @@ pub fn decide<'k>(
             Some("invalid_token"),
         ));
     }
-    if !ip_allowed(&record.allowed_ips, facts.client_ip) {
+    if !record.allows_ip(facts.client_ip) {
         return Err(Denial::new(
             DenyCode::IpNotWhitelisted,
             "Requests from this IP address are not allowed for this API key",
@@ -256,7 +255,7 @@ pub fn decide<'k>(
         }
         Access::Scopes(scopes) => {
             for scope in scopes.into_iter().flatten() {
-                if !record.scopes.is_empty() && !record.scopes.iter().any(|s| s == scope) {
+                if !record.has_scope(scope) {
                     let mut denial = Denial::new(
                         DenyCode::OperationNotAllowed,
                         format!(
@@ -344,6 +343,7 @@ mod tests {
     use super::*;
     use crate::contract::snapshot::Limits;
     use crate::policy::extract::Source;
+    use crate::store::key::StoredKey;
 
     const KEY: &str = "pk_live_abc";
 

@@ -114,8 +114,8 @@ fn query_value<'a>(path: &'a [u8], name: &str) -> Option<&'a [u8]> {
 
 /// Finds the key among the request headers (`(lower-case name, raw value)` pairs, pseudo
 /// headers included). Several sources carrying the same key are fine; different keys are not.
-pub fn extract<'a, N: AsRef<str>, V: AsRef<[u8]>>(
-    headers: &'a [(N, V)],
+pub fn extract<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     sources: Sources<'_>,
 ) -> Credential<'a> {
     let mut found: Option<(&'a str, Source)> = None;
@@ -131,8 +131,6 @@ pub fn extract<'a, N: AsRef<str>, V: AsRef<[u8]>>(
             Ok(())
         };
     for (name, value) in headers {
-        let name = name.as_ref();
-        let value = value.as_ref();
         let outcome = if name == "authorization" {
             consider(parse_authorization(value), Source::Authorization)
         } else if sources.header == Some(name) {
@@ -202,7 +200,7 @@ mod tests {
             .collect();
         let leaked: &'static [(String, Vec<u8>)] = Box::leak(owned.into_boxed_slice());
         extract(
-            leaked,
+            leaked.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
             Sources {
                 header,
                 query_param: query,

@@ -2,6 +2,7 @@
 
 use proxy_wasm::types::{MapType, MetricType};
 
+use crate::headers::Headers;
 use crate::host::{Host, MetricKind, WriteError};
 use crate::proxy::abi;
 use crate::sync::queue::Queue;
@@ -30,8 +31,8 @@ impl Host for ProxyHost {
         }
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        abi::get_header_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Headers {
+        abi::get_headers(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {

@@ -36,7 +36,14 @@ pub struct KeygateRoot {
     context_id: u32,
     worker: Option<Rc<Worker>>,
     jobs: Option<Jobs>,
+    /// The tick period to settle on after the first tick (see `FIRST_TICK`).
+    tick: Option<Duration>,
 }
+
+/// The first tick comes this soon after configuration, so the first snapshot is fetched at
+/// once instead of up to a whole tick period (1 s) after Envoy starts; later ticks use the
+/// configured period.
+const FIRST_TICK: Duration = Duration::from_millis(10);
 
 /// Random identity of this VM for the leases; std's RandomState draws its keys from WASI
 /// `random_get`, which Envoy provides.
@@ -58,6 +65,7 @@ impl KeygateRoot {
             context_id,
             worker: None,
             jobs: None,
+            tick: None,
         }
     }
 
@@ -472,10 +480,12 @@ impl RootContext for KeygateRoot {
             tally: RefCell::new(Tally::default()),
             slots: Cell::new(0),
             touched: RefCell::new(Default::default()),
+            view: Cell::new(None),
         });
         self.publish_store_gauges(&worker);
         self.worker = Some(worker);
-        if abi::set_tick_period(tick).is_err() {
+        self.tick = Some(tick);
+        if abi::set_tick_period(FIRST_TICK.min(tick)).is_err() {
             error!(
                 "#{} keygate: could not set the tick period",
                 self.context_id
@@ -486,7 +496,16 @@ impl RootContext for KeygateRoot {
     }
 
     fn on_tick(&mut self) {
+        if let Some(tick) = self.tick.take() {
+            if abi::set_tick_period(tick).is_err() {
+                error!(
+                    "#{} keygate: could not set the tick period",
+                    self.context_id
+                );
+            }
+        }
         if let Some(worker) = &self.worker {
+            worker.metrics.flush(&ProxyHost);
             self.publish_store_gauges(worker);
         }
         self.poll_refresh();

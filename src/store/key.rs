@@ -1,5 +1,7 @@
-//! The per-key record the filter keeps in its store: what the request path needs, already
-//! parsed (its binary form is in `codec.rs`).
+//! The per-key record a validated snapshot record becomes (`contract::record`), before the store
+//! packs it into a shard (`record.rs`), and what the decision asks of a key either way.
+
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -25,8 +27,39 @@ pub struct StoredKey {
     pub quota_exceeded_until: Option<i64>,
 }
 
+/// What the decision reads of a key: from a `StoredKey`, or from a `KeyView` borrowed from a
+/// shard on the request path.
+pub trait KeyFacts {
+    fn active(&self) -> bool;
+    /// Unix seconds.
+    fn expires_at(&self) -> Option<i64>;
+    /// Whether a request from `ip` may use the key; an empty allowlist allows every address.
+    fn allows_ip(&self, ip: Option<IpAddr>) -> bool;
+    /// Whether the key holds `scope`; a key without scopes has full access.
+    fn has_scope(&self, scope: &str) -> bool;
+}
+
+impl KeyFacts for StoredKey {
+    fn active(&self) -> bool {
+        self.active
+    }
+
+    fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+
+    fn allows_ip(&self, ip: Option<IpAddr>) -> bool {
+        crate::policy::net::ip_allowed(&self.allowed_ips, ip)
+    }
+
+    fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|s| s == scope)
+    }
+}
+
 impl StoredKey {
-    /// The compact binary form kept in shared data (see `codec.rs`).
+    /// The layout-1 binary form (`codec.rs`), read only to serve from a store an older filter
+    /// left until this one has loaded its own (see `store/mod.rs`).
     pub fn encode(&self) -> Vec<u8> {
         crate::store::codec::encode(self)
     }

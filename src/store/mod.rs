@@ -1,46 +1,57 @@
 //! The key store, kept in Envoy's shared data so that every worker VM of one Envoy sees one
 //! copy: memory does not multiply with `--concurrency`, and one worker's refresh serves all.
 //!
-//! Layout (all under one `vm_id`):
-//! - `k:<sha256, base64url>` → a `StoredKey` (binary, `codec.rs`), or empty for a deleted key.
-//!   Base64 rather than hex keeps a million map keys 30 bytes shorter each.
-//! - `keygate.live` → `StoreMeta` in one binary record: which generation is current and since
+//! Layout 2 (all under one `vm_id`):
+//! - `s<set>:<shard, 4 hex>` → a shard (`shard.rs`): the keys whose SHA-256 starts with the
+//!   shard's 16 bits, sorted, each a compact record (`record.rs`). A million keys are ~65,000
+//!   map entries of ~1.5 KB instead of a million small ones, which is what Envoy's map costs
+//!   per entry (a node, two strings, a bucket: ~170 bytes) made the bulk of the memory.
+//! - `keygate.store` → `StoreMeta` in one binary record: which generation is current and since
 //!   when the snapshot is fresh (the first 16 bytes, all a request reads: `StoreView`), then the
-//!   snapshot version, epoch and key count, the fencing token of the last refresh lease holder
-//!   and the highest generation ever written. It is written only by `update_meta`, by CAS, and
-//!   only by a lease holder whose fencing token is not older than the one in the record.
+//!   snapshot version, key counts, the fencing token of the last refresh lease holder and the
+//!   highest generation ever written. It is written only by `update_meta`, by CAS, and only by
+//!   a lease holder whose fencing token is not older than the one in the record.
 //!
-//! Shared data cannot delete entries, so a full snapshot does not clear the old keys: it writes
-//! its keys with a new, higher generation and then switches `generation`. A lookup accepts an
-//! entry whose generation is at least the current one, so keys rewritten during a multi-page
-//! load keep working, and keys missing from the new snapshot stop working the moment the switch
-//! lands. Deltas overwrite entries in place (deleted → empty value). A full load that is
-//! aborted leaves entries of its generation behind; the high-water generation makes sure the
-//! next full load takes a higher one (even after the clock steps back), so they never count
-//! as current.
+//! Two sets of shards, `s0:` and `s1:`; the current generation's parity names the live one. A
+//! full snapshot is written into the other set with a new generation of that parity and goes
+//! live when `generation` switches, all at once: keys missing from it stop working at that
+//! instant, and removed or rotated keys leave nothing behind (the old set's shards are
+//! rewritten by the next full load; a shard whose generation is not the current one reads as
+//! empty, so nothing needs deleting, which shared data cannot do). A delta rewrites only the
+//! shards it touches, in the live set, in place. A full load that is aborted leaves shards of its
+//! generation behind; the high-water generation makes sure the next full load takes a higher
+//! one (even after the clock steps back), so they never count as current.
 //!
-//! Longer than most files because its tests sit beside the code (about 250 lines of code).
+//! Layout 1 (`k:<sha256, base64url>` → one `StoredKey` per entry, under `keygate.live`) is what
+//! an older filter left in a running Envoy whose `.wasm` was replaced: requests are served from
+//! it until this layout's first full load is published, so an upgrade has no window of 401s.
 
 pub mod codec;
 pub mod key;
+pub mod record;
+pub mod shard;
 
 use crate::contract::key_hash::{parse_hex_digest, Digest};
 use crate::contract::record::ValidPage;
 use crate::host::{Host, WriteError};
 use crate::store::key::StoredKey;
+use crate::store::record::KeyView;
+use crate::store::shard::{Change, Edit, Shard};
 
-/// The store record (`StoreMeta`); the request path reads its first 16 bytes.
-pub const VIEW_KEY: &str = "keygate.live";
+/// The store record (`StoreMeta`) of layout 2; the request path reads its first 16 bytes.
+pub const VIEW_KEY: &str = "keygate.store";
+/// The store record an older filter (layout 1) kept.
+pub const LEGACY_VIEW_KEY: &str = "keygate.live";
 /// Layout of the key entries. Shared data outlives a Wasm VM that is reloaded in a running
 /// Envoy (a new `.wasm` with the same `vm_id`), so a filter that finds entries of another
 /// layout takes a full snapshot instead of a delta on top of records it cannot read.
-pub const STORE_FORMAT: u32 = 1;
+pub const STORE_FORMAT: u32 = 2;
 const KEY_PREFIX: &str = "k:";
 const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /// Bounded retries for CAS writes of small shared records.
 pub const CAS_RETRIES: usize = 8;
 /// Bytes before the epoch in the encoded `StoreMeta`.
-const META_FIXED_LEN: usize = 52;
+const META_FIXED_LEN: usize = 60;
 
 /// What the store currently serves, and who may change it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,8 +66,9 @@ pub struct StoreMeta {
     pub high_water: u64,
     pub version: u64,
     pub keys: u64,
-    /// Layout of the key entries (`STORE_FORMAT`) the last full snapshot was written in; 0 for
-    /// a record left by an older filter.
+    /// Live keys with any rate or concurrency limit: what the rate-limit counters are sized by.
+    pub limited_keys: u64,
+    /// Layout of the key entries (`STORE_FORMAT`) the last full snapshot was written in.
     pub format: u32,
     pub epoch: String,
 }
@@ -75,6 +87,7 @@ impl StoreMeta {
             self.high_water,
             self.version,
             self.keys,
+            self.limited_keys,
         ] {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
@@ -83,29 +96,21 @@ impl StoreMeta {
         bytes
     }
 
-    /// Decodes a record; a 16-byte record (an older filter's view) keeps its generation and
-    /// freshness, with format 0 so the next refresh takes a full snapshot.
     fn decode(bytes: &[u8]) -> Option<StoreMeta> {
-        let view = StoreView::decode(bytes)?;
         let u64_at = |at: usize| -> Option<u64> {
             Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
         };
-        let mut meta = StoreMeta {
-            generation: view.generation,
-            last_success_ms: view.last_success_ms,
-            ..StoreMeta::default()
-        };
-        if bytes.len() < META_FIXED_LEN {
-            meta.high_water = view.generation;
-            return Some(meta);
-        }
-        meta.fence = u64_at(16)?;
-        meta.high_water = u64_at(24)?;
-        meta.version = u64_at(32)?;
-        meta.keys = u64_at(40)?;
-        meta.format = u32::from_le_bytes(bytes.get(48..52)?.try_into().ok()?);
-        meta.epoch = String::from_utf8(bytes.get(META_FIXED_LEN..)?.to_vec()).ok()?;
-        Some(meta)
+        Some(StoreMeta {
+            generation: u64_at(0)?,
+            last_success_ms: u64_at(8)?,
+            fence: u64_at(16)?,
+            high_water: u64_at(24)?,
+            version: u64_at(32)?,
+            keys: u64_at(40)?,
+            limited_keys: u64_at(48)?,
+            format: u32::from_le_bytes(bytes.get(56..60)?.try_into().ok()?),
+            epoch: String::from_utf8(bytes.get(META_FIXED_LEN..)?.to_vec()).ok()?,
+        })
     }
 }
 
@@ -114,6 +119,8 @@ impl StoreMeta {
 pub struct StoreView {
     pub generation: u64,
     pub last_success_ms: u64,
+    /// Served from a store an older filter left (layout 1), until ours is loaded.
+    pub legacy: bool,
 }
 
 impl StoreView {
@@ -123,26 +130,57 @@ impl StoreView {
             && now_ms.saturating_sub(self.last_success_ms) <= max_staleness.as_millis() as u64
     }
 
-    fn decode(bytes: &[u8]) -> Option<StoreView> {
+    fn decode(bytes: &[u8], legacy: bool) -> Option<StoreView> {
         let generation = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
         let last_success_ms = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
         Some(StoreView {
             generation,
             last_success_ms,
+            legacy,
         })
     }
 }
 
-/// The current view; the default (nothing loaded) when absent or unreadable.
+/// The current view; the default (nothing loaded) when absent or unreadable. Until this
+/// layout's first snapshot is published, the view of a layout-1 store left by an older filter.
 pub fn read_view(host: &dyn Host) -> StoreView {
-    host.get_shared(VIEW_KEY)
+    let current = host
+        .get_shared(VIEW_KEY)
         .0
-        .and_then(|bytes| StoreView::decode(&bytes))
-        .unwrap_or_default()
+        .and_then(|bytes| StoreView::decode(&bytes, false))
+        .unwrap_or_default();
+    if current.last_success_ms > 0 {
+        return current;
+    }
+    host.get_shared(LEGACY_VIEW_KEY)
+        .0
+        .and_then(|bytes| StoreView::decode(&bytes, true))
+        .filter(|legacy| legacy.last_success_ms > 0)
+        .unwrap_or(current)
 }
 
-/// The shared-data key of a digest: `k:` + unpadded base64url of its 32 bytes.
-fn slot_of_digest(digest: &Digest) -> String {
+/// The shared-data key of shard `index` in the set of `generation`: `s0:00ff`.
+struct ShardKey([u8; 7]);
+
+impl ShardKey {
+    fn new(generation: u64, index: u16) -> ShardKey {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut key = *b"s0:0000";
+        key[1] = b'0' + (generation & 1) as u8;
+        for (i, byte) in index.to_be_bytes().iter().enumerate() {
+            key[3 + 2 * i] = HEX[usize::from(byte >> 4)];
+            key[4 + 2 * i] = HEX[usize::from(byte & 15)];
+        }
+        ShardKey(key)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// The layout-1 shared-data key of a digest: `k:` + unpadded base64url of its 32 bytes.
+fn legacy_slot(digest: &Digest) -> String {
     let mut key = String::with_capacity(KEY_PREFIX.len() + 43);
     key.push_str(KEY_PREFIX);
     for chunk in digest.chunks(3) {
@@ -153,15 +191,6 @@ fn slot_of_digest(digest: &Digest) -> String {
         }
     }
     key
-}
-
-/// The shared-data key of a hash given in lowercase hex. Anything that is not 64 hex digits
-/// maps to a key no record is stored under.
-fn slot(hash: &str) -> String {
-    match parse_hex_digest(hash) {
-        Some(digest) => slot_of_digest(&digest),
-        None => format!("{KEY_PREFIX}!{hash}"),
-    }
 }
 
 pub fn read_meta(host: &dyn Host) -> StoreMeta {
@@ -210,46 +239,125 @@ pub fn update_meta(
     Err(MetaError::Write(last_error))
 }
 
-/// The key with this hash (hex), if the store holds a live record for it in `generation` or
-/// later.
-pub fn lookup(host: &dyn Host, hash: &str, generation: u64) -> Option<StoredKey> {
-    read_record(host, &slot(hash), generation)
+/// A key found in the store: the bytes read from shared data and where its record is in them,
+/// so the request path borrows a `KeyView` without copying.
+#[derive(Debug)]
+pub struct Found {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
 }
 
-/// `lookup` by digest bytes: the request path, which never needs the hex.
-pub fn lookup_digest(host: &dyn Host, digest: &Digest, generation: u64) -> Option<StoredKey> {
-    read_record(host, &slot_of_digest(digest), generation)
+impl Found {
+    pub fn view(&self) -> Option<KeyView<'_>> {
+        KeyView::decode(self.bytes.get(self.start..self.end)?)
+    }
 }
 
-fn read_record(host: &dyn Host, slot: &str, generation: u64) -> Option<StoredKey> {
-    let bytes = host.get_shared(slot).0?;
-    StoredKey::decode(&bytes).filter(|key| key.generation >= generation)
+/// The key with this digest in the store `view` describes: one shared-data read and a binary
+/// search in the shard, or (layout 1, until ours is loaded) the entry an older filter wrote.
+pub fn lookup_digest(host: &dyn Host, digest: &Digest, view: &StoreView) -> Option<Found> {
+    if view.legacy {
+        let bytes = host.get_shared(&legacy_slot(digest)).0?;
+        let key = StoredKey::decode(&bytes).filter(|key| key.generation >= view.generation)?;
+        let bytes = record::encode(&key);
+        return Some(Found {
+            end: bytes.len(),
+            bytes,
+            start: 0,
+        });
+    }
+    let bytes = host
+        .get_shared(ShardKey::new(view.generation, shard::shard_of(digest)).as_str())
+        .0?;
+    let record = Shard::parse(&bytes, view.generation)?.find(digest)?;
+    let start = (record.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
+    Some(Found {
+        start,
+        end: start + record.len(),
+        bytes,
+    })
 }
 
-/// Writes a validated page. Only the refresh lease holder writes key entries, so they are
-/// plain writes; the lease (see `refresh.rs`) is what serialises writers.
-/// Returns how the number of live keys changed when `count_changes` (deltas) is set.
+/// `lookup_digest` by a hash in lowercase hex, in the layout-2 store of `generation`.
+pub fn lookup(host: &dyn Host, hash: &str, generation: u64) -> Option<Found> {
+    let view = StoreView {
+        generation,
+        last_success_ms: 1,
+        legacy: false,
+    };
+    lookup_digest(host, &parse_hex_digest(hash)?, &view)
+}
+
+/// Writes a validated page into the shards of `generation` (the live generation for a delta,
+/// the one being built for a full load): each shard the page touches is read, merged and
+/// written once. Only the refresh lease holder writes shards, so they are plain writes; the
+/// lease (see `refresh.rs`) is what serialises writers. Returns how the key counts changed.
 pub fn write_page(
     host: &dyn Host,
     page: &ValidPage,
-    current_generation: u64,
-    count_changes: bool,
-) -> Result<i64, WriteError> {
-    let mut change = 0i64;
-    for (hash, key) in &page.upserts {
-        let slot = slot(hash);
-        if count_changes && lookup(host, hash, current_generation).is_none() {
-            change += 1;
-        }
-        host.set_shared(&slot, &key.encode(), None)?;
-    }
-    for hash in &page.deletions {
-        if count_changes && lookup(host, hash, current_generation).is_some() {
-            change -= 1;
-        }
-        host.set_shared(&slot(hash), &[], None)?;
+    generation: u64,
+) -> Result<Change, WriteError> {
+    let records: Vec<Vec<u8>> = page
+        .upserts
+        .iter()
+        .map(|(_, key)| record::encode(key))
+        .collect();
+    let upserts = page
+        .upserts
+        .iter()
+        .zip(&records)
+        .map(|((hash, _), record)| (hash, Some(record.as_slice())));
+    let deletions = page.deletions.iter().map(|hash| (hash, None));
+    // Validated pages hold only well-formed hashes; anything else names no shard.
+    let mut edits: Vec<Edit<'_>> = upserts
+        .chain(deletions)
+        .filter_map(|(hash, edit)| Some((parse_hex_digest(hash)?, edit)))
+        .collect();
+    // Digest order is shard order: each shard's edits become one run. A page never lists a
+    // hash twice (validation), so the order of equal digests is moot. A full snapshot comes in
+    // hash order already, which makes this sort a single pass.
+    edits.sort_unstable_by_key(|edit| edit.0);
+    let mut change = Change::default();
+    for run in edits.chunk_by(|a, b| shard::shard_of(&a.0) == shard::shard_of(&b.0)) {
+        let Some((first, _)) = run.first() else {
+            continue;
+        };
+        let key = ShardKey::new(generation, shard::shard_of(first));
+        let current = host.get_shared(key.as_str()).0;
+        let shard = current
+            .as_deref()
+            .and_then(|bytes| Shard::parse(bytes, generation));
+        let (bytes, shard_change) = shard::merge(shard.as_ref(), generation, run);
+        host.set_shared(key.as_str(), &bytes, None)?;
+        change += shard_change;
     }
     Ok(change)
+}
+
+/// Empties, in the set of parity `set`, the shards `range` of a generation older than
+/// `current`: what a replaced full snapshot left behind, so a full reload does not keep two
+/// copies of every key. Each write is a CAS against the shard as read, so a shard a newer full
+/// load has just written into that set is never erased. Returns how many were emptied.
+pub fn sweep_replaced(
+    host: &dyn Host,
+    set: u64,
+    current: u64,
+    range: std::ops::Range<u32>,
+) -> usize {
+    let mut emptied = 0;
+    for index in range.take(shard::SHARD_COUNT as usize) {
+        let key = ShardKey::new(set, index as u16);
+        let (Some(bytes), cas) = host.get_shared(key.as_str()) else {
+            continue;
+        };
+        if shard::generation_of(&bytes).is_some_and(|generation| generation < current)
+            && host.set_shared(key.as_str(), &[], cas).is_ok()
+        {
+            emptied += 1;
+        }
+    }
+    emptied
 }
 
 #[cfg(test)]
@@ -258,11 +366,10 @@ mod tests {
     use crate::contract::key_hash::{digest_key, hash_key};
     use crate::contract::snapshot::Limits;
     use crate::host::FakeHost;
-    use crate::store::key::StoredKey;
 
-    fn stored(id: &str, generation: u64) -> StoredKey {
+    fn stored(id: &str) -> StoredKey {
         StoredKey {
-            generation,
+            generation: 0,
             id: id.into(),
             name: id.into(),
             team: String::new(),
@@ -277,52 +384,143 @@ mod tests {
         }
     }
 
-    #[test]
-    fn generations_hide_keys_missing_from_a_newer_full_snapshot() {
-        let host = FakeHost::at(1);
-        let (a, b) = (hash_key("a"), hash_key("b"));
-        let first = ValidPage {
-            upserts: vec![(a.clone(), stored("a", 1)), (b.clone(), stored("b", 1))],
-            deletions: vec![],
+    fn page(upserts: &[&str], deletions: &[&str]) -> ValidPage {
+        ValidPage {
+            upserts: upserts
+                .iter()
+                .map(|secret| (hash_key(secret), stored(secret)))
+                .collect(),
+            deletions: deletions.iter().map(|secret| hash_key(secret)).collect(),
             quarantined: vec![],
-        };
-        write_page(&host, &first, 1, false).unwrap();
-        assert!(lookup(&host, &a, 1).is_some());
+        }
+    }
 
-        // A new full snapshot (generation 2) only has `a`. While it is being written the
-        // current generation is still 1, and both keys keep working.
-        let second = ValidPage {
-            upserts: vec![(a.clone(), stored("a", 2))],
-            deletions: vec![],
-            quarantined: vec![],
-        };
-        write_page(&host, &second, 1, false).unwrap();
-        assert!(lookup(&host, &a, 1).is_some());
-        assert!(lookup(&host, &b, 1).is_some());
-        // After the switch only `a` does.
-        assert!(lookup(&host, &a, 2).is_some());
-        assert!(lookup(&host, &b, 2).is_none());
+    fn id_of(host: &FakeHost, secret: &str, generation: u64) -> Option<String> {
+        let found = lookup(host, &hash_key(secret), generation)?;
+        Some(found.view()?.id.to_string())
     }
 
     #[test]
-    fn deltas_delete_in_place_and_count() {
+    fn a_full_load_fills_the_spare_set_and_goes_live_all_at_once() {
         let host = FakeHost::at(1);
-        let (a, b) = (hash_key("a"), hash_key("b"));
-        let page = ValidPage {
-            upserts: vec![(a.clone(), stored("a", 1))],
-            deletions: vec![],
-            quarantined: vec![],
+        write_page(&host, &page(&["a", "b"], &[]), 2).unwrap();
+        assert_eq!(id_of(&host, "a", 2).as_deref(), Some("a"));
+        // A new full snapshot (generation 3, the other set) only has `a`. While it is being
+        // written generation 2 is still current, and both keys keep working.
+        write_page(&host, &page(&["a"], &[]), 3).unwrap();
+        assert!(id_of(&host, "a", 2).is_some() && id_of(&host, "b", 2).is_some());
+        // After the switch only `a` does.
+        assert!(id_of(&host, "a", 3).is_some());
+        assert!(id_of(&host, "b", 3).is_none());
+        // A later full load into set 0 (generation 4) does not see generation 2's shards.
+        write_page(&host, &page(&["c"], &[]), 4).unwrap();
+        assert!(id_of(&host, "a", 4).is_none() && id_of(&host, "c", 4).is_some());
+    }
+
+    #[test]
+    fn deltas_rewrite_shards_in_place_and_count() {
+        let host = FakeHost::at(1);
+        let change = write_page(&host, &page(&["a"], &[]), 2).unwrap();
+        assert_eq!((change.keys, change.limited), (1, 0));
+        assert_eq!(write_page(&host, &page(&["a"], &[]), 2).unwrap().keys, 0);
+        let change = write_page(&host, &page(&["b"], &["a"]), 2).unwrap();
+        assert_eq!(change.keys, 0);
+        assert!(id_of(&host, "a", 2).is_none());
+        assert!(id_of(&host, "b", 2).is_some());
+        let mut limited = page(&["b"], &[]);
+        limited.upserts[0].1.limits.per_minute = Some(5);
+        assert_eq!(write_page(&host, &limited, 2).unwrap().limited, 1);
+        assert_eq!(
+            write_page(&host, &page(&[], &["b"]), 2).unwrap(),
+            Change {
+                keys: -1,
+                limited: -1
+            }
+        );
+    }
+
+    #[test]
+    fn a_million_keys_would_be_a_bounded_number_of_entries() {
+        // 5,000 keys land in at most 5,000 shards, each written once per page.
+        let host = FakeHost::at(1);
+        let secrets: Vec<String> = (0..5_000).map(|i| format!("key{i}")).collect();
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        assert_eq!(write_page(&host, &page(&refs, &[]), 2).unwrap().keys, 5_000);
+        for secret in refs.iter().step_by(97) {
+            assert_eq!(id_of(&host, secret, 2).as_deref(), Some(*secret));
+        }
+        assert!(host.entry_count() <= 5_000);
+        // Rotating every key (delete the old hash, add a new one), twice, leaves nothing behind:
+        // the entries stay within the shard space and their bytes do not grow beyond a header
+        // per shard.
+        let before = host.value_bytes();
+        let mut current = refs.clone();
+        let names: Vec<Vec<String>> = (1..=2)
+            .map(|round| secrets.iter().map(|s| format!("{s}-{round}")).collect())
+            .collect();
+        for round in &names {
+            let rotated: Vec<&str> = round.iter().map(String::as_str).collect();
+            write_page(&host, &page(&rotated, &current), 2).unwrap();
+            current = rotated;
+        }
+        assert!(host.entry_count() <= shard::SHARD_COUNT as usize);
+        assert!(host.value_bytes() <= before + 13 * host.entry_count());
+        assert!(id_of(&host, "key7", 2).is_none() && id_of(&host, "key7-2", 2).is_some());
+    }
+
+    #[test]
+    fn a_store_an_older_filter_left_serves_until_ours_is_loaded() {
+        let host = FakeHost::at(1);
+        let mut legacy_meta = 42u64.to_le_bytes().to_vec();
+        legacy_meta.extend_from_slice(&1_000u64.to_le_bytes());
+        // The rest of a layout-1 record (fence … format): 52 bytes before the epoch.
+        legacy_meta.extend_from_slice(&[0; 52 - 16]);
+        host.set_shared(LEGACY_VIEW_KEY, &legacy_meta, None)
+            .unwrap();
+        let old = StoredKey {
+            generation: 42,
+            ..stored("old")
         };
-        assert_eq!(write_page(&host, &page, 1, true).unwrap(), 1);
-        assert_eq!(write_page(&host, &page, 1, true).unwrap(), 0);
-        let delta = ValidPage {
-            upserts: vec![(b.clone(), stored("b", 1))],
-            deletions: vec![a.clone()],
-            quarantined: vec![],
-        };
-        assert_eq!(write_page(&host, &delta, 1, true).unwrap(), 0);
-        assert!(lookup(&host, &a, 1).is_none());
-        assert!(lookup(&host, &b, 1).is_some());
+        host.set_shared(&legacy_slot(&digest_key("old")), &old.encode(), None)
+            .unwrap();
+        let view = read_view(&host);
+        assert_eq!((view.generation, view.legacy), (42, true));
+        let found = lookup_digest(&host, &digest_key("old"), &view).unwrap();
+        assert_eq!(found.view().unwrap().id, "old");
+        // Our first load reserved the record but has not published: still the old store.
+        update_meta(&host, 1, StoreMeta::clone).unwrap();
+        assert!(read_view(&host).legacy);
+        // Published: ours, and the old entries are no longer read.
+        write_page(&host, &page(&["new"], &[]), 7).unwrap();
+        update_meta(&host, 1, |m| StoreMeta {
+            generation: 7,
+            last_success_ms: 2_000,
+            ..m.clone()
+        })
+        .unwrap();
+        let view = read_view(&host);
+        assert_eq!((view.generation, view.legacy), (7, false));
+        assert!(lookup_digest(&host, &digest_key("old"), &view).is_none());
+        assert!(lookup_digest(&host, &digest_key("new"), &view).is_some());
+    }
+
+    #[test]
+    fn a_replaced_set_is_swept_but_a_newer_load_into_it_is_kept() {
+        let host = FakeHost::at(1);
+        let secrets: Vec<String> = (0..300).map(|i| format!("key{i}")).collect();
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        write_page(&host, &page(&refs, &[]), 2).unwrap();
+        write_page(&host, &page(&["x"], &[]), 3).unwrap();
+        let before = host.value_bytes();
+        // Generation 3 is live: generation 2's set (parity 0) is swept, 3's is not touched.
+        let emptied = sweep_replaced(&host, 0, 3, 0..shard::SHARD_COUNT);
+        assert!(emptied > 250, "{emptied}");
+        assert!(host.value_bytes() < before / 10);
+        assert!(id_of(&host, "x", 3).is_some());
+        // A newer load (generation 4) writing into the swept set keeps its shards.
+        write_page(&host, &page(&["y"], &[]), 4).unwrap();
+        assert_eq!(sweep_replaced(&host, 0, 3, 0..shard::SHARD_COUNT), 0);
+        assert!(id_of(&host, "y", 4).is_some());
     }
 
     #[test]
@@ -339,6 +537,7 @@ mod tests {
         let meta = update_meta(&host, 1, |m| StoreMeta {
             generation: 7,
             last_success_ms: 99,
+            limited_keys: 3,
             epoch: "E-1".into(),
             ..m.clone()
         })
@@ -347,7 +546,8 @@ mod tests {
             read_view(&host),
             StoreView {
                 generation: 7,
-                last_success_ms: 99
+                last_success_ms: 99,
+                legacy: false,
             }
         );
         assert_eq!(meta.generation, 7);
@@ -386,35 +586,28 @@ mod tests {
     }
 
     #[test]
-    fn an_older_filters_view_reads_as_a_store_to_reload() {
-        let host = FakeHost::at(1);
-        let mut old_view = 42u64.to_le_bytes().to_vec();
-        old_view.extend_from_slice(&1_000u64.to_le_bytes());
-        host.set_shared(VIEW_KEY, &old_view, None).unwrap();
-        let meta = read_meta(&host);
-        assert_eq!((meta.generation, meta.last_success_ms), (42, 1_000));
-        assert_eq!((meta.format, meta.high_water), (0, 42));
-        assert_eq!(read_view(&host).generation, 42);
-    }
-
-    #[test]
-    fn slot_keys_are_base64url_of_the_digest() {
+    fn shard_keys_name_the_set_and_the_shard() {
+        assert_eq!(ShardKey::new(6, 0x00ff).as_str(), "s0:00ff");
+        assert_eq!(ShardKey::new(7, 0xab01).as_str(), "s1:ab01");
         // SHA-256("abc"), base64url without padding.
         assert_eq!(
-            slot("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            legacy_slot(&digest_key("abc")),
             "k:ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
         );
-        assert_eq!(slot_of_digest(&digest_key("abc")), slot(&hash_key("abc")));
-        assert_eq!(slot("zz"), "k:!zz");
-        assert_eq!(slot(&"A".repeat(64)), format!("k:!{}", "A".repeat(64)));
     }
 
     #[test]
     fn garbage_entries_read_as_absent() {
         let host = FakeHost::at(1);
-        host.set_shared(&slot(&hash_key("a")), b"{not json", None)
-            .unwrap();
-        assert!(lookup(&host, &hash_key("a"), 0).is_none());
+        let digest = digest_key("a");
+        host.set_shared(
+            ShardKey::new(2, shard::shard_of(&digest)).as_str(),
+            b"{not json",
+            None,
+        )
+        .unwrap();
+        assert!(lookup(&host, &hash_key("a"), 2).is_none());
+        assert!(lookup(&host, "zz", 2).is_none());
         host.set_shared(VIEW_KEY, b"short", None).unwrap();
         assert_eq!(read_meta(&host), StoreMeta::default());
         assert_eq!(read_view(&host), StoreView::default());

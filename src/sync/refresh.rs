@@ -24,10 +24,17 @@ use crate::contract::page::SnapshotPage;
 use crate::contract::record::{validate_page, Quarantined};
 use crate::host::Host;
 use crate::limits::counters;
+use crate::store::shard::{self, Change};
 use crate::store::{self, MetaError, StoreMeta, STORE_FORMAT};
 use crate::sync::lease;
 
 pub const SYNC_KEY: &str = "keygate.sync";
+/// How long after a full snapshot goes live the set it replaced is swept: a request reads the
+/// store record and then its shard within one callback, microseconds apart, so no request can
+/// still be reading the replaced set by then.
+const SWEEP_DELAY_MS: u64 = 2_000;
+/// Shards swept per tick, so that no tick holds a worker for long.
+const SWEEP_SHARDS_PER_TICK: u32 = 4_096;
 /// Largest snapshot page we accept; bigger answers are rejected unread.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const LEASE_MARGIN_MS: u64 = 2_000;
@@ -67,7 +74,6 @@ enum Mode {
     },
     Delta {
         generation: u64,
-        key_change: i64,
     },
 }
 
@@ -83,7 +89,8 @@ struct Fetch {
     first_version: u64,
     epoch: String,
     cursor: Option<String>,
-    keys_written: u64,
+    /// How the pages applied so far changed the key counts (from empty for a full load).
+    change: Change,
 }
 
 /// Per-VM refresh driver.
@@ -97,6 +104,18 @@ pub struct Refresher {
     fetch: Option<Fetch>,
     /// Records left out of pages applied since the last `take_quarantined`.
     quarantined: Vec<Quarantined>,
+    /// The set of shards a full snapshot this VM published replaced, still to be emptied.
+    sweep: Option<Sweep>,
+}
+
+/// Emptying the shard set a full snapshot replaced (`store::sweep_replaced`), a slice per tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sweep {
+    set: u64,
+    /// The generation that went live; only older shards are emptied.
+    current: u64,
+    next_shard: u32,
+    due_ms: u64,
 }
 
 impl Refresher {
@@ -107,6 +126,26 @@ impl Refresher {
             rate_limit_slots,
             fetch: None,
             quarantined: Vec::new(),
+            sweep: None,
+        }
+    }
+
+    /// Sweeps the next slice of a replaced shard set, once it is due and no fetch is running.
+    fn sweep_some(&mut self, host: &dyn Host) {
+        let Some(sweep) = self.sweep.as_mut() else {
+            return;
+        };
+        if self.fetch.is_some() || host.now_ms() < sweep.due_ms {
+            return;
+        }
+        let end = sweep
+            .next_shard
+            .saturating_add(SWEEP_SHARDS_PER_TICK)
+            .min(shard::SHARD_COUNT);
+        store::sweep_replaced(host, sweep.set, sweep.current, sweep.next_shard..end);
+        sweep.next_shard = end;
+        if end >= shard::SHARD_COUNT {
+            self.sweep = None;
         }
     }
 
@@ -191,6 +230,7 @@ impl Refresher {
     /// a refresh is due. Returns the call to dispatch, if any, plus an outcome to report when
     /// an overdue call was abandoned.
     pub fn poll(&mut self, host: &dyn Host) -> (Option<CallRequest>, Option<Outcome>) {
+        self.sweep_some(host);
         let now = host.now_ms();
         let mut abandoned = None;
         if let Some(fetch) = &self.fetch {
@@ -235,7 +275,7 @@ impl Refresher {
             first_version: 0,
             epoch: String::new(),
             cursor: None,
-            keys_written: 0,
+            change: Change::default(),
         });
         (Some(request), abandoned)
     }
@@ -346,11 +386,15 @@ impl Refresher {
             fetch.first_version = snapshot.version;
             fetch.epoch = snapshot.epoch.clone();
             fetch.mode = if snapshot.full {
-                // Above every generation ever written, so entries an aborted load left behind
-                // never count as current, even after the clock steps back.
-                let generation = now
+                // Above every generation ever written, so shards an aborted load left behind
+                // never count as current, even after the clock steps back; and of the other
+                // parity than the live one, so the load fills the spare set of shards.
+                let mut generation = now
                     .max(meta.generation.saturating_add(1))
                     .max(meta.high_water.saturating_add(1));
+                if meta.loaded() && generation % 2 == meta.generation % 2 {
+                    generation += 1;
+                }
                 store::update_meta(host, fetch.fence, |current| StoreMeta {
                     high_water: current.high_water.max(generation),
                     ..current.clone()
@@ -370,7 +414,6 @@ impl Refresher {
                 }
                 Mode::Delta {
                     generation: meta.generation,
-                    key_change: 0,
                 }
             };
         } else if snapshot.epoch != fetch.epoch
@@ -382,7 +425,7 @@ impl Refresher {
             ));
         }
         let generation = match fetch.mode {
-            Mode::Full { generation } | Mode::Delta { generation, .. } => generation,
+            Mode::Full { generation } | Mode::Delta { generation } => generation,
             Mode::Unknown => meta.generation,
         };
         let page = validate_page(&snapshot, generation)
@@ -398,13 +441,8 @@ impl Refresher {
         let Some(fetch) = self.fetch.as_mut() else {
             return Err(("no fetch in progress".into(), false));
         };
-        let is_delta = matches!(fetch.mode, Mode::Delta { .. });
-        let change = store::write_page(host, &page, meta.generation, is_delta)
+        fetch.change += store::write_page(host, &page, generation)
             .map_err(|e| (format!("could not write keys to shared data: {e:?}"), false))?;
-        fetch.keys_written += page.upserts.len() as u64;
-        if let Mode::Delta { key_change, .. } = &mut fetch.mode {
-            *key_change += change;
-        }
         if let Some(cursor) = snapshot.next_cursor.filter(|c| !c.is_empty()) {
             if cursor
                 .bytes()
@@ -429,17 +467,21 @@ impl Refresher {
             .fetch
             .take()
             .ok_or_else(|| ("no fetch in progress".to_string(), false))?;
-        let (generation, keys, full) = match fetch.mode {
-            Mode::Full { generation } => (generation, fetch.keys_written, true),
-            Mode::Delta {
+        let after = |count: u64, change: i64| (count as i64 + change).max(0) as u64;
+        let (generation, keys, limited_keys, full) = match fetch.mode {
+            Mode::Full { generation } => (
                 generation,
-                key_change,
-            } => (
+                after(0, fetch.change.keys),
+                after(0, fetch.change.limited),
+                true,
+            ),
+            Mode::Delta { generation } => (
                 generation,
-                (meta.keys as i64 + key_change).max(0) as u64,
+                after(meta.keys, fetch.change.keys),
+                after(meta.limited_keys, fetch.change.limited),
                 false,
             ),
-            Mode::Unknown => (meta.generation, meta.keys, false),
+            Mode::Unknown => (meta.generation, meta.keys, meta.limited_keys, false),
         };
         // The lease holder is the only writer that may create entries, so it creates the
         // rate-limit slots before any request can count in them (see limiter.rs).
@@ -452,11 +494,20 @@ impl Refresher {
             version,
             epoch: epoch.clone(),
             keys,
+            limited_keys,
             last_success_ms: now,
             format: STORE_FORMAT,
             ..current.clone()
         })
         .map_err(|e| (publish_error("record snapshot", e), false))?;
+        if full {
+            self.sweep = Some(Sweep {
+                set: (generation + 1) % 2,
+                current: generation,
+                next_shard: 0,
+                due_ms: now + SWEEP_DELAY_MS,
+            });
+        }
         self.release(host, false);
         Ok(Outcome::Applied {
             version,
@@ -752,7 +803,8 @@ mod tests {
         assert!(refresher.take_quarantined().is_empty());
         let meta = read_meta(&host);
         assert_eq!(
-            lookup(&host, &hash_key("bad"), meta.generation).map(|k| k.name),
+            lookup(&host, &hash_key("bad"), meta.generation)
+                .and_then(|k| k.view().map(|v| v.name.to_string())),
             Some("🔑".repeat(128))
         );
     }
@@ -798,7 +850,7 @@ mod tests {
         let mut slow = Refresher::new(1, control(""), 64);
         assert!(slow.poll(&host).0.is_some());
         slow.dispatched(1);
-        host.interleave("k:", |host| {
+        host.interleave("s", |host| {
             host.now
                 .set(host.now.get() + 2_000 + 1_000 + LEASE_MARGIN_MS + 1);
             let mut other = Refresher::new(2, control(""), 64);
@@ -927,6 +979,42 @@ mod tests {
     }
 
     #[test]
+    fn the_set_a_full_snapshot_replaced_is_swept_after_a_delay() {
+        let host = FakeHost::at(10_000);
+        let mut refresher = Refresher::new(1, control(""), 64);
+        let keys: Vec<String> = (0..200)
+            .map(|i| record_json(&format!("k{i}"), true))
+            .collect();
+        fetch(
+            &mut refresher,
+            &host,
+            Some(200),
+            &page(1, true, 0, &keys, &[], None),
+        );
+        host.now.set(100_000);
+        let next = page(2, true, 0, &[record_json("k0", true)], &[], None);
+        fetch(&mut refresher, &host, Some(200), &next);
+        let generation = read_meta(&host).generation;
+        let with_both_sets = host.value_bytes();
+        // Not before the delay: a request may still hold the old view.
+        refresher.poll(&host);
+        assert_eq!(host.value_bytes(), with_both_sets);
+        for _ in 0..(shard::SHARD_COUNT / SWEEP_SHARDS_PER_TICK) {
+            host.now.set(host.now.get() + SWEEP_DELAY_MS);
+            refresher.poll(&host);
+            refresher.fetch = None;
+        }
+        assert!(refresher.sweep.is_none());
+        assert!(
+            host.value_bytes() < with_both_sets / 10,
+            "{}",
+            host.value_bytes()
+        );
+        assert!(lookup(&host, &hash_key("k0"), generation).is_some());
+        assert!(lookup(&host, &hash_key("k1"), generation).is_none());
+    }
+
+    #[test]
     fn paged_full_snapshot_switches_generation_at_the_end() {
         let host = FakeHost::at(10_000);
         let mut refresher = Refresher::new(1, control(""), 64);
@@ -952,9 +1040,9 @@ mod tests {
             "/v1/snapshot?limit=10000&since=1&epoch=E&cursor=c1"
         );
         assert!(!next.headers.iter().any(|(n, _)| n == "if-none-match"));
-        // Mid-load: old keys and new keys both serve.
+        // Mid-load: the old snapshot serves whole, the new one is not live yet.
         assert!(lookup(&host, &hash_key("old"), generation).is_some());
-        assert!(lookup(&host, &hash_key("a"), generation).is_some());
+        assert!(lookup(&host, &hash_key("a"), generation).is_none());
         refresher.dispatched(2);
         let last = page(6, true, 0, &[record_json("b", true)], &[], None);
         let outcome = refresher.on_response(&host, 2, Some(200), &last, last.len());

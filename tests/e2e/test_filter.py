@@ -206,8 +206,9 @@ def test_key_id_reaches_the_access_log(envoy):
 def test_stats_are_published(envoy):
     envoy.get("/v1/models", VALID)
     envoy.get("/v1/models")
-    assert envoy.stat("keygate_requests_allowed") >= 1
-    assert envoy.stat("keygate_requests_denied_unauthorized") >= 1
+    # Counted in the VM and added to Envoy's stats every tick.
+    wait_until(lambda: envoy.stat("keygate_requests_allowed") >= 1, what="allowed requests in the stats")
+    wait_until(lambda: envoy.stat("keygate_requests_denied_unauthorized") >= 1, what="denials in the stats")
     assert envoy.stat("keygate_keys_loaded") == len(KEYS)
     assert envoy.stat("keygate_snapshot_refresh_ok") >= 1
 

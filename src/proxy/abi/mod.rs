@@ -91,7 +91,6 @@ impl fmt::Display for HostError {
     }
 }
 
-mod header_map;
 #[cfg(target_arch = "wasm32")]
 #[path = "imports_wasm.rs"]
 mod imports;
@@ -99,7 +98,9 @@ mod imports;
 #[path = "stand_ins.rs"]
 pub(crate) mod imports;
 
-pub use header_map::{decode_header_map, encode_header_map, encode_property_path, MapDecodeError};
+pub use crate::headers::{
+    decode_header_map, encode_header_map, encode_property_path, Headers, MapDecodeError,
+};
 
 /// Takes ownership of a buffer the host allocated in this VM, as the SDK does: the SDK's
 /// allocator hands out exactly `size` bytes, so capacity and length are both `size`.
@@ -187,14 +188,19 @@ pub fn get_buffer(
 
 /// Every pair of a header map, values as bytes (an absent map is an empty one).
 pub fn get_header_map(map: MapType) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    Ok(get_headers(map)?.to_pairs())
+}
+
+/// A header map as the host serialized it, checked once and read in place (no copy per header).
+pub fn get_headers(map: MapType) -> Result<Headers, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     HostError::check(unsafe {
         imports::proxy_get_header_map_pairs(map as u32, &mut data, &mut size)
     })?;
     match unsafe { take_host_buffer(data, size) } {
-        Some(bytes) => decode_header_map(&bytes).map_err(HostError::Malformed),
-        None => Ok(Vec::new()),
+        Some(bytes) => Headers::parse(bytes).map_err(HostError::Malformed),
+        None => Ok(Headers::default()),
     }
 }
 
@@ -373,9 +379,9 @@ pub fn dispatch_http_call(
 
 #[cfg(test)]
 mod tests {
-    use super::header_map::sample::{sample_pairs, SAMPLE_MAP};
     use super::imports::{answer, take_calls, Reply};
     use super::*;
+    use crate::headers::sample::{sample_pairs, SAMPLE_MAP};
 
     /// Every code the ABI defines, one past them, and two far-off ones.
     const STATUSES: [u32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 99, u32::MAX];

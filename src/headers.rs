@@ -1,6 +1,10 @@
 //! The header-map wire format of the proxy-wasm ABI (a pair count, a size table, then
-//! NUL-terminated names and values), read by a pure, bounds-checked function, and the property
+//! NUL-terminated names and values), read by a pure, bounds-checked parser, and the property
 //! path format.
+//!
+//! The request path reads the map the host hands over in place (`Headers`): checked once, then
+//! iterated as borrowed `(name, value)` pairs, instead of a `String` and a `Vec` per header
+//! (cookies included) on every request.
 
 use std::fmt;
 
@@ -47,38 +51,101 @@ fn read_string(bytes: &[u8], at: usize, len: usize) -> Result<(&[u8], usize), Ma
     }
 }
 
-/// Reads a header map in the ABI's serialization: the pair count (u32, little endian), then
-/// the name and value size of each pair (u32 each), then each name and value followed by a NUL.
-/// Empty input is an empty map. Values stay bytes (they need not be UTF-8); names must be UTF-8.
+/// A serialized header map, checked once (every size within the bytes, every string
+/// NUL-terminated, every name UTF-8) and read in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl Headers {
+    /// Checks a map in the ABI's serialization: the pair count (u32, little endian), then the
+    /// name and value size of each pair (u32 each), then each name and value followed by a
+    /// NUL. Empty input is an empty map. Values stay bytes (they need not be UTF-8).
+    pub fn parse(bytes: Vec<u8>) -> Result<Headers, MapDecodeError> {
+        if bytes.is_empty() {
+            return Ok(Headers::default());
+        }
+        let count = read_u32(&bytes, 0)? as usize;
+        let table_end = count
+            .checked_mul(8)
+            .and_then(|sizes| sizes.checked_add(4))
+            .ok_or(MapDecodeError::Truncated)?;
+        if table_end > bytes.len() {
+            return Err(MapDecodeError::Truncated);
+        }
+        let mut at = table_end;
+        for index in 0..count {
+            let entry = 4 + index * 8;
+            let name_len = read_u32(&bytes, entry)? as usize;
+            let value_len = read_u32(&bytes, entry + 4)? as usize;
+            let (name, after_name) = read_string(&bytes, at, name_len)?;
+            std::str::from_utf8(name).map_err(|_| MapDecodeError::NameNotUtf8)?;
+            let (_, after_value) = read_string(&bytes, after_name, value_len)?;
+            at = after_value;
+        }
+        if at != bytes.len() {
+            return Err(MapDecodeError::TrailingBytes);
+        }
+        Ok(Headers { bytes, count })
+    }
+
+    /// The map holding `pairs` (tests and fakes).
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+        for (name, value) in pairs {
+            bytes.extend_from_slice(&(name.as_ref().len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            bytes.extend_from_slice(name.as_ref().as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(value.as_ref());
+            bytes.push(0);
+        }
+        Headers {
+            bytes,
+            count: pairs.len(),
+        }
+    }
+
+    /// Every `(name, value)` pair, in the host's order. The map was checked by `parse`, so
+    /// nothing is skipped here but what cannot happen.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        let mut at = 4 + self.count * 8;
+        (0..self.count).filter_map(move |index| {
+            let entry = 4 + index * 8;
+            let name_len = read_u32(&self.bytes, entry).ok()? as usize;
+            let value_len = read_u32(&self.bytes, entry + 4).ok()? as usize;
+            let (name, after_name) = read_string(&self.bytes, at, name_len).ok()?;
+            let (value, after_value) = read_string(&self.bytes, after_name, value_len).ok()?;
+            at = after_value;
+            Some((std::str::from_utf8(name).ok()?, value))
+        })
+    }
+
+    /// The first value of header `name` (lower case, as the host gives names).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Owned copies of every pair.
+    pub fn to_pairs(&self) -> Vec<(String, Vec<u8>)> {
+        self.iter()
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
+            .collect()
+    }
+}
+
+/// Reads a header map in the ABI's serialization into owned pairs (see [`Headers::parse`]).
 pub fn decode_header_map(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, MapDecodeError> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let count = read_u32(bytes, 0)? as usize;
-    let table_end = count
-        .checked_mul(8)
-        .and_then(|sizes| sizes.checked_add(4))
-        .ok_or(MapDecodeError::Truncated)?;
-    if table_end > bytes.len() {
-        return Err(MapDecodeError::Truncated);
-    }
-    // Bounded by the input: the size table alone takes 8 bytes per pair.
-    let mut pairs = Vec::with_capacity(count);
-    let mut at = table_end;
-    for index in 0..count {
-        let entry = 4 + index * 8;
-        let name_len = read_u32(bytes, entry)? as usize;
-        let value_len = read_u32(bytes, entry + 4)? as usize;
-        let (name, after_name) = read_string(bytes, at, name_len)?;
-        let (value, after_value) = read_string(bytes, after_name, value_len)?;
-        let name = std::str::from_utf8(name).map_err(|_| MapDecodeError::NameNotUtf8)?;
-        pairs.push((name.to_string(), value.to_vec()));
-        at = after_value;
-    }
-    if at != bytes.len() {
-        return Err(MapDecodeError::TrailingBytes);
-    }
-    Ok(pairs)
+    Ok(Headers::parse(bytes.to_vec())?.to_pairs())
 }
 
 /// Writes `pairs` in the ABI's header-map serialization (see [`decode_header_map`]).
@@ -169,6 +236,26 @@ mod tests {
                 (String::new(), b"no name".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn reads_in_place_what_it_decodes() {
+        let headers = Headers::parse(SAMPLE_MAP.to_vec()).unwrap();
+        let pairs: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
+        assert_eq!(pairs, sample_pairs());
+        assert_eq!(headers.get(":path"), Some(&b"/bytes/1"[..]));
+        assert_eq!(headers.get("absent"), None);
+        assert!(headers.contains("Powered-By"));
+        let pairs = [
+            (":method", "GET"),
+            (":path", "/bytes/1"),
+            (":authority", "httpbin.org"),
+            ("Powered-By", "proxy-wasm"),
+        ];
+        assert_eq!(Headers::from_pairs(&pairs), headers);
     }
 
     #[test]
