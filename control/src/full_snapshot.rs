@@ -203,7 +203,7 @@ impl SnapshotCache {
         if let Some(cached) = self.at_least(epoch, 0) {
             return Ok(cached);
         }
-        Arc::clone(self).build(state, building).await
+        self.build(state, building).await
     }
 
     /// Builds the snapshot at start when the key set is larger than one page, so the first
