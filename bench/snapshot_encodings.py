@@ -1,17 +1,21 @@
 """Serving a full snapshot of many keys in JSON and in the compact encoding: time and bytes on
-the wire for one client paging through it, compact first (cache built by this load) and again
-(served from the cache). `python bench/snapshot_encodings.py --keys 1000000` (SQLite, seeded
-with `keygate-control seed`; the database is kept in --dir for later runs)."""
+the wire for one client paging through it: compact right after the service started (the first
+page waits for the cached snapshot the service builds at start), compact again (from the cache),
+then JSON twice. `python bench/snapshot_encodings.py --keys 1000000` (SQLite, seeded
+with `keygate-control seed`; the database is kept in --dir for later runs). `--postgres` runs
+the same on a local PostgreSQL (tests/pgcluster.py, fsync on), seeded afresh."""
 
 import argparse
 import struct
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import requests
 
 from control_service import CONTROL, SYNC, control_env, log, serve, stop
+from pgcluster import PostgresCluster
 
 COMPACT = "application/vnd.keygate.snapshot+binary"
 
@@ -58,18 +62,35 @@ def main():
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--limit", type=int, default=10_000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/keygate-bench-snapshot"))
+    parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    database = args.dir / f"keys-{args.keys}.db"
-    if not database.exists():
-        log(f"seeding {args.keys} keys into {database}")
-        subprocess.run([str(CONTROL), "seed", "--count", str(args.keys)],
-                       env=control_env(database), check=True)
+    cluster = None
+    if args.postgres:
+        work = Path(tempfile.mkdtemp(prefix="keygate-bench-snapshot-", dir=args.dir))
+        cluster = PostgresCluster(work / "postgres", durable=True).init()
+        cluster.start()
+        database = cluster.new_database("bench")
+    else:
+        database = args.dir / f"keys-{args.keys}.db"
+    try:
+        if args.postgres or not database.exists():
+            log(f"seeding {args.keys} keys into {database}")
+            subprocess.run([str(CONTROL), "seed", "--count", str(args.keys)],
+                           env=control_env(database), check=True)
+        measure(database, args)
+    finally:
+        if cluster:
+            cluster.destroy()
+
+
+def measure(database, args):
     process, url = serve(database, args.dir / "serve.log")
     try:
         with requests.Session() as session:
-            for name, compact in [("json", False), ("compact, first", True),
-                                  ("compact, cached", True), ("json", False)]:
+            # Right after start the first page waits for the build the service starts with.
+            for name, compact in [("compact, at start", True), ("compact, cached", True),
+                                  ("json", False), ("json", False)]:
                 seconds, size, pages = load(session, url, args.limit, compact)
                 print(f"{name:16} {seconds:6.2f} s  {size / 1e6:7.1f} MB  {pages} pages, "
                       f"service RSS {rss_mb(process.pid):.0f} MB")

@@ -1,5 +1,11 @@
 //! The snapshot feed's versioning rules, as pure functions: which kind of page a request gets,
 //! its ETag, and when the answer is "not modified"; and the count of long polls held.
+//!
+//! What the feed guarantees, and the cached full snapshot (`full_snapshot.rs`) relies on: for
+//! as long as a database lasts, a delta since any version of its epoch can be served. Key rows
+//! are never removed (a deleted key stays as a tombstone with the version of its deletion) and
+//! the epoch is made once with the database, so `page_kind` answers a delta for every version
+//! up to the current one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

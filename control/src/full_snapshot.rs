@@ -17,6 +17,7 @@
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
 use crate::clock;
+use crate::feed::DEFAULT_PAGE_SIZE;
 use crate::served::compact_record;
 use crate::store::db::current_version;
 use crate::store::keys;
@@ -25,11 +26,12 @@ use crate::store::Store;
 use keygate::contract::key_hash::Digest;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
-/// How old a cached snapshot may be and still start a load while the version has moved on:
-/// every starting proxy catches up with a delta of at most this long's changes, and a service
-/// under constant writes rebuilds at most this often.
+/// How old a cached snapshot may be and still start a load, without a rebuild, while the version
+/// has moved on: a service under constant writes rebuilds at most this often, and a proxy
+/// starting while no rebuild runs catches up with a delta of at most this long's changes.
 pub const MAX_AGE: Duration = Duration::from_secs(10);
 /// Keys read per database transaction while building, so no transaction stays open for the
 /// whole key set.
@@ -173,33 +175,63 @@ impl SnapshotCache {
             .cloned()
     }
 
-    /// The snapshot to start a full load from: the cached one while fresh, else a new build.
-    /// While another request builds, a cached snapshot of this epoch is served however old
-    /// (the delta covers it) rather than holding the request.
+    /// The snapshot to start a full load from: the cached one while fresh. A stale one of this
+    /// epoch is still served at once (the delta covers it) while a rebuild runs behind it, so
+    /// no proxy waits for a build except when there is nothing cached at all.
     pub async fn for_first_page(
         self: &Arc<Self>,
         state: &AppState,
     ) -> Result<Arc<FullSnapshot>, ApiError> {
         let epoch = state.store.epoch();
-        let published = || *state.store.subscribe().borrow();
-        if let Some(cached) = self.fresh(epoch, published()) {
+        if let Some(cached) = self.fresh(epoch, *state.store.subscribe().borrow()) {
             return Ok(cached);
         }
-        let building = match Arc::clone(&self.building).try_lock_owned() {
-            Ok(guard) => guard,
-            Err(_) => {
-                if let Some(cached) = self.at_least(epoch, 0) {
-                    return Ok(cached);
-                }
-                Arc::clone(&self.building).lock_owned().await
+        if let Some(stale) = self.at_least(epoch, 0) {
+            if let Ok(building) = Arc::clone(&self.building).try_lock_owned() {
+                let cache = Arc::clone(self);
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = cache.build(&state, building).await {
+                        eprintln!("keygate-control: rebuilding the full snapshot: {error:?}");
+                    }
+                });
             }
-        };
-        // Another request may have built it while this one waited for the lock.
-        if let Some(cached) = self.fresh(epoch, published()) {
+            return Ok(stale);
+        }
+        let building = Arc::clone(&self.building).lock_owned().await;
+        // Built by another request while this one waited for the lock.
+        if let Some(cached) = self.at_least(epoch, 0) {
             return Ok(cached);
         }
-        // Built by a task of its own: a proxy whose call times out during a long build (a
-        // million keys take seconds) finds it cached when it retries.
+        self.build(state, building).await
+    }
+
+    /// Builds the snapshot at start when the key set is larger than one page, so the first
+    /// proxies to start do not wait for it (a million keys take seconds to read).
+    pub fn warm_up(self: &Arc<Self>, state: &AppState) {
+        let cache = Arc::clone(self);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let large = state
+                .blocking(|store| store.read(|tx| keys::live_count_exceeds(tx, DEFAULT_PAGE_SIZE)))
+                .await;
+            if !matches!(large, Ok(true)) {
+                return;
+            }
+            let building = Arc::clone(&cache.building).lock_owned().await;
+            if let Err(error) = cache.build(&state, building).await {
+                eprintln!("keygate-control: building the full snapshot: {error:?}");
+            }
+        });
+    }
+
+    /// Builds and caches the snapshot while `building` is held. The build runs in a task of its
+    /// own, so a proxy whose call timed out during a long build finds it cached when it retries.
+    async fn build(
+        self: &Arc<Self>,
+        state: &AppState,
+        building: OwnedMutexGuard<()>,
+    ) -> Result<Arc<FullSnapshot>, ApiError> {
         let cache = Arc::clone(self);
         let state = state.clone();
         tokio::spawn(async move {
@@ -260,6 +292,41 @@ mod tests {
         let nothing = snapshot(&[]);
         let empty = nothing.page(None, 10);
         assert_eq!((empty.count, empty.next_after), (0, None));
+    }
+
+    #[test]
+    fn a_build_lists_every_live_key_once_in_hash_order_across_chunks() {
+        let (store, dir) = crate::store::db::temp_store("full_snapshot", "build");
+        let count = BUILD_CHUNK + 5;
+        crate::store::seed::seed(&store, count as u64, crate::plans::Environment::Live, None)
+            .unwrap();
+        assert!(store
+            .read(|tx| keys::live_count_exceeds(tx, count - 1))
+            .unwrap());
+        assert!(!store
+            .read(|tx| keys::live_count_exceeds(tx, count))
+            .unwrap());
+        let built = FullSnapshot::build(&store).unwrap();
+        assert_eq!(built.key_count(), count);
+        assert_eq!(built.version, store.read(current_version).unwrap());
+        let hashes: Vec<&[u8]> = (0..count).filter_map(|i| built.hash_at(i)).collect();
+        assert_eq!(hashes.len(), count);
+        assert!(hashes.windows(2).all(|pair| pair[0] < pair[1]));
+        // Pages of the cached snapshot decode as compact records, back to back.
+        let page = built.page(None, 3);
+        let bytes = keygate::contract::compact::encode_page(
+            &Default::default(),
+            page.count as u32,
+            page.records,
+            &[],
+        )
+        .unwrap();
+        let decoded = keygate::contract::compact::decode_page(&bytes).unwrap();
+        for (index, body) in decoded.records.iter().enumerate() {
+            let record = keygate::contract::compact::decode_record(body).unwrap();
+            assert_eq!(record.hash.as_slice(), built.hash_at(index).unwrap());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

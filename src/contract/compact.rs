@@ -184,9 +184,7 @@ pub fn decode_page(bytes: &[u8]) -> Result<Page<'_>, DecodeError> {
         .ok()
         .and_then(|length| reader.take(length))
         .ok_or_else(|| damage("header"))?;
-    let (header, record_count, deleted_count) =
-        decode_header(header_bytes).ok_or_else(|| damage("header"))?;
-    let header = header?;
+    let (header, record_count, deleted_count) = decode_header(header_bytes)?;
     // Every record takes at least its frame: a count the remaining bytes cannot hold is
     // rejected before anything is allocated for it.
     let record_count = usize::try_from(record_count).unwrap_or(usize::MAX);
@@ -219,38 +217,39 @@ pub fn decode_page(bytes: &[u8]) -> Result<Page<'_>, DecodeError> {
     })
 }
 
-/// The header, or `None` when truncated; the inner error for a field that is present but bad.
-#[allow(clippy::type_complexity)]
-fn decode_header(bytes: &[u8]) -> Option<(Result<PageHeader, DecodeError>, u32, u32)> {
+/// The header and the record and deletion counts it announces.
+fn decode_header(bytes: &[u8]) -> Result<(PageHeader, u32, u32), DecodeError> {
     let mut reader = Reader { bytes };
-    let version = reader.u64()?;
-    let since = reader.u64()?;
-    let flags = reader.u8()?;
-    let epoch = reader.text()?;
+    let truncated = || damage("header");
+    let version = reader.u64().ok_or_else(truncated)?;
+    let since = reader.u64().ok_or_else(truncated)?;
+    let flags = reader.u8().ok_or_else(truncated)?;
+    let epoch = reader
+        .text()
+        .ok_or_else(truncated)?
+        .map_err(|_| DecodeError("epoch: not UTF-8".into()))?;
     let next_cursor = if flags & FLAG_NEXT_CURSOR != 0 {
-        Some(reader.text()?)
+        let cursor = reader
+            .text()
+            .ok_or_else(truncated)?
+            .map_err(|_| DecodeError("next_cursor: not UTF-8".into()))?;
+        Some(cursor.to_string())
     } else {
         None
     };
-    let total_keys = reader.u64()?;
-    let record_count = reader.u32()?;
-    let deleted_count = reader.u32()?;
+    let total_keys = reader.u64().ok_or_else(truncated)?;
+    let record_count = reader.u32().ok_or_else(truncated)?;
+    let deleted_count = reader.u32().ok_or_else(truncated)?;
     // Anything left in the header is a field a newer encoder added: ignored.
-    let header = (|| {
-        let epoch = epoch.map_err(|_| DecodeError("epoch: not UTF-8".into()))?;
-        let next_cursor = next_cursor
-            .transpose()
-            .map_err(|_| DecodeError("next_cursor: not UTF-8".into()))?;
-        Ok(PageHeader {
-            version,
-            since,
-            full: flags & FLAG_FULL != 0,
-            epoch: epoch.to_string(),
-            next_cursor: next_cursor.map(str::to_string),
-            total_keys,
-        })
-    })();
-    Some((header, record_count, deleted_count))
+    let header = PageHeader {
+        version,
+        since,
+        full: flags & FLAG_FULL != 0,
+        epoch: epoch.to_string(),
+        next_cursor,
+        total_keys,
+    };
+    Ok((header, record_count, deleted_count))
 }
 
 fn unreadable(hash: Option<Digest>, id: &str, field: &str, message: &str) -> Unreadable {

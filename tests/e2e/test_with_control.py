@@ -3,6 +3,7 @@ admin API take effect in the proxy within one refresh (or at once with long poll
 the proxy keeps serving when the control service goes away."""
 import datetime
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -150,3 +151,23 @@ def test_quota_holds_across_two_envoys_and_usage_adds_up(upstream, control):
     finally:
         first.close()
         second.close()
+
+
+def test_a_paged_compact_snapshot_loads_every_key(upstream, control):
+    """The filter asks for the compact encoding: a full snapshot in hash order over several
+    pages (hash cursors), then deltas, from the real control service."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        created = list(pool.map(lambda i: control.create_key(name=f"paged {i}"), range(230)))
+    proxy = Envoy(upstream.port, control.port,
+                  plugin_config(control={"page_size": 100, "refresh_interval": "1s"}))
+    try:
+        for key in created[::23]:
+            seen = proxy.wait_for_status("/v1/models", key["key"], 200, timeout=10).json()
+            assert seen["headers"]["x-keygate-key-id"] == key["id"]
+        assert proxy.stat("keygate_keys_loaded") >= len(created)
+        assert control.admin("DELETE", f"/v1/keys/{created[0]['id']}").status_code == 204
+        later = control.create_key(name="after the load")
+        proxy.wait_for_status("/v1/models", created[0]["key"], 401, timeout=5)
+        proxy.wait_for_status("/v1/models", later["key"], 200, timeout=5)
+    finally:
+        proxy.close()

@@ -7,12 +7,12 @@ use crate::api::encoding::{negotiate, Encoding};
 use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
 use crate::api::keys::decode_cursor;
+use crate::api::snapshot_compact::compact_page;
 use crate::api::state::AppState;
 use crate::clock;
 use crate::cursor::{self, HashPosition, Position};
 use crate::feed::{self, HeldPolls, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
-use crate::full_snapshot::CachedPage;
-use crate::served::{compact_record, key_record};
+use crate::served::key_record;
 use crate::store::db::current_version;
 use crate::store::keys::{self, StoredKey};
 use crate::store::sql::Error as StoreError;
@@ -23,8 +23,6 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATC
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keygate::contract::compact::{self, PageHeader};
-use keygate::contract::key_hash::{parse_hex_digest, Digest};
 use keygate::contract::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -40,16 +38,16 @@ pub struct SnapshotQuery {
 }
 
 /// A validated snapshot request.
-struct PageRequest {
-    since: Option<u64>,
-    epoch: Option<String>,
+pub(crate) struct PageRequest {
+    pub(crate) since: Option<u64>,
+    pub(crate) epoch: Option<String>,
     wait: Option<Duration>,
-    limit: usize,
+    pub(crate) limit: usize,
     /// Where the previous page ended; the start for the first page.
     after: Position,
     /// Where the previous page of a full snapshot in hash order ended.
-    after_hash: Option<HashPosition>,
-    first_page: bool,
+    pub(crate) after_hash: Option<HashPosition>,
+    pub(crate) first_page: bool,
 }
 
 impl PageRequest {
@@ -143,82 +141,6 @@ pub async fn snapshot(
         .into_response())
 }
 
-/// Whether the request is for a full snapshot whatever the database says: a later page of one
-/// in hash order, or a first page from a client with no versions of this epoch. (A client
-/// whose version is ahead of the published one is left to `read_page`, which decides with the
-/// database's version.)
-fn surely_full(request: &PageRequest, epoch: &str) -> bool {
-    request.after_hash.is_some()
-        || (request.first_page
-            && (request.since.is_none() || request.epoch.as_deref() != Some(epoch)))
-}
-
-/// A page in the compact encoding: a full snapshot's pages from the cached full snapshot
-/// (`full_snapshot.rs`) when it can serve them, everything else from the database.
-async fn compact_page(
-    state: &AppState,
-    request: PageRequest,
-) -> Result<(Vec<u8>, String), ApiError> {
-    let epoch = state.store.epoch();
-    if surely_full(&request, epoch) {
-        let cached = match &request.after_hash {
-            None => Some(state.full_snapshot.for_first_page(state).await?),
-            Some(position) => state.full_snapshot.at_least(epoch, position.version),
-        };
-        if let Some(cached) = cached {
-            let after = request
-                .after_hash
-                .as_ref()
-                .and_then(|position| parse_hex_digest(&position.hash));
-            let page = cached.page(after.as_ref(), request.limit);
-            // Later pages are checked against the first page's version, wherever they come from.
-            let snapshot_version = request
-                .after_hash
-                .as_ref()
-                .map_or(cached.version, |position| position.version);
-            let body = cached_page(
-                &cached.epoch,
-                cached.version,
-                snapshot_version,
-                cached.key_count(),
-                page,
-            )?;
-            return Ok((body, feed::etag(&cached.epoch, cached.version)));
-        }
-    }
-    let page = state
-        .blocking(move |store| read_rows(store, &request, true))
-        .await?;
-    let tag = feed::etag(state.store.epoch(), page.version);
-    Ok((encode_rows(state.store.epoch(), page)?, tag))
-}
-
-fn cached_page(
-    epoch: &str,
-    version: u64,
-    snapshot_version: u64,
-    total_keys: usize,
-    page: CachedPage<'_>,
-) -> Result<Vec<u8>, ApiError> {
-    let header = PageHeader {
-        version,
-        since: 0,
-        full: true,
-        epoch: epoch.to_string(),
-        next_cursor: page.next_after.map(|hash| {
-            cursor::encode_hash(&HashPosition {
-                version: snapshot_version,
-                hash: keygate::contract::key_hash::hex_digest(&hash),
-            })
-        }),
-        total_keys: total_keys as u64,
-    };
-    let count = u32::try_from(page.count)
-        .map_err(|_| ApiError::Internal("snapshot page too large".into()))?;
-    compact::encode_page(&header, count, page.records, &[])
-        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))
-}
-
 /// The answer of `GET /v1/snapshot/polls`.
 #[derive(Debug, Serialize)]
 pub struct HeldPollsView {
@@ -295,20 +217,24 @@ fn not_modified(tag: String) -> Response {
 }
 
 /// The rows of one page, read in a single transaction so its version and rows agree.
-struct RowsPage {
-    version: u64,
-    full: bool,
-    since: u64,
-    now: chrono::DateTime<chrono::Utc>,
+pub(crate) struct RowsPage {
+    pub(crate) version: u64,
+    pub(crate) full: bool,
+    pub(crate) since: u64,
+    pub(crate) now: chrono::DateTime<chrono::Utc>,
     /// Live keys and (in deltas) tombstones, in the page's order.
-    rows: Vec<StoredKey>,
-    next_cursor: Option<String>,
+    pub(crate) rows: Vec<StoredKey>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// Reads one page. A full snapshot is listed in hash order when `by_hash` (the compact
 /// encoding) or when the cursor is a hash position, in creation order otherwise (JSON, as it
 /// always was).
-fn read_rows(store: &Store, request: &PageRequest, by_hash: bool) -> Result<RowsPage, StoreError> {
+pub(crate) fn read_rows(
+    store: &Store,
+    request: &PageRequest,
+    by_hash: bool,
+) -> Result<RowsPage, StoreError> {
     let now = clock::now();
     store.read(|tx| {
         let version = current_version(tx)?;
@@ -370,31 +296,4 @@ fn read_page(store: &Store, request: &PageRequest) -> Result<Snapshot, StoreErro
         deleted: tombstones.into_iter().map(|row| row.hash).collect(),
         next_cursor: page.next_cursor,
     })
-}
-
-/// One page read from the database, in the compact encoding.
-fn encode_rows(epoch: &str, page: RowsPage) -> Result<Vec<u8>, ApiError> {
-    let now = page.now;
-    let mut records = Vec::new();
-    let mut count: u32 = 0;
-    let mut deleted: Vec<Digest> = Vec::new();
-    for row in page.rows {
-        if row.deleted {
-            deleted.extend(parse_hex_digest(&row.hash));
-        } else if let Some(framed) = compact_record(row, now) {
-            records.extend_from_slice(&framed);
-            count = count.saturating_add(1);
-        }
-    }
-    let header = PageHeader {
-        version: page.version,
-        since: page.since,
-        full: page.full,
-        epoch: epoch.to_string(),
-        next_cursor: page.next_cursor,
-        // Only the cached full snapshot knows its size without counting.
-        total_keys: 0,
-    };
-    compact::encode_page(&header, count, &records, &deleted)
-        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))
 }

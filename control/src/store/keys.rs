@@ -413,6 +413,16 @@ pub fn live_by_hash(tx: &Tx, after: Option<&str>, limit: usize) -> Result<Vec<St
     )
 }
 
+/// Whether more than `count` keys are live, without counting them all.
+pub fn live_count_exceeds(tx: &Tx, count: usize) -> Result<bool> {
+    let rows = tx.query_map(
+        "SELECT seq FROM keys WHERE deleted = 0 ORDER BY seq LIMIT 1 OFFSET :skip",
+        named_params! { ":skip": i64::try_from(count).unwrap_or(i64::MAX) },
+        |row| row.get::<i64>(0),
+    )?;
+    Ok(!rows.is_empty())
+}
+
 /// Keys and tombstones changed after `since`, for a delta page. Ordered by version, then
 /// sequence number, so the version index serves every page without sorting; a row changed
 /// while a client pages moves to a later page rather than being missed.
