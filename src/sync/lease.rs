@@ -10,6 +10,9 @@ use crate::host::{Host, WriteError};
 use crate::store::CAS_RETRIES;
 
 const MAX_BACKOFF_MS: u64 = 30_000;
+/// With `try_claim_sticky`, how long after a released job falls due the worker that ran it
+/// last has it to itself.
+pub const HANDOVER_GRACE_MS: u64 = 1_000;
 /// A deadline or schedule further ahead than this can only come from a clock that stepped back
 /// since it was written (the longest legitimate one is an hour's refresh interval plus jitter),
 /// so it counts as passed: a clock step never stalls a job until the clock catches up.
@@ -76,6 +79,29 @@ pub fn try_claim(
     write(host, key, &claimed, cas).ok().map(|()| fence)
 }
 
+/// `try_claim`, but a job its last holder released stays with that holder while it is alive:
+/// another worker may claim it only `HANDOVER_GRACE_MS` after it fell due (a holder that died
+/// mid-job, its deadline passed, or whose last run failed, is taken over at once as with
+/// `try_claim`). For the snapshot
+/// refresh, whose pages are parsed in the holder's linear memory, which never shrinks: kept
+/// in one VM, that memory is taken once per Envoy instead of once per worker.
+pub fn try_claim_sticky(
+    host: &dyn Host,
+    key: &str,
+    me: u64,
+    now_ms: u64,
+    pending_until_ms: u64,
+) -> Option<u64> {
+    let (lease, _) = read(host, key);
+    // Only after a success: a job whose last run failed is anyone's as soon as it is due.
+    let released = lease.pending_until_ms == 0 && lease.failures == 0;
+    let others_from = lease.next_due_ms.saturating_add(HANDOVER_GRACE_MS);
+    if released && lease.holder != 0 && lease.holder != me && ahead(others_from, now_ms) {
+        return None;
+    }
+    try_claim(host, key, me, now_ms, pending_until_ms)
+}
+
 /// Whether `me`, with fencing token `fence`, still holds the lease at `now_ms`: not released,
 /// not expired (an expired lease may be taken over at any moment) and not taken over.
 pub fn held_by(host: &dyn Host, key: &str, me: u64, fence: u64, now_ms: u64) -> bool {
@@ -136,6 +162,23 @@ pub fn release(host: &dyn Host, key: &str, me: u64, now_ms: u64, next_due_on_suc
 mod tests {
     use super::*;
     use crate::host::FakeHost;
+
+    #[test]
+    fn a_sticky_job_stays_with_its_live_holder_and_passes_on_after_the_grace() {
+        let host = FakeHost::at(1_000);
+        assert_eq!(try_claim_sticky(&host, "job", 1, 1_000, 5_000), Some(1));
+        release(&host, "job", 1, 1_100, Some(2_000));
+        // Due at 2,000: the last holder may take it then, another worker only after the grace.
+        assert_eq!(try_claim_sticky(&host, "job", 2, 2_000, 6_000), None);
+        assert_eq!(try_claim_sticky(&host, "job", 1, 2_000, 6_000), Some(2));
+        release(&host, "job", 1, 2_100, Some(3_000));
+        assert_eq!(
+            try_claim_sticky(&host, "job", 2, 3_000 + HANDOVER_GRACE_MS, 9_000),
+            Some(3)
+        );
+        // A holder whose deadline passed mid-job is taken over at once.
+        assert_eq!(try_claim_sticky(&host, "job", 1, 9_001, 12_000), Some(4));
+    }
 
     #[test]
     fn one_holder_at_a_time_with_expiry_and_backoff() {

@@ -250,7 +250,7 @@ impl Refresher {
         let long_poll = since.is_some() && self.config.long_poll_wait > Duration::ZERO;
         let deadline = self.deadline_ms(now, long_poll);
         let Some(fence) =
-            lease::try_claim(host, SYNC_KEY, self.me, now, deadline + LEASE_MARGIN_MS)
+            lease::try_claim_sticky(host, SYNC_KEY, self.me, now, deadline + LEASE_MARGIN_MS)
         else {
             return (None, abandoned);
         };
