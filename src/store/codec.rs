@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use crate::contract::snapshot::Limits;
 use crate::store::key::StoredKey;
+use crate::store::reader::Reader;
 
 /// Format tag; a different first byte is rejected.
 const FORMAT: u8 = 1;
@@ -90,53 +91,23 @@ pub fn encode(key: &StoredKey) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// The layout-1 string: a `u16` length, then UTF-8.
+fn string(reader: &mut Reader<'_>) -> Option<String> {
+    let len = usize::from(reader.u16()?);
+    reader.text(len).map(str::to_string)
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.bytes.len() < n {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2)?.try_into().ok().map(u16::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)?.try_into().ok().map(u64::from_le_bytes)
-    }
-
-    fn i64(&mut self) -> Option<i64> {
-        self.take(8)?.try_into().ok().map(i64::from_le_bytes)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?) as usize;
-        String::from_utf8(self.take(len)?.to_vec()).ok()
-    }
-
-    fn net(&mut self) -> Option<IpNet> {
-        let addr = match self.u8()? {
-            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(self.take(4)?).ok()?)),
-            6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(self.take(16)?).ok()?)),
-            _ => return None,
-        };
-        IpNet::new(addr, self.u8()?).ok()
-    }
+fn net(reader: &mut Reader<'_>) -> Option<IpNet> {
+    let addr = match reader.u8()? {
+        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(reader.take(4)?).ok()?)),
+        6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(reader.take(16)?).ok()?)),
+        _ => return None,
+    };
+    IpNet::new(addr, reader.u8()?).ok()
 }
 
 pub fn decode(bytes: &[u8]) -> Option<StoredKey> {
-    let mut reader = Reader { bytes };
+    let mut reader = Reader::new(bytes);
     if reader.u8()? != FORMAT {
         return None;
     }
@@ -159,20 +130,20 @@ pub fn decode(bytes: &[u8]) -> Option<StoredKey> {
             *limit = Some(reader.u64()?);
         }
     }
-    let id = reader.string()?;
-    let name = reader.string()?;
-    let team = reader.string()?;
-    let environment = reader.string()?;
-    let prefix = reader.string()?;
+    let id = string(&mut reader)?;
+    let name = string(&mut reader)?;
+    let team = string(&mut reader)?;
+    let environment = string(&mut reader)?;
+    let prefix = string(&mut reader)?;
     let scope_count = reader.u16()? as usize;
     let mut scopes = Vec::with_capacity(scope_count);
     for _ in 0..scope_count {
-        scopes.push(reader.string()?);
+        scopes.push(string(&mut reader)?);
     }
     let net_count = reader.u16()? as usize;
     let mut allowed_ips = Vec::with_capacity(net_count);
     for _ in 0..net_count {
-        allowed_ips.push(reader.net()?);
+        allowed_ips.push(net(&mut reader)?);
     }
     if !reader.bytes.is_empty() {
         return None;

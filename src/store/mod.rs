@@ -28,6 +28,7 @@
 
 pub mod codec;
 pub mod key;
+pub mod reader;
 pub mod record;
 pub mod shard;
 

@@ -22,6 +22,7 @@ use ipnet::IpNet;
 use crate::contract::fields::{canonical_ip, MAX_ENTRIES};
 use crate::contract::snapshot::Limits;
 use crate::store::key::{KeyFacts, StoredKey};
+use crate::store::reader::Reader;
 
 const ACTIVE: u8 = 1;
 const HAS_EXPIRY: u8 = 2;
@@ -131,50 +132,15 @@ pub struct KeyView<'a> {
     pub quota_exceeded_until: Option<i64>,
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.bytes.len() < n {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)?.try_into().ok().map(u64::from_le_bytes)
-    }
-
-    /// An unsigned LEB128 value of at most 10 bytes (64 bits).
-    fn var(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let byte = self.u8()?;
-            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        let len = usize::try_from(self.var()?).ok()?;
-        std::str::from_utf8(self.take(len)?).ok()
-    }
+/// A string: its `var` length, then UTF-8, borrowed.
+fn str<'a>(reader: &mut Reader<'a>) -> Option<&'a str> {
+    let len = usize::try_from(reader.var()?).ok()?;
+    reader.text(len)
 }
 
 impl<'a> KeyView<'a> {
     pub fn decode(bytes: &'a [u8]) -> Option<KeyView<'a>> {
-        let mut reader = Reader { bytes };
+        let mut reader = Reader::new(bytes);
         let flags = reader.u8()?;
         let mask = reader.u8()?;
         let mut instant = |present: bool| -> Option<Option<i64>> {
@@ -195,13 +161,13 @@ impl<'a> KeyView<'a> {
         let environment = match reader.u8()? {
             ENV_LIVE => "live",
             ENV_TEST => "test",
-            ENV_OTHER => reader.str()?,
+            ENV_OTHER => str(&mut reader)?,
             _ => return None,
         };
-        let id = reader.str()?;
-        let name = reader.str()?;
-        let team = reader.str()?;
-        let scopes = reader.str()?;
+        let id = str(&mut reader)?;
+        let name = str(&mut reader)?;
+        let team = str(&mut reader)?;
+        let scopes = str(&mut reader)?;
         let nets = usize::try_from(reader.var()?).ok()?;
         let allowed_ips = reader.take(nets.checked_mul(NET_LEN)?)?;
         if !reader.bytes.is_empty() {
@@ -309,7 +275,7 @@ mod tests {
         for value in [0, 127, 128, 300, 1 << 35, u64::MAX] {
             let mut out = Vec::new();
             put_var(&mut out, value);
-            assert_eq!(Reader { bytes: &out }.var(), Some(value), "{value}");
+            assert_eq!(Reader::new(&out).var(), Some(value), "{value}");
         }
     }
 

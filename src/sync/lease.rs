@@ -65,8 +65,41 @@ pub fn try_claim(
     now_ms: u64,
     pending_until_ms: u64,
 ) -> Option<u64> {
+    claim(host, key, me, now_ms, pending_until_ms, false)
+}
+
+/// `try_claim`, but a job its last holder released stays with that holder while it is alive:
+/// another worker may claim it only `HANDOVER_GRACE_MS` after it fell due (a holder that died
+/// mid-job, its deadline passed, or whose last run failed, is taken over at once as with
+/// `try_claim`). For the snapshot refresh, whose pages are parsed in the holder's linear
+/// memory, which never shrinks: kept in one VM, that memory is taken once per Envoy instead of
+/// once per worker.
+pub fn try_claim_sticky(
+    host: &dyn Host,
+    key: &str,
+    me: u64,
+    now_ms: u64,
+    pending_until_ms: u64,
+) -> Option<u64> {
+    claim(host, key, me, now_ms, pending_until_ms, true)
+}
+
+fn claim(
+    host: &dyn Host,
+    key: &str,
+    me: u64,
+    now_ms: u64,
+    pending_until_ms: u64,
+    sticky: bool,
+) -> Option<u64> {
     let (lease, cas) = read(host, key);
     if ahead(lease.pending_until_ms, now_ms) || ahead(lease.next_due_ms, now_ms) {
+        return None;
+    }
+    // Only after a success: a job whose last run failed is anyone's as soon as it is due.
+    let released = lease.pending_until_ms == 0 && lease.failures == 0;
+    let others_from = lease.next_due_ms.saturating_add(HANDOVER_GRACE_MS);
+    if sticky && released && lease.holder != 0 && lease.holder != me && ahead(others_from, now_ms) {
         return None;
     }
     let fence = lease.fence.saturating_add(1);
@@ -77,29 +110,6 @@ pub fn try_claim(
         ..lease
     };
     write(host, key, &claimed, cas).ok().map(|()| fence)
-}
-
-/// `try_claim`, but a job its last holder released stays with that holder while it is alive:
-/// another worker may claim it only `HANDOVER_GRACE_MS` after it fell due (a holder that died
-/// mid-job, its deadline passed, or whose last run failed, is taken over at once as with
-/// `try_claim`). For the snapshot
-/// refresh, whose pages are parsed in the holder's linear memory, which never shrinks: kept
-/// in one VM, that memory is taken once per Envoy instead of once per worker.
-pub fn try_claim_sticky(
-    host: &dyn Host,
-    key: &str,
-    me: u64,
-    now_ms: u64,
-    pending_until_ms: u64,
-) -> Option<u64> {
-    let (lease, _) = read(host, key);
-    // Only after a success: a job whose last run failed is anyone's as soon as it is due.
-    let released = lease.pending_until_ms == 0 && lease.failures == 0;
-    let others_from = lease.next_due_ms.saturating_add(HANDOVER_GRACE_MS);
-    if released && lease.holder != 0 && lease.holder != me && ahead(others_from, now_ms) {
-        return None;
-    }
-    try_claim(host, key, me, now_ms, pending_until_ms)
 }
 
 /// Whether `me`, with fencing token `fence`, still holds the lease at `now_ms`: not released,
