@@ -6,7 +6,9 @@
 //! matter (`authorization`, `x-api-key`, `:path`) with others.
 #![no_main]
 
-use keygate::policy::extract::{extract, strip_query_param, Credential, Source, Sources, MAX_KEY_LEN};
+use keygate::policy::extract::{
+    extract, strip_query_param, Credential, Source, Sources, MAX_KEY_LEN,
+};
 use libfuzzer_sys::fuzz_target;
 
 const HEADER: &str = "x-api-key";
@@ -45,11 +47,13 @@ fn query_value(path: &[u8]) -> Option<&[u8]> {
     if hash < question {
         return None;
     }
-    path[question + 1..hash].split(|&b| b == b'&').find_map(|pair| {
-        let mut parts = pair.splitn(2, |&b| b == b'=');
-        let name = parts.next().unwrap_or_default();
-        (name == PARAM.as_bytes()).then(|| parts.next().unwrap_or_default())
-    })
+    path[question + 1..hash]
+        .split(|&b| b == b'&')
+        .find_map(|pair| {
+            let mut parts = pair.splitn(2, |&b| b == b'=');
+            let name = parts.next().unwrap_or_default();
+            (name == PARAM.as_bytes()).then(|| parts.next().unwrap_or_default())
+        })
 }
 
 /// RFC 6750 b64token, 1..=256 bytes.
@@ -107,7 +111,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    match extract(&headers, sources) {
+    match extract(
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+        sources,
+    ) {
         Credential::Present { key, source } => {
             let key = key.as_bytes();
             assert!(is_valid_key(key), "accepted an invalid key {key:?}");
@@ -115,16 +122,21 @@ fuzz_target!(|data: &[u8]| {
             // wrong scheme) must have made the request malformed.
             assert!(!presented.is_empty());
             for candidate in &presented {
-                assert_eq!(candidate.as_ref().ok(), Some(&key), "conflicting credential let through");
+                assert_eq!(
+                    candidate.as_ref().ok(),
+                    Some(&key),
+                    "conflicting credential let through"
+                );
             }
             let from_source = headers.iter().any(|(name, value)| match source {
-                Source::Authorization => {
-                    name == "authorization" && bearer(value) == Some(Ok(key))
-                }
+                Source::Authorization => name == "authorization" && bearer(value) == Some(Ok(key)),
                 Source::Header => sources.header == Some(name.as_str()) && trim(value) == key,
                 Source::Query => name == ":path" && query_value(value) == Some(key),
             });
-            assert!(from_source, "key not found in its reported source {source:?}");
+            assert!(
+                from_source,
+                "key not found in its reported source {source:?}"
+            );
         }
         Credential::Missing => {
             assert!(presented.is_empty(), "missed a credential: {presented:?}");
@@ -155,7 +167,11 @@ fuzz_target!(|data: &[u8]| {
         );
         if !path.contains('#') {
             // (With a fragment, a `?` inside it can become the first one once the query is gone.)
-            assert_eq!(strip_query_param(&stripped, PARAM), stripped, "not idempotent");
+            assert_eq!(
+                strip_query_param(&stripped, PARAM),
+                stripped,
+                "not idempotent"
+            );
         }
         if !path.contains('?') {
             assert_eq!(stripped, path);

@@ -6,10 +6,11 @@
 //! readable, deleted); and decoding arbitrary bytes as a stored key is stable.
 #![no_main]
 
+use keygate::contract::key_hash::hex_digest;
 use keygate::contract::page::SnapshotPage;
 use keygate::contract::record::validate_page;
-use keygate::store::key::StoredKey;
 use keygate::contract::snapshot::{PageText, Snapshot};
+use keygate::store::key::StoredKey;
 use libfuzzer_sys::fuzz_target;
 
 fn is_hash(text: &str) -> bool {
@@ -18,7 +19,10 @@ fn is_hash(text: &str) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     if let Some(decoded) = StoredKey::decode(data) {
-        assert_eq!(StoredKey::decode(&decoded.encode()).as_ref(), Some(&decoded));
+        assert_eq!(
+            StoredKey::decode(&decoded.encode()).as_ref(),
+            Some(&decoded)
+        );
     }
 
     if let Ok(snapshot) = Snapshot::from_slice(data) {
@@ -34,8 +38,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Records as parsed, for the ones that parse.
-    let parsed: Vec<Option<keygate::contract::snapshot::KeyRecord>> =
-        page_text.keys.iter().map(|raw| serde_json::from_str(raw.get()).ok()).collect();
+    let parsed: Vec<Option<keygate::contract::snapshot::KeyRecord>> = page_text
+        .keys
+        .iter()
+        .map(|raw| serde_json::from_str(raw.get()).ok())
+        .collect();
     let snapshot = Snapshot {
         version: page_text.version,
         epoch: page_text.epoch.clone(),
@@ -45,15 +52,18 @@ fuzz_target!(|data: &[u8]| {
         deleted: page_text.deleted.clone(),
         next_cursor: None,
     };
-    assert_eq!(page.upserts.len() + page.quarantined.len(), page_text.keys.len());
+    assert_eq!(
+        page.upserts.len() + page.quarantined.len(),
+        page_text.keys.len()
+    );
     let applied = parsed
         .iter()
         .enumerate()
         .filter(|(index, _)| !page.quarantined.iter().any(|q| q.index == *index))
         .map(|(_, record)| record.as_ref().expect("an applied record parses"));
     for ((hash, stored), record) in page.upserts.iter().zip(applied) {
-        assert!(is_hash(hash));
-        assert_eq!(hash, &record.hash);
+        assert!(is_hash(&record.hash));
+        assert_eq!(hex_digest(hash), record.hash);
         assert_eq!(stored.generation, 7);
         assert_eq!(stored.id, record.id);
         assert_eq!(stored.scopes, record.scopes);
@@ -63,11 +73,20 @@ fuzz_target!(|data: &[u8]| {
         for net in &stored.allowed_ips {
             assert_eq!(*net, net.trunc());
         }
-        for text in [&stored.id, &stored.name, &stored.team, &stored.environment, &stored.prefix]
-            .into_iter()
-            .chain(&stored.scopes)
+        for text in [
+            &stored.id,
+            &stored.name,
+            &stored.team,
+            &stored.environment,
+            &stored.prefix,
+        ]
+        .into_iter()
+        .chain(&stored.scopes)
         {
-            assert!(!text.chars().any(char::is_control), "control character kept: {text:?}");
+            assert!(
+                !text.chars().any(char::is_control),
+                "control character kept: {text:?}"
+            );
         }
         let encoded = stored.encode();
         assert_eq!(
@@ -77,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     for hash in &page.deletions {
-        assert!(is_hash(hash));
+        assert!(is_hash(&hex_digest(hash)));
     }
     assert!(page.deletions.len() >= snapshot.deleted.len());
     assert!(page.deletions.len() <= snapshot.deleted.len() + page.quarantined.len());

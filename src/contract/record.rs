@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use crate::contract::compact;
 use crate::contract::fields::{self, Duplicates, FieldError};
-use crate::contract::key_hash::{hex_digest, parse_hex_digest, Digest};
+use crate::contract::key_hash::{parse_hex_digest, Digest};
 use crate::contract::page::{Body, SnapshotPage};
 use crate::contract::snapshot::{KeyRecord, Limits};
 use crate::store::key::StoredKey;
@@ -166,9 +166,10 @@ pub struct Quarantined {
 /// A snapshot page checked and converted, ready to be written to the store.
 #[derive(Debug, Default)]
 pub struct ValidPage {
-    pub upserts: Vec<(String, StoredKey)>,
+    /// By SHA-256 digest: the store addresses keys by its bytes, never by its hex.
+    pub upserts: Vec<(Digest, StoredKey)>,
     /// Hashes to remove: the page's deletions, plus quarantined records whose hash was readable.
-    pub deletions: Vec<String>,
+    pub deletions: Vec<Digest>,
     pub quarantined: Vec<Quarantined>,
 }
 
@@ -275,14 +276,14 @@ pub fn validate_page(snapshot: &SnapshotPage<'_>, generation: u64) -> Result<Val
             }
         }
         match (record.stored, record.hash) {
-            (Ok(stored), Some(hash)) => page.upserts.push((hex_digest(&hash), stored)),
+            (Ok(stored), Some(hash)) => page.upserts.push((hash, stored)),
             (stored, hash) => {
                 let error = match stored {
                     Err(error) if error.field.is_empty() => FieldError::new(at(), error.message),
                     Err(error) => error.within(&at()),
                     Ok(_) => FieldError::new(format!("{}.hash", at()), "unreadable"),
                 };
-                page.deletions.extend(hash.as_ref().map(hex_digest));
+                page.deletions.extend(hash);
                 page.quarantined.push(Quarantined {
                     index,
                     id: record.id.chars().take(fields::MAX_LABEL_CHARS).collect(),
@@ -307,7 +308,7 @@ pub fn validate_page(snapshot: &SnapshotPage<'_>, generation: u64) -> Result<Val
                 "deleted[{index}]: hash also listed in keys or twice"
             ));
         }
-        page.deletions.push(hex_digest(&digest));
+        page.deletions.push(digest);
     }
     Ok(page)
 }
@@ -315,7 +316,7 @@ pub fn validate_page(snapshot: &SnapshotPage<'_>, generation: u64) -> Result<Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::key_hash::hash_key;
+    use crate::contract::key_hash::{digest_key, hash_key};
     use crate::contract::snapshot::Snapshot;
 
     /// Validates `snapshot` as the filter receives it: serialized, then read as a page.
@@ -394,7 +395,7 @@ mod tests {
     fn valid_page_converts_and_round_trips() {
         let page = validate(&snapshot(vec![record(&"a".repeat(64))], vec![], true), 9).unwrap();
         let (hash, stored) = &page.upserts[0];
-        assert_eq!(hash, &"a".repeat(64));
+        assert_eq!(hash, &[0xaa; 32], "the hash {}", "a".repeat(64));
         assert_eq!(stored.generation, 9);
         assert_eq!(stored.expires_at, Some(1_893_456_000));
         assert_eq!(StoredKey::decode(&stored.encode()).as_ref(), Some(stored));
@@ -434,7 +435,7 @@ mod tests {
         ];
         let page = validate(&snapshot(keys, vec![], false), 1).unwrap();
         assert_eq!(page.upserts.len(), 1);
-        assert_eq!(page.upserts[0].0, hash_key("good"));
+        assert_eq!(page.upserts[0].0, digest_key("good"));
         let errors: Vec<String> = page
             .quarantined
             .iter()
@@ -458,11 +459,11 @@ mod tests {
         assert_eq!(
             page.deletions,
             vec![
-                hash_key("cidr"),
-                hash_key("expiry"),
-                hash_key("name"),
-                hash_key("long"),
-                hash_key("zero")
+                digest_key("cidr"),
+                digest_key("expiry"),
+                digest_key("name"),
+                digest_key("long"),
+                digest_key("zero")
             ]
         );
     }
@@ -531,7 +532,7 @@ mod tests {
         );
         assert_eq!(
             page.deletions,
-            vec![hash_key("negative"), hash_key("number_id")]
+            vec![digest_key("negative"), digest_key("number_id")]
         );
     }
 
@@ -578,7 +579,7 @@ mod tests {
         let page = snapshot(vec![unencodable, record(&hash_key("good"))], vec![], false);
         let page = validate_compact(&page, 1).unwrap();
         assert_eq!(page.upserts.len(), 1);
-        assert_eq!(page.deletions, vec![hash_key("expiry")]);
+        assert_eq!(page.deletions, vec![digest_key("expiry")]);
         assert_eq!(page.quarantined[0].id, "key_expiry");
         assert_eq!(
             page.quarantined[0].error.to_string(),

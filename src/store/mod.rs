@@ -308,13 +308,9 @@ pub fn write_page(
         .upserts
         .iter()
         .zip(&records)
-        .map(|((hash, _), record)| (hash, Some(record.as_slice())));
-    let deletions = page.deletions.iter().map(|hash| (hash, None));
-    // Validated pages hold only well-formed hashes; anything else names no shard.
-    let mut edits: Vec<Edit<'_>> = upserts
-        .chain(deletions)
-        .filter_map(|(hash, edit)| Some((parse_hex_digest(hash)?, edit)))
-        .collect();
+        .map(|((digest, _), record)| (*digest, Some(record.as_slice())));
+    let deletions = page.deletions.iter().map(|digest| (*digest, None));
+    let mut edits: Vec<Edit<'_>> = upserts.chain(deletions).collect();
     // Digest order is shard order: each shard's edits become one run. A page never lists a
     // hash twice (validation), so the order of equal digests is moot. A full snapshot comes in
     // hash order already, which makes this sort a single pass.
@@ -389,9 +385,9 @@ mod tests {
         ValidPage {
             upserts: upserts
                 .iter()
-                .map(|secret| (hash_key(secret), stored(secret)))
+                .map(|secret| (digest_key(secret), stored(secret)))
                 .collect(),
-            deletions: deletions.iter().map(|secret| hash_key(secret)).collect(),
+            deletions: deletions.iter().map(|secret| digest_key(secret)).collect(),
             quarantined: vec![],
         }
     }
