@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::fmt::Write;
 use std::rc::Rc;
 
+use crate::limits::stack_text::StackText;
 use crate::limits::window::{ceil_seconds, Usage, WindowUsage, Windows, WINDOW_NAMES};
 
 /// What an admitted request's response carries, ready to write.
@@ -18,61 +19,6 @@ pub struct RateHeaders {
     window: usize,
     usage: WindowUsage,
     policy: Rc<str>,
-}
-
-/// Text in a fixed buffer, never allocated (too long a text is cut, which the sizes below rule
-/// out).
-struct StackText<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> StackText<N> {
-    fn new() -> Self {
-        StackText {
-            bytes: [0; N],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, text: &str) {
-        let _ = self.write_str(text);
-    }
-
-    /// `value` in decimal; by hand, as `write!` costs several times more on every request.
-    fn decimal(&mut self, value: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = value;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if let Ok(text) = std::str::from_utf8(&digits[at..]) {
-            self.push(text);
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        self.bytes
-            .get(..self.len)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .unwrap_or("")
-    }
-}
-
-impl<const N: usize> Write for StackText<N> {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        let end = self.len + text.len();
-        let target = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        target.copy_from_slice(text.as_bytes());
-        self.len = end;
-        Ok(())
-    }
 }
 
 /// Seconds until one more request is available in the tightest window (0 when none is used).
@@ -104,7 +50,7 @@ impl RateHeaders {
             ("x-ratelimit-remaining", self.usage.remaining),
             ("x-ratelimit-reset", reset),
         ] {
-            number.len = 0;
+            number.clear();
             number.decimal(value);
             set(name, number.as_str());
         }

@@ -2,12 +2,14 @@
 //! in-flight places), `slot_codec` the bytes of a slot, `headers` the response headers,
 //! `table` the table of slots in shared data (sized by need, grown by the lease holder),
 //! `counters` a key's slot in it (probed, updated by compare-and-swap, moved on growth),
-//! `touched` the slots a worker counted in for the fleet sync. Uses the `Host` trait for
+//! `touched` the slots a worker counted in for the fleet sync, `stack_text` text formatted
+//! on the stack for headers and slot names. Uses the `Host` trait for
 //! shared data; never proxy-wasm directly.
 
 pub mod counters;
 pub mod headers;
 pub mod slot_codec;
+mod stack_text;
 pub mod table;
 pub mod touched;
 pub mod window;

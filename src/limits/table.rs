@@ -12,6 +12,7 @@
 //! hold there (`counters.rs`).
 
 use crate::host::{Host, WriteError};
+use crate::limits::stack_text::StackText;
 use crate::limits::window::Windows;
 
 pub(crate) const TABLE_MARKER: &str = "keygate.rl.slots";
@@ -20,43 +21,23 @@ pub const CREATION_LOCKS: u64 = 64;
 /// A free creation lock (never empty: shared data reads an empty value as absent). A held one
 /// is `1` followed by the proxy-clock ms it was taken at (`counters::create`).
 pub(crate) const LOCK_FREE: &[u8] = &[0];
-const SLOT_PREFIX: &[u8] = b"keygate.rl.";
+const SLOT_PREFIX: &str = "keygate.rl.";
 /// The smallest table created once any key has limits.
 pub const MIN_CAPACITY: u64 = 1024;
 
 /// `keygate.rl.<index>` in a stack buffer (looked up on every probe, so never allocated).
-pub(crate) struct SlotName {
-    bytes: [u8; 32],
-    len: usize,
-}
+pub(crate) struct SlotName(StackText<32>);
 
 impl SlotName {
     pub(crate) fn new(index: u64) -> SlotName {
-        let mut name = SlotName {
-            bytes: [0; 32],
-            len: SLOT_PREFIX.len(),
-        };
-        name.bytes[..SLOT_PREFIX.len()].copy_from_slice(SLOT_PREFIX);
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = index;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        for &digit in &digits[at..] {
-            name.bytes[name.len] = digit;
-            name.len += 1;
-        }
-        name
+        let mut name = StackText::new();
+        name.push(SLOT_PREFIX);
+        name.decimal(index);
+        SlotName(name)
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("keygate.rl.")
+        self.0.as_str()
     }
 }
 
