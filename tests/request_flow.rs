@@ -458,6 +458,18 @@ fn apply(setup: &Setup, body: &str) {
     assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
 }
 
+/// Applies a delta on top of the loaded snapshot that upserts `record`.
+fn apply_delta(setup: &Setup, record: &str) {
+    let since = keygate::store::read_meta(&setup.host).version;
+    apply(
+        setup,
+        &format!(
+            r#"{{"version":{},"epoch":"E","full":false,"since":{since},"keys":[{record}]}}"#,
+            since + 1
+        ),
+    );
+}
+
 #[test]
 fn a_revocation_is_seen_at_once_and_a_new_full_snapshot_within_the_view_ttl() {
     let setup = setup("", true);
@@ -466,14 +478,7 @@ fn a_revocation_is_seen_at_once_and_a_new_full_snapshot_within_the_view_ttl() {
     // A delta lands in the live shards: the next request sees it, with the view it cached.
     setup.host.now.set(NOW_MS + 60_000);
     let revoked = record(VALID, "key_valid", "").replace(r#""active":true"#, r#""active":false"#);
-    let since = keygate::store::read_meta(&setup.host).version;
-    apply(
-        &setup,
-        &format!(
-            r#"{{"version":{},"epoch":"E","full":false,"since":{since},"keys":[{revoked}]}}"#,
-            since + 1
-        ),
-    );
+    apply_delta(&setup, &revoked);
     // As if the worker had just read the view (before the delta): the cache is fresh.
     setup.worker.view.set(
         setup
@@ -515,14 +520,7 @@ fn a_key_without_a_team_forwards_no_team_header_even_a_spoofed_one() {
     let loner = "pk_live_loner000000000000000000000000000000";
     let record = record(loner, "key_loner", "").replace(r#""team":"acme","#, "");
     setup.host.now.set(NOW_MS + 60_000);
-    let since = keygate::store::read_meta(&setup.host).version;
-    apply(
-        &setup,
-        &format!(
-            r#"{{"version":{},"epoch":"E","full":false,"since":{since},"keys":[{record}]}}"#,
-            since + 1
-        ),
-    );
+    apply_delta(&setup, &record);
     let bearer = format!("Bearer {loner}");
     let (verdict, _) = setup.send(
         "GET",
