@@ -68,3 +68,31 @@ impl StoredKey {
         crate::store::codec::decode(bytes)
     }
 }
+
+/// A key with every field set, for the store codecs' tests.
+#[cfg(test)]
+pub(crate) fn full_key() -> StoredKey {
+    StoredKey {
+        generation: 1_795_467_600_123,
+        id: "key_2VxQ9kLmN3pR8sT1".into(),
+        name: "Production server ✓".into(),
+        team: "acme".into(),
+        environment: "live".into(),
+        prefix: "pk_live_".into(),
+        scopes: vec!["submit_job".into(), "check_status".into()],
+        allowed_ips: vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+            "192.0.2.7/32".parse().unwrap(),
+        ],
+        expires_at: Some(-5),
+        active: true,
+        limits: Limits {
+            per_minute: Some(60),
+            per_hour: None,
+            per_day: Some(1000),
+            concurrent: Some(u64::MAX),
+        },
+        quota_exceeded_until: Some(1_900_000_000),
+    }
+}
