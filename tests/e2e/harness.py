@@ -370,6 +370,20 @@ class Envoy:
 
         return wait_until(answered, timeout=timeout, what=f"{path} to answer {status}")[0]
 
+    def wait_for_error(self, path, key, status, code, timeout=5.0):
+        """Waits until every worker answers `key` with `status` and error `code`: ten answers in
+        a row. After a new *full* snapshot a worker may serve the store view it read last for up
+        to 100 ms (src/request.rs, VIEW_TTL_MS), so one worker's answer is not yet all of them."""
+
+        def settled():
+            for _ in range(10):
+                response = self.get(path, key)
+                if response.status_code != status or response.json()["error"]["code"] != code:
+                    return None
+            return [response]
+
+        return wait_until(settled, timeout=timeout, what=f"every worker to answer {path} {status} {code}")[0]
+
     def logs(self):
         self.log.flush()
         return self.log_path.read_text(errors="replace")
