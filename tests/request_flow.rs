@@ -471,23 +471,32 @@ fn apply_delta(setup: &Setup, record: &str) {
 }
 
 #[test]
-fn a_revocation_is_seen_at_once_and_a_new_full_snapshot_within_the_view_ttl() {
+fn a_change_reaches_a_worker_within_the_view_ttl_and_a_new_key_at_once() {
     let setup = setup("", true);
     assert_eq!(setup.get(VALID).0, Verdict::Continue);
     assert_eq!(setup.get(SCOPED).0, Verdict::Continue);
-    // A delta lands in the live shards: the next request sees it, with the view it cached.
+    // A key this worker has just served is read from its recent keys for up to VIEW_TTL_MS: a
+    // revocation (a delta in the live shards) reaches it within that, and not before.
     setup.host.now.set(NOW_MS + 60_000);
+    assert_eq!(setup.get(VALID).0, Verdict::Continue);
     let revoked = record(VALID, "key_valid", "").replace(r#""active":true"#, r#""active":false"#);
     apply_delta(&setup, &revoked);
-    // As if the worker had just read the view (before the delta): the cache is fresh.
-    setup.worker.view.set(
-        setup
-            .worker
-            .view
-            .get()
-            .map(|(view, _)| (view, NOW_MS + 60_000)),
+    assert_eq!(
+        setup.get(VALID).0,
+        Verdict::Continue,
+        "within the TTL: the record it read"
     );
-    assert_eq!(setup.get(VALID).0, Verdict::Stop);
+    setup
+        .host
+        .now
+        .set(NOW_MS + 60_000 + keygate::request::VIEW_TTL_MS);
+    assert_eq!(setup.get(VALID).0, Verdict::Stop, "after it: revoked");
+    // A key that was not found is not cached: once its delta is written, it works.
+    setup.host.now.set(NOW_MS + 90_000);
+    let fresh = "pk_live_fresh000000000000000000000000000000";
+    assert_eq!(setup.get(fresh).0, Verdict::Stop);
+    apply_delta(&setup, &record(fresh, "key_fresh", ""));
+    assert_eq!(setup.get(fresh).0, Verdict::Continue);
     // A new full snapshot (another epoch) without SCOPED: this worker serves its cached view
     // until it is VIEW_TTL_MS old, then the new one.
     setup.host.now.set(NOW_MS + 120_000);

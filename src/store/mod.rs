@@ -29,13 +29,18 @@
 pub mod codec;
 pub mod key;
 pub mod reader;
+pub mod recent;
 pub mod record;
 pub mod shard;
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::contract::key_hash::{parse_hex_digest, Digest};
 use crate::contract::record::ValidPage;
 use crate::host::{Host, WriteError};
 use crate::store::key::StoredKey;
+use crate::store::recent::RecentKeys;
 use crate::store::record::KeyView;
 use crate::store::shard::{Change, Edit, Shard};
 
@@ -240,18 +245,16 @@ pub fn update_meta(
     Err(MetaError::Write(last_error))
 }
 
-/// A key found in the store: the bytes read from shared data and where its record is in them,
-/// so the request path borrows a `KeyView` without copying.
+/// A key found in the store: its record's bytes, from which the request path borrows a
+/// `KeyView`. Shared with this worker's recent keys (`recent.rs`), so a cached key costs no copy.
 #[derive(Debug)]
 pub struct Found {
-    bytes: Vec<u8>,
-    start: usize,
-    end: usize,
+    record: Rc<[u8]>,
 }
 
 impl Found {
     pub fn view(&self) -> Option<KeyView<'_>> {
-        KeyView::decode(self.bytes.get(self.start..self.end)?)
+        KeyView::decode(&self.record)
     }
 }
 
@@ -261,23 +264,41 @@ pub fn lookup_digest(host: &dyn Host, digest: &Digest, view: &StoreView) -> Opti
     if view.legacy {
         let bytes = host.get_shared(&legacy_slot(digest)).0?;
         let key = StoredKey::decode(&bytes).filter(|key| key.generation >= view.generation)?;
-        let bytes = record::encode(&key);
         return Some(Found {
-            end: bytes.len(),
-            bytes,
-            start: 0,
+            record: Rc::from(record::encode(&key)),
         });
     }
     let bytes = host
         .get_shared(ShardKey::new(view.generation, shard::shard_of(digest)).as_str())
         .0?;
     let record = Shard::parse(&bytes, view.generation)?.find(digest)?;
-    let start = (record.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
     Some(Found {
-        start,
-        end: start + record.len(),
-        bytes,
+        record: Rc::from(record),
     })
+}
+
+/// `lookup_digest`, served from this worker's `recent` keys when the key was found less than
+/// `ttl_ms` ago in the same generation (see `recent.rs` for what that gives up). Layout 1 is
+/// read every time: it only serves until the first full load of an upgrade.
+pub fn lookup_recent(
+    host: &dyn Host,
+    digest: &Digest,
+    view: &StoreView,
+    recent: &RefCell<RecentKeys>,
+    now_ms: u64,
+    ttl_ms: u64,
+) -> Option<Found> {
+    if view.legacy {
+        return lookup_digest(host, digest, view);
+    }
+    if let Some(record) = recent.borrow().get(digest, view.generation, now_ms, ttl_ms) {
+        return Some(Found { record });
+    }
+    let found = lookup_digest(host, digest, view)?;
+    recent
+        .borrow_mut()
+        .put(digest, view.generation, now_ms, Rc::clone(&found.record));
+    Some(found)
 }
 
 /// `lookup_digest` by a hash in lowercase hex, in the layout-2 store of `generation`.
