@@ -274,9 +274,11 @@ impl<H: Host> RequestFilter<H> {
     pub fn on_request_headers(&mut self) -> Verdict {
         let headers = self.host.request_headers();
         // A scan of the map already in the VM; a host call only for a header a client spoofed.
-        for (name, _) in headers.iter() {
-            if name.starts_with(IDENTITY_PREFIX) {
-                self.host.set_request_header(name, None);
+        for (name, _) in headers.iter_bytes() {
+            if name.starts_with(IDENTITY_PREFIX.as_bytes()) {
+                if let Ok(name) = std::str::from_utf8(name) {
+                    self.host.set_request_header(name, None);
+                }
             }
         }
         let request_id = headers.get("x-request-id").and_then(printable);
