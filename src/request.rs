@@ -156,19 +156,29 @@ impl<H: Host> RequestFilter<H> {
         }
     }
 
-    fn forward_identity(&self, key: &KeyView<'_>) {
-        let set = |name, value: &str| self.host.set_request_header(name, Some(value));
-        set("x-keygate-key-id", key.id);
+    /// Writes the key's identity headers. When the client sent no `x-keygate-*` header they are
+    /// added, not replaced: Envoy then skips looking for the name. After a spoofed one (removed
+    /// already) they replace, so that a removal that failed could not leave the client's value
+    /// first.
+    fn forward_identity(&self, key: &KeyView<'_>, spoofed: bool) {
+        let add = |name, value: &str| {
+            if spoofed {
+                self.host.set_request_header(name, Some(value));
+            } else {
+                self.host.add_request_header(name, value);
+            }
+        };
+        add("x-keygate-key-id", key.id);
         // Each header written is a host call: a key without a name or team gets none (any the
         // client sent was removed). Scopes are always written: empty means full access.
         if !key.name.is_empty() {
-            set("x-keygate-key-name", key.name);
+            add("x-keygate-key-name", key.name);
         }
         if !key.team.is_empty() {
-            set("x-keygate-team", key.team);
+            add("x-keygate-team", key.team);
         }
-        set("x-keygate-environment", key.environment);
-        set("x-keygate-scopes", key.scopes);
+        add("x-keygate-environment", key.environment);
+        add("x-keygate-scopes", key.scopes);
         if self.worker.config.key_id_property {
             self.host
                 .write_property(&[KEY_ID_PROPERTY], key.id.as_bytes());
@@ -274,8 +284,10 @@ impl<H: Host> RequestFilter<H> {
     pub fn on_request_headers(&mut self) -> Verdict {
         let headers = self.host.request_headers();
         // A scan of the map already in the VM; a host call only for a header a client spoofed.
+        let mut spoofed = false;
         for (name, _) in headers.iter_bytes() {
             if name.starts_with(IDENTITY_PREFIX.as_bytes()) {
+                spoofed = true;
                 if let Ok(name) = std::str::from_utf8(name) {
                     self.host.set_request_header(name, None);
                 }
@@ -375,7 +387,7 @@ impl<H: Host> RequestFilter<H> {
             return self.deny(&denial, request_id);
         }
         self.strip_credentials(&headers, source, path);
-        self.forward_identity(key);
+        self.forward_identity(key, spoofed);
         self.worker.metrics.allowed();
         self.worker
             .tally

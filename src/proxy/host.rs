@@ -42,6 +42,10 @@ impl Host for ProxyHost {
         };
     }
 
+    fn add_request_header(&self, name: &str, value: &str) {
+        let _ = abi::add_header(MapType::HttpRequestHeaders, name, value);
+    }
+
     fn set_response_header(&self, name: &str, value: &str) {
         let _ = abi::replace_header(MapType::HttpResponseHeaders, name, value);
     }

@@ -113,6 +113,17 @@ pub unsafe fn proxy_get_header_map_pairs(
     hand_out(&reply, return_map_data, return_map_size)
 }
 
+pub unsafe fn proxy_add_header_map_value(
+    _map_type: u32,
+    key_data: *const u8,
+    key_size: usize,
+    value_data: *const u8,
+    value_size: usize,
+) -> u32 {
+    let bytes = vec![input(key_data, key_size), input(value_data, value_size)];
+    called("proxy_add_header_map_value", bytes).status
+}
+
 pub unsafe fn proxy_replace_header_map_value(
     _map_type: u32,
     key_data: *const u8,
