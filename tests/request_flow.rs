@@ -475,7 +475,7 @@ fn a_change_reaches_a_worker_within_the_view_ttl_and_a_new_key_at_once() {
     let setup = setup("", true);
     assert_eq!(setup.get(VALID).0, Verdict::Continue);
     assert_eq!(setup.get(SCOPED).0, Verdict::Continue);
-    // A key this worker has just served is read from its recent keys for up to VIEW_TTL_MS: a
+    // A key this worker has just served is read from its recent keys for up to RECENT_KEY_TTL_MS: a
     // revocation (a delta in the live shards) reaches it within that, and not before.
     setup.host.now.set(NOW_MS + 60_000);
     assert_eq!(setup.get(VALID).0, Verdict::Continue);
@@ -489,7 +489,7 @@ fn a_change_reaches_a_worker_within_the_view_ttl_and_a_new_key_at_once() {
     setup
         .host
         .now
-        .set(NOW_MS + 60_000 + keygate::request::VIEW_TTL_MS);
+        .set(NOW_MS + 60_000 + keygate::request::RECENT_KEY_TTL_MS);
     assert_eq!(setup.get(VALID).0, Verdict::Stop, "after it: revoked");
     // A key that was not found is not cached: once its delta is written, it works.
     setup.host.now.set(NOW_MS + 90_000);

@@ -3,11 +3,13 @@
 //!
 //! Why: the shard read is a shared-data call (Envoy's process-wide lock, a copy of the shard,
 //! and a call back into the VM to allocate it) and measured 1.3 µs of the ~5 µs Keygate adds to
-//! an allowed request (docs/benchmarks.md, round 2). What it gives up: a change to a key this
+//! an allowed request (docs/benchmarks.md, round 3). What it gives up: a change to a key this
 //! worker has cached (a revocation, new scopes, a new plan) reaches this worker up to `ttl_ms`
-//! later, the same bound the store view already has for a full snapshot's switch, and well
-//! inside the "about a second" long polling promises (docs/configuration.md). Keys that are
-//! not found are never cached, so a new key works as soon as its delta is written.
+//! later (`RECENT_KEY_TTL_MS`, 10 ms, in `request.rs`): small next to the 5–20 ms a change takes
+//! to reach the proxy by long polling, while a key busy enough for the read to matter still
+//! hits. Keys that are not found are never cached, so a new key works as soon as its delta is
+//! written. A 100 ms bound (the store view's) measured the same, but made revocations visibly
+//! later and tests that step a key through states flaky.
 //!
 //! The cache is direct-mapped by digest bits: a fixed number of entries whatever the traffic,
 //! no eviction bookkeeping, and a record's bytes are copied in only on a miss (its buffer is
