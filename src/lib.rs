@@ -10,6 +10,8 @@
 //! - `host`: the `Host` trait everything above uses, and `FakeHost` for tests.
 //! - `proxy/`: the only folder that names proxy-wasm: the ABI, the real `Host`, the contexts.
 //! - `config`, `metrics`: the plugin configuration and the metrics it exports.
+//! - `headers`, `reader`: the ABI's header-map format, and bounds-checked reads of the binary
+//!   formats (compact snapshot pages, store records, rate-limit slots).
 
 #![cfg_attr(
     not(test),
@@ -24,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod reader;
 pub mod request;
 pub mod store;
 pub mod sync;

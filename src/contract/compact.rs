@@ -19,6 +19,7 @@ use std::fmt;
 use crate::contract::fields::{self, FieldError};
 use crate::contract::key_hash::{parse_hex_digest, Digest};
 use crate::contract::snapshot::{KeyRecord, Limits};
+use crate::reader::Reader;
 
 /// The media type a client asks for in `Accept` to get this encoding.
 pub const MEDIA_TYPE: &str = "application/vnd.keygate.snapshot+binary";
@@ -119,48 +120,10 @@ impl Page<'_> {
     }
 }
 
-/// Reads fields off the front of a byte slice; every read is checked.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.bytes.split_at_checked(count)?;
-        self.bytes = rest;
-        Some(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)
-            .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.array::<1>().map(|[byte]| byte)
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_le_bytes)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.array().map(u64::from_le_bytes)
-    }
-
-    fn i64(&mut self) -> Option<i64> {
-        self.array().map(i64::from_le_bytes)
-    }
-
-    /// A u16-length-prefixed string: `None` when truncated, `Some(Err)` when not UTF-8.
-    fn text(&mut self) -> Option<Result<&'a str, std::str::Utf8Error>> {
-        let length = self.u16()?;
-        self.take(usize::from(length)).map(std::str::from_utf8)
-    }
+/// A u16-length-prefixed string: `None` when truncated, `Some(Err)` when not UTF-8.
+fn prefixed_text<'a>(reader: &mut Reader<'a>) -> Option<Result<&'a str, std::str::Utf8Error>> {
+    let length = reader.u16()?;
+    reader.take(usize::from(length)).map(std::str::from_utf8)
 }
 
 fn damage(what: &str) -> DecodeError {
@@ -171,7 +134,7 @@ fn damage(what: &str) -> DecodeError {
 /// magic, a truncated header, counts the bytes cannot hold, bytes after the deletions) is an
 /// error; what is inside each record is not looked at here.
 pub fn decode_page(bytes: &[u8]) -> Result<Page<'_>, DecodeError> {
-    let mut reader = Reader { bytes };
+    let mut reader = Reader::new(bytes);
     match reader.take(MAGIC.len()) {
         Some(magic) if magic == MAGIC => {}
         Some(magic) if magic.starts_with(b"KGSNAP") => {
@@ -219,18 +182,16 @@ pub fn decode_page(bytes: &[u8]) -> Result<Page<'_>, DecodeError> {
 
 /// The header and the record and deletion counts it announces.
 fn decode_header(bytes: &[u8]) -> Result<(PageHeader, u32, u32), DecodeError> {
-    let mut reader = Reader { bytes };
+    let mut reader = Reader::new(bytes);
     let truncated = || damage("header");
     let version = reader.u64().ok_or_else(truncated)?;
     let since = reader.u64().ok_or_else(truncated)?;
     let flags = reader.u8().ok_or_else(truncated)?;
-    let epoch = reader
-        .text()
+    let epoch = prefixed_text(&mut reader)
         .ok_or_else(truncated)?
         .map_err(|_| DecodeError("epoch: not UTF-8".into()))?;
     let next_cursor = if flags & FLAG_NEXT_CURSOR != 0 {
-        let cursor = reader
-            .text()
+        let cursor = prefixed_text(&mut reader)
             .ok_or_else(truncated)?
             .map_err(|_| DecodeError("next_cursor: not UTF-8".into()))?;
         Some(cursor.to_string())
@@ -266,7 +227,7 @@ fn read_text(
     id: &str,
     field: &str,
 ) -> Result<String, Unreadable> {
-    match reader.text() {
+    match prefixed_text(reader) {
         Some(Ok(text)) => Ok(text.to_string()),
         Some(Err(_)) => Err(unreadable(Some(hash), id, field, "not UTF-8")),
         None => Err(unreadable(Some(hash), id, field, "truncated")),
@@ -299,7 +260,7 @@ fn read_list(
 /// service appended); a body that ends early or holds text that is not UTF-8 is `Unreadable`,
 /// with as much of its identity (hash first, then id) as could be read.
 pub fn decode_record(body: &[u8]) -> Result<Record, Unreadable> {
-    let mut reader = Reader { bytes: body };
+    let mut reader = Reader::new(body);
     let hash: Option<Digest> = reader.array();
     let Some(hash) = hash else {
         return Err(unreadable(None, "", "hash", "truncated"));

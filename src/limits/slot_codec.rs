@@ -17,6 +17,7 @@
 //! Encoding writes into a fixed buffer: no heap on the request path.
 
 use crate::limits::window::{Ring, SlotState, IN_FLIGHT_BUCKETS, MAX_RING, RING_LENS};
+use crate::reader::Reader;
 
 /// A slot never used since the table was created.
 pub const BLANK: &[u8] = &[0];
@@ -155,76 +156,35 @@ pub fn encode(state: &SlotState) -> Encoded {
     out
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl Reader<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&first, rest) = self.bytes.split_first()?;
-        self.bytes = rest;
-        Some(first)
+fn ring(reader: &mut Reader<'_>, len: usize) -> Option<Ring> {
+    let mut ring = Ring::with_len(len);
+    ring.newest = reader.varint()?;
+    let bitmap = reader.u32()?;
+    if bitmap == 0 || bitmap >> len != 0 {
+        return None;
     }
-
-    fn u64_le(&mut self) -> Option<u64> {
-        let (head, rest) = self.bytes.split_first_chunk::<8>()?;
-        self.bytes = rest;
-        Some(u64::from_le_bytes(*head))
+    let mut rest = bitmap;
+    while rest != 0 {
+        let index = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        let count = u32::try_from(reader.varint()?).ok().filter(|&c| c > 0)?;
+        ring.set_count(index, count);
     }
-
-    fn u32_le(&mut self) -> Option<u32> {
-        let (head, rest) = self.bytes.split_first_chunk::<4>()?;
-        self.bytes = rest;
-        Some(u32::from_le_bytes(*head))
-    }
-
-    /// A canonical LEB128 varint (no padding bytes, no overflow).
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            let part = u64::from(byte & 0x7F);
-            if shift == 63 && part > 1 {
-                return None;
-            }
-            value |= part << shift;
-            if byte & 0x80 == 0 {
-                return (byte != 0 || shift == 0).then_some(value);
-            }
-        }
-        None
-    }
-
-    fn ring(&mut self, len: usize) -> Option<Ring> {
-        let mut ring = Ring::with_len(len);
-        ring.newest = self.varint()?;
-        let bitmap = self.u32_le()?;
-        if bitmap == 0 || bitmap >> len != 0 {
-            return None;
-        }
-        let mut rest = bitmap;
-        while rest != 0 {
-            let index = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            let count = u32::try_from(self.varint()?).ok().filter(|&c| c > 0)?;
-            ring.set_count(index, count);
-        }
-        Some(ring)
-    }
+    Some(ring)
 }
 
 /// Decodes a key's slot; `None` for anything else (blank, freed, garbage, another layout).
 pub fn decode(bytes: &[u8]) -> Option<SlotState> {
-    let mut reader = Reader { bytes };
-    if reader.byte()? != FORMAT {
+    let mut reader = Reader::new(bytes);
+    if reader.u8()? != FORMAT {
         return None;
     }
-    let owner = reader.u64_le()?;
-    let mut state = SlotState::for_key(owner, reader.u64_le()?);
+    let owner = reader.u64()?;
+    let mut state = SlotState::for_key(owner, reader.u64()?);
     for limit in &mut state.limits {
         *limit = reader.varint()?;
     }
-    let present = reader.byte()?;
+    let present = reader.u8()?;
     if present >> 7 != 0 {
         return None;
     }
@@ -232,11 +192,11 @@ pub fn decode(bytes: &[u8]) -> Option<SlotState> {
         if present & (1 << position) == 0 {
             continue;
         }
-        let ring = reader.ring(*len)?;
+        let counts = ring(&mut reader, *len)?;
         match position {
-            0 => state.in_flight = ring,
-            1..=3 => state.rings[position - 1] = ring,
-            _ => state.remote[position - 4] = ring,
+            0 => state.in_flight = counts,
+            1..=3 => state.rings[position - 1] = counts,
+            _ => state.remote[position - 4] = counts,
         }
     }
     (reader.bytes.is_empty() && owner != 0).then_some(state)

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::contract::snapshot::Limits;
+use crate::reader::Reader;
 use crate::store::key::StoredKey;
-use crate::store::reader::Reader;
 
 /// Format tag; a different first byte is rejected.
 const FORMAT: u8 = 1;

@@ -28,7 +28,6 @@
 
 pub mod codec;
 pub mod key;
-pub mod reader;
 pub mod recent;
 pub mod record;
 pub mod shard;

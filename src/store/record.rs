@@ -21,8 +21,8 @@ use ipnet::IpNet;
 
 use crate::contract::fields::{canonical_ip, MAX_ENTRIES};
 use crate::contract::snapshot::Limits;
+use crate::reader::Reader;
 use crate::store::key::{KeyFacts, StoredKey};
-use crate::store::reader::Reader;
 
 const ACTIVE: u8 = 1;
 const HAS_EXPIRY: u8 = 2;
@@ -134,7 +134,7 @@ pub struct KeyView<'a> {
 
 /// A string: its `var` length, then UTF-8, borrowed.
 fn str<'a>(reader: &mut Reader<'a>) -> Option<&'a str> {
-    let len = usize::try_from(reader.var()?).ok()?;
+    let len = usize::try_from(reader.varint()?).ok()?;
     reader.text(len)
 }
 
@@ -155,7 +155,7 @@ impl<'a> KeyView<'a> {
         let mut limits = [None; 4];
         for (i, limit) in limits.iter_mut().enumerate() {
             if mask & (1 << i) != 0 {
-                *limit = Some(reader.var()?);
+                *limit = Some(reader.varint()?);
             }
         }
         let environment = match reader.u8()? {
@@ -168,7 +168,7 @@ impl<'a> KeyView<'a> {
         let name = str(&mut reader)?;
         let team = str(&mut reader)?;
         let scopes = str(&mut reader)?;
-        let nets = usize::try_from(reader.var()?).ok()?;
+        let nets = usize::try_from(reader.varint()?).ok()?;
         let allowed_ips = reader.take(nets.checked_mul(NET_LEN)?)?;
         if !reader.bytes.is_empty() {
             return None;
@@ -250,7 +250,7 @@ mod tests {
         for value in [0, 127, 128, 300, 1 << 35, u64::MAX] {
             let mut out = Vec::new();
             put_var(&mut out, value);
-            assert_eq!(Reader::new(&out).var(), Some(value), "{value}");
+            assert_eq!(Reader::new(&out).varint(), Some(value), "{value}");
         }
     }
 
