@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps bench bench-replicas bench-fleet-sync toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync toolchain
 
 all: build
 
@@ -51,16 +51,24 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 run: build venv
+	./scripts/install-system-deps.sh run
 	./scripts/run.sh
 
 # A local PostgreSQL (Debian's, `make system-deps`), two control-service replicas on it (8081,
 # 8091) and Envoy with both in its keygate_control cluster (envoy/envoy-ha.yaml).
 run-ha: build venv
+	./scripts/install-system-deps.sh run-ha
 	./scripts/run-ha.sh
 
-# Debian packages the tests and `make oci` use (curl, docker-compose, skopeo, prometheus); needs root.
+# Every Debian package any target uses (scripts/install-system-deps.sh names them by group); as
+# root, or through sudo. `make test`, `make run`, `make run-ha`, `make bench` and `make oci` install
+# their own group first, so this is only for preparing a machine ahead of time.
 system-deps:
 	./scripts/install-system-deps.sh
+
+# The Debian packages the end-to-end suite needs (postgresql, chromium, prometheus, ...).
+test-system-deps:
+	./scripts/install-system-deps.sh test
 
 # target/release-artifacts/: keygate.wasm and keygate-control with their .sha256 files.
 release: build
@@ -69,6 +77,7 @@ release: build
 # OCI image layout of keygate.wasm for Istio's WasmPlugin: $(OCI_LAYOUT):$(VERSION) (compat
 # variant, plugin.wasm in a tar+gzip layer) and :$(VERSION)-spec (Wasm-artifact media types).
 oci: wasm
+	./scripts/install-system-deps.sh oci
 	$(PYTHON) scripts/oci_image.py --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(VERSION)
 	@if command -v skopeo >/dev/null 2>&1; then \
 	  skopeo inspect --raw oci:$(OCI_LAYOUT):$(VERSION) >/dev/null && skopeo inspect --raw oci:$(OCI_LAYOUT):$(VERSION)-spec >/dev/null && \
@@ -86,7 +95,8 @@ unit: toolchain console
 e2e: build venv
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/pytest tests -q
 
-test: lint unit e2e
+# The system packages first: a missing one is a clear message before minutes of building.
+test: test-system-deps lint unit e2e
 
 fmt:
 	$(CARGO) fmt --all
@@ -109,8 +119,7 @@ bench-fleet-sync: control venv
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/fleet_sync.py
 
 bench: build venv $(VENV)/.bench-installed
-	command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; \
-		else sudo apt-get update -qq && sudo apt-get install -y -qq wrk; fi; }
+	./scripts/install-system-deps.sh bench
 	$(CARGO) build --release -p keygate-bench-authz
 	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_AUTHZ_BIN=target/release/keygate-bench-authz \
