@@ -408,7 +408,7 @@ impl Config {
                     "must not be empty (omit it for none)",
                 ));
             }
-            crate::contract::fields::scope("default_scope", scope)
+            keygate_contract::fields::scope("default_scope", scope)
                 .map_err(|e| field_error(e.field, e.message))?;
             if raw.deny_unmatched {
                 return Err(field_error(
@@ -618,7 +618,7 @@ fn validate_route(index: usize, raw: RawRoute) -> Result<RouteRule, ConfigError>
                 "must not be empty (omit it for no scope)",
             ));
         }
-        crate::contract::fields::scope(&at("scope"), scope)
+        keygate_contract::fields::scope(&at("scope"), scope)
             .map_err(|e| field_error(e.field, e.message))?;
     }
     Ok(RouteRule {

@@ -1,7 +1,8 @@
 //! Keygate: API-key authentication for Envoy as a proxy-wasm filter.
 //!
 //! The folders are the architecture (docs/architecture.md draws it):
-//! - `contract/`: every rule and message shared with the control service, defined once.
+//! - `keygate_contract` (crate `contract/`): every rule and message shared with the control
+//!   service, defined once; also the bounds-checked reader of the binary formats.
 //! - `policy/`: the pure request decision (credential, client address, route scope, answer).
 //! - `store/`: the key record, its codec and the key store in shared data.
 //! - `limits/`: rate and concurrency limits (window maths, counters in shared data).
@@ -10,8 +11,7 @@
 //! - `host`: the `Host` trait everything above uses, and `FakeHost` for tests.
 //! - `proxy/`: the only folder that names proxy-wasm: the ABI, the real `Host`, the contexts.
 //! - `config`, `metrics`: the plugin configuration and the metrics it exports.
-//! - `headers`, `reader`: the ABI's header-map format, and bounds-checked reads of the binary
-//!   formats (compact snapshot pages, store records, rate-limit slots).
+//! - `headers`: the ABI's header-map format.
 
 #![cfg_attr(
     not(test),
@@ -19,14 +19,12 @@
 )]
 
 pub mod config;
-pub mod contract;
 pub mod headers;
 pub mod host;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
-pub mod reader;
 pub mod request;
 pub mod store;
 pub mod sync;

@@ -10,7 +10,6 @@ use std::rc::Rc;
 use log::debug;
 
 use crate::config::{Config, FailMode};
-use crate::contract::key_hash::{digest_key, Digest};
 use crate::headers::Headers;
 use crate::host::Host;
 use crate::limits::counters::{self, Admission, KeyTag};
@@ -23,6 +22,7 @@ use crate::policy::extract::{self, Credential, Source, Sources};
 use crate::policy::net;
 use crate::store::{self, recent::RecentKeys, record::KeyView, StoreView};
 use crate::sync::tally::Tally;
+use keygate_contract::key_hash::{digest_key, Digest};
 
 /// Every request header the filter owns starts with this; a client's are removed first.
 pub const IDENTITY_PREFIX: &str = "x-keygate-";

@@ -4,11 +4,11 @@
 //! rejected, and a JSON page still read after compact ones (a backend that answers JSON).
 
 use keygate::config::ControlConfig;
-use keygate::contract::compact::{self, PageHeader};
-use keygate::contract::key_hash::{digest_key, hex_digest, Digest};
-use keygate::contract::snapshot::{KeyRecord, Limits};
 use keygate::host::FakeHost;
 use keygate::sync::refresh::{CallRequest, Outcome, Refresher, ACCEPT};
+use keygate_contract::compact::{self, PageHeader};
+use keygate_contract::key_hash::{digest_key, hex_digest, Digest};
+use keygate_contract::snapshot::{KeyRecord, Limits};
 
 fn control() -> ControlConfig {
     let json = r#"{"control":{"cluster":"kc","token":"sync"}}"#;

@@ -7,11 +7,11 @@
 use std::rc::Rc;
 
 use keygate::config::Config;
-use keygate::contract::key_hash::hash_key;
 use keygate::host::FakeHost;
 use keygate::metrics::Metrics;
 use keygate::request::{RequestFilter, Verdict, Worker};
 use keygate::sync::refresh::{Outcome, Refresher};
+use keygate_contract::key_hash::hash_key;
 
 const NOW_MS: u64 = 1_800_000_000_000;
 const UNLIMITED: &str = "pk_live_unlimited00000000000000000000000000";

@@ -43,7 +43,7 @@ pub fn encode_hash(position: &HashPosition) -> String {
 /// The hash position a cursor names, or `None` for any other cursor.
 pub fn decode_hash(cursor: &str) -> Option<HashPosition> {
     let (version, hash) = cursor.strip_prefix(HASH_PREFIX)?.split_once('.')?;
-    keygate::contract::key_hash::parse_hex_digest(hash)?;
+    keygate_contract::key_hash::parse_hex_digest(hash)?;
     Some(HashPosition {
         version: hex_number(version)?,
         hash: hash.to_string(),

@@ -23,7 +23,7 @@ use crate::store::db::current_version;
 use crate::store::keys;
 use crate::store::sql::Error as StoreError;
 use crate::store::Store;
-use keygate::contract::key_hash::Digest;
+use keygate_contract::key_hash::Digest;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
@@ -314,16 +314,16 @@ mod tests {
         assert!(hashes.windows(2).all(|pair| pair[0] < pair[1]));
         // Pages of the cached snapshot decode as compact records, back to back.
         let page = built.page(None, 3);
-        let bytes = keygate::contract::compact::encode_page(
+        let bytes = keygate_contract::compact::encode_page(
             &Default::default(),
             page.count as u32,
             page.records,
             &[],
         )
         .unwrap();
-        let decoded = keygate::contract::compact::decode_page(&bytes).unwrap();
+        let decoded = keygate_contract::compact::decode_page(&bytes).unwrap();
         for (index, body) in decoded.records.iter().enumerate() {
-            let record = keygate::contract::compact::decode_record(body).unwrap();
+            let record = keygate_contract::compact::decode_record(body).unwrap();
             assert_eq!(record.hash.as_slice(), built.hash_at(index).unwrap());
         }
         std::fs::remove_dir_all(dir).unwrap();

@@ -3,8 +3,8 @@
 //! seeded on every database.
 
 use crate::validate::{not_null, present_or_null, FieldError};
-use keygate::contract::fields;
-use keygate::contract::snapshot::Limits;
+use keygate_contract::fields;
+use keygate_contract::snapshot::Limits;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 

@@ -1,5 +1,5 @@
 //! Secrets and identifiers from the OS CSPRNG. The one-way hash that is all we store is the
-//! filter's own, `keygate::contract::key_hash::hash_key`.
+//! filter's own, `keygate_contract::key_hash::hash_key`.
 
 use crate::plans::Environment;
 

@@ -49,7 +49,7 @@ pub fn resolve_tokens(
 }
 
 /// The comma-separated scope list, trimmed; at least one, each a scope name as the filter
-/// reads them (`keygate::contract::fields::scope`).
+/// reads them (`keygate_contract::fields::scope`).
 pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
     let mut scopes: Vec<String> = Vec::new();
     for scope in list
@@ -58,7 +58,7 @@ pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
         .filter(|scope| !scope.is_empty())
     {
         // The filter's own rule for a scope name, so no configured scope is one it refuses.
-        if let Err(error) = keygate::contract::fields::scope("KEYGATE_SCOPES", scope) {
+        if let Err(error) = keygate_contract::fields::scope("KEYGATE_SCOPES", scope) {
             return Err(error.to_string());
         }
         if !scopes.iter().any(|known| known == scope) {

@@ -6,9 +6,9 @@ use crate::quota::mark_in_force;
 use crate::store::keys::StoredKey;
 use crate::validate::FieldError;
 use chrono::{DateTime, Utc};
-use keygate::contract::compact;
-use keygate::contract::key_hash::parse_hex_digest;
-use keygate::contract::snapshot::KeyRecord;
+use keygate_contract::compact;
+use keygate_contract::key_hash::parse_hex_digest;
+use keygate_contract::snapshot::KeyRecord;
 
 /// A key as proxies see it in the snapshot at `now`; a quota mark that has passed is null.
 pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {
@@ -50,8 +50,8 @@ pub fn compact_record(key: StoredKey, now: DateTime<Utc>) -> Option<Vec<u8>> {
 }
 
 /// Checks the key as the snapshot will serve it with the filter's own record validation
-/// (`keygate::contract::record`), so a key the admin API stores is never one the filter refuses.
+/// (`keygate_contract::record`), so a key the admin API stores is never one the filter refuses.
 /// Field names are the admin API's (`name`, `allowed_ips[1]`).
 pub fn filter_accepts(key: &StoredKey, now: DateTime<Utc>) -> Result<(), FieldError> {
-    keygate::contract::record::validate_record(&key_record(key.clone(), now), 0).map(|_| ())
+    keygate_contract::record::validate_record(&key_record(key.clone(), now), 0).map(|_| ())
 }

@@ -16,7 +16,7 @@ pub const ALLOWED_CODE: &str = "ALLOWED";
 
 /// Body of `POST /v1/usage`: the filter's own message type, read tolerantly (unknown fields
 /// are ignored so a filter newer than this service never has its usage refused).
-pub use keygate::contract::usage::{UsagePost as UsageRequest, UsageReport as RawReport};
+pub use keygate_contract::usage::{UsagePost as UsageRequest, UsageReport as RawReport};
 
 /// A validated batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub fn validate(request: UsageRequest, now: DateTime<Utc>) -> Result<UsageBatch,
 
 /// A proxy or batch id: the same rule as any identifier in a key record.
 fn identifier(field: &str, value: String) -> Result<String, FieldError> {
-    keygate::contract::fields::identifier(field, &value)?;
+    keygate_contract::fields::identifier(field, &value)?;
     Ok(value)
 }
 

@@ -3,7 +3,7 @@
 
 //!
 //! The rules about what a key may hold (lengths, characters, scopes, allowlists, limits) are the
-//! filter's own, from `keygate::contract::fields`: the control service refuses exactly what the
+//! filter's own, from `keygate_contract::fields`: the control service refuses exactly what the
 //! filter would refuse, plus what only matters for people reading listings (invisible
 //! formatting characters in names and teams, duplicate networks).
 
@@ -11,10 +11,10 @@ use crate::clock;
 use crate::plans::{Environment, LimitOverrides, Plan};
 use crate::store::tokens::{Role, TokenSettings};
 use chrono::{DateTime, Utc};
-use keygate::contract::fields::{self, Duplicates};
+use keygate_contract::fields::{self, Duplicates};
 use serde::{Deserialize, Deserializer};
 
-pub use keygate::contract::FieldError;
+pub use keygate_contract::FieldError;
 
 /// Rotation grace is capped at 30 days.
 pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 60 * 60;

@@ -8,10 +8,10 @@
 //! their own hash, and lists only well-formed hashes for deletion.
 #![no_main]
 
-use keygate::contract::compact::{self, decode_page, decode_record, encode_page, MAGIC};
-use keygate::contract::key_hash::hex_digest;
-use keygate::contract::page::SnapshotPage;
-use keygate::contract::record::validate_page;
+use keygate_contract::compact::{self, decode_page, decode_record, encode_page, MAGIC};
+use keygate_contract::key_hash::hex_digest;
+use keygate_contract::page::SnapshotPage;
+use keygate_contract::record::validate_page;
 use libfuzzer_sys::fuzz_target;
 
 fn check(data: &[u8]) {

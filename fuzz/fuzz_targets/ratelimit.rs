@@ -9,7 +9,7 @@
 
 use keygate::limits::slot_codec::{decode, encode, MAX_LEN};
 use keygate::limits::window::{admit, Refusal, SlotState, Windows};
-use keygate::contract::snapshot::Limits;
+use keygate_contract::snapshot::Limits;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 

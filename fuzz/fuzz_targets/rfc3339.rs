@@ -5,7 +5,7 @@
 //! write as four digits); a `Z` instant and the same instant written with an offset agree.
 #![no_main]
 
-use keygate::contract::timefmt::parse_rfc3339;
+use keygate_contract::timefmt::parse_rfc3339;
 use keygate::sync::tally::format_hour;
 use libfuzzer_sys::fuzz_target;
 

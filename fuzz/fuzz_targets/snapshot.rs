@@ -6,11 +6,11 @@
 //! readable, deleted); and decoding arbitrary bytes as a stored key is stable.
 #![no_main]
 
-use keygate::contract::key_hash::hex_digest;
-use keygate::contract::page::SnapshotPage;
-use keygate::contract::record::validate_page;
-use keygate::contract::snapshot::{PageText, Snapshot};
-use keygate::store::key::StoredKey;
+use keygate_contract::key_hash::hex_digest;
+use keygate_contract::page::SnapshotPage;
+use keygate_contract::record::validate_page;
+use keygate_contract::snapshot::{PageText, Snapshot};
+use keygate::store::codec;
 use libfuzzer_sys::fuzz_target;
 
 fn is_hash(text: &str) -> bool {
@@ -18,9 +18,9 @@ fn is_hash(text: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(decoded) = StoredKey::decode(data) {
+    if let Some(decoded) = codec::decode(data) {
         assert_eq!(
-            StoredKey::decode(&decoded.encode()).as_ref(),
+            codec::decode(&codec::encode(&decoded)).as_ref(),
             Some(&decoded)
         );
     }
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Records as parsed, for the ones that parse.
-    let parsed: Vec<Option<keygate::contract::snapshot::KeyRecord>> = page_text
+    let parsed: Vec<Option<keygate_contract::snapshot::KeyRecord>> = page_text
         .keys
         .iter()
         .map(|raw| serde_json::from_str(raw.get()).ok())

@@ -7,7 +7,7 @@
 //! parsed shard with no edits rebuilds the same entries.
 #![no_main]
 
-use keygate::contract::key_hash::digest_key;
+use keygate_contract::key_hash::digest_key;
 use keygate::store::key::KeyFacts;
 use keygate::store::record::KeyView;
 use keygate::store::shard::{self, Shard};

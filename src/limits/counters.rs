@@ -19,13 +19,13 @@
 //! no count is lost or counted twice. A key that holds counts from two growths back starts
 //! afresh (two growths within a day need the limited keys to more than double in a day).
 
-use crate::contract::key_hash::Digest;
-use crate::contract::snapshot::Limits;
 use crate::host::{Host, WriteError};
 use crate::limits::slot_codec::{self, Slot, FREED};
 pub use crate::limits::table::{grow, read_table, slot_count, wanted_capacity};
 use crate::limits::table::{lock_name, SlotName, CREATION_LOCKS, LOCK_FREE};
 use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
+use keygate_contract::key_hash::Digest;
+use keygate_contract::snapshot::Limits;
 
 /// Positions a key may use. At the load `wanted_capacity` allows (¾), all of them are held
 /// by active keys with a probability of about 0.75^64 ≈ 10⁻⁸; most scans end at a blank slot
@@ -381,9 +381,9 @@ pub fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::key_hash::digest_key;
     use crate::host::FakeHost;
     use crate::limits::table::{Table, TABLE_MARKER};
+    use keygate_contract::key_hash::digest_key;
 
     fn limits(per_minute: Option<u64>, concurrent: Option<u64>) -> Limits {
         Limits {

@@ -17,7 +17,7 @@
 //! Encoding writes into a fixed buffer: no heap on the request path.
 
 use crate::limits::window::{Ring, SlotState, IN_FLIGHT_BUCKETS, MAX_RING, RING_LENS};
-use crate::reader::Reader;
+use keygate_contract::reader::Reader;
 
 /// A slot never used since the table was created.
 pub const BLANK: &[u8] = &[0];
@@ -205,8 +205,8 @@ pub fn decode(bytes: &[u8]) -> Option<SlotState> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::snapshot::Limits;
     use crate::limits::window::{admit, Windows};
+    use keygate_contract::snapshot::Limits;
 
     fn free_plan() -> Limits {
         Limits {

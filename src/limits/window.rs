@@ -26,7 +26,7 @@
 //! Rings are fixed arrays and `SlotState` is `Copy`: the request path decodes a slot, decides
 //! and encodes it again without touching the heap (`slot_codec.rs` is the byte layout).
 
-use crate::contract::snapshot::Limits;
+use keygate_contract::snapshot::Limits;
 
 /// The three windows, in this order everywhere.
 pub const WINDOW_NAMES: [&str; 3] = ["minute", "hour", "day"];

@@ -341,9 +341,9 @@ pub fn render(denial: &Denial, realm: &str, request_id: Option<&str>) -> LocalRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::snapshot::Limits;
     use crate::policy::extract::Source;
     use crate::store::key::StoredKey;
+    use keygate_contract::snapshot::Limits;
 
     const KEY: &str = "pk_live_abc";
 

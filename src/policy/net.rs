@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use crate::contract::fields::canonical_ip;
+use keygate_contract::fields::canonical_ip;
 
 /// Parses an address as Envoy or a proxy writes it: `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
 pub fn parse_address(text: &str) -> Option<IpAddr> {
@@ -50,7 +50,7 @@ pub fn client_ip(peer: Option<IpAddr>, xff: Option<&[u8]>, trusted_hops: usize) 
 /// Parses an allowlist entry (IP or CIDR) into its canonical network; see
 /// `contract::fields::allowlist_entry`, the one definition both sides use.
 pub fn parse_allowlist_entry(entry: &str) -> Option<IpNet> {
-    crate::contract::fields::allowlist_entry(entry)
+    keygate_contract::fields::allowlist_entry(entry)
 }
 
 /// Whether `ip` is allowed by the list; an empty list allows every address. Entries are

@@ -6,16 +6,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::contract::snapshot::Limits;
-use crate::reader::Reader;
 use crate::store::key::StoredKey;
+use keygate_contract::reader::Reader;
+use keygate_contract::snapshot::Limits;
 
 /// Format tag; a different first byte is rejected.
 const FORMAT: u8 = 1;
 const ACTIVE: u8 = 1;
 const HAS_EXPIRY: u8 = 2;
 const HAS_QUOTA: u8 = 4;
-pub use crate::contract::fields::MAX_ENTRIES;
+pub use keygate_contract::fields::MAX_ENTRIES;
 
 fn put_str(out: &mut Vec<u8>, text: &str) {
     // Records are validated to at most 128 characters (512 bytes) per field; longer text is cut at a char
@@ -200,6 +200,16 @@ mod tests {
             ..full_key()
         };
         assert_eq!(decode(&encode(&many)), Some(many));
+    }
+
+    #[test]
+    fn names_and_teams_of_the_longest_unicode_the_contract_accepts_survive() {
+        let long = StoredKey {
+            name: "🔑".repeat(128),
+            team: "東".repeat(128),
+            ..full_key()
+        };
+        assert_eq!(decode(&encode(&long)), Some(long));
     }
 
     #[test]

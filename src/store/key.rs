@@ -3,29 +3,7 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
-use crate::contract::snapshot::Limits;
-
-/// One key as held in the filter's store: what the request path needs, already parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredKey {
-    /// Store generation this record was written in (see `store/mod.rs`).
-    pub generation: u64,
-    pub id: String,
-    pub name: String,
-    pub team: String,
-    pub environment: String,
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    pub allowed_ips: Vec<IpNet>,
-    /// Unix seconds.
-    pub expires_at: Option<i64>,
-    pub active: bool,
-    pub limits: Limits,
-    /// Unix seconds.
-    pub quota_exceeded_until: Option<i64>,
-}
+pub use keygate_contract::stored_key::StoredKey;
 
 /// What the decision reads of a key: from a `StoredKey`, or from a `KeyView` borrowed from a
 /// shard on the request path.
@@ -57,21 +35,11 @@ impl KeyFacts for StoredKey {
     }
 }
 
-impl StoredKey {
-    /// The layout-1 binary form (`codec.rs`), read only to serve from a store an older filter
-    /// left until this one has loaded its own (see `store/mod.rs`).
-    pub fn encode(&self) -> Vec<u8> {
-        crate::store::codec::encode(self)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<StoredKey> {
-        crate::store::codec::decode(bytes)
-    }
-}
-
 /// A key with every field set, for the store codecs' tests.
 #[cfg(test)]
 pub(crate) fn full_key() -> StoredKey {
+    use keygate_contract::snapshot::Limits;
+
     StoredKey {
         generation: 1_795_467_600_123,
         id: "key_2VxQ9kLmN3pR8sT1".into(),

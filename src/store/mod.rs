@@ -35,13 +35,12 @@ pub mod shard;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::contract::key_hash::{parse_hex_digest, Digest};
-use crate::contract::record::ValidPage;
 use crate::host::{Host, WriteError};
-use crate::store::key::StoredKey;
 use crate::store::recent::RecentKeys;
 use crate::store::record::KeyView;
 use crate::store::shard::{Change, Edit, Shard};
+use keygate_contract::key_hash::{parse_hex_digest, Digest};
+use keygate_contract::record::ValidPage;
 
 /// The store record (`StoreMeta`) of layout 2; the request path reads its first 16 bytes.
 pub const VIEW_KEY: &str = "keygate.store";
@@ -262,7 +261,7 @@ impl Found {
 pub fn lookup_digest(host: &dyn Host, digest: &Digest, view: &StoreView) -> Option<Found> {
     if view.legacy {
         let bytes = host.get_shared(&legacy_slot(digest)).0?;
-        let key = StoredKey::decode(&bytes).filter(|key| key.generation >= view.generation)?;
+        let key = codec::decode(&bytes).filter(|key| key.generation >= view.generation)?;
         return Some(Found {
             record: Rc::from(record::encode(&key)),
         });
@@ -380,9 +379,10 @@ pub fn sweep_replaced(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::key_hash::{digest_key, hash_key};
-    use crate::contract::snapshot::Limits;
     use crate::host::FakeHost;
+    use crate::store::key::StoredKey;
+    use keygate_contract::key_hash::{digest_key, hash_key};
+    use keygate_contract::snapshot::Limits;
 
     fn stored(id: &str) -> StoredKey {
         StoredKey {
@@ -498,7 +498,7 @@ mod tests {
             generation: 42,
             ..stored("old")
         };
-        host.set_shared(&legacy_slot(&digest_key("old")), &old.encode(), None)
+        host.set_shared(&legacy_slot(&digest_key("old")), &codec::encode(&old), None)
             .unwrap();
         let view = read_view(&host);
         assert_eq!((view.generation, view.legacy), (42, true));

@@ -17,7 +17,7 @@
 
 use std::rc::Rc;
 
-use crate::contract::key_hash::Digest;
+use keygate_contract::key_hash::Digest;
 
 /// Entries per worker: enough for the keys busy at one moment on one Envoy worker; at ~100 bytes
 /// of record each, well under 200 KB per worker.

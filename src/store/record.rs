@@ -19,10 +19,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::contract::fields::{canonical_ip, MAX_ENTRIES};
-use crate::contract::snapshot::Limits;
-use crate::reader::Reader;
 use crate::store::key::{KeyFacts, StoredKey};
+use keygate_contract::fields::{canonical_ip, MAX_ENTRIES};
+use keygate_contract::reader::Reader;
+use keygate_contract::snapshot::Limits;
 
 const ACTIVE: u8 = 1;
 const HAS_EXPIRY: u8 = 2;

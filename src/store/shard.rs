@@ -16,8 +16,8 @@
 //! generation that never went live, or that has been replaced, read as empty, so nothing has to
 //! be deleted (shared data cannot delete) for them to stop counting.
 
-use crate::contract::key_hash::Digest;
 use crate::store::record;
+use keygate_contract::key_hash::Digest;
 
 pub const FORMAT: u8 = 2;
 const HEADER_LEN: usize = 13;
@@ -203,7 +203,7 @@ pub fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::key_hash::digest_key;
+    use keygate_contract::key_hash::digest_key;
 
     fn digests(n: usize) -> Vec<Digest> {
         // All in shard 0, as a shard's keys are: only the tag orders them.

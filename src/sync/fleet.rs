@@ -16,15 +16,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::contract::fleet::{
-    self, FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WINDOWS,
-};
 use crate::host::Host;
 use crate::limits::counters;
 use crate::limits::touched::Touched;
 use crate::limits::window::Windows;
 use crate::sync::lease;
 use crate::sync::queue::Queue;
+use keygate_contract::fleet::{
+    self, FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WINDOWS,
+};
 
 pub const QUEUE_NAME: &str = "keygate.fleet.touched";
 const LEASE_KEY: &str = "keygate.fleet.lease";
@@ -313,11 +313,11 @@ impl FleetSync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::key_hash::digest_key;
-    use crate::contract::snapshot::Limits;
     use crate::host::FakeHost;
     use crate::limits::counters::{admit, grow, owner_and_seed as slot_key_of, Admission};
     use crate::sync::queue::FakeQueue;
+    use keygate_contract::key_hash::digest_key;
+    use keygate_contract::snapshot::Limits;
 
     const SLOTS: u64 = 64;
 

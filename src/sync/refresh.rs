@@ -20,13 +20,13 @@
 use std::time::Duration;
 
 use crate::config::ControlConfig;
-use crate::contract::page::SnapshotPage;
-use crate::contract::record::{validate_page, Quarantined};
 use crate::host::Host;
 use crate::limits::counters;
 use crate::store::shard::{self, Change};
 use crate::store::{self, MetaError, StoreMeta, STORE_FORMAT};
 use crate::sync::lease;
+use keygate_contract::page::SnapshotPage;
+use keygate_contract::record::{validate_page, Quarantined};
 
 pub const SYNC_KEY: &str = "keygate.sync";
 /// How long after a full snapshot goes live the set it replaced is swept: a request reads the
@@ -541,10 +541,10 @@ fn publish_error(what: &str, error: MetaError) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::contract::key_hash::hash_key;
     use crate::host::FakeHost;
     use crate::store::{lookup, read_meta};
     use crate::sync::lease::backoff_ms;
+    use keygate_contract::key_hash::hash_key;
 
     fn control(extra: &str) -> ControlConfig {
         let json = format!(

@@ -32,8 +32,8 @@ pub const MAX_BACKLOG_REPORTS: usize = 100_000;
 const MAX_ITEMS_PER_REPORT: usize = 4096;
 const LEASE_MARGIN_MS: u64 = 2_000;
 
-use crate::contract::usage::UsagePost;
-pub use crate::contract::usage::UsageReport;
+use keygate_contract::usage::UsagePost;
+pub use keygate_contract::usage::UsageReport;
 
 /// What travels through the queue: fresh tallies (no id yet) or a batch being retried.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

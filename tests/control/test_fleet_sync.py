@@ -1,5 +1,5 @@
 """POST /v1/ratelimits/sync: what each Envoy admitted per limited key and bucket in, the rest of
-the fleet's counts out (src/contract/fleet.rs). On both backends; the counts live in memory on
+the fleet's counts out (contract/src/fleet.rs). On both backends; the counts live in memory on
 SQLite and in the database on PostgreSQL, where replicas share them."""
 
 import time

@@ -1,9 +1,9 @@
 //! Which encoding a snapshot request gets, from its `Accept` header: the compact binary one
-//! (`keygate::contract::compact`) when the client names it and wants it at least as much as
+//! (`keygate_contract::compact`) when the client names it and wants it at least as much as
 //! JSON; JSON otherwise: without an `Accept`, or with only wildcards, so plain clients and
 //! older filters are unchanged.
 
-use keygate::contract::compact::MEDIA_TYPE;
+use keygate_contract::compact::MEDIA_TYPE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

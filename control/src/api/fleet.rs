@@ -1,6 +1,6 @@
 //! `POST /v1/ratelimits/sync`: an Envoy posts what it admitted per limited key and window
 //! bucket (absolute counts) and is answered what the rest of the fleet admitted
-//! (`keygate::contract::fleet`). Authenticated with the sync token, like `POST /v1/usage`.
+//! (`keygate_contract::fleet`). Authenticated with the sync token, like `POST /v1/usage`.
 
 use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
@@ -9,7 +9,7 @@ use crate::api::state::AppState;
 use crate::clock;
 use axum::extract::State;
 use axum::Json;
-use keygate::contract::fleet::{self, FleetSyncPost, FleetSyncReply};
+use keygate_contract::fleet::{self, FleetSyncPost, FleetSyncReply};
 use std::sync::Arc;
 
 /// A sync carries up to 5,000 keys of up to 3 × 64 buckets: the room of a usage report.

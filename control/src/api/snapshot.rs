@@ -23,7 +23,7 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATC
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keygate::contract::snapshot::Snapshot;
+use keygate_contract::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;

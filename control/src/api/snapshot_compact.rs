@@ -1,4 +1,4 @@
-//! `GET /v1/snapshot` in the compact encoding (`keygate::contract::compact`): a full
+//! `GET /v1/snapshot` in the compact encoding (`keygate_contract::compact`): a full
 //! snapshot's pages cut from the cached full snapshot (`full_snapshot.rs`) when it can serve
 //! them, every other page read from the database (`snapshot::read_rows`) and encoded.
 
@@ -9,8 +9,8 @@ use crate::cursor::{self, HashPosition};
 use crate::feed;
 use crate::full_snapshot::CachedPage;
 use crate::served::compact_record;
-use keygate::contract::compact::{self, PageHeader};
-use keygate::contract::key_hash::{hex_digest, parse_hex_digest, Digest};
+use keygate_contract::compact::{self, PageHeader};
+use keygate_contract::key_hash::{hex_digest, parse_hex_digest, Digest};
 
 /// Whether the request is for a full snapshot whatever the database says: a later page of one
 /// in hash order, or a first page from a client with no versions of this epoch. (A client

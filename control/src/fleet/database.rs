@@ -16,7 +16,7 @@ use crate::fleet::written::{self, Written};
 use crate::fleet::MAX_COUNT;
 use crate::store::sql::{params, Dialect, Error, Params, Result, ToValue, Tx};
 use crate::store::Store;
-use keygate::contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
+use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,7 +38,7 @@ const SEEN_REFRESH_MS: u64 = 60_000;
 /// their window; each sync re-checks it before answering it.
 const LIMITS_RETENTION_MS: u64 = 2 * 86_400_000;
 /// A window spans at most this many buckets (contract), plus one of slack.
-const MAX_SPAN: u64 = keygate::contract::fleet::MAX_BUCKETS_PER_WINDOW as u64 + 1;
+const MAX_SPAN: u64 = keygate_contract::fleet::MAX_BUCKETS_PER_WINDOW as u64 + 1;
 
 #[derive(Debug, Default)]
 pub struct Database {

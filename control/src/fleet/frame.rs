@@ -1,7 +1,7 @@
 //! Which buckets of a sync are still of use: per window, the newest bucket, how many buckets the
 //! window spans, and below which bucket counts are forgotten.
 
-use keygate::contract::fleet::{FleetSyncPost, WINDOWS};
+use keygate_contract::fleet::{FleetSyncPost, WINDOWS};
 
 /// The post's view of time, per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate::contract::fleet::KeyCounts;
+    use keygate_contract::fleet::KeyCounts;
 
     fn post(counts: [Vec<(u64, u64)>; WINDOWS]) -> FleetSyncPost {
         FleetSyncPost {

@@ -5,7 +5,7 @@
 use crate::fleet::frame::Frame;
 use crate::fleet::reply::{self, Rest};
 use crate::fleet::MAX_COUNT;
-use keygate::contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
+use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 

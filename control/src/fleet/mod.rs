@@ -18,7 +18,7 @@ mod written;
 
 use crate::store::sql::Error;
 use crate::store::Store;
-use keygate::contract::fleet::{FleetSyncPost, FleetSyncReply};
+use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply};
 use std::sync::Mutex;
 
 /// A count above this is taken as this: no Envoy admits that many of a key in one bucket, and

@@ -1,6 +1,6 @@
 //! What makes a key hot, and the answer's order and size, the same whichever store counted.
 
-use keygate::contract::fleet::{FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WINDOWS};
+use keygate_contract::fleet::{FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WINDOWS};
 use std::cmp::Ordering;
 
 /// A key is hot when, in some window, what the whole fleet admitted of it (every Envoy, every

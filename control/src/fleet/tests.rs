@@ -4,7 +4,7 @@
 use super::FleetCounts;
 use crate::store::db::temp_store;
 use crate::store::Store;
-use keygate::contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC};
+use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC};
 use std::path::PathBuf;
 
 /// 2 s minute buckets, 2 min hour buckets, 1 h day buckets: the filter's defaults.
@@ -60,7 +60,7 @@ impl Fixture {
             window_ms: WINDOW_MS,
             keys,
         };
-        assert!(keygate::contract::fleet::validate_post(&post).is_ok());
+        assert!(keygate_contract::fleet::validate_post(&post).is_ok());
         self.counts.sync(&self.store, &post, now_ms).unwrap()
     }
 

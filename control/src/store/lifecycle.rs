@@ -72,7 +72,7 @@ pub fn mint(
     let key = StoredKey {
         seq: 0,
         id: secrets::generate_key_id()?,
-        hash: keygate::contract::key_hash::hash_key(&secret),
+        hash: keygate_contract::key_hash::hash_key(&secret),
         prefix: settings.environment.secret_prefix().to_string(),
         last4: secrets::last4(&secret),
         name: settings.name.clone(),
@@ -479,7 +479,7 @@ mod tests {
             accepted += 1;
             let minted = mint(&settings, now, None).unwrap();
             let record = crate::served::key_record(minted.key, now);
-            if let Err(error) = keygate::contract::record::validate_record(&record, 1) {
+            if let Err(error) = keygate_contract::record::validate_record(&record, 1) {
                 panic!("the API accepted {body} but the filter refuses it: {error}");
             }
         }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::contract::timefmt::parse_rfc3339;
+use crate::timefmt::parse_rfc3339;
 
 /// Names, teams, ids, prefixes and environments: at most this many characters (so at most
 /// four times as many bytes, which the stored-key codec holds).

@@ -1,5 +1,5 @@
 use super::*;
-use crate::contract::key_hash::{digest_key, hex_digest};
+use crate::key_hash::{digest_key, hex_digest};
 
 fn key_record(secret: &str) -> KeyRecord {
     KeyRecord {

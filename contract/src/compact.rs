@@ -16,10 +16,10 @@
 
 use std::fmt;
 
-use crate::contract::fields::{self, FieldError};
-use crate::contract::key_hash::{parse_hex_digest, Digest};
-use crate::contract::snapshot::{KeyRecord, Limits};
+use crate::fields::{self, FieldError};
+use crate::key_hash::{parse_hex_digest, Digest};
 use crate::reader::Reader;
+use crate::snapshot::{KeyRecord, Limits};
 
 /// The media type a client asks for in `Accept` to get this encoding.
 pub const MEDIA_TYPE: &str = "application/vnd.keygate.snapshot+binary";

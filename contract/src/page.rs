@@ -7,8 +7,8 @@ use std::fmt;
 
 use serde_json::value::RawValue;
 
-use crate::contract::compact;
-use crate::contract::snapshot::PageText;
+use crate::compact;
+use crate::snapshot::PageText;
 
 /// A page's own fields, parsed; its records are kept as they came (JSON text or compact bytes)
 /// and checked one by one by `validate_page`, so one bad record is quarantined alone.

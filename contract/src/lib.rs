@@ -14,15 +14,27 @@
 //!   carry.
 //! - `key_hash`: how a secret becomes the hash both sides key it by.
 //!
-//! Depends on nothing else in the crate but the stored record it validates into.
+//! - `stored_key`: the key a checked record becomes, as the filter keeps it.
+//! - `reader`: bounds-checked reads of every binary format (compact pages here; the filter's
+//!   store records and rate-limit slots too).
+//!
+//! A crate of its own so that the control service links the rules and not the filter: it
+//! depends on no proxy-wasm and no host calls.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod compact;
 pub mod fields;
 pub mod fleet;
 pub mod key_hash;
 pub mod page;
+pub mod reader;
 pub mod record;
 pub mod snapshot;
+pub mod stored_key;
 pub mod timefmt;
 pub mod usage;
 

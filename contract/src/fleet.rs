@@ -14,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::fields::{self, FieldError};
-use crate::contract::key_hash::Digest;
+use crate::fields::{self, FieldError};
+use crate::key_hash::Digest;
 
 /// Keys in one sync; an Envoy with more active limited keys sends the rest next time.
 pub const MAX_KEYS_PER_SYNC: usize = 5_000;
