@@ -2,28 +2,19 @@
 //! filter) and its command-line client.
 
 mod api;
+mod app;
 mod cli;
-mod client;
-mod clock;
-mod console;
-mod cursor;
+mod domain;
 mod feed;
 mod fleet;
-mod full_snapshot;
-mod plans;
-mod quota;
-mod secrets;
-mod serve_config;
-mod served;
 mod server;
 mod store;
-mod usage_range;
-mod usage_report;
-mod validate;
+mod wire;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
-use cli::{Cli, Command, SeedArgs, CLIENT_OPTIONS};
+use cli::args::{Cli, Command, SeedArgs, CLIENT_OPTIONS};
+use cli::client;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -37,7 +28,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => client::run_audit(cli.client, args),
         Command::Usage(args) => client::run_team_usage(cli.client, args),
         Command::Serve(args) => {
-            refuse_client_options(&matches, "serve").and_then(|()| server::run(args))
+            refuse_client_options(&matches, "serve").and_then(|()| server::startup::run(args))
         }
         Command::Completion { shell } => {
             refuse_client_options(&matches, "completion").and_then(|()| completion(shell))
@@ -93,7 +84,7 @@ fn completion(shell: clap_complete::Shell) -> Result<(), String> {
 }
 
 fn seed(args: SeedArgs) -> Result<(), String> {
-    let environment = plans::Environment::parse(&args.environment)
+    let environment = domain::plans::Environment::parse(&args.environment)
         .ok_or_else(|| format!("unknown environment {:?}", args.environment))?;
     let location = args.database.location();
     let store = store::Store::open_location(&location)
@@ -108,7 +99,7 @@ fn seed(args: SeedArgs) -> Result<(), String> {
         })
         .transpose()?;
     let started = std::time::Instant::now();
-    store::seed::seed(
+    app::seed::seed(
         &store,
         args.count,
         environment,

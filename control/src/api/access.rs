@@ -6,7 +6,7 @@
 use crate::api::auth::bearer_token;
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
-use crate::clock;
+use crate::domain::clock;
 use crate::store::audit::Actor;
 use crate::store::tokens::{self, Role, TOKEN_PREFIX};
 use axum::extract::{FromRequestParts, MatchedPath};

@@ -4,7 +4,7 @@ use crate::api::access::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
 use crate::api::state::AppState;
-use crate::clock;
+use crate::domain::clock;
 use crate::store::audit::{self, AuditEntry, AuditFilter};
 use axum::extract::State;
 use axum::Json;

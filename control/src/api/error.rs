@@ -1,7 +1,7 @@
 //! The one error shape every endpoint answers with: `{"error":{"code":"…","message":"…"}}`.
 
 use crate::store::sql::Error as StoreError;
-use crate::validate::FieldError;
+use crate::wire::validate::FieldError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;

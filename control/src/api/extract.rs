@@ -191,7 +191,7 @@ fn describe_data_error(path: &str, error: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::CreateKeyRequest;
+    use crate::wire::validate::CreateKeyRequest;
 
     fn message_of(json: &str) -> (String, String) {
         match parse_json::<CreateKeyRequest>(json.as_bytes()) {

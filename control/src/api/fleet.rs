@@ -6,7 +6,7 @@ use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
 use crate::api::extract::JsonBody;
 use crate::api::state::AppState;
-use crate::clock;
+use crate::domain::clock;
 use axum::extract::State;
 use axum::Json;
 use keygate_contract::fleet::{self, FleetSyncPost, FleetSyncReply};

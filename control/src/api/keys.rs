@@ -4,13 +4,14 @@ use crate::api::access::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
 use crate::api::state::AppState;
-use crate::api::views::KeyView;
-use crate::clock;
-use crate::cursor::{self, Position};
-use crate::plans::Environment;
+use crate::app;
+use crate::app::keys::LifecycleError;
+use crate::domain::clock;
+use crate::domain::cursor::{self, Position};
+use crate::domain::plans::Environment;
 use crate::store::keys::{self, KeyStatus, ListFilter};
-use crate::store::lifecycle::{self, LifecycleError};
-use crate::validate::{self, CreateKeyRequest, RotateKeyRequest, Rules, UpdateKeyRequest};
+use crate::wire::validate::{self, CreateKeyRequest, RotateKeyRequest, Rules, UpdateKeyRequest};
+use crate::wire::views::KeyView;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -38,7 +39,7 @@ pub async fn create_key(
         settings.team = own.to_string();
     }
     let minted = state
-        .blocking(move |store| lifecycle::create(store, &caller.actor, &settings, now))
+        .blocking(move |store| app::keys::create(store, &caller.actor, &settings, now))
         .await?;
     Ok((StatusCode::CREATED, Json(KeyView::from(minted))))
 }
@@ -129,7 +130,7 @@ pub async fn show_key(
 ) -> Result<Json<KeyView>, ApiError> {
     let key = state
         .blocking(
-            move |store| match lifecycle::show(store, &caller.actor, &id) {
+            move |store| match app::keys::show(store, &caller.actor, &id) {
                 Err(LifecycleError::Deleted) => Err(LifecycleError::NotFound),
                 other => other,
             },
@@ -152,7 +153,7 @@ pub async fn update_key(
     let changes = rules.update(request)?;
     caller.may_name_team(changes.team.as_deref(), "keys")?;
     let key = state
-        .blocking(move |store| lifecycle::update(store, &caller.actor, &id, changes, now))
+        .blocking(move |store| app::keys::update(store, &caller.actor, &id, changes, now))
         .await?;
     Ok(Json(KeyView::from(key)))
 }
@@ -164,7 +165,7 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     let now = clock::now();
     state
-        .blocking(move |store| lifecycle::delete(store, &caller.actor, &id, now))
+        .blocking(move |store| app::keys::delete(store, &caller.actor, &id, now))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -178,7 +179,7 @@ pub async fn rotate_key(
     let grace_seconds = validate::grace_seconds(&request)?;
     let now = clock::now();
     let minted = state
-        .blocking(move |store| lifecycle::rotate(store, &caller.actor, &id, grace_seconds, now))
+        .blocking(move |store| app::keys::rotate(store, &caller.actor, &id, grace_seconds, now))
         .await?;
     Ok((StatusCode::CREATED, Json(KeyView::from(minted))))
 }

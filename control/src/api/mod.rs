@@ -17,4 +17,3 @@ pub mod snapshot_compact;
 pub mod state;
 pub mod tokens;
 pub mod usage;
-pub mod views;

@@ -5,8 +5,8 @@ use crate::api::access::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam};
 use crate::api::state::AppState;
-use crate::clock;
-use crate::plans::{
+use crate::domain::clock;
+use crate::domain::plans::{
     validate_new_plan, validate_plan_changes, CreatePlanRequest, PlanDefinition, UpdatePlanRequest,
 };
 use crate::store::plans::{self, PlanError};

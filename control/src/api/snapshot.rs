@@ -9,10 +9,12 @@ use crate::api::extract::QueryParams;
 use crate::api::keys::decode_cursor;
 use crate::api::snapshot_compact::compact_page;
 use crate::api::state::AppState;
-use crate::clock;
-use crate::cursor::{self, HashPosition, Position};
-use crate::feed::{self, HeldPolls, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS};
-use crate::served::key_record;
+use crate::domain::clock;
+use crate::domain::cursor::{self, HashPosition, Position};
+use crate::domain::served::key_record;
+use crate::feed::versions::{
+    self, HeldPolls, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS,
+};
 use crate::store::db::current_version;
 use crate::store::keys::{self, StoredKey};
 use crate::store::sql::Error as StoreError;
@@ -90,7 +92,7 @@ impl PageRequest {
         if !self.first_page && self.after.version == 0 {
             return PageKind::Full;
         }
-        feed::page_kind(
+        versions::page_kind(
             current_epoch,
             current_version,
             self.epoch.as_deref(),
@@ -124,7 +126,7 @@ pub async fn snapshot(
                 .await?;
             let body = serde_json::to_vec(&page)
                 .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))?;
-            (body, feed::etag(&page.epoch, page.version))
+            (body, versions::etag(&page.epoch, page.version))
         }
         Encoding::Compact => compact_page(&state, request).await?,
     };
@@ -189,8 +191,8 @@ async fn wait_for_news(
             Some(since) if since > published && since <= committed => since,
             _ => published,
         };
-        let tag = feed::etag(epoch, version);
-        if !feed::is_not_modified(request.kind(epoch, version), version, if_none_match, &tag) {
+        let tag = versions::etag(epoch, version);
+        if !versions::is_not_modified(request.kind(epoch, version), version, if_none_match, &tag) {
             return None;
         }
         let Some(deadline) = deadline else {

@@ -5,10 +5,10 @@
 use crate::api::error::ApiError;
 use crate::api::snapshot::{read_rows, PageRequest, RowsPage};
 use crate::api::state::AppState;
-use crate::cursor::{self, HashPosition};
-use crate::feed;
-use crate::full_snapshot::CachedPage;
-use crate::served::compact_record;
+use crate::domain::cursor::{self, HashPosition};
+use crate::domain::served::compact_record;
+use crate::feed::full_snapshot::CachedPage;
+use crate::feed::versions as feed;
 use keygate_contract::compact::{self, PageHeader};
 use keygate_contract::key_hash::{hex_digest, parse_hex_digest, Digest};
 

@@ -2,10 +2,10 @@
 
 use crate::api::auth::TokenDigest;
 use crate::api::error::ApiError;
-use crate::feed::HeldPolls;
+use crate::app::keys::LifecycleError;
+use crate::feed::full_snapshot::SnapshotCache;
+use crate::feed::versions::HeldPolls;
 use crate::fleet::FleetCounts;
-use crate::full_snapshot::SnapshotCache;
-use crate::store::lifecycle::LifecycleError;
 use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::watch;

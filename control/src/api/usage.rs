@@ -6,12 +6,13 @@ use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, QueryParams};
 use crate::api::state::AppState;
-use crate::clock;
-use crate::store::lifecycle::{self, LifecycleError};
+use crate::app;
+use crate::app::keys::LifecycleError;
+use crate::domain::clock;
+use crate::domain::usage_range::{self, Counts, Granularity, UsageQuery};
+use crate::domain::usage_report::{self, UsageRequest};
 use crate::store::tokens::Role;
 use crate::store::usage::{self, BatchOutcome};
-use crate::usage_range::{self, Counts, Granularity, UsageQuery};
-use crate::usage_report::{self, UsageRequest};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -72,7 +73,7 @@ pub async fn key_usage(
     let rows = state
         .blocking(move |store| {
             store.read(|tx| {
-                lifecycle::find_visible(tx, &caller.actor, &key_id)?;
+                app::keys::find_visible(tx, &caller.actor, &key_id)?;
                 Ok::<_, LifecycleError>(usage::hours(tx, &key_id, first_hour, end)?)
             })
         })

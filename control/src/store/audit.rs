@@ -1,7 +1,7 @@
 //! The audit log: who changed what through the admin API. Entries are written by the
 //! transaction that makes the change, so a change and its entry commit or vanish together.
 
-use crate::clock;
+use crate::domain::clock;
 use crate::store::keys::StoredKey;
 use crate::store::sql::{named_params, Result, Row, Tx};
 use chrono::{DateTime, Utc};

@@ -2,7 +2,7 @@
 //! process) or PostgreSQL (any number of replicas). Handlers call `read` and `write` with
 //! closures over a `Tx`; they never learn which backend runs them.
 
-use crate::secrets;
+use crate::domain::secrets;
 use crate::store::postgres::{self, PostgresBackend};
 use crate::store::sql::{params, Error, Tx};
 use crate::store::sqlite::SqliteBackend;

@@ -1,7 +1,7 @@
 //! Key rows: reading, inserting, updating, tombstoning and paging through them.
 
-use crate::cursor::Position;
-use crate::plans::{Environment, LimitOverrides, Plan, PlanLimits};
+use crate::domain::cursor::Position;
+use crate::domain::plans::{Environment, LimitOverrides, Plan, PlanLimits};
 use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, ToValue, Tx};
 
 /// A key row as stored: everything but the secret, which is never kept.

@@ -4,12 +4,10 @@
 pub mod audit;
 pub mod db;
 pub mod keys;
-pub mod lifecycle;
 mod migrate;
 pub mod plans;
 mod postgres;
 pub mod quota;
-pub mod seed;
 pub mod sql;
 mod sqlite;
 pub mod tokens;

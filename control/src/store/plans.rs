@@ -2,8 +2,8 @@
 //! to a plan's limits is a change to every key on it: one new version, stamped on those keys,
 //! so the snapshot feed serves them in the next delta.
 
-use crate::clock;
-use crate::plans::{seeded_plans, Plan, PlanChanges, PlanDefinition, PlanLimits};
+use crate::domain::clock;
+use crate::domain::plans::{seeded_plans, Plan, PlanChanges, PlanDefinition, PlanLimits};
 use crate::store::audit::{self, Action, Actor};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys;
@@ -252,11 +252,11 @@ pub fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plans::{validate_plan_changes, Environment, LimitOverrides};
+    use crate::app;
+    use crate::domain::plans::{validate_plan_changes, Environment, LimitOverrides};
     use crate::store::db::current_version;
     use crate::store::db::temp_store;
-    use crate::store::lifecycle;
-    use crate::validate::KeySettings;
+    use crate::wire::validate::KeySettings;
 
     fn settings(plan: Plan) -> KeySettings {
         KeySettings {
@@ -298,11 +298,11 @@ mod tests {
             create(&store, &actor, &gold, now),
             Err(PlanError::Exists)
         ));
-        let key = lifecycle::create(&store, &actor, &settings(Plan::new("gold")), now)
+        let key = app::keys::create(&store, &actor, &settings(Plan::new("gold")), now)
             .unwrap()
             .key;
         assert_eq!(key.plan_limits.per_minute, Some(2));
-        let other = lifecycle::create(&store, &actor, &settings(Plan::Pro), now)
+        let other = app::keys::create(&store, &actor, &settings(Plan::Pro), now)
             .unwrap()
             .key;
         let changes = validate_plan_changes(
@@ -322,13 +322,13 @@ mod tests {
             delete(&store, &actor, "gold", now),
             Err(PlanError::InUse(1))
         ));
-        lifecycle::delete(&store, &actor, &key.id, now).unwrap();
+        app::keys::delete(&store, &actor, &key.id, now).unwrap();
         delete(&store, &actor, "gold", now).unwrap();
         assert!(matches!(
             delete(&store, &actor, "gold", now),
             Err(PlanError::NotFound)
         ));
-        let unknown = lifecycle::create(&store, &actor, &settings(Plan::new("gold")), now);
+        let unknown = app::keys::create(&store, &actor, &settings(Plan::new("gold")), now);
         match unknown {
             Err(error) => assert!(error.to_string().starts_with("plan:"), "{error}"),
             Ok(_) => panic!("a key on an unknown plan was created"),

@@ -1,9 +1,9 @@
 //! Quota marks on key rows: recomputed from the usage rows whenever usage arrives or a key's
 //! limits change, and versioned like any other key change so proxies get them in deltas.
 
-use crate::clock;
-use crate::plans::effective_quotas;
-use crate::quota::{self, QuotaUsage};
+use crate::domain::clock;
+use crate::domain::plans::effective_quotas;
+use crate::domain::quota::{self, QuotaUsage};
 use crate::store::db::bump_version;
 use crate::store::keys::{self, StoredKey};
 use crate::store::sql::{Result, Tx};

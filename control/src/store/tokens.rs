@@ -1,11 +1,11 @@
 //! Management tokens: rows, and the lifecycle (create, revoke, rotate) with its audit entries.
 //! Only the SHA-256 of a secret is stored; the secret exists in the answer that created it.
 
-use crate::clock;
-use crate::secrets;
+use crate::app::keys::LifecycleError;
+use crate::domain::clock;
+use crate::domain::secrets;
 use crate::store::audit::{self, Action, Actor};
 use crate::store::db::Store;
-use crate::store::lifecycle::LifecycleError;
 use crate::store::sql::{named_params, params, Error, Result, Row, Tx};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

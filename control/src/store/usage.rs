@@ -1,11 +1,11 @@
 //! Usage rows: counting a proxy's batch once, and reading a key's hours back.
 
-use crate::clock;
+use crate::domain::clock;
+use crate::domain::usage_report::{UsageBatch, ALLOWED_CODE};
 use crate::store::db::Store;
 use crate::store::keys::{self, StoredKey};
 use crate::store::quota;
 use crate::store::sql::{named_params, Error, Params, Result, Row, ToValue, Tx};
-use crate::usage_report::{UsageBatch, ALLOWED_CODE};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 
@@ -252,7 +252,7 @@ pub fn allowed_between(
 /// The first instant whose hours are kept hourly: the UTC midnight `retention_days` days before
 /// today's.
 pub fn retention_cutoff(now: DateTime<Utc>, retention_days: u32) -> DateTime<Utc> {
-    crate::quota::day_start(now) - Duration::days(i64::from(retention_days))
+    crate::domain::quota::day_start(now) - Duration::days(i64::from(retention_days))
 }
 
 /// What one [`prune`] did.
@@ -287,13 +287,13 @@ pub fn prune(store: &Store, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock;
-    use crate::plans::{Environment, LimitOverrides, Plan};
+    use crate::app;
+    use crate::domain::clock;
+    use crate::domain::plans::{Environment, LimitOverrides, Plan};
+    use crate::domain::usage_report::HourlyUsage;
     use crate::store::db::current_version;
     use crate::store::db::temp_store;
-    use crate::store::lifecycle;
-    use crate::usage_report::HourlyUsage;
-    use crate::validate::KeySettings;
+    use crate::wire::validate::KeySettings;
 
     fn key_with_daily_quota(store: &Store, per_day: u64, now: DateTime<Utc>) -> StoredKey {
         let settings = KeySettings {
@@ -309,7 +309,7 @@ mod tests {
                 ..LimitOverrides::default()
             },
         };
-        lifecycle::create(
+        app::keys::create(
             store,
             &crate::store::audit::Actor::bootstrap(),
             &settings,
@@ -357,8 +357,8 @@ mod tests {
         let again = record(&store, &batch("b1", &key.id, hour, 3), now).unwrap();
         assert!(again.duplicate && again.accepted == 1 && again.unknown_keys == 1);
         let day = (
-            crate::quota::day_start(now),
-            crate::quota::next_day_start(now),
+            crate::domain::quota::day_start(now),
+            crate::domain::quota::next_day_start(now),
         );
         let today = |store: &Store| {
             store
@@ -400,13 +400,13 @@ mod tests {
 #[cfg(test)]
 mod retention_tests {
     use super::*;
-    use crate::plans::{Environment, LimitOverrides, Plan};
+    use crate::app;
+    use crate::domain::plans::{Environment, LimitOverrides, Plan};
+    use crate::domain::usage_range::{summarize, Granularity};
+    use crate::domain::usage_report::HourlyUsage;
     use crate::store::db::current_version;
     use crate::store::db::temp_store;
-    use crate::store::lifecycle;
-    use crate::usage_range::{summarize, Granularity};
-    use crate::usage_report::HourlyUsage;
-    use crate::validate::KeySettings;
+    use crate::wire::validate::KeySettings;
 
     fn key_of(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
         let settings = KeySettings {
@@ -419,7 +419,7 @@ mod retention_tests {
             plan: Plan::Free,
             limits: LimitOverrides::default(),
         };
-        lifecycle::create(
+        app::keys::create(
             store,
             &crate::store::audit::Actor::bootstrap(),
             &settings,

@@ -1,12 +1,12 @@
 //! One function per `keys` subcommand: build the request, call the API, print the result.
 
-use crate::cli::{
+use crate::cli::args::{
     ClientArgs, CreateArgs, KeysCommand, LimitArgs, LimitWindow, ListArgs, TeamUsageArgs,
     UpdateArgs, UsageArgs,
 };
-use crate::client::answers::{Deleted, Key, KeyPage, NewKey, TeamUsageReport, UsageReport};
-use crate::client::http::{base_url, AdminClient};
-use crate::client::table::{key_details, key_table, team_usage_table, usage_table};
+use crate::cli::client::answers::{Deleted, Key, KeyPage, NewKey, TeamUsageReport, UsageReport};
+use crate::cli::client::http::{base_url, AdminClient};
+use crate::cli::client::table::{key_details, key_table, team_usage_table, usage_table};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -326,7 +326,7 @@ fn print_list(page: &KeyPage, json: bool) -> Result<(), String> {
     if page.keys.is_empty() {
         println!("No keys.");
     } else {
-        println!("{}", key_table(&page.keys, crate::clock::now()));
+        println!("{}", key_table(&page.keys, crate::domain::clock::now()));
     }
     if let Some(cursor) = &page.next_cursor {
         println!("More keys follow: --cursor {cursor} (or --all for every page)");

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A key as the admin API shows it: the very type the service serves.
-pub type Key = crate::api::views::KeyView;
+pub type Key = crate::wire::views::KeyView;
 /// The limits an admin sees: the very type the service serves.
-pub type EffectiveLimits = crate::plans::AdminLimits;
+pub type EffectiveLimits = crate::domain::plans::AdminLimits;
 
 /// A key just created or rotated, with its secret (which the answer must carry).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,11 +303,11 @@ pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::views::KeyView;
-    use crate::plans::{Environment, LimitOverrides, Plan};
+    use crate::app::keys::MintedKey;
+    use crate::domain::plans::{Environment, LimitOverrides, Plan};
+    use crate::domain::usage_range::{Bucket, Counts};
     use crate::store::keys::StoredKey;
-    use crate::store::lifecycle::MintedKey;
-    use crate::usage_range::{Bucket, Counts};
+    use crate::wire::views::KeyView;
     use serde_json::{json, Value};
 
     const BASE_URL: &str = "http://127.0.0.1:8082";
@@ -348,7 +348,7 @@ mod tests {
             expires_at: Some("2030-01-01T00:00:00Z".into()),
             active: true,
             plan: Plan::Pro,
-            plan_limits: crate::plans::seeded_plans()[1].limits,
+            plan_limits: crate::domain::plans::seeded_plans()[1].limits,
             limits: LimitOverrides {
                 per_minute: Some(7),
                 per_month: Some(100),

@@ -2,7 +2,7 @@
 //! effective limits the filter enforces. Plans are data (`store/plans.rs`); the four below are
 //! seeded on every database.
 
-use crate::validate::{not_null, present_or_null, FieldError};
+use crate::wire::validate::{not_null, present_or_null, FieldError};
 use keygate_contract::fields;
 use keygate_contract::snapshot::Limits;
 use serde::{Deserialize, Serialize};
@@ -203,7 +203,7 @@ fn description(text: String) -> Result<String, FieldError> {
             format!("must be at most {MAX_PLAN_DESCRIPTION_CHARS} characters"),
         ));
     }
-    crate::validate::printable("description", text)
+    crate::wire::validate::printable("description", text)
 }
 
 fn plan_limits(limits: PlanLimits) -> Result<PlanLimits, FieldError> {

@@ -7,8 +7,8 @@
 //! filter would refuse, plus what only matters for people reading listings (invisible
 //! formatting characters in names and teams, duplicate networks).
 
-use crate::clock;
-use crate::plans::{Environment, LimitOverrides, Plan};
+use crate::domain::clock;
+use crate::domain::plans::{Environment, LimitOverrides, Plan};
 use crate::store::tokens::{Role, TokenSettings};
 use chrono::{DateTime, Utc};
 use keygate_contract::fields::{self, Duplicates};

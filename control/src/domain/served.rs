@@ -1,10 +1,10 @@
 //! A key as proxies see it: the snapshot record the control service serves, and the check, with
 //! the filter's own validation, that the filter will take it.
 
-use crate::plans::effective_limits;
-use crate::quota::mark_in_force;
+use crate::domain::plans::effective_limits;
+use crate::domain::quota::mark_in_force;
 use crate::store::keys::StoredKey;
-use crate::validate::FieldError;
+use crate::wire::validate::FieldError;
 use chrono::{DateTime, Utc};
 use keygate_contract::compact;
 use keygate_contract::key_hash::parse_hex_digest;

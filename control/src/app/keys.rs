@@ -3,16 +3,16 @@
 //! and records who made the change in the audit log. An actor bound to a team finds only that
 //! team's keys: any other answers `NotFound`.
 
-use crate::clock;
-use crate::plans::{Plan, PlanLimits};
-use crate::secrets;
+use crate::domain::clock;
+use crate::domain::plans::{Plan, PlanLimits};
+use crate::domain::secrets;
 use crate::store::audit::{self, Action, Actor};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, StoredKey};
 use crate::store::plans;
 use crate::store::quota::current_mark;
 use crate::store::sql::{Error, Result, Tx};
-use crate::validate::{FieldError, KeyChanges, KeySettings};
+use crate::wire::validate::{FieldError, KeyChanges, KeySettings};
 use chrono::{DateTime, Utc};
 use std::fmt;
 
@@ -58,7 +58,7 @@ impl From<getrandom::Error> for LifecycleError {
 }
 
 fn served_record_is_valid(key: &StoredKey, now: DateTime<Utc>) -> Result<(), LifecycleError> {
-    crate::served::filter_accepts(key, now).map_err(LifecycleError::Invalid)
+    crate::domain::served::filter_accepts(key, now).map_err(LifecycleError::Invalid)
 }
 
 /// A new key row for `settings` with a new secret; not yet stored.
@@ -300,7 +300,7 @@ pub fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plans::{Environment, LimitOverrides, Plan};
+    use crate::domain::plans::{Environment, LimitOverrides, Plan};
     use crate::store::db::current_version;
     use crate::store::db::temp_store;
 
@@ -401,7 +401,7 @@ mod tests {
     /// snapshot record, and the filter's own validation must take it.
     #[test]
     fn anything_the_admin_api_accepts_the_filter_accepts() {
-        use crate::validate::{CreateKeyRequest, Rules};
+        use crate::wire::validate::{CreateKeyRequest, Rules};
         // Each pool: (values the API should take, values it should refuse).
         let texts: (&[&str], &[&str]) = (
             &["ci", "🔑", "東", "é", "a b", "x", "😀😀"],
@@ -478,7 +478,7 @@ mod tests {
             };
             accepted += 1;
             let minted = mint(&settings, now, None).unwrap();
-            let record = crate::served::key_record(minted.key, now);
+            let record = crate::domain::served::key_record(minted.key, now);
             if let Err(error) = keygate_contract::record::validate_record(&record, 1) {
                 panic!("the API accepted {body} but the filter refuses it: {error}");
             }

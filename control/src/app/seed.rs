@@ -1,12 +1,12 @@
 //! Bulk insertion of random keys, for benchmarks of the snapshot feed at scale.
 
-use crate::clock;
-use crate::plans::{Environment, LimitOverrides, Plan};
+use crate::app::keys::{mint, LifecycleError};
+use crate::domain::clock;
+use crate::domain::plans::{Environment, LimitOverrides, Plan};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys;
-use crate::store::lifecycle::{mint, LifecycleError};
 use crate::store::sql::Error;
-use crate::validate::KeySettings;
+use crate::wire::validate::KeySettings;
 use std::io::Write;
 
 /// Inserts `count` new keys in one transaction (one version for all of them), writing each

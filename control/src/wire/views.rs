@@ -1,12 +1,12 @@
 //! How stored keys are shown: to admins (settings and overrides, never the hash) and to
 //! proxies (the snapshot's `KeyRecord`, with the hash and effective limits).
 
-use crate::clock;
-use crate::plans::{effective_admin_limits, AdminLimits, Environment};
-use crate::plans::{LimitOverrides, Plan};
-use crate::quota::mark_in_force;
+use crate::app::keys::MintedKey;
+use crate::domain::clock;
+use crate::domain::plans::{effective_admin_limits, AdminLimits, Environment};
+use crate::domain::plans::{LimitOverrides, Plan};
+use crate::domain::quota::mark_in_force;
 use crate::store::keys::StoredKey;
-use crate::store::lifecycle::MintedKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -1,10 +1,10 @@
 //! The usage read (`GET /v1/keys/{id}/usage`) as pure functions: its query validated into a
 //! range, and stored hours summed into hour or UTC-day buckets.
 
-use crate::clock;
+use crate::domain::clock;
+use crate::domain::usage_report::ALLOWED_CODE;
 use crate::store::usage::HourCount;
-use crate::usage_report::ALLOWED_CODE;
-use crate::validate::FieldError;
+use crate::wire::validate::FieldError;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

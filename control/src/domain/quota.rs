@@ -1,8 +1,8 @@
 //! Fleet-wide quotas as pure functions: the UTC periods they count over, and until when a key
 //! that used up its quota stays marked as over it.
 
-use crate::clock;
-use crate::plans::Quotas;
+use crate::domain::clock;
+use crate::domain::plans::Quotas;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 
 /// Allowed requests a key has made in the current UTC day and month.

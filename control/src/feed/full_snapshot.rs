@@ -16,9 +16,9 @@
 
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
-use crate::clock;
-use crate::feed::DEFAULT_PAGE_SIZE;
-use crate::served::compact_record;
+use crate::domain::clock;
+use crate::domain::served::compact_record;
+use crate::feed::versions::DEFAULT_PAGE_SIZE;
 use crate::store::db::current_version;
 use crate::store::keys;
 use crate::store::sql::Error as StoreError;
@@ -298,8 +298,13 @@ mod tests {
     fn a_build_lists_every_live_key_once_in_hash_order_across_chunks() {
         let (store, dir) = crate::store::db::temp_store("full_snapshot", "build");
         let count = BUILD_CHUNK + 5;
-        crate::store::seed::seed(&store, count as u64, crate::plans::Environment::Live, None)
-            .unwrap();
+        crate::app::seed::seed(
+            &store,
+            count as u64,
+            crate::domain::plans::Environment::Live,
+            None,
+        )
+        .unwrap();
         assert!(store
             .read(|tx| keys::live_count_exceeds(tx, count - 1))
             .unwrap());

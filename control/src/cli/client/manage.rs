@@ -1,9 +1,9 @@
 //! `keygate-control tokens …` and `keygate-control audit`: management tokens and the audit log.
 
-use crate::cli::{AuditArgs, ClientArgs, TokensCommand};
-use crate::client::answers::{AuditPage, Deleted, NewToken, TokenList};
-use crate::client::commands::{connect, print_json, SECRET_WARNING};
-use crate::client::table::{audit_table, token_table};
+use crate::cli::args::{AuditArgs, ClientArgs, TokensCommand};
+use crate::cli::client::answers::{AuditPage, Deleted, NewToken, TokenList};
+use crate::cli::client::commands::{connect, print_json, SECRET_WARNING};
+use crate::cli::client::table::{audit_table, token_table};
 use serde_json::{json, Map, Value};
 
 fn token_path(id: &str) -> String {

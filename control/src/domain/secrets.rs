@@ -1,7 +1,7 @@
 //! Secrets and identifiers from the OS CSPRNG. The one-way hash that is all we store is the
 //! filter's own, `keygate_contract::key_hash::hash_key`.
 
-use crate::plans::Environment;
+use crate::domain::plans::Environment;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 

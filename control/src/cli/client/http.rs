@@ -1,7 +1,7 @@
 //! A small blocking client for the admin API. Every answer is checked to be Keygate's
 //! (`answers::read`); the service's error answers come back as their message.
 
-use crate::client::answers::{self, Answer, Call, Reply, MAX_ANSWER_BYTES};
+use crate::cli::client::answers::{self, Answer, Call, Reply, MAX_ANSWER_BYTES};
 use serde_json::Value;
 use std::io::Read;
 use std::time::Duration;

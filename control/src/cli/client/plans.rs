@@ -1,11 +1,11 @@
 //! `keygate-control plans …`: the plans keys are on and their default limits.
 
 use crate::api::plans::PlanList;
-use crate::cli::{ClientArgs, PlansCommand};
-use crate::client::answers::{json as json_body, Deleted, Reply};
-use crate::client::commands::{connect, limits_body, limits_patch, print_json};
-use crate::client::table::{column, render, text, Fit};
-use crate::plans::PlanDefinition;
+use crate::cli::args::{ClientArgs, PlansCommand};
+use crate::cli::client::answers::{json as json_body, Deleted, Reply};
+use crate::cli::client::commands::{connect, limits_body, limits_patch, print_json};
+use crate::cli::client::table::{column, render, text, Fit};
+use crate::domain::plans::PlanDefinition;
 use serde_json::{json, Map, Value};
 
 /// A plan as the admin API shows it: the very type the service serves.
@@ -155,7 +155,7 @@ pub fn run_plans(client_args: ClientArgs, command: PlansCommand) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plans::seeded_plans;
+    use crate::domain::plans::seeded_plans;
 
     #[test]
     fn the_seeded_plans_fit_80_columns() {

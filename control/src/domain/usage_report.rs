@@ -1,8 +1,8 @@
 //! Usage report bodies as proxies send them (`POST /v1/usage`), and their validation into a
 //! batch the store can count. Every error names the field, e.g. `reports[3].hour: …`.
 
-use crate::clock;
-use crate::validate::FieldError;
+use crate::domain::clock;
+use crate::wire::validate::FieldError;
 use chrono::{DateTime, Duration, Timelike, Utc};
 
 /// Reports one body may carry.

@@ -2,10 +2,10 @@
 //! terminal. Long names and teams are cut with `…` in tables (`show` or `--json` has them
 //! whole); long values in the detail and usage views wrap onto more lines.
 
-use crate::client::answers::{
+use crate::cli::client::answers::{
     AuditEntry, EffectiveLimits, Key, TeamUsageReport, Token, UsageBucket, UsageCounts, UsageReport,
 };
-use crate::clock;
+use crate::domain::clock;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
@@ -527,7 +527,7 @@ mod tests {
         long.id = "key_0123456789abcdef".into();
         long.name = "n".repeat(128);
         long.team = "東".repeat(128);
-        long.plan = crate::plans::Plan::Enterprise;
+        long.plan = crate::domain::plans::Plan::Enterprise;
         long.active = false;
         let table = key_table(&[long.clone(), key()], now());
         assert_fits(&table);

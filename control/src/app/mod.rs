@@ -1,0 +1,5 @@
+//! The operations: one function per use case, owning its transaction, its version bump and its
+//! audit entry.
+
+pub mod keys;
+pub mod seed;

@@ -1,0 +1,6 @@
+//! The process: configuration, startup and shutdown, and the console's files. The only place
+//! that knows the HTTP API (`api/`) as a whole.
+
+pub mod config;
+pub mod console;
+pub mod startup;
