@@ -6,9 +6,10 @@
 use crate::api::auth::bearer_token;
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
+use crate::app::tokens;
+use crate::domain::audit::Actor;
 use crate::domain::clock;
-use crate::store::audit::Actor;
-use crate::store::tokens::{self, Role, TOKEN_PREFIX};
+use crate::domain::tokens::{Role, TOKEN_PREFIX};
 use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use serde::Serialize;

@@ -6,10 +6,11 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam};
 use crate::api::state::AppState;
 use crate::domain::clock;
-use crate::domain::plans::{
-    validate_new_plan, validate_plan_changes, CreatePlanRequest, PlanDefinition, UpdatePlanRequest,
-};
+use crate::domain::plans::PlanDefinition;
 use crate::store::plans::{self, PlanError};
+use crate::wire::plans::{
+    validate_new_plan, validate_plan_changes, CreatePlanRequest, UpdatePlanRequest,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

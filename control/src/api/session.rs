@@ -2,7 +2,7 @@
 //! what its role and team allow. The API checks every call regardless.
 
 use crate::api::access::Caller;
-use crate::store::tokens::Role;
+use crate::domain::tokens::Role;
 use axum::Json;
 use serde::Serialize;
 

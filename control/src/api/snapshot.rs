@@ -11,12 +11,13 @@ use crate::api::snapshot_compact::compact_page;
 use crate::api::state::AppState;
 use crate::domain::clock;
 use crate::domain::cursor::{self, HashPosition, Position};
+use crate::domain::keys::StoredKey;
 use crate::domain::served::key_record;
 use crate::feed::versions::{
     self, HeldPolls, PageKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_WAIT_SECONDS,
 };
 use crate::store::db::current_version;
-use crate::store::keys::{self, StoredKey};
+use crate::store::keys;
 use crate::store::sql::Error as StoreError;
 use crate::store::Store;
 use axum::body::Body;

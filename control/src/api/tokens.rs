@@ -6,8 +6,9 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody};
 use crate::api::state::AppState;
 use crate::app::keys::LifecycleError;
+use crate::app::tokens;
 use crate::domain::clock;
-use crate::store::tokens::{self, MintedToken, Role, StoredToken};
+use crate::domain::tokens::{MintedToken, Role, StoredToken};
 use crate::wire::validate::{self, CreateTokenRequest, RotateKeyRequest, Rules};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,9 +40,9 @@ impl From<StoredToken> for TokenView {
             role: token.role,
             team: token.team,
             last4: token.last4,
-            created_at: token.created_at,
-            last_used_at: token.last_used_at,
-            expires_at: token.expires_at,
+            created_at: clock::format(token.created_at),
+            last_used_at: token.last_used_at.map(clock::format),
+            expires_at: token.expires_at.map(clock::format),
             rotated_from: token.rotated_from,
             token: None,
         }

@@ -3,16 +3,19 @@
 //! and records who made the change in the audit log. An actor bound to a team finds only that
 //! team's keys: any other answers `NotFound`.
 
+use crate::app::quota::current_mark;
+use crate::domain::audit::{key_changes, key_fields, Action, Actor};
 use crate::domain::clock;
+use crate::domain::keys::StoredKey;
+use crate::domain::keys::{KeyChanges, KeySettings};
 use crate::domain::plans::{Plan, PlanLimits};
 use crate::domain::secrets;
-use crate::store::audit::{self, Action, Actor};
+use crate::store::audit;
 use crate::store::db::{bump_version, Store};
-use crate::store::keys::{self, StoredKey};
+use crate::store::keys;
 use crate::store::plans;
-use crate::store::quota::current_mark;
 use crate::store::sql::{Error, Result, Tx};
-use crate::wire::validate::{FieldError, KeyChanges, KeySettings};
+use crate::wire::validate::FieldError;
 use chrono::{DateTime, Utc};
 use std::fmt;
 
@@ -68,7 +71,6 @@ pub fn mint(
     rotated_from: Option<String>,
 ) -> Result<MintedKey, getrandom::Error> {
     let secret = secrets::generate_secret(settings.environment)?;
-    let timestamp = clock::format(now);
     let key = StoredKey {
         seq: 0,
         id: secrets::generate_key_id()?,
@@ -80,13 +82,13 @@ pub fn mint(
         team: settings.team.clone(),
         scopes: settings.scopes.clone(),
         allowed_ips: settings.allowed_ips.clone(),
-        expires_at: settings.expires_at.clone(),
+        expires_at: settings.expires_at,
         active: true,
         plan: settings.plan.clone(),
         plan_limits: PlanLimits::default(),
         limits: settings.limits,
-        created_at: timestamp.clone(),
-        updated_at: timestamp,
+        created_at: now,
+        updated_at: now,
         rotated_from,
         deleted: false,
         updated_version: 0,
@@ -108,7 +110,7 @@ pub fn create(
         served_record_is_valid(&minted.key, now)?;
         minted.key.updated_version = bump_version(tx)?;
         minted.key.seq = keys::insert(tx, &minted.key)?;
-        let fields = serde_json::Value::Object(audit::key_fields(&minted.key));
+        let fields = serde_json::Value::Object(key_fields(&minted.key));
         record(tx, actor, Action::KeyCreate, &minted.key, &fields, now)?;
         Ok::<_, LifecycleError>(())
     })?;
@@ -179,10 +181,10 @@ pub fn update(
         }
         served_record_is_valid(&key, now)?;
         key.quota_exceeded_until = current_mark(tx, &key, now)?;
-        key.updated_at = clock::format(now);
+        key.updated_at = now;
         key.updated_version = bump_version(tx)?;
         keys::update(tx, &key)?;
-        let changed = audit::key_changes(&before, &key);
+        let changed = key_changes(&before, &key);
         record(tx, actor, Action::KeyUpdate, &key, &changed, now)?;
         Ok(key)
     })
@@ -240,27 +242,23 @@ pub fn rotate(
             team: old.team.clone(),
             scopes: old.scopes.clone(),
             allowed_ips: old.allowed_ips.clone(),
-            expires_at: old.expires_at.clone(),
+            expires_at: old.expires_at,
             plan: old.plan.clone(),
             limits: old.limits,
         };
         let mut minted = mint(&settings, now, Some(old.id.clone()))?;
         minted.key.plan_limits = old.plan_limits;
-        old.expires_at = Some(clock::end_of_grace(
-            old.expires_at.as_deref(),
-            now,
-            grace_seconds,
-        ));
+        old.expires_at = Some(clock::end_of_grace(old.expires_at, now, grace_seconds));
         served_record_is_valid(&minted.key, now)?;
         let version = bump_version(tx)?;
-        old.updated_at = clock::format(now);
+        old.updated_at = now;
         old.updated_version = version;
         keys::update(tx, &old)?;
         minted.key.updated_version = version;
         minted.key.seq = keys::insert(tx, &minted.key)?;
         let changes = serde_json::json!({
             "grace_seconds": grace_seconds,
-            "expires_at": old.expires_at,
+            "expires_at": old.expires_at.map(clock::format),
             "successor": minted.key.id,
         });
         record(tx, actor, Action::KeyRotate, &old, &changes, now)?;
@@ -282,7 +280,7 @@ pub fn delete(
         };
         key.deleted = true;
         key.active = false;
-        key.updated_at = clock::format(now);
+        key.updated_at = now;
         key.updated_version = bump_version(tx)?;
         keys::update(tx, &key)?;
         record(
@@ -353,10 +351,7 @@ mod tests {
             (settings().scopes, Plan::Pro)
         );
         let old = show(&store, &Actor::bootstrap(), &created.key.id).unwrap();
-        assert_eq!(
-            old.expires_at,
-            Some(clock::format(now + chrono::Duration::seconds(60)))
-        );
+        assert_eq!(old.expires_at, Some(now + chrono::Duration::seconds(60)));
         delete(&store, &Actor::bootstrap(), &created.key.id, now).unwrap();
         assert!(matches!(
             show(&store, &Actor::bootstrap(), &created.key.id),
@@ -374,12 +369,12 @@ mod tests {
     fn rotation_keeps_an_earlier_expiry() {
         let (store, dir) = temp_store("lifecycle", "expiry");
         let now = clock::now();
-        let soon = clock::format(now + chrono::Duration::seconds(30));
+        let soon = now + chrono::Duration::seconds(30);
         let created = create(
             &store,
             &Actor::bootstrap(),
             &KeySettings {
-                expires_at: Some(soon.clone()),
+                expires_at: Some(soon),
                 ..settings()
             },
             now,

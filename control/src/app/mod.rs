@@ -2,4 +2,6 @@
 //! audit entry.
 
 pub mod keys;
+pub mod quota;
 pub mod seed;
+pub mod tokens;

@@ -2,11 +2,11 @@
 
 use crate::app::keys::{mint, LifecycleError};
 use crate::domain::clock;
+use crate::domain::keys::KeySettings;
 use crate::domain::plans::{Environment, LimitOverrides, Plan};
 use crate::store::db::{bump_version, Store};
 use crate::store::keys;
 use crate::store::sql::Error;
-use crate::wire::validate::KeySettings;
 use std::io::Write;
 
 /// Inserts `count` new keys in one transaction (one version for all of them), writing each

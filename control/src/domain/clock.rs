@@ -19,16 +19,20 @@ pub fn parse(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// When a rotated credential (a key or a token) stops working: `grace_seconds` after `now`, or
-/// its own expiry if that comes sooner. Kept as stored when it does.
-pub fn end_of_grace(expires_at: Option<&str>, now: DateTime<Utc>, grace_seconds: u64) -> String {
+/// its own expiry if that comes sooner.
+pub fn end_of_grace(
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    grace_seconds: u64,
+) -> DateTime<Utc> {
     let grace_end = i64::try_from(grace_seconds)
         .ok()
         .and_then(chrono::Duration::try_seconds)
         .and_then(|grace| now.checked_add_signed(grace))
         .unwrap_or(now);
     match expires_at {
-        Some(text) if parse(text).is_some_and(|expiry| expiry < grace_end) => text.to_string(),
-        _ => format(grace_end),
+        Some(expiry) if expiry < grace_end => expiry,
+        _ => grace_end,
     }
 }
 
@@ -50,15 +54,16 @@ mod tests {
 
     #[test]
     fn grace_ends_at_the_earlier_of_the_grace_and_the_expiry() {
-        let now = parse("2030-01-01T00:00:00Z").unwrap();
-        assert_eq!(end_of_grace(None, now, 60), "2030-01-01T00:01:00Z");
-        let soon = "2030-01-01T00:00:30Z";
+        let at = |text| parse(text).unwrap();
+        let now = at("2030-01-01T00:00:00Z");
+        assert_eq!(end_of_grace(None, now, 60), at("2030-01-01T00:01:00Z"));
+        let soon = at("2030-01-01T00:00:30Z");
         assert_eq!(end_of_grace(Some(soon), now, 60), soon);
         assert_eq!(
-            end_of_grace(Some("2031-01-01T00:00:00Z"), now, 60),
-            "2030-01-01T00:01:00Z"
+            end_of_grace(Some(at("2031-01-01T00:00:00Z")), now, 60),
+            at("2030-01-01T00:01:00Z")
         );
-        assert_eq!(end_of_grace(None, now, 0), "2030-01-01T00:00:00Z");
-        assert_eq!(end_of_grace(None, now, u64::MAX), "2030-01-01T00:00:00Z");
+        assert_eq!(end_of_grace(None, now, 0), now);
+        assert_eq!(end_of_grace(None, now, u64::MAX), now);
     }
 }

@@ -1,11 +1,15 @@
 //! The domain: plain typed data and the rules over it. No HTTP, no SQL: everything here runs in
 //! unit tests with no database and no server.
 
+pub mod audit;
 pub mod clock;
 pub mod cursor;
+pub mod keys;
+pub mod patch;
 pub mod plans;
 pub mod quota;
 pub mod secrets;
 pub mod served;
+pub mod tokens;
 pub mod usage_range;
 pub mod usage_report;

@@ -62,11 +62,8 @@ pub fn exceeded_until(
 
 /// A stored mark as it should be served: in force, or `None` once its instant has passed (the
 /// period rolled over; nothing is written for that).
-pub fn mark_in_force(stored: Option<&str>, now: DateTime<Utc>) -> Option<String> {
-    stored
-        .and_then(clock::parse)
-        .filter(|until| *until > now)
-        .map(clock::format)
+pub fn mark_in_force(stored: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    stored.filter(|until| *until > now)
 }
 
 #[cfg(test)]
@@ -186,12 +183,9 @@ mod tests {
     #[test]
     fn marks_lapse_when_their_instant_passes() {
         let now = at("2026-11-23T21:15:00Z");
-        assert_eq!(
-            mark_in_force(Some("2026-11-24T00:00:00Z"), now).as_deref(),
-            Some("2026-11-24T00:00:00Z")
-        );
-        assert_eq!(mark_in_force(Some("2026-11-23T21:15:00Z"), now), None);
-        assert_eq!(mark_in_force(Some("garbage"), now), None);
+        let midnight = at("2026-11-24T00:00:00Z");
+        assert_eq!(mark_in_force(Some(midnight), now), Some(midnight));
+        assert_eq!(mark_in_force(Some(now), now), None);
         assert_eq!(mark_in_force(None, now), None);
     }
 }

@@ -1,9 +1,10 @@
 //! A key as proxies see it: the snapshot record the control service serves, and the check, with
 //! the filter's own validation, that the filter will take it.
 
+use crate::domain::clock;
+use crate::domain::keys::StoredKey;
 use crate::domain::plans::effective_limits;
 use crate::domain::quota::mark_in_force;
-use crate::store::keys::StoredKey;
 use crate::wire::validate::FieldError;
 use chrono::{DateTime, Utc};
 use keygate_contract::compact;
@@ -13,7 +14,7 @@ use keygate_contract::snapshot::KeyRecord;
 /// A key as proxies see it in the snapshot at `now`; a quota mark that has passed is null.
 pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {
     KeyRecord {
-        quota_exceeded_until: mark_in_force(key.quota_exceeded_until.as_deref(), now),
+        quota_exceeded_until: mark_in_force(key.quota_exceeded_until, now).map(clock::format),
         limits: effective_limits(&key.plan_limits, &key.limits),
         id: key.id,
         hash: key.hash,
@@ -24,7 +25,7 @@ pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {
         environment: key.environment.as_str().to_string(),
         scopes: key.scopes,
         allowed_ips: key.allowed_ips,
-        expires_at: key.expires_at,
+        expires_at: key.expires_at.map(clock::format),
         active: key.active,
         plan: key.plan.as_str().to_string(),
     }

@@ -1,88 +1,11 @@
 //! The audit log: who changed what through the admin API. Entries are written by the
 //! transaction that makes the change, so a change and its entry commit or vanish together.
 
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::clock;
-use crate::store::keys::StoredKey;
 use crate::store::sql::{named_params, Result, Row, Tx};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
-
-/// Who makes a change: a management token (never its secret) and the team it is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub token_id: String,
-    pub token_name: String,
-    /// A team token sees and changes only its team's keys, tokens and entries.
-    pub team: Option<String>,
-}
-
-/// The name the bootstrap token (`KEYGATE_ADMIN_TOKEN`) is recorded under.
-pub const BOOTSTRAP: &str = "bootstrap";
-
-impl Actor {
-    pub fn bootstrap() -> Actor {
-        Actor {
-            token_id: BOOTSTRAP.into(),
-            token_name: BOOTSTRAP.into(),
-            team: None,
-        }
-    }
-
-    /// Whether something of `team` (`""` or `None`: no team) is visible to this actor.
-    pub fn sees(&self, team: Option<&str>) -> bool {
-        match &self.team {
-            None => true,
-            Some(own) => team == Some(own.as_str()),
-        }
-    }
-}
-
-/// What an entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    KeyCreate,
-    KeyUpdate,
-    KeyRotate,
-    KeyDelete,
-    TokenCreate,
-    TokenRevoke,
-    TokenRotate,
-    PlanCreate,
-    PlanUpdate,
-    PlanDelete,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::KeyCreate => "key.create",
-            Action::KeyUpdate => "key.update",
-            Action::KeyRotate => "key.rotate",
-            Action::KeyDelete => "key.delete",
-            Action::TokenCreate => "token.create",
-            Action::TokenRevoke => "token.revoke",
-            Action::TokenRotate => "token.rotate",
-            Action::PlanCreate => "plan.create",
-            Action::PlanUpdate => "plan.update",
-            Action::PlanDelete => "plan.delete",
-        }
-    }
-}
-
-/// One entry as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: String,
-    pub token_id: String,
-    pub token_name: String,
-    pub action: String,
-    pub target: String,
-    pub team: Option<String>,
-    /// The fields the change set, by name; never a secret or a hash.
-    pub changes: Value,
-}
+use serde_json::Value;
 
 /// Appends an entry for `action` on `target` (of `team`) made by `actor` at `now`.
 pub fn record(
@@ -163,37 +86,4 @@ fn from_row(row: &Row) -> Result<AuditEntry> {
         team: row.get(6)?,
         changes: serde_json::from_str(&changes).unwrap_or(Value::Null),
     })
-}
-
-/// The settings of a key an entry may show: everything but secrets, hashes and bookkeeping.
-pub fn key_fields(key: &StoredKey) -> Map<String, Value> {
-    let fields = json!({
-        "name": key.name,
-        "environment": key.environment,
-        "team": key.team,
-        "scopes": key.scopes,
-        "allowed_ips": key.allowed_ips,
-        "expires_at": key.expires_at,
-        "active": key.active,
-        "plan": key.plan,
-        "limits": key.limits,
-    });
-    match fields {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-/// The fields that differ between `before` and `after`, each as `{"from": …, "to": …}`.
-pub fn key_changes(before: &StoredKey, after: &StoredKey) -> Value {
-    let old = key_fields(before);
-    let changed: Map<String, Value> = key_fields(after)
-        .into_iter()
-        .filter(|(field, value)| old.get(field) != Some(value))
-        .map(|(field, value)| {
-            let from = old.get(&field).cloned().unwrap_or(Value::Null);
-            (field, json!({ "from": from, "to": value }))
-        })
-        .collect();
-    Value::Object(changed)
 }

@@ -1,41 +1,10 @@
 //! Key rows: reading, inserting, updating, tombstoning and paging through them.
 
 use crate::domain::cursor::Position;
+use crate::domain::keys::{KeyStatus, StoredKey};
 use crate::domain::plans::{Environment, LimitOverrides, Plan, PlanLimits};
 use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, ToValue, Tx};
-
-/// A key row as stored: everything but the secret, which is never kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredKey {
-    /// Insertion order; what pagination cursors point at.
-    pub seq: i64,
-    pub id: String,
-    pub hash: String,
-    pub prefix: String,
-    pub last4: String,
-    pub name: String,
-    pub environment: Environment,
-    pub team: String,
-    pub scopes: Vec<String>,
-    pub allowed_ips: Vec<String>,
-    pub expires_at: Option<String>,
-    pub active: bool,
-    pub plan: Plan,
-    /// The plan's limits as read with the row (not stored on it).
-    pub plan_limits: PlanLimits,
-    pub limits: LimitOverrides,
-    pub created_at: String,
-    pub updated_at: String,
-    pub rotated_from: Option<String>,
-    pub deleted: bool,
-    pub updated_version: u64,
-    /// RFC 3339 instant until which the key is over its fleet-wide quota, as last computed;
-    /// it may have passed since (see `quota::mark_in_force`).
-    pub quota_exceeded_until: Option<String>,
-    /// RFC 3339 start of the newest hour a usage report counted allowed requests in; not part of
-    /// the snapshot, so setting it changes no version.
-    pub last_used_at: Option<String>,
-}
+use chrono::{DateTime, Utc};
 
 /// Rows of one page and the position to continue after, if more follow.
 pub struct RowPage {
@@ -52,34 +21,6 @@ pub struct ListFilter {
     pub status: Option<KeyStatus>,
     /// The instant `status` tells expired keys by (RFC 3339); `None` is now, as SQLite sees it.
     pub now: Option<String>,
-}
-
-/// Whether a key authenticates right now. Each key has exactly one: `Inactive` (revoked) wins
-/// over `Expired` (`expires_at` has passed), and `Active` is neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
-    Active,
-    Inactive,
-    Expired,
-}
-
-impl KeyStatus {
-    pub fn parse(name: &str) -> Option<KeyStatus> {
-        match name {
-            "active" => Some(KeyStatus::Active),
-            "inactive" => Some(KeyStatus::Inactive),
-            "expired" => Some(KeyStatus::Expired),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Inactive => "inactive",
-            KeyStatus::Expired => "expired",
-        }
-    }
 }
 
 const COLUMNS: &str = "keys.seq, keys.id, keys.hash, keys.prefix, keys.last4, keys.name, \
@@ -233,7 +174,7 @@ pub fn update(tx: &Tx, key: &StoredKey) -> Result<()> {
 
 /// Marks the key over quota until `until` (or clears the mark) as the change of `version`.
 /// Leaves `updated_at` alone: that records admin changes, and this is not one.
-pub fn set_quota_mark(tx: &Tx, seq: i64, until: Option<&str>, version: u64) -> Result<()> {
+pub fn set_quota_mark(tx: &Tx, seq: i64, until: Option<DateTime<Utc>>, version: u64) -> Result<()> {
     tx.execute(
         "UPDATE keys SET quota_exceeded_until = :until, updated_version = :version
          WHERE seq = :seq",
@@ -248,7 +189,7 @@ pub fn set_quota_mark(tx: &Tx, seq: i64, until: Option<&str>, version: u64) -> R
 
 /// Moves the key's `last_used_at` on to `hour` (an RFC 3339 hour start) unless it is already
 /// later. Leaves `updated_version` alone: the snapshot does not carry it.
-pub fn note_used(tx: &Tx, seq: i64, hour: &str) -> Result<()> {
+pub fn note_used(tx: &Tx, seq: i64, hour: DateTime<Utc>) -> Result<()> {
     tx.execute(
         "UPDATE keys SET last_used_at = :hour
          WHERE seq = :seq AND (last_used_at IS NULL OR last_used_at < :hour)",

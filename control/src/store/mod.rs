@@ -7,7 +7,6 @@ pub mod keys;
 mod migrate;
 pub mod plans;
 mod postgres;
-pub mod quota;
 pub mod sql;
 mod sqlite;
 pub mod tokens;

@@ -2,12 +2,13 @@
 //! to a plan's limits is a change to every key on it: one new version, stamped on those keys,
 //! so the snapshot feed serves them in the next delta.
 
+use crate::app::quota::refresh_marks;
+use crate::domain::audit::{Action, Actor};
 use crate::domain::clock;
 use crate::domain::plans::{seeded_plans, Plan, PlanChanges, PlanDefinition, PlanLimits};
-use crate::store::audit::{self, Action, Actor};
+use crate::store::audit;
 use crate::store::db::{bump_version, Store};
 use crate::store::keys;
-use crate::store::quota::refresh_marks;
 use crate::store::sql::{named_params, Dialect, Error, Result, Row, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -253,10 +254,11 @@ pub fn delete(
 mod tests {
     use super::*;
     use crate::app;
-    use crate::domain::plans::{validate_plan_changes, Environment, LimitOverrides};
+    use crate::domain::keys::KeySettings;
+    use crate::domain::plans::{Environment, LimitOverrides};
     use crate::store::db::current_version;
     use crate::store::db::temp_store;
-    use crate::wire::validate::KeySettings;
+    use crate::wire::plans::validate_plan_changes;
 
     fn settings(plan: Plan) -> KeySettings {
         KeySettings {

@@ -1,10 +1,11 @@
 //! Usage rows: counting a proxy's batch once, and reading a key's hours back.
 
+use crate::app::quota;
 use crate::domain::clock;
+use crate::domain::keys::StoredKey;
 use crate::domain::usage_report::{UsageBatch, ALLOWED_CODE};
 use crate::store::db::Store;
-use crate::store::keys::{self, StoredKey};
-use crate::store::quota;
+use crate::store::keys;
 use crate::store::sql::{named_params, Error, Params, Result, Row, ToValue, Tx};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -118,7 +119,7 @@ fn count_reports(tx: &Tx, batch: &UsageBatch) -> Result<(BatchOutcome, Vec<Store
     }
     for (seq, hour_start) in newest_used {
         if let Some(hour) = DateTime::from_timestamp(hour_start, 0) {
-            keys::note_used(tx, seq, &clock::format(hour))?;
+            keys::note_used(tx, seq, hour)?;
         }
     }
     Ok((outcome, live_keys.into_values().collect()))
@@ -289,11 +290,11 @@ mod tests {
     use super::*;
     use crate::app;
     use crate::domain::clock;
+    use crate::domain::keys::KeySettings;
     use crate::domain::plans::{Environment, LimitOverrides, Plan};
     use crate::domain::usage_report::HourlyUsage;
     use crate::store::db::current_version;
     use crate::store::db::temp_store;
-    use crate::wire::validate::KeySettings;
 
     fn key_with_daily_quota(store: &Store, per_day: u64, now: DateTime<Utc>) -> StoredKey {
         let settings = KeySettings {
@@ -311,7 +312,7 @@ mod tests {
         };
         app::keys::create(
             store,
-            &crate::store::audit::Actor::bootstrap(),
+            &crate::domain::audit::Actor::bootstrap(),
             &settings,
             now,
         )
@@ -370,7 +371,7 @@ mod tests {
         assert_eq!(today(&store), 5);
         let marked = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
         assert_eq!(
-            marked.quota_exceeded_until.as_deref(),
+            marked.quota_exceeded_until.map(clock::format).as_deref(),
             Some("2026-11-24T00:00:00Z")
         );
         assert_eq!(marked.updated_version, 2);
@@ -401,12 +402,12 @@ mod tests {
 mod retention_tests {
     use super::*;
     use crate::app;
+    use crate::domain::keys::KeySettings;
     use crate::domain::plans::{Environment, LimitOverrides, Plan};
     use crate::domain::usage_range::{summarize, Granularity};
     use crate::domain::usage_report::HourlyUsage;
     use crate::store::db::current_version;
     use crate::store::db::temp_store;
-    use crate::wire::validate::KeySettings;
 
     fn key_of(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
         let settings = KeySettings {
@@ -421,7 +422,7 @@ mod retention_tests {
         };
         app::keys::create(
             store,
-            &crate::store::audit::Actor::bootstrap(),
+            &crate::domain::audit::Actor::bootstrap(),
             &settings,
             now,
         )
@@ -455,6 +456,7 @@ mod retention_tests {
             .unwrap()
             .unwrap()
             .last_used_at
+            .map(clock::format)
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! request into the domain's settings. The handlers (`api/`) answer with these types and the CLI
 //! (`cli/client/`) reads the answers back into the very same ones.
 
+pub mod plans;
 pub mod validate;
 pub mod views;

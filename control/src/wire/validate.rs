@@ -1,6 +1,5 @@
 //! Admin request bodies as sent, and their validation into settings the store can keep.
 //! Every error names the field it is about, e.g. `allowed_ips[1]: invalid IP or CIDR "x"`.
-
 //!
 //! The rules about what a key may hold (lengths, characters, scopes, allowlists, limits) are the
 //! filter's own, from `keygate_contract::fields`: the control service refuses exactly what the
@@ -8,11 +7,13 @@
 //! formatting characters in names and teams, duplicate networks).
 
 use crate::domain::clock;
-use crate::domain::plans::{Environment, LimitOverrides, Plan};
-use crate::store::tokens::{Role, TokenSettings};
+use crate::domain::keys::{KeyChanges, KeySettings};
+use crate::domain::patch::{not_null, present_or_null};
+use crate::domain::plans::{Environment, LimitOverrides, LimitPatch, Plan};
+use crate::domain::tokens::{Role, TokenSettings};
 use chrono::{DateTime, Utc};
 use keygate_contract::fields::{self, Duplicates};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 pub use keygate_contract::FieldError;
 
@@ -67,104 +68,12 @@ pub struct UpdateKeyRequest {
     pub active: Option<Option<bool>>,
 }
 
-/// The `limits` object of a PATCH: a number replaces that override, `null` removes it (the
-/// plan's value applies again), an absent field keeps it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitPatch {
-    #[serde(default, deserialize_with = "present_or_null")]
-    pub per_minute: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present_or_null")]
-    pub per_hour: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present_or_null")]
-    pub per_day: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present_or_null")]
-    pub concurrent: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present_or_null")]
-    pub per_month: Option<Option<u64>>,
-}
-
-impl LimitPatch {
-    /// Removes every override (`"limits": null`).
-    pub const CLEAR_ALL: LimitPatch = LimitPatch {
-        per_minute: Some(None),
-        per_hour: Some(None),
-        per_day: Some(None),
-        concurrent: Some(None),
-        per_month: Some(None),
-    };
-
-    /// The changes by field name, for validation messages.
-    fn fields(&self) -> [(&'static str, Option<Option<u64>>); 5] {
-        [
-            ("per_minute", self.per_minute),
-            ("per_hour", self.per_hour),
-            ("per_day", self.per_day),
-            ("concurrent", self.concurrent),
-            ("per_month", self.per_month),
-        ]
-    }
-
-    /// `overrides` with this patch laid over them.
-    pub fn applied_to(&self, overrides: LimitOverrides) -> LimitOverrides {
-        LimitOverrides {
-            per_minute: self.per_minute.unwrap_or(overrides.per_minute),
-            per_hour: self.per_hour.unwrap_or(overrides.per_hour),
-            per_day: self.per_day.unwrap_or(overrides.per_day),
-            concurrent: self.concurrent.unwrap_or(overrides.concurrent),
-            per_month: self.per_month.unwrap_or(overrides.per_month),
-        }
-    }
-}
-
 /// Body of `POST /v1/keys/{id}/rotate`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     #[serde(default)]
     pub grace_seconds: u64,
-}
-
-/// Tells an explicit `null` (→ `Some(None)`) from an absent field (→ `None` via `default`).
-pub(crate) fn present_or_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// The settings a key is created with, validated and normalised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySettings {
-    pub name: String,
-    pub environment: Environment,
-    pub team: String,
-    pub scopes: Vec<String>,
-    pub allowed_ips: Vec<String>,
-    pub expires_at: Option<String>,
-    pub plan: Plan,
-    pub limits: LimitOverrides,
-}
-
-/// The validated subset of fields a PATCH changes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyChanges {
-    pub name: Option<String>,
-    pub team: Option<String>,
-    pub scopes: Option<Vec<String>>,
-    pub allowed_ips: Option<Vec<String>>,
-    pub expires_at: Option<Option<String>>,
-    pub plan: Option<Plan>,
-    /// The overrides to change; the default changes none.
-    pub limits: LimitPatch,
-    pub active: Option<bool>,
-}
-
-impl KeyChanges {
-    pub fn is_empty(&self) -> bool {
-        *self == KeyChanges::default()
-    }
 }
 
 /// What a request is checked against: the configured scopes and the current instant.
@@ -246,7 +155,7 @@ impl Rules<'_> {
         Ok(scopes)
     }
 
-    fn expires_at(&self, text: &str) -> Result<String, FieldError> {
+    fn expires_at(&self, text: &str) -> Result<DateTime<Utc>, FieldError> {
         let instant = clock::parse(text).ok_or_else(|| {
             FieldError::new(
                 "expires_at",
@@ -256,7 +165,7 @@ impl Rules<'_> {
         if instant <= self.now {
             return Err(FieldError::new("expires_at", "must be in the future"));
         }
-        Ok(clock::format(instant))
+        Ok(instant)
     }
 }
 
@@ -333,26 +242,6 @@ fn allowed_ips(entries: Vec<String>) -> Result<Vec<String>, FieldError> {
     Ok(nets.iter().map(fields::allowlist_text).collect())
 }
 
-/// The value of a PATCH field that cannot be empty: absent is fine, `null` is refused, saying
-/// what to send `instead` when there is a way to empty it.
-pub(crate) fn not_null<T>(
-    field: &str,
-    instead: Option<&str>,
-    value: Option<Option<T>>,
-) -> Result<Option<T>, FieldError> {
-    match value {
-        Some(None) => {
-            let instead = instead.map(|hint| format!("; {hint}")).unwrap_or_default();
-            Err(FieldError::new(
-                field,
-                format!("must not be null (it cannot be cleared){instead}"),
-            ))
-        }
-        Some(Some(value)) => Ok(Some(value)),
-        None => Ok(None),
-    }
-}
-
 fn limit_patch(patch: LimitPatch) -> Result<LimitPatch, FieldError> {
     for (field, value) in patch.fields() {
         fields::limit(&format!("limits.{field}"), value.flatten())?;
@@ -404,7 +293,10 @@ mod tests {
     #[test]
     fn normalises_expiry_to_utc() {
         let settings = create(r#"{"name":"a","expires_at":"2030-06-01T12:00:00+02:00"}"#).unwrap();
-        assert_eq!(settings.expires_at.as_deref(), Some("2030-06-01T10:00:00Z"));
+        assert_eq!(
+            settings.expires_at.map(clock::format).as_deref(),
+            Some("2030-06-01T10:00:00Z")
+        );
     }
 
     #[test]

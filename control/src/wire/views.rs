@@ -3,10 +3,10 @@
 
 use crate::app::keys::MintedKey;
 use crate::domain::clock;
+use crate::domain::keys::StoredKey;
 use crate::domain::plans::{effective_admin_limits, AdminLimits, Environment};
 use crate::domain::plans::{LimitOverrides, Plan};
 use crate::domain::quota::mark_in_force;
-use crate::store::keys::StoredKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +52,7 @@ impl KeyView {
     pub fn at(key: StoredKey, now: DateTime<Utc>) -> Self {
         KeyView {
             effective_limits: effective_admin_limits(&key.plan_limits, &key.limits),
-            quota_exceeded_until: mark_in_force(key.quota_exceeded_until.as_deref(), now),
+            quota_exceeded_until: mark_in_force(key.quota_exceeded_until, now).map(clock::format),
             id: key.id,
             name: key.name,
             environment: key.environment,
@@ -61,14 +61,14 @@ impl KeyView {
             last4: key.last4,
             scopes: key.scopes,
             allowed_ips: key.allowed_ips,
-            expires_at: key.expires_at,
+            expires_at: key.expires_at.map(clock::format),
             active: key.active,
             plan: key.plan,
             limits: key.limits,
-            created_at: key.created_at,
-            updated_at: key.updated_at,
+            created_at: clock::format(key.created_at),
+            updated_at: clock::format(key.updated_at),
             rotated_from: key.rotated_from,
-            last_used_at: key.last_used_at,
+            last_used_at: key.last_used_at.map(clock::format),
             key: None,
         }
     }

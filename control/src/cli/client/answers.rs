@@ -82,7 +82,7 @@ pub struct Deleted;
 /// A management token as the admin API shows it: the very type the service serves.
 pub type Token = crate::api::tokens::TokenView;
 /// An audit log entry: the very type the service serves.
-pub type AuditEntry = crate::store::audit::AuditEntry;
+pub type AuditEntry = crate::domain::audit::AuditEntry;
 
 /// A token just created or rotated, with its secret (which the answer must carry).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,9 +304,9 @@ pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 mod tests {
     use super::*;
     use crate::app::keys::MintedKey;
+    use crate::domain::keys::StoredKey;
     use crate::domain::plans::{Environment, LimitOverrides, Plan};
     use crate::domain::usage_range::{Bucket, Counts};
-    use crate::store::keys::StoredKey;
     use crate::wire::views::KeyView;
     use serde_json::{json, Value};
 
@@ -345,7 +345,7 @@ mod tests {
             team: "".into(),
             scopes: vec!["submit_job".into()],
             allowed_ips: vec![],
-            expires_at: Some("2030-01-01T00:00:00Z".into()),
+            expires_at: crate::domain::clock::parse("2030-01-01T00:00:00Z"),
             active: true,
             plan: Plan::Pro,
             plan_limits: crate::domain::plans::seeded_plans()[1].limits,
@@ -354,8 +354,8 @@ mod tests {
                 per_month: Some(100),
                 ..LimitOverrides::default()
             },
-            created_at: "2026-01-01T00:00:00Z".into(),
-            updated_at: "2026-01-02T00:00:00Z".into(),
+            created_at: crate::domain::clock::parse("2026-01-01T00:00:00Z").unwrap(),
+            updated_at: crate::domain::clock::parse("2026-01-02T00:00:00Z").unwrap(),
             rotated_from: None,
             deleted: false,
             updated_version: 1,

@@ -4,6 +4,8 @@
 //! 1) and on how strictly a Rust integer must match a column type.
 
 use super::error::Error;
+use crate::domain::clock;
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -63,6 +65,14 @@ impl ToValue for str {
 impl ToValue for String {
     fn to_value(&self) -> Value {
         Value::Text(self.clone())
+    }
+}
+
+/// An instant is stored as its RFC 3339 text in UTC (`clock::format`): the columns are text on
+/// both backends, and the text sorts as the instant does.
+impl ToValue for DateTime<Utc> {
+    fn to_value(&self) -> Value {
+        Value::Text(clock::format(*self))
     }
 }
 
@@ -146,6 +156,16 @@ impl FromValue for String {
     }
 }
 
+impl FromValue for DateTime<Utc> {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Text(text) => clock::parse(text)
+                .ok_or_else(|| format!("expected an RFC 3339 instant, found {text:?}")),
+            other => Err(format!("expected an instant, found {other:?}")),
+        }
+    }
+}
+
 impl<T: FromValue> FromValue for Option<T> {
     fn from_value(value: &Value) -> Result<Self, String> {
         match value {
@@ -201,6 +221,21 @@ mod tests {
             "{error}"
         );
         assert!(row.get::<String>(2).is_err());
+    }
+
+    #[test]
+    fn instants_travel_as_utc_text_and_read_back() {
+        let instant = clock::parse("2030-01-01T02:00:00+02:00").unwrap();
+        assert_eq!(
+            instant.to_value(),
+            Value::Text("2030-01-01T00:00:00Z".into())
+        );
+        let row = Row::new(vec![instant.to_value(), Value::Text("soon".into())]);
+        assert_eq!(row.get::<DateTime<Utc>>(0).unwrap(), instant);
+        assert!(matches!(
+            row.get::<DateTime<Utc>>(1),
+            Err(Error::Conversion { column: 1, .. })
+        ));
     }
 
     #[test]

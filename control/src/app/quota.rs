@@ -1,17 +1,17 @@
 //! Quota marks on key rows: recomputed from the usage rows whenever usage arrives or a key's
 //! limits change, and versioned like any other key change so proxies get them in deltas.
 
-use crate::domain::clock;
+use crate::domain::keys::StoredKey;
 use crate::domain::plans::effective_quotas;
 use crate::domain::quota::{self, QuotaUsage};
 use crate::store::db::bump_version;
-use crate::store::keys::{self, StoredKey};
+use crate::store::keys;
 use crate::store::sql::{Result, Tx};
 use crate::store::usage::allowed_between;
 use chrono::{DateTime, Utc};
 
-/// Until when `key` is over its quotas given the usage stored so far, as RFC 3339.
-pub fn current_mark(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<Option<String>> {
+/// Until when `key` is over its quotas given the usage stored so far.
+pub fn current_mark(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
     let quotas = effective_quotas(&key.plan_limits, &key.limits);
     // Skip the sums a key without that quota does not need (enterprise keys need none).
     let usage = QuotaUsage {
@@ -34,7 +34,7 @@ pub fn current_mark(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<Opti
             None => 0,
         },
     };
-    Ok(quota::exceeded_until(now, quotas, usage).map(clock::format))
+    Ok(quota::exceeded_until(now, quotas, usage))
 }
 
 /// Recomputes the marks of `touched`; the keys whose mark is set, moved or cleared get one new
@@ -45,14 +45,14 @@ pub fn refresh_marks(tx: &Tx, touched: &[StoredKey], now: DateTime<Utc>) -> Resu
     for key in touched {
         let mark = current_mark(tx, key, now)?;
         // A lapsed mark is as good as none: the filter already ignores it, so no new version.
-        if mark == quota::mark_in_force(key.quota_exceeded_until.as_deref(), now) {
+        if mark == quota::mark_in_force(key.quota_exceeded_until, now) {
             continue;
         }
         let version = match version {
             Some(version) => version,
             None => *version.insert(bump_version(tx)?),
         };
-        keys::set_quota_mark(tx, key.seq, mark.as_deref(), version)?;
+        keys::set_quota_mark(tx, key.seq, mark, version)?;
         changed += 1;
     }
     Ok(changed)

@@ -1,0 +1,99 @@
+//! A key as the service keeps it (everything but the secret, which is never kept), and the
+//! status a listing filters by.
+
+use crate::domain::plans::{Environment, LimitOverrides, LimitPatch, Plan, PlanLimits};
+use chrono::{DateTime, Utc};
+
+/// A key row as stored: everything but the secret, which is never kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Insertion order; what pagination cursors point at.
+    pub seq: i64,
+    pub id: String,
+    pub hash: String,
+    pub prefix: String,
+    pub last4: String,
+    pub name: String,
+    pub environment: Environment,
+    pub team: String,
+    pub scopes: Vec<String>,
+    pub allowed_ips: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub active: bool,
+    pub plan: Plan,
+    /// The plan's limits as read with the row (not stored on it).
+    pub plan_limits: PlanLimits,
+    pub limits: LimitOverrides,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub rotated_from: Option<String>,
+    pub deleted: bool,
+    pub updated_version: u64,
+    /// The instant until which the key is over its fleet-wide quota, as last computed; it may
+    /// have passed since (see `quota::mark_in_force`).
+    pub quota_exceeded_until: Option<DateTime<Utc>>,
+    /// The start of the newest hour a usage report counted allowed requests in; not part of the
+    /// snapshot, so setting it changes no version.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a key authenticates right now. Each key has exactly one: `Inactive` (revoked) wins
+/// over `Expired` (`expires_at` has passed), and `Active` is neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+    Expired,
+}
+
+impl KeyStatus {
+    pub fn parse(name: &str) -> Option<KeyStatus> {
+        match name {
+            "active" => Some(KeyStatus::Active),
+            "inactive" => Some(KeyStatus::Inactive),
+            "expired" => Some(KeyStatus::Expired),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Inactive => "inactive",
+            KeyStatus::Expired => "expired",
+        }
+    }
+}
+
+/// The settings a key is created with, validated and normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySettings {
+    pub name: String,
+    pub environment: Environment,
+    pub team: String,
+    pub scopes: Vec<String>,
+    pub allowed_ips: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub plan: Plan,
+    pub limits: LimitOverrides,
+}
+
+/// The validated subset of fields a PATCH changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    pub name: Option<String>,
+    pub team: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub allowed_ips: Option<Vec<String>>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub plan: Option<Plan>,
+    /// The overrides to change; the default changes none.
+    pub limits: LimitPatch,
+    pub active: Option<bool>,
+}
+
+impl KeyChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == KeyChanges::default()
+    }
+}
