@@ -5,9 +5,9 @@ use crate::api::access::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam};
 use crate::api::state::AppState;
+use crate::app::plans::{self, PlanError};
 use crate::domain::clock;
 use crate::domain::plans::PlanDefinition;
-use crate::store::plans::{self, PlanError};
 use crate::wire::plans::{
     validate_new_plan, validate_plan_changes, CreatePlanRequest, UpdatePlanRequest,
 };
@@ -38,7 +38,7 @@ pub async fn list_plans(
     _caller: Caller,
 ) -> Result<Json<PlanList>, ApiError> {
     let plans = state
-        .blocking(|store| store.read(plans::list).map_err(ApiError::from))
+        .blocking(|store| plans::list(store).map_err(ApiError::from))
         .await?;
     Ok(Json(PlanList { plans }))
 }
@@ -49,11 +49,7 @@ pub async fn show_plan(
     KeyIdParam(name): KeyIdParam,
 ) -> Result<Json<PlanDefinition>, ApiError> {
     let plan = state
-        .blocking(move |store| {
-            store
-                .read(|tx| plans::find(tx, &name))
-                .map_err(ApiError::from)
-        })
+        .blocking(move |store| plans::show(store, &name).map_err(ApiError::from))
         .await?
         .ok_or_else(|| ApiError::NotFound("no such plan".into()))?;
     Ok(Json(plan))

@@ -6,13 +6,12 @@ use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, QueryParams};
 use crate::api::state::AppState;
-use crate::app;
-use crate::app::keys::LifecycleError;
+use crate::app::usage;
 use crate::domain::clock;
 use crate::domain::tokens::Role;
 use crate::domain::usage_range::{self, Counts, Granularity, UsageQuery};
 use crate::domain::usage_report::{self, UsageRequest};
-use crate::store::usage::{self, BatchOutcome};
+use crate::store::usage::BatchOutcome;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -71,12 +70,7 @@ pub async fn key_usage(
     let (first_hour, end) = range.hour_starts();
     let key_id = id.clone();
     let rows = state
-        .blocking(move |store| {
-            store.read(|tx| {
-                app::keys::find_visible(tx, &caller.actor, &key_id)?;
-                Ok::<_, LifecycleError>(usage::hours(tx, &key_id, first_hour, end)?)
-            })
-        })
+        .blocking(move |store| usage::key_hours(store, &caller.actor, &key_id, first_hour, end))
         .await?;
     let summary = usage_range::summarize(&rows, range.granularity);
     Ok(Json(KeyUsage {
@@ -141,9 +135,7 @@ pub async fn team_usage(
     let (first_hour, end) = range.hour_starts();
     let asked = team.clone();
     let rows = state
-        .blocking(move |store| {
-            store.read(|tx| usage::team_hours(tx, asked.as_deref(), first_hour, end))
-        })
+        .blocking(move |store| usage::team_hours(store, asked.as_deref(), first_hour, end))
         .await?;
     let summary = usage_range::summarize(&rows, range.granularity);
     Ok(Json(TeamUsage {

@@ -15,8 +15,8 @@ use crate::store::db::{bump_version, Store};
 use crate::store::keys;
 use crate::store::plans;
 use crate::store::sql::{Error, Result, Tx};
-use crate::wire::validate::FieldError;
 use chrono::{DateTime, Utc};
+use keygate_contract::FieldError;
 use std::fmt;
 
 /// A freshly minted key and its secret, which exists only in this value and the response.

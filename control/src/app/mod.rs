@@ -2,6 +2,8 @@
 //! audit entry.
 
 pub mod keys;
+pub mod plans;
 pub mod quota;
 pub mod seed;
 pub mod tokens;
+pub mod usage;

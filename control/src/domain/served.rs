@@ -5,11 +5,11 @@ use crate::domain::clock;
 use crate::domain::keys::StoredKey;
 use crate::domain::plans::effective_limits;
 use crate::domain::quota::mark_in_force;
-use crate::wire::validate::FieldError;
 use chrono::{DateTime, Utc};
 use keygate_contract::compact;
 use keygate_contract::key_hash::parse_hex_digest;
 use keygate_contract::snapshot::KeyRecord;
+use keygate_contract::FieldError;
 
 /// A key as proxies see it in the snapshot at `now`; a quota mark that has passed is null.
 pub fn key_record(key: StoredKey, now: DateTime<Utc>) -> KeyRecord {

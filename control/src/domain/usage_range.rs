@@ -3,11 +3,20 @@
 
 use crate::domain::clock;
 use crate::domain::usage_report::ALLOWED_CODE;
-use crate::store::usage::HourCount;
-use crate::wire::validate::FieldError;
 use chrono::{DateTime, Duration, Utc};
+use keygate_contract::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// One stored count: a key's requests with one outcome in one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourCount {
+    /// Unix seconds of the UTC hour start.
+    pub hour_start: i64,
+    /// `ALLOWED` or a denial code.
+    pub code: String,
+    pub count: u64,
+}
 
 /// Longest range one read may cover.
 const MAX_RANGE_DAYS: i64 = 366;

@@ -2,8 +2,8 @@
 //! batch the store can count. Every error names the field, e.g. `reports[3].hour: …`.
 
 use crate::domain::clock;
-use crate::wire::validate::FieldError;
 use chrono::{DateTime, Duration, Timelike, Utc};
+use keygate_contract::FieldError;
 
 /// Reports one body may carry.
 pub const MAX_REPORTS: usize = 10_000;

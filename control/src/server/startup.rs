@@ -4,6 +4,7 @@ use crate::api::auth::TokenDigest;
 use crate::api::router::router;
 use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
+use crate::app;
 use crate::cli::args::ServeArgs;
 use crate::domain::clock;
 use crate::feed::versions::HeldPolls;
@@ -114,7 +115,7 @@ async fn prune_usage_hourly(store: Arc<Store>, retention_days: u32) {
         let store = Arc::clone(&store);
         let run = tokio::task::spawn_blocking(move || {
             let now = clock::now();
-            usage::prune(&store, usage::retention_cutoff(now, retention_days), now)
+            app::usage::prune(&store, usage::retention_cutoff(now, retention_days), now)
         })
         .await;
         match run {

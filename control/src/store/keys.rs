@@ -198,6 +198,25 @@ pub fn note_used(tx: &Tx, seq: i64, hour: DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
+/// Stamps every live key on `plan` with `version`: their effective limits changed with it.
+pub fn stamp_plan(tx: &Tx, plan: &str, version: u64) -> Result<()> {
+    tx.execute(
+        "UPDATE keys SET updated_version = :version WHERE plan = :name AND deleted = 0",
+        named_params! { ":version": sql_version(version), ":name": plan },
+    )?;
+    Ok(())
+}
+
+/// How many live keys are on `plan`.
+pub fn live_count_on_plan(tx: &Tx, plan: &str) -> Result<usize> {
+    let count: i64 = tx.query_row(
+        "SELECT count(*) FROM keys WHERE plan = ?1 AND deleted = 0",
+        [plan],
+        |row| row.get(0),
+    )?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+}
+
 /// The live (not deleted) keys on `plan`.
 pub fn on_plan(tx: &Tx, plan: &str) -> Result<Vec<StoredKey>> {
     tx.query_map(

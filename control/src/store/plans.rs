@@ -1,55 +1,16 @@
-//! Plan rows: the plans keys refer to by name, seeded with the four published plans. A change
-//! to a plan's limits is a change to every key on it: one new version, stamped on those keys,
-//! so the snapshot feed serves them in the next delta.
+//! Plan rows: the plans keys refer to by name, seeded with the four published plans.
 
-use crate::app::quota::refresh_marks;
-use crate::domain::audit::{Action, Actor};
 use crate::domain::clock;
-use crate::domain::plans::{seeded_plans, Plan, PlanChanges, PlanDefinition, PlanLimits};
-use crate::store::audit;
-use crate::store::db::{bump_version, Store};
-use crate::store::keys;
-use crate::store::sql::{named_params, Dialect, Error, Result, Row, Tx};
+use crate::domain::plans::{seeded_plans, Plan, PlanDefinition, PlanLimits};
+use crate::store::sql::{named_params, Dialect, Result, Row, Tx};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-use std::fmt;
-
-#[derive(Debug)]
-pub enum PlanError {
-    NotFound,
-    /// A plan of that name exists already.
-    Exists,
-    /// Live keys are on the plan; it cannot be deleted.
-    InUse(usize),
-    Database(Error),
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PlanError::NotFound => write!(f, "no such plan"),
-            PlanError::Exists => write!(f, "a plan of that name exists"),
-            PlanError::InUse(count) => write!(
-                f,
-                "{count} key(s) are on this plan; move them to another plan first"
-            ),
-            PlanError::Database(error) => write!(f, "database: {error}"),
-        }
-    }
-}
-
-impl From<Error> for PlanError {
-    fn from(error: Error) -> Self {
-        PlanError::Database(error)
-    }
-}
 
 /// Adds the four published plans; called when the plans table is new (a new database, or one
 /// made before plans were data, when every key was on one of them).
 pub fn seed(tx: &Tx) -> Result<()> {
-    let now = clock::format(clock::now());
+    let now = clock::now();
     for plan in seeded_plans() {
-        insert(tx, &plan, &now)?;
+        insert(tx, &plan, now)?;
     }
     Ok(())
 }
@@ -80,7 +41,8 @@ fn from_row(row: &Row) -> Result<PlanDefinition> {
 
 const COLUMNS: &str = "name, description, per_minute, per_hour, per_day, per_month, concurrent";
 
-fn insert(tx: &Tx, plan: &PlanDefinition, now: &str) -> Result<()> {
+/// Adds `plan` unless one of its name exists.
+pub fn insert(tx: &Tx, plan: &PlanDefinition, now: DateTime<Utc>) -> Result<()> {
     tx.execute(
         "INSERT INTO plans (name, description, per_minute, per_hour, per_day, per_month,
             concurrent, created_at, updated_at)
@@ -124,217 +86,42 @@ pub fn find(tx: &Tx, name: &str) -> Result<Option<PlanDefinition>> {
     )
 }
 
-fn fields(plan: &PlanDefinition) -> Map<String, Value> {
-    let mut fields = Map::new();
-    fields.insert("description".into(), Value::from(plan.description.clone()));
-    for (field, value) in plan.limits.fields() {
-        fields.insert(field.into(), Value::from(value));
-    }
-    fields
+/// Writes `plan`'s description and limits over the row of its name.
+pub fn update(tx: &Tx, plan: &PlanDefinition, now: DateTime<Utc>) -> Result<()> {
+    tx.execute(
+        "UPDATE plans SET description = :description, per_minute = :per_minute,
+            per_hour = :per_hour, per_day = :per_day, per_month = :per_month,
+            concurrent = :concurrent, updated_at = :now
+         WHERE name = :name",
+        named_params! {
+            ":name": plan.name.as_str(),
+            ":description": plan.description,
+            ":per_minute": to_sql(plan.limits.per_minute),
+            ":per_hour": to_sql(plan.limits.per_hour),
+            ":per_day": to_sql(plan.limits.per_day),
+            ":per_month": to_sql(plan.limits.per_month),
+            ":concurrent": to_sql(plan.limits.concurrent),
+            ":now": now,
+        },
+    )?;
+    Ok(())
 }
 
-fn record(
-    tx: &Tx,
-    actor: &Actor,
-    action: Action,
-    plan: &Plan,
-    changes: Map<String, Value>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    audit::record(
-        tx,
-        actor,
-        action,
-        plan.as_str(),
-        None,
-        &Value::Object(changes),
-        now,
-    )
-}
-
-pub fn create(
-    store: &Store,
-    actor: &Actor,
-    plan: &PlanDefinition,
-    now: DateTime<Utc>,
-) -> Result<(), PlanError> {
-    store.write(|tx| {
-        if find(tx, plan.name.as_str())?.is_some() {
-            return Err(PlanError::Exists);
-        }
-        insert(tx, plan, &clock::format(now))?;
-        record(tx, actor, Action::PlanCreate, &plan.name, fields(plan), now)?;
-        Ok(())
-    })
-}
-
-/// Applies `changes`. When the limits change, every live key on the plan is stamped with one
-/// new version (so proxies get the new effective limits in the next delta) and its quota mark
-/// is recomputed.
-pub fn update(
-    store: &Store,
-    actor: &Actor,
-    name: &str,
-    changes: &PlanChanges,
-    now: DateTime<Utc>,
-) -> Result<PlanDefinition, PlanError> {
-    store.write(|tx| {
-        let before = find(tx, name)?.ok_or(PlanError::NotFound)?;
-        let after = changes.apply(&before);
-        if after == before {
-            return Ok(after);
-        }
-        tx.execute(
-            "UPDATE plans SET description = :description, per_minute = :per_minute,
-                per_hour = :per_hour, per_day = :per_day, per_month = :per_month,
-                concurrent = :concurrent, updated_at = :now
-             WHERE name = :name",
-            named_params! {
-                ":name": name,
-                ":description": after.description,
-                ":per_minute": to_sql(after.limits.per_minute),
-                ":per_hour": to_sql(after.limits.per_hour),
-                ":per_day": to_sql(after.limits.per_day),
-                ":per_month": to_sql(after.limits.per_month),
-                ":concurrent": to_sql(after.limits.concurrent),
-                ":now": clock::format(now),
-            },
-        )?;
-        if after.limits != before.limits {
-            let version = bump_version(tx)?;
-            tx.execute(
-                "UPDATE keys SET updated_version = :version WHERE plan = :name AND deleted = 0",
-                named_params! {
-                    ":version": i64::try_from(version).unwrap_or(i64::MAX),
-                    ":name": name,
-                },
-            )?;
-            refresh_marks(tx, &keys::on_plan(tx, name)?, now)?;
-        }
-        let old = fields(&before);
-        let changed: Map<String, Value> = fields(&after)
-            .into_iter()
-            .filter(|(field, value)| old.get(field) != Some(value))
-            .map(|(field, to)| {
-                let from = old.get(&field).cloned().unwrap_or(Value::Null);
-                (field, serde_json::json!({"from": from, "to": to}))
-            })
-            .collect();
-        record(tx, actor, Action::PlanUpdate, &after.name, changed, now)?;
-        Ok(after)
-    })
-}
-
-/// Deletes the plan unless live keys are on it.
-pub fn delete(
-    store: &Store,
-    actor: &Actor,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<(), PlanError> {
-    store.write(|tx| {
-        let plan = find(tx, name)?.ok_or(PlanError::NotFound)?;
-        let in_use: i64 = tx.query_row(
-            "SELECT count(*) FROM keys WHERE plan = ?1 AND deleted = 0",
-            [name],
-            |row| row.get(0),
-        )?;
-        if in_use > 0 {
-            return Err(PlanError::InUse(
-                usize::try_from(in_use).unwrap_or(usize::MAX),
-            ));
-        }
-        tx.execute("DELETE FROM plans WHERE name = ?1", [name])?;
-        record(tx, actor, Action::PlanDelete, &plan.name, Map::new(), now)?;
-        Ok(())
-    })
+pub fn delete(tx: &Tx, name: &str) -> Result<()> {
+    tx.execute("DELETE FROM plans WHERE name = ?1", [name])?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app;
-    use crate::domain::keys::KeySettings;
-    use crate::domain::plans::{Environment, LimitOverrides};
-    use crate::store::db::current_version;
     use crate::store::db::temp_store;
-    use crate::wire::plans::validate_plan_changes;
-
-    fn settings(plan: Plan) -> KeySettings {
-        KeySettings {
-            name: "k".into(),
-            environment: Environment::Test,
-            team: String::new(),
-            scopes: Vec::new(),
-            allowed_ips: Vec::new(),
-            expires_at: None,
-            plan,
-            limits: LimitOverrides::default(),
-        }
-    }
 
     #[test]
     fn a_new_database_has_the_seeded_plans() {
         let (store, dir) = temp_store("plans", "seed");
         let plans = store.read(list).unwrap();
         assert_eq!(plans, seeded_plans().to_vec());
-        drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_limit_change_stamps_the_plans_keys_and_deletion_waits_for_them() {
-        let (store, dir) = temp_store("plans", "change");
-        let actor = Actor::bootstrap();
-        let now = clock::now();
-        let gold = PlanDefinition {
-            name: Plan::new("gold"),
-            description: String::new(),
-            limits: PlanLimits {
-                per_minute: Some(2),
-                ..PlanLimits::default()
-            },
-        };
-        create(&store, &actor, &gold, now).unwrap();
-        assert!(matches!(
-            create(&store, &actor, &gold, now),
-            Err(PlanError::Exists)
-        ));
-        let key = app::keys::create(&store, &actor, &settings(Plan::new("gold")), now)
-            .unwrap()
-            .key;
-        assert_eq!(key.plan_limits.per_minute, Some(2));
-        let other = app::keys::create(&store, &actor, &settings(Plan::Pro), now)
-            .unwrap()
-            .key;
-        let changes = validate_plan_changes(
-            serde_json::from_value(serde_json::json!({"per_minute": 100})).unwrap(),
-        )
-        .unwrap();
-        update(&store, &actor, "gold", &changes, now).unwrap();
-        let version = store.read(current_version).unwrap();
-        let reread = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
-        assert_eq!(reread.updated_version, version);
-        assert_eq!(reread.plan_limits.per_minute, Some(100));
-        let untouched = store.read(|tx| keys::find(tx, &other.id)).unwrap().unwrap();
-        assert_eq!(untouched.updated_version, other.updated_version);
-        update(&store, &actor, "gold", &changes, now).unwrap();
-        assert_eq!(store.read(current_version).unwrap(), version);
-        assert!(matches!(
-            delete(&store, &actor, "gold", now),
-            Err(PlanError::InUse(1))
-        ));
-        app::keys::delete(&store, &actor, &key.id, now).unwrap();
-        delete(&store, &actor, "gold", now).unwrap();
-        assert!(matches!(
-            delete(&store, &actor, "gold", now),
-            Err(PlanError::NotFound)
-        ));
-        let unknown = app::keys::create(&store, &actor, &settings(Plan::new("gold")), now);
-        match unknown {
-            Err(error) => assert!(error.to_string().starts_with("plan:"), "{error}"),
-            Ok(_) => panic!("a key on an unknown plan was created"),
-        }
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

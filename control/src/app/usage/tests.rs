@@ -1,0 +1,332 @@
+//! Counting batches, quota marks and retention, on a real (temporary) database.
+
+use super::*;
+use crate::app;
+use crate::domain::clock;
+use crate::domain::keys::{KeySettings, StoredKey};
+use crate::domain::plans::{Environment, LimitOverrides, Plan};
+use crate::domain::usage_report::{HourlyUsage, ALLOWED_CODE};
+use crate::store::db::{current_version, temp_store};
+use crate::store::keys;
+use crate::store::usage::{allowed_between, hours, retention_cutoff};
+use chrono::Duration;
+
+mod recording {
+    use super::*;
+
+    fn key_with_daily_quota(store: &Store, per_day: u64, now: DateTime<Utc>) -> StoredKey {
+        let settings = KeySettings {
+            name: "quota".into(),
+            environment: Environment::Test,
+            team: String::new(),
+            scopes: Vec::new(),
+            allowed_ips: Vec::new(),
+            expires_at: None,
+            plan: Plan::Free,
+            limits: LimitOverrides {
+                per_day: Some(per_day),
+                ..LimitOverrides::default()
+            },
+        };
+        app::keys::create(
+            store,
+            &crate::domain::audit::Actor::bootstrap(),
+            &settings,
+            now,
+        )
+        .unwrap()
+        .key
+    }
+
+    fn batch(batch_id: &str, key_id: &str, hour_start: i64, allowed: u64) -> UsageBatch {
+        UsageBatch {
+            proxy_id: "p1".into(),
+            batch_id: batch_id.into(),
+            reports: vec![
+                HourlyUsage {
+                    key_id: key_id.into(),
+                    hour_start,
+                    counts: vec![(ALLOWED_CODE.into(), allowed)],
+                },
+                HourlyUsage {
+                    key_id: "key_unknown".into(),
+                    hour_start,
+                    counts: vec![(ALLOWED_CODE.into(), 1)],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn counts_once_marks_once_and_prunes_old_batch_ids() {
+        let (store, dir) = temp_store("usage", "record");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let hour = now.timestamp() - 15 * 60;
+        let key = key_with_daily_quota(&store, 5, now);
+        let first = record(&store, &batch("b1", &key.id, hour, 3), now).unwrap();
+        assert_eq!(
+            first,
+            BatchOutcome {
+                accepted: 1,
+                unknown_keys: 1,
+                duplicate: false
+            }
+        );
+        assert_eq!(store.read(current_version).unwrap(), 1, "below quota");
+        let again = record(&store, &batch("b1", &key.id, hour, 3), now).unwrap();
+        assert!(again.duplicate && again.accepted == 1 && again.unknown_keys == 1);
+        let day = (
+            crate::domain::quota::day_start(now),
+            crate::domain::quota::next_day_start(now),
+        );
+        let today = |store: &Store| {
+            store
+                .read(|tx| allowed_between(tx, &key.id, day.0, day.1))
+                .unwrap()
+        };
+        assert_eq!(today(&store), 3);
+        record(&store, &batch("b2", &key.id, hour, 2), now).unwrap();
+        assert_eq!(today(&store), 5);
+        let marked = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
+        assert_eq!(
+            marked.quota_exceeded_until.map(clock::format).as_deref(),
+            Some("2026-11-24T00:00:00Z")
+        );
+        assert_eq!(marked.updated_version, 2);
+        record(&store, &batch("b3", &key.id, hour, 1), now).unwrap();
+        assert_eq!(store.read(current_version).unwrap(), 2, "mark unchanged");
+        let week_later = now + Duration::days(8);
+        record(&store, &batch("b4", &key.id, hour, 1), week_later).unwrap();
+        let remembered: Vec<String> = store
+            .read(|tx| {
+                tx.query_map(
+                    "SELECT batch_id FROM usage_batches ORDER BY batch_id",
+                    (),
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(remembered, ["b4"]);
+        assert_eq!(
+            store.read(current_version).unwrap(),
+            2,
+            "a lapsed mark is left as it is"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+mod retention {
+    use super::*;
+    use crate::domain::usage_range::{summarize, Granularity};
+
+    fn key_of(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
+        let settings = KeySettings {
+            name: "usage".into(),
+            environment: Environment::Test,
+            team: team.into(),
+            scopes: Vec::new(),
+            allowed_ips: Vec::new(),
+            expires_at: None,
+            plan: Plan::Free,
+            limits: LimitOverrides::default(),
+        };
+        app::keys::create(
+            store,
+            &crate::domain::audit::Actor::bootstrap(),
+            &settings,
+            now,
+        )
+        .unwrap()
+        .key
+    }
+
+    fn report(key_id: &str, hour: &str, counts: &[(&str, u64)]) -> HourlyUsage {
+        HourlyUsage {
+            key_id: key_id.into(),
+            hour_start: clock::parse(hour).unwrap().timestamp(),
+            counts: counts
+                .iter()
+                .map(|(code, count)| ((*code).to_string(), *count))
+                .collect(),
+        }
+    }
+
+    fn post(store: &Store, batch_id: &str, reports: Vec<HourlyUsage>, now: DateTime<Utc>) {
+        let batch = UsageBatch {
+            proxy_id: "p1".into(),
+            batch_id: batch_id.into(),
+            reports,
+        };
+        record(store, &batch, now).unwrap();
+    }
+
+    fn last_used(store: &Store, id: &str) -> Option<String> {
+        store
+            .read(|tx| keys::find(tx, id))
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .map(clock::format)
+    }
+
+    #[test]
+    fn last_used_is_the_newest_allowed_hour_and_changes_no_version() {
+        let (store, dir) = temp_store("usage-r", "last-used");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let key = key_of(&store, "t", now);
+        let version = store.read(current_version).unwrap();
+        post(
+            &store,
+            "b1",
+            vec![report(
+                &key.id,
+                "2026-11-23T20:00:00Z",
+                &[("RATE_LIMIT_EXCEEDED", 4)],
+            )],
+            now,
+        );
+        assert_eq!(last_used(&store, &key.id), None, "denials are not use");
+        post(
+            &store,
+            "b2",
+            vec![
+                report(&key.id, "2026-11-23T19:00:00Z", &[(ALLOWED_CODE, 1)]),
+                report(&key.id, "2026-11-23T20:00:00Z", &[(ALLOWED_CODE, 2)]),
+            ],
+            now,
+        );
+        assert_eq!(
+            last_used(&store, &key.id).as_deref(),
+            Some("2026-11-23T20:00:00Z")
+        );
+        post(
+            &store,
+            "b3",
+            vec![report(
+                &key.id,
+                "2026-11-23T18:00:00Z",
+                &[(ALLOWED_CODE, 1)],
+            )],
+            now,
+        );
+        assert_eq!(
+            last_used(&store, &key.id).as_deref(),
+            Some("2026-11-23T20:00:00Z"),
+            "a late report of an older hour does not move it back"
+        );
+        assert_eq!(store.read(current_version).unwrap(), version);
+        let stored = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
+        assert_eq!(stored.updated_version, key.updated_version);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pruning_rolls_old_hours_into_days_with_the_same_sums() {
+        let (store, dir) = temp_store("usage-r", "prune");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let first = key_of(&store, "t", now);
+        let second = key_of(&store, "t", now);
+        let other = key_of(&store, "u", now);
+        post(
+            &store,
+            "b1",
+            vec![
+                report(&first.id, "2026-11-19T01:00:00Z", &[(ALLOWED_CODE, 3)]),
+                report(
+                    &first.id,
+                    "2026-11-19T23:00:00Z",
+                    &[(ALLOWED_CODE, 4), ("QUOTA_EXCEEDED", 1)],
+                ),
+                report(&second.id, "2026-11-19T05:00:00Z", &[(ALLOWED_CODE, 10)]),
+                report(&first.id, "2026-11-20T00:00:00Z", &[(ALLOWED_CODE, 5)]),
+                report(&first.id, "2026-11-21T12:00:00Z", &[(ALLOWED_CODE, 6)]),
+                report(&other.id, "2026-11-19T05:00:00Z", &[(ALLOWED_CODE, 100)]),
+                report(&first.id, "2026-11-23T20:00:00Z", &[(ALLOWED_CODE, 7)]),
+            ],
+            now,
+        );
+        let from = clock::parse("2026-11-18T00:00:00Z").unwrap().timestamp();
+        let to = now.timestamp();
+        let read = |store: &Store| {
+            store
+                .read(|tx| {
+                    Ok::<_, Error>((
+                        summarize(&hours(tx, &first.id, from, to)?, Granularity::Day),
+                        summarize(&usage::team_hours(tx, Some("t"), from, to)?, Granularity::Day),
+                        summarize(&usage::team_hours(tx, None, from, to)?, Granularity::Day),
+                        allowed_between(
+                            tx,
+                            &first.id,
+                            clock::parse("2026-11-19T00:00:00Z").unwrap(),
+                            clock::parse("2026-11-22T00:00:00Z").unwrap(),
+                        )?,
+                    ))
+                })
+                .unwrap()
+        };
+        let before = read(&store);
+        assert_eq!(before.0.totals.total, 26);
+        assert_eq!(before.1.totals.allowed, 35);
+        assert_eq!(before.2.totals.total, 136);
+        assert_eq!(before.3, 18);
+        let version = store.read(current_version).unwrap();
+        let cutoff = retention_cutoff(now, 3);
+        assert_eq!(clock::format(cutoff), "2026-11-20T00:00:00Z");
+        let pruned = prune(&store, cutoff, now).unwrap();
+        assert_eq!(pruned.hours, 5, "every hourly row before the 20th");
+        let daily: Vec<(String, i64, String, i64)> = store
+            .read(|tx| {
+                tx.query_map(
+                    "SELECT key_id, day_start, code, count FROM usage_daily ORDER BY 1, 2, 3",
+                    (),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )
+            })
+            .unwrap();
+        let day_19 = clock::parse("2026-11-19T00:00:00Z").unwrap().timestamp();
+        let mut expected = vec![
+            (first.id.clone(), day_19, ALLOWED_CODE.to_string(), 7),
+            (first.id.clone(), day_19, "QUOTA_EXCEEDED".to_string(), 1),
+            (second.id.clone(), day_19, ALLOWED_CODE.to_string(), 10),
+            (other.id.clone(), day_19, ALLOWED_CODE.to_string(), 100),
+        ];
+        expected.sort();
+        assert_eq!(daily, expected);
+        let left: i64 = store
+            .read(|tx| {
+                tx.query_row(
+                    "SELECT COUNT(*) FROM usage_hourly WHERE hour_start < ?1",
+                    [cutoff.timestamp()],
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(
+            read(&store),
+            before,
+            "reads across the cutoff are unchanged"
+        );
+        assert_eq!(store.read(current_version).unwrap(), version);
+        post(
+            &store,
+            "late",
+            vec![report(
+                &first.id,
+                "2026-11-19T02:00:00Z",
+                &[(ALLOWED_CODE, 2)],
+            )],
+            now,
+        );
+        prune(&store, cutoff, now).unwrap();
+        let after_late = read(&store);
+        assert_eq!(
+            after_late.0.totals.total, 28,
+            "a late report is added to its day"
+        );
+        assert_eq!(after_late.0.buckets[0].counts.allowed, 9);
+        assert_eq!(prune(&store, cutoff, now).unwrap().hours, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
