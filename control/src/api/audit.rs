@@ -6,7 +6,8 @@ use crate::api::extract::QueryParams;
 use crate::api::state::AppState;
 use crate::domain::audit::AuditEntry;
 use crate::domain::clock;
-use crate::store::audit::{self, AuditFilter};
+use crate::app;
+use crate::domain::audit::AuditFilter;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,7 @@ pub async fn list_audit(
         after,
     };
     let (entries, more) = state
-        .blocking(move |store| store.read(|tx| audit::list(tx, &filter, limit)))
+        .blocking(move |store| app::audit::list(store, &filter, limit))
         .await?;
     let next_cursor = match entries.last() {
         Some(last) if more => Some(last.id.to_string()),

@@ -137,3 +137,12 @@ pub async fn route_not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
+
+impl From<crate::feed::error::FeedError> for ApiError {
+    fn from(error: crate::feed::error::FeedError) -> Self {
+        match error {
+            crate::feed::error::FeedError::Store(error) => ApiError::from(error),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use crate::domain::clock;
 use crate::domain::cursor::{self, Position};
 use crate::domain::keys::KeyStatus;
 use crate::domain::plans::Environment;
-use crate::store::keys::{self, ListFilter};
+use crate::domain::keys::KeyFilter;
 use crate::wire::validate::{self, CreateKeyRequest, RotateKeyRequest, Rules, UpdateKeyRequest};
 use crate::wire::views::KeyView;
 use axum::extract::State;
@@ -99,15 +99,15 @@ pub async fn list_keys(
             }));
         }
     }
-    let filter = ListFilter {
+    let filter = KeyFilter {
         team: caller.team().map(String::from).or(query.team),
         environment,
         active: query.active,
         status,
-        now: Some(clock::format(clock::now())),
+        now: Some(clock::now()),
     };
     let page = state
-        .blocking(move |store| store.read(|tx| keys::list(tx, &filter, after, limit)))
+        .blocking(move |store| app::keys::list(store, &filter, after, limit))
         .await?;
     Ok(Json(KeyList {
         keys: page.rows.into_iter().map(KeyView::from).collect(),

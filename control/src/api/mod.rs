@@ -13,7 +13,6 @@ pub mod router;
 pub mod scopes;
 pub mod session;
 pub mod snapshot;
-pub mod snapshot_compact;
 pub mod state;
 pub mod tokens;
 pub mod usage;

@@ -6,13 +6,14 @@
 use crate::app::quota::current_mark;
 use crate::domain::audit::{key_changes, key_fields, Action, Actor};
 use crate::domain::clock;
-use crate::domain::keys::StoredKey;
+use crate::domain::cursor::Position;
+use crate::domain::keys::{KeyFilter, StoredKey};
 use crate::domain::keys::{KeyChanges, KeySettings};
 use crate::domain::plans::{Plan, PlanLimits};
 use crate::domain::secrets;
 use crate::store::audit;
 use crate::store::db::{bump_version, Store};
-use crate::store::keys;
+use crate::store::keys::{self, RowPage};
 use crate::store::plans;
 use crate::store::sql::{Error, Result, Tx};
 use chrono::{DateTime, Utc};
@@ -264,6 +265,16 @@ pub fn rotate(
         record(tx, actor, Action::KeyRotate, &old, &changes, now)?;
         Ok(minted)
     })
+}
+
+/// One page of the admin listing: up to `limit` keys matching `filter` after `after`.
+pub fn list(
+    store: &Store,
+    filter: &KeyFilter,
+    after: Position,
+    limit: usize,
+) -> Result<RowPage, Error> {
+    store.read(|tx| keys::list(tx, filter, after, limit))
 }
 
 /// Replaces the key by a tombstone the snapshot feed reports as deleted.

@@ -1,6 +1,7 @@
 //! The operations: one function per use case, owning its transaction, its version bump and its
 //! audit entry.
 
+pub mod audit;
 pub mod keys;
 pub mod plans;
 pub mod quota;

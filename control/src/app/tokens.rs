@@ -214,7 +214,7 @@ mod tests {
             .is_none());
         assert!(authenticate(&store, "kgt_unknown", now).unwrap().is_none());
         let actions: Vec<String> = store
-            .read(|tx| audit::list(tx, &audit::AuditFilter::default(), 10))
+            .read(|tx| audit::list(tx, &crate::domain::audit::AuditFilter::default(), 10))
             .unwrap()
             .0
             .into_iter()

@@ -114,3 +114,15 @@ pub fn key_changes(before: &StoredKey, after: &StoredKey) -> Value {
         .collect();
     Value::Object(changed)
 }
+
+/// Filters of `GET /v1/audit`.
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub target: Option<String>,
+    /// Entries at or after this instant (RFC 3339, UTC `Z`).
+    pub from: Option<String>,
+    /// Only this team's entries (a team token's view).
+    pub team: Option<String>,
+    /// Entries after this one (the previous page's cursor).
+    pub after: i64,
+}

@@ -97,3 +97,14 @@ impl KeyChanges {
         *self == KeyChanges::default()
     }
 }
+
+/// Filters of the admin listing; `None` matches everything.
+#[derive(Debug, Default)]
+pub struct KeyFilter {
+    pub team: Option<String>,
+    pub environment: Option<Environment>,
+    pub active: Option<bool>,
+    pub status: Option<KeyStatus>,
+    /// The instant `status` tells expired keys by; `None` is now, as the database sees it.
+    pub now: Option<DateTime<Utc>>,
+}

@@ -14,9 +14,8 @@
 //! would be in neither the page nor the delta), so a cursor carries the first page's version and
 //! only a cache at or above it, or the database, serves the next page.
 
-use crate::api::error::ApiError;
-use crate::api::state::AppState;
 use crate::domain::clock;
+use crate::feed::error::{blocking, FeedError};
 use crate::domain::served::compact_record;
 use crate::feed::versions::DEFAULT_PAGE_SIZE;
 use crate::store::db::current_version;
@@ -180,19 +179,19 @@ impl SnapshotCache {
     /// no proxy waits for a build except when there is nothing cached at all.
     pub async fn for_first_page(
         self: &Arc<Self>,
-        state: &AppState,
-    ) -> Result<Arc<FullSnapshot>, ApiError> {
-        let epoch = state.store.epoch();
-        if let Some(cached) = self.fresh(epoch, *state.store.subscribe().borrow()) {
+        store: &Arc<Store>,
+    ) -> Result<Arc<FullSnapshot>, FeedError> {
+        let epoch = store.epoch();
+        if let Some(cached) = self.fresh(epoch, *store.subscribe().borrow()) {
             return Ok(cached);
         }
         if let Some(stale) = self.at_least(epoch, 0) {
             if let Ok(building) = Arc::clone(&self.building).try_lock_owned() {
                 let cache = Arc::clone(self);
-                let state = state.clone();
+                let store = Arc::clone(store);
                 tokio::spawn(async move {
-                    if let Err(error) = cache.build(&state, building).await {
-                        eprintln!("keygate-control: rebuilding the full snapshot: {error:?}");
+                    if let Err(error) = cache.build(&store, building).await {
+                        eprintln!("keygate-control: rebuilding the full snapshot: {error}");
                     }
                 });
             }
@@ -203,24 +202,25 @@ impl SnapshotCache {
         if let Some(cached) = self.at_least(epoch, 0) {
             return Ok(cached);
         }
-        self.build(state, building).await
+        self.build(store, building).await
     }
 
     /// Builds the snapshot at start when the key set is larger than one page, so the first
     /// proxies to start do not wait for it (a million keys take seconds to read).
-    pub fn warm_up(self: &Arc<Self>, state: &AppState) {
+    pub fn warm_up(self: &Arc<Self>, store: &Arc<Store>) {
         let cache = Arc::clone(self);
-        let state = state.clone();
+        let store = Arc::clone(store);
         tokio::spawn(async move {
-            let large = state
-                .blocking(|store| store.read(|tx| keys::live_count_exceeds(tx, DEFAULT_PAGE_SIZE)))
-                .await;
+            let large = blocking(&store, |store| {
+                store.read(|tx| keys::live_count_exceeds(tx, DEFAULT_PAGE_SIZE))
+            })
+            .await;
             if !matches!(large, Ok(true)) {
                 return;
             }
             let building = Arc::clone(&cache.building).lock_owned().await;
-            if let Err(error) = cache.build(&state, building).await {
-                eprintln!("keygate-control: building the full snapshot: {error:?}");
+            if let Err(error) = cache.build(&store, building).await {
+                eprintln!("keygate-control: building the full snapshot: {error}");
             }
         });
     }
@@ -229,19 +229,19 @@ impl SnapshotCache {
     /// own, so a proxy whose call timed out during a long build finds it cached when it retries.
     async fn build(
         self: &Arc<Self>,
-        state: &AppState,
+        store: &Arc<Store>,
         building: OwnedMutexGuard<()>,
-    ) -> Result<Arc<FullSnapshot>, ApiError> {
+    ) -> Result<Arc<FullSnapshot>, FeedError> {
         let cache = Arc::clone(self);
-        let state = state.clone();
+        let store = Arc::clone(store);
         tokio::spawn(async move {
-            let built = Arc::new(state.blocking(FullSnapshot::build).await?);
+            let built = Arc::new(blocking(&store, FullSnapshot::build).await?);
             *cache.current() = Some(Arc::clone(&built));
             drop(building);
             Ok(built)
         })
         .await
-        .map_err(|error| ApiError::Internal(format!("snapshot build failed: {error}")))?
+        .map_err(|error| FeedError::Task(format!("snapshot build failed: {error}")))?
     }
 }
 

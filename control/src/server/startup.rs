@@ -69,7 +69,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "keygate-control listening on http://{address} (db: {})",
             location.describe()
         );
-        state.full_snapshot.warm_up(&state);
+        state.full_snapshot.warm_up(&state.store);
         let console_server = match &args.console_listen {
             Some(address) => {
                 let api = router(state.clone()).layer(Extension(Arc::clone(&descriptions)));

@@ -1,7 +1,7 @@
 //! The audit log: who changed what through the admin API. Entries are written by the
 //! transaction that makes the change, so a change and its entry commit or vanish together.
 
-use crate::domain::audit::{Action, Actor, AuditEntry};
+use crate::domain::audit::{Action, Actor, AuditEntry, AuditFilter};
 use crate::domain::clock;
 use crate::store::sql::{named_params, Result, Row, Tx};
 use chrono::{DateTime, Utc};
@@ -31,18 +31,6 @@ pub fn record(
         },
     )?;
     Ok(())
-}
-
-/// Filters of `GET /v1/audit`.
-#[derive(Debug, Default)]
-pub struct AuditFilter {
-    pub target: Option<String>,
-    /// Entries at or after this instant (RFC 3339, UTC `Z`).
-    pub from: Option<String>,
-    /// Only this team's entries (a team token's view).
-    pub team: Option<String>,
-    /// Entries after this one (the previous page's cursor).
-    pub after: i64,
 }
 
 /// Up to `limit` entries matching `filter`, oldest first, and whether more follow.

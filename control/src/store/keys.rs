@@ -1,7 +1,7 @@
 //! Key rows: reading, inserting, updating, tombstoning and paging through them.
 
 use crate::domain::cursor::Position;
-use crate::domain::keys::{KeyStatus, StoredKey};
+use crate::domain::keys::{KeyFilter, KeyStatus, StoredKey};
 use crate::domain::plans::{Environment, LimitOverrides, Plan, PlanLimits};
 use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, ToValue, Tx};
 use chrono::{DateTime, Utc};
@@ -10,17 +10,6 @@ use chrono::{DateTime, Utc};
 pub struct RowPage {
     pub rows: Vec<StoredKey>,
     pub next_after: Option<Position>,
-}
-
-/// Filters of the admin listing; `None` matches everything.
-#[derive(Debug, Default)]
-pub struct ListFilter {
-    pub team: Option<String>,
-    pub environment: Option<Environment>,
-    pub active: Option<bool>,
-    pub status: Option<KeyStatus>,
-    /// The instant `status` tells expired keys by (RFC 3339); `None` is now, as SQLite sees it.
-    pub now: Option<String>,
 }
 
 const COLUMNS: &str = "keys.seq, keys.id, keys.hash, keys.prefix, keys.last4, keys.name, \
@@ -298,7 +287,7 @@ fn fetch_count(limit: usize) -> i64 {
 }
 
 /// Non-deleted keys matching `filter`, in creation order, after sequence number `after`.
-pub fn list(tx: &Tx, filter: &ListFilter, after: Position, limit: usize) -> Result<RowPage> {
+pub fn list(tx: &Tx, filter: &KeyFilter, after: Position, limit: usize) -> Result<RowPage> {
     let sql = format!(
         "SELECT {COLUMNS} FROM keys {WITH_PLAN}
          WHERE deleted = 0 AND seq > :after

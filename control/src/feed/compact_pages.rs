@@ -1,14 +1,15 @@
-//! `GET /v1/snapshot` in the compact encoding (`keygate_contract::compact`): a full
-//! snapshot's pages cut from the cached full snapshot (`full_snapshot.rs`) when it can serve
-//! them, every other page read from the database (`snapshot::read_rows`) and encoded.
+//! Snapshot pages in the compact encoding (`keygate_contract::compact`): a full snapshot's
+//! pages cut from the cached full snapshot (`full_snapshot.rs`) when it can serve them, every
+//! other page read from the database (`pages::read_rows`) and encoded.
 
-use crate::api::error::ApiError;
-use crate::api::snapshot::{read_rows, PageRequest, RowsPage};
-use crate::api::state::AppState;
 use crate::domain::cursor::{self, HashPosition};
 use crate::domain::served::compact_record;
-use crate::feed::full_snapshot::CachedPage;
+use crate::feed::error::{blocking, FeedError};
+use crate::feed::full_snapshot::{CachedPage, SnapshotCache};
+use crate::feed::pages::{read_rows, PageRequest, RowsPage};
 use crate::feed::versions as feed;
+use crate::store::Store;
+use std::sync::Arc;
 use keygate_contract::compact::{self, PageHeader};
 use keygate_contract::key_hash::{hex_digest, parse_hex_digest, Digest};
 
@@ -24,15 +25,16 @@ fn surely_full(request: &PageRequest, epoch: &str) -> bool {
 
 /// A page in the compact encoding: a full snapshot's pages from the cached full snapshot
 /// (`full_snapshot.rs`) when it can serve them, everything else from the database.
-pub(crate) async fn compact_page(
-    state: &AppState,
+pub async fn compact_page(
+    store: &Arc<Store>,
+    full_snapshot: &Arc<SnapshotCache>,
     request: PageRequest,
-) -> Result<(Vec<u8>, String), ApiError> {
-    let epoch = state.store.epoch();
+) -> Result<(Vec<u8>, String), FeedError> {
+    let epoch = store.epoch();
     if surely_full(&request, epoch) {
         let cached = match &request.after_hash {
-            None => Some(state.full_snapshot.for_first_page(state).await?),
-            Some(position) => state.full_snapshot.at_least(epoch, position.version),
+            None => Some(full_snapshot.for_first_page(store).await?),
+            Some(position) => full_snapshot.at_least(epoch, position.version),
         };
         if let Some(cached) = cached {
             let after = request
@@ -55,11 +57,9 @@ pub(crate) async fn compact_page(
             return Ok((body, feed::etag(&cached.epoch, cached.version)));
         }
     }
-    let page = state
-        .blocking(move |store| read_rows(store, &request, true))
-        .await?;
-    let tag = feed::etag(state.store.epoch(), page.version);
-    Ok((encode_rows(state.store.epoch(), page)?, tag))
+    let page = blocking(store, move |store| read_rows(store, &request, true)).await?;
+    let tag = feed::etag(store.epoch(), page.version);
+    Ok((encode_rows(store.epoch(), page)?, tag))
 }
 
 fn cached_page(
@@ -68,7 +68,7 @@ fn cached_page(
     snapshot_version: u64,
     total_keys: usize,
     page: CachedPage<'_>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, FeedError> {
     let header = PageHeader {
         version,
         since: 0,
@@ -83,13 +83,13 @@ fn cached_page(
         total_keys: total_keys as u64,
     };
     let count = u32::try_from(page.count)
-        .map_err(|_| ApiError::Internal("snapshot page too large".into()))?;
+        .map_err(|_| FeedError::Encode("snapshot page too large".into()))?;
     compact::encode_page(&header, count, page.records, &[])
-        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))
+        .map_err(|error| FeedError::Encode(error.to_string()))
 }
 
 /// One page read from the database, in the compact encoding.
-fn encode_rows(epoch: &str, page: RowsPage) -> Result<Vec<u8>, ApiError> {
+fn encode_rows(epoch: &str, page: RowsPage) -> Result<Vec<u8>, FeedError> {
     let now = page.now;
     let mut records = Vec::new();
     let mut count: u32 = 0;
@@ -112,5 +112,5 @@ fn encode_rows(epoch: &str, page: RowsPage) -> Result<Vec<u8>, ApiError> {
         total_keys: 0,
     };
     compact::encode_page(&header, count, &records, &deleted)
-        .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))
+        .map_err(|error| FeedError::Encode(error.to_string()))
 }
