@@ -2,11 +2,14 @@
 #   docker build -t keygate-control .
 #   docker run -p 127.0.0.1:8081:8081 -e KEYGATE_ADMIN_TOKEN=… -e KEYGATE_SYNC_TOKEN=… \
 #     -v keygate-data:/var/lib/keygate keygate-control
-# The web console, built with its pinned npm packages and embedded by control/build.rs.
+# The web console, built with its pinned npm packages and embedded by control/build.rs. Its
+# build generates the API's types from control/openapi.json (console/openapi/, a workspace).
 FROM node:20-bookworm-slim AS console
-WORKDIR /console
+WORKDIR /src/console
 COPY console/package.json console/package-lock.json ./
+COPY console/openapi/package.json openapi/
 RUN npm ci --no-audit --no-fund
+COPY control/openapi.json /src/control/
 COPY console/ ./
 RUN npm run build -- --outDir /console-dist
 

@@ -36,7 +36,11 @@ console/node_modules/.package-lock.json: console/package-lock.json
 	@command -v npm >/dev/null || { echo "keygate-control embeds the web console: install Node.js 20+ with npm (see README)" >&2; exit 1; }
 	cd console && npm ci --no-audit --no-fund
 
-.PHONY: console console-screenshots
+# The console's unit tests (Vitest, console/src/**/*.test.ts); `make unit` runs them.
+console-test: console
+	cd console && npm test
+
+.PHONY: console console-test console-screenshots
 # Refreshes docs/console/*.png, the screenshots docs/console.md shows, from the browser tests.
 console-screenshots: build venv
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) KEYGATE_CONSOLE_SCREENSHOTS=docs/console \
@@ -89,7 +93,7 @@ lint: toolchain console
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p keygate --target $(WASM_TARGET) -- -D warnings
 
-unit: toolchain console
+unit: toolchain console console-test
 	$(CARGO) test --workspace
 
 e2e: build venv

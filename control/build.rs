@@ -10,8 +10,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What cargo watches: a change to any of these rebuilds the console.
-const CONSOLE_INPUTS: [&str; 7] = [
+/// What cargo watches, relative to `console/`: a change to any of these rebuilds the console.
+/// The build generates `openapi/schema.ts` (never watched: it is written during the build) from
+/// the API's document, `control/openapi.json`.
+const CONSOLE_INPUTS: [&str; 9] = [
     "public",
     "src",
     "index.html",
@@ -19,6 +21,8 @@ const CONSOLE_INPUTS: [&str; 7] = [
     "package-lock.json",
     "vite.config.ts",
     "tsconfig.json",
+    "openapi/package.json",
+    "../control/openapi.json",
 ];
 
 fn main() {
@@ -59,7 +63,7 @@ fn embed_console() -> Result<(), String> {
 }
 
 /// `npm ci` when the installed packages are missing or older than the lockfile, then the
-/// type check and the production build into `dist`.
+/// generated API types, the type check and the production build into `dist`.
 fn build_console(console: &Path, dist: &Path) -> Result<(), String> {
     let installed = console.join("node_modules/.package-lock.json");
     let lockfile = console.join("package-lock.json");

@@ -1,42 +1,24 @@
 // The console's frame: sign-in until a token is accepted, then the navigation and the page
 // the hash names. What the token's role does not allow is not offered.
 
-import { useEffect, useState } from "preact/hooks";
-import { api, whenUnauthorized, type Session } from "./api";
-import { currentToken, forgetToken } from "./session";
-import { useRoute } from "./route";
-import { SignIn } from "./pages/SignIn";
-import { KeysList } from "./pages/KeysList";
+import { useRoute } from "./lib/route";
 import { CreateKey } from "./pages/CreateKey";
 import { KeyDetail } from "./pages/KeyDetail";
+import { KeysList } from "./pages/KeysList";
 import { Plans } from "./pages/Plans";
+import { SignIn } from "./pages/SignIn";
 import { TeamUsage } from "./pages/TeamUsage";
 import { Tokens } from "./pages/Tokens";
+import { useAuth } from "./session";
 
 export function App() {
-  const [session, setSession] = useState<Session | null>(null);
-  const [checking, setChecking] = useState(() => currentToken() !== null);
-  const [notice, setNotice] = useState<string | null>(null);
+  const { signedIn, checking } = useAuth();
   const route = useRoute();
 
-  function signOut(message: string | null) {
-    forgetToken();
-    setSession(null);
-    setNotice(message);
-  }
-
-  useEffect(() => {
-    whenUnauthorized((message) => signOut(`Signed out: the service refused the token (${message}).`));
-    if (currentToken() === null) return;
-    api<Session>("GET", "/v1/session")
-      .then(setSession)
-      .catch(() => forgetToken())
-      .finally(() => setChecking(false));
-  }, []);
-
   if (checking) return <p class="loading">Loading…</p>;
-  if (!session) return <SignIn notice={notice} onSignedIn={(s) => (setNotice(null), setSession(s))} />;
+  if (!signedIn) return <SignIn />;
 
+  const { session, signOut } = signedIn;
   const isAdmin = session.role === "admin";
   const links: [string, string, boolean][] = [
     ["#/keys", "Keys", route.page === "keys" || route.page === "key" || route.page === "new-key"],
@@ -69,20 +51,19 @@ export function App() {
   );
 
   function page() {
-    const s = session as Session;
     switch (route.page) {
       case "new-key":
-        return <CreateKey session={s} />;
+        return <CreateKey />;
       case "key":
-        return <KeyDetail key={route.id} id={route.id} session={s} />;
+        return <KeyDetail key={route.id} id={route.id} />;
       case "plans":
-        return <Plans session={s} />;
+        return <Plans />;
       case "usage":
-        return <TeamUsage session={s} />;
+        return <TeamUsage />;
       case "tokens":
-        return isAdmin ? <Tokens session={s} /> : <p>Tokens are managed by admin tokens.</p>;
+        return isAdmin ? <Tokens /> : <p>Tokens are managed by admin tokens.</p>;
       default:
-        return <KeysList session={s} />;
+        return <KeysList />;
     }
   }
 }

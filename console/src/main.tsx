@@ -1,6 +1,14 @@
 import { render } from "preact";
 import { App } from "./App";
+import { SessionProvider } from "./session";
 import "./styles.css";
 
 const root = document.getElementById("app");
-if (root) render(<App />, root);
+if (root) {
+  render(
+    <SessionProvider>
+      <App />
+    </SessionProvider>,
+    root,
+  );
+}

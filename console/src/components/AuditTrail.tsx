@@ -1,23 +1,33 @@
 // The audit entries of one key (admin tokens only: the API's rule for /v1/audit).
 
-import { useEffect, useState } from "preact/hooks";
-import { api, query, type AuditEntry } from "../api";
-import { dateTime } from "../format";
+import { useState } from "preact/hooks";
+import { query } from "../api/client";
+import type { AuditPage } from "../api/types";
+import { useFetch } from "../lib/fetch";
+import { dateTime } from "../lib/format";
+import { useSession } from "../session";
 
+const AUDIT_PAGE_SIZE = 50;
+
+/** The audit entries of `target`, newest first; read again whenever `reload` changes. */
 export function AuditTrail({ target, reload }: { target: string; reload: number }) {
-  const [entries, setEntries] = useState<AuditEntry[]>([]);
-  const [next, setNext] = useState<string | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const { api } = useSession();
+  const page = (cursor: string | null, signal?: AbortSignal) =>
+    api<AuditPage>("GET", `/v1/audit${query({ target, limit: AUDIT_PAGE_SIZE, cursor })}`, undefined, signal);
+  const read = useFetch((signal) => page(null, signal), [target, reload]);
+  const [olderError, setOlderError] = useState<string | null>(null);
+  const entries = read.data?.entries ?? [];
+  const next = read.data?.next_cursor ?? null;
+  const error = read.error?.message ?? olderError;
 
-  function load(cursor: string | null) {
-    api<{ entries: AuditEntry[]; next_cursor: string | null }>("GET", `/v1/audit${query({ target, limit: 50, cursor })}`)
-      .then((page) => {
-        setEntries((shown) => (cursor ? [...shown, ...page.entries] : page.entries));
-        setNext(page.next_cursor);
-      })
-      .catch((failure: Error) => setError(failure.message));
+  async function older(cursor: string) {
+    try {
+      const more = await page(cursor);
+      read.replace((shown) => ({ entries: [...(shown?.entries ?? []), ...more.entries], next_cursor: more.next_cursor }));
+    } catch (failure) {
+      setOlderError(failure instanceof Error ? failure.message : String(failure));
+    }
   }
-  useEffect(() => load(null), [target, reload]);
 
   return (
     <section aria-labelledby="audit-heading">
@@ -48,7 +58,7 @@ export function AuditTrail({ target, reload }: { target: string; reload: number 
         </tbody>
       </table>
       {next && (
-        <button type="button" class="secondary" onClick={() => load(next)}>
+        <button type="button" class="secondary" onClick={() => older(next)}>
           Older entries
         </button>
       )}

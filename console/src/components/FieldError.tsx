@@ -1,7 +1,7 @@
 // The API's error message next to the field it names (or at the top of the form when it
 // names none), linked to the field with aria-describedby.
 
-import { ApiError } from "../api";
+import { ApiError } from "../api/client";
 
 /** The message for `field` when `error` names it (`allowed_ips` also takes `allowed_ips[2]`). */
 export function messageFor(error: unknown, field: string): string | null {

@@ -3,13 +3,15 @@
 // and the API's error message beside the field it names.
 
 import { useState } from "preact/hooks";
-import { LIMIT_FIELDS, type Key, type Limits, type Plan, type Scope, type Session } from "../api";
-import { ipEntries, ipProblem } from "../ip";
+import type { CreateKey, Environment, Key, PlanDetails, Scope } from "../api/types";
+import { ipEntries, ipProblem } from "../lib/ip";
+import { LIMIT_FIELDS, typedLimits, type LimitField, type TypedLimit } from "../lib/limits";
+import { useSession } from "../session";
 import { FieldError, FormError, formMessage, messageFor } from "./FieldError";
 
 const FIELDS = ["name", "team", "environment", "scopes", "allowed_ips", "expires_at", "plan", "limits"];
 
-const LIMIT_LABELS: Record<keyof Limits, string> = {
+const LIMIT_LABELS: Record<LimitField, string> = {
   per_minute: "Requests per minute",
   per_hour: "Requests per hour",
   per_day: "Requests per day (daily quota)",
@@ -17,28 +19,21 @@ const LIMIT_LABELS: Record<keyof Limits, string> = {
   per_month: "Requests per month (monthly quota)",
 };
 
+/**
+ * What the form sends: a new key (POST /v1/keys) or, without `environment`, every setting as a
+ * merge patch (PATCH /v1/keys/{id}); the limits as typed (limitValue).
+ */
+export type KeyFormBody = Omit<CreateKey, "limits"> & { limits: Record<LimitField, TypedLimit> };
+
 interface Props {
   mode: "create" | "edit";
   initial?: Key;
-  session: Session;
   scopes: Scope[];
-  plans: Plan[];
+  plans: PlanDetails[];
   readOnly: boolean;
   submitLabel: string;
   /** Sends the body; rejects with the API's error. */
-  onSubmit: (body: Record<string, unknown>) => Promise<void>;
-}
-
-/**
- * A limit as typed: empty is null (no override), a number as a number (the API says what is
- * wrong with -3 or 1.5), anything else as the text, so that the API's message names the field
- * (NaN would be sent as null, silently clearing the limit).
- */
-export function limitValue(typed: string): number | string | null {
-  const text = typed.trim();
-  if (text === "") return null;
-  const number = Number(text);
-  return Number.isFinite(number) ? number : text;
+  onSubmit: (body: KeyFormBody) => Promise<void>;
 }
 
 /** datetime-local wants local time without a zone. */
@@ -49,16 +44,17 @@ function localInput(value: string | null | undefined): string {
   return local.toISOString().slice(0, 16);
 }
 
-export function KeyForm({ mode, initial, session, scopes, plans, readOnly, submitLabel, onSubmit }: Props) {
+export function KeyForm({ mode, initial, scopes, plans, readOnly, submitLabel, onSubmit }: Props) {
+  const { session } = useSession();
   const [name, setName] = useState(initial?.name ?? "");
   const [team, setTeam] = useState(initial?.team ?? session.team ?? "");
-  const [environment, setEnvironment] = useState<string>(initial?.environment ?? "live");
+  const [environment, setEnvironment] = useState<Environment>(initial?.environment ?? "live");
   const [chosenScopes, setChosenScopes] = useState<string[]>(initial?.scopes ?? []);
   const [allowedIps, setAllowedIps] = useState((initial?.allowed_ips ?? []).join("\n"));
   const [expiresAt, setExpiresAt] = useState(localInput(initial?.expires_at));
   const [plan, setPlan] = useState(initial?.plan ?? "free");
-  const [limits, setLimits] = useState<Record<string, string>>(() =>
-    Object.fromEntries(LIMIT_FIELDS.map((field) => [field, String(initial?.limits?.[field] ?? "")])),
+  const [limits, setLimits] = useState(() =>
+    Object.fromEntries(LIMIT_FIELDS.map((field) => [field, String(initial?.limits?.[field] ?? "")])) as Record<LimitField, string>,
   );
   const [error, setError] = useState<unknown>(null);
   const [saved, setSaved] = useState<string | null>(null);
@@ -76,19 +72,14 @@ export function KeyForm({ mode, initial, session, scopes, plans, readOnly, submi
     setBusy(true);
     setError(null);
     setSaved(null);
-    const limitValues = Object.fromEntries(
-      LIMIT_FIELDS.map((field) => {
-        return [field, limitValue(limits[field])];
-      }),
-    );
-    const body: Record<string, unknown> = {
+    const body: KeyFormBody = {
       name,
       team,
       scopes: chosenScopes,
       allowed_ips: ipEntries(allowedIps),
       expires_at: expiresAt ? new Date(expiresAt).toISOString() : null,
       plan,
-      limits: limitValues,
+      limits: typedLimits(limits),
     };
     if (mode === "create") body.environment = environment;
     try {
@@ -124,7 +115,7 @@ export function KeyForm({ mode, initial, session, scopes, plans, readOnly, submi
         {mode === "create" ? (
           <div class="field">
             <label for="key-environment">Environment</label>
-            <select id="key-environment" value={environment} onChange={(e) => setEnvironment(e.currentTarget.value)}>
+            <select id="key-environment" value={environment} onChange={(e) => setEnvironment(e.currentTarget.value as Environment)}>
               <option value="live">live (pk_live_…)</option>
               <option value="test">test (pk_test_…)</option>
             </select>

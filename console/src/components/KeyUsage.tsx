@@ -1,33 +1,25 @@
 // A key's usage over 24 h / 7 d / 30 d by outcome, and its recent denials by code.
 
-import { useEffect, useState } from "preact/hooks";
-import { api, query, type Usage } from "../api";
-import { count, dateTime } from "../format";
-import { outcomeLabel, RANGES, rangeQuery, type RangeName } from "../usage";
+import { useState } from "preact/hooks";
+import { query } from "../api/client";
+import type { Usage } from "../api/types";
+import { useFetch } from "../lib/fetch";
+import { count, dateTime } from "../lib/format";
+import { outcomeLabel, RANGES, rangeQuery, type RangeName } from "../lib/usage";
+import { useSession } from "../session";
 import { UsageChart } from "./UsageChart";
 
-export function UsagePanel({ path, title, reload }: { path: string; title: string; reload?: number }) {
+/** Usage read from `path` (a key's or teams'), over the range chosen; the chart shows the last one read. */
+export function UsagePanel({ path, title }: { path: string; title: string }) {
+  const { api } = useSession();
   const [range, setRange] = useState<RangeName>("24h");
-  const [usage, setUsage] = useState<Usage | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [rangeQueryNow, setRangeQueryNow] = useState(() => rangeQuery(range));
-
-  useEffect(() => {
-    let current = true;
+  const read = useFetch(async (signal) => {
     const asked = rangeQuery(range);
-    setError(null);
     const rangeParams = query({ from: asked.from, to: asked.to, granularity: asked.granularity }).slice(1);
-    api<Usage>("GET", `${path}${path.includes("?") ? "&" : "?"}${rangeParams}`)
-      .then((read) => {
-        if (!current) return;
-        setRangeQueryNow(asked);
-        setUsage(read);
-      })
-      .catch((failure: Error) => current && setError(failure.message));
-    return () => {
-      current = false;
-    };
-  }, [path, range, reload]);
+    const usage = await api<Usage>("GET", `${path}${path.includes("?") ? "&" : "?"}${rangeParams}`, undefined, signal);
+    return { usage, asked };
+  }, [path, range]);
+  const error = read.error?.message;
 
   const rangeLabel = RANGES.find((r) => r.name === range)?.label ?? range;
   return (
@@ -43,8 +35,8 @@ export function UsagePanel({ path, title, reload }: { path: string; title: strin
         </div>
       </div>
       {error && <p class="form-error" role="alert">{error}</p>}
-      {usage && <UsageChart usage={usage} query={rangeQueryNow} title={`Requests, last ${rangeLabel}`} />}
-      {usage && <RecentDenials usage={usage} />}
+      {read.data && <UsageChart usage={read.data.usage} query={read.data.asked} title={`Requests, last ${rangeLabel}`} />}
+      {read.data && <RecentDenials usage={read.data.usage} />}
     </section>
   );
 }

@@ -1,9 +1,9 @@
 // A stacked bar chart of requests by outcome, drawn as SVG (no chart library, no inline
 // styles: colours come from classes in the stylesheet), with its numbers in a table.
 
-import type { Usage } from "../api";
-import { count } from "../format";
-import { outcomeClass, outcomeLabel, seriesOf, type RangeQuery } from "../usage";
+import type { Usage } from "../api/types";
+import { count } from "../lib/format";
+import { outcomeClass, outcomeLabel, seriesOf, type RangeQuery } from "../lib/usage";
 
 const WIDTH = 720;
 const HEIGHT = 160;

@@ -1,23 +1,28 @@
 // One key: its settings (editable for editors and admins), Rotate with a grace period,
 // Deactivate / Activate, Delete after a confirmation naming it, its usage and audit trail.
 
-import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, type Key, type Session } from "../api";
+import { useState } from "preact/hooks";
+import { ApiError } from "../api/client";
+import type { Key, RotateKey, UpdateKey } from "../api/types";
 import { AuditTrail } from "../components/AuditTrail";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { KeyForm } from "../components/KeyForm";
 import { UsagePanel } from "../components/KeyUsage";
 import { SecretOnce } from "../components/SecretOnce";
-import { dateTime, keyStatus, maskedKey } from "../format";
-import { go } from "../route";
-import { useCatalogue } from "./CreateKey";
+import { useCatalogue } from "../lib/catalogue";
+import { useFetch } from "../lib/fetch";
+import { dateTime, keyStatus, maskedKey } from "../lib/format";
+import { go } from "../lib/route";
+import { useSession } from "../session";
 
 const MAX_GRACE_SECONDS = 2_592_000;
 
-export function KeyDetail({ id, session }: { id: string; session: Session }) {
-  const { scopes, plans, error: catalogueError } = useCatalogue();
-  const [key, setKey] = useState<Key | null>(null);
-  const [error, setError] = useState<string | null>(null);
+export function KeyDetail({ id }: { id: string }) {
+  const { session, api } = useSession();
+  const catalogue = useCatalogue();
+  const read = useFetch((signal) => api<Key>("GET", `/v1/keys/${id}`, undefined, signal), [id]);
+  const key = read.data;
+  const setKey = (changed: Key) => read.replace(() => changed);
   const [actionError, setActionError] = useState<string | null>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [deleted, setDeleted] = useState(false);
@@ -25,12 +30,6 @@ export function KeyDetail({ id, session }: { id: string; session: Session }) {
   const [grace, setGrace] = useState("3600");
   const [revision, setRevision] = useState(0);
   const canEdit = session.role !== "viewer";
-
-  useEffect(() => {
-    api<Key>("GET", `/v1/keys/${id}`)
-      .then(setKey)
-      .catch((failure: Error) => setError(failure instanceof ApiError && failure.status === 404 ? "No such key." : failure.message));
-  }, [id]);
 
   async function act(work: () => Promise<void>) {
     setActionError(null);
@@ -42,7 +41,10 @@ export function KeyDetail({ id, session }: { id: string; session: Session }) {
     }
   }
 
-  if (error) return <p class="form-error" role="alert">{error}</p>;
+  if (read.error) {
+    const error = read.error instanceof ApiError && read.error.status === 404 ? "No such key." : read.error.message;
+    return <p class="form-error" role="alert">{error}</p>;
+  }
   if (!key) return <p class="loading">Loading key…</p>;
   if (deleted) {
     return (
@@ -98,16 +100,16 @@ export function KeyDetail({ id, session }: { id: string; session: Session }) {
             <label for="grace">Grace period (seconds the old key keeps working)</label>
             <input id="grace" type="number" min={0} max={MAX_GRACE_SECONDS} value={grace} onInput={(e) => setGrace(e.currentTarget.value)} />
             <button type="button" onClick={() =>
-              act(async () => setSuccessor(await api<Key>("POST", `/v1/keys/${key.id}/rotate`, { grace_seconds: Number(grace || 0) })))}>
+              act(async () => setSuccessor(await api<Key>("POST", `/v1/keys/${key.id}/rotate`, { grace_seconds: Number(grace || 0) } satisfies RotateKey)))}>
               Rotate
             </button>
           </div>
           {key.active ? (
-            <button type="button" class="secondary" onClick={() => act(async () => setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, { active: false })))}>
+            <button type="button" class="secondary" onClick={() => act(async () => setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, { active: false } satisfies UpdateKey)))}>
               Deactivate
             </button>
           ) : (
-            <button type="button" class="secondary" onClick={() => act(async () => setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, { active: true })))}>
+            <button type="button" class="secondary" onClick={() => act(async () => setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, { active: true } satisfies UpdateKey)))}>
               Activate
             </button>
           )}
@@ -138,9 +140,9 @@ export function KeyDetail({ id, session }: { id: string; session: Session }) {
 
       <section aria-labelledby="settings-heading">
         <h2 id="settings-heading">Settings</h2>
-        {catalogueError && <p class="form-error" role="alert">{catalogueError}</p>}
-        {scopes && plans && (
-          <KeyForm key={key.id} mode="edit" initial={key} session={session} scopes={scopes} plans={plans}
+        {catalogue.error && <p class="form-error" role="alert">{catalogue.error.message}</p>}
+        {catalogue.data && (
+          <KeyForm key={key.id} mode="edit" initial={key} scopes={catalogue.data.scopes} plans={catalogue.data.plans}
             readOnly={!canEdit} submitLabel="Save changes"
             onSubmit={async (body) => {
               setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, body));

@@ -2,14 +2,17 @@
 // applies (team, environment, status) and a name search that reads pages until it has a
 // page of matches; each row has a 24-hour chart of requests by outcome.
 
-import { useEffect, useState } from "preact/hooks";
-import { api, query, type Key, type KeyPage, type Session, type Usage } from "../api";
+import { useState } from "preact/hooks";
+import { query, type Api } from "../api/client";
+import type { Key, KeyList, Usage } from "../api/types";
 import { Sparkline } from "../components/UsageChart";
-import { ago, keyStatus, maskedKey } from "../format";
-import { go } from "../route";
-import { rangeQuery } from "../usage";
+import { useFetch } from "../lib/fetch";
+import { ago, keyStatus, maskedKey } from "../lib/format";
+import { go } from "../lib/route";
+import { rangeQuery } from "../lib/usage";
+import { useSession } from "../session";
 
-export const PAGE_SIZE = 25;
+const PAGE_SIZE = 25;
 /** Keys read per request while searching by name. */
 const SEARCH_BATCH = 500;
 
@@ -23,60 +26,37 @@ interface Filters {
 interface Loaded {
   keys: Key[];
   next: string | null;
-  /** The cursor this page was read from: a page is shown only under its own cursor. */
-  cursor?: string | null;
 }
 
-async function loadPage(filters: Filters, cursor: string | null): Promise<Loaded> {
+async function loadPage(api: Api, filters: Filters, cursor: string | null, signal: AbortSignal): Promise<Loaded> {
   const params = { team: filters.team, environment: filters.environment, status: filters.status };
   const wanted = filters.name.trim().toLowerCase();
   if (!wanted) {
-    const page = await api<KeyPage>("GET", `/v1/keys${query({ ...params, limit: PAGE_SIZE, cursor })}`);
+    const page = await api<KeyList>("GET", `/v1/keys${query({ ...params, limit: PAGE_SIZE, cursor })}`, undefined, signal);
     return { keys: page.keys, next: page.next_cursor };
   }
   const found: Key[] = [];
   let next = cursor;
   do {
-    const page = await api<KeyPage>("GET", `/v1/keys${query({ ...params, limit: SEARCH_BATCH, cursor: next })}`);
+    const page = await api<KeyList>("GET", `/v1/keys${query({ ...params, limit: SEARCH_BATCH, cursor: next })}`, undefined, signal);
     found.push(...page.keys.filter((key) => key.name.toLowerCase().includes(wanted)));
     next = page.next_cursor;
   } while (next && found.length < PAGE_SIZE);
   return { keys: found, next };
 }
 
-export function KeysList({ session }: { session: Session }) {
+export function KeysList() {
+  const { session, api } = useSession();
   const [draft, setDraft] = useState<Filters>({ name: "", team: "", environment: "", status: "" });
   const [filters, setFilters] = useState<Filters>(draft);
   // The cursors of the pages before this one, for "Previous page".
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const [loaded, setLoaded] = useState<Loaded | null>(null);
-  const [usage, setUsage] = useState<Record<string, Usage>>({});
-  const [error, setError] = useState<string | null>(null);
   const canEdit = session.role !== "viewer";
   const cursor = cursors[cursors.length - 1];
-  const shown = loaded && loaded.cursor === cursor ? loaded : null;
-  const sparkRange = rangeQuery("24h");
-
-  useEffect(() => {
-    let current = true;
-    setLoaded(null);
-    setError(null);
-    loadPage(filters, cursor)
-      .then((page) => {
-        if (!current) return;
-        setLoaded({ ...page, cursor });
-        const range = query({ from: sparkRange.from, to: sparkRange.to, granularity: "hour" });
-        for (const key of page.keys) {
-          api<Usage>("GET", `/v1/keys/${key.id}/usage${range}`)
-            .then((read) => current && setUsage((all) => ({ ...all, [key.id]: read })))
-            .catch(() => {});
-        }
-      })
-      .catch((failure: Error) => current && setError(failure.message));
-    return () => {
-      current = false;
-    };
-  }, [filters, cursor]);
+  const page = useFetch((signal) => loadPage(api, filters, cursor, signal), [filters, cursor]);
+  // A page is shown only once it is the answer for these filters and this cursor.
+  const shown = page.loading || page.error ? null : page.data;
+  const error = page.error?.message;
 
   const successors = new Set((shown?.keys ?? []).map((key) => key.rotated_from).filter((id): id is string => !!id));
 
@@ -165,7 +145,9 @@ export function KeysList({ session }: { session: Session }) {
                       <span class={`status status-${status}`}>{status}</span>
                     </td>
                     <td>{ago(key.last_used_at)}</td>
-                    <td>{usage[key.id] ? <Sparkline usage={usage[key.id]} query={sparkRange} name={key.name} /> : "…"}</td>
+                    <td>
+                      <LastDay id={key.id} name={key.name} />
+                    </td>
                   </tr>
                 );
               })}
@@ -185,4 +167,15 @@ export function KeysList({ session }: { session: Session }) {
       )}
     </section>
   );
+}
+
+/** A row's chart of the last 24 hours: "…" until its usage is read (or if it cannot be). */
+function LastDay({ id, name }: { id: string; name: string }) {
+  const { api } = useSession();
+  const read = useFetch(async (signal) => {
+    const range = rangeQuery("24h");
+    const path = `/v1/keys/${id}/usage${query({ from: range.from, to: range.to, granularity: "hour" })}`;
+    return { usage: await api<Usage>("GET", path, undefined, signal), range };
+  }, [id]);
+  return read.data ? <Sparkline usage={read.data.usage} query={read.data.range} name={name} /> : <>…</>;
 }

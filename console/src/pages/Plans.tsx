@@ -2,14 +2,17 @@
 // Deleting a plan keys are on is refused (409): the API's message says how many, and the page
 // says what to do about it.
 
-import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, LIMIT_FIELDS, type Limits, type Plan, type Session } from "../api";
+import { useState } from "preact/hooks";
+import { ApiError } from "../api/client";
+import type { CreatePlan, PlanDetails, PlanList, UpdatePlan } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { FieldError, FormError, formMessage, messageFor } from "../components/FieldError";
-import { limitValue } from "../components/KeyForm";
-import { count } from "../format";
+import { useFetch } from "../lib/fetch";
+import { count } from "../lib/format";
+import { LIMIT_FIELDS, typedLimits, type LimitField, type TypedLimit } from "../lib/limits";
+import { useSession } from "../session";
 
-const LIMIT_NAMES: Record<keyof Limits, string> = {
+const LIMIT_NAMES: Record<LimitField, string> = {
   per_minute: "Per minute",
   per_hour: "Per hour",
   per_day: "Per day",
@@ -17,31 +20,28 @@ const LIMIT_NAMES: Record<keyof Limits, string> = {
   per_month: "Per month",
 };
 
+/** What the plan form sends: the limits as typed (limitValue). */
+type PlanBody<T> = Omit<T, LimitField> & Record<LimitField, TypedLimit>;
+
 function limitText(value: number | null) {
   return value === null ? "unlimited" : count(value);
 }
 
-export function Plans({ session }: { session: Session }) {
-  const [plans, setPlans] = useState<Plan[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [editing, setEditing] = useState<Plan | "new" | null>(null);
-  const [deleting, setDeleting] = useState<Plan | null>(null);
+export function Plans() {
+  const { session, api } = useSession();
+  const read = useFetch((signal) => api<PlanList>("GET", "/v1/plans", undefined, signal), []);
+  const plans = read.data?.plans;
+  const [editing, setEditing] = useState<PlanDetails | "new" | null>(null);
+  const [deleting, setDeleting] = useState<PlanDetails | null>(null);
   const [deleteError, setDeleteError] = useState<string | null>(null);
   const isAdmin = session.role === "admin";
 
-  function load() {
-    api<{ plans: Plan[] }>("GET", "/v1/plans")
-      .then((read) => setPlans(read.plans))
-      .catch((failure: Error) => setError(failure.message));
-  }
-  useEffect(load, []);
-
-  async function remove(plan: Plan) {
+  async function remove(plan: PlanDetails) {
     setDeleting(null);
     setDeleteError(null);
     try {
       await api<void>("DELETE", `/v1/plans/${plan.name}`);
-      load();
+      read.reload();
     } catch (failure) {
       if (failure instanceof ApiError && failure.status === 409) {
         setDeleteError(
@@ -63,10 +63,10 @@ export function Plans({ session }: { session: Session }) {
           </button>
         )}
       </div>
-      {error && <p class="form-error" role="alert">{error}</p>}
+      {read.error && <p class="form-error" role="alert">{read.error.message}</p>}
       {deleteError && <p class="form-error" role="alert">{deleteError}</p>}
       {editing && (
-        <PlanForm plan={editing === "new" ? null : editing} onDone={() => (setEditing(null), load())} onCancel={() => setEditing(null)} />
+        <PlanForm plan={editing === "new" ? null : editing} onDone={() => (setEditing(null), read.reload())} onCancel={() => setEditing(null)} />
       )}
       {plans && (
         <table class="plans">
@@ -112,21 +112,22 @@ export function Plans({ session }: { session: Session }) {
   );
 }
 
-function PlanForm({ plan, onDone, onCancel }: { plan: Plan | null; onDone: () => void; onCancel: () => void }) {
+function PlanForm({ plan, onDone, onCancel }: { plan: PlanDetails | null; onDone: () => void; onCancel: () => void }) {
+  const { api } = useSession();
   const [name, setName] = useState(plan?.name ?? "");
   const [description, setDescription] = useState(plan?.description ?? "");
-  const [limits, setLimits] = useState<Record<string, string>>(() =>
-    Object.fromEntries(LIMIT_FIELDS.map((field) => [field, plan?.[field] == null ? "" : String(plan[field])])),
+  const [limits, setLimits] = useState(() =>
+    Object.fromEntries(LIMIT_FIELDS.map((field) => [field, plan?.[field] == null ? "" : String(plan[field])])) as Record<LimitField, string>,
   );
   const [error, setError] = useState<unknown>(null);
 
   async function submit(event: Event) {
     event.preventDefault();
     setError(null);
-    const values = Object.fromEntries(LIMIT_FIELDS.map((field) => [field, limitValue(limits[field])]));
+    const values = typedLimits(limits);
     try {
-      if (plan) await api<Plan>("PATCH", `/v1/plans/${plan.name}`, { description, ...values });
-      else await api<Plan>("POST", "/v1/plans", { name, description, ...values });
+      if (plan) await api<PlanDetails>("PATCH", `/v1/plans/${plan.name}`, { description, ...values } satisfies PlanBody<UpdatePlan>);
+      else await api<PlanDetails>("POST", "/v1/plans", { name, description, ...values } satisfies PlanBody<CreatePlan>);
       onDone();
     } catch (failure) {
       setError(failure);

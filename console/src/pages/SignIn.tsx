@@ -1,10 +1,11 @@
 // Sign in with a management token: checked against GET /v1/session before it is kept.
 
 import { useState } from "preact/hooks";
-import { api, ApiError, type Session } from "../api";
-import { keepToken } from "../session";
+import { ApiError } from "../api/client";
+import { useAuth } from "../session";
 
-export function SignIn({ notice, onSignedIn }: { notice: string | null; onSignedIn: (session: Session) => void }) {
+export function SignIn() {
+  const { notice, signIn } = useAuth();
   const [token, setToken] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -19,10 +20,8 @@ export function SignIn({ notice, onSignedIn }: { notice: string | null; onSigned
     setBusy(true);
     setError(null);
     try {
-      const session = await api<Session>("GET", "/v1/session", undefined, presented);
-      keepToken(presented);
+      await signIn(presented);
       setToken("");
-      onSignedIn(session);
     } catch (failure) {
       setError(
         failure instanceof ApiError && failure.status === 401

@@ -2,14 +2,16 @@
 // or, for an admin token of no team, over every key.
 
 import { useState } from "preact/hooks";
-import { query, type Session } from "../api";
+import { query } from "../api/client";
 import { UsagePanel } from "../components/KeyUsage";
+import { useSession } from "../session";
 
 function teamList(text: string): string[] {
   return [...new Set(text.split(",").map((team) => team.trim()).filter((team) => team !== ""))];
 }
 
-export function TeamUsage({ session }: { session: Session }) {
+export function TeamUsage() {
+  const { session } = useSession();
   const everyKey = session.team === null && session.role === "admin";
   const [draft, setDraft] = useState(session.team ?? "");
   const [teams, setTeams] = useState<string[]>(session.team ? [session.team] : []);

@@ -1,32 +1,30 @@
 // Management tokens (admin): create one (its secret shown once), list them, revoke one.
 
-import { useEffect, useState } from "preact/hooks";
-import { api, type Role, type Session, type Token } from "../api";
+import { useState } from "preact/hooks";
+import type { CreateToken, Role, Token, TokenList } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { FieldError, FormError, formMessage, messageFor } from "../components/FieldError";
 import { SecretOnce } from "../components/SecretOnce";
-import { dateTime } from "../format";
+import { useFetch } from "../lib/fetch";
+import { dateTime } from "../lib/format";
+import { useSession } from "../session";
 
-export function Tokens({ session }: { session: Session }) {
-  const [tokens, setTokens] = useState<Token[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
+export function Tokens() {
+  const { api } = useSession();
+  const read = useFetch((signal) => api<TokenList>("GET", "/v1/tokens", undefined, signal), []);
+  const tokens = read.data?.tokens;
+  const [revokeError, setRevokeError] = useState<string | null>(null);
   const [created, setCreated] = useState<Token | null>(null);
   const [revoking, setRevoking] = useState<Token | null>(null);
-
-  function load() {
-    api<{ tokens: Token[] }>("GET", "/v1/tokens")
-      .then((read) => setTokens(read.tokens))
-      .catch((failure: Error) => setError(failure.message));
-  }
-  useEffect(load, []);
+  const error = read.error?.message ?? revokeError;
 
   async function revoke(token: Token) {
     setRevoking(null);
     try {
       await api<void>("DELETE", `/v1/tokens/${token.id}`);
-      load();
+      read.reload();
     } catch (failure) {
-      setError(failure instanceof Error ? failure.message : String(failure));
+      setRevokeError(failure instanceof Error ? failure.message : String(failure));
     }
   }
 
@@ -36,7 +34,7 @@ export function Tokens({ session }: { session: Session }) {
       {created?.token ? (
         <SecretOnce secret={created.token} what={`token ${created.name}`} onDone={() => setCreated(null)} />
       ) : (
-        <NewToken session={session} onCreated={(token) => (setCreated(token), load())} />
+        <NewToken onCreated={(token) => (setCreated(token), read.reload())} />
       )}
       {error && <p class="form-error" role="alert">{error}</p>}
       {tokens && (
@@ -82,7 +80,8 @@ export function Tokens({ session }: { session: Session }) {
   );
 }
 
-function NewToken({ session, onCreated }: { session: Session; onCreated: (token: Token) => void }) {
+function NewToken({ onCreated }: { onCreated: (token: Token) => void }) {
+  const { session, api } = useSession();
   const [name, setName] = useState("");
   const [role, setRole] = useState<Role>("viewer");
   const [team, setTeam] = useState(session.team ?? "");
@@ -93,7 +92,7 @@ function NewToken({ session, onCreated }: { session: Session; onCreated: (token:
     event.preventDefault();
     setError(null);
     try {
-      const body: Record<string, unknown> = { name, role };
+      const body: CreateToken = { name, role };
       if (team.trim()) body.team = team.trim();
       if (expiresAt) body.expires_at = new Date(expiresAt).toISOString();
       onCreated(await api<Token>("POST", "/v1/tokens", body));

@@ -1,6 +1,6 @@
 // How values are shown: dates in the browser's locale with UTC beside them, key status.
 
-import type { Key } from "./api";
+import type { Key } from "../api/types";
 
 export function dateTime(value: string | null | undefined): string {
   if (!value) return "—";
@@ -9,7 +9,7 @@ export function dateTime(value: string | null | undefined): string {
 }
 
 /** "3 h ago", "2 d ago": how long ago `value` was. */
-export function ago(value: string | null, now = Date.now()): string {
+export function ago(value: string | null | undefined, now = Date.now()): string {
   if (!value) return "never";
   const seconds = Math.max(0, (now - new Date(value).getTime()) / 1000);
   if (seconds < 3600) return "this hour";

@@ -1,6 +1,6 @@
 // Usage ranges (24 h by hour, 7 d and 30 d by UTC day) and their outcomes, as the charts show them.
 
-import type { Usage } from "./api";
+import type { Usage } from "../api/types";
 
 export type RangeName = "24h" | "7d" | "30d";
 

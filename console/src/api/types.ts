@@ -1,0 +1,41 @@
+// The API's request and response types, by the names the console uses. Each is generated from
+// control/openapi.json into openapi/schema.ts (`npm run generate`, part of the build), so a change
+// to the API's document that the console does not follow fails the type check.
+
+import type { components } from "../../openapi/schema";
+
+type Schemas = components["schemas"];
+
+export type ApiErrorBody = Schemas["Error"];
+export type Session = Schemas["Session"];
+export type Role = Schemas["Role"];
+export type Environment = Schemas["Environment"];
+
+/** A key as the admin API shows it; `key` (the secret) only in the answer of create and rotate. */
+export type Key = Schemas["Key"];
+export type KeyList = Schemas["KeyList"];
+export type CreateKey = Schemas["CreateKey"];
+export type UpdateKey = Schemas["UpdateKey"];
+export type RotateKey = Schemas["RotateKey"];
+/** Effective limits, the monthly quota included; null is unlimited. */
+export type Limits = Schemas["AdminLimits"];
+
+export type PlanDetails = Schemas["PlanDetails"];
+export type PlanList = Schemas["PlanList"];
+export type CreatePlan = Schemas["CreatePlan"];
+export type UpdatePlan = Schemas["UpdatePlan"];
+
+export type ScopeCatalogue = Schemas["ScopeCatalogue"];
+export type Scope = ScopeCatalogue["scopes"][number];
+
+/** A key's or a team's usage: the console reads both the same way. */
+export type Usage = Schemas["KeyUsage"] | Schemas["TeamUsage"];
+export type UsageBucket = Schemas["UsageBucket"];
+
+/** A management token; `token` (the secret) only in the answer that created it. */
+export type Token = Schemas["Token"];
+export type TokenList = Schemas["TokenList"];
+export type CreateToken = Schemas["CreateToken"];
+
+export type AuditEntry = Schemas["AuditEntry"];
+export type AuditPage = Schemas["AuditPage"];
