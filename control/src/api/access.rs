@@ -1,7 +1,9 @@
 //! Who may call which admin route: one rule per (method, route), the minimum role it needs,
-//! and whether a team token is confined to its team there. The router adds admin routes only
-//! from this table's handlers, and a route without a rule is refused (fail closed).
-//! `control/access.json` is this table as data, for the tests that walk it.
+//! and whether a team token is confined to its team there. Each resource module declares its
+//! routes once, rule and handler together (`ROUTES`, an [`AdminRoute`] each); the router adds
+//! every admin route with its rule attached, and [`Caller`] checks the rule of the route that
+//! matched, so a route without a rule cannot exist and a request without one is refused (fail
+//! closed). `control/access.json` is the rules as data, for the tests that walk them.
 
 use crate::api::auth::bearer_token;
 use crate::api::error::ApiError;
@@ -10,8 +12,9 @@ use crate::app::tokens;
 use crate::domain::audit::Actor;
 use crate::domain::clock;
 use crate::domain::tokens::{Role, TOKEN_PREFIX};
-use axum::extract::{FromRequestParts, MatchedPath};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::routing::MethodRouter;
 use serde::Serialize;
 
 /// The access rule of one admin route.
@@ -28,7 +31,7 @@ pub struct RouteRule {
     pub success: u16,
 }
 
-const fn rule(method: &'static str, path: &'static str, role: Role, success: u16) -> RouteRule {
+pub const fn rule(method: &'static str, path: &'static str, role: Role, success: u16) -> RouteRule {
     RouteRule {
         method,
         path,
@@ -40,7 +43,7 @@ const fn rule(method: &'static str, path: &'static str, role: Role, success: u16
 
 /// A rule for a route whose records belong to no team (plans): a team token of the role
 /// reaches all of them.
-const fn shared_rule(
+pub const fn shared_rule(
     method: &'static str,
     path: &'static str,
     role: Role,
@@ -52,36 +55,11 @@ const fn shared_rule(
     }
 }
 
-/// Every admin route. Viewers read keys and usage; editors also change keys; admins also
-/// manage tokens and plans and read the audit log.
-pub const ADMIN_ROUTES: &[RouteRule] = &[
-    rule("GET", "/v1/keys", Role::Viewer, 200),
-    rule("POST", "/v1/keys", Role::Editor, 201),
-    rule("GET", "/v1/keys/{id}", Role::Viewer, 200),
-    rule("PATCH", "/v1/keys/{id}", Role::Editor, 200),
-    rule("DELETE", "/v1/keys/{id}", Role::Editor, 204),
-    rule("POST", "/v1/keys/{id}/rotate", Role::Editor, 201),
-    rule("GET", "/v1/keys/{id}/usage", Role::Viewer, 200),
-    rule("GET", "/v1/usage", Role::Viewer, 200),
-    rule("GET", "/v1/tokens", Role::Admin, 200),
-    rule("POST", "/v1/tokens", Role::Admin, 201),
-    rule("DELETE", "/v1/tokens/{id}", Role::Admin, 204),
-    rule("POST", "/v1/tokens/{id}/rotate", Role::Admin, 201),
-    rule("GET", "/v1/audit", Role::Admin, 200),
-    shared_rule("GET", "/v1/plans", Role::Viewer, 200),
-    shared_rule("POST", "/v1/plans", Role::Admin, 201),
-    shared_rule("GET", "/v1/plans/{name}", Role::Viewer, 200),
-    shared_rule("PATCH", "/v1/plans/{name}", Role::Admin, 200),
-    shared_rule("DELETE", "/v1/plans/{name}", Role::Admin, 204),
-    shared_rule("GET", "/v1/scopes", Role::Viewer, 200),
-    shared_rule("GET", "/v1/session", Role::Viewer, 200),
-];
-
-/// The rule for `method` on the route pattern `path`.
-pub fn rule_for(method: &str, path: &str) -> Option<&'static RouteRule> {
-    ADMIN_ROUTES
-        .iter()
-        .find(|rule| rule.method == method && rule.path == path)
+/// An admin route as its resource declares it: the access rule and the handler. A function
+/// pointer, so a module's routes are a constant table.
+pub struct AdminRoute {
+    pub rule: RouteRule,
+    pub handler: fn() -> MethodRouter<AppState>,
 }
 
 /// An authenticated admin API caller whose role allows the route it called.
@@ -135,10 +113,8 @@ impl FromRequestParts<AppState> for Caller {
         } else {
             return Err(ApiError::Unauthorized);
         };
-        let route = parts
-            .extensions
-            .get::<MatchedPath>()
-            .and_then(|path| rule_for(parts.method.as_str(), path.as_str()));
+        // The router attaches each admin route's rule to it (`router::admin_routes`).
+        let route = parts.extensions.get::<RouteRule>();
         match route {
             Some(rule) if caller.role >= rule.role => Ok(caller),
             Some(rule) => Err(ApiError::Forbidden(format!(
@@ -160,32 +136,5 @@ mod tests {
     #[test]
     fn roles_are_ordered() {
         assert!(Role::Viewer < Role::Editor && Role::Editor < Role::Admin);
-    }
-
-    #[test]
-    fn rules_are_unique() {
-        for (index, rule) in ADMIN_ROUTES.iter().enumerate() {
-            assert_eq!(
-                rule_for(rule.method, rule.path),
-                Some(&ADMIN_ROUTES[index]),
-                "{rule:?} is declared twice"
-            );
-        }
-    }
-
-    /// `control/access.json` is what the pytest suite walks; regenerate it with
-    /// `KEYGATE_WRITE_ACCESS_JSON=1 cargo test -p keygate-control access`.
-    #[test]
-    fn access_json_matches_the_table() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("access.json");
-        let expected = serde_json::to_string_pretty(ADMIN_ROUTES).unwrap() + "\n";
-        if std::env::var_os("KEYGATE_WRITE_ACCESS_JSON").is_some() {
-            std::fs::write(&path, &expected).unwrap();
-        }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(
-            on_disk, expected,
-            "control/access.json is stale: run KEYGATE_WRITE_ACCESS_JSON=1 cargo test -p keygate-control access"
-        );
     }
 }

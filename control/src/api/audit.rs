@@ -1,16 +1,25 @@
 //! `GET /v1/audit`: the audit log, oldest first; a team token reads its team's entries only.
 
 use crate::api::access::Caller;
+use crate::api::access::{rule, AdminRoute};
 use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
 use crate::api::state::AppState;
-use crate::domain::audit::AuditEntry;
-use crate::domain::clock;
 use crate::app;
+use crate::domain::audit::AuditEntry;
 use crate::domain::audit::AuditFilter;
+use crate::domain::clock;
+use crate::domain::tokens::Role;
 use axum::extract::State;
+use axum::routing::get;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+
+/// The routes of this resource: each with its access rule and its handler, declared once.
+pub const ROUTES: &[AdminRoute] = &[AdminRoute {
+    rule: rule("GET", "/v1/audit", Role::Admin, 200),
+    handler: || get(list_audit),
+}];
 
 const DEFAULT_PAGE_SIZE: usize = 100;
 const MAX_PAGE_SIZE: usize = 1000;

@@ -1,7 +1,6 @@
 //! Extractors that turn bad input into our JSON errors instead of axum's plain-text rejections.
 
 use crate::api::error::ApiError;
-use crate::api::router::MAX_BODY_BYTES;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -9,6 +8,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
+
+/// Larger request bodies are refused with 413 (the proxies' posts allow more).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// What a proxy may post (`POST /v1/usage`, `POST /v1/ratelimits/sync`): a usage report of
+/// thousands of keys, or a fleet sync of up to 5,000 keys of up to 3 × 64 buckets.
+pub const MAX_PROXY_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// A JSON request body; bodies over the limit give 413, a `Content-Type` other than JSON 415,
 /// unparsable ones `INVALID_JSON`, and well-formed JSON of the wrong shape `VALIDATION_ERROR`

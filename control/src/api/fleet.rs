@@ -4,7 +4,7 @@
 
 use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
-use crate::api::extract::JsonBody;
+use crate::api::extract::{JsonBody, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
 use crate::domain::clock;
 use axum::extract::State;
@@ -12,13 +12,10 @@ use axum::Json;
 use keygate_contract::fleet::{self, FleetSyncPost, FleetSyncReply};
 use std::sync::Arc;
 
-/// A sync carries up to 5,000 keys of up to 3 × 64 buckets: the room of a usage report.
-pub const MAX_SYNC_BODY_BYTES: usize = crate::api::usage::MAX_USAGE_BODY_BYTES;
-
 pub async fn sync_fleet(
     State(state): State<AppState>,
     _: SyncAuth,
-    JsonBody(post): JsonBody<FleetSyncPost, MAX_SYNC_BODY_BYTES>,
+    JsonBody(post): JsonBody<FleetSyncPost, MAX_PROXY_BODY_BYTES>,
 ) -> Result<Json<FleetSyncReply>, ApiError> {
     fleet::validate_post(&post)?;
     let now_ms = u64::try_from(clock::now().timestamp_millis()).unwrap_or(0);

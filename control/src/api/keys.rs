@@ -1,6 +1,7 @@
 //! The admin endpoints under `/v1/keys`. A team token sees and manages only its team's keys.
 
 use crate::api::access::Caller;
+use crate::api::access::{rule, AdminRoute};
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
 use crate::api::state::AppState;
@@ -8,15 +9,45 @@ use crate::app;
 use crate::app::keys::LifecycleError;
 use crate::domain::clock;
 use crate::domain::cursor::{self, Position};
+use crate::domain::keys::KeyFilter;
 use crate::domain::keys::KeyStatus;
 use crate::domain::plans::Environment;
-use crate::domain::keys::KeyFilter;
+use crate::domain::tokens::Role;
 use crate::wire::validate::{self, CreateKeyRequest, RotateKeyRequest, Rules, UpdateKeyRequest};
 use crate::wire::views::KeyView;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+
+/// The routes of this resource: each with its access rule and its handler, declared once.
+pub const ROUTES: &[AdminRoute] = &[
+    AdminRoute {
+        rule: rule("GET", "/v1/keys", Role::Viewer, 200),
+        handler: || get(list_keys),
+    },
+    AdminRoute {
+        rule: rule("POST", "/v1/keys", Role::Editor, 201),
+        handler: || post(create_key),
+    },
+    AdminRoute {
+        rule: rule("GET", "/v1/keys/{id}", Role::Viewer, 200),
+        handler: || get(show_key),
+    },
+    AdminRoute {
+        rule: rule("PATCH", "/v1/keys/{id}", Role::Editor, 200),
+        handler: || patch(update_key),
+    },
+    AdminRoute {
+        rule: rule("DELETE", "/v1/keys/{id}", Role::Editor, 204),
+        handler: || delete(delete_key),
+    },
+    AdminRoute {
+        rule: rule("POST", "/v1/keys/{id}/rotate", Role::Editor, 201),
+        handler: || post(rotate_key),
+    },
+];
 
 const DEFAULT_PAGE_SIZE: usize = 100;
 const MAX_PAGE_SIZE: usize = 1000;

@@ -2,19 +2,46 @@
 //! Plans are shared by every team.
 
 use crate::api::access::Caller;
+use crate::api::access::{shared_rule, AdminRoute};
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam};
 use crate::api::state::AppState;
 use crate::app::plans::{self, PlanError};
 use crate::domain::clock;
 use crate::domain::plans::PlanDefinition;
+use crate::domain::tokens::Role;
 use crate::wire::plans::{
     validate_new_plan, validate_plan_changes, CreatePlanRequest, UpdatePlanRequest,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+
+/// The routes of this resource: each with its access rule and its handler, declared once.
+pub const ROUTES: &[AdminRoute] = &[
+    AdminRoute {
+        rule: shared_rule("GET", "/v1/plans", Role::Viewer, 200),
+        handler: || get(list_plans),
+    },
+    AdminRoute {
+        rule: shared_rule("POST", "/v1/plans", Role::Admin, 201),
+        handler: || post(create_plan),
+    },
+    AdminRoute {
+        rule: shared_rule("GET", "/v1/plans/{name}", Role::Viewer, 200),
+        handler: || get(show_plan),
+    },
+    AdminRoute {
+        rule: shared_rule("PATCH", "/v1/plans/{name}", Role::Admin, 200),
+        handler: || patch(update_plan),
+    },
+    AdminRoute {
+        rule: shared_rule("DELETE", "/v1/plans/{name}", Role::Admin, 204),
+        handler: || delete(delete_plan),
+    },
+];
 
 /// The answer of `GET /v1/plans`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,67 +1,49 @@
 //! Every route of the service, and the fallbacks that keep unknown routes in our JSON shape.
 
-use crate::api::access::{RouteRule, ADMIN_ROUTES};
-use crate::api::audit::list_audit;
+use crate::api::access::AdminRoute;
 use crate::api::error::{method_not_allowed, route_not_found};
-use crate::api::fleet::{sync_fleet, MAX_SYNC_BODY_BYTES};
-use crate::api::keys::{create_key, delete_key, list_keys, rotate_key, show_key, update_key};
-use crate::api::plans::{create_plan, delete_plan, list_plans, show_plan, update_plan};
-use crate::api::scopes::list_scopes;
-use crate::api::session::show_session;
+use crate::api::extract::{MAX_BODY_BYTES, MAX_PROXY_BODY_BYTES};
+use crate::api::fleet::sync_fleet;
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
-use crate::api::tokens::{create_token, list_tokens, revoke_token, rotate_token};
-use crate::api::usage::{key_usage, record_usage, team_usage, MAX_USAGE_BODY_BYTES};
+use crate::api::usage::record_usage;
+use crate::api::{audit, keys, plans, scopes, session, tokens, usage};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, patch, post, MethodRouter};
-use axum::{Json, Router};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
 use serde_json::json;
-
-/// Larger request bodies are refused with 413 (`/v1/usage` allows more).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The OpenAPI document, kept beside the code as `control/openapi.json`.
 const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-/// The handler of an admin route. Admin routes are added only from `ADMIN_ROUTES`, so none
-/// exists without an access rule; a rule without a handler fails the tests.
-fn admin_handler(rule: &RouteRule) -> Option<MethodRouter<AppState>> {
-    let handler = match (rule.method, rule.path) {
-        ("GET", "/v1/keys") => get(list_keys),
-        ("POST", "/v1/keys") => post(create_key),
-        ("GET", "/v1/keys/{id}") => get(show_key),
-        ("PATCH", "/v1/keys/{id}") => patch(update_key),
-        ("DELETE", "/v1/keys/{id}") => delete(delete_key),
-        ("POST", "/v1/keys/{id}/rotate") => post(rotate_key),
-        ("GET", "/v1/keys/{id}/usage") => get(key_usage),
-        ("GET", "/v1/usage") => get(team_usage),
-        ("GET", "/v1/tokens") => get(list_tokens),
-        ("POST", "/v1/tokens") => post(create_token),
-        ("DELETE", "/v1/tokens/{id}") => delete(revoke_token),
-        ("POST", "/v1/tokens/{id}/rotate") => post(rotate_token),
-        ("GET", "/v1/audit") => get(list_audit),
-        ("GET", "/v1/plans") => get(list_plans),
-        ("POST", "/v1/plans") => post(create_plan),
-        ("GET", "/v1/plans/{name}") => get(show_plan),
-        ("PATCH", "/v1/plans/{name}") => patch(update_plan),
-        ("DELETE", "/v1/plans/{name}") => delete(delete_plan),
-        ("GET", "/v1/scopes") => get(list_scopes),
-        ("GET", "/v1/session") => get(show_session),
-        _ => return None,
-    };
-    Some(handler)
+/// Every admin route, resource by resource, in the order `control/access.json` lists them.
+const RESOURCES: [&[AdminRoute]; 7] = [
+    keys::ROUTES,
+    usage::ROUTES,
+    tokens::ROUTES,
+    audit::ROUTES,
+    plans::ROUTES,
+    scopes::ROUTES,
+    session::ROUTES,
+];
+
+/// Every admin route.
+pub fn admin_routes() -> impl Iterator<Item = &'static AdminRoute> {
+    RESOURCES.into_iter().flatten()
 }
 
 pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi));
-    for rule in ADMIN_ROUTES {
-        if let Some(handler) = admin_handler(rule) {
-            routes = routes.route(rule.path, handler);
-        }
+    for route in admin_routes() {
+        // The rule travels with the request, for `access::Caller` to check.
+        routes = routes.route(
+            route.rule.path,
+            (route.handler)().layer(Extension(route.rule)),
+        );
     }
     routes
         .route("/v1/snapshot", get(snapshot))
@@ -69,11 +51,11 @@ pub fn router(state: AppState) -> Router {
         // The route's own limit is applied after (inside) the router-wide one, so it wins.
         .route(
             "/v1/usage",
-            post(record_usage).layer(DefaultBodyLimit::max(MAX_USAGE_BODY_BYTES)),
+            post(record_usage).layer(DefaultBodyLimit::max(MAX_PROXY_BODY_BYTES)),
         )
         .route(
             "/v1/ratelimits/sync",
-            post(sync_fleet).layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES)),
+            post(sync_fleet).layer(DefaultBodyLimit::max(MAX_PROXY_BODY_BYTES)),
         )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -100,10 +82,32 @@ mod tests {
     }
 
     #[test]
-    fn every_access_rule_has_a_handler() {
-        for rule in ADMIN_ROUTES {
-            assert!(admin_handler(rule).is_some(), "no handler for {rule:?}");
+    fn no_route_is_declared_twice() {
+        let mut seen = std::collections::HashSet::new();
+        for route in admin_routes() {
+            assert!(
+                seen.insert((route.rule.method, route.rule.path)),
+                "{:?} is declared twice",
+                route.rule
+            );
         }
+    }
+
+    /// `control/access.json` is what the pytest suite walks; regenerate it with
+    /// `KEYGATE_WRITE_ACCESS_JSON=1 cargo test -p keygate-control access`.
+    #[test]
+    fn access_json_matches_the_routes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("access.json");
+        let rules: Vec<_> = admin_routes().map(|route| route.rule).collect();
+        let expected = serde_json::to_string_pretty(&rules).unwrap() + "\n";
+        if std::env::var_os("KEYGATE_WRITE_ACCESS_JSON").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            on_disk, expected,
+            "control/access.json is stale: run KEYGATE_WRITE_ACCESS_JSON=1 cargo test -p keygate-control access"
+        );
     }
 
     /// Every admin operation the OpenAPI document lists has an access rule, and every rule is
@@ -131,9 +135,8 @@ mod tests {
             }
         }
         documented.sort();
-        let mut ruled: Vec<(String, String)> = ADMIN_ROUTES
-            .iter()
-            .map(|rule| (rule.method.to_string(), rule.path.to_string()))
+        let mut ruled: Vec<(String, String)> = admin_routes()
+            .map(|route| (route.rule.method.to_string(), route.rule.path.to_string()))
             .collect();
         ruled.sort();
         assert_eq!(documented, ruled);

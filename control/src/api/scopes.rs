@@ -2,12 +2,21 @@
 //! `serve --scope-description SCOPE=TEXT` gave it, for clients that offer them as choices.
 
 use crate::api::access::Caller;
+use crate::api::access::{shared_rule, AdminRoute};
 use crate::api::state::AppState;
+use crate::domain::tokens::Role;
 use axum::extract::State;
+use axum::routing::get;
 use axum::{Extension, Json};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The routes of this resource: each with its access rule and its handler, declared once.
+pub const ROUTES: &[AdminRoute] = &[AdminRoute {
+    rule: shared_rule("GET", "/v1/scopes", Role::Viewer, 200),
+    handler: || get(list_scopes),
+}];
 
 /// Longest description a scope may be given.
 const MAX_DESCRIPTION_CHARS: usize = 256;

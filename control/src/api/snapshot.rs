@@ -152,4 +152,3 @@ fn not_modified(tag: String) -> Response {
     )
         .into_response()
 }
-

@@ -1,8 +1,8 @@
 //! What every handler can reach: the store, the two tokens and the configured scopes.
 
-use crate::api::auth::TokenDigest;
 use crate::api::error::ApiError;
 use crate::app::keys::LifecycleError;
+use crate::domain::secrets::TokenDigest;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::FleetCounts;

@@ -2,6 +2,7 @@
 //! A team token manages only its team's tokens, and the tokens it creates get its team.
 
 use crate::api::access::Caller;
+use crate::api::access::{rule, AdminRoute};
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody};
 use crate::api::state::AppState;
@@ -12,8 +13,29 @@ use crate::domain::tokens::{MintedToken, Role, StoredToken};
 use crate::wire::validate::{self, CreateTokenRequest, RotateKeyRequest, Rules};
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+
+/// The routes of this resource: each with its access rule and its handler, declared once.
+pub const ROUTES: &[AdminRoute] = &[
+    AdminRoute {
+        rule: rule("GET", "/v1/tokens", Role::Admin, 200),
+        handler: || get(list_tokens),
+    },
+    AdminRoute {
+        rule: rule("POST", "/v1/tokens", Role::Admin, 201),
+        handler: || post(create_token),
+    },
+    AdminRoute {
+        rule: rule("DELETE", "/v1/tokens/{id}", Role::Admin, 204),
+        handler: || delete(revoke_token),
+    },
+    AdminRoute {
+        rule: rule("POST", "/v1/tokens/{id}/rotate", Role::Admin, 201),
+        handler: || post(rotate_token),
+    },
+];
 
 /// A token as the admin API shows it; never its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,9 +2,10 @@
 //! `GET /v1/usage` (admins read it back, for one key or summed over a team's keys).
 
 use crate::api::access::Caller;
+use crate::api::access::{rule, AdminRoute};
 use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, KeyIdParam, QueryParams};
+use crate::api::extract::{JsonBody, KeyIdParam, QueryParams, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
 use crate::app::usage;
 use crate::domain::clock;
@@ -13,11 +14,21 @@ use crate::domain::usage_range::{self, Counts, Granularity, UsageQuery};
 use crate::domain::usage_report::{self, UsageRequest};
 use crate::store::usage::BatchOutcome;
 use axum::extract::State;
+use axum::routing::get;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-/// Usage bodies carry up to 10,000 reports, so they get more room than admin bodies.
-pub const MAX_USAGE_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// The routes of this resource: each with its access rule and its handler, declared once.
+pub const ROUTES: &[AdminRoute] = &[
+    AdminRoute {
+        rule: rule("GET", "/v1/keys/{id}/usage", Role::Viewer, 200),
+        handler: || get(key_usage),
+    },
+    AdminRoute {
+        rule: rule("GET", "/v1/usage", Role::Viewer, 200),
+        handler: || get(team_usage),
+    },
+];
 
 #[derive(Debug, Serialize)]
 pub struct UsageAccepted {
@@ -39,7 +50,7 @@ impl From<BatchOutcome> for UsageAccepted {
 pub async fn record_usage(
     State(state): State<AppState>,
     _: SyncAuth,
-    JsonBody(request): JsonBody<UsageRequest, MAX_USAGE_BODY_BYTES>,
+    JsonBody(request): JsonBody<UsageRequest, MAX_PROXY_BODY_BYTES>,
 ) -> Result<Json<UsageAccepted>, ApiError> {
     let now = clock::now();
     let batch = usage_report::validate(request, now)?;

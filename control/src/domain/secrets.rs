@@ -2,6 +2,8 @@
 //! filter's own, `keygate_contract::key_hash::hash_key`.
 
 use crate::domain::plans::Environment;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -47,9 +49,31 @@ pub fn last4(secret: &str) -> String {
     secret.chars().skip(skip).collect()
 }
 
+/// A token kept only as its SHA-256, compared in constant time (and independent of length).
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> Self {
+        TokenDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.0.ct_eq(&presented).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_match_only_the_same_token() {
+        let digest = TokenDigest::of("secret-token");
+        assert!(digest.matches("secret-token"));
+        assert!(!digest.matches("secret-token2"));
+        assert!(!digest.matches(""));
+    }
 
     #[test]
     fn secrets_have_prefix_length_and_alphabet() {

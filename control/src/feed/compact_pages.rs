@@ -9,9 +9,9 @@ use crate::feed::full_snapshot::{CachedPage, SnapshotCache};
 use crate::feed::pages::{read_rows, PageRequest, RowsPage};
 use crate::feed::versions as feed;
 use crate::store::Store;
-use std::sync::Arc;
 use keygate_contract::compact::{self, PageHeader};
 use keygate_contract::key_hash::{hex_digest, parse_hex_digest, Digest};
+use std::sync::Arc;
 
 /// Whether the request is for a full snapshot whatever the database says: a later page of one
 /// in hash order, or a first page from a client with no versions of this epoch. (A client

@@ -15,8 +15,8 @@
 //! only a cache at or above it, or the database, serves the next page.
 
 use crate::domain::clock;
-use crate::feed::error::{blocking, FeedError};
 use crate::domain::served::compact_record;
+use crate::feed::error::{blocking, FeedError};
 use crate::feed::versions::DEFAULT_PAGE_SIZE;
 use crate::store::db::current_version;
 use crate::store::keys;

@@ -1,12 +1,12 @@
 //! `keygate-control serve`: opens the database, binds, serves until SIGTERM or Ctrl-C.
 
-use crate::api::auth::TokenDigest;
 use crate::api::router::router;
 use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
 use crate::app;
 use crate::cli::args::ServeArgs;
 use crate::domain::clock;
+use crate::domain::secrets::TokenDigest;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::FleetCounts;
 use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};

@@ -253,7 +253,10 @@ mod retention {
                 .read(|tx| {
                     Ok::<_, Error>((
                         summarize(&hours(tx, &first.id, from, to)?, Granularity::Day),
-                        summarize(&usage::team_hours(tx, Some("t"), from, to)?, Granularity::Day),
+                        summarize(
+                            &usage::team_hours(tx, Some("t"), from, to)?,
+                            Granularity::Day,
+                        ),
                         summarize(&usage::team_hours(tx, None, from, to)?, Granularity::Day),
                         allowed_between(
                             tx,
