@@ -6,14 +6,14 @@ use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
 use crate::api::state::AppState;
 use crate::app;
-use crate::domain::audit::AuditEntry;
 use crate::domain::audit::AuditFilter;
 use crate::domain::clock;
 use crate::domain::tokens::Role;
+use crate::wire::views::AuditPage;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The routes of this resource: each with its access rule and its handler, declared once.
 pub const ROUTES: &[AdminRoute] = &[AdminRoute {
@@ -30,12 +30,6 @@ pub struct AuditQuery {
     from: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AuditPage {
-    entries: Vec<AuditEntry>,
-    next_cursor: Option<String>,
 }
 
 pub async fn list_audit(

@@ -14,12 +14,13 @@ use crate::domain::keys::KeyStatus;
 use crate::domain::plans::Environment;
 use crate::domain::tokens::Role;
 use crate::wire::validate::{self, CreateKeyRequest, RotateKeyRequest, Rules, UpdateKeyRequest};
+use crate::wire::views::KeyList;
 use crate::wire::views::KeyView;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The routes of this resource: each with its access rule and its handler, declared once.
 pub const ROUTES: &[AdminRoute] = &[
@@ -84,12 +85,6 @@ pub struct ListQuery {
     status: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct KeyList {
-    keys: Vec<KeyView>,
-    next_cursor: Option<String>,
 }
 
 pub async fn list_keys(

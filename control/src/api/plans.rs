@@ -13,11 +13,11 @@ use crate::domain::tokens::Role;
 use crate::wire::plans::{
     validate_new_plan, validate_plan_changes, CreatePlanRequest, UpdatePlanRequest,
 };
+use crate::wire::views::PlanList;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
 /// The routes of this resource: each with its access rule and its handler, declared once.
 pub const ROUTES: &[AdminRoute] = &[
@@ -42,12 +42,6 @@ pub const ROUTES: &[AdminRoute] = &[
         handler: || delete(delete_plan),
     },
 ];
-
-/// The answer of `GET /v1/plans`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanList {
-    pub plans: Vec<PlanDefinition>,
-}
 
 impl From<PlanError> for ApiError {
     fn from(error: PlanError) -> Self {

@@ -9,13 +9,13 @@ use crate::api::state::AppState;
 use crate::app::keys::LifecycleError;
 use crate::app::tokens;
 use crate::domain::clock;
-use crate::domain::tokens::{MintedToken, Role, StoredToken};
+use crate::domain::tokens::Role;
 use crate::wire::validate::{self, CreateTokenRequest, RotateKeyRequest, Rules};
+use crate::wire::views::{TokenList, TokenView};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
 /// The routes of this resource: each with its access rule and its handler, declared once.
 pub const ROUTES: &[AdminRoute] = &[
@@ -36,54 +36,6 @@ pub const ROUTES: &[AdminRoute] = &[
         handler: || post(rotate_token),
     },
 ];
-
-/// A token as the admin API shows it; never its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenView {
-    pub id: String,
-    pub name: String,
-    pub role: Role,
-    pub team: Option<String>,
-    pub last4: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub expires_at: Option<String>,
-    pub rotated_from: Option<String>,
-    /// The secret; present only in the response that created it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
-
-impl From<StoredToken> for TokenView {
-    fn from(token: StoredToken) -> Self {
-        TokenView {
-            id: token.id,
-            name: token.name,
-            role: token.role,
-            team: token.team,
-            last4: token.last4,
-            created_at: clock::format(token.created_at),
-            last_used_at: token.last_used_at.map(clock::format),
-            expires_at: token.expires_at.map(clock::format),
-            rotated_from: token.rotated_from,
-            token: None,
-        }
-    }
-}
-
-impl From<MintedToken> for TokenView {
-    fn from(minted: MintedToken) -> Self {
-        TokenView {
-            token: Some(minted.secret),
-            ..TokenView::from(minted.token)
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct TokenList {
-    tokens: Vec<TokenView>,
-}
 
 fn not_found(error: LifecycleError) -> ApiError {
     match error {

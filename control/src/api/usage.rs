@@ -10,9 +10,10 @@ use crate::api::state::AppState;
 use crate::app::usage;
 use crate::domain::clock;
 use crate::domain::tokens::Role;
-use crate::domain::usage_range::{self, Counts, Granularity, UsageQuery};
+use crate::domain::usage_range::{self, UsageQuery};
+use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::{self, UsageRequest};
-use crate::store::usage::BatchOutcome;
+use crate::wire::views::{KeyUsage, TeamUsage};
 use axum::extract::State;
 use axum::routing::get;
 use axum::Json;
@@ -60,16 +61,6 @@ pub async fn record_usage(
     Ok(Json(UsageAccepted::from(outcome)))
 }
 
-#[derive(Debug, Serialize)]
-pub struct KeyUsage {
-    key_id: String,
-    granularity: Granularity,
-    from: String,
-    to: String,
-    buckets: Vec<usage_range::Bucket>,
-    totals: Counts,
-}
-
 /// Usage stays readable after the key is deleted; only an id never issued is 404.
 pub async fn key_usage(
     State(state): State<AppState>,
@@ -101,17 +92,6 @@ pub struct TeamUsageQuery {
     pub from: Option<String>,
     pub to: Option<String>,
     pub granularity: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TeamUsage {
-    /// The team summed over; null for every key.
-    team: Option<String>,
-    granularity: Granularity,
-    from: String,
-    to: String,
-    buckets: Vec<usage_range::Bucket>,
-    totals: Counts,
 }
 
 /// The usage of every key of a team (deleted keys included), or of every key when no team is

@@ -7,10 +7,10 @@ use crate::app::quota::current_mark;
 use crate::domain::audit::{key_changes, key_fields, Action, Actor};
 use crate::domain::clock;
 use crate::domain::cursor::Position;
+use crate::domain::keys::{mint, MintedKey};
 use crate::domain::keys::{KeyChanges, KeySettings};
 use crate::domain::keys::{KeyFilter, StoredKey};
 use crate::domain::plans::{Plan, PlanLimits};
-use crate::domain::secrets;
 use crate::store::audit;
 use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, RowPage};
@@ -19,12 +19,6 @@ use crate::store::sql::{Error, Result, Tx};
 use chrono::{DateTime, Utc};
 use keygate_contract::FieldError;
 use std::fmt;
-
-/// A freshly minted key and its secret, which exists only in this value and the response.
-pub struct MintedKey {
-    pub key: StoredKey,
-    pub secret: String,
-}
 
 #[derive(Debug)]
 pub enum LifecycleError {
@@ -63,40 +57,6 @@ impl From<getrandom::Error> for LifecycleError {
 
 fn served_record_is_valid(key: &StoredKey, now: DateTime<Utc>) -> Result<(), LifecycleError> {
     crate::domain::served::filter_accepts(key, now).map_err(LifecycleError::Invalid)
-}
-
-/// A new key row for `settings` with a new secret; not yet stored.
-pub fn mint(
-    settings: &KeySettings,
-    now: DateTime<Utc>,
-    rotated_from: Option<String>,
-) -> Result<MintedKey, getrandom::Error> {
-    let secret = secrets::generate_secret(settings.environment)?;
-    let key = StoredKey {
-        seq: 0,
-        id: secrets::generate_key_id()?,
-        hash: keygate_contract::key_hash::hash_key(&secret),
-        prefix: settings.environment.secret_prefix().to_string(),
-        last4: secrets::last4(&secret),
-        name: settings.name.clone(),
-        environment: settings.environment,
-        team: settings.team.clone(),
-        scopes: settings.scopes.clone(),
-        allowed_ips: settings.allowed_ips.clone(),
-        expires_at: settings.expires_at,
-        active: true,
-        plan: settings.plan.clone(),
-        plan_limits: PlanLimits::default(),
-        limits: settings.limits,
-        created_at: now,
-        updated_at: now,
-        rotated_from,
-        deleted: false,
-        updated_version: 0,
-        quota_exceeded_until: None,
-        last_used_at: None,
-    };
-    Ok(MintedKey { key, secret })
 }
 
 pub fn create(

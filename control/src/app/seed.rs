@@ -1,6 +1,8 @@
 //! Bulk insertion of random keys, for benchmarks of the snapshot feed at scale.
 
-use crate::app::keys::{mint, LifecycleError};
+use crate::domain::keys::mint;
+
+use crate::app::keys::LifecycleError;
 use crate::domain::clock;
 use crate::domain::keys::KeySettings;
 use crate::domain::plans::{Environment, LimitOverrides, Plan};

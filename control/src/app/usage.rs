@@ -5,12 +5,11 @@ use crate::app::keys::{find_visible, LifecycleError};
 use crate::app::quota;
 use crate::domain::audit::Actor;
 use crate::domain::usage_range::HourCount;
+use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::UsageBatch;
 use crate::store::db::Store;
 use crate::store::sql::Error;
-use crate::store::usage::{
-    self, count_reports, earlier_outcome, remember_batch, BatchOutcome, Pruned,
-};
+use crate::store::usage::{self, count_reports, earlier_outcome, remember_batch, Pruned};
 use chrono::{DateTime, Utc};
 
 /// Counts `batch` unless its id was counted before, then re-marks the keys it touched; one

@@ -2,6 +2,7 @@
 //! status a listing filters by.
 
 use crate::domain::plans::{Environment, LimitOverrides, LimitPatch, Plan, PlanLimits};
+use crate::domain::secrets;
 use chrono::{DateTime, Utc};
 
 /// A key row as stored: everything but the secret, which is never kept.
@@ -107,4 +108,44 @@ pub struct KeyFilter {
     pub status: Option<KeyStatus>,
     /// The instant `status` tells expired keys by; `None` is now, as the database sees it.
     pub now: Option<DateTime<Utc>>,
+}
+
+/// A freshly minted key and its secret, which exists only in this value and the response.
+pub struct MintedKey {
+    pub key: StoredKey,
+    pub secret: String,
+}
+
+/// A new key row for `settings` with a new secret; not yet stored.
+pub fn mint(
+    settings: &KeySettings,
+    now: DateTime<Utc>,
+    rotated_from: Option<String>,
+) -> Result<MintedKey, getrandom::Error> {
+    let secret = secrets::generate_secret(settings.environment)?;
+    let key = StoredKey {
+        seq: 0,
+        id: secrets::generate_key_id()?,
+        hash: keygate_contract::key_hash::hash_key(&secret),
+        prefix: settings.environment.secret_prefix().to_string(),
+        last4: secrets::last4(&secret),
+        name: settings.name.clone(),
+        environment: settings.environment,
+        team: settings.team.clone(),
+        scopes: settings.scopes.clone(),
+        allowed_ips: settings.allowed_ips.clone(),
+        expires_at: settings.expires_at,
+        active: true,
+        plan: settings.plan.clone(),
+        plan_limits: PlanLimits::default(),
+        limits: settings.limits,
+        created_at: now,
+        updated_at: now,
+        rotated_from,
+        deleted: false,
+        updated_version: 0,
+        quota_exceeded_until: None,
+        last_used_at: None,
+    };
+    Ok(MintedKey { key, secret })
 }

@@ -1,7 +1,6 @@
 //! Fleet-wide quotas as pure functions: the UTC periods they count over, and until when a key
 //! that used up its quota stays marked as over it.
 
-use crate::domain::clock;
 use crate::domain::plans::Quotas;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 
@@ -69,6 +68,7 @@ pub fn mark_in_force(stored: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::clock;
 
     fn at(text: &str) -> DateTime<Utc> {
         clock::parse(text).unwrap()

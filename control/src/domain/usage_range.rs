@@ -34,7 +34,7 @@ pub struct UsageQuery {
 }
 
 /// How finely usage is bucketed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Granularity {
     #[default]
@@ -44,6 +44,13 @@ pub enum Granularity {
 }
 
 impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+        }
+    }
+
     fn seconds(self) -> i64 {
         match self {
             Granularity::Hour => SECONDS_PER_HOUR,
@@ -72,7 +79,7 @@ impl UsageRange {
 }
 
 /// Requests, allowed and denied by code.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub allowed: u64,
     /// Only codes with a non-zero count.
@@ -93,7 +100,7 @@ impl Counts {
 }
 
 /// The counts of one hour or day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
     pub start: String,
     #[serde(flatten)]

@@ -139,6 +139,17 @@ pub fn hour_start(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, &'sta
     Ok(instant)
 }
 
+/// What a usage POST did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Reports counted (for keys that exist and are not deleted).
+    pub accepted: u32,
+    /// Reports dropped because their key is unknown or deleted.
+    pub unknown_keys: u32,
+    /// The batch id was seen before: nothing was counted now, the numbers are the first time's.
+    pub duplicate: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

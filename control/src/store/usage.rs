@@ -3,7 +3,7 @@
 
 use crate::domain::keys::StoredKey;
 use crate::domain::usage_range::HourCount;
-use crate::domain::usage_report::{UsageBatch, ALLOWED_CODE};
+use crate::domain::usage_report::{BatchOutcome, UsageBatch, ALLOWED_CODE};
 use crate::store::keys;
 use crate::store::sql::{named_params, Params, Result, Row, ToValue, Tx};
 use chrono::{DateTime, Duration, Utc};
@@ -11,17 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 
 /// How long a batch id is remembered; a proxy retries within seconds, not days.
 const BATCH_ID_RETENTION: Duration = Duration::days(7);
-
-/// What a usage POST did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchOutcome {
-    /// Reports counted (for keys that exist and are not deleted).
-    pub accepted: u32,
-    /// Reports dropped because their key is unknown or deleted.
-    pub unknown_keys: u32,
-    /// The batch id was seen before: nothing was counted now, the numbers are the first time's.
-    pub duplicate: bool,
-}
 
 /// What counting `batch_id` did the first time, if it was counted before.
 pub fn earlier_outcome(tx: &Tx, batch_id: &str) -> Result<Option<BatchOutcome>> {

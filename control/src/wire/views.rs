@@ -1,12 +1,16 @@
-//! How stored keys are shown: to admins (settings and overrides, never the hash) and to
-//! proxies (the snapshot's `KeyRecord`, with the hash and effective limits).
+//! What the admin API answers, as the service sends it and the CLI reads it back: keys (their
+//! settings and overrides, never the hash), tokens, audit pages, plans and usage.
 
-use crate::app::keys::MintedKey;
+use crate::domain::audit::AuditEntry;
 use crate::domain::clock;
+use crate::domain::keys::MintedKey;
 use crate::domain::keys::StoredKey;
+use crate::domain::plans::PlanDefinition;
 use crate::domain::plans::{effective_admin_limits, AdminLimits, Environment};
 use crate::domain::plans::{LimitOverrides, Plan};
 use crate::domain::quota::mark_in_force;
+use crate::domain::tokens::{MintedToken, Role, StoredToken};
+use crate::domain::usage_range::{Bucket, Counts, Granularity};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -81,4 +85,96 @@ impl From<MintedKey> for KeyView {
             ..KeyView::from(minted.key)
         }
     }
+}
+
+/// One page of `GET /v1/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+    pub next_cursor: Option<String>,
+}
+
+/// A token as the admin API shows it; never its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub team: Option<String>,
+    pub last4: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub rotated_from: Option<String>,
+    /// The secret; present only in the response that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl From<StoredToken> for TokenView {
+    fn from(token: StoredToken) -> Self {
+        TokenView {
+            id: token.id,
+            name: token.name,
+            role: token.role,
+            team: token.team,
+            last4: token.last4,
+            created_at: clock::format(token.created_at),
+            last_used_at: token.last_used_at.map(clock::format),
+            expires_at: token.expires_at.map(clock::format),
+            rotated_from: token.rotated_from,
+            token: None,
+        }
+    }
+}
+
+impl From<MintedToken> for TokenView {
+    fn from(minted: MintedToken) -> Self {
+        TokenView {
+            token: Some(minted.secret),
+            ..TokenView::from(minted.token)
+        }
+    }
+}
+
+/// `GET /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
+/// One page of `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// The answer of `GET /v1/plans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanList {
+    pub plans: Vec<PlanDefinition>,
+}
+
+/// `GET /v1/keys/{id}/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    pub key_id: String,
+    pub granularity: Granularity,
+    pub from: String,
+    pub to: String,
+    pub buckets: Vec<Bucket>,
+    pub totals: Counts,
+}
+
+/// `GET /v1/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamUsage {
+    /// The team summed over; null for every key.
+    pub team: Option<String>,
+    pub granularity: Granularity,
+    pub from: String,
+    pub to: String,
+    pub buckets: Vec<Bucket>,
+    pub totals: Counts,
 }

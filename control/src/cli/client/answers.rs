@@ -8,9 +8,8 @@
 //! round-trips the served types through them.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::error::Category;
-use std::collections::BTreeMap;
 
 /// Answers longer than this are not read to the end (Keygate's largest, a page of 1,000 keys or
 /// a year of hourly usage, is a few MiB).
@@ -28,59 +27,26 @@ pub struct NewKey {
     pub secret: String,
 }
 
-/// One page of `GET /v1/keys`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyPage {
-    pub keys: Vec<Key>,
-    pub next_cursor: Option<String>,
-}
-
-/// `GET /v1/keys/{id}/usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageReport {
-    pub key_id: String,
-    pub granularity: String,
-    pub from: String,
-    pub to: String,
-    pub buckets: Vec<UsageBucket>,
-    pub totals: UsageCounts,
-}
-
-/// `GET /v1/usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TeamUsageReport {
-    /// The team summed over; `None` for every key.
-    pub team: Option<String>,
-    pub granularity: String,
-    pub from: String,
-    pub to: String,
-    pub buckets: Vec<UsageBucket>,
-    pub totals: UsageCounts,
-}
-
-/// Requests in one bucket or in total: the wire form of `usage_range::Counts`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageCounts {
-    pub allowed: u64,
-    /// Denied requests by error code.
-    pub denied: BTreeMap<String, u64>,
-    pub total: u64,
-}
-
-/// The counts of one hour or day: the wire form of `usage_range::Bucket`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageBucket {
-    pub start: String,
-    #[serde(flatten)]
-    pub counts: UsageCounts,
-}
-
 /// `DELETE /v1/keys/{id}` succeeded (204, no body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted;
 
 /// A management token as the admin API shows it: the very type the service serves.
-pub type Token = crate::api::tokens::TokenView;
+pub type Token = crate::wire::views::TokenView;
+/// One page of `GET /v1/keys`.
+pub type KeyPage = crate::wire::views::KeyList;
+/// `GET /v1/keys/{id}/usage`.
+pub type UsageReport = crate::wire::views::KeyUsage;
+/// `GET /v1/usage`.
+pub type TeamUsageReport = crate::wire::views::TeamUsage;
+/// Requests in one bucket or in total.
+pub type UsageCounts = crate::domain::usage_range::Counts;
+/// The counts of one hour or day.
+pub type UsageBucket = crate::domain::usage_range::Bucket;
+/// `GET /v1/tokens`.
+pub type TokenList = crate::wire::views::TokenList;
+/// One page of `GET /v1/audit`.
+pub type AuditPage = crate::wire::views::AuditPage;
 /// An audit log entry: the very type the service serves.
 pub type AuditEntry = crate::domain::audit::AuditEntry;
 
@@ -89,19 +55,6 @@ pub type AuditEntry = crate::domain::audit::AuditEntry;
 pub struct NewToken {
     pub token: Token,
     pub secret: String,
-}
-
-/// `GET /v1/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenList {
-    pub tokens: Vec<Token>,
-}
-
-/// One page of `GET /v1/audit`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-    pub next_cursor: Option<String>,
 }
 
 impl Reply for NewToken {
@@ -303,7 +256,7 @@ pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::keys::MintedKey;
+    use crate::domain::keys::MintedKey;
     use crate::domain::keys::StoredKey;
     use crate::domain::plans::{Environment, LimitOverrides, Plan};
     use crate::domain::usage_range::{Bucket, Counts};
@@ -384,7 +337,7 @@ mod tests {
         }
         let counts = Counts {
             allowed: 8,
-            denied: BTreeMap::from([("RATE_LIMIT_EXCEEDED".to_string(), 2)]),
+            denied: std::collections::BTreeMap::from([("RATE_LIMIT_EXCEEDED".to_string(), 2)]),
             total: 10,
         };
         let served = json!({"key_id": "key_abc", "granularity": "day",

@@ -1,11 +1,11 @@
 //! `keygate-control plans …`: the plans keys are on and their default limits.
 
-use crate::api::plans::PlanList;
 use crate::cli::args::{ClientArgs, PlansCommand};
 use crate::cli::client::answers::{json as json_body, Deleted, Reply};
 use crate::cli::client::commands::{connect, limits_body, limits_patch, print_json};
 use crate::cli::client::table::{column, render, text, Fit};
 use crate::domain::plans::PlanDefinition;
+use crate::wire::views::PlanList;
 use serde_json::{json, Map, Value};
 
 /// A plan as the admin API shows it: the very type the service serves.

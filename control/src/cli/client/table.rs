@@ -412,7 +412,7 @@ pub fn usage_table(report: &UsageReport) -> String {
     let heading = format!(
         "Usage of {} by {}",
         text(&report.key_id),
-        text(&report.granularity)
+        text(report.granularity.as_str())
     );
     usage_buckets(
         heading,
@@ -429,7 +429,7 @@ pub fn team_usage_table(report: &TeamUsageReport) -> String {
         || "every key".to_string(),
         |team| format!("team {}", text(team)),
     );
-    let heading = format!("Usage of {whose} by {}", text(&report.granularity));
+    let heading = format!("Usage of {whose} by {}", text(report.granularity.as_str()));
     usage_buckets(
         heading,
         &report.from,
