@@ -6,7 +6,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
 use crate::api::state::AppState;
 use crate::app;
-use crate::app::keys::LifecycleError;
+use crate::app::error::LifecycleError;
 use crate::domain::clock;
 use crate::domain::cursor::{self, Position};
 use crate::domain::keys::KeyFilter;

@@ -8,9 +8,8 @@ use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
 use crate::api::state::AppState;
 use crate::feed::compact_pages::compact_page;
-use crate::feed::pages::{json_page, PageQuery, PageRequest};
+use crate::feed::pages::{committed_version, json_page, PageQuery, PageRequest};
 use crate::feed::versions::{self, HeldPolls};
-use crate::store::db::current_version;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY};
@@ -114,7 +113,7 @@ async fn wait_for_news(
     let committed = match request.since {
         Some(since) if request.epoch.as_deref() == Some(epoch) && since > *versions.borrow() => {
             state
-                .blocking(|store| store.read(current_version))
+                .blocking(committed_version)
                 .await
                 .unwrap_or(0)
         }

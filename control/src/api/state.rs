@@ -1,7 +1,7 @@
 //! What every handler can reach: the store, the two tokens and the configured scopes.
 
 use crate::api::error::ApiError;
-use crate::app::keys::LifecycleError;
+use crate::app::error::LifecycleError;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;

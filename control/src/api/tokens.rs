@@ -6,7 +6,7 @@ use crate::api::access::{rule, AdminRoute};
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody};
 use crate::api::state::AppState;
-use crate::app::keys::LifecycleError;
+use crate::app::error::LifecycleError;
 use crate::app::tokens;
 use crate::domain::clock;
 use crate::domain::tokens::Role;

@@ -3,13 +3,12 @@
 //! and records who made the change in the audit log. An actor bound to a team finds only that
 //! team's keys: any other answers `NotFound`.
 
+use crate::app::error::LifecycleError;
 use crate::app::quota::current_mark;
 use crate::domain::audit::{key_changes, key_fields, Action, Actor};
 use crate::domain::clock;
 use crate::domain::cursor::Position;
-use crate::domain::keys::{mint, MintedKey};
-use crate::domain::keys::{KeyChanges, KeySettings};
-use crate::domain::keys::{KeyFilter, StoredKey};
+use crate::domain::keys::{mint, KeyChanges, KeyFilter, KeySettings, MintedKey, StoredKey};
 use crate::domain::plans::{Plan, PlanLimits};
 use crate::store::audit;
 use crate::store::db::{bump_version, Store};
@@ -18,42 +17,6 @@ use crate::store::plans;
 use crate::store::sql::{Error, Result, Tx};
 use chrono::{DateTime, Utc};
 use keygate_contract::FieldError;
-use std::fmt;
-
-#[derive(Debug)]
-pub enum LifecycleError {
-    NotFound,
-    /// The key was deleted; only its tombstone remains.
-    Deleted,
-    Database(Error),
-    Random(getrandom::Error),
-    /// The key as it would be served is one the filter would refuse.
-    Invalid(FieldError),
-}
-
-impl fmt::Display for LifecycleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LifecycleError::NotFound => write!(f, "no such key"),
-            LifecycleError::Deleted => write!(f, "the key was deleted"),
-            LifecycleError::Database(error) => write!(f, "database: {error}"),
-            LifecycleError::Random(error) => write!(f, "OS random number generator: {error}"),
-            LifecycleError::Invalid(error) => write!(f, "{error}"),
-        }
-    }
-}
-
-impl From<Error> for LifecycleError {
-    fn from(error: Error) -> Self {
-        LifecycleError::Database(error)
-    }
-}
-
-impl From<getrandom::Error> for LifecycleError {
-    fn from(error: getrandom::Error) -> Self {
-        LifecycleError::Random(error)
-    }
-}
 
 fn served_record_is_valid(key: &StoredKey, now: DateTime<Utc>) -> Result<(), LifecycleError> {
     crate::domain::served::filter_accepts(key, now).map_err(LifecycleError::Invalid)

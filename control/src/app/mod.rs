@@ -2,6 +2,7 @@
 //! audit entry.
 
 pub mod audit;
+pub mod error;
 pub mod keys;
 pub mod plans;
 pub mod quota;

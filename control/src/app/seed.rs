@@ -2,7 +2,7 @@
 
 use crate::domain::keys::mint;
 
-use crate::app::keys::LifecycleError;
+use crate::app::error::LifecycleError;
 use crate::domain::clock;
 use crate::domain::keys::KeySettings;
 use crate::domain::plans::{Environment, LimitOverrides, Plan};

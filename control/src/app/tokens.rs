@@ -1,7 +1,7 @@
 //! Management tokens' operations: create, list, revoke, rotate, and authenticating a call. Each
 //! change writes its audit entry in its own transaction.
 
-use crate::app::keys::LifecycleError;
+use crate::app::error::LifecycleError;
 use crate::domain::audit::{Action, Actor};
 use crate::domain::clock;
 use crate::domain::tokens::{digest, mint, MintedToken, StoredToken, TokenSettings};

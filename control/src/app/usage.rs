@@ -1,7 +1,8 @@
 //! Usage: counting a proxy's batch once (and re-marking the quotas it touched), reading a key's
 //! or a team's hours back, and pruning old hours.
 
-use crate::app::keys::{find_visible, LifecycleError};
+use crate::app::error::LifecycleError;
+use crate::app::keys::find_visible;
 use crate::app::quota;
 use crate::domain::audit::Actor;
 use crate::domain::usage_range::HourCount;

@@ -103,6 +103,12 @@ impl PageRequest {
     }
 }
 
+/// The version the database has committed, which may be ahead of the one published on the
+/// store's watch for a moment.
+pub fn committed_version(store: &Store) -> Result<u64, StoreError> {
+    store.read(current_version)
+}
+
 /// The rows of one page, read in a single transaction so its version and rows agree.
 pub struct RowsPage {
     pub version: u64,
