@@ -43,7 +43,9 @@ groups=("$@")
 
 wanted=()
 for group in "${groups[@]}"; do
-  for package in $(packages_of "$group"); do
+  # Asked first, outside the loop's word list, where a failure would not stop the script.
+  packages=$(packages_of "$group") || exit 2
+  for package in $packages; do
     [[ " ${wanted[*]-} " == *" $package "* ]] || wanted+=("$package")
   done
 done

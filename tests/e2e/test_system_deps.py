@@ -61,6 +61,8 @@ def test_the_readme_commands_install_their_own_packages():
         assert call in recipe, f"make {target} does not call {call}"
     test_rule = next(line for line in makefile.splitlines() if line.startswith("test:"))
     assert test_rule.split(":", 1)[1].split()[0] == "test-system-deps", test_rule
-    ci = (ROOT / ".ci/run").read_text()
-    assert "install-system-deps" not in ci, "CI must install nothing make test does not"
+    ci_commands = [line for line in (ROOT / ".ci/run").read_text().splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")]
+    assert not any("install-system-deps" in line for line in ci_commands), \
+        "CI must install nothing make test does not install itself"
     assert os.access(SCRIPT, os.X_OK)
