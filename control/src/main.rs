@@ -22,14 +22,23 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let result = match cli.command {
-        Command::Keys(args) => client::run(cli.client, args.command),
-        Command::Tokens(args) => client::run_tokens(cli.client, args.command),
-        Command::Plans(args) => client::run_plans(cli.client, args.command),
-        Command::Audit(args) => client::run_audit(cli.client, args),
-        Command::Usage(args) => client::run_team_usage(cli.client, args),
-        Command::Serve(args) => {
-            refuse_client_options(&matches, "serve").and_then(|()| server::startup::run(args))
+        Command::Keys(args) => {
+            client::run(cli.client, args.command).map_err(|error| error.to_string())
         }
+        Command::Tokens(args) => {
+            client::run_tokens(cli.client, args.command).map_err(|error| error.to_string())
+        }
+        Command::Plans(args) => {
+            client::run_plans(cli.client, args.command).map_err(|error| error.to_string())
+        }
+        Command::Audit(args) => {
+            client::run_audit(cli.client, args).map_err(|error| error.to_string())
+        }
+        Command::Usage(args) => {
+            client::run_team_usage(cli.client, args).map_err(|error| error.to_string())
+        }
+        Command::Serve(args) => refuse_client_options(&matches, "serve")
+            .and_then(|()| server::startup::run(args).map_err(|error| error.to_string())),
         Command::Completion { shell } => {
             refuse_client_options(&matches, "completion").and_then(|()| completion(shell))
         }

@@ -26,32 +26,44 @@ const MAX_DESCRIPTION_CHARS: usize = 256;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScopeDescriptions(BTreeMap<String, String>);
 
+/// A `--scope-description` the service refuses, with what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeDescriptionError(pub String);
+
+impl std::fmt::Display for ScopeDescriptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl ScopeDescriptions {
     /// Reads `SCOPE=TEXT` pairs; each scope must be one of `scopes`, described once.
-    pub fn parse(pairs: &[String], scopes: &[String]) -> Result<Self, String> {
+    pub fn parse(pairs: &[String], scopes: &[String]) -> Result<Self, ScopeDescriptionError> {
         let mut descriptions = BTreeMap::new();
         for pair in pairs {
             let (scope, text) = pair.split_once('=').ok_or_else(|| {
-                format!("--scope-description {pair:?}: write SCOPE=TEXT, e.g. list_models=\"List the models\"")
+                ScopeDescriptionError(format!("--scope-description {pair:?}: write SCOPE=TEXT, e.g. list_models=\"List the models\""))
             })?;
             let scope = scope.trim();
             if !scopes.iter().any(|known| known == scope) {
-                return Err(format!(
+                return Err(ScopeDescriptionError(format!(
                     "--scope-description: {scope:?} is not one of the scopes ({})",
                     scopes.join(",")
-                ));
+                )));
             }
             let text = text.trim();
             if text.chars().count() > MAX_DESCRIPTION_CHARS || text.chars().any(char::is_control) {
-                return Err(format!(
+                return Err(ScopeDescriptionError(format!(
                     "--scope-description {scope}: at most {MAX_DESCRIPTION_CHARS} characters, no control characters"
-                ));
+                )));
             }
             if descriptions
                 .insert(scope.to_string(), text.to_string())
                 .is_some()
             {
-                return Err(format!("--scope-description: {scope:?} is described twice"));
+                return Err(ScopeDescriptionError(format!(
+                    "--scope-description: {scope:?} is described twice"
+                )));
             }
         }
         Ok(ScopeDescriptions(descriptions))
@@ -121,7 +133,9 @@ mod tests {
         ];
         for (case, pairs, expected) in cases {
             let pairs: Vec<String> = pairs.into_iter().map(String::from).collect();
-            let error = ScopeDescriptions::parse(&pairs, &scopes()).unwrap_err();
+            let error = ScopeDescriptions::parse(&pairs, &scopes())
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(expected), "{case}: {error}");
         }
     }

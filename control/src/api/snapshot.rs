@@ -112,10 +112,7 @@ async fn wait_for_news(
     // of us (that would call for a full snapshot): take its version as ours and wait for news.
     let committed = match request.since {
         Some(since) if request.epoch.as_deref() == Some(epoch) && since > *versions.borrow() => {
-            state
-                .blocking(committed_version)
-                .await
-                .unwrap_or(0)
+            state.blocking(committed_version).await.unwrap_or(0)
         }
         _ => 0,
     };

@@ -1,5 +1,8 @@
 //! Start-up settings that need checking before the service may run: tokens and scopes.
 
+use keygate_contract::FieldError;
+use std::fmt;
+
 pub const ADMIN_TOKEN_VAR: &str = "KEYGATE_ADMIN_TOKEN";
 pub const SYNC_TOKEN_VAR: &str = "KEYGATE_SYNC_TOKEN";
 const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
@@ -14,25 +17,53 @@ pub struct Tokens {
     pub sync_is_dev_default: bool,
 }
 
+/// A start-up setting the service refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// These token variables are unset (or empty) and `--dev` was not given.
+    MissingTokens(Vec<&'static str>),
+    /// The admin and the sync token are the same.
+    SameTokens,
+    /// A configured scope is not a scope name the filter takes.
+    Scope(FieldError),
+    /// `KEYGATE_SCOPES` names no scope.
+    NoScopes,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::MissingTokens(variables) => write!(
+                f,
+                "{} must be set (or run `serve --dev` for development tokens)",
+                variables.join(" and ")
+            ),
+            ConfigError::SameTokens => write!(
+                f,
+                "{ADMIN_TOKEN_VAR} and {SYNC_TOKEN_VAR} must differ: proxies hold the sync token and must not be able to manage keys"
+            ),
+            ConfigError::Scope(error) => write!(f, "{error}"),
+            ConfigError::NoScopes => write!(f, "KEYGATE_SCOPES: at least one scope is required"),
+        }
+    }
+}
+
 /// Tokens from the environment's values; empty counts as unset. Without `dev`, a missing
 /// token is an error naming its variable.
 pub fn resolve_tokens(
     admin: Option<String>,
     sync: Option<String>,
     dev: bool,
-) -> Result<Tokens, String> {
+) -> Result<Tokens, ConfigError> {
     let admin = admin.filter(|token| !token.is_empty());
     let sync = sync.filter(|token| !token.is_empty());
-    let missing: Vec<&str> = [(ADMIN_TOKEN_VAR, &admin), (SYNC_TOKEN_VAR, &sync)]
+    let missing: Vec<&'static str> = [(ADMIN_TOKEN_VAR, &admin), (SYNC_TOKEN_VAR, &sync)]
         .into_iter()
         .filter(|(_, token)| token.is_none())
         .map(|(variable, _)| variable)
         .collect();
     if !dev && !missing.is_empty() {
-        return Err(format!(
-            "{} must be set (or run `serve --dev` for development tokens)",
-            missing.join(" and ")
-        ));
+        return Err(ConfigError::MissingTokens(missing));
     }
     let tokens = Tokens {
         admin_is_dev_default: admin.is_none(),
@@ -41,16 +72,14 @@ pub fn resolve_tokens(
         sync: sync.unwrap_or_else(|| DEV_SYNC_TOKEN.into()),
     };
     if tokens.admin == tokens.sync {
-        return Err(format!(
-            "{ADMIN_TOKEN_VAR} and {SYNC_TOKEN_VAR} must differ: proxies hold the sync token and must not be able to manage keys"
-        ));
+        return Err(ConfigError::SameTokens);
     }
     Ok(tokens)
 }
 
 /// The comma-separated scope list, trimmed; at least one, each a scope name as the filter
 /// reads them (`keygate_contract::fields::scope`).
-pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
+pub fn parse_scopes(list: &str) -> Result<Vec<String>, ConfigError> {
     let mut scopes: Vec<String> = Vec::new();
     for scope in list
         .split(',')
@@ -59,14 +88,14 @@ pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
     {
         // The filter's own rule for a scope name, so no configured scope is one it refuses.
         if let Err(error) = keygate_contract::fields::scope("KEYGATE_SCOPES", scope) {
-            return Err(error.to_string());
+            return Err(ConfigError::Scope(error));
         }
         if !scopes.iter().any(|known| known == scope) {
             scopes.push(scope.to_string());
         }
     }
     if scopes.is_empty() {
-        return Err("KEYGATE_SCOPES: at least one scope is required".into());
+        return Err(ConfigError::NoScopes);
     }
     Ok(scopes)
 }
@@ -77,17 +106,21 @@ mod tests {
 
     #[test]
     fn missing_tokens_are_named() {
-        let error = resolve_tokens(None, Some("s".into()), false).unwrap_err();
+        let error = resolve_tokens(None, Some("s".into()), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with("KEYGATE_ADMIN_TOKEN must be set"),
             "{error}"
         );
-        let error = resolve_tokens(Some("a".into()), Some(String::new()), false).unwrap_err();
+        let error = resolve_tokens(Some("a".into()), Some(String::new()), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with("KEYGATE_SYNC_TOKEN must be set"),
             "{error}"
         );
-        let error = resolve_tokens(None, None, false).unwrap_err();
+        let error = resolve_tokens(None, None, false).unwrap_err().to_string();
         assert!(
             error.starts_with("KEYGATE_ADMIN_TOKEN and KEYGATE_SYNC_TOKEN"),
             "{error}"
@@ -104,13 +137,16 @@ mod tests {
 
     #[test]
     fn identical_tokens_are_refused() {
-        assert!(resolve_tokens(Some("same".into()), Some("same".into()), false).is_err());
+        assert_eq!(
+            resolve_tokens(Some("same".into()), Some("same".into()), false),
+            Err(ConfigError::SameTokens)
+        );
     }
 
     #[test]
     fn scopes_are_trimmed_and_checked() {
         assert_eq!(parse_scopes(" a, b ,,a").unwrap(), vec!["a", "b"]);
-        assert!(parse_scopes(" , ").is_err());
+        assert_eq!(parse_scopes(" , "), Err(ConfigError::NoScopes));
         assert!(parse_scopes("ok,not ok").is_err());
     }
 }

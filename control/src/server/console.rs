@@ -8,6 +8,7 @@
 //! cross-site request carries no credential.
 
 use crate::api::error::ApiError;
+use crate::server::error::StartupError;
 use axum::extract::Path;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -45,13 +46,13 @@ pub async fn start(
     address: &str,
     api: Router,
     mut shutting_down: watch::Receiver<bool>,
-) -> Result<JoinHandle<Result<(), String>>, String> {
+) -> Result<JoinHandle<Result<(), StartupError>>, StartupError> {
     let listener = TcpListener::bind(address)
         .await
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+        .map_err(|error| StartupError::Io(format!("cannot listen on {address}: {error}")))?;
     let bound = listener
         .local_addr()
-        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+        .map_err(|error| StartupError::Io(format!("cannot read the bound address: {error}")))?;
     println!("keygate-control console on http://{bound}/console/");
     Ok(tokio::spawn(async move {
         axum::serve(listener, app(api))
@@ -60,7 +61,7 @@ pub async fn start(
                 let _ = shutting_down.wait_for(|stopping| *stopping).await;
             })
             .await
-            .map_err(|error| format!("console server error: {error}"))
+            .map_err(|error| StartupError::Serve(format!("console server error: {error}")))
     }))
 }
 

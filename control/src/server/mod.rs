@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod console;
+pub mod error;
 pub mod startup;

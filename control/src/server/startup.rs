@@ -11,6 +11,7 @@ use crate::feed::versions::HeldPolls;
 use crate::fleet::FleetCounts;
 use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::server::console;
+use crate::server::error::StartupError;
 use crate::store::usage;
 use crate::store::Store;
 use axum::Extension;
@@ -22,19 +23,26 @@ use tokio::time::MissedTickBehavior;
 /// How often old usage hours are rolled into daily totals (and once at start).
 const USAGE_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-pub fn run(args: ServeArgs) -> Result<(), String> {
+pub fn run(args: ServeArgs) -> Result<(), StartupError> {
     let tokens = resolve_tokens(
         std::env::var(ADMIN_TOKEN_VAR).ok(),
         std::env::var(SYNC_TOKEN_VAR).ok(),
         args.dev,
-    )?;
-    let scopes = parse_scopes(&args.scopes)?;
-    let descriptions = Arc::new(ScopeDescriptions::parse(&args.scope_descriptions, &scopes)?);
-    let location = args.database.location();
-    let store = Arc::new(
-        Store::open_location(&location)
-            .map_err(|error| format!("cannot open database {}: {error}", location.describe()))?,
+    )
+    .map_err(|error| StartupError::Config(error.to_string()))?;
+    let scopes =
+        parse_scopes(&args.scopes).map_err(|error| StartupError::Config(error.to_string()))?;
+    let descriptions = Arc::new(
+        ScopeDescriptions::parse(&args.scope_descriptions, &scopes)
+            .map_err(|error| StartupError::Config(error.to_string()))?,
     );
+    let location = args.database.location();
+    let store = Arc::new(Store::open_location(&location).map_err(|error| {
+        StartupError::Database(format!(
+            "cannot open database {}: {error}",
+            location.describe()
+        ))
+    })?);
     if tokens.admin_is_dev_default {
         println!("dev mode: admin token is {}", tokens.admin);
     }
@@ -57,14 +65,16 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+        .map_err(|error| StartupError::Io(format!("cannot start the async runtime: {error}")))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+            .map_err(|error| {
+                StartupError::Io(format!("cannot listen on {}: {error}", args.listen))
+            })?;
         let address = listener
             .local_addr()
-            .map_err(|error| format!("cannot read the bound address: {error}"))?;
+            .map_err(|error| StartupError::Io(format!("cannot read the bound address: {error}")))?;
         println!(
             "keygate-control listening on http://{address} (db: {})",
             location.describe()
@@ -89,12 +99,16 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 stop.send_replace(true);
             })
             .await
-            .map_err(|error| format!("server error: {error}"));
+            .map_err(|error| StartupError::Serve(format!("server error: {error}")));
         pruning.abort();
         if let Some(console_server) = console_server {
             match console_server.await {
                 Ok(result) => result?,
-                Err(error) => return Err(format!("console server task failed: {error}")),
+                Err(error) => {
+                    return Err(StartupError::Serve(format!(
+                        "console server task failed: {error}"
+                    )))
+                }
             }
         }
         served

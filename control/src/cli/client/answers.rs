@@ -7,6 +7,7 @@
 //! are private to their handlers, so their wire forms are mirrored here, and a test below
 //! round-trips the served types through them.
 
+use crate::cli::client::error::ClientError;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -195,28 +196,37 @@ pub fn media_type(content_type: &str) -> String {
 
 /// The answer as `T` if it is Keygate's success answer to `call`; Keygate's own error answers
 /// as `message (CODE, HTTP status)`; anything else as a message saying the server is not Keygate.
-pub fn read<T: Reply>(call: Call, answer: &Answer) -> Result<T, String> {
+pub fn read<T: Reply>(call: Call, answer: &Answer) -> Result<T, ClientError> {
     if answer.body.len() > MAX_ANSWER_BYTES {
         let limit = format!("over {} MiB", MAX_ANSWER_BYTES / (1024 * 1024));
-        return Err(not_keygate::<T>(call, answer, Some(&limit)));
+        return Err(ClientError::NotKeygate(not_keygate::<T>(
+            call,
+            answer,
+            Some(&limit),
+        )));
     }
     let is_json = answer.media_type.as_deref() == Some("application/json");
     if answer.status == T::STATUS {
         if T::BODY.is_some() && !is_json {
-            return Err(not_keygate::<T>(call, answer, None));
+            return Err(ClientError::NotKeygate(not_keygate::<T>(
+                call, answer, None,
+            )));
         }
-        return T::from_body(&answer.body)
-            .map_err(|problem| not_keygate::<T>(call, answer, Some(&problem)));
+        return T::from_body(&answer.body).map_err(|problem| {
+            ClientError::NotKeygate(not_keygate::<T>(call, answer, Some(&problem)))
+        });
     }
     if (400..=599).contains(&answer.status) && is_json {
         if let Ok(ErrorAnswer { error }) = serde_json::from_slice(&answer.body) {
-            return Err(format!(
+            return Err(ClientError::Refused(format!(
                 "{} ({}, HTTP {})",
                 error.message, error.code, answer.status
-            ));
+            )));
         }
     }
-    Err(not_keygate::<T>(call, answer, None))
+    Err(ClientError::NotKeygate(not_keygate::<T>(
+        call, answer, None,
+    )))
 }
 
 /// `http://127.0.0.1:8082 did not answer like a Keygate control service (POST /v1/keys → 200

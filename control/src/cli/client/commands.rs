@@ -5,6 +5,7 @@ use crate::cli::args::{
     UpdateArgs, UsageArgs,
 };
 use crate::cli::client::answers::{Deleted, Key, KeyPage, NewKey, TeamUsageReport, UsageReport};
+use crate::cli::client::error::ClientError;
 use crate::cli::client::http::{base_url, AdminClient};
 use crate::cli::client::table::{key_details, key_table, team_usage_table, usage_table};
 use serde::Serialize;
@@ -17,19 +18,27 @@ pub const SECRET_WARNING: &str =
 const MAX_PAGES: usize = 1000;
 
 /// The admin API client the global options describe, and whether to print JSON.
-pub fn connect(client_args: ClientArgs) -> Result<(AdminClient, bool), String> {
+pub fn connect(client_args: ClientArgs) -> Result<(AdminClient, bool), ClientError> {
     let token = client_args
         .token
         .filter(|token| !token.is_empty())
-        .ok_or("KEYGATE_ADMIN_TOKEN (or --token) must be set to use the admin API")?;
+        .ok_or_else(|| {
+            ClientError::Usage(
+                "KEYGATE_ADMIN_TOKEN (or --token) must be set to use the admin API".into(),
+            )
+        })?;
     // Checked here rather than when parsing, so a KEYGATE_URL in the environment cannot stop
     // `serve`.
-    let url = base_url(&client_args.url)
-        .map_err(|problem| format!("--url (or KEYGATE_URL) {:?}: {problem}", client_args.url))?;
+    let url = base_url(&client_args.url).map_err(|problem| {
+        ClientError::Usage(format!(
+            "--url (or KEYGATE_URL) {:?}: {problem}",
+            client_args.url
+        ))
+    })?;
     Ok((AdminClient::new(&url, token), client_args.json))
 }
 
-pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), String> {
+pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), ClientError> {
     let (client, json) = connect(client_args)?;
     match command {
         KeysCommand::Create(create) => {
@@ -93,7 +102,7 @@ pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), String> 
 }
 
 /// `keygate-control usage`: usage summed over a team's keys, or every key.
-pub fn run_team_usage(client_args: ClientArgs, args: TeamUsageArgs) -> Result<(), String> {
+pub fn run_team_usage(client_args: ClientArgs, args: TeamUsageArgs) -> Result<(), ClientError> {
     let (client, json) = connect(client_args)?;
     let query: Vec<(&'static str, String)> = [
         ("team", args.team),
@@ -158,18 +167,18 @@ pub(super) fn limits_body(limits: &LimitArgs) -> Value {
 pub(super) fn limits_patch(
     limits: &LimitArgs,
     clear: &[LimitWindow],
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, ClientError> {
     let clear_all = clear.contains(&LimitWindow::All);
     let mut patch = Map::new();
     for (window, value) in limit_values(limits) {
         let cleared = clear.contains(&window);
         match value {
             Some(_) if cleared => {
-                return Err(format!(
+                return Err(ClientError::Usage(format!(
                     "--{} and --clear-limit {} contradict each other",
                     window.field().replace('_', "-"),
                     window.field()
-                ))
+                )))
             }
             Some(value) => {
                 patch.insert(window.field().into(), value.into());
@@ -198,7 +207,7 @@ fn create_body(args: CreateArgs) -> Value {
     Value::Object(body)
 }
 
-fn update_body(args: UpdateArgs) -> Result<Value, String> {
+fn update_body(args: UpdateArgs) -> Result<Value, ClientError> {
     let mut body = Map::new();
     insert_some(&mut body, "name", args.name);
     insert_some(&mut body, "team", args.team);
@@ -243,7 +252,7 @@ fn list_query(args: ListArgs) -> Vec<(&'static str, String)> {
 fn every_page(
     client: &AdminClient,
     mut query: Vec<(&'static str, String)>,
-) -> Result<KeyPage, String> {
+) -> Result<KeyPage, ClientError> {
     let mut keys = Vec::new();
     for _ in 0..MAX_PAGES {
         let page: KeyPage = client.get("/v1/keys", &query)?;
@@ -259,15 +268,15 @@ fn every_page(
             .position(|(name, _)| *name == "cursor")
             .map(|index| query.remove(index).1);
         if previous.as_deref() == Some(next.as_str()) {
-            return Err(format!(
+            return Err(ClientError::Paging(format!(
                 "the service answered cursor {next} with the same cursor again; stopped"
-            ));
+            )));
         }
         query.push(("cursor", next));
     }
-    Err(format!(
+    Err(ClientError::Paging(format!(
         "more than {MAX_PAGES} pages; use a larger --limit, or --cursor to go on from a page"
-    ))
+    )))
 }
 
 fn usage_query(args: UsageArgs) -> Vec<(&'static str, String)> {
@@ -282,12 +291,12 @@ fn usage_query(args: UsageArgs) -> Vec<(&'static str, String)> {
 }
 
 /// An answer as JSON, as the service sent it for the fields this version knows (keys sorted).
-fn to_json(answer: &impl Serialize) -> Result<Value, String> {
+fn to_json(answer: &impl Serialize) -> Result<Value, ClientError> {
     serde_json::to_value(answer)
-        .map_err(|error| format!("cannot print the answer as JSON: {error}"))
+        .map_err(|error| ClientError::Output(format!("cannot print the answer as JSON: {error}")))
 }
 
-pub fn print_json(answer: &impl Serialize) -> Result<(), String> {
+pub fn print_json(answer: &impl Serialize) -> Result<(), ClientError> {
     let value = to_json(answer)?;
     println!(
         "{}",
@@ -296,7 +305,7 @@ pub fn print_json(answer: &impl Serialize) -> Result<(), String> {
     Ok(())
 }
 
-fn print_key(key: &Key, json: bool) -> Result<(), String> {
+fn print_key(key: &Key, json: bool) -> Result<(), ClientError> {
     if json {
         print_json(key)?;
     } else {
@@ -305,7 +314,7 @@ fn print_key(key: &Key, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn print_minted(minted: &NewKey, json: bool, verb: &str) -> Result<(), String> {
+fn print_minted(minted: &NewKey, json: bool, verb: &str) -> Result<(), ClientError> {
     if json {
         print_json(&minted.key)?;
         eprintln!("{SECRET_WARNING}");
@@ -319,7 +328,7 @@ fn print_minted(minted: &NewKey, json: bool, verb: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn print_list(page: &KeyPage, json: bool) -> Result<(), String> {
+fn print_list(page: &KeyPage, json: bool) -> Result<(), ClientError> {
     if json {
         return print_json(page);
     }
@@ -391,7 +400,9 @@ mod tests {
         let error = update_body(update_args(limits, vec![LimitWindow::PerMonth])).unwrap_err();
         assert_eq!(
             error,
-            "--per-month and --clear-limit per_month contradict each other"
+            ClientError::Usage(
+                "--per-month and --clear-limit per_month contradict each other".into()
+            )
         );
     }
 

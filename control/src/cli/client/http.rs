@@ -2,6 +2,7 @@
 //! (`answers::read`); the service's error answers come back as their message.
 
 use crate::cli::client::answers::{self, Answer, Call, Reply, MAX_ANSWER_BYTES};
+use crate::cli::client::error::ClientError;
 use serde_json::Value;
 use std::io::Read;
 use std::time::Duration;
@@ -66,7 +67,7 @@ impl AdminClient {
         }
     }
 
-    pub fn get<T: Reply>(&self, path: &str, query: &[(&str, String)]) -> Result<T, String> {
+    pub fn get<T: Reply>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
         let mut request = self.request("GET", path);
         for (name, value) in query {
             request = request.query(name, value);
@@ -74,17 +75,17 @@ impl AdminClient {
         read(self.call("GET", path), request.call())
     }
 
-    pub fn post<T: Reply>(&self, path: &str, body: &Value) -> Result<T, String> {
+    pub fn post<T: Reply>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
         let result = self.request("POST", path).send_json(body);
         read(self.call("POST", path), result)
     }
 
-    pub fn patch<T: Reply>(&self, path: &str, body: &Value) -> Result<T, String> {
+    pub fn patch<T: Reply>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
         let result = self.request("PATCH", path).send_json(body);
         read(self.call("PATCH", path), result)
     }
 
-    pub fn delete<T: Reply>(&self, path: &str) -> Result<T, String> {
+    pub fn delete<T: Reply>(&self, path: &str) -> Result<T, ClientError> {
         let result = self.request("DELETE", path).call();
         read(self.call("DELETE", path), result)
     }
@@ -104,11 +105,16 @@ impl AdminClient {
     }
 }
 
-fn read<T: Reply>(call: Call, result: Result<ureq::Response, ureq::Error>) -> Result<T, String> {
+fn read<T: Reply>(
+    call: Call,
+    result: Result<ureq::Response, ureq::Error>,
+) -> Result<T, ClientError> {
     let response = match result {
         Ok(response) | Err(ureq::Error::Status(_, response)) => response,
         Err(ureq::Error::Transport(transport)) => {
-            return Err(format!("cannot reach the control service: {transport}"))
+            return Err(ClientError::Unreachable(format!(
+                "cannot reach the control service: {transport}"
+            )))
         }
     };
     let status = response.status();
@@ -119,10 +125,10 @@ fn read<T: Reply>(call: Call, result: Result<ureq::Response, ureq::Error>) -> Re
         .take(MAX_ANSWER_BYTES as u64 + 1)
         .read_to_end(&mut body)
         .map_err(|error| {
-            format!(
+            ClientError::Unreachable(format!(
                 "cannot read the answer of {} to {} {}: {error}",
                 call.base_url, call.method, call.path
-            )
+            ))
         })?;
     let answer = Answer {
         status,

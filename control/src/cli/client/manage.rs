@@ -3,6 +3,7 @@
 use crate::cli::args::{AuditArgs, ClientArgs, TokensCommand};
 use crate::cli::client::answers::{AuditPage, Deleted, NewToken, TokenList};
 use crate::cli::client::commands::{connect, print_json, SECRET_WARNING};
+use crate::cli::client::error::ClientError;
 use crate::cli::client::table::{audit_table, token_table};
 use serde_json::{json, Map, Value};
 
@@ -15,7 +16,7 @@ fn token_path(id: &str) -> String {
     format!("/v1/tokens/{safe}")
 }
 
-pub fn run_tokens(client_args: ClientArgs, command: TokensCommand) -> Result<(), String> {
+pub fn run_tokens(client_args: ClientArgs, command: TokensCommand) -> Result<(), ClientError> {
     let (client, json) = connect(client_args)?;
     match command {
         TokensCommand::Create {
@@ -67,7 +68,7 @@ pub fn run_tokens(client_args: ClientArgs, command: TokensCommand) -> Result<(),
     Ok(())
 }
 
-fn print_minted(minted: &NewToken, json: bool, verb: &str) -> Result<(), String> {
+fn print_minted(minted: &NewToken, json: bool, verb: &str) -> Result<(), ClientError> {
     if json {
         print_json(&minted.token)?;
         eprintln!("{SECRET_WARNING}");
@@ -81,7 +82,7 @@ fn print_minted(minted: &NewToken, json: bool, verb: &str) -> Result<(), String>
     Ok(())
 }
 
-pub fn run_audit(client_args: ClientArgs, args: AuditArgs) -> Result<(), String> {
+pub fn run_audit(client_args: ClientArgs, args: AuditArgs) -> Result<(), ClientError> {
     let (client, json) = connect(client_args)?;
     let query: Vec<(&str, String)> = [
         ("target", args.target),

@@ -2,11 +2,13 @@
 
 mod answers;
 mod commands;
+mod error;
 mod http;
 mod manage;
 mod plans;
 mod table;
 
 pub use commands::{run, run_team_usage};
+
 pub use manage::{run_audit, run_tokens};
 pub use plans::run_plans;

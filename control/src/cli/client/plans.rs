@@ -3,6 +3,7 @@
 use crate::cli::args::{ClientArgs, PlansCommand};
 use crate::cli::client::answers::{json as json_body, Deleted, Reply};
 use crate::cli::client::commands::{connect, limits_body, limits_patch, print_json};
+use crate::cli::client::error::ClientError;
 use crate::cli::client::table::{column, render, text, Fit};
 use crate::domain::plans::PlanDefinition;
 use crate::wire::views::PlanList;
@@ -81,7 +82,7 @@ pub fn plan_table(plans: &[Plan]) -> String {
     render(&columns, &rows, true)
 }
 
-fn print_plan(plan: &Plan, json: bool, verb: &str) -> Result<(), String> {
+fn print_plan(plan: &Plan, json: bool, verb: &str) -> Result<(), ClientError> {
     if json {
         return print_json(plan);
     }
@@ -90,7 +91,7 @@ fn print_plan(plan: &Plan, json: bool, verb: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run_plans(client_args: ClientArgs, command: PlansCommand) -> Result<(), String> {
+pub fn run_plans(client_args: ClientArgs, command: PlansCommand) -> Result<(), ClientError> {
     let (client, json) = connect(client_args)?;
     match command {
         PlansCommand::List => {
@@ -133,9 +134,9 @@ pub fn run_plans(client_args: ClientArgs, command: PlansCommand) -> Result<(), S
                 body.insert("description".into(), Value::from(description));
             }
             if body.is_empty() {
-                return Err(
+                return Err(ClientError::Usage(
                     "nothing to change: give a limit, --clear-limit or --description".into(),
-                );
+                ));
             }
             let plan: Plan = client.patch(&plan_path(&name), &Value::Object(body))?;
             print_plan(&plan, json, "Updated")?;

@@ -165,14 +165,17 @@ fn unknown_fields_are_ignored_so_the_service_can_add_some() {
 fn keygate_error_answers_keep_their_message() {
     let body = json!({"error": {"code": "VALIDATION_ERROR",
         "message": "allowed_ips[0]: invalid IP or CIDR \"10.0.0.0/33\""}});
-    let error = read::<NewKey>(call("POST", "/v1/keys"), &json_answer(400, &body)).unwrap_err();
+    let error = read::<NewKey>(call("POST", "/v1/keys"), &json_answer(400, &body))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         error,
         r#"allowed_ips[0]: invalid IP or CIDR "10.0.0.0/33" (VALIDATION_ERROR, HTTP 400)"#
     );
     let body = json!({"error": {"code": "NOT_FOUND", "message": "no such key"}});
-    let error =
-        read::<Deleted>(call("DELETE", "/v1/keys/x"), &json_answer(404, &body)).unwrap_err();
+    let error = read::<Deleted>(call("DELETE", "/v1/keys/x"), &json_answer(404, &body))
+        .unwrap_err()
+        .to_string();
     assert_eq!(error, "no such key (NOT_FOUND, HTTP 404)");
 }
 
@@ -181,7 +184,7 @@ fn answers_from_other_servers_are_refused_by_name() {
     let not_keygate = "http://127.0.0.1:8082 did not answer like a Keygate control service";
     let echo = json!({"method": "POST", "path": "/v1/keys",
         "headers": {"authorization": "Bearer s3cret-admin-token"}});
-    let cases: Vec<(&str, Result<NewKey, String>)> = vec![
+    let cases: Vec<(&str, Result<NewKey, ClientError>)> = vec![
         (
             "(POST /v1/keys → 200 text/html; expected 201 application/json with a new key and its secret)",
             read(call("POST", "/v1/keys"), &answer(200, Some("text/html"), "<html>")),
@@ -224,6 +227,8 @@ fn answers_from_other_servers_are_refused_by_name() {
     ];
     for (expected, result) in cases {
         let error = result.unwrap_err();
+        assert!(matches!(error, ClientError::NotKeygate(_)), "{error:?}");
+        let error = error.to_string();
         assert_eq!(
             error
                 .strip_prefix(not_keygate)
@@ -237,11 +242,15 @@ fn answers_from_other_servers_are_refused_by_name() {
 #[test]
 fn refusals_never_quote_the_answer() {
     let echo = json!({"keys": "Bearer s3cret-admin-token", "next_cursor": null});
-    let error = read::<KeyPage>(call("GET", "/v1/keys"), &json_answer(200, &echo)).unwrap_err();
+    let error = read::<KeyPage>(call("GET", "/v1/keys"), &json_answer(200, &echo))
+        .unwrap_err()
+        .to_string();
     assert!(error.ends_with("→ 200 application/json, not the expected fields and types; expected 200 application/json with a page of keys)"), "{error}");
     let mut served = served_new_key();
     served["key"] = json!("Bearer s3cret-admin-token");
-    let error = read::<NewKey>(call("POST", "/v1/keys"), &json_answer(201, &served)).unwrap_err();
+    let error = read::<NewKey>(call("POST", "/v1/keys"), &json_answer(201, &served))
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("its secret does not match its prefix and last four"),
         "{error}"
@@ -255,7 +264,8 @@ fn a_body_where_none_belongs_or_a_wrong_status_is_refused() {
         call("DELETE", "/v1/keys/key_abc"),
         &json_answer(200, &json!({})),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         error.ends_with(
             "(DELETE /v1/keys/key_abc → 200 application/json; expected 204 and no body)"
@@ -264,7 +274,8 @@ fn a_body_where_none_belongs_or_a_wrong_status_is_refused() {
     );
     let report = json!({"method": "GET"});
     let error = read::<UsageReport>(call("GET", "/v1/keys/k/usage"), &json_answer(200, &report))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("missing field `key_id`; expected 200 application/json with a usage report"),
         "{error}"
