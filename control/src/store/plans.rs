@@ -2,7 +2,7 @@
 
 use crate::domain::clock;
 use crate::domain::plans::{seeded_plans, Plan, PlanDefinition, PlanLimits};
-use crate::store::sql::{named_params, Dialect, Result, Row, Tx};
+use crate::store::sql::{named_params, Dialect, Params, Result, Row, Tx};
 use chrono::{DateTime, Utc};
 
 /// Adds the four published plans; called when the plans table is new (a new database, or one
@@ -41,6 +41,20 @@ fn from_row(row: &Row) -> Result<PlanDefinition> {
 
 const COLUMNS: &str = "name, description, per_minute, per_hour, per_day, per_month, concurrent";
 
+/// The named parameters both writes of a plan row bind.
+fn plan_params(plan: &PlanDefinition, now: DateTime<Utc>) -> Params {
+    named_params! {
+        ":name": plan.name.as_str(),
+        ":description": plan.description,
+        ":per_minute": to_sql(plan.limits.per_minute),
+        ":per_hour": to_sql(plan.limits.per_hour),
+        ":per_day": to_sql(plan.limits.per_day),
+        ":per_month": to_sql(plan.limits.per_month),
+        ":concurrent": to_sql(plan.limits.concurrent),
+        ":now": now,
+    }
+}
+
 /// Adds `plan` unless one of its name exists.
 pub fn insert(tx: &Tx, plan: &PlanDefinition, now: DateTime<Utc>) -> Result<()> {
     tx.execute(
@@ -49,16 +63,7 @@ pub fn insert(tx: &Tx, plan: &PlanDefinition, now: DateTime<Utc>) -> Result<()> 
          VALUES (:name, :description, :per_minute, :per_hour, :per_day, :per_month,
             :concurrent, :now, :now)
          ON CONFLICT (name) DO NOTHING",
-        named_params! {
-            ":name": plan.name.as_str(),
-            ":description": plan.description,
-            ":per_minute": to_sql(plan.limits.per_minute),
-            ":per_hour": to_sql(plan.limits.per_hour),
-            ":per_day": to_sql(plan.limits.per_day),
-            ":per_month": to_sql(plan.limits.per_month),
-            ":concurrent": to_sql(plan.limits.concurrent),
-            ":now": now,
-        },
+        plan_params(plan, now),
     )?;
     Ok(())
 }
@@ -93,16 +98,7 @@ pub fn update(tx: &Tx, plan: &PlanDefinition, now: DateTime<Utc>) -> Result<()> 
             per_hour = :per_hour, per_day = :per_day, per_month = :per_month,
             concurrent = :concurrent, updated_at = :now
          WHERE name = :name",
-        named_params! {
-            ":name": plan.name.as_str(),
-            ":description": plan.description,
-            ":per_minute": to_sql(plan.limits.per_minute),
-            ":per_hour": to_sql(plan.limits.per_hour),
-            ":per_day": to_sql(plan.limits.per_day),
-            ":per_month": to_sql(plan.limits.per_month),
-            ":concurrent": to_sql(plan.limits.concurrent),
-            ":now": now,
-        },
+        plan_params(plan, now),
     )?;
     Ok(())
 }
