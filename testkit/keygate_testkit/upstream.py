@@ -26,10 +26,13 @@ class Upstream:
             self.close()
             raise
 
+    def url(self, path=""):
+        return f"http://127.0.0.1:{self.port}{path}"
+
     def _answers(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"the demo upstream exited with {self.proc.returncode}")
-        return requests.get(f"http://127.0.0.1:{self.port}/", timeout=1).ok
+        return requests.get(self.url("/"), timeout=1).ok
 
     def close(self):
         stop(self.proc, timeout=10)

@@ -4,7 +4,7 @@ serves the same document."""
 import json
 import re
 
-from conftest import REPO_ROOT
+from keygate_testkit.paths import ROOT as REPO_ROOT
 
 METHODS = ["get", "post", "put", "patch", "delete"]
 
