@@ -1,30 +1,30 @@
 """The demo upstream (scripts/demo_upstream.py, a JSON echo) on a free loopback port."""
-import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import requests
 
 from .paths import ROOT
 from .ports import free_port
-from .processes import stop
+from .processes import start, stop
 from .waiting import wait_until
+
+START_SECONDS = 15
 
 
 class Upstream:
-    """The demo upstream, returned once it answers; `port` is where it listens."""
+    """The demo upstream started with `args` (its options), returned once it answers."""
 
     def __init__(self, *args):
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts/demo_upstream.py"), "--port", str(self.port), *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.log_path = Path(tempfile.mkdtemp(prefix="keygate-upstream-")) / "upstream.log"
+        self.proc = start([sys.executable, ROOT / "scripts/demo_upstream.py", "--port", self.port, *args], self.log_path)
         try:
-            wait_until(self._answers, what="demo upstream", retry_on=(requests.RequestException,))
-        except AssertionError:
+            wait_until(self._answers, timeout=START_SECONDS, what="demo upstream", retry_on=(requests.RequestException,))
+        except AssertionError as error:
             self.close()
-            raise
+            raise AssertionError(f"demo upstream did not start ({error}): {self.log_path.read_text()!r}") from None
 
     def url(self, path=""):
         return f"http://127.0.0.1:{self.port}{path}"
