@@ -105,3 +105,23 @@ def bootstrap_clusters(envoy_proxy):
     bootstrap = envoy_proxy["spec"]["bootstrap"]
     assert bootstrap["type"] == "Merge", "Replace would drop Envoy Gateway's own bootstrap"
     return {cluster["name"]: cluster for cluster in yaml.safe_load(bootstrap["value"])["static_resources"]["clusters"]}
+
+
+def openapi_document():
+    """control/openapi.json, the control service's API description."""
+    return json.loads((ROOT / "control" / "openapi.json").read_text())
+
+
+def openapi_operations(document):
+    """The (method, path) pairs of an OpenAPI document."""
+    return {(method, path) for path, item in document["paths"].items()
+            for method in item if method in ("get", "post", "put", "patch", "delete")}
+
+
+def snapshot_validator():
+    """A validator of docs/snapshot.schema.json, the documented snapshot contract (formats
+    checked)."""
+    import jsonschema
+
+    schema = json.loads((ROOT / "docs/snapshot.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())

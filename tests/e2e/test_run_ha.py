@@ -13,7 +13,9 @@ import time
 import pytest
 import requests
 
-from harness import ADMIN_TOKEN, CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN, WASM, free_port, wait_until
+from keygate_testkit.paths import ADMIN_TOKEN, CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN, WASM
+from keygate_testkit.ports import free_port
+from keygate_testkit.waiting import wait_until
 
 START_SECONDS = 90
 STOP_SECONDS = 30
