@@ -1,6 +1,7 @@
-"""What the repository ships, read the way the repository checks (tests/repo) and the
-end-to-end tests both need it: the version, the filter configuration in envoy/envoy.yaml, the
-compose files as docker-compose resolves them, and the Istio and Envoy Gateway resources."""
+"""What the repository ships, read the way the repository checks (tests/repo) and the tests
+that run it (tests/e2e, tests/control) both need it: the version, the filter configuration in
+envoy/envoy.yaml, the compose files as docker-compose resolves them, the Istio and Envoy Gateway
+resources, the control service's OpenAPI document and the snapshot schema."""
 import json
 import os
 import shutil
