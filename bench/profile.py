@@ -13,8 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # noqa: E402
+import run
 
 
 def main():
@@ -26,7 +25,7 @@ def main():
         keyset = run.KeySet(keys, work)
         cases = {
             "keygate": run.start_keygate("profile-keygate", keyset, work, run.SETTINGS["concurrency"]),
-            "bare": run.Envoy("profile-bare", None, [], work, run.SETTINGS["concurrency"]),
+            "bare": run.start_envoy("profile-bare", None, [], work, run.SETTINGS["concurrency"]),
         }
         for name, proxy in cases.items():
             data_path = work / f"perf-{name}.data"

@@ -22,9 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import CONTROL_BIN, ControlService, Envoy, Upstream, plugin_config, wait_until  # noqa: E402
+from keygate_testkit.control import ControlService, seed
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.paths import ROOT
+from keygate_testkit.processes import rss_mb as process_rss_mb
+from keygate_testkit.upstream import Upstream
+from keygate_testkit.waiting import wait_until
 
 LUA = r"""
 local secrets = {}
@@ -48,24 +51,18 @@ end
 
 
 def rss_mb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+    return round(process_rss_mb(pid), 1)
 
 
 def measure(keys):
     """Seeds `keys` limited keys, sends one request per key; RSS and counters as a dict."""
     work = Path(tempfile.mkdtemp(prefix="keygate-rl-memory-"))
     db, secrets = work / "keygate.db", work / "secrets.txt"
-    started = time.monotonic()
-    subprocess.run([str(CONTROL_BIN), "seed", "--db", str(db), "--count", str(keys), "--secrets-out", str(secrets)],
-                   check=True, capture_output=True, timeout=600)
-    seed_s = time.monotonic() - started
+    seed_s = seed(db, keys, secrets_out=secrets, timeout=600)
     lua = work / "walk.lua"
     lua.write_text(LUA)
     upstream = Upstream()
-    control = ControlService(db_path=db)
+    control = ControlService(db).start()
     overrides = {"control": {"refresh_interval": "60s", "timeout": "30s", "page_size": 50000}}
     if os.environ.get("BENCH_SLOTS"):
         overrides["rate_limits"] = {"slots": int(os.environ["BENCH_SLOTS"])}

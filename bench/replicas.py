@@ -2,11 +2,10 @@
 and PostgreSQL"): a full snapshot of N keys from SQLite and from PostgreSQL, and key writes per
 second through one and two replicas. `make bench-replicas`; BENCH_KEYS (default 1,000,000) and
 BENCH_WRITES (default 2,000) set the sizes. PostgreSQL is a throwaway cluster
-(tests/pgcluster.py) with fsync on, as a real one runs."""
+(keygate_testkit.postgres) with fsync on, as a real one runs."""
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -16,37 +15,29 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from pgcluster import PostgresCluster  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-from control_service import ADMIN, CONTROL, SYNC, control_env, log, serve, stop  # noqa: E402
+from keygate_testkit.control import ControlService, seed
+from keygate_testkit.paths import ADMIN_TOKEN, SYNC_TOKEN
+from keygate_testkit.postgres import PostgresCluster
 
 KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
 WRITES = int(os.environ.get("BENCH_WRITES", "2000"))
 WRITERS = 16
 PAGE = 10_000
+START_SECONDS = 60
 
 
+def log(message):
+    print(message, file=sys.stderr, flush=True)
 
 
-
-
-
-
-
-
-def seed(database):
-    started = time.monotonic()
-    subprocess.run([str(CONTROL), "seed", "--count", str(KEYS)], env=control_env(database),
-                   check=True, capture_output=True, timeout=3600)
-    return time.monotonic() - started
+def serve(database, log_path):
+    """A control service on `database`, started."""
+    return ControlService(database, log_path, start_timeout=START_SECONDS).start()
 
 
 def full_snapshot(url):
     """Seconds and bytes to page through a full snapshot, as a new proxy does."""
-    headers = {"Authorization": f"Bearer {SYNC}"}
+    headers = {"Authorization": f"Bearer {SYNC_TOKEN}"}
     started, total, cursor, pages = time.monotonic(), 0, None, 0
     while True:
         params = {"limit": PAGE, **({"cursor": cursor} if cursor else {})}
@@ -60,7 +51,7 @@ def full_snapshot(url):
 
 
 def writes_per_second(urls):
-    headers = {"Authorization": f"Bearer {ADMIN}"}
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     latencies = []
     lock = threading.Lock()
 
@@ -93,13 +84,13 @@ def main():
         postgres_db = cluster.new_database("bench")
         for label, database in (("sqlite", sqlite_db), ("postgres", postgres_db)):
             log(f"{label}: seeding {KEYS} keys")
-            seconds = seed(database)
-            process, url = serve(database, work / f"{label}.log")
+            seconds = seed(database, KEYS)
+            service = serve(database, work / f"{label}.log")
             try:
                 log(f"{label}: full snapshot")
-                took, size, pages = full_snapshot(url)
+                took, size, pages = full_snapshot(service.url())
             finally:
-                stop(process)
+                service.stop()
             results[label] = {"seed_s": round(seconds, 1), "full_snapshot_s": round(took, 1),
                               "snapshot_mb": round(size / 1e6, 1), "pages": pages}
         for label, database, replicas in (("sqlite_1", work / "writes.db", 1),
@@ -108,10 +99,10 @@ def main():
             log(f"{label}: {WRITES} writes by {WRITERS} writers")
             served = [serve(database, work / f"{label}-{n}.log") for n in range(replicas)]
             try:
-                rate, p50, p99 = writes_per_second([url for _, url in served])
+                rate, p50, p99 = writes_per_second([service.url() for service in served])
             finally:
-                for process, _ in served:
-                    stop(process)
+                for service in served:
+                    service.stop()
             results[label] = {"writes_per_s": round(rate), "p50_ms": round(p50 * 1000, 1),
                               "p99_ms": round(p99 * 1000, 1)}
     finally:

@@ -37,17 +37,21 @@ from pathlib import Path
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import ADMIN_TOKEN, SYNC_TOKEN, free_port, wait_until  # noqa: E402
+import ratelimit_memory
+import store_churn
+from keygate_testkit.control import ControlService, seed
+from keygate_testkit.envoy import EnvoyProcess
+from keygate_testkit.paths import CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN
+from keygate_testkit.paths import WASM as KEYGATE_WASM
+from keygate_testkit.ports import free_port
+from keygate_testkit.processes import Program
+from keygate_testkit.waiting import wait_until
 
-sys.path.insert(0, str(ROOT / "bench"))
-import ratelimit_memory  # noqa: E402
-import store_churn  # noqa: E402
-
-ENVOY = Path(os.environ.get("KEYGATE_ENVOY", ROOT / ".venv/bin/envoy"))
-WASM = Path(os.environ.get("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm")).resolve()
-CONTROL = Path(os.environ.get("KEYGATE_CONTROL_BIN", ROOT / "target/release/keygate-control")).resolve()
+# Binaries: the kit's (KEYGATE_ENVOY, KEYGATE_WASM, KEYGATE_CONTROL_BIN) and the bench's own;
+# main() replaces them with private copies.
+ENVOY = ENVOY_BIN
+WASM = KEYGATE_WASM
+CONTROL = CONTROL_BIN
 NOOP_WASM = Path(os.environ.get("BENCH_NOOP_WASM", ROOT / "target/wasm32-wasip1/release/keygate_bench_noop.wasm")).resolve()
 AUTHZ = Path(os.environ.get("BENCH_AUTHZ_BIN", ROOT / "target/release/keygate-bench-authz")).resolve()
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "target/bench")).resolve()
@@ -95,13 +99,6 @@ def log(message):
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def rss_mb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def label(n):
     return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
         f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n))
@@ -115,39 +112,25 @@ def parse_duration_s(text):
 
 
 class Processes:
-    """Every process the bench starts, stopped in reverse order at the end (or on error)."""
+    """Every part the bench starts (the kit's launchers: anything with `proc` and `close()`),
+    stopped in reverse order at the end (or on error)."""
 
     def __init__(self):
-        self.procs = []
+        self.parts = []
 
-    def start(self, name, argv, log_path, env=None):
-        log_file = open(log_path, "wb")
-        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-        self.procs.append((name, proc, log_file))
-        return proc
+    def add(self, part):
+        self.parts.append(part)
+        return part
 
-    def stop(self, proc):
-        for entry in list(self.procs):
-            if entry[1] is proc:
-                self._stop(entry)
-                self.procs.remove(entry)
-
-    @staticmethod
-    def _stop(entry):
-        _, proc, log_file = entry
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        log_file.close()
+    def stop(self, part):
+        if part in self.parts:
+            self.parts.remove(part)
+            part.close()
 
     def stop_all(self):
-        for entry in reversed(self.procs):
-            self._stop(entry)
-        self.procs = []
+        for part in reversed(self.parts):
+            part.close()
+        self.parts = []
 
 
 PROCS = Processes()
@@ -162,21 +145,11 @@ class KeySet:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = self.dir / "keygate.db"
         self.secrets_path = self.dir / "secrets.txt"
-        started = time.monotonic()
-        subprocess.run(
-            [str(CONTROL), "seed", "--db", str(self.db), "--count", str(count), "--secrets-out", str(self.secrets_path)],
-            check=True, stdout=subprocess.DEVNULL, timeout=600,
-        )
-        self.seed_s = time.monotonic() - started
+        self.seed_s = seed(self.db, count, secrets_out=self.secrets_path, binary=CONTROL, timeout=600)
         self.secrets = self.secrets_path.read_text().split()
-        self.port = free_port()
-        env = dict(os.environ, KEYGATE_ADMIN_TOKEN=ADMIN_TOKEN, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
-        self.proc = PROCS.start(
-            f"control-{count}",
-            [str(CONTROL), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db)],
-            self.dir / "control.log", env,
-        )
-        wait_until(lambda: requests.get(self.url("/healthz"), timeout=1).ok, timeout=30, what="control service")
+        self.service = PROCS.add(ControlService(self.db, self.dir / "control.log", binary=CONTROL,
+                                                start_timeout=30).start())
+        self.port = self.service.port
         self.ids = {}  # secret index -> key id, for the first 1000 keys (seed names them seed-<index>)
         listed = self.admin("GET", "/v1/keys?limit=1000").json()["keys"]
         for record in listed:
@@ -206,11 +179,10 @@ class KeySet:
         self.warm_s = time.monotonic() - started
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.service.url(path)
 
     def admin(self, method, path, **kwargs):
-        return requests.request(method, self.url(path), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                                timeout=10, **kwargs)
+        return self.service.admin(method, path, **kwargs)
 
     def snapshot_bytes(self, page_size):
         """Bytes of JSON in a full snapshot fetched the way the filter fetches it."""
@@ -316,64 +288,42 @@ def envoy_config(listen_port, admin_port, auth_filter, clusters):
     }
 
 
-class Envoy:
-    def __init__(self, name, auth_filter, clusters, work, concurrency):
-        self.name = name
-        self.port, self.admin_port = free_port(), free_port()
-        self.dir = work / f"envoy-{name}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.config_path = self.dir / "envoy.json"
-        self.config_path.write_text(json.dumps(envoy_config(self.port, self.admin_port, auth_filter, clusters)))
-        self.concurrency = concurrency
-        env = dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
-        self.started = time.monotonic()
-        self.proc = PROCS.start(name, [
-            str(ENVOY), "-c", str(self.config_path), "--concurrency", str(concurrency),
-            "--base-id", str(random.randint(1000, 60000)), "--log-level", "warning",
-        ], self.dir / "envoy.log", env)
-        wait_until(self._ready, timeout=120, interval=0.1, what=f"{name} /ready")
-        self.ready_s = time.monotonic() - self.started
+def start_envoy(name, auth_filter, clusters, work, concurrency):
+    """An Envoy of the comparison on the bench's bootstrap (`envoy_config`), returned once ready
+    and kept until the end (PROCS)."""
+    port, admin_port = free_port(), free_port()
+    proxy = EnvoyProcess(json.dumps(envoy_config(port, admin_port, auth_filter, clusters)), port, admin_port,
+                         concurrency=concurrency, log_level="warning", directory=work / f"envoy-{name}",
+                         config_name="envoy.json", env=dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN),
+                         binary=ENVOY, ready_timeout=120)
+    proxy.name = name
+    return PROCS.add(proxy)
 
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited:\n{(self.dir / 'envoy.log').read_text()[-3000:]}")
-        return requests.get(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1).status_code == 200
 
-    def stats(self, filter_regex):
-        response = requests.get(f"http://127.0.0.1:{self.admin_port}/stats",
-                                params={"format": "json", "filter": filter_regex}, timeout=5)
-        return {s["name"]: s.get("value", 0) for s in response.json().get("stats", []) if "value" in s}
+def keys_loaded(proxy):
+    return proxy.native_stat("wasmcustom.keygate_keys_loaded")
 
-    def stat(self, name):
-        return self.stats(f"^{name}$").get(name, 0)
 
-    def keys_loaded(self):
-        return self.stat("wasmcustom.keygate_keys_loaded")
+def snapshot_version(proxy):
+    return proxy.native_stat("wasmcustom.keygate_snapshot_version")
 
-    def version(self):
-        return self.stat("wasmcustom.keygate_snapshot_version")
 
-    def rss(self):
-        return rss_mb(self.proc.pid)
-
-    def status(self, key, timeout=2):
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return requests.get(f"http://127.0.0.1:{self.port}{PATH}", headers=headers, timeout=timeout).status_code
-
-    def stop(self):
-        PROCS.stop(self.proc)
+def status(proxy, key, timeout=2):
+    """The status `proxy` answers PATH with `key` (none when empty)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.get(proxy.url(PATH), headers=headers, timeout=timeout).status_code
 
 
 def start_keygate(name, keyset, work, concurrency, control_overrides=None):
     """Starts Envoy + Keygate on `keyset`'s control service; returns it once every key is in."""
-    proxy = Envoy(name, keygate_filter(control_overrides), [static_cluster("keygate_control", keyset.port)],
-                  work, concurrency)
-    wait_until(lambda: proxy.keys_loaded() == keyset.count and proxy.stat("wasmcustom.keygate_snapshot_refresh_ok") >= 1,
+    proxy = start_envoy(name, keygate_filter(control_overrides), [static_cluster("keygate_control", keyset.port)],
+                        work, concurrency)
+    wait_until(lambda: keys_loaded(proxy) == keyset.count and proxy.native_stat("wasmcustom.keygate_snapshot_refresh_ok") >= 1,
                timeout=600, interval=0.05, what=f"{name}: {keyset.count} keys loaded")
     proxy.load_s = time.monotonic() - proxy.started
-    proxy.fetched_bytes = proxy.stat("cluster.keygate_control.upstream_cx_rx_bytes_total")
+    proxy.fetched_bytes = proxy.native_stat("cluster.keygate_control.upstream_cx_rx_bytes_total")
     log(f"{name}: {keyset.count} keys loaded {proxy.load_s:.2f}s after start "
-        f"({proxy.fetched_bytes / 1e6:.1f} MB received from control), RSS {proxy.rss():.0f} MB")
+        f"({proxy.fetched_bytes / 1e6:.1f} MB received from control), RSS {proxy.rss_mb():.0f} MB")
     return proxy
 
 
@@ -394,9 +344,9 @@ def proc_cpu_s(pid):
 
 def own_cpu_s():
     total = 0.0
-    for _, proc, _ in PROCS.procs:
+    for part in PROCS.parts:
         try:
-            total += proc_cpu_s(proc.pid)
+            total += proc_cpu_s(part.proc.pid)
         except (OSError, IndexError):
             pass
     return total
@@ -459,7 +409,7 @@ def measure_cases(cases):
             side = case.get("side")
             data = wrk(case["proxy"], case["key"], SETTINGS["duration_s"], side=side)
             data["foreign_before_pct"] = quiet
-            data["rss_mb"] = case["proxy"].rss()
+            data["rss_mb"] = case["proxy"].rss_mb()
             # Envoy CPU per request, plus the authorizer's for ext_authz: the figure that other
             # work on the machine disturbs least.
             data["cpu_us_per_req"] = data["envoy_cpu_pct"] / 100 * data["duration_us"] / data["requests"]
@@ -517,11 +467,11 @@ def propagation(proxy, keyset, tries, index_base):
     times = []
     for attempt in range(tries):
         key_id = keyset.ids[index_base + attempt]
-        before = proxy.version()
+        before = snapshot_version(proxy)
         started = time.monotonic()
         response = keyset.admin("PATCH", f"/v1/keys/{key_id}", json={"name": f"renamed-{attempt}"})
         response.raise_for_status()
-        wait_until(lambda: proxy.version() > before, timeout=60, interval=0.005, what="new snapshot version")
+        wait_until(lambda: snapshot_version(proxy) > before, timeout=60, interval=0.005, what="new snapshot version")
         times.append((time.monotonic() - started) * 1000)
     return times
 
@@ -537,11 +487,11 @@ def revocation(proxy, keyset, tries, index_base, load_key):
         for attempt in range(tries):
             index = index_base + attempt
             secret, key_id = keyset.secrets[index], keyset.ids[index]
-            wait_until(lambda: proxy.status(secret) == 200, timeout=30, what="key valid before revocation")
+            wait_until(lambda: status(proxy, secret) == 200, timeout=30, what="key valid before revocation")
             time.sleep(random.uniform(0.0, 1.0))  # land at a random point of the refresh cycle
             started = time.monotonic()
             keyset.admin("PATCH", f"/v1/keys/{key_id}", json={"active": False}).raise_for_status()
-            wait_until(lambda: proxy.status(secret) == 401, timeout=60, interval=0.005, what="401 after revocation")
+            wait_until(lambda: status(proxy, secret) == 401, timeout=60, interval=0.005, what="401 after revocation")
             times.append((time.monotonic() - started) * 1000)
     finally:
         load.join(timeout=load_s + 40)
@@ -591,11 +541,11 @@ def fleet_overshoot(keyset, work):
     key = keyset.admin("POST", "/v1/keys", json={"name": "fleet", "plan": "enterprise",
                                                  "limits": {"per_minute": limit}}).json()
     plugin = {"rate_limits": {"sync_interval": "1s", "minute_window": f"{window_s}s"}}
-    proxies = [Envoy(f"fleet-{n}", keygate_filter({"long_poll_wait": "5s"}, plugin),
-                     [static_cluster("keygate_control", keyset.port)], work, 2) for n in range(3)]
+    proxies = [start_envoy(f"fleet-{n}", keygate_filter({"long_poll_wait": "5s"}, plugin),
+                           [static_cluster("keygate_control", keyset.port)], work, 2) for n in range(3)]
     try:
         for proxy in proxies:
-            wait_until(lambda p=proxy: p.status(key["key"]) == 200, timeout=60, what="fleet key loaded")
+            wait_until(lambda p=proxy: status(p, key["key"]) == 200, timeout=60, what="fleet key loaded")
         sessions = [requests.Session() for _ in proxies]
         admitted, refused, errors = [], 0, 0
         started = time.monotonic()
@@ -623,7 +573,7 @@ def fleet_overshoot(keyset, work):
                 j += 1
             per_window.append(j - i)
         full = [count for count, start in zip(per_window, admitted) if start + window_s <= admitted[-1] + 1e-9]
-        syncs = [proxy.stat("wasmcustom.keygate_ratelimit_sync_ok") for proxy in proxies]
+        syncs = [proxy.native_stat("wasmcustom.keygate_ratelimit_sync_ok") for proxy in proxies]
         sync_s = 1.0
         bound = limit + (2 / 3) * rate * (2 * sync_s + 0.01)
         result = {"envoys": 3, "workers": 2, "limit": limit, "window_s": window_s, "rate_per_s": rate,
@@ -636,7 +586,7 @@ def fleet_overshoot(keyset, work):
         return result
     finally:
         for proxy in proxies:
-            proxy.stop()
+            PROCS.stop(proxy)
 
 
 def goals(data):
@@ -865,9 +815,9 @@ def main():
         mid = 100_000 if 100_000 in SETTINGS["sizes"] else sorted(SETTINGS["sizes"])[len(SETTINGS["sizes"]) // 2]
 
         cases = []
-        bare = Envoy("bare", None, [], work, c)
+        bare = start_envoy("bare", None, [], work, c)
         cases.append({"name": "bare", "kind": "bare", "proxy": bare, "key": keysets[mid].secrets[0], "expect": 200})
-        noop = Envoy("wasm-noop", noop_wasm_filter(), [], work, c)
+        noop = start_envoy("wasm-noop", noop_wasm_filter(), [], work, c)
         cases.append({"name": "wasm-noop", "kind": "wasm_noop", "proxy": noop, "key": keysets[mid].secrets[0],
                       "expect": 200})
         keygate = {}
@@ -884,22 +834,22 @@ def main():
         cases.append({"name": f"keygate-{label(mid)}-invalid", "kind": "keygate", "keys": mid, "proxy": keygate[mid],
                       "key": INVALID_KEY, "expect": 401})
         for n in SETTINGS["native_sizes"]:
-            proxy = Envoy(f"native-{label(n)}", native_filter(keysets[n].secrets), [], work, c)
-            log(f"native-{label(n)}: ready {proxy.ready_s:.2f}s after start, RSS {proxy.rss():.0f} MB")
+            proxy = start_envoy(f"native-{label(n)}", native_filter(keysets[n].secrets), [], work, c)
+            log(f"native-{label(n)}: ready {proxy.ready_s:.2f}s after start, RSS {proxy.rss_mb():.0f} MB")
             cases.append({"name": f"native-{label(n)}", "kind": "native", "keys": n, "proxy": proxy,
                           "key": keysets[n].secrets[0], "expect": 200})
         n = SETTINGS["extauthz_size"]
         authz_port = free_port()
-        authz = PROCS.start("authz", [str(AUTHZ), "--listen", f"127.0.0.1:{authz_port}", "--secrets",
-                                      str(keysets[n].secrets_path), "--threads", str(c)], work / "authz.log")
+        authz = PROCS.add(Program([AUTHZ, "--listen", f"127.0.0.1:{authz_port}", "--secrets",
+                                   keysets[n].secrets_path, "--threads", c], work / "authz.log"))
         wait_until(lambda: requests.get(f"http://127.0.0.1:{authz_port}/", timeout=1).status_code == 401,
                    timeout=60, what="authorizer")
-        proxy = Envoy(f"ext_authz-{label(n)}", ext_authz_filter(), [static_cluster("authz", authz_port)], work, c)
+        proxy = start_envoy(f"ext_authz-{label(n)}", ext_authz_filter(), [static_cluster("authz", authz_port)], work, c)
         cases.append({"name": f"ext_authz-{label(n)}", "kind": "ext_authz", "keys": n, "proxy": proxy,
-                      "key": keysets[n].secrets[0], "expect": 200, "side": authz})
+                      "key": keysets[n].secrets[0], "expect": 200, "side": authz.proc})
 
         for case in cases:
-            got = case["proxy"].status(case["key"])
+            got = status(case["proxy"], case["key"])
             if got != case["expect"]:
                 raise RuntimeError(f"{case['name']}: expected {case['expect']} for its key, got {got}")
         log(f"all {len(cases)} cases answer as expected; measuring")
@@ -918,10 +868,10 @@ def main():
         # refresh 5 s, long_poll_wait 30 s); the plain-polling one differs only in control settings.
         for case in cases:
             if case["kind"] in ("native", "ext_authz", "wasm_noop", "bare"):
-                case["proxy"].stop()
+                PROCS.stop(case["proxy"])
         for n, proxy in keygate.items():
             if n != mid:
-                proxy.stop()
+                PROCS.stop(proxy)
         _, shipped_filter = shipped()
         shipped_control = json.loads(shipped_filter["typed_config"]["config"]["configuration"]["value"])["control"]
         modes = {}
@@ -940,8 +890,8 @@ def main():
         data["revocation_keys"] = mid
         long_poll = next(iter(data["revocation_modes"].values()))
         data["revocation_ms"] = {"p50": long_poll["p50"], "max": long_poll["max"], "mode": next(iter(data["revocation_modes"]))}
-        plain.stop()
-        keygate[mid].stop()
+        PROCS.stop(plain)
+        PROCS.stop(keygate[mid])
 
         data["fleet"] = fleet_overshoot(keysets[min(all_sizes)], work)
 
@@ -949,9 +899,9 @@ def main():
             for workers in (1, 4):
                 proxy = start_keygate(f"memory-{label(n)}-{workers}w", keysets[n], work, workers)
                 time.sleep(1)
-                data["memory"].append({"keys": n, "workers": workers, "rss_mb": round(proxy.rss(), 1),
+                data["memory"].append({"keys": n, "workers": workers, "rss_mb": round(proxy.rss_mb(), 1),
                                        "load_s": round(proxy.load_s, 2)})
-                proxy.stop()
+                PROCS.stop(proxy)
         if SETTINGS["churn_keys"]:
             data["store_churn"] = store_churn.measure(SETTINGS["churn_keys"], SETTINGS["churn_round"], log=log)
         if SETTINGS["ratelimit_memory_keys"]:

@@ -1,23 +1,30 @@
 """Serving a full snapshot of many keys in JSON and in the compact encoding: time and bytes on
 the wire for one client paging through it: compact right after the service started (the first
 page waits for the cached snapshot the service builds at start), compact again (from the cache),
-then JSON twice. `python bench/snapshot_encodings.py --keys 1000000` (SQLite, seeded
+then JSON twice. `.venv/bin/python bench/snapshot_encodings.py --keys 1000000` (SQLite, seeded
 with `keygate-control seed`; the database is kept in --dir for later runs). `--postgres` runs
-the same on a local PostgreSQL (tests/pgcluster.py, fsync on), seeded afresh."""
+the same on a local PostgreSQL (keygate_testkit.postgres, fsync on), seeded afresh."""
 
 import argparse
 import struct
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import requests
 
-from control_service import CONTROL, SYNC, control_env, log, serve, stop
-from pgcluster import PostgresCluster
+from keygate_testkit.control import ControlService, seed
+from keygate_testkit.paths import SYNC_TOKEN
+from keygate_testkit.postgres import PostgresCluster
+from keygate_testkit.processes import rss_mb
 
 COMPACT = "application/vnd.keygate.snapshot+binary"
+START_SECONDS = 60
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
 
 
 def next_cursor(response, compact):
@@ -35,7 +42,7 @@ def next_cursor(response, compact):
 
 def load(session, url, limit, compact):
     """Pages one full snapshot; returns (seconds, bytes, pages)."""
-    headers = {"Authorization": f"Bearer {SYNC}"}
+    headers = {"Authorization": f"Bearer {SYNC_TOKEN}"}
     if compact:
         headers["Accept"] = f"{COMPACT}, application/json;q=0.5"
     started, total, pages, cursor = time.monotonic(), 0, 0, None
@@ -48,13 +55,6 @@ def load(session, url, limit, compact):
         cursor = next_cursor(response, compact)
         if not cursor:
             return time.monotonic() - started, total, pages
-
-
-def rss_mb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main():
@@ -76,8 +76,7 @@ def main():
     try:
         if args.postgres or not database.exists():
             log(f"seeding {args.keys} keys into {database}")
-            subprocess.run([str(CONTROL), "seed", "--count", str(args.keys)],
-                           env=control_env(database), check=True)
+            seed(database, args.keys)
         measure(database, args)
     finally:
         if cluster:
@@ -85,17 +84,17 @@ def main():
 
 
 def measure(database, args):
-    process, url = serve(database, args.dir / "serve.log")
+    service = ControlService(database, args.dir / "serve.log", start_timeout=START_SECONDS).start()
     try:
         with requests.Session() as session:
             # Right after start the first page waits for the build the service starts with.
             for name, compact in [("compact, at start", True), ("compact, cached", True),
                                   ("json", False), ("json", False)]:
-                seconds, size, pages = load(session, url, args.limit, compact)
+                seconds, size, pages = load(session, service.url(), args.limit, compact)
                 print(f"{name:16} {seconds:6.2f} s  {size / 1e6:7.1f} MB  {pages} pages, "
-                      f"service RSS {rss_mb(process.pid):.0f} MB")
+                      f"service RSS {rss_mb(service.proc.pid):.0f} MB")
     finally:
-        stop(process)
+        service.stop()
 
 
 if __name__ == "__main__":

@@ -20,12 +20,15 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import SYNC_TOKEN, Envoy, Upstream, free_port, key_record, plugin_config, wait_until  # noqa: E402
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.paths import ROOT, SYNC_TOKEN
+from keygate_testkit.ports import free_port
+from keygate_testkit.processes import rss_mb
+from keygate_testkit.snapshot_server import key_record
+from keygate_testkit.upstream import Upstream
+from keygate_testkit.waiting import wait_until
 
 LUA = ROOT / "bench/report.lua"
 
@@ -129,13 +132,6 @@ class DeltaServer:
 
     def close(self):
         self.httpd.shutdown()
-
-
-def rss_mb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wrk(port, key, seconds, connections=4):

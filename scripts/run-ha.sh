@@ -28,48 +28,17 @@ set -euo pipefail
 caller_dir=$PWD
 cd "$(dirname "$0")/.."
 
-if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
-  echo "scripts/run-ha.sh needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2
-  exit 1
-fi
-
-# A path from the environment is relative to where the caller stands; a default, to the repo.
-from_caller() {
-  case $1 in
-    /*) printf '%s\n' "$1" ;;
-    *) printf '%s\n' "$caller_dir/$1" ;;
-  esac
-}
-ENVOY=.venv/bin/envoy
-CONTROL=target/release/keygate-control
-WASM=target/wasm32-wasip1/release/keygate.wasm
-RUN_DIR=.run/ha
-[ -n "${KEYGATE_ENVOY:-}" ] && ENVOY=$(from_caller "$KEYGATE_ENVOY")
-[ -n "${KEYGATE_CONTROL_BIN:-}" ] && CONTROL=$(from_caller "$KEYGATE_CONTROL_BIN")
-[ -n "${KEYGATE_WASM:-}" ] && WASM=$(from_caller "$KEYGATE_WASM")
-[ -n "${KEYGATE_RUN_DIR:-}" ] && RUN_DIR=$(from_caller "$KEYGATE_RUN_DIR")
-API_PORT=${KEYGATE_API_PORT:-10000}
-ADMIN_PORT=${KEYGATE_ENVOY_ADMIN_PORT:-9901}
+script=scripts/run-ha.sh make_target=run-ha RUN_DIR=.run/ha
+# shellcheck source=scripts/lib/run-common.sh
+. scripts/lib/run-common.sh
 CONTROL_PORTS=("${KEYGATE_CONTROL_PORT:-8081}" "${KEYGATE_CONTROL_PORT_2:-8091}")
-UPSTREAM_PORT=${KEYGATE_UPSTREAM_PORT:-8082}
 PG_PORT=${KEYGATE_POSTGRES_PORT:-5433}
-MAX_RESTARTS=${KEYGATE_RUN_RESTARTS:-5}
 RESTART_DELAY_MS=${KEYGATE_RUN_RESTART_DELAY_MS:-1000}
 PG_USER=keygate
 PG_DATABASE=keygate
 
-for value in "$API_PORT" "$ADMIN_PORT" "${CONTROL_PORTS[@]}" "$UPSTREAM_PORT" "$PG_PORT" "$MAX_RESTARTS" "$RESTART_DELAY_MS"; do
-  if ! [[ $value =~ ^[0-9]{1,5}$ ]]; then
-    echo "scripts/run-ha.sh: '$value' is not a port or count (see the variables at the top of the script)" >&2
-    exit 1
-  fi
-done
-for file in "$ENVOY" "$CONTROL" "$WASM"; do
-  if [ ! -e "$file" ]; then
-    echo "scripts/run-ha.sh: $file is missing: run 'make build venv' (or 'make run-ha')" >&2
-    exit 1
-  fi
-done
+check_numbers "$API_PORT" "$ADMIN_PORT" "${CONTROL_PORTS[@]}" "$UPSTREAM_PORT" "$PG_PORT" "$MAX_RESTARTS" "$RESTART_DELAY_MS"
+check_binaries
 # Debian's server binaries are not on PATH: the newest /usr/lib/postgresql/<version>/bin.
 PG_BIN=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -name postgres -path '*/bin/*' -printf '%h\n' 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$PG_BIN" ]; then
@@ -81,30 +50,10 @@ RUN_DIR=$(cd "$RUN_DIR" && pwd)
 PG_DIR=$RUN_DIR/postgres
 DATABASE_URL="postgres://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE"
 
-dev_tokens=""
-if [ -z "${KEYGATE_ADMIN_TOKEN:-}" ]; then
-  export KEYGATE_ADMIN_TOKEN=dev-admin-token
-  dev_tokens=1
-fi
-if [ -z "${KEYGATE_SYNC_TOKEN:-}" ]; then
-  export KEYGATE_SYNC_TOKEN=dev-sync-token
-  dev_tokens=1
-fi
+use_dev_tokens
 # The replicas get the database on their command line; a store from the caller's environment
 # would conflict with it.
 unset KEYGATE_DB KEYGATE_DATABASE_URL
-
-say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# How a child ended, from its wait status.
-ending() {
-  local status=$1
-  if ((status > 128)); then
-    echo "was killed by SIG$(kill -l $((status - 128)) 2>/dev/null || echo "$((status - 128))")"
-  else
-    echo "exited with status $status"
-  fi
-}
 
 # Runs PostgreSQL's programs as the `postgres` user when we are root. setpriv execs in place,
 # so the pid of `"${as_pg[@]}" postgres … &` is the server's own.
@@ -157,57 +106,15 @@ stop_pids() {
 trap 'stop 0' INT TERM
 trap 'stop $?' EXIT
 
-fail() {
-  say "$*"
-  stop 1
-}
-
-# Polls a URL until it answers (any HTTP status), for at most $2 seconds. Returns 2 at once
-# if one of the pids given after it has exited.
-wait_for() {
-  local url=$1 seconds=$2 i pid
-  shift 2
-  for ((i = 0; i < seconds * 10; i++)); do
-    if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-    for pid in "$@"; do
-      kill -0 "$pid" 2>/dev/null || return 2
-    done
-    sleep 0.1
-  done
-  return 1
-}
-
 # The shipped envoy/envoy-ha.yaml with this run's ports and filter.
-write_envoy_config() {
-  local text placeholder
-  text=$(<envoy/envoy-ha.yaml)
-  local -A values=(
-    ["port_value: 10000"]="port_value: $API_PORT"
-    ["port_value: 9901"]="port_value: $ADMIN_PORT"
-    ["port_value: 8081"]="port_value: ${CONTROL_PORTS[0]}"
-    ["port_value: 8091"]="port_value: ${CONTROL_PORTS[1]}"
-    ["port_value: 8082"]="port_value: $UPSTREAM_PORT"
-    ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
-  )
-  local shipped i=0
-  # Through placeholders, so that one replacement cannot be taken for another's original.
-  for shipped in "${!values[@]}"; do
-    if [[ $text != *"$shipped"* ]]; then
-      echo "scripts/run-ha.sh: envoy/envoy-ha.yaml no longer contains '$shipped'" >&2
-      return 1
-    fi
-    placeholder="@@keygate-run-$i@@"
-    text=${text//"$shipped"/"$placeholder"}
-    i=$((i + 1))
-  done
-  i=0
-  for shipped in "${!values[@]}"; do
-    placeholder="@@keygate-run-$i@@"
-    text=${text//"$placeholder"/"${values[$shipped]}"}
-    i=$((i + 1))
-  done
-  printf '%s\n' "$text" >"$RUN_DIR/envoy.yaml"
-}
+declare -A envoy_values=(
+  ["port_value: 10000"]="port_value: $API_PORT"
+  ["port_value: 9901"]="port_value: $ADMIN_PORT"
+  ["port_value: 8081"]="port_value: ${CONTROL_PORTS[0]}"
+  ["port_value: 8091"]="port_value: ${CONTROL_PORTS[1]}"
+  ["port_value: 8082"]="port_value: $UPSTREAM_PORT"
+  ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
+)
 
 start_postgres() {
   mkdir -p "$PG_DIR"
@@ -256,7 +163,7 @@ start_control() {
 
 for name in control-1 control-2 upstream envoy; do : >"$RUN_DIR/$name.log"; done
 : >>"$RUN_DIR/postgres.log"
-write_envoy_config
+write_envoy_config envoy/envoy-ha.yaml envoy_values
 start_postgres
 start_control 0
 start_control 1
@@ -286,12 +193,7 @@ Keygate is running with two control-service replicas on PostgreSQL.
   demo upstream          http://127.0.0.1:$UPSTREAM_PORT
   logs                   $RUN_DIR/{envoy,control-1,control-2,postgres,upstream}.log   (pids: $RUN_DIR/*.pid)
 MSG
-if [ -n "$dev_tokens" ]; then
-  cat <<MSG
-  development tokens     KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN KEYGATE_SYNC_TOKEN=$KEYGATE_SYNC_TOKEN
-                         (set both variables before 'make run-ha' to choose your own)
-MSG
-fi
+print_dev_tokens
 cat <<MSG
 
 Try it:

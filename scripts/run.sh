@@ -21,72 +21,20 @@ set -euo pipefail
 caller_dir=$PWD
 cd "$(dirname "$0")/.."
 
-if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
-  echo "scripts/run.sh needs bash 5.1 or later (wait -n -p); this is $BASH_VERSION" >&2
-  exit 1
-fi
-
-# A path from the environment is relative to where the caller stands; a default, to the repo.
-from_caller() {
-  case $1 in
-    /*) printf '%s\n' "$1" ;;
-    *) printf '%s\n' "$caller_dir/$1" ;;
-  esac
-}
-ENVOY=.venv/bin/envoy
-CONTROL=target/release/keygate-control
-WASM=target/wasm32-wasip1/release/keygate.wasm
-RUN_DIR=.run
-[ -n "${KEYGATE_ENVOY:-}" ] && ENVOY=$(from_caller "$KEYGATE_ENVOY")
-[ -n "${KEYGATE_CONTROL_BIN:-}" ] && CONTROL=$(from_caller "$KEYGATE_CONTROL_BIN")
-[ -n "${KEYGATE_WASM:-}" ] && WASM=$(from_caller "$KEYGATE_WASM")
-[ -n "${KEYGATE_RUN_DIR:-}" ] && RUN_DIR=$(from_caller "$KEYGATE_RUN_DIR")
-API_PORT=${KEYGATE_API_PORT:-10000}
-ADMIN_PORT=${KEYGATE_ENVOY_ADMIN_PORT:-9901}
+script=scripts/run.sh make_target=run RUN_DIR=.run
+# shellcheck source=scripts/lib/run-common.sh
+. scripts/lib/run-common.sh
 CONTROL_PORT=${KEYGATE_CONTROL_PORT:-8081}
-UPSTREAM_PORT=${KEYGATE_UPSTREAM_PORT:-8082}
 CONSOLE_PORT=${KEYGATE_CONSOLE_PORT:-8083}
-MAX_RESTARTS=${KEYGATE_RUN_RESTARTS:-5}
 FIRST_DELAY_MS=${KEYGATE_RUN_RESTART_DELAY_MS:-1000}
 MAX_DELAY_MS=30000
 # A control service that ran this long before exiting starts a new row of restarts.
 STABLE_SECONDS=60
 
-for value in "$API_PORT" "$ADMIN_PORT" "$CONTROL_PORT" "$UPSTREAM_PORT" "$CONSOLE_PORT" "$MAX_RESTARTS" "$FIRST_DELAY_MS"; do
-  if ! [[ $value =~ ^[0-9]{1,5}$ ]]; then
-    echo "scripts/run.sh: '$value' is not a port or count (see the variables at the top of the script)" >&2
-    exit 1
-  fi
-done
-for file in "$ENVOY" "$CONTROL" "$WASM"; do
-  if [ ! -e "$file" ]; then
-    echo "scripts/run.sh: $file is missing: run 'make build venv' (or 'make run')" >&2
-    exit 1
-  fi
-done
+check_numbers "$API_PORT" "$ADMIN_PORT" "$CONTROL_PORT" "$UPSTREAM_PORT" "$CONSOLE_PORT" "$MAX_RESTARTS" "$FIRST_DELAY_MS"
+check_binaries
 mkdir -p "$RUN_DIR"
-
-dev_tokens=""
-if [ -z "${KEYGATE_ADMIN_TOKEN:-}" ]; then
-  export KEYGATE_ADMIN_TOKEN=dev-admin-token
-  dev_tokens=1
-fi
-if [ -z "${KEYGATE_SYNC_TOKEN:-}" ]; then
-  export KEYGATE_SYNC_TOKEN=dev-sync-token
-  dev_tokens=1
-fi
-
-say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# How a child ended, from its wait status.
-ending() {
-  local status=$1
-  if ((status > 128)); then
-    echo "was killed by SIG$(kill -l $((status - 128)) 2>/dev/null || echo "$((status - 128))")"
-  else
-    echo "exited with status $status"
-  fi
-}
+use_dev_tokens
 
 control_pid="" upstream_pid="" envoy_pid="" timer_pid=""
 stop() {
@@ -129,56 +77,14 @@ stop() {
 trap 'stop 0' INT TERM
 trap 'stop $?' EXIT
 
-fail() {
-  say "$*"
-  stop 1
-}
-
-# Polls a URL until it answers (any HTTP status), for at most $2 seconds. Returns 2 at once
-# if one of the pids given after it has exited.
-wait_for() {
-  local url=$1 seconds=$2 i pid
-  shift 2
-  for ((i = 0; i < seconds * 10; i++)); do
-    if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-    for pid in "$@"; do
-      kill -0 "$pid" 2>/dev/null || return 2
-    done
-    sleep 0.1
-  done
-  return 1
-}
-
 # The shipped envoy/envoy.yaml with this run's ports and filter.
-write_envoy_config() {
-  local text placeholder
-  text=$(<envoy/envoy.yaml)
-  local -A values=(
-    ["port_value: 10000"]="port_value: $API_PORT"
-    ["port_value: 9901"]="port_value: $ADMIN_PORT"
-    ["port_value: 8081"]="port_value: $CONTROL_PORT"
-    ["port_value: 8082"]="port_value: $UPSTREAM_PORT"
-    ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
-  )
-  local shipped i=0
-  # Through placeholders, so that one replacement cannot be taken for another's original.
-  for shipped in "${!values[@]}"; do
-    if [[ $text != *"$shipped"* ]]; then
-      echo "scripts/run.sh: envoy/envoy.yaml no longer contains '$shipped'" >&2
-      return 1
-    fi
-    placeholder="@@keygate-run-$i@@"
-    text=${text//"$shipped"/"$placeholder"}
-    i=$((i + 1))
-  done
-  i=0
-  for shipped in "${!values[@]}"; do
-    placeholder="@@keygate-run-$i@@"
-    text=${text//"$placeholder"/"${values[$shipped]}"}
-    i=$((i + 1))
-  done
-  printf '%s\n' "$text" >"$RUN_DIR/envoy.yaml"
-}
+declare -A envoy_values=(
+  ["port_value: 10000"]="port_value: $API_PORT"
+  ["port_value: 9901"]="port_value: $ADMIN_PORT"
+  ["port_value: 8081"]="port_value: $CONTROL_PORT"
+  ["port_value: 8082"]="port_value: $UPSTREAM_PORT"
+  ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
+)
 
 start_control() {
   "$CONTROL" serve --dev --listen "127.0.0.1:$CONTROL_PORT" --console-listen "127.0.0.1:$CONSOLE_PORT" \
@@ -191,7 +97,7 @@ start_control() {
 : >"$RUN_DIR/control.log"
 : >"$RUN_DIR/upstream.log"
 : >"$RUN_DIR/envoy.log"
-write_envoy_config
+write_envoy_config envoy/envoy.yaml envoy_values
 start_control
 python3 scripts/demo_upstream.py --port "$UPSTREAM_PORT" >"$RUN_DIR/upstream.log" 2>&1 &
 upstream_pid=$!
@@ -217,12 +123,7 @@ Keygate is running.
   demo upstream          http://127.0.0.1:$UPSTREAM_PORT
   logs                   $RUN_DIR/{envoy,control,upstream}.log   (pids: $RUN_DIR/*.pid)
 MSG
-if [ -n "$dev_tokens" ]; then
-  cat <<MSG
-  development tokens     KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN KEYGATE_SYNC_TOKEN=$KEYGATE_SYNC_TOKEN
-                         (set both variables before 'make run' to choose your own)
-MSG
-fi
+print_dev_tokens
 url_export=""
 if [ "$CONTROL_PORT" != 8081 ]; then url_export=" KEYGATE_URL=http://127.0.0.1:$CONTROL_PORT"; fi
 cat <<MSG

@@ -1,14 +1,9 @@
-"""Fixtures shared by every test folder: a throwaway PostgreSQL cluster (`pgcluster.py`),
-started once per session on demand and stopped at the end."""
-
-import sys
-from pathlib import Path
+"""Fixtures shared by every test folder: a throwaway PostgreSQL cluster (keygate_testkit's
+PostgresCluster), started once per session on demand and stopped at the end."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pgcluster import PostgresCluster  # noqa: E402
+from keygate_testkit.postgres import PostgresCluster
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from conftest import SYNC_TOKEN, ADMIN_TOKEN, error_of
+from keygate_testkit.api import error_of
+from keygate_testkit.paths import ADMIN_TOKEN, SYNC_TOKEN
 
 ADMIN_ROUTES = [
     ("POST", "/v1/keys"),

@@ -1,36 +1,18 @@
 """The `keygate-control keys` client against a running service."""
 
 import json
-import os
 import subprocess
-import sys
-import time
 import unicodedata
-from types import SimpleNamespace
 
 import pytest
-import requests
 
-from conftest import (ADMIN_TOKEN, REPO_ROOT, START_DEADLINE_SECONDS, STOP_DEADLINE_SECONDS, control_binary,
-                      free_port)
+from keygate_testkit.control import keys_cli as cli
+from keygate_testkit.control import run_cli as control
+from keygate_testkit.paths import ADMIN_TOKEN
+from keygate_testkit.upstream import Upstream
 
 RUN_DEADLINE_SECONDS = 20
 NOT_KEYGATE = "did not answer like a Keygate control service"
-
-
-def control(*args, url=None, token=None):
-    """`keygate-control ARGS` with only the given KEYGATE_URL and KEYGATE_ADMIN_TOKEN set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
-    if url is not None:
-        env["KEYGATE_URL"] = url
-    if token is not None:
-        env["KEYGATE_ADMIN_TOKEN"] = token
-    return subprocess.run([str(control_binary()), *args], env=env, capture_output=True,
-                          text=True, timeout=RUN_DEADLINE_SECONDS)
-
-
-def cli(service, *args, token=ADMIN_TOKEN):
-    return control("keys", *args, url=service.url, token=token)
 
 
 def cli_json(service, *args):
@@ -97,27 +79,9 @@ def test_api_errors_print_the_message_and_fail(service):
 def impostor():
     """The demo upstream on a free loopback port: answers any request with 200 and a JSON echo
     of it, so it looks like a service but is not Keygate."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "scripts" / "demo_upstream.py"), "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_DEADLINE_SECONDS
-        while True:
-            assert process.poll() is None, "demo upstream exited early"
-            try:
-                if requests.get(url, timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, f"demo upstream not up within {START_DEADLINE_SECONDS}s"
-            time.sleep(0.05)
-        yield SimpleNamespace(url=url)
-    finally:
-        process.terminate()
-        process.wait(timeout=STOP_DEADLINE_SECONDS)
+    upstream = Upstream("--host", "127.0.0.1")
+    yield upstream
+    upstream.close()
 
 
 @pytest.mark.parametrize("args, request_line", [
@@ -134,7 +98,7 @@ def test_a_server_that_is_not_keygate_is_refused(impostor, args, request_line):
     result = cli(impostor, *args)
     assert result.returncode != 0, result.stdout
     assert result.stdout == ""
-    assert f"{impostor.url} {NOT_KEYGATE} ({request_line}" in result.stderr, result.stderr
+    assert f"{impostor.url()} {NOT_KEYGATE} ({request_line}" in result.stderr, result.stderr
     assert "?" not in result.stderr and ADMIN_TOKEN not in result.stderr, result.stderr
 
 
@@ -148,10 +112,10 @@ def test_a_server_that_is_not_keygate_is_refused(impostor, args, request_line):
 ], ids=["json-first", "json-after-keys", "json-last", "all-first", "all-after-keys", "all-last"])
 def test_global_options_go_before_or_after_the_subcommand(service, api, team, args):
     key = api.create(team=team)
-    values = {"team": team, "url": service.url, "token": ADMIN_TOKEN}
+    values = {"team": team, "url": service.url(), "token": ADMIN_TOKEN}
     args = [arg.format(**values) for arg in args]
     given_in_args = "--url" in args
-    result = control(*args, url=None if given_in_args else service.url,
+    result = control(*args, url=None if given_in_args else service.url(),
                      token=None if given_in_args else ADMIN_TOKEN)
     assert result.returncode == 0, result.stderr
     assert [item["id"] for item in json.loads(result.stdout)["keys"]] == [key["id"]]
@@ -166,7 +130,7 @@ def test_client_options_are_refused_where_they_do_nothing(tmp_path):
 @pytest.mark.parametrize("form", ["{host_port}", "{host_port}/", "http://{host_port}", "HTTP://{host_port}/"])
 def test_url_without_a_scheme_means_http(service, api, team, form):
     key = api.create(team=team)
-    url = form.format(host_port=service.url.removeprefix("http://"))
+    url = form.format(host_port=service.url().removeprefix("http://"))
     result = control("keys", "list", "--team", team, "--url", url, "--json", token=ADMIN_TOKEN)
     assert result.returncode == 0, result.stderr
     assert [item["id"] for item in json.loads(result.stdout)["keys"]] == [key["id"]]

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import ADMIN_TOKEN, SYNC_TOKEN, Api
+from keygate_testkit.api import Api
+from keygate_testkit.paths import ADMIN_TOKEN, SYNC_TOKEN
 
 WRITERS = 24
 READERS = 4
@@ -58,7 +59,7 @@ ACKNOWLEDGED = {"create": 201, "hot": 200, "rotate": 201, "delete": 204, "doomed
 
 def test_concurrent_admin_writes_lose_nothing(fresh_service):
     service = fresh_service.start()
-    api = Api(service.url)
+    api = Api(service.url())
     team = "contended"
     hot = [api.create(name=f"hot{i}", team="hot")["id"] for i in range(HOT_KEYS)]
     rotated = [api.create(name=f"rot{i}", team="rot", plan="pro")["id"] for i in range(ROTATED_KEYS)]
@@ -77,7 +78,7 @@ def test_concurrent_admin_writes_lose_nothing(fresh_service):
 
     def run(op):
         kind, method, path, body = op
-        response = session().request(method, f"{service.url}{path}", json=body, timeout=REQUEST_TIMEOUT)
+        response = session().request(method, f"{service.url()}{path}", json=body, timeout=REQUEST_TIMEOUT)
         return kind, path, body, response.status_code, response.json() if response.content else None
 
     writers_done = threading.Event()
@@ -92,7 +93,7 @@ def test_concurrent_admin_writes_lose_nothing(fresh_service):
                 if writers_done.is_set():
                     break
                 response = reader_session.get(
-                    f"{service.url}/v1/snapshot",
+                    f"{service.url()}/v1/snapshot",
                     params={"since": version, "epoch": base["epoch"], "wait": 1, "limit": 1},
                     timeout=REQUEST_TIMEOUT,
                 )

@@ -9,7 +9,8 @@ import time
 
 import requests
 
-from conftest import ADMIN_TOKEN, SYNC_TOKEN, Api
+from keygate_testkit.api import Api
+from keygate_testkit.paths import ADMIN_TOKEN, SYNC_TOKEN
 
 WRITER_THREADS = 4
 CREATES_PER_THREAD = 50
@@ -22,7 +23,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(fresh_service):
     kill_after = random.Random(seed).randint(20, WRITER_THREADS * CREATES_PER_THREAD - 20)
     print(f"\nseed {seed}: kill -9 after {kill_after} acknowledged creates")
     service = fresh_service.start()
-    url = service.url
+    url = service.url()
     acknowledged, lock = [], threading.Lock()
     enough = threading.Event()
     versions_seen = [0]
@@ -59,7 +60,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(fresh_service):
     for thread in threads:
         thread.start()
     assert enough.wait(KILL_DEADLINE_SECONDS), f"only {len(acknowledged)} creates acknowledged"
-    service.kill_hard()
+    service.stop(hard=True)
     for thread in threads:
         thread.join(timeout=REQUEST_TIMEOUT + 5)
         assert not thread.is_alive()
@@ -67,7 +68,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(fresh_service):
         before = list(acknowledged)
     assert len(before) >= kill_after
 
-    api = Api(service.start().url)
+    api = Api(service.start().url())
     for created in before:
         shown = api.request("GET", f"/v1/keys/{created['id']}")
         assert shown.status_code == 200, (created["id"], shown.text)

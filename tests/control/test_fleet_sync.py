@@ -6,9 +6,9 @@ import time
 import uuid
 
 import pytest
-import requests
 
-from conftest import Api, ControlService, error_of
+from keygate_testkit.api import Api, error_of
+from keygate_testkit.control import ControlService
 
 BUCKET_MS = [2_000, 120_000, 3_600_000]
 WINDOW_MS = [60_000, 3_600_000, 86_400_000]
@@ -149,13 +149,13 @@ def test_a_full_sync_of_5000_keys_is_answered_capped(api):
 def test_where_the_counts_live_across_a_restart(fresh_service):
     """PostgreSQL keeps them in the database; SQLite in memory, rebuilt by the next syncs."""
     fresh_service.start()
-    api = Api(fresh_service.url)
+    api = Api(fresh_service.url())
     k = tag()
     minute = now_buckets()[0]
     sync(api, post("envoy-a", [key(k, [(minute, 5)])]))
     fresh_service.stop()
     fresh_service.start()
-    api = Api(fresh_service.url)
+    api = Api(fresh_service.url())
     answer = sync(api, post("envoy-b", [key(k, [(minute, 1)])]))
     if fresh_service.is_postgres:
         assert answer[k]["counts"][0] == [[minute, 5]]
@@ -173,7 +173,7 @@ def test_replicas_on_one_database_share_the_counts(postgres_cluster, tmp_path):
     replicas = [ControlService(url, tmp_path / f"replica-{n}.log", cluster=postgres_cluster).start()
                 for n in range(2)]
     try:
-        first, second = (Api(replica.url) for replica in replicas)
+        first, second = (Api(replica.url()) for replica in replicas)
         k = tag()
         minute = now_buckets()[0]
         sync(first, post("envoy-a", [key(k, [(minute, 5)], limits=(8, None, None))]))

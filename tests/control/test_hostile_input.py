@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import Api
+from keygate_testkit.api import Api
 
 REQUEST_TIMEOUT = 10
 ADMIN_LIMIT = 64 * 1024
@@ -114,7 +114,7 @@ def send(url, method, path, headers, body, timeout=REQUEST_TIMEOUT):
 
 @pytest.fixture(scope="module")
 def key_id(service):
-    return Api(service.url).create(name="hostile target")["id"]
+    return Api(service.url()).create(name="hostile target")["id"]
 
 
 def call(api, key_id, endpoint, body, content_type=JSON, extra_headers=None):

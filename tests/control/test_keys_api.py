@@ -4,7 +4,7 @@ import hashlib
 import re
 from datetime import datetime, timedelta, timezone
 
-from conftest import error_of
+from keygate_testkit.api import error_of
 
 KEY_FIELDS = {
     "id", "name", "environment", "team", "prefix", "last4", "scopes", "allowed_ips", "expires_at",

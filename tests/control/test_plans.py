@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from conftest import ADMIN_TOKEN, Api, HeldPoll, error_of
-from test_cli import control
+from keygate_testkit.api import Api, HeldPoll, error_of
+from keygate_testkit.control import run_cli as control
+from keygate_testkit.paths import ADMIN_TOKEN
 
 SEEDED = [
     {"name": "free", "per_minute": 60, "per_hour": None, "per_day": 1000, "per_month": None,
@@ -35,7 +36,7 @@ def make_plan(api, **body):
 
 def test_a_new_database_is_seeded_with_the_published_plans(fresh_service):
     fresh_service.start()
-    api = Api(fresh_service.url)
+    api = Api(fresh_service.url())
     plans = api.request("GET", "/v1/plans").json()["plans"]
     assert [{k: v for k, v in plan.items() if k != "description"} for plan in plans] == SEEDED
     assert all(plan["description"] for plan in plans)
@@ -151,8 +152,7 @@ def test_plan_changes_are_audited(api):
 
 
 def plans_cli(service, *args):
-    # Imported at the top: `conftest` inside a test can be tests/e2e's once both folders ran.
-    return control("plans", *args, url=service.url, token=ADMIN_TOKEN)
+    return control("plans", *args, url=service.url(), token=ADMIN_TOKEN)
 
 
 def test_cli_manages_plans(service, api):

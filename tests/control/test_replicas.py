@@ -1,7 +1,7 @@
 """Several control-service replicas on one PostgreSQL database: the change feed never skips or
 repeats a change, long polls wake on any replica, retried usage batches count once across
 replicas, and a stopped or restarted PostgreSQL costs availability, never data. Each test runs
-its own throwaway cluster (tests/pgcluster.py), since some stop it."""
+its own throwaway cluster (keygate_testkit.postgres), since some stop it."""
 
 import statistics
 import threading
@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import Api, ControlService, HeldPoll, error_of, wait_for
-from pgcluster import PostgresCluster
+from keygate_testkit.api import Api, HeldPoll, error_of
+from keygate_testkit.control import ControlService
+from keygate_testkit.postgres import PostgresCluster
+from keygate_testkit.waiting import wait_until
 
 WRITERS_PER_REPLICA = 8
 CHANGES = 2_000
@@ -99,7 +101,7 @@ class Follower:
 
 
 def test_every_change_reaches_every_follower_once_in_order(replicas, cluster):
-    apis = [Api(replica.url) for replica in replicas]
+    apis = [Api(replica.url()) for replica in replicas]
     followers = [Follower(api) for api in apis]
     for follower in followers:
         follower.poll_once(wait=0)
@@ -128,8 +130,8 @@ def test_every_change_reaches_every_follower_once_in_order(replicas, cluster):
                                "WHERE meta.name = 'version' AND deleted = 0"))
     final_version = int(next(iter(stored.values())))
     for follower in followers:
-        wait_for(lambda f=follower: f.failures or f.version == final_version, 30,
-                 "the follower to reach the last version")
+        wait_until(lambda f=follower: f.failures or f.version == final_version, 30,
+                   what="the follower to reach the last version", retry_on=())
         follower.stop.set()
         follower.thread.join(timeout=15)
         assert not follower.failures, follower.failures
@@ -145,7 +147,7 @@ def test_every_change_reaches_every_follower_once_in_order(replicas, cluster):
 
 
 def test_a_write_on_one_replica_wakes_polls_held_on_the_other(replicas):
-    writer, holder = Api(replicas[0].url), Api(replicas[1].url)
+    writer, holder = Api(replicas[0].url()), Api(replicas[1].url())
     current = holder.snapshot().json()
     latencies = []
     for n in range(10):
@@ -164,7 +166,7 @@ def test_a_write_on_one_replica_wakes_polls_held_on_the_other(replicas):
 
 
 def test_a_retried_batch_sent_to_the_other_replica_counts_once(replicas):
-    first, second = Api(replicas[0].url), Api(replicas[1].url)
+    first, second = Api(replicas[0].url()), Api(replicas[1].url())
     key = first.create(name="usage across replicas")
     hour = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime())
     body = {"proxy_id": "proxy-a", "batch_id": f"batch-{uuid.uuid4().hex}",
@@ -188,7 +190,7 @@ def test_a_retried_batch_sent_to_the_other_replica_counts_once(replicas):
 
 
 def test_postgres_stopped_means_503_in_time_and_nothing_lost_when_it_returns(replicas, cluster):
-    api, other = Api(replicas[0].url), Api(replicas[1].url)
+    api, other = Api(replicas[0].url()), Api(replicas[1].url())
     before = api.create(name="before the outage")
     current = other.snapshot().json()
     cluster.stop()
@@ -207,7 +209,7 @@ def test_postgres_stopped_means_503_in_time_and_nothing_lost_when_it_returns(rep
         assert feed.status_code in (304, 503), feed.text
         assert time.monotonic() - started <= UNAVAILABLE_DEADLINE_SECONDS
         for replica in replicas:
-            assert replica.process.poll() is None, "a replica exited while the database was down"
+            assert replica.proc.poll() is None, "a replica exited while the database was down"
     finally:
         cluster.start()
     # Back without restarting the replicas: writes work, nothing acknowledged was lost.
@@ -217,7 +219,7 @@ def test_postgres_stopped_means_503_in_time_and_nothing_lost_when_it_returns(rep
         except requests.RequestException:
             return False
 
-    wait_for(accepts_writes, 20, "writes to work again")
+    wait_until(accepts_writes, 20, what="writes to work again", retry_on=())
     names = {key["name"] for key in other.request("GET", "/v1/keys", params={"limit": 100}).json()["keys"]}
     assert {"before the outage", "after the outage"} <= names
     assert "during the outage" not in names
@@ -225,7 +227,7 @@ def test_postgres_stopped_means_503_in_time_and_nothing_lost_when_it_returns(rep
 
 
 def test_polls_held_across_a_postgres_restart_are_answered_and_wake_ups_resume(replicas, cluster):
-    writer, holder = Api(replicas[0].url), Api(replicas[1].url)
+    writer, holder = Api(replicas[0].url()), Api(replicas[1].url())
     current = holder.snapshot().json()
     poll = HeldPoll(holder, wait=15, since=current["version"], epoch=current["epoch"])
     cluster.restart()
@@ -238,7 +240,7 @@ def test_polls_held_across_a_postgres_restart_are_answered_and_wake_ups_resume(r
         except requests.RequestException:
             return False
 
-    wait_for(writes, 20, "writes to work after the restart")
+    wait_until(writes, 20, what="writes to work after the restart", retry_on=())
     current = holder.snapshot().json()
     # LISTEN is re-established: a new write wakes a poll held on the other replica promptly.
     poll = HeldPoll(holder, wait=20, since=current["version"], epoch=current["epoch"])

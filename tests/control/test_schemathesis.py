@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ADMIN_TOKEN, SYNC_TOKEN, ControlService
+from keygate_testkit.paths import ADMIN_TOKEN, SYNC_TOKEN
 
 CHECKS = ",".join([
     "not_a_server_error",
@@ -85,10 +85,10 @@ def test_schemathesis_finds_no_server_errors_or_schema_drift(new_service, tmp_pa
     try:
         failures = []
         for label, token, operations, phases, extra in RUNS:
-            result, _ = run_schemathesis(service.url, label, token, operations, phases, extra, tmp_path)
+            result, _ = run_schemathesis(service.url(), label, token, operations, phases, extra, tmp_path)
             if result.returncode != 0:
                 failures.append(f"--- {label} ---\n{result.stdout[-12000:]}\n{result.stderr[-2000:]}")
-        assert service.process.poll() is None, "the service died"
+        assert service.proc.poll() is None, "the service died"
         assert not failures, "\n".join(failures)
         log = service.log_path.read_text()
         assert "internal error" not in log, log[-4000:]

@@ -6,7 +6,9 @@ import socket
 import time
 from urllib.parse import urlparse
 
-from conftest import HOLD_DEADLINE_SECONDS, HeldPoll, error_of, held_polls, wait_for
+from keygate_testkit.api import HOLD_SECONDS as HOLD_DEADLINE_SECONDS
+from keygate_testkit.api import HeldPoll, error_of, held_polls
+from keygate_testkit.waiting import wait_until
 
 # A woken poll must answer well inside its wait; a poll that is not woken answers 304 at the end.
 LONG_POLL_SECONDS = 30
@@ -170,8 +172,8 @@ def test_a_long_poll_whose_client_goes_away_is_no_longer_held(api):
                f"Authorization: {api.sync['Authorization']}\r\n\r\n")
     with socket.create_connection((address.hostname, address.port), timeout=10) as client:
         client.sendall(request.encode())
-        wait_for(lambda: held_polls(api) == before + 1, HOLD_DEADLINE_SECONDS, "the poll to be held")
-    wait_for(lambda: held_polls(api) == before, HOLD_DEADLINE_SECONDS, "the abandoned poll to be released")
+        wait_until(lambda: held_polls(api) == before + 1, HOLD_DEADLINE_SECONDS, what="the poll to be held", retry_on=())
+    wait_until(lambda: held_polls(api) == before, HOLD_DEADLINE_SECONDS, what="the abandoned poll to be released", retry_on=())
 
 
 def test_held_polls_take_the_sync_token_only(api):

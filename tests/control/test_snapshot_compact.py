@@ -4,8 +4,9 @@ snapshot, and cursors that outlive the version they started at or move to anothe
 import hashlib
 
 import pytest
-from compact_snapshot import FILTER_ACCEPT, MEDIA_TYPE, as_compact, compact_snapshot
-from conftest import Api, ControlService
+from keygate_testkit.api import Api
+from keygate_testkit.compact_snapshot import FILTER_ACCEPT, MEDIA_TYPE, as_compact, compact_snapshot
+from keygate_testkit.control import ControlService
 
 
 def sha256(secret):
@@ -74,7 +75,7 @@ def test_the_encoding_follows_accept_and_says_it_varies(api, team):
 
 
 def test_a_compact_full_snapshot_is_the_json_one_in_hash_order(own, team):
-    api = Api(own.url)
+    api = Api(own.url())
     created = api.create(team=team, scopes=["submit_job"], allowed_ips=["10.0.0.0/8", "::1"],
                          plan="pro", limits={"per_minute": 9},
                          expires_at="2099-01-01T00:00:00+01:00")
@@ -95,7 +96,7 @@ def test_a_compact_full_snapshot_is_the_json_one_in_hash_order(own, team):
 
 
 def test_the_full_snapshot_is_built_once_and_served_from_the_cache(own, team):
-    api = Api(own.url)
+    api = Api(own.url())
     api.create(team=team)
     _, first = compact_snapshot(api, limit=2)
     api.create(team=team)
@@ -156,7 +157,7 @@ def test_a_cursor_used_after_the_version_moved_still_loads_everything(api, team)
 
 
 def test_a_cursor_continues_on_a_replica_without_the_cache(own, team, tmp_path):
-    api = Api(own.url)
+    api = Api(own.url())
     for _ in range(9):
         api.create(team=team)
     _, first = compact_snapshot(api, limit=4)
@@ -164,7 +165,7 @@ def test_a_cursor_continues_on_a_replica_without_the_cache(own, team, tmp_path):
     other = ControlService(own.database, tmp_path / "other.log", cluster=own.cluster)
     try:
         other.start()
-        other_api = Api(other.url)
+        other_api = Api(other.url())
         pages = compact_pages(other_api, limit=4, first=first)
         _, second = compact_snapshot(other_api, limit=4, cursor=first["next_cursor"])
         assert second["version"] >= first["version"]

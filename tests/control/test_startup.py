@@ -5,7 +5,9 @@ import subprocess
 
 import pytest
 
-from conftest import Api, ControlService, control_binary, free_port
+from keygate_testkit.api import Api
+from keygate_testkit.paths import control_binary
+from keygate_testkit.ports import free_port
 
 RUN_DEADLINE_SECONDS = 10
 
@@ -66,7 +68,7 @@ def test_dev_mode_prints_its_tokens_and_the_ready_line(tmp_path):
 def test_configured_scopes_are_the_allowed_ones(new_service):
     service = new_service(extra_env={"KEYGATE_SCOPES": "read, write"}).start()
     try:
-        api = Api(service.url)
+        api = Api(service.url())
         assert api.create(scopes=["read", "write"])["scopes"] == ["read", "write"]
         response = api.request("POST", "/v1/keys", json={"name": "a", "scopes": ["submit_job"]})
         assert response.status_code == 400 and "scopes[0]" in response.json()["error"]["message"]

@@ -1,7 +1,8 @@
 """Management tokens, roles, teams and the audit log, against a live service.
 
-`test_access_table_*` walks `control/access.json` (the Rust table every admin route is built
-from; a Rust test keeps the file in sync) × roles × teams."""
+`test_access_table_roles_and_teams` walks `control/access.json` (the Rust table every admin
+route is built from; a Rust test keeps the file in sync) × roles × teams; that the table covers
+every admin operation of control/openapi.json is tests/repo/test_control_api_doc.py."""
 
 import json
 import os
@@ -10,42 +11,15 @@ import subprocess
 import uuid
 
 import pytest
-import requests
 
-from conftest import ADMIN_TOKEN, REPO_ROOT, SYNC_TOKEN, Api, control_binary
+from keygate_testkit.api import Api, call, make_token
+from keygate_testkit.paths import ADMIN_TOKEN, SYNC_TOKEN, control_binary
+from keygate_testkit.paths import ROOT as REPO_ROOT
 
 ACCESS = json.loads((REPO_ROOT / "control" / "access.json").read_text())
 ROLES = ["viewer", "editor", "admin"]
 RANK = {role: index for index, role in enumerate(ROLES)}
 TEAMS = ["same", "other", "none"]
-PUBLIC_OR_SYNC = {("get", "/healthz"), ("get", "/openapi.json"), ("get", "/v1/snapshot"),
-                  ("get", "/v1/snapshot/polls"), ("post", "/v1/usage"),
-                  ("post", "/v1/ratelimits/sync")}
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
-def call(api, method, path, token, **kwargs):
-    return requests.request(method, f"{api.url}{path}", headers=bearer(token), timeout=10, **kwargs)
-
-
-def make_token(api, role, team=None, **extra):
-    body = {"name": f"{role}-{team}", "role": role, **extra}
-    if team is not None:
-        body["team"] = team
-    response = api.request("POST", "/v1/tokens", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def test_access_table_covers_every_admin_operation_of_the_document():
-    document = json.loads((REPO_ROOT / "control" / "openapi.json").read_text())
-    operations = {(method, path) for path, item in document["paths"].items()
-                  for method in item if method in ("get", "post", "put", "patch", "delete")}
-    table = {(rule["method"].lower(), rule["path"]) for rule in ACCESS}
-    assert operations - PUBLIC_OR_SYNC == table
 
 
 def expected_status(rule, role, team):
@@ -243,7 +217,7 @@ def test_audit_pages_and_filters_by_time(api):
 
 def control_cli(service, *args, token=ADMIN_TOKEN):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
-    env.update({"KEYGATE_URL": service.url, "KEYGATE_ADMIN_TOKEN": token})
+    env.update({"KEYGATE_URL": service.url(), "KEYGATE_ADMIN_TOKEN": token})
     return subprocess.run([str(control_binary()), *args], env=env, capture_output=True, text=True,
                           timeout=20)
 
@@ -274,13 +248,13 @@ def test_cli_creates_lists_rotates_and_revokes_tokens(service, team):
     assert refused.returncode != 0 and "UNAUTHORIZED" in refused.stderr
     revoked = control_cli(service, "tokens", "revoke", successor["id"])
     assert revoked.returncode == 0, revoked.stderr
-    viewer = make_token(Api(service.url), "viewer")
+    viewer = make_token(Api(service.url()), "viewer")
     forbidden = control_cli(service, "tokens", "list", token=viewer["token"])
     assert forbidden.returncode != 0 and "FORBIDDEN" in forbidden.stderr
 
 
 def test_cli_reads_the_audit_log(service, team):
-    api = Api(service.url)
+    api = Api(service.url())
     key = api.create(name="audited by cli", team=team)
     shown = control_cli(service, "audit", "--target", key["id"])
     assert shown.returncode == 0, shown.stderr

@@ -8,20 +8,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import HeldPoll, error_of
-from test_cli import cli
+from keygate_testkit.api import HeldPoll, accepted, current_hour, error_of, iso, post_usage, report
+from keygate_testkit.api import current_position
+from keygate_testkit.control import keys_cli as cli
 
 # A woken poll must answer well inside its wait; a poll that is not woken answers 304 at the end.
 LONG_POLL_SECONDS = 30
 PROMPT_SECONDS = 5
-
-
-def iso(instant):
-    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def current_hour():
-    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
 def next_midnight():
@@ -35,31 +28,10 @@ def next_month_start():
     return iso(datetime(year, month, 1, tzinfo=timezone.utc))
 
 
-def report(key_id, hour=None, allowed=0, **denied):
-    return {"key_id": key_id, "hour": hour or iso(current_hour()), "allowed": allowed, "denied": denied}
-
-
-def post_usage(api, reports, batch_id=None, token="sync", proxy_id="proxy-1"):
-    body = {"proxy_id": proxy_id, "batch_id": batch_id or f"{proxy_id}-{uuid.uuid4().hex}",
-            "reports": reports}
-    return api.request("POST", "/v1/usage", token=token, json=body)
-
-
-def accepted(api, reports, **kwargs):
-    response = post_usage(api, reports, **kwargs)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def usage(api, key_id, **params):
     response = api.request("GET", f"/v1/keys/{key_id}/usage", params=params)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def current_position(api):
-    page = api.snapshot(limit=1).json()
-    return page["epoch"], page["version"]
 
 
 def delta_keys(api, epoch, since):

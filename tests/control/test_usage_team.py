@@ -4,10 +4,11 @@
 import json
 from datetime import timedelta
 
-from conftest import ADMIN_TOKEN, Api, ControlService, error_of, wait_for
-from test_cli import cli, control
-from test_tokens import call, make_token
-from test_usage import accepted, current_hour, current_position, iso, report
+from keygate_testkit.api import Api, accepted, call, current_hour, current_position, error_of, iso, make_token, report
+from keygate_testkit.control import keys_cli as cli
+from keygate_testkit.control import run_cli as control
+from keygate_testkit.paths import ADMIN_TOKEN
+from keygate_testkit.waiting import wait_until
 
 RETENTION_SECONDS = 20
 
@@ -104,14 +105,14 @@ def test_last_used_at_follows_usage_reports_without_a_new_snapshot_version(api, 
 
 def test_cli_usage_prints_a_team_table_and_json(service, api, team):
     seed_team(api, team)
-    result = control("usage", "--team", team, url=service.url, token=ADMIN_TOKEN)
+    result = control("usage", "--team", team, url=service.url(), token=ADMIN_TOKEN)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"Usage of team {team} by hour"
     assert lines[-2].split()[:3] == ["TOTAL", "7", "10"]
     assert all(len(line) <= 80 for line in lines)
     as_json = control("usage", "--team", team, "--granularity", "day", "--json",
-                      url=service.url, token=ADMIN_TOKEN)
+                      url=service.url(), token=ADMIN_TOKEN)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["totals"] == EXPECTED_TOTALS
 
@@ -120,7 +121,7 @@ def test_retention_rolls_old_hours_into_daily_totals_with_the_same_sums(new_serv
     service = new_service(extra_env={"KEYGATE_USAGE_RETENTION_DAYS": "1"})
     try:
         service.start()
-        api = Api(service.url)
+        api = Api(service.url())
         key = api.create(name="old usage", team="retention")
         midnight = current_hour().replace(hour=0)
         old_day = midnight - timedelta(days=3)
@@ -140,10 +141,10 @@ def test_retention_rolls_old_hours_into_daily_totals_with_the_same_sums(new_serv
             days = service.sql("SELECT day_start, code, count FROM usage_daily ORDER BY code")
             return old_hours == 0 and days
 
-        wait_for(rolled_up, RETENTION_SECONDS, "old hours rolled into daily totals at start")
+        wait_until(rolled_up, RETENTION_SECONDS, what="old hours rolled into daily totals at start", retry_on=())
         days = service.sql("SELECT day_start, code, count FROM usage_daily ORDER BY code")
         assert days == [(int(old_day.timestamp()), "ALLOWED", 7), (int(old_day.timestamp()), "QUOTA_EXCEEDED", 1)]
-        api = Api(service.url)
+        api = Api(service.url())
         assert api.request("GET", f"/v1/keys/{key['id']}/usage", params=window).json() == before
         assert api.request("GET", "/v1/usage", params={"team": "retention", **window}).json() == team_before
     finally:

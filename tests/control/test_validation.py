@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import error_of
+from keygate_testkit.api import error_of
 
 CREATE_CASES = [
     ({}, "name"),

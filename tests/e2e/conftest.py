@@ -1,7 +1,10 @@
 """Fixtures shared by the end-to-end tests."""
 import pytest
 
-from harness import Upstream
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.ports import free_port
+from keygate_testkit.snapshot_server import SnapshotServer
+from keygate_testkit.upstream import Upstream
 
 
 @pytest.fixture(scope="module")
@@ -10,3 +13,16 @@ def upstream():
     server = Upstream()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def exported_keygate_metrics():
+    """The keygate_* series a running Envoy with the filter exports, by name. Read once per test
+    run: docs/operations.md, the Grafana dashboard and the alert rules are checked against it."""
+    snapshots = SnapshotServer()
+    envoy = Envoy(free_port(), snapshots.port, plugin_config())
+    try:
+        yield frozenset(name.split("{")[0] for name in envoy.stats() if name.startswith("keygate_"))
+    finally:
+        envoy.close()
+        snapshots.close()

@@ -6,7 +6,9 @@ import socket
 
 import pytest
 
-from harness import Envoy, SnapshotServer, key_record, plugin_config, wait_until
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.snapshot_server import SnapshotServer, key_record
+from keygate_testkit.waiting import wait_until
 
 VALID = "pk_live_" + "abuse0000000000000000000000000000000000"
 OTHER = "pk_live_" + "other0000000000000000000000000000000000"

@@ -3,11 +3,12 @@ makes Envoy refuse it with a log line naming the field."""
 import os
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from harness import ENVOY_BIN, ROOT, WASM, envoy_yaml, free_port, plugin_config
+from keygate_testkit.envoy import envoy_yaml, plugin_config
+from keygate_testkit.paths import ENVOY_BIN, ROOT, WASM
+from keygate_testkit.ports import free_port
 
 SHIPPED = sorted(p for p in (ROOT / "envoy").glob("*.yaml") if "static_resources" in p.read_text())
 
@@ -76,8 +77,3 @@ def test_envoy_refuses_to_serve_with_a_bad_plugin_config(tmp_path):
     )
     assert result.returncode != 0
     assert "keygate: invalid plugin configuration: max_staleness" in result.stdout + result.stderr
-
-
-def test_wasm_is_small():
-    size = Path(WASM).stat().st_size
-    assert size < 1_500_000, f"keygate.wasm grew to {size} bytes"

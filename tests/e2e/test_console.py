@@ -9,15 +9,17 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from console_harness import Browser, ConsoleService, screenshot, sign_in
-from harness import ADMIN_TOKEN, Envoy, plugin_config, wait_until
+from keygate_testkit.console import Browser, ConsoleService, screenshot, sign_in
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.paths import ADMIN_TOKEN
+from keygate_testkit.waiting import wait_until
 
 TOKEN_ITEM = "keygate.console.token"
 
 
 @pytest.fixture(scope="module")
 def service():
-    control = ConsoleService()
+    control = ConsoleService().start()
     yield control
     control.stop()
 
@@ -245,7 +247,7 @@ def test_plans_explain_a_refused_delete_and_tokens_are_created_once(service, pag
 
 
 def test_a_ten_thousand_key_list_is_read_a_page_at_a_time(browser):
-    seeded = ConsoleService(seed_keys=10_000)
+    seeded = ConsoleService(seed_keys=10_000).start()
     page = browser.new_page()
     try:
         started = time.monotonic()

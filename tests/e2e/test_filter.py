@@ -6,7 +6,9 @@ import re
 import pytest
 import requests
 
-from harness import Envoy, SnapshotServer, key_record, plugin_config, wait_until
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.snapshot_server import SnapshotServer, key_record
+from keygate_testkit.waiting import wait_until
 
 VALID = "pk_live_" + "A1b2C3d4E5f6G7h8I9j0" * 2
 SCOPED = "pk_live_" + "scoped000000000000000000000000000000000"

@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from harness import ControlService, Envoy, plugin_config, wait_until
+from keygate_testkit.control import ControlService
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.waiting import wait_until
 
 SYNC_INTERVAL_S = 0.5
 # A sync's round trip on loopback is milliseconds; this allows for a loaded 2-core machine.
@@ -20,7 +22,7 @@ CONFIG = plugin_config(
 
 @pytest.fixture
 def control():
-    service = ControlService()
+    service = ControlService().start()
     yield service
     service.stop()
 

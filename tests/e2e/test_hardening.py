@@ -3,7 +3,10 @@ takes is one every Envoy takes; one bad record is quarantined, not the whole syn
 that hold for path variants, and IPv4-mapped allowlist entries."""
 import pytest
 
-from harness import ControlService, Envoy, SnapshotServer, key_record, plugin_config, wait_until
+from keygate_testkit.control import ControlService
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.snapshot_server import SnapshotServer, key_record
+from keygate_testkit.waiting import wait_until
 
 VALID = "pk_live_" + "hardening0000000000000000000000000000000"
 DAMAGED = "pk_live_" + "damaged00000000000000000000000000000000"
@@ -13,7 +16,7 @@ UNPARSABLE = "pk_live_" + "unparsable00000000000000000000000000000"
 
 @pytest.fixture(scope="module")
 def control():
-    service = ControlService()
+    service = ControlService().start()
     yield service
     service.stop()
 

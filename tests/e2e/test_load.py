@@ -11,7 +11,8 @@ from collections import Counter
 import pytest
 import requests
 
-from harness import ControlService, Envoy, plugin_config
+from keygate_testkit.control import ControlService
+from keygate_testkit.envoy import Envoy, plugin_config
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 THREADS = 8
@@ -26,7 +27,7 @@ MIN_REQUESTS_PER_SECOND = 20
 
 
 def test_mixed_load_with_key_churn(upstream):
-    control = ControlService()
+    control = ControlService().start()
     config = plugin_config(
         control={"refresh_interval": f"{int(REFRESH_S * 1000)}ms", "long_poll_wait": "10s"},
         rate_limits={"minute_window": "5s"},

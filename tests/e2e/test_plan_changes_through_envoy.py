@@ -5,12 +5,13 @@ import uuid
 
 import pytest
 
-from harness import ControlService, Envoy, plugin_config
+from keygate_testkit.control import ControlService
+from keygate_testkit.envoy import Envoy, plugin_config
 
 
 @pytest.fixture(scope="module")
 def control():
-    service = ControlService()
+    service = ControlService().start()
     yield service
     service.stop()
 

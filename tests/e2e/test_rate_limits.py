@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import Envoy, SnapshotServer, key_record, plugin_config, wait_until
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.snapshot_server import SnapshotServer, key_record
+from keygate_testkit.waiting import wait_until
 
 BURSTY = "pk_live_" + "bursty000000000000000000000000000000000"
 PATIENT = "pk_live_" + "patient00000000000000000000000000000000"

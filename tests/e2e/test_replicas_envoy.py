@@ -13,7 +13,10 @@ import time
 import pytest
 import requests
 
-from harness import ADMIN_TOKEN, ControlService, Envoy, plugin_config, wait_until
+from keygate_testkit.control import ControlService
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.paths import ADMIN_TOKEN
+from keygate_testkit.waiting import wait_until
 
 # The filter holds a long poll on one replica; a write anywhere answers it.
 SYNC = {"refresh_interval": "30s", "long_poll_wait": "10s", "timeout": "2s"}
@@ -34,7 +37,7 @@ def replicas(postgres_cluster):
     started = []
     try:
         for _ in range(2):
-            started.append(ControlService(database_url=url))
+            started.append(ControlService(url).start())
         yield started
     finally:
         for replica in started:

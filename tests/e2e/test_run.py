@@ -10,13 +10,15 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
-from harness import ADMIN_TOKEN, CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN, WASM, free_port, wait_until
+from keygate_testkit.paths import ADMIN_TOKEN, CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN, WASM
+from keygate_testkit.ports import free_port
+from keygate_testkit.upstream import Upstream
+from keygate_testkit.waiting import wait_until
 
 START_SECONDS = 90
 STOP_SECONDS = 30
@@ -237,27 +239,6 @@ def test_run_gives_up_on_a_control_service_that_keeps_exiting(tmp_path):
         run.close()
 
 
-def start_demo_upstream(*args):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/demo_upstream.py"), "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=1).ok, timeout=15, what="demo upstream")
-    except AssertionError:
-        process.kill()
-        raise AssertionError(f"demo upstream did not start: {process.communicate(timeout=10)[1]!r}") from None
-    return process, port
-
-
-def stop_demo_upstream(process):
-    process.terminate()
-    process.wait(timeout=10)
-    process.stderr.close()
-
-
 def test_demo_upstream_answers_keep_alive_requests_fast(upstream):
     connection = http.client.HTTPConnection("127.0.0.1", upstream.port, timeout=10)
     try:
@@ -311,13 +292,13 @@ def test_demo_upstream_delay_header(upstream):
     assert refused.status_code == 400
     assert refused.json() == {"error": "x-demo-delay-ms: not a whole number of milliseconds"}
 
-    process, port = start_demo_upstream("--delay-header", "X-Hold-Ms")
+    custom = Upstream("--delay-header", "X-Hold-Ms")
     try:
-        answer, elapsed = timed_get(port, {"x-hold-ms": "300"})
+        answer, elapsed = timed_get(custom.port, {"x-hold-ms": "300"})
         assert answer.status_code == 200 and elapsed >= 0.3, elapsed
         # The default header means nothing to this one: answered at once, however slow the
         # machine, well before 20 s.
-        answer, elapsed = timed_get(port, {"x-demo-delay-ms": "20000"})
+        answer, elapsed = timed_get(custom.port, {"x-demo-delay-ms": "20000"})
         assert answer.status_code == 200 and elapsed < 10, elapsed
     finally:
-        stop_demo_upstream(process)
+        custom.close()

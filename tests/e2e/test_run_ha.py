@@ -13,7 +13,9 @@ import time
 import pytest
 import requests
 
-from harness import ADMIN_TOKEN, CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN, WASM, free_port, wait_until
+from keygate_testkit.paths import ADMIN_TOKEN, CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN, WASM
+from keygate_testkit.ports import free_port
+from keygate_testkit.waiting import wait_until
 
 START_SECONDS = 90
 STOP_SECONDS = 30
@@ -147,7 +149,10 @@ def stopped_runs():
 def test_run_ha_serves_survives_a_replica_and_ctrl_c_stops_everything(tmp_path, stopped_runs):
     run = RunHa(tmp_path / "run", tmp_path / "run.out")
     stopped_runs.append(run)
-    assert control_hosts(run) == {port: "healthy" for port in run.control_ports}
+    # Envoy's first health check of each replica may time out while its workers still load the
+    # filter (a 1 s timeout on a loaded machine): both replicas must be healthy soon after.
+    healthy = {port: "healthy" for port in run.control_ports}
+    wait_until(lambda: control_hosts(run) == healthy, timeout=10, what="both replicas healthy in Envoy")
     created = run.create_key(0)
     wait_until(lambda: run.envoy_status(created["key"]) == 200, timeout=15, what="the new key to reach Envoy")
     # The other replica sees the same key.

@@ -7,12 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import ControlService, Envoy, plugin_config, wait_until
+from keygate_testkit.control import ControlService
+from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
 def control():
-    service = ControlService()
+    service = ControlService().start()
     yield service
     service.stop()
 
@@ -84,7 +86,7 @@ def test_rotation_keeps_both_keys_during_the_grace(upstream, control):
 
 
 def test_control_service_killed_then_back(upstream):
-    control = ControlService()
+    control = ControlService().start()
     proxy = Envoy(upstream.port, control.port, plugin_config(control={"long_poll_wait": "5s"}))
     try:
         kept = control.create_key(name="kept")

@@ -5,7 +5,8 @@ import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from keygate_testkit.paths import ROOT
+
 SCRIPT = ROOT / "scripts/install-system-deps.sh"
 
 

@@ -5,7 +5,8 @@ test code left out (a test may build what it checks from any layer)."""
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from keygate_testkit.paths import ROOT
+
 SRC = ROOT / "control/src"
 
 # api -> app | feed | fleet -> domain <- store; wire (the API's bodies) -> domain; only server

@@ -2,13 +2,14 @@
 driven by Playwright (from PyPI; its own browser download is never used). Every wait is
 bounded: Playwright's default timeout is set on each page."""
 import os
-import subprocess
 from pathlib import Path
 
 import requests
-from playwright.sync_api import sync_playwright
 
-from harness import ADMIN_TOKEN, CONTROL_BIN, ROOT, SYNC_TOKEN, ControlService, free_port, wait_until
+from .control import ControlService, seed
+from .paths import ROOT
+from .ports import free_port
+from .waiting import wait_until
 
 CHROMIUM = os.environ.get("KEYGATE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,25 +38,15 @@ class ConsoleService(ControlService):
     def __init__(self, seed_keys=0):
         self.console_port = free_port()
         self.seed_keys = seed_keys
-        super().__init__()
+        descriptions = [f"--scope-description={scope}={text}" for scope, text in SCOPE_DESCRIPTIONS.items()]
+        super().__init__(extra_args=["--console-listen", f"127.0.0.1:{self.console_port}", *descriptions])
 
     def start(self):
-        if self.seed_keys and not self.db.exists():
-            subprocess.run(
-                [str(CONTROL_BIN), "seed", "--db", str(self.db), "--count", str(self.seed_keys)],
-                check=True, capture_output=True, timeout=120,
-            )
-        env = {k: v for k, v in os.environ.items() if k not in ("KEYGATE_DB", "KEYGATE_DATABASE_URL")}
-        env.update(KEYGATE_ADMIN_TOKEN=ADMIN_TOKEN, KEYGATE_SYNC_TOKEN=SYNC_TOKEN)
-        descriptions = [f"--scope-description={scope}={text}" for scope, text in SCOPE_DESCRIPTIONS.items()]
-        self.log = open(self.dir / "control.log", "ab")
-        self.proc = subprocess.Popen(
-            [str(CONTROL_BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db),
-             "--console-listen", f"127.0.0.1:{self.console_port}", *descriptions],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: requests.get(self.url("/healthz"), timeout=1).ok, what="control service")
+        if self.seed_keys and not self.db_path.exists():
+            seed(self.db_path, self.seed_keys, timeout=120)
+        super().start()
         wait_until(lambda: requests.get(self.console_url("/healthz"), timeout=1).ok, what="console port")
+        return self
 
     def console_url(self, path="/console/"):
         return f"http://127.0.0.1:{self.console_port}{path}"
@@ -68,15 +59,13 @@ class ConsoleService(ControlService):
         assert response.status_code == 201, response.text
         return response.json()["token"]
 
-    def log_text(self):
-        self.log.flush()
-        return (self.dir / "control.log").read_text(errors="replace")
-
 
 class Browser:
-    """One headless Chromium for a test module; a fresh context (no storage) per page."""
+    """One headless Chromium; a fresh context (no storage) per page."""
 
     def __init__(self):
+        from playwright.sync_api import sync_playwright
+
         self._playwright = sync_playwright().start()
         self._browser = self._playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS

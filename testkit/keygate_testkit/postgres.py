@@ -1,15 +1,16 @@
-"""A throwaway PostgreSQL cluster for tests: `initdb` + `pg_ctl` from Debian's packages in a
-temporary folder, on a free loopback port, stopped at the end. As root (CI), the server runs as
-the `postgres` user, which PostgreSQL requires. Every wait is bounded."""
+"""A throwaway PostgreSQL cluster for tests and benchmarks: `initdb` + `pg_ctl` from Debian's
+packages in a temporary folder, on a free loopback port, stopped at the end. As root (CI), the
+server runs as the `postgres` user, which PostgreSQL requires. Every wait is bounded."""
 
 import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import uuid
 from pathlib import Path
+
+from .ports import free_port
 
 START_DEADLINE_SECONDS = 30
 USER = "keygate"
@@ -24,13 +25,10 @@ def bindir() -> Path:
     return Path(found[-1]).parent
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PostgresCluster:
+    """A cluster in `directory`: `init()`, then `start()`; `destroy()` stops it and removes the
+    folder. `durable` keeps fsync on (benchmarks), which tests turn off."""
+
     def __init__(self, directory: Path, durable=False):
         self.directory = Path(directory)
         self.durable = durable

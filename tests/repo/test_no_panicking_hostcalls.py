@@ -13,7 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from harness import ROOT
+from keygate_testkit.paths import ROOT
 
 ALLOWED_DIR = "src/proxy/abi/"
 

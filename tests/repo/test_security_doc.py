@@ -1,7 +1,7 @@
 """docs/security.md backs each claim with a test: every test it names must exist."""
 import re
 
-from harness import ROOT
+from keygate_testkit.paths import ROOT
 
 
 def test_every_test_named_in_the_security_review_exists():

@@ -1,69 +1,36 @@
-"""What operators run beside the filter: the Grafana dashboard (envoy/grafana/keygate.json), the
-Prometheus alert rules (envoy/prometheus/keygate-rules.yaml) and the Envoy Gateway example
-(envoy/envoy-gateway/). Every metric the dashboard and the rules read is one a real Envoy with
-the filter exports; a real Prometheus scraping a real Envoy answers every dashboard query and
-evaluates every rule; the Envoy Gateway resources use only fields of Envoy Gateway's API, and
-the filter configuration they hand to Envoy is accepted by the real filter."""
+"""What operators run beside the filter, read as files: the Prometheus alert rules
+(envoy/prometheus/keygate-rules.yaml, checked and unit-tested by promtool), the Grafana dashboard
+(envoy/grafana/keygate.json) and the Envoy Gateway example (envoy/envoy-gateway/), whose
+resources use only fields of Envoy Gateway's API. That every metric they read is one a real
+Envoy with the filter exports, that a real Prometheus answers every dashboard query and evaluates
+every rule, and that the real filter accepts the configuration Envoy Gateway hands it, is
+tests/e2e/test_operations_with_envoy.py."""
 import json
-import os
 import re
 import subprocess
 
 import jsonschema
 import pytest
-import requests
 import yaml
 
-from harness import (
-    ROOT,
-    WASM,
-    Envoy,
-    SnapshotServer,
-    envoy_yaml,
-    free_port,
-    key_record,
-    plugin_config,
-    wait_until,
+from keygate_testkit.monitoring import RULE_TESTS, RULES, all_panels, dashboard, promql_metrics, rules, variable_query
+from keygate_testkit.paths import ROOT
+from keygate_testkit.shipped import (
+    ENVOY_GATEWAY,
+    VERSION,
+    bootstrap_clusters,
+    envoy_gateway,
+    extension_policy,
+    keygate_wasm,
+    require_tool,
+    shipped_plugin_config,
 )
-from test_shipping import VERSION, assert_envoy_validates, exported_keygate_metrics, require_tool, shipped_plugin_config
+from keygate_testkit.shipped import yaml_documents as documents
 
-DASHBOARD = ROOT / "envoy/grafana/keygate.json"
-RULES = ROOT / "envoy/prometheus/keygate-rules.yaml"
-RULE_TESTS = ROOT / "envoy/prometheus/keygate-rules.test.yaml"
-ENVOY_GATEWAY = ROOT / "envoy/envoy-gateway"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-# What Grafana puts in for its own variables when we run the queries ourselves: a range that
-# holds a few samples at the test's 1 s scrape interval.
-GRAFANA_BUILTINS = {"__rate_interval": "10s", "__interval": "10s", "__range": "1m"}
 
 
-# PromQL: which metrics an expression reads
-
-PROMQL_WORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "inf", "nan",
-}
-
-
-def promql_metrics(expr, exported):
-    """The metric names a PromQL expression reads: bare names (`x`, `x{…}`, `rate(x[5m])`) and
-    `{__name__=~"…"}` selectors, the latter matched against `exported`."""
-    names = set()
-    for pattern in re.findall(r'__name__\s*=~\s*"([^"]*)"', expr):
-        matched = {name for name in exported if re.fullmatch(pattern, name)}
-        assert matched, f"{expr}: __name__=~{pattern!r} matches no metric Envoy exports"
-        names |= matched
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        word = match.group()
-        before = text[match.start() - 1] if match.start() else " "
-        if word.lower() in PROMQL_WORDS or before.isdigit() or before == "." or text[match.end() :].lstrip().startswith("("):
-            continue
-        names.add(word)
-    return names
-
+# PromQL: which metrics an expression reads (keygate_testkit.monitoring)
 
 @pytest.mark.parametrize(
     "expr,expected",
@@ -79,22 +46,7 @@ def test_promql_metric_names_are_read_correctly(expr, expected):
     assert promql_metrics(expr, {"keygate_requests_denied_unauthorized", "keygate_requests_allowed"}) == expected
 
 
-def fill_grafana_variables(expr, variables):
-    """`expr` as Prometheus gets it from Grafana with every variable at its "All" value."""
-
-    def value(match):
-        name = match.group(1) or match.group(2)
-        assert name in variables, f"{expr}: ${name} is not a variable of the dashboard"
-        return variables[name]
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
-
-
 # Alert rules
-
-def rules():
-    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
-
 
 def test_rules_file_passes_promtool():
     promtool = require_tool("promtool")
@@ -121,14 +73,6 @@ def test_every_alert_has_unit_tests_where_it_fires_and_where_it_stays_quiet():
     assert quiet == alerts, sorted(alerts - quiet)
 
 
-def test_rules_read_only_metrics_envoy_exports():
-    exported = exported_keygate_metrics()
-    for rule in rules():
-        read = promql_metrics(rule["expr"], exported)
-        assert read, rule
-        assert read <= exported, (rule["alert"], sorted(read - exported))
-
-
 def test_rules_are_alerts_with_a_severity_and_a_summary():
     for rule in rules():
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
@@ -151,49 +95,6 @@ def test_operations_md_describes_the_rules_in_the_file():
 
 
 # Grafana dashboard
-
-def dashboard():
-    return json.loads(DASHBOARD.read_text())
-
-
-def all_panels(panels):
-    for panel in panels:
-        yield panel
-        yield from all_panels(panel.get("panels", []))
-
-
-def query_panels():
-    return [panel for panel in all_panels(dashboard()["panels"]) if panel["type"] != "row"]
-
-
-def dashboard_variables():
-    """Every variable an expression may use, at the value Grafana gives it for "All"."""
-    values = dict(GRAFANA_BUILTINS)
-    for variable in dashboard()["templating"]["list"]:
-        if variable["type"] == "query":
-            assert variable["includeAll"] and variable["allValue"] == ".*", variable
-            values[variable["name"]] = variable["allValue"]
-    return values
-
-
-def variable_query(variable):
-    query = variable["query"]
-    return query["query"] if isinstance(query, dict) else query
-
-
-def dashboard_queries():
-    """(where, PromQL) for every panel target and every query variable."""
-    queries = []
-    for panel in query_panels():
-        for target in panel["targets"]:
-            queries.append((f"panel {panel['title']!r} target {target['refId']}", target["expr"]))
-    for variable in dashboard()["templating"]["list"]:
-        if variable["type"] == "query":
-            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable_query(variable))
-            assert match, variable
-            queries.append((f"variable {variable['name']}", f"count by ({match.group(2)}) ({match.group(1)})"))
-    return queries
-
 
 def test_dashboard_is_an_importable_grafana_dashboard():
     board = dashboard()
@@ -240,170 +141,7 @@ def test_dashboard_is_an_importable_grafana_dashboard():
     assert {"grafana", "prometheus"} | {panel["type"] for panel in panels if panel["type"] != "row"} <= required
 
 
-def test_dashboard_queries_read_only_metrics_envoy_exports():
-    exported = exported_keygate_metrics()
-    variables = dashboard_variables()
-    read = set()
-    for where, expr in dashboard_queries():
-        fill_grafana_variables(expr, variables)
-        metrics = promql_metrics(expr, exported)
-        assert metrics, where
-        assert metrics <= exported, (where, sorted(metrics - exported))
-        read |= metrics
-    denied = {name for name in exported if name.startswith("keygate_requests_denied_")}
-    assert len(denied) >= 10
-    wanted = denied | {
-        "keygate_requests_allowed",
-        "keygate_requests_fail_open",
-        "keygate_snapshot_age_seconds",
-        "keygate_snapshot_version",
-        "keygate_keys_loaded",
-        "keygate_snapshot_refresh_failed",
-        "keygate_snapshot_rejected",
-        "keygate_snapshot_records_quarantined",
-        "keygate_usage_reports_failed",
-        "keygate_usage_reports_dropped",
-        "keygate_ratelimit_uncounted",
-    }
-    assert wanted <= read, sorted(wanted - read)
-
-
-def test_dashboard_shows_every_deny_code():
-    """The "Denied by code" panel has one series per code Envoy exports a counter for."""
-    exported = exported_keygate_metrics()
-    (panel,) = [panel for panel in query_panels() if panel["title"] == "Denied by code"]
-    shown = {}
-    for target in panel["targets"]:
-        (metric,) = promql_metrics(target["expr"], exported)
-        shown[metric] = target["legendFormat"]
-    denied = {name for name in exported if name.startswith("keygate_requests_denied_")}
-    assert set(shown) == denied
-    for metric, legend in shown.items():
-        assert metric == "keygate_requests_denied_" + legend.lower()
-
-
-# A real Prometheus over a real Envoy
-
-class Prometheus:
-    """Prometheus scraping one Envoy's /stats/prometheus every second and evaluating the rules."""
-
-    def __init__(self, directory, envoy_admin_port):
-        self.port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [
-                {
-                    "job_name": "envoy",
-                    "metrics_path": "/stats/prometheus",
-                    "static_configs": [{"targets": [f"127.0.0.1:{envoy_admin_port}"]}],
-                }
-            ],
-        }
-        (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = open(directory / "prometheus.log", "wb")
-        self.proc = subprocess.Popen(
-            [
-                require_tool("prometheus"),
-                f"--config.file={directory / 'prometheus.yml'}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.log_path = directory / "prometheus.log"
-        try:
-            wait_until(self._ready, timeout=60, what="Prometheus /-/ready")
-        except AssertionError:
-            self.close()
-            raise AssertionError(f"Prometheus did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"Prometheus exited with {self.proc.returncode}")
-        return requests.get(self.url("/-/ready"), timeout=1).ok
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def api(self, path, **params):
-        response = requests.get(self.url(f"/api/v1/{path}"), params=params, timeout=10)
-        body = response.json()
-        assert response.ok and body["status"] == "success", (path, params, body)
-        return body["data"]
-
-    def query(self, expr):
-        return self.api("query", query=expr)["result"]
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-        self.log.close()
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    """A real Prometheus scraping a real Envoy whose filter has applied a one-key snapshot."""
-    require_tool("prometheus")
-    snapshots = SnapshotServer()
-    snapshots.publish([key_record("pk_live_operationsassets0000000001", "key_ops")])
-    envoy = Envoy(free_port(), snapshots.port, plugin_config())
-    server = None
-    try:
-        server = Prometheus(tmp_path_factory.mktemp("prometheus"), envoy.admin_port)
-        wait_until(lambda: envoy.stat("keygate_keys_loaded") == 1, what="the snapshot in Envoy")
-        wait_until(
-            lambda: server.query(
-                "min_over_time(keygate_keys_loaded[10s]) == 1 and count_over_time(keygate_keys_loaded[10s]) >= 3"
-            ),
-            timeout=30,
-            what="three scrapes of the loaded snapshot",
-        )
-        yield server
-    finally:
-        if server is not None:
-            server.close()
-        envoy.close()
-        snapshots.close()
-
-
-def test_prometheus_answers_every_dashboard_query(prometheus):
-    variables = dashboard_variables()
-    empty = []
-    for where, expr in dashboard_queries():
-        if not prometheus.query(fill_grafana_variables(expr, variables)):
-            empty.append((where, expr))
-    assert not empty, empty
-
-
-def test_prometheus_evaluates_every_rule_and_none_fires_on_a_healthy_proxy(prometheus):
-    def evaluated():
-        loaded = [rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
-        return loaded if loaded and all(rule["health"] != "unknown" for rule in loaded) else None
-
-    loaded = wait_until(evaluated, timeout=30, what="Prometheus to evaluate every rule")
-    assert [rule["name"] for rule in loaded] == [rule["alert"] for rule in rules()]
-    for rule in loaded:
-        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
-    assert prometheus.api("alerts")["alerts"] == []
-
-
 # Envoy Gateway
-
-def documents(folder):
-    found = {}
-    for path in sorted(folder.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if document is None:
-                continue
-            assert {"apiVersion", "kind", "metadata"} <= set(document), f"{path.name}: {document}"
-            key = (document["kind"], document["metadata"]["name"])
-            assert key not in found, f"{path.name}: {key} twice"
-            found[key] = document
-    return found
-
 
 ANY = {}
 STRING = {"type": "string"}
@@ -559,25 +297,6 @@ ENVOY_GATEWAY_SCHEMAS = {
 CORE_KINDS = {"Namespace", "Secret", "Deployment", "PodDisruptionBudget", "Service"}
 
 
-def envoy_gateway():
-    return documents(ENVOY_GATEWAY)
-
-
-def extension_policy():
-    return envoy_gateway()[("EnvoyExtensionPolicy", "keygate")]
-
-
-def keygate_wasm():
-    (wasm,) = extension_policy()["spec"]["wasm"]
-    return wasm
-
-
-def bootstrap_clusters(envoy_proxy):
-    bootstrap = envoy_proxy["spec"]["bootstrap"]
-    assert bootstrap["type"] == "Merge", "Replace would drop Envoy Gateway's own bootstrap"
-    return {cluster["name"]: cluster for cluster in yaml.safe_load(bootstrap["value"])["static_resources"]["clusters"]}
-
-
 def test_envoy_gateway_resources_use_only_fields_of_its_api():
     found = envoy_gateway()
     kinds = {kind for kind, _ in found}
@@ -695,35 +414,6 @@ def test_envoy_gateway_control_service_is_the_istio_one():
     ]:
         assert found[key] == istio[key], key
     assert found[("Namespace", "keygate")]["metadata"] == {"name": "keygate"}
-
-
-def test_envoy_gateway_plugin_config_is_accepted_by_the_filter(tmp_path):
-    """The filter configuration as Envoy Gateway hands it to Envoy (its wasm translation: one VM
-    per policy, the policy's root id, `hostKeys` as host_env_keys, `config` as JSON), with the
-    EnvoyProxy's bootstrap cluster, passes the real filter in the real Envoy
-    (`envoy --mode validate`)."""
-    policy = extension_policy()
-    wasm = keygate_wasm()
-    config = yaml.safe_load(envoy_yaml(free_port(), free_port(), free_port(), free_port(), plugin_config(), "/dev/null"))
-    listener = config["static_resources"]["listeners"][0]
-    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    keygate = next(f for f in manager["http_filters"] if f["name"] == "keygate")["typed_config"]["config"]
-    keygate["name"] = wasm["name"]
-    keygate["root_id"] = wasm["rootID"]
-    keygate["fail_open"] = wasm["failOpen"]
-    metadata = policy["metadata"]
-    keygate["vm_config"]["vm_id"] = f"envoyextensionpolicy/{metadata['namespace']}/{metadata['name']}/wasm/0"
-    keygate["vm_config"]["environment_variables"] = {"host_env_keys": wasm["env"]["hostKeys"]}
-    keygate["configuration"]["value"] = json.dumps(wasm["config"])
-    assert keygate["vm_config"]["code"]["local"]["filename"] == str(WASM)
-    clusters = bootstrap_clusters(envoy_gateway()[("EnvoyProxy", "keygate")])
-    config["static_resources"]["clusters"] = [
-        clusters.get(cluster["name"], cluster) for cluster in config["static_resources"]["clusters"]
-    ]
-    assert wasm["config"]["control"]["cluster"] in [c["name"] for c in config["static_resources"]["clusters"]]
-    path = tmp_path / "envoy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert_envoy_validates(path)
 
 
 def test_envoy_gateway_doc_links_every_file():
