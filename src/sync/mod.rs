@@ -4,6 +4,7 @@
 //! picks the worker and fences it (`lease`). Driven by the root context's tick through the
 //! `Host` trait, so every transition is tested on the host.
 
+pub mod batch;
 pub mod fleet;
 pub mod lease;
 pub mod queue;

@@ -10,15 +10,14 @@
 //! Longer than most files because the reporter's retry and backlog tests sit beside it (about 350
 //! lines of code).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::host::Host;
+use crate::sync::batch::{merge, UsageBatch};
 use crate::sync::lease;
 use crate::sync::queue::Queue;
 use crate::sync::tally::Tally;
+use keygate_contract::usage::UsagePost;
 
 pub const QUEUE_NAME: &str = "keygate.usage";
 const LEASE_KEY: &str = "keygate.usage.lease";
@@ -31,38 +30,6 @@ pub const MAX_BACKLOG_REPORTS: usize = 100_000;
 /// Queue items handled per report, so one report stays bounded.
 const MAX_ITEMS_PER_REPORT: usize = 4096;
 const LEASE_MARGIN_MS: u64 = 2_000;
-
-use keygate_contract::usage::UsagePost;
-pub use keygate_contract::usage::UsageReport;
-
-/// What travels through the queue: fresh tallies (no id yet) or a batch being retried.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct UsageBatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_id: Option<String>,
-    #[serde(default)]
-    pub attempts: u32,
-    pub reports: Vec<UsageReport>,
-}
-
-/// Sums reports of the same key and hour.
-fn merge(reports: impl IntoIterator<Item = UsageReport>) -> Vec<UsageReport> {
-    let mut merged: BTreeMap<(String, String), UsageReport> = BTreeMap::new();
-    for report in reports {
-        let entry = merged
-            .entry((report.key_id.clone(), report.hour.clone()))
-            .or_insert_with(|| UsageReport {
-                key_id: report.key_id.clone(),
-                hour: report.hour.clone(),
-                ..UsageReport::default()
-            });
-        entry.allowed += report.allowed;
-        for (code, count) in report.denied {
-            *entry.denied.entry(code).or_default() += count;
-        }
-    }
-    merged.into_values().collect()
-}
 
 /// A POST to make to the control service.
 #[derive(Debug, Clone, PartialEq, Eq)]
