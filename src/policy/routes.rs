@@ -12,6 +12,7 @@
 //! code).
 
 use std::borrow::Cow;
+use std::fmt;
 
 /// How a rule matches the request path (query string already removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,19 +60,66 @@ pub enum Access<'a> {
     NoRule,
 }
 
-fn check_path(path: &str) -> Result<(), String> {
+/// Why a configured route path cannot be matched; `Display` says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    NotAbsolute {
+        path: String,
+    },
+    /// A query, a fragment, white space or a control character.
+    NotPlain {
+        path: String,
+    },
+    /// A `;` (or `%3B`): path parameters are removed before matching.
+    Parameters {
+        path: String,
+    },
+    BadParamName {
+        path: String,
+        name: String,
+    },
+    BadSegment {
+        path: String,
+        segment: String,
+    },
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::NotAbsolute { path } => write!(f, "{path:?} must start with /"),
+            PathError::NotPlain { path } => write!(
+                f,
+                "{path:?} must be a plain path without query, fragment or spaces"
+            ),
+            PathError::Parameters { path } => write!(
+                f,
+                "{path:?} must not contain ; (path parameters are removed before matching)"
+            ),
+            PathError::BadParamName { path, name } => write!(
+                f,
+                "{path:?}: parameter name {name:?} must be letters, digits or _"
+            ),
+            PathError::BadSegment { path, segment } => write!(
+                f,
+                "{path:?}: unknown parameter syntax in segment {segment:?}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
+
+fn check_path(path: &str) -> Result<(), PathError> {
+    let path_error = |make: fn(String) -> PathError| Err(make(path.to_string()));
     if !path.starts_with('/') {
-        return Err(format!("{path:?} must start with /"));
+        return path_error(|path| PathError::NotAbsolute { path });
     }
     if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{path:?} must be a plain path without query, fragment or spaces"
-        ));
+        return path_error(|path| PathError::NotPlain { path });
     }
     if path.contains(';') || path.to_ascii_lowercase().contains("%3b") {
-        return Err(format!(
-            "{path:?} must not contain ; (path parameters are removed before matching)"
-        ));
+        return path_error(|path| PathError::Parameters { path });
     }
     Ok(())
 }
@@ -87,32 +135,34 @@ fn trim_trailing_slash(path: &str) -> &str {
 }
 
 impl PathMatcher {
-    pub fn exact(path: &str) -> Result<PathMatcher, String> {
+    pub fn exact(path: &str) -> Result<PathMatcher, PathError> {
         check_path(path)?;
         Ok(PathMatcher::Exact(trim_trailing_slash(path).to_string()))
     }
 
-    pub fn prefix(path: &str) -> Result<PathMatcher, String> {
+    pub fn prefix(path: &str) -> Result<PathMatcher, PathError> {
         check_path(path)?;
         Ok(PathMatcher::Prefix(path.to_string()))
     }
 
-    pub fn template(path: &str) -> Result<PathMatcher, String> {
+    pub fn template(path: &str) -> Result<PathMatcher, PathError> {
         check_path(path)?;
         let mut segments = Vec::new();
         for segment in trim_trailing_slash(path)[1..].split('/') {
             if segment.starts_with('{') && segment.ends_with('}') && segment.len() > 2 {
                 let name = &segment[1..segment.len() - 1];
                 if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!(
-                        "{path:?}: parameter name {name:?} must be letters, digits or _"
-                    ));
+                    return Err(PathError::BadParamName {
+                        path: path.to_string(),
+                        name: name.to_string(),
+                    });
                 }
                 segments.push(Segment::Param);
             } else if segment.contains(['{', '}']) {
-                return Err(format!(
-                    "{path:?}: unknown parameter syntax in segment {segment:?}"
-                ));
+                return Err(PathError::BadSegment {
+                    path: path.to_string(),
+                    segment: segment.to_string(),
+                });
             } else {
                 segments.push(Segment::Literal(segment.to_string()));
             }
