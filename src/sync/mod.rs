@@ -10,4 +10,5 @@ pub mod lease;
 pub mod queue;
 pub mod refresh;
 pub mod tally;
+pub mod task;
 pub mod usage;
