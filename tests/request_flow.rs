@@ -10,7 +10,8 @@ use keygate::config::Config;
 use keygate::host::FakeHost;
 use keygate::metrics::Metrics;
 use keygate::request::{RequestFilter, Verdict, Worker};
-use keygate::sync::refresh::{Outcome, Refresher};
+use keygate::sync::refresh::{Outcome, Refresh};
+use keygate::sync::task::Runner;
 use keygate_contract::key_hash::hash_key;
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -63,14 +64,20 @@ fn load(host: &FakeHost, config: &Config) {
         r#"{{"version":1,"epoch":"E","full":true,"keys":[{}]}}"#,
         keys.join(",")
     );
-    let mut refresher = Refresher::new(1, config.control.clone(), 64);
-    assert!(refresher.poll(host).0.is_some());
-    refresher.dispatched(1);
-    let outcome = refresher.on_response(host, 1, Some(200), body.as_bytes(), body.len());
+    let outcome = refresh(host, config, 1, &body);
     assert!(
         matches!(outcome, Outcome::Applied { keys: 8, .. }),
         "{outcome:?}"
     );
+}
+
+/// A refresh by VM `me`, answered with `body`: its outcome.
+fn refresh(host: &FakeHost, config: &Config, me: u64, body: &str) -> Outcome {
+    let mut refresher = Runner::new(Refresh::new(me, config.control.clone(), 64), me, "kc");
+    refresher.tick(host);
+    let call = host.take_calls().pop().expect("a refresh is due");
+    let size = host.respond(Some(200), body.as_bytes());
+    refresher.on_response(host, call.token, size).remove(0)
 }
 
 struct Setup {
@@ -450,11 +457,7 @@ fn usage_is_tallied_per_key_with_each_denial_code() {
 
 /// Applies one snapshot answer (a full page or a delta) through a refresher, as the lease holder.
 fn apply(setup: &Setup, body: &str) {
-    let mut refresher = Refresher::new(9, setup.worker.config.control.clone(), 64);
-    let (request, _) = refresher.poll(&setup.host);
-    assert!(request.is_some(), "a refresh is due");
-    refresher.dispatched(1);
-    let outcome = refresher.on_response(&setup.host, 1, Some(200), body.as_bytes(), body.len());
+    let outcome = refresh(&setup.host, &setup.worker.config, 9, body);
     assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
 }
 

@@ -28,6 +28,7 @@
 
 use std::time::Duration;
 
+use crate::config::ControlConfig;
 use crate::host::{DispatchError, Host};
 use crate::sync::lease;
 
@@ -47,6 +48,25 @@ pub struct Call {
 }
 
 impl Call {
+    /// A JSON POST to the control service at `path`, as `control` says to reach it.
+    pub fn post_json(control: &ControlConfig, path: &str, body: Vec<u8>) -> Call {
+        let headers = [
+            (":method", "POST".to_string()),
+            (":path", path.to_string()),
+            (":authority", control.authority.clone()),
+            ("authorization", format!("Bearer {}", control.token)),
+            ("content-type", "application/json".to_string()),
+        ];
+        Call {
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
+            body: Some(body),
+            timeout: control.timeout,
+        }
+    }
+
     /// A header's value (pseudo-headers included).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
