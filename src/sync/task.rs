@@ -223,6 +223,44 @@ fn deadline_after(now_ms: u64, timeout: Duration) -> u64 {
         .saturating_add(DEADLINE_SLACK_MS)
 }
 
+/// Claims `lease` for `me` until `deadline_ms` plus the margin: the fencing token, if won.
+fn claim(host: &dyn Host, lease: JobLease, me: u64, now_ms: u64, deadline_ms: u64) -> Option<u64> {
+    let until = deadline_ms.saturating_add(LEASE_MARGIN_MS);
+    if lease.sticky {
+        lease::try_claim_sticky(host, lease.key, me, now_ms, until)
+    } else {
+        lease::try_claim(host, lease.key, me, now_ms, until)
+    }
+}
+
+/// Starts `call` to `cluster`: its token.
+fn send(host: &dyn Host, cluster: &str, call: &Call) -> Result<u32, CallError> {
+    let headers: Vec<(&str, &str)> = call
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    host.dispatch_http_call(cluster, &headers, call.body.as_deref(), call.timeout)
+        .map_err(|error| CallError::Dispatch {
+            cluster: cluster.to_string(),
+            error,
+        })
+}
+
+/// The answer being delivered: its status, and its body when that is not empty and at most
+/// `max_body` bytes.
+fn read_answer(
+    host: &dyn Host,
+    body_size: usize,
+    max_body: usize,
+) -> (Option<u32>, Option<Vec<u8>>) {
+    let status = host.http_call_status();
+    let body = (body_size > 0 && body_size <= max_body)
+        .then(|| host.http_call_body(body_size))
+        .flatten();
+    (status, body)
+}
+
 impl<J: Job> Runner<J> {
     /// Runs `job` for the VM `me`, calling `cluster`.
     pub fn new(job: J, me: u64, cluster: &str) -> Runner<J> {
@@ -269,13 +307,7 @@ impl<J: Job> Runner<J> {
             return;
         }
         let deadline_ms = deadline_after(now, self.job.call_timeout(host));
-        let until = deadline_ms.saturating_add(LEASE_MARGIN_MS);
-        let claimed = if J::LEASE.sticky {
-            lease::try_claim_sticky(host, J::LEASE.key, self.me, now, until)
-        } else {
-            lease::try_claim(host, J::LEASE.key, self.me, now, until)
-        };
-        let Some(fence) = claimed else {
+        let Some(fence) = claim(host, J::LEASE, self.me, now, deadline_ms) else {
             return;
         };
         match self.job.start(host, fence) {
@@ -303,12 +335,7 @@ impl<J: Job> Runner<J> {
         deadline_ms: u64,
         outcomes: &mut Vec<J::Outcome>,
     ) {
-        let headers: Vec<(&str, &str)> = call
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        match host.dispatch_http_call(&self.cluster, &headers, call.body.as_deref(), call.timeout) {
+        match send(host, &self.cluster, &call) {
             Ok(token) => {
                 self.in_flight = Some(InFlight {
                     token,
@@ -316,13 +343,7 @@ impl<J: Job> Runner<J> {
                     pending,
                 });
             }
-            Err(error) => {
-                let error = CallError::Dispatch {
-                    cluster: self.cluster.clone(),
-                    error,
-                };
-                outcomes.push(self.fail(host, pending, error));
-            }
+            Err(error) => outcomes.push(self.fail(host, pending, error)),
         }
     }
 
@@ -348,10 +369,7 @@ impl<J: Job> Runner<J> {
         let Some(in_flight) = self.in_flight.take_if(|f| f.token == token) else {
             return outcomes;
         };
-        let status = host.http_call_status();
-        let body = (body_size > 0 && body_size <= self.job.max_body_bytes())
-            .then(|| host.http_call_body(body_size))
-            .flatten();
+        let (status, body) = read_answer(host, body_size, self.job.max_body_bytes());
         let response = Response {
             status,
             body: body.as_deref(),
@@ -375,12 +393,8 @@ impl<J: Job> Runner<J> {
             } => {
                 outcomes.push(outcome);
                 let deadline_ms = deadline_after(host.now_ms(), call.timeout);
-                lease::extend(
-                    host,
-                    J::LEASE.key,
-                    self.me,
-                    deadline_ms.saturating_add(LEASE_MARGIN_MS),
-                );
+                let until = deadline_ms.saturating_add(LEASE_MARGIN_MS);
+                lease::extend(host, J::LEASE.key, self.me, until);
                 self.dispatch(host, call, pending, deadline_ms, &mut outcomes);
             }
             Step::Lost(outcome) => outcomes.push(outcome),
