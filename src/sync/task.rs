@@ -16,7 +16,7 @@
 //!   with the shared backoff of `lease::release`; a follow-up call (a snapshot's next page)
 //!   extends the lease instead; a job that lost its lease meanwhile leaves it alone.
 //!
-//! The transitions are pure over `Host` and tested below with a scripted job.
+//! The transitions are pure over `Host`, table-tested with a scripted job in `task/tests.rs`.
 //!
 //! A new job or report stream (a later issue's usage-insight events, say) plugs in without a
 //! state machine of its own: implement [`Job`] beside the others in `sync/` (its lease key,
