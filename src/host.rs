@@ -66,7 +66,7 @@ pub trait Host {
     fn record_metric(&self, id: u32, value: u64);
 
     /// Starts an HTTP call to `cluster`; its answer arrives later, under the returned token.
-    fn dispatch_http_call(
+    fn start_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
@@ -120,14 +120,14 @@ impl<T: Host + ?Sized> Host for &T {
     fn record_metric(&self, id: u32, value: u64) {
         (**self).record_metric(id, value)
     }
-    fn dispatch_http_call(
+    fn start_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, DispatchError> {
-        (**self).dispatch_http_call(cluster, headers, body, timeout)
+        (**self).start_http_call(cluster, headers, body, timeout)
     }
     fn http_call_status(&self) -> Option<u32> {
         (**self).http_call_status()
@@ -373,7 +373,7 @@ impl Host for FakeHost {
         }
     }
 
-    fn dispatch_http_call(
+    fn start_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],

@@ -80,7 +80,7 @@ impl Host for ProxyHost {
         let _ = abi::record_metric(id, value);
     }
 
-    fn dispatch_http_call(
+    fn start_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],

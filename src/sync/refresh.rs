@@ -225,7 +225,7 @@ impl Refresh {
     }
 
     /// The step that ends a load that succeeded: released on the success schedule.
-    fn done(&self, host: &dyn Host, outcome: Outcome) -> Step<Fetch, Outcome> {
+    fn succeeded(&self, host: &dyn Host, outcome: Outcome) -> Step<Fetch, Outcome> {
         Step::Done {
             outcome,
             next_due_ms: Some(self.next_due_after_success(host.now_ms())),

@@ -240,7 +240,7 @@ fn send(host: &dyn Host, cluster: &str, call: &Call) -> Result<u32, CallError> {
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    host.dispatch_http_call(cluster, &headers, call.body.as_deref(), call.timeout)
+    host.start_http_call(cluster, &headers, call.body.as_deref(), call.timeout)
         .map_err(|error| CallError::Dispatch {
             cluster: cluster.to_string(),
             error,

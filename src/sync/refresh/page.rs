@@ -31,7 +31,7 @@ impl Refresh {
             ..meta.clone()
         })
         .map_err(meta_error(MetaStep::RecordRefresh))?;
-        Ok(self.done(host, Outcome::Unchanged))
+        Ok(self.succeeded(host, Outcome::Unchanged))
     }
 
     pub(super) fn apply_page(
@@ -153,7 +153,7 @@ impl Refresh {
                 due_ms: now + SWEEP_DELAY_MS,
             });
         }
-        Ok(self.done(
+        Ok(self.succeeded(
             host,
             Outcome::Applied {
                 version,
