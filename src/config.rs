@@ -1,16 +1,22 @@
 //! Plugin configuration: the raw JSON from the Envoy YAML, validated once in `on_configure`
 //! into a `Config` whose fields are the types the request path wants.
 //!
-//! Why one long file: every field's raw form, default, range and error message read together in
-//! one place (about 600 lines of code), and its table of tests sits beside it.
+//! Each field's raw form and default are in `raw.rs`, durations in `duration.rs`; here each is
+//! checked (range, error message naming the field) into the validated type. The table of tests
+//! is `tests.rs`.
 
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::limits::window::Windows;
 use crate::policy::routes::{PathMatcher, RouteRule, RouteTable};
+
+mod duration;
+mod raw;
+
+pub use duration::{parse_duration, DurationError};
+pub use raw::MAX_SLOTS;
+use raw::{RawConfig, RawControl, RawRateLimits, RawRoute, RawUsage};
 
 /// What to do when no usable snapshot is loaded (none yet, or older than `max_staleness`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,190 +109,13 @@ fn field_error(field: impl Into<String>, reason: impl Into<String>) -> ConfigErr
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    control: RawControl,
-    /// Read as text so a bad value is reported with its field name.
-    #[serde(default)]
-    fail_mode: Option<String>,
-    #[serde(default = "default_max_staleness")]
-    max_staleness: String,
-    #[serde(default)]
-    key_header: Option<String>,
-    #[serde(default)]
-    key_query_param: Option<String>,
-    #[serde(default)]
-    allowed_prefixes: Vec<String>,
-    #[serde(default)]
-    xff_trusted_hops: usize,
-    #[serde(default)]
-    forward_credentials: bool,
-    /// Off by default: the filter-state write was the dearest host call of an allowed request
-    /// (~20 µs); access logs read `%REQ(X-KEYGATE-KEY-ID)%` instead.
-    #[serde(default)]
-    key_id_property: bool,
-    #[serde(default = "default_realm")]
-    realm: String,
-    #[serde(default)]
-    routes: Vec<RawRoute>,
-    #[serde(default)]
-    default_scope: Option<String>,
-    #[serde(default)]
-    deny_unmatched: bool,
-    #[serde(default)]
-    case_sensitive_paths: bool,
-    #[serde(default)]
-    rate_limits: RawRateLimits,
-    #[serde(default)]
-    usage: RawUsage,
-}
-
-/// The most rate-limit slots a table may grow to, and the default bound: 16.7 M slots, room
-/// for 12.5 M limited keys active at once (about 1.6 GB of shared data when all are used).
-pub const MAX_SLOTS: u64 = 16_777_216;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRateLimits {
-    headers: bool,
-    slots: u64,
-    minute_window: String,
-    hour_window: String,
-    day_window: String,
-    in_flight_expiry: String,
-    fleet: bool,
-    sync_path: String,
-    sync_interval: String,
-}
-
-impl Default for RawRateLimits {
-    fn default() -> RawRateLimits {
-        RawRateLimits {
-            headers: true,
-            slots: MAX_SLOTS,
-            minute_window: "60s".into(),
-            hour_window: "1h".into(),
-            day_window: "24h".into(),
-            in_flight_expiry: "10m".into(),
-            fleet: true,
-            sync_path: "/v1/ratelimits/sync".into(),
-            sync_interval: "1s".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawUsage {
-    enabled: bool,
-    path: String,
-    report_interval: String,
-}
-
-impl Default for RawUsage {
-    fn default() -> RawUsage {
-        RawUsage {
-            enabled: true,
-            path: "/v1/usage".into(),
-            report_interval: "5s".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawControl {
-    cluster: String,
-    #[serde(default)]
-    authority: Option<String>,
-    #[serde(default = "default_snapshot_path")]
-    path: String,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    token_env: Option<String>,
-    #[serde(default = "default_refresh_interval")]
-    refresh_interval: String,
-    #[serde(default = "default_timeout")]
-    timeout: String,
-    #[serde(default = "default_long_poll_wait")]
-    long_poll_wait: String,
-    #[serde(default = "default_page_size")]
-    page_size: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    #[serde(default)]
-    methods: Vec<String>,
-    #[serde(default)]
-    exact: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    template: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-}
-
-fn default_max_staleness() -> String {
-    "5m".into()
-}
-fn default_realm() -> String {
-    "keygate".into()
-}
-fn default_snapshot_path() -> String {
-    "/v1/snapshot".into()
-}
-fn default_refresh_interval() -> String {
-    "10s".into()
-}
-fn default_timeout() -> String {
-    "5s".into()
-}
-fn default_long_poll_wait() -> String {
-    "0s".into()
-}
-fn default_page_size() -> u32 {
-    10_000
-}
-
-/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"` (a whole number and a unit).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit (use ms, s, m or h)"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-    let millis_per_unit = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "{text:?} has unknown unit {unit:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    number
-        .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
 fn duration_field(
     field: &str,
     text: &str,
     min: Duration,
     max: Duration,
 ) -> Result<Duration, ConfigError> {
-    let value = parse_duration(text).map_err(|reason| field_error(field, reason))?;
+    let value = parse_duration(text).map_err(|reason| field_error(field, reason.to_string()))?;
     if value < min || value > max {
         return Err(field_error(
             field,
@@ -600,7 +429,7 @@ fn validate_route(index: usize, raw: RawRoute) -> Result<RouteRule, ConfigError>
             ))
         }
     }
-    .map_err(|reason| field_error(at("path"), reason))?;
+    .map_err(|reason| field_error(at("path"), reason.to_string()))?;
     let mut methods = Vec::with_capacity(raw.methods.len());
     for (m, method) in raw.methods.iter().enumerate() {
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -643,259 +472,4 @@ fn field_from_serde_message(message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
-
-    fn parse(json: &str) -> Result<Config, ConfigError> {
-        Config::parse(json.as_bytes(), &no_env)
-    }
-
-    const MINIMAL: &str = r#"{"control":{"cluster":"keygate_control","token":"t"}}"#;
-
-    #[test]
-    fn minimal_config_gets_safe_defaults() {
-        let config = parse(MINIMAL).unwrap();
-        assert_eq!(config.fail_mode, FailMode::Closed);
-        assert_eq!(config.max_staleness, Duration::from_secs(300));
-        assert_eq!(config.control.refresh_interval, Duration::from_secs(10));
-        assert_eq!(config.control.path, "/v1/snapshot");
-        assert_eq!(config.control.authority, "keygate_control");
-        assert_eq!(config.key_query_param, None);
-        assert!(!config.forward_credentials);
-        assert!(!config.key_id_property);
-        assert_eq!(config.xff_trusted_hops, 0);
-        assert!(config.rate_limits.headers);
-        assert_eq!(config.rate_limits.slots, MAX_SLOTS);
-        assert_eq!(config.rate_limits.windows, Windows::default());
-        assert!(config.rate_limits.fleet);
-        assert_eq!(config.rate_limits.sync_interval, Duration::from_secs(1));
-        assert_eq!(config.rate_limits.sync_path, "/v1/ratelimits/sync");
-        assert!(config.usage.enabled);
-        assert_eq!(config.usage.report_interval, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "10", "s", "1.5s", "10d", "-1s", "99999999999999999999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let cases = [
-            (r#"{"control":{"cluster":"c"}}"#, "control.token"),
-            (
-                r#"{"control":{"cluster":"c","token":"t","refresh_interval":"10"}}"#,
-                "control.refresh_interval",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t","timeout":"0s"}}"#,
-                "control.timeout",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t","path":"snap"}}"#,
-                "control.path",
-            ),
-            (
-                r#"{"control":{"cluster":"","token":"t"}}"#,
-                "control.cluster",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t","long_poll_wait":"500ms"}}"#,
-                "control.long_poll_wait",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"max_staleness":"forever"}"#,
-                "max_staleness",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"fail_mode":"maybe"}"#,
-                "fail_mode",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"bogus":1}"#,
-                "bogus",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"key_header":"Bad Header"}"#,
-                "key_header",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"key_header":"authorization"}"#,
-                "key_header",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"key_query_param":"a&b"}"#,
-                "key_query_param",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"xff_trusted_hops":99}"#,
-                "xff_trusted_hops",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","prefix":"/b"}]}"#,
-                "routes[0].path",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a"},{"template":"/v1/{"}]}"#,
-                "routes[1].path",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","methods":["G T"]}]}"#,
-                "routes[0].methods[0]",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","scope":""}]}"#,
-                "routes[0].scope",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token_env":"MISSING"}}"#,
-                "control.token_env",
-            ),
-            ("not json", "configuration"),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"slots":1}}"#,
-                "rate_limits.slots",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"slots":16777217}}"#,
-                "rate_limits.slots",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"minute_window":"2m"}}"#,
-                "rate_limits.minute_window",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"burst":1}}"#,
-                "rate_limits.burst",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_interval":"100ms"}}"#,
-                "rate_limits.sync_interval",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_path":"v1"}}"#,
-                "rate_limits.sync_path",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"usage":{"report_interval":"1d"}}"#,
-                "usage.report_interval",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"xff_trusted_hops":"two"}"#,
-                "xff_trusted_hops",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t","page_size":-1}}"#,
-                "control.page_size",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","methods":"GET"}]}"#,
-                "routes[0].methods",
-            ),
-        ];
-        for (json, field) in cases {
-            let err = parse(json).expect_err(json);
-            assert_eq!(err.field, field, "{json}: {err}");
-        }
-    }
-
-    #[test]
-    fn trailing_characters_after_the_config_are_rejected() {
-        // Found by fuzz/fuzz_targets/config.rs: the routes after the stray `}` were dropped.
-        let half_edited = r#"{"control":{"cluster":"c","token":"t"},"key_header":"x-api-key"}
-            ,"routes":[{"methods":["GET"],"exact":"/v1/models","scope":"list_models"}]}"#;
-        let err = parse(half_edited).expect_err("trailing characters accepted");
-        assert_eq!(err.field, "configuration");
-        assert!(err.reason.contains("trailing characters"), "{err}");
-        assert!(parse(&format!("{MINIMAL} \n\t")).is_ok());
-        assert!(parse(&format!("{MINIMAL}{MINIMAL}")).is_err());
-    }
-
-    #[test]
-    fn token_can_come_from_the_vm_environment() {
-        let env = |name: &str| (name == "SYNC").then(|| "s3cret".to_string());
-        let config =
-            Config::parse(br#"{"control":{"cluster":"c","token_env":"SYNC"}}"#, &env).unwrap();
-        assert_eq!(config.control.token, "s3cret");
-    }
-
-    #[test]
-    fn routes_compile_in_order() {
-        use crate::policy::routes::Access;
-        let config = parse(
-            r#"{"control":{"cluster":"c","token":"t"},
-                "routes":[{"methods":["post"],"exact":"/v1/jobs","scope":"submit_job"},
-                          {"methods":["GET"],"template":"/v1/jobs/{id}","scope":"check_status"}],
-                "default_scope":"other"}"#,
-        )
-        .unwrap();
-        let cases = [
-            ("POST", "/v1/jobs", "submit_job"),
-            ("POST", "/V1/Jobs", "submit_job"),
-            ("GET", "/v1/jobs/42", "check_status"),
-            ("GET", "/elsewhere", "other"),
-        ];
-        for (method, path, scope) in cases {
-            assert_eq!(
-                config.routes.access(method, path),
-                Access::Scopes([Some(scope), None]),
-                "{method} {path}"
-            );
-        }
-        // As sent, `/V1/Jobs;x` matches no rule (so it takes the default scope); stripped, it
-        // is `/v1/jobs`: it needs both.
-        assert_eq!(
-            config.routes.access("POST", "/V1/Jobs;x"),
-            Access::Scopes([Some("other"), Some("submit_job")])
-        );
-        let strict = parse(
-            r#"{"control":{"cluster":"c","token":"t"},"deny_unmatched":true,"case_sensitive_paths":true,
-                "routes":[{"exact":"/v1/jobs","scope":"submit_job"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(strict.routes.access("GET", "/V1/JOBS"), Access::NoRule);
-        assert_eq!(
-            strict.routes.access("GET", "/v1/jobs"),
-            Access::Scopes([Some("submit_job"), None])
-        );
-    }
-
-    #[test]
-    fn route_options_are_checked() {
-        for (json, field) in [
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"deny_unmatched":true,"default_scope":"a"}"#,
-                "default_scope",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a;b"}]}"#,
-                "routes[0].path",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"routes":[{"exact":"/a","scope":"a,b"}]}"#,
-                "routes[0].scope",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"deny_unmatched":"yes"}"#,
-                "deny_unmatched",
-            ),
-            (
-                r#"{"control":{"cluster":"c","token":"t"},"case_sensitive_path":true}"#,
-                "case_sensitive_path",
-            ),
-        ] {
-            let error = parse(json).unwrap_err();
-            assert_eq!(error.field, field, "{json}: {error:?}");
-        }
-    }
-}
+mod tests;

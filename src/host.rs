@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::headers::Headers;
 
@@ -13,6 +14,15 @@ pub enum WriteError {
     CasMismatch,
     /// Any other host failure.
     Host,
+}
+
+/// Why the host did not start an HTTP call (Envoy's `httpCall` has no other failures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchError {
+    /// An unknown cluster, or a missing `:method`, `:path` or `:authority`.
+    BadArgument,
+    /// The call could not be started.
+    InternalFailure,
 }
 
 /// Whether a metric adds up or is set.
@@ -54,6 +64,19 @@ pub trait Host {
     fn increment_metric(&self, id: u32, delta: i64);
     /// Sets a gauge.
     fn record_metric(&self, id: u32, value: u64);
+
+    /// Starts an HTTP call to `cluster`; its answer arrives later, under the returned token.
+    fn start_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, DispatchError>;
+    /// While an answer is delivered: its HTTP status (`None`: the call ended without one).
+    fn http_call_status(&self) -> Option<u32>;
+    /// While an answer is delivered: its body, `size` bytes as announced (`None`: unreadable).
+    fn http_call_body(&self, size: usize) -> Option<Vec<u8>>;
 }
 
 /// A borrowed host is a host: request contexts own theirs, tests lend them a `&FakeHost`.
@@ -97,6 +120,21 @@ impl<T: Host + ?Sized> Host for &T {
     fn record_metric(&self, id: u32, value: u64) {
         (**self).record_metric(id, value)
     }
+    fn start_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, DispatchError> {
+        (**self).start_http_call(cluster, headers, body, timeout)
+    }
+    fn http_call_status(&self) -> Option<u32> {
+        (**self).http_call_status()
+    }
+    fn http_call_body(&self, size: usize) -> Option<Vec<u8>> {
+        (**self).http_call_body(size)
+    }
 }
 
 /// A reply the filter sent instead of passing the request on.
@@ -105,6 +143,30 @@ pub struct SentReply {
     pub status: u32,
     pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+/// An HTTP call the filter started through `FakeHost`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchedCall {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+impl DispatchedCall {
+    /// A header's value (pseudo-headers included: `:path`, `:method`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.header(":path").unwrap_or_default()
+    }
 }
 
 /// Something another worker does in the middle of this one's work (see `FakeHost::interleave`).
@@ -127,6 +189,13 @@ pub struct FakeHost {
     reply: RefCell<Option<SentReply>>,
     /// Metric names by id, and their values.
     metrics: RefCell<Vec<(String, i64)>>,
+    /// Calls dispatched and not yet taken by `take_calls`.
+    calls: RefCell<Vec<DispatchedCall>>,
+    last_token: Cell<u32>,
+    /// While set, every dispatch fails with this error.
+    pub refuse_dispatch: Cell<Option<DispatchError>>,
+    /// The answer being delivered (see `respond`): status and body.
+    response: RefCell<(Option<u32>, Vec<u8>)>,
 }
 
 impl FakeHost {
@@ -203,6 +272,18 @@ impl FakeHost {
             .iter()
             .find(|(n, _)| n == name)
             .map_or(0, |(_, v)| *v)
+    }
+
+    /// The calls dispatched since the last time they were taken, oldest first.
+    pub fn take_calls(&self) -> Vec<DispatchedCall> {
+        std::mem::take(&mut *self.calls.borrow_mut())
+    }
+
+    /// Makes `status` and `body` the answer being delivered, as Envoy does for the length of
+    /// `on_http_call_response`; returns the body size to pass on with the call's token.
+    pub fn respond(&self, status: Option<u32>, body: &[u8]) -> usize {
+        *self.response.borrow_mut() = (status, body.to_vec());
+        body.len()
     }
 
     /// Runs `other` just before the next write of a key that starts with `prefix`.
@@ -290,6 +371,40 @@ impl Host for FakeHost {
         if let Some((_, current)) = self.metrics.borrow_mut().get_mut(id as usize - 1) {
             *current = i64::try_from(value).unwrap_or(i64::MAX);
         }
+    }
+
+    fn start_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, DispatchError> {
+        if let Some(error) = self.refuse_dispatch.get() {
+            return Err(error);
+        }
+        let token = self.last_token.get() + 1;
+        self.last_token.set(token);
+        self.calls.borrow_mut().push(DispatchedCall {
+            token,
+            cluster: cluster.to_string(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.map(<[u8]>::to_vec),
+            timeout,
+        });
+        Ok(token)
+    }
+
+    fn http_call_status(&self) -> Option<u32> {
+        self.response.borrow().0
+    }
+
+    fn http_call_body(&self, size: usize) -> Option<Vec<u8>> {
+        let response = self.response.borrow();
+        Some(response.1[..size.min(response.1.len())].to_vec())
     }
 
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {

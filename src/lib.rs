@@ -6,8 +6,11 @@
 //! - `policy/`: the pure request decision (credential, client address, route scope, answer).
 //! - `store/`: the key record, its codec and the key store in shared data.
 //! - `limits/`: rate and concurrency limits (window maths, counters in shared data).
-//! - `sync/`: background work with the control service (snapshot refresh, usage, the lease).
+//! - `sync/`: background jobs with the control service (snapshot refresh, usage, fleet sync),
+//!   the one mechanism that runs them (`sync/task.rs`) and the lease.
 //! - `request`: one request's flow (strip, decide, limit, forward, release) over `Host`.
+//! - `background/`: a worker's background work over `Host`: the jobs on every tick, each
+//!   answer routed by token to its job, outcomes logged and counted.
 //! - `host`: the `Host` trait everything above uses, and `FakeHost` for tests.
 //! - `proxy/`: the only folder that names proxy-wasm: the ABI, the real `Host`, the contexts.
 //! - `config`, `metrics`: the plugin configuration and the metrics it exports.
@@ -18,6 +21,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod background;
 pub mod config;
 pub mod headers;
 pub mod host;

@@ -157,7 +157,6 @@ impl Metrics {
                 add(host, self.usage_failed);
                 add(host, self.usage_dropped);
             }
-            ReportOutcome::Ignored => {}
         }
     }
 
@@ -172,13 +171,13 @@ impl Metrics {
         match outcome {
             Outcome::Applied { .. } => add(host, self.refresh_ok),
             Outcome::Unchanged => add(host, self.refresh_unchanged),
-            Outcome::Failed { rejected, .. } => {
+            Outcome::Failed(error) => {
                 add(host, self.refresh_failed);
-                if *rejected {
+                if error.rejected() {
                     add(host, self.snapshot_rejected);
                 }
             }
-            Outcome::Ignored | Outcome::NextPage(_) => {}
+            Outcome::NextPage { .. } | Outcome::Lost => {}
         }
     }
 

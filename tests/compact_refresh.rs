@@ -4,8 +4,9 @@
 //! rejected, and a JSON page still read after compact ones (a backend that answers JSON).
 
 use keygate::config::ControlConfig;
-use keygate::host::FakeHost;
-use keygate::sync::refresh::{CallRequest, Outcome, Refresher, ACCEPT};
+use keygate::host::{DispatchedCall, FakeHost};
+use keygate::sync::refresh::{Outcome, Refresh, RefreshError, ACCEPT};
+use keygate::sync::task::Runner;
 use keygate_contract::compact::{self, PageHeader};
 use keygate_contract::key_hash::{digest_key, hex_digest, Digest};
 use keygate_contract::snapshot::{KeyRecord, Limits};
@@ -55,23 +56,31 @@ fn header(version: u64, full: bool, since: u64, next_cursor: Option<&str>) -> Pa
     }
 }
 
-/// Claims, dispatches with token 1 and answers; returns the request and the outcome.
-fn fetch(refresher: &mut Refresher, host: &FakeHost, body: &[u8]) -> (CallRequest, Outcome) {
-    let request = refresher.poll(host).0.expect("a refresh should be due");
-    refresher.dispatched(1);
-    let outcome = refresher.on_response(host, 1, Some(200), body, body.len());
-    (request, outcome)
+type Refresher = Runner<Refresh>;
+
+/// Claims and answers with 200 and `body`; returns the call and the outcome.
+fn fetch(refresher: &mut Refresher, host: &FakeHost, body: &[u8]) -> (DispatchedCall, Outcome) {
+    refresher.tick(host);
+    let call = host.take_calls().pop().expect("a refresh should be due");
+    let outcome = answer(refresher, host, &call, body);
+    (call, outcome)
 }
 
-fn answer(refresher: &mut Refresher, host: &FakeHost, body: &[u8]) -> Outcome {
-    refresher.dispatched(2);
-    refresher.on_response(host, 2, Some(200), body, body.len())
+/// Answers `call` with 200 and `body`.
+fn answer(
+    refresher: &mut Refresher,
+    host: &FakeHost,
+    call: &DispatchedCall,
+    body: &[u8],
+) -> Outcome {
+    let size = host.respond(Some(200), body);
+    refresher.on_response(host, call.token, size).remove(0)
 }
 
 #[test]
 fn compact_pages_load_like_json_ones() {
     let host = FakeHost::at(1_000_000);
-    let mut refresher = Refresher::new(1, control(), 64);
+    let mut refresher = Runner::new(Refresh::new(1, control(), 64), 1, "kc");
     let first = page(
         header(5, true, 0, Some("h5.x")),
         &[encoded("a"), encoded("b")],
@@ -82,13 +91,12 @@ fn compact_pages_load_like_json_ones() {
         .headers
         .contains(&("accept".to_string(), ACCEPT.to_string())));
     assert!(ACCEPT.starts_with(compact::MEDIA_TYPE));
-    let Outcome::NextPage(next) = outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(next.path.ends_with("&cursor=h5.x"), "{}", next.path);
+    assert!(matches!(outcome, Outcome::NextPage { .. }), "{outcome:?}");
+    let next = host.take_calls().pop().expect("the next page's call");
+    assert!(next.path().ends_with("&cursor=h5.x"), "{}", next.path());
     let last = page(header(6, true, 0, None), &[encoded("c")], &[]);
     assert_eq!(
-        answer(&mut refresher, &host, &last),
+        answer(&mut refresher, &host, &next, &last),
         Outcome::Applied {
             version: 5,
             keys: 3,
@@ -106,7 +114,11 @@ fn compact_pages_load_like_json_ones() {
         &[digest_key("a")],
     );
     let (request, outcome) = fetch(&mut refresher, &host, &delta);
-    assert!(request.path.contains("since=5&epoch=E"), "{}", request.path);
+    assert!(
+        request.path().contains("since=5&epoch=E"),
+        "{}",
+        request.path()
+    );
     assert_eq!(
         outcome,
         Outcome::Applied {
@@ -115,7 +127,7 @@ fn compact_pages_load_like_json_ones() {
             full: false
         }
     );
-    let quarantined = refresher.take_quarantined();
+    let quarantined = refresher.job_mut().take_quarantined();
     assert_eq!(quarantined.len(), 1);
     assert_eq!(quarantined[0].id, "key_b");
     assert_eq!(
@@ -129,7 +141,8 @@ fn compact_pages_load_like_json_ones() {
     damaged.pop();
     let (_, outcome) = fetch(&mut refresher, &host, &damaged);
     assert!(
-        matches!(&outcome, Outcome::Failed { rejected: true, reason } if reason.contains("frame runs past")),
+        matches!(&outcome, Outcome::Failed(error @ RefreshError::Unreadable(reason))
+            if error.rejected() && reason.contains("frame runs past")),
         "{outcome:?}"
     );
 

@@ -10,7 +10,8 @@ use keygate::config::Config;
 use keygate::host::FakeHost;
 use keygate::metrics::Metrics;
 use keygate::request::{RequestFilter, Verdict, Worker};
-use keygate::sync::refresh::{Outcome, Refresher};
+use keygate::sync::refresh::{Outcome, Refresh};
+use keygate::sync::task::Runner;
 use keygate_contract::key_hash::hash_key;
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -39,11 +40,13 @@ fn worker(host: &FakeHost) -> Rc<Worker> {
         r#"{{"version":1,"epoch":"E","full":true,"keys":[{}]}}"#,
         keys.join(",")
     );
-    let mut refresher = Refresher::new(1, config.control.clone(), config.rate_limits.slots);
-    assert!(refresher.poll(host).0.is_some());
-    refresher.dispatched(1);
-    let outcome = refresher.on_response(host, 1, Some(200), body.as_bytes(), body.len());
-    assert!(matches!(outcome, Outcome::Applied { keys: 2, .. }));
+    let refresh = Refresh::new(1, config.control.clone(), config.rate_limits.slots);
+    let mut refresher = Runner::new(refresh, 1, "kc");
+    refresher.tick(host);
+    let call = host.take_calls().pop().expect("a refresh is due");
+    let size = host.respond(Some(200), body.as_bytes());
+    let outcome = refresher.on_response(host, call.token, size);
+    assert!(matches!(outcome[..], [Outcome::Applied { keys: 2, .. }]));
     Rc::new(Worker::new(config, Metrics::define(host)))
 }
 

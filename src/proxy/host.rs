@@ -1,9 +1,11 @@
 //! The real `Host`: Envoy, through the never-panicking `abi` calls.
 
-use proxy_wasm::types::{MapType, MetricType};
+use std::time::Duration;
+
+use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 use crate::headers::Headers;
-use crate::host::{Host, MetricKind, WriteError};
+use crate::host::{DispatchError, Host, MetricKind, WriteError};
 use crate::proxy::abi;
 use crate::sync::queue::Queue;
 
@@ -76,6 +78,33 @@ impl Host for ProxyHost {
 
     fn record_metric(&self, id: u32, value: u64) {
         let _ = abi::record_metric(id, value);
+    }
+
+    fn start_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, DispatchError> {
+        abi::dispatch_http_call(cluster, headers, body, timeout).map_err(|error| match error {
+            abi::HostError::BadArgument => DispatchError::BadArgument,
+            _ => DispatchError::InternalFailure,
+        })
+    }
+
+    fn http_call_status(&self) -> Option<u32> {
+        let headers = abi::get_headers(MapType::HttpCallResponseHeaders).ok()?;
+        std::str::from_utf8(headers.get(":status")?)
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    fn http_call_body(&self, size: usize) -> Option<Vec<u8>> {
+        abi::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .ok()
+            .flatten()
     }
 }
 

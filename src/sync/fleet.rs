@@ -12,16 +12,20 @@
 //!
 //! When the control service is down or slow the syncs fail (counted), remote counts age out
 //! with their buckets, and each Envoy is back to enforcing its own count: today's behaviour.
+//!
+//! `FleetSync` is the job (`sync/task.rs` runs it); its tests are in `tests.rs`.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::time::Duration;
 
+use crate::config::{ControlConfig, RateLimitConfig};
 use crate::host::Host;
 use crate::limits::counters;
 use crate::limits::touched::Touched;
 use crate::limits::window::Windows;
-use crate::sync::lease;
 use crate::sync::queue::Queue;
+use crate::sync::task::{Call, CallError, Job, JobLease, Response, Start, Step};
 use keygate_contract::fleet::{
     self, FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WINDOWS,
 };
@@ -33,47 +37,59 @@ const LEASE_KEY: &str = "keygate.fleet.lease";
 const PROXY_ID_KEY: &str = "keygate.fleet.proxy";
 /// When the remote counts were last brought up to date (u64 ms, little-endian).
 const SYNCED_AT_KEY: &str = "keygate.fleet.synced_at";
-const LEASE_MARGIN_MS: u64 = 2_000;
 /// Largest answer read into the VM (5,000 keys of 3 windows of 31 buckets fit comfortably).
 pub const MAX_REPLY_BYTES: usize = 8 << 20;
 /// Queue items taken per sync (each a list of slots from one worker's tick).
 const MAX_ITEMS_PER_SYNC: usize = 4096;
 
-/// A POST to make to the control service.
+/// Why a sync failed; limits are enforced per Envoy until one works.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetCall {
-    pub body: Vec<u8>,
-    pub timeout: Duration,
+pub enum FleetError {
+    /// The sync was not made, or not answered in time.
+    Call(CallError),
+    /// The call ended without a response.
+    NoResponse,
+    /// A status other than 2xx.
+    Status(u32),
+    /// A 2xx whose body is not a sync reply (or too large to read).
+    NotAReply,
 }
+
+impl fmt::Display for FleetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FleetError::Call(CallError::TimedOut) => f.write_str("fleet sync timed out"),
+            FleetError::Call(error) => write!(f, "{error}"),
+            FleetError::NoResponse => f.write_str("fleet sync answered nothing"),
+            FleetError::Status(status) => write!(f, "fleet sync answered {status}"),
+            FleetError::NotAReply => f.write_str("fleet sync answer is not a sync reply"),
+        }
+    }
+}
+
+impl std::error::Error for FleetError {}
 
 /// What happened to a sync, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FleetOutcome {
-    Ignored,
     Synced {
         keys_sent: usize,
         keys_updated: usize,
         keys_skipped: usize,
     },
-    Failed {
-        reason: String,
-    },
+    Failed(FleetError),
 }
 
-#[derive(Debug)]
-struct InFlight {
-    token: u32,
-    deadline_ms: u64,
-    slots: Vec<u64>,
-}
-
-/// Per-VM driver of the fleet sync.
-#[derive(Debug)]
+/// The fleet sync of one VM.
 pub struct FleetSync {
     me: u64,
+    control: ControlConfig,
+    path: String,
     interval: Duration,
-    timeout: Duration,
-    in_flight: Option<InFlight>,
+    windows: Windows,
+    queue: Box<dyn Queue>,
+    /// Rate-limit slots that exist, as this worker last saw them (`note_slot_count`).
+    slots: u64,
 }
 
 fn encode_slots(slots: &BTreeSet<u64>) -> Vec<u8> {
@@ -127,59 +143,74 @@ pub fn remote_age_seconds(host: &dyn Host) -> u64 {
 }
 
 impl FleetSync {
-    pub fn new(me: u64, interval: Duration, timeout: Duration) -> FleetSync {
+    pub fn new(
+        me: u64,
+        control: &ControlConfig,
+        rate_limits: &RateLimitConfig,
+        queue: Box<dyn Queue>,
+    ) -> FleetSync {
         FleetSync {
             me,
-            interval,
-            timeout,
-            in_flight: None,
+            control: control.clone(),
+            path: rate_limits.sync_path.clone(),
+            interval: rate_limits.sync_interval,
+            windows: rate_limits.windows,
+            queue,
+            slots: 0,
         }
     }
 
-    fn requeue(queue: &dyn Queue, slots: &[u64]) {
-        if !slots.is_empty() {
-            let slots: BTreeSet<u64> = slots.iter().copied().collect();
-            queue.enqueue(&encode_slots(&slots));
-        }
-    }
-
-    fn fail(&mut self, host: &dyn Host, queue: &dyn Queue, reason: String) -> FleetOutcome {
-        lease::release(host, LEASE_KEY, self.me, host.now_ms(), None);
-        if let Some(in_flight) = self.in_flight.take() {
-            Self::requeue(queue, &in_flight.slots);
-        }
-        FleetOutcome::Failed { reason }
-    }
-
-    /// Called on every tick: hands this worker's touched slots to the queue, and when this
-    /// worker wins the lease and a sync is due, builds it.
-    pub fn poll(
-        &mut self,
-        host: &dyn Host,
-        queue: &dyn Queue,
-        touched: &mut Touched,
-        windows: &Windows,
-    ) -> (Option<FleetCall>, Option<FleetOutcome>) {
+    /// Hands the slots a worker counted in to the queue: every worker, every tick.
+    pub fn hand_over(&self, touched: &mut Touched) {
         if !touched.is_empty() {
             let slots: BTreeSet<u64> = touched.take_sorted().into_iter().collect();
-            queue.enqueue(&encode_slots(&slots));
+            self.queue.enqueue(&encode_slots(&slots));
         }
+    }
+
+    /// The number of rate-limit slots the worker knows of, which an answer is written with.
+    pub fn note_slot_count(&mut self, slots: u64) {
+        self.slots = slots;
+    }
+
+    fn requeue(&self, slots: &[u64]) {
+        if !slots.is_empty() {
+            let slots: BTreeSet<u64> = slots.iter().copied().collect();
+            self.queue.enqueue(&encode_slots(&slots));
+        }
+    }
+
+    /// A failed sync puts its slots back: the next one sends their then-current counts.
+    fn fail(&self, sent: &[u64], error: FleetError) -> Step<Vec<u64>, FleetOutcome> {
+        self.requeue(sent);
+        Step::Done {
+            outcome: FleetOutcome::Failed(error),
+            next_due_ms: None,
+        }
+    }
+}
+
+impl Job for FleetSync {
+    type Outcome = FleetOutcome;
+    /// The slots whose counts the sync sent.
+    type Pending = Vec<u64>;
+    const LEASE: JobLease = JobLease {
+        key: LEASE_KEY,
+        sticky: false,
+    };
+
+    fn call_timeout(&mut self, _host: &dyn Host) -> Duration {
+        self.control.timeout
+    }
+
+    /// Drains the queue and posts the current counts of the slots in it.
+    fn start(&mut self, host: &dyn Host, _fence: u64) -> Start<Vec<u64>, FleetOutcome> {
         let now = host.now_ms();
-        if let Some(in_flight) = &self.in_flight {
-            if now < in_flight.deadline_ms {
-                return (None, None);
-            }
-            let outcome = self.fail(host, queue, "fleet sync timed out".into());
-            return (None, Some(outcome));
-        }
-        let deadline_ms = now + self.timeout.as_millis() as u64 + 1_000;
-        if lease::try_claim(host, LEASE_KEY, self.me, now, deadline_ms + LEASE_MARGIN_MS).is_none()
-        {
-            return (None, None);
-        }
         let mut slots = BTreeSet::new();
         for _ in 0..MAX_ITEMS_PER_SYNC {
-            let Some(item) = queue.dequeue() else { break };
+            let Some(item) = self.queue.dequeue() else {
+                break;
+            };
             slots.extend(decode_slots(&item));
         }
         let mut keys = Vec::new();
@@ -193,7 +224,7 @@ impl FleetSync {
             let Some(state) = counters::read_slot(host, slot) else {
                 continue;
             };
-            let counts = state.local_buckets(windows, now);
+            let counts = state.local_buckets(&self.windows, now);
             if counts.iter().all(Vec::is_empty) {
                 continue;
             }
@@ -205,75 +236,43 @@ impl FleetSync {
             sent.push(slot);
         }
         if !later.is_empty() {
-            queue.enqueue(&encode_slots(&later));
+            self.queue.enqueue(&encode_slots(&later));
         }
         let post = FleetSyncPost {
             proxy_id: proxy_id(host, self.me),
-            bucket_ms: [0, 1, 2].map(|window| windows.bucket_width_ms(window)),
-            window_ms: windows.lengths_ms,
+            bucket_ms: [0, 1, 2].map(|window| self.windows.bucket_width_ms(window)),
+            window_ms: self.windows.lengths_ms,
             keys,
         };
-        self.in_flight = Some(InFlight {
-            token: 0,
-            deadline_ms,
-            slots: sent,
-        });
         let body = serde_json::to_vec(&post).unwrap_or_default();
-        (
-            Some(FleetCall {
-                body,
-                timeout: self.timeout,
-            }),
-            None,
-        )
-    }
-
-    pub fn dispatched(&mut self, token: u32) {
-        if let Some(in_flight) = &mut self.in_flight {
-            in_flight.token = token;
+        Start::Call {
+            call: Call::post_json(&self.control, &self.path, body),
+            pending: sent,
+            report: None,
         }
     }
 
-    pub fn dispatch_failed(
+    fn max_body_bytes(&self) -> usize {
+        MAX_REPLY_BYTES
+    }
+
+    /// On success, writes the rest of the fleet's counts into the keys' slots.
+    fn on_response(
         &mut self,
         host: &dyn Host,
-        queue: &dyn Queue,
-        reason: String,
-    ) -> FleetOutcome {
-        self.fail(host, queue, reason)
-    }
-
-    pub fn awaits(&self, token: u32) -> bool {
-        self.in_flight.as_ref().is_some_and(|f| f.token == token)
-    }
-
-    /// The control service answered call `token` with `status` and `body` (`None`: no
-    /// response). On success, writes the rest of the fleet's counts into the keys' slots.
-    pub fn on_response(
-        &mut self,
-        host: &dyn Host,
-        queue: &dyn Queue,
-        token: u32,
-        (status, body): (Option<u32>, Option<&[u8]>),
-        windows: &Windows,
-        slots: u64,
-    ) -> FleetOutcome {
-        if !self.awaits(token) {
-            return FleetOutcome::Ignored;
+        sent: Vec<u64>,
+        response: Response<'_>,
+    ) -> Step<Vec<u64>, FleetOutcome> {
+        match response.status {
+            Some(200..=299) => {}
+            Some(status) => return self.fail(&sent, FleetError::Status(status)),
+            None => return self.fail(&sent, FleetError::NoResponse),
         }
-        if !matches!(status, Some(200..=299)) {
-            return self.fail(
-                host,
-                queue,
-                format!(
-                    "fleet sync answered {}",
-                    status.map_or("nothing".into(), |s| s.to_string())
-                ),
-            );
-        }
-        let Some(reply) = body.and_then(|body| serde_json::from_slice::<FleetSyncReply>(body).ok())
+        let Some(reply) = response
+            .body
+            .and_then(|body| serde_json::from_slice::<FleetSyncReply>(body).ok())
         else {
-            return self.fail(host, queue, "fleet sync answer is not a sync reply".into());
+            return self.fail(&sent, FleetError::NotAReply);
         };
         let now = host.now_ms();
         let (mut updated, mut skipped) = (0, 0);
@@ -283,7 +282,14 @@ impl FleetSync {
             match owner_and_seed(&key.key).filter(|_| usable) {
                 Some(owner_and_seed) => {
                     let counts: [Vec<(u64, u64)>; WINDOWS] = key.counts.clone();
-                    if counters::set_remote(host, owner_and_seed, &counts, windows, slots, now) {
+                    if counters::set_remote(
+                        host,
+                        owner_and_seed,
+                        &counts,
+                        &self.windows,
+                        self.slots,
+                        now,
+                    ) {
                         updated += 1;
                     } else {
                         skipped += 1;
@@ -292,161 +298,23 @@ impl FleetSync {
                 None => skipped += 1,
             }
         }
-        let keys_sent = self.in_flight.take().map_or(0, |f| f.slots.len());
         // Only the lease holder writes it.
         let _ = host.set_shared(SYNCED_AT_KEY, &now.to_le_bytes(), None);
-        lease::release(
-            host,
-            LEASE_KEY,
-            self.me,
-            now,
-            Some(now + self.interval.as_millis() as u64),
-        );
-        FleetOutcome::Synced {
-            keys_sent,
-            keys_updated: updated,
-            keys_skipped: skipped,
+        Step::Done {
+            outcome: FleetOutcome::Synced {
+                keys_sent: sent.len(),
+                keys_updated: updated,
+                keys_skipped: skipped,
+            },
+            next_due_ms: Some(now + self.interval.as_millis() as u64),
         }
+    }
+
+    fn on_failure(&mut self, _host: &dyn Host, sent: Vec<u64>, error: CallError) -> FleetOutcome {
+        self.requeue(&sent);
+        FleetOutcome::Failed(FleetError::Call(error))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::FakeHost;
-    use crate::limits::counters::{admit, grow, owner_and_seed as slot_key_of, Admission};
-    use crate::sync::queue::FakeQueue;
-    use keygate_contract::key_hash::digest_key;
-    use keygate_contract::snapshot::Limits;
-
-    const SLOTS: u64 = 64;
-
-    fn per_minute(limit: u64) -> Limits {
-        Limits {
-            per_minute: Some(limit),
-            per_hour: None,
-            per_day: None,
-            concurrent: None,
-        }
-    }
-
-    fn admit_one(host: &FakeHost, secret: &str, limit: u64) -> (Admission, u64) {
-        let admission = admit(
-            host,
-            slot_key_of(&digest_key(secret)),
-            &per_minute(limit),
-            &Windows::default(),
-            SLOTS,
-            host.now_ms(),
-        );
-        let slot = match admission {
-            Admission::Admitted { slot, .. } => slot,
-            _ => u64::MAX,
-        };
-        (admission, slot)
-    }
-
-    #[test]
-    fn a_sync_sends_touched_keys_and_applies_the_rest_of_the_fleet() {
-        let host = FakeHost::at(1_000_000);
-        let queue = FakeQueue::default();
-        let windows = Windows::default();
-        grow(&host, SLOTS, SLOTS, 0).unwrap();
-        let mut touched = Touched::default();
-        for _ in 0..3 {
-            let (_, slot) = admit_one(&host, "pk_live_busy", 10);
-            touched.insert(slot);
-        }
-        let mut sync = FleetSync::new(7, Duration::from_secs(1), Duration::from_secs(2));
-        let (call, _) = sync.poll(&host, &queue, &mut touched, &windows);
-        let call = call.expect("the first worker takes the lease and syncs");
-        assert!(touched.is_empty());
-        let post: FleetSyncPost = serde_json::from_slice(&call.body).unwrap();
-        assert!(fleet::validate_post(&post).is_ok(), "{post:?}");
-        assert_eq!(post.keys.len(), 1);
-        let tag = fleet::key_tag(&digest_key("pk_live_busy"));
-        assert_eq!(post.keys[0].key, tag);
-        assert_eq!(post.keys[0].limits, [Some(10), None, None]);
-        let bucket = 1_000_000 / 2_000;
-        assert_eq!(post.keys[0].counts[0], vec![(bucket, 3)]);
-        sync.dispatched(5);
-        // The rest of the fleet admitted 6; another key is hot elsewhere and new here.
-        let other = fleet::key_tag(&digest_key("pk_live_elsewhere"));
-        let reply = serde_json::json!({"keys": [
-            {"key": tag, "counts": [[[bucket, 6]], [], []]},
-            {"key": other, "counts": [[[bucket, 10]], [], []]},
-            {"key": "not-a-tag", "counts": [[], [], []]},
-        ], "later": 1});
-        let body = serde_json::to_vec(&reply).unwrap();
-        let outcome = sync.on_response(&host, &queue, 5, (Some(200), Some(&body)), &windows, SLOTS);
-        assert_eq!(
-            outcome,
-            FleetOutcome::Synced {
-                keys_sent: 1,
-                keys_updated: 2,
-                keys_skipped: 1
-            }
-        );
-        // 3 here + 6 elsewhere: one more fits in 10, then 429.
-        assert!(matches!(
-            admit_one(&host, "pk_live_busy", 10).0,
-            Admission::Admitted { .. }
-        ));
-        assert!(matches!(
-            admit_one(&host, "pk_live_busy", 10).0,
-            Admission::Refused { .. }
-        ));
-        // The key never seen here is refused at once: the fleet has used its 10.
-        assert!(matches!(
-            admit_one(&host, "pk_live_elsewhere", 10).0,
-            Admission::Refused { .. }
-        ));
-    }
-
-    #[test]
-    fn a_failed_sync_puts_its_keys_back_and_the_next_sends_current_counts() {
-        let host = FakeHost::at(1_000_000);
-        let queue = FakeQueue::default();
-        let windows = Windows::default();
-        grow(&host, SLOTS, SLOTS, 0).unwrap();
-        let mut touched = Touched::default();
-        let (_, slot) = admit_one(&host, "pk_live_retry", 100);
-        touched.insert(slot);
-        let mut sync = FleetSync::new(7, Duration::from_secs(1), Duration::from_secs(2));
-        let (call, _) = sync.poll(&host, &queue, &mut touched, &windows);
-        assert!(call.is_some());
-        sync.dispatched(1);
-        let outcome = sync.on_response(&host, &queue, 1, (Some(503), None), &windows, SLOTS);
-        assert!(matches!(outcome, FleetOutcome::Failed { .. }));
-        // Meanwhile one more request; after the backoff the retry carries both.
-        admit_one(&host, "pk_live_retry", 100);
-        host.now.set(host.now.get() + 1_000);
-        let (call, _) = sync.poll(&host, &queue, &mut Touched::default(), &windows);
-        let post: FleetSyncPost = serde_json::from_slice(&call.unwrap().body).unwrap();
-        let total: u64 = post.keys[0].counts[0].iter().map(|(_, count)| count).sum();
-        assert_eq!(total, 2);
-    }
-
-    #[test]
-    fn one_worker_syncs_at_a_time_and_the_proxy_id_outlives_the_holder() {
-        let host = FakeHost::at(5_000);
-        let queue = FakeQueue::default();
-        let windows = Windows::default();
-        let mut first = FleetSync::new(1, Duration::from_secs(1), Duration::from_secs(2));
-        let mut second = FleetSync::new(2, Duration::from_secs(1), Duration::from_secs(2));
-        let (call, _) = first.poll(&host, &queue, &mut Touched::default(), &windows);
-        let id: FleetSyncPost = serde_json::from_slice(&call.unwrap().body).unwrap();
-        assert!(second
-            .poll(&host, &queue, &mut Touched::default(), &windows)
-            .0
-            .is_none());
-        first.dispatched(3);
-        let body = br#"{"keys":[]}"#;
-        first.on_response(&host, &queue, 3, (Some(200), Some(body)), &windows, 0);
-        host.now.set(host.now.get() + 1_000);
-        assert_eq!(remote_age_seconds(&host), 1);
-        let (call, _) = second.poll(&host, &queue, &mut Touched::default(), &windows);
-        let again: FleetSyncPost = serde_json::from_slice(&call.unwrap().body).unwrap();
-        assert_eq!(again.proxy_id, id.proxy_id);
-    }
-}
+mod tests;

@@ -1,12 +1,16 @@
-//! Background work with the control service, done by one worker per Envoy: pulling the key
-//! snapshot into the store (`refresh`), posting usage (`usage`), the fleet-wide rate-limit sync
-//! (`fleet`), and the shared-data lease that
-//! picks the worker and fences it (`lease`). Driven by the root context's tick through the
-//! `Host` trait, so every transition is tested on the host.
+//! Background jobs with the control service, each done by one worker per Envoy: pulling the
+//! key snapshot into the store (`refresh`), posting usage (`usage`, fed by each worker's
+//! `tally` as `batch`es through the shared `queue`), and the fleet-wide rate-limit sync
+//! (`fleet`). One mechanism runs them all (`task`: the call in flight, its token and deadline,
+//! the shared-data `lease` that picks the worker and fences it, the backoff); `background/`
+//! drives it from the root context's tick through the `Host` trait, so every transition is
+//! tested on the host.
 
+pub mod batch;
 pub mod fleet;
 pub mod lease;
 pub mod queue;
 pub mod refresh;
 pub mod tally;
+pub mod task;
 pub mod usage;

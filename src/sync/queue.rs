@@ -2,11 +2,23 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 /// The shared queue between workers.
 pub trait Queue {
     fn enqueue(&self, item: &[u8]) -> bool;
     fn dequeue(&self) -> Option<Vec<u8>>;
+}
+
+/// A queue shared by several owners (tests: the workers of one Envoy).
+impl<Q: Queue + ?Sized> Queue for Rc<Q> {
+    fn enqueue(&self, item: &[u8]) -> bool {
+        (**self).enqueue(item)
+    }
+
+    fn dequeue(&self) -> Option<Vec<u8>> {
+        (**self).dequeue()
+    }
 }
 
 /// An in-memory queue for tests.

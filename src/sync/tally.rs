@@ -1,10 +1,10 @@
 //! A worker's running tally of requests per key and hour, handed to the usage queue every tick
-//! (`usage.rs` posts it).
+//! (`usage.rs` posts it) as a `batch::UsageBatch`.
 
 use std::collections::HashMap;
 
 use crate::policy::decision::DenyCode;
-use crate::sync::usage::{UsageBatch, UsageReport};
+use crate::sync::batch::{UsageBatch, UsageReport};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct HourCounts {

@@ -1,24 +1,23 @@
 //! Usage reporting: each worker tallies requests per key per hour (`tally.rs`), hands its tally
 //! to a shared queue every tick (`queue.rs`), and one worker per Envoy (the holder of the usage
 //! lease) posts what is in the queue to the control service: one call per report interval per
-//! Envoy. This file is that poster, the `Reporter`.
+//! Envoy. This module is that poster, the `Usage` job (`sync/task.rs` runs it).
 //!
 //! A batch that fails to post goes back into the queue with its `batch_id`, so a retry after a
 //! lost response cannot be counted twice by the control service, and is retried up to
-//! `MAX_ATTEMPTS` times before it is dropped (logged and counted).
-//!
-//! Longer than most files because the reporter's retry and backlog tests sit beside it (about 350
-//! lines of code).
+//! `MAX_ATTEMPTS` times before it is dropped (logged and counted). The retry and backlog tests
+//! are in `tests.rs`.
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+use crate::config::{ControlConfig, UsageConfig};
 use crate::host::Host;
-use crate::sync::lease;
+use crate::sync::batch::{merge, UsageBatch};
 use crate::sync::queue::Queue;
 use crate::sync::tally::Tally;
+use crate::sync::task::{Call, CallError, Job, JobLease, Response, Start, Step};
+use keygate_contract::usage::UsagePost;
 
 pub const QUEUE_NAME: &str = "keygate.usage";
 const LEASE_KEY: &str = "keygate.usage.lease";
@@ -30,106 +29,103 @@ pub const MAX_REPORTS_PER_POST: usize = 5_000;
 pub const MAX_BACKLOG_REPORTS: usize = 100_000;
 /// Queue items handled per report, so one report stays bounded.
 const MAX_ITEMS_PER_REPORT: usize = 4096;
-const LEASE_MARGIN_MS: u64 = 2_000;
 
-use keygate_contract::usage::UsagePost;
-pub use keygate_contract::usage::UsageReport;
-
-/// What travels through the queue: fresh tallies (no id yet) or a batch being retried.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct UsageBatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_id: Option<String>,
-    #[serde(default)]
-    pub attempts: u32,
-    pub reports: Vec<UsageReport>,
+/// Why usage was not posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageError {
+    /// The post was not made, or not answered in time.
+    Call(CallError),
+    /// The post ended without a response.
+    NoResponse,
+    /// A status worth retrying (5xx, 408, 429, ...).
+    Status(u32),
+    /// The control service understood the batch and refused it: retrying will not help.
+    Refused(u32),
+    /// More reports waited than the backlog holds.
+    Backlog,
 }
 
-/// Sums reports of the same key and hour.
-fn merge(reports: impl IntoIterator<Item = UsageReport>) -> Vec<UsageReport> {
-    let mut merged: BTreeMap<(String, String), UsageReport> = BTreeMap::new();
-    for report in reports {
-        let entry = merged
-            .entry((report.key_id.clone(), report.hour.clone()))
-            .or_insert_with(|| UsageReport {
-                key_id: report.key_id.clone(),
-                hour: report.hour.clone(),
-                ..UsageReport::default()
-            });
-        entry.allowed += report.allowed;
-        for (code, count) in report.denied {
-            *entry.denied.entry(code).or_default() += count;
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::Call(CallError::TimedOut) => f.write_str("usage post timed out"),
+            UsageError::Call(error) => write!(f, "{error}"),
+            UsageError::NoResponse => f.write_str("usage post failed (no response)"),
+            UsageError::Status(status) => write!(f, "control service answered HTTP {status}"),
+            UsageError::Refused(status) => {
+                write!(f, "control service refused the usage batch (HTTP {status})")
+            }
+            UsageError::Backlog => f.write_str("usage backlog over its bound"),
         }
     }
-    merged.into_values().collect()
 }
 
-/// A POST to make to the control service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageCall {
-    pub body: Vec<u8>,
-    pub timeout: Duration,
-}
+impl std::error::Error for UsageError {}
 
 /// What happened to a report, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportOutcome {
-    Ignored,
     Posted {
         reports: usize,
     },
     /// Failed; the batch was queued again for a later retry.
     Requeued {
-        reason: String,
+        reason: UsageError,
     },
-    /// Failed too often; the batch was dropped.
+    /// Failed too often, refused, or over the backlog's bound; the reports were dropped.
     Dropped {
-        reason: String,
+        reason: UsageError,
         reports: usize,
     },
 }
 
-#[derive(Debug)]
-struct InFlight {
-    token: u32,
-    deadline_ms: u64,
-    batch: UsageBatch,
-}
-
-/// Per-VM reporting driver.
-#[derive(Debug)]
-pub struct Reporter {
+/// The usage poster of one VM.
+pub struct Usage {
     me: u64,
+    control: ControlConfig,
+    path: String,
     interval: Duration,
-    timeout: Duration,
+    queue: Box<dyn Queue>,
     next_batch: u64,
-    in_flight: Option<InFlight>,
     /// Reports left in the queue after the last batch was cut: post again at once.
     backlog: bool,
     /// Reports dropped because the backlog was over its bound, not yet reported.
     overflow: usize,
 }
 
-impl Reporter {
-    pub fn new(me: u64, interval: Duration, timeout: Duration) -> Reporter {
-        Reporter {
+impl Usage {
+    pub fn new(
+        me: u64,
+        control: &ControlConfig,
+        usage: &UsageConfig,
+        queue: Box<dyn Queue>,
+    ) -> Usage {
+        Usage {
             me,
-            interval,
-            timeout,
+            control: control.clone(),
+            path: usage.path.clone(),
+            interval: usage.report_interval,
+            queue,
             next_batch: 0,
-            in_flight: None,
             backlog: false,
             overflow: 0,
         }
     }
 
-    fn fail(&mut self, host: &dyn Host, queue: &dyn Queue, reason: String) -> ReportOutcome {
-        let now = host.now_ms();
-        lease::release(host, LEASE_KEY, self.me, now, None);
-        let Some(in_flight) = self.in_flight.take() else {
-            return ReportOutcome::Ignored;
-        };
-        let mut batch = in_flight.batch;
+    /// Hands a worker's tally to the queue: every worker, every tick.
+    pub fn hand_over(&self, tally: &mut Tally) {
+        if let Some(batch) = tally.take_batch() {
+            self.queue
+                .enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
+        }
+    }
+
+    fn interval_ms(&self) -> u64 {
+        self.interval.as_millis() as u64
+    }
+
+    /// A failed post: the batch goes back into the queue, or is dropped after its last attempt.
+    fn retry_later(&self, mut batch: UsageBatch, reason: UsageError) -> ReportOutcome {
         batch.attempts += 1;
         if batch.attempts >= MAX_ATTEMPTS {
             return ReportOutcome::Dropped {
@@ -138,7 +134,7 @@ impl Reporter {
             };
         }
         let encoded = serde_json::to_vec(&batch).unwrap_or_default();
-        if queue.enqueue(&encoded) {
+        if self.queue.enqueue(&encoded) {
             ReportOutcome::Requeued { reason }
         } else {
             ReportOutcome::Dropped {
@@ -148,78 +144,19 @@ impl Reporter {
         }
     }
 
-    /// Called on every tick: hands this worker's tally to the queue, and when this worker wins
-    /// the lease and a report is due, takes the next batch from the queue to post.
-    pub fn poll(
-        &mut self,
-        host: &dyn Host,
-        queue: &dyn Queue,
-        tally: &mut Tally,
-    ) -> (Option<UsageCall>, Option<ReportOutcome>) {
-        if let Some(batch) = tally.take_batch() {
-            queue.enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
-        }
-        let now = host.now_ms();
-        if let Some(in_flight) = &self.in_flight {
-            if now < in_flight.deadline_ms {
-                return (None, None);
-            }
-            let outcome = self.fail(host, queue, "usage post timed out".into());
-            return (None, Some(outcome));
-        }
-        let deadline_ms = now + self.timeout.as_millis() as u64 + 1_000;
-        if lease::try_claim(host, LEASE_KEY, self.me, now, deadline_ms + LEASE_MARGIN_MS).is_none()
-        {
-            return (None, None);
-        }
-        let Some(batch) = self.next_batch(queue) else {
-            lease::release(
-                host,
-                LEASE_KEY,
-                self.me,
-                now,
-                Some(now + self.interval.as_millis() as u64),
-            );
-            return (None, None);
-        };
-        let Some(batch_id) = batch.batch_id.as_deref() else {
-            return (None, None);
-        };
-        let body = serde_json::to_vec(&UsagePost {
-            proxy_id: format!("{:016x}", self.me),
-            batch_id: batch_id.to_string(),
-            reports: batch.reports.clone(),
-        })
-        .unwrap_or_default();
-        self.in_flight = Some(InFlight {
-            token: 0,
-            deadline_ms,
-            batch,
-        });
-        let overflow = (self.overflow > 0).then(|| ReportOutcome::Dropped {
-            reason: "usage backlog over its bound".into(),
-            reports: std::mem::take(&mut self.overflow),
-        });
-        (
-            Some(UsageCall {
-                body,
-                timeout: self.timeout,
-            }),
-            overflow,
-        )
-    }
-
     /// Picks what to post: the first batch being retried as it is (same id), or else every
     /// fresh tally merged under a new id. Everything else goes back into the queue, within the
     /// backlog bound: batches being retried keep their place, and fresh reports beyond what
     /// the bound leaves are dropped and counted (whichever path is taken), so a control service
     /// slower than the traffic cannot grow Envoy's memory without end.
-    fn next_batch(&mut self, queue: &dyn Queue) -> Option<UsageBatch> {
+    fn next_batch(&mut self) -> Option<UsageBatch> {
         let mut retry: Option<UsageBatch> = None;
         let mut waiting_retries: Vec<UsageBatch> = Vec::new();
         let mut fresh = Vec::new();
         for _ in 0..MAX_ITEMS_PER_REPORT {
-            let Some(item) = queue.dequeue() else { break };
+            let Some(item) = self.queue.dequeue() else {
+                break;
+            };
             let Ok(batch) = serde_json::from_slice::<UsageBatch>(&item) else {
                 continue;
             };
@@ -275,292 +212,94 @@ impl Reporter {
             None => None,
         };
         for batch in keep {
-            queue.enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
+            self.queue
+                .enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
         }
         chosen
     }
+}
 
-    pub fn dispatched(&mut self, token: u32) {
-        if let Some(in_flight) = &mut self.in_flight {
-            in_flight.token = token;
+impl Job for Usage {
+    type Outcome = ReportOutcome;
+    /// The batch being posted.
+    type Pending = UsageBatch;
+    const LEASE: JobLease = JobLease {
+        key: LEASE_KEY,
+        sticky: false,
+    };
+
+    fn call_timeout(&mut self, _host: &dyn Host) -> Duration {
+        self.control.timeout
+    }
+
+    /// Takes the next batch from the queue to post.
+    fn start(&mut self, host: &dyn Host, _fence: u64) -> Start<UsageBatch, ReportOutcome> {
+        let idle = Start::Idle {
+            next_due_ms: host.now_ms() + self.interval_ms(),
+        };
+        let Some(batch) = self.next_batch() else {
+            return idle;
+        };
+        let Some(batch_id) = batch.batch_id.clone() else {
+            return idle;
+        };
+        let body = serde_json::to_vec(&UsagePost {
+            proxy_id: format!("{:016x}", self.me),
+            batch_id,
+            reports: batch.reports.clone(),
+        })
+        .unwrap_or_default();
+        let overflow = (self.overflow > 0).then(|| ReportOutcome::Dropped {
+            reason: UsageError::Backlog,
+            reports: std::mem::take(&mut self.overflow),
+        });
+        Start::Call {
+            call: Call::post_json(&self.control, &self.path, body),
+            pending: batch,
+            report: overflow,
         }
     }
 
-    pub fn dispatch_failed(
+    fn on_response(
         &mut self,
         host: &dyn Host,
-        queue: &dyn Queue,
-        reason: String,
-    ) -> ReportOutcome {
-        self.fail(host, queue, reason)
-    }
-
-    pub fn awaits(&self, token: u32) -> bool {
-        self.in_flight.as_ref().is_some_and(|f| f.token == token)
-    }
-
-    /// The control service answered call `token` with `status` (`None`: no response).
-    pub fn on_response(
-        &mut self,
-        host: &dyn Host,
-        queue: &dyn Queue,
-        token: u32,
-        status: Option<u32>,
-    ) -> ReportOutcome {
-        if !self.awaits(token) {
-            return ReportOutcome::Ignored;
-        }
-        match status {
+        batch: UsageBatch,
+        response: Response<'_>,
+    ) -> Step<UsageBatch, ReportOutcome> {
+        let now = host.now_ms();
+        let reports = batch.reports.len();
+        let (outcome, next_due_ms) = match response.status {
             Some(200..=299) => {
-                let now = host.now_ms();
                 let next_due = if self.backlog {
                     now
                 } else {
-                    now + self.interval.as_millis() as u64
+                    now + self.interval_ms()
                 };
-                lease::release(host, LEASE_KEY, self.me, now, Some(next_due));
-                let reports = self.in_flight.take().map_or(0, |f| f.batch.reports.len());
-                ReportOutcome::Posted { reports }
+                (ReportOutcome::Posted { reports }, Some(next_due))
             }
-            // The control service understood and refused it: retrying will not help.
             Some(status @ 400..=499) if status != 408 && status != 429 => {
-                let now = host.now_ms();
-                lease::release(
-                    host,
-                    LEASE_KEY,
-                    self.me,
-                    now,
-                    Some(now + self.interval.as_millis() as u64),
-                );
-                let reports = self.in_flight.take().map_or(0, |f| f.batch.reports.len());
-                ReportOutcome::Dropped {
-                    reason: format!("control service refused the usage batch (HTTP {status})"),
-                    reports,
-                }
+                let reason = UsageError::Refused(status);
+                let dropped = ReportOutcome::Dropped { reason, reports };
+                (dropped, Some(now + self.interval_ms()))
             }
-            Some(status) => self.fail(
-                host,
-                queue,
-                format!("control service answered HTTP {status}"),
-            ),
-            None => self.fail(host, queue, "usage post failed (no response)".into()),
+            Some(status) => (self.retry_later(batch, UsageError::Status(status)), None),
+            None => (self.retry_later(batch, UsageError::NoResponse), None),
+        };
+        Step::Done {
+            outcome,
+            next_due_ms,
         }
+    }
+
+    fn on_failure(
+        &mut self,
+        _host: &dyn Host,
+        batch: UsageBatch,
+        error: CallError,
+    ) -> ReportOutcome {
+        self.retry_later(batch, UsageError::Call(error))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::FakeHost;
-    use crate::policy::decision::DenyCode;
-    use crate::sync::queue::FakeQueue;
-    use crate::sync::tally::Tally;
-
-    fn body_of(call: &UsageCall) -> serde_json::Value {
-        serde_json::from_slice(&call.body).unwrap()
-    }
-
-    #[test]
-    fn tallies_from_several_workers_become_one_post() {
-        let host = FakeHost::at(1_795_467_634_000);
-        let queue = FakeQueue::default();
-        let now = 1_795_467_634;
-        let (mut worker_a, mut worker_b) = (Tally::default(), Tally::default());
-        worker_a.record("key_1", now, None);
-        worker_a.record("key_1", now, Some(DenyCode::RateLimitExceeded));
-        worker_b.record("key_1", now, None);
-        worker_b.record("key_2", now - 3600, None);
-        let mut reporter_a = Reporter::new(1, Duration::from_secs(5), Duration::from_secs(2));
-        let mut reporter_b = Reporter::new(2, Duration::from_secs(5), Duration::from_secs(2));
-        // B only hands over its tally: A holds the lease once A has posted.
-        let (call, _) = reporter_a.poll(&host, &queue, &mut worker_a);
-        assert!(call.is_some());
-        reporter_a.dispatched(1);
-        let (none, _) = reporter_b.poll(&host, &queue, &mut worker_b);
-        assert!(none.is_none());
-        assert_eq!(
-            reporter_a.on_response(&host, &queue, 1, Some(200)),
-            ReportOutcome::Posted { reports: 1 }
-        );
-        host.now.set(host.now.get() + 5_000);
-        let (call, _) = reporter_b.poll(&host, &queue, &mut Tally::default());
-        let body = body_of(&call.unwrap());
-        assert_eq!(body["proxy_id"], "0000000000000002");
-        let reports = body["reports"].as_array().unwrap();
-        assert_eq!(reports.len(), 2);
-        assert_eq!(reports[0]["key_id"], "key_1");
-        assert_eq!(reports[0]["allowed"], 1);
-        assert_eq!(reports[1]["hour"], "2026-11-23T20:00:00Z");
-    }
-
-    #[test]
-    fn failed_posts_are_retried_with_the_same_batch_id_then_dropped() {
-        let host = FakeHost::at(1_000_000);
-        let queue = FakeQueue::default();
-        let mut tally = Tally::default();
-        tally.record("key_1", 1_000, None);
-        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
-        let (call, _) = reporter.poll(&host, &queue, &mut tally);
-        let batch_id = body_of(&call.unwrap())["batch_id"].clone();
-        reporter.dispatched(1);
-        assert!(matches!(
-            reporter.on_response(&host, &queue, 1, Some(503)),
-            ReportOutcome::Requeued { .. }
-        ));
-        // New usage arrives meanwhile; the retry goes first, alone, with its id.
-        tally.record("key_2", 1_000, None);
-        let mut seen_ids = vec![];
-        for attempt in 1..MAX_ATTEMPTS {
-            host.now.set(host.now.get() + 60_000);
-            let (call, _) = reporter.poll(&host, &queue, &mut tally);
-            let body = body_of(&call.expect("a retry"));
-            seen_ids.push(body["batch_id"].clone());
-            assert_eq!(body["reports"].as_array().unwrap().len(), 1);
-            reporter.dispatched(attempt + 1);
-            let outcome = reporter.on_response(&host, &queue, attempt + 1, None);
-            if attempt + 1 == MAX_ATTEMPTS {
-                assert!(
-                    matches!(outcome, ReportOutcome::Dropped { .. }),
-                    "{outcome:?}"
-                );
-            }
-        }
-        assert!(seen_ids.iter().all(|id| *id == batch_id));
-        // The fresh usage of key_2 is still queued and goes next.
-        host.now.set(host.now.get() + 60_000);
-        let (call, _) = reporter.poll(&host, &queue, &mut tally);
-        let body = body_of(&call.unwrap());
-        assert_ne!(body["batch_id"], batch_id);
-        assert_eq!(body["reports"][0]["key_id"], "key_2");
-    }
-
-    #[test]
-    fn many_keys_are_posted_in_bounded_batches() {
-        let host = FakeHost::at(1_000_000);
-        let queue = FakeQueue::default();
-        let mut tally = Tally::default();
-        for i in 0..(MAX_REPORTS_PER_POST + 10) {
-            tally.record(&format!("key_{i}"), 1_000, None);
-        }
-        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
-        let (call, _) = reporter.poll(&host, &queue, &mut tally);
-        assert_eq!(
-            body_of(&call.unwrap())["reports"].as_array().unwrap().len(),
-            MAX_REPORTS_PER_POST
-        );
-        reporter.dispatched(1);
-        assert!(matches!(
-            reporter.on_response(&host, &queue, 1, Some(200)),
-            ReportOutcome::Posted { .. }
-        ));
-        host.now.set(host.now.get() + 5_000);
-        let (call, _) = reporter.poll(&host, &queue, &mut tally);
-        assert_eq!(
-            body_of(&call.unwrap())["reports"].as_array().unwrap().len(),
-            10
-        );
-    }
-
-    #[test]
-    fn the_backlog_is_bounded() {
-        let host = FakeHost::at(1_000_000);
-        let queue = FakeQueue::default();
-        let mut tally = Tally::default();
-        for i in 0..(MAX_BACKLOG_REPORTS + 7) {
-            tally.record(&format!("key_{i}"), 1_000, None);
-        }
-        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
-        let (call, outcome) = reporter.poll(&host, &queue, &mut tally);
-        assert!(call.is_some());
-        assert_eq!(
-            outcome,
-            Some(ReportOutcome::Dropped {
-                reason: "usage backlog over its bound".into(),
-                reports: 7
-            })
-        );
-        let queued: usize = queue
-            .0
-            .borrow()
-            .iter()
-            .map(|item| {
-                serde_json::from_slice::<UsageBatch>(item)
-                    .unwrap()
-                    .reports
-                    .len()
-            })
-            .sum();
-        assert_eq!(queued, MAX_BACKLOG_REPORTS - MAX_REPORTS_PER_POST);
-    }
-
-    fn queued_reports(queue: &FakeQueue) -> usize {
-        queue
-            .0
-            .borrow()
-            .iter()
-            .map(|item| {
-                serde_json::from_slice::<UsageBatch>(item)
-                    .unwrap()
-                    .reports
-                    .len()
-            })
-            .sum()
-    }
-
-    #[test]
-    fn the_backlog_stays_bounded_while_a_retry_is_pending() {
-        let host = FakeHost::at(1_000_000);
-        let queue = FakeQueue::default();
-        let mut tally = Tally::default();
-        tally.record("key_retried", 1_000, None);
-        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
-        assert!(reporter.poll(&host, &queue, &mut tally).0.is_some());
-        reporter.dispatched(1);
-        assert!(matches!(
-            reporter.on_response(&host, &queue, 1, Some(503)),
-            ReportOutcome::Requeued { .. }
-        ));
-        let mut dropped = 0;
-        for round in 0..3u32 {
-            for i in 0..(MAX_BACKLOG_REPORTS / 2 + 3) {
-                tally.record(&format!("key_{round}_{i}"), 1_000, None);
-            }
-            host.now.set(host.now.get() + 60_000);
-            let (call, outcome) = reporter.poll(&host, &queue, &mut tally);
-            let body = body_of(&call.expect("the retry"));
-            assert_eq!(body["reports"][0]["key_id"], "key_retried");
-            if let Some(ReportOutcome::Dropped { reports, .. }) = outcome {
-                dropped += reports;
-            }
-            // The batch in flight plus everything queued never passes the bound.
-            assert!(
-                queued_reports(&queue) < MAX_BACKLOG_REPORTS,
-                "round {round}: {}",
-                queued_reports(&queue)
-            );
-            reporter.dispatched(round + 2);
-            reporter.on_response(&host, &queue, round + 2, Some(503));
-        }
-        let offered = 3 * (MAX_BACKLOG_REPORTS / 2 + 3);
-        assert_eq!(queued_reports(&queue) - 1 + dropped, offered);
-    }
-
-    #[test]
-    fn a_stalled_post_is_abandoned_and_requeued() {
-        let host = FakeHost::at(1_000_000);
-        let queue = FakeQueue::default();
-        let mut tally = Tally::default();
-        tally.record("key_1", 1_000, None);
-        let mut reporter = Reporter::new(9, Duration::from_secs(5), Duration::from_secs(2));
-        assert!(reporter.poll(&host, &queue, &mut tally).0.is_some());
-        reporter.dispatched(4);
-        host.now.set(host.now.get() + 3_001);
-        let (_, outcome) = reporter.poll(&host, &queue, &mut tally);
-        assert!(matches!(outcome, Some(ReportOutcome::Requeued { .. })));
-        assert_eq!(
-            reporter.on_response(&host, &queue, 4, Some(200)),
-            ReportOutcome::Ignored
-        );
-        assert_eq!(queue.0.borrow().len(), 1);
-    }
-}
+mod tests;

@@ -1,0 +1,222 @@
+//! The decision: its checks in their documented order, expiry, scopes, environments, and the
+//! error body and challenge.
+
+use super::*;
+use crate::policy::extract::Source;
+use crate::store::key::StoredKey;
+use keygate_contract::snapshot::Limits;
+
+const KEY: &str = "pk_live_abc";
+
+fn config(extra: &str) -> Config {
+    let json = format!(
+        r#"{{"control":{{"cluster":"c","token":"t"}},
+                "routes":[{{"methods":["POST"],"exact":"/v1/jobs","scope":"submit_job"}}]{extra}}}"#
+    );
+    Config::parse(json.as_bytes(), &|_| None).unwrap()
+}
+
+fn key() -> StoredKey {
+    StoredKey {
+        generation: 1,
+        id: "key_1".into(),
+        name: "prod".into(),
+        team: "t".into(),
+        environment: "live".into(),
+        prefix: "pk_live_".into(),
+        scopes: vec!["check_status".into()],
+        allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],
+        expires_at: Some(1000),
+        active: true,
+        limits: Limits::default(),
+        quota_exceeded_until: None,
+    }
+}
+
+fn facts(method: &'static str, path: &'static str, ip: &str, now: i64) -> RequestFacts<'static> {
+    RequestFacts {
+        method,
+        path,
+        client_ip: ip.parse().ok(),
+        now,
+    }
+}
+
+fn present() -> Credential<'static> {
+    Credential::Present {
+        key: KEY,
+        source: Source::Authorization,
+    }
+}
+
+fn code(result: Result<&StoredKey, Denial>) -> Option<DenyCode> {
+    result.err().map(|d| d.code)
+}
+
+#[test]
+fn checks_run_in_documented_order() {
+    let cfg = config("");
+    let ok = facts("GET", "/v1/jobs/1", "10.1.1.1", 999);
+    assert_eq!(
+        code(decide(&cfg, &Credential::Missing, None, &ok)),
+        Some(DenyCode::Unauthorized)
+    );
+    assert_eq!(
+        code(decide(
+            &cfg,
+            &Credential::Malformed(Malformed::TooLong),
+            None,
+            &ok
+        )),
+        Some(DenyCode::InvalidApiKey)
+    );
+    assert_eq!(
+        code(decide(&cfg, &present(), None, &ok)),
+        Some(DenyCode::InvalidApiKey)
+    );
+
+    let mut everything_wrong = key();
+    everything_wrong.active = false;
+    everything_wrong.scopes = vec!["other".into()];
+    let bad = facts("POST", "/v1/jobs", "192.0.2.1", 5000);
+    assert_eq!(
+        code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
+        Some(DenyCode::ApiKeyInactive)
+    );
+    everything_wrong.active = true;
+    assert_eq!(
+        code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
+        Some(DenyCode::ApiKeyExpired)
+    );
+    everything_wrong.expires_at = None;
+    assert_eq!(
+        code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
+        Some(DenyCode::IpNotWhitelisted)
+    );
+    everything_wrong.allowed_ips.clear();
+    assert_eq!(
+        code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
+        Some(DenyCode::OperationNotAllowed)
+    );
+    everything_wrong.scopes.clear();
+    assert_eq!(
+        code(decide(&cfg, &present(), Some(&everything_wrong), &bad)),
+        None
+    );
+}
+
+#[test]
+fn expiry_is_at_or_before_now() {
+    let cfg = config("");
+    let record = key();
+    let at = |now| {
+        decide(
+            &cfg,
+            &present(),
+            Some(&record),
+            &facts("GET", "/", "10.0.0.1", now),
+        )
+    };
+    assert_eq!(code(at(999)), None);
+    assert_eq!(code(at(1000)), Some(DenyCode::ApiKeyExpired));
+}
+
+#[test]
+fn scope_rules() {
+    let cfg = config("");
+    let record = key();
+    let run = |method, path| {
+        decide(
+            &cfg,
+            &present(),
+            Some(&record),
+            &facts(method, path, "10.0.0.1", 0),
+        )
+    };
+    let denial = run("POST", "/v1/jobs").unwrap_err();
+    assert_eq!(denial.code, DenyCode::OperationNotAllowed);
+    assert_eq!(denial.required_scope.as_deref(), Some("submit_job"));
+    assert!(run("GET", "/anything").is_ok());
+}
+
+#[test]
+fn environment_restriction() {
+    let cfg = config(r#","allowed_prefixes":["pk_test_"]"#);
+    let record = key();
+    let denial = decide(
+        &cfg,
+        &present(),
+        Some(&record),
+        &facts("GET", "/", "10.0.0.1", 0),
+    )
+    .unwrap_err();
+    assert_eq!(denial.code, DenyCode::InvalidApiKey);
+    assert!(
+        denial.message.contains("another environment"),
+        "{}",
+        denial.message
+    );
+}
+
+#[test]
+fn renders_documented_body_and_challenge() {
+    let denial = Denial::new(
+        DenyCode::InvalidApiKey,
+        INVALID_KEY_MESSAGE,
+        Some("invalid_token"),
+    );
+    let reply = render(&denial, "keygate", Some("req-\"1"));
+    assert_eq!(reply.status, 401);
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_API_KEY");
+    assert_eq!(body["error"]["status"], 401);
+    assert_eq!(body["error"]["request_id"], "req-\"1");
+    assert!(reply
+        .headers
+        .contains(&("content-type", "application/json".into())));
+    let challenge = &reply
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "www-authenticate")
+        .unwrap()
+        .1;
+    assert!(
+        challenge.starts_with("Bearer realm=\"keygate\", error=\"invalid_token\""),
+        "{challenge}"
+    );
+
+    let missing = render(
+        &Denial::new(DenyCode::Unauthorized, "none", None),
+        "api",
+        None,
+    );
+    assert!(!missing.body.contains("request_id"));
+    assert!(missing
+        .headers
+        .contains(&("www-authenticate", "Bearer realm=\"api\"".into())));
+
+    let limited = render(
+        &Denial::rate_limited(7, vec![("x-ratelimit-limit", "5".into())]),
+        "api",
+        None,
+    );
+    assert_eq!(limited.status, 429);
+    let body: serde_json::Value = serde_json::from_str(&limited.body).unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMIT_EXCEEDED");
+    assert_eq!(body["error"]["retry_after"], 7);
+    assert!(limited.headers.contains(&("retry-after", "7".into())));
+    assert!(limited.headers.contains(&("x-ratelimit-limit", "5".into())));
+    assert!(!limited
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "www-authenticate"));
+    assert_eq!(Denial::over_quota(100, 100).retry_after, Some(1));
+    assert_eq!(Denial::over_quota(3_700, 100).retry_after, Some(3_600));
+
+    let unavailable = render(&Denial::unavailable(), "api", None);
+    assert_eq!(unavailable.status, 503);
+    assert!(!unavailable
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "www-authenticate"));
+}

@@ -1,0 +1,149 @@
+//! What requests leave behind and find, on the host through `FakeHost`: a limited key's
+//! headers and 429, the in-flight place given back at stream end or expired after a lost
+//! `on_log`, the usage tally, and how soon a worker's cached view and recent keys see a change.
+
+mod support;
+
+use keygate::request::Verdict;
+use support::*;
+
+#[test]
+fn a_limited_key_gets_rate_limit_headers_then_429() {
+    let setup = setup("", true);
+    for remaining in ["1", "0"] {
+        let (verdict, mut filter) = setup.send("GET", "/v1/models", &[("x-api-key", LIMITED)]);
+        assert_eq!(verdict, Verdict::Continue);
+        filter.on_response_headers();
+        assert_eq!(
+            setup.host.response_header("x-ratelimit-limit").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            setup
+                .host
+                .response_header("x-ratelimit-remaining")
+                .as_deref(),
+            Some(remaining)
+        );
+        assert!(setup.host.response_header("ratelimit-policy").is_some());
+        filter.on_stream_end();
+    }
+    let (verdict, mut filter) = setup.send("GET", "/v1/models", &[("x-api-key", LIMITED)]);
+    assert_eq!(verdict, Verdict::Stop);
+    let (status, code, headers) = setup.error();
+    assert_eq!((status, code.as_str()), (429, "RATE_LIMIT_EXCEEDED"));
+    assert!(header_of(&headers, "retry-after").is_some());
+    assert_eq!(header_of(&headers, "x-ratelimit-remaining"), Some("0"));
+    // A locally answered request adds nothing to a response it never gets.
+    filter.on_response_headers();
+    assert_eq!(setup.host.response_header("x-ratelimit-limit"), None);
+}
+
+#[test]
+fn the_in_flight_place_is_given_back_at_stream_end_or_expires_after_a_lost_on_log() {
+    let setup = setup("", true);
+    let (verdict, mut first) = setup.send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)]);
+    assert_eq!(verdict, Verdict::Continue);
+    let (verdict, _) = setup.send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)]);
+    assert_eq!(verdict, Verdict::Stop);
+    assert_eq!(setup.error().1, "CONCURRENCY_LIMIT_EXCEEDED");
+    first.on_stream_end();
+    first.on_stream_end(); // a second end gives nothing back twice
+    let (verdict, lost) = setup.send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)]);
+    assert_eq!(verdict, Verdict::Continue);
+    // This request's VM dies: its on_log never runs.
+    drop(lost);
+    assert_eq!(
+        setup
+            .send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)])
+            .0,
+        Verdict::Stop
+    );
+    // The place expires with in_flight_expiry (7 s here, plus at most one bucket).
+    setup.host.now.set(NOW_MS + 8_001);
+    assert_eq!(
+        setup
+            .send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)])
+            .0,
+        Verdict::Continue
+    );
+}
+
+#[test]
+fn usage_is_tallied_per_key_with_each_denial_code() {
+    let setup = setup("", true);
+    setup.get(VALID);
+    setup.get(VALID);
+    setup.send("GET", "/v1/models", &[("x-api-key", INACTIVE)]);
+    setup.send(
+        "GET",
+        "/v1/models",
+        &[("authorization", "Bearer pk_live_nobody")],
+    );
+    let batch = setup.worker.tally.borrow_mut().take_batch().expect("usage");
+    let report = |id: &str| batch.reports.iter().find(|r| r.key_id == id).cloned();
+    assert_eq!(report("key_valid").map(|r| r.allowed), Some(2));
+    let inactive = report("key_inactive").expect("denials of a known key are counted");
+    assert_eq!(
+        (inactive.allowed, inactive.denied.get("API_KEY_INACTIVE")),
+        (0, Some(&1))
+    );
+    assert_eq!(
+        batch.reports.len(),
+        2,
+        "an unknown key has no id to count under"
+    );
+}
+
+#[test]
+fn a_change_reaches_a_worker_within_the_view_ttl_and_a_new_key_at_once() {
+    let setup = setup("", true);
+    assert_eq!(setup.get(VALID).0, Verdict::Continue);
+    assert_eq!(setup.get(SCOPED).0, Verdict::Continue);
+    // A key this worker has just served is read from its recent keys for up to RECENT_KEY_TTL_MS: a
+    // revocation (a delta in the live shards) reaches it within that, and not before.
+    setup.host.now.set(NOW_MS + 60_000);
+    assert_eq!(setup.get(VALID).0, Verdict::Continue);
+    let revoked = record(VALID, "key_valid", "").replace(r#""active":true"#, r#""active":false"#);
+    apply_delta(&setup, &revoked);
+    assert_eq!(
+        setup.get(VALID).0,
+        Verdict::Continue,
+        "within the TTL: the record it read"
+    );
+    setup
+        .host
+        .now
+        .set(NOW_MS + 60_000 + keygate::request::RECENT_KEY_TTL_MS);
+    assert_eq!(setup.get(VALID).0, Verdict::Stop, "after it: revoked");
+    // A key that was not found is not cached: once its delta is written, it works.
+    setup.host.now.set(NOW_MS + 90_000);
+    let fresh = "pk_live_fresh000000000000000000000000000000";
+    assert_eq!(setup.get(fresh).0, Verdict::Stop);
+    apply_delta(&setup, &record(fresh, "key_fresh", ""));
+    assert_eq!(setup.get(fresh).0, Verdict::Continue);
+    // A new full snapshot (another epoch) without SCOPED: this worker serves its cached view
+    // until it is VIEW_TTL_MS old, then the new one.
+    setup.host.now.set(NOW_MS + 120_000);
+    assert_eq!(setup.get(SCOPED).0, Verdict::Continue);
+    let only_valid = record(VALID, "key_valid", "");
+    apply(
+        &setup,
+        &format!(r#"{{"version":1,"epoch":"F","full":true,"keys":[{only_valid}]}}"#),
+    );
+    assert_eq!(
+        setup.get(SCOPED).0,
+        Verdict::Continue,
+        "within the TTL: the old view"
+    );
+    setup
+        .host
+        .now
+        .set(NOW_MS + 120_000 + keygate::request::VIEW_TTL_MS);
+    assert_eq!(
+        setup.get(SCOPED).0,
+        Verdict::Stop,
+        "after it: the new snapshot"
+    );
+    assert_eq!(setup.get(VALID).0, Verdict::Continue);
+}
