@@ -6,6 +6,7 @@ use crate::domain::secrets::TokenDigest;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::FleetCounts;
+use crate::store::db::run_blocking;
 use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -36,8 +37,7 @@ impl AppState {
         T: Send + 'static,
         E: Into<ApiError> + Send + 'static,
     {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || work(&store))
+        run_blocking(&self.store, work)
             .await
             .map_err(|error| ApiError::Internal(format!("database task failed: {error}")))?
             .map_err(Into::into)

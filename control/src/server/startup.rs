@@ -12,6 +12,7 @@ use crate::fleet::FleetCounts;
 use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::server::console;
 use crate::server::error::StartupError;
+use crate::store::db::run_blocking;
 use crate::store::usage;
 use crate::store::Store;
 use axum::Extension;
@@ -126,10 +127,9 @@ async fn prune_usage_hourly(store: Arc<Store>, retention_days: u32) {
     every_hour.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         every_hour.tick().await;
-        let store = Arc::clone(&store);
-        let run = tokio::task::spawn_blocking(move || {
+        let run = run_blocking(&store, move |store| {
             let now = clock::now();
-            app::usage::prune(&store, usage::retention_cutoff(now, retention_days), now)
+            app::usage::prune(store, usage::retention_cutoff(now, retention_days), now)
         })
         .await;
         match run {
