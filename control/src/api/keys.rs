@@ -142,7 +142,7 @@ pub async fn list_keys(
 }
 
 /// The position a page starts after; the start for the first page.
-pub fn decode_cursor(text: Option<&str>) -> Result<Position, ApiError> {
+fn decode_cursor(text: Option<&str>) -> Result<Position, ApiError> {
     match text {
         None => Ok(Position::default()),
         Some(text) => cursor::decode(text)

@@ -6,7 +6,6 @@ use crate::domain::secrets::TokenDigest;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::FleetCounts;
-use crate::store::db::run_blocking;
 use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -37,7 +36,8 @@ impl AppState {
         T: Send + 'static,
         E: Into<ApiError> + Send + 'static,
     {
-        run_blocking(&self.store, work)
+        self.store
+            .run_blocking(work)
             .await
             .map_err(|error| ApiError::Internal(format!("database task failed: {error}")))?
             .map_err(Into::into)

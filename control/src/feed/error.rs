@@ -1,6 +1,5 @@
 //! What can go wrong serving the feed, and running its database work off the async workers.
 
-use crate::store::db::run_blocking;
 use crate::store::sql::Error as StoreError;
 use crate::store::Store;
 use std::fmt;
@@ -37,7 +36,8 @@ pub async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,
     work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, FeedError> {
-    run_blocking(store, work)
+    store
+        .run_blocking(work)
         .await
         .map_err(|error| FeedError::Task(error.to_string()))?
         .map_err(FeedError::Store)

@@ -12,7 +12,6 @@ use crate::fleet::FleetCounts;
 use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::server::console;
 use crate::server::error::StartupError;
-use crate::store::db::run_blocking;
 use crate::store::usage;
 use crate::store::Store;
 use axum::Extension;
@@ -127,11 +126,12 @@ async fn prune_usage_hourly(store: Arc<Store>, retention_days: u32) {
     every_hour.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         every_hour.tick().await;
-        let run = run_blocking(&store, move |store| {
-            let now = clock::now();
-            app::usage::prune(store, usage::retention_cutoff(now, retention_days), now)
-        })
-        .await;
+        let run = store
+            .run_blocking(move |store| {
+                let now = clock::now();
+                app::usage::prune(store, usage::retention_cutoff(now, retention_days), now)
+            })
+            .await;
         match run {
             Ok(Ok(pruned)) if pruned.hours > 0 || pruned.batches > 0 => println!(
                 "usage retention: rolled {} hourly rows into daily totals, forgot {} batch ids",

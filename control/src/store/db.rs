@@ -50,6 +50,20 @@ pub struct Store {
 }
 
 impl Store {
+    /// Runs blocking database work on tokio's blocking pool, off the async workers. The outer
+    /// error is the task's (it panicked or was cancelled); the inner one is the work's own.
+    pub async fn run_blocking<T, E>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<Result<T, E>, tokio::task::JoinError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&store)).await
+    }
+
     /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Store, Error> {
         let (backend, plans_are_new) = SqliteBackend::open(path)?;
@@ -147,20 +161,6 @@ impl Store {
 
 /// Creates the epoch and version on first start; returns the epoch. Replicas starting together
 /// agree: the first insert wins and the others read it.
-/// Runs blocking database work on tokio's blocking pool, off the async workers. The outer
-/// error is the task's (it panicked or was cancelled); the inner one is the work's own.
-pub async fn run_blocking<T, E>(
-    store: &Arc<Store>,
-    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
-) -> Result<Result<T, E>, tokio::task::JoinError>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-{
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || work(&store)).await
-}
-
 fn ensure_meta(tx: &Tx) -> Result<String, Error> {
     let epoch = secrets::random_base62(16)
         .map_err(|error| Error::Schema(format!("random epoch: {error}")))?;
