@@ -50,6 +50,7 @@ class SnapshotServer:
         self.usage_posts = []  # (monotonic time, parsed body) of accepted usage posts
         self.usage_status = 200  # what POST /v1/usage answers
         self.usage_attempts = []  # (monotonic time, parsed body) of every usage post
+        self.fleet_syncs = 0  # fleet syncs answered
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -81,8 +82,16 @@ class SnapshotServer:
             def do_POST(self):  # noqa: N802 - http.server naming
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
-                if self.headers.get("authorization") != f"Bearer {SYNC_TOKEN}" or self.path != "/v1/usage":
+                if self.headers.get("authorization") != f"Bearer {SYNC_TOKEN}":
                     return self._send(401, b'{"error":{"code":"UNAUTHORIZED","message":"sync token"}}')
+                if self.path == "/v1/ratelimits/sync":
+                    # A fleet of one: no other proxy has counted anything. Without this answer every
+                    # proxy here would count fleet syncs as failed (and raise the sync alert).
+                    with server.lock:
+                        server.fleet_syncs += 1
+                    return self._send(200, b'{"keys":[]}')
+                if self.path != "/v1/usage":
+                    return self._send(404, b'{"error":{"code":"NOT_FOUND","message":"no such path"}}')
                 body = json.loads(raw)
                 with server.lock:
                     server.usage_attempts.append((time.monotonic(), body))

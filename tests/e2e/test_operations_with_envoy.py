@@ -160,6 +160,12 @@ def prometheus(tmp_path_factory):
             timeout=30,
             what="three scrapes of the loaded snapshot",
         )
+        # Healthy means the fleet sync works too: the rules look at its counters.
+        wait_until(
+            lambda: server.query("keygate_ratelimit_sync_ok > 0 and keygate_ratelimit_sync_failed == 0"),
+            timeout=30,
+            what="a scraped successful fleet sync",
+        )
         yield server
     finally:
         if server is not None:
