@@ -18,7 +18,7 @@ pub async fn sync_fleet(
     JsonBody(post): JsonBody<FleetSyncPost, MAX_PROXY_BODY_BYTES>,
 ) -> Result<Json<FleetSyncReply>, ApiError> {
     fleet::validate_post(&post)?;
-    let now_ms = u64::try_from(clock::now().timestamp_millis()).unwrap_or(0);
+    let now_ms = clock::now_ms();
     let counts = Arc::clone(&state.fleet);
     let reply = state
         .blocking(move |store| counts.sync(store, &post, now_ms))

@@ -4,6 +4,7 @@ use crate::api::access::AdminRoute;
 use crate::api::error::{method_not_allowed, route_not_found};
 use crate::api::extract::{MAX_BODY_BYTES, MAX_PROXY_BODY_BYTES};
 use crate::api::fleet::sync_fleet;
+use crate::api::metrics::metrics;
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::usage::record_usage;
@@ -37,7 +38,8 @@ pub fn admin_routes() -> impl Iterator<Item = &'static AdminRoute> {
 pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .route("/healthz", get(healthz))
-        .route("/openapi.json", get(openapi));
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics));
     for route in admin_routes() {
         // The rule travels with the request, for `access::Caller` to check.
         routes = routes.route(

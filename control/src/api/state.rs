@@ -5,6 +5,7 @@ use crate::app::error::LifecycleError;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;
+use crate::fleet::redis::FlushStats;
 use crate::fleet::FleetCounts;
 use crate::store::Store;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub held_polls: HeldPolls,
     /// The fleet-wide rate-limit counts (`POST /v1/ratelimits/sync`).
     pub fleet: Arc<FleetCounts>,
+    /// What the Redis flushes did (all zero without Redis).
+    pub fleet_stats: Arc<FlushStats>,
     /// The full snapshot in the compact encoding, built once for every starting proxy.
     pub full_snapshot: Arc<SnapshotCache>,
 }

@@ -111,6 +111,11 @@ pub struct ServeArgs {
     /// What a scope allows, shown where keys are given scopes: SCOPE=TEXT (repeatable).
     #[arg(long = "scope-description", value_name = "SCOPE=TEXT")]
     pub scope_descriptions: Vec<String>,
+    /// Redis for the fleet's rate-limit counts (redis://HOST:PORT[/DB]), shared by the replicas:
+    /// give it with several replicas on PostgreSQL. Without it a single control service counts
+    /// in memory, and replicas count in the database (about ten Envoys).
+    #[arg(long, env = "KEYGATE_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
 }
 
 /// Where the keys live: a SQLite file (the default) or PostgreSQL.

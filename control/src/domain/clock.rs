@@ -7,6 +7,11 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
 }
 
+/// Now in Unix milliseconds, unrounded: the fleet counts' buckets are finer than a second.
+pub fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
 pub fn format(instant: DateTime<Utc>) -> String {
     instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }

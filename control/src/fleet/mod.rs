@@ -4,13 +4,17 @@
 //!
 //! - `frame`: which buckets of a sync are inside their window, and which are forgotten.
 //! - `reply`: what makes a key hot; the answer's order and cap.
-//! - `memory`: the counts in this process (one control service, SQLite).
-//! - `database`: the counts in the database (replicas sharing PostgreSQL); `written`: what
-//!   this replica wrote there, so unchanged counts are not written again.
+//! - `memory`: the counts in this process (one control service, SQLite; or a replica's own
+//!   Envoys' counts and the fleet's totals it read from Redis).
+//! - `redis`: replicas sharing their counts through Redis, flushed every 250 ms.
+//! - `database`: the counts in the database (replicas sharing PostgreSQL without Redis: about
+//!   ten Envoys); `written`: what this replica wrote there, so unchanged counts are not written
+//!   again.
 
 mod database;
 mod frame;
 mod memory;
+pub mod redis;
 mod reply;
 #[cfg(test)]
 mod tests;
@@ -27,17 +31,39 @@ pub const MAX_COUNT: u64 = 1_000_000_000_000;
 
 /// Where the fleet's counts live.
 pub enum FleetCounts {
+    /// All of them in this process.
     Memory(Mutex<memory::Counts>),
+    /// This replica's Envoys' counts in this process, shared with the other replicas through
+    /// Redis (`redis::RedisLink` flushes them).
+    Replicated(Mutex<memory::Counts>),
     Database(database::Database),
 }
 
 impl FleetCounts {
-    /// In the database when several replicas may share it, else in memory.
-    pub fn for_store(store: &Store) -> FleetCounts {
-        if store.is_shared() {
+    /// Shared through Redis when there is one; else in the database when several replicas may
+    /// share it, else in memory.
+    pub fn for_store(store: &Store, redis: bool) -> FleetCounts {
+        if redis {
+            FleetCounts::Replicated(Mutex::default())
+        } else if store.is_shared() {
             FleetCounts::Database(database::Database::default())
         } else {
             FleetCounts::Memory(Mutex::default())
+        }
+    }
+
+    /// Runs `f` on the counts held in this process (`None` with the database backend).
+    pub fn with_memory<T>(&self, f: impl FnOnce(&mut memory::Counts) -> T) -> Option<T> {
+        match self {
+            FleetCounts::Memory(counts) | FleetCounts::Replicated(counts) => {
+                // Every count is absolute and re-sent, and a flush that did not finish is
+                // written again, so a lock poisoned by a panic is taken over.
+                let mut counts = counts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                Some(f(&mut counts))
+            }
+            FleetCounts::Database(_) => None,
         }
     }
 
@@ -49,15 +75,10 @@ impl FleetCounts {
         now_ms: u64,
     ) -> Result<FleetSyncReply, Error> {
         match self {
-            FleetCounts::Memory(counts) => {
-                // A panic while counting cannot leave the counts half-raised in a way that
-                // matters: every count is absolute and re-sent, so a poisoned lock is taken over.
-                let mut counts = counts
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                Ok(counts.sync(post, now_ms))
-            }
             FleetCounts::Database(database) => database.sync(store, post, now_ms),
+            held => Ok(held
+                .with_memory(|counts| counts.sync(post, now_ms))
+                .unwrap_or_default()),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The sync's semantics, run on both places the counts can live: in memory and in the
 //! database (the same statements PostgreSQL runs, here on SQLite).
 
+use super::memory::redis_fake::FakeRedis;
+use super::memory::Warmth;
 use super::FleetCounts;
 use crate::store::db::temp_store;
 use crate::store::Store;
 use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC};
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 /// 2 s minute buckets, 2 min hour buckets, 1 h day buckets: the filter's defaults.
@@ -16,6 +19,9 @@ const NOW: u64 = NOW_MS / 2_000;
 
 struct Fixture {
     counts: FleetCounts,
+    /// Replicated: a second replica and the Redis they share (each proxy syncs with the replica
+    /// its name picks, as an Envoy with a sticky connection does).
+    other: Option<(FleetCounts, FakeRedis, RefCell<[usize; 2]>)>,
     store: Store,
     dir: PathBuf,
 }
@@ -26,17 +32,32 @@ impl Drop for Fixture {
     }
 }
 
-/// The same test against the in-memory counts and the database counts.
+/// The same test against the in-memory counts, the database counts, and two replicas sharing
+/// their counts through (a stand-in for) Redis.
 fn each(name: &str, test: impl Fn(&Fixture)) {
-    for (place, database) in [("memory", false), ("database", true)] {
+    for place in ["memory", "database", "replicated"] {
         let (store, dir) = temp_store("fleet", &format!("{name}-{place}"));
-        let counts = if database {
-            FleetCounts::Database(super::database::Database::default())
-        } else {
-            FleetCounts::for_store(&store)
+        let (counts, other) = match place {
+            "database" => (
+                FleetCounts::Database(super::database::Database::default()),
+                None,
+            ),
+            "replicated" => (
+                FleetCounts::for_store(&store, true),
+                Some((
+                    FleetCounts::for_store(&store, true),
+                    FakeRedis::default(),
+                    RefCell::new([0, 0]),
+                )),
+            ),
+            _ => (FleetCounts::for_store(&store, false), None),
         };
-        assert_eq!(matches!(counts, FleetCounts::Database(_)), database);
-        test(&Fixture { counts, store, dir });
+        test(&Fixture {
+            counts,
+            other,
+            store,
+            dir,
+        });
     }
 }
 
@@ -61,12 +82,46 @@ impl Fixture {
             keys,
         };
         assert!(keygate_contract::fleet::validate_post(&post).is_ok());
-        self.counts.sync(&self.store, &post, now_ms).unwrap()
+        self.post(&post, now_ms)
     }
 
     fn sync(&self, proxy: &str, keys: Vec<KeyCounts>) -> FleetSyncReply {
         self.sync_at(proxy, keys, NOW_MS)
     }
+
+    /// Posts to the proxy's replica, after both replicas flushed three times: an announcement
+    /// made in one flush is learned by the other replica in its next, which reads the key's
+    /// totals in the one after.
+    fn post(&self, post: &FleetSyncPost, now_ms: u64) -> FleetSyncReply {
+        let replica = match &self.other {
+            None => &self.counts,
+            Some((other, redis, seen)) => {
+                for _ in 0..3 {
+                    for (index, replica) in [&self.counts, other].into_iter().enumerate() {
+                        flush(replica, redis, &mut seen.borrow_mut()[index], now_ms);
+                    }
+                }
+                if post.proxy_id.bytes().map(u32::from).sum::<u32>() % 2 == 0 {
+                    &self.counts
+                } else {
+                    other
+                }
+            }
+        };
+        replica.sync(&self.store, post, now_ms).unwrap()
+    }
+}
+
+/// One flush of `replica` through the fake Redis.
+fn flush(replica: &FleetCounts, redis: &FakeRedis, seen: &mut usize, now_ms: u64) {
+    let flush = replica
+        .with_memory(|counts| counts.take_flush(Warmth::Always, now_ms))
+        .unwrap();
+    let (totals, announced) = redis.exchange(&flush, seen);
+    replica.with_memory(|counts| {
+        counts.learn_published(&announced);
+        counts.apply_flush(&flush, &totals);
+    });
 }
 
 /// The minute-window counts the reply gives for key `n` (`None`: the key is not in it).
@@ -154,15 +209,20 @@ fn counts_leave_with_their_window() {
 #[test]
 fn the_memory_forgets_keys_nobody_sends_any_more() {
     let (store, dir) = temp_store("fleet", "sweep");
-    let counts = FleetCounts::for_store(&store);
-    let f = Fixture { counts, store, dir };
+    let counts = FleetCounts::for_store(&store, false);
+    let f = Fixture {
+        counts,
+        other: None,
+        store,
+        dir,
+    };
     f.sync(
         "a",
         (0..100).map(|n| key(n, Some(10), &[(NOW, 1)])).collect(),
     );
     let held = |f: &Fixture| match &f.counts {
         FleetCounts::Memory(counts) => counts.lock().unwrap().key_count(),
-        FleetCounts::Database(_) => usize::MAX,
+        _ => usize::MAX,
     };
     assert_eq!(held(&f), 100);
     // An hour later another key is synced: the sweep drops the 100 (the minute window is long
@@ -232,7 +292,7 @@ fn envoys_with_other_bucket_widths_are_counted_apart() {
             window_ms: WINDOW_MS,
             keys: vec![key(1, Some(100), &[(NOW * 2, 1)])],
         };
-        let reply = f.counts.sync(&f.store, &post, NOW_MS).unwrap();
+        let reply = f.post(&post, NOW_MS);
         assert!(reply.keys.is_empty(), "{reply:?}");
     });
 }

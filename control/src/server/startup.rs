@@ -8,6 +8,7 @@ use crate::cli::args::ServeArgs;
 use crate::domain::clock;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::versions::HeldPolls;
+use crate::fleet::redis::RedisLink;
 use crate::fleet::FleetCounts;
 use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::server::console;
@@ -60,7 +61,14 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         shutting_down,
         held_polls: HeldPolls::default(),
         full_snapshot: Default::default(),
-        fleet: Arc::new(FleetCounts::for_store(&store)),
+        fleet: Arc::new(FleetCounts::for_store(&store, args.redis_url.is_some())),
+        fleet_stats: Arc::default(),
+    };
+    let redis = match &args.redis_url {
+        Some(url) => Some(
+            RedisLink::new(url, Arc::clone(&state.fleet_stats)).map_err(StartupError::Config)?,
+        ),
+        None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,6 +95,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             }
             None => None,
         };
+        let flushing = redis.map(|link| tokio::spawn(link.run(Arc::clone(&state.fleet))));
         let pruning = tokio::spawn(prune_usage_hourly(
             Arc::clone(&state.store),
             args.usage_retention_days,
@@ -101,6 +110,9 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             .await
             .map_err(|error| StartupError::Serve(format!("server error: {error}")));
         pruning.abort();
+        if let Some(flushing) = flushing {
+            flushing.abort();
+        }
         if let Some(console_server) = console_server {
             match console_server.await {
                 Ok(result) => result?,

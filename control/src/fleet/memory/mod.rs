@@ -1,6 +1,17 @@
-//! The fleet's counts in this process's memory, for a single control service (SQLite): every
-//! Envoy's absolute count per key, window and bucket, their sums, each key's latest limits and
-//! the set of hot keys. After a restart the Envoys' next syncs rebuild it.
+//! The fleet's counts in this process's memory: every Envoy's absolute count per key, window and
+//! bucket that syncs with this process, their sums, each key's latest limits and the set of hot
+//! keys. After a restart the Envoys' next syncs rebuild it.
+//!
+//! A single control service (SQLite) holds the whole fleet here. Replicas sharing a Redis hold
+//! their own Envoys' counts here too and, for the keys they publish (`publish.rs`), the fleet's
+//! totals as last read from Redis: a bucket's fleet-wide count is then what Redis holds plus
+//! what this replica's Envoys admitted since its last flush.
+
+mod publish;
+#[cfg(test)]
+pub mod redis_fake;
+
+pub use publish::{Flush, KeyTotals, PublishedKey, Totals, Warmth};
 
 use crate::fleet::frame::Frame;
 use crate::fleet::reply::{self, Rest};
@@ -27,6 +38,9 @@ pub struct Counts {
 #[derive(Debug, Default)]
 struct KeyState {
     limits: [Option<u64>; WINDOWS],
+    /// Its counts are shared through Redis (replicas only): this replica flushes what its Envoys
+    /// admitted and reads the fleet's totals back.
+    published: bool,
     /// Per window: `(bucket_ms, bucket)` → counts. Envoys with other bucket widths (a rollout of
     /// new window settings) are counted apart, never mixed.
     windows: [BTreeMap<(u64, u64), Bucket>; WINDOWS],
@@ -34,24 +48,41 @@ struct KeyState {
 
 #[derive(Debug, Default)]
 struct Bucket {
-    /// Sum over `proxies`.
+    /// Sum of `proxies`' counts.
     total: u64,
-    proxies: Vec<(Arc<str>, u64)>,
+    /// Sum of `proxies`' flushed counts.
+    flushed: u64,
+    /// The fleet's total in Redis as last read (it holds every flushed count, this replica's
+    /// included); 0 for a key that is not published.
+    remote: u64,
+    proxies: Vec<ProxyCount>,
+}
+
+#[derive(Debug)]
+struct ProxyCount {
+    proxy: Arc<str>,
+    count: u64,
+    /// What this replica last wrote to Redis for the proxy (never more than `count`).
+    flushed: u64,
 }
 
 impl Bucket {
     /// Raises `proxy`'s count to `count` (never lowers it: a late retry carries an older,
     /// smaller count).
     fn raise(&mut self, proxy: &Arc<str>, count: u64) {
-        match self.proxies.iter_mut().find(|(id, _)| id == proxy) {
-            Some((_, held)) if *held >= count => {}
-            Some((_, held)) => {
-                self.total = self.total.saturating_add(count - *held);
-                *held = count;
+        match self.proxies.iter_mut().find(|held| &held.proxy == proxy) {
+            Some(held) if held.count >= count => {}
+            Some(held) => {
+                self.total = self.total.saturating_add(count - held.count);
+                held.count = count;
             }
             None => {
                 self.total = self.total.saturating_add(count);
-                self.proxies.push((Arc::clone(proxy), count));
+                self.proxies.push(ProxyCount {
+                    proxy: Arc::clone(proxy),
+                    count,
+                    flushed: 0,
+                });
             }
         }
     }
@@ -59,8 +90,15 @@ impl Bucket {
     fn of(&self, proxy: &str) -> u64 {
         self.proxies
             .iter()
-            .find(|(id, _)| &**id == proxy)
-            .map_or(0, |(_, count)| *count)
+            .find(|held| &*held.proxy == proxy)
+            .map_or(0, |held| held.count)
+    }
+
+    /// The fleet-wide count: Redis's total plus what this replica's Envoys admitted since they
+    /// were last flushed (both 0 and the local sum for a key that is not published).
+    fn fleet_total(&self) -> u64 {
+        self.remote
+            .saturating_add(self.total.saturating_sub(self.flushed))
     }
 }
 
@@ -87,7 +125,7 @@ impl KeyState {
         for (window, total) in totals.iter_mut().enumerate() {
             *total = self
                 .inside(frame, window)
-                .map(|(_, bucket)| bucket.total)
+                .map(|(_, bucket)| bucket.fleet_total())
                 .fold(0, u64::saturating_add);
         }
         totals
@@ -113,7 +151,12 @@ impl KeyState {
         for (window, rest) in counts.iter_mut().enumerate() {
             *rest = self
                 .inside(frame, window)
-                .map(|(bucket, counts)| (bucket, counts.total.saturating_sub(counts.of(proxy))))
+                .map(|(bucket, counts)| {
+                    (
+                        bucket,
+                        counts.fleet_total().saturating_sub(counts.of(proxy)),
+                    )
+                })
                 .filter(|(_, count)| *count > 0)
                 .collect();
         }

@@ -1,0 +1,188 @@
+//! Replicas sharing counts through (a stand-in for) Redis: what gets published, and what the
+//! counts become when an Envoy moves between replicas, when Redis is unreachable and when it
+//! lost its data.
+
+use super::super::redis_fake::FakeRedis;
+use super::super::Counts;
+use super::{Flush, Warmth};
+use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts};
+
+const BUCKET_MS: [u64; 3] = [2_000, 120_000, 3_600_000];
+const WINDOW_MS: [u64; 3] = [60_000, 3_600_000, 86_400_000];
+const NOW_MS: u64 = 1_000_000_000;
+const NOW: u64 = NOW_MS / 2_000;
+const TWO: Warmth = Warmth::ShareOf { replicas: 2 };
+
+fn tag(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+fn post(proxy: &str, n: u32, limit: u64, minute: &[(u64, u64)]) -> FleetSyncPost {
+    FleetSyncPost {
+        proxy_id: proxy.into(),
+        bucket_ms: BUCKET_MS,
+        window_ms: WINDOW_MS,
+        keys: vec![KeyCounts {
+            key: tag(n),
+            limits: [Some(limit), None, None],
+            counts: [minute.to_vec(), vec![], vec![]],
+        }],
+    }
+}
+
+fn minute_of(reply: &FleetSyncReply, n: u32) -> Vec<(u64, u64)> {
+    reply
+        .keys
+        .iter()
+        .find(|key| key.key == tag(n))
+        .map(|key| key.counts[0].clone())
+        .unwrap_or_default()
+}
+
+struct Replica {
+    counts: Counts,
+    seen: usize,
+}
+
+impl Replica {
+    fn new() -> Replica {
+        Replica {
+            counts: Counts::default(),
+            seen: 0,
+        }
+    }
+
+    fn flush(&mut self, redis: &FakeRedis, warmth: Warmth) -> Flush {
+        let flush = self.counts.take_flush(warmth, NOW_MS);
+        let (totals, announced) = redis.exchange(&flush, &mut self.seen);
+        self.counts.learn_published(&announced);
+        self.counts.apply_flush(&flush, &totals);
+        flush
+    }
+}
+
+/// Flushes both replicas until announcements are learned and totals read.
+fn settle(replicas: &mut [&mut Replica], redis: &FakeRedis) {
+    for _ in 0..3 {
+        for replica in replicas.iter_mut() {
+            replica.flush(redis, TWO);
+        }
+    }
+}
+
+#[test]
+fn a_key_is_published_once_a_replica_holds_its_share_of_the_limit() {
+    let redis = FakeRedis::default();
+    let mut a = Replica::new();
+    // Limit 100 over two replicas: a replica publishes at 100 / (2 x 2) = 25.
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 24)]), NOW_MS);
+    let flush = a.flush(&redis, TWO);
+    assert!(
+        flush.announce.is_empty() && flush.keys.is_empty(),
+        "{flush:?}"
+    );
+    assert_eq!(a.counts.published_count(), 0);
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 25)]), NOW_MS);
+    let flush = a.flush(&redis, TWO);
+    assert_eq!(flush.announce.len(), 1);
+    assert_eq!(flush.keys.len(), 1, "its counts are written at once");
+    let flush = a.flush(&redis, TWO);
+    assert!(flush.announce.is_empty(), "announced once");
+    assert!(flush.keys.is_empty(), "nothing grew: only read");
+    assert_eq!(flush.read, vec![tag(1)]);
+}
+
+#[test]
+fn a_replica_that_holds_a_key_below_its_share_joins_when_another_publishes_it() {
+    let redis = FakeRedis::default();
+    let (mut a, mut b) = (Replica::new(), Replica::new());
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 30)]), NOW_MS);
+    b.counts.sync(&post("e2", 1, 100, &[(NOW, 10)]), NOW_MS);
+    settle(&mut [&mut a, &mut b], &redis);
+    // e2's 10 are below B's share, but A published the key, so B writes them too.
+    let reply = a.counts.sync(&post("e1", 1, 100, &[(NOW, 30)]), NOW_MS);
+    assert_eq!(minute_of(&reply, 1), vec![(NOW, 10)]);
+    let reply = b.counts.sync(&post("e2", 1, 100, &[(NOW, 10)]), NOW_MS);
+    assert_eq!(minute_of(&reply, 1), vec![(NOW, 30)]);
+    // Below half its limit fleet-wide, Envoys that never saw it are not told; once hot, they are.
+    let reply = b.counts.sync(&post("e3", 2, 100, &[(NOW, 1)]), NOW_MS);
+    assert_eq!(minute_of(&reply, 1), vec![], "40 of 100: not hot");
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 45)]), NOW_MS);
+    settle(&mut [&mut a, &mut b], &redis);
+    let reply = b.counts.sync(&post("e3", 2, 100, &[(NOW, 1)]), NOW_MS);
+    assert_eq!(minute_of(&reply, 1), vec![(NOW, 55)]);
+}
+
+#[test]
+fn an_envoy_alternating_between_replicas_is_never_counted_short() {
+    let redis = FakeRedis::default();
+    let (mut a, mut b) = (Replica::new(), Replica::new());
+    let mut truth = 0;
+    for round in 1..=6u64 {
+        truth += 20;
+        let replica = if round % 2 == 1 { &mut a } else { &mut b };
+        // Limit 40: published from e1's first count on. e2 (always at B) at 5.
+        replica
+            .counts
+            .sync(&post("e1", 1, 40, &[(NOW, truth)]), NOW_MS);
+        let reply = b.counts.sync(&post("e2", 1, 40, &[(NOW, 5)]), NOW_MS);
+        let rest = minute_of(&reply, 1).first().map_or(0, |&(_, count)| count);
+        // Before a flush: A's newest 20 may not be in Redis yet (the flush interval the bound
+        // counts), and e1's count at B may be counted again on top of Redis's (an over-count,
+        // by at most e1's count), never less.
+        assert!(rest + 20 >= truth, "round {round}: rest {rest} of {truth}");
+        assert!(rest <= 2 * truth, "round {round}: rest {rest}");
+        settle(&mut [&mut a, &mut b], &redis);
+        let reply = b.counts.sync(&post("e2", 1, 40, &[(NOW, 5)]), NOW_MS);
+        assert_eq!(
+            minute_of(&reply, 1),
+            vec![(NOW, truth)],
+            "round {round}: exact"
+        );
+    }
+}
+
+#[test]
+fn without_redis_a_replica_answers_from_its_own_envoys_and_catches_up_after() {
+    let redis = FakeRedis::default();
+    let (mut a, mut b) = (Replica::new(), Replica::new());
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 40)]), NOW_MS);
+    b.counts.sync(&post("e2", 1, 100, &[(NOW, 40)]), NOW_MS);
+    settle(&mut [&mut a, &mut b], &redis);
+    // Redis goes away: flushes fail (taken, never applied). B's own Envoys still count, and
+    // the totals last read still do.
+    for _ in 0..3 {
+        a.counts.take_flush(TWO, NOW_MS);
+        b.counts.take_flush(TWO, NOW_MS);
+    }
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 50)]), NOW_MS);
+    let reply = b.counts.sync(&post("e3", 1, 100, &[(NOW, 3)]), NOW_MS);
+    assert_eq!(
+        minute_of(&reply, 1),
+        vec![(NOW, 80)],
+        "A's 10 new ones unseen"
+    );
+    // Back: what grew meanwhile is written, nothing twice.
+    settle(&mut [&mut a, &mut b], &redis);
+    let reply = b.counts.sync(&post("e3", 1, 100, &[(NOW, 3)]), NOW_MS);
+    assert_eq!(minute_of(&reply, 1), vec![(NOW, 90)]);
+}
+
+#[test]
+fn after_redis_lost_its_data_everything_is_written_again() {
+    let redis = FakeRedis::default();
+    let (mut a, mut b) = (Replica::new(), Replica::new());
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 40)]), NOW_MS);
+    b.counts.sync(&post("e2", 1, 100, &[(NOW, 30)]), NOW_MS);
+    settle(&mut [&mut a, &mut b], &redis);
+    redis.lose_everything();
+    a.seen = 0;
+    b.seen = 0;
+    assert_eq!(a.counts.forget_flushed().len(), 1, "announced again");
+    b.counts.forget_flushed();
+    // (the link announces what forget_flushed returns; here the next take_flush of a key that
+    // is still published writes it in full)
+    settle(&mut [&mut a, &mut b], &redis);
+    let reply = b.counts.sync(&post("e3", 1, 100, &[(NOW, 1)]), NOW_MS);
+    assert_eq!(minute_of(&reply, 1), vec![(NOW, 70)]);
+}
