@@ -64,17 +64,20 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         fleet: Arc::new(FleetCounts::for_store(&store, args.redis_url.is_some())),
         fleet_stats: Arc::default(),
     };
-    let redis = match &args.redis_url {
-        Some(url) => Some(
-            RedisLink::new(url, Arc::clone(&state.fleet_stats)).map_err(StartupError::Config)?,
-        ),
-        None => None,
-    };
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| StartupError::Io(format!("cannot start the async runtime: {error}")))?;
     runtime.block_on(async move {
+        // Inside the runtime: the link's connection belongs to it.
+        let redis = match &args.redis_url {
+            Some(url) => Some(
+                RedisLink::new(url, Arc::clone(&state.fleet_stats))
+                    .map_err(StartupError::Config)?,
+            ),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|error| {
