@@ -71,7 +71,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => number * 3600.0,
         other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m or h)")),
     };
-    if !(seconds > 0.0) || seconds > MAX_TIMEOUT.as_secs_f64() {
+    let in_range = seconds > 0.0 && seconds <= MAX_TIMEOUT.as_secs_f64();
+    if !in_range {
         return Err(format!("{text:?}: must be more than 0 and at most 24h"));
     }
     Ok(Duration::from_secs_f64(seconds))
