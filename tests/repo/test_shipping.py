@@ -280,7 +280,12 @@ def test_kubernetes_control_service_is_two_replicas_on_postgres():
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = deployment["spec"]["template"]["spec"]
-    assert "volumes" not in pod, "the replicas keep nothing of their own"
+    # The replicas keep nothing of their own: the one volume is their TLS certificate's Secret.
+    assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": "keygate-control-tls"}}]
+    (container,) = pod["containers"]
+    tls_env = {e["name"]: e.get("value") for e in container["env"]}
+    assert tls_env["KEYGATE_TLS_CERT"] == "/etc/keygate/tls/tls.crt" and tls_env["KEYGATE_TLS_KEY"] == "/etc/keygate/tls/tls.key"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     (container,) = pod["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert "KEYGATE_DB" not in env, "--db and --database-url conflict"
@@ -298,3 +303,7 @@ def test_kubernetes_control_service_is_two_replicas_on_postgres():
     outlier = rule["spec"]["trafficPolicy"]["outlierDetection"]
     assert outlier["splitExternalLocalOriginErrors"] is True and outlier["consecutiveLocalOriginFailures"] == 1
     assert outlier["consecutive5xxErrors"] == 0 and outlier["maxEjectionPercent"] == 50
+    # TLS from the gateway to the replicas, checking the service's name (SAN) against its CA.
+    tls = rule["spec"]["trafficPolicy"]["tls"]
+    assert tls["mode"] == "SIMPLE" and tls["credentialName"] == "keygate-control-ca"
+    assert tls["sni"] == host and tls["subjectAltNames"] == [host]
