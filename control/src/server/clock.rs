@@ -9,6 +9,10 @@
 //! - otherwise, once bytes of a next request (or, on a new connection, of the TLS handshake
 //!   and the first request) are on the way, the request must start within the header timeout;
 //! - otherwise the connection is idle and is closed after the idle timeout.
+//!
+//! Bytes count as the start of a request whatever they are, so an HTTP/2 client that pings an
+//! otherwise idle connection has it closed after the header timeout rather than the idle one:
+//! the stricter reading, and the proxies' calls are HTTP/1.1 (envoy/envoy-ha.yaml).
 
 use std::time::{Duration, Instant};
 
