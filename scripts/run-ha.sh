@@ -2,6 +2,8 @@
 # `make run-ha`: a local PostgreSQL, two control-service replicas on it, the demo upstream, and
 # Envoy with the Keygate filter and both replicas in its keygate_control cluster
 # (envoy/envoy-ha.yaml), on local ports. README: "Running several control replicas".
+# The replicas serve HTTPS with a development CA's certificate (scripts/dev-pki.sh, made once in
+# $KEYGATE_RUN_DIR/pki); Envoy trusts that CA and checks the name control.keygate.test.
 #
 # PostgreSQL is Debian's (package postgresql, `make system-deps`): its cluster is created with
 # initdb in $KEYGATE_RUN_DIR/postgres on first start and kept between runs, as `make run` keeps
@@ -47,6 +49,10 @@ if [ -z "$PG_BIN" ]; then
 fi
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
+PKI_DIR=$RUN_DIR/pki
+command -v openssl >/dev/null ||
+  { echo "scripts/run-ha.sh: the openssl command is needed for the replicas' development certificate" >&2; exit 1; }
+scripts/dev-pki.sh "$PKI_DIR" >/dev/null
 PG_DIR=$RUN_DIR/postgres
 DATABASE_URL="postgres://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE"
 
@@ -114,6 +120,7 @@ declare -A envoy_values=(
   ["port_value: 8091"]="port_value: ${CONTROL_PORTS[1]}"
   ["port_value: 8082"]="port_value: $UPSTREAM_PORT"
   ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
+  ["trusted_ca: { filename: .run/ha/pki/ca.pem }"]="trusted_ca: { filename: $PKI_DIR/ca.pem }"
 )
 
 start_postgres() {
@@ -156,7 +163,7 @@ start_postgres() {
 start_control() {
   local n=$1
   setsid "$CONTROL" serve --dev --listen "127.0.0.1:${CONTROL_PORTS[n]}" --database-url "$DATABASE_URL" \
-    >>"$RUN_DIR/control-$((n + 1)).log" 2>&1 &
+    --tls-cert "$PKI_DIR/control.pem" --tls-key "$PKI_DIR/control.key" >>"$RUN_DIR/control-$((n + 1)).log" 2>&1 &
   control_pids[n]=$!
   echo "${control_pids[n]}" >"$RUN_DIR/control-$((n + 1)).pid"
 }
@@ -171,7 +178,7 @@ setsid python3 scripts/demo_upstream.py --port "$UPSTREAM_PORT" >"$RUN_DIR/upstr
 upstream_pid=$!
 echo "$upstream_pid" >"$RUN_DIR/upstream.pid"
 for n in 0 1; do
-  wait_for "http://127.0.0.1:${CONTROL_PORTS[n]}/healthz" 30 "${control_pids[n]}" ||
+  CURL_CA_BUNDLE=$PKI_DIR/ca.pem wait_for "https://127.0.0.1:${CONTROL_PORTS[n]}/healthz" 30 "${control_pids[n]}" ||
     fail "control-service replica $((n + 1)) did not start (see $RUN_DIR/control-$((n + 1)).log)"
 done
 wait_for "http://127.0.0.1:$UPSTREAM_PORT/" 30 "$upstream_pid" ||
@@ -188,7 +195,8 @@ cat <<MSG
 Keygate is running with two control-service replicas on PostgreSQL.
   API (Envoy + Keygate)  http://127.0.0.1:$API_PORT
   Envoy admin            http://127.0.0.1:$ADMIN_PORT   (replicas' health: /clusters | grep keygate_control)
-  control replicas       http://127.0.0.1:${CONTROL_PORTS[0]}  http://127.0.0.1:${CONTROL_PORTS[1]}   (either one; they share everything)
+  control replicas       https://127.0.0.1:${CONTROL_PORTS[0]}  https://127.0.0.1:${CONTROL_PORTS[1]}   (either one; they share everything)
+  their CA               $PKI_DIR/ca.pem   (KEYGATE_CA_CERT for the CLI, --cacert for curl)
   PostgreSQL             $DATABASE_URL   (cluster in $PG_DIR)
   demo upstream          http://127.0.0.1:$UPSTREAM_PORT
   logs                   $RUN_DIR/{envoy,control-1,control-2,postgres,upstream}.log   (pids: $RUN_DIR/*.pid)
@@ -197,11 +205,11 @@ print_dev_tokens
 cat <<MSG
 
 Try it:
-  export KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN
-  KEYGATE_URL=http://127.0.0.1:${CONTROL_PORTS[0]} $CONTROL keys create --name demo --scope list_models   # prints the key once
+  export KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN KEYGATE_CA_CERT=$PKI_DIR/ca.pem
+  KEYGATE_URL=https://127.0.0.1:${CONTROL_PORTS[0]} $CONTROL keys create --name demo --scope list_models   # prints the key once
   curl -s http://127.0.0.1:$API_PORT/v1/models -H "Authorization: Bearer <the key>"
   kill -9 \$(cat $RUN_DIR/control-1.pid)      # Envoy goes on syncing through the other replica
-  KEYGATE_URL=http://127.0.0.1:${CONTROL_PORTS[1]} $CONTROL keys revoke <key id>   # then the key gets 401 API_KEY_INACTIVE
+  KEYGATE_URL=https://127.0.0.1:${CONTROL_PORTS[1]} $CONTROL keys revoke <key id>   # then the key gets 401 API_KEY_INACTIVE
 
 Ctrl-C stops everything.
 MSG

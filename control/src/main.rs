@@ -69,7 +69,8 @@ fn refuse_client_options(matches: &ArgMatches, command: &str) -> Result<(), Stri
         .next();
     match given {
         Some(option) => Err(format!(
-            "--{option} is an option of the keys commands, not of {command}{}",
+            "--{} is an option of the keys commands, not of {command}{}",
+            option.replace('_', "-"),
             if command == "serve" && option == "token" {
                 " (the service reads KEYGATE_ADMIN_TOKEN and KEYGATE_SYNC_TOKEN)"
             } else {

@@ -58,10 +58,12 @@ class ControlService:
     """One `keygate-control serve` on a port of its own, which it keeps across restarts: it can
     be stopped (or killed) and started again on the same database. `database` is a SQLite file
     (a Path; by default a new one in a temporary folder) or a PostgreSQL URL, whose `cluster`
-    (a PostgresCluster) can then read and dump it. Not started until `start()`."""
+    (a PostgresCluster) can then read and dump it. With `tls` (a keygate_testkit.tls
+    IssuedCertificate) and `ca_cert` (its CA's PEM file) it serves https and is checked
+    against that CA. Not started until `start()`."""
 
     def __init__(self, database=None, log_path=None, *, cluster=None, port=None, extra_env=None, extra_args=(),
-                 binary=None, start_timeout=START_SECONDS):
+                 binary=None, start_timeout=START_SECONDS, tls=None, ca_cert=None):
         self.dir = Path(tempfile.mkdtemp(prefix="keygate-control-")) if database is None or log_path is None else None
         self.database = database if database is not None else self.dir / "keygate.db"
         self.log_path = Path(log_path) if log_path else self.dir / "control.log"
@@ -71,6 +73,8 @@ class ControlService:
         self.extra_args = list(extra_args)
         self.binary = binary
         self.start_timeout = start_timeout
+        self.tls = tls
+        self.ca_cert = ca_cert
         self.proc = None
 
     @property
@@ -86,18 +90,27 @@ class ControlService:
         return service_env(self.database, self.extra_env)
 
     def url(self, path=""):
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    @property
+    def verify(self):
+        """What `requests` verifies the service's certificate with (`verify=`)."""
+        return str(self.ca_cert) if self.tls else True
+
+    def tls_args(self):
+        return ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)] if self.tls else []
 
     def start(self):
         """Starts the service and returns it once /healthz answers; RuntimeError if it exits or
         does not answer within its start timeout."""
         self.proc = start([self.binary or control_binary(), "serve", "--listen", f"127.0.0.1:{self.port}",
-                           *self.extra_args], self.log_path, env=self.env())
+                           *self.tls_args(), *self.extra_args], self.log_path, env=self.env())
 
         def healthy():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"keygate-control exited early: {self.log_text()}")
-            return requests.get(self.url("/healthz"), timeout=1).status_code == 200
+            return requests.get(self.url("/healthz"), timeout=1, verify=self.verify).status_code == 200
 
         try:
             wait_until(healthy, timeout=self.start_timeout, what="keygate-control /healthz",
@@ -123,6 +136,7 @@ class ControlService:
 
     def admin(self, method, path, **kwargs):
         """A request with the admin token."""
+        kwargs.setdefault("verify", self.verify)
         return requests.request(method, self.url(path), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                                 timeout=10, **kwargs)
 

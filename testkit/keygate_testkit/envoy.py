@@ -17,6 +17,11 @@ from .processes import rss_mb, start, stop
 from .waiting import wait_until
 
 CONTROL_CLUSTER_START = "  - name: keygate_control\n"
+# envoy/envoy-ha.yaml's TLS settings of the keygate_control cluster: from the comment that
+# opens them to the load assignment, and the development CA they trust.
+CONTROL_TLS_START = "    # The replicas serve HTTPS"
+CONTROL_TLS_END = "    load_assignment:\n      cluster_name: keygate_control\n"
+SHIPPED_CONTROL_CA = "trusted_ca: { filename: .run/ha/pki/ca.pem }"
 REPLICA_ENDPOINT = """        - endpoint:
             address:
               socket_address: { address: 127.0.0.1, port_value: %d }
@@ -49,25 +54,36 @@ def plugin_config(**overrides):
     return config
 
 
-def replicated_control_cluster(control_ports):
+def replicated_control_cluster(control_ports, control_ca=None):
     """envoy/envoy-ha.yaml's keygate_control cluster (health-checked replicas) with one
-    endpoint per port in `control_ports`."""
+    endpoint per port in `control_ports`. With `control_ca` (a CA's PEM file) it keeps the
+    shipped TLS to the replicas, trusting that CA and checking the shipped SAN; without, the
+    replicas are plain HTTP and the TLS settings are left out."""
     text = (ROOT / "envoy/envoy-ha.yaml").read_text()
     cluster = text[text.index(CONTROL_CLUSTER_START) :]
     shipped = REPLICA_ENDPOINT % 8081 + REPLICA_ENDPOINT % 8091
     assert cluster.endswith(shipped), "envoy/envoy-ha.yaml's keygate_control cluster no longer ends with its two replicas"
+    assert CONTROL_TLS_START in cluster and SHIPPED_CONTROL_CA in cluster, "envoy/envoy-ha.yaml's control TLS changed"
+    if control_ca is None:
+        cluster = cluster[: cluster.index(CONTROL_TLS_START)] + cluster[cluster.index(CONTROL_TLS_END) :]
+    else:
+        cluster = cluster.replace(SHIPPED_CONTROL_CA, f"trusted_ca: {{ filename: {control_ca} }}")
     return cluster[: -len(shipped)] + "".join(REPLICA_ENDPOINT % port for port in control_ports)
 
 
-def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, access_log, ipv6_port=None):
+def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, access_log, ipv6_port=None,
+               control_ca=None):
     """The shipped envoy/envoy.yaml with test ports, the test plugin config and a file
     access log. `control_port` is one port, or a list of control-service replicas' ports: then
-    the keygate_control cluster is envoy/envoy-ha.yaml's, listing them all."""
+    the keygate_control cluster is envoy/envoy-ha.yaml's, listing them all, over TLS trusting
+    `control_ca` when given (replicated_control_cluster)."""
     text = (ROOT / "envoy/envoy.yaml").read_text()
     if isinstance(control_port, (list, tuple)):
         assert text.endswith(text[text.index(CONTROL_CLUSTER_START) :]) and text.count(CONTROL_CLUSTER_START) == 1
-        text = text[: text.index(CONTROL_CLUSTER_START)] + replicated_control_cluster(control_port)
+        text = text[: text.index(CONTROL_CLUSTER_START)] + replicated_control_cluster(control_port, control_ca)
         control_port = None
+    else:
+        assert control_ca is None, "TLS to the control service is envoy-ha.yaml's: give the port as a list"
     replacements = {
         "port_value: 10000": f"port_value: {listener_port}",
         "port_value: 9901": f"port_value: {admin_port}",
@@ -229,14 +245,16 @@ class EnvoyProcess:
 class Envoy(EnvoyProcess):
     """A real Envoy with the Keygate filter: the shipped envoy/envoy.yaml on free ports, routing
     to the upstream at `upstream_port`, its keygate_control cluster at `control_port` (or at
-    each port of a list: replicas), the filter configured with `config`, and a file access log."""
+    each port of a list: replicas, over TLS trusting the CA file `control_ca=` when given), the
+    filter configured with `config`, and a file access log."""
 
     def __init__(self, upstream_port, control_port, config, concurrency=2, ipv6=False, direct_response=False, **options):
         port, admin_port = free_port(), free_port()
         self.ipv6_port = free_port() if ipv6 else None
         directory = Path(options.pop("directory", None) or tempfile.mkdtemp(prefix="keygate-envoy-"))
         self.access_log = directory / "access.log"
-        text = envoy_yaml(port, admin_port, upstream_port, control_port, config, self.access_log, self.ipv6_port)
+        text = envoy_yaml(port, admin_port, upstream_port, control_port, config, self.access_log, self.ipv6_port,
+                          control_ca=options.pop("control_ca", None))
         if direct_response:
             # Envoy answers itself instead of the upstream: for measurements where the
             # Python demo upstream would be the bottleneck.

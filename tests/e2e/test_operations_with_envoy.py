@@ -23,6 +23,7 @@ from keygate_testkit.monitoring import (
     rules,
 )
 from keygate_testkit.paths import WASM
+from keygate_testkit.tls import TestCA
 from keygate_testkit.ports import free_port
 from keygate_testkit.shipped import bootstrap_clusters, envoy_gateway, extension_policy, keygate_wasm, require_tool
 from keygate_testkit.snapshot_server import SnapshotServer, key_record
@@ -217,6 +218,11 @@ def test_envoy_gateway_plugin_config_is_accepted_by_the_filter(tmp_path):
     keygate["configuration"]["value"] = json.dumps(wasm["config"])
     assert keygate["vm_config"]["code"]["local"]["filename"] == str(WASM)
     clusters = bootstrap_clusters(envoy_gateway()[("EnvoyProxy", "keygate")])
+    # The control service's CA is a Secret mounted in the Envoys; a CA made now stands in for it.
+    validation = clusters["keygate_control"]["transport_socket"]["typed_config"]["common_tls_context"][
+        "validation_context"]
+    assert validation["trusted_ca"] == {"filename": "/etc/keygate/control-ca/ca.crt"}
+    validation["trusted_ca"] = {"filename": str(TestCA(tmp_path / "pki").path)}
     config["static_resources"]["clusters"] = [
         clusters.get(cluster["name"], cluster) for cluster in config["static_resources"]["clusters"]
     ]

@@ -91,11 +91,17 @@ class RunHa:
         return {name: self.pid(name) for name in COMPONENTS}
 
     def control_url(self, replica, path):
-        return f"http://127.0.0.1:{self.control_ports[replica]}{path}"
+        return f"https://127.0.0.1:{self.control_ports[replica]}{path}"
+
+    @property
+    def ca(self):
+        """The development CA run-ha.sh made (scripts/dev-pki.sh): the replicas serve HTTPS."""
+        return str(self.dir / "pki/ca.pem")
 
     def admin(self, replica, method, path, **kwargs):
         return requests.request(
-            method, self.control_url(replica, path), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10, **kwargs
+            method, self.control_url(replica, path), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10,
+            verify=self.ca, **kwargs
         )
 
     def create_key(self, replica):
@@ -170,7 +176,7 @@ def test_run_ha_serves_survives_a_replica_and_ctrl_c_stops_everything(tmp_path, 
     wait_until(lambda: run.envoy_status(created["key"]) == 401, timeout=5, what="the revocation to reach Envoy")
     run.wait_for_output("control-service replica 1 restarted", timeout=15)
     assert run.pid("control-1") != killed
-    wait_until(lambda: requests.get(run.control_url(0, "/healthz"), timeout=1).ok, timeout=15, what="replica 1 back")
+    wait_until(lambda: requests.get(run.control_url(0, "/healthz"), timeout=1, verify=run.ca).ok, timeout=15, what="replica 1 back")
 
     pids = run.pids()
     # A terminal's Ctrl-C goes to the whole foreground process group.

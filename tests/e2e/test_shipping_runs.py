@@ -18,6 +18,7 @@ from keygate_testkit.envoy import envoy_yaml, plugin_config
 from keygate_testkit.paths import CONTROL_BIN, ENVOY_BIN, ROOT, WASM
 from keygate_testkit.ports import free_port
 from keygate_testkit.shipped import istio_documents, postgres_compose, wasm_plugin
+from keygate_testkit.tls import TestCA
 from keygate_testkit.waiting import wait_until
 
 
@@ -36,9 +37,10 @@ def image_environment():
     return env
 
 
-def start_control_like_the_image(container_env, tmp_path):
+def start_control_like_the_image(container_env, tmp_path, verify=True):
     """keygate-control serve (the image's ENTRYPOINT and CMD) with the image's ENV under
-    `container_env`, on a loopback port; returns the process and its URL once /healthz answers."""
+    `container_env`, on a loopback port; returns the process and its URL once /healthz answers
+    (over HTTPS, checked with `verify`, when the environment names a certificate)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
     env.update(image_environment())
@@ -47,11 +49,12 @@ def start_control_like_the_image(container_env, tmp_path):
     log = open(tmp_path / "control.log", "wb")
     process = subprocess.Popen([str(CONTROL_BIN), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    url = f"http://127.0.0.1:{port}"
+    scheme = "https" if "KEYGATE_TLS_CERT" in container_env else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
 
     def healthy():
         assert process.poll() is None, (tmp_path / "control.log").read_text()
-        return requests.get(f"{url}/healthz", timeout=1).ok
+        return requests.get(f"{url}/healthz", timeout=1, verify=verify).ok
 
     try:
         wait_until(healthy, timeout=20, what="the control service with the container's environment")
@@ -67,16 +70,26 @@ def assert_replica_environment_serves_from_postgres(container_env, postgres_clus
     start on one database, and a key written through one is read through the other."""
     database = postgres_cluster.new_database()
     container_env = dict(container_env, KEYGATE_DATABASE_URL=database)
+    verify = True
+    if "KEYGATE_TLS_CERT" in container_env:
+        # The shipped paths are the container's; a certificate made now stands in at the same names.
+        ca = TestCA(tmp_path / "pki")
+        issued = ca.issue("replica")
+        assert container_env["KEYGATE_TLS_KEY"]
+        container_env.update(KEYGATE_TLS_CERT=str(issued.cert), KEYGATE_TLS_KEY=str(issued.key))
+        verify = str(ca.path)
     started = []
     try:
         for n in range(2):
             folder = tmp_path / f"replica-{n}"
             folder.mkdir()
-            started.append(start_control_like_the_image(container_env, folder))
+            started.append(start_control_like_the_image(container_env, folder, verify))
         admin = {"Authorization": f"Bearer {container_env['KEYGATE_ADMIN_TOKEN']}"}
-        created = requests.post(f"{started[0][1]}/v1/keys", headers=admin, json={"name": "shipped"}, timeout=10)
+        created = requests.post(f"{started[0][1]}/v1/keys", headers=admin, json={"name": "shipped"}, timeout=10,
+                                verify=verify)
         assert created.status_code == 201, created.status_code
-        found = requests.get(f"{started[1][1]}/v1/keys/{created.json()['id']}", headers=admin, timeout=10)
+        found = requests.get(f"{started[1][1]}/v1/keys/{created.json()['id']}", headers=admin, timeout=10,
+                             verify=verify)
         assert found.status_code == 200 and found.json()["name"] == "shipped"
         assert not list(tmp_path.rglob("*.db")), "a replica on PostgreSQL wrote an SQLite file"
     finally:

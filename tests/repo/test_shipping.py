@@ -127,12 +127,19 @@ def test_envoy_ha_yaml_is_envoy_yaml_with_both_replicas_in_the_control_cluster()
     # Only connection failures eject: a replica's 503 (PostgreSQL down) is not its own fault.
     assert outlier["split_external_local_origin_errors"] is True
     assert outlier["enforcing_consecutive_5xx"] == 0 and outlier["max_ejection_percent"] == 50
+    # TLS to the replicas, with the CA scripts/dev-pki.sh makes and the name its certificate carries.
+    tls = cluster["transport_socket"]["typed_config"]
+    assert tls["@type"].endswith("UpstreamTlsContext")
+    assert tls["sni"] == "control.keygate.test"
+    validation = tls["common_tls_context"]["validation_context"]
+    assert validation["trusted_ca"] == {"filename": ".run/ha/pki/ca.pem"}
+    assert validation["match_typed_subject_alt_names"] == [{"san_type": "DNS", "matcher": {"exact": "control.keygate.test"}}]
 
 
 def test_postgres_compose_file_validates_with_two_replicas_on_one_database():
     config = postgres_compose()
     services = config["services"]
-    assert set(services) == {"envoy", "control-1", "control-2", "postgres", "upstream"}
+    assert set(services) == {"envoy", "control-1", "control-2", "postgres", "upstream", "pki"}
 
     postgres = services["postgres"]
     assert postgres["image"] == "postgres:15"
@@ -154,8 +161,12 @@ def test_postgres_compose_file_validates_with_two_replicas_on_one_database():
         assert environment["KEYGATE_ADMIN_TOKEN"] == "dev-admin-token"
         assert environment["KEYGATE_SYNC_TOKEN"] == "dev-sync-token"
         assert control["depends_on"]["postgres"]["condition"] == "service_healthy"
-        assert "/healthz" in " ".join(control["healthcheck"]["test"])
-        assert "volumes" not in control, "a replica keeps nothing of its own"
+        assert control["depends_on"]["pki"]["condition"] == "service_completed_successfully"
+        check = control["healthcheck"]["test"]
+        assert "https://localhost:8081" in check and "/etc/keygate/tls/ca.pem" in check
+        assert environment["KEYGATE_TLS_CERT"] == "/etc/keygate/tls/control.pem"
+        assert environment["KEYGATE_TLS_KEY"] == "/etc/keygate/tls/control.key"
+        assert mounts(control) == {("keygate-pki", "/etc/keygate/tls", True)}, "a replica keeps nothing of its own"
         published[name] = published_ports(control)
     assert published == {"control-1": {"127.0.0.1:8081:8081"}, "control-2": {"127.0.0.1:8091:8081"}}
 
@@ -165,7 +176,12 @@ def test_postgres_compose_file_validates_with_two_replicas_on_one_database():
     assert mounts(envoy) == {
         (str(ROOT / "envoy/envoy-compose-postgres.yaml"), "/etc/envoy/envoy.yaml", True),
         (str(ROOT / "target/wasm32-wasip1/release/keygate.wasm"), "/etc/envoy/keygate.wasm", True),
+        ("keygate-pki", "/etc/keygate/tls", True),
     }
+    pki = services["pki"]
+    assert pki["command"] == ["sh", "/scripts/dev-pki.sh", "/tls"]
+    assert mounts(pki) == {(str(ROOT / "scripts/dev-pki.sh"), "/scripts/dev-pki.sh", True), ("keygate-pki", "/tls", False)}
+    assert "keygate-pki" in config["volumes"]
     assert envoy["depends_on"]["control-1"]["condition"] == envoy["depends_on"]["control-2"]["condition"] == "service_healthy"
     assert services["upstream"] == compose_config()["services"]["upstream"]
 
@@ -192,6 +208,7 @@ def test_postgres_compose_envoy_config_is_envoy_ha_yaml_with_container_addresses
         ("{ address: 127.0.0.1, port_value: 8081 }", "{ address: control-1, port_value: 8081 }"),
         ("{ address: 127.0.0.1, port_value: 8091 }", "{ address: control-2, port_value: 8081 }"),
         ("    type: STATIC\n", "    type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n"),
+        ("trusted_ca: { filename: .run/ha/pki/ca.pem }", "trusted_ca: { filename: /etc/keygate/tls/ca.pem }"),
     ]:
         assert old in expected, f"envoy/envoy-ha.yaml no longer contains {old!r}"
         expected = expected.replace(old, new)
@@ -263,7 +280,12 @@ def test_kubernetes_control_service_is_two_replicas_on_postgres():
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = deployment["spec"]["template"]["spec"]
-    assert "volumes" not in pod, "the replicas keep nothing of their own"
+    # The replicas keep nothing of their own: the one volume is their TLS certificate's Secret.
+    assert pod["volumes"] == [{"name": "tls", "secret": {"secretName": "keygate-control-tls"}}]
+    (container,) = pod["containers"]
+    tls_env = {e["name"]: e.get("value") for e in container["env"]}
+    assert tls_env["KEYGATE_TLS_CERT"] == "/etc/keygate/tls/tls.crt" and tls_env["KEYGATE_TLS_KEY"] == "/etc/keygate/tls/tls.key"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     (container,) = pod["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert "KEYGATE_DB" not in env, "--db and --database-url conflict"
@@ -281,3 +303,7 @@ def test_kubernetes_control_service_is_two_replicas_on_postgres():
     outlier = rule["spec"]["trafficPolicy"]["outlierDetection"]
     assert outlier["splitExternalLocalOriginErrors"] is True and outlier["consecutiveLocalOriginFailures"] == 1
     assert outlier["consecutive5xxErrors"] == 0 and outlier["maxEjectionPercent"] == 50
+    # TLS from the gateway to the replicas, checking the service's name (SAN) against its CA.
+    tls = rule["spec"]["trafficPolicy"]["tls"]
+    assert tls["mode"] == "SIMPLE" and tls["credentialName"] == "keygate-control-ca"
+    assert tls["sni"] == host and tls["subjectAltNames"] == [host]

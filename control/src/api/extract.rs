@@ -115,8 +115,12 @@ fn declares_json(headers: &HeaderMap) -> bool {
 }
 
 /// How long a client may take to send its body; a stalled upload would otherwise hold its
-/// connection and task for as long as the client likes.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// connection and task for as long as the client likes. The server sets it on each request
+/// (`serve --body-timeout`); without it, [`DEFAULT_BODY_READ_TIMEOUT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyReadTimeout(pub Duration);
+
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn read_body<S: Send + Sync>(
     request: Request,
@@ -132,7 +136,13 @@ async fn read_body<S: Send + Sync>(
     if declared_length.is_some_and(|length| length > max_bytes as u64) {
         return Err(ApiError::PayloadTooLarge { max_bytes });
     }
-    tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state))
+    let timeout = request
+        .extensions()
+        .get::<BodyReadTimeout>()
+        .map_or(DEFAULT_BODY_READ_TIMEOUT, |BodyReadTimeout(timeout)| {
+            *timeout
+        });
+    tokio::time::timeout(timeout, Bytes::from_request(request, state))
         .await
         .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|rejection| match rejection.status() {

@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use std::path::PathBuf;
 
+mod listener;
+pub use listener::ListenerArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keygate-control",
@@ -24,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Client options (keys, tokens and audit commands)")]
 pub struct ClientArgs {
-    /// Base URL of the control service: http://HOST:PORT; a bare HOST:PORT means http://.
+    /// Base URL of the control service: http(s)://HOST:PORT; a bare HOST:PORT means http://.
     #[arg(
         long,
         env = "KEYGATE_URL",
@@ -45,10 +48,13 @@ pub struct ClientArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Trust this CA (PEM) for an https URL instead of the public web roots.
+    #[arg(long, env = "KEYGATE_CA_CERT", value_name = "PEM", global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The global client options, by id, for telling the commands that do not use them.
-pub const CLIENT_OPTIONS: [&str; 3] = ["url", "token", "json"];
+pub const CLIENT_OPTIONS: [&str; 4] = ["url", "token", "json", "ca_cert"];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -116,6 +122,8 @@ pub struct ServeArgs {
     /// in memory, and replicas count in the database (about ten Envoys).
     #[arg(long, env = "KEYGATE_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub connections: ListenerArgs,
 }
 
 /// Where the keys live: a SQLite file (the default) or PostgreSQL.

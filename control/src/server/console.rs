@@ -9,6 +9,7 @@
 
 use crate::api::error::ApiError;
 use crate::server::error::StartupError;
+use crate::server::listener::{self, ConnectionLimits, Listener};
 use axum::extract::Path;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -21,6 +22,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// One built file of the console: its path under `/console/` and its bytes.
 pub struct Asset {
@@ -40,29 +42,31 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// index.html names the current hashed files, so the browser checks it every time.
 const REVALIDATE: &str = "no-cache";
 
-/// Binds `address` and serves the console and `api` there, in a task, until `shutting_down`
-/// turns true.
+/// Binds `address` and serves the console and `api` there, under the same connection limits
+/// (and TLS) as the API listener, in a task, until `shutting_down` turns true.
 pub async fn start(
     address: &str,
     api: Router,
-    mut shutting_down: watch::Receiver<bool>,
-) -> Result<JoinHandle<Result<(), StartupError>>, StartupError> {
-    let listener = TcpListener::bind(address)
+    limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
+    shutting_down: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, StartupError> {
+    let tcp = TcpListener::bind(address)
         .await
         .map_err(|error| StartupError::Io(format!("cannot listen on {address}: {error}")))?;
-    let bound = listener
+    let bound = tcp
         .local_addr()
         .map_err(|error| StartupError::Io(format!("cannot read the bound address: {error}")))?;
-    println!("keygate-control console on http://{bound}/console/");
-    Ok(tokio::spawn(async move {
-        axum::serve(listener, app(api))
-            .with_graceful_shutdown(async move {
-                // An error means the sender is gone: the service is stopping either way.
-                let _ = shutting_down.wait_for(|stopping| *stopping).await;
-            })
-            .await
-            .map_err(|error| StartupError::Serve(format!("console server error: {error}")))
-    }))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("keygate-control console on {scheme}://{bound}/console/");
+    let listener = Listener {
+        name: "console",
+        tcp,
+        router: app(api),
+        limits,
+        tls,
+    };
+    Ok(tokio::spawn(listener::serve(listener, shutting_down)))
 }
 
 /// The console's routes beside `api`, every response with the security headers.

@@ -1,7 +1,10 @@
 //! The process: configuration, startup and shutdown, and the console's files. The only place
 //! that knows the HTTP API (`api/`) as a whole.
 
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod listener;
 pub mod startup;
+pub mod tls;

@@ -4,15 +4,18 @@ use crate::api::router::router;
 use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
 use crate::app;
-use crate::cli::args::ServeArgs;
+use crate::cli::args::{ListenerArgs, ServeArgs};
 use crate::domain::clock;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::redis::RedisLink;
 use crate::fleet::FleetCounts;
+use crate::server::clock::ClockLimits;
 use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
 use crate::server::console;
 use crate::server::error::StartupError;
+use crate::server::listener::{self, ConnectionLimits, Listener};
+use crate::server::tls::{self, CertificateFiles, ReloadingCertificate};
 use crate::store::usage;
 use crate::store::Store;
 use axum::Extension;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
+use tokio_rustls::TlsAcceptor;
 
 /// How often old usage hours are rolled into daily totals (and once at start).
 const USAGE_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
@@ -69,6 +73,23 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         .enable_all()
         .build()
         .map_err(|error| StartupError::Io(format!("cannot start the async runtime: {error}")))?;
+    let limits = connection_limits(&args.connections);
+    let certificate = match (&args.connections.tls_cert, &args.connections.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            ReloadingCertificate::load(CertificateFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .map_err(|error| StartupError::Config(format!("--tls-cert/--tls-key: {error}")))?,
+        )),
+        _ => None,
+    };
+    let tls = certificate
+        .as_ref()
+        .map(|certificate| tls::server_config(Arc::clone(certificate)).map(TlsAcceptor::from))
+        .transpose()
+        .map_err(|error| StartupError::Config(format!("TLS settings: {error}")))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     runtime.block_on(async move {
         // Inside the runtime: the link's connection belongs to it.
         let redis = match &args.redis_url {
@@ -78,23 +99,37 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             ),
             None => None,
         };
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let tcp = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|error| {
                 StartupError::Io(format!("cannot listen on {}: {error}", args.listen))
             })?;
-        let address = listener
+        let address = tcp
             .local_addr()
             .map_err(|error| StartupError::Io(format!("cannot read the bound address: {error}")))?;
         println!(
-            "keygate-control listening on http://{address} (db: {})",
+            "keygate-control listening on {scheme}://{address} (db: {})",
             location.describe()
         );
+        if let Some(certificate) = &certificate {
+            println!(
+                "tls: serving {} (sha256 {})",
+                args.connections
+                    .tls_cert
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display(),
+                certificate.fingerprint()
+            );
+        }
         state.full_snapshot.warm_up(&state.store);
+        let shutting_down = state.shutting_down.clone();
         let console_server = match &args.console_listen {
             Some(address) => {
                 let api = router(state.clone()).layer(Extension(Arc::clone(&descriptions)));
-                Some(console::start(address, api, state.shutting_down.clone()).await?)
+                let server =
+                    console::start(address, api, limits, tls.clone(), shutting_down.clone());
+                Some(server.await?)
             }
             None => None,
         };
@@ -103,35 +138,54 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             Arc::clone(&state.store),
             args.usage_retention_days,
         ));
-        let served = axum::serve(listener, router(state).layer(Extension(descriptions)))
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                println!("keygate-control shutting down");
-                // Wakes long polls so in-flight requests finish promptly.
-                stop.send_replace(true);
-            })
-            .await
-            .map_err(|error| StartupError::Serve(format!("server error: {error}")));
+        let reloading = certificate.map(|certificate| {
+            tokio::spawn(tls::keep_reloading(certificate, shutting_down.clone()))
+        });
+        let stopping = tokio::spawn(async move {
+            shutdown_signal().await;
+            println!("keygate-control shutting down");
+            // Stops the listeners and wakes long polls so in-flight requests finish promptly.
+            stop.send_replace(true);
+        });
+        let api = Listener {
+            name: "API",
+            tcp,
+            router: router(state).layer(Extension(descriptions)),
+            limits,
+            tls,
+        };
+        listener::serve(api, shutting_down).await;
         pruning.abort();
         if let Some(flushing) = flushing {
             flushing.abort();
         }
-        if let Some(console_server) = console_server {
-            match console_server.await {
-                Ok(result) => result?,
-                Err(error) => {
-                    return Err(StartupError::Serve(format!(
-                        "console server task failed: {error}"
-                    )))
-                }
-            }
+        stopping.abort();
+        if let Some(reloading) = reloading {
+            reloading.abort();
         }
-        served
+        if let Some(console_server) = console_server {
+            console_server.await.map_err(|error| {
+                StartupError::Serve(format!("console server task failed: {error}"))
+            })?;
+        }
+        Ok::<(), StartupError>(())
     })?;
     drop(runtime);
     drop(store);
     println!("keygate-control stopped");
     Ok(())
+}
+
+/// The flags' limits, for both listeners.
+fn connection_limits(flags: &ListenerArgs) -> ConnectionLimits {
+    ConnectionLimits {
+        clock: ClockLimits {
+            header_timeout: flags.header_timeout,
+            idle_timeout: flags.idle_timeout,
+        },
+        body_timeout: flags.body_timeout,
+        max_connections: flags.max_connections as usize,
+    }
 }
 
 /// Keeps `retention_days` days of hourly usage: rolls older hours into daily totals now and

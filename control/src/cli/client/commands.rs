@@ -35,7 +35,8 @@ pub fn connect(client_args: ClientArgs) -> Result<(AdminClient, bool), ClientErr
             client_args.url
         ))
     })?;
-    Ok((AdminClient::new(&url, token), client_args.json))
+    let client = AdminClient::new(&url, token, client_args.ca_cert.as_deref())?;
+    Ok((client, client_args.json))
 }
 
 pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), ClientError> {

@@ -3,18 +3,19 @@
 
 use crate::cli::client::answers::{self, Answer, Call, Reply, MAX_ANSWER_BYTES};
 use crate::cli::client::error::ClientError;
+use crate::cli::client::tls;
 use serde_json::Value;
 use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-const URL_EXAMPLE: &str = "write http://HOST:PORT, e.g. http://127.0.0.1:8081";
+const URL_EXAMPLE: &str = "write http(s)://HOST:PORT, e.g. http://127.0.0.1:8081";
 
 /// The control service's base URL as `--url` or `KEYGATE_URL` gave it, made whole: a bare
-/// `HOST:PORT` (or `HOST`) gets `http://`, a trailing `/` goes. The client speaks plain HTTP
-/// only, so any other scheme, or a URL without a host or with a query, is refused with what to
-/// write instead.
+/// `HOST:PORT` (or `HOST`) gets `http://`, a trailing `/` goes. Any scheme but http and https,
+/// or a URL without a host or with a query, is refused with what to write instead.
 pub fn base_url(text: &str) -> Result<String, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -23,12 +24,7 @@ pub fn base_url(text: &str) -> Result<String, String> {
     let with_scheme = match text.split_once("://") {
         None => format!("http://{text}"),
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => format!("http://{rest}"),
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-            return Err(format!(
-                "https is not supported: keygate-control speaks plain HTTP to the control \
-                 service (reach a TLS endpoint through a local proxy); {URL_EXAMPLE}"
-            ))
-        }
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => format!("https://{rest}"),
         Some((scheme, _)) => {
             return Err(format!("{scheme}:// is not supported; {URL_EXAMPLE}"));
         }
@@ -59,12 +55,17 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    pub fn new(base_url: &str, token: String) -> Self {
-        AdminClient {
-            agent: ureq::AgentBuilder::new().timeout(TIMEOUT).build(),
+    /// A client of `base_url`; an https one trusts only `ca_cert` when given.
+    pub fn new(base_url: &str, token: String, ca_cert: Option<&Path>) -> Result<Self, ClientError> {
+        let mut agent = ureq::AgentBuilder::new().timeout(TIMEOUT);
+        if let Some(ca_cert) = ca_cert {
+            agent = agent.tls_config(tls::trusting(ca_cert)?);
+        }
+        Ok(AdminClient {
+            agent: agent.build(),
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
-        }
+        })
     }
 
     pub fn get<T: Reply>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
@@ -150,6 +151,10 @@ mod tests {
             ("HTTP://example.test", "http://example.test"),
             ("http://[::1]:8081/keygate/", "http://[::1]:8081/keygate"),
             (" control.internal ", "http://control.internal"),
+            (
+                "HTTPS://control.internal:8443/",
+                "https://control.internal:8443",
+            ),
         ];
         for (given, expected) in cases {
             assert_eq!(base_url(given).as_deref(), Ok(expected), "{given}");
@@ -160,7 +165,6 @@ mod tests {
     fn unusable_urls_say_what_to_write() {
         let cases = [
             ("", "the URL is empty"),
-            ("https://example.test", "https is not supported"),
             ("ftp://example.test", "ftp:// is not supported"),
             ("http://", "host"),
             ("http://:8081", "host"),

@@ -7,6 +7,7 @@ mod http;
 mod manage;
 mod plans;
 mod table;
+mod tls;
 
 pub use commands::{run, run_team_usage};
 
