@@ -9,14 +9,18 @@
 #   run      curl            make run's readiness checks
 #   run-ha   curl            as run
 #            postgresql      the replicas' database (a cluster of the project's own, initdb + pg_ctl)
+#            redis-server    the fleet's rate-limit counts the replicas share
+#            openssl         the replicas' development certificate (scripts/dev-pki.sh)
 #   test     curl            make run's readiness checks, exercised by the suite
 #            docker-compose  validates envoy/docker-compose.yaml (`docker-compose config`; no engine)
 #            skopeo          checks the OCI image of keygate.wasm (make oci)
 #            postgresql      the second backend: tests start throwaway clusters
+#            redis-server    the replicas' fleet counts: tests start throwaway servers
 #            prometheus      promtool checks the alert rules; the server scrapes a test Envoy
 #            chromium        the headless browser the console's tests drive through Playwright
 #                            (Playwright's own browser download is never used)
 #   bench    wrk             the load generator of make bench
+#   bench-fleet postgresql redis-server   make bench-fleet-sync and make bench-fanout's replicas
 #   oci      skopeo          make oci reads the image it wrote
 #
 # Idempotent and quick: asks dpkg what is installed and does nothing (and needs no root) when all
@@ -27,19 +31,20 @@ set -euo pipefail
 packages_of() {
   case $1 in
     run) echo curl ;;
-    run-ha) echo curl postgresql ;;
-    test) echo curl docker-compose skopeo postgresql prometheus chromium ;;
+    run-ha) echo curl postgresql redis-server openssl ;;
+    test) echo curl docker-compose skopeo postgresql redis-server prometheus chromium ;;
     bench) echo wrk ;;
+    bench-fleet) echo postgresql redis-server ;;
     oci) echo skopeo ;;
     *)
-      echo "install-system-deps.sh: unknown group '$1' (groups: run run-ha test bench oci)" >&2
+      echo "install-system-deps.sh: unknown group '$1' (groups: run run-ha test bench bench-fleet oci)" >&2
       return 1
       ;;
   esac
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(run run-ha test bench oci)
+[ ${#groups[@]} -eq 0 ] && groups=(run run-ha test bench bench-fleet oci)
 
 wanted=()
 for group in "${groups[@]}"; do

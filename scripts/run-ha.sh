@@ -5,6 +5,9 @@
 # The replicas serve HTTPS with a development CA's certificate (scripts/dev-pki.sh, made once in
 # $KEYGATE_RUN_DIR/pki); Envoy trusts that CA and checks the name control.keygate.test.
 #
+# Redis (Debian's redis-server) holds the fleet's rate-limit counts the replicas share; it runs
+# without persistence (the counts are rebuilt from the Envoys' next syncs).
+#
 # PostgreSQL is Debian's (package postgresql, `make system-deps`): its cluster is created with
 # initdb in $KEYGATE_RUN_DIR/postgres on first start and kept between runs, as `make run` keeps
 # its SQLite file (delete that folder to start afresh). It trusts local connections and listens
@@ -18,6 +21,7 @@
 # Environment, with its defaults:
 #   KEYGATE_API_PORT=10000 KEYGATE_ENVOY_ADMIN_PORT=9901 KEYGATE_CONTROL_PORT=8081
 #   KEYGATE_CONTROL_PORT_2=8091 KEYGATE_UPSTREAM_PORT=8082 KEYGATE_POSTGRES_PORT=5433
+#   KEYGATE_REDIS_PORT=6380
 #                                the ports, all on 127.0.0.1
 #   KEYGATE_RUN_DIR=.run/ha      logs, pid files, the PostgreSQL cluster and the Envoy config used
 #   KEYGATE_WASM, KEYGATE_CONTROL_BIN, KEYGATE_ENVOY
@@ -35,11 +39,12 @@ script=scripts/run-ha.sh make_target=run-ha RUN_DIR=.run/ha
 . scripts/lib/run-common.sh
 CONTROL_PORTS=("${KEYGATE_CONTROL_PORT:-8081}" "${KEYGATE_CONTROL_PORT_2:-8091}")
 PG_PORT=${KEYGATE_POSTGRES_PORT:-5433}
+REDIS_PORT=${KEYGATE_REDIS_PORT:-6380}
 RESTART_DELAY_MS=${KEYGATE_RUN_RESTART_DELAY_MS:-1000}
 PG_USER=keygate
 PG_DATABASE=keygate
 
-check_numbers "$API_PORT" "$ADMIN_PORT" "${CONTROL_PORTS[@]}" "$UPSTREAM_PORT" "$PG_PORT" "$MAX_RESTARTS" "$RESTART_DELAY_MS"
+check_numbers "$API_PORT" "$ADMIN_PORT" "${CONTROL_PORTS[@]}" "$UPSTREAM_PORT" "$PG_PORT" "$REDIS_PORT" "$MAX_RESTARTS" "$RESTART_DELAY_MS"
 check_binaries
 # Debian's server binaries are not on PATH: the newest /usr/lib/postgresql/<version>/bin.
 PG_BIN=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -name postgres -path '*/bin/*' -printf '%h\n' 2>/dev/null | sort -V | tail -n 1)
@@ -47,6 +52,8 @@ if [ -z "$PG_BIN" ]; then
   echo "scripts/run-ha.sh: PostgreSQL is not installed (/usr/lib/postgresql/*/bin/postgres): run 'make system-deps'" >&2
   exit 1
 fi
+command -v redis-server >/dev/null ||
+  { echo "scripts/run-ha.sh: Redis is not installed (redis-server): run 'make system-deps'" >&2; exit 1; }
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 PKI_DIR=$RUN_DIR/pki
@@ -69,7 +76,7 @@ if [ "$(id -u)" = 0 ]; then as_pg=(setpriv --reuid=postgres --regid=postgres --i
 # Every component runs in a session of its own (setsid, which execs in place: the pids are the
 # components' own), so a terminal's Ctrl-C reaches this script alone, which then stops them in
 # order: PostgreSQL last, after the replicas that use it.
-postgres_pid="" upstream_pid="" envoy_pid=""
+postgres_pid="" redis_pid="" upstream_pid="" envoy_pid=""
 control_pids=("" "")
 restarts=(0 0)
 # Pending restarts: the pid of a sleep, and which replica it restarts.
@@ -89,7 +96,8 @@ stop() {
   done
   stop_pids TERM "${running[@]+"${running[@]}"}"
   if [ -n "$postgres_pid" ]; then stop_pids INT "$postgres_pid"; fi
-  rm -f "$RUN_DIR"/{control-1,control-2,upstream,envoy,postgres}.pid
+  if [ -n "$redis_pid" ]; then stop_pids TERM "$redis_pid"; fi
+  rm -f "$RUN_DIR"/{control-1,control-2,upstream,envoy,postgres,redis}.pid
   exit "$code"
 }
 
@@ -159,19 +167,36 @@ start_postgres() {
   fi
 }
 
+# Redis on 127.0.0.1 only, no persistence, in the foreground of its own session.
+start_redis() {
+  setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$RUN_DIR" >>"$RUN_DIR/redis.log" 2>&1 &
+  redis_pid=$!
+  echo "$redis_pid" >"$RUN_DIR/redis.pid"
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then return 0; fi
+    kill -0 "$redis_pid" 2>/dev/null || fail "Redis did not start (see $RUN_DIR/redis.log)"
+    sleep 0.1
+  done
+  fail "Redis does not answer after 30 s (see $RUN_DIR/redis.log)"
+}
+
 # Replica $1 (0 or 1) on its port; both migrate the schema at start, one at a time.
 start_control() {
   local n=$1
   setsid "$CONTROL" serve --dev --listen "127.0.0.1:${CONTROL_PORTS[n]}" --database-url "$DATABASE_URL" \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/0" \
     --tls-cert "$PKI_DIR/control.pem" --tls-key "$PKI_DIR/control.key" >>"$RUN_DIR/control-$((n + 1)).log" 2>&1 &
   control_pids[n]=$!
   echo "${control_pids[n]}" >"$RUN_DIR/control-$((n + 1)).pid"
 }
 
-for name in control-1 control-2 upstream envoy; do : >"$RUN_DIR/$name.log"; done
+for name in control-1 control-2 upstream envoy redis; do : >"$RUN_DIR/$name.log"; done
 : >>"$RUN_DIR/postgres.log"
 write_envoy_config envoy/envoy-ha.yaml envoy_values
 start_postgres
+start_redis
 start_control 0
 start_control 1
 setsid python3 scripts/demo_upstream.py --port "$UPSTREAM_PORT" >"$RUN_DIR/upstream.log" 2>&1 &
@@ -198,8 +223,9 @@ Keygate is running with two control-service replicas on PostgreSQL.
   control replicas       https://127.0.0.1:${CONTROL_PORTS[0]}  https://127.0.0.1:${CONTROL_PORTS[1]}   (either one; they share everything)
   their CA               $PKI_DIR/ca.pem   (KEYGATE_CA_CERT for the CLI, --cacert for curl)
   PostgreSQL             $DATABASE_URL   (cluster in $PG_DIR)
+  Redis                  redis://127.0.0.1:$REDIS_PORT   (the fleet's rate-limit counts)
   demo upstream          http://127.0.0.1:$UPSTREAM_PORT
-  logs                   $RUN_DIR/{envoy,control-1,control-2,postgres,upstream}.log   (pids: $RUN_DIR/*.pid)
+  logs                   $RUN_DIR/{envoy,control-1,control-2,postgres,redis,upstream}.log   (pids: $RUN_DIR/*.pid)
 MSG
 print_dev_tokens
 cat <<MSG
@@ -229,6 +255,10 @@ component_exited() {
     "$postgres_pid")
       postgres_pid=""
       fail "PostgreSQL $(ending "$status") (see $RUN_DIR/postgres.log)"
+      ;;
+    "$redis_pid")
+      redis_pid=""
+      fail "Redis $(ending "$status") (see $RUN_DIR/redis.log)"
       ;;
     "$envoy_pid")
       envoy_pid=""

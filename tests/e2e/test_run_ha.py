@@ -29,7 +29,7 @@ class RunHa:
         self.dir = run_dir
         self.api_port, self.admin_port, self.upstream_port = free_port(), free_port(), free_port()
         self.control_ports = [free_port(), free_port()]
-        self.postgres_port = free_port()
+        self.postgres_port, self.redis_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("KEYGATE_DB", "KEYGATE_DATABASE_URL")}
         env.update(
             KEYGATE_RUN_DIR=str(self.dir),
@@ -39,6 +39,7 @@ class RunHa:
             KEYGATE_CONTROL_PORT_2=str(self.control_ports[1]),
             KEYGATE_UPSTREAM_PORT=str(self.upstream_port),
             KEYGATE_POSTGRES_PORT=str(self.postgres_port),
+            KEYGATE_REDIS_PORT=str(self.redis_port),
             KEYGATE_WASM=str(WASM),
             KEYGATE_CONTROL_BIN=str(CONTROL_BIN),
             KEYGATE_ENVOY=str(ENVOY_BIN),
@@ -163,6 +164,13 @@ def test_run_ha_serves_survives_a_replica_and_ctrl_c_stops_everything(tmp_path, 
     wait_until(lambda: run.envoy_status(created["key"]) == 200, timeout=15, what="the new key to reach Envoy")
     # The other replica sees the same key.
     assert run.admin(1, "GET", f"/v1/keys/{created['id']}").json()["name"] == "run-ha.sh"
+    # Both replicas share their fleet counts through the run's Redis.
+    for n in (0, 1):
+        metrics = requests.get(run.control_url(n, "/metrics"), timeout=5, verify=run.ca).text
+        assert 'keygate_control_fleet_backend{backend="redis"} 1' in metrics
+        wait_until(lambda: "keygate_control_fleet_redis_up 1" in requests.get(
+            run.control_url(n, "/metrics"), timeout=5, verify=run.ca).text, timeout=10,
+            what=f"replica {n + 1} flushing to Redis")
 
     killed = run.pid("control-1")
     os.kill(killed, signal.SIGKILL)
