@@ -411,6 +411,8 @@ def test_envoy_gateway_control_service_is_the_istio_one():
         ("Deployment", "keygate-control"),
         ("PodDisruptionBudget", "keygate-control"),
         ("Service", "keygate-control"),
+        ("Deployment", "keygate-redis"),
+        ("Service", "keygate-redis"),
     ]:
         assert found[key] == istio[key], key
     assert found[("Namespace", "keygate")]["metadata"] == {"name": "keygate"}

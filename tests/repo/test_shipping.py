@@ -139,7 +139,12 @@ def test_envoy_ha_yaml_is_envoy_yaml_with_both_replicas_in_the_control_cluster()
 def test_postgres_compose_file_validates_with_two_replicas_on_one_database():
     config = postgres_compose()
     services = config["services"]
-    assert set(services) == {"envoy", "control-1", "control-2", "postgres", "upstream", "pki"}
+    assert set(services) == {"envoy", "control-1", "control-2", "postgres", "redis", "upstream", "pki"}
+    # The replicas share their fleet counts through the compose file's Redis, once it answers.
+    for name in ("control-1", "control-2"):
+        assert services[name]["environment"]["KEYGATE_REDIS_URL"] == "redis://redis:6379/0"
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "ports" not in services["redis"], "Redis is not published"
 
     postgres = services["postgres"]
     assert postgres["image"] == "postgres:15"

@@ -35,13 +35,13 @@ def run_script(env: dict[str, str], *groups: str) -> subprocess.CompletedProcess
 def test_without_root_or_sudo_it_names_the_packages_and_the_command(tmp_path):
     result = run_script(fake_machine(tmp_path, installed={"curl"}, uid=1000), "test")
     assert result.returncode == 1
-    assert "docker-compose skopeo postgresql prometheus chromium" in result.stderr
+    assert "docker-compose skopeo postgresql redis-server prometheus chromium" in result.stderr
     assert "apt-get install -y --no-install-recommends docker-compose" in result.stderr
     assert "curl" not in result.stderr.split("packages for test:")[1].splitlines()[0]
 
 
 def test_nothing_to_do_needs_no_root(tmp_path):
-    every = {"curl", "docker-compose", "skopeo", "postgresql", "prometheus", "chromium"}
+    every = {"curl", "docker-compose", "skopeo", "postgresql", "redis-server", "prometheus", "chromium"}
     result = run_script(fake_machine(tmp_path, installed=every, uid=1000), "test")
     assert result.returncode == 0, result.stderr
     assert "system packages present" in result.stdout
