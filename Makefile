@@ -117,10 +117,13 @@ clean:
 bench-replicas: control venv
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/replicas.py
 
-# What fleet-wide rate limits cost the control service: 50 simulated Envoys x 1,000 limited keys,
-# one sync a second each, on SQLite and on PostgreSQL: CPU % and sync latency (docs/benchmarks.md).
-# BENCH_ENVOYS, BENCH_KEYS, BENCH_SECONDS.
+# What fleet-wide rate limits cost the control service: simulated Envoys x 1,000 limited keys, one
+# sync a second each, on SQLite, on PostgreSQL, and replicated (`ha`: two replicas on PostgreSQL
+# sharing counts through Redis): CPU per 100 Envoys and sync latency (docs/benchmarks.md).
+# BENCH_BACKENDS (sqlite,postgres,ha), BENCH_ENVOYS (a list: 50,200,500), BENCH_KEYS,
+# BENCH_SECONDS, BENCH_ROUTING (sticky or alternate).
 bench-fleet-sync: control venv
+	./scripts/install-system-deps.sh bench-fleet
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/fleet_sync.py
 
 bench: build venv $(VENV)/.bench-installed

@@ -1,16 +1,20 @@
 """What fleet-wide rate limits cost the control service (docs/benchmarks.md, "Fleet rate-limit
-sync"): BENCH_ENVOYS (50) simulated Envoys, each with BENCH_KEYS (1,000) active limited keys
+sync"): BENCH_ENVOYS (50; a list, `50,200,500`, runs each size) simulated Envoys, each with BENCH_KEYS (1,000) active limited keys
 (BENCH_SHARED of them, 100, shared by every Envoy; the rest its own), each posting
 `POST /v1/ratelimits/sync` once a second for BENCH_SECONDS (30) after a 5 s warm-up, against a
-control service on SQLite (counts in memory) and on PostgreSQL (counts in the database;
-keygate_testkit.postgres, fsync on). `make bench-fleet-sync`; BENCH_BACKENDS=postgres for one.
+control service on SQLite (counts in memory), on PostgreSQL (counts in the database;
+keygate_testkit.postgres, fsync on), and `ha`: two replicas on PostgreSQL sharing their counts
+through Redis (keygate_testkit.redis), each simulated Envoy syncing with one of them (as over a
+kept-alive connection; BENCH_ROUTING=alternate sends each sync to the other replica).
+`make bench-fleet-sync`; BENCH_BACKENDS=ha (or sqlite,postgres,ha) picks them.
 
 Each post is what the filter sends: every key it admitted requests of since the last sync, with
 all its buckets still in the window (as after a minute of steady traffic: 30 two-second minute
 buckets, the hour and day buckets), absolute counts, the newest bucket growing. Some of each
 Envoy's own keys (BENCH_HOT, 10) run near their limit, so every answer also carries the fleet's
-hot keys. Reported as JSON: the control service's CPU (% of one core, from /proc/<pid>/stat), on
-PostgreSQL also the database's, and the sync call's latency (p50, p99, max) as the clients saw it.
+hot keys. Reported as JSON, one line per backend and fleet size: the control service's CPU (% of one core,
+from /proc/<pid>/stat; both replicas summed for `ha`), the database's and Redis's, each also per
+100 Envoys, and the sync call's latency (p50, p99, max) as the clients saw it.
 
 The Envoys are simulated by BENCH_CLIENT_PROCESSES (5) processes of threads; bodies are built
 from cached fragments so the clients stay light next to the service they measure."""
@@ -31,15 +35,17 @@ import requests
 from keygate_testkit.control import ControlService
 from keygate_testkit.paths import SYNC_TOKEN
 from keygate_testkit.postgres import PostgresCluster
+from keygate_testkit.redis import RedisServer
 
-ENVOYS = int(os.environ.get("BENCH_ENVOYS", "50"))
+ENVOY_COUNTS = [int(n) for n in os.environ.get("BENCH_ENVOYS", "50").split(",")]
+ROUTING = os.environ.get("BENCH_ROUTING", "sticky")
 KEYS = int(os.environ.get("BENCH_KEYS", "1000"))
 SHARED = int(os.environ.get("BENCH_SHARED", "100"))
 HOT = int(os.environ.get("BENCH_HOT", "10"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 WARMUP = 5.0
 PROCESSES = int(os.environ.get("BENCH_CLIENT_PROCESSES", "5"))
-BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgres").split(",")
+BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgres,ha").split(",")
 BUCKET_MS = [2_000, 120_000, 3_600_000]
 WINDOW_MS = [60_000, 3_600_000, 86_400_000]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -107,11 +113,12 @@ class SimulatedEnvoy:
                 f'"window_ms":{json.dumps(WINDOW_MS)},"keys":[{keys}]}}').encode()
 
 
-def run_envoy(url, envoy, start_at, stop_at, offset, results):
-    session = requests.Session()
+def run_envoy(urls, index, envoy, start_at, stop_at, offset, results):
+    sessions = [requests.Session() for _ in urls]
     headers = {"Authorization": f"Bearer {SYNC_TOKEN}", "Content-Type": "application/json"}
     tick = start_at + offset
     latencies, failures, answered = [], 0, []
+    sent = 0
     while tick < stop_at:
         # Like the filter: one sync in flight; a slow one delays the next to the next tick.
         tick = max(tick, start_at + offset + int(time.time() - start_at - offset + 0.999))
@@ -121,10 +128,12 @@ def run_envoy(url, envoy, start_at, stop_at, offset, results):
         if delay > 0:
             time.sleep(delay)
         body = envoy.body(int(time.time() * 1000))
+        replica = (index + (sent if ROUTING == "alternate" else 0)) % len(urls)
+        sent += 1
         began = time.monotonic()
         try:
-            response = session.post(f"{url}/v1/ratelimits/sync", data=body, headers=headers,
-                                    timeout=20)
+            response = sessions[replica].post(f"{urls[replica]}/v1/ratelimits/sync", data=body,
+                                              headers=headers, timeout=20)
             ok = response.status_code == 200
         except requests.RequestException:
             ok = False
@@ -139,11 +148,11 @@ def run_envoy(url, envoy, start_at, stop_at, offset, results):
     results.append((latencies, failures, answered))
 
 
-def client_process(url, indexes, shared_tags, start_at, stop_at, queue):
+def client_process(urls, envoys, indexes, shared_tags, start_at, stop_at, queue):
     results = []
     threads = [threading.Thread(target=run_envoy,
-                                args=(url, SimulatedEnvoy(index, shared_tags), start_at, stop_at,
-                                      index / ENVOYS, results))
+                                args=(urls, index, SimulatedEnvoy(index, shared_tags), start_at,
+                                      stop_at, index / envoys, results))
                for index in indexes]
     for thread in threads:
         thread.start()
@@ -152,22 +161,22 @@ def client_process(url, indexes, shared_tags, start_at, stop_at, queue):
     queue.put(results)
 
 
-def measure(url, service_pid, database_pids):
+def measure(urls, envoys, service_pids, database_pids, redis_pids):
     shared_tags = [uuid.uuid4().hex for _ in range(SHARED)]
-    start_at = time.time() + 2
+    start_at = time.time() + 2 + envoys / 100  # the clients build their Envoys first
     stop_at = start_at + WARMUP + SECONDS
     queue = multiprocessing.Queue()
     processes = [multiprocessing.Process(target=client_process,
-                                         args=(url, list(range(n, ENVOYS, PROCESSES)), shared_tags,
-                                               start_at, stop_at, queue))
+                                         args=(urls, envoys, list(range(n, envoys, PROCESSES)),
+                                               shared_tags, start_at, stop_at, queue))
                  for n in range(PROCESSES)]
     for process in processes:
         process.start()
     time.sleep(max(0.0, start_at + WARMUP - time.time()))
     pids = database_pids()
-    before = (time.monotonic(), cpu_ticks([service_pid]), cpu_ticks(pids))
+    before = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids))
     time.sleep(max(0.0, stop_at - time.time()))
-    after = (time.monotonic(), cpu_ticks([service_pid]), cpu_ticks(pids))
+    after = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids))
     results = []
     deadline = time.monotonic() + 120  # the last syncs in flight, each bounded by its timeout
     for _ in processes:
@@ -187,18 +196,29 @@ def measure(url, service_pid, database_pids):
     def percent(ticks):
         return round(100 * ticks / CLOCK_TICKS / elapsed, 1)
 
+    def per_100(ticks):
+        return round(percent(ticks) * 100 / envoys, 1)
+
     def quantile(q):
         if not latencies:
             return None
         return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
 
+    cpu = {"control_cpu_percent": percent(after[1] - before[1]),
+           "control_cpu_percent_per_100_envoys": per_100(after[1] - before[1])}
+    if pids:
+        cpu.update(postgres_cpu_percent=percent(after[2] - before[2]),
+                   postgres_cpu_percent_per_100_envoys=per_100(after[2] - before[2]))
+    if redis_pids:
+        cpu.update(redis_cpu_percent=percent(after[3] - before[3]),
+                   redis_cpu_percent_per_100_envoys=per_100(after[3] - before[3]))
     return {
+        "envoys": envoys,
         "syncs": len(latencies),
         "syncs_per_s": round(len(latencies) / SECONDS, 1),
-        "offered_per_s": ENVOYS,
+        "offered_per_s": envoys,
         "failed": failures,
-        "control_cpu_percent": percent(after[1] - before[1]),
-        **({"postgres_cpu_percent": percent(after[2] - before[2])} if pids else {}),
+        **cpu,
         "p50_ms": quantile(0.5),
         "p99_ms": quantile(0.99),
         "max_ms": quantile(1.0),
@@ -206,34 +226,70 @@ def measure(url, service_pid, database_pids):
     }
 
 
+def run_backend(label, work, cluster, envoys):
+    """One backend at one fleet size: its services started afresh, measured, stopped."""
+    services, redis_server = [], None
+    try:
+        if label == "sqlite":
+            database = work / f"keygate-{envoys}.db"
+            services.append(ControlService(database, work / f"{label}-{envoys}.log",
+                                           start_timeout=START_SECONDS).start())
+        else:
+            database = cluster.new_database(f"fleet_{label}_{envoys}")
+            extra = []
+            if label == "ha":
+                redis_server = RedisServer(work / f"redis-{envoys}").start()
+                extra = ["--redis-url", redis_server.url]
+            for n in range(2 if label == "ha" else 1):
+                services.append(ControlService(database, work / f"{label}-{envoys}-{n}.log",
+                                               extra_args=extra, start_timeout=START_SECONDS).start())
+        database_pids = (lambda: postgres_pids(cluster)) if label != "sqlite" else list
+        redis_pids = [redis_server.proc.pid] if redis_server else []
+        result = measure([service.url() for service in services], envoys,
+                         [service.proc.pid for service in services], database_pids, redis_pids)
+        if label == "postgres":
+            name = database.rsplit("/", 1)[1]
+            rows = cluster.psql(name, "SELECT COUNT(*) FROM fleet_counts")
+            result["fleet_count_rows"] = int(rows[0][0])
+        if redis_server:
+            memory = redis_server.command("INFO", "memory")
+            used = next(line for line in memory.splitlines() if line.startswith("used_memory:"))
+            result["redis_used_mb"] = round(int(used.split(":")[1]) / 2**20, 1)
+            result["published_keys"] = [metric(service, "keygate_control_fleet_published_keys")
+                                        for service in services]
+        return result
+    finally:
+        for service in services:
+            service.stop()
+        if redis_server:
+            redis_server.close()
+
+
+def metric(service, name):
+    for line in requests.get(service.url("/metrics"), timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def main():
     work = Path(tempfile.mkdtemp(prefix="keygate-bench-fleet-"))
     cluster = PostgresCluster(work / "postgres", durable=True).init()
     cluster.start()
     sample = SimulatedEnvoy(0, [uuid.uuid4().hex for _ in range(SHARED)]).body(int(time.time() * 1000))
-    results = {"envoys": ENVOYS, "keys_per_envoy": KEYS, "shared_keys": SHARED,
-               "hot_keys_per_envoy": HOT, "seconds": SECONDS, "cores": os.cpu_count(),
-               "post_kb": round(len(sample) / 1024)}
+    results = {"keys_per_envoy": KEYS, "shared_keys": SHARED, "hot_keys_per_envoy": HOT,
+               "seconds": SECONDS, "cores": os.cpu_count(), "routing": ROUTING,
+               "post_kb": round(len(sample) / 1024), "runs": []}
     try:
-        for label, database in (("sqlite", work / "keygate.db"),
-                                ("postgres", cluster.new_database("fleet"))):
-            if label not in BACKENDS:
-                continue
-            log(f"{label}: {ENVOYS} Envoys x {KEYS} keys, one sync a second each, {SECONDS:.0f} s")
-            service = ControlService(database, work / f"{label}.log", start_timeout=START_SECONDS).start()
-            try:
-                database_pids = (lambda: postgres_pids(cluster)) if label == "postgres" else list
-                results[label] = measure(service.url(), service.proc.pid, database_pids)
-                if label == "postgres":
-                    name = database.rsplit("/", 1)[1]
-                    rows = cluster.psql(name, "SELECT COUNT(*) FROM fleet_counts")
-                    results[label]["fleet_count_rows"] = int(rows[0][0])
-            finally:
-                service.stop()
-            log(json.dumps(results[label]))
+        for label in BACKENDS:
+            for envoys in ENVOY_COUNTS:
+                log(f"{label}: {envoys} Envoys x {KEYS} keys, one sync a second each, {SECONDS:.0f} s")
+                result = {"backend": label, **run_backend(label, work, cluster, envoys)}
+                results["runs"].append(result)
+                print(json.dumps(result), flush=True)
     finally:
         cluster.destroy()
-    print(json.dumps(results, indent=2))
+    log(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

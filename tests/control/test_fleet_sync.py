@@ -88,20 +88,23 @@ def test_buckets_outside_the_window_are_not_answered(api):
     assert k not in sync(api, post("envoy-c", [key(k, [(now_buckets()[0], 1)])]))
 
 
-def test_hot_keys_reach_envoys_that_never_saw_them(api):
+def test_hot_keys_of_several_envoys_reach_envoys_that_never_saw_them(api):
     cool, hot = tag(), tag()
     minute, hour, _ = now_buckets()
     # Half of a limit in any window is hot: 3 of 6 in the hour is; 4 of 10 in the minute is not.
     sync(api, post("envoy-a", [key(cool, [(minute, 4)], limits=(10, None, None)),
-                               key(hot, [(minute, 3)], limits=(None, 6, None), hour=[(hour, 3)])]))
+                               key(hot, [(minute, 2)], limits=(None, 6, None), hour=[(hour, 2)])]))
+    # One Envoy's hot key is not pushed (a newcomer hears of it at its first sync of it).
+    assert hot not in sync(api, post("envoy-new", []))
+    sync(api, post("envoy-b", [key(hot, [(minute, 1)], limits=(None, 6, None), hour=[(hour, 1)])]))
     answer = sync(api, post("envoy-new", []))
     assert answer[hot]["counts"] == [[[minute, 3]], [[hour, 3]], []]
     assert cool not in answer, "4 of 10 is below half"
     sync(api, post("envoy-b", [key(cool, [(minute, 1)], limits=(10, None, None))]))
     answer = sync(api, post("envoy-new", []))
     assert answer[cool]["counts"][0] == [[minute, 5]]
-    # The Envoy that admitted all of it is told nothing of the hot key: the rest admitted none.
-    assert hot not in sync(api, post("envoy-a", []))
+    # Each Envoy is told only the rest of the fleet's share of the hot key.
+    assert sync(api, post("envoy-a", []))[hot]["counts"][1] == [[hour, 1]]
 
 
 @pytest.mark.parametrize("body, field", [

@@ -130,7 +130,7 @@ fn answer(
     let candidates: Vec<(String, [Option<u64>; WINDOWS])> = tx
         .query_map(
             "SELECT key_tag, per_minute, per_hour, per_day FROM fleet_limits
-             WHERE hot_until_ms > ?1 ORDER BY key_tag",
+             WHERE hot_until_ms > ?1 AND sole_proxy IS NULL ORDER BY key_tag",
             [as_i64(now_ms)],
             |row| {
                 let limit = |index| -> Result<Option<u64>> {

@@ -5,7 +5,8 @@
 //!
 //! Layout (prefix `keygate:fleet:`):
 //! - `t:{tag}`: a hash of the key's fleet totals, field `{window}:{bucket_ms}:{bucket}`, and
-//!   `lim` (its limits, `minute,hour,day`, empty for none); kept while a bucket is in its window.
+//!   `lim` (its limits, `minute,hour,day`, empty for none), `p1` (the first proxy that wrote it)
+//!   and `shared` (another proxy did too); kept while a bucket is in its window.
 //! - `p:{tag}:{window}:{bucket_ms}:{bucket}`: a hash of each proxy's absolute count of the bucket;
 //!   it expires when the bucket leaves its window. The script raises a proxy's count only upward
 //!   and adds the increase to the total, so a retried flush, two replicas writing the same proxy
@@ -57,6 +58,12 @@ for i = 1, entries do
   local bucket_key = KEYS[1 + i]
   local proxy = ARGV[at + 2]
   local count = tonumber(ARGV[at + 3])
+  local first = redis.call('HGET', totals, 'p1')
+  if not first then
+    redis.call('HSET', totals, 'p1', proxy)
+  elseif first ~= proxy then
+    redis.call('HSET', totals, 'shared', '1')
+  end
   local held = tonumber(redis.call('HGET', bucket_key, proxy) or '0')
   if count > held then
     redis.call('HSET', bucket_key, proxy, count)
@@ -140,13 +147,13 @@ impl RedisLink {
         loop {
             every.tick().await;
             let began = Instant::now();
-            let result = tokio::time::timeout(FLUSH_TIMEOUT, self.flush_once(&counts)).await;
+            let result = self.flush_once(&counts).await;
             let stats = &self.stats;
             stats
                 .last_flush_micros
                 .store(began.elapsed().as_micros() as u64, Ordering::Relaxed);
             match result {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     stats.flushes.fetch_add(1, Ordering::Relaxed);
                     stats.up.store(1, Ordering::Relaxed);
                     if !was_up {
@@ -154,10 +161,7 @@ impl RedisLink {
                     }
                     was_up = true;
                 }
-                Ok(Err(error)) => {
-                    self.failed(&mut was_up, &error);
-                }
-                Err(_) => self.failed(&mut was_up, "timed out"),
+                Err(error) => self.failed(&mut was_up, &error),
             }
         }
     }
@@ -185,20 +189,16 @@ impl RedisLink {
         let Some(flush) = flush else {
             return Ok(());
         };
-        if !self.script_loaded {
-            self.script
-                .prepare_invoke()
-                .load_async(&mut self.connection)
-                .await
-                .map_err(|error| format!("loading the script: {error}"))?;
-            self.script_loaded = true;
-        }
-        let (pipe, layout) = self.pipeline(&flush, now_ms);
-        let values: Vec<Value> = pipe
-            .query_async(&mut self.connection)
+        let exchanged = tokio::time::timeout(FLUSH_TIMEOUT, self.exchange(&flush, now_ms))
             .await
-            .map_err(|error| error.to_string())?;
-        let answer = layout.read(&values)?;
+            .unwrap_or_else(|_| Err("timed out".into()));
+        let answer = match exchanged {
+            Ok(answer) => answer,
+            Err(error) => {
+                counts.with_memory(|memory| memory.retake(&flush));
+                return Err(error);
+            }
+        };
         let lost = self
             .epoch
             .as_ref()
@@ -229,6 +229,24 @@ impl RedisLink {
             self.stream_from = "0".into();
         }
         Ok(())
+    }
+
+    /// One round trip: the flush's writes and reads, the heartbeat and the announcements.
+    async fn exchange(&mut self, flush: &Flush, now_ms: u64) -> Result<Answer, String> {
+        if !self.script_loaded {
+            self.script
+                .prepare_invoke()
+                .load_async(&mut self.connection)
+                .await
+                .map_err(|error| format!("loading the script: {error}"))?;
+            self.script_loaded = true;
+        }
+        let (pipe, layout) = self.pipeline(flush, now_ms);
+        let values: Vec<Value> = pipe
+            .query_async(&mut self.connection)
+            .await
+            .map_err(|error| error.to_string())?;
+        layout.read(&values)
     }
 
     fn pipeline(&self, flush: &Flush, now_ms: u64) -> (redis::Pipeline, Layout) {
@@ -379,9 +397,16 @@ fn key_totals(value: &Value) -> Option<KeyTotals> {
     }
     let mut totals = KeyTotals::default();
     for (field, value) in pairs {
-        if field == "lim" {
-            totals.limits = parse_limits(&value);
-            continue;
+        match field.as_str() {
+            "lim" => {
+                totals.limits = parse_limits(&value);
+                continue;
+            }
+            "shared" => {
+                totals.shared = value == "1";
+                continue;
+            }
+            _ => {}
         }
         let mut parts = field.split(':').map(str::parse::<u64>);
         let (Some(Ok(window)), Some(Ok(bucket_ms)), Some(Ok(bucket)), None) =

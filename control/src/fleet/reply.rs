@@ -4,8 +4,15 @@ use keygate_contract::fleet::{FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WIND
 use std::cmp::Ordering;
 
 /// A key is hot when, in some window, what the whole fleet admitted of it (every Envoy, every
-/// bucket inside the window) is at least half its limit (as last reported). Hot keys are pushed
-/// to every Envoy that syncs, even ones that never saw them.
+/// bucket inside the window) is at least half its limit (as last reported). Hot keys that more
+/// than one Envoy counted are pushed to every Envoy that syncs, even ones that never saw them.
+///
+/// Why not one Envoy's hot keys: pushing every hot key to every Envoy makes each answer grow
+/// with the fleet (a fleet of N Envoys with k hot keys each sends N·k keys to each of them: N²
+/// work). An Envoy that starts seeing a key only one other Envoy counted learns the rest of the
+/// fleet's count in the answer to its next sync, within 2s + t, so what it admits unaware is
+/// at most its own traffic in that time: the `r · D` term of the overshoot bound
+/// (docs/rate-limits.md), however the load balancer spreads the key.
 ///
 /// Why half: a key below it cannot be pushed over its limit by the Envoys that have not heard
 /// of it unless they admit the other half between two syncs, and a key's first requests at an

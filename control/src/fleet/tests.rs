@@ -236,24 +236,32 @@ fn the_memory_forgets_keys_nobody_sends_any_more() {
 }
 
 #[test]
-fn hot_keys_reach_envoys_that_never_saw_them() {
+fn hot_keys_of_several_envoys_reach_envoys_that_never_saw_them() {
     each("hot", |f| {
-        // Key 1: 4 of 10 at A (cool); key 2: 6 of 10 at A (hot).
+        // Key 1: 4 of 10 at A (cool); key 2: 6 of 10 at A (hot, but only A counts it).
         f.sync(
             "a",
             vec![key(1, Some(10), &[(NOW, 4)]), key(2, Some(10), &[(NOW, 6)])],
         );
         let reply = f.sync("b", vec![key(3, Some(10), &[(NOW, 1)])]);
-        assert_eq!(minute_of(&reply, 2), Some(vec![(NOW, 6)]));
+        assert_eq!(
+            minute_of(&reply, 2),
+            None,
+            "one Envoy's key: it hears at its first sync"
+        );
         assert_eq!(minute_of(&reply, 1), None, "below half its limit");
         assert_eq!(minute_of(&reply, 3), None, "nobody else counted it");
         // B's count makes key 1 hot fleet-wide: C, which never saw it, hears of it.
         f.sync("b", vec![key(1, Some(10), &[(NOW, 1)])]);
         let reply = f.sync("c", vec![]);
         assert_eq!(minute_of(&reply, 1), Some(vec![(NOW, 5)]));
-        // A itself gets key 2 back only as the rest of the fleet: nothing.
+        // Once B counts key 2 too, it is pushed as well.
+        f.sync("b", vec![key(2, Some(10), &[(NOW, 1)])]);
+        let reply = f.sync("c", vec![]);
+        assert_eq!(minute_of(&reply, 2), Some(vec![(NOW, 7)]));
+        // A itself gets key 2 back only as the rest of the fleet.
         let reply = f.sync("a", vec![]);
-        assert_eq!(minute_of(&reply, 2), None);
+        assert_eq!(minute_of(&reply, 2), Some(vec![(NOW, 1)]));
         assert_eq!(minute_of(&reply, 1), Some(vec![(NOW, 1)]));
         // A window later nothing is hot any more.
         let reply = f.sync_at("c", vec![], NOW_MS + 61_000);
@@ -264,8 +272,10 @@ fn hot_keys_reach_envoys_that_never_saw_them() {
 #[test]
 fn the_answer_is_capped_posted_keys_first() {
     each("cap", |f| {
-        let hot: Vec<KeyCounts> = (0..10).map(|n| key(n, Some(2), &[(NOW, 2)])).collect();
-        f.sync("a", hot);
+        // Ten keys hot (2 of 2) and counted by two Envoys.
+        let hot: Vec<KeyCounts> = (0..10).map(|n| key(n, Some(2), &[(NOW, 1)])).collect();
+        f.sync("a", hot.clone());
+        f.sync("d", hot);
         let many: Vec<KeyCounts> = (100..100 + MAX_KEYS_PER_SYNC as u32)
             .map(|n| key(n, Some(1_000), &[(NOW, 1)]))
             .collect();

@@ -33,6 +33,12 @@ pub struct Counts {
     /// span, so the sweep forgets by the Envoys' time.
     frames: HashMap<(usize, u64), (u64, u64)>,
     last_sweep_ms: u64,
+    /// Replicas: keys synced since the last flush took them (only these can have grown or
+    /// become warm), and the keys published here (read back each flush).
+    touched: HashSet<String>,
+    published: HashSet<String>,
+    /// Published keys to announce again (Redis lost the announcements).
+    announce_again: Vec<publish::PublishedKey>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +47,10 @@ struct KeyState {
     /// Its counts are shared through Redis (replicas only): this replica flushes what its Envoys
     /// admitted and reads the fleet's totals back.
     published: bool,
+    /// The first proxy that counted it, and whether another one has since (here or, as Redis
+    /// says, anywhere): only keys of several proxies are pushed to proxies that never sent them.
+    first_proxy: Option<Arc<str>>,
+    shared: bool,
     /// Per window: `(bucket_ms, bucket)` → counts. Envoys with other bucket widths (a rollout of
     /// new window settings) are counted apart, never mixed.
     windows: [BTreeMap<(u64, u64), Bucket>; WINDOWS],
@@ -186,7 +196,15 @@ impl Counts {
         let mut posted = Vec::with_capacity(post.keys.len());
         for key in &post.keys {
             let state = self.keys.entry(key.key.clone()).or_default();
+            if !self.touched.contains(&key.key) {
+                self.touched.insert(key.key.clone());
+            }
             state.limits = key.limits;
+            match &state.first_proxy {
+                None => state.first_proxy = Some(Arc::clone(&proxy)),
+                Some(first) if *first != proxy => state.shared = true,
+                Some(_) => {}
+            }
             for window in 0..WINDOWS {
                 state.forget(window, frame.bucket_ms[window], frame.forget_below[window]);
                 for &(bucket, count) in &key.counts[window] {
@@ -206,6 +224,7 @@ impl Counts {
             }
             if state.is_empty() {
                 self.keys.remove(&key.key);
+                self.published.remove(&key.key);
             }
             posted.push(rest);
         }
@@ -216,8 +235,9 @@ impl Counts {
         reply::assemble(posted, hot)
     }
 
-    /// The rest of the fleet's counts of the hot keys not in `post`; keys that cooled down (their
-    /// buckets aged out) leave the hot set.
+    /// The rest of the fleet's counts of the hot keys not in `post` that more than one proxy
+    /// counted (`reply::is_hot` says why only those); keys that cooled down (their buckets aged
+    /// out) leave the hot set.
     fn hot_rest(&mut self, post: &FleetSyncPost, proxy: &str, frame: &Frame) -> Vec<Rest> {
         let in_post: HashSet<&str> = post.keys.iter().map(|key| key.key.as_str()).collect();
         let mut found = Vec::new();
@@ -229,7 +249,7 @@ impl Counts {
             if !reply::is_hot(&state.limits, &state.totals(frame)) {
                 return false;
             }
-            if !in_post.contains(tag.as_str()) {
+            if state.shared && !in_post.contains(tag.as_str()) {
                 found.push(state.rest(tag, proxy, frame));
             }
             true
@@ -257,6 +277,8 @@ impl Counts {
         });
         let keys = &self.keys;
         self.hot.retain(|tag| keys.contains_key(tag));
+        self.published.retain(|tag| keys.contains_key(tag));
+        self.touched.retain(|tag| keys.contains_key(tag));
         // A bucket width no sync used for a day is forgotten too.
         self.frames.retain(|&(_, bucket_ms), &mut (newest, span)| {
             newest

@@ -14,7 +14,7 @@
 
 use super::{Counts, KeyState};
 use keygate_contract::fleet::WINDOWS;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// When a replica publishes a key of its own accord.
@@ -84,6 +84,8 @@ pub struct Flush {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KeyTotals {
     pub limits: Option<[Option<u64>; WINDOWS]>,
+    /// More than one proxy wrote counts of the key.
+    pub shared: bool,
     pub buckets: Vec<((usize, u64, u64), u64)>,
 }
 
@@ -91,15 +93,21 @@ pub struct KeyTotals {
 pub type Totals = HashMap<String, KeyTotals>;
 
 impl Counts {
-    /// Publishes the keys that became warm and collects what to write and read.
+    /// Publishes the keys that became warm and collects what to write and read. Costs the keys
+    /// synced since the last flush plus the published ones, never every key held.
     pub fn take_flush(&mut self, warmth: Warmth, now_ms: u64) -> Flush {
         let mut flush = Flush {
             forget_below: self.forget_below(now_ms),
+            announce: std::mem::take(&mut self.announce_again),
             ..Flush::default()
         };
-        for (tag, state) in &mut self.keys {
+        for tag in std::mem::take(&mut self.touched) {
+            let Some(state) = self.keys.get_mut(&tag) else {
+                continue;
+            };
             if !state.published && warmth.is_warm(&state.limits, &state.local_sums()) {
                 state.published = true;
+                self.published.insert(tag.clone());
                 flush.announce.push(PublishedKey {
                     tag: tag.clone(),
                     limits: state.limits,
@@ -109,17 +117,29 @@ impl Counts {
                 continue;
             }
             let raised = state.raised(&self.frames, now_ms);
-            if raised.is_empty() {
-                flush.read.push(tag.clone());
-            } else {
+            if !raised.is_empty() {
                 flush.keys.push(KeyFlush {
-                    tag: tag.clone(),
+                    tag,
                     limits: state.limits,
                     raised,
                 });
             }
         }
+        let written: HashSet<&str> = flush.keys.iter().map(|key| key.tag.as_str()).collect();
+        flush.read = self
+            .published
+            .iter()
+            .filter(|tag| !written.contains(tag.as_str()))
+            .cloned()
+            .collect();
         flush
+    }
+
+    /// A flush that failed: its keys and announcements are taken again by the next one.
+    pub fn retake(&mut self, flush: &Flush) {
+        self.touched
+            .extend(flush.keys.iter().map(|key| key.tag.clone()));
+        self.announce_again.extend(flush.announce.iter().cloned());
     }
 
     /// Notes a flush Redis accepted, with the totals it read back.
@@ -142,6 +162,7 @@ impl Counts {
             if state.is_empty() {
                 self.keys.remove(tag);
                 self.hot.remove(tag);
+                self.published.remove(tag);
             } else if state.has_remote() {
                 // A candidate: each answer re-checks it against its own frame.
                 self.hot.insert(tag.clone());
@@ -157,13 +178,19 @@ impl Counts {
             if state.is_empty() {
                 state.limits = key.limits;
             }
-            state.published = true;
+            if !state.published {
+                // Its counts held here are written in full by the next flush.
+                state.published = true;
+                self.published.insert(key.tag.clone());
+                self.touched.insert(key.tag.clone());
+            }
         }
     }
 
     /// Redis lost what it held (a restart without persistence, a flush of its data): everything
-    /// is written again in full, and every published key announced again.
-    pub fn forget_flushed(&mut self) -> Vec<PublishedKey> {
+    /// is written again in full, and every published key announced again, by the next flush.
+    /// Answers how many keys that is.
+    pub fn forget_flushed(&mut self) -> usize {
         let mut announce = Vec::new();
         for (tag, state) in &mut self.keys {
             for buckets in &mut state.windows {
@@ -176,18 +203,21 @@ impl Counts {
                 }
             }
             if state.published {
+                self.touched.insert(tag.clone());
                 announce.push(PublishedKey {
                     tag: tag.clone(),
                     limits: state.limits,
                 });
             }
         }
-        announce
+        let count = announce.len();
+        self.announce_again = announce;
+        count
     }
 
     /// Keys published here (a gauge).
     pub fn published_count(&self) -> usize {
-        self.keys.values().filter(|state| state.published).count()
+        self.published.len()
     }
 
     /// Per (window, bucket width) in use: below which bucket counts are forgotten, as the sweep
@@ -272,6 +302,7 @@ impl KeyState {
         let Some(totals) = totals else {
             return;
         };
+        self.shared |= totals.shared;
         if let Some(limits) = totals.limits {
             if self
                 .windows

@@ -41,6 +41,7 @@ impl FakeRedis {
         let mut totals = Totals::new();
         let tags = flush.keys.iter().map(|key| &key.tag).chain(&flush.read);
         for tag in tags {
+            let limits = inner.limits.get(tag).copied();
             let Some(buckets) = inner.counts.get_mut(tag) else {
                 continue;
             };
@@ -54,10 +55,15 @@ impl FakeRedis {
                 .iter()
                 .map(|(&at, proxies)| (at, proxies.values().sum()))
                 .collect();
+            let writers: std::collections::HashSet<&String> = buckets
+                .values()
+                .flat_map(|proxies| proxies.keys())
+                .collect();
             totals.insert(
                 tag.clone(),
                 KeyTotals {
-                    limits: inner.limits.get(tag).copied(),
+                    limits,
+                    shared: writers.len() > 1,
                     buckets: summed,
                 },
             );
