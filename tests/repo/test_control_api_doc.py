@@ -10,7 +10,7 @@ import re
 from keygate_testkit.paths import ROOT
 from keygate_testkit.shipped import openapi_document, openapi_operations
 
-PUBLIC_OR_SYNC = {("get", "/healthz"), ("get", "/openapi.json"), ("get", "/v1/snapshot"),
+PUBLIC_OR_SYNC = {("get", "/healthz"), ("get", "/metrics"), ("get", "/openapi.json"), ("get", "/v1/snapshot"),
                   ("get", "/v1/snapshot/polls"), ("post", "/v1/usage"),
                   ("post", "/v1/ratelimits/sync")}
 
