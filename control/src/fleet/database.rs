@@ -127,10 +127,11 @@ fn answer(
     }
     write_limits(tx, &changed)?;
     let in_post: HashSet<&str> = tags.iter().copied().collect();
-    let candidates: Vec<(String, [Option<u64>; WINDOWS])> = tx
+    // (tag, limits, whether more than one proxy counted it)
+    let candidates: Vec<(String, [Option<u64>; WINDOWS], bool)> = tx
         .query_map(
-            "SELECT key_tag, per_minute, per_hour, per_day FROM fleet_limits
-             WHERE hot_until_ms > ?1 AND sole_proxy IS NULL ORDER BY key_tag",
+            "SELECT key_tag, per_minute, per_hour, per_day, sole_proxy IS NULL
+             FROM fleet_limits WHERE hot_until_ms > ?1 ORDER BY key_tag",
             [as_i64(now_ms)],
             |row| {
                 let limit = |index| -> Result<Option<u64>> {
@@ -138,19 +139,25 @@ fn answer(
                         .get::<Option<i64>>(index)?
                         .and_then(|v| u64::try_from(v).ok()))
                 };
-                Ok((row.get::<String>(0)?, [limit(1)?, limit(2)?, limit(3)?]))
+                let shared = row.get::<i64>(4)? != 0;
+                Ok((
+                    row.get::<String>(0)?,
+                    [limit(1)?, limit(2)?, limit(3)?],
+                    shared,
+                ))
             },
         )?
         .into_iter()
-        .filter(|(tag, _)| !in_post.contains(tag.as_str()))
+        .filter(|(tag, _, _)| !in_post.contains(tag.as_str()))
         .collect();
-    let candidate_tags: Vec<&str> = candidates.iter().map(|(tag, _)| tag.as_str()).collect();
+    let candidate_tags: Vec<&str> = candidates.iter().map(|(tag, _, _)| tag.as_str()).collect();
     let counted = read_counts(tx, &candidate_tags, &post.proxy_id, frame)?;
     let hot = candidates
         .iter()
-        .filter_map(|(tag, limits)| {
+        .filter_map(|(tag, limits, shared)| {
             let counts = counted.get(tag.as_str())?;
-            reply::is_hot(limits, &counts.totals).then(|| rest_of(tag, *limits, Some(counts)))
+            reply::is_pushed(limits, &counts.totals, *shared)
+                .then(|| rest_of(tag, *limits, Some(counts)))
         })
         .collect();
     Ok(reply::assemble(posted, hot))

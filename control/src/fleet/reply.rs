@@ -4,15 +4,7 @@ use keygate_contract::fleet::{FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WIND
 use std::cmp::Ordering;
 
 /// A key is hot when, in some window, what the whole fleet admitted of it (every Envoy, every
-/// bucket inside the window) is at least half its limit (as last reported). Hot keys that more
-/// than one Envoy counted are pushed to every Envoy that syncs, even ones that never saw them.
-///
-/// Why not one Envoy's hot keys: pushing every hot key to every Envoy makes each answer grow
-/// with the fleet (a fleet of N Envoys with k hot keys each sends N·k keys to each of them: N²
-/// work). An Envoy that starts seeing a key only one other Envoy counted learns the rest of the
-/// fleet's count in the answer to its next sync, within 2s + t, so what it admits unaware is
-/// at most its own traffic in that time: the `r · D` term of the overshoot bound
-/// (docs/rate-limits.md), however the load balancer spreads the key.
+/// bucket inside the window) is at least half its limit (as last reported).
 ///
 /// Why half: a key below it cannot be pushed over its limit by the Envoys that have not heard
 /// of it unless they admit the other half between two syncs, and a key's first requests at an
@@ -25,6 +17,25 @@ pub fn is_hot(limits: &[Option<u64>; WINDOWS], totals: &[u64; WINDOWS]) -> bool 
         Some(limit) if limit > 0 => totals[window].saturating_mul(2) >= limit,
         _ => false,
     })
+}
+
+/// Whether a hot key is pushed to every Envoy that syncs, even ones that never saw it: when
+/// more than one Envoy counted it, or when it has used up a limit.
+///
+/// Why not every hot key: one Envoy's keys near their limits are, in a fleet of N Envoys with
+/// k such keys each, N·k keys in every answer (N² work). An Envoy that starts seeing a key only
+/// one other Envoy counted learns the rest of the fleet's count in the answer to its next sync,
+/// within 2s + t, so what it admits unaware is at most its own traffic in that time: the
+/// `r · D` term of the overshoot bound, however the load balancer spreads the key. A key at
+/// its limit is pushed anyway, so a client that used it up through one Envoy is refused by the
+/// next one at once.
+pub fn is_pushed(limits: &[Option<u64>; WINDOWS], totals: &[u64; WINDOWS], shared: bool) -> bool {
+    is_hot(limits, totals)
+        && (shared
+            || (0..WINDOWS).any(|window| match limits[window] {
+                Some(limit) if limit > 0 => totals[window] >= limit,
+                _ => false,
+            }))
 }
 
 /// How close to its limit a key is: the largest share of a limit used, for ordering hot keys.
@@ -83,6 +94,19 @@ mod tests {
         assert!(is_hot(&[Some(1000), Some(10), None], &[5, 5, 0]));
         assert!(!is_hot(&[Some(0), None, None], &[5, 5, 5]), "0 is no limit");
         assert_eq!(heat(&[Some(10), Some(100), None], &[5, 80, 9]), 0.8);
+        assert!(is_pushed(&[Some(10), None, None], &[5, 0, 0], true));
+        assert!(
+            !is_pushed(&[Some(10), None, None], &[9, 0, 0], false),
+            "one Envoy's"
+        );
+        assert!(
+            is_pushed(&[Some(10), None, None], &[10, 0, 0], false),
+            "used up"
+        );
+        assert!(
+            !is_pushed(&[Some(10), None, None], &[4, 0, 0], true),
+            "not hot"
+        );
     }
 
     fn rest(key: char, heat: f64, count: u64) -> Rest {

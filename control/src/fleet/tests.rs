@@ -251,6 +251,10 @@ fn hot_keys_of_several_envoys_reach_envoys_that_never_saw_them() {
         );
         assert_eq!(minute_of(&reply, 1), None, "below half its limit");
         assert_eq!(minute_of(&reply, 3), None, "nobody else counted it");
+        // One Envoy's key at its limit is pushed all the same: the next Envoy refuses at once.
+        f.sync("a", vec![key(4, Some(10), &[(NOW, 10)])]);
+        let reply = f.sync("b", vec![]);
+        assert_eq!(minute_of(&reply, 4), Some(vec![(NOW, 10)]));
         // B's count makes key 1 hot fleet-wide: C, which never saw it, hears of it.
         f.sync("b", vec![key(1, Some(10), &[(NOW, 1)])]);
         let reply = f.sync("c", vec![]);

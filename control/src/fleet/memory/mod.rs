@@ -235,9 +235,8 @@ impl Counts {
         reply::assemble(posted, hot)
     }
 
-    /// The rest of the fleet's counts of the hot keys not in `post` that more than one proxy
-    /// counted (`reply::is_hot` says why only those); keys that cooled down (their buckets aged
-    /// out) leave the hot set.
+    /// The rest of the fleet's counts of the hot keys not in `post` that are pushed
+    /// (`reply::is_pushed`); keys that cooled down (their buckets aged out) leave the hot set.
     fn hot_rest(&mut self, post: &FleetSyncPost, proxy: &str, frame: &Frame) -> Vec<Rest> {
         let in_post: HashSet<&str> = post.keys.iter().map(|key| key.key.as_str()).collect();
         let mut found = Vec::new();
@@ -246,10 +245,13 @@ impl Counts {
             let Some(state) = keys.get(tag) else {
                 return false;
             };
-            if !reply::is_hot(&state.limits, &state.totals(frame)) {
+            let totals = state.totals(frame);
+            if !reply::is_hot(&state.limits, &totals) {
                 return false;
             }
-            if state.shared && !in_post.contains(tag.as_str()) {
+            if reply::is_pushed(&state.limits, &totals, state.shared)
+                && !in_post.contains(tag.as_str())
+            {
                 found.push(state.rest(tag, proxy, frame));
             }
             true
