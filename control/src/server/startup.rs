@@ -60,6 +60,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         shutting_down,
         held_polls: HeldPolls::default(),
         full_snapshot: Default::default(),
+        delta_pages: crate::api::state::delta_cache(),
         fleet: Arc::new(FleetCounts::for_store(&store)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
