@@ -91,6 +91,7 @@ impl<K: Eq + Clone> DeltaCache<K> {
     }
 
     /// Pages held (built or in flight).
+    #[cfg(test)]
     pub fn entries(&self) -> usize {
         self.slots().len()
     }
@@ -168,8 +169,9 @@ mod tests {
         assert_eq!(built(&cache, 1, "a").await, page("a"));
         assert_eq!(built(&cache, 2, "b").await, page("b"));
         assert_eq!(built(&cache, 1, "ignored").await, page("a"));
-        let failed: Result<EncodedPage, &str> =
-            cache.get_or_build(3, || async { Err("database down") }).await;
+        let failed: Result<EncodedPage, &str> = cache
+            .get_or_build(3, || async { Err("database down") })
+            .await;
         assert_eq!(failed, Err("database down"));
         assert_eq!(built(&cache, 3, "c").await, page("c"));
         assert_eq!(cache.builds(), 4);
