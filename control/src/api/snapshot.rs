@@ -6,8 +6,9 @@ use crate::api::auth::SyncAuth;
 use crate::api::encoding::{negotiate, Encoding};
 use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
-use crate::api::state::AppState;
+use crate::api::state::{AppState, DeltaKey};
 use crate::feed::compact_pages::compact_page;
+use crate::feed::delta_cache::EncodedPage;
 use crate::feed::pages::{committed_version, json_page, PageQuery, PageRequest};
 use crate::feed::versions::{self, HeldPolls};
 use axum::body::Body;
@@ -16,6 +17,7 @@ use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATC
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -53,16 +55,19 @@ pub async fn snapshot(
             return Ok(not_modified);
         }
     }
-    let (body, tag) = match encoding {
-        Encoding::Json => {
+    let published = *state.store.subscribe().borrow();
+    let (body, tag) = match cacheable_delta(&request, state.store.epoch(), published, encoding) {
+        Some(key) => {
             let page = state
-                .blocking(move |store| json_page(store, &request))
+                .delta_pages
+                .get_or_build(key, || encoded_page(&state, request, encoding))
                 .await?;
-            let body = serde_json::to_vec(&page)
-                .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))?;
-            (body, versions::etag(&page.epoch, page.version))
+            (page.body, page.etag)
         }
-        Encoding::Compact => compact_page(&state.store, &state.full_snapshot, request).await?,
+        None => {
+            let page = encoded_page(&state, request, encoding).await?;
+            (page.body, page.etag)
+        }
     };
     Ok((
         StatusCode::OK,
@@ -77,16 +82,72 @@ pub async fn snapshot(
         .into_response())
 }
 
+/// The cache key of a request every proxy at one version sends after a change: the first page
+/// of a delta of this epoch since a version the watch has published. Anything else (full
+/// snapshots, later pages, a client ahead of the watch) is read as it comes.
+fn cacheable_delta(
+    request: &PageRequest,
+    epoch: &str,
+    published: u64,
+    encoding: Encoding,
+) -> Option<DeltaKey> {
+    match request.since {
+        Some(since)
+            if request.first_page
+                && request.epoch.as_deref() == Some(epoch)
+                && since <= published =>
+        {
+            Some(DeltaKey {
+                since,
+                version: published,
+                encoding,
+                limit: request.limit,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Reads and encodes one page (the uncached path, and the build of a cached one).
+async fn encoded_page(
+    state: &AppState,
+    request: PageRequest,
+    encoding: Encoding,
+) -> Result<EncodedPage, ApiError> {
+    let (body, etag) = match encoding {
+        Encoding::Json => {
+            let page = state
+                .blocking(move |store| json_page(store, &request))
+                .await?;
+            let body = serde_json::to_vec(&page)
+                .map_err(|error| ApiError::Internal(format!("encoding snapshot: {error}")))?;
+            (body, versions::etag(&page.epoch, page.version))
+        }
+        Encoding::Compact => compact_page(&state.store, &state.full_snapshot, request).await?,
+    };
+    Ok(EncodedPage {
+        body: Bytes::from(body),
+        etag,
+    })
+}
+
 /// The answer of `GET /v1/snapshot/polls`.
 #[derive(Debug, Serialize)]
 pub struct HeldPollsView {
     /// Long polls waiting for the version to move right now.
     held: usize,
+    /// Delta pages read and encoded since start (one per version and request shape, however
+    /// many polls took it).
+    delta_pages_built: u64,
+    /// Bytes of encoded delta pages held for sharing.
+    delta_cache_bytes: usize,
 }
 
 pub async fn held_polls(State(state): State<AppState>, _: SyncAuth) -> Json<HeldPollsView> {
     Json(HeldPollsView {
         held: state.held_polls.count(),
+        delta_pages_built: state.delta_pages.builds(),
+        delta_cache_bytes: state.delta_pages.bytes(),
     })
 }
 

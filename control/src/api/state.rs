@@ -1,8 +1,10 @@
 //! What every handler can reach: the store, the two tokens and the configured scopes.
 
+use crate::api::encoding::Encoding;
 use crate::api::error::ApiError;
 use crate::app::error::LifecycleError;
 use crate::domain::secrets::TokenDigest;
+use crate::feed::delta_cache::DeltaCache;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::redis::FlushStats;
@@ -27,6 +29,28 @@ pub struct AppState {
     pub fleet_stats: Arc<FlushStats>,
     /// The full snapshot in the compact encoding, built once for every starting proxy.
     pub full_snapshot: Arc<SnapshotCache>,
+    /// Recent encoded delta pages, shared by the polls that wake for the same version.
+    pub delta_pages: Arc<DeltaCache<DeltaKey>>,
+}
+
+/// What makes two delta requests get the same bytes: since, the published version they woke
+/// for, the encoding and the page size (only first pages of a delta are cached).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaKey {
+    pub since: u64,
+    pub version: u64,
+    pub encoding: Encoding,
+    pub limit: usize,
+}
+
+/// Pages the delta cache holds: a few recent versions in both encodings and page sizes.
+pub const DELTA_CACHE_ENTRIES: usize = 64;
+/// Bytes of bodies the delta cache holds at most (one larger page is still kept alone).
+pub const DELTA_CACHE_BYTES: usize = 16 << 20;
+
+/// An empty delta cache with the service's bounds.
+pub fn delta_cache() -> Arc<DeltaCache<DeltaKey>> {
+    Arc::new(DeltaCache::new(DELTA_CACHE_ENTRIES, DELTA_CACHE_BYTES))
 }
 
 impl AppState {

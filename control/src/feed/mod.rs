@@ -3,6 +3,7 @@
 //! (`api/snapshot.rs`) turns these into answers.
 
 pub mod compact_pages;
+pub mod delta_cache;
 pub mod error;
 pub mod full_snapshot;
 pub mod pages;

@@ -65,6 +65,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         shutting_down,
         held_polls: HeldPolls::default(),
         full_snapshot: Default::default(),
+        delta_pages: crate::api::state::delta_cache(),
         fleet: Arc::new(FleetCounts::for_store(&store, args.redis_url.is_some())),
         fleet_stats: Arc::default(),
     };
