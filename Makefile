@@ -141,7 +141,7 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 # per target (docs/fuzzing.md). Not part of `make test`. RUSTC_BOOTSTRAP=1 lets stable Rust take
 # the -Z flags cargo-fuzz passes; FUZZ_FLAGS="--sanitizer none" where ASan is unavailable.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= extract xff routes config snapshot compact ratelimit rfc3339 store
+FUZZ_TARGETS ?= extract xff routes config snapshot compact fleet_sync ratelimit rfc3339 store
 FUZZ_FLAGS ?=
 .PHONY: fuzz
 fuzz:

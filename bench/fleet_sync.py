@@ -17,7 +17,9 @@ from /proc/<pid>/stat; both replicas summed for `ha`), the database's and Redis'
 100 Envoys, and the sync call's latency (p50, p99, max) as the clients saw it.
 
 The Envoys are simulated by BENCH_CLIENT_PROCESSES (5) processes of threads; bodies are built
-from cached fragments so the clients stay light next to the service they measure."""
+from cached fragments so the clients stay light next to the service they measure. They post and
+ask for the compact binary encoding, as the filter does (BENCH_ENCODING=binary, the default;
+`json` for the JSON one; keygate_testkit.fleet_binary)."""
 
 import json
 import multiprocessing
@@ -32,6 +34,7 @@ from queue import Empty
 
 import requests
 
+from keygate_testkit import fleet_binary
 from keygate_testkit.control import ControlService
 from keygate_testkit.paths import SYNC_TOKEN
 from keygate_testkit.postgres import PostgresCluster
@@ -46,6 +49,9 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
 WARMUP = 5.0
 PROCESSES = int(os.environ.get("BENCH_CLIENT_PROCESSES", "5"))
 BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgres,ha").split(",")
+ENCODING = os.environ.get("BENCH_ENCODING", "binary")
+if ENCODING not in ("binary", "json"):
+    sys.exit(f"BENCH_ENCODING must be binary or json, not {ENCODING!r}")
 BUCKET_MS = [2_000, 120_000, 3_600_000]
 WINDOW_MS = [60_000, 3_600_000, 86_400_000]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -96,10 +102,13 @@ class SimulatedEnvoy:
                      + [(tag, "[100000,null,null]") for tag in own[HOT:]])
         self.history_for = None
         self.history = ""
+        self.heads = [fleet_binary.key_head(tag, json.loads(limits)) for tag, limits in self.keys]
 
     def body(self, now_ms):
         """The post at `now_ms`: 30 minute buckets (1 to 3 admitted each, the newest still
         growing), the hour's and the day's bucket."""
+        if ENCODING == "binary":
+            return self.binary_body(now_ms)
         minute, hour, day = (now_ms // width for width in BUCKET_MS)
         if self.history_for != minute:
             self.history_for = minute
@@ -112,10 +121,29 @@ class SimulatedEnvoy:
         return (f'{{"proxy_id":"{self.proxy}","bucket_ms":{json.dumps(BUCKET_MS)},'
                 f'"window_ms":{json.dumps(WINDOW_MS)},"keys":[{keys}]}}').encode()
 
+    def binary_body(self, now_ms):
+        """`body` in the binary encoding: every key's windows are the same bytes, so they are
+        built once per post (the minute history once per minute) behind each key's cached head."""
+        minute, hour, day = (now_ms // width for width in BUCKET_MS)
+        if self.history_for != minute:
+            self.history_for = minute
+            self.history = fleet_binary.pairs(
+                [(bucket, 1 + bucket % 3) for bucket in range(minute - 29, minute)])
+        newest = 1 + (now_ms % BUCKET_MS[0]) // 500
+        total = 60 + newest
+        windows = (fleet_binary.varint(30) + self.history
+                   + fleet_binary.pairs([(minute, newest)], previous=minute - 1)
+                   + fleet_binary.window([(hour, total)]) + fleet_binary.window([(day, total)]))
+        head = fleet_binary.post_head(self.proxy, BUCKET_MS, WINDOW_MS, len(self.heads))
+        return head + b"".join(key_head + windows for key_head in self.heads)
+
 
 def run_envoy(urls, index, envoy, start_at, stop_at, offset, results):
     sessions = [requests.Session() for _ in urls]
     headers = {"Authorization": f"Bearer {SYNC_TOKEN}", "Content-Type": "application/json"}
+    if ENCODING == "binary":
+        headers.update({"Content-Type": fleet_binary.MEDIA_TYPE,
+                        "Accept": fleet_binary.FILTER_ACCEPT})
     tick = start_at + offset
     latencies, failures, answered = [], 0, []
     sent = 0
@@ -141,7 +169,8 @@ def run_envoy(urls, index, envoy, start_at, stop_at, offset, results):
         if ok and tick >= start_at + WARMUP:
             latencies.append(took)
             if len(latencies) % 10 == 1:
-                answered.append(len(response.json()["keys"]))
+                answered.append(fleet_binary.count_reply_keys(response.content)
+                                if ENCODING == "binary" else len(response.json()["keys"]))
         elif not ok and tick >= start_at + WARMUP:
             failures += 1
         tick += 1.0
@@ -279,7 +308,7 @@ def main():
     sample = SimulatedEnvoy(0, [uuid.uuid4().hex for _ in range(SHARED)]).body(int(time.time() * 1000))
     results = {"keys_per_envoy": KEYS, "shared_keys": SHARED, "hot_keys_per_envoy": HOT,
                "seconds": SECONDS, "cores": os.cpu_count(), "routing": ROUTING,
-               "post_kb": round(len(sample) / 1024), "runs": []}
+               "encoding": ENCODING, "post_kb": round(len(sample) / 1024), "runs": []}
     try:
         for label in BACKENDS:
             for envoys in ENVOY_COUNTS:

@@ -14,6 +14,7 @@ use keygate::metrics::Metrics;
 use keygate::request::{RequestFilter, Verdict, Worker};
 use keygate::sync::lease::backoff_ms;
 use keygate::sync::queue::FakeQueue;
+use keygate_contract::fleet::{binary, FleetSyncPost, FleetSyncReply};
 use keygate_contract::key_hash::hash_key;
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -264,4 +265,40 @@ fn one_fetch_per_envoy_and_one_post_of_every_workers_usage() {
     let post = only_call(&host, "/v1/usage");
     let body: serde_json::Value = serde_json::from_slice(post.body.as_deref().unwrap()).unwrap();
     assert_eq!(body["reports"][0]["key_id"], "id_a");
+}
+
+#[test]
+fn the_fleet_sync_goes_binary_and_falls_back_to_json_on_a_415() {
+    let host = FakeHost::at(NOW_MS);
+    let envoy = Envoy::default();
+    let mut background = envoy.worker(&host, 1, config(""));
+    background.on_tick(&host);
+    let call = only_call(&host, "/v1/ratelimits/sync");
+    assert_eq!(call.header("content-type"), Some(binary::MEDIA_TYPE));
+    assert_eq!(call.header("accept"), Some(binary::ACCEPT));
+    let post = binary::decode_post(call.body.as_deref().unwrap()).unwrap();
+    deliver(&mut background, &host, &call, 415, b"{}");
+    // No failure counted: the same sync went out again in JSON at once.
+    assert_eq!(host.metric("keygate_ratelimit_sync_failed"), 0);
+    let again = only_call(&host, "/v1/ratelimits/sync");
+    assert_eq!(again.header("content-type"), Some("application/json"));
+    let json: FleetSyncPost = serde_json::from_slice(again.body.as_deref().unwrap()).unwrap();
+    assert_eq!(json, post);
+    deliver(&mut background, &host, &again, 200, br#"{"keys":[]}"#);
+    assert_eq!(host.metric("keygate_ratelimit_sync_ok"), 1);
+}
+
+#[test]
+fn a_worker_configured_for_json_syncs_in_json() {
+    let host = FakeHost::at(NOW_MS);
+    let envoy = Envoy::default();
+    let json = r#","rate_limits":{"sync_encoding":"json"}"#;
+    let mut background = envoy.worker(&host, 1, config(json));
+    background.on_tick(&host);
+    let call = only_call(&host, "/v1/ratelimits/sync");
+    assert_eq!(call.header("content-type"), Some("application/json"));
+    let reply = binary::encode_reply(&FleetSyncReply::default()).unwrap();
+    // A control service may still answer binary: read by its first bytes.
+    deliver(&mut background, &host, &call, 200, &reply);
+    assert_eq!(host.metric("keygate_ratelimit_sync_ok"), 1);
 }

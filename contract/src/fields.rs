@@ -52,6 +52,8 @@ impl fmt::Display for FieldError {
     }
 }
 
+impl std::error::Error for FieldError {}
+
 /// Characters that change how text is shown without being seen: bidirectional embeddings,
 /// overrides and isolates (U+202A–U+202E, U+2066–U+2069), marks and zero-width characters, the
 /// byte-order mark, soft hyphen, interlinear annotations and tag characters. In a name they let

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::fields::{self, FieldError};
 use crate::key_hash::Digest;
 
+pub mod binary;
+
 /// Keys in one sync; an Envoy with more active limited keys sends the rest next time.
 pub const MAX_KEYS_PER_SYNC: usize = 5_000;
 /// Buckets per window in one key's counts (the rings hold at most 31).

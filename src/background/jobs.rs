@@ -100,6 +100,10 @@ impl WorkerJob for FleetSync {
                     "#{id} fleet rate-limit sync failed, limits are enforced per Envoy until it works: {reason}"
                 );
             }
+            // Once per VM: after it, this VM only sends JSON.
+            FleetOutcome::FellBackToJson => warn!(
+                "#{id} the control service refused the binary fleet sync (415: older than the encoding); this worker sends JSON from now on"
+            ),
         }
     }
 }

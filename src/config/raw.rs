@@ -58,6 +58,7 @@ pub(super) struct RawRateLimits {
     pub(super) fleet: bool,
     pub(super) sync_path: String,
     pub(super) sync_interval: String,
+    pub(super) sync_encoding: String,
 }
 
 impl Default for RawRateLimits {
@@ -72,6 +73,7 @@ impl Default for RawRateLimits {
             fleet: true,
             sync_path: "/v1/ratelimits/sync".into(),
             sync_interval: "1s".into(),
+            sync_encoding: "binary".into(),
         }
     }
 }

@@ -30,6 +30,7 @@ fn minimal_config_gets_safe_defaults() {
     assert!(config.rate_limits.fleet);
     assert_eq!(config.rate_limits.sync_interval, Duration::from_secs(1));
     assert_eq!(config.rate_limits.sync_path, "/v1/ratelimits/sync");
+    assert_eq!(config.rate_limits.sync_encoding, SyncEncoding::Binary);
     assert!(config.usage.enabled);
     assert_eq!(config.usage.report_interval, Duration::from_secs(5));
 }
@@ -143,6 +144,14 @@ fn errors_name_the_field() {
             "rate_limits.sync_path",
         ),
         (
+            r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_encoding":"cbor"}}"#,
+            "rate_limits.sync_encoding",
+        ),
+        (
+            r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_encoding":"JSON"}}"#,
+            "rate_limits.sync_encoding",
+        ),
+        (
             r#"{"control":{"cluster":"c","token":"t"},"usage":{"report_interval":"1d"}}"#,
             "usage.report_interval",
         ),
@@ -252,4 +261,15 @@ fn route_options_are_checked() {
         let error = parse(json).unwrap_err();
         assert_eq!(error.field, field, "{json}: {error:?}");
     }
+}
+
+#[test]
+fn the_fleet_sync_can_keep_json() {
+    let json = r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_encoding":"json"}}"#;
+    let config = parse(json).expect("json is a sync encoding");
+    assert_eq!(config.rate_limits.sync_encoding, SyncEncoding::Json);
+    let binary =
+        r#"{"control":{"cluster":"c","token":"t"},"rate_limits":{"sync_encoding":"binary"}}"#;
+    let config = parse(binary).expect("binary is a sync encoding");
+    assert_eq!(config.rate_limits.sync_encoding, SyncEncoding::Binary);
 }

@@ -13,13 +13,19 @@
 //! When the control service is down or slow the syncs fail (counted), remote counts age out
 //! with their buckets, and each Envoy is back to enforcing its own count: today's behaviour.
 //!
+//! The post and its answer travel in the compact binary encoding (`contract::fleet::binary`)
+//! unless `rate_limits.sync_encoding` says JSON; a control service older than that encoding
+//! answers 415, and the VM then sends JSON for the rest of its life (`FleetOutcome::FellBackToJson`
+//! is reported once). Answers are read by their first bytes, so a control service that ignores
+//! `Accept` and answers JSON is understood too.
+//!
 //! `FleetSync` is the job (`sync/task.rs` runs it); its tests are in `tests.rs`.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{ControlConfig, RateLimitConfig};
+use crate::config::{ControlConfig, RateLimitConfig, SyncEncoding};
 use crate::host::Host;
 use crate::limits::counters;
 use crate::limits::touched::Touched;
@@ -27,7 +33,7 @@ use crate::limits::window::Windows;
 use crate::sync::queue::Queue;
 use crate::sync::task::{Call, CallError, Job, JobLease, Response, Start, Step};
 use keygate_contract::fleet::{
-    self, FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WINDOWS,
+    self, binary, FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC, WINDOWS,
 };
 
 pub const QUEUE_NAME: &str = "keygate.fleet.touched";
@@ -41,6 +47,8 @@ const SYNCED_AT_KEY: &str = "keygate.fleet.synced_at";
 pub const MAX_REPLY_BYTES: usize = 8 << 20;
 /// Queue items taken per sync (each a list of slots from one worker's tick).
 const MAX_ITEMS_PER_SYNC: usize = 4096;
+/// What the control service answers a body type it does not take with.
+const UNSUPPORTED_MEDIA_TYPE: u32 = 415;
 
 /// Why a sync failed; limits are enforced per Envoy until one works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +86,9 @@ pub enum FleetOutcome {
         keys_skipped: usize,
     },
     Failed(FleetError),
+    /// The control service refused the binary post (415: it predates the encoding); the same
+    /// keys went out again at once in JSON, as every later sync of this VM will.
+    FellBackToJson,
 }
 
 /// The fleet sync of one VM.
@@ -90,6 +101,8 @@ pub struct FleetSync {
     queue: Box<dyn Queue>,
     /// Rate-limit slots that exist, as this worker last saw them (`note_slot_count`).
     slots: u64,
+    /// How posts are sent: as configured, until a 415 turns binary into JSON.
+    encoding: SyncEncoding,
 }
 
 fn encode_slots(slots: &BTreeSet<u64>) -> Vec<u8> {
@@ -100,6 +113,15 @@ fn decode_slots(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
     bytes
         .chunks_exact(8)
         .filter_map(|chunk| chunk.try_into().ok().map(u64::from_le_bytes))
+}
+
+/// A sync answer in either encoding, told apart by its first bytes.
+fn read_reply(body: &[u8]) -> Option<FleetSyncReply> {
+    if binary::is_binary(body) {
+        binary::decode_reply(body).ok()
+    } else {
+        serde_json::from_slice(body).ok()
+    }
 }
 
 /// `(owner, seed)` of a slot from a key tag (`contract::fleet::key_tag`).
@@ -157,6 +179,7 @@ impl FleetSync {
             windows: rate_limits.windows,
             queue,
             slots: 0,
+            encoding: rate_limits.sync_encoding,
         }
     }
 
@@ -178,6 +201,65 @@ impl FleetSync {
             let slots: BTreeSet<u64> = slots.iter().copied().collect();
             self.queue.enqueue(&encode_slots(&slots));
         }
+    }
+
+    /// The keys of `slots` with counts still inside a window (at most `MAX_KEYS_PER_SYNC`), the
+    /// slots they were read from, and the slots left over for the next sync.
+    fn read_keys(
+        &self,
+        host: &dyn Host,
+        slots: impl IntoIterator<Item = u64>,
+        now: u64,
+    ) -> (Vec<KeyCounts>, Vec<u64>, BTreeSet<u64>) {
+        let mut keys = Vec::new();
+        let mut sent = Vec::new();
+        let mut later = BTreeSet::new();
+        for slot in slots {
+            if keys.len() >= MAX_KEYS_PER_SYNC {
+                later.insert(slot);
+                continue;
+            }
+            let Some(state) = counters::read_slot(host, slot) else {
+                continue;
+            };
+            let counts = state.local_buckets(&self.windows, now);
+            if counts.iter().all(Vec::is_empty) {
+                continue;
+            }
+            keys.push(KeyCounts {
+                key: tag_of(state.owner, state.seed),
+                limits: state.limits.map(|limit| (limit > 0).then_some(limit)),
+                counts,
+            });
+            sent.push(slot);
+        }
+        (keys, sent, later)
+    }
+
+    /// The sync call for `keys`, in this VM's encoding.
+    fn post(&self, host: &dyn Host, keys: Vec<KeyCounts>) -> Call {
+        let post = FleetSyncPost {
+            proxy_id: proxy_id(host, self.me),
+            bucket_ms: [0, 1, 2].map(|window| self.windows.bucket_width_ms(window)),
+            window_ms: self.windows.lengths_ms,
+            keys,
+        };
+        let binary_body = match self.encoding {
+            // Tags made by `tag_of` always encode; should one not, the post goes as JSON.
+            SyncEncoding::Binary => binary::encode_post(&post).ok(),
+            SyncEncoding::Json => None,
+        };
+        if let Some(body) = binary_body {
+            return Call::post(
+                &self.control,
+                &self.path,
+                binary::MEDIA_TYPE,
+                Some(binary::ACCEPT),
+                body,
+            );
+        }
+        let body = serde_json::to_vec(&post).unwrap_or_default();
+        Call::post_json(&self.control, &self.path, body)
     }
 
     /// A failed sync puts its slots back: the next one sends their then-current counts.
@@ -213,40 +295,12 @@ impl Job for FleetSync {
             };
             slots.extend(decode_slots(&item));
         }
-        let mut keys = Vec::new();
-        let mut sent = Vec::new();
-        let mut later = BTreeSet::new();
-        for slot in slots {
-            if keys.len() >= MAX_KEYS_PER_SYNC {
-                later.insert(slot);
-                continue;
-            }
-            let Some(state) = counters::read_slot(host, slot) else {
-                continue;
-            };
-            let counts = state.local_buckets(&self.windows, now);
-            if counts.iter().all(Vec::is_empty) {
-                continue;
-            }
-            keys.push(KeyCounts {
-                key: tag_of(state.owner, state.seed),
-                limits: state.limits.map(|limit| (limit > 0).then_some(limit)),
-                counts,
-            });
-            sent.push(slot);
-        }
+        let (keys, sent, later) = self.read_keys(host, slots, now);
         if !later.is_empty() {
             self.queue.enqueue(&encode_slots(&later));
         }
-        let post = FleetSyncPost {
-            proxy_id: proxy_id(host, self.me),
-            bucket_ms: [0, 1, 2].map(|window| self.windows.bucket_width_ms(window)),
-            window_ms: self.windows.lengths_ms,
-            keys,
-        };
-        let body = serde_json::to_vec(&post).unwrap_or_default();
         Start::Call {
-            call: Call::post_json(&self.control, &self.path, body),
+            call: self.post(host, keys),
             pending: sent,
             report: None,
         }
@@ -265,13 +319,20 @@ impl Job for FleetSync {
     ) -> Step<Vec<u64>, FleetOutcome> {
         match response.status {
             Some(200..=299) => {}
+            Some(UNSUPPORTED_MEDIA_TYPE) if self.encoding == SyncEncoding::Binary => {
+                self.encoding = SyncEncoding::Json;
+                let (keys, sent, later) = self.read_keys(host, sent, host.now_ms());
+                self.requeue(&later.into_iter().collect::<Vec<_>>());
+                return Step::Next {
+                    call: self.post(host, keys),
+                    pending: sent,
+                    outcome: FleetOutcome::FellBackToJson,
+                };
+            }
             Some(status) => return self.fail(&sent, FleetError::Status(status)),
             None => return self.fail(&sent, FleetError::NoResponse),
         }
-        let Some(reply) = response
-            .body
-            .and_then(|body| serde_json::from_slice::<FleetSyncReply>(body).ok())
-        else {
+        let Some(reply) = response.body.and_then(read_reply) else {
             return self.fail(&sent, FleetError::NotAReply);
         };
         let now = host.now_ms();

@@ -50,13 +50,27 @@ pub struct Call {
 impl Call {
     /// A JSON POST to the control service at `path`, as `control` says to reach it.
     pub fn post_json(control: &ControlConfig, path: &str, body: Vec<u8>) -> Call {
-        let headers = [
+        Call::post(control, path, "application/json", None, body)
+    }
+
+    /// A POST of `body` as `content_type`, asking for an answer in `accept` when given.
+    pub fn post(
+        control: &ControlConfig,
+        path: &str,
+        content_type: &str,
+        accept: Option<&str>,
+        body: Vec<u8>,
+    ) -> Call {
+        let mut headers = vec![
             (":method", "POST".to_string()),
             (":path", path.to_string()),
             (":authority", control.authority.clone()),
             ("authorization", format!("Bearer {}", control.token)),
-            ("content-type", "application/json".to_string()),
+            ("content-type", content_type.to_string()),
         ];
+        if let Some(accept) = accept {
+            headers.push(("accept", accept.to_string()));
+        }
         Call {
             headers: headers
                 .into_iter()

@@ -14,10 +14,18 @@ from keygate_testkit.waiting import wait_until
 SYNC_INTERVAL_S = 0.5
 # A sync's round trip on loopback is milliseconds; this allows for a loaded 2-core machine.
 ROUND_TRIP_BUDGET_S = 0.25
-CONFIG = plugin_config(
-    control={"long_poll_wait": "5s"},
-    rate_limits={"sync_interval": f"{int(SYNC_INTERVAL_S * 1000)}ms"},
-)
+
+
+def fleet_config(sync_encoding="binary"):
+    return plugin_config(
+        control={"long_poll_wait": "5s"},
+        rate_limits={"sync_interval": f"{int(SYNC_INTERVAL_S * 1000)}ms",
+                     "sync_encoding": sync_encoding},
+    )
+
+
+CONFIG = fleet_config()
+FELL_BACK = "refused the binary fleet sync"
 
 
 @pytest.fixture
@@ -65,8 +73,12 @@ def loaded_key(control, proxies, **limits):
     return key
 
 
-def test_a_burst_through_one_envoy_is_refused_by_the_next(control, envoys):
-    first, second = envoys(2)
+@pytest.mark.parametrize("encodings", [("binary", "binary"), ("binary", "json")],
+                         ids=["binary", "binary-then-json"])
+def test_a_burst_through_one_envoy_is_refused_by_the_next(control, envoys, encodings):
+    """The default binary sync, and an Envoy kept on JSON hearing what a binary one counted."""
+    first, = envoys(1, fleet_config(encodings[0]))
+    second, = envoys(1, fleet_config(encodings[1]))
     key = loaded_key(control, [first, second], per_minute=6)
     for _ in range(6):
         assert first.get("/v1/models", key["key"]).status_code == 200
@@ -77,6 +89,8 @@ def test_a_burst_through_one_envoy_is_refused_by_the_next(control, envoys):
     assert refused.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert second.stat("keygate_ratelimit_refused_by_fleet") >= 1
+    for proxy in (first, second):
+        assert FELL_BACK not in proxy.logs()
 
 
 def test_one_envoys_traffic_gets_the_whole_limit_and_headers_are_fleet_wide(control, envoys):

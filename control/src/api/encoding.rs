@@ -1,7 +1,7 @@
-//! Which encoding a snapshot request gets, from its `Accept` header: the compact binary one
-//! (`keygate_contract::compact`) when the client names it and wants it at least as much as
-//! JSON; JSON otherwise: without an `Accept`, or with only wildcards, so plain clients and
-//! older filters are unchanged.
+//! Which encoding an answer gets, from its request's `Accept` header: a binary one (the
+//! snapshot's `keygate_contract::compact`, the fleet sync's `keygate_contract::fleet::binary`)
+//! when the client names it and wants it at least as much as JSON; JSON otherwise: without an
+//! `Accept`, or with only wildcards, so plain clients and older filters are unchanged.
 
 use keygate_contract::compact::MEDIA_TYPE;
 
@@ -50,21 +50,27 @@ fn quality(accept: &str, media_type: &str) -> Option<(u8, f32)> {
     best
 }
 
-/// The encoding for a request with this `Accept` header (`None`: no header).
+/// The snapshot encoding for a request with this `Accept` header (`None`: no header).
 pub fn negotiate(accept: Option<&str>) -> Encoding {
-    let Some(accept) = accept else {
-        return Encoding::Json;
-    };
-    let compact = match quality(accept, MEDIA_TYPE) {
-        Some((3, q)) => q,
-        _ => 0.0,
-    };
-    let json = quality(accept, "application/json").map_or(0.0, |(_, q)| q);
-    if compact > 0.0 && compact >= json {
+    if prefers(accept, MEDIA_TYPE) {
         Encoding::Compact
     } else {
         Encoding::Json
     }
+}
+
+/// Whether this `Accept` header (`None`: no header) names `binary_type` itself and wants it at
+/// least as much as JSON.
+pub fn prefers(accept: Option<&str>, binary_type: &str) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    let binary = match quality(accept, binary_type) {
+        Some((3, q)) => q,
+        _ => 0.0,
+    };
+    let json = quality(accept, "application/json").map_or(0.0, |(_, q)| q);
+    binary > 0.0 && binary >= json
 }
 
 #[cfg(test)]
@@ -102,4 +108,16 @@ mod tests {
             assert_eq!(negotiate(accept), expected, "{accept:?}");
         }
     }
+
+    #[test]
+    fn each_binary_type_is_asked_for_by_name() {
+        use keygate_contract::fleet::binary;
+        assert!(prefers(Some(binary::ACCEPT), binary::MEDIA_TYPE));
+        assert!(!prefers(Some(binary::ACCEPT), MEDIA_TYPE));
+        assert!(!prefers(Some(SNAPSHOT_ACCEPT), binary::MEDIA_TYPE));
+        assert!(!prefers(None, binary::MEDIA_TYPE));
+        assert!(!prefers(Some("*/*"), binary::MEDIA_TYPE));
+    }
+
+    const SNAPSHOT_ACCEPT: &str = "application/vnd.keygate.snapshot+binary, application/json;q=0.5";
 }

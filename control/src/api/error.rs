@@ -20,7 +20,10 @@ pub enum ApiError {
     PayloadTooLarge {
         max_bytes: usize,
     },
-    UnsupportedMediaType,
+    /// A body whose `Content-Type` the route does not read; `expected` names those it does.
+    UnsupportedMediaType {
+        expected: &'static str,
+    },
     RequestTimeout,
     /// The database is down or did not answer within its deadline; retrying later works.
     Unavailable(String),
@@ -55,10 +58,10 @@ impl ApiError {
                 "PAYLOAD_TOO_LARGE",
                 format!("request body is larger than {}", size(*max_bytes)),
             ),
-            ApiError::UnsupportedMediaType => (
+            ApiError::UnsupportedMediaType { expected } => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",
-                "Content-Type must be application/json".into(),
+                format!("Content-Type must be {expected}"),
             ),
             ApiError::RequestTimeout => (
                 StatusCode::REQUEST_TIMEOUT,

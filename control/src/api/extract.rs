@@ -5,10 +5,12 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
+/// What a JSON body's `Content-Type` must be, as a 415 says.
+pub const JSON_TYPE: &str = "application/json";
 /// Larger request bodies are refused with 413 (the proxies' posts allow more).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What a proxy may post (`POST /v1/usage`, `POST /v1/ratelimits/sync`): a usage report of
@@ -40,7 +42,9 @@ impl<S: Send + Sync, T: DeserializeOwned, const MAX_BYTES: usize> FromRequest<S>
         let declares_json = declares_json(request.headers());
         let bytes = read_body(request, state, MAX_BYTES).await?;
         if !declares_json {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType {
+                expected: JSON_TYPE,
+            });
         }
         parse_json(&bytes).map(JsonBody)
     }
@@ -56,7 +60,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
             return Ok(OptionalJsonBody(T::default()));
         }
         if !declares_json {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType {
+                expected: JSON_TYPE,
+            });
         }
         parse_json(&bytes).map(OptionalJsonBody)
     }
@@ -95,23 +101,38 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdParam {
 
 /// No `Content-Type` (clients that omit it mean JSON here), `application/json` or
 /// `application/<anything>+json`, with any parameters.
-fn declares_json(headers: &HeaderMap) -> bool {
+pub fn declares_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return true;
     };
-    let Ok(value) = value.to_str() else {
+    let Some(essence) = essence(value) else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
     essence == "application/json"
         || essence
             .strip_prefix("application/")
             .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+/// Whether `Content-Type` is `media_type` (in any case, with any parameters).
+pub fn declares(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(essence)
+        .is_some_and(|essence| essence == media_type)
+}
+
+/// A media type without its parameters, lowercase.
+fn essence(value: &HeaderValue) -> Option<String> {
+    let value = value.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// How long a client may take to send its body; a stalled upload would otherwise hold its
@@ -122,7 +143,7 @@ pub struct BodyReadTimeout(pub Duration);
 
 const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn read_body<S: Send + Sync>(
+pub async fn read_body<S: Send + Sync>(
     request: Request,
     state: &S,
     max_bytes: usize,
@@ -252,7 +273,6 @@ mod tests {
 
     #[test]
     fn json_content_types() {
-        use axum::http::HeaderValue;
         let declared = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_str(value).unwrap());

@@ -1,27 +1,73 @@
 //! `POST /v1/ratelimits/sync`: an Envoy posts what it admitted per limited key and window
 //! bucket (absolute counts) and is answered what the rest of the fleet admitted
 //! (`keygate_contract::fleet`). Authenticated with the sync token, like `POST /v1/usage`.
+//!
+//! Both messages travel in JSON or in the compact binary encoding
+//! (`keygate_contract::fleet::binary`): the post as its `Content-Type` says, the answer as
+//! `Accept` asks (`api/encoding.rs`; JSON unless the binary type is named), with `Vary: accept`.
+//! Either way the post passes the same `fleet::validate_post` before anything is counted.
 
 use crate::api::auth::SyncAuth;
+use crate::api::encoding::prefers;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, MAX_PROXY_BODY_BYTES};
+use crate::api::extract::{declares, declares_json, parse_json, read_body, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
 use crate::domain::clock;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, VARY};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keygate_contract::fleet::{self, FleetSyncPost, FleetSyncReply};
+use keygate_contract::fleet::{self, binary, FleetSyncPost};
 use std::sync::Arc;
+
+/// The body types a sync may be posted as, as a 415 names them.
+const SYNC_TYPES: &str = "application/json or application/vnd.keygate.fleet-sync+binary";
+
+/// A sync post in the encoding its `Content-Type` names (none: JSON). A binary body that does
+/// not decode is `VALIDATION_ERROR` naming what was being read; a JSON one is read as every
+/// JSON body is (`api/extract.rs`).
+pub struct SyncPost(pub FleetSyncPost);
+
+impl<S: Send + Sync> FromRequest<S> for SyncPost {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_binary = declares(request.headers(), binary::MEDIA_TYPE);
+        let is_json = declares_json(request.headers());
+        let bytes = read_body(request, state, MAX_PROXY_BODY_BYTES).await?;
+        if is_binary {
+            binary::decode_post(&bytes)
+                .map(SyncPost)
+                .map_err(|error| ApiError::Validation(format!("body: {error}")))
+        } else if is_json {
+            parse_json(&bytes).map(SyncPost)
+        } else {
+            Err(ApiError::UnsupportedMediaType {
+                expected: SYNC_TYPES,
+            })
+        }
+    }
+}
 
 pub async fn sync_fleet(
     State(state): State<AppState>,
     _: SyncAuth,
-    JsonBody(post): JsonBody<FleetSyncPost, MAX_PROXY_BODY_BYTES>,
-) -> Result<Json<FleetSyncReply>, ApiError> {
+    headers: HeaderMap,
+    SyncPost(post): SyncPost,
+) -> Result<Response, ApiError> {
     fleet::validate_post(&post)?;
     let now_ms = clock::now_ms();
     let counts = Arc::clone(&state.fleet);
     let reply = state
         .blocking(move |store| counts.sync(store, &post, now_ms))
         .await?;
-    Ok(Json(reply))
+    let accept = headers.get(ACCEPT).and_then(|value| value.to_str().ok());
+    if prefers(accept, binary::MEDIA_TYPE) {
+        let body = binary::encode_reply(&reply)
+            .map_err(|error| ApiError::Internal(format!("encoding a fleet sync reply: {error}")))?;
+        let headers = [(CONTENT_TYPE, binary::MEDIA_TYPE), (VARY, "accept")];
+        return Ok((headers, body).into_response());
+    }
+    Ok(([(VARY, "accept")], Json(reply)).into_response())
 }

@@ -19,7 +19,14 @@ type Sync = Runner<FleetSync>;
 
 /// Syncs every second, calls time out after 2 s, through `queue` (shared by the workers).
 fn sync(me: u64, queue: &Rc<FakeQueue>) -> Sync {
-    let json = r#"{"control":{"cluster":"kc","token":"t","timeout":"2s"},"rate_limits":{"sync_interval":"1s"}}"#;
+    sync_in(me, queue, "binary")
+}
+
+/// Like `sync`, with `rate_limits.sync_encoding` set to `encoding`.
+fn sync_in(me: u64, queue: &Rc<FakeQueue>, encoding: &str) -> Sync {
+    let json = format!(
+        r#"{{"control":{{"cluster":"kc","token":"t","timeout":"2s"}},"rate_limits":{{"sync_interval":"1s","sync_encoding":"{encoding}"}}}}"#
+    );
     let config = Config::parse(json.as_bytes(), &|_| None).unwrap();
     let mut job = FleetSync::new(
         me,
@@ -53,8 +60,14 @@ fn answer(
     sync.on_response(host, token, size).into_iter().next()
 }
 
+/// The post a call carries, read as its `content-type` says.
 fn post_of(call: &DispatchedCall) -> FleetSyncPost {
-    serde_json::from_slice(call.body.as_deref().unwrap()).unwrap()
+    let body = call.body.as_deref().unwrap();
+    match call.header("content-type") {
+        Some(binary::MEDIA_TYPE) => binary::decode_post(body).unwrap(),
+        Some("application/json") => serde_json::from_slice(body).unwrap(),
+        other => panic!("a sync posted as {other:?}"),
+    }
 }
 
 fn per_minute(limit: u64) -> Limits {
@@ -188,4 +201,131 @@ fn one_worker_syncs_at_a_time_and_the_proxy_id_outlives_the_holder() {
     assert_eq!(remote_age_seconds(&host), 1);
     let call = poll(&mut second, &host, &mut Touched::default()).0.unwrap();
     assert_eq!(post_of(&call).proxy_id, id.proxy_id);
+}
+
+/// One key admitted `count` times, handed to `sync`'s queue; the call that went out.
+fn sync_one(sync: &mut Sync, host: &FakeHost, secret: &str, count: usize) -> DispatchedCall {
+    grow(host, SLOTS, SLOTS, 0).unwrap();
+    let mut touched = Touched::default();
+    for _ in 0..count {
+        let (_, slot) = admit_one(host, secret, 100);
+        touched.insert(slot);
+    }
+    poll(sync, host, &mut touched).0.expect("the sync goes out")
+}
+
+#[test]
+fn syncs_are_binary_by_default_and_json_when_configured() {
+    let host = FakeHost::at(1_000_000);
+    let queue = Rc::new(FakeQueue::default());
+    let mut binary_sync = sync(7, &queue);
+    let call = sync_one(&mut binary_sync, &host, "pk_live_binary", 2);
+    assert_eq!(call.header("content-type"), Some(binary::MEDIA_TYPE));
+    assert_eq!(call.header("accept"), Some(binary::ACCEPT));
+    assert!(binary::is_binary(call.body.as_deref().unwrap()));
+    let post = post_of(&call);
+    assert!(fleet::validate_post(&post).is_ok(), "{post:?}");
+    assert_eq!(post.keys[0].counts[0], vec![(1_000_000 / 2_000, 2)]);
+
+    let host = FakeHost::at(1_000_000);
+    let mut json_sync = sync_in(7, &Rc::new(FakeQueue::default()), "json");
+    let call = sync_one(&mut json_sync, &host, "pk_live_json", 2);
+    assert_eq!(call.header("content-type"), Some("application/json"));
+    assert_eq!(call.header("accept"), None);
+    let json_post = post_of(&call);
+    assert_eq!(
+        json_post.keys[0].key,
+        fleet::key_tag(&digest_key("pk_live_json"))
+    );
+    assert_eq!(
+        (json_post.keys[0].limits, &json_post.keys[0].counts),
+        (post.keys[0].limits, &post.keys[0].counts)
+    );
+}
+
+#[test]
+fn a_binary_answer_is_applied_and_a_damaged_one_is_not_a_reply() {
+    let host = FakeHost::at(1_000_000);
+    let queue = Rc::new(FakeQueue::default());
+    let mut sync = sync(7, &queue);
+    let call = sync_one(&mut sync, &host, "pk_live_busy", 3);
+    let bucket = 1_000_000 / 2_000;
+    let reply = FleetSyncReply {
+        keys: vec![KeyCounts {
+            key: fleet::key_tag(&digest_key("pk_live_busy")),
+            limits: [Some(10), None, None],
+            counts: [vec![(bucket, 96)], vec![], vec![]],
+        }],
+    };
+    let body = binary::encode_reply(&reply).unwrap();
+    // Cut short, it is no reply at all: nothing applied, the keys go again.
+    assert_eq!(
+        answer(
+            &mut sync,
+            &host,
+            call.token,
+            Some(200),
+            &body[..body.len() - 1]
+        ),
+        Some(FleetOutcome::Failed(FleetError::NotAReply))
+    );
+    host.now.set(host.now.get() + 1_000);
+    let call = poll(&mut sync, &host, &mut Touched::default()).0.unwrap();
+    assert_eq!(
+        answer(&mut sync, &host, call.token, Some(200), &body),
+        Some(FleetOutcome::Synced {
+            keys_sent: 1,
+            keys_updated: 1,
+            keys_skipped: 0
+        })
+    );
+    // 3 here + 96 elsewhere: one more fits in 100.
+    assert!(matches!(
+        admit_one(&host, "pk_live_busy", 100).0,
+        Admission::Admitted { .. }
+    ));
+    assert!(matches!(
+        admit_one(&host, "pk_live_busy", 100).0,
+        Admission::Refused { .. }
+    ));
+}
+
+#[test]
+fn a_415_sends_the_same_keys_again_in_json_at_once_and_json_ever_after() {
+    let host = FakeHost::at(1_000_000);
+    let queue = Rc::new(FakeQueue::default());
+    let mut sync = sync(7, &queue);
+    let call = sync_one(&mut sync, &host, "pk_live_old_control", 4);
+    let sent = post_of(&call);
+    let refused = br#"{"error":{"code":"UNSUPPORTED_MEDIA_TYPE","message":"Content-Type must be application/json"}}"#;
+    assert_eq!(
+        answer(&mut sync, &host, call.token, Some(415), refused),
+        Some(FleetOutcome::FellBackToJson)
+    );
+    let again = host
+        .take_calls()
+        .pop()
+        .expect("the JSON sync follows at once");
+    assert_eq!(again.header("content-type"), Some("application/json"));
+    assert_eq!(again.header("accept"), None);
+    assert_eq!(post_of(&again), sent);
+    assert_eq!(
+        answer(&mut sync, &host, again.token, Some(200), br#"{"keys":[]}"#),
+        Some(FleetOutcome::Synced {
+            keys_sent: 1,
+            keys_updated: 0,
+            keys_skipped: 0
+        })
+    );
+    // Later syncs are JSON from the start; a 415 to JSON is an ordinary failure.
+    host.now.set(host.now.get() + 1_000);
+    let mut touched = Touched::default();
+    touched.insert(admit_one(&host, "pk_live_old_control", 100).1);
+    let call = poll(&mut sync, &host, &mut touched).0.unwrap();
+    assert_eq!(call.header("content-type"), Some("application/json"));
+    assert_eq!(
+        answer(&mut sync, &host, call.token, Some(415), refused),
+        Some(FleetOutcome::Failed(FleetError::Status(415)))
+    );
+    assert!(host.take_calls().is_empty());
 }
