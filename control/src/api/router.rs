@@ -119,6 +119,7 @@ mod tests {
         let document: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         let public_or_sync = [
             ("GET", "/healthz"),
+            ("GET", "/metrics"),
             ("GET", "/openapi.json"),
             ("GET", "/v1/snapshot"),
             ("GET", "/v1/snapshot/polls"),

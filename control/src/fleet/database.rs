@@ -11,10 +11,11 @@
 //! (`fleet_limits.sole_proxy`) are not read back at all: the rest of the fleet has none.
 
 use crate::fleet::frame::Frame;
+use crate::fleet::json_params::{json_array, json_rows, json_texts};
 use crate::fleet::reply::{self, Rest};
 use crate::fleet::written::{self, Written};
 use crate::fleet::MAX_COUNT;
-use crate::store::sql::{params, Dialect, Error, Params, Result, ToValue, Tx};
+use crate::store::sql::{params, Dialect, Params, Result, ToValue, Tx};
 use crate::store::Store;
 use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -223,35 +224,6 @@ fn write_counts(tx: &Tx, proxy: &str, rows: &[written::Row<'_>], frame: &Frame) 
         )?;
     }
     Ok(())
-}
-
-/// A table of the elements of the JSON array bound to `?{slot}`, its column `value`: rows and
-/// lists travel as one JSON parameter, so the statement text is the same for any number of
-/// them (parsed and planned once, not a thousand placeholders each time). The inner cast keeps
-/// the parameter typed as text, which is what is bound.
-fn json_rows(dialect: Dialect, slot: usize, alias: &str) -> String {
-    match dialect {
-        Dialect::Sqlite => format!("json_each(?{slot}) AS {alias}"),
-        Dialect::Postgres => {
-            format!("json_array_elements(CAST(CAST(?{slot} AS TEXT) AS json)) AS {alias}")
-        }
-    }
-}
-
-/// The elements of the JSON array of strings bound to `?{slot}`, as text.
-fn json_texts(dialect: Dialect, slot: usize) -> String {
-    match dialect {
-        Dialect::Sqlite => format!("SELECT value FROM json_each(?{slot})"),
-        Dialect::Postgres => {
-            format!(
-                "SELECT value FROM json_array_elements_text(CAST(CAST(?{slot} AS TEXT) AS json))"
-            )
-        }
-    }
-}
-
-fn json_array<T: serde::Serialize>(items: &[T]) -> Result<String> {
-    serde_json::to_string(items).map_err(|error| Error::Schema(format!("encoding rows: {error}")))
 }
 
 /// One key's counts inside the frame: per window, per bucket, the fleet's and the caller's.

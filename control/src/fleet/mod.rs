@@ -13,6 +13,7 @@
 
 mod database;
 mod frame;
+mod json_params;
 mod memory;
 pub mod redis;
 mod reply;
