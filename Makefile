@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage toolchain
 
 all: build
 
@@ -125,6 +125,12 @@ bench-replicas: control venv
 bench-fleet-sync: control venv
 	./scripts/install-system-deps.sh bench-fleet
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/fleet_sync.py
+
+# What usage reports from a fleet cost PostgreSQL: simulated proxies (BENCH_PROXIES, a list:
+# 100,500,1000) each posting 50 keys' usage every 5 s to two replicas (docs/benchmarks.md).
+bench-usage: control venv
+	./scripts/install-system-deps.sh bench-fleet
+	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/usage_reports.py
 
 bench: build venv $(VENV)/.bench-installed
 	./scripts/install-system-deps.sh bench

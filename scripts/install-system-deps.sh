@@ -20,7 +20,7 @@
 #            chromium        the headless browser the console's tests drive through Playwright
 #                            (Playwright's own browser download is never used)
 #   bench    wrk             the load generator of make bench
-#   bench-fleet postgresql redis-server   make bench-fleet-sync and make bench-fanout's replicas
+#   bench-fleet postgresql redis-server   make bench-fleet-sync, bench-usage and bench-fanout (replicas)
 #   oci      skopeo          make oci reads the image it wrote
 #
 # Idempotent and quick: asks dpkg what is installed and does nothing (and needs no root) when all

@@ -2,39 +2,18 @@
 //! limits change, and versioned like any other key change so proxies get them in deltas.
 
 use crate::domain::keys::StoredKey;
-use crate::domain::plans::effective_quotas;
+use crate::domain::plans::{effective_quotas, Quotas};
 use crate::domain::quota::{self, QuotaUsage};
 use crate::store::db::bump_version;
 use crate::store::keys;
 use crate::store::sql::{Result, Tx};
-use crate::store::usage::allowed_between;
+use crate::store::usage::allowed_sums;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 /// Until when `key` is over its quotas given the usage stored so far.
 pub fn current_mark(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-    let quotas = effective_quotas(&key.plan_limits, &key.limits);
-    // Skip the sums a key without that quota does not need (enterprise keys need none).
-    let usage = QuotaUsage {
-        today: match quotas.per_day {
-            Some(_) => allowed_between(
-                tx,
-                &key.id,
-                quota::day_start(now),
-                quota::next_day_start(now),
-            )?,
-            None => 0,
-        },
-        this_month: match quotas.per_month {
-            Some(_) => allowed_between(
-                tx,
-                &key.id,
-                quota::month_start(now),
-                quota::next_month_start(now),
-            )?,
-            None => 0,
-        },
-    };
-    Ok(quota::exceeded_until(now, quotas, usage))
+    Ok(marks(tx, std::slice::from_ref(key), now)?.pop().flatten())
 }
 
 /// Recomputes the marks of `touched`; the keys whose mark is set, moved or cleared get one new
@@ -42,8 +21,7 @@ pub fn current_mark(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<Opti
 pub fn refresh_marks(tx: &Tx, touched: &[StoredKey], now: DateTime<Utc>) -> Result<usize> {
     let mut version = None;
     let mut changed = 0;
-    for key in touched {
-        let mark = current_mark(tx, key, now)?;
+    for (key, mark) in touched.iter().zip(marks(tx, touched, now)?) {
         // A lapsed mark is as good as none: the filter already ignores it, so no new version.
         if mark == quota::mark_in_force(key.quota_exceeded_until, now) {
             continue;
@@ -56,4 +34,42 @@ pub fn refresh_marks(tx: &Tx, touched: &[StoredKey], now: DateTime<Utc>) -> Resu
         changed += 1;
     }
     Ok(changed)
+}
+
+/// The mark of each of `keys`, in order, from one read of the usage of those with a quota.
+fn marks(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<Vec<Option<DateTime<Utc>>>> {
+    let quotas: Vec<Quotas> = keys
+        .iter()
+        .map(|key| effective_quotas(&key.plan_limits, &key.limits))
+        .collect();
+    // Enterprise keys and others without a quota need no sums.
+    let with_quota: Vec<&str> = keys
+        .iter()
+        .zip(&quotas)
+        .filter(|(_, quotas)| quotas.per_day.is_some() || quotas.per_month.is_some())
+        .map(|(key, _)| key.id.as_str())
+        .collect();
+    let sums: HashMap<String, [u64; 2]> = if with_quota.is_empty() {
+        HashMap::new()
+    } else {
+        let today = (quota::day_start(now), quota::next_day_start(now));
+        let this_month = (quota::month_start(now), quota::next_month_start(now));
+        allowed_sums(tx, &with_quota, [today, this_month])?
+    };
+    Ok(keys
+        .iter()
+        .zip(quotas)
+        .map(|(key, quotas)| {
+            let [today, this_month] = sums.get(&key.id).copied().unwrap_or_default();
+            let usage = QuotaUsage {
+                today: if quotas.per_day.is_some() { today } else { 0 },
+                this_month: if quotas.per_month.is_some() {
+                    this_month
+                } else {
+                    0
+                },
+            };
+            quota::exceeded_until(now, quotas, usage)
+        })
+        .collect())
 }

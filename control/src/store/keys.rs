@@ -176,14 +176,24 @@ pub fn set_quota_mark(tx: &Tx, seq: i64, until: Option<DateTime<Utc>>, version: 
     Ok(())
 }
 
-/// Moves the key's `last_used_at` on to `hour` (an RFC 3339 hour start) unless it is already
-/// later. Leaves `updated_version` alone: the snapshot does not carry it.
-pub fn note_used(tx: &Tx, seq: i64, hour: DateTime<Utc>) -> Result<()> {
-    tx.execute(
-        "UPDATE keys SET last_used_at = :hour
-         WHERE seq = :seq AND (last_used_at IS NULL OR last_used_at < :hour)",
-        named_params! { ":seq": seq, ":hour": hour },
-    )?;
+/// Moves the `last_used_at` of the keys `seqs` on to `hour` (an hour start) unless it is
+/// already later. Leaves `updated_version` alone: the snapshot does not carry it.
+pub fn note_used(tx: &Tx, seqs: &[i64], hour: DateTime<Utc>) -> Result<()> {
+    // Bounded lists keep each statement inside both backends' parameter limits.
+    const CHUNK: usize = 500;
+    for chunk in seqs.chunks(CHUNK) {
+        let slots: Vec<String> = (2..2 + chunk.len()).map(|n| format!("?{n}")).collect();
+        let mut values = vec![hour.to_value()];
+        values.extend(chunk.iter().map(ToValue::to_value));
+        tx.execute(
+            &format!(
+                "UPDATE keys SET last_used_at = ?1
+                 WHERE seq IN ({}) AND (last_used_at IS NULL OR last_used_at < ?1)",
+                slots.join(", ")
+            ),
+            Params::Positional(values),
+        )?;
+    }
     Ok(())
 }
 

@@ -8,8 +8,19 @@ use crate::domain::plans::{Environment, LimitOverrides, Plan};
 use crate::domain::usage_report::{HourlyUsage, ALLOWED_CODE};
 use crate::store::db::{current_version, temp_store};
 use crate::store::keys;
-use crate::store::usage::{allowed_between, hours, retention_cutoff};
+use crate::store::usage::{allowed_sums, hours, retention_cutoff};
 use chrono::Duration;
+
+/// Allowed requests of `key_id` in hours (and rolled-up days) starting in `[from, to)`.
+fn allowed_between(
+    tx: &crate::store::sql::Tx,
+    key_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> crate::store::sql::Result<u64> {
+    let sums = allowed_sums(tx, &[key_id], [(from, to), (from, to)])?;
+    Ok(sums.get(key_id).map_or(0, |[total, _]| *total))
+}
 
 mod recording {
     use super::*;
@@ -112,6 +123,63 @@ mod recording {
             2,
             "a lapsed mark is left as it is"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A batch of many keys reads their quota sums in one pass (`allowed_sums`): each key still
+    /// gets its own mark, from its own counts only, and each its own `last_used_at`.
+    #[test]
+    fn many_keys_in_one_batch_each_get_their_own_mark_and_last_use() {
+        let (store, dir) = temp_store("usage", "many");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let hour = now.timestamp() - 15 * 60;
+        let keys: Vec<StoredKey> = (0..7)
+            .map(|_| key_with_daily_quota(&store, 5, now))
+            .collect();
+        // Yesterday's 4 count for no key's quota today.
+        let yesterday = UsageBatch {
+            proxy_id: "p1".into(),
+            batch_id: "yesterday".into(),
+            reports: vec![HourlyUsage {
+                key_id: keys[0].id.clone(),
+                hour_start: hour - 86_400,
+                counts: vec![(ALLOWED_CODE.into(), 4)],
+            }],
+        };
+        record(&store, &yesterday, now).unwrap();
+        // Key n is reported n requests: keys 5 and 6 reach their quota of 5, the rest do not.
+        let batch = UsageBatch {
+            proxy_id: "p1".into(),
+            batch_id: "many".into(),
+            reports: keys
+                .iter()
+                .enumerate()
+                .map(|(n, key)| HourlyUsage {
+                    key_id: key.id.clone(),
+                    hour_start: hour,
+                    counts: vec![
+                        (ALLOWED_CODE.into(), n as u64),
+                        ("RATE_LIMIT_EXCEEDED".into(), 9),
+                    ],
+                })
+                .collect(),
+        };
+        assert_eq!(record(&store, &batch, now).unwrap().accepted, 7);
+        for (n, key) in keys.iter().enumerate() {
+            let stored = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
+            let expected = (n >= 5).then(|| "2026-11-24T00:00:00Z".to_string());
+            assert_eq!(
+                stored.quota_exceeded_until.map(clock::format),
+                expected,
+                "key {n}"
+            );
+            let used = if n == 0 { hour - 86_400 } else { hour };
+            assert_eq!(
+                stored.last_used_at.map(|at| at.timestamp()),
+                Some(used),
+                "key {n}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
