@@ -132,7 +132,7 @@ bench-fleet-sync: control venv
 # delivery p50/p99/max, replica CPU, delta pages built, peak RSS (docs/benchmarks.md). Not part of
 # `make test`. BENCH_PROXIES (a list: 1000,5000,10000), BENCH_HERD_KEYS (100000),
 # BENCH_HERD_PROXIES (1000), BENCH_REVOCATIONS (5 per size), BENCH_MAX_CONNECTIONS (8192: each
-# replica's --max-connections, whose default of 4096 would refuse half of 10,000 proxies).
+# replica's --max-connections; the default 4096 is below the 5,000 proxies each replica holds).
 bench-fanout: control venv
 	./scripts/install-system-deps.sh bench-fleet
 	$(CARGO) build --release -p keygate-bench-fanout

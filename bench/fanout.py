@@ -19,8 +19,9 @@ round-robin to the replicas), which prints one JSON result a run:
   RSS during the herd (VmHWM, reset through /proc/PID/clear_refs once the replicas have built
   their full snapshot) and its cached full snapshot's bytes.
 
-Each replica runs with `--max-connections` BENCH_MAX_CONNECTIONS (8192; the default 4096 per
-listener would refuse half of a 10,000-proxy fleet). One JSON line per run on stdout."""
+Each replica runs with `--max-connections` BENCH_MAX_CONNECTIONS (8192; with the default, 4096
+per listener, each replica of a 10,000-proxy fleet would refuse 904 of its 5,000). One JSON line
+per run on stdout."""
 
 import json
 import os
