@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage bench-fanout toolchain
 
 all: build
 
@@ -131,6 +131,19 @@ bench-fleet-sync: control venv
 bench-usage: control venv
 	./scripts/install-system-deps.sh bench-fleet
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/usage_reports.py
+
+# Revocations and snapshots to thousands of proxies (issue 24): simulated proxies (bench/fanout, a
+# Rust client with one connection per proxy) long-poll two replicas on PostgreSQL while keys are
+# revoked one at a time; then a restart herd pages through a full snapshot within one second:
+# delivery p50/p99/max, replica CPU, delta pages built, peak RSS (docs/benchmarks.md). Not part of
+# `make test`. BENCH_PROXIES (a list: 1000,5000,10000), BENCH_HERD_KEYS (100000),
+# BENCH_HERD_PROXIES (1000), BENCH_REVOCATIONS (5 per size), BENCH_MAX_CONNECTIONS (8192: each
+# replica's --max-connections; the default 4096 is below the 5,000 proxies each replica holds).
+bench-fanout: control venv
+	./scripts/install-system-deps.sh bench-fleet
+	$(CARGO) build --release -p keygate-bench-fanout
+	KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_FANOUT_BIN=target/release/keygate-bench-fanout \
+		$(VENV)/bin/python bench/fanout.py
 
 bench: build venv $(VENV)/.bench-installed
 	./scripts/install-system-deps.sh bench

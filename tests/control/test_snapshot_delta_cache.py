@@ -1,9 +1,12 @@
 """The per-replica delta cache (`control/src/feed/delta_cache.rs`): polls that wake for the same
 version share one page read and encoding, get the bytes the uncached path sends, and a proxy
-further behind still gets the whole delta since its version."""
+further behind still gets the whole delta since its version. And the size of the cached full
+snapshot (`control/src/feed/full_snapshot.rs`) that `GET /v1/snapshot/polls` reports."""
 
-from keygate_testkit.api import HeldPoll
-from keygate_testkit.compact_snapshot import MEDIA_TYPE, decode_page
+import struct
+
+from keygate_testkit.api import Api, HeldPoll
+from keygate_testkit.compact_snapshot import MEDIA_TYPE, compact_snapshot, decode_page
 
 LONG_POLL_SECONDS = 30
 WOKEN_POLLS = 12
@@ -76,3 +79,17 @@ def test_a_proxy_further_behind_gets_every_change_since_its_version(api, team):
     assert further["since"] == behind["version"] and further["version"] == latest["version"]
     assert sorted(record["id"] for record in further["keys"]) == sorted([first["id"], second["id"]])
     assert all(record["active"] is False for record in further["keys"])
+
+
+def test_the_cached_full_snapshot_reports_its_bytes(fresh_service, team):
+    api = Api(fresh_service.start().url())
+    # A small key set is not built at start: nothing is cached before the first full load.
+    assert feed_counters(api)["full_snapshot_bytes"] == 0
+    for _ in range(3):
+        api.create(team=team)
+    response, page = compact_snapshot(api, limit=50_000)
+    assert page["full"] is True and "next_cursor" not in page and page["total_keys"] == len(page["keys"])
+    # The cache holds exactly the page's framed records, and one 8-byte index entry per key.
+    header_bytes = struct.unpack_from("<I", response.content, 8)[0]
+    records = len(response.content) - 12 - header_bytes
+    assert feed_counters(api)["full_snapshot_bytes"] == records + 8 * page["total_keys"]

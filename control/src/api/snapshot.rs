@@ -141,6 +141,9 @@ pub struct HeldPollsView {
     delta_pages_built: u64,
     /// Bytes of encoded delta pages held for sharing.
     delta_cache_bytes: usize,
+    /// Bytes of the full snapshot cached for starting proxies (records and their index; 0
+    /// while none is cached).
+    full_snapshot_bytes: usize,
 }
 
 pub async fn held_polls(State(state): State<AppState>, _: SyncAuth) -> Json<HeldPollsView> {
@@ -148,6 +151,7 @@ pub async fn held_polls(State(state): State<AppState>, _: SyncAuth) -> Json<Held
         held: state.held_polls.count(),
         delta_pages_built: state.delta_pages.builds(),
         delta_cache_bytes: state.delta_pages.bytes(),
+        full_snapshot_bytes: state.full_snapshot.bytes(),
     })
 }
 

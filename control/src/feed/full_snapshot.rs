@@ -95,6 +95,11 @@ impl FullSnapshot {
         self.starts.len()
     }
 
+    /// Bytes this snapshot holds in memory: the encoded records and their index.
+    pub fn bytes(&self) -> usize {
+        self.records.len() + self.starts.len() * std::mem::size_of::<usize>()
+    }
+
     fn hash_at(&self, index: usize) -> Option<&[u8]> {
         let start = self.starts.get(index)? + FRAME_BYTES;
         self.records.get(start..start + 32)
@@ -164,6 +169,12 @@ impl SnapshotCache {
                     && (cached.version >= version || cached.built.elapsed() < MAX_AGE)
             })
             .cloned()
+    }
+
+    /// Bytes of the cached snapshot (0 while none is cached). A rebuild holds the old one and
+    /// the new one for a moment; this counts the one being served.
+    pub fn bytes(&self) -> usize {
+        self.current().as_ref().map_or(0, |cached| cached.bytes())
     }
 
     /// The cached snapshot if it may serve a later page of a load that started at `version`.
@@ -338,7 +349,9 @@ mod tests {
     fn freshness_follows_epoch_version_and_age() {
         let cache = SnapshotCache::default();
         assert!(cache.fresh("e", 3).is_none());
+        assert_eq!(cache.bytes(), 0);
         *cache.current() = Some(Arc::new(snapshot(&[1])));
+        assert_eq!(cache.bytes(), 4 + 32 + std::mem::size_of::<usize>());
         assert!(cache.fresh("e", 3).is_some());
         assert!(cache.fresh("e", 9).is_some(), "younger than MAX_AGE");
         assert!(cache.fresh("other", 3).is_none());
