@@ -39,6 +39,10 @@ pub struct Counts {
     published: HashSet<String>,
     /// Published keys to announce again (Redis lost the announcements).
     announce_again: Vec<publish::PublishedKey>,
+    /// Each proxy's name once: a bucket finds a proxy's count by comparing pointers, not names
+    /// (with tens of Envoys per replica sharing a key, comparing names was a tenth of a sync's
+    /// CPU). Names no bucket holds any more are dropped by the sweep.
+    proxy_names: HashSet<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +84,11 @@ impl Bucket {
     /// Raises `proxy`'s count to `count` (never lowers it: a late retry carries an older,
     /// smaller count).
     fn raise(&mut self, proxy: &Arc<str>, count: u64) {
-        match self.proxies.iter_mut().find(|held| &held.proxy == proxy) {
+        match self
+            .proxies
+            .iter_mut()
+            .find(|held| Arc::ptr_eq(&held.proxy, proxy))
+        {
             Some(held) if held.count >= count => {}
             Some(held) => {
                 self.total = self.total.saturating_add(count - held.count);
@@ -97,10 +105,11 @@ impl Bucket {
         }
     }
 
-    fn of(&self, proxy: &str) -> u64 {
+    /// `proxy`'s count: `proxy` is the interned name (`Counts::proxy_names`).
+    fn of(&self, proxy: &Arc<str>) -> u64 {
         self.proxies
             .iter()
-            .find(|held| &*held.proxy == proxy)
+            .find(|held| Arc::ptr_eq(&held.proxy, proxy))
             .map_or(0, |held| held.count)
     }
 
@@ -156,7 +165,7 @@ impl KeyState {
     }
 
     /// What every Envoy but `proxy` admitted, per bucket inside the frame's windows.
-    fn rest(&self, tag: &str, proxy: &str, frame: &Frame) -> Rest {
+    fn rest(&self, tag: &str, proxy: &Arc<str>, frame: &Frame) -> Rest {
         let mut counts: [Vec<(u64, u64)>; WINDOWS] = Default::default();
         for (window, rest) in counts.iter_mut().enumerate() {
             *rest = self
@@ -192,17 +201,23 @@ impl Counts {
                 .or_insert((0, 0));
             *newest = (newest.0.max(frame.current[window]), frame.span[window]);
         }
-        let proxy: Arc<str> = Arc::from(post.proxy_id.as_str());
+        let proxy = self.intern(&post.proxy_id);
         let mut posted = Vec::with_capacity(post.keys.len());
         for key in &post.keys {
-            let state = self.keys.entry(key.key.clone()).or_default();
+            // Looked up before inserting: the entry API would copy the tag on every sync.
+            if !self.keys.contains_key(&key.key) {
+                self.keys.insert(key.key.clone(), KeyState::default());
+            }
+            let Some(state) = self.keys.get_mut(&key.key) else {
+                continue;
+            };
             if !self.touched.contains(&key.key) {
                 self.touched.insert(key.key.clone());
             }
             state.limits = key.limits;
             match &state.first_proxy {
                 None => state.first_proxy = Some(Arc::clone(&proxy)),
-                Some(first) if *first != proxy => state.shared = true,
+                Some(first) if !Arc::ptr_eq(first, &proxy) => state.shared = true,
                 Some(_) => {}
             }
             for window in 0..WINDOWS {
@@ -218,7 +233,9 @@ impl Counts {
             }
             let rest = state.rest(&key.key, &proxy, &frame);
             if reply::is_hot(&state.limits, &state.totals(&frame)) {
-                self.hot.insert(key.key.clone());
+                if !self.hot.contains(&key.key) {
+                    self.hot.insert(key.key.clone());
+                }
             } else {
                 self.hot.remove(&key.key);
             }
@@ -237,7 +254,7 @@ impl Counts {
 
     /// The rest of the fleet's counts of the hot keys not in `post` that are pushed
     /// (`reply::is_pushed`); keys that cooled down (their buckets aged out) leave the hot set.
-    fn hot_rest(&mut self, post: &FleetSyncPost, proxy: &str, frame: &Frame) -> Vec<Rest> {
+    fn hot_rest(&mut self, post: &FleetSyncPost, proxy: &Arc<str>, frame: &Frame) -> Vec<Rest> {
         let in_post: HashSet<&str> = post.keys.iter().map(|key| key.key.as_str()).collect();
         let mut found = Vec::new();
         let keys = &self.keys;
@@ -281,6 +298,8 @@ impl Counts {
         self.hot.retain(|tag| keys.contains_key(tag));
         self.published.retain(|tag| keys.contains_key(tag));
         self.touched.retain(|tag| keys.contains_key(tag));
+        // Held only here: no bucket counts for that proxy any more.
+        self.proxy_names.retain(|name| Arc::strong_count(name) > 1);
         // A bucket width no sync used for a day is forgotten too.
         self.frames.retain(|&(_, bucket_ms), &mut (newest, span)| {
             newest
@@ -289,6 +308,16 @@ impl Counts {
                 .saturating_add(86_400_000)
                 > now_ms
         });
+    }
+
+    /// The one shared copy of `name`.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(interned) = self.proxy_names.get(name) {
+            return Arc::clone(interned);
+        }
+        let interned: Arc<str> = Arc::from(name);
+        self.proxy_names.insert(Arc::clone(&interned));
+        interned
     }
 
     /// Keys with counts held, for tests and the benchmark's sanity.

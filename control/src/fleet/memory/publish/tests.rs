@@ -186,3 +186,21 @@ fn after_redis_lost_its_data_everything_is_written_again() {
     let reply = b.counts.sync(&post("e3", 1, 100, &[(NOW, 1)]), NOW_MS);
     assert_eq!(minute_of(&reply, 1), vec![(NOW, 70)]);
 }
+
+/// Proxies are told apart by their interned name: the same name in a new post (a new string
+/// each time) is the same proxy, and a name is forgotten once its counts have aged out.
+#[test]
+fn a_proxy_is_one_proxy_across_posts_and_its_name_leaves_with_its_counts() {
+    let mut counts = Counts::default();
+    counts.sync(&post("envoy-a", 1, 100, &[(NOW, 4)]), NOW_MS);
+    counts.sync(&post("envoy-a", 1, 100, &[(NOW, 6)]), NOW_MS);
+    let seen_by_b = counts.sync(&post("envoy-b", 1, 100, &[(NOW, 1)]), NOW_MS);
+    assert_eq!(minute_of(&seen_by_b, 1), [(NOW, 6)], "envoy-a's 6, not 4 + 6");
+    let seen_by_a = counts.sync(&post("envoy-a", 1, 100, &[(NOW, 6)]), NOW_MS);
+    assert_eq!(minute_of(&seen_by_a, 1), [(NOW, 1)]);
+    assert_eq!(counts.proxy_names.len(), 2);
+    // An hour later every count has left its window; the sweep drops keys and names.
+    counts.sync(&post("envoy-c", 2, 100, &[]), NOW_MS + 3_600_000);
+    assert_eq!(counts.key_count(), 0);
+    assert_eq!(counts.proxy_names.len(), 1, "only envoy-c, which just synced");
+}
