@@ -3,6 +3,7 @@
 use crate::api::encoding::Encoding;
 use crate::api::error::ApiError;
 use crate::app::error::LifecycleError;
+use crate::app::usage_queue::UsageQueue;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::delta_cache::DeltaCache;
 use crate::feed::full_snapshot::SnapshotCache;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub full_snapshot: Arc<SnapshotCache>,
     /// Recent encoded delta pages, shared by the polls that wake for the same version.
     pub delta_pages: Arc<DeltaCache<DeltaKey>>,
+    /// Usage reports waiting to be counted with the next group (`app/usage_queue.rs`).
+    pub usage_queue: Arc<UsageQueue>,
 }
 
 /// What makes two delta requests get the same bytes: since, the published version they woke

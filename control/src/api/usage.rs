@@ -8,6 +8,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, QueryParams, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
 use crate::app::usage;
+use crate::app::usage_queue::GroupFailure;
 use crate::domain::clock;
 use crate::domain::tokens::Role;
 use crate::domain::usage_range::{self, UsageQuery};
@@ -53,11 +54,15 @@ pub async fn record_usage(
     _: SyncAuth,
     JsonBody(request): JsonBody<UsageRequest, MAX_PROXY_BODY_BYTES>,
 ) -> Result<Json<UsageAccepted>, ApiError> {
-    let now = clock::now();
-    let batch = usage_report::validate(request, now)?;
+    let batch = usage_report::validate(request, clock::now())?;
     let outcome = state
-        .blocking(move |store| usage::record(store, &batch, now))
-        .await?;
+        .usage_queue
+        .record(&state.store, batch)
+        .await
+        .map_err(|failure| match failure {
+            GroupFailure::Unavailable(message) => ApiError::Unavailable(message),
+            GroupFailure::Failed(message) => ApiError::Internal(message),
+        })?;
     Ok(Json(UsageAccepted::from(outcome)))
 }
 

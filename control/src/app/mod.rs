@@ -9,3 +9,4 @@ pub mod quota;
 pub mod seed;
 pub mod tokens;
 pub mod usage;
+pub mod usage_queue;

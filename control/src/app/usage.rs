@@ -10,28 +10,64 @@ use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::UsageBatch;
 use crate::store::db::Store;
 use crate::store::sql::Error;
-use crate::store::usage::{self, count_reports, earlier_outcome, remember_batch, Pruned};
+use crate::store::usage::{
+    self, count_reports, earlier_outcome, forget_old_batches, remember_batch, Pruned,
+};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 /// Counts `batch` unless its id was counted before, then re-marks the keys it touched; one
 /// transaction, so a batch is either counted with its id remembered or not at all.
-pub fn record(
+/// Counts `batches` in one transaction and returns each one's outcome, in order. A batch id
+/// counted before (or earlier in the group) is answered as the duplicate it is.
+pub fn record_group(
     store: &Store,
-    batch: &UsageBatch,
+    batches: &[UsageBatch],
     now: DateTime<Utc>,
-) -> Result<BatchOutcome, Error> {
+) -> Result<Vec<BatchOutcome>, Error> {
     store.write(|tx| {
-        if let Some(outcome) = earlier_outcome(tx, &batch.batch_id)? {
-            return Ok(outcome);
+        let mut outcomes: Vec<Option<BatchOutcome>> = vec![None; batches.len()];
+        // Index of the first batch of each id in the group, and the batches to count.
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let mut fresh: Vec<usize> = Vec::new();
+        for (index, batch) in batches.iter().enumerate() {
+            if first_of.contains_key(batch.batch_id.as_str()) {
+                continue;
+            }
+            first_of.insert(&batch.batch_id, index);
+            match earlier_outcome(tx, &batch.batch_id)? {
+                Some(outcome) => outcomes[index] = Some(outcome),
+                None => fresh.push(index),
+            }
         }
-        let (outcome, touched) = count_reports(tx, batch)?;
-        remember_batch(tx, batch, outcome, now)?;
-        quota::refresh_marks(tx, &touched, now)?;
-        Ok(outcome)
+        let counted: Vec<&UsageBatch> = fresh.iter().map(|&index| &batches[index]).collect();
+        if !counted.is_empty() {
+            let (counted_outcomes, touched) = count_reports(tx, &counted)?;
+            for (&index, outcome) in fresh.iter().zip(counted_outcomes) {
+                remember_batch(tx, &batches[index], outcome, now)?;
+                outcomes[index] = Some(outcome);
+            }
+            forget_old_batches(tx, now)?;
+            quota::refresh_marks(tx, &touched, now)?;
+        }
+        batches
+            .iter()
+            .enumerate()
+            .map(|(index, batch)| {
+                let first = first_of.get(batch.batch_id.as_str()).copied();
+                match (outcomes[index], first.and_then(|first| outcomes[first])) {
+                    (Some(outcome), _) => Ok(outcome),
+                    (None, Some(first)) => Ok(BatchOutcome {
+                        duplicate: true,
+                        ..first
+                    }),
+                    (None, None) => Err(Error::Schema("a batch was left uncounted".into())),
+                }
+            })
+            .collect()
     })
 }
 
-/// The hours of key `key_id` starting in `[from, to)` (Unix seconds), if `actor` may see the key.
 pub fn key_hours(
     store: &Store,
     actor: &Actor,

@@ -68,6 +68,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         delta_pages: crate::api::state::delta_cache(),
         fleet: Arc::new(FleetCounts::for_store(&store, args.redis_url.is_some())),
         fleet_stats: Arc::default(),
+        usage_queue: Arc::default(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -31,13 +31,18 @@ pub fn earlier_outcome(tx: &Tx, batch_id: &str) -> Result<Option<BatchOutcome>> 
 /// parameter limits (4 parameters a row).
 const UPSERT_CHUNK: usize = 250;
 
-/// Adds every report of a known key to its hour; returns the outcome and the keys touched.
-/// Reports are summed per (key, hour, code) first and written in multi-row upserts, so a batch
-/// costs a handful of statements however many reports repeat the same hour.
-pub fn count_reports(tx: &Tx, batch: &UsageBatch) -> Result<(BatchOutcome, Vec<StoredKey>)> {
-    let mut asked: Vec<&str> = batch
-        .reports
+/// Adds every report of a known key to its hour; returns each batch's outcome and the keys
+/// touched. Reports are summed per (key, hour, code) over all `batches` first and written in
+/// multi-row upserts, so a group of batches costs a handful of statements however many
+/// reports repeat the same hour (and a hot key's row is written once per group, not once per
+/// proxy's batch).
+pub fn count_reports(
+    tx: &Tx,
+    batches: &[&UsageBatch],
+) -> Result<(Vec<BatchOutcome>, Vec<StoredKey>)> {
+    let mut asked: Vec<&str> = batches
         .iter()
+        .flat_map(|batch| &batch.reports)
         .map(|report| report.key_id.as_str())
         .collect();
     asked.sort_unstable();
@@ -48,31 +53,35 @@ pub fn count_reports(tx: &Tx, batch: &UsageBatch) -> Result<(BatchOutcome, Vec<S
         .collect();
     let mut newest_used: HashMap<i64, i64> = HashMap::new();
     let mut sums: BTreeMap<(&str, i64, &str), i64> = BTreeMap::new();
-    let mut outcome = BatchOutcome {
-        accepted: 0,
-        unknown_keys: 0,
-        duplicate: false,
-    };
-    for report in &batch.reports {
-        let Some(key) = live_keys.get(&report.key_id) else {
-            outcome.unknown_keys += 1;
-            continue;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let mut outcome = BatchOutcome {
+            accepted: 0,
+            unknown_keys: 0,
+            duplicate: false,
         };
-        outcome.accepted += 1;
-        let allowed = report
-            .counts
-            .iter()
-            .any(|(code, count)| code == ALLOWED_CODE && *count > 0);
-        if allowed {
-            let newest = newest_used.entry(key.seq).or_insert(report.hour_start);
-            *newest = (*newest).max(report.hour_start);
+        for report in &batch.reports {
+            let Some(key) = live_keys.get(&report.key_id) else {
+                outcome.unknown_keys += 1;
+                continue;
+            };
+            outcome.accepted += 1;
+            let allowed = report
+                .counts
+                .iter()
+                .any(|(code, count)| code == ALLOWED_CODE && *count > 0);
+            if allowed {
+                let newest = newest_used.entry(key.seq).or_insert(report.hour_start);
+                *newest = (*newest).max(report.hour_start);
+            }
+            for (code, count) in &report.counts {
+                let sum = sums
+                    .entry((&report.key_id, report.hour_start, code))
+                    .or_insert(0);
+                *sum = sum.saturating_add(i64::try_from(*count).unwrap_or(i64::MAX));
+            }
         }
-        for (code, count) in &report.counts {
-            let sum = sums
-                .entry((&report.key_id, report.hour_start, code))
-                .or_insert(0);
-            *sum = sum.saturating_add(i64::try_from(*count).unwrap_or(i64::MAX));
-        }
+        outcomes.push(outcome);
     }
     let rows: Vec<_> = sums.into_iter().collect();
     for chunk in rows.chunks(UPSERT_CHUNK) {
@@ -88,7 +97,7 @@ pub fn count_reports(tx: &Tx, batch: &UsageBatch) -> Result<(BatchOutcome, Vec<S
             keys::note_used(tx, &seqs, hour)?;
         }
     }
-    Ok((outcome, live_keys.into_values().collect()))
+    Ok((outcomes, live_keys.into_values().collect()))
 }
 
 /// Adds `rows` ((key id, hour start, code), count) to the hourly counts in one statement.
@@ -122,7 +131,7 @@ fn add_hours(tx: &Tx, rows: &[((&str, i64, &str), i64)]) -> Result<()> {
     Ok(())
 }
 
-/// Remembers the batch id and forgets ids older than the retention (index range delete).
+/// Remembers the batch id with what counting it did, so a retry is answered the same.
 pub fn remember_batch(
     tx: &Tx,
     batch: &UsageBatch,
@@ -140,6 +149,11 @@ pub fn remember_batch(
             ":unknown_keys": outcome.unknown_keys,
         },
     )?;
+    Ok(())
+}
+
+/// Forgets batch ids older than the retention (index range delete): once per group of batches.
+pub fn forget_old_batches(tx: &Tx, now: DateTime<Utc>) -> Result<()> {
     tx.execute(
         "DELETE FROM usage_batches WHERE received_at < ?1",
         [(now - BATCH_ID_RETENTION).timestamp()],

@@ -11,6 +11,12 @@ use crate::store::keys;
 use crate::store::usage::{allowed_sums, hours, retention_cutoff};
 use chrono::Duration;
 
+/// Counts one batch, as a group of one.
+fn record(store: &Store, batch: &UsageBatch, now: DateTime<Utc>) -> Result<BatchOutcome, Error> {
+    let mut outcomes = record_group(store, std::slice::from_ref(batch), now)?;
+    Ok(outcomes.pop().expect("one outcome per batch"))
+}
+
 /// Allowed requests of `key_id` in hours (and rolled-up days) starting in `[from, to)`.
 fn allowed_between(
     tx: &crate::store::sql::Tx,

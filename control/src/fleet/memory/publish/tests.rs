@@ -195,12 +195,20 @@ fn a_proxy_is_one_proxy_across_posts_and_its_name_leaves_with_its_counts() {
     counts.sync(&post("envoy-a", 1, 100, &[(NOW, 4)]), NOW_MS);
     counts.sync(&post("envoy-a", 1, 100, &[(NOW, 6)]), NOW_MS);
     let seen_by_b = counts.sync(&post("envoy-b", 1, 100, &[(NOW, 1)]), NOW_MS);
-    assert_eq!(minute_of(&seen_by_b, 1), [(NOW, 6)], "envoy-a's 6, not 4 + 6");
+    assert_eq!(
+        minute_of(&seen_by_b, 1),
+        [(NOW, 6)],
+        "envoy-a's 6, not 4 + 6"
+    );
     let seen_by_a = counts.sync(&post("envoy-a", 1, 100, &[(NOW, 6)]), NOW_MS);
     assert_eq!(minute_of(&seen_by_a, 1), [(NOW, 1)]);
     assert_eq!(counts.proxy_names.len(), 2);
     // An hour later every count has left its window; the sweep drops keys and names.
     counts.sync(&post("envoy-c", 2, 100, &[]), NOW_MS + 3_600_000);
     assert_eq!(counts.key_count(), 0);
-    assert_eq!(counts.proxy_names.len(), 1, "only envoy-c, which just synced");
+    assert_eq!(
+        counts.proxy_names.len(),
+        1,
+        "only envoy-c, which just synced"
+    );
 }
