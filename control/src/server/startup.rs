@@ -93,14 +93,15 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         .map_err(|error| StartupError::Config(format!("TLS settings: {error}")))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     runtime.block_on(async move {
-        // Inside the runtime: the link's connection belongs to it.
-        let redis = match &args.redis_url {
-            Some(url) => Some(
-                RedisLink::new(url, Arc::clone(&state.fleet_stats))
-                    .map_err(StartupError::Config)?,
-            ),
-            None => None,
-        };
+        if let Some(url) = &args.redis_url {
+            // Ends with the process; the flushes are idempotent, so none is owed at exit.
+            RedisLink::spawn_thread(
+                url,
+                Arc::clone(&state.fleet_stats),
+                Arc::clone(&state.fleet),
+            )
+            .map_err(StartupError::Config)?;
+        }
         let tcp = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|error| {
@@ -135,7 +136,6 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             }
             None => None,
         };
-        let flushing = redis.map(|link| tokio::spawn(link.run(Arc::clone(&state.fleet))));
         let pruning = tokio::spawn(prune_usage_hourly(
             Arc::clone(&state.store),
             args.usage_retention_days,
@@ -158,9 +158,6 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         };
         listener::serve(api, shutting_down).await;
         pruning.abort();
-        if let Some(flushing) = flushing {
-            flushing.abort();
-        }
         stopping.abort();
         if let Some(reloading) = reloading {
             reloading.abort();
