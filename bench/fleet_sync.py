@@ -190,6 +190,24 @@ def client_process(urls, envoys, indexes, shared_tags, start_at, stop_at, queue)
     queue.put(results)
 
 
+def gather(processes, queue):
+    """What each client process put on `queue`, then the processes stopped. The last calls in
+    flight are each bounded by their timeout, so two minutes is plenty; a process that has not
+    reported by then is left out (and said so)."""
+    results = []
+    deadline = time.monotonic() + 120
+    for _ in processes:
+        try:
+            results.append(queue.get(timeout=max(1.0, deadline - time.monotonic())))
+        except Empty:
+            log("a client process did not report in time; its simulated proxies are left out")
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+    return results
+
+
 def measure(urls, envoys, service_pids, database_pids, redis_pids):
     shared_tags = [uuid.uuid4().hex for _ in range(SHARED)]
     start_at = time.time() + 2 + envoys / 100  # the clients build their Envoys first
@@ -206,17 +224,7 @@ def measure(urls, envoys, service_pids, database_pids, redis_pids):
     before = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids))
     time.sleep(max(0.0, stop_at - time.time()))
     after = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids))
-    results = []
-    deadline = time.monotonic() + 120  # the last syncs in flight, each bounded by its timeout
-    for _ in processes:
-        try:
-            results.append(queue.get(timeout=max(1.0, deadline - time.monotonic())))
-        except Empty:
-            log("a client process did not report in time; its Envoys are left out")
-    for process in processes:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
+    results = gather(processes, queue)
     latencies = sorted(latency for chunk in results for run in chunk for latency in run[0])
     failures = sum(run[1] for chunk in results for run in chunk)
     answered = [count for chunk in results for run in chunk for count in run[2]]

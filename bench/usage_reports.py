@@ -19,18 +19,16 @@ import json
 import multiprocessing
 import os
 import random
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from queue import Empty
 
 import requests
 
-from fleet_sync import CLOCK_TICKS, cpu_ticks, log, postgres_pids
+from fleet_sync import CLOCK_TICKS, cpu_ticks, gather, log, postgres_pids
 from keygate_testkit.control import ControlService, seed
 from keygate_testkit.paths import SYNC_TOKEN
 from keygate_testkit.postgres import PostgresCluster
@@ -124,17 +122,7 @@ def measure(urls, proxies, key_ids, service_pids, database_pids):
     before = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids))
     time.sleep(max(0.0, stop_at - time.time()))
     after = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids))
-    results = []
-    deadline = time.monotonic() + 120  # the reports in flight, each bounded by its timeout
-    for _ in processes:
-        try:
-            results.append(queue.get(timeout=max(1.0, deadline - time.monotonic())))
-        except Empty:
-            log("a client process did not report in time; its proxies are left out")
-    for process in processes:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
+    results = gather(processes, queue)
     latencies = sorted(latency for chunk in results for run in chunk for latency in run[0])
     failures = sum(run[1] for chunk in results for run in chunk)
     elapsed = after[0] - before[0]

@@ -97,4 +97,4 @@ pub fn prune(store: &Store, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -28,10 +28,14 @@ fn allowed_between(
     Ok(sums.get(key_id).map_or(0, |[total, _]| *total))
 }
 
-mod recording {
+pub(crate) mod recording {
     use super::*;
 
-    fn key_with_daily_quota(store: &Store, per_day: u64, now: DateTime<Utc>) -> StoredKey {
+    pub(crate) fn key_with_daily_quota(
+        store: &Store,
+        per_day: u64,
+        now: DateTime<Utc>,
+    ) -> StoredKey {
         let settings = KeySettings {
             name: "quota".into(),
             environment: Environment::Test,
@@ -55,7 +59,8 @@ mod recording {
         .key
     }
 
-    fn batch(batch_id: &str, key_id: &str, hour_start: i64, allowed: u64) -> UsageBatch {
+    /// `allowed` requests of `key_id` and one of a key never issued, in one batch.
+    pub(crate) fn batch(batch_id: &str, key_id: &str, hour_start: i64, allowed: u64) -> UsageBatch {
         UsageBatch {
             proxy_id: "p1".into(),
             batch_id: batch_id.into(),

@@ -2,31 +2,9 @@
 //! outcome; a batch id repeated inside a group is counted once.
 
 use super::*;
-use crate::app;
-use crate::domain::keys::KeySettings;
-use crate::domain::plans::{Environment, LimitOverrides, Plan};
-use crate::domain::usage_report::{HourlyUsage, ALLOWED_CODE};
+use crate::app::usage::tests::recording::{batch, key_with_daily_quota};
 use crate::store::db::temp_store;
 use crate::store::usage::hours;
-
-fn report(batch_id: &str, key_id: &str, hour_start: i64, allowed: u64) -> UsageBatch {
-    UsageBatch {
-        proxy_id: format!("proxy-{batch_id}"),
-        batch_id: batch_id.into(),
-        reports: vec![
-            HourlyUsage {
-                key_id: key_id.into(),
-                hour_start,
-                counts: vec![(ALLOWED_CODE.into(), allowed)],
-            },
-            HourlyUsage {
-                key_id: "key_unknown".into(),
-                hour_start,
-                counts: vec![(ALLOWED_CODE.into(), 1)],
-            },
-        ],
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reports_are_each_counted_once_with_their_own_outcome() {
@@ -34,24 +12,8 @@ async fn concurrent_reports_are_each_counted_once_with_their_own_outcome() {
     let store = Arc::new(store);
     let now = clock::now();
     let hour = now.timestamp() - now.timestamp() % 3600;
-    let settings = KeySettings {
-        name: "grouped".into(),
-        environment: Environment::Test,
-        team: String::new(),
-        scopes: Vec::new(),
-        allowed_ips: Vec::new(),
-        expires_at: None,
-        plan: Plan::Free,
-        limits: LimitOverrides::default(),
-    };
-    let key = app::keys::create(
-        &store,
-        &crate::domain::audit::Actor::bootstrap(),
-        &settings,
-        now,
-    )
-    .unwrap()
-    .key;
+    // A quota far above what is reported: no mark, no version bump in the way.
+    let key = key_with_daily_quota(&store, 1_000_000, now);
     let queue = Arc::new(UsageQueue::default());
     // 60 proxies' reports of 1..=60 requests at once, and batch 7 twice more (retries).
     let mut posts = Vec::new();
@@ -65,7 +27,7 @@ async fn concurrent_reports_are_each_counted_once_with_their_own_outcome() {
         .map(|(batch_id, allowed)| {
             let (queue, store, key_id) = (Arc::clone(&queue), Arc::clone(&store), key.id.clone());
             tokio::spawn(async move {
-                let batch = report(&batch_id, &key_id, hour, allowed);
+                let batch = batch(&batch_id, &key_id, hour, allowed);
                 (batch_id, queue.record(&store, batch).await)
             })
         })
