@@ -51,23 +51,38 @@ def still_open(connections):
 def request(connection, path="/healthz", timeout=5):
     """One keep-alive GET on `connection`; returns (status, body) once the whole answer (which
     must carry a Content-Length) is read, or None if the server closed the connection first."""
+    answer = exchange(connection, "GET", path, timeout=timeout)
+    return None if answer is None else (answer[0], answer[2])
+
+
+def exchange(connection, method, path, headers=(), body=b"", timeout=5):
+    """One HTTP/1.1 request on `connection`; returns (status, headers with lower-case names,
+    body) once the whole answer (which must carry a Content-Length) is read, or None if the
+    server closed the connection first."""
     connection.settimeout(timeout)
-    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: keygate\r\n\r\n".encode())
+    head = [f"{method} {path} HTTP/1.1", "Host: keygate", *headers]
+    if body:
+        head.append(f"Content-Length: {len(body)}")
+    connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     received = b""
     while b"\r\n\r\n" not in received:
         chunk = connection.recv(65536)
         if not chunk:
             return None
         received += chunk
-    head, body = received.split(b"\r\n\r\n", 1)
+    head, answer = received.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")
-    length = next(int(line.split(":", 1)[1]) for line in lines[1:] if line.lower().startswith("content-length:"))
-    while len(body) < length:
+    fields = {}
+    for line in lines[1:]:
+        name, value = line.split(":", 1)
+        fields[name.strip().lower()] = value.strip()
+    length = int(fields["content-length"])
+    while len(answer) < length:
         chunk = connection.recv(65536)
         if not chunk:
             return None
-        body += chunk
-    return int(lines[0].split()[1]), body
+        answer += chunk
+    return int(lines[0].split()[1]), fields, answer
 
 
 def wait_closed(connection, timeout, what="the server to close the connection"):

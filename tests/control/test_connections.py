@@ -142,3 +142,37 @@ def test_timeout_flags_refuse_nonsense(tmp_path):
     result = subprocess.run([str(control_binary()), "serve", "--header-timeout", "0s"],
                             env=service_env(tmp_path / "k.db"), capture_output=True, text=True, timeout=10)
     assert result.returncode != 0 and "--header-timeout" in result.stderr and "more than 0" in result.stderr
+
+
+def test_an_answer_given_before_the_body_was_read_says_connection_close(service):
+    """A 405 or 401 answered without reading the request's body ends the connection (the rest
+    of the body may still be on the wire), so the answer says `Connection: close` and a client
+    does not send its next request into a closing socket (CI saw schemathesis do that)."""
+    port = int(service.url().rsplit(":", 1)[1])
+    body = b'{"name": "unread"}'
+    json_body = ["Content-Type: application/json"]
+    cases = [
+        ("TRACE", "/v1/keys/key_0000", [f"Authorization: Bearer {ADMIN_TOKEN}", *json_body], 405),
+        ("POST", "/v1/keys", ["Authorization: Bearer wrong", *json_body], 401),
+    ]
+    for method, path, headers, status in cases:
+        connection = connections.connect(port)
+        answered = connections.exchange(connection, method, path, headers, body)
+        assert answered is not None, method
+        assert answered[0] == status, (method, answered)
+        assert answered[1].get("connection") == "close", (method, answered[1])
+        connections.wait_closed(connection, SLACK, what=f"the server to close after the {method}")
+        connection.close()
+    # A body that was read keeps the connection: two requests on one.
+    connection = connections.connect(port)
+    for name in ("read-1", "read-2"):
+        answered = connections.exchange(connection, "POST", "/v1/keys",
+                                        [f"Authorization: Bearer {ADMIN_TOKEN}", *json_body],
+                                        f'{{"name": "{name}"}}'.encode())
+        assert answered is not None and answered[0] == 201, answered
+        assert "connection" not in answered[1], answered[1]
+    # A request without a body is read by definition.
+    answered = connections.exchange(connection, "GET", "/healthz")
+    assert answered is not None and answered[0] == 200
+    assert "connection" not in answered[1]
+    connection.close()

@@ -7,6 +7,7 @@
 
 use crate::api::extract::BodyReadTimeout;
 use crate::server::clock::{ClockLimits, ConnectionClock, Expiry};
+use crate::server::unread_body;
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
@@ -229,9 +230,12 @@ async fn drive<I>(
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let in_flight = InFlight::start(Arc::clone(&requests));
         request.extensions_mut().insert(body_timeout);
+        let version = request.version();
+        let (request, body_read) = unread_body::watch(request);
         let router = router.clone();
         async move {
-            let response = router.oneshot(request).await?;
+            let mut response = router.oneshot(request).await?;
+            body_read.mark(version, &mut response);
             Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody {
                 body,
                 _in_flight: in_flight,

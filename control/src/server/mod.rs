@@ -8,3 +8,4 @@ pub mod error;
 pub mod listener;
 pub mod startup;
 pub mod tls;
+pub mod unread_body;
