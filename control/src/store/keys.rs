@@ -3,7 +3,9 @@
 use crate::domain::cursor::Position;
 use crate::domain::keys::{KeyFilter, KeyStatus, StoredKey};
 use crate::domain::plans::{Environment, LimitOverrides, Plan, PlanLimits};
-use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, ToValue, Tx};
+use crate::store::sql::{
+    named_params, slots, Dialect, Error, Params, Result, Row, ToValue, Tx, LIST_CHUNK,
+};
 use chrono::{DateTime, Utc};
 
 /// Rows of one page and the position to continue after, if more follow.
@@ -179,17 +181,14 @@ pub fn set_quota_mark(tx: &Tx, seq: i64, until: Option<DateTime<Utc>>, version: 
 /// Moves the `last_used_at` of the keys `seqs` on to `hour` (an hour start) unless it is
 /// already later. Leaves `updated_version` alone: the snapshot does not carry it.
 pub fn note_used(tx: &Tx, seqs: &[i64], hour: DateTime<Utc>) -> Result<()> {
-    // Bounded lists keep each statement inside both backends' parameter limits.
-    const CHUNK: usize = 500;
-    for chunk in seqs.chunks(CHUNK) {
-        let slots: Vec<String> = (2..2 + chunk.len()).map(|n| format!("?{n}")).collect();
+    for chunk in seqs.chunks(LIST_CHUNK) {
         let mut values = vec![hour.to_value()];
         values.extend(chunk.iter().map(ToValue::to_value));
         tx.execute(
             &format!(
                 "UPDATE keys SET last_used_at = ?1
                  WHERE seq IN ({}) AND (last_used_at IS NULL OR last_used_at < ?1)",
-                slots.join(", ")
+                slots(2, chunk.len())
             ),
             Params::Positional(values),
         )?;
@@ -238,16 +237,13 @@ pub fn find(tx: &Tx, id: &str) -> Result<Option<StoredKey>> {
 
 /// The live (not deleted) keys among `ids`, in no particular order; unknown ids are skipped.
 pub fn find_live(tx: &Tx, ids: &[&str]) -> Result<Vec<StoredKey>> {
-    // Bounded lists keep each statement inside both backends' parameter limits.
-    const CHUNK: usize = 500;
     let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
-        let slots: Vec<String> = (1..=chunk.len()).map(|n| format!("?{n}")).collect();
+    for chunk in ids.chunks(LIST_CHUNK) {
         found.extend(tx.query_map(
             &format!(
                 "SELECT {COLUMNS} FROM keys {WITH_PLAN}
                  WHERE keys.id IN ({}) AND keys.deleted = 0",
-                slots.join(", ")
+                slots(1, chunk.len())
             ),
             Params::Positional(chunk.iter().map(ToValue::to_value).collect()),
             from_row,

@@ -5,7 +5,7 @@ use crate::domain::keys::StoredKey;
 use crate::domain::usage_range::HourCount;
 use crate::domain::usage_report::{BatchOutcome, UsageBatch, ALLOWED_CODE};
 use crate::store::keys;
-use crate::store::sql::{named_params, Params, Result, Row, ToValue, Tx};
+use crate::store::sql::{named_params, slots, Params, Result, Row, ToValue, Tx, LIST_CHUNK};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 
@@ -205,9 +205,6 @@ fn hour_count(row: &Row) -> Result<HourCount> {
     })
 }
 
-/// Keys per statement of [`allowed_sums`]: inside both backends' parameter limits.
-const SUMS_CHUNK: usize = 500;
-
 /// The allowed requests of each of `key_ids` in each of the two `ranges` (hours and rolled-up
 /// days starting in `[from, to)`), keys with none left out. One statement per 500 keys, so a
 /// usage report's quota check costs the same few statements for one key or for hundreds
@@ -222,9 +219,8 @@ pub fn allowed_sums(
     let low = first_from.min(second_from);
     let high = first_to.max(second_to);
     let mut sums = HashMap::with_capacity(key_ids.len());
-    for chunk in key_ids.chunks(SUMS_CHUNK) {
-        let slots: Vec<String> = (8..8 + chunk.len()).map(|n| format!("?{n}")).collect();
-        let slots = slots.join(", ");
+    for chunk in key_ids.chunks(LIST_CHUNK) {
+        let listed = slots(8, chunk.len());
         let mut values = vec![
             first_from.to_value(),
             first_to.to_value(),
@@ -244,11 +240,11 @@ pub fn allowed_sums(
                          AS BIGINT)
                  FROM (SELECT key_id, hour_start AS at, count FROM usage_hourly
                         WHERE code = ?5 AND hour_start >= ?6 AND hour_start < ?7
-                          AND key_id IN ({slots})
+                          AND key_id IN ({listed})
                        UNION ALL
                        SELECT key_id, day_start AS at, count FROM usage_daily
                         WHERE code = ?5 AND day_start >= ?6 AND day_start < ?7
-                          AND key_id IN ({slots})) AS counted
+                          AND key_id IN ({listed})) AS counted
                  GROUP BY key_id"
             ),
             Params::Positional(values),

@@ -2,11 +2,13 @@
 //! PostgreSQL, the values crossing it, and the errors. See `tx.rs` for why it is this small.
 
 mod error;
+mod lists;
 mod placeholders;
 mod tx;
 mod value;
 
 pub use error::{Error, Result};
+pub use lists::{slots, LIST_CHUNK};
 pub(crate) use tx::{named_params, params};
 pub use tx::{Dialect, Params, Tx};
 #[cfg(test)]
