@@ -60,16 +60,9 @@ fn marks(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<Vec<Option<D
         .iter()
         .zip(quotas)
         .map(|(key, quotas)| {
+            // `exceeded_until` reads only the sums of the quotas the key has.
             let [today, this_month] = sums.get(&key.id).copied().unwrap_or_default();
-            let usage = QuotaUsage {
-                today: if quotas.per_day.is_some() { today } else { 0 },
-                this_month: if quotas.per_month.is_some() {
-                    this_month
-                } else {
-                    0
-                },
-            };
-            quota::exceeded_until(now, quotas, usage)
+            quota::exceeded_until(now, quotas, QuotaUsage { today, this_month })
         })
         .collect())
 }

@@ -16,10 +16,10 @@ use crate::store::usage::{
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-/// Counts `batch` unless its id was counted before, then re-marks the keys it touched; one
-/// transaction, so a batch is either counted with its id remembered or not at all.
-/// Counts `batches` in one transaction and returns each one's outcome, in order. A batch id
-/// counted before (or earlier in the group) is answered as the duplicate it is.
+/// Counts `batches` in one transaction and returns each one's outcome, in order: a batch is
+/// either counted with its id remembered or not at all, then the keys they touched are
+/// re-marked. A batch id counted before (or earlier in the group) is answered as the duplicate
+/// it is.
 pub fn record_group(
     store: &Store,
     batches: &[UsageBatch],
@@ -68,6 +68,7 @@ pub fn record_group(
     })
 }
 
+/// The hours of key `key_id` starting in `[from, to)` (Unix seconds), if `actor` may see the key.
 pub fn key_hours(
     store: &Store,
     actor: &Actor,
