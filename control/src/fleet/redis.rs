@@ -119,7 +119,7 @@ pub struct RedisLink {
 
 impl RedisLink {
     /// A link that connects on first use (a replica starts while Redis is down, and works).
-    pub fn new(url: &str, stats: Arc<FlushStats>) -> Result<RedisLink, String> {
+    fn new(url: &str, stats: Arc<FlushStats>) -> Result<RedisLink, String> {
         let client = Client::open(url).map_err(|error| format!("bad Redis URL: {error}"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
@@ -139,8 +139,9 @@ impl RedisLink {
         })
     }
 
-    /// Flushes every `FLUSH_INTERVAL` until the process ends.
-    pub async fn run(mut self, counts: Arc<FleetCounts>) {
+    /// Flushes every `FLUSH_INTERVAL` until the process ends. Private: it runs only on the
+    /// thread `spawn_thread` starts, never on the service's runtime.
+    async fn run(mut self, counts: Arc<FleetCounts>) {
         let mut every = tokio::time::interval(FLUSH_INTERVAL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_up = true;
