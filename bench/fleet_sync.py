@@ -8,9 +8,13 @@ through Redis (keygate_testkit.redis), each simulated Envoy syncing with one of 
 kept-alive connection; BENCH_ROUTING=alternate sends each sync to the other replica).
 `make bench-fleet-sync`; BENCH_BACKENDS=ha (or sqlite,postgres,ha) picks them.
 
-Each post is what the filter sends: every key it admitted requests of since the last sync, with
-all its buckets still in the window (as after a minute of steady traffic: 30 two-second minute
-buckets, the hour and day buckets), absolute counts, the newest bucket growing. Some of each
+Each post is what the filter sends: every key it admitted requests of since the last sync,
+absolute counts, the newest bucket growing. The first post, one a minute after it and one after
+a 409 carry every bucket still in the window (as after a minute of steady traffic: 30 two-second
+minute buckets, the hour and day buckets); the others only the buckets that can have changed
+since the last answered sync (`keygate-sync-buckets: changed`: the two newest minute buckets,
+the hour's and the day's). BENCH_POSTS=every_bucket sends every bucket each time (the filter
+before it sent changed buckets only). Some of each
 Envoy's own keys (BENCH_HOT, 10) run near their limit, so every answer also carries the fleet's
 hot keys. Reported as JSON, one line per backend and fleet size: the control service's CPU (% of one core,
 from /proc/<pid>/stat; both replicas summed for `ha`), the database's and Redis's, each also per
@@ -50,6 +54,10 @@ WARMUP = 5.0
 PROCESSES = int(os.environ.get("BENCH_CLIENT_PROCESSES", "5"))
 BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgres,ha").split(",")
 ENCODING = os.environ.get("BENCH_ENCODING", "binary")
+POSTS = os.environ.get("BENCH_POSTS", "changed")
+if POSTS not in ("changed", "every_bucket"):
+    sys.exit(f"BENCH_POSTS must be changed or every_bucket, not {POSTS!r}")
+FULL_POST_EVERY_S = 60
 if ENCODING not in ("binary", "json"):
     sys.exit(f"BENCH_ENCODING must be binary or json, not {ENCODING!r}")
 BUCKET_MS = [2_000, 120_000, 3_600_000]
@@ -104,15 +112,16 @@ class SimulatedEnvoy:
         self.history = ""
         self.heads = [fleet_binary.key_head(tag, json.loads(limits)) for tag, limits in self.keys]
 
-    def body(self, now_ms):
+    def body(self, now_ms, every_bucket=True):
         """The post at `now_ms`: 30 minute buckets (1 to 3 admitted each, the newest still
-        growing), the hour's and the day's bucket."""
+        growing; only the two newest unless `every_bucket`), the hour's and the day's bucket."""
         if ENCODING == "binary":
-            return self.binary_body(now_ms)
+            return self.binary_body(now_ms, every_bucket)
         minute, hour, day = (now_ms // width for width in BUCKET_MS)
-        if self.history_for != minute:
-            self.history_for = minute
-            self.history = "".join(f"[{bucket},{1 + bucket % 3}]," for bucket in range(minute - 29, minute))
+        oldest = minute - 29 if every_bucket else minute - 1
+        if self.history_for != (minute, oldest):
+            self.history_for = (minute, oldest)
+            self.history = "".join(f"[{bucket},{1 + bucket % 3}]," for bucket in range(oldest, minute))
         newest = 1 + (now_ms % BUCKET_MS[0]) // 500
         total = 60 + newest
         tail = f"[{minute},{newest}]],[[{hour},{total}]],[[{day},{total}]]]}}"
@@ -121,17 +130,18 @@ class SimulatedEnvoy:
         return (f'{{"proxy_id":"{self.proxy}","bucket_ms":{json.dumps(BUCKET_MS)},'
                 f'"window_ms":{json.dumps(WINDOW_MS)},"keys":[{keys}]}}').encode()
 
-    def binary_body(self, now_ms):
+    def binary_body(self, now_ms, every_bucket):
         """`body` in the binary encoding: every key's windows are the same bytes, so they are
         built once per post (the minute history once per minute) behind each key's cached head."""
         minute, hour, day = (now_ms // width for width in BUCKET_MS)
-        if self.history_for != minute:
-            self.history_for = minute
+        oldest = minute - 29 if every_bucket else minute - 1
+        if self.history_for != (minute, oldest):
+            self.history_for = (minute, oldest)
             self.history = fleet_binary.pairs(
-                [(bucket, 1 + bucket % 3) for bucket in range(minute - 29, minute)])
+                [(bucket, 1 + bucket % 3) for bucket in range(oldest, minute)])
         newest = 1 + (now_ms % BUCKET_MS[0]) // 500
         total = 60 + newest
-        windows = (fleet_binary.varint(30) + self.history
+        windows = (fleet_binary.varint(minute - oldest + 1) + self.history
                    + fleet_binary.pairs([(minute, newest)], previous=minute - 1)
                    + fleet_binary.window([(hour, total)]) + fleet_binary.window([(day, total)]))
         head = fleet_binary.post_head(self.proxy, BUCKET_MS, WINDOW_MS, len(self.heads))
@@ -144,9 +154,11 @@ def run_envoy(urls, index, envoy, start_at, stop_at, offset, results):
     if ENCODING == "binary":
         headers.update({"Content-Type": fleet_binary.MEDIA_TYPE,
                         "Accept": fleet_binary.FILTER_ACCEPT})
+    changed_headers = dict(headers, **{"keygate-sync-buckets": "changed"})
     tick = start_at + offset
     latencies, failures, answered = [], 0, []
     sent = 0
+    full_at = None
     while tick < stop_at:
         # Like the filter: one sync in flight; a slow one delays the next to the next tick.
         tick = max(tick, start_at + offset + int(time.time() - start_at - offset + 0.999))
@@ -155,16 +167,26 @@ def run_envoy(urls, index, envoy, start_at, stop_at, offset, results):
         delay = tick - time.time()
         if delay > 0:
             time.sleep(delay)
-        body = envoy.body(int(time.time() * 1000))
-        replica = (index + (sent if ROUTING == "alternate" else 0)) % len(urls)
-        sent += 1
         began = time.monotonic()
-        try:
-            response = sessions[replica].post(f"{urls[replica]}/v1/ratelimits/sync", data=body,
-                                              headers=headers, timeout=20)
+        every_bucket = POSTS == "every_bucket" or full_at is None or began - full_at >= FULL_POST_EVERY_S
+        ok = False
+        for _ in range(2):  # a 409 asks for every bucket, posted at once
+            replica = (index + (sent if ROUTING == "alternate" else 0)) % len(urls)
+            sent += 1
+            body = envoy.body(int(time.time() * 1000), every_bucket)
+            try:
+                response = sessions[replica].post(
+                    f"{urls[replica]}/v1/ratelimits/sync", data=body,
+                    headers=headers if every_bucket else changed_headers, timeout=20)
+            except requests.RequestException:
+                break
+            if response.status_code == 409 and not every_bucket:
+                every_bucket = True
+                continue
             ok = response.status_code == 200
-        except requests.RequestException:
-            ok = False
+            break
+        if ok and every_bucket:
+            full_at = began
         took = time.monotonic() - began
         if ok and tick >= start_at + WARMUP:
             latencies.append(took)
@@ -321,7 +343,7 @@ def main():
         for label in BACKENDS:
             for envoys in ENVOY_COUNTS:
                 log(f"{label}: {envoys} Envoys x {KEYS} keys, one sync a second each, {SECONDS:.0f} s")
-                result = {"backend": label, **run_backend(label, work, cluster, envoys)}
+                result = {"backend": label, "posts": POSTS, **run_backend(label, work, cluster, envoys)}
                 results["runs"].append(result)
                 print(json.dumps(result), flush=True)
     finally:

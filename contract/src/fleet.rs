@@ -26,6 +26,17 @@ pub const MAX_BUCKETS_PER_WINDOW: usize = 64;
 /// Windows, in this order everywhere: minute, hour, day.
 pub const WINDOWS: usize = 3;
 
+/// The request header of a post that carries, of each key, only the buckets that can have
+/// changed since the Envoy's last answered sync (value `BUCKETS_CHANGED`). Without it a post
+/// carries every bucket still inside its window. Counts stay absolute either way, and the
+/// control service keeps the buckets a post leaves out, so the two kinds mix freely; a control
+/// service that predates the header counts a changed-only post like any other.
+pub const BUCKETS_HEADER: &str = "keygate-sync-buckets";
+pub const BUCKETS_CHANGED: &str = "changed";
+/// What a control service that holds no counts of the posting proxy (it restarted, and keeps
+/// them in memory) answers a changed-only post with: the Envoy posts every bucket at once.
+pub const RESEND_EVERY_BUCKET_STATUS: u16 = 409;
+
 /// Body of `POST /v1/ratelimits/sync`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetSyncPost {

@@ -104,6 +104,9 @@ impl WorkerJob for FleetSync {
             FleetOutcome::FellBackToJson => warn!(
                 "#{id} the control service refused the binary fleet sync (415: older than the encoding); this worker sends JSON from now on"
             ),
+            FleetOutcome::AskedForEveryBucket => info!(
+                "#{id} the control service holds no counts of this Envoy (restarted?): posted every bucket again"
+            ),
         }
     }
 }

@@ -13,6 +13,13 @@
 //! When the control service is down or slow the syncs fail (counted), remote counts age out
 //! with their buckets, and each Envoy is back to enforcing its own count: today's behaviour.
 //!
+//! Which buckets: only those that can have changed since the last answered sync (its start,
+//! less two intervals for slots handed over late), marked by `fleet::BUCKETS_HEADER`: a key
+//! posted every second sends its newest bucket or two of each window, not the 30 of a minute
+//! window. Every `FULL_POST_EVERY_MS`, after a sync that could not take every key, and when a
+//! control service that lost its counts answers `fleet::RESEND_EVERY_BUCKET_STATUS`, a post
+//! carries every bucket still inside its window.
+//!
 //! The post and its answer travel in the compact binary encoding (`contract::fleet::binary`)
 //! unless `rate_limits.sync_encoding` says JSON; a control service older than that encoding
 //! answers 415, and the VM then sends JSON for the rest of its life (`FleetOutcome::FellBackToJson`
@@ -43,6 +50,13 @@ const LEASE_KEY: &str = "keygate.fleet.lease";
 const PROXY_ID_KEY: &str = "keygate.fleet.proxy";
 /// When the remote counts were last brought up to date (u64 ms, little-endian).
 const SYNCED_AT_KEY: &str = "keygate.fleet.synced_at";
+/// When the last answered sync started, and the last answered one that posted every bucket
+/// (u64 ms, little-endian; 0: the next post carries every bucket).
+const ANSWERED_START_KEY: &str = "keygate.fleet.answered_start";
+const FULL_POST_KEY: &str = "keygate.fleet.full_post";
+/// How often a post carries every bucket anyway, so a control service that missed a bucket
+/// (a replica that never saw this Envoy's older posts) holds it again within this time.
+const FULL_POST_EVERY_MS: u64 = 60_000;
 /// Largest answer read into the VM (5,000 keys of 3 windows of 31 buckets fit comfortably).
 pub const MAX_REPLY_BYTES: usize = 8 << 20;
 /// Queue items taken per sync (each a list of slots from one worker's tick).
@@ -89,6 +103,18 @@ pub enum FleetOutcome {
     /// The control service refused the binary post (415: it predates the encoding); the same
     /// keys went out again at once in JSON, as every later sync of this VM will.
     FellBackToJson,
+    /// The control service holds no counts of this Envoy (it restarted): the same keys went
+    /// out again at once with every bucket.
+    AskedForEveryBucket,
+}
+
+/// A sync under way: the slots whose counts it sent, when it started, and whether it sent every
+/// bucket of them (`false`: only the changed ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    slots: Vec<u64>,
+    started_ms: u64,
+    every_bucket: bool,
 }
 
 /// The fleet sync of one VM.
@@ -154,14 +180,17 @@ fn proxy_id(host: &dyn Host, me: u64) -> String {
     id
 }
 
-/// Seconds since the last successful sync (0 before the first), for the age metric.
-pub fn remote_age_seconds(host: &dyn Host) -> u64 {
-    host.get_shared(SYNCED_AT_KEY)
+fn shared_ms(host: &dyn Host, key: &str) -> Option<u64> {
+    host.get_shared(key)
         .0
         .and_then(|bytes| bytes.get(..8)?.try_into().ok().map(u64::from_le_bytes))
-        .map_or(0, |synced_at| {
-            host.now_ms().saturating_sub(synced_at) / 1000
-        })
+}
+
+/// Seconds since the last successful sync (0 before the first), for the age metric.
+pub fn remote_age_seconds(host: &dyn Host) -> u64 {
+    shared_ms(host, SYNCED_AT_KEY).map_or(0, |synced_at| {
+        host.now_ms().saturating_sub(synced_at) / 1000
+    })
 }
 
 impl FleetSync {
@@ -203,13 +232,30 @@ impl FleetSync {
         }
     }
 
-    /// The keys of `slots` with counts still inside a window (at most `MAX_KEYS_PER_SYNC`), the
-    /// slots they were read from, and the slots left over for the next sync.
+    /// Buckets that started at or after this (Unix ms) are all a post needs to carry; `None`:
+    /// every bucket inside the window (first post, one due by `FULL_POST_EVERY_MS`, or after a
+    /// sync that left keys for later).
+    fn changed_since(&self, host: &dyn Host, now: u64) -> Option<u64> {
+        let full_post = shared_ms(host, FULL_POST_KEY).filter(|&at| at > 0)?;
+        if now.saturating_sub(full_post) >= FULL_POST_EVERY_MS {
+            return None;
+        }
+        // A slot counted in just before the last answered sync started may have been handed
+        // over after it (workers hand over every tick, at most half an interval): two
+        // intervals back covers it, and a sync that went to another replica in between.
+        let margin = 2 * self.interval.as_millis() as u64;
+        shared_ms(host, ANSWERED_START_KEY).map(|start| start.saturating_sub(margin))
+    }
+
+    /// The keys of `slots` with counts still inside a window (at most `MAX_KEYS_PER_SYNC`) and
+    /// of buckets from `since` on (`changed_since`), the slots they were read from, and the
+    /// slots left over for the next sync.
     fn read_keys(
         &self,
         host: &dyn Host,
         slots: impl IntoIterator<Item = u64>,
         now: u64,
+        since: Option<u64>,
     ) -> (Vec<KeyCounts>, Vec<u64>, BTreeSet<u64>) {
         let mut keys = Vec::new();
         let mut sent = Vec::new();
@@ -222,7 +268,13 @@ impl FleetSync {
             let Some(state) = counters::read_slot(host, slot) else {
                 continue;
             };
-            let counts = state.local_buckets(&self.windows, now);
+            let mut counts = state.local_buckets(&self.windows, now);
+            if let Some(since) = since {
+                for (window, buckets) in counts.iter_mut().enumerate() {
+                    let first = since / self.windows.bucket_width_ms(window).max(1);
+                    buckets.retain(|&(bucket, _)| bucket >= first);
+                }
+            }
             if counts.iter().all(Vec::is_empty) {
                 continue;
             }
@@ -236,8 +288,18 @@ impl FleetSync {
         (keys, sent, later)
     }
 
-    /// The sync call for `keys`, in this VM's encoding.
-    fn post(&self, host: &dyn Host, keys: Vec<KeyCounts>) -> Call {
+    /// The sync call for `keys`, in this VM's encoding; `changed_only` marks a post of only
+    /// the buckets that can have changed (`fleet::BUCKETS_HEADER`).
+    fn post(&self, host: &dyn Host, keys: Vec<KeyCounts>, changed_only: bool) -> Call {
+        let mut call = self.encoded_post(host, keys);
+        if changed_only {
+            call.headers
+                .push((fleet::BUCKETS_HEADER.into(), fleet::BUCKETS_CHANGED.into()));
+        }
+        call
+    }
+
+    fn encoded_post(&self, host: &dyn Host, keys: Vec<KeyCounts>) -> Call {
         let post = FleetSyncPost {
             proxy_id: proxy_id(host, self.me),
             bucket_ms: [0, 1, 2].map(|window| self.windows.bucket_width_ms(window)),
@@ -262,8 +324,32 @@ impl FleetSync {
         Call::post_json(&self.control, &self.path, body)
     }
 
+    /// Reads `slots` and posts them: every bucket unless `since` (`changed_since`) says from
+    /// when. Slots beyond one sync go back to the queue, and the next post carries every
+    /// bucket (those slots' changes may predate this sync).
+    fn send(
+        &self,
+        host: &dyn Host,
+        slots: impl IntoIterator<Item = u64>,
+        since: Option<u64>,
+    ) -> (Call, Sent) {
+        let now = host.now_ms();
+        let (keys, sent, later) = self.read_keys(host, slots, now, since);
+        if !later.is_empty() {
+            self.queue.enqueue(&encode_slots(&later));
+            // Only the lease holder writes it.
+            let _ = host.set_shared(FULL_POST_KEY, &0u64.to_le_bytes(), None);
+        }
+        let sent = Sent {
+            slots: sent,
+            started_ms: now,
+            every_bucket: since.is_none(),
+        };
+        (self.post(host, keys, since.is_some()), sent)
+    }
+
     /// A failed sync puts its slots back: the next one sends their then-current counts.
-    fn fail(&self, sent: &[u64], error: FleetError) -> Step<Vec<u64>, FleetOutcome> {
+    fn fail(&self, sent: &[u64], error: FleetError) -> Step<Sent, FleetOutcome> {
         self.requeue(sent);
         Step::Done {
             outcome: FleetOutcome::Failed(error),
@@ -274,8 +360,7 @@ impl FleetSync {
 
 impl Job for FleetSync {
     type Outcome = FleetOutcome;
-    /// The slots whose counts the sync sent.
-    type Pending = Vec<u64>;
+    type Pending = Sent;
     const LEASE: JobLease = JobLease {
         key: LEASE_KEY,
         sticky: false,
@@ -286,8 +371,7 @@ impl Job for FleetSync {
     }
 
     /// Drains the queue and posts the current counts of the slots in it.
-    fn start(&mut self, host: &dyn Host, _fence: u64) -> Start<Vec<u64>, FleetOutcome> {
-        let now = host.now_ms();
+    fn start(&mut self, host: &dyn Host, _fence: u64) -> Start<Sent, FleetOutcome> {
         let mut slots = BTreeSet::new();
         for _ in 0..MAX_ITEMS_PER_SYNC {
             let Some(item) = self.queue.dequeue() else {
@@ -295,12 +379,10 @@ impl Job for FleetSync {
             };
             slots.extend(decode_slots(&item));
         }
-        let (keys, sent, later) = self.read_keys(host, slots, now);
-        if !later.is_empty() {
-            self.queue.enqueue(&encode_slots(&later));
-        }
+        let since = self.changed_since(host, host.now_ms());
+        let (call, sent) = self.send(host, slots, since);
         Start::Call {
-            call: self.post(host, keys),
+            call,
             pending: sent,
             report: None,
         }
@@ -314,26 +396,36 @@ impl Job for FleetSync {
     fn on_response(
         &mut self,
         host: &dyn Host,
-        sent: Vec<u64>,
+        sent: Sent,
         response: Response<'_>,
-    ) -> Step<Vec<u64>, FleetOutcome> {
+    ) -> Step<Sent, FleetOutcome> {
         match response.status {
             Some(200..=299) => {}
             Some(UNSUPPORTED_MEDIA_TYPE) if self.encoding == SyncEncoding::Binary => {
                 self.encoding = SyncEncoding::Json;
-                let (keys, sent, later) = self.read_keys(host, sent, host.now_ms());
-                self.requeue(&later.into_iter().collect::<Vec<_>>());
+                let since = (!sent.every_bucket).then(|| self.changed_since(host, host.now_ms()));
+                let (call, sent) = self.send(host, sent.slots, since.flatten());
                 return Step::Next {
-                    call: self.post(host, keys),
+                    call,
                     pending: sent,
                     outcome: FleetOutcome::FellBackToJson,
                 };
             }
-            Some(status) => return self.fail(&sent, FleetError::Status(status)),
-            None => return self.fail(&sent, FleetError::NoResponse),
+            Some(status)
+                if status == u32::from(fleet::RESEND_EVERY_BUCKET_STATUS) && !sent.every_bucket =>
+            {
+                let (call, sent) = self.send(host, sent.slots, None);
+                return Step::Next {
+                    call,
+                    pending: sent,
+                    outcome: FleetOutcome::AskedForEveryBucket,
+                };
+            }
+            Some(status) => return self.fail(&sent.slots, FleetError::Status(status)),
+            None => return self.fail(&sent.slots, FleetError::NoResponse),
         }
         let Some(reply) = response.body.and_then(read_reply) else {
-            return self.fail(&sent, FleetError::NotAReply);
+            return self.fail(&sent.slots, FleetError::NotAReply);
         };
         let now = host.now_ms();
         let (mut updated, mut skipped) = (0, 0);
@@ -359,11 +451,15 @@ impl Job for FleetSync {
                 None => skipped += 1,
             }
         }
-        // Only the lease holder writes it.
+        // Only the lease holder writes them.
         let _ = host.set_shared(SYNCED_AT_KEY, &now.to_le_bytes(), None);
+        let _ = host.set_shared(ANSWERED_START_KEY, &sent.started_ms.to_le_bytes(), None);
+        if sent.every_bucket {
+            let _ = host.set_shared(FULL_POST_KEY, &sent.started_ms.to_le_bytes(), None);
+        }
         Step::Done {
             outcome: FleetOutcome::Synced {
-                keys_sent: sent.len(),
+                keys_sent: sent.slots.len(),
                 keys_updated: updated,
                 keys_skipped: skipped,
             },
@@ -371,8 +467,8 @@ impl Job for FleetSync {
         }
     }
 
-    fn on_failure(&mut self, _host: &dyn Host, sent: Vec<u64>, error: CallError) -> FleetOutcome {
-        self.requeue(&sent);
+    fn on_failure(&mut self, _host: &dyn Host, sent: Sent, error: CallError) -> FleetOutcome {
+        self.requeue(&sent.slots);
         FleetOutcome::Failed(FleetError::Call(error))
     }
 }

@@ -107,10 +107,18 @@ fn tag_text(bytes: &[u8; TAG_BYTES]) -> String {
     tag
 }
 
-/// Appends one key. Its tag must be a `key_tag`; nothing else can fail.
-fn put_key(out: &mut Vec<u8>, field: &str, key: &KeyCounts) -> Result<(), FieldError> {
+/// Appends key `index` of `field`. Its tag must be a `key_tag`; nothing else can fail.
+fn put_key(
+    out: &mut Vec<u8>,
+    field: &str,
+    index: usize,
+    key: &KeyCounts,
+) -> Result<(), FieldError> {
     let tag = tag_bytes(&key.key).ok_or_else(|| {
-        FieldError::new(format!("{field}.key"), "must be 32 lowercase hex digits")
+        FieldError::new(
+            format!("{field}[{index}].key"),
+            "must be 32 lowercase hex digits",
+        )
     })?;
     out.extend_from_slice(&tag);
     let present = key
@@ -139,7 +147,7 @@ fn put_key(out: &mut Vec<u8>, field: &str, key: &KeyCounts) -> Result<(), FieldE
 fn put_keys(out: &mut Vec<u8>, field: &str, keys: &[KeyCounts]) -> Result<(), FieldError> {
     put_varint(out, keys.len() as u64);
     for (index, key) in keys.iter().enumerate() {
-        put_key(out, &format!("{field}[{index}]"), key)?;
+        put_key(out, field, index, key)?;
     }
     Ok(())
 }
@@ -199,24 +207,30 @@ fn read_start(reader: &mut Reader<'_>, kind: u8) -> Result<(), DecodeError> {
 
 /// A count, refused when above `max` or when the bytes left cannot hold that many items of at
 /// least `min_item_bytes` each: nothing is allocated for a count the body does not back.
+/// `field` names what is read, made only for an error (a sync reads thousands of counts).
 fn read_count(
     reader: &mut Reader<'_>,
-    field: &str,
+    field: impl Fn() -> String,
     max: usize,
     min_item_bytes: usize,
 ) -> Result<usize, DecodeError> {
-    let count = reader.varint().ok_or_else(|| damage(field))?;
+    let count = reader.varint().ok_or_else(|| damage(&field()))?;
     let count = usize::try_from(count).unwrap_or(usize::MAX);
     if count > max {
-        return Err(DecodeError(format!("{field}: more than {max}")));
+        return Err(DecodeError(format!("{}: more than {max}", field())));
     }
     if count > reader.bytes.len() / min_item_bytes {
-        return Err(DecodeError(format!("{field}: count larger than the body")));
+        return Err(DecodeError(format!(
+            "{}: count larger than the body",
+            field()
+        )));
     }
     Ok(count)
 }
 
-fn read_key(reader: &mut Reader<'_>, field: &str) -> Result<KeyCounts, DecodeError> {
+/// Key `index` of a message's keys.
+fn read_key(reader: &mut Reader<'_>, index: usize) -> Result<KeyCounts, DecodeError> {
+    let field = format_args!("keys[{index}]");
     let tag: [u8; TAG_BYTES] = reader
         .array()
         .ok_or_else(|| damage(&format!("{field}.key")))?;
@@ -237,18 +251,13 @@ fn read_key(reader: &mut Reader<'_>, field: &str) -> Result<KeyCounts, DecodeErr
     }
     let mut counts: [Vec<(u64, u64)>; WINDOWS] = Default::default();
     for (window, pairs) in counts.iter_mut().enumerate() {
-        let counts_field = format!("{field}.counts[{window}]");
-        let length = read_count(
-            reader,
-            &counts_field,
-            MAX_BUCKETS_PER_WINDOW,
-            MIN_PAIR_BYTES,
-        )?;
+        let counts_field = || format!("{field}.counts[{window}]");
+        let length = read_count(reader, counts_field, MAX_BUCKETS_PER_WINDOW, MIN_PAIR_BYTES)?;
         pairs.reserve_exact(length);
         let mut previous = 0u64;
         for _ in 0..length {
-            let delta = reader.varint().ok_or_else(|| damage(&counts_field))?;
-            let count = reader.varint().ok_or_else(|| damage(&counts_field))?;
+            let delta = reader.varint().ok_or_else(|| damage(&counts_field()))?;
+            let count = reader.varint().ok_or_else(|| damage(&counts_field()))?;
             let bucket = previous.wrapping_add(unzigzag(delta) as u64);
             pairs.push((bucket, count));
             previous = bucket;
@@ -262,10 +271,10 @@ fn read_key(reader: &mut Reader<'_>, field: &str) -> Result<KeyCounts, DecodeErr
 }
 
 fn read_keys(reader: &mut Reader<'_>) -> Result<Vec<KeyCounts>, DecodeError> {
-    let count = read_count(reader, "keys", MAX_KEYS_PER_SYNC, MIN_KEY_BYTES)?;
+    let count = read_count(reader, || "keys".into(), MAX_KEYS_PER_SYNC, MIN_KEY_BYTES)?;
     let mut keys = Vec::with_capacity(count);
     for index in 0..count {
-        keys.push(read_key(reader, &format!("keys[{index}]"))?);
+        keys.push(read_key(reader, index)?);
     }
     Ok(keys)
 }
@@ -282,7 +291,7 @@ fn read_end(reader: &Reader<'_>) -> Result<(), DecodeError> {
 pub fn decode_post(bytes: &[u8]) -> Result<FleetSyncPost, DecodeError> {
     let mut reader = Reader::new(bytes);
     read_start(&mut reader, KIND_POST)?;
-    let length = read_count(&mut reader, "proxy_id", usize::MAX, 1)?;
+    let length = read_count(&mut reader, || "proxy_id".into(), usize::MAX, 1)?;
     let proxy_id = reader
         .text(length)
         .ok_or_else(|| DecodeError("proxy_id: not UTF-8".into()))?

@@ -6,6 +6,10 @@
 //! (`keygate_contract::fleet::binary`): the post as its `Content-Type` says, the answer as
 //! `Accept` asks (`api/encoding.rs`; JSON unless the binary type is named), with `Vary: accept`.
 //! Either way the post passes the same `fleet::validate_post` before anything is counted.
+//!
+//! A post marked as carrying only the buckets that changed (`fleet::BUCKETS_HEADER`) is
+//! answered 409 when this process lost the proxy's counts (`FleetCounts::takes_changed_only`):
+//! the Envoy posts every bucket at once.
 
 use crate::api::auth::SyncAuth;
 use crate::api::encoding::prefers;
@@ -20,6 +24,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keygate_contract::fleet::{self, binary, FleetSyncPost};
 use std::sync::Arc;
+
+// The status Envoys take as "post every bucket" is the one a `Conflict` answers with.
+const _: () =
+    assert!(axum::http::StatusCode::CONFLICT.as_u16() == fleet::RESEND_EVERY_BUCKET_STATUS);
 
 /// The body types a sync may be posted as, as a 415 names them.
 const SYNC_TYPES: &str = "application/json or application/vnd.keygate.fleet-sync+binary";
@@ -57,6 +65,16 @@ pub async fn sync_fleet(
     SyncPost(post): SyncPost,
 ) -> Result<Response, ApiError> {
     fleet::validate_post(&post)?;
+    let changed_only = headers
+        .get(fleet::BUCKETS_HEADER)
+        .is_some_and(|value| value.as_bytes() == fleet::BUCKETS_CHANGED.as_bytes());
+    if changed_only && !state.fleet.takes_changed_only(&post.proxy_id) {
+        return Err(ApiError::Conflict(format!(
+            "this control service holds no counts of proxy {:?} (it restarted): post every bucket, without {}",
+            post.proxy_id,
+            fleet::BUCKETS_HEADER
+        )));
+    }
     let now_ms = clock::now_ms();
     let counts = Arc::clone(&state.fleet);
     let reply = state

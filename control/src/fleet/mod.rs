@@ -68,6 +68,21 @@ impl FleetCounts {
         }
     }
 
+    /// Whether a post of only the buckets that changed (`fleet::BUCKETS_HEADER`) from
+    /// `proxy_id` can be counted: not when this process keeps the whole fleet's counts in
+    /// memory and holds none of the proxy's (it restarted), which would then lack the proxy's
+    /// older buckets until they left their window. Replicas take it always: Redis or the
+    /// database holds the fleet's counts of every key near a limit, whichever replica an
+    /// Envoy's older posts reached.
+    pub fn takes_changed_only(&self, proxy_id: &str) -> bool {
+        match self {
+            FleetCounts::Memory(_) => self
+                .with_memory(|counts| counts.knows_proxy(proxy_id))
+                .unwrap_or(true),
+            FleetCounts::Replicated(_) | FleetCounts::Database(_) => true,
+        }
+    }
+
     /// Counts a validated `post` received at `now_ms` (Unix ms) and answers it.
     pub fn sync(
         &self,

@@ -24,7 +24,7 @@
 //! flushed, and answers go on from this replica's own Envoys' counts plus the last totals read,
 //! which age out with their buckets. The next flush that succeeds writes everything that grew.
 
-use crate::fleet::memory::{Flush, KeyTotals, PublishedKey, Totals, Warmth};
+use crate::fleet::memory::{Flush, KeyTotals, PublishedKey, Raise, Totals, Warmth};
 use crate::fleet::FleetCounts;
 use keygate_contract::fleet::WINDOWS;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -45,54 +45,18 @@ const STREAM_LENGTH: usize = 100_000;
 const STREAM_READ: usize = 10_000;
 const PREFIX: &str = "keygate:fleet:";
 
-/// Raises proxies' counts of one key. KEYS[1]: the totals; KEYS[1 + i]: entry i's bucket.
+/// Raises proxies' counts of one key. KEYS[1]: the totals; KEYS[1 + g]: group g's bucket.
 /// ARGV: limits, how long the totals are kept (ms), what they forget
-/// (`window:bucket_ms:below,…`), then per entry: field, proxy, count, how long it is kept (ms).
-/// Answers the totals (HGETALL).
-const RAISE_SCRIPT: &str = r#"
-local totals = KEYS[1]
-redis.call('HSET', totals, 'lim', ARGV[1])
-local entries = (#ARGV - 3) / 4
-for i = 1, entries do
-  local at = 3 + (i - 1) * 4
-  local bucket_key = KEYS[1 + i]
-  local proxy = ARGV[at + 2]
-  local count = tonumber(ARGV[at + 3])
-  local first = redis.call('HGET', totals, 'p1')
-  if not first then
-    redis.call('HSET', totals, 'p1', proxy)
-  elseif first ~= proxy then
-    redis.call('HSET', totals, 'shared', '1')
-  end
-  local held = tonumber(redis.call('HGET', bucket_key, proxy) or '0')
-  if count > held then
-    redis.call('HSET', bucket_key, proxy, count)
-    redis.call('HINCRBY', totals, ARGV[at + 1], count - held)
-  end
-  if redis.call('PTTL', bucket_key) < tonumber(ARGV[at + 4]) then
-    redis.call('PEXPIRE', bucket_key, ARGV[at + 4])
-  end
-end
-if ARGV[3] ~= '' then
-  local below = {}
-  for window, width, oldest in string.gmatch(ARGV[3], '(%d+):(%d+):(%d+)') do
-    below[window .. ':' .. width] = tonumber(oldest)
-  end
-  for _, field in ipairs(redis.call('HKEYS', totals)) do
-    local window, width, bucket = string.match(field, '^(%d+):(%d+):(%d+)$')
-    if window then
-      local oldest = below[window .. ':' .. width]
-      if oldest and tonumber(bucket) < oldest then
-        redis.call('HDEL', totals, field)
-      end
-    end
-  end
-end
-if redis.call('PTTL', totals) < tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', totals, ARGV[2])
-end
-return redis.call('HGETALL', totals)
-"#;
+/// (`window:bucket_ms:below,…`), then per group (one bucket): its field in the totals, how long
+/// it is kept (ms), how many proxies, and each proxy's name and count. Answers the totals
+/// (HGETALL).
+///
+/// Per group a fixed number of calls (HMGET, HSET, HINCRBY, PTTL) whatever its proxies: a
+/// replica holding hundreds of Envoys that share a key writes each bucket in four calls, not
+/// four per Envoy (Redis then spends its time on the hash fields, not on Lua calls).
+const RAISE_SCRIPT: &str = include_str!("redis/raise.lua");
+/// Proxies per group of the script (Lua's `unpack` takes a few thousand values at most).
+const MAX_GROUP: usize = 1_000;
 
 /// What the flushes did, for `GET /metrics`.
 #[derive(Debug, Default)]
@@ -297,19 +261,22 @@ impl RedisLink {
                 .arg(limits_text(&key.limits))
                 .arg(keep_ms)
                 .arg(&forget);
-            for raise in &key.raised {
+            for group in bucket_groups(&key.raised) {
+                let first = &group[0];
                 invocation
                     .key(format!(
                         "{PREFIX}p:{}:{}:{}:{}",
-                        key.tag, raise.window, raise.bucket_ms, raise.bucket
+                        key.tag, first.window, first.bucket_ms, first.bucket
                     ))
                     .arg(format!(
                         "{}:{}:{}",
-                        raise.window, raise.bucket_ms, raise.bucket
+                        first.window, first.bucket_ms, first.bucket
                     ))
-                    .arg(&*raise.proxy)
-                    .arg(raise.count)
-                    .arg(raise.keep_ms);
+                    .arg(first.keep_ms)
+                    .arg(group.len());
+                for raise in group {
+                    invocation.arg(&*raise.proxy).arg(raise.count);
+                }
             }
             pipe.invoke_script(&invocation);
         }
@@ -504,6 +471,14 @@ fn parse_limits(text: &str) -> Option<[Option<u64>; WINDOWS]> {
         }
     }
     Some(limits)
+}
+
+/// `raised` (ordered by window, bucket width and bucket, as `memory` lists them) cut into runs of
+/// one bucket, at most `MAX_GROUP` proxies each.
+fn bucket_groups(raised: &[Raise]) -> impl Iterator<Item = &[Raise]> {
+    raised
+        .chunk_by(|a, b| (a.window, a.bucket_ms, a.bucket) == (b.window, b.bucket_ms, b.bucket))
+        .flat_map(|run| run.chunks(MAX_GROUP))
 }
 
 fn random_id() -> String {

@@ -329,3 +329,102 @@ fn a_415_sends_the_same_keys_again_in_json_at_once_and_json_ever_after() {
     );
     assert!(host.take_calls().is_empty());
 }
+
+/// Admits one request of `secret` at the host's time, syncs it, and answers the sync 200.
+fn sync_answered(sync: &mut Sync, host: &FakeHost, secret: &str) -> FleetSyncPost {
+    grow(host, SLOTS, SLOTS, 0).unwrap();
+    let mut touched = Touched::default();
+    touched.insert(admit_one(host, secret, 1_000).1);
+    let call = poll(sync, host, &mut touched).0.expect("a sync is due");
+    let empty = binary::encode_reply(&FleetSyncReply::default()).unwrap();
+    assert!(matches!(
+        answer(sync, host, call.token, Some(200), &empty),
+        Some(FleetOutcome::Synced { .. })
+    ));
+    let mut post = post_of(&call);
+    post.keys
+        .iter_mut()
+        .for_each(|key| key.limits = [None; WINDOWS]);
+    if call.header(fleet::BUCKETS_HEADER).is_some() {
+        assert_eq!(
+            call.header(fleet::BUCKETS_HEADER),
+            Some(fleet::BUCKETS_CHANGED)
+        );
+        post.proxy_id = "changed".into();
+    }
+    post
+}
+
+fn minute_buckets(post: &FleetSyncPost) -> Vec<u64> {
+    post.keys[0].counts[0]
+        .iter()
+        .map(|&(bucket, _)| bucket)
+        .collect()
+}
+
+#[test]
+fn after_an_answered_sync_a_post_carries_only_the_buckets_that_can_have_changed() {
+    // Minute buckets are 2 s wide: at 1,000 s the bucket is 500.
+    let host = FakeHost::at(1_000_000);
+    let queue = Rc::new(FakeQueue::default());
+    let mut sync = sync(7, &queue);
+    let first = sync_answered(&mut sync, &host, "pk_live_steady");
+    assert_ne!(
+        first.proxy_id, "changed",
+        "the first post carries every bucket"
+    );
+    host.now.set(1_010_000);
+    let second = sync_answered(&mut sync, &host, "pk_live_steady");
+    assert_eq!(second.proxy_id, "changed");
+    // From two intervals before the last answered sync started (998 s: bucket 499) on.
+    assert_eq!(minute_buckets(&second), vec![500, 505]);
+    host.now.set(1_020_000);
+    let third = sync_answered(&mut sync, &host, "pk_live_steady");
+    assert_eq!(
+        minute_buckets(&third),
+        vec![505, 510],
+        "bucket 500 cannot have changed"
+    );
+    // A minute after the last post of every bucket, one carries every bucket again.
+    host.now.set(1_060_000);
+    let full = sync_answered(&mut sync, &host, "pk_live_steady");
+    assert_ne!(full.proxy_id, "changed");
+    assert_eq!(minute_buckets(&full), vec![500, 505, 510, 530]);
+    host.now.set(1_061_000);
+    assert_eq!(
+        sync_answered(&mut sync, &host, "pk_live_steady").proxy_id,
+        "changed"
+    );
+}
+
+#[test]
+fn a_control_service_that_lost_this_envoys_counts_gets_every_bucket_at_once() {
+    let host = FakeHost::at(1_000_000);
+    let queue = Rc::new(FakeQueue::default());
+    let mut sync = sync(7, &queue);
+    sync_answered(&mut sync, &host, "pk_live_restart");
+    host.now.set(1_010_000);
+    grow(&host, SLOTS, SLOTS, 0).unwrap();
+    let mut touched = Touched::default();
+    touched.insert(admit_one(&host, "pk_live_restart", 1_000).1);
+    let call = poll(&mut sync, &host, &mut touched).0.unwrap();
+    assert_eq!(minute_buckets(&post_of(&call)), vec![500, 505]);
+    host.now.set(1_020_000);
+    let lost = br#"{"error":{"code":"CONFLICT","message":"no counts of this proxy"}}"#;
+    assert_eq!(
+        answer(&mut sync, &host, call.token, Some(409), lost),
+        Some(FleetOutcome::AskedForEveryBucket)
+    );
+    let again = host
+        .take_calls()
+        .pop()
+        .expect("every bucket follows at once");
+    assert_eq!(again.header(fleet::BUCKETS_HEADER), None);
+    assert_eq!(minute_buckets(&post_of(&again)), vec![500, 505]);
+    // A 409 to a post of every bucket is an ordinary failure.
+    assert_eq!(
+        answer(&mut sync, &host, again.token, Some(409), lost),
+        Some(FleetOutcome::Failed(FleetError::Status(409)))
+    );
+    assert!(host.take_calls().is_empty());
+}

@@ -11,7 +11,7 @@ mod publish;
 #[cfg(test)]
 pub mod redis_fake;
 
-pub use publish::{Flush, KeyTotals, PublishedKey, Totals, Warmth};
+pub use publish::{Flush, KeyTotals, PublishedKey, Raise, Totals, Warmth};
 
 use crate::fleet::frame::Frame;
 use crate::fleet::reply::{self, Rest};
@@ -27,8 +27,13 @@ const SWEEP_INTERVAL_MS: u64 = 5_000;
 #[derive(Debug, Default)]
 pub struct Counts {
     keys: HashMap<String, KeyState>,
-    /// Keys found hot when last counted; re-checked whenever they are answered.
-    hot: HashSet<String>,
+    /// Keys pushed to every Envoy that syncs (`reply::is_pushed`) when last counted, or
+    /// candidates a flush read fleet totals of; every answer re-checks them, and keys that
+    /// cooled down leave. Only these are checked per answer: checking every hot key would cost
+    /// each sync the fleet's size (each Envoy's own keys near their limits).
+    pushed: HashSet<String>,
+    /// The frame of the latest sync: flushes judge the keys they read by it.
+    last_frame: Option<Frame>,
     /// Per (window, bucket width): the newest bucket a sync was framed at and the window's
     /// span, so the sweep forgets by the Envoys' time.
     frames: HashMap<(usize, u64), (u64, u64)>,
@@ -55,6 +60,15 @@ struct KeyState {
     /// says, anywhere): only keys of several proxies are pushed to proxies that never sent them.
     first_proxy: Option<Arc<str>>,
     shared: bool,
+    /// Published keys: the buckets raised since the last flush took them (`(window, bucket_ms,
+    /// bucket)`), or every bucket (`all_dirty`: just published, or a flush failed). A flush
+    /// looks at these only: looking at every bucket of every Envoy of every published key
+    /// held the counts' lock for most of each flush.
+    dirty: Vec<(usize, u64, u64)>,
+    all_dirty: bool,
+    /// Per window: what this process's Envoys admitted over every bucket held (the window's
+    /// plus at most a bucket of slack), kept as counts rise and buckets leave.
+    local: [u64; WINDOWS],
     /// Per window: `(bucket_ms, bucket)` → counts. Envoys with other bucket widths (a rollout of
     /// new window settings) are counted apart, never mixed.
     windows: [BTreeMap<(u64, u64), Bucket>; WINDOWS],
@@ -80,37 +94,51 @@ struct ProxyCount {
     flushed: u64,
 }
 
+/// Where an interned proxy name lives: buckets keep their proxies ordered by it, so finding one
+/// is a binary search (a key shared by every Envoy of a replica has hundreds per bucket).
+fn address(proxy: &Arc<str>) -> usize {
+    Arc::as_ptr(proxy).cast::<u8>() as usize
+}
+
 impl Bucket {
+    /// Where `proxy` (an interned name) is in `proxies`, or where it would go.
+    fn position(&self, proxy: &Arc<str>) -> Result<usize, usize> {
+        self.proxies
+            .binary_search_by_key(&address(proxy), |held| address(&held.proxy))
+    }
+
     /// Raises `proxy`'s count to `count` (never lowers it: a late retry carries an older,
-    /// smaller count).
-    fn raise(&mut self, proxy: &Arc<str>, count: u64) {
-        match self
-            .proxies
-            .iter_mut()
-            .find(|held| Arc::ptr_eq(&held.proxy, proxy))
-        {
-            Some(held) if held.count >= count => {}
-            Some(held) => {
-                self.total = self.total.saturating_add(count - held.count);
+    /// smaller count). Answers by how much it rose.
+    fn raise(&mut self, proxy: &Arc<str>, count: u64) -> u64 {
+        match self.position(proxy) {
+            Ok(at) => {
+                let held = &mut self.proxies[at];
+                if count <= held.count {
+                    return 0;
+                }
+                let rose = count - held.count;
+                self.total = self.total.saturating_add(rose);
                 held.count = count;
+                rose
             }
-            None => {
+            Err(at) => {
                 self.total = self.total.saturating_add(count);
-                self.proxies.push(ProxyCount {
-                    proxy: Arc::clone(proxy),
-                    count,
-                    flushed: 0,
-                });
+                self.proxies.insert(
+                    at,
+                    ProxyCount {
+                        proxy: Arc::clone(proxy),
+                        count,
+                        flushed: 0,
+                    },
+                );
+                count
             }
         }
     }
 
     /// `proxy`'s count: `proxy` is the interned name (`Counts::proxy_names`).
     fn of(&self, proxy: &Arc<str>) -> u64 {
-        self.proxies
-            .iter()
-            .find(|held| Arc::ptr_eq(&held.proxy, proxy))
-            .map_or(0, |held| held.count)
+        self.position(proxy).map_or(0, |at| self.proxies[at].count)
     }
 
     /// The fleet-wide count: Redis's total plus what this replica's Envoys admitted since they
@@ -122,6 +150,12 @@ impl Bucket {
 }
 
 impl KeyState {
+    fn note_dirty(&mut self, bucket: (usize, u64, u64)) {
+        if !self.all_dirty && !self.dirty.contains(&bucket) {
+            self.dirty.push(bucket);
+        }
+    }
+
     /// Forgets the buckets of width `bucket_ms` below `below` (usually none or one).
     fn forget(&mut self, window: usize, bucket_ms: u64, below: u64) {
         let buckets = &mut self.windows[window];
@@ -130,8 +164,20 @@ impl KeyState {
             .next()
             .map(|(bucket, _)| *bucket)
         {
-            buckets.remove(&old);
+            if let Some(removed) = buckets.remove(&old) {
+                self.local[window] = self.local[window].saturating_sub(removed.total);
+            }
         }
+    }
+
+    /// Whether no window's limit can have been reached: what this process's Envoys admitted is
+    /// below every limit (a cheap bound: for a key no other Envoy or replica counted, it is
+    /// the fleet's count).
+    fn below_every_limit(&self) -> bool {
+        (0..WINDOWS).all(|window| match self.limits[window] {
+            Some(limit) if limit > 0 => self.local[window] < limit,
+            _ => true,
+        })
     }
 
     fn is_empty(&self) -> bool {
@@ -164,10 +210,21 @@ impl KeyState {
             .map(|((_, bucket), counts)| (*bucket, counts))
     }
 
-    /// What every Envoy but `proxy` admitted, per bucket inside the frame's windows.
-    fn rest(&self, tag: &str, proxy: &Arc<str>, frame: &Frame) -> Rest {
+    /// What every Envoy but `proxy` admitted, per bucket inside the frame's windows; `totals`
+    /// are the key's (`totals`). Nothing for a key only `proxy` ever counted here and no other
+    /// replica shares (most keys: a customer's traffic through one pod).
+    fn rest(&self, tag: &str, proxy: &Arc<str>, frame: &Frame, totals: &[u64; WINDOWS]) -> Rest {
         let mut counts: [Vec<(u64, u64)>; WINDOWS] = Default::default();
+        let only_proxy = !self.shared
+            && !self.published
+            && self
+                .first_proxy
+                .as_ref()
+                .is_some_and(|first| Arc::ptr_eq(first, proxy));
         for (window, rest) in counts.iter_mut().enumerate() {
+            if only_proxy {
+                break;
+            }
             *rest = self
                 .inside(frame, window)
                 .map(|(bucket, counts)| {
@@ -180,7 +237,7 @@ impl KeyState {
                 .collect();
         }
         Rest {
-            heat: reply::heat(&self.limits, &self.totals(frame)),
+            heat: reply::heat(&self.limits, totals),
             key: KeyCounts {
                 key: tag.to_string(),
                 limits: self.limits,
@@ -224,20 +281,32 @@ impl Counts {
                 state.forget(window, frame.bucket_ms[window], frame.forget_below[window]);
                 for &(bucket, count) in &key.counts[window] {
                     if count > 0 && frame.kept(window, bucket) {
-                        state.windows[window]
-                            .entry((frame.bucket_ms[window], bucket))
+                        let bucket_ms = frame.bucket_ms[window];
+                        let rose = state.windows[window]
+                            .entry((bucket_ms, bucket))
                             .or_default()
                             .raise(&proxy, count.min(MAX_COUNT));
+                        state.local[window] = state.local[window].saturating_add(rose);
+                        if rose > 0 && state.published {
+                            state.note_dirty((window, bucket_ms, bucket));
+                        }
                     }
                 }
             }
-            let rest = state.rest(&key.key, &proxy, &frame);
-            if reply::is_hot(&state.limits, &state.totals(&frame)) {
-                if !self.hot.contains(&key.key) {
-                    self.hot.insert(key.key.clone());
+            if !state.shared && !state.published && state.below_every_limit() {
+                // Only this Envoy counted it, below its limits (most keys): nothing to answer
+                // and nothing to push, without summing its buckets.
+                self.pushed.remove(&key.key);
+                continue;
+            }
+            let totals = state.totals(&frame);
+            let rest = state.rest(&key.key, &proxy, &frame, &totals);
+            if reply::is_pushed(&state.limits, &totals, state.shared) {
+                if !self.pushed.contains(&key.key) {
+                    self.pushed.insert(key.key.clone());
                 }
             } else {
-                self.hot.remove(&key.key);
+                self.pushed.remove(&key.key);
             }
             if state.is_empty() {
                 self.keys.remove(&key.key);
@@ -245,35 +314,49 @@ impl Counts {
             }
             posted.push(rest);
         }
-        let hot = self.hot_rest(post, &proxy, &frame);
+        let hot = self.pushed_rest(post, &proxy, &frame);
+        self.last_frame = Some(frame);
         if now_ms.saturating_sub(self.last_sweep_ms) >= SWEEP_INTERVAL_MS {
             self.sweep(now_ms);
         }
         reply::assemble(posted, hot)
     }
 
-    /// The rest of the fleet's counts of the hot keys not in `post` that are pushed
-    /// (`reply::is_pushed`); keys that cooled down (their buckets aged out) leave the hot set.
-    fn hot_rest(&mut self, post: &FleetSyncPost, proxy: &Arc<str>, frame: &Frame) -> Vec<Rest> {
-        let in_post: HashSet<&str> = post.keys.iter().map(|key| key.key.as_str()).collect();
+    /// The rest of the fleet's counts of the pushed keys (`reply::is_pushed`) not in `post`;
+    /// keys no longer pushed (their buckets aged out) leave the set.
+    fn pushed_rest(&mut self, post: &FleetSyncPost, proxy: &Arc<str>, frame: &Frame) -> Vec<Rest> {
+        let mut in_post: HashSet<&str> = HashSet::new();
+        if !self.pushed.is_empty() {
+            in_post.extend(post.keys.iter().map(|key| key.key.as_str()));
+        }
         let mut found = Vec::new();
         let keys = &self.keys;
-        self.hot.retain(|tag| {
+        self.pushed.retain(|tag| {
             let Some(state) = keys.get(tag) else {
                 return false;
             };
             let totals = state.totals(frame);
-            if !reply::is_hot(&state.limits, &totals) {
+            if !reply::is_pushed(&state.limits, &totals, state.shared) {
                 return false;
             }
-            if reply::is_pushed(&state.limits, &totals, state.shared)
-                && !in_post.contains(tag.as_str())
-            {
-                found.push(state.rest(tag, proxy, frame));
+            if !in_post.contains(tag.as_str()) {
+                found.push(state.rest(tag, proxy, frame, &totals));
             }
             true
         });
         found
+    }
+
+    /// Notes that a flush read fleet totals of `tag`: pushed from now on if they make it so.
+    fn judge_pushed(&mut self, tag: &str) {
+        let (Some(frame), Some(state)) = (self.last_frame.as_ref(), self.keys.get(tag)) else {
+            return;
+        };
+        if reply::is_pushed(&state.limits, &state.totals(frame), state.shared)
+            && !self.pushed.contains(tag)
+        {
+            self.pushed.insert(tag.to_string());
+        }
     }
 
     /// Forgets every count older than its window plus a bucket, by the newest bucket syncs were
@@ -295,7 +378,7 @@ impl Counts {
             !state.is_empty()
         });
         let keys = &self.keys;
-        self.hot.retain(|tag| keys.contains_key(tag));
+        self.pushed.retain(|tag| keys.contains_key(tag));
         self.published.retain(|tag| keys.contains_key(tag));
         self.touched.retain(|tag| keys.contains_key(tag));
         // Held only here: no bucket counts for that proxy any more.
@@ -308,6 +391,11 @@ impl Counts {
                 .saturating_add(86_400_000)
                 > now_ms
         });
+    }
+
+    /// Whether any bucket held here counts `proxy_id`.
+    pub fn knows_proxy(&self, proxy_id: &str) -> bool {
+        self.proxy_names.contains(proxy_id)
     }
 
     /// The one shared copy of `name`.

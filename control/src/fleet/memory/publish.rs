@@ -107,6 +107,7 @@ impl Counts {
             };
             if !state.published && warmth.is_warm(&state.limits, &state.local_sums()) {
                 state.published = true;
+                state.all_dirty = true;
                 self.published.insert(tag.clone());
                 flush.announce.push(PublishedKey {
                     tag: tag.clone(),
@@ -116,7 +117,7 @@ impl Counts {
             if !state.published {
                 continue;
             }
-            let raised = state.raised(&self.frames, now_ms);
+            let raised = state.take_raised(&self.frames, now_ms);
             if !raised.is_empty() {
                 flush.keys.push(KeyFlush {
                     tag,
@@ -137,6 +138,11 @@ impl Counts {
 
     /// A flush that failed: its keys and announcements are taken again by the next one.
     pub fn retake(&mut self, flush: &Flush) {
+        for key in &flush.keys {
+            if let Some(state) = self.keys.get_mut(&key.tag) {
+                state.all_dirty = true;
+            }
+        }
         self.touched
             .extend(flush.keys.iter().map(|key| key.tag.clone()));
         self.announce_again.extend(flush.announce.iter().cloned());
@@ -161,11 +167,10 @@ impl Counts {
             state.set_remote(totals.get(tag));
             if state.is_empty() {
                 self.keys.remove(tag);
-                self.hot.remove(tag);
+                self.pushed.remove(tag);
                 self.published.remove(tag);
             } else if state.has_remote() {
-                // A candidate: each answer re-checks it against its own frame.
-                self.hot.insert(tag.clone());
+                self.judge_pushed(tag);
             }
         }
     }
@@ -181,6 +186,7 @@ impl Counts {
             if !state.published {
                 // Its counts held here are written in full by the next flush.
                 state.published = true;
+                state.all_dirty = true;
                 self.published.insert(key.tag.clone());
                 self.touched.insert(key.tag.clone());
             }
@@ -203,6 +209,7 @@ impl Counts {
                 }
             }
             if state.published {
+                state.all_dirty = true;
                 self.touched.insert(tag.clone());
                 announce.push(PublishedKey {
                     tag: tag.clone(),
@@ -238,18 +245,28 @@ impl KeyState {
     /// the window's plus at most a bucket of slack: a key is published a little early, never
     /// late).
     fn local_sums(&self) -> [u64; WINDOWS] {
-        std::array::from_fn(|window| {
-            self.windows[window]
-                .values()
-                .map(|bucket| bucket.total)
-                .fold(0, u64::saturating_add)
-        })
+        self.local
     }
 
-    fn raised(&self, frames: &HashMap<(usize, u64), (u64, u64)>, now_ms: u64) -> Vec<Raise> {
+    /// Every proxy count that grew in the buckets raised since the last flush (every bucket
+    /// when `all_dirty`), which are then clean: a flush that fails makes them all dirty again.
+    fn take_raised(
+        &mut self,
+        frames: &HashMap<(usize, u64), (u64, u64)>,
+        now_ms: u64,
+    ) -> Vec<Raise> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let every_bucket = std::mem::take(&mut self.all_dirty);
         let mut raised = Vec::new();
         for (window, buckets) in self.windows.iter().enumerate() {
-            for (&(bucket_ms, bucket), counts) in buckets {
+            let chosen: Box<dyn Iterator<Item = (&(u64, u64), &super::Bucket)>> = if every_bucket {
+                Box::new(buckets.iter())
+            } else {
+                Box::new(dirty.iter().filter(|dirty| dirty.0 == window).filter_map(
+                    |&(_, bucket_ms, bucket)| buckets.get_key_value(&(bucket_ms, bucket)),
+                ))
+            };
+            for (&(bucket_ms, bucket), counts) in chosen {
                 let span = frames
                     .get(&(window, bucket_ms))
                     .map_or(1, |&(_, span)| span);
@@ -280,7 +297,8 @@ impl KeyState {
             else {
                 continue;
             };
-            if let Some(proxy) = bucket.proxies.iter_mut().find(|p| p.proxy == raise.proxy) {
+            if let Ok(at) = bucket.position(&raise.proxy) {
+                let proxy = &mut bucket.proxies[at];
                 proxy.flushed = proxy.flushed.max(raise.count).min(proxy.count);
             }
             bucket.flushed = bucket

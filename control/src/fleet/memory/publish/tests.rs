@@ -212,3 +212,43 @@ fn a_proxy_is_one_proxy_across_posts_and_its_name_leaves_with_its_counts() {
         "only envoy-c, which just synced"
     );
 }
+
+#[test]
+fn a_flush_writes_only_the_buckets_raised_since_the_last_one_and_all_after_a_failure() {
+    let mut replica = Replica::new();
+    let written = |flush: &Flush| -> Vec<(String, u64, u64)> {
+        flush
+            .keys
+            .iter()
+            .flat_map(|key| key.raised.iter())
+            .map(|raise| (raise.proxy.to_string(), raise.bucket, raise.count))
+            .collect()
+    };
+    replica
+        .counts
+        .sync(&post("a", 1, 10, &[(NOW - 1, 2), (NOW, 1)]), NOW_MS);
+    replica.counts.sync(&post("b", 1, 10, &[(NOW, 3)]), NOW_MS);
+    let first = replica.counts.take_flush(TWO, NOW_MS);
+    let all = vec![
+        ("a".to_string(), NOW - 1, 2),
+        ("a".to_string(), NOW, 1),
+        ("b".to_string(), NOW, 3),
+    ];
+    let mut sorted = written(&first);
+    sorted.sort();
+    assert_eq!(sorted, all, "just published: every bucket");
+    replica.counts.apply_flush(&first, &Default::default());
+    // A's newest bucket grows, its older one is re-sent unchanged: only the newest is written.
+    replica
+        .counts
+        .sync(&post("a", 1, 10, &[(NOW - 1, 2), (NOW, 4)]), NOW_MS);
+    let second = replica.counts.take_flush(TWO, NOW_MS);
+    assert_eq!(written(&second), vec![("a".to_string(), NOW, 4)]);
+    // That flush fails: the next writes every count not yet flushed, whatever was raised.
+    replica.counts.retake(&second);
+    let third = replica.counts.take_flush(TWO, NOW_MS);
+    assert_eq!(written(&third), vec![("a".to_string(), NOW, 4)]);
+    replica.counts.apply_flush(&third, &Default::default());
+    let quiet = replica.counts.take_flush(TWO, NOW_MS);
+    assert_eq!(written(&quiet), vec![]);
+}
