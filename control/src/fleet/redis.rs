@@ -6,7 +6,8 @@
 //! Layout (prefix `keygate:fleet:`):
 //! - `t:{tag}`: a hash of the key's fleet totals, field `{window}:{bucket_ms}:{bucket}`, and
 //!   `lim` (its limits, `minute,hour,day`, empty for none), `p1` (the first proxy that wrote it)
-//!   and `shared` (another proxy did too); kept while a bucket is in its window.
+//!   and `shared` (another proxy did too); buckets that left their window are removed once
+//!   the hash holds more than 128 fields (readers skip them before that).
 //! - `p:{tag}:{window}:{bucket_ms}:{bucket}`: a hash of each proxy's absolute count of the bucket;
 //!   it expires when the bucket leaves its window. The script raises a proxy's count only upward
 //!   and adds the increase to the total, so a retried flush, two replicas writing the same proxy
@@ -16,9 +17,10 @@
 //! - `replicas`: a sorted set of live replicas by last flush; `epoch`: a random id set once, so a
 //!   Redis that lost its data (restarted without persistence) is noticed and written again.
 //!
-//! Cost per flush: one script call per published key with new counts (its arguments: one per
-//! proxy and bucket that grew) and one `HGETALL` per other published key: Redis work grows with
-//! replicas × published keys, not with Envoys × keys × buckets.
+//! Cost per flush: one script call per published key with new counts, four calls in it per
+//! bucket raised since the last flush whatever the number of its Envoys (their counts are
+//! arguments: one pair per proxy whose count grew), and one `HGETALL` per other published key:
+//! Redis calls grow with replicas × published keys × raised buckets, not with Envoys.
 //!
 //! Redis down or slow: the flush fails (`keygate_control_fleet_redis_up` 0), nothing is marked
 //! flushed, and answers go on from this replica's own Envoys' counts plus the last totals read,
