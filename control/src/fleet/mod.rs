@@ -45,7 +45,7 @@ impl FleetCounts {
     /// share it, else in memory.
     pub fn for_store(store: &Store, redis: bool) -> FleetCounts {
         if redis {
-            FleetCounts::Replicated(Mutex::default())
+            FleetCounts::Replicated(Mutex::new(memory::Counts::replicated()))
         } else if store.is_shared() {
             FleetCounts::Database(database::Database::default())
         } else {

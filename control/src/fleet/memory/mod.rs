@@ -38,9 +38,13 @@ pub struct Counts {
     /// span, so the sweep forgets by the Envoys' time.
     frames: HashMap<(usize, u64), (u64, u64)>,
     last_sweep_ms: u64,
-    /// Replicas: keys synced since the last flush took them (only these can have grown or
-    /// become warm), and the keys published here (read back each flush).
+    /// Replicas: keys synced since the last flush took them that are published or warm by
+    /// `warmth` (only these can have something to write), and the keys published here (read
+    /// back each flush).
     touched: HashSet<String>,
+    /// Replicas: when keys are published, as the last flush judged it (`None`: one process
+    /// holding every count, which never flushes).
+    warmth: Option<Warmth>,
     published: HashSet<String>,
     /// Published keys to announce again (Redis lost the announcements).
     announce_again: Vec<publish::PublishedKey>,
@@ -261,6 +265,15 @@ impl KeyState {
 }
 
 impl Counts {
+    /// A replica's counts, shared through Redis: until the first flush says how many replicas
+    /// there are, every key with a limit is a candidate to publish.
+    pub fn replicated() -> Counts {
+        Counts {
+            warmth: Some(Warmth::Always),
+            ..Counts::default()
+        }
+    }
+
     /// Counts a validated `post` received at `now_ms` and answers it.
     pub fn sync(&mut self, post: &FleetSyncPost, now_ms: u64) -> FleetSyncReply {
         let frame = Frame::of(post, now_ms);
@@ -281,9 +294,6 @@ impl Counts {
             let Some(state) = self.keys.get_mut(&key.key) else {
                 continue;
             };
-            if !self.touched.contains(&key.key) {
-                self.touched.insert(key.key.clone());
-            }
             state.limits = key.limits;
             match &state.first_proxy {
                 None => state.first_proxy = Some(Arc::clone(&proxy)),
@@ -305,6 +315,12 @@ impl Counts {
                         }
                     }
                 }
+            }
+            let to_flush = self.warmth.is_some_and(|warmth| {
+                state.published || warmth.is_warm(&state.limits, &state.local)
+            });
+            if to_flush && !self.touched.contains(&key.key) {
+                self.touched.insert(key.key.clone());
             }
             if !state.shared && !state.published && state.below_every_limit() {
                 // Only this Envoy counted it, below its limits (most keys): nothing to answer

@@ -22,13 +22,17 @@ use std::sync::Arc;
 pub enum Warmth {
     /// Its Envoys admitted `limit / (2 × replicas)` in some window (`replicas`: live replicas).
     ShareOf { replicas: u64 },
-    /// Every key with a limit (tests: the same answers as one process holding everything).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Every key with a limit (a replica before its first flush; tests: the same answers as
+    /// one process holding everything).
     Always,
 }
 
 impl Warmth {
-    fn is_warm(self, limits: &[Option<u64>; WINDOWS], admitted: &[u64; WINDOWS]) -> bool {
+    pub(super) fn is_warm(
+        self,
+        limits: &[Option<u64>; WINDOWS],
+        admitted: &[u64; WINDOWS],
+    ) -> bool {
         (0..WINDOWS).any(|window| match (self, limits[window]) {
             (_, None | Some(0)) => false,
             (Warmth::Always, Some(_)) => true,
@@ -96,6 +100,7 @@ impl Counts {
     /// Publishes the keys that became warm and collects what to write and read. Costs the keys
     /// synced since the last flush plus the published ones, never every key held.
     pub fn take_flush(&mut self, warmth: Warmth, now_ms: u64) -> Flush {
+        self.warmth = Some(warmth);
         let mut flush = Flush {
             forget_below: self.forget_below(now_ms),
             announce: std::mem::take(&mut self.announce_again),

@@ -47,7 +47,7 @@ struct Replica {
 impl Replica {
     fn new() -> Replica {
         Replica {
-            counts: Counts::default(),
+            counts: Counts::replicated(),
             seen: 0,
         }
     }
