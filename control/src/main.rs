@@ -18,6 +18,12 @@ use cli::client;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's allocator: the fleet sync allocates thousands of small buffers per
+/// request on the blocking pool's threads, where glibc's per-thread arenas spent a third of the
+/// service's CPU (docs/benchmarks.md, "Fleet-wide rate limits").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());

@@ -7,7 +7,7 @@
 //! - `t:{tag}`: a hash of the key's fleet totals, field `{window}:{bucket_ms}:{bucket}`, and
 //!   `lim` (its limits, `minute,hour,day`, empty for none), `p1` (the first proxy that wrote it)
 //!   and `shared` (another proxy did too); buckets that left their window are removed once
-//!   the hash holds more than 128 fields (readers skip them before that).
+//!   the hash holds more than 80 fields (its windows hold about 64; readers skip the old ones).
 //! - `p:{tag}:{window}:{bucket_ms}:{bucket}`: a hash of each proxy's absolute count of the bucket;
 //!   it expires when the bucket leaves its window. The script raises a proxy's count only upward
 //!   and adds the increase to the total, so a retried flush, two replicas writing the same proxy

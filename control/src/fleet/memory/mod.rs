@@ -45,6 +45,8 @@ pub struct Counts {
     /// Replicas: when keys are published, as the last flush judged it (`None`: one process
     /// holding every count, which never flushes).
     warmth: Option<Warmth>,
+    /// Flushes taken so far (`publish::READ_UNHELD_EVERY`).
+    flushes_taken: u64,
     published: HashSet<String>,
     /// Published keys to announce again (Redis lost the announcements).
     announce_again: Vec<publish::PublishedKey>,
@@ -65,11 +67,16 @@ struct KeyState {
     first_proxy: Option<Arc<str>>,
     shared: bool,
     /// Published keys: the buckets raised since the last flush took them (`(window, bucket_ms,
-    /// bucket)`), or every bucket (`all_dirty`: just published, or a flush failed). A flush
+    /// bucket)`), or every bucket (`all_dirty`: just published, or Redis lost its data). A flush
     /// looks at these only: looking at every bucket of every Envoy of every published key
     /// held the counts' lock for most of each flush.
     dirty: Vec<(usize, u64, u64)>,
     all_dirty: bool,
+    /// Replicas: its totals were read from Redis at least once, and were hot then (by the
+    /// latest sync's frame): until both are true and it is neither held nor shared, a flush
+    /// reads it only every `publish::READ_UNHELD_EVERY` flushes.
+    read_once: bool,
+    read_hot: bool,
     /// Per window: what this process's Envoys admitted over every bucket held (the window's
     /// plus at most a bucket of slack), kept as counts rise and buckets leave.
     local: [u64; WINDOWS],
@@ -377,13 +384,18 @@ impl Counts {
     }
 
     /// Notes that a flush read fleet totals of `tag`: pushed from now on if they make it so.
-    fn judge_pushed(&mut self, tag: &str) {
-        let (Some(frame), Some(state)) = (self.last_frame.as_ref(), self.keys.get(tag)) else {
+    fn judge_read(&mut self, tag: &str) {
+        let Some(state) = self.keys.get_mut(tag) else {
             return;
         };
-        if reply::is_pushed(&state.limits, &state.totals(frame), state.shared)
-            && !self.pushed.contains(tag)
-        {
+        state.read_once = true;
+        let Some(frame) = self.last_frame.as_ref() else {
+            state.read_hot = true;
+            return;
+        };
+        let totals = state.totals(frame);
+        state.read_hot = reply::is_hot(&state.limits, &totals);
+        if reply::is_pushed(&state.limits, &totals, state.shared) && !self.pushed.contains(tag) {
             self.pushed.insert(tag.to_string());
         }
     }

@@ -96,6 +96,20 @@ pub struct KeyTotals {
 /// Totals read in a flush, by key tag (a key Redis holds nothing of is absent).
 pub type Totals = HashMap<String, KeyTotals>;
 
+/// Published keys none of this replica's Envoys counted, that only one proxy counted and that
+/// were not hot when last read are read back every this many flushes (once a second); the
+/// others every flush. Each replica learns every key published anywhere, so reading them all
+/// every flush made Redis's work grow with the fleet's published keys × replicas × 4 a second.
+/// Such a key is in no answer of this replica (it is not pushed: `reply::is_pushed`) until one
+/// of its Envoys sends it, and then it is below half its limit fleet-wide, the room the
+/// half-limit rule already leaves for Envoys that have not heard of a key.
+const READ_UNHELD_EVERY: u64 = 4;
+
+/// Proxy counts one flush writes at most; the keys past it wait for the next flush. A replica
+/// that publishes many keys at once (its start, Redis back after an outage) writes them over a
+/// few flushes instead of in one that outlasts its timeout and is retried whole, forever.
+const MAX_FLUSH_ENTRIES: usize = 20_000;
+
 impl Counts {
     /// Publishes the keys that became warm and collects what to write and read. Costs the keys
     /// synced since the last flush plus the published ones, never every key held.
@@ -106,7 +120,9 @@ impl Counts {
             announce: std::mem::take(&mut self.announce_again),
             ..Flush::default()
         };
-        for tag in std::mem::take(&mut self.touched) {
+        let mut entries = 0;
+        let mut touched = std::mem::take(&mut self.touched).into_iter();
+        for tag in touched.by_ref() {
             let Some(state) = self.keys.get_mut(&tag) else {
                 continue;
             };
@@ -124,28 +140,41 @@ impl Counts {
             }
             let raised = state.take_raised(&self.frames, now_ms);
             if !raised.is_empty() {
+                entries += raised.len();
                 flush.keys.push(KeyFlush {
                     tag,
                     limits: state.limits,
                     raised,
                 });
             }
+            if entries >= MAX_FLUSH_ENTRIES {
+                break;
+            }
         }
+        // Past the budget: the next flush takes them (their dirty buckets are untouched).
+        self.touched.extend(touched);
         let written: HashSet<&str> = flush.keys.iter().map(|key| key.tag.as_str()).collect();
+        self.flushes_taken = self.flushes_taken.wrapping_add(1);
+        let read_all = self.flushes_taken % READ_UNHELD_EVERY == 0;
+        let keys = &self.keys;
         flush.read = self
             .published
             .iter()
             .filter(|tag| !written.contains(tag.as_str()))
+            .filter(|tag| read_all || keys.get(tag.as_str()).is_some_and(KeyState::read_often))
             .cloned()
             .collect();
         flush
     }
 
-    /// A flush that failed: its keys and announcements are taken again by the next one.
+    /// A flush that failed: its keys, the buckets it wrote of them and its announcements are
+    /// taken again by the next one.
     pub fn retake(&mut self, flush: &Flush) {
         for key in &flush.keys {
             if let Some(state) = self.keys.get_mut(&key.tag) {
-                state.all_dirty = true;
+                for raise in &key.raised {
+                    state.note_dirty((raise.window, raise.bucket_ms, raise.bucket));
+                }
             }
         }
         self.touched
@@ -174,8 +203,8 @@ impl Counts {
                 self.keys.remove(tag);
                 self.pushed.remove(tag);
                 self.published.remove(tag);
-            } else if state.has_remote() {
-                self.judge_pushed(tag);
+            } else {
+                self.judge_read(tag);
             }
         }
     }
@@ -254,7 +283,7 @@ impl KeyState {
     }
 
     /// Every proxy count that grew in the buckets raised since the last flush (every bucket
-    /// when `all_dirty`), which are then clean: a flush that fails makes them all dirty again.
+    /// when `all_dirty`), which are then clean: a flush that fails makes them dirty again.
     fn take_raised(
         &mut self,
         frames: &HashMap<(usize, u64), (u64, u64)>,
@@ -346,10 +375,12 @@ impl KeyState {
         }
     }
 
-    fn has_remote(&self) -> bool {
-        self.windows
-            .iter()
-            .any(|buckets| buckets.values().any(|bucket| bucket.remote > 0))
+    /// Whether every flush reads it back (`READ_UNHELD_EVERY`).
+    fn read_often(&self) -> bool {
+        self.local.iter().any(|&admitted| admitted > 0)
+            || self.shared
+            || self.read_hot
+            || !self.read_once
     }
 }
 

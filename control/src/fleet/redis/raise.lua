@@ -47,7 +47,7 @@ end
 -- Old buckets are forgotten once a key holds a few dozen more fields than its windows' buckets
 -- (walking every field on every call was most of the script's time); readers skip buckets
 -- outside their window anyway.
-if ARGV[3] ~= '' and redis.call('HLEN', totals) > 128 then
+if ARGV[3] ~= '' and redis.call('HLEN', totals) > 80 then
   local below = {}
   for window, width, oldest in string.gmatch(ARGV[3], '(%d+):(%d+):(%d+)') do
     below[window .. ':' .. width] = tonumber(oldest)

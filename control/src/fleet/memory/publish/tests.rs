@@ -244,11 +244,33 @@ fn a_flush_writes_only_the_buckets_raised_since_the_last_one_and_all_after_a_fai
         .sync(&post("a", 1, 10, &[(NOW - 1, 2), (NOW, 4)]), NOW_MS);
     let second = replica.counts.take_flush(TWO, NOW_MS);
     assert_eq!(written(&second), vec![("a".to_string(), NOW, 4)]);
-    // That flush fails: the next writes every count not yet flushed, whatever was raised.
+    // That flush fails: the next writes its buckets again.
     replica.counts.retake(&second);
     let third = replica.counts.take_flush(TWO, NOW_MS);
     assert_eq!(written(&third), vec![("a".to_string(), NOW, 4)]);
     replica.counts.apply_flush(&third, &Default::default());
     let quiet = replica.counts.take_flush(TWO, NOW_MS);
     assert_eq!(written(&quiet), vec![]);
+}
+
+#[test]
+fn a_key_only_another_replicas_envoy_counts_is_read_once_a_second_until_it_matters_here() {
+    let redis = FakeRedis::default();
+    let (mut a, mut b) = (Replica::new(), Replica::new());
+    // 30 of 100 at A: warm there (published), one proxy, not hot fleet-wide.
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 30)]), NOW_MS);
+    // A sync gives B a frame to judge keys by.
+    b.counts.sync(&post("e2", 2, 1_000, &[(NOW, 1)]), NOW_MS);
+    settle(&mut [&mut a, &mut b], &redis);
+    let reads: Vec<bool> = (0..8)
+        .map(|_| b.flush(&redis, TWO).read.contains(&tag(1)))
+        .collect();
+    assert_eq!(reads.iter().filter(|read| **read).count(), 2, "{reads:?}");
+    // Hot fleet-wide (60 of 100): read every flush from the next read on.
+    a.counts.sync(&post("e1", 1, 100, &[(NOW, 60)]), NOW_MS);
+    a.flush(&redis, TWO);
+    for _ in 0..4 {
+        b.flush(&redis, TWO);
+    }
+    assert!((0..4).all(|_| b.flush(&redis, TWO).read.contains(&tag(1))));
 }
