@@ -18,7 +18,8 @@ before it sent changed buckets only). Some of each
 Envoy's own keys (BENCH_HOT, 10) run near their limit, so every answer also carries the fleet's
 hot keys. Reported as JSON, one line per backend and fleet size: the control service's CPU (% of one core,
 from /proc/<pid>/stat; both replicas summed for `ha`), the database's and Redis's, each also per
-100 Envoys, and the sync call's latency (p50, p99, max) as the clients saw it.
+100 Envoys, the simulated Envoys' own (`clients_cpu_percent`: they share the cores), and the
+sync call's latency (p50, p99, max) as the clients saw it.
 
 The Envoys are simulated by BENCH_CLIENT_PROCESSES (5) processes of threads; bodies are built
 from cached fragments so the clients stay light next to the service they measure. They post and
@@ -243,9 +244,12 @@ def measure(urls, envoys, service_pids, database_pids, redis_pids):
         process.start()
     time.sleep(max(0.0, start_at + WARMUP - time.time()))
     pids = database_pids()
-    before = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids))
+    clients = [process.pid for process in processes]
+    before = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids),
+              cpu_ticks(clients))
     time.sleep(max(0.0, stop_at - time.time()))
-    after = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids))
+    after = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids),
+             cpu_ticks(clients))
     results = gather(processes, queue)
     latencies = sorted(latency for chunk in results for run in chunk for latency in run[0])
     failures = sum(run[1] for chunk in results for run in chunk)
@@ -271,6 +275,8 @@ def measure(urls, envoys, service_pids, database_pids, redis_pids):
     if redis_pids:
         cpu.update(redis_cpu_percent=percent(after[3] - before[3]),
                    redis_cpu_percent_per_100_envoys=per_100(after[3] - before[3]))
+    # What the simulated Envoys took of the same cores (the machine's limit at large fleets).
+    cpu.update(clients_cpu_percent=percent(after[4] - before[4]))
     return {
         "envoys": envoys,
         "syncs": len(latencies),
