@@ -107,6 +107,17 @@ def test_a_key_past_its_share_reaches_the_other_replicas_envoys(replicas, redis_
     assert seen["keygate_control_fleet_live_replicas"] == 2
 
 
+def test_replicas_take_posts_of_changed_buckets_from_envoys_they_never_saw(replicas):
+    """An Envoy's older buckets of any key near a limit are in Redis, whichever replica its
+    earlier posts reached: a replica never sends a changed-only post back (409)."""
+    k, minute = uuid.uuid4().hex, minute_now()
+    for replica in replicas:
+        response = Api(replica.url()).request(
+            "POST", PATH, token="sync", headers={"keygate-sync-buckets": "changed"},
+            json=post(f"envoy-{uuid.uuid4().hex[:6]}", k, minute, 1, 40))
+        assert response.status_code == 200, response.text
+
+
 def test_a_key_far_from_its_limits_costs_redis_nothing(replicas, redis_server):
     first, second = replicas
     k, minute = uuid.uuid4().hex, minute_now()

@@ -171,6 +171,40 @@ def test_where_the_counts_live_across_a_restart(fresh_service):
         assert sync(api, post("envoy-b", [key(k, [(minute, 1)])]))[k]["counts"][0] == [[minute, 6]]
 
 
+CHANGED_ONLY = {"keygate-sync-buckets": "changed"}
+
+
+def test_a_post_of_changed_buckets_from_a_proxy_the_service_holds_nothing_of_is_sent_back(
+        fresh_service):
+    """`keygate-sync-buckets: changed`: counted where the proxy's older buckets are held (the
+    database; memory once the proxy posted every bucket), refused 409 by a process that lost
+    them, so the Envoy posts every bucket at once."""
+    fresh_service.start()
+    api = Api(fresh_service.url())
+    k = tag()
+    minute = now_buckets()[0]
+
+    def changed_only(proxy, count):
+        return api.request("POST", PATH, token="sync", headers=CHANGED_ONLY,
+                           json=post(proxy, [key(k, [(minute, count)])]))
+
+    if fresh_service.is_postgres:
+        assert changed_only("envoy-a", 3).status_code == 200
+    else:
+        refused = changed_only("envoy-a", 3)
+        assert refused.status_code == 409
+        assert error_of(refused)[0] == "CONFLICT"
+        assert "post every bucket" in error_of(refused)[1]
+        sync(api, post("envoy-a", [key(k, [(minute - 1, 2), (minute, 3)])]))
+    assert changed_only("envoy-a", 4).status_code == 200
+    assert sync(api, post("envoy-b", [key(k, [(minute, 1)])]))[k]["counts"][0][-1] == [minute, 4]
+    fresh_service.stop()
+    fresh_service.start()
+    api = Api(fresh_service.url())
+    expected = 200 if fresh_service.is_postgres else 409
+    assert changed_only("envoy-a", 5).status_code == expected, "after a restart"
+
+
 def test_replicas_on_one_database_share_the_counts(postgres_cluster, tmp_path):
     url = postgres_cluster.new_database()
     replicas = [ControlService(url, tmp_path / f"replica-{n}.log", cluster=postgres_cluster).start()

@@ -155,7 +155,7 @@ impl Counts {
         self.touched.extend(touched);
         let written: HashSet<&str> = flush.keys.iter().map(|key| key.tag.as_str()).collect();
         self.flushes_taken = self.flushes_taken.wrapping_add(1);
-        let read_all = self.flushes_taken % READ_UNHELD_EVERY == 0;
+        let read_all = self.flushes_taken.is_multiple_of(READ_UNHELD_EVERY);
         let keys = &self.keys;
         flush.read = self
             .published
