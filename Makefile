@@ -124,7 +124,9 @@ bench-replicas: control venv
 # BENCH_SECONDS, BENCH_ROUTING (sticky or alternate).
 bench-fleet-sync: control venv
 	./scripts/install-system-deps.sh bench-fleet
-	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/fleet_sync.py
+	$(CARGO) build --release -p keygate-bench-fanout
+	KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_FANOUT_BIN=target/release/keygate-bench-fanout \
+		$(VENV)/bin/python bench/fleet_sync.py
 
 # What usage reports from a fleet cost PostgreSQL: simulated proxies (BENCH_PROXIES, a list:
 # 100,500,1000) each posting 50 keys' usage every 5 s to two replicas (docs/benchmarks.md).

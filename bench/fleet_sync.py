@@ -21,14 +21,18 @@ from /proc/<pid>/stat; both replicas summed for `ha`), the database's and Redis'
 100 Envoys, the simulated Envoys' own (`clients_cpu_percent`: they share the cores), and the
 sync call's latency (p50, p99, max) as the clients saw it.
 
-The Envoys are simulated by BENCH_CLIENT_PROCESSES (5) processes of threads; bodies are built
-from cached fragments so the clients stay light next to the service they measure. They post and
+The Envoys are simulated by the Rust client `keygate-bench-fanout sync` (BENCH_CLIENT=rust, the
+default: one connection per Envoy, bodies built with the contract's own encoder, a few percent
+of a core for 500 Envoys), or by BENCH_CLIENT_PROCESSES (5) Python processes of threads
+(BENCH_CLIENT=python: bodies from cached fragments; they took ~60 % of a core at 500 Envoys,
+a third of what the 2 cores had for the plane they measure). They post and
 ask for the compact binary encoding, as the filter does (BENCH_ENCODING=binary, the default;
 `json` for the JSON one; keygate_testkit.fleet_binary)."""
 
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +63,12 @@ POSTS = os.environ.get("BENCH_POSTS", "changed")
 if POSTS not in ("changed", "every_bucket"):
     sys.exit(f"BENCH_POSTS must be changed or every_bucket, not {POSTS!r}")
 FULL_POST_EVERY_S = 60
+CLIENT = os.environ.get("BENCH_CLIENT", "rust")
+if CLIENT not in ("rust", "python"):
+    sys.exit(f"BENCH_CLIENT must be rust or python, not {CLIENT!r}")
+FANOUT_BIN = Path(os.environ.get("BENCH_FANOUT_BIN",
+                                 Path(__file__).resolve().parent.parent
+                                 / "target/release/keygate-bench-fanout"))
 if ENCODING not in ("binary", "json"):
     sys.exit(f"BENCH_ENCODING must be binary or json, not {ENCODING!r}")
 BUCKET_MS = [2_000, 120_000, 3_600_000]
@@ -146,7 +156,8 @@ class SimulatedEnvoy:
                    + fleet_binary.pairs([(minute, newest)], previous=minute - 1)
                    + fleet_binary.window([(hour, total)]) + fleet_binary.window([(day, total)]))
         head = fleet_binary.post_head(self.proxy, BUCKET_MS, WINDOW_MS, len(self.heads))
-        return head + b"".join(key_head + windows for key_head in self.heads)
+        # head, then each key's head followed by the shared windows, in one C-level join.
+        return head + windows.join(self.heads) + windows
 
 
 def run_envoy(urls, index, envoy, start_at, stop_at, offset, results):
@@ -236,36 +247,61 @@ def measure(urls, envoys, service_pids, database_pids, redis_pids):
     start_at = time.time() + 2 + envoys / 100  # the clients build their Envoys first
     stop_at = start_at + WARMUP + SECONDS
     queue = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=client_process,
-                                         args=(urls, envoys, list(range(n, envoys, PROCESSES)),
-                                               shared_tags, start_at, stop_at, queue))
-                 for n in range(PROCESSES)]
+    if CLIENT == "rust":
+        if ENCODING != "binary" or POSTS != "changed":
+            sys.exit("BENCH_CLIENT=rust posts binary, changed buckets only: use BENCH_CLIENT=python")
+        argv = [str(FANOUT_BIN), "sync", "--urls", ",".join(urls), "--envoys", str(envoys),
+                "--keys", str(KEYS), "--shared", str(SHARED), "--hot", str(HOT),
+                "--salt", uuid.uuid4().hex[:12], "--routing", ROUTING,
+                "--start-ms", str(int(start_at * 1000)), "--warmup-ms", str(int(WARMUP * 1000)),
+                "--seconds", str(int(SECONDS))]
+        rust = subprocess.Popen(argv, env=dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN),
+                                stdout=subprocess.PIPE, text=True)
+        processes = []
+    else:
+        processes = [multiprocessing.Process(target=client_process,
+                                             args=(urls, envoys, list(range(n, envoys, PROCESSES)),
+                                                   shared_tags, start_at, stop_at, queue))
+                     for n in range(PROCESSES)]
     for process in processes:
         process.start()
     time.sleep(max(0.0, start_at + WARMUP - time.time()))
     pids = database_pids()
-    clients = [process.pid for process in processes]
+    clients = [rust.pid] if CLIENT == "rust" else [process.pid for process in processes]
     before = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids),
               cpu_ticks(clients))
     time.sleep(max(0.0, stop_at - time.time()))
     after = (time.monotonic(), cpu_ticks(service_pids), cpu_ticks(pids), cpu_ticks(redis_pids),
              cpu_ticks(clients))
-    results = gather(processes, queue)
-    latencies = sorted(latency for chunk in results for run in chunk for latency in run[0])
-    failures = sum(run[1] for chunk in results for run in chunk)
-    answered = [count for chunk in results for run in chunk for count in run[2]]
     elapsed = after[0] - before[0]
+    if CLIENT == "rust":
+        out, _ = rust.communicate(timeout=120)
+        if rust.returncode != 0:
+            sys.exit(f"keygate-bench-fanout sync failed ({rust.returncode})")
+        report = json.loads(out)
+        syncs, failures = report["syncs"], report["failed"]
+        quantiles = {name: report[name] for name in ("p50_ms", "p99_ms", "max_ms")}
+        answered_median = report["keys_answered_median"]
+    else:
+        results = gather(processes, queue)
+        latencies = sorted(latency for chunk in results for run in chunk for latency in run[0])
+        failures = sum(run[1] for chunk in results for run in chunk)
+        answered = sorted(count for chunk in results for run in chunk for count in run[2])
+        syncs = len(latencies)
+
+        def quantile(q):
+            if not latencies:
+                return None
+            return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
+
+        quantiles = {"p50_ms": quantile(0.5), "p99_ms": quantile(0.99), "max_ms": quantile(1.0)}
+        answered_median = answered[len(answered) // 2] if answered else 0
 
     def percent(ticks):
         return round(100 * ticks / CLOCK_TICKS / elapsed, 1)
 
     def per_100(ticks):
         return round(percent(ticks) * 100 / envoys, 1)
-
-    def quantile(q):
-        if not latencies:
-            return None
-        return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
 
     cpu = {"control_cpu_percent": percent(after[1] - before[1]),
            "control_cpu_percent_per_100_envoys": per_100(after[1] - before[1])}
@@ -279,15 +315,14 @@ def measure(urls, envoys, service_pids, database_pids, redis_pids):
     cpu.update(clients_cpu_percent=percent(after[4] - before[4]))
     return {
         "envoys": envoys,
-        "syncs": len(latencies),
-        "syncs_per_s": round(len(latencies) / SECONDS, 1),
+        "client": CLIENT,
+        "syncs": syncs,
+        "syncs_per_s": round(syncs / SECONDS, 1),
         "offered_per_s": envoys,
         "failed": failures,
         **cpu,
-        "p50_ms": quantile(0.5),
-        "p99_ms": quantile(0.99),
-        "max_ms": quantile(1.0),
-        "keys_answered_median": sorted(answered)[len(answered) // 2] if answered else 0,
+        **quantiles,
+        "keys_answered_median": answered_median,
     }
 
 

@@ -146,6 +146,32 @@ impl Connection {
         self.send(request).await
     }
 
+    /// `POST path` of a fleet sync in the binary encoding, as the filter posts it;
+    /// `changed_only` adds `keygate-sync-buckets: changed`.
+    pub async fn fleet_sync(
+        &mut self,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+        changed_only: bool,
+    ) -> Result<Answer, CallError> {
+        use keygate_contract::fleet::{self, binary};
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, &self.authority)
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header(ACCEPT, binary::ACCEPT)
+            .header(CONTENT_TYPE, binary::MEDIA_TYPE);
+        if changed_only {
+            request = request.header(fleet::BUCKETS_HEADER, fleet::BUCKETS_CHANGED);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|error| CallError::Http(error.to_string()))?;
+        self.send(request).await
+    }
+
     async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, CallError> {
         self.sender
             .ready()

@@ -9,6 +9,10 @@
 //!       [--pids PID[,PID…]] [--ticks 100] [--threads 2]
 //!   keygate-bench-fanout herd --urls URL[,URL…] --proxies N [--spread-ms 1000]
 //!       [--page-size 10000] [--pids …] [--ticks 100] [--threads 2]
+//!   keygate-bench-fanout sync --urls URL[,URL…] --envoys N --start-ms UNIX_MS [--keys 1000]
+//!       [--shared 100] [--hot 10] [--salt HEX] [--routing sticky|alternate]
+//!       [--warmup-ms 5000] [--seconds 30] [--threads 2]
+//!       (fleet rate-limit syncs, for bench/fleet_sync.py)
 //!
 //! The tokens come from the environment, never the command line: KEYGATE_SYNC_TOKEN (the
 //! proxies' and the counters') and KEYGATE_ADMIN_TOKEN (the revocations).
@@ -17,12 +21,13 @@ mod client;
 mod fanout;
 mod herd;
 mod measure;
+mod sync;
 
 use client::Replica;
 use std::collections::HashMap;
 use std::time::Duration;
 
-const USAGE: &str = "usage: keygate-bench-fanout fanout|herd --urls URL[,URL…] --proxies N \
+const USAGE: &str = "usage: keygate-bench-fanout fanout|herd|sync --urls URL[,URL…] --proxies N \
                      [--revoke ID[,ID…]] (see the source's header)";
 
 /// The flags after the mode, as `--name value` pairs.
@@ -105,6 +110,7 @@ fn token(variable: &str) -> Result<String, String> {
 enum Run {
     Fanout(fanout::Settings),
     Herd(herd::Settings),
+    Sync(sync::Settings),
 }
 
 fn parse() -> Result<(Run, usize), String> {
@@ -148,6 +154,39 @@ fn parse() -> Result<(Run, usize), String> {
                 sync_token: token("KEYGATE_SYNC_TOKEN")?,
             })
         }
+        "sync" => {
+            flags.check_known(&[
+                "urls",
+                "envoys",
+                "keys",
+                "shared",
+                "hot",
+                "salt",
+                "routing",
+                "start-ms",
+                "warmup-ms",
+                "seconds",
+                "threads",
+            ])?;
+            let routing = flags.text("routing").unwrap_or("sticky");
+            if routing != "sticky" && routing != "alternate" {
+                return Err("--routing: sticky or alternate".into());
+            }
+            let salt = flags.text("salt").unwrap_or("0");
+            Run::Sync(sync::Settings {
+                replicas: flags.replicas()?,
+                envoys: flags.number("envoys", 50)?,
+                keys: flags.number("keys", 1_000)?,
+                shared: flags.number("shared", 100)?,
+                hot: flags.number("hot", 10)?,
+                salt: u64::from_str_radix(salt, 16).map_err(|e| format!("--salt: {e}"))?,
+                alternate: routing == "alternate",
+                start_ms: flags.number("start-ms", 0)?,
+                warmup: Duration::from_millis(flags.number("warmup-ms", 5_000)?),
+                measured: Duration::from_secs(flags.number("seconds", 30)?),
+                sync_token: token("KEYGATE_SYNC_TOKEN")?,
+            })
+        }
         _ => return Err(USAGE.into()),
     };
     Ok((run, threads.max(1)))
@@ -176,6 +215,7 @@ fn main() {
         match run {
             Run::Fanout(settings) => fanout::run(settings).await,
             Run::Herd(settings) => herd::run(settings).await,
+            Run::Sync(settings) => sync::run(settings).await,
         }
     });
     // The simulated proxies are still polling: the runtime is dropped without waiting for them.
