@@ -77,6 +77,8 @@ struct KeyState {
     /// reads it only every `publish::READ_UNHELD_EVERY` flushes.
     read_once: bool,
     read_hot: bool,
+    /// Per window: the bucket width and bucket below which `forget` last forgot.
+    forgot_below: [(u64, u64); WINDOWS],
     /// Per window: what this process's Envoys admitted over every bucket held (the window's
     /// plus at most a bucket of slack), kept as counts rise and buckets leave.
     local: [u64; WINDOWS],
@@ -181,8 +183,21 @@ impl KeyState {
         }
     }
 
-    /// Forgets the buckets of width `bucket_ms` below `below` (usually none or one).
+    /// Forgets the buckets of width `bucket_ms` below `below` (usually none or one), unless
+    /// the last call already did for that width (most syncs: a minute bucket leaves every 2 s,
+    /// and looking was a tenth of a sync's CPU at 500 Envoys). A bucket a skewed Envoy's post
+    /// adds below it meanwhile stays until the sweep (`forget_all`); answers skip it, being
+    /// outside every frame's window.
     fn forget(&mut self, window: usize, bucket_ms: u64, below: u64) {
+        if self.forgot_below[window] == (bucket_ms, below) {
+            return;
+        }
+        self.forget_all(window, bucket_ms, below);
+        self.forgot_below[window] = (bucket_ms, below);
+    }
+
+    /// Forgets the buckets of width `bucket_ms` below `below`, looking every time.
+    fn forget_all(&mut self, window: usize, bucket_ms: u64, below: u64) {
         let buckets = &mut self.windows[window];
         while let Some(old) = buckets
             .range((bucket_ms, 0)..(bucket_ms, below))
@@ -414,7 +429,7 @@ impl Counts {
             .collect();
         self.keys.retain(|_, state| {
             for &(window, bucket_ms, below) in &cutoffs {
-                state.forget(window, bucket_ms, below);
+                state.forget_all(window, bucket_ms, below);
             }
             !state.is_empty()
         });
