@@ -46,6 +46,8 @@ RUNS = [
     ("snapshot-fuzz", SYNC_TOKEN, "^/v1/snapshot$", "fuzzing", ["--mode", "positive"]),
     ("usage", SYNC_TOKEN, "^/v1/usage$", "examples,fuzzing", []),
     # Like the usage POST, its coverage phase would build 5,000-key bodies; fuzzing covers it.
+    # Its optional `keygate-sync-buckets` header is described, not declared as a parameter:
+    # schemathesis 4.10 fails to generate an operation whose only header parameter is optional.
     ("fleet-sync", SYNC_TOKEN, "^/v1/ratelimits/sync$", "examples,fuzzing", []),
     # GET /v1/usage is the admin's team usage (the proxies' POST is the run above).
     ("team-usage", ADMIN_TOKEN, "^/v1/usage$", "examples,coverage,fuzzing", ["--exclude-operation-id", "postUsage"]),
