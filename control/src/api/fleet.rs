@@ -68,18 +68,24 @@ pub async fn sync_fleet(
     let changed_only = headers
         .get(fleet::BUCKETS_HEADER)
         .is_some_and(|value| value.as_bytes() == fleet::BUCKETS_CHANGED.as_bytes());
-    if changed_only && !state.fleet.takes_changed_only(&post.proxy_id) {
-        return Err(ApiError::Conflict(format!(
-            "this control service holds no counts of proxy {:?} (it restarted): post every bucket, without {}",
-            post.proxy_id,
-            fleet::BUCKETS_HEADER
-        )));
-    }
     let now_ms = clock::now_ms();
     let counts = Arc::clone(&state.fleet);
+    let proxy_id = post.proxy_id.clone();
+    // Checked on the blocking pool with the sync: it takes the counts' lock.
     let reply = state
-        .blocking(move |store| counts.sync(store, &post, now_ms))
+        .blocking(move |store| {
+            if changed_only && !counts.takes_changed_only(&post.proxy_id) {
+                return Ok(None);
+            }
+            counts.sync(store, &post, now_ms).map(Some)
+        })
         .await?;
+    let Some(reply) = reply else {
+        return Err(ApiError::Conflict(format!(
+            "this control service holds no counts of proxy {proxy_id:?} (it restarted): post every bucket, without {}",
+            fleet::BUCKETS_HEADER
+        )));
+    };
     let accept = headers.get(ACCEPT).and_then(|value| value.to_str().ok());
     if prefers(accept, binary::MEDIA_TYPE) {
         let body = binary::encode_reply(&reply)

@@ -72,9 +72,9 @@ struct KeyState {
     /// held the counts' lock for most of each flush.
     dirty: Vec<(usize, u64, u64)>,
     all_dirty: bool,
-    /// Replicas: its totals were read from Redis at least once, and were hot then (by the
-    /// latest sync's frame): until both are true and it is neither held nor shared, a flush
-    /// reads it only every `publish::READ_UNHELD_EVERY` flushes.
+    /// Replicas: its totals were read from Redis at least once, and were hot when last read
+    /// (by the latest sync's frame). A flush reads it back every time while it was never read,
+    /// was hot, or is held here or shared; otherwise every `publish::READ_UNHELD_EVERY` flushes.
     read_once: bool,
     read_hot: bool,
     /// Per window: the bucket width and bucket below which `forget` last forgot.
@@ -105,6 +105,14 @@ struct ProxyCount {
     count: u64,
     /// What this replica last wrote to Redis for the proxy (never more than `count`).
     flushed: u64,
+}
+
+/// Adds `tag` to `set`, copying it only when it is not there yet (the entry API would copy it
+/// on every sync).
+fn insert_tag(set: &mut HashSet<String>, tag: &str) {
+    if !set.contains(tag) {
+        set.insert(tag.to_string());
+    }
 }
 
 /// Where an interned proxy name lives: buckets keep their proxies ordered by it, so finding one
@@ -261,10 +269,7 @@ impl KeyState {
                 .first_proxy
                 .as_ref()
                 .is_some_and(|first| Arc::ptr_eq(first, proxy));
-        for (window, rest) in counts.iter_mut().enumerate() {
-            if only_proxy {
-                break;
-            }
+        for (window, rest) in counts.iter_mut().enumerate().filter(|_| !only_proxy) {
             let mut guess = 0;
             *rest = self
                 .inside(frame, window)
@@ -341,8 +346,8 @@ impl Counts {
             let to_flush = self.warmth.is_some_and(|warmth| {
                 state.published || warmth.is_warm(&state.limits, &state.local)
             });
-            if to_flush && !self.touched.contains(&key.key) {
-                self.touched.insert(key.key.clone());
+            if to_flush {
+                insert_tag(&mut self.touched, &key.key);
             }
             if !state.shared && !state.published && state.below_every_limit() {
                 // Only this Envoy counted it, below its limits (most keys): nothing to answer
@@ -353,9 +358,7 @@ impl Counts {
             let totals = state.totals(&frame);
             let rest = state.rest(&key.key, &proxy, &frame, &totals);
             if reply::is_pushed(&state.limits, &totals, state.shared) {
-                if !self.pushed.contains(&key.key) {
-                    self.pushed.insert(key.key.clone());
-                }
+                insert_tag(&mut self.pushed, &key.key);
             } else {
                 self.pushed.remove(&key.key);
             }
@@ -410,8 +413,8 @@ impl Counts {
         };
         let totals = state.totals(frame);
         state.read_hot = reply::is_hot(&state.limits, &totals);
-        if reply::is_pushed(&state.limits, &totals, state.shared) && !self.pushed.contains(tag) {
-            self.pushed.insert(tag.to_string());
+        if reply::is_pushed(&state.limits, &totals, state.shared) {
+            insert_tag(&mut self.pushed, tag);
         }
     }
 

@@ -126,7 +126,7 @@ impl Counts {
             let Some(state) = self.keys.get_mut(&tag) else {
                 continue;
             };
-            if !state.published && warmth.is_warm(&state.limits, &state.local_sums()) {
+            if !state.published && warmth.is_warm(&state.limits, &state.local) {
                 state.published = true;
                 state.all_dirty = true;
                 self.published.insert(tag.clone());
@@ -275,13 +275,6 @@ impl Counts {
 }
 
 impl KeyState {
-    /// What this replica's Envoys admitted per window, over every bucket held (held buckets are
-    /// the window's plus at most a bucket of slack: a key is published a little early, never
-    /// late).
-    fn local_sums(&self) -> [u64; WINDOWS] {
-        self.local
-    }
-
     /// Every proxy count that grew in the buckets raised since the last flush (every bucket
     /// when `all_dirty`), which are then clean: a flush that fails makes them dirty again.
     fn take_raised(
@@ -289,37 +282,39 @@ impl KeyState {
         frames: &HashMap<(usize, u64), (u64, u64)>,
         now_ms: u64,
     ) -> Vec<Raise> {
-        let dirty = std::mem::take(&mut self.dirty);
-        let every_bucket = std::mem::take(&mut self.all_dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        if std::mem::take(&mut self.all_dirty) {
+            dirty = (0..WINDOWS)
+                .flat_map(|window| {
+                    self.windows[window]
+                        .keys()
+                        .map(move |&(bucket_ms, bucket)| (window, bucket_ms, bucket))
+                })
+                .collect();
+        }
         let mut raised = Vec::new();
-        for (window, buckets) in self.windows.iter().enumerate() {
-            let chosen: Box<dyn Iterator<Item = (&(u64, u64), &super::Bucket)>> = if every_bucket {
-                Box::new(buckets.iter())
-            } else {
-                Box::new(dirty.iter().filter(|dirty| dirty.0 == window).filter_map(
-                    |&(_, bucket_ms, bucket)| buckets.get_key_value(&(bucket_ms, bucket)),
-                ))
+        for (window, bucket_ms, bucket) in dirty {
+            let Some(counts) = self.windows[window].get(&(bucket_ms, bucket)) else {
+                continue;
             };
-            for (&(bucket_ms, bucket), counts) in chosen {
-                let span = frames
-                    .get(&(window, bucket_ms))
-                    .map_or(1, |&(_, span)| span);
-                // Until the bucket has left its window by the clock, plus a bucket of slack.
-                let leaves_ms = bucket
-                    .saturating_add(span)
-                    .saturating_add(2)
-                    .saturating_mul(bucket_ms.max(1));
-                let keep_ms = leaves_ms.saturating_sub(now_ms).max(1_000);
-                for proxy in counts.proxies.iter().filter(|p| p.count > p.flushed) {
-                    raised.push(Raise {
-                        window,
-                        bucket_ms,
-                        bucket,
-                        proxy: Arc::clone(&proxy.proxy),
-                        count: proxy.count,
-                        keep_ms,
-                    });
-                }
+            let span = frames
+                .get(&(window, bucket_ms))
+                .map_or(1, |&(_, span)| span);
+            // Until the bucket has left its window by the clock, plus a bucket of slack.
+            let leaves_ms = bucket
+                .saturating_add(span)
+                .saturating_add(2)
+                .saturating_mul(bucket_ms.max(1));
+            let keep_ms = leaves_ms.saturating_sub(now_ms).max(1_000);
+            for proxy in counts.proxies.iter().filter(|p| p.count > p.flushed) {
+                raised.push(Raise {
+                    window,
+                    bucket_ms,
+                    bucket,
+                    proxy: Arc::clone(&proxy.proxy),
+                    count: proxy.count,
+                    keep_ms,
+                });
             }
         }
         raised
