@@ -403,8 +403,12 @@ impl Job for FleetSync {
             Some(200..=299) => {}
             Some(UNSUPPORTED_MEDIA_TYPE) if self.encoding == SyncEncoding::Binary => {
                 self.encoding = SyncEncoding::Json;
-                let since = (!sent.every_bucket).then(|| self.changed_since(host, host.now_ms()));
-                let (call, sent) = self.send(host, sent.slots, since.flatten());
+                let since = if sent.every_bucket {
+                    None
+                } else {
+                    self.changed_since(host, host.now_ms())
+                };
+                let (call, sent) = self.send(host, sent.slots, since);
                 return Step::Next {
                     call,
                     pending: sent,

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, IF_NONE_MATCH};
+use hyper::http::request;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::fmt;
@@ -111,19 +112,13 @@ impl Connection {
         token: &str,
         if_none_match: Option<&str>,
     ) -> Result<Answer, CallError> {
-        let mut request = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header(HOST, &self.authority)
-            .header(AUTHORIZATION, format!("Bearer {token}"))
+        let mut request = self
+            .request(Method::GET, path, token)
             .header(ACCEPT, FILTER_ACCEPT);
         if let Some(tag) = if_none_match {
             request = request.header(IF_NONE_MATCH, tag);
         }
-        let request = request
-            .body(Full::new(Bytes::new()))
-            .map_err(|error| CallError::Http(error.to_string()))?;
-        self.send(request).await
+        self.send(request, Bytes::new()).await
     }
 
     /// A JSON request with the admin or sync token (`PATCH /v1/keys/{id}`, the counters).
@@ -134,16 +129,12 @@ impl Connection {
         token: &str,
         body: Option<String>,
     ) -> Result<Answer, CallError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, &self.authority)
-            .header(AUTHORIZATION, format!("Bearer {token}"))
+        let request = self
+            .request(method, path, token)
             .header(ACCEPT, "application/json")
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|error| CallError::Http(error.to_string()))?;
-        self.send(request).await
+            .header(CONTENT_TYPE, "application/json");
+        self.send(request, Bytes::from(body.unwrap_or_default()))
+            .await
     }
 
     /// `POST path` of a fleet sync in the binary encoding, as the filter posts it;
@@ -156,23 +147,29 @@ impl Connection {
         changed_only: bool,
     ) -> Result<Answer, CallError> {
         use keygate_contract::fleet::{self, binary};
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(HOST, &self.authority)
-            .header(AUTHORIZATION, format!("Bearer {token}"))
+        let mut request = self
+            .request(Method::POST, path, token)
             .header(ACCEPT, binary::ACCEPT)
             .header(CONTENT_TYPE, binary::MEDIA_TYPE);
         if changed_only {
             request = request.header(fleet::BUCKETS_HEADER, fleet::BUCKETS_CHANGED);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|error| CallError::Http(error.to_string()))?;
-        self.send(request).await
+        self.send(request, Bytes::from(body)).await
     }
 
-    async fn send(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, CallError> {
+    /// A request to this replica with `token` as its bearer.
+    fn request(&self, method: Method, path: &str, token: &str) -> request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.authority)
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+    }
+
+    async fn send(&mut self, request: request::Builder, body: Bytes) -> Result<Answer, CallError> {
+        let request = request
+            .body(Full::new(body))
+            .map_err(|error| CallError::Http(error.to_string()))?;
         self.sender
             .ready()
             .await

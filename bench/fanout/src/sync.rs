@@ -117,8 +117,7 @@ async fn run_envoy(index: usize, settings: Arc<Settings>, seen: Arc<Mutex<Seen>>
     let mut full_at: Option<u64> = None;
     let mut sent = 0usize;
     let mut tick = start;
-    let mine = Seen::default();
-    let mut mine = mine;
+    let mut mine = Seen::default();
     while tick < stop {
         let now = unix_ms();
         if now < tick {
