@@ -472,10 +472,19 @@ fn validate_route(index: usize, raw: RawRoute) -> Result<RouteRule, ConfigError>
         keygate_contract::fields::scope(&at("scope"), scope)
             .map_err(|e| field_error(e.field, e.message))?;
     }
+    if let Some(name) = &raw.name {
+        keygate_contract::usage::route_name(&at("name"), name)
+            .map_err(|e| field_error(e.field, e.message))?;
+    }
+    let name = raw
+        .name
+        .or_else(|| raw.scope.clone())
+        .unwrap_or_else(|| keygate_contract::usage::UNSCOPED_ROUTE.to_string());
     Ok(RouteRule {
         methods,
         path,
         scope: raw.scope,
+        name,
     })
 }
 

@@ -256,6 +256,13 @@ impl FakeHost {
             .insert(property.join("."), value.as_bytes().to_vec());
     }
 
+    /// Sets a property to raw bytes (Envoy's integers are 8 bytes, little-endian).
+    pub fn set_property(&self, property: &[&str], value: &[u8]) {
+        self.properties
+            .borrow_mut()
+            .insert(property.join("."), value.to_vec());
+    }
+
     pub fn property_value(&self, property: &[&str]) -> Option<Vec<u8>> {
         self.properties.borrow().get(&property.join(".")).cloned()
     }

@@ -21,8 +21,12 @@ use crate::policy::decision::{self, Denial, RequestFacts};
 use crate::policy::extract::{self, Credential, Source, Sources};
 use crate::policy::net;
 use crate::store::{self, recent::RecentKeys, record::KeyView, StoreView};
+use crate::sync::outcome;
 use crate::sync::tally::Tally;
 use keygate_contract::key_hash::{digest_key, Digest};
+use keygate_contract::usage::{
+    clip, UsageEvent, MAX_EVENT_FIELD_BYTES, MAX_EVENT_PATH_BYTES, UPSTREAM_CLASSES,
+};
 
 /// Every request header the filter owns starts with this; a client's are removed first.
 pub const IDENTITY_PREFIX: &str = "x-keygate-";
@@ -96,6 +100,39 @@ pub struct RequestFilter<H: Host> {
     /// Rate-limit headers for the response.
     response_headers: Option<RateHeaders>,
     replied_locally: bool,
+    /// The key of an allowed request and when it started (proxy clock ms), to count what the
+    /// upstream did and how long it took when the stream ends.
+    served: Option<(Rc<str>, u64)>,
+}
+
+/// What an event says about the request, gathered only when the event is kept.
+struct EventFacts<'a> {
+    method: &'a str,
+    path: &'a str,
+    request_id: Option<&'a str>,
+    client_ip: Option<std::net::IpAddr>,
+}
+
+impl EventFacts<'_> {
+    fn event(&self, at_ms: u64, outcome: &str, status: u32) -> UsageEvent {
+        UsageEvent {
+            at_ms,
+            outcome: outcome.to_string(),
+            status,
+            method: clip(self.method, MAX_EVENT_FIELD_BYTES).to_string(),
+            path: clip(
+                crate::policy::routes::path_without_query(self.path),
+                MAX_EVENT_PATH_BYTES,
+            )
+            .to_string(),
+            client_ip: self
+                .client_ip
+                .map(|ip| keygate_contract::fields::canonical_ip(ip).to_string()),
+            request_id: self
+                .request_id
+                .map(|id| clip(id, MAX_EVENT_FIELD_BYTES).to_string()),
+        }
+    }
 }
 
 /// Keeps a header value printable so it can be echoed safely (request ids).
@@ -114,6 +151,46 @@ impl<H: Host> RequestFilter<H> {
             in_flight: None,
             response_headers: None,
             replied_locally: false,
+            served: None,
+        }
+    }
+
+    /// The client's address: the peer, or the `x-forwarded-for` entry the trusted hops name.
+    fn client_ip(&self, headers: &Headers) -> Option<std::net::IpAddr> {
+        let peer = self
+            .host
+            .property(&["source", "address"])
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|text| net::parse_address(&text));
+        net::client_ip(
+            peer,
+            headers.get("x-forwarded-for"),
+            self.worker.config.xff_trusted_hops,
+        )
+    }
+
+    /// Counts a denial of a known key (with an event, while the key's events have room).
+    fn count_denial(
+        &self,
+        key_id: &str,
+        facts: &RequestFacts<'_>,
+        headers: &Headers,
+        request_id: Option<&str>,
+        denial: &Denial,
+        now_ms: u64,
+    ) {
+        let mut tally = self.worker.tally.borrow_mut();
+        tally.record(key_id, facts.now, facts.route, Some(denial.code));
+        if tally.wants_event(key_id, facts.now) {
+            let client_ip = facts.client_ip.or_else(|| self.client_ip(headers));
+            let event = EventFacts {
+                method: facts.method,
+                path: facts.path,
+                request_id,
+                client_ip,
+            }
+            .event(now_ms, denial.code.as_str(), denial.code.status());
+            tally.event(key_id, facts.now, event);
         }
     }
 
@@ -352,16 +429,7 @@ impl<H: Host> RequestFilter<H> {
         // The client address is one of the dearer host calls; only an allowlist needs it.
         let needs_client_ip = record.as_ref().is_some_and(KeyView::has_allowlist);
         let client_ip = if needs_client_ip {
-            let peer = self
-                .host
-                .property(&["source", "address"])
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .and_then(|text| net::parse_address(&text));
-            net::client_ip(
-                peer,
-                headers.get("x-forwarded-for"),
-                self.worker.config.xff_trusted_hops,
-            )
+            self.client_ip(&headers)
         } else {
             None
         };
@@ -370,34 +438,31 @@ impl<H: Host> RequestFilter<H> {
             path,
             client_ip,
             now: (now_ms / 1000) as i64,
+            route: self.worker.config.routes.route(method, path),
         };
         let key = match decision::decide(&self.worker.config, &credential, record.as_ref(), &facts)
         {
             Ok(key) => key,
             Err(denial) => {
                 if let Some(record) = &record {
-                    self.worker
-                        .tally
-                        .borrow_mut()
-                        .record(record.id, facts.now, Some(denial.code));
+                    self.count_denial(record.id, &facts, &headers, request_id, &denial, now_ms);
                 }
                 return self.deny(&denial, request_id);
             }
         };
         if let Err(denial) = self.limit(key, &digest.unwrap_or_default(), now_ms) {
-            self.worker
-                .tally
-                .borrow_mut()
-                .record(key.id, facts.now, Some(denial.code));
+            self.count_denial(key.id, &facts, &headers, request_id, &denial, now_ms);
             return self.deny(&denial, request_id);
         }
         self.strip_credentials(&headers, source, path);
         self.forward_identity(key, spoofed);
         self.worker.metrics.allowed();
-        self.worker
+        self.served = self
+            .worker
             .tally
             .borrow_mut()
-            .record(key.id, facts.now, None);
+            .record(key.id, facts.now, facts.route, None)
+            .map(|id| (id, now_ms));
         debug!("#{} allowed key {}", self.context_id, key.id);
         Verdict::Continue
     }
@@ -411,12 +476,42 @@ impl<H: Host> RequestFilter<H> {
         }
     }
 
-    /// The stream ended (Envoy's log phase): give back the in-flight place, if one was taken.
+    /// The stream ended (Envoy's log phase): give back the in-flight place, if one was taken,
+    /// and count what the upstream did with an allowed request and how long it took.
     pub fn on_stream_end(&mut self) {
+        if self.in_flight.is_none() && self.served.is_none() {
+            return;
+        }
+        let now_ms = self.host.now_ms();
         if let Some((slot, key, bucket)) = self.in_flight.take() {
             let windows = &self.worker.config.rate_limits.windows;
-            let now_ms = self.host.now_ms();
             counters::release(&self.host, slot, key, bucket, windows, now_ms);
+        }
+        if let Some((key_id, started_ms)) = self.served.take() {
+            self.finish(&key_id, started_ms, now_ms);
+        }
+    }
+
+    fn finish(&self, key_id: &str, started_ms: u64, now_ms: u64) {
+        let status = outcome::property_int(self.host.property(&["response", "code"]).as_deref());
+        let flags = outcome::property_int(self.host.property(&["response", "flags"]).as_deref());
+        let class = outcome::class_index(status, flags.unwrap_or(0));
+        let started = (started_ms / 1000) as i64;
+        let mut tally = self.worker.tally.borrow_mut();
+        tally.finish(key_id, started, class, now_ms.saturating_sub(started_ms));
+        if outcome::is_failure(class) && tally.wants_event(key_id, started) {
+            let headers = self.host.request_headers();
+            let text = |name| headers.get(name).and_then(|v| std::str::from_utf8(v).ok());
+            let facts = EventFacts {
+                method: text(":method").unwrap_or(""),
+                path: text(":path").unwrap_or("/"),
+                request_id: headers.get("x-request-id").and_then(printable),
+                client_ip: self.client_ip(&headers),
+            };
+            let status = status.and_then(|s| u32::try_from(s).ok()).unwrap_or(0);
+            let outcome = UPSTREAM_CLASSES.get(class).copied().unwrap_or("none");
+            let event = facts.event(started_ms, outcome, status);
+            tally.event(key_id, started, event);
         }
     }
 }

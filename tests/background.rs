@@ -244,12 +244,16 @@ fn one_fetch_per_envoy_and_one_post_of_every_workers_usage() {
     assert!(host.take_calls().is_empty());
     assert_eq!(host.metric("keygate_keys_loaded"), 1);
     let hour = (NOW_MS / 1000) as i64;
-    first.worker().tally.borrow_mut().record("id_a", hour, None);
+    first
+        .worker()
+        .tally
+        .borrow_mut()
+        .record("id_a", hour, None, None);
     second
         .worker()
         .tally
         .borrow_mut()
-        .record("id_b", hour, None);
+        .record("id_b", hour, None, None);
     host.now.set(NOW_MS + 5_000);
     second.on_tick(&host);
     first.on_tick(&host);

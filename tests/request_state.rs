@@ -4,7 +4,10 @@
 
 mod support;
 
-use keygate::request::Verdict;
+use std::collections::BTreeMap;
+
+use keygate::host::FakeHost;
+use keygate::request::{RequestFilter, Verdict};
 use support::*;
 
 #[test]
@@ -80,7 +83,12 @@ fn usage_is_tallied_per_key_with_each_denial_code() {
         "/v1/models",
         &[("authorization", "Bearer pk_live_nobody")],
     );
-    let batch = setup.worker.tally.borrow_mut().take_batch().expect("usage");
+    let batch = setup
+        .worker
+        .tally
+        .borrow_mut()
+        .take_batch(&setup.worker.config.routes)
+        .expect("usage");
     let report = |id: &str| batch.reports.iter().find(|r| r.key_id == id).cloned();
     assert_eq!(report("key_valid").map(|r| r.allowed), Some(2));
     let inactive = report("key_inactive").expect("denials of a known key are counted");
@@ -93,6 +101,119 @@ fn usage_is_tallied_per_key_with_each_denial_code() {
         2,
         "an unknown key has no id to count under"
     );
+}
+
+/// Ends `filter`'s stream `after_ms` after it started, the upstream having answered `status`
+/// (none: no answer) with response `flags`.
+fn end(
+    setup: &Setup,
+    filter: &mut RequestFilter<&FakeHost>,
+    status: Option<u64>,
+    flags: u64,
+    after_ms: u64,
+) {
+    match status {
+        Some(status) => setup
+            .host
+            .set_property(&["response", "code"], &status.to_le_bytes()),
+        None => setup.host.set_property(&["response", "code"], &[]),
+    }
+    setup
+        .host
+        .set_property(&["response", "flags"], &flags.to_le_bytes());
+    setup.host.now.set(setup.host.now.get() + after_ms);
+    filter.on_stream_end();
+}
+
+#[test]
+fn upstream_classes_durations_routes_and_events_are_tallied() {
+    let setup = setup("", true);
+    setup
+        .host
+        .set_peer(&["source", "address"], "192.0.2.7:5555");
+    let (_, mut ok) = setup.get(VALID);
+    end(&setup, &mut ok, Some(200), 0, 300);
+    let (_, mut failed) = setup.send(
+        "POST",
+        "/v1/jobs?secret=no",
+        &[("x-api-key", VALID), ("x-request-id", "req-503")],
+    );
+    end(&setup, &mut failed, Some(503), 0, 20);
+    let (_, mut hung_up) = setup.get(VALID);
+    end(&setup, &mut hung_up, Some(200), 0x4000, 5);
+    setup.send(
+        "GET",
+        "/v1/models",
+        &[("x-api-key", INACTIVE), ("x-request-id", "req-401")],
+    );
+    let batch = setup
+        .worker
+        .tally
+        .borrow_mut()
+        .take_batch(&setup.worker.config.routes)
+        .expect("usage");
+    let valid = batch
+        .reports
+        .iter()
+        .find(|r| r.key_id == "key_valid")
+        .expect("valid");
+    assert_eq!(valid.allowed, 3);
+    assert_eq!(
+        valid.upstream,
+        BTreeMap::from([("2xx".into(), 1), ("5xx".into(), 1), ("none".into(), 1)])
+    );
+    let p50 = keygate_contract::latency::quantile(&valid.latency_buckets, 0.5).unwrap();
+    let max = keygate_contract::latency::quantile(&valid.latency_buckets, 1.0).unwrap();
+    assert_eq!(p50, 21.0, "20 ms is in the bucket [20, 22)");
+    assert!((max - 300.0).abs() <= 300.0 / 16.0, "{max}");
+    assert_eq!(valid.routes["other"].allowed, 2);
+    assert_eq!(valid.routes["submit_job"].allowed, 1);
+    let outcomes: Vec<(&str, u32, &str)> = valid
+        .events
+        .iter()
+        .map(|e| (e.outcome.as_str(), e.status, e.path.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("5xx", 503, "/v1/jobs"), ("none", 200, "/v1/models")]
+    );
+    assert_eq!(valid.events[0].request_id.as_deref(), Some("req-503"));
+    assert_eq!(valid.events[0].method, "POST");
+    assert_eq!(valid.events[0].client_ip.as_deref(), Some("192.0.2.7"));
+    let inactive = batch
+        .reports
+        .iter()
+        .find(|r| r.key_id == "key_inactive")
+        .expect("inactive");
+    assert_eq!(inactive.routes["other"].denied["API_KEY_INACTIVE"], 1);
+    let denial = &inactive.events[0];
+    assert_eq!(
+        (
+            denial.outcome.as_str(),
+            denial.status,
+            denial.request_id.as_deref()
+        ),
+        ("API_KEY_INACTIVE", 401, Some("req-401"))
+    );
+    assert_eq!(denial.client_ip.as_deref(), Some("192.0.2.7"));
+    assert!(inactive.upstream.is_empty() && inactive.latency_buckets.is_empty());
+}
+
+#[test]
+fn events_are_bounded_per_key_and_the_rest_counted() {
+    let setup = setup("", true);
+    for _ in 0..25 {
+        setup.send("GET", "/v1/models", &[("x-api-key", INACTIVE)]);
+    }
+    let batch = setup
+        .worker
+        .tally
+        .borrow_mut()
+        .take_batch(&setup.worker.config.routes)
+        .expect("usage");
+    let report = &batch.reports[0];
+    assert_eq!(report.denied["API_KEY_INACTIVE"], 25);
+    assert_eq!((report.events.len(), report.events_dropped), (20, 5));
 }
 
 #[test]

@@ -52,7 +52,7 @@ impl WorkerJob for Refresh {
 
 impl WorkerJob for Usage {
     fn before_tick(&mut self, worker: &Worker) {
-        self.hand_over(&mut worker.tally.borrow_mut());
+        self.hand_over(&mut worker.tally.borrow_mut(), &worker.config.routes);
     }
 
     fn report(&mut self, env: &Env<'_>, outcome: &ReportOutcome) {

@@ -131,6 +131,9 @@ pub(super) struct RawRoute {
     pub(super) template: Option<String>,
     #[serde(default)]
     pub(super) scope: Option<String>,
+    /// What usage counts the route's requests under (default: the scope).
+    #[serde(default)]
+    pub(super) name: Option<String>,
 }
 
 fn default_max_staleness() -> String {

@@ -163,6 +163,9 @@ pub struct RequestFacts<'a> {
     pub client_ip: Option<IpAddr>,
     /// Proxy clock, Unix seconds.
     pub now: i64,
+    /// The route the path as sent matches (`RouteTable::route`), found once for both the scope
+    /// check and usage.
+    pub route: Option<usize>,
 }
 
 const INVALID_KEY_MESSAGE: &str = "The API key does not exist or is malformed";
@@ -244,7 +247,10 @@ pub fn decide<'k, K: KeyFacts>(
             None,
         ));
     }
-    match config.routes.access(facts.method, facts.path) {
+    match config
+        .routes
+        .access_from(facts.route, facts.method, facts.path)
+    {
         Access::NoRule => {
             return Err(Denial::new(
                 DenyCode::OperationNotAllowed,

@@ -36,6 +36,9 @@ pub struct RouteRule {
     pub path: PathMatcher,
     /// Scope the key needs; `None` means any valid key.
     pub scope: Option<String>,
+    /// What usage counts the route's requests under ("usage by service"): the configured
+    /// `name`, else the scope, else `unscoped`.
+    pub name: String,
 }
 
 /// The ordered rules plus what applies to requests no rule matches.
@@ -231,33 +234,56 @@ impl RouteTable {
         self
     }
 
-    /// What one reading of the path needs: `Some(scope or None)`, or `None` when no rule
-    /// matches and unmatched requests are refused.
-    fn reading(&self, method: &str, path: &str) -> Option<Option<&str>> {
+    /// The first rule matching `path` (query string already removed) as sent, by index.
+    fn first_match(&self, method: &str, path: &str) -> Option<usize> {
         let fold = !self.case_sensitive;
-        match self
-            .rules
+        self.rules
             .iter()
-            .find(|rule| rule.matches(method, path, fold))
-        {
+            .position(|rule| rule.matches(method, path, fold))
+    }
+
+    /// What the rule at `index` (or no rule) needs: `Some(scope or None)`, or `None` when no
+    /// rule matches and unmatched requests are refused.
+    fn needs(&self, index: Option<usize>) -> Option<Option<&str>> {
+        match index.and_then(|index| self.rules.get(index)) {
             Some(rule) => Some(rule.scope.as_deref()),
             None if self.deny_unmatched => None,
             None => Some(self.default_scope.as_deref()),
         }
     }
 
+    /// The route a request counts under in usage: the first rule its path as sent matches.
+    /// `decide` takes it back through `RequestFacts`, so the rules are matched once.
+    pub fn route(&self, method: &str, path: &str) -> Option<usize> {
+        self.first_match(method, path_without_query(path))
+    }
+
+    /// The usage name of `route` (from [`RouteTable::route`]): `other` for no rule.
+    pub fn name(&self, route: Option<usize>) -> &str {
+        route
+            .and_then(|index| self.rules.get(index))
+            .map_or(keygate_contract::usage::OTHER_ROUTE, |rule| {
+                rule.name.as_str()
+            })
+    }
+
     /// What a request needs: the scopes of the rules matching either reading of its path (see
     /// the module comment), or `NoRule`.
     pub fn access(&self, method: &str, path: &str) -> Access<'_> {
+        self.access_from(self.route(method, path), method, path)
+    }
+
+    /// [`RouteTable::access`] with the first reading's rule already found (`route`).
+    pub fn access_from(&self, route: Option<usize>, method: &str, path: &str) -> Access<'_> {
         let as_sent = path_without_query(path);
-        let Some(first) = self.reading(method, as_sent) else {
+        let Some(first) = self.needs(route) else {
             return Access::NoRule;
         };
         let stripped = without_parameters(as_sent);
         if stripped == as_sent {
             return Access::Scopes([first, None]);
         }
-        match self.reading(method, &stripped) {
+        match self.needs(self.first_match(method, &stripped)) {
             Some(second) if second != first => Access::Scopes([first, second]),
             Some(_) => Access::Scopes([first, None]),
             None => Access::NoRule,

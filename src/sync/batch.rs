@@ -19,21 +19,18 @@ pub struct UsageBatch {
     pub reports: Vec<UsageReport>,
 }
 
-/// Sums reports of the same key and hour.
+/// Sums reports of the same key and hour (`UsageReport::add`: events and route names bounded).
 pub fn merge(reports: impl IntoIterator<Item = UsageReport>) -> Vec<UsageReport> {
     let mut merged: BTreeMap<(String, String), UsageReport> = BTreeMap::new();
     for report in reports {
-        let entry = merged
+        merged
             .entry((report.key_id.clone(), report.hour.clone()))
             .or_insert_with(|| UsageReport {
                 key_id: report.key_id.clone(),
                 hour: report.hour.clone(),
                 ..UsageReport::default()
-            });
-        entry.allowed += report.allowed;
-        for (code, count) in report.denied {
-            *entry.denied.entry(code).or_default() += count;
-        }
+            })
+            .add(report);
     }
     merged.into_values().collect()
 }

@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod fleet;
 pub mod lease;
+pub mod outcome;
 pub mod queue;
 pub mod refresh;
 pub mod tally;

@@ -1,22 +1,44 @@
 //! A worker's running tally of requests per key and hour, handed to the usage queue every tick
 //! (`usage.rs` posts it) as a `batch::UsageBatch`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use crate::policy::decision::DenyCode;
+use crate::policy::routes::RouteTable;
 use crate::sync::batch::{UsageBatch, UsageReport};
+use keygate_contract::latency;
+use keygate_contract::usage::{RouteCounts, UsageEvent, MAX_EVENTS_PER_REPORT, UPSTREAM_CLASSES};
 
-#[derive(Debug, Clone, Copy, Default)]
+/// A route's requests with one outcome: (route index + 1, 0 for none; outcome: 0 allowed,
+/// else 1 + the denial code's index; count).
+type RouteCount = (u16, u8, u64);
+
+#[derive(Debug, Clone, Default)]
 struct HourCounts {
     hour_start: i64,
     allowed: u64,
     denied: [u64; DenyCode::ALL.len()],
+    /// Allowed requests by `UPSTREAM_CLASSES` index, counted when the stream ends.
+    upstream: [u64; UPSTREAM_CLASSES.len()],
+    /// Durations: (latency bucket, count), few per hour, so a short list.
+    latency: Vec<(u8, u64)>,
+    routes: Vec<RouteCount>,
+    events: Vec<UsageEvent>,
+    events_dropped: u64,
+}
+
+#[derive(Debug)]
+struct KeyTally {
+    /// The key id, shared with the requests still in flight that will finish in this tally.
+    id: Rc<str>,
+    hours: Vec<HourCounts>,
 }
 
 /// A worker's running tally, per key id and hour.
 #[derive(Debug, Default)]
 pub struct Tally {
-    by_key: HashMap<String, Vec<HourCounts>>,
+    by_key: HashMap<Rc<str>, KeyTally>,
 }
 
 /// `2026-11-23T21:00:00Z` for an hour start in Unix seconds.
@@ -41,28 +63,156 @@ pub fn format_hour(hour_start: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:00:00Z")
 }
 
+impl HourCounts {
+    fn add_route(&mut self, route: Option<usize>, outcome: u8) {
+        let route = route
+            .and_then(|index| u16::try_from(index + 1).ok())
+            .unwrap_or(0);
+        match self
+            .routes
+            .iter_mut()
+            .find(|(r, o, _)| *r == route && *o == outcome)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => self.routes.push((route, outcome, 1)),
+        }
+    }
+
+    fn into_report(self, key_id: &str, routes: &RouteTable) -> UsageReport {
+        let code_name = |index: usize| DenyCode::ALL.get(index).map(|code| code.as_str());
+        let denied = DenyCode::ALL
+            .iter()
+            .filter(|code| self.denied[code.index()] > 0)
+            .map(|code| (code.as_str().to_string(), self.denied[code.index()]))
+            .collect();
+        let upstream = UPSTREAM_CLASSES
+            .iter()
+            .zip(self.upstream)
+            .filter(|(_, count)| *count > 0)
+            .map(|(class, count)| (class.to_string(), count))
+            .collect();
+        let mut by_route: BTreeMap<String, RouteCounts> = BTreeMap::new();
+        for (route, outcome, count) in self.routes {
+            let name = routes.name(route.checked_sub(1).map(usize::from));
+            let counts = by_route.entry(name.to_string()).or_default();
+            match outcome
+                .checked_sub(1)
+                .and_then(|index| code_name(index.into()))
+            {
+                Some(code) => *counts.denied.entry(code.to_string()).or_default() += count,
+                None => counts.allowed += count,
+            }
+        }
+        UsageReport {
+            key_id: key_id.to_string(),
+            hour: format_hour(self.hour_start),
+            allowed: self.allowed,
+            denied,
+            upstream,
+            latency_buckets: self
+                .latency
+                .into_iter()
+                .map(|(bucket, count)| (usize::from(bucket), count))
+                .collect(),
+            routes: by_route,
+            events: self.events,
+            events_dropped: self.events_dropped,
+        }
+    }
+}
+
 impl Tally {
-    /// Counts one request of `key_id` at `now` (Unix seconds): allowed, or denied with `code`.
-    pub fn record(&mut self, key_id: &str, now: i64, denied: Option<DenyCode>) {
+    /// The counts of `key_id` in the hour of `now`, created when absent (`None` cannot happen:
+    /// the key was just inserted; it is an `Option` only so that nothing here can panic).
+    fn hour(&mut self, key_id: &str, now: i64) -> Option<(&Rc<str>, &mut HourCounts)> {
         let hour_start = now - now.rem_euclid(3600);
-        let hours = match self.by_key.get_mut(key_id) {
-            Some(hours) => hours,
-            None => self.by_key.entry(key_id.to_string()).or_default(),
-        };
-        let counts = match hours.iter().position(|h| h.hour_start == hour_start) {
-            Some(i) => &mut hours[i],
+        if !self.by_key.contains_key(key_id) {
+            let id: Rc<str> = Rc::from(key_id);
+            self.by_key.insert(
+                id.clone(),
+                KeyTally {
+                    id,
+                    hours: Vec::new(),
+                },
+            );
+        }
+        let tally = self.by_key.get_mut(key_id)?;
+        let index = match tally.hours.iter().position(|h| h.hour_start == hour_start) {
+            Some(index) => index,
             None => {
-                hours.push(HourCounts {
+                tally.hours.push(HourCounts {
                     hour_start,
                     ..HourCounts::default()
                 });
-                let last = hours.len() - 1;
-                &mut hours[last]
+                tally.hours.len() - 1
             }
         };
+        Some((&tally.id, tally.hours.get_mut(index)?))
+    }
+
+    /// Counts one request of `key_id` at `now` (Unix seconds) on `route`: allowed, or denied
+    /// with `code`. Returns the key id to finish an allowed request with ([`Tally::finish`]), a
+    /// shared one, so a request holds it without copying.
+    pub fn record(
+        &mut self,
+        key_id: &str,
+        now: i64,
+        route: Option<usize>,
+        denied: Option<DenyCode>,
+    ) -> Option<Rc<str>> {
+        let (id, counts) = self.hour(key_id, now)?;
         match denied {
-            None => counts.allowed += 1,
-            Some(code) => counts.denied[code.index()] += 1,
+            None => {
+                counts.allowed += 1;
+                counts.add_route(route, 0);
+            }
+            Some(code) => {
+                counts.denied[code.index()] += 1;
+                counts.add_route(route, code.index() as u8 + 1);
+            }
+        }
+        Some(id.clone())
+    }
+
+    /// Counts what became of an allowed request of `key_id` that started at `started` (Unix
+    /// seconds; counted in that hour): the upstream's class (an `UPSTREAM_CLASSES` index) and
+    /// how long the request took.
+    pub fn finish(&mut self, key_id: &str, started: i64, class: usize, duration_ms: u64) {
+        let Some((_, counts)) = self.hour(key_id, started) else {
+            return;
+        };
+        if let Some(count) = counts.upstream.get_mut(class) {
+            *count += 1;
+        }
+        let bucket = latency::bucket_of(duration_ms) as u8;
+        match counts.latency.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, count)) => *count += 1,
+            None => counts.latency.push((bucket, 1)),
+        }
+    }
+
+    /// Whether another event of `key_id` at `now` would be kept (so its details are worth
+    /// gathering); when not, it is counted as dropped.
+    pub fn wants_event(&mut self, key_id: &str, now: i64) -> bool {
+        let Some((_, counts)) = self.hour(key_id, now) else {
+            return false;
+        };
+        if counts.events.len() < MAX_EVENTS_PER_REPORT {
+            return true;
+        }
+        counts.events_dropped += 1;
+        false
+    }
+
+    /// Keeps an event of `key_id` (after [`Tally::wants_event`] said yes).
+    pub fn event(&mut self, key_id: &str, now: i64, event: UsageEvent) {
+        let Some((_, counts)) = self.hour(key_id, now) else {
+            return;
+        };
+        if counts.events.len() < MAX_EVENTS_PER_REPORT {
+            counts.events.push(event);
+        } else {
+            counts.events_dropped += 1;
         }
     }
 
@@ -70,25 +220,15 @@ impl Tally {
         self.by_key.is_empty()
     }
 
-    /// Empties the tally into a batch without an id.
-    pub fn take_batch(&mut self) -> Option<UsageBatch> {
+    /// Empties the tally into a batch without an id; `routes` names the routes.
+    pub fn take_batch(&mut self, routes: &RouteTable) -> Option<UsageBatch> {
         if self.by_key.is_empty() {
             return None;
         }
         let mut reports = Vec::new();
-        for (key_id, hours) in self.by_key.drain() {
-            for counts in hours {
-                let denied = DenyCode::ALL
-                    .iter()
-                    .filter(|code| counts.denied[code.index()] > 0)
-                    .map(|code| (code.as_str().to_string(), counts.denied[code.index()]))
-                    .collect();
-                reports.push(UsageReport {
-                    key_id: key_id.clone(),
-                    hour: format_hour(counts.hour_start),
-                    allowed: counts.allowed,
-                    denied,
-                });
+        for (key_id, tally) in self.by_key.drain() {
+            for counts in tally.hours {
+                reports.push(counts.into_report(&key_id, routes));
             }
         }
         Some(UsageBatch {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::{ControlConfig, UsageConfig};
 use crate::host::Host;
+use crate::policy::routes::RouteTable;
 use crate::sync::batch::{merge, UsageBatch};
 use crate::sync::queue::Queue;
 use crate::sync::tally::Tally;
@@ -112,9 +113,10 @@ impl Usage {
         }
     }
 
-    /// Hands a worker's tally to the queue: every worker, every tick.
-    pub fn hand_over(&self, tally: &mut Tally) {
-        if let Some(batch) = tally.take_batch() {
+    /// Hands a worker's tally to the queue: every worker, every tick (`routes` names its
+    /// routes).
+    pub fn hand_over(&self, tally: &mut Tally, routes: &RouteTable) {
+        if let Some(batch) = tally.take_batch(routes) {
             self.queue
                 .enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
         }

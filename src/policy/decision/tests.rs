@@ -39,7 +39,22 @@ fn facts(method: &'static str, path: &'static str, ip: &str, now: i64) -> Reques
         path,
         client_ip: ip.parse().ok(),
         now,
+        route: None,
     }
+}
+
+/// The decision with the route found as `request.rs` finds it.
+fn decide<'k, K: KeyFacts>(
+    config: &Config,
+    credential: &Credential<'_>,
+    record: Option<&'k K>,
+    facts: &RequestFacts<'_>,
+) -> Result<&'k K, Denial> {
+    let facts = RequestFacts {
+        route: config.routes.route(facts.method, facts.path),
+        ..*facts
+    };
+    super::decide(config, credential, record, &facts)
 }
 
 fn present() -> Credential<'static> {

@@ -8,6 +8,7 @@ fn rule(methods: &[&str], path: PathMatcher, scope: &str) -> RouteRule {
         methods: methods.iter().map(|m| m.to_string()).collect(),
         path,
         scope: Some(scope.to_string()),
+        name: scope.to_string(),
     }
 }
 
@@ -156,6 +157,7 @@ fn both_readings_count_when_they_match_different_rules() {
                 methods: vec![],
                 path: PathMatcher::exact("/v1/a").unwrap(),
                 scope: None,
+                name: "unscoped".into(),
             },
             rule(&[], PathMatcher::template("/v1/{x}").unwrap(), "secret"),
         ],
@@ -197,4 +199,25 @@ fn parameters_are_removed_per_segment() {
     assert_eq!(without_parameters("/a;x/b;y=1;z/c"), "/a/b/c");
     assert_eq!(without_parameters("/a%3Bx/b%3b"), "/a/b");
     assert_eq!(without_parameters(";"), "");
+}
+
+#[test]
+fn usage_names_the_first_rule_the_path_as_sent_matches() {
+    let mut named = rule(
+        &["POST"],
+        PathMatcher::prefix("/v1/images").unwrap(),
+        "images",
+    );
+    named.name = "image-generation".into();
+    let table = RouteTable::new(
+        vec![
+            named,
+            rule(&[], PathMatcher::prefix("/v1/").unwrap(), "any"),
+        ],
+        None,
+    );
+    let name = |method, path| table.name(table.route(method, path));
+    assert_eq!(name("POST", "/v1/images/new?x=1"), "image-generation");
+    assert_eq!(name("GET", "/v1/images/new"), "any");
+    assert_eq!(name("GET", "/health"), "other");
 }

@@ -7,6 +7,7 @@ use super::*;
 use crate::config::Config;
 use crate::host::{DispatchedCall, FakeHost};
 use crate::policy::decision::DenyCode;
+use crate::policy::routes::RouteTable;
 use crate::sync::queue::FakeQueue;
 use crate::sync::task::Runner;
 
@@ -31,7 +32,7 @@ fn poll(
     host: &FakeHost,
     tally: &mut Tally,
 ) -> (Option<DispatchedCall>, Option<ReportOutcome>) {
-    reporter.job().hand_over(tally);
+    reporter.job().hand_over(tally, &RouteTable::default());
     let outcomes = reporter.tick(host);
     (host.take_calls().pop(), outcomes.into_iter().next())
 }
@@ -71,10 +72,10 @@ fn tallies_from_several_workers_become_one_post() {
     let queue = Rc::new(FakeQueue::default());
     let now = 1_795_467_634;
     let (mut worker_a, mut worker_b) = (Tally::default(), Tally::default());
-    worker_a.record("key_1", now, None);
-    worker_a.record("key_1", now, Some(DenyCode::RateLimitExceeded));
-    worker_b.record("key_1", now, None);
-    worker_b.record("key_2", now - 3600, None);
+    worker_a.record("key_1", now, None, None);
+    worker_a.record("key_1", now, None, Some(DenyCode::RateLimitExceeded));
+    worker_b.record("key_1", now, None, None);
+    worker_b.record("key_2", now - 3600, None, None);
     let mut reporter_a = reporter(1, &queue);
     let mut reporter_b = reporter(2, &queue);
     // B only hands over its tally: A holds the lease once A has posted.
@@ -110,7 +111,7 @@ fn failed_posts_are_retried_with_the_same_batch_id_then_dropped() {
     let host = FakeHost::at(1_000_000);
     let queue = Rc::new(FakeQueue::default());
     let mut tally = Tally::default();
-    tally.record("key_1", 1_000, None);
+    tally.record("key_1", 1_000, None, None);
     let mut reporter = reporter(9, &queue);
     let call = poll(&mut reporter, &host, &mut tally).0.unwrap();
     let batch_id = body_of(&call)["batch_id"].clone();
@@ -121,7 +122,7 @@ fn failed_posts_are_retried_with_the_same_batch_id_then_dropped() {
         })
     );
     // New usage arrives meanwhile; the retry goes first, alone, with its id.
-    tally.record("key_2", 1_000, None);
+    tally.record("key_2", 1_000, None, None);
     let mut seen_ids = vec![];
     for attempt in 1..MAX_ATTEMPTS {
         host.now.set(host.now.get() + 60_000);
@@ -187,7 +188,7 @@ fn what_an_answer_does_to_the_batch() {
         let host = FakeHost::at(1_000_000);
         let queue = Rc::new(FakeQueue::default());
         let mut tally = Tally::default();
-        tally.record("key_1", 1_000, None);
+        tally.record("key_1", 1_000, None, None);
         let mut reporter = reporter(9, &queue);
         let call = poll(&mut reporter, &host, &mut tally).0.unwrap();
         assert_eq!(
@@ -205,7 +206,7 @@ fn many_keys_are_posted_in_bounded_batches() {
     let queue = Rc::new(FakeQueue::default());
     let mut tally = Tally::default();
     for i in 0..(MAX_REPORTS_PER_POST + 10) {
-        tally.record(&format!("key_{i}"), 1_000, None);
+        tally.record(&format!("key_{i}"), 1_000, None, None);
     }
     let mut reporter = reporter(9, &queue);
     let call = poll(&mut reporter, &host, &mut tally).0.unwrap();
@@ -228,7 +229,7 @@ fn the_backlog_is_bounded() {
     let queue = Rc::new(FakeQueue::default());
     let mut tally = Tally::default();
     for i in 0..(MAX_BACKLOG_REPORTS + 7) {
-        tally.record(&format!("key_{i}"), 1_000, None);
+        tally.record(&format!("key_{i}"), 1_000, None, None);
     }
     let mut reporter = reporter(9, &queue);
     let (call, outcome) = poll(&mut reporter, &host, &mut tally);
@@ -251,7 +252,7 @@ fn the_backlog_stays_bounded_while_a_retry_is_pending() {
     let host = FakeHost::at(1_000_000);
     let queue = Rc::new(FakeQueue::default());
     let mut tally = Tally::default();
-    tally.record("key_retried", 1_000, None);
+    tally.record("key_retried", 1_000, None, None);
     let mut reporter = reporter(9, &queue);
     let call = poll(&mut reporter, &host, &mut tally).0.unwrap();
     assert!(matches!(
@@ -261,7 +262,7 @@ fn the_backlog_stays_bounded_while_a_retry_is_pending() {
     let mut dropped = 0;
     for round in 0..3u32 {
         for i in 0..(MAX_BACKLOG_REPORTS / 2 + 3) {
-            tally.record(&format!("key_{round}_{i}"), 1_000, None);
+            tally.record(&format!("key_{round}_{i}"), 1_000, None, None);
         }
         host.now.set(host.now.get() + 60_000);
         let (call, outcome) = poll(&mut reporter, &host, &mut tally);
@@ -287,7 +288,7 @@ fn a_stalled_post_is_abandoned_and_requeued() {
     let host = FakeHost::at(1_000_000);
     let queue = Rc::new(FakeQueue::default());
     let mut tally = Tally::default();
-    tally.record("key_1", 1_000, None);
+    tally.record("key_1", 1_000, None, None);
     let mut reporter = reporter(9, &queue);
     let call = poll(&mut reporter, &host, &mut tally).0.unwrap();
     host.now.set(host.now.get() + 3_001);
