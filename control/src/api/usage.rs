@@ -1,5 +1,6 @@
 //! `POST /v1/usage` (proxies report what they counted), `GET /v1/keys/{id}/usage` and
-//! `GET /v1/usage` (admins read it back, for one key or summed over a team's keys).
+//! `GET /v1/usage` (admins read it back, for one key or summed over a team's keys), and
+//! `GET /v1/keys/{id}/events` (a key's recent denials and failed upstream answers).
 
 use crate::api::access::Caller;
 use crate::api::access::{rule, AdminRoute};
@@ -10,11 +11,12 @@ use crate::api::state::AppState;
 use crate::app::usage;
 use crate::app::usage_queue::GroupFailure;
 use crate::domain::clock;
+use crate::domain::events::{self, EventQuery};
 use crate::domain::tokens::Role;
 use crate::domain::usage_range::{self, UsageQuery};
 use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::{self, UsageRequest};
-use crate::wire::views::{KeyUsage, TeamUsage};
+use crate::wire::views::{EventView, KeyEvents, KeyUsage, TeamUsage};
 use axum::extract::State;
 use axum::routing::get;
 use axum::Json;
@@ -29,6 +31,10 @@ pub const ROUTES: &[AdminRoute] = &[
     AdminRoute {
         rule: rule("GET", "/v1/usage", Role::Viewer, 200),
         handler: || get(team_usage),
+    },
+    AdminRoute {
+        rule: rule("GET", "/v1/keys/{id}/events", Role::Viewer, 200),
+        handler: || get(key_events),
     },
 ];
 
@@ -87,6 +93,24 @@ pub async fn key_usage(
         to: clock::format(range.to),
         buckets: summary.buckets,
         totals: summary.totals,
+    }))
+}
+
+/// A key's events, newest first; readable after the key is deleted, like its usage.
+pub async fn key_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+    QueryParams(query): QueryParams<EventQuery>,
+) -> Result<Json<KeyEvents>, ApiError> {
+    let range = events::validate(&query)?;
+    let key_id = id.clone();
+    let found = state
+        .blocking(move |store| usage::key_events(store, &caller.actor, &key_id, &range))
+        .await?;
+    Ok(Json(KeyEvents {
+        key_id: id,
+        events: found.into_iter().map(EventView::from).collect(),
     }))
 }
 

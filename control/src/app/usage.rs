@@ -5,10 +5,12 @@ use crate::app::error::LifecycleError;
 use crate::app::keys::find_visible;
 use crate::app::quota;
 use crate::domain::audit::Actor;
+use crate::domain::events::EventRange;
 use crate::domain::usage_range::HourCount;
 use crate::domain::usage_report::BatchOutcome;
-use crate::domain::usage_report::UsageBatch;
+use crate::domain::usage_report::{KeyEvent, UsageBatch};
 use crate::store::db::Store;
+use crate::store::events;
 use crate::store::sql::Error;
 use crate::store::usage::{
     self, count_reports, earlier_outcome, forget_old_batches, remember_batch, Pruned,
@@ -92,9 +94,34 @@ pub fn team_hours(
     store.read(|tx| usage::team_hours(tx, team, from, to))
 }
 
-/// Rolls hours before `cutoff` into days and forgets old batch ids, in one transaction.
-pub fn prune(store: &Store, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Pruned, Error> {
-    store.write(|tx| usage::prune(tx, cutoff, now))
+/// The newest events of key `key_id` that `range` asks for, if `actor` may see the key.
+pub fn key_events(
+    store: &Store,
+    actor: &Actor,
+    key_id: &str,
+    range: &EventRange,
+) -> Result<Vec<KeyEvent>, LifecycleError> {
+    store.read(|tx| {
+        find_visible(tx, actor, key_id)?;
+        Ok(events::for_key(tx, key_id, range)?)
+    })
+}
+
+/// Rolls hours before `cutoff` into days, forgets old batch ids and the events the retention
+/// lets go (older than `event_cutoff_ms`, or beyond a key's newest `events_per_key`), in one
+/// transaction.
+pub fn prune(
+    store: &Store,
+    cutoff: DateTime<Utc>,
+    now: DateTime<Utc>,
+    event_cutoff_ms: i64,
+    events_per_key: u32,
+) -> Result<Pruned, Error> {
+    store.write(|tx| {
+        let mut pruned = usage::prune(tx, cutoff, now)?;
+        pruned.events = events::prune(tx, event_cutoff_ms, events_per_key)?;
+        Ok(pruned)
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use clap_complete::Shell;
 use std::path::PathBuf;
 
 mod listener;
+mod retention;
 pub use listener::ListenerArgs;
+pub use retention::RetentionArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,15 +104,8 @@ pub struct ServeArgs {
     /// Use dev-admin-token / dev-sync-token for whichever token is not set.
     #[arg(long)]
     pub dev: bool,
-    /// Days of hourly usage to keep; older hours are kept as UTC-day totals.
-    #[arg(
-        long,
-        env = "KEYGATE_USAGE_RETENTION_DAYS",
-        default_value_t = 90,
-        value_name = "DAYS",
-        value_parser = clap::value_parser!(u32).range(1..=36600)
-    )]
-    pub usage_retention_days: u32,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Serve the web console at http://ADDRESS/console/ (with the admin API beside it).
     #[arg(long, env = "KEYGATE_CONSOLE_LISTEN", value_name = "ADDRESS")]
     pub console_listen: Option<String>,

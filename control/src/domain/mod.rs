@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clock;
 pub mod cursor;
+pub mod events;
 pub mod keys;
 pub mod patch;
 pub mod plans;

@@ -2,8 +2,10 @@
 //! range, and stored hours summed into hour or UTC-day buckets.
 
 use crate::domain::clock;
-use crate::domain::usage_report::ALLOWED_CODE;
+use crate::domain::usage_report::StoredCode;
 use chrono::{DateTime, Duration, Utc};
+use keygate_contract::latency;
+use keygate_contract::usage::UPSTREAM_CLASSES;
 use keygate_contract::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,29 +80,106 @@ impl UsageRange {
     }
 }
 
-/// Requests, allowed and denied by code.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Requests, allowed and denied by code, and what became of the allowed ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
     pub allowed: u64,
     /// Only codes with a non-zero count.
     pub denied: BTreeMap<String, u64>,
     pub total: u64,
+    /// Allowed requests by what the upstream did: every class of `UPSTREAM_CLASSES`. Requests
+    /// counted by a filter that did not report it yet are in no class.
+    #[serde(default)]
+    pub upstream: BTreeMap<String, u64>,
+    /// Percentiles of the allowed requests' durations; absent without samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<Percentiles>,
+    /// Requests by route name (`other`: matching no route).
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteUsage>,
+    /// Events proxies left out of their reports (still counted above).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events_dropped: u64,
+    /// The merged duration histogram the percentiles are read from.
+    #[serde(skip)]
+    pub(crate) latency_buckets: BTreeMap<usize, u64>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// Duration percentiles in milliseconds, each the middle of the histogram bucket holding it
+/// (within 6.25 % of the exact value: `contract::latency`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// One route's requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteUsage {
+    pub allowed: u64,
+    pub denied: BTreeMap<String, u64>,
+    pub total: u64,
+}
+
+fn add_to(sum: &mut u64, count: u64) {
+    *sum = sum.saturating_add(count);
 }
 
 impl Counts {
     fn add(&mut self, code: &str, count: u64) {
-        if code == ALLOWED_CODE {
-            self.allowed = self.allowed.saturating_add(count);
-        } else {
-            let denied = self.denied.entry(code.to_string()).or_default();
-            *denied = denied.saturating_add(count);
+        match StoredCode::decode(code) {
+            Some(StoredCode::Allowed) => {
+                add_to(&mut self.allowed, count);
+                add_to(&mut self.total, count);
+            }
+            Some(StoredCode::Denied(code)) => {
+                add_to(self.denied.entry(code.to_string()).or_default(), count);
+                add_to(&mut self.total, count);
+            }
+            Some(StoredCode::Upstream(class)) => {
+                add_to(self.upstream.entry(class.to_string()).or_default(), count)
+            }
+            Some(StoredCode::Latency(bucket)) => {
+                add_to(self.latency_buckets.entry(bucket).or_default(), count)
+            }
+            Some(StoredCode::Route(name, code)) => {
+                let route = self.routes.entry(name.to_string()).or_default();
+                match code {
+                    None => add_to(&mut route.allowed, count),
+                    Some(code) => add_to(route.denied.entry(code.to_string()).or_default(), count),
+                }
+                add_to(&mut route.total, count);
+            }
+            Some(StoredCode::EventsDropped) => add_to(&mut self.events_dropped, count),
+            None => {}
         }
-        self.total = self.total.saturating_add(count);
+    }
+
+    /// Reads the percentiles from the merged histogram and lists every upstream class.
+    fn finish(mut self) -> Counts {
+        for class in UPSTREAM_CLASSES {
+            self.upstream.entry(class.to_string()).or_default();
+        }
+        let buckets = &self.latency_buckets;
+        self.latency_ms = match (
+            latency::quantile(buckets, 0.50),
+            latency::quantile(buckets, 0.95),
+            latency::quantile(buckets, 0.99),
+        ) {
+            (Some(p50), Some(p95), Some(p99)) => Some(Percentiles { p50, p95, p99 }),
+            _ => None,
+        };
+        self
     }
 }
 
 /// The counts of one hour or day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     pub start: String,
     #[serde(flatten)]
@@ -108,7 +187,7 @@ pub struct Bucket {
 }
 
 /// Non-empty buckets oldest first, and their sum.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct UsageSummary {
     pub buckets: Vec<Bucket>,
     pub totals: Counts,
@@ -175,13 +254,14 @@ pub fn summarize(rows: &[HourCount], granularity: Granularity) -> UsageSummary {
     }
     summary.buckets.extend(current.map(bucket));
     summary.buckets.retain(|bucket| bucket.counts.total > 0);
+    summary.totals = summary.totals.finish();
     summary
 }
 
 fn bucket((start, counts): (i64, Counts)) -> Bucket {
     Bucket {
         start: DateTime::from_timestamp(start, 0).map_or_else(|| start.to_string(), clock::format),
-        counts,
+        counts: counts.finish(),
     }
 }
 
@@ -321,8 +401,46 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"start": "2026-11-22T00:00:00Z", "allowed": 5,
-                "denied": {"RATE_LIMIT_EXCEEDED": 1}, "total": 6})
+                "denied": {"RATE_LIMIT_EXCEEDED": 1}, "total": 6,
+                "upstream": {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "none": 0}, "routes": {}})
         );
-        assert_eq!(summarize(&[], Granularity::Day), UsageSummary::default());
+        assert_eq!(summarize(&[], Granularity::Day).buckets, []);
+    }
+
+    #[test]
+    fn detail_sums_into_classes_percentiles_and_routes() {
+        let hour = "2026-11-23T21:00:00Z";
+        let ms = |value| format!("ms/{}", latency::bucket_of(value));
+        let rows = [
+            row(hour, "ALLOWED", 100),
+            row(hour, "QUOTA_EXCEEDED", 2),
+            row(hour, "up/2xx", 95),
+            row(hour, "up/5xx", 5),
+            row(hour, &ms(10), 90),
+            row(hour, &ms(300), 10),
+            row(hour, "route/jobs:write", 100),
+            row(hour, "route/jobs:write/QUOTA_EXCEEDED", 2),
+            row(hour, "ev/dropped", 3),
+            row(hour, "future/code", 7),
+        ];
+        let summary = summarize(&rows, Granularity::Hour);
+        let totals = &summary.totals;
+        assert_eq!(
+            (totals.allowed, totals.total),
+            (100, 102),
+            "detail is not counted twice"
+        );
+        assert_eq!(totals.upstream["5xx"], 5);
+        assert_eq!(totals.upstream["none"], 0);
+        let latency = totals.latency_ms.unwrap();
+        assert_eq!(latency.p50, 10.0);
+        assert!((latency.p95 - 300.0).abs() <= 300.0 / 16.0, "{latency:?}");
+        let route = &totals.routes["jobs:write"];
+        assert_eq!(
+            (route.allowed, route.denied["QUOTA_EXCEEDED"], route.total),
+            (100, 2, 102)
+        );
+        assert_eq!(totals.events_dropped, 3);
+        assert_eq!(summary.buckets[0].counts, summary.totals);
     }
 }

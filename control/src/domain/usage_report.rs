@@ -3,6 +3,11 @@
 
 use crate::domain::clock;
 use chrono::{DateTime, Duration, Timelike, Utc};
+use keygate_contract::latency;
+use keygate_contract::usage::{
+    clip, route_name, UsageEvent, MAX_EVENTS_PER_REPORT, MAX_EVENT_FIELD_BYTES,
+    MAX_EVENT_PATH_BYTES, MAX_ROUTES_PER_REPORT, UPSTREAM_CLASSES,
+};
 use keygate_contract::FieldError;
 
 /// Reports one body may carry.
@@ -13,6 +18,8 @@ const MAX_CODE_CHARS: usize = 64;
 pub const MAX_COUNT: u64 = 1_000_000_000_000;
 /// How `allowed` is stored beside the denial codes; reserved, so not a denial code.
 pub const ALLOWED_CODE: &str = "ALLOWED";
+/// Denial codes one route of a report may carry.
+const MAX_CODES_PER_ROUTE: usize = 16;
 
 /// Body of `POST /v1/usage`: the filter's own message type, read tolerantly (unknown fields
 /// are ignored so a filter newer than this service never has its usage refused).
@@ -26,18 +33,106 @@ pub struct UsageBatch {
     pub reports: Vec<HourlyUsage>,
 }
 
-/// One key's non-zero counts for one hour, by code (`ALLOWED` or a denial code).
+/// One key's non-zero counts for one hour, by stored code ([`StoredCode`]), and its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourlyUsage {
     pub key_id: String,
     /// Unix seconds of the UTC hour start.
     pub hour_start: i64,
     pub counts: Vec<(String, u64)>,
+    pub events: Vec<KeyEvent>,
 }
 
-/// Checks a body against the contract; `now` bounds how far ahead an hour may be.
+/// A request worth looking at, as stored: a denial or a failed upstream answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEvent {
+    /// Unix milliseconds of the request's start.
+    pub at_ms: i64,
+    /// The error code of a denial, or `5xx` / `none`.
+    pub outcome: String,
+    /// The HTTP status the client got (0 for none).
+    pub status: u32,
+    pub method: String,
+    pub path: String,
+    pub client_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub proxy_id: String,
+}
+
+/// What one row of hourly counts holds, by its `code` column: every count of a report is a row
+/// of the same table, so all of them roll up into days, sum over a team's keys and merge
+/// across proxies the same way. Denial codes are upper case; the detail codes hold a `/`, which
+/// neither a denial code nor a route name can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredCode<'a> {
+    Allowed,
+    Denied(&'a str),
+    /// Allowed requests the upstream answered with this class (`2xx`, …, `none`).
+    Upstream(&'a str),
+    /// Allowed requests whose duration fell in this `contract::latency` bucket.
+    Latency(usize),
+    /// A route's requests: allowed (`None`) or denied with a code.
+    Route(&'a str, Option<&'a str>),
+    /// Events a proxy left out of its reports.
+    EventsDropped,
+}
+
+const UPSTREAM_PREFIX: &str = "up/";
+const LATENCY_PREFIX: &str = "ms/";
+const ROUTE_PREFIX: &str = "route/";
+const EVENTS_DROPPED: &str = "ev/dropped";
+
+impl StoredCode<'_> {
+    pub fn encode(self) -> String {
+        match self {
+            StoredCode::Allowed => ALLOWED_CODE.to_string(),
+            StoredCode::Denied(code) => code.to_string(),
+            StoredCode::Upstream(class) => format!("{UPSTREAM_PREFIX}{class}"),
+            StoredCode::Latency(bucket) => format!("{LATENCY_PREFIX}{bucket}"),
+            StoredCode::Route(name, None) => format!("{ROUTE_PREFIX}{name}"),
+            StoredCode::Route(name, Some(code)) => format!("{ROUTE_PREFIX}{name}/{code}"),
+            StoredCode::EventsDropped => EVENTS_DROPPED.to_string(),
+        }
+    }
+
+    /// What a stored code holds; `None` for a code this build does not know (left out of reads).
+    pub fn decode(code: &str) -> Option<StoredCode<'_>> {
+        if code == ALLOWED_CODE {
+            return Some(StoredCode::Allowed);
+        }
+        if is_denial_code(code) {
+            return Some(StoredCode::Denied(code));
+        }
+        if code == EVENTS_DROPPED {
+            return Some(StoredCode::EventsDropped);
+        }
+        if let Some(class) = code.strip_prefix(UPSTREAM_PREFIX) {
+            return UPSTREAM_CLASSES
+                .contains(&class)
+                .then_some(StoredCode::Upstream(class));
+        }
+        if let Some(bucket) = code.strip_prefix(LATENCY_PREFIX) {
+            return bucket
+                .parse()
+                .ok()
+                .filter(|bucket| *bucket < latency::BUCKETS)
+                .map(StoredCode::Latency);
+        }
+        let route = code.strip_prefix(ROUTE_PREFIX)?;
+        Some(match route.split_once('/') {
+            Some((name, code)) => StoredCode::Route(name, Some(code)),
+            None => StoredCode::Route(route, None),
+        })
+    }
+}
+
+/// Checks a body against the contract; `now` bounds how far ahead an hour may be. The counts a
+/// filter has always sent are checked strictly (a bad one refuses the body, naming it); the
+/// detail added later (upstream classes, durations, routes, events) is read tolerantly: an
+/// entry this build cannot use is left out and the rest of the report still counts.
 pub fn validate(request: UsageRequest, now: DateTime<Utc>) -> Result<UsageBatch, FieldError> {
     let proxy_id = identifier("proxy_id", request.proxy_id)?;
+    let proxy = proxy_id.clone();
     let batch_id = identifier("batch_id", request.batch_id)?;
     if request.reports.len() > MAX_REPORTS {
         return Err(FieldError::new(
@@ -49,7 +144,7 @@ pub fn validate(request: UsageRequest, now: DateTime<Utc>) -> Result<UsageBatch,
         .reports
         .into_iter()
         .enumerate()
-        .map(|(index, report)| hourly_usage(&format!("reports[{index}]"), report, now))
+        .map(|(index, report)| hourly_usage(&format!("reports[{index}]"), report, now, &proxy))
         .collect::<Result<_, _>>()?;
     Ok(UsageBatch {
         proxy_id,
@@ -66,8 +161,9 @@ fn identifier(field: &str, value: String) -> Result<String, FieldError> {
 
 fn hourly_usage(
     field: &str,
-    report: RawReport,
+    mut report: RawReport,
     now: DateTime<Utc>,
+    proxy_id: &str,
 ) -> Result<HourlyUsage, FieldError> {
     let hour = hour_start(&report.hour, now).map_err(|message| {
         FieldError::new(
@@ -80,7 +176,7 @@ fn hourly_usage(
         ALLOWED_CODE.to_string(),
         count(format!("{field}.allowed"), report.allowed)?,
     ));
-    for (code, value) in report.denied {
+    for (code, value) in std::mem::take(&mut report.denied) {
         let code_field = format!("{field}.denied.{code}");
         if !is_denial_code(&code) {
             return Err(FieldError::new(
@@ -94,11 +190,83 @@ fn hourly_usage(
         let value = count(code_field, value)?;
         counts.push((code, value));
     }
+    add_detail(&mut counts, &report);
     counts.retain(|(_, value)| *value > 0);
+    let events = report
+        .events
+        .into_iter()
+        .take(MAX_EVENTS_PER_REPORT)
+        .filter_map(|event| key_event(event, now, proxy_id))
+        .collect();
     Ok(HourlyUsage {
         key_id: report.key_id,
         hour_start: hour.timestamp(),
         counts,
+        events,
+    })
+}
+
+/// The detail counts of a report that this build can store; the rest is left out.
+fn add_detail(counts: &mut Vec<(String, u64)>, report: &RawReport) {
+    let mut push = |code: StoredCode<'_>, value: u64| {
+        if value > 0 && value <= MAX_COUNT {
+            counts.push((code.encode(), value));
+        }
+    };
+    for (class, value) in &report.upstream {
+        if UPSTREAM_CLASSES.contains(&class.as_str()) {
+            push(StoredCode::Upstream(class), *value);
+        }
+    }
+    for (bucket, value) in &report.latency_buckets {
+        if *bucket < latency::BUCKETS {
+            push(StoredCode::Latency(*bucket), *value);
+        }
+    }
+    for (name, route) in report.routes.iter().take(MAX_ROUTES_PER_REPORT) {
+        if route_name("route", name).is_err() {
+            continue;
+        }
+        push(StoredCode::Route(name, None), route.allowed);
+        for (code, value) in route.denied.iter().take(MAX_CODES_PER_ROUTE) {
+            if is_denial_code(code) && code != ALLOWED_CODE {
+                push(StoredCode::Route(name, Some(code)), *value);
+            }
+        }
+    }
+    push(StoredCode::EventsDropped, report.events_dropped);
+}
+
+/// An event as stored, or `None` for one without a usable time or outcome. Its text fields are
+/// cut to their bounds and an address that does not parse is left out.
+fn key_event(event: UsageEvent, now: DateTime<Utc>, proxy_id: &str) -> Option<KeyEvent> {
+    let at = DateTime::from_timestamp_millis(i64::try_from(event.at_ms).ok()?)?;
+    if at > now + Duration::hours(1) {
+        return None;
+    }
+    let known_outcome =
+        is_denial_code(&event.outcome) || ["5xx", "none"].contains(&event.outcome.as_str());
+    if !known_outcome || event.status > 999 {
+        return None;
+    }
+    let printable = |text: &str, max: usize| {
+        let text = clip(text, max);
+        (!text.is_empty() && !text.chars().any(char::is_control)).then(|| text.to_string())
+    };
+    Some(KeyEvent {
+        at_ms: at.timestamp_millis(),
+        outcome: event.outcome,
+        status: event.status,
+        method: printable(&event.method, MAX_EVENT_FIELD_BYTES).unwrap_or_default(),
+        path: printable(&event.path, MAX_EVENT_PATH_BYTES).unwrap_or_default(),
+        client_ip: event
+            .client_ip
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .map(|ip| keygate_contract::fields::canonical_ip(ip).to_string()),
+        request_id: event
+            .request_id
+            .and_then(|id| printable(&id, MAX_EVENT_FIELD_BYTES)),
+        proxy_id: proxy_id.to_string(),
     })
 }
 
@@ -222,8 +390,62 @@ mod tests {
                     ("RATE_LIMIT_EXCEEDED".into(), 2),
                     ("SOMETHING_NEW".into(), 1),
                 ],
+                events: vec![],
             }]
         );
+    }
+
+    #[test]
+    fn detail_is_stored_as_codes_and_bad_detail_left_out() {
+        let batch = check(&body(
+            r#"{"key_id":"key_a","hour":"2026-11-23T21:00:00Z","allowed":3,
+                "upstream":{"2xx":2,"5xx":1,"6xx":9},
+                "latency_buckets":{"12":2,"40":1,"999":4},
+                "routes":{"jobs:write":{"allowed":3,"denied":{"QUOTA_EXCEEDED":1,"bad":1}},
+                          "a/b":{"allowed":1}},
+                "events":[{"at_ms":1795468500000,"outcome":"5xx","status":503,"method":"POST",
+                           "path":"/v1/jobs","client_ip":"::ffff:192.0.2.1","request_id":"r1"},
+                          {"at_ms":1795468500000,"outcome":"weird"},
+                          {"at_ms":1895468500000,"outcome":"none"}],
+                "events_dropped":4}"#,
+        ))
+        .unwrap();
+        let report = &batch.reports[0];
+        let codes: Vec<&str> = report
+            .counts
+            .iter()
+            .map(|(code, _)| code.as_str())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "ALLOWED",
+                "up/2xx",
+                "up/5xx",
+                "ms/12",
+                "ms/40",
+                "route/jobs:write",
+                "route/jobs:write/QUOTA_EXCEEDED",
+                "ev/dropped"
+            ]
+        );
+        for code in &codes {
+            assert!(StoredCode::decode(code).is_some(), "{code}");
+        }
+        assert_eq!(
+            StoredCode::decode("route/jobs:write/QUOTA_EXCEEDED"),
+            Some(StoredCode::Route("jobs:write", Some("QUOTA_EXCEEDED")))
+        );
+        assert_eq!(StoredCode::decode("ms/144"), None);
+        assert_eq!(
+            report.events.len(),
+            1,
+            "an unknown outcome and a far future time are left out"
+        );
+        let event = &report.events[0];
+        assert_eq!(event.at_ms, 1_795_468_500_000);
+        assert_eq!(event.client_ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(event.proxy_id, "p1");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::api::state::AppState;
 use crate::app;
 use crate::cli::args::{ListenerArgs, ServeArgs};
 use crate::domain::clock;
+use crate::domain::events;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::redis::RedisLink;
@@ -138,7 +139,9 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         };
         let pruning = tokio::spawn(prune_usage_hourly(
             Arc::clone(&state.store),
-            args.usage_retention_days,
+            args.retention.usage_retention_days,
+            args.retention.event_retention_days,
+            args.retention.events_per_key,
         ));
         let reloading = certificate.map(|certificate| {
             tokio::spawn(tls::keep_reloading(certificate, shutting_down.clone()))
@@ -187,9 +190,15 @@ fn connection_limits(flags: &ListenerArgs) -> ConnectionLimits {
     }
 }
 
-/// Keeps `retention_days` days of hourly usage: rolls older hours into daily totals now and
-/// then every hour. A failed run is logged and retried at the next.
-async fn prune_usage_hourly(store: Arc<Store>, retention_days: u32) {
+/// Keeps `retention_days` days of hourly usage (rolls older hours into daily totals) and
+/// `event_days` days of events, at most `events_per_key` a key: now and then every hour. A
+/// failed run is logged and retried at the next.
+async fn prune_usage_hourly(
+    store: Arc<Store>,
+    retention_days: u32,
+    event_days: u32,
+    events_per_key: u32,
+) {
     let mut every_hour = tokio::time::interval(USAGE_PRUNE_INTERVAL);
     every_hour.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -197,14 +206,23 @@ async fn prune_usage_hourly(store: Arc<Store>, retention_days: u32) {
         let run = store
             .run_blocking(move |store| {
                 let now = clock::now();
-                app::usage::prune(store, usage::retention_cutoff(now, retention_days), now)
+                app::usage::prune(
+                    store,
+                    usage::retention_cutoff(now, retention_days),
+                    now,
+                    events::retention_cutoff_ms(now, event_days),
+                    events_per_key,
+                )
             })
             .await;
         match run {
-            Ok(Ok(pruned)) if pruned.hours > 0 || pruned.batches > 0 => println!(
-                "usage retention: rolled {} hourly rows into daily totals, forgot {} batch ids",
-                pruned.hours, pruned.batches
-            ),
+            Ok(Ok(pruned)) if pruned.hours > 0 || pruned.batches > 0 || pruned.events > 0 => {
+                println!(
+                    "usage retention: rolled {} hourly rows into daily totals, forgot {} batch \
+                     ids and {} events",
+                    pruned.hours, pruned.batches, pruned.events
+                )
+            }
             Ok(Ok(_)) => {}
             Ok(Err(error)) => eprintln!("usage retention failed: {error}"),
             Err(error) => eprintln!("usage retention task failed: {error}"),

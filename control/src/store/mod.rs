@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod db;
+pub mod events;
 pub mod keys;
 mod migrate;
 pub mod plans;

@@ -3,7 +3,8 @@
 
 use crate::domain::keys::StoredKey;
 use crate::domain::usage_range::HourCount;
-use crate::domain::usage_report::{BatchOutcome, UsageBatch, ALLOWED_CODE};
+use crate::domain::usage_report::{BatchOutcome, KeyEvent, UsageBatch, ALLOWED_CODE};
+use crate::store::events as store_events;
 use crate::store::keys;
 use crate::store::sql::{named_params, slots, Params, Result, Row, ToValue, Tx, LIST_CHUNK};
 use chrono::{DateTime, Duration, Utc};
@@ -52,6 +53,7 @@ pub fn count_reports(
         .map(|key| (key.id.clone(), key))
         .collect();
     let mut newest_used: HashMap<i64, i64> = HashMap::new();
+    let mut events: Vec<(&str, &KeyEvent)> = Vec::new();
     let mut sums: BTreeMap<(&str, i64, &str), i64> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -66,6 +68,12 @@ pub fn count_reports(
                 continue;
             };
             outcome.accepted += 1;
+            events.extend(
+                report
+                    .events
+                    .iter()
+                    .map(|event| (report.key_id.as_str(), event)),
+            );
             let allowed = report
                 .counts
                 .iter()
@@ -87,6 +95,7 @@ pub fn count_reports(
     for chunk in rows.chunks(UPSERT_CHUNK) {
         add_hours(tx, chunk)?;
     }
+    store_events::insert(tx, &events)?;
     // One statement per hour the keys were last used in (one or two per batch), not per key.
     let mut used_in_hour: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (seq, hour_start) in newest_used {
@@ -276,6 +285,8 @@ pub struct Pruned {
     pub hours: usize,
     /// Batch ids forgotten.
     pub batches: usize,
+    /// Events forgotten (by age or by number per key).
+    pub events: usize,
 }
 
 /// Rolls the hourly rows of hours starting before `cutoff` into daily totals and deletes them,
@@ -295,6 +306,10 @@ pub fn prune(tx: &Tx, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Prune
             "DELETE FROM usage_batches WHERE received_at < ?1",
             [(now - BATCH_ID_RETENTION).timestamp()],
         )?;
-        Ok(Pruned { hours, batches })
+        Ok(Pruned {
+            hours,
+            batches,
+            events: 0,
+        })
     }
 }

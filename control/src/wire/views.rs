@@ -11,7 +11,8 @@ use crate::domain::plans::{LimitOverrides, Plan};
 use crate::domain::quota::mark_in_force;
 use crate::domain::tokens::{MintedToken, Role, StoredToken};
 use crate::domain::usage_range::{Bucket, Counts, Granularity};
-use chrono::{DateTime, Utc};
+use crate::domain::usage_report::KeyEvent;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A key as the admin API shows it.
@@ -157,7 +158,7 @@ pub struct PlanList {
 }
 
 /// `GET /v1/keys/{id}/usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyUsage {
     pub key_id: String,
     pub granularity: Granularity,
@@ -168,7 +169,7 @@ pub struct KeyUsage {
 }
 
 /// `GET /v1/usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TeamUsage {
     /// The team summed over; null for every key.
     pub team: Option<String>,
@@ -177,4 +178,45 @@ pub struct TeamUsage {
     pub to: String,
     pub buckets: Vec<Bucket>,
     pub totals: Counts,
+}
+
+/// `GET /v1/keys/{id}/events`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEvents {
+    pub key_id: String,
+    pub events: Vec<EventView>,
+}
+
+/// One event as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    /// RFC 3339 with milliseconds: when the request started.
+    pub at: String,
+    /// The error code of a denial, or `5xx` / `none` for a failed upstream answer.
+    pub outcome: String,
+    /// The HTTP status the client got (0: none).
+    pub status: u32,
+    pub method: String,
+    /// Without the query string.
+    pub path: String,
+    pub client_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub proxy_id: String,
+}
+
+impl From<KeyEvent> for EventView {
+    fn from(event: KeyEvent) -> Self {
+        EventView {
+            at: DateTime::from_timestamp_millis(event.at_ms)
+                .map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true))
+                .unwrap_or_default(),
+            outcome: event.outcome,
+            status: event.status,
+            method: event.method,
+            path: event.path,
+            client_ip: event.client_ip,
+            request_id: event.request_id,
+            proxy_id: event.proxy_id,
+        }
+    }
 }

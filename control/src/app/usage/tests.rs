@@ -66,11 +66,13 @@ pub(crate) mod recording {
             batch_id: batch_id.into(),
             reports: vec![
                 HourlyUsage {
+                    events: vec![],
                     key_id: key_id.into(),
                     hour_start,
                     counts: vec![(ALLOWED_CODE.into(), allowed)],
                 },
                 HourlyUsage {
+                    events: vec![],
                     key_id: "key_unknown".into(),
                     hour_start,
                     counts: vec![(ALLOWED_CODE.into(), 1)],
@@ -152,6 +154,7 @@ pub(crate) mod recording {
             proxy_id: "p1".into(),
             batch_id: "yesterday".into(),
             reports: vec![HourlyUsage {
+                events: vec![],
                 key_id: keys[0].id.clone(),
                 hour_start: hour - 86_400,
                 counts: vec![(ALLOWED_CODE.into(), 4)],
@@ -166,6 +169,7 @@ pub(crate) mod recording {
                 .iter()
                 .enumerate()
                 .map(|(n, key)| HourlyUsage {
+                    events: vec![],
                     key_id: key.id.clone(),
                     hour_start: hour,
                     counts: vec![
@@ -222,6 +226,7 @@ mod retention {
 
     fn report(key_id: &str, hour: &str, counts: &[(&str, u64)]) -> HourlyUsage {
         HourlyUsage {
+            events: vec![],
             key_id: key_id.into(),
             hour_start: clock::parse(hour).unwrap().timestamp(),
             counts: counts
@@ -300,6 +305,72 @@ mod retention {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn event(at: &str, outcome: &str) -> crate::domain::usage_report::KeyEvent {
+        crate::domain::usage_report::KeyEvent {
+            at_ms: clock::parse(at).unwrap().timestamp_millis(),
+            outcome: outcome.into(),
+            status: if outcome == "5xx" { 503 } else { 429 },
+            method: "GET".into(),
+            path: "/v1/models".into(),
+            client_ip: Some("192.0.2.1".into()),
+            request_id: None,
+            proxy_id: "p1".into(),
+        }
+    }
+
+    #[test]
+    fn events_are_read_newest_first_filtered_and_pruned() {
+        use crate::domain::events::{EventRange, OutcomeFilter};
+        let (store, dir) = temp_store("usage-e", "events");
+        let now = clock::parse("2026-11-23T21:15:00Z").unwrap();
+        let key = key_of(&store, "t", now);
+        let mut first = report(&key.id, "2026-11-23T21:00:00Z", &[(ALLOWED_CODE, 1)]);
+        first.events = vec![
+            event("2026-11-23T21:01:00Z", "5xx"),
+            event("2026-11-23T21:03:00Z", "RATE_LIMIT_EXCEEDED"),
+            event("2026-11-23T21:02:00Z", "none"),
+        ];
+        let mut old = report(&key.id, "2026-11-10T00:00:00Z", &[(ALLOWED_CODE, 1)]);
+        old.events = vec![event("2026-11-10T00:00:01Z", "5xx")];
+        post(&store, "e1", vec![first, old], now);
+        let read = |outcome, before_ms, limit| {
+            let range = EventRange {
+                limit,
+                outcome,
+                before_ms,
+            };
+            key_events(&store, &Actor::bootstrap(), &key.id, &range)
+                .unwrap()
+                .into_iter()
+                .map(|event| event.outcome)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            read(OutcomeFilter::Any, None, 10),
+            ["RATE_LIMIT_EXCEEDED", "none", "5xx", "5xx"]
+        );
+        assert_eq!(read(OutcomeFilter::Failed, None, 2), ["none", "5xx"]);
+        assert_eq!(
+            read(OutcomeFilter::Denied, None, 10),
+            ["RATE_LIMIT_EXCEEDED"]
+        );
+        let before = clock::parse("2026-11-23T21:02:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            read(OutcomeFilter::Exactly("5xx".into()), Some(before), 10),
+            ["5xx", "5xx"]
+        );
+        let cutoff = crate::domain::events::retention_cutoff_ms(now, 7);
+        let pruned = prune(&store, retention_cutoff(now, 90), now, cutoff, 2).unwrap();
+        assert_eq!(pruned.events, 2, "one by age, one beyond the newest two");
+        assert_eq!(
+            read(OutcomeFilter::Any, None, 10),
+            ["RATE_LIMIT_EXCEEDED", "none"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn pruning_rolls_old_hours_into_days_with_the_same_sums() {
         let (store, dir) = temp_store("usage-r", "prune");
@@ -355,7 +426,7 @@ mod retention {
         let version = store.read(current_version).unwrap();
         let cutoff = retention_cutoff(now, 3);
         assert_eq!(clock::format(cutoff), "2026-11-20T00:00:00Z");
-        let pruned = prune(&store, cutoff, now).unwrap();
+        let pruned = prune(&store, cutoff, now, 0, 1_000).unwrap();
         assert_eq!(pruned.hours, 5, "every hourly row before the 20th");
         let daily: Vec<(String, i64, String, i64)> = store
             .read(|tx| {
@@ -401,14 +472,14 @@ mod retention {
             )],
             now,
         );
-        prune(&store, cutoff, now).unwrap();
+        prune(&store, cutoff, now, 0, 1_000).unwrap();
         let after_late = read(&store);
         assert_eq!(
             after_late.0.totals.total, 28,
             "a late report is added to its day"
         );
         assert_eq!(after_late.0.buckets[0].counts.allowed, 9);
-        assert_eq!(prune(&store, cutoff, now).unwrap().hours, 0);
+        assert_eq!(prune(&store, cutoff, now, 0, 1_000).unwrap().hours, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

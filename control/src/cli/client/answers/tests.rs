@@ -82,6 +82,7 @@ fn what_the_service_serves_reads_back_unchanged() {
         allowed: 8,
         denied: std::collections::BTreeMap::from([("RATE_LIMIT_EXCEEDED".to_string(), 2)]),
         total: 10,
+        ..Counts::default()
     };
     let served = json!({"key_id": "key_abc", "granularity": "day",
         "from": "2026-11-22T00:00:00Z", "to": "2026-11-24T00:00:00Z",
