@@ -4,7 +4,10 @@ received ({"method", "path", "headers"}), so a caller can see what the filter fo
 
 A request carrying the delay header (`x-demo-delay-ms: 250` by default) is answered that many
 milliseconds later, at most 30 s: a slow upstream for tests. A client that goes away meanwhile
-gets no answer. A value that is not a whole number of milliseconds is answered with 400.
+gets no answer. `x-demo-status: 503` answers with that status (200 to 599) instead of 200, so
+errors can be shown and tested; `x-demo-body-delay-ms: 2000` sends the status line and headers
+at once and the body that much later (a long streamed answer a client can hang up on). A value
+that is not a whole number is answered with 400.
 
 HTTP/1.1 with keep-alive: each answer leaves in one write with Nagle off, and the request body
 is read to its end (content-length or chunked) so the next request on the connection starts
@@ -25,6 +28,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DEFAULT_DELAY_HEADER = "x-demo-delay-ms"
+STATUS_HEADER = "x-demo-status"
+BODY_DELAY_HEADER = "x-demo-body-delay-ms"
 MAX_DELAY_MS = 30_000
 MAX_BODY_BYTES = 1 << 20
 MAX_LINE_BYTES = 8192
@@ -61,6 +66,12 @@ class EchoHandler(BaseHTTPRequestHandler):
             if value and not DECIMAL.fullmatch(value):
                 return self._answer(400, {"error": f"{self.delay_header}: not a whole number of milliseconds"})
             delay_ms = min(int(value or 0), MAX_DELAY_MS)
+        status_text = (self.headers.get(STATUS_HEADER) or "200").strip()
+        if not DECIMAL.fullmatch(status_text) or not 200 <= int(status_text) <= 599:
+            return self._answer(400, {"error": f"{STATUS_HEADER}: not a status from 200 to 599"})
+        body_delay_text = (self.headers.get(BODY_DELAY_HEADER) or "0").strip()
+        if not DECIMAL.fullmatch(body_delay_text):
+            return self._answer(400, {"error": f"{BODY_DELAY_HEADER}: not a whole number of milliseconds"})
         if delay_ms and not self._hold(delay_ms / 1000):
             self.close_connection = True
             return
@@ -68,7 +79,9 @@ class EchoHandler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             name = name.lower()
             headers[name] = value if name not in headers else headers[name] + "," + value
-        self._answer(200, {"method": self.command, "path": self.path, "headers": headers})
+        payload = {"method": self.command, "path": self.path, "headers": headers}
+        body_delay_ms = min(int(body_delay_text), MAX_DELAY_MS)
+        self._answer(int(status_text), payload, body_delay_ms=body_delay_ms)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _echo
 
@@ -131,12 +144,12 @@ class EchoHandler(BaseHTTPRequestHandler):
         time.sleep(max(0.0, deadline - time.monotonic()))
         return True
 
-    def _answer(self, status, payload, close=False):
-        if close:
+    def _answer(self, status, payload, close=False, body_delay_ms=0):
+        if close or body_delay_ms:
             self.close_connection = True
         body = json.dumps(payload).encode()
         lines = [
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            f"HTTP/1.1 {status} {phrase(status)}",
             "content-type: application/json",
             f"content-length: {len(body)}",
         ]
@@ -145,10 +158,28 @@ class EchoHandler(BaseHTTPRequestHandler):
         elif self.request_version == "HTTP/1.0":
             lines.append("connection: keep-alive")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if body_delay_ms:
+            # The head now, the body later: a client may hang up in between.
+            self.wfile.write(head)
+            self.wfile.flush()
+            if not self._hold(body_delay_ms / 1000):
+                return
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass
+            return
         self.wfile.write(head if self.command == "HEAD" else head + body)
 
     def log_message(self, fmt, *args):
         pass
+
+
+def phrase(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
 
 
 class EchoServer(ThreadingHTTPServer):

@@ -142,3 +142,9 @@ def current_position(api):
     """(epoch, version) of the service's snapshot now."""
     page = api.snapshot(limit=1).json()
     return page["epoch"], page["version"]
+
+
+def outcomes(counts):
+    """A usage bucket's or totals' request counts by outcome (`allowed`, `denied`, `total`),
+    without the detail of what the upstream did, durations and routes."""
+    return {name: counts[name] for name in ("allowed", "denied", "total")}

@@ -302,3 +302,22 @@ def test_demo_upstream_delay_header(upstream):
         assert answer.status_code == 200 and elapsed < 10, elapsed
     finally:
         custom.close()
+
+
+def test_demo_upstream_status_and_late_body_headers(upstream):
+    failed, _ = timed_get(upstream.port, {"x-demo-status": "503"})
+    assert failed.status_code == 503 and failed.json()["path"] == "/"
+    odd, _ = timed_get(upstream.port, {"x-demo-status": "599"})
+    assert odd.status_code == 599
+    for bad in ["99", "600", "x"]:
+        refused, _ = timed_get(upstream.port, {"x-demo-status": bad})
+        assert refused.json() == {"error": "x-demo-status: not a status from 200 to 599"}, bad
+    started = time.monotonic()
+    with requests.get(
+        f"http://127.0.0.1:{upstream.port}/", headers={"x-demo-body-delay-ms": "400"}, stream=True, timeout=10
+    ) as late:
+        assert late.status_code == 200
+        headers_after = time.monotonic() - started
+        assert late.json()["path"] == "/"
+        assert time.monotonic() - started >= 0.4
+    assert headers_after < 0.4, headers_after

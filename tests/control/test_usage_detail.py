@@ -1,0 +1,138 @@
+"""What a customer sees of its traffic, on both backends: upstream status classes, latency
+percentiles and routes in the usage reads (merged across proxies and hours), a key's events
+(newest first, filtered, team-confined), and reports of older filters still counted."""
+
+import time
+from datetime import timedelta
+
+from keygate_testkit.api import accepted, call, current_hour, error_of, iso, make_token, post_usage, report
+
+# contract/src/latency.rs: 0-15 ms one bucket each; then 8 per doubling.
+BUCKET_10_MS = 10
+BUCKET_300_MS = 16 + (8 - 4) * 8 + 1  # 300 ms lies in [288, 320): middle 304
+BUCKET_1_S = 16 + (9 - 4) * 8 + 7  # 1000 ms lies in [960, 1024): middle 992
+
+
+def detailed(key_id, hour=None, **fields):
+    body = report(key_id, hour, allowed=fields.pop("allowed", 0), **fields.pop("denied", {}))
+    body.update(fields)
+    return body
+
+
+def event(outcome, status, at_ms, **fields):
+    return {"at_ms": at_ms, "outcome": outcome, "status": status, "method": "GET", "path": "/v1/models",
+            "client_ip": "192.0.2.10", **fields}
+
+
+def usage(api, key_id, **params):
+    response = api.request("GET", f"/v1/keys/{key_id}/usage", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def events(api, key_id, token=None, **params):
+    if token is None:
+        return api.request("GET", f"/v1/keys/{key_id}/events", params=params)
+    return call(api, "GET", f"/v1/keys/{key_id}/events", token, params=params)
+
+
+def test_upstream_latency_and_routes_merge_across_proxies_and_hours(api, team):
+    key = api.create(team=team)
+    hour = current_hour()
+    earlier = iso(hour - timedelta(hours=1))
+    accepted(api, [detailed(key["id"], allowed=90, upstream={"2xx": 89, "5xx": 1},
+                            latency_buckets={str(BUCKET_10_MS): 90},
+                            routes={"chat": {"allowed": 90, "denied": {"RATE_LIMIT_EXCEEDED": 2}}},
+                            denied={"RATE_LIMIT_EXCEEDED": 2})], proxy_id="proxy-a")
+    accepted(api, [detailed(key["id"], earlier, allowed=10, upstream={"2xx": 9, "none": 1},
+                            latency_buckets={str(BUCKET_300_MS): 8, str(BUCKET_1_S): 2},
+                            routes={"images": {"allowed": 10}})], proxy_id="proxy-b")
+    read = usage(api, key["id"], granularity="day", **{"from": iso(hour - timedelta(hours=2))})
+    totals = read["totals"]
+    assert (totals["allowed"], totals["total"]) == (100, 102)
+    assert totals["upstream"] == {"2xx": 98, "3xx": 0, "4xx": 0, "5xx": 1, "none": 1}
+    assert totals["latency_ms"]["p50"] == 10
+    assert totals["latency_ms"]["p95"] == 304 and totals["latency_ms"]["p99"] == 992
+    assert totals["routes"] == {
+        "chat": {"allowed": 90, "denied": {"RATE_LIMIT_EXCEEDED": 2}, "total": 92},
+        "images": {"allowed": 10, "denied": {}, "total": 10},
+    }
+    by_hour = usage(api, key["id"], **{"from": iso(hour - timedelta(hours=2))})["buckets"]
+    assert [bucket["latency_ms"]["p99"] for bucket in by_hour] == [992, 10]
+    team_read = api.request("GET", "/v1/usage", params={"team": team}).json()["totals"]
+    assert team_read["upstream"] == totals["upstream"] and team_read["latency_ms"] == totals["latency_ms"]
+
+
+def test_a_report_of_an_older_filter_still_counts_and_reads_without_latency(api, team):
+    key = api.create(team=team)
+    old_filter = {"key_id": key["id"], "hour": iso(current_hour()), "allowed": 5,
+                  "denied": {"QUOTA_EXCEEDED": 1}}
+    assert accepted(api, [old_filter])["accepted"] == 1
+    totals = usage(api, key["id"])["totals"]
+    assert (totals["allowed"], totals["denied"], totals["total"]) == (5, {"QUOTA_EXCEEDED": 1}, 6)
+    assert "latency_ms" not in totals and totals["routes"] == {}
+    assert sum(totals["upstream"].values()) == 0
+
+
+def test_detail_a_service_cannot_use_is_left_out_and_the_counts_kept(api, team):
+    key = api.create(team=team)
+    now_ms = int(time.time() * 1000)
+    body = detailed(key["id"], allowed=3, upstream={"2xx": 3, "7xx": 5}, latency_buckets={"5": 3, "5000": 1},
+                    routes={"ok": {"allowed": 3}, "bad/name": {"allowed": 9}},
+                    events=[event("5xx", 503, now_ms), event("whatever", 1, now_ms),
+                            event("none", 0, now_ms, client_ip="not an address", path="/x\u0001y")])
+    assert accepted(api, [body])["accepted"] == 1
+    totals = usage(api, key["id"])["totals"]
+    assert totals["upstream"]["2xx"] == 3 and "7xx" not in totals["upstream"]
+    assert totals["latency_ms"] == {"p50": 5, "p95": 5, "p99": 5}
+    assert list(totals["routes"]) == ["ok"]
+    listed = events(api, key["id"]).json()["events"]
+    assert [(e["outcome"], e["client_ip"], e["path"]) for e in listed] in (
+        [("5xx", "192.0.2.10", "/v1/models"), ("none", None, "")],
+        [("none", None, ""), ("5xx", "192.0.2.10", "/v1/models")],
+    )
+
+
+def test_events_newest_first_filtered_paged_and_confined_to_the_team(api, team):
+    key = api.create(team=team)
+    other = api.create(team=f"{team}-other")
+    base = int(time.time() * 1000) - 60_000
+    sent = [event("RATE_LIMIT_EXCEEDED", 429, base + 1000, request_id="r1"),
+            event("5xx", 503, base + 3000, method="POST", path="/v1/jobs", request_id="r3"),
+            event("none", 0, base + 2000, request_id="r2")]
+    accepted(api, [detailed(key["id"], allowed=2, denied={"RATE_LIMIT_EXCEEDED": 1}, events=sent)],
+             proxy_id="edge-7")
+    answer = events(api, key["id"])
+    assert answer.status_code == 200, answer.text
+    listed = answer.json()
+    assert listed["key_id"] == key["id"]
+    assert [e["request_id"] for e in listed["events"]] == ["r3", "r2", "r1"]
+    newest = listed["events"][0]
+    assert newest == {"at": newest["at"], "outcome": "5xx", "status": 503, "method": "POST", "path": "/v1/jobs",
+                      "client_ip": "192.0.2.10", "request_id": "r3", "proxy_id": "edge-7"}
+    assert newest["at"].endswith("Z") and "." in newest["at"]
+    assert [e["request_id"] for e in events(api, key["id"], outcome="failed").json()["events"]] == ["r3", "r2"]
+    assert [e["request_id"] for e in events(api, key["id"], outcome="denied").json()["events"]] == ["r1"]
+    assert [e["request_id"] for e in events(api, key["id"], limit=1).json()["events"]] == ["r3"]
+    page = events(api, key["id"], before=newest["at"]).json()["events"]
+    assert [e["request_id"] for e in page] == ["r2", "r1"]
+    for params, field in [({"limit": "0"}, "limit"), ({"outcome": "4xx"}, "outcome"), ({"before": "soon"}, "before")]:
+        refused = events(api, key["id"], **params)
+        assert refused.status_code == 400 and error_of(refused)[0] == "VALIDATION_ERROR", refused.text
+        assert error_of(refused)[1].startswith(field)
+    own = make_token(api, "viewer", team)["token"]
+    assert events(api, key["id"], own).status_code == 200
+    assert events(api, other["id"], own).status_code == 404
+    assert events(api, "key_never_issued").status_code == 404
+    assert api.request("GET", f"/v1/keys/{key['id']}/events", token="sync").status_code == 401
+
+
+def test_a_report_carries_at_most_twenty_events(api, team):
+    count = 25
+    key = api.create(team=team)
+    now_ms = int(time.time() * 1000)
+    many = [event("QUOTA_EXCEEDED", 429, now_ms + n) for n in range(count)]
+    accepted(api, [detailed(key["id"], denied={"QUOTA_EXCEEDED": count}, events=many, events_dropped=3)])
+    assert len(events(api, key["id"], limit=100).json()["events"]) == 20
+    assert usage(api, key["id"])["totals"]["events_dropped"] == 3
+    assert post_usage(api, [detailed(key["id"], events="not a list")]).status_code == 400
