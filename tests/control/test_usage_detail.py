@@ -2,9 +2,11 @@
 percentiles and routes in the usage reads (merged across proxies and hours), a key's events
 (newest first, filtered, team-confined), and reports of older filters still counted."""
 
+import json
 import time
 from datetime import timedelta
 
+from keygate_testkit.control import keys_cli as cli
 from keygate_testkit.api import accepted, call, current_hour, error_of, iso, make_token, post_usage, report
 
 # contract/src/latency.rs: 0-15 ms one bucket each; then 8 per doubling.
@@ -136,3 +138,28 @@ def test_a_report_carries_at_most_twenty_events(api, team):
     assert len(events(api, key["id"], limit=100).json()["events"]) == 20
     assert usage(api, key["id"])["totals"]["events_dropped"] == 3
     assert post_usage(api, [detailed(key["id"], events="not a list")]).status_code == 400
+
+
+def test_cli_shows_failures_p95_routes_and_events(api, service, team):
+    key = api.create(team=team)
+    now_ms = int(time.time() * 1000)
+    accepted(api, [detailed(key["id"], allowed=20, upstream={"2xx": 18, "5xx": 1, "none": 1},
+                            latency_buckets={str(BUCKET_300_MS): 20}, routes={"chat": {"allowed": 20}},
+                            events=[event("5xx", 503, now_ms, request_id="cli-1")])])
+    shown = cli(service, "usage", key["id"])
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1].split() == ["START", "ALLOWED", "TOTAL", "FAILED", "P95", "MS", "DENIED"]
+    total = next(line for line in lines if line.startswith("TOTAL"))
+    assert total.split()[:5] == ["TOTAL", "20", "20", "2", "304"], shown.stdout
+    assert "By route:" in lines and any(line.split()[:3] == ["chat", "20", "20"] for line in lines)
+    assert all(len(line) <= 80 for line in lines)
+    listed = cli(service, "events", key["id"], "--outcome", "failed")
+    assert listed.returncode == 0, listed.stderr
+    assert "5xx" in listed.stdout and "cli-1" in listed.stdout and "/v1/models" in listed.stdout
+    assert all(len(line) <= 80 for line in listed.stdout.splitlines())
+    as_json = cli(service, "--json", "events", key["id"], "--limit", "1")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["events"][0]["request_id"] == "cli-1"
+    refused = cli(service, "events", key["id"], "--outcome", "4xx")
+    assert refused.returncode != 0 and "outcome" in refused.stderr

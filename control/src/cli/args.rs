@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 mod listener;
 mod retention;
+mod usage;
 pub use listener::ListenerArgs;
 pub use retention::RetentionArgs;
+pub use usage::{EventsArgs, TeamUsageArgs, UsageArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -201,6 +203,8 @@ pub enum KeysCommand {
     },
     /// Show a key's usage by hour or UTC day (deleted keys too).
     Usage(UsageArgs),
+    /// Show a key's recent events: denials and failed upstream answers, newest first.
+    Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -297,38 +301,6 @@ pub struct AuditArgs {
     /// Continue from a previous page's next cursor.
     #[arg(long)]
     pub cursor: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct UsageArgs {
-    /// The key's id (key_…).
-    pub id: String,
-    /// RFC 3339 start (default: 24 hours before --to).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// RFC 3339 end (default: now).
-    #[arg(long)]
-    pub to: Option<String>,
-    /// One row per hour (the default) or per UTC day.
-    #[arg(long, value_parser = ["hour", "day"])]
-    pub granularity: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct TeamUsageArgs {
-    /// The team whose keys to sum (default: a team token's own team; without it, every key,
-    /// which needs an admin token of no team).
-    #[arg(long)]
-    pub team: Option<String>,
-    /// RFC 3339 start (default: 24 hours before --to).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// RFC 3339 end (default: now).
-    #[arg(long)]
-    pub to: Option<String>,
-    /// One row per hour (the default) or per UTC day.
-    #[arg(long, value_parser = ["hour", "day"])]
-    pub granularity: Option<String>,
 }
 
 /// Limit overrides; each replaces the plan's value for that window.

@@ -42,6 +42,8 @@ pub type UsageReport = crate::wire::views::KeyUsage;
 pub type TeamUsageReport = crate::wire::views::TeamUsage;
 /// Requests in one bucket or in total.
 pub type UsageCounts = crate::domain::usage_range::Counts;
+/// `GET /v1/keys/{id}/events`.
+pub type KeyEvents = crate::wire::views::KeyEvents;
 /// The counts of one hour or day.
 pub type UsageBucket = crate::domain::usage_range::Bucket;
 /// `GET /v1/tokens`.
@@ -154,6 +156,14 @@ impl Reply for UsageReport {
 impl Reply for TeamUsageReport {
     const STATUS: u16 = 200;
     const BODY: Option<&'static str> = Some("a team usage report");
+    fn from_body(body: &[u8]) -> Result<Self, String> {
+        json(body)
+    }
+}
+
+impl Reply for KeyEvents {
+    const STATUS: u16 = 200;
+    const BODY: Option<&'static str> = Some("a key's events");
     fn from_body(body: &[u8]) -> Result<Self, String> {
         json(body)
     }

@@ -4,10 +4,13 @@ use crate::cli::args::{
     ClientArgs, CreateArgs, KeysCommand, LimitArgs, LimitWindow, ListArgs, TeamUsageArgs,
     UpdateArgs, UsageArgs,
 };
-use crate::cli::client::answers::{Deleted, Key, KeyPage, NewKey, TeamUsageReport, UsageReport};
+use crate::cli::client::answers::{
+    Deleted, Key, KeyEvents, KeyPage, NewKey, TeamUsageReport, UsageReport,
+};
 use crate::cli::client::error::ClientError;
 use crate::cli::client::http::{base_url, AdminClient};
-use crate::cli::client::table::{key_details, key_table, team_usage_table, usage_table};
+use crate::cli::client::table::{key_details, key_table};
+use crate::cli::client::usage::{events_table, team_usage_table, usage_table};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -96,6 +99,23 @@ pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), ClientEr
                 print_json(&report)?;
             } else {
                 println!("{}", usage_table(&report));
+            }
+        }
+        KeysCommand::Events(asked) => {
+            let path = format!("{}/events", key_path(&asked.id));
+            let query: Vec<(&'static str, String)> = [
+                ("outcome", asked.outcome),
+                ("limit", asked.limit.map(|limit| limit.to_string())),
+                ("before", asked.before),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| (name, value)))
+            .collect();
+            let events: KeyEvents = client.get(&path, &query)?;
+            if json {
+                print_json(&events)?;
+            } else {
+                println!("{}", events_table(&events));
             }
         }
     }

@@ -8,6 +8,7 @@ mod manage;
 mod plans;
 mod table;
 mod tls;
+mod usage;
 
 pub use commands::{run, run_team_usage};
 

@@ -2,12 +2,9 @@
 //! terminal. Long names and teams are cut with `…` in tables (`show` or `--json` has them
 //! whole); long values in the detail and usage views wrap onto more lines.
 
-use crate::cli::client::answers::{
-    AuditEntry, EffectiveLimits, Key, TeamUsageReport, Token, UsageBucket, UsageCounts, UsageReport,
-};
+use crate::cli::client::answers::{AuditEntry, EffectiveLimits, Key, Token};
 use crate::domain::clock;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// The widest line any table prints.
@@ -32,7 +29,7 @@ pub struct Column<'a> {
     pub fit: Fit,
 }
 
-pub(super) const fn column(header: &str, fit: Fit) -> Column<'_> {
+pub(crate) const fn column(header: &str, fit: Fit) -> Column<'_> {
     Column { header, fit }
 }
 
@@ -183,7 +180,7 @@ pub fn render(columns: &[Column], rows: &[Vec<String>], with_header: bool) -> St
 }
 
 /// A value as a cell: `-` when empty or absent.
-pub(super) fn text(value: &str) -> String {
+pub(crate) fn text(value: &str) -> String {
     if value.is_empty() {
         "-".into()
     } else {
@@ -383,83 +380,6 @@ pub fn key_details(key: &Key) -> String {
         &rows,
         false,
     )
-}
-
-/// `RATE_LIMIT_EXCEEDED=2 QUOTA_EXCEEDED=1`, or `-` when nothing was denied.
-fn denials(denied: &BTreeMap<String, u64>) -> String {
-    if denied.is_empty() {
-        return "-".into();
-    }
-    denied
-        .iter()
-        .map(|(code, count)| format!("{code}={count}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn usage_row(label: String, counts: &UsageCounts) -> Vec<String> {
-    vec![
-        label,
-        counts.allowed.to_string(),
-        counts.total.to_string(),
-        denials(&counts.denied),
-    ]
-}
-
-/// A usage report: one row per bucket and a total row, between a line naming the key and one
-/// naming the range (together they would not fit one line).
-pub fn usage_table(report: &UsageReport) -> String {
-    let heading = format!(
-        "Usage of {} by {}",
-        text(&report.key_id),
-        text(report.granularity.as_str())
-    );
-    usage_buckets(
-        heading,
-        &report.from,
-        &report.to,
-        &report.buckets,
-        &report.totals,
-    )
-}
-
-/// A team's (or every key's) usage, laid out as [`usage_table`].
-pub fn team_usage_table(report: &TeamUsageReport) -> String {
-    let whose = report.team.as_deref().map_or_else(
-        || "every key".to_string(),
-        |team| format!("team {}", text(team)),
-    );
-    let heading = format!("Usage of {whose} by {}", text(report.granularity.as_str()));
-    usage_buckets(
-        heading,
-        &report.from,
-        &report.to,
-        &report.buckets,
-        &report.totals,
-    )
-}
-
-fn usage_buckets(
-    heading: String,
-    from: &str,
-    to: &str,
-    buckets: &[UsageBucket],
-    totals: &UsageCounts,
-) -> String {
-    let range = format!("Range: {} to {}", text(from), text(to));
-    let rows: Vec<Vec<String>> = buckets
-        .iter()
-        .map(|bucket| usage_row(text(&bucket.start), &bucket.counts))
-        .chain(std::iter::once(usage_row("TOTAL".into(), totals)))
-        .collect();
-    let columns = [
-        column("START", Fit::Keep),
-        column("ALLOWED", Fit::Keep),
-        column("TOTAL", Fit::Keep),
-        column("DENIED", Fit::Wrap),
-    ];
-    let table = render(&columns, &rows, true);
-    format!("{heading}\n{table}\n{range}")
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
 use super::*;
+use crate::cli::client::answers::UsageReport;
+use crate::cli::client::usage::usage_table;
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {
