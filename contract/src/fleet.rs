@@ -69,6 +69,13 @@ pub struct FleetSyncReply {
     pub keys: Vec<KeyCounts>,
 }
 
+/// [`key_tag`] from the 64 hex digits a key's hash is stored as (`key_hash::hash_key`):
+/// `None` for anything else.
+pub fn key_tag_of_hash(hash: &str) -> Option<String> {
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hash[..32].to_ascii_lowercase())
+}
+
 /// The name a key is counted under fleet-wide: 32 lowercase hex digits.
 pub fn key_tag(digest: &Digest) -> String {
     let mut tag = String::with_capacity(32);
@@ -138,6 +145,14 @@ pub fn validate_counts(field: &str, key: &KeyCounts) -> Result<(), FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tag_from_a_stored_hash_is_the_tag_of_the_digest() {
+        let digest = crate::key_hash::digest_key("pk_live_abc");
+        let stored = crate::key_hash::hash_key("pk_live_abc");
+        assert_eq!(key_tag_of_hash(&stored), Some(key_tag(&digest)));
+        assert_eq!(key_tag_of_hash("abc"), None);
+    }
 
     fn post(keys: Vec<KeyCounts>) -> FleetSyncPost {
         FleetSyncPost {

@@ -2,6 +2,7 @@
 percentiles and routes in the usage reads (merged across proxies and hours), a key's events
 (newest first, filtered, team-confined), and reports of older filters still counted."""
 
+import hashlib
 import json
 import time
 from datetime import timedelta
@@ -163,3 +164,34 @@ def test_cli_shows_failures_p95_routes_and_events(api, service, team):
     assert json.loads(as_json.stdout)["events"][0]["request_id"] == "cli-1"
     refused = cli(service, "events", key["id"], "--outcome", "4xx")
     assert refused.returncode != 0 and "outcome" in refused.stderr
+
+
+def test_headroom_reads_the_fleet_counts_and_the_quota_use(api, team):
+    key = api.create(team=team, plan="free", limits={"per_minute": 60, "per_hour": 500})
+    key_tag = hashlib.sha256(key["key"].encode()).hexdigest()[:32]
+    now_ms = int(time.time() * 1000)
+    minute, hour = now_ms // 2_000, now_ms // 120_000
+    for proxy, count in (("edge-a", 5), ("edge-b", 7)):
+        body = {"proxy_id": proxy, "bucket_ms": [2_000, 120_000, 3_600_000],
+                "window_ms": [60_000, 3_600_000, 86_400_000],
+                "keys": [{"key": key_tag, "limits": [60, 500, None],
+                          "counts": [[[minute, count]], [[hour, count]], []]}]}
+        assert api.request("POST", "/v1/ratelimits/sync", token="sync", json=body).status_code == 200
+    accepted(api, [report(key["id"], allowed=230)])
+    answer = api.request("GET", f"/v1/keys/{key['id']}/limits")
+    assert answer.status_code == 200, answer.text
+    read = answer.json()
+    by_name = {entry["name"]: entry for entry in read["limits"]}
+    assert list(by_name) == ["per_minute", "per_hour", "per_day", "quota_day"], read
+    per_minute = by_name["per_minute"]
+    assert (per_minute["limit"], per_minute["used"], per_minute["remaining"]) == (60, 12, 48)
+    assert per_minute["source"] == "fleet" and per_minute["resets_at"] is not None
+    assert by_name["per_hour"]["used"] == 12
+    quota = by_name["quota_day"]
+    assert (quota["used"], quota["remaining"], quota["source"]) == (230, 770, "usage")
+    assert quota["resets_at"].endswith("T00:00:00Z")
+    assert read["concurrent"] is None and read["quota_exceeded_until"] is None
+    fresh = api.create(team=team, plan="free")
+    untouched = {e["name"]: e for e in api.request("GET", f"/v1/keys/{fresh['id']}/limits").json()["limits"]}
+    assert untouched["per_minute"]["used"] == 0 and untouched["per_minute"]["resets_at"] is None
+    assert api.request("GET", "/v1/keys/key_never_issued/limits").status_code == 404

@@ -8,18 +8,23 @@ use crate::api::auth::SyncAuth;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, QueryParams, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
+use crate::app::error::LifecycleError;
 use crate::app::usage;
 use crate::app::usage_queue::GroupFailure;
 use crate::domain::clock;
 use crate::domain::events::{self, EventQuery};
+use crate::domain::headroom;
+use crate::domain::plans::{effective_limits, effective_quotas};
+use crate::domain::quota::mark_in_force;
 use crate::domain::tokens::Role;
 use crate::domain::usage_range::{self, UsageQuery};
 use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::{self, UsageRequest};
-use crate::wire::views::{EventView, KeyEvents, KeyUsage, TeamUsage};
+use crate::wire::views::{EventView, KeyEvents, KeyLimits, KeyUsage, TeamUsage};
 use axum::extract::State;
 use axum::routing::get;
 use axum::Json;
+use keygate_contract::fleet::key_tag_of_hash;
 use serde::{Deserialize, Serialize};
 
 /// The routes of this resource: each with its access rule and its handler, declared once.
@@ -35,6 +40,10 @@ pub const ROUTES: &[AdminRoute] = &[
     AdminRoute {
         rule: rule("GET", "/v1/keys/{id}/events", Role::Viewer, 200),
         handler: || get(key_events),
+    },
+    AdminRoute {
+        rule: rule("GET", "/v1/keys/{id}/limits", Role::Viewer, 200),
+        handler: || get(key_limits),
     },
 ];
 
@@ -111,6 +120,40 @@ pub async fn key_events(
     Ok(Json(KeyEvents {
         key_id: id,
         events: found.into_iter().map(EventView::from).collect(),
+    }))
+}
+
+/// Headroom: every limit of the key in force and what is used of it now, across the fleet.
+pub async fn key_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<Json<KeyLimits>, ApiError> {
+    let now = clock::now();
+    let key_id = id.clone();
+    let fleet = state.fleet.clone();
+    let (key, limits) = state
+        .blocking(move |store| {
+            let (key, quota_use) = usage::key_with_quota_use(store, &caller.actor, &key_id, now)?;
+            let buckets = match key_tag_of_hash(&key.hash) {
+                Some(tag) => fleet.buckets_of(store, &tag)?,
+                None => Vec::new(),
+            };
+            let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+            let windows = headroom::window_use(&buckets, now_ms);
+            let enforced = effective_limits(&key.plan_limits, &key.limits);
+            let quotas = effective_quotas(&key.plan_limits, &key.limits);
+            let limits = headroom::limits_in_force(&enforced, quotas, quota_use, windows, now);
+            Ok::<_, LifecycleError>((key, limits))
+        })
+        .await?;
+    let enforced = effective_limits(&key.plan_limits, &key.limits);
+    Ok(Json(KeyLimits {
+        key_id: id,
+        at: clock::format(now),
+        limits,
+        concurrent: enforced.concurrent,
+        quota_exceeded_until: mark_in_force(key.quota_exceeded_until, now).map(clock::format),
     }))
 }
 

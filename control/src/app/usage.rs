@@ -6,6 +6,8 @@ use crate::app::keys::find_visible;
 use crate::app::quota;
 use crate::domain::audit::Actor;
 use crate::domain::events::EventRange;
+use crate::domain::keys::StoredKey;
+use crate::domain::quota::{self as periods, QuotaUsage};
 use crate::domain::usage_range::HourCount;
 use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::{KeyEvent, UsageBatch};
@@ -104,6 +106,23 @@ pub fn key_events(
     store.read(|tx| {
         find_visible(tx, actor, key_id)?;
         Ok(events::for_key(tx, key_id, range)?)
+    })
+}
+
+/// Key `key_id` (if `actor` may see it) with its allowed requests this UTC day and month.
+pub fn key_with_quota_use(
+    store: &Store,
+    actor: &Actor,
+    key_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(StoredKey, QuotaUsage), LifecycleError> {
+    store.read(|tx| {
+        let key = find_visible(tx, actor, key_id)?;
+        let today = (periods::day_start(now), periods::next_day_start(now));
+        let this_month = (periods::month_start(now), periods::next_month_start(now));
+        let sums = usage::allowed_sums(tx, &[key_id], [today, this_month])?;
+        let [today, this_month] = sums.get(key_id).copied().unwrap_or_default();
+        Ok((key, QuotaUsage { today, this_month }))
     })
 }
 

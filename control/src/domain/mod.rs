@@ -5,6 +5,7 @@ pub mod audit;
 pub mod clock;
 pub mod cursor;
 pub mod events;
+pub mod headroom;
 pub mod keys;
 pub mod patch;
 pub mod plans;

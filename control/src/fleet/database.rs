@@ -58,6 +58,28 @@ struct Limits {
     sole_proxy: Option<String>,
 }
 
+/// Key `tag`'s buckets with the fleet's count in each (the headroom read).
+pub fn buckets_of(store: &Store, tag: &str) -> Result<Vec<(usize, u64, u64, u64)>> {
+    store.read(|tx| {
+        tx.query_map(
+            "SELECT win, bucket_ms, bucket, CAST(SUM(count) AS BIGINT) FROM fleet_counts
+             WHERE key_tag = ?1 GROUP BY win, bucket_ms, bucket",
+            [tag],
+            |row| {
+                let [window, width, bucket, count]: [i64; 4] =
+                    [row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?];
+                let unsigned = |value: i64| u64::try_from(value).unwrap_or(0);
+                Ok((
+                    unsigned(window) as usize,
+                    unsigned(width),
+                    unsigned(bucket),
+                    unsigned(count),
+                ))
+            },
+        )
+    })
+}
+
 impl Database {
     /// Counts a validated `post` received at `now_ms` and answers it.
     pub fn sync(&self, store: &Store, post: &FleetSyncPost, now_ms: u64) -> Result<FleetSyncReply> {

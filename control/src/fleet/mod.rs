@@ -83,6 +83,22 @@ impl FleetCounts {
         }
     }
 
+    /// The buckets counted for key `tag` (`keygate_contract::fleet::key_tag`) with the fleet's
+    /// count in each, for the headroom read. A replica sees the fleet's totals of keys it
+    /// publishes through Redis (every key near a limit) and its own Envoys' counts of others.
+    pub fn buckets_of(
+        &self,
+        store: &Store,
+        tag: &str,
+    ) -> Result<Vec<(usize, u64, u64, u64)>, Error> {
+        match self {
+            FleetCounts::Database(_) => database::buckets_of(store, tag),
+            held => Ok(held
+                .with_memory(|counts| counts.buckets_of(tag))
+                .unwrap_or_default()),
+        }
+    }
+
     /// Counts a validated `post` received at `now_ms` (Unix ms) and answers it.
     pub fn sync(
         &self,

@@ -3,6 +3,7 @@
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::clock;
+use crate::domain::headroom::LimitUse;
 use crate::domain::keys::MintedKey;
 use crate::domain::keys::StoredKey;
 use crate::domain::plans::PlanDefinition;
@@ -219,4 +220,19 @@ impl From<KeyEvent> for EventView {
             proxy_id: event.proxy_id,
         }
     }
+}
+
+/// `GET /v1/keys/{id}/limits`: headroom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    pub key_id: String,
+    /// The instant the use was read at.
+    pub at: String,
+    /// Each limit in force, the rate windows first: `per_minute`, `per_hour`, `per_day`
+    /// (sliding, from the fleet counts), `quota_day`, `quota_month` (UTC periods).
+    pub limits: Vec<LimitUse>,
+    /// Requests in flight at once per Envoy, if limited (each Envoy counts its own).
+    pub concurrent: Option<u64>,
+    /// Until when the key is over a quota (the proxies answer 429 QUOTA_EXCEEDED).
+    pub quota_exceeded_until: Option<String>,
 }

@@ -452,6 +452,22 @@ impl Counts {
         });
     }
 
+    /// Every bucket held for key `tag` with the fleet's count in it (`domain::headroom`).
+    pub fn buckets_of(&self, tag: &str) -> Vec<(usize, u64, u64, u64)> {
+        let Some(key) = self.keys.get(tag) else {
+            return Vec::new();
+        };
+        key.windows
+            .iter()
+            .enumerate()
+            .flat_map(|(window, buckets)| {
+                buckets.iter().map(move |(&(width, bucket), held)| {
+                    (window, width, bucket, held.fleet_total())
+                })
+            })
+            .collect()
+    }
+
     /// Whether any bucket held here counts `proxy_id`.
     pub fn knows_proxy(&self, proxy_id: &str) -> bool {
         self.proxy_names.contains(proxy_id)
