@@ -169,6 +169,19 @@ impl<H: Host> RequestFilter<H> {
         )
     }
 
+    /// The client's address in the log phase: the peer, and only when trusted hops ask for it
+    /// the forwarded-for header (read, with the rest of the map, as the decision reads it).
+    fn client_ip_on_log(&self) -> Option<std::net::IpAddr> {
+        if self.worker.config.xff_trusted_hops == 0 {
+            return self
+                .host
+                .property(&["source", "address"])
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .and_then(|text| net::parse_address(&text));
+        }
+        self.client_ip(&self.host.request_headers())
+    }
+
     /// Counts a denial of a known key (with an event, while the key's events have room).
     fn count_denial(
         &self,
@@ -181,8 +194,11 @@ impl<H: Host> RequestFilter<H> {
     ) {
         let mut tally = self.worker.tally.borrow_mut();
         tally.record(key_id, facts.now, facts.route, Some(denial.code));
+        let client_ip = facts.client_ip.or_else(|| self.client_ip(headers));
+        if let Some(ip) = client_ip {
+            tally.saw(key_id, facts.now, ip);
+        }
         if tally.wants_event(key_id, facts.now) {
-            let client_ip = facts.client_ip.or_else(|| self.client_ip(headers));
             let event = EventFacts {
                 method: facts.method,
                 path: facts.path,
@@ -497,8 +513,12 @@ impl<H: Host> RequestFilter<H> {
         let flags = outcome::property_int(self.host.property(&["response", "flags"]).as_deref());
         let class = outcome::class_index(status, flags.unwrap_or(0));
         let started = (started_ms / 1000) as i64;
+        let client_ip = self.client_ip_on_log();
         let mut tally = self.worker.tally.borrow_mut();
         tally.finish(key_id, started, class, now_ms.saturating_sub(started_ms));
+        if let Some(ip) = client_ip {
+            tally.saw(key_id, started, ip);
+        }
         if outcome::is_failure(class) && tally.wants_event(key_id, started) {
             let headers = self.host.request_headers();
             let text = |name| headers.get(name).and_then(|v| std::str::from_utf8(v).ok());
@@ -506,7 +526,7 @@ impl<H: Host> RequestFilter<H> {
                 method: text(":method").unwrap_or(""),
                 path: text(":path").unwrap_or("/"),
                 request_id: headers.get("x-request-id").and_then(printable),
-                client_ip: self.client_ip(&headers),
+                client_ip,
             };
             let status = status.and_then(|s| u32::try_from(s).ok()).unwrap_or(0);
             let outcome = UPSTREAM_CLASSES.get(class).copied().unwrap_or("none");

@@ -166,6 +166,11 @@ fn upstream_classes_durations_routes_and_events_are_tallied() {
     let max = keygate_contract::latency::quantile(&valid.latency_buckets, 1.0).unwrap();
     assert_eq!(p50, 21.0, "20 ms is in the bucket [20, 22)");
     assert!((max - 300.0).abs() <= 300.0 / 16.0, "{max}");
+    assert_eq!(valid.top_ips, BTreeMap::from([("192.0.2.7".into(), 3)]));
+    assert_eq!(
+        keygate_contract::ip_sketch::estimate(valid.ip_sketch.clone()),
+        1
+    );
     assert_eq!(valid.routes["other"].allowed, 2);
     assert_eq!(valid.routes["submit_job"].allowed, 1);
     let outcomes: Vec<(&str, u32, &str)> = valid
@@ -196,6 +201,10 @@ fn upstream_classes_durations_routes_and_events_are_tallied() {
         ("API_KEY_INACTIVE", 401, Some("req-401"))
     );
     assert_eq!(denial.client_ip.as_deref(), Some("192.0.2.7"));
+    assert_eq!(
+        inactive.top_ips["192.0.2.7"], 1,
+        "denials count their address too"
+    );
     assert!(inactive.upstream.is_empty() && inactive.latency_buckets.is_empty());
 }
 

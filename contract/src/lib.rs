@@ -9,6 +9,7 @@
 //!   bad records quarantined one by one.
 //! - `usage`: the usage report messages (`POST /v1/usage`), read tolerantly; `latency`: the
 //!   duration histogram they carry.
+//! - `ip_sketch`: distinct client addresses per key and hour, as a mergeable sketch.
 //! - `fleet`: the fleet-wide rate-limit sync messages (`POST /v1/ratelimits/sync`).
 //! - `snapshot`: the snapshot page messages in JSON; `compact`: the same in the compact binary
 //!   encoding; `page`: a page as the filter reads it in either; `timefmt`: the instants they
@@ -30,6 +31,7 @@
 pub mod compact;
 pub mod fields;
 pub mod fleet;
+pub mod ip_sketch;
 pub mod key_hash;
 pub mod latency;
 pub mod page;

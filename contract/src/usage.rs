@@ -43,6 +43,13 @@ pub struct UsageReport {
     /// Events left out of `events` (they still count in the numbers above).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub events_dropped: u64,
+    /// The client addresses seen, as the non-zero registers of a [`crate::ip_sketch`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ip_sketch: BTreeMap<u8, u8>,
+    /// The most frequent client addresses and their requests (at most [`MAX_TOP_IPS`]; counts
+    /// are lower bounds when more addresses were seen).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub top_ips: BTreeMap<String, u64>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -101,6 +108,18 @@ impl UsageReport {
             route.allowed = route.allowed.saturating_add(counts.allowed);
             add_counts(&mut route.denied, counts.denied);
         }
+        for (register, value) in other.ip_sketch {
+            let held = self.ip_sketch.entry(register).or_default();
+            *held = (*held).max(value);
+        }
+        add_counts(&mut self.top_ips, other.top_ips);
+        if self.top_ips.len() > MAX_TOP_IPS {
+            let mut ranked: Vec<(String, u64)> =
+                std::mem::take(&mut self.top_ips).into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            ranked.truncate(MAX_TOP_IPS);
+            self.top_ips = ranked.into_iter().collect();
+        }
         self.events_dropped = self.events_dropped.saturating_add(other.events_dropped);
         for event in other.events {
             if self.events.len() < MAX_EVENTS_PER_REPORT {
@@ -129,6 +148,8 @@ pub const OTHER_ROUTE: &str = "other";
 pub const UNSCOPED_ROUTE: &str = "unscoped";
 /// Route names one report may carry; more are counted under [`OTHER_ROUTE`].
 pub const MAX_ROUTES_PER_REPORT: usize = 64;
+/// Client addresses one report names with their counts.
+pub const MAX_TOP_IPS: usize = 5;
 /// Events one report (one key, one hour, one post) carries at most.
 pub const MAX_EVENTS_PER_REPORT: usize = 20;
 /// An event's path is cut to this many bytes (at a character boundary).

@@ -7,8 +7,11 @@ use std::rc::Rc;
 use crate::policy::decision::DenyCode;
 use crate::policy::routes::RouteTable;
 use crate::sync::batch::{UsageBatch, UsageReport};
-use keygate_contract::latency;
-use keygate_contract::usage::{RouteCounts, UsageEvent, MAX_EVENTS_PER_REPORT, UPSTREAM_CLASSES};
+use keygate_contract::usage::{
+    RouteCounts, UsageEvent, MAX_EVENTS_PER_REPORT, MAX_TOP_IPS, UPSTREAM_CLASSES,
+};
+use keygate_contract::{ip_sketch, latency};
+use std::net::IpAddr;
 
 /// A route's requests with one outcome: (route index + 1, 0 for none; outcome: 0 allowed,
 /// else 1 + the denial code's index; count).
@@ -26,6 +29,10 @@ struct HourCounts {
     routes: Vec<RouteCount>,
     events: Vec<UsageEvent>,
     events_dropped: u64,
+    /// Client addresses: a sparse `ip_sketch`, and the most frequent few (Misra-Gries: an
+    /// address not held takes a free place, or every held count drops by one).
+    ip_sketch: Vec<(u8, u8)>,
+    top_ips: Vec<(IpAddr, u64)>,
 }
 
 #[derive(Debug)]
@@ -117,6 +124,12 @@ impl HourCounts {
             routes: by_route,
             events: self.events,
             events_dropped: self.events_dropped,
+            ip_sketch: self.ip_sketch.into_iter().collect(),
+            top_ips: self
+                .top_ips
+                .into_iter()
+                .map(|(ip, count)| (ip.to_string(), count))
+                .collect(),
         }
     }
 }
@@ -188,6 +201,23 @@ impl Tally {
         match counts.latency.iter_mut().find(|(b, _)| *b == bucket) {
             Some((_, count)) => *count += 1,
             None => counts.latency.push((bucket, 1)),
+        }
+    }
+
+    /// Notes that a request of `key_id` at `now` came from `ip` (distinct addresses, top few).
+    pub fn saw(&mut self, key_id: &str, now: i64, ip: IpAddr) {
+        let Some((_, counts)) = self.hour(key_id, now) else {
+            return;
+        };
+        let ip = keygate_contract::fields::canonical_ip(ip);
+        ip_sketch::raise(&mut counts.ip_sketch, ip_sketch::register_of(ip));
+        if let Some((_, count)) = counts.top_ips.iter_mut().find(|(held, _)| *held == ip) {
+            *count += 1;
+        } else if counts.top_ips.len() < MAX_TOP_IPS {
+            counts.top_ips.push((ip, 1));
+        } else {
+            counts.top_ips.iter_mut().for_each(|(_, count)| *count -= 1);
+            counts.top_ips.retain(|(_, count)| *count > 0);
         }
     }
 

@@ -267,10 +267,10 @@ def test_cli_usage_table_and_json(service, api, team):
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].startswith(f"Usage of {key['id']} by day")
-    assert lines[1].split() == ["START", "ALLOWED", "TOTAL", "DENIED"]
-    assert lines[2].split() == ["2025-04-01T00:00:00Z", "8", "10", "RATE_LIMIT_EXCEEDED=2"]
-    assert lines[3].split() == ["2025-04-02T00:00:00Z", "1", "1", "-"]
-    assert lines[4].split() == ["TOTAL", "9", "11", "RATE_LIMIT_EXCEEDED=2"]
+    assert lines[1].split() == ["START", "ALLOWED", "TOTAL", "FAILED", "P95", "MS", "DENIED"]
+    assert lines[2].split() == ["2025-04-01T00:00:00Z", "8", "10", "0", "-", "RATE_LIMIT_EXCEEDED=2"]
+    assert lines[3].split() == ["2025-04-02T00:00:00Z", "1", "1", "0", "-", "-"]
+    assert lines[4].split() == ["TOTAL", "9", "11", "0", "-", "RATE_LIMIT_EXCEEDED=2"]
     as_json = cli(service, "usage", key["id"], *window, "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout) == usage(api, key["id"], **{"from": window[1], "to": window[3]})

@@ -11,9 +11,24 @@ from keygate_testkit.control import keys_cli as cli
 from keygate_testkit.api import accepted, call, current_hour, error_of, iso, make_token, post_usage, report
 
 # contract/src/latency.rs: 0-15 ms one bucket each; then 8 per doubling.
+MASK = (1 << 64) - 1
 BUCKET_10_MS = 10
 BUCKET_300_MS = 16 + (8 - 4) * 8 + 1  # 300 ms lies in [288, 320): middle 304
 BUCKET_1_S = 16 + (9 - 4) * 8 + 7  # 1000 ms lies in [960, 1024): middle 992
+
+
+def ip_register(n):
+    """contract/src/ip_sketch.rs's register and value of IPv4 address `n` (FNV-1a, fmix64)."""
+    state = 0xcbf29ce484222325
+    for byte in n.to_bytes(4, "big"):
+        state = ((state ^ byte) * 0x100000001b3) & MASK
+    state ^= state >> 33
+    state = (state * 0xff51afd7ed558ccd) & MASK
+    state ^= state >> 33
+    state = (state * 0xc4ceb9fe1a85ec53) & MASK
+    state ^= state >> 33
+    rest = ((state << 8) & MASK) | 0x80
+    return state >> 56, 64 - rest.bit_length() + 1
 
 
 def detailed(key_id, hour=None, **fields):
@@ -195,3 +210,34 @@ def test_headroom_reads_the_fleet_counts_and_the_quota_use(api, team):
     untouched = {e["name"]: e for e in api.request("GET", f"/v1/keys/{fresh['id']}/limits").json()["limits"]}
     assert untouched["per_minute"]["used"] == 0 and untouched["per_minute"]["resets_at"] is None
     assert api.request("GET", "/v1/keys/key_never_issued/limits").status_code == 404
+
+
+def test_client_addresses_are_estimated_listed_and_a_burst_flagged(api, team):
+    key = api.create(team=team)
+    hour = current_hour()
+
+    def sketch(count, offset):
+        # contract/src/ip_sketch.rs, as the filter computes it.
+        registers = {}
+        for n in range(count):
+            register, value = ip_register(offset + n)
+            registers[str(register)] = max(registers.get(str(register), 0), value)
+        return registers
+
+    for back in range(4, 0, -1):
+        accepted(api, [detailed(key["id"], iso(hour - timedelta(hours=back)), allowed=10,
+                                ip_sketch=sketch(10, back * 1000), top_ips={f"10.0.{back}.1": 4})])
+    accepted(api, [detailed(key["id"], allowed=500, ip_sketch=sketch(300, 50_000),
+                            top_ips={"203.0.113.9": 90, "::ffff:203.0.113.10": 40, "not-an-ip": 7})],
+             proxy_id="proxy-a")
+    accepted(api, [detailed(key["id"], allowed=100, ip_sketch=sketch(300, 50_000),
+                            top_ips={"203.0.113.9": 10})], proxy_id="proxy-b")
+    read = usage(api, key["id"], **{"from": iso(hour - timedelta(hours=5))})
+    per_hour = [bucket["client_ips"] for bucket in read["buckets"]]
+    # Ten addresses: linear counting over 256 registers is off by a collision or two.
+    assert all(abs(ips["distinct"] - 10) <= 2 and not ips["unusual"] for ips in per_hour[:4]), per_hour
+    burst = per_hour[4]
+    assert burst["unusual"] and abs(burst["distinct"] - 300) <= 39, burst
+    assert burst["top"][:2] == [{"ip": "203.0.113.9", "requests": 100}, {"ip": "203.0.113.10", "requests": 40}]
+    assert read["totals"]["client_ips"]["unusual"] is True
+    assert abs(read["totals"]["client_ips"]["distinct"] - 340) <= 45

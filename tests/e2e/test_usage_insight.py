@@ -82,6 +82,9 @@ def test_latency_errors_routes_and_events_through_envoy(proxy, control):
     assert routes["job-submit"] == {"allowed": 0, "denied": {"OPERATION_NOT_ALLOWED": 1}, "total": 1}
     assert routes["other"]["allowed"] == 1
     assert routes["list_models"]["allowed"] == totals["allowed"] - 13
+    addresses = totals["client_ips"]
+    assert addresses["distinct"] == 1 and addresses["top"][0]["ip"] == "127.0.0.1"
+    assert addresses["top"][0]["requests"] >= totals["total"] - 5, addresses
 
     listed = control.admin("GET", f"/v1/keys/{key_id}/events").json()["events"]
     by_request = {event["request_id"]: event for event in listed}

@@ -91,10 +91,10 @@ pub async fn key_usage(
     let range = usage_range::validate(&query, clock::now())?;
     let (first_hour, end) = range.hour_starts();
     let key_id = id.clone();
-    let rows = state
+    let (rows, sketches) = state
         .blocking(move |store| usage::key_hours(store, &caller.actor, &key_id, first_hour, end))
         .await?;
-    let summary = usage_range::summarize(&rows, range.granularity);
+    let summary = usage_range::summarize(&rows, &sketches, range.granularity);
     Ok(Json(KeyUsage {
         key_id: id,
         granularity: range.granularity,
@@ -197,10 +197,10 @@ pub async fn team_usage(
     )?;
     let (first_hour, end) = range.hour_starts();
     let asked = team.clone();
-    let rows = state
+    let (rows, sketches) = state
         .blocking(move |store| usage::team_hours(store, asked.as_deref(), first_hour, end))
         .await?;
-    let summary = usage_range::summarize(&rows, range.granularity);
+    let summary = usage_range::summarize(&rows, &sketches, range.granularity);
     Ok(Json(TeamUsage {
         team,
         granularity: range.granularity,

@@ -8,11 +8,12 @@ use crate::domain::audit::Actor;
 use crate::domain::events::EventRange;
 use crate::domain::keys::StoredKey;
 use crate::domain::quota::{self as periods, QuotaUsage};
-use crate::domain::usage_range::HourCount;
+use crate::domain::usage_range::{HourCount, SketchRow};
 use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::{KeyEvent, UsageBatch};
 use crate::store::db::Store;
 use crate::store::events;
+use crate::store::ip_sketch;
 use crate::store::sql::Error;
 use crate::store::usage::{
     self, count_reports, earlier_outcome, forget_old_batches, remember_batch, Pruned,
@@ -79,10 +80,13 @@ pub fn key_hours(
     key_id: &str,
     from: i64,
     to: i64,
-) -> Result<Vec<HourCount>, LifecycleError> {
+) -> Result<(Vec<HourCount>, Vec<SketchRow>), LifecycleError> {
     store.read(|tx| {
         find_visible(tx, actor, key_id)?;
-        Ok(usage::hours(tx, key_id, from, to)?)
+        Ok((
+            usage::hours(tx, key_id, from, to)?,
+            ip_sketch::for_key(tx, key_id, from, to)?,
+        ))
     })
 }
 
@@ -92,8 +96,13 @@ pub fn team_hours(
     team: Option<&str>,
     from: i64,
     to: i64,
-) -> Result<Vec<HourCount>, Error> {
-    store.read(|tx| usage::team_hours(tx, team, from, to))
+) -> Result<(Vec<HourCount>, Vec<SketchRow>), Error> {
+    store.read(|tx| {
+        Ok((
+            usage::team_hours(tx, team, from, to)?,
+            ip_sketch::for_team(tx, team, from, to)?,
+        ))
+    })
 }
 
 /// The newest events of key `key_id` that `range` asks for, if `actor` may see the key.

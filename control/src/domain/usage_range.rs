@@ -4,9 +4,9 @@
 use crate::domain::clock;
 use crate::domain::usage_report::StoredCode;
 use chrono::{DateTime, Duration, Utc};
-use keygate_contract::latency;
 use keygate_contract::usage::UPSTREAM_CLASSES;
 use keygate_contract::FieldError;
+use keygate_contract::{ip_sketch, latency};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -100,10 +100,47 @@ pub struct Counts {
     /// Events proxies left out of their reports (still counted above).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub events_dropped: u64,
+    /// Distinct client addresses (estimated) and the most frequent ones; absent when no proxy
+    /// reported addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ips: Option<ClientIps>,
     /// The merged duration histogram the percentiles are read from.
     #[serde(skip)]
     pub(crate) latency_buckets: BTreeMap<usize, u64>,
+    /// The merged address sketch and the top addresses' requests.
+    #[serde(skip)]
+    pub(crate) ip_registers: BTreeMap<u8, u8>,
+    #[serde(skip)]
+    pub(crate) top_ips: BTreeMap<String, u64>,
 }
+
+/// Client addresses of a bucket: how many distinct (HyperLogLog: ±13 % for 95 % of
+/// estimates), the most frequent (requests are lower bounds), and whether the bucket saw many
+/// more than the key's recent normal (see [`flag_unusual`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientIps {
+    pub distinct: u64,
+    pub top: Vec<IpCount>,
+    pub unusual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpCount {
+    pub ip: String,
+    pub requests: u64,
+}
+
+/// Addresses listed per bucket.
+const TOP_IPS_SHOWN: usize = 5;
+/// A bucket is unusual with more distinct addresses than this many times the median of the
+/// earlier buckets of the read (at least [`BASELINE_BUCKETS`] of them), and more than
+/// [`UNUSUAL_MIN_IPS`].
+const UNUSUAL_FACTOR: u64 = 4;
+const BASELINE_BUCKETS: usize = 3;
+const UNUSUAL_MIN_IPS: u64 = 20;
+
+/// One stored sketch register: hour, register, value (merged by maximum).
+pub type SketchRow = (i64, u8, u8);
 
 fn is_zero(value: &u64) -> bool {
     *value == 0
@@ -156,12 +193,38 @@ impl Counts {
                 add_to(&mut route.total, count);
             }
             Some(StoredCode::EventsDropped) => add_to(&mut self.events_dropped, count),
+            Some(StoredCode::ClientIp(ip)) => {
+                add_to(self.top_ips.entry(ip.to_string()).or_default(), count)
+            }
             None => {}
         }
     }
 
+    fn add_register(&mut self, register: u8, value: u8) {
+        let held = self.ip_registers.entry(register).or_default();
+        *held = (*held).max(value);
+    }
+
     /// Reads the percentiles from the merged histogram and lists every upstream class.
     fn finish(mut self) -> Counts {
+        if !self.ip_registers.is_empty() || !self.top_ips.is_empty() {
+            let mut top: Vec<IpCount> = self
+                .top_ips
+                .iter()
+                .map(|(ip, requests)| IpCount {
+                    ip: ip.clone(),
+                    requests: *requests,
+                })
+                .collect();
+            top.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.ip.cmp(&b.ip)));
+            top.truncate(TOP_IPS_SHOWN);
+            let distinct = ip_sketch::estimate(self.ip_registers.iter().map(|(r, v)| (*r, *v)));
+            self.client_ips = Some(ClientIps {
+                distinct: distinct.max(top.len() as u64),
+                top,
+                unusual: false,
+            });
+        }
         for class in UPSTREAM_CLASSES {
             self.upstream.entry(class.to_string()).or_default();
         }
@@ -236,18 +299,41 @@ fn instant(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, Fie
     .transpose()
 }
 
-/// Sums `rows` (ordered by hour) into buckets of `granularity`.
-pub fn summarize(rows: &[HourCount], granularity: Granularity) -> UsageSummary {
+/// Sums `rows` (ordered by hour) into buckets of `granularity`, with the address sketches of
+/// the same hours merged into them.
+pub fn summarize(
+    rows: &[HourCount],
+    sketches: &[SketchRow],
+    granularity: Granularity,
+) -> UsageSummary {
+    let width = granularity.seconds();
+    let mut registers: BTreeMap<i64, Vec<(u8, u8)>> = BTreeMap::new();
+    for &(hour, register, value) in sketches {
+        registers
+            .entry(hour - hour.rem_euclid(width))
+            .or_default()
+            .push((register, value));
+    }
     let mut summary = UsageSummary::default();
     let mut current: Option<(i64, Counts)> = None;
-    let width = granularity.seconds();
+    for held in registers.values() {
+        for &(register, value) in held {
+            summary.totals.add_register(register, value);
+        }
+    }
     for row in rows {
         let start = row.hour_start - row.hour_start.rem_euclid(width);
         if current.as_ref().is_some_and(|(open, _)| *open != start) {
             summary.buckets.extend(current.take().map(bucket));
         }
         current
-            .get_or_insert_with(|| (start, Counts::default()))
+            .get_or_insert_with(|| {
+                let mut counts = Counts::default();
+                for &(register, value) in registers.get(&start).into_iter().flatten() {
+                    counts.add_register(register, value);
+                }
+                (start, counts)
+            })
             .1
             .add(&row.code, row.count);
         summary.totals.add(&row.code, row.count);
@@ -255,7 +341,32 @@ pub fn summarize(rows: &[HourCount], granularity: Granularity) -> UsageSummary {
     summary.buckets.extend(current.map(bucket));
     summary.buckets.retain(|bucket| bucket.counts.total > 0);
     summary.totals = summary.totals.finish();
+    flag_unusual(&mut summary);
     summary
+}
+
+/// Flags the buckets seen from many more client addresses than the key's recent normal: more
+/// than `UNUSUAL_MIN_IPS` and `UNUSUAL_FACTOR` times the median of the earlier buckets of the
+/// read (once there are `BASELINE_BUCKETS` of them). The totals are unusual when a bucket is.
+pub fn flag_unusual(summary: &mut UsageSummary) {
+    let mut earlier: Vec<u64> = Vec::new();
+    let mut any = false;
+    for bucket in &mut summary.buckets {
+        let Some(ips) = bucket.counts.client_ips.as_mut() else {
+            continue;
+        };
+        if earlier.len() >= BASELINE_BUCKETS {
+            let mut sorted = earlier.clone();
+            sorted.sort_unstable();
+            let median = sorted[sorted.len() / 2];
+            ips.unusual = ips.distinct > UNUSUAL_MIN_IPS && ips.distinct > UNUSUAL_FACTOR * median;
+            any |= ips.unusual;
+        }
+        earlier.push(ips.distinct);
+    }
+    if let Some(ips) = summary.totals.client_ips.as_mut() {
+        ips.unusual = any;
+    }
 }
 
 fn bucket((start, counts): (i64, Counts)) -> Bucket {
@@ -266,181 +377,4 @@ fn bucket((start, counts): (i64, Counts)) -> Bucket {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        clock::parse(text).unwrap()
-    }
-
-    fn query(from: Option<&str>, to: Option<&str>, granularity: Option<&str>) -> UsageQuery {
-        UsageQuery {
-            from: from.map(Into::into),
-            to: to.map(Into::into),
-            granularity: granularity.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn defaults_to_the_last_day_by_hour() {
-        let now = at("2026-11-23T21:15:00Z");
-        let range = validate(&UsageQuery::default(), now).unwrap();
-        assert_eq!(
-            range,
-            UsageRange {
-                from: at("2026-11-22T21:15:00Z"),
-                to: now,
-                granularity: Granularity::Hour
-            }
-        );
-        assert_eq!(
-            range.hour_starts(),
-            (
-                at("2026-11-22T21:00:00Z").timestamp(),
-                at("2026-11-23T21:15:00Z").timestamp()
-            )
-        );
-        let only_to = validate(&query(None, Some("2026-01-02T00:00:00Z"), None), now).unwrap();
-        assert_eq!(only_to.from, at("2026-01-01T00:00:00Z"));
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let now = at("2026-11-23T21:15:00Z");
-        let cases = [
-            (query(Some("yesterday"), None, None), "from: \"yesterday\""),
-            (query(None, Some("2026-13-01T00:00:00Z"), None), "to: "),
-            (
-                query(
-                    Some("2026-11-23T00:00:00Z"),
-                    Some("2026-11-23T00:00:00Z"),
-                    None,
-                ),
-                "from: must be before to",
-            ),
-            (
-                query(Some("2026-11-24T00:00:00Z"), None, None),
-                "from: must be before to",
-            ),
-            (
-                query(
-                    Some("2025-11-22T00:00:00Z"),
-                    Some("2026-11-23T00:00:01Z"),
-                    None,
-                ),
-                "to: must be at most 366 days",
-            ),
-            (
-                query(None, None, Some("week")),
-                "granularity: must be hour or day",
-            ),
-        ];
-        for (query, expected) in cases {
-            let message = validate(&query, now).unwrap_err().to_string();
-            assert!(message.starts_with(expected), "{query:?} gave {message}");
-        }
-        let full_year = query(
-            Some("2024-01-01T00:00:00Z"),
-            Some("2025-01-01T00:00:00Z"),
-            None,
-        );
-        assert!(validate(&full_year, now).is_ok(), "366 days of a leap year");
-    }
-
-    fn row(hour: &str, code: &str, count: u64) -> HourCount {
-        HourCount {
-            hour_start: at(hour).timestamp(),
-            code: code.into(),
-            count,
-        }
-    }
-
-    #[test]
-    fn sums_hours_and_days() {
-        let rows = [
-            row("2026-11-22T23:00:00Z", "ALLOWED", 5),
-            row("2026-11-22T23:00:00Z", "RATE_LIMIT_EXCEEDED", 1),
-            row("2026-11-23T00:00:00Z", "ALLOWED", 3),
-            row("2026-11-23T05:00:00Z", "ALLOWED", 0),
-            row("2026-11-23T21:00:00Z", "ALLOWED", 8),
-            row("2026-11-23T21:00:00Z", "QUOTA_EXCEEDED", 2),
-        ];
-        let hourly = summarize(&rows, Granularity::Hour);
-        let starts: Vec<&str> = hourly.buckets.iter().map(|b| b.start.as_str()).collect();
-        assert_eq!(
-            starts,
-            [
-                "2026-11-22T23:00:00Z",
-                "2026-11-23T00:00:00Z",
-                "2026-11-23T21:00:00Z"
-            ]
-        );
-        assert_eq!(hourly.buckets[0].counts.total, 6);
-        assert_eq!(hourly.totals.allowed, 16);
-        assert_eq!(
-            hourly.totals.denied,
-            BTreeMap::from([
-                ("QUOTA_EXCEEDED".to_string(), 2),
-                ("RATE_LIMIT_EXCEEDED".to_string(), 1)
-            ])
-        );
-        assert_eq!(hourly.totals.total, 19);
-        let daily = summarize(&rows, Granularity::Day);
-        assert_eq!(daily.buckets.len(), 2);
-        assert_eq!(daily.buckets[0].start, "2026-11-22T00:00:00Z");
-        assert_eq!(daily.buckets[1].start, "2026-11-23T00:00:00Z");
-        assert_eq!(
-            (
-                daily.buckets[1].counts.allowed,
-                daily.buckets[1].counts.total
-            ),
-            (11, 13)
-        );
-        assert_eq!(daily.totals, hourly.totals);
-        let json = serde_json::to_value(&daily.buckets[0]).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"start": "2026-11-22T00:00:00Z", "allowed": 5,
-                "denied": {"RATE_LIMIT_EXCEEDED": 1}, "total": 6,
-                "upstream": {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "none": 0}, "routes": {}})
-        );
-        assert_eq!(summarize(&[], Granularity::Day).buckets, []);
-    }
-
-    #[test]
-    fn detail_sums_into_classes_percentiles_and_routes() {
-        let hour = "2026-11-23T21:00:00Z";
-        let ms = |value| format!("ms/{}", latency::bucket_of(value));
-        let rows = [
-            row(hour, "ALLOWED", 100),
-            row(hour, "QUOTA_EXCEEDED", 2),
-            row(hour, "up/2xx", 95),
-            row(hour, "up/5xx", 5),
-            row(hour, &ms(10), 90),
-            row(hour, &ms(300), 10),
-            row(hour, "route/jobs:write", 100),
-            row(hour, "route/jobs:write/QUOTA_EXCEEDED", 2),
-            row(hour, "ev/dropped", 3),
-            row(hour, "future/code", 7),
-        ];
-        let summary = summarize(&rows, Granularity::Hour);
-        let totals = &summary.totals;
-        assert_eq!(
-            (totals.allowed, totals.total),
-            (100, 102),
-            "detail is not counted twice"
-        );
-        assert_eq!(totals.upstream["5xx"], 5);
-        assert_eq!(totals.upstream["none"], 0);
-        let latency = totals.latency_ms.unwrap();
-        assert_eq!(latency.p50, 10.0);
-        assert!((latency.p95 - 300.0).abs() <= 300.0 / 16.0, "{latency:?}");
-        let route = &totals.routes["jobs:write"];
-        assert_eq!(
-            (route.allowed, route.denied["QUOTA_EXCEEDED"], route.total),
-            (100, 2, 102)
-        );
-        assert_eq!(totals.events_dropped, 3);
-        assert_eq!(summary.buckets[0].counts, summary.totals);
-    }
-}
+mod tests;

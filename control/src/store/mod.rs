@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod db;
 pub mod events;
+pub mod ip_sketch;
 pub mod keys;
 mod migrate;
 pub mod plans;

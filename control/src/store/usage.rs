@@ -5,6 +5,7 @@ use crate::domain::keys::StoredKey;
 use crate::domain::usage_range::HourCount;
 use crate::domain::usage_report::{BatchOutcome, KeyEvent, UsageBatch, ALLOWED_CODE};
 use crate::store::events as store_events;
+use crate::store::ip_sketch;
 use crate::store::keys;
 use crate::store::sql::{named_params, slots, Params, Result, Row, ToValue, Tx, LIST_CHUNK};
 use chrono::{DateTime, Duration, Utc};
@@ -54,6 +55,7 @@ pub fn count_reports(
         .collect();
     let mut newest_used: HashMap<i64, i64> = HashMap::new();
     let mut events: Vec<(&str, &KeyEvent)> = Vec::new();
+    let mut registers: BTreeMap<(&str, i64, u8), u8> = BTreeMap::new();
     let mut sums: BTreeMap<(&str, i64, &str), i64> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -74,6 +76,12 @@ pub fn count_reports(
                     .iter()
                     .map(|event| (report.key_id.as_str(), event)),
             );
+            for &(register, value) in &report.ip_registers {
+                let held = registers
+                    .entry((&report.key_id, report.hour_start, register))
+                    .or_insert(0);
+                *held = (*held).max(value);
+            }
             let allowed = report
                 .counts
                 .iter()
@@ -96,6 +104,7 @@ pub fn count_reports(
         add_hours(tx, chunk)?;
     }
     store_events::insert(tx, &events)?;
+    ip_sketch::merge(tx, &registers)?;
     // One statement per hour the keys were last used in (one or two per batch), not per key.
     let mut used_in_hour: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (seq, hour_start) in newest_used {
@@ -302,6 +311,7 @@ pub fn prune(tx: &Tx, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Prune
              GROUP BY 1, 2, 3
              ON CONFLICT (key_id, day_start, code) DO UPDATE SET count = usage_daily.count + excluded.count", [cutoff])?;
         let hours = tx.execute("DELETE FROM usage_hourly WHERE hour_start < ?1", [cutoff])?;
+        ip_sketch::roll_up(tx, DateTime::from_timestamp(cutoff, 0).unwrap_or_default())?;
         let batches = tx.execute(
             "DELETE FROM usage_batches WHERE received_at < ?1",
             [(now - BATCH_ID_RETENTION).timestamp()],

@@ -67,12 +67,14 @@ pub(crate) mod recording {
             reports: vec![
                 HourlyUsage {
                     events: vec![],
+                    ip_registers: vec![],
                     key_id: key_id.into(),
                     hour_start,
                     counts: vec![(ALLOWED_CODE.into(), allowed)],
                 },
                 HourlyUsage {
                     events: vec![],
+                    ip_registers: vec![],
                     key_id: "key_unknown".into(),
                     hour_start,
                     counts: vec![(ALLOWED_CODE.into(), 1)],
@@ -155,6 +157,7 @@ pub(crate) mod recording {
             batch_id: "yesterday".into(),
             reports: vec![HourlyUsage {
                 events: vec![],
+                ip_registers: vec![],
                 key_id: keys[0].id.clone(),
                 hour_start: hour - 86_400,
                 counts: vec![(ALLOWED_CODE.into(), 4)],
@@ -170,6 +173,7 @@ pub(crate) mod recording {
                 .enumerate()
                 .map(|(n, key)| HourlyUsage {
                     events: vec![],
+                    ip_registers: vec![],
                     key_id: key.id.clone(),
                     hour_start: hour,
                     counts: vec![
@@ -227,6 +231,7 @@ mod retention {
     fn report(key_id: &str, hour: &str, counts: &[(&str, u64)]) -> HourlyUsage {
         HourlyUsage {
             events: vec![],
+            ip_registers: vec![],
             key_id: key_id.into(),
             hour_start: clock::parse(hour).unwrap().timestamp(),
             counts: counts
@@ -402,12 +407,17 @@ mod retention {
             store
                 .read(|tx| {
                     Ok::<_, Error>((
-                        summarize(&hours(tx, &first.id, from, to)?, Granularity::Day),
+                        summarize(&hours(tx, &first.id, from, to)?, &[], Granularity::Day),
                         summarize(
                             &usage::team_hours(tx, Some("t"), from, to)?,
+                            &[],
                             Granularity::Day,
                         ),
-                        summarize(&usage::team_hours(tx, None, from, to)?, Granularity::Day),
+                        summarize(
+                            &usage::team_hours(tx, None, from, to)?,
+                            &[],
+                            Granularity::Day,
+                        ),
                         allowed_between(
                             tx,
                             &first.id,
