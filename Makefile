@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage bench-fanout toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage bench-fanout bench-onlog bench-usage-storage toolchain
 
 all: build
 
@@ -146,6 +146,20 @@ bench-fanout: control venv
 	$(CARGO) build --release -p keygate-bench-fanout
 	KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_FANOUT_BIN=target/release/keygate-bench-fanout \
 		$(VENV)/bin/python bench/fanout.py
+
+# What the usage detail adds to the database per million requests, on SQLite and PostgreSQL.
+bench-usage-storage: control venv
+	./scripts/install-system-deps.sh bench-fleet
+	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/usage_storage.py
+
+# The log-phase work's cost per request (issue 25: usage detail measured on each request's log
+# callback, budget 1 µs of Envoy CPU): this build against BENCH_BASELINE_REV's, side by side.
+BENCH_BASELINE_REV ?= 59e9bad
+bench-onlog: build venv $(VENV)/.bench-installed
+	./scripts/install-system-deps.sh bench
+	./scripts/build-baseline-wasm.sh $(BENCH_BASELINE_REV) target/bench/baseline.wasm
+	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_BASELINE_WASM=target/bench/baseline.wasm \
+		$(VENV)/bin/python bench/onlog.py
 
 bench: build venv $(VENV)/.bench-installed
 	./scripts/install-system-deps.sh bench

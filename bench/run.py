@@ -437,9 +437,10 @@ def measure_cases(cases):
                                         "envoy_cpu_pct", "wrk_cpu_pct", "foreign_cpu_pct", "foreign_before_pct",
                                         "cpu_us_per_req")} for x in r],
         })
-    bare = next(c["rps"] for c in results if c["kind"] == "bare")
+    bare = next((c["rps"] for c in results if c["kind"] == "bare"), None)
     for case in results:
-        case["ratio_to_bare"] = round(case["rps"] / bare, 3)
+        if bare:
+            case["ratio_to_bare"] = round(case["rps"] / bare, 3)
     return results
 
 

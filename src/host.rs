@@ -51,6 +51,8 @@ pub trait Host {
     fn add_request_header(&self, name: &str, value: &str);
     /// Sets a response header.
     fn set_response_header(&self, name: &str, value: &str);
+    /// The response's `:status` (in the response headers phase; `None` when unreadable).
+    fn response_status(&self) -> Option<u32>;
     /// A property such as `["source", "address"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Sets a property (filter state).
@@ -101,6 +103,9 @@ impl<T: Host + ?Sized> Host for &T {
     }
     fn set_response_header(&self, name: &str, value: &str) {
         (**self).set_response_header(name, value)
+    }
+    fn response_status(&self) -> Option<u32> {
+        (**self).response_status()
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         (**self).property(path)
@@ -333,6 +338,10 @@ impl Host for FakeHost {
         let mut headers = self.response_headers.borrow_mut();
         headers.retain(|(n, _)| n != name);
         headers.push((name.to_string(), value.to_string()));
+    }
+
+    fn response_status(&self) -> Option<u32> {
+        self.response_header(":status")?.parse().ok()
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

@@ -74,7 +74,7 @@ fn request_cost() {
         ]);
         let mut filter = RequestFilter::new(7, Rc::clone(&worker), &host);
         assert_eq!(filter.on_request_headers(), Verdict::Continue);
-        filter.on_response_headers();
+        filter.on_response_headers(true);
         filter.on_stream_end();
     }
 }

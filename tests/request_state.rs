@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use keygate::host::FakeHost;
+use keygate::host::{FakeHost, Host};
 use keygate::request::{RequestFilter, Verdict};
 use support::*;
 
@@ -16,7 +16,7 @@ fn a_limited_key_gets_rate_limit_headers_then_429() {
     for remaining in ["1", "0"] {
         let (verdict, mut filter) = setup.send("GET", "/v1/models", &[("x-api-key", LIMITED)]);
         assert_eq!(verdict, Verdict::Continue);
-        filter.on_response_headers();
+        filter.on_response_headers(true);
         assert_eq!(
             setup.host.response_header("x-ratelimit-limit").as_deref(),
             Some("2")
@@ -38,7 +38,7 @@ fn a_limited_key_gets_rate_limit_headers_then_429() {
     assert!(header_of(&headers, "retry-after").is_some());
     assert_eq!(header_of(&headers, "x-ratelimit-remaining"), Some("0"));
     // A locally answered request adds nothing to a response it never gets.
-    filter.on_response_headers();
+    filter.on_response_headers(true);
     assert_eq!(setup.host.response_header("x-ratelimit-limit"), None);
 }
 
@@ -103,20 +103,22 @@ fn usage_is_tallied_per_key_with_each_denial_code() {
     );
 }
 
-/// Ends `filter`'s stream `after_ms` after it started, the upstream having answered `status`
-/// (none: no answer) with response `flags`.
+/// Ends `filter`'s stream `after_ms` after it started: the response headers with `status`
+/// (none: never), its body to the end when `complete`, and Envoy's response `flags`.
 fn end(
     setup: &Setup,
     filter: &mut RequestFilter<&FakeHost>,
-    status: Option<u64>,
+    status: Option<u32>,
+    complete: bool,
     flags: u64,
     after_ms: u64,
 ) {
-    match status {
-        Some(status) => setup
+    if let Some(status) = status {
+        setup
             .host
-            .set_property(&["response", "code"], &status.to_le_bytes()),
-        None => setup.host.set_property(&["response", "code"], &[]),
+            .set_response_header(":status", &status.to_string());
+        filter.on_response_headers(false);
+        filter.on_response_data(complete);
     }
     setup
         .host
@@ -132,15 +134,18 @@ fn upstream_classes_durations_routes_and_events_are_tallied() {
         .host
         .set_peer(&["source", "address"], "192.0.2.7:5555");
     let (_, mut ok) = setup.get(VALID);
-    end(&setup, &mut ok, Some(200), 0, 300);
+    end(&setup, &mut ok, Some(200), true, 0, 300);
     let (_, mut failed) = setup.send(
         "POST",
         "/v1/jobs?secret=no",
         &[("x-api-key", VALID), ("x-request-id", "req-503")],
     );
-    end(&setup, &mut failed, Some(503), 0, 20);
+    end(&setup, &mut failed, Some(503), true, 0, 20);
     let (_, mut hung_up) = setup.get(VALID);
-    end(&setup, &mut hung_up, Some(200), 0x4000, 5);
+    end(&setup, &mut hung_up, Some(200), false, 0x4000, 5);
+    // Envoy's own 504 after an upstream timeout (flag UT): no answer from the upstream.
+    let (_, mut timed_out) = setup.get(VALID);
+    end(&setup, &mut timed_out, Some(504), true, 0x4, 1);
     setup.send(
         "GET",
         "/v1/models",
@@ -157,21 +162,22 @@ fn upstream_classes_durations_routes_and_events_are_tallied() {
         .iter()
         .find(|r| r.key_id == "key_valid")
         .expect("valid");
-    assert_eq!(valid.allowed, 3);
+    assert_eq!(valid.allowed, 4);
     assert_eq!(
         valid.upstream,
-        BTreeMap::from([("2xx".into(), 1), ("5xx".into(), 1), ("none".into(), 1)])
+        BTreeMap::from([("2xx".into(), 1), ("5xx".into(), 1), ("none".into(), 2)])
     );
     let p50 = keygate_contract::latency::quantile(&valid.latency_buckets, 0.5).unwrap();
     let max = keygate_contract::latency::quantile(&valid.latency_buckets, 1.0).unwrap();
-    assert_eq!(p50, 21.0, "20 ms is in the bucket [20, 22)");
+    assert_eq!(p50, 5.0, "of 300, 20, 5 and 1 ms");
     assert!((max - 300.0).abs() <= 300.0 / 16.0, "{max}");
-    assert_eq!(valid.top_ips, BTreeMap::from([("192.0.2.7".into(), 3)]));
+    // Addresses are sampled: the key's first request of the hour, then one in 16.
+    assert_eq!(valid.top_ips, BTreeMap::from([("192.0.2.7".into(), 1)]));
     assert_eq!(
         keygate_contract::ip_sketch::estimate(valid.ip_sketch.clone()),
         1
     );
-    assert_eq!(valid.routes["other"].allowed, 2);
+    assert_eq!(valid.routes["other"].allowed, 3);
     assert_eq!(valid.routes["submit_job"].allowed, 1);
     let outcomes: Vec<(&str, u32, &str)> = valid
         .events
@@ -180,7 +186,11 @@ fn upstream_classes_durations_routes_and_events_are_tallied() {
         .collect();
     assert_eq!(
         outcomes,
-        [("5xx", 503, "/v1/jobs"), ("none", 200, "/v1/models")]
+        [
+            ("5xx", 503, "/v1/jobs"),
+            ("none", 200, "/v1/models"),
+            ("none", 504, "/v1/models")
+        ]
     );
     assert_eq!(valid.events[0].request_id.as_deref(), Some("req-503"));
     assert_eq!(valid.events[0].method, "POST");

@@ -52,6 +52,11 @@ impl Host for ProxyHost {
         let _ = abi::replace_header(MapType::HttpResponseHeaders, name, value);
     }
 
+    fn response_status(&self) -> Option<u32> {
+        let status = abi::get_header(MapType::HttpResponseHeaders, ":status").ok()??;
+        std::str::from_utf8(&status).ok()?.parse().ok()
+    }
+
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         abi::get_property(path).ok().flatten()
     }

@@ -163,6 +163,47 @@ def test_the_key_page_shows_the_requests_envoy_reported(service, proxy, page):
     assert_clean(page, secret, ADMIN_TOKEN)
 
 
+def test_the_key_page_shows_upstream_answers_response_times_routes_events_and_headroom(service, proxy, page):
+    created = service.create_key(name="console insight", scopes=["list_models"], plan="free")
+    secret, key_id = created["key"], created["id"]
+    proxy.wait_for_status("/v1/models", secret, 200, timeout=5)
+    assert proxy.get("/v1/models", secret, headers={"x-demo-delay-ms": "300"}).status_code == 200
+    failed = proxy.get("/v1/models", secret, headers={"x-demo-status": "503", "x-request-id": "console-503"})
+    assert failed.status_code == 503
+    assert proxy.get("/v1/jobs", secret, method="POST", headers={"x-request-id": "console-403"}).status_code == 403
+
+    def reported():
+        totals = service.admin("GET", f"/v1/keys/{key_id}/usage").json()["totals"]
+        return totals["upstream"]["5xx"] == 1 and totals["denied"].get("OPERATION_NOT_ALLOWED") == 1
+
+    wait_until(reported, timeout=10, what="the usage report")
+    sign_in(page, service, ADMIN_TOKEN)
+    page.goto(service.console_url(f"/console/#/keys/{key_id}"))
+    upstream = page.get_by_role("table", name="What the upstream answered (allowed requests)")
+    upstream.locator('td[data-class="5xx"]').filter(has_text="1").wait_for()
+    assert upstream.locator('td[data-class="2xx"]').inner_text() == "2"
+    times = page.get_by_role("figure", name="Response time (p50 / p95 / p99, ms)")
+    whole = times.get_by_role("row", name=re.compile("Whole range"))
+    assert re.search(r"30\d ms", whole.inner_text()), whole.inner_text()
+    routes = page.get_by_role("table", name="Requests by route")
+    assert routes.get_by_role("row", name=re.compile("list_models")).count() == 1
+    assert routes.get_by_role("row", name=re.compile("submit_job")).count() == 1
+    addresses = page.get_by_role("region", name="Client addresses")
+    assert "127.0.0.1" in addresses.inner_text()
+    events = page.get_by_role("table", name="Denials and failed upstream answers, newest first")
+    events.get_by_text("console-503").wait_for()
+    assert events.get_by_text("console-403").count() == 1
+    page.get_by_label("Outcome").select_option("denied")
+    events.get_by_text("console-503").wait_for(state="detached")
+    assert events.get_by_text("console-403").count() == 1
+    headroom = page.get_by_role("region", name="Headroom")
+    minute = headroom.get_by_role("meter", name="Requests this minute")
+    assert minute.get_attribute("max") == "60"
+    assert "of 60 used" in headroom.inner_text() and "Daily quota" in headroom.inner_text()
+    screenshot(page, "key-insight")
+    assert_clean(page, secret, ADMIN_TOKEN)
+
+
 def test_a_viewer_is_offered_no_changes_and_the_api_refuses_them(service, page):
     key = service.create_key(name="viewed")
     viewer = service.create_token("viewer")

@@ -31,6 +31,10 @@ export type Scope = ScopeCatalogue["scopes"][number];
 /** A key's or a team's usage: the console reads both the same way. */
 export type Usage = Schemas["KeyUsage"] | Schemas["TeamUsage"];
 export type UsageBucket = Schemas["UsageBucket"];
+/** A key's recent denials and failed upstream answers, newest first. */
+export type KeyEvents = Schemas["KeyEvents"];
+/** Headroom: each limit of a key in force and what is used of it. */
+export type KeyLimits = Schemas["KeyLimits"];
 
 /** A management token; `token` (the secret) only in the answer that created it. */
 export type Token = Schemas["Token"];

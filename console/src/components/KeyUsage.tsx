@@ -1,4 +1,5 @@
-// A key's usage over 24 h / 7 d / 30 d by outcome, and its recent denials by code.
+// A key's or team's usage over 24 h / 7 d / 30 d by outcome, what the upstream answered, response
+// times, routes and client addresses, and the recent denials by code.
 
 import { useState } from "preact/hooks";
 import { query } from "../api/client";
@@ -8,6 +9,7 @@ import { count, dateTime } from "../lib/format";
 import { outcomeLabel, RANGES, rangeQuery, type RangeName } from "../lib/usage";
 import { useSession } from "../session";
 import { UsageChart } from "./UsageChart";
+import { UsageInsight } from "./UsageInsight";
 
 /** Usage read from `path` (a key's or teams'), over the range chosen; the chart shows the last one read. */
 export function UsagePanel({ path, title }: { path: string; title: string }) {
@@ -36,6 +38,7 @@ export function UsagePanel({ path, title }: { path: string; title: string }) {
       </div>
       {error && <p class="form-error" role="alert">{error}</p>}
       {read.data && <UsageChart usage={read.data.usage} query={read.data.asked} title={`Requests, last ${rangeLabel}`} />}
+      {read.data && <UsageInsight usage={read.data.usage} />}
       {read.data && <RecentDenials usage={read.data.usage} />}
     </section>
   );

@@ -7,6 +7,8 @@ import type { Key, RotateKey, UpdateKey } from "../api/types";
 import { AuditTrail } from "../components/AuditTrail";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { KeyForm } from "../components/KeyForm";
+import { Headroom } from "../components/Headroom";
+import { KeyEvents } from "../components/KeyEvents";
 import { UsagePanel } from "../components/KeyUsage";
 import { SecretOnce } from "../components/SecretOnce";
 import { useCatalogue } from "../lib/catalogue";
@@ -136,7 +138,9 @@ export function KeyDetail({ id }: { id: string }) {
         </ConfirmDialog>
       )}
 
+      <Headroom keyId={key.id} />
       <UsagePanel path={`/v1/keys/${key.id}/usage`} title="Usage" />
+      <KeyEvents keyId={key.id} />
 
       <section aria-labelledby="settings-heading">
         <h2 id="settings-heading">Settings</h2>

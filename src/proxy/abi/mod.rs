@@ -228,6 +228,26 @@ pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostError
     })
 }
 
+/// The value of header `name` (`None` when absent): one lookup, not the whole map.
+pub fn get_header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let status = unsafe {
+        imports::proxy_get_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    match HostError::check(status) {
+        Ok(()) => Ok(unsafe { take_host_buffer(data, size) }),
+        Err(HostError::NotFound) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Removes every value of header `name`.
 pub fn remove_header(map: MapType, name: &str) -> Result<(), HostError> {
     HostError::check(unsafe {

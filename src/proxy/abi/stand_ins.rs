@@ -113,6 +113,20 @@ pub unsafe fn proxy_get_header_map_pairs(
     hand_out(&reply, return_map_data, return_map_size)
 }
 
+pub unsafe fn proxy_get_header_map_value(
+    _map_type: u32,
+    key_data: *const u8,
+    key_size: usize,
+    return_value_data: *mut *mut u8,
+    return_value_size: *mut usize,
+) -> u32 {
+    let reply = called(
+        "proxy_get_header_map_value",
+        vec![input(key_data, key_size)],
+    );
+    hand_out(&reply, return_value_data, return_value_size)
+}
+
 pub unsafe fn proxy_add_header_map_value(
     _map_type: u32,
     key_data: *const u8,

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""`make bench-onlog`: what the filter's log-phase work costs per request (issue 25's budget:
+at most 1 µs of Envoy CPU). A/B in one run: Envoy with this build's Keygate and Envoy with
+BENCH_BASELINE_WASM (a build before the log-phase work; `make bench-onlog` builds it from
+BENCH_BASELINE_REV), both on the same 1,000 keys and control service, measured in interleaved
+rounds with `bench/run.py`'s load and accounting (wrk; Envoy CPU µs per request; medians).
+Cases: an unlimited key and a limited one (limits never reached), each answered 200 by the
+direct-response upstream, so every request runs the log phase.
+
+Environment: BENCH_BASELINE_WASM (required), BENCH_ROUNDS [5], BENCH_DURATION [8] and the rest
+of bench/run.py's settings. Writes target/bench/onlog.json.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import run
+
+BASELINE = Path(os.environ.get("BENCH_BASELINE_WASM", "")).resolve()
+
+
+def main():
+    if not BASELINE.is_file():
+        sys.exit("bench-onlog: set BENCH_BASELINE_WASM to the baseline build (make bench-onlog does)")
+    run.SETTINGS["rounds"] = int(os.environ.get("BENCH_ROUNDS", "5"))
+    work = Path(tempfile.mkdtemp(prefix="keygate-onlog-"))
+    bins = work / "bin"
+    bins.mkdir()
+    current = Path(shutil.copy2(run.WASM, bins / "keygate.wasm"))
+    baseline = Path(shutil.copy2(BASELINE, bins / "baseline.wasm"))
+    run.CONTROL = Path(shutil.copy2(run.CONTROL, bins / "bench-control"))
+    try:
+        keys = run.KeySet(1000, work)
+        workers = run.SETTINGS["concurrency"]
+        proxies = {}
+        for name, wasm in (("current", current), ("baseline", baseline)):
+            run.WASM = wasm
+            proxies[name] = run.start_keygate(f"keygate-{name}", keys, work, workers)
+        cases = []
+        for name, proxy in proxies.items():
+            for kind, secret in (("unlimited", keys.secrets[0]), ("limited", keys.limited_secret)):
+                cases.append({"name": f"{name}-{kind}", "kind": "keygate", "keys": 1000, "proxy": proxy,
+                              "key": secret, "expect": 200})
+        for case in cases:
+            got = run.status(case["proxy"], case["key"])
+            if got != case["expect"]:
+                raise RuntimeError(f"{case['name']}: expected {case['expect']}, got {got}")
+        results = {case["name"]: case for case in run.measure_cases(cases)}
+        report = {"settings": run.SETTINGS, "cases": results, "log_phase_us": {}}
+        for kind in ("unlimited", "limited"):
+            cost = results[f"current-{kind}"]["cpu_us_per_req"] - results[f"baseline-{kind}"]["cpu_us_per_req"]
+            report["log_phase_us"][kind] = round(cost, 2)
+            print(f"{kind:>9} key: {results[f'baseline-{kind}']['cpu_us_per_req']:.1f} → "
+                  f"{results[f'current-{kind}']['cpu_us_per_req']:.1f} Envoy CPU µs/request "
+                  f"({cost:+.1f} µs; {results[f'baseline-{kind}']['rps']:.0f} → "
+                  f"{results[f'current-{kind}']['rps']:.0f} req/s)  budget ≤ 1 µs: {'met' if cost <= 1 else 'NOT met'}")
+        run.OUT.mkdir(parents=True, exist_ok=True)
+        (run.OUT / "onlog.json").write_text(json.dumps(report, indent=2))
+    finally:
+        run.PROCS.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
