@@ -147,6 +147,13 @@ function LatencyChart({ series }: { series: ReturnType<typeof percentileSeries> 
       <polyline class="p99" points={line((p) => p.p99)} />
       <polyline class="p95" points={line((p) => p.p95)} />
       <polyline class="p50" points={line((p) => p.p50)} />
+      {series.map((p, i) => (
+        <g key={p.start}>
+          <circle class="p99" cx={x(i)} cy={y(p.p99)} r={3} />
+          <circle class="p95" cx={x(i)} cy={y(p.p95)} r={3} />
+          <circle class="p50" cx={x(i)} cy={y(p.p50)} r={3} />
+        </g>
+      ))}
     </svg>
   );
 }
