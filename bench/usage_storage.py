@@ -21,6 +21,7 @@ from pathlib import Path
 
 from keygate_testkit.api import Api
 from keygate_testkit.control import ControlService
+from keygate_testkit.ip_sketch import ip_register
 from keygate_testkit.postgres import PostgresCluster
 
 KEYS = int(os.environ.get("BENCH_KEYS", "100"))
@@ -28,21 +29,6 @@ HOURS = int(os.environ.get("BENCH_HOURS", "24"))
 PROXIES = int(os.environ.get("BENCH_PROXIES", "5"))
 REQUESTS = 1_000_000
 TABLES = ["usage_hourly", "usage_events", "usage_ip_sketch", "usage_batches"]
-
-
-def ip_register(n):
-    """contract/src/ip_sketch.rs's register and value of IPv4 address `n`."""
-    mask = (1 << 64) - 1
-    state = 0xcbf29ce484222325
-    for byte in n.to_bytes(4, "big"):
-        state = ((state ^ byte) * 0x100000001b3) & mask
-    state ^= state >> 33
-    state = (state * 0xff51afd7ed558ccd) & mask
-    state ^= state >> 33
-    state = (state * 0xc4ceb9fe1a85ec53) & mask
-    state ^= state >> 33
-    rest = ((state << 8) & mask) | 0x80
-    return state >> 56, 64 - rest.bit_length() + 1
 
 
 def report(rng, key_id, hour, requests, detail, key_index):

@@ -8,27 +8,13 @@ import time
 from datetime import timedelta
 
 from keygate_testkit.control import keys_cli as cli
+from keygate_testkit.ip_sketch import ip_register
 from keygate_testkit.api import accepted, call, current_hour, error_of, iso, make_token, post_usage, report
 
 # contract/src/latency.rs: 0-15 ms one bucket each; then 8 per doubling.
-MASK = (1 << 64) - 1
 BUCKET_10_MS = 10
 BUCKET_300_MS = 16 + (8 - 4) * 8 + 1  # 300 ms lies in [288, 320): middle 304
 BUCKET_1_S = 16 + (9 - 4) * 8 + 7  # 1000 ms lies in [960, 1024): middle 992
-
-
-def ip_register(n):
-    """contract/src/ip_sketch.rs's register and value of IPv4 address `n` (FNV-1a, fmix64)."""
-    state = 0xcbf29ce484222325
-    for byte in n.to_bytes(4, "big"):
-        state = ((state ^ byte) * 0x100000001b3) & MASK
-    state ^= state >> 33
-    state = (state * 0xff51afd7ed558ccd) & MASK
-    state ^= state >> 33
-    state = (state * 0xc4ceb9fe1a85ec53) & MASK
-    state ^= state >> 33
-    rest = ((state << 8) & MASK) | 0x80
-    return state >> 56, 64 - rest.bit_length() + 1
 
 
 def detailed(key_id, hour=None, **fields):

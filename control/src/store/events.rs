@@ -3,7 +3,7 @@
 
 use crate::domain::events::{EventRange, OutcomeFilter};
 use crate::domain::usage_report::KeyEvent;
-use crate::store::sql::{Params, Result, Row, ToValue, Tx};
+use crate::store::sql::{value_rows, Params, Result, Row, ToValue, Tx};
 
 /// Rows per multi-row insert (9 parameters a row).
 const INSERT_CHUNK: usize = 100;
@@ -12,11 +12,7 @@ const INSERT_CHUNK: usize = 100;
 pub fn insert(tx: &Tx, events: &[(&str, &KeyEvent)]) -> Result<()> {
     for chunk in events.chunks(INSERT_CHUNK) {
         let mut values = Vec::with_capacity(chunk.len() * 9);
-        let mut tuples = Vec::with_capacity(chunk.len());
         for (key_id, event) in chunk {
-            let first = values.len() + 1;
-            let slots: Vec<String> = (first..first + 9).map(|n| format!("?{n}")).collect();
-            tuples.push(format!("({})", slots.join(", ")));
             values.extend([
                 key_id.to_value(),
                 event.at_ms.to_value(),
@@ -34,7 +30,7 @@ pub fn insert(tx: &Tx, events: &[(&str, &KeyEvent)]) -> Result<()> {
                 "INSERT INTO usage_events (key_id, at_ms, outcome, status, method, path, client_ip,
                      request_id, proxy_id)
                  VALUES {}",
-                tuples.join(", ")
+                value_rows(9, chunk.len())
             ),
             Params::Positional(values),
         )?;

@@ -3,7 +3,7 @@
 //! maximum over the day, kept at the day's first hour) as usage retention rolls counts up.
 
 use crate::domain::usage_range::SketchRow;
-use crate::store::sql::{named_params, Params, Result, Row, ToValue, Tx};
+use crate::store::sql::{named_params, value_rows, Params, Result, Row, ToValue, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -21,15 +21,7 @@ pub fn merge(tx: &Tx, registers: &BTreeMap<(&str, i64, u8), u8>) -> Result<()> {
     let rows: Vec<_> = registers.iter().collect();
     for chunk in rows.chunks(UPSERT_CHUNK) {
         let mut values = Vec::with_capacity(chunk.len() * 4);
-        let mut tuples = Vec::with_capacity(chunk.len());
         for ((key_id, hour_start, register), value) in chunk {
-            let first = values.len() + 1;
-            tuples.push(format!(
-                "(?{first}, ?{}, ?{}, ?{})",
-                first + 1,
-                first + 2,
-                first + 3
-            ));
             values.extend([
                 key_id.to_value(),
                 hour_start.to_value(),
@@ -41,7 +33,7 @@ pub fn merge(tx: &Tx, registers: &BTreeMap<(&str, i64, u8), u8>) -> Result<()> {
             &format!(
                 "INSERT INTO usage_ip_sketch (key_id, hour_start, register, value) VALUES {}
                  {KEEP_LARGER}",
-                tuples.join(", ")
+                value_rows(4, chunk.len())
             ),
             Params::Positional(values),
         )?;

@@ -7,7 +7,9 @@ use crate::domain::usage_report::{BatchOutcome, KeyEvent, UsageBatch, ALLOWED_CO
 use crate::store::events as store_events;
 use crate::store::ip_sketch;
 use crate::store::keys;
-use crate::store::sql::{named_params, slots, Params, Result, Row, ToValue, Tx, LIST_CHUNK};
+use crate::store::sql::{
+    named_params, slots, value_rows, Params, Result, Row, ToValue, Tx, LIST_CHUNK,
+};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 
@@ -121,15 +123,7 @@ pub fn count_reports(
 /// Adds `rows` ((key id, hour start, code), count) to the hourly counts in one statement.
 fn add_hours(tx: &Tx, rows: &[((&str, i64, &str), i64)]) -> Result<()> {
     let mut values = Vec::with_capacity(rows.len() * 4);
-    let mut tuples = Vec::with_capacity(rows.len());
     for ((key_id, hour_start, code), count) in rows {
-        let first = values.len() + 1;
-        tuples.push(format!(
-            "(?{first}, ?{}, ?{}, ?{})",
-            first + 1,
-            first + 2,
-            first + 3
-        ));
         values.extend([
             key_id.to_value(),
             hour_start.to_value(),
@@ -142,7 +136,7 @@ fn add_hours(tx: &Tx, rows: &[((&str, i64, &str), i64)]) -> Result<()> {
             "INSERT INTO usage_hourly (key_id, hour_start, code, count) VALUES {}
              ON CONFLICT (key_id, hour_start, code)
              DO UPDATE SET count = usage_hourly.count + excluded.count",
-            tuples.join(", ")
+            value_rows(4, rows.len())
         ),
         Params::Positional(values),
     )?;

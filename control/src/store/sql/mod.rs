@@ -8,7 +8,7 @@ mod tx;
 mod value;
 
 pub use error::{Error, Result};
-pub use lists::{slots, LIST_CHUNK};
+pub use lists::{slots, value_rows, LIST_CHUNK};
 pub(crate) use tx::{named_params, params};
 pub use tx::{Dialect, Params, Tx};
 #[cfg(test)]
