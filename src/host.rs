@@ -256,13 +256,11 @@ impl FakeHost {
     }
 
     pub fn set_peer(&self, property: &[&str], value: &str) {
-        self.properties
-            .borrow_mut()
-            .insert(property.join("."), value.as_bytes().to_vec());
+        self.put_property(property, value.as_bytes());
     }
 
     /// Sets a property to raw bytes (Envoy's integers are 8 bytes, little-endian).
-    pub fn set_property(&self, property: &[&str], value: &[u8]) {
+    pub fn put_property(&self, property: &[&str], value: &[u8]) {
         self.properties
             .borrow_mut()
             .insert(property.join("."), value.to_vec());

@@ -122,7 +122,7 @@ fn end(
     }
     setup
         .host
-        .set_property(&["response", "flags"], &flags.to_le_bytes());
+        .put_property(&["response", "flags"], &flags.to_le_bytes());
     setup.host.now.set(setup.host.now.get() + after_ms);
     filter.on_stream_end();
 }

@@ -148,3 +148,10 @@ def outcomes(counts):
     """A usage bucket's or totals' request counts by outcome (`allowed`, `denied`, `total`),
     without the detail of what the upstream did, durations and routes."""
     return {name: counts[name] for name in ("allowed", "denied", "total")}
+
+
+def key_usage(api, key_id, **params):
+    """GET /v1/keys/{key_id}/usage with `params` (from, to, granularity), which must answer 200."""
+    response = api.request("GET", f"/v1/keys/{key_id}/usage", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()

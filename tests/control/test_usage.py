@@ -10,6 +10,7 @@ import pytest
 
 from keygate_testkit.api import HeldPoll, accepted, current_hour, error_of, iso, post_usage, report
 from keygate_testkit.api import current_position, outcomes
+from keygate_testkit.api import key_usage as usage
 from keygate_testkit.control import keys_cli as cli
 
 # A woken poll must answer well inside its wait; a poll that is not woken answers 304 at the end.
@@ -26,12 +27,6 @@ def next_month_start():
     now = datetime.now(timezone.utc)
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
     return iso(datetime(year, month, 1, tzinfo=timezone.utc))
-
-
-def usage(api, key_id, **params):
-    response = api.request("GET", f"/v1/keys/{key_id}/usage", params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def delta_keys(api, epoch, since):

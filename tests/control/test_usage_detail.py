@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from keygate_testkit.control import keys_cli as cli
 from keygate_testkit.ip_sketch import ip_register
+from keygate_testkit.api import key_usage as usage
 from keygate_testkit.api import accepted, call, current_hour, error_of, iso, make_token, post_usage, report
 
 # contract/src/latency.rs: 0-15 ms one bucket each; then 8 per doubling.
@@ -26,12 +27,6 @@ def detailed(key_id, hour=None, **fields):
 def event(outcome, status, at_ms, **fields):
     return {"at_ms": at_ms, "outcome": outcome, "status": status, "method": "GET", "path": "/v1/models",
             "client_ip": "192.0.2.10", **fields}
-
-
-def usage(api, key_id, **params):
-    response = api.request("GET", f"/v1/keys/{key_id}/usage", params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def events(api, key_id, token=None, **params):

@@ -132,7 +132,7 @@ pub async fn key_limits(
     let now = clock::now();
     let key_id = id.clone();
     let fleet = state.fleet.clone();
-    let (key, limits) = state
+    let read = state
         .blocking(move |store| {
             let (key, quota_use) = usage::key_with_quota_use(store, &caller.actor, &key_id, now)?;
             let buckets = match key_tag_of_hash(&key.hash) {
@@ -143,18 +143,17 @@ pub async fn key_limits(
             let windows = headroom::window_use(&buckets, now_ms);
             let enforced = effective_limits(&key.plan_limits, &key.limits);
             let quotas = effective_quotas(&key.plan_limits, &key.limits);
-            let limits = headroom::limits_in_force(&enforced, quotas, quota_use, windows, now);
-            Ok::<_, LifecycleError>((key, limits))
+            Ok::<_, LifecycleError>(KeyLimits {
+                key_id,
+                at: clock::format(now),
+                limits: headroom::limits_in_force(&enforced, quotas, quota_use, windows, now),
+                concurrent: enforced.concurrent,
+                quota_exceeded_until: mark_in_force(key.quota_exceeded_until, now)
+                    .map(clock::format),
+            })
         })
         .await?;
-    let enforced = effective_limits(&key.plan_limits, &key.limits);
-    Ok(Json(KeyLimits {
-        key_id: id,
-        at: clock::format(now),
-        limits,
-        concurrent: enforced.concurrent,
-        quota_exceeded_until: mark_in_force(key.quota_exceeded_until, now).map(clock::format),
-    }))
+    Ok(Json(read))
 }
 
 /// Query of the team usage read: the range and granularity of the key usage read, and a team.

@@ -52,9 +52,7 @@ fn marks(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<Vec<Option<D
     let sums: HashMap<String, [u64; 2]> = if with_quota.is_empty() {
         HashMap::new()
     } else {
-        let today = (quota::day_start(now), quota::next_day_start(now));
-        let this_month = (quota::month_start(now), quota::next_month_start(now));
-        allowed_sums(tx, &with_quota, [today, this_month])?
+        allowed_sums(tx, &with_quota, quota::periods(now))?
     };
     Ok(keys
         .iter()

@@ -127,9 +127,7 @@ pub fn key_with_quota_use(
 ) -> Result<(StoredKey, QuotaUsage), LifecycleError> {
     store.read(|tx| {
         let key = find_visible(tx, actor, key_id)?;
-        let today = (periods::day_start(now), periods::next_day_start(now));
-        let this_month = (periods::month_start(now), periods::next_month_start(now));
-        let sums = usage::allowed_sums(tx, &[key_id], [today, this_month])?;
+        let sums = usage::allowed_sums(tx, &[key_id], periods::periods(now))?;
         let [today, this_month] = sums.get(key_id).copied().unwrap_or_default();
         Ok((key, QuotaUsage { today, this_month }))
     })

@@ -36,6 +36,15 @@ pub fn next_month_start(now: DateTime<Utc>) -> DateTime<Utc> {
     NaiveDate::from_ymd_opt(year, month, 1).map_or(now + Duration::days(31), midnight)
 }
 
+/// The UTC day and the UTC month `now` falls in, each `[start, end)`: what the daily and the
+/// monthly quota count over.
+pub fn periods(now: DateTime<Utc>) -> [(DateTime<Utc>, DateTime<Utc>); 2] {
+    [
+        (day_start(now), next_day_start(now)),
+        (month_start(now), next_month_start(now)),
+    ]
+}
+
 fn midnight(date: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN))
 }

@@ -297,15 +297,15 @@ pub struct Pruned {
 /// transaction, so every count is in exactly one of the two tables. Changes no version.
 pub fn prune(tx: &Tx, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Pruned> {
     {
-        let cutoff = cutoff.timestamp();
+        let before = cutoff.timestamp();
         tx.execute("INSERT INTO usage_daily (key_id, day_start, code, count)
              SELECT key_id, hour_start - ((hour_start % 86400) + 86400) % 86400, code,
                     CAST(SUM(count) AS BIGINT)
              FROM usage_hourly WHERE hour_start < ?1
              GROUP BY 1, 2, 3
-             ON CONFLICT (key_id, day_start, code) DO UPDATE SET count = usage_daily.count + excluded.count", [cutoff])?;
-        let hours = tx.execute("DELETE FROM usage_hourly WHERE hour_start < ?1", [cutoff])?;
-        ip_sketch::roll_up(tx, DateTime::from_timestamp(cutoff, 0).unwrap_or_default())?;
+             ON CONFLICT (key_id, day_start, code) DO UPDATE SET count = usage_daily.count + excluded.count", [before])?;
+        let hours = tx.execute("DELETE FROM usage_hourly WHERE hour_start < ?1", [before])?;
+        ip_sketch::roll_up(tx, cutoff)?;
         let batches = tx.execute(
             "DELETE FROM usage_batches WHERE received_at < ?1",
             [(now - BATCH_ID_RETENTION).timestamp()],
