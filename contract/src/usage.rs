@@ -7,6 +7,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The denial codes of a request refused for going over a rate or concurrency limit: the
+/// filter answers them, the control service's `ratelimit.refusals` alert counts them.
+pub const RATE_LIMIT_EXCEEDED: &str = "RATE_LIMIT_EXCEEDED";
+pub const CONCURRENCY_LIMIT_EXCEEDED: &str = "CONCURRENCY_LIMIT_EXCEEDED";
+pub const RATE_LIMIT_REFUSAL_CODES: [&str; 2] = [RATE_LIMIT_EXCEEDED, CONCURRENCY_LIMIT_EXCEEDED];
+
 /// Body of `POST /v1/usage`: one Envoy's counts since its last post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsagePost {

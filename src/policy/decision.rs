@@ -50,8 +50,10 @@ impl DenyCode {
             DenyCode::IpNotWhitelisted => "IP_NOT_WHITELISTED",
             DenyCode::OperationNotAllowed => "OPERATION_NOT_ALLOWED",
             DenyCode::AuthUnavailable => "AUTH_UNAVAILABLE",
-            DenyCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
-            DenyCode::ConcurrencyLimitExceeded => "CONCURRENCY_LIMIT_EXCEEDED",
+            DenyCode::RateLimitExceeded => keygate_contract::usage::RATE_LIMIT_EXCEEDED,
+            DenyCode::ConcurrencyLimitExceeded => {
+                keygate_contract::usage::CONCURRENCY_LIMIT_EXCEEDED
+            }
             DenyCode::QuotaExceeded => "QUOTA_EXCEEDED",
         }
     }

@@ -15,5 +15,7 @@ pub mod scopes;
 pub mod session;
 pub mod snapshot;
 pub mod state;
+pub mod teams;
 pub mod tokens;
 pub mod usage;
+pub mod webhooks;

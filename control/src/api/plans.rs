@@ -100,9 +100,11 @@ pub async fn update_plan(
 ) -> Result<Json<PlanDefinition>, ApiError> {
     let changes = validate_plan_changes(request)?;
     let now = clock::now();
+    let settings = state.alerts;
     let plan = state
         .blocking(move |store| {
-            plans::update(store, &caller.actor, &name, &changes, now).map_err(ApiError::from)
+            plans::update(store, &caller.actor, &name, &changes, now, &settings)
+                .map_err(ApiError::from)
         })
         .await?;
     Ok(Json(plan))

@@ -8,7 +8,7 @@ use crate::api::metrics::metrics;
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::usage::record_usage;
-use crate::api::{audit, keys, plans, scopes, session, tokens, usage};
+use crate::api::{audit, keys, plans, scopes, session, teams, tokens, usage, webhooks};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -20,12 +20,14 @@ use serde_json::json;
 const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// Every admin route, resource by resource, in the order `control/access.json` lists them.
-const RESOURCES: [&[AdminRoute]; 7] = [
+const RESOURCES: [&[AdminRoute]; 9] = [
     keys::ROUTES,
     usage::ROUTES,
     tokens::ROUTES,
     audit::ROUTES,
     plans::ROUTES,
+    teams::ROUTES,
+    webhooks::ROUTES,
     scopes::ROUTES,
     session::ROUTES,
 ];

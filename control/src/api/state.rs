@@ -4,7 +4,9 @@ use crate::api::encoding::Encoding;
 use crate::api::error::ApiError;
 use crate::app::error::LifecycleError;
 use crate::app::usage_queue::UsageQueue;
+use crate::domain::alerts::AlertSettings;
 use crate::domain::secrets::TokenDigest;
+use crate::domain::webhook_url::UrlPolicy;
 use crate::feed::delta_cache::DeltaCache;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;
@@ -12,7 +14,7 @@ use crate::fleet::redis::FlushStats;
 use crate::fleet::FleetCounts;
 use crate::store::Store;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,6 +36,12 @@ pub struct AppState {
     pub delta_pages: Arc<DeltaCache<DeltaKey>>,
     /// Usage reports waiting to be counted with the next group (`app/usage_queue.rs`).
     pub usage_queue: Arc<UsageQueue>,
+    /// When quota and refusal alerts fire.
+    pub alerts: AlertSettings,
+    /// Which addresses webhooks may call.
+    pub webhook_policy: UrlPolicy,
+    /// Wakes this replica's webhook sender when an API call queued a delivery.
+    pub webhook_wake: Arc<Notify>,
 }
 
 /// What makes two delta requests get the same bytes: since, the published version they woke

@@ -3,8 +3,10 @@
 //! and records who made the change in the audit log. An actor bound to a team finds only that
 //! team's keys: any other answers `NotFound`.
 
+use crate::app::alerts;
 use crate::app::error::LifecycleError;
 use crate::app::quota::current_mark;
+use crate::domain::alerts::{key_alert, AlertKind, KeyRef};
 use crate::domain::audit::{key_changes, key_fields, Action, Actor};
 use crate::domain::clock;
 use crate::domain::cursor::Position;
@@ -13,10 +15,11 @@ use crate::domain::plans::{Plan, PlanLimits};
 use crate::store::audit;
 use crate::store::db::{bump_version, Store};
 use crate::store::keys::{self, RowPage};
-use crate::store::plans;
 use crate::store::sql::{Error, Result, Tx};
+use crate::store::{plans, teams};
 use chrono::{DateTime, Utc};
 use keygate_contract::FieldError;
+use serde_json::json;
 
 fn served_record_is_valid(key: &StoredKey, now: DateTime<Utc>) -> Result<(), LifecycleError> {
     crate::domain::served::filter_accepts(key, now).map_err(LifecycleError::Invalid)
@@ -34,8 +37,11 @@ pub fn create(
         served_record_is_valid(&minted.key, now)?;
         minted.key.updated_version = bump_version(tx)?;
         minted.key.seq = keys::insert(tx, &minted.key)?;
+        teams::ensure(tx, &minted.key.team, now)?;
         let fields = serde_json::Value::Object(key_fields(&minted.key));
         record(tx, actor, Action::KeyCreate, &minted.key, &fields, now)?;
+        let extra = json!({"plan": minted.key.plan, "environment": minted.key.environment});
+        alert(tx, AlertKind::KeyCreated, &minted.key, "", extra, now)?;
         Ok::<_, LifecycleError>(())
     })?;
     Ok(minted)
@@ -61,6 +67,24 @@ fn record(
     now: DateTime<Utc>,
 ) -> Result<()> {
     audit::record(tx, actor, action, &key.id, Some(&key.team), changes, now)
+}
+
+/// Raises a lifecycle alert about `key` (docs/webhooks.md).
+fn alert(
+    tx: &Tx,
+    kind: AlertKind,
+    key: &StoredKey,
+    instance: &str,
+    extra: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let key_ref = KeyRef {
+        id: &key.id,
+        name: &key.name,
+        team: &key.team,
+    };
+    alerts::raise_all(tx, &[key_alert(kind, key_ref, instance, extra)], now)?;
+    Ok(())
 }
 
 /// The key `id`, tombstones included, if `actor` may see it.
@@ -108,8 +132,13 @@ pub fn update(
         key.updated_at = now;
         key.updated_version = bump_version(tx)?;
         keys::update(tx, &key)?;
+        teams::ensure(tx, &key.team, now)?;
         let changed = key_changes(&before, &key);
         record(tx, actor, Action::KeyUpdate, &key, &changed, now)?;
+        if before.active && !key.active {
+            let instance = key.updated_version.to_string();
+            alert(tx, AlertKind::KeyRevoked, &key, &instance, json!({}), now)?;
+        }
         Ok(key)
     })
 }
@@ -186,6 +215,11 @@ pub fn rotate(
             "successor": minted.key.id,
         });
         record(tx, actor, Action::KeyRotate, &old, &changes, now)?;
+        let extra = json!({
+            "successor_id": minted.key.id,
+            "expires_at": old.expires_at.map(clock::format),
+        });
+        alert(tx, AlertKind::KeyRotated, &old, &minted.key.id, extra, now)?;
         Ok(minted)
     })
 }
@@ -225,6 +259,7 @@ pub fn delete(
             &serde_json::json!({}),
             now,
         )?;
+        alert(tx, AlertKind::KeyDeleted, &key, "", json!({}), now)?;
         Ok(())
     })
 }

@@ -1,12 +1,15 @@
 //! The operations: one function per use case, owning its transaction, its version bump and its
 //! audit entry.
 
+pub mod alerts;
 pub mod audit;
 pub mod error;
 pub mod keys;
 pub mod plans;
 pub mod quota;
 pub mod seed;
+pub mod teams;
 pub mod tokens;
 pub mod usage;
 pub mod usage_queue;
+pub mod webhooks;

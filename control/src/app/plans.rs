@@ -3,6 +3,8 @@
 //! snapshot feed serves them in the next delta.
 
 use crate::app::quota::refresh_marks;
+use crate::app::teams::refresh_plan_teams;
+use crate::domain::alerts::AlertSettings;
 use crate::domain::audit::{Action, Actor};
 use crate::domain::plans::{Plan, PlanChanges, PlanDefinition};
 use crate::store::audit;
@@ -107,6 +109,7 @@ pub fn update(
     name: &str,
     changes: &PlanChanges,
     now: DateTime<Utc>,
+    settings: &AlertSettings,
 ) -> Result<PlanDefinition, PlanError> {
     store.write(|tx| {
         let before = plans::find(tx, name)?.ok_or(PlanError::NotFound)?;
@@ -118,7 +121,8 @@ pub fn update(
         if after.limits != before.limits {
             let version = bump_version(tx)?;
             keys::stamp_plan(tx, name, version)?;
-            refresh_marks(tx, &keys::on_plan(tx, name)?, now)?;
+            refresh_marks(tx, &keys::on_plan(tx, name)?, now, settings)?;
+            refresh_plan_teams(tx, name, now, settings)?;
         }
         let old = fields(&before);
         let changed: Map<String, Value> = fields(&after)
@@ -206,14 +210,30 @@ mod tests {
             serde_json::from_value(serde_json::json!({"per_minute": 100})).unwrap(),
         )
         .unwrap();
-        update(&store, &actor, "gold", &changes, now).unwrap();
+        update(
+            &store,
+            &actor,
+            "gold",
+            &changes,
+            now,
+            &AlertSettings::default(),
+        )
+        .unwrap();
         let version = store.read(current_version).unwrap();
         let reread = store.read(|tx| keys::find(tx, &key.id)).unwrap().unwrap();
         assert_eq!(reread.updated_version, version);
         assert_eq!(reread.plan_limits.per_minute, Some(100));
         let untouched = store.read(|tx| keys::find(tx, &other.id)).unwrap().unwrap();
         assert_eq!(untouched.updated_version, other.updated_version);
-        update(&store, &actor, "gold", &changes, now).unwrap();
+        update(
+            &store,
+            &actor,
+            "gold",
+            &changes,
+            now,
+            &AlertSettings::default(),
+        )
+        .unwrap();
         assert_eq!(store.read(current_version).unwrap(), version);
         assert!(matches!(
             delete(&store, &actor, "gold", now),

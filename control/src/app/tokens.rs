@@ -8,7 +8,7 @@ use crate::domain::tokens::{digest, mint, MintedToken, StoredToken, TokenSetting
 use crate::store::audit;
 use crate::store::db::Store;
 use crate::store::sql::{Error, Tx};
-use crate::store::tokens;
+use crate::store::{teams, tokens};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -39,6 +39,7 @@ pub fn create(
     let minted = mint(settings, now, None)?;
     store.write(|tx| {
         tokens::insert(tx, &minted.token)?;
+        teams::ensure(tx, minted.token.team.as_deref().unwrap_or(""), now)?;
         audit::record(
             tx,
             actor,

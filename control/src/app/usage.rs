@@ -3,7 +3,8 @@
 
 use crate::app::error::LifecycleError;
 use crate::app::keys::find_visible;
-use crate::app::quota;
+use crate::app::{alerts, quota};
+use crate::domain::alerts::AlertSettings;
 use crate::domain::audit::Actor;
 use crate::domain::events::EventRange;
 use crate::domain::keys::StoredKey;
@@ -29,6 +30,7 @@ pub fn record_group(
     store: &Store,
     batches: &[UsageBatch],
     now: DateTime<Utc>,
+    settings: &AlertSettings,
 ) -> Result<Vec<BatchOutcome>, Error> {
     store.write(|tx| {
         let mut outcomes: Vec<Option<BatchOutcome>> = vec![None; batches.len()];
@@ -53,7 +55,8 @@ pub fn record_group(
                 outcomes[index] = Some(outcome);
             }
             forget_old_batches(tx, now)?;
-            quota::refresh_marks(tx, &touched, now)?;
+            quota::refresh_marks(tx, &touched, now, settings)?;
+            alerts::count_refusals(tx, &counted, settings, now)?;
         }
         batches
             .iter()

@@ -12,6 +12,7 @@
 //! reports' rows are summed per key, hour and code first) and one commit.
 
 use crate::app::usage::record_group;
+use crate::domain::alerts::AlertSettings;
 use crate::domain::clock;
 use crate::domain::usage_report::{BatchOutcome, UsageBatch};
 use crate::store::sql::Error;
@@ -35,6 +36,8 @@ type Waiter = oneshot::Sender<Result<BatchOutcome, GroupFailure>>;
 #[derive(Default)]
 pub struct UsageQueue {
     pending: Mutex<Pending>,
+    /// When the groups' quota and refusal alerts fire.
+    alerts: AlertSettings,
 }
 
 #[derive(Default)]
@@ -45,6 +48,13 @@ struct Pending {
 }
 
 impl UsageQueue {
+    pub fn new(alerts: AlertSettings) -> UsageQueue {
+        UsageQueue {
+            pending: Mutex::default(),
+            alerts,
+        }
+    }
+
     /// Counts `batch` with whatever else is queued and returns its outcome.
     pub async fn record(
         self: &Arc<Self>,
@@ -80,8 +90,9 @@ impl UsageQueue {
                 pending.batches.drain(..take).collect()
             };
             let (batches, waiters): (Vec<UsageBatch>, Vec<Waiter>) = group.into_iter().unzip();
+            let alerts = self.alerts;
             let written = store
-                .run_blocking(move |store| record_group(store, &batches, clock::now()))
+                .run_blocking(move |store| record_group(store, &batches, clock::now(), &alerts))
                 .await;
             let results: Vec<Result<BatchOutcome, GroupFailure>> = match written {
                 Ok(Ok(outcomes)) => outcomes.into_iter().map(Ok).collect(),

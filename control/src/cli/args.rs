@@ -6,9 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use std::path::PathBuf;
 
+mod alerts;
 mod listener;
 mod retention;
 mod usage;
+pub use alerts::AlertArgs;
 pub use listener::ListenerArgs;
 pub use retention::RetentionArgs;
 pub use usage::{EventsArgs, TeamUsageArgs, UsageArgs};
@@ -108,6 +110,8 @@ pub struct ServeArgs {
     pub dev: bool,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
     /// Serve the web console at http://ADDRESS/console/ (with the admin API beside it).
     #[arg(long, env = "KEYGATE_CONSOLE_LISTEN", value_name = "ADDRESS")]
     pub console_listen: Option<String>,

@@ -49,6 +49,14 @@ pub enum Action {
     PlanCreate,
     PlanUpdate,
     PlanDelete,
+    TeamCreate,
+    TeamUpdate,
+    TeamDelete,
+    WebhookCreate,
+    WebhookUpdate,
+    WebhookRotateSecret,
+    WebhookDelete,
+    WebhookDisable,
 }
 
 impl Action {
@@ -64,6 +72,14 @@ impl Action {
             Action::PlanCreate => "plan.create",
             Action::PlanUpdate => "plan.update",
             Action::PlanDelete => "plan.delete",
+            Action::TeamCreate => "team.create",
+            Action::TeamUpdate => "team.update",
+            Action::TeamDelete => "team.delete",
+            Action::WebhookCreate => "webhook.create",
+            Action::WebhookUpdate => "webhook.update",
+            Action::WebhookRotateSecret => "webhook.rotate_secret",
+            Action::WebhookDelete => "webhook.delete",
+            Action::WebhookDisable => "webhook.disable",
         }
     }
 }

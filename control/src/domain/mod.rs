@@ -1,6 +1,7 @@
 //! The domain: plain typed data and the rules over it. No HTTP, no SQL: everything here runs in
 //! unit tests with no database and no server.
 
+pub mod alerts;
 pub mod audit;
 pub mod clock;
 pub mod cursor;
@@ -12,6 +13,9 @@ pub mod plans;
 pub mod quota;
 pub mod secrets;
 pub mod served;
+pub mod teams;
 pub mod tokens;
 pub mod usage_range;
 pub mod usage_report;
+pub mod webhook_url;
+pub mod webhooks;

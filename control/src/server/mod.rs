@@ -9,3 +9,5 @@ pub mod listener;
 pub mod startup;
 pub mod tls;
 pub mod unread_body;
+pub mod webhook_dns;
+pub mod webhook_sender;

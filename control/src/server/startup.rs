@@ -4,6 +4,7 @@ use crate::api::router::router;
 use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
 use crate::app;
+use crate::app::usage_queue::UsageQueue;
 use crate::cli::args::{ListenerArgs, ServeArgs};
 use crate::domain::clock;
 use crate::domain::events;
@@ -17,6 +18,7 @@ use crate::server::console;
 use crate::server::error::StartupError;
 use crate::server::listener::{self, ConnectionLimits, Listener};
 use crate::server::tls::{self, CertificateFiles, ReloadingCertificate};
+use crate::server::webhook_sender;
 use crate::store::usage;
 use crate::store::Store;
 use axum::Extension;
@@ -28,6 +30,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// How often old usage hours are rolled into daily totals (and once at start).
 const USAGE_PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// How often the alerts of keys expiring or expired are evaluated (and once at start).
+const ALERT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 pub fn run(args: ServeArgs) -> Result<(), StartupError> {
     let tokens = resolve_tokens(
@@ -69,7 +73,10 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         delta_pages: crate::api::state::delta_cache(),
         fleet: Arc::new(FleetCounts::for_store(&store, args.redis_url.is_some())),
         fleet_stats: Arc::default(),
-        usage_queue: Arc::default(),
+        usage_queue: Arc::new(UsageQueue::new(args.alerts.settings())),
+        alerts: args.alerts.settings(),
+        webhook_policy: args.alerts.policy(),
+        webhook_wake: Arc::default(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,6 +150,13 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             args.retention.event_retention_days,
             args.retention.events_per_key,
         ));
+        let sending = tokio::spawn(webhook_sender::run(
+            Arc::clone(&state.store),
+            args.alerts.sender(),
+            Arc::clone(&state.webhook_wake),
+            shutting_down.clone(),
+        ));
+        let sweeping = tokio::spawn(sweep_alerts(Arc::clone(&state.store)));
         let reloading = certificate.map(|certificate| {
             tokio::spawn(tls::keep_reloading(certificate, shutting_down.clone()))
         });
@@ -161,7 +175,11 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         };
         listener::serve(api, shutting_down).await;
         pruning.abort();
+        sweeping.abort();
         stopping.abort();
+        // Lets an attempt in flight record its outcome; its lease would otherwise lapse and
+        // another replica send it again (allowed, but avoidable).
+        let _ = tokio::time::timeout(Duration::from_secs(15), sending).await;
         if let Some(reloading) = reloading {
             reloading.abort();
         }
@@ -226,6 +244,24 @@ async fn prune_usage_hourly(
             Ok(Ok(_)) => {}
             Ok(Err(error)) => eprintln!("usage retention failed: {error}"),
             Err(error) => eprintln!("usage retention task failed: {error}"),
+        }
+    }
+}
+
+/// Raises the alerts time alone causes (keys expiring or expired) once a minute; a failed run
+/// is logged and retried at the next.
+async fn sweep_alerts(store: Arc<Store>) {
+    let mut every_minute = tokio::time::interval(ALERT_SWEEP_INTERVAL);
+    every_minute.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        every_minute.tick().await;
+        let run = store
+            .run_blocking(|store| app::alerts::sweep(store, clock::now()))
+            .await;
+        match run {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => eprintln!("alert sweep failed: {error}"),
+            Err(error) => eprintln!("alert sweep task failed: {error}"),
         }
     }
 }

@@ -226,6 +226,18 @@ pub fn on_plan(tx: &Tx, plan: &str) -> Result<Vec<StoredKey>> {
     )
 }
 
+/// The live (not deleted) keys of `team`, oldest first.
+pub fn of_team(tx: &Tx, team: &str) -> Result<Vec<StoredKey>> {
+    tx.query_map(
+        &format!(
+            "SELECT {COLUMNS} FROM keys {WITH_PLAN}
+             WHERE keys.team = ?1 AND keys.deleted = 0 ORDER BY keys.seq"
+        ),
+        [team],
+        from_row,
+    )
+}
+
 /// The key with this id, tombstones included.
 pub fn find(tx: &Tx, id: &str) -> Result<Option<StoredKey>> {
     tx.query_opt(

@@ -3,5 +3,7 @@
 //! (`cli/client/`) reads the answers back into the very same ones.
 
 pub mod plans;
+pub mod teams;
 pub mod validate;
 pub mod views;
+pub mod webhooks;

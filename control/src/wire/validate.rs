@@ -218,7 +218,7 @@ fn name(name: String) -> Result<String, FieldError> {
     Ok(name)
 }
 
-fn team(team: String) -> Result<String, FieldError> {
+pub fn team(team: String) -> Result<String, FieldError> {
     fields::display_label("team", &team)?;
     Ok(team)
 }

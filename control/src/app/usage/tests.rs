@@ -13,7 +13,12 @@ use chrono::Duration;
 
 /// Counts one batch, as a group of one.
 fn record(store: &Store, batch: &UsageBatch, now: DateTime<Utc>) -> Result<BatchOutcome, Error> {
-    let mut outcomes = record_group(store, std::slice::from_ref(batch), now)?;
+    let mut outcomes = record_group(
+        store,
+        std::slice::from_ref(batch),
+        now,
+        &crate::domain::alerts::AlertSettings::default(),
+    )?;
     Ok(outcomes.pop().expect("one outcome per batch"))
 }
 

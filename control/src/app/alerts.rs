@@ -1,0 +1,149 @@
+//! Raising alerts: each occurrence once (a second replica or evaluation finds it raised), in
+//! the transaction of what caused it, with one outbox row per endpoint that wants it, so an
+//! alert is delivered if and only if its cause committed. The minute sweep raises the alerts
+//! time alone causes (expiry) and forgets old refusal counts.
+
+use crate::domain::alerts::{
+    expiry_alert, refusal_alert, Alert, AlertKind, AlertSettings, KeyRef,
+    EXPIRED_ALERT_WINDOW_HOURS, EXPIRING_NOTICE_DAYS,
+};
+use crate::domain::clock;
+use crate::domain::secrets::random_base62;
+use crate::domain::usage_report::UsageBatch;
+use crate::domain::webhooks::Webhook;
+use crate::store::alerts as rows;
+use crate::store::db::Store;
+use crate::store::keys;
+use crate::store::sql::{Error, Result, Tx};
+use crate::store::webhooks;
+use chrono::{DateTime, Duration, Utc};
+use keygate_contract::usage::RATE_LIMIT_REFUSAL_CODES;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// A new event id: the `webhook-id` of every attempt of every delivery of the event.
+pub fn new_event_id() -> Result<String> {
+    random_base62(24)
+        .map(|random| format!("msg_{random}"))
+        .map_err(|error| Error::Schema(format!("random event id: {error}")))
+}
+
+/// The body every endpoint receives for `alert`.
+fn body(kind: AlertKind, data: &serde_json::Value, now: DateTime<Utc>) -> String {
+    json!({"type": kind.as_str(), "timestamp": clock::format(now), "data": data}).to_string()
+}
+
+/// Raises each of `alerts` not raised before and queues it for the enabled endpoints that
+/// want it. Returns how many were new.
+pub fn raise_all(tx: &Tx, alerts: &[Alert], now: DateTime<Utc>) -> Result<usize> {
+    if alerts.is_empty() {
+        return Ok(0);
+    }
+    let endpoints = webhooks::list(tx, None)?;
+    let mut raised = 0;
+    for alert in alerts {
+        let id = new_event_id()?;
+        let kind = alert.kind.as_str();
+        let body = body(alert.kind, &alert.data, now);
+        let team = alert.team.as_deref();
+        if !webhooks::insert_event(tx, &id, &alert.occurrence, kind, team, &body, now)? {
+            continue;
+        }
+        raised += 1;
+        for endpoint in endpoints.iter().filter(|hook| hook.wants(kind, team)) {
+            webhooks::enqueue(tx, &endpoint.id, &id, now)?;
+        }
+    }
+    Ok(raised)
+}
+
+/// A `webhook.test` event for `endpoint` alone; returns its id.
+pub fn raise_test(tx: &Tx, endpoint: &Webhook, now: DateTime<Utc>) -> Result<String> {
+    let id = new_event_id()?;
+    let data = json!({"webhook_id": endpoint.id, "team": endpoint.team});
+    let kind = AlertKind::WebhookTest;
+    let body = body(kind, &data, now);
+    let occurrence = format!("{}/{id}", kind.as_str());
+    let team = endpoint.team.as_deref();
+    webhooks::insert_event(tx, &id, &occurrence, kind.as_str(), team, &body, now)?;
+    webhooks::enqueue(tx, &endpoint.id, &id, now)?;
+    Ok(id)
+}
+
+/// Counts the rate-limit refusals `batches` report (by their arrival minute) and raises
+/// `ratelimit.refusals` for the keys over the threshold. Cost: one upsert and one sum per key
+/// with refusals in the batches.
+pub fn count_refusals(
+    tx: &Tx,
+    batches: &[&UsageBatch],
+    settings: &AlertSettings,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
+    for report in batches.iter().flat_map(|batch| &batch.reports) {
+        let count: u64 = report
+            .counts
+            .iter()
+            .filter(|(code, _)| RATE_LIMIT_REFUSAL_CODES.contains(&code.as_str()))
+            .map(|(_, count)| *count)
+            .sum();
+        if count > 0 {
+            *refused.entry(report.key_id.as_str()).or_default() += count;
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let minute = now.timestamp().div_euclid(60) * 60;
+    let mut alerts = Vec::new();
+    let ids: Vec<&str> = refused.keys().copied().collect();
+    let found = keys::find_live(tx, &ids)?;
+    for key in &found {
+        let count = refused.get(key.id.as_str()).copied().unwrap_or(0);
+        rows::add_refusals(tx, &key.id, minute, count)?;
+        let in_window = rows::refusals_in_window(tx, &key.id, now)?;
+        let key = KeyRef {
+            id: &key.id,
+            name: &key.name,
+            team: &key.team,
+        };
+        alerts.extend(refusal_alert(key, in_window, settings, now));
+    }
+    raise_all(tx, &alerts, now)?;
+    Ok(())
+}
+
+/// Days raised events and their delivery logs are kept.
+pub const EVENT_RETENTION_DAYS: i64 = 30;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub raised: usize,
+}
+
+/// The minute sweep: `key.expiring` and `key.expired` for the keys whose expiry is near or
+/// just passed (read through the expiry index: cost proportional to those keys, not to all),
+/// and old refusal counts forgotten.
+pub fn sweep(store: &Store, now: DateTime<Utc>) -> Result<Swept> {
+    store.write_outside_feed(|tx| {
+        let latest_notice = EXPIRING_NOTICE_DAYS.into_iter().max().unwrap_or(7);
+        let from = now - Duration::hours(EXPIRED_ALERT_WINDOW_HOURS);
+        let to = now + Duration::days(latest_notice);
+        let alerts: Vec<Alert> = rows::expiring(tx, from, to)?
+            .iter()
+            .filter_map(|row| {
+                let key = KeyRef {
+                    id: &row.id,
+                    name: &row.name,
+                    team: &row.team,
+                };
+                expiry_alert(key, row.expires_at, now)
+            })
+            .collect();
+        let raised = raise_all(tx, &alerts, now)?;
+        rows::prune_refusals(tx, now)?;
+        webhooks::prune(tx, now - Duration::days(EVENT_RETENTION_DAYS))?;
+        Ok(Swept { raised })
+    })
+}
