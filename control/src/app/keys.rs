@@ -6,7 +6,7 @@
 use crate::app::alerts;
 use crate::app::error::LifecycleError;
 use crate::app::quota::current_mark;
-use crate::domain::alerts::{key_alert, AlertKind, KeyRef};
+use crate::domain::alerts::{expiry_alert, key_alert, AlertKind, KeyRef};
 use crate::domain::audit::{key_changes, key_fields, Action, Actor};
 use crate::domain::clock;
 use crate::domain::cursor::Position;
@@ -42,6 +42,7 @@ pub fn create(
         record(tx, actor, Action::KeyCreate, &minted.key, &fields, now)?;
         let extra = json!({"plan": minted.key.plan, "environment": minted.key.environment});
         alert(tx, AlertKind::KeyCreated, &minted.key, "", extra, now)?;
+        expiry_alert_now(tx, &minted.key, now)?;
         Ok::<_, LifecycleError>(())
     })?;
     Ok(minted)
@@ -84,6 +85,22 @@ fn alert(
         team: &key.team,
     };
     alerts::raise_all(tx, &[key_alert(kind, key_ref, instance, extra)], now)?;
+    Ok(())
+}
+
+/// `key.expiring` at once for a key created or changed to expire within the notice (the minute
+/// sweep would raise it within a minute anyway; this spares the wait).
+fn expiry_alert_now(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<()> {
+    let Some(expires_at) = key.expires_at.filter(|_| key.active) else {
+        return Ok(());
+    };
+    let key_ref = KeyRef {
+        id: &key.id,
+        name: &key.name,
+        team: &key.team,
+    };
+    let alerts: Vec<_> = expiry_alert(key_ref, expires_at, now).into_iter().collect();
+    alerts::raise_all(tx, &alerts, now)?;
     Ok(())
 }
 
@@ -135,6 +152,7 @@ pub fn update(
         teams::ensure(tx, &key.team, now)?;
         let changed = key_changes(&before, &key);
         record(tx, actor, Action::KeyUpdate, &key, &changed, now)?;
+        expiry_alert_now(tx, &key, now)?;
         if before.active && !key.active {
             let instance = key.updated_version.to_string();
             alert(tx, AlertKind::KeyRevoked, &key, &instance, json!({}), now)?;
