@@ -86,9 +86,10 @@ declare -A envoy_values=(
   ["filename: target/wasm32-wasip1/release/keygate.wasm"]="filename: $WASM"
 )
 
+# --webhook-allow-private: webhooks may call a receiver on this machine (docs/webhooks.md).
 start_control() {
   "$CONTROL" serve --dev --listen "127.0.0.1:$CONTROL_PORT" --console-listen "127.0.0.1:$CONSOLE_PORT" \
-    --db "$RUN_DIR/keygate.db" >>"$RUN_DIR/control.log" 2>&1 &
+    --db "$RUN_DIR/keygate.db" --webhook-allow-private >>"$RUN_DIR/control.log" 2>&1 &
   control_pid=$!
   control_started=$SECONDS
   echo "$control_pid" >"$RUN_DIR/control.pid"
@@ -163,7 +164,8 @@ component_exited() {
 
 restarts=0
 delay_ms=$FIRST_DELAY_MS
-restart_control() {
+re# --webhook-allow-private: webhooks may call a receiver on this machine (docs/webhooks.md).
+start_control() {
   local status=$1 finished code delay
   if ((SECONDS - control_started >= STABLE_SECONDS)); then
     restarts=0

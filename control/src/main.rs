@@ -37,6 +37,12 @@ fn main() -> ExitCode {
         Command::Plans(args) => {
             client::run_plans(cli.client, args.command).map_err(|error| error.to_string())
         }
+        Command::Teams(args) => {
+            client::run_teams(cli.client, args.command).map_err(|error| error.to_string())
+        }
+        Command::Webhooks(args) => {
+            client::run_webhooks(cli.client, args.command).map_err(|error| error.to_string())
+        }
         Command::Audit(args) => {
             client::run_audit(cli.client, args).map_err(|error| error.to_string())
         }

@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, seq);
+-- The retention's delete of old events' deliveries.
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_event ON webhook_deliveries (event_id);
 -- Rate-limit refusals per key and minute of arrival, for `ratelimit.refusals` (5 minutes kept).
 CREATE TABLE IF NOT EXISTS alert_refusals (
     key_id       TEXT NOT NULL,

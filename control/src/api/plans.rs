@@ -48,7 +48,9 @@ impl From<PlanError> for ApiError {
         match error {
             PlanError::NotFound => ApiError::NotFound("no such plan".into()),
             PlanError::Exists => ApiError::Conflict("a plan of that name exists".into()),
-            PlanError::InUse(_) => ApiError::Conflict(error.to_string()),
+            PlanError::InUse(_) | PlanError::TeamsOnPlan(_) => {
+                ApiError::Conflict(error.to_string())
+            }
             PlanError::Database(error) => ApiError::from(error),
         }
     }

@@ -7,11 +7,11 @@ use crate::api::access::{rule, AdminRoute};
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
 use crate::api::state::AppState;
+use crate::app::webhook_dns::check_resolves;
 use crate::app::webhooks::{self, WebhookError};
 use crate::domain::clock;
 use crate::domain::tokens::Role;
-use crate::domain::webhooks::DEFAULT_SECRET_GRACE_SECONDS;
-use crate::server::webhook_dns::check_resolves;
+use crate::domain::webhooks::{DEFAULT_SECRET_GRACE_SECONDS, MAX_SECRET_GRACE_SECONDS};
 use crate::wire::webhooks::{
     validate_new_webhook, validate_webhook_changes, CreateWebhookRequest, DeliveryList,
     DeliveryView, RotateSecretRequest, TestQueued, UpdateWebhookRequest, WebhookList, WebhookView,
@@ -63,6 +63,7 @@ impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
         match error {
             WebhookError::NotFound => ApiError::NotFound("no such webhook".into()),
+            WebhookError::Disabled => ApiError::Conflict(error.to_string()),
             WebhookError::Database(error) => ApiError::from(error),
             other => ApiError::Internal(other.to_string()),
         }
@@ -162,6 +163,10 @@ pub async fn rotate_secret(
     let grace = request
         .grace_seconds
         .unwrap_or(DEFAULT_SECRET_GRACE_SECONDS);
+    if grace > MAX_SECRET_GRACE_SECONDS {
+        let message = format!("must be at most {MAX_SECRET_GRACE_SECONDS} (366 days)");
+        return Err(FieldError::new("grace_seconds", message).into());
+    }
     let now = clock::now();
     let webhook = state
         .blocking(move |store| webhooks::rotate_secret(store, &caller.actor, &id, grace, now))

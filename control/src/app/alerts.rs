@@ -113,8 +113,9 @@ pub fn count_refusals(
     Ok(())
 }
 
-/// Days raised events and their delivery logs are kept.
-pub const EVENT_RETENTION_DAYS: i64 = 30;
+/// Days raised events and their delivery logs are kept: longer than a month, so a monthly
+/// quota alert's occurrence is remembered until its month ends (else it would fire again).
+pub const EVENT_RETENTION_DAYS: i64 = 35;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

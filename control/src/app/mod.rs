@@ -12,4 +12,5 @@ pub mod teams;
 pub mod tokens;
 pub mod usage;
 pub mod usage_queue;
+pub mod webhook_dns;
 pub mod webhooks;

@@ -22,6 +22,8 @@ pub enum PlanError {
     Exists,
     /// Live keys are on the plan; it cannot be deleted.
     InUse(usize),
+    /// Teams are on the plan (it gives them their quotas); it cannot be deleted.
+    TeamsOnPlan(Vec<String>),
     Database(Error),
 }
 
@@ -33,6 +35,11 @@ impl fmt::Display for PlanError {
             PlanError::InUse(count) => write!(
                 f,
                 "{count} key(s) are on this plan; move them to another plan first"
+            ),
+            PlanError::TeamsOnPlan(teams) => write!(
+                f,
+                "team(s) {} are on this plan; move them to another plan first",
+                teams.join(", ")
             ),
             PlanError::Database(error) => write!(f, "database: {error}"),
         }
@@ -150,6 +157,10 @@ pub fn delete(
         let in_use = keys::live_count_on_plan(tx, name)?;
         if in_use > 0 {
             return Err(PlanError::InUse(in_use));
+        }
+        let teams = crate::store::teams::on_plan(tx, name)?;
+        if !teams.is_empty() {
+            return Err(PlanError::TeamsOnPlan(teams));
         }
         plans::delete(tx, name)?;
         record(tx, actor, Action::PlanDelete, &plan.name, Map::new(), now)?;

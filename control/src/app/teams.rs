@@ -5,11 +5,8 @@
 use crate::app::quota::refresh_marks;
 use crate::domain::alerts::AlertSettings;
 use crate::domain::audit::{Action, Actor};
-use crate::domain::keys::StoredKey;
-use crate::domain::plans::Quotas;
 use crate::domain::quota::{self, QuotaUsage};
-use crate::domain::teams::{team_quotas, Team, TeamChanges};
-use crate::domain::tokens::StoredToken;
+use crate::domain::teams::{team_quotas, Team, TeamChanges, TeamDetail, LISTED_KEYS};
 use crate::store::audit;
 use crate::store::db::Store;
 use crate::store::sql::{Error, Result, Tx};
@@ -18,9 +15,6 @@ use chrono::{DateTime, Utc};
 use keygate_contract::FieldError;
 use serde_json::{json, Map, Value};
 use std::fmt;
-
-/// Keys a team's page lists at most; `key_count` says how many it has.
-pub const LISTED_KEYS: usize = 100;
 
 #[derive(Debug)]
 pub enum TeamError {
@@ -55,20 +49,6 @@ impl From<Error> for TeamError {
     fn from(error: Error) -> Self {
         TeamError::Database(error)
     }
-}
-
-/// A team with what its page shows.
-#[derive(Debug, Clone)]
-pub struct TeamDetail {
-    pub team: Team,
-    /// The quotas its keys share (its own, else its plan's).
-    pub shared_quotas: Quotas,
-    /// Allowed requests of all its keys today and this month (UTC).
-    pub usage: QuotaUsage,
-    pub key_count: usize,
-    /// Its first [`LISTED_KEYS`] live keys.
-    pub keys: Vec<StoredKey>,
-    pub tokens: Vec<StoredToken>,
 }
 
 fn detail(tx: &Tx, team: Team, now: DateTime<Utc>, with_members: bool) -> Result<TeamDetail> {

@@ -8,12 +8,12 @@ use crate::domain::audit::{Action, Actor};
 use crate::domain::clock;
 use crate::domain::webhooks::{
     new_secret, retry_delay, should_disable, AttemptResult, Delivery, DeliveryStatus,
-    LeasedDelivery, Webhook,
+    LeasedDelivery, NewWebhook, Webhook, WebhookChanges, MAX_SECRET_GRACE_SECONDS,
 };
-use crate::store::audit;
 use crate::store::db::Store;
 use crate::store::sql::{Error, Result, Tx};
 use crate::store::webhooks::{self, AttemptRecord};
+use crate::store::{audit, teams};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use std::fmt;
@@ -22,6 +22,8 @@ use std::fmt;
 pub enum WebhookError {
     /// No such endpoint, or not one the caller may see.
     NotFound,
+    /// The endpoint is disabled: nothing is sent to it.
+    Disabled,
     Random(getrandom::Error),
     Database(Error),
 }
@@ -30,6 +32,10 @@ impl fmt::Display for WebhookError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WebhookError::NotFound => write!(f, "no such webhook"),
+            WebhookError::Disabled => write!(
+                f,
+                "the webhook is disabled; enable it (PATCH enabled: true) to send to it"
+            ),
             WebhookError::Random(error) => write!(f, "OS random number generator: {error}"),
             WebhookError::Database(error) => write!(f, "database: {error}"),
         }
@@ -46,24 +52,6 @@ impl From<getrandom::Error> for WebhookError {
     fn from(error: getrandom::Error) -> Self {
         WebhookError::Random(error)
     }
-}
-
-/// What a new endpoint is made of (checked by `wire::webhooks`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewWebhook {
-    pub url: String,
-    pub description: String,
-    pub events: Vec<String>,
-    pub team: Option<String>,
-}
-
-/// What a PATCH changes; `None` keeps a field.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WebhookChanges {
-    pub url: Option<String>,
-    pub description: Option<String>,
-    pub events: Option<Vec<String>>,
-    pub enabled: Option<bool>,
 }
 
 /// The fields an audit entry shows (never a secret).
@@ -128,6 +116,7 @@ pub fn create(
     };
     store.write_outside_feed(|tx| {
         webhooks::insert(tx, &webhook)?;
+        teams::ensure(tx, webhook.team.as_deref().unwrap_or(""), now)?;
         record(
             tx,
             actor,
@@ -210,9 +199,7 @@ pub fn rotate_secret(
     store.write_outside_feed(|tx| {
         let mut webhook = find_visible(tx, actor, id)?;
         let grace = Duration::seconds(
-            i64::try_from(grace_seconds)
-                .unwrap_or(i64::MAX)
-                .min(366 * 86_400),
+            i64::try_from(grace_seconds.min(MAX_SECRET_GRACE_SECONDS)).unwrap_or(i64::MAX),
         );
         webhook.previous_secret = Some(std::mem::replace(&mut webhook.secret, secret));
         webhook.previous_secret_until = Some(now + grace);
@@ -256,6 +243,9 @@ pub fn send_test(
 ) -> Result<String, WebhookError> {
     store.write_outside_feed(|tx| {
         let webhook = find_visible(tx, actor, id)?;
+        if !webhook.enabled {
+            return Err(WebhookError::Disabled);
+        }
         Ok(alerts::raise_test(tx, &webhook, now)?)
     })
 }

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 mod alerts;
 mod listener;
 mod retention;
+mod teams;
 mod usage;
 pub use alerts::AlertArgs;
 pub use listener::ListenerArgs;
 pub use retention::RetentionArgs;
+pub use teams::{TeamsArgs, TeamsCommand, WebhooksArgs, WebhooksCommand};
 pub use usage::{EventsArgs, TeamUsageArgs, UsageArgs};
 
 #[derive(Debug, Parser)]
@@ -72,6 +74,10 @@ pub enum Command {
     Tokens(TokensArgs),
     /// Manage plans and their default limits (reading: viewer role; changing: admin).
     Plans(PlansArgs),
+    /// Manage teams: their plan and the quotas their keys share (docs/teams.md).
+    Teams(TeamsArgs),
+    /// Manage webhook endpoints that receive alerts (docs/webhooks.md).
+    Webhooks(WebhooksArgs),
     /// Read the audit log of changes made through the admin API (admin role).
     Audit(AuditArgs),
     /// Show usage summed over a team's keys (or every key) by hour or UTC day.

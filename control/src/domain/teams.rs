@@ -1,7 +1,10 @@
 //! Teams as data: the accounts keys and tokens belong to. A team may be on a plan and carry its
 //! own quotas; either way the team's quotas are shared by all its keys (docs/teams.md).
 
+use crate::domain::keys::StoredKey;
 use crate::domain::plans::{Plan, PlanLimits, Quotas};
+use crate::domain::quota::QuotaUsage;
+use crate::domain::tokens::StoredToken;
 use chrono::{DateTime, Utc};
 
 /// A team as stored.
@@ -38,6 +41,23 @@ impl TeamChanges {
         }
         changed
     }
+}
+
+/// Keys a team's page lists at most; `key_count` says how many it has.
+pub const LISTED_KEYS: usize = 100;
+
+/// A team with what its page shows.
+#[derive(Debug, Clone)]
+pub struct TeamDetail {
+    pub team: Team,
+    /// The quotas its keys share (its own, else its plan's).
+    pub shared_quotas: Quotas,
+    /// Allowed requests of all its keys today and this month (UTC).
+    pub usage: QuotaUsage,
+    pub key_count: usize,
+    /// Its first [`LISTED_KEYS`] live keys.
+    pub keys: Vec<StoredKey>,
+    pub tokens: Vec<StoredToken>,
 }
 
 /// The quotas a team's keys share: the team's own where it sets them, else its plan's.

@@ -89,11 +89,21 @@ fn v4_kind(address: Ipv4Addr) -> Option<&'static str> {
         Some("shared (carrier-grade NAT)")
     } else if address.is_multicast() || address.is_broadcast() || a >= 240 {
         Some("multicast or reserved")
-    } else if a == 192 && b == 0 || a == 198 && (18..20).contains(&b) {
+    } else if special_purpose_v4(address) {
         Some("special-purpose")
     } else {
         None
     }
+}
+
+/// IETF protocol assignments (192.0.0.0/24), the documentation networks and the benchmarking
+/// network (198.18.0.0/15): never a real endpoint.
+fn special_purpose_v4(address: Ipv4Addr) -> bool {
+    let [a, b, c, _] = address.octets();
+    matches!(
+        (a, b, c),
+        (192, 0, 0) | (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+    ) || a == 198 && (18..20).contains(&b)
 }
 
 fn v6_kind(address: Ipv6Addr) -> Option<&'static str> {
@@ -110,13 +120,17 @@ fn v6_kind(address: Ipv6Addr) -> Option<&'static str> {
         Some("multicast")
     } else if first == 0x2001 && address.segments()[1] == 0x0db8 {
         Some("documentation")
+    } else if first == 0x2001 && address.segments()[1] == 0 {
+        // Teredo: the IPv4 endpoints it tunnels to are hidden in the address.
+        Some("Teredo tunnel")
     } else {
         None
     }
 }
 
 /// The IPv4 address an IPv6 address carries: mapped (`::ffff:a.b.c.d`), compatible
-/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) or 6to4 (`2002:AABB:CCDD::/48`).
+/// (`::a.b.c.d`), translated (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::/96`) or 6to4
+/// (`2002:AABB:CCDD::/48`).
 fn embedded_v4(address: Ipv6Addr) -> Option<Ipv4Addr> {
     let segments = address.segments();
     let octets = address.octets();
@@ -128,7 +142,7 @@ fn embedded_v4(address: Ipv6Addr) -> Option<Ipv4Addr> {
     {
         return Some(tail);
     }
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some(tail);
     }
     if segments[0] == 0x2002 {
@@ -177,6 +191,11 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::1",
             "2001:db8::1",
+            "::ffff:0:7f00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
         ];
         for address in refused {
             let address: IpAddr = address.parse().unwrap();

@@ -51,6 +51,44 @@ impl Webhook {
     }
 }
 
+/// What a new endpoint is made of (checked by `wire::webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWebhook {
+    pub url: String,
+    pub description: String,
+    pub events: Vec<String>,
+    pub team: Option<String>,
+}
+
+/// What a PATCH changes; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookChanges {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// How the sender works (`serve --webhook-*`).
+#[derive(Debug, Clone, Copy)]
+pub struct SenderSettings {
+    pub policy: crate::domain::webhook_url::UrlPolicy,
+    /// Whole-attempt timeout (name lookup, then connect, send, answer: each bounded by it).
+    pub timeout: std::time::Duration,
+    /// The first retry's delay; each next one doubles, up to a day.
+    pub retry_base: Duration,
+}
+
+impl SenderSettings {
+    /// How long a replica holds a delivery it sends: longer than an attempt can take (the name
+    /// lookup and the request, each bounded by the timeout), so a live replica never loses its
+    /// lease and a dead one's lapses soon.
+    pub fn lease(&self) -> Duration {
+        let timeout = Duration::from_std(self.timeout).unwrap_or(Duration::seconds(30));
+        timeout + timeout + Duration::seconds(5)
+    }
+}
+
 /// What happened to one event at one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
@@ -124,6 +162,8 @@ pub const SECRET_PREFIX: &str = "whsec_";
 pub const SECRET_BYTES: usize = 24;
 /// How long a rotated-out secret still signs beside the new one, unless the rotation says.
 pub const DEFAULT_SECRET_GRACE_SECONDS: u64 = 24 * 60 * 60;
+/// The longest grace a rotation may give the old secret.
+pub const MAX_SECRET_GRACE_SECONDS: u64 = 366 * 24 * 60 * 60;
 /// Longest wait between two attempts of a delivery.
 pub const MAX_RETRY_DELAY: Duration = Duration::hours(24);
 /// An endpoint whose deliveries have failed without a success for this long is disabled.

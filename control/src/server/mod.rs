@@ -9,5 +9,4 @@ pub mod listener;
 pub mod startup;
 pub mod tls;
 pub mod unread_body;
-pub mod webhook_dns;
 pub mod webhook_sender;

@@ -4,39 +4,24 @@
 //! delivery leaves its lease to lapse, and another replica sends that delivery again (the same
 //! `webhook-id`), so a delivery is lost never and duplicated at most once per lapsed lease.
 
+use crate::app::webhook_dns::resolve_checked;
 use crate::app::webhooks;
 use crate::domain::clock;
 use crate::domain::webhook_url::{check_url, UrlPolicy};
-use crate::domain::webhooks::{excerpt, signature_header, AttemptResult, LeasedDelivery};
-use crate::server::webhook_dns::resolve_checked;
+use crate::domain::webhooks::{
+    excerpt, signature_header, AttemptResult, LeasedDelivery, SenderSettings,
+};
 use crate::store::Store;
-use chrono::Duration;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-
-/// How the sender works (`serve --webhook-*`).
-#[derive(Debug, Clone, Copy)]
-pub struct SenderSettings {
-    pub policy: UrlPolicy,
-    /// Whole-attempt timeout (connect, send, answer).
-    pub timeout: std::time::Duration,
-    /// The first retry's delay; each next one doubles, up to a day.
-    pub retry_base: Duration,
-}
 
 /// Deliveries one replica sends at once.
 const BATCH: usize = 16;
 /// Bytes of a failed answer's body read for the delivery log's excerpt.
 const READ_ERROR_BYTES: u64 = 1024;
-
-impl SenderSettings {
-    /// A lease outlasts the attempt it covers, so a live replica never loses its lease.
-    fn lease(&self) -> Duration {
-        Duration::from_std(self.timeout).unwrap_or(Duration::seconds(30)) + Duration::seconds(5)
-    }
-}
 
 /// Sends due deliveries until `shutting_down` turns true.
 pub async fn run(
@@ -45,7 +30,6 @@ pub async fn run(
     wake: Arc<Notify>,
     mut shutting_down: watch::Receiver<bool>,
 ) {
-    let agent = agent(settings);
     let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -59,7 +43,7 @@ pub async fn run(
         }
         // Keep sending while full batches come back (a backlog), then wait again.
         loop {
-            let sent = send_due(&store, &agent, settings).await;
+            let sent = send_due(&store, settings).await;
             if sent < BATCH || *shutting_down.borrow() {
                 break;
             }
@@ -68,7 +52,7 @@ pub async fn run(
 }
 
 /// Leases one batch, sends it concurrently, records each outcome; returns the batch's size.
-async fn send_due(store: &Arc<Store>, agent: &ureq::Agent, settings: SenderSettings) -> usize {
+async fn send_due(store: &Arc<Store>, settings: SenderSettings) -> usize {
     let lease = settings.lease();
     let leased = store
         .run_blocking(move |store| webhooks::lease_due(store, clock::now(), lease, BATCH))
@@ -87,9 +71,9 @@ async fn send_due(store: &Arc<Store>, agent: &ureq::Agent, settings: SenderSetti
     let count = leased.len();
     let mut sending = JoinSet::new();
     for delivery in leased {
-        let (store, agent) = (Arc::clone(store), agent.clone());
+        let store = Arc::clone(store);
         sending.spawn_blocking(move || {
-            let result = attempt(&agent, &delivery, settings.policy);
+            let result = attempt(&delivery, settings);
             let recorded = webhooks::record_attempt(
                 &store,
                 &delivery,
@@ -106,25 +90,60 @@ async fn send_due(store: &Arc<Store>, agent: &ureq::Agent, settings: SenderSetti
     count
 }
 
-/// The HTTP client: no redirects (a redirect could point anywhere), a timeout on every phase,
-/// and a resolver that refuses what a webhook must not reach.
-fn agent(settings: SenderSettings) -> ureq::Agent {
-    let policy = settings.policy;
+/// The HTTP client for one attempt: it connects only to `addresses` (resolved and checked
+/// already), follows no redirect (a redirect could point anywhere) and bounds every phase.
+fn agent(addresses: Vec<SocketAddr>, timeout: std::time::Duration) -> ureq::Agent {
     ureq::AgentBuilder::new()
-        .resolver(move |netloc: &str| resolve_checked(netloc, policy))
-        .timeout_connect(settings.timeout)
-        .timeout(settings.timeout)
+        .resolver(move |_: &str| Ok(addresses.clone()))
+        .timeout_connect(timeout)
+        .timeout(timeout)
         .redirects(0)
         .user_agent(concat!("keygate-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
 }
 
-/// One attempt: the URL checked again, the body signed with the endpoint's secrets, posted.
-fn attempt(agent: &ureq::Agent, delivery: &LeasedDelivery, policy: UrlPolicy) -> AttemptResult {
-    let failed = |status: Option<u16>, error: String| AttemptResult::Failed { status, error };
-    if let Err(error) = check_url(&delivery.webhook.url, policy) {
-        return failed(None, format!("url refused: {error}"));
+/// Resolves and checks `netloc` on a thread of its own, waiting at most `timeout`: the system
+/// resolver has no deadline of ours, and an attempt must end within its lease.
+fn resolve_within(
+    netloc: String,
+    policy: UrlPolicy,
+    timeout: std::time::Duration,
+) -> Result<Vec<SocketAddr>, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let lookup = std::thread::Builder::new()
+        .name("webhook-dns".into())
+        .spawn(move || {
+            let _ = sender.send(resolve_checked(&netloc, policy));
+        });
+    if let Err(error) = lookup {
+        return Err(format!("cannot start a name lookup: {error}"));
     }
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(addresses)) => Ok(addresses),
+        Ok(Err(error)) => Err(excerpt(&error.to_string())),
+        Err(_) => Err(format!(
+            "name lookup took longer than {}s",
+            timeout.as_secs()
+        )),
+    }
+}
+
+/// One attempt: the URL and every address of its host checked again, the body signed with the
+/// endpoint's secrets, posted. Takes at most twice the timeout (lookup, then the request).
+fn attempt(delivery: &LeasedDelivery, settings: SenderSettings) -> AttemptResult {
+    let failed = |status: Option<u16>, error: String| AttemptResult::Failed { status, error };
+    let url = match check_url(&delivery.webhook.url, settings.policy) {
+        Ok(url) => url,
+        Err(error) => return failed(None, format!("url refused: {error}")),
+    };
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses =
+        match resolve_within(format!("{host}:{port}"), settings.policy, settings.timeout) {
+            Ok(addresses) => addresses,
+            Err(error) => return failed(None, format!("address refused: {error}")),
+        };
+    let agent = agent(addresses, settings.timeout);
     let now = clock::now();
     let timestamp = now.timestamp();
     let secrets = delivery.webhook.signing_secrets(now);

@@ -143,7 +143,7 @@ pub fn enqueue(tx: &Tx, webhook_id: &str, event_id: &str, now: DateTime<Utc>) ->
     Ok(())
 }
 
-/// Up to `limit` pending deliveries due at `now_ms` that no live lease holds, leased to the
+/// Up to `limit` pending deliveries to enabled endpoints due at `now_ms` that no live lease holds, leased to the
 /// caller until `lease_until_ms`. The lease is taken row by row with a conditional update, so
 /// when two replicas race for a row, PostgreSQL makes the second re-check it and skip it.
 pub fn lease_due(
@@ -156,6 +156,7 @@ pub fn lease_due(
         "SELECT seq FROM webhook_deliveries
          WHERE status = 'pending' AND next_attempt_ms <= :now
            AND (lease_until_ms IS NULL OR lease_until_ms <= :now)
+           AND webhook_id IN (SELECT id FROM webhooks WHERE enabled = 1)
          ORDER BY next_attempt_ms, seq LIMIT :limit",
         named_params! { ":now": now_ms, ":limit": i64::try_from(limit).unwrap_or(i64::MAX) },
         |row| row.get(0),

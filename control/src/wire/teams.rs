@@ -1,10 +1,9 @@
 //! The team bodies of the admin API (`/v1/teams`) and their views.
 
-use crate::app::teams::TeamDetail;
 use crate::domain::clock;
 use crate::domain::patch::present_or_null;
 use crate::domain::plans::{plan_name, Plan, Quotas};
-use crate::domain::teams::{Team, TeamChanges};
+use crate::domain::teams::{Team, TeamChanges, TeamDetail};
 use crate::wire::views::{KeyView, TokenView};
 use chrono::{DateTime, Utc};
 use keygate_contract::fields;

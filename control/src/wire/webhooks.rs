@@ -1,11 +1,10 @@
 //! The webhook bodies of the admin API (`/v1/webhooks`) and their views. A view carries the
 //! signing secret only in the answer that made it (create, rotate).
 
-use crate::app::webhooks::{NewWebhook, WebhookChanges};
 use crate::domain::alerts::AlertKind;
 use crate::domain::clock;
 use crate::domain::webhook_url::{check_url, UrlPolicy};
-use crate::domain::webhooks::{Delivery, Webhook};
+use crate::domain::webhooks::{Delivery, NewWebhook, Webhook, WebhookChanges};
 use chrono::DateTime;
 use keygate_contract::FieldError;
 use serde::{Deserialize, Serialize};

@@ -4,8 +4,8 @@ use super::*;
 use crate::app;
 use crate::app::usage::record_group;
 use crate::domain::clock;
-use crate::domain::keys::KeySettings;
-use crate::domain::plans::{Environment, LimitOverrides, Plan};
+use crate::domain::keys::{KeySettings, StoredKey};
+use crate::domain::plans::{Environment, LimitOverrides, Plan, Quotas};
 use crate::domain::usage_report::{HourlyUsage, UsageBatch, ALLOWED_CODE};
 use crate::store::db::temp_store;
 
@@ -172,6 +172,48 @@ fn a_plan_gives_a_team_its_quotas_and_deletion_waits_for_its_members() {
         show(&store, &actor, "free-co", now),
         Err(TeamError::NotFound)
     ));
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_plan_a_team_is_on_cannot_be_deleted() {
+    let (store, dir) = temp_store("teams", "plan_delete");
+    let now = clock::now();
+    let actor = Actor::bootstrap();
+    let gold = crate::domain::plans::PlanDefinition {
+        name: Plan::new("gold"),
+        description: String::new(),
+        limits: crate::domain::plans::PlanLimits {
+            per_day: Some(50),
+            ..Default::default()
+        },
+    };
+    app::plans::create(&store, &actor, &gold, now).unwrap();
+    let team = Team {
+        name: "gilded".into(),
+        plan: Some(Plan::new("gold")),
+        quotas: Quotas::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    create(&store, &actor, &team, now).unwrap();
+    let refused = app::plans::delete(&store, &actor, "gold", now).unwrap_err();
+    assert!(refused.to_string().contains("gilded"), "{refused}");
+    let off = TeamChanges {
+        plan: Some(None),
+        ..TeamChanges::default()
+    };
+    update(
+        &store,
+        &actor,
+        "gilded",
+        &off,
+        now,
+        &AlertSettings::default(),
+    )
+    .unwrap();
+    app::plans::delete(&store, &actor, "gold", now).unwrap();
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

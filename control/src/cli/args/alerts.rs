@@ -2,7 +2,7 @@
 
 use crate::domain::alerts::AlertSettings;
 use crate::domain::webhook_url::UrlPolicy;
-use crate::server::webhook_sender::SenderSettings;
+use crate::domain::webhooks::SenderSettings;
 use clap::Args;
 
 #[derive(Debug, Args)]

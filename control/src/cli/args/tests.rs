@@ -41,3 +41,24 @@ fn client_options_go_before_or_after_the_subcommand() {
         assert_eq!(cli.client.url, "h:1", "{args:?}");
     }
 }
+
+/// Arguments of subcommands whose id is a global client option's: clap lets the subcommand's
+/// value overwrite the global one (a webhook's URL once replaced the service's `--url`).
+fn shadowing(command: &clap::Command, path: &str, top: bool, found: &mut Vec<String>) {
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if !top && !arg.is_global_set() && CLIENT_OPTIONS.contains(&id) {
+            found.push(format!("{path} {id}"));
+        }
+    }
+    for sub in command.get_subcommands() {
+        shadowing(sub, &format!("{path} {}", sub.get_name()), false, found);
+    }
+}
+
+#[test]
+fn no_argument_shadows_a_client_option() {
+    let mut found = Vec::new();
+    shadowing(&Cli::command(), "keygate-control", true, &mut found);
+    assert!(found.is_empty(), "shadowing a client option: {found:?}");
+}

@@ -7,10 +7,14 @@ mod http;
 mod manage;
 mod plans;
 mod table;
+mod teams;
 mod tls;
 mod usage;
+mod webhooks;
 
 pub use commands::{run, run_team_usage};
 
 pub use manage::{run_audit, run_tokens};
 pub use plans::run_plans;
+pub use teams::run_teams;
+pub use webhooks::run_webhooks;
