@@ -6,6 +6,9 @@ import { CreateKey } from "./pages/CreateKey";
 import { KeyDetail } from "./pages/KeyDetail";
 import { KeysList } from "./pages/KeysList";
 import { Plans } from "./pages/Plans";
+import { TeamDetail } from "./pages/TeamDetail";
+import { Teams } from "./pages/Teams";
+import { Webhooks } from "./pages/Webhooks";
 import { SignIn } from "./pages/SignIn";
 import { TeamUsage } from "./pages/TeamUsage";
 import { Tokens } from "./pages/Tokens";
@@ -24,6 +27,8 @@ export function App() {
     ["#/keys", "Keys", route.page === "keys" || route.page === "key" || route.page === "new-key"],
     ["#/usage", "Team usage", route.page === "usage"],
     ["#/plans", "Plans", route.page === "plans"],
+    ["#/teams", "Teams", route.page === "teams" || route.page === "team"],
+    ["#/webhooks", "Webhooks", route.page === "webhooks"],
   ];
   if (isAdmin) links.push(["#/tokens", "Tokens", route.page === "tokens"]);
 
@@ -60,6 +65,12 @@ export function App() {
         return <Plans />;
       case "usage":
         return <TeamUsage />;
+      case "teams":
+        return <Teams />;
+      case "team":
+        return <TeamDetail key={route.name} name={route.name} />;
+      case "webhooks":
+        return <Webhooks />;
       case "tokens":
         return isAdmin ? <Tokens /> : <p>Tokens are managed by admin tokens.</p>;
       default:

@@ -39,7 +39,9 @@ class ConsoleService(ControlService):
         self.console_port = free_port()
         self.seed_keys = seed_keys
         descriptions = [f"--scope-description={scope}={text}" for scope, text in SCOPE_DESCRIPTIONS.items()]
-        super().__init__(extra_args=["--console-listen", f"127.0.0.1:{self.console_port}", *descriptions])
+        # Webhooks may call the tests' receivers on 127.0.0.1.
+        super().__init__(extra_args=["--console-listen", f"127.0.0.1:{self.console_port}", *descriptions,
+                                     "--webhook-allow-private", "--webhook-retry-base", "1"])
 
     def start(self):
         if self.seed_keys and not self.db_path.exists():

@@ -43,3 +43,20 @@ export type CreateToken = Schemas["CreateToken"];
 
 export type AuditEntry = Schemas["AuditEntry"];
 export type AuditPage = Schemas["AuditPage"];
+
+/** A team: its plan, its own quotas, the quotas its keys share and what they used. */
+export type Team = Schemas["Team"];
+export type TeamList = Schemas["TeamList"];
+export type CreateTeam = Schemas["CreateTeam"];
+export type UpdateTeam = Schemas["UpdateTeam"];
+
+/** A webhook endpoint; `secret` only in the answers of create and rotate-secret. */
+export type Webhook = Schemas["Webhook"];
+export type WebhookList = Schemas["WebhookList"];
+export type CreateWebhook = Schemas["CreateWebhook"];
+export type UpdateWebhook = Schemas["UpdateWebhook"];
+export type WebhookDelivery = Schemas["WebhookDelivery"];
+export type WebhookDeliveryList = Schemas["WebhookDeliveryList"];
+export type WebhookTestQueued = Schemas["WebhookTestQueued"];
+/** The event types an endpoint may receive, as the API's document lists them. */
+export type EventType = CreateWebhook["events"][number];

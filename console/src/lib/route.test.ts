@@ -16,6 +16,12 @@ describe("parseRoute", () => {
     ["#/tokens", { page: "tokens" }],
     ["#/tokens/", { page: "keys" }],
     ["#/nowhere", { page: "keys" }],
+    ["#/teams", { page: "teams" }],
+    ["#/teams/acme", { page: "team", name: "acme" }],
+    ["#/teams/a%20team%2Fx", { page: "team", name: "a team/x" }],
+    ["#/teams/%E0%A4%A", { page: "teams" }],
+    ["#/teams/a/b", { page: "keys" }],
+    ["#/webhooks", { page: "webhooks" }],
   ])("%j is %j", (hash, route) => {
     expect(parseRoute(hash)).toEqual(route);
   });

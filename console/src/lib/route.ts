@@ -1,5 +1,6 @@
-// Hash routes (#/keys, #/keys/new, #/keys/key_…, #/plans, #/usage, #/tokens): deep links work
-// without server routes, and no route ever carries a secret.
+// Hash routes (#/keys, #/keys/new, #/keys/key_…, #/plans, #/usage, #/tokens, #/teams,
+// #/teams/NAME, #/webhooks): deep links work without server routes, and no route ever carries a
+// secret.
 
 import { useEffect, useState } from "preact/hooks";
 
@@ -9,7 +10,10 @@ export type Route =
   | { page: "key"; id: string }
   | { page: "plans" }
   | { page: "usage" }
-  | { page: "tokens" };
+  | { page: "tokens" }
+  | { page: "teams" }
+  | { page: "team"; name: string }
+  | { page: "webhooks" };
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, "");
@@ -19,6 +23,16 @@ export function parseRoute(hash: string): Route {
   if (path === "/plans") return { page: "plans" };
   if (path === "/usage") return { page: "usage" };
   if (path === "/tokens") return { page: "tokens" };
+  if (path === "/teams") return { page: "teams" };
+  if (path === "/webhooks") return { page: "webhooks" };
+  const team = /^\/teams\/([^/]+)$/.exec(path);
+  if (team) {
+    try {
+      return { page: "team", name: decodeURIComponent(team[1]) };
+    } catch {
+      return { page: "teams" };
+    }
+  }
   return { page: "keys" };
 }
 
