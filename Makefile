@@ -9,7 +9,7 @@ CONTROL := target/release/keygate-control
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage bench-fanout bench-onlog bench-usage-storage toolchain
+.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage bench-fanout bench-onlog bench-usage-storage bench-alerts toolchain
 
 all: build
 
@@ -151,6 +151,11 @@ bench-fanout: control venv
 bench-usage-storage: control venv
 	./scripts/install-system-deps.sh bench-fleet
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/usage_storage.py
+
+# What alerts cost the control service: the minute expiry sweep against the keys near expiry,
+# and a usage report against the size of the key's team (bench/alerts.py, docs/webhooks.md).
+bench-alerts: control venv
+	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/alerts.py
 
 # The log-phase work's cost per request (issue 25: usage detail measured on each request's log
 # callback, budget 1 µs of Envoy CPU): this build against BENCH_BASELINE_REV's, side by side.

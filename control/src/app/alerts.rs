@@ -120,6 +120,8 @@ pub const EVENT_RETENTION_DAYS: i64 = 35;
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
+    /// Keys near or just past their expiry that were looked at.
+    pub checked: usize,
     pub raised: usize,
 }
 
@@ -131,7 +133,8 @@ pub fn sweep(store: &Store, now: DateTime<Utc>) -> Result<Swept> {
         let latest_notice = EXPIRING_NOTICE_DAYS.into_iter().max().unwrap_or(7);
         let from = now - Duration::hours(EXPIRED_ALERT_WINDOW_HOURS);
         let to = now + Duration::days(latest_notice);
-        let alerts: Vec<Alert> = rows::expiring(tx, from, to)?
+        let near = rows::expiring(tx, from, to)?;
+        let alerts: Vec<Alert> = near
             .iter()
             .filter_map(|row| {
                 let key = KeyRef {
@@ -145,6 +148,9 @@ pub fn sweep(store: &Store, now: DateTime<Utc>) -> Result<Swept> {
         let raised = raise_all(tx, &alerts, now)?;
         rows::prune_refusals(tx, now)?;
         webhooks::prune(tx, now - Duration::days(EVENT_RETENTION_DAYS))?;
-        Ok(Swept { raised })
+        Ok(Swept {
+            checked: near.len(),
+            raised,
+        })
     })
 }

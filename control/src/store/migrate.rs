@@ -50,3 +50,57 @@ fn explain(error: refinery::Error) -> Error {
         _ => Error::Schema(format!("migration failed: {error}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of schema version 5 whose keys and tokens name teams as free strings comes out
+    /// of migration 6 with each of those teams as a row, created when its first member was.
+    #[test]
+    fn team_strings_become_teams() {
+        let mut connection = rusqlite::Connection::open_in_memory().unwrap();
+        sqlite_files::migrations::runner()
+            .set_target(refinery::Target::Version(5))
+            .run(&mut connection)
+            .unwrap();
+        let key = |id: &str, team: &str, created: &str| {
+            connection
+                .execute(
+                    "INSERT INTO keys (id, hash, prefix, last4, name, environment, team, scopes,
+                        allowed_ips, active, plan, created_at, updated_at, updated_version)
+                     VALUES (?1, 'h', 'pk_test_', 'abcd', 'k', 'test', ?2, '[]', '[]', 1, 'free',
+                        ?3, ?3, 1)",
+                    rusqlite::params![id, team, created],
+                )
+                .unwrap();
+        };
+        key("key_a", "blue", "2026-11-02T00:00:00Z");
+        key("key_b", "blue", "2026-11-01T00:00:00Z");
+        key("key_c", "", "2026-11-01T00:00:00Z");
+        connection
+            .execute(
+                "INSERT INTO tokens (id, hash, last4, name, role, team, created_at)
+                 VALUES ('tok_a', 'x', 'abcd', 't', 'viewer', 'red', '2026-10-01T00:00:00Z'),
+                        ('tok_b', 'y', 'abcd', 't', 'admin', NULL, '2026-10-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+        sqlite(&mut connection).unwrap();
+        let mut statement = connection
+            .prepare("SELECT name, created_at, plan FROM teams ORDER BY name")
+            .unwrap();
+        let teams: Vec<(String, String, Option<String>)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            teams,
+            [
+                ("blue".into(), "2026-11-01T00:00:00Z".into(), None),
+                ("red".into(), "2026-10-01T00:00:00Z".into(), None),
+            ]
+        );
+    }
+}
