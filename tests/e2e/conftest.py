@@ -1,6 +1,7 @@
 """Fixtures shared by the end-to-end tests."""
 import pytest
 
+from keygate_testkit.console import Browser
 from keygate_testkit.envoy import Envoy, plugin_config
 from keygate_testkit.ports import free_port
 from keygate_testkit.snapshot_server import SnapshotServer
@@ -26,3 +27,19 @@ def exported_keygate_metrics():
     finally:
         envoy.close()
         snapshots.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (the console's browser tests)."""
+    chromium = Browser()
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no storage) and page per test."""
+    opened = browser.new_page()
+    yield opened
+    opened.context.close()

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from keygate_testkit.console import Browser, ConsoleService, screenshot, sign_in
+from keygate_testkit.console import ConsoleService, screenshot, sign_in
 from keygate_testkit.envoy import Envoy, plugin_config
 from keygate_testkit.paths import ADMIN_TOKEN
 from keygate_testkit.waiting import wait_until
@@ -30,20 +30,6 @@ def proxy(upstream, service):
     envoy = Envoy(upstream.port, service.port, config)
     yield envoy
     envoy.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = Browser()
-    yield chromium
-    chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    opened = browser.new_page()
-    yield opened
-    opened.context.close()
 
 
 def assert_clean(page, *secrets, refused=()):

@@ -88,10 +88,16 @@ pub async fn show_team(
     KeyIdParam(name): KeyIdParam,
 ) -> Result<Json<TeamView>, ApiError> {
     let now = clock::now();
+    let sees_tokens = caller.role >= Role::Admin;
     let detail = state
         .blocking(move |store| teams::show(store, &caller.actor, &name, now))
         .await?;
-    Ok(Json(TeamView::of(detail, true, now)))
+    let mut view = TeamView::of(detail, true, now);
+    if !sees_tokens {
+        // Tokens are listed to admins only (as GET /v1/tokens is).
+        view.tokens = None;
+    }
+    Ok(Json(view))
 }
 
 pub async fn create_team(

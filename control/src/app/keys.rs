@@ -5,7 +5,7 @@
 
 use crate::app::alerts;
 use crate::app::error::LifecycleError;
-use crate::app::quota::current_mark;
+use crate::app::quota::{current_mark, remark};
 use crate::domain::alerts::{expiry_alert, key_alert, AlertKind, KeyRef};
 use crate::domain::audit::{key_changes, key_fields, Action, Actor};
 use crate::domain::clock;
@@ -34,6 +34,8 @@ pub fn create(
     let mut minted = mint(settings, now, None)?;
     store.write(|tx| {
         minted.key.plan_limits = plan_limits(tx, &minted.key.plan)?;
+        // A new key of a team over its shared quota is refused like the team's other keys.
+        minted.key.quota_exceeded_until = current_mark(tx, &minted.key, now)?;
         served_record_is_valid(&minted.key, now)?;
         minted.key.updated_version = bump_version(tx)?;
         minted.key.seq = keys::insert(tx, &minted.key)?;
@@ -150,6 +152,13 @@ pub fn update(
         key.updated_version = bump_version(tx)?;
         keys::update(tx, &key)?;
         teams::ensure(tx, &key.team, now)?;
+        if key.team != before.team {
+            // The key's use moved from one team's sum to the other's: both teams' keys (the
+            // moved one included, now counted in its new team) get their marks again.
+            let mut members = keys::of_team(tx, &before.team)?;
+            members.extend(keys::of_team(tx, &key.team)?);
+            remark(tx, &members, now)?;
+        }
         let changed = key_changes(&before, &key);
         record(tx, actor, Action::KeyUpdate, &key, &changed, now)?;
         expiry_alert_now(tx, &key, now)?;
@@ -219,6 +228,7 @@ pub fn rotate(
         };
         let mut minted = mint(&settings, now, Some(old.id.clone()))?;
         minted.key.plan_limits = old.plan_limits;
+        minted.key.quota_exceeded_until = current_mark(tx, &minted.key, now)?;
         old.expires_at = Some(clock::end_of_grace(old.expires_at, now, grace_seconds));
         served_record_is_valid(&minted.key, now)?;
         let version = bump_version(tx)?;

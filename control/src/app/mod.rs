@@ -9,6 +9,8 @@ pub mod plans;
 pub mod quota;
 pub mod seed;
 pub mod teams;
+#[cfg(test)]
+pub mod test_keys;
 pub mod tokens;
 pub mod usage;
 pub mod usage_queue;

@@ -5,7 +5,7 @@
 use crate::app::quota::refresh_marks;
 use crate::app::teams::refresh_plan_teams;
 use crate::domain::alerts::AlertSettings;
-use crate::domain::audit::{Action, Actor};
+use crate::domain::audit::{changed_fields, Action, Actor};
 use crate::domain::plans::{Plan, PlanChanges, PlanDefinition};
 use crate::store::audit;
 use crate::store::db::{bump_version, Store};
@@ -131,15 +131,7 @@ pub fn update(
             refresh_marks(tx, &keys::on_plan(tx, name)?, now, settings)?;
             refresh_plan_teams(tx, name, now, settings)?;
         }
-        let old = fields(&before);
-        let changed: Map<String, Value> = fields(&after)
-            .into_iter()
-            .filter(|(field, value)| old.get(field) != Some(value))
-            .map(|(field, to)| {
-                let from = old.get(&field).cloned().unwrap_or(Value::Null);
-                (field, serde_json::json!({"from": from, "to": to}))
-            })
-            .collect();
+        let changed = changed_fields(&fields(&before), fields(&after));
         record(tx, actor, Action::PlanUpdate, &after.name, changed, now)?;
         Ok(after)
     })

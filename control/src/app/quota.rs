@@ -28,28 +28,14 @@ pub fn current_mark(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<Opti
 /// marks changed.
 ///
 /// Cost: one usage statement per 500 touched keys with a quota, one per team with a quota, and
-/// a read of the live keys of those teams.
+/// a read of the live keys of those teams (bench-alerts: about 5 µs per team key on SQLite).
 pub fn refresh_marks(
     tx: &Tx,
     touched: &[StoredKey],
     now: DateTime<Utc>,
     settings: &AlertSettings,
 ) -> Result<usize> {
-    let mut reading = read(tx, touched, now)?;
-    let mut keys_to_mark: Vec<StoredKey> = touched.to_vec();
-    let mut seen: HashSet<String> = touched.iter().map(|key| key.id.clone()).collect();
-    for team in reading.teams.keys() {
-        for member in keys::of_team(tx, team)? {
-            if seen.insert(member.id.clone()) {
-                keys_to_mark.push(member);
-            }
-        }
-    }
-    if keys_to_mark.len() > touched.len() {
-        let members = &keys_to_mark[touched.len()..];
-        let extra = read(tx, members, now)?;
-        reading.keys.extend(extra.keys);
-    }
+    let (keys_to_mark, reading) = with_team_members(tx, touched, now)?;
     let mut raised = Vec::new();
     for (key, (quotas, usage)) in touched.iter().zip(&reading.keys) {
         let owner = QuotaOwner::Key(KeyRef {
@@ -64,9 +50,51 @@ pub fn refresh_marks(
         raised.extend(quota_alerts(owner, *quotas, *usage, settings, now));
     }
     alerts::raise_all(tx, &raised, now)?;
+    write_marks(tx, &keys_to_mark, &reading, now)
+}
+
+/// [`refresh_marks`] without alerts, for changes that move use between teams rather than add
+/// to it (a key moved to another team).
+pub fn remark(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<usize> {
+    let (keys_to_mark, reading) = with_team_members(tx, keys, now)?;
+    write_marks(tx, &keys_to_mark, &reading, now)
+}
+
+/// `keys` followed by the other live keys of their teams that have quotas, and the reading of
+/// all of them.
+fn with_team_members(
+    tx: &Tx,
+    keys: &[StoredKey],
+    now: DateTime<Utc>,
+) -> Result<(Vec<StoredKey>, Reading)> {
+    let mut reading = read(tx, keys, now)?;
+    let mut all: Vec<StoredKey> = keys.to_vec();
+    let mut seen: HashSet<String> = keys.iter().map(|key| key.id.clone()).collect();
+    for team in reading.teams.keys() {
+        for member in keys::of_team(tx, team)? {
+            if seen.insert(member.id.clone()) {
+                all.push(member);
+            }
+        }
+    }
+    if all.len() > keys.len() {
+        let members = &all[keys.len()..];
+        let extra = read_keys(tx, members, now)?;
+        reading.keys.extend(extra);
+    }
+    Ok((all, reading))
+}
+
+/// Writes the marks of `keys` (in the reading's order) that changed, under one new version.
+fn write_marks(
+    tx: &Tx,
+    keys: &[StoredKey],
+    reading: &Reading,
+    now: DateTime<Utc>,
+) -> Result<usize> {
     let mut version = None;
     let mut changed = 0;
-    for (index, key) in keys_to_mark.iter().enumerate() {
+    for (index, key) in keys.iter().enumerate() {
         let mark = reading.mark(index, key, now);
         // A lapsed mark is as good as none: the filter already ignores it, so no new version.
         if mark == quota::mark_in_force(key.quota_exceeded_until, now) {
@@ -112,22 +140,7 @@ fn usage_of(sums: &HashMap<String, [u64; 2]>, name: &str) -> QuotaUsage {
 /// Reads the usage of `keys` with a quota and of their teams with a quota.
 fn read(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<Reading> {
     let periods = quota::periods(now);
-    let quotas: Vec<Quotas> = keys
-        .iter()
-        .map(|key| effective_quotas(&key.plan_limits, &key.limits))
-        .collect();
-    // Enterprise keys and others without a quota need no sums.
-    let with_quota: Vec<&str> = keys
-        .iter()
-        .zip(&quotas)
-        .filter(|(_, quotas)| quotas.any())
-        .map(|(key, _)| key.id.as_str())
-        .collect();
-    let sums = if with_quota.is_empty() {
-        HashMap::new()
-    } else {
-        allowed_sums(tx, &with_quota, periods)?
-    };
+    let key_use = read_keys(tx, keys, now)?;
     let mut team_quota: BTreeMap<String, Quotas> = BTreeMap::new();
     let names: HashSet<&str> = keys
         .iter()
@@ -145,11 +158,7 @@ fn read(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<Reading> {
     let team_names: Vec<&str> = team_quota.keys().map(String::as_str).collect();
     let team_sums = teams::allowed_sums(tx, &team_names, periods)?;
     Ok(Reading {
-        keys: keys
-            .iter()
-            .zip(quotas)
-            .map(|(key, quotas)| (quotas, usage_of(&sums, &key.id)))
-            .collect(),
+        keys: key_use,
         teams: team_quota
             .into_iter()
             .map(|(name, quotas)| {
@@ -158,4 +167,30 @@ fn read(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<Reading> {
             })
             .collect(),
     })
+}
+
+/// The quotas and use of each of `keys`, in order (one read of those with a quota).
+fn read_keys(tx: &Tx, keys: &[StoredKey], now: DateTime<Utc>) -> Result<Vec<(Quotas, QuotaUsage)>> {
+    let periods = quota::periods(now);
+    let quotas: Vec<Quotas> = keys
+        .iter()
+        .map(|key| effective_quotas(&key.plan_limits, &key.limits))
+        .collect();
+    // Enterprise keys and others without a quota need no sums.
+    let with_quota: Vec<&str> = keys
+        .iter()
+        .zip(&quotas)
+        .filter(|(_, quotas)| quotas.any())
+        .map(|(key, _)| key.id.as_str())
+        .collect();
+    let sums = if with_quota.is_empty() {
+        HashMap::new()
+    } else {
+        allowed_sums(tx, &with_quota, periods)?
+    };
+    Ok(keys
+        .iter()
+        .zip(quotas)
+        .map(|(key, quotas)| (quotas, usage_of(&sums, &key.id)))
+        .collect())
 }

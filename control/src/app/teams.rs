@@ -4,7 +4,7 @@
 
 use crate::app::quota::refresh_marks;
 use crate::domain::alerts::AlertSettings;
-use crate::domain::audit::{Action, Actor};
+use crate::domain::audit::{changed_fields, Action, Actor};
 use crate::domain::quota::{self, QuotaUsage};
 use crate::domain::teams::{team_quotas, Team, TeamChanges, TeamDetail, LISTED_KEYS};
 use crate::store::audit;
@@ -21,10 +21,11 @@ pub enum TeamError {
     /// No such team, or not one the caller may see.
     NotFound,
     Exists,
-    /// Live keys or unrevoked tokens name the team.
+    /// Live keys, unrevoked tokens or webhook endpoints name the team.
     InUse {
         keys: usize,
         tokens: usize,
+        webhooks: usize,
     },
     Invalid(FieldError),
     Database(Error),
@@ -35,9 +36,14 @@ impl fmt::Display for TeamError {
         match self {
             TeamError::NotFound => write!(f, "no such team"),
             TeamError::Exists => write!(f, "a team of that name exists"),
-            TeamError::InUse { keys, tokens } => write!(
+            TeamError::InUse {
+                keys,
+                tokens,
+                webhooks,
+            } => write!(
                 f,
-                "{keys} key(s) and {tokens} token(s) belong to this team; delete or move them first"
+                "{keys} key(s), {tokens} token(s) and {webhooks} webhook endpoint(s) belong to \
+                 this team; delete or move them first"
             ),
             TeamError::Invalid(error) => write!(f, "{error}"),
             TeamError::Database(error) => write!(f, "database: {error}"),
@@ -179,15 +185,7 @@ pub fn update(
         after.updated_at = now;
         teams::update(tx, &after)?;
         refresh_marks(tx, &keys::of_team(tx, name)?, now, settings)?;
-        let old = fields(&before);
-        let changed: Map<String, Value> = fields(&after)
-            .into_iter()
-            .filter(|(field, value)| old.get(field) != Some(value))
-            .map(|(field, to)| {
-                let from = old.get(&field).cloned().unwrap_or(Value::Null);
-                (field, json!({"from": from, "to": to}))
-            })
-            .collect();
+        let changed = changed_fields(&fields(&before), fields(&after));
         record(tx, actor, Action::TeamUpdate, name, changed, now)?;
         Ok(detail(tx, after, now, true)?)
     })
@@ -203,8 +201,14 @@ pub fn delete(
     store.write(|tx| {
         let team = find_visible(tx, actor, name)?;
         let (keys, tokens) = teams::members(tx, &team.name)?;
-        if keys > 0 || tokens > 0 {
-            return Err(TeamError::InUse { keys, tokens });
+        // An endpoint left behind would receive the events of a later team of the same name.
+        let webhooks = crate::store::webhooks::count_of_team(tx, &team.name)?;
+        if keys > 0 || tokens > 0 || webhooks > 0 {
+            return Err(TeamError::InUse {
+                keys,
+                tokens,
+                webhooks,
+            });
         }
         teams::delete(tx, &team.name)?;
         record(tx, actor, Action::TeamDelete, &team.name, Map::new(), now)?;

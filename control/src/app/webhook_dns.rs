@@ -4,8 +4,10 @@
 //! pass the check and then resolve elsewhere for the connection (DNS rebinding).
 
 use crate::domain::webhook_url::{check_address, check_url, UrlPolicy};
+use crate::domain::webhooks::excerpt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 /// Resolves `host:port` and checks every address.
 pub fn resolve_checked(netloc: &str, policy: UrlPolicy) -> io::Result<Vec<SocketAddr>> {
@@ -23,18 +25,43 @@ pub fn resolve_checked(netloc: &str, policy: UrlPolicy) -> io::Result<Vec<Socket
     Ok(addresses)
 }
 
-/// Checks a webhook URL's form and every address its host resolves to now.
+/// Resolves and checks `netloc` on a thread of its own, waiting at most `timeout`: the system
+/// resolver has no deadline of ours, and an attempt must end within its lease.
+pub fn resolve_within(
+    netloc: String,
+    policy: UrlPolicy,
+    timeout: std::time::Duration,
+) -> Result<Vec<SocketAddr>, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let lookup = std::thread::Builder::new()
+        .name("webhook-dns".into())
+        .spawn(move || {
+            let _ = sender.send(resolve_checked(&netloc, policy));
+        });
+    if let Err(error) = lookup {
+        return Err(format!("cannot start a name lookup: {error}"));
+    }
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(addresses)) => Ok(addresses),
+        Ok(Err(error)) => Err(excerpt(&error.to_string())),
+        Err(_) => Err(format!(
+            "name lookup took longer than {}s",
+            timeout.as_secs()
+        )),
+    }
+}
+
+/// How long saving an endpoint waits for its name to resolve.
+pub const SAVE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Checks a webhook URL's form and every address its host resolves to now (waiting at most
+/// [`SAVE_LOOKUP_TIMEOUT`]).
 pub fn check_resolves(url: &str, policy: UrlPolicy) -> Result<(), String> {
     let url = check_url(url, policy)?;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(443);
     // `host_str` keeps IPv6 brackets, as `to_socket_addrs` wants them.
-    resolve_checked(&format!("{host}:{port}"), policy)
-        .map(drop)
-        .map_err(|error| match error.kind() {
-            io::ErrorKind::PermissionDenied => error.to_string(),
-            _ => format!("cannot resolve {host}: {error}"),
-        })
+    resolve_within(format!("{host}:{port}"), policy, SAVE_LOOKUP_TIMEOUT).map(drop)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use crate::app::alerts;
 use crate::domain::alerts::{Alert, AlertKind};
-use crate::domain::audit::{Action, Actor};
+use crate::domain::audit::{changed_fields, Action, Actor};
 use crate::domain::clock;
 use crate::domain::webhooks::{
     new_secret, retry_delay, should_disable, AttemptResult, Delivery, DeliveryStatus,
@@ -15,7 +15,7 @@ use crate::store::sql::{Error, Result, Tx};
 use crate::store::webhooks::{self, AttemptRecord};
 use crate::store::{audit, teams};
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::fmt;
 
 #[derive(Debug)]
@@ -55,14 +55,14 @@ impl From<getrandom::Error> for WebhookError {
 }
 
 /// The fields an audit entry shows (never a secret).
-fn fields(webhook: &Webhook) -> Value {
-    json!({
-        "url": webhook.url,
-        "description": webhook.description,
-        "events": webhook.events,
-        "team": webhook.team,
-        "enabled": webhook.enabled,
-    })
+fn fields(webhook: &Webhook) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("url".into(), json!(webhook.url));
+    fields.insert("description".into(), json!(webhook.description));
+    fields.insert("events".into(), json!(webhook.events));
+    fields.insert("team".into(), json!(webhook.team));
+    fields.insert("enabled".into(), json!(webhook.enabled));
+    fields
 }
 
 fn record(
@@ -82,6 +82,14 @@ fn record(
         changes,
         now,
     )
+}
+
+/// [`find_visible`] with the row locked for a change ([`webhooks::find_for_update`]).
+fn find_visible_for_update(tx: &Tx, actor: &Actor, id: &str) -> Result<Webhook, WebhookError> {
+    match webhooks::find_for_update(tx, id)? {
+        Some(webhook) if actor.sees(webhook.team.as_deref()) => Ok(webhook),
+        _ => Err(WebhookError::NotFound),
+    }
 }
 
 fn find_visible(tx: &Tx, actor: &Actor, id: &str) -> Result<Webhook, WebhookError> {
@@ -122,7 +130,7 @@ pub fn create(
             actor,
             Action::WebhookCreate,
             &webhook,
-            &fields(&webhook),
+            &Value::Object(fields(&webhook)),
             now,
         )?;
         Ok::<_, WebhookError>(())
@@ -148,7 +156,7 @@ pub fn update(
     now: DateTime<Utc>,
 ) -> Result<Webhook, WebhookError> {
     store.write_outside_feed(|tx| {
-        let mut webhook = find_visible(tx, actor, id)?;
+        let mut webhook = find_visible_for_update(tx, actor, id)?;
         let before = fields(&webhook);
         if let Some(url) = changes.url {
             webhook.url = url;
@@ -180,7 +188,7 @@ pub fn update(
             actor,
             Action::WebhookUpdate,
             &webhook,
-            &json!({"from": before, "to": after}),
+            &Value::Object(changed_fields(&before, after)),
             now,
         )?;
         Ok(webhook)
@@ -197,7 +205,7 @@ pub fn rotate_secret(
 ) -> Result<Webhook, WebhookError> {
     let secret = new_secret()?;
     store.write_outside_feed(|tx| {
-        let mut webhook = find_visible(tx, actor, id)?;
+        let mut webhook = find_visible_for_update(tx, actor, id)?;
         let grace = Duration::seconds(
             i64::try_from(grace_seconds.min(MAX_SECRET_GRACE_SECONDS)).unwrap_or(i64::MAX),
         );
@@ -227,7 +235,7 @@ pub fn delete(
     now: DateTime<Utc>,
 ) -> Result<(), WebhookError> {
     store.write_outside_feed(|tx| {
-        let webhook = find_visible(tx, actor, id)?;
+        let webhook = find_visible_for_update(tx, actor, id)?;
         webhooks::delete(tx, &webhook.id)?;
         record(tx, actor, Action::WebhookDelete, &webhook, &json!({}), now)?;
         Ok(())
@@ -287,49 +295,48 @@ pub fn record_attempt(
     now: DateTime<Utc>,
 ) -> Result<()> {
     store.write_outside_feed(|tx| {
-        let attempts = delivery.attempts.saturating_add(1);
-        let Some(mut webhook) = webhooks::find(tx, &delivery.webhook.id)? else {
+        // The endpoint first, locked: every writer takes the endpoint before its deliveries.
+        let Some(mut webhook) = webhooks::find_for_update(tx, &delivery.webhook.id)? else {
             return Ok(()); // deleted meanwhile, with its deliveries
         };
-        match result {
+        let attempts = delivery.attempts.saturating_add(1);
+        let (status, next, answer, error) = match result {
             AttemptResult::Delivered { status } => {
-                webhooks::record_attempt(
-                    tx,
-                    &AttemptRecord {
-                        seq: delivery.seq,
-                        status: DeliveryStatus::Delivered,
-                        attempts,
-                        next_attempt_ms: now.timestamp_millis(),
-                        at: now,
-                        answer: Some(*status),
-                        error: None,
-                    },
-                )?;
-                if webhook.failing_since.is_some() {
-                    webhook.failing_since = None;
-                    webhooks::update(tx, &webhook)?;
-                }
+                (DeliveryStatus::Delivered, now, Some(*status), None)
             }
-            AttemptResult::Failed { status, error } => {
-                let next = now + retry_delay(retry_base, attempts);
-                webhooks::record_attempt(
-                    tx,
-                    &AttemptRecord {
-                        seq: delivery.seq,
-                        status: DeliveryStatus::Pending,
-                        attempts,
-                        next_attempt_ms: next.timestamp_millis(),
-                        at: now,
-                        answer: *status,
-                        error: Some(error),
-                    },
-                )?;
-                let since = *webhook.failing_since.get_or_insert(now);
-                if webhook.enabled && should_disable(since, now) {
-                    disable(tx, &mut webhook, since, now)?;
-                }
-                webhooks::update(tx, &webhook)?;
+            AttemptResult::Failed { status, error } => (
+                DeliveryStatus::Pending,
+                now + retry_delay(retry_base, attempts),
+                *status,
+                Some(error.as_str()),
+            ),
+        };
+        let record = AttemptRecord {
+            seq: delivery.seq,
+            lease_until_ms: delivery.lease_until_ms,
+            status,
+            attempts,
+            next_attempt_ms: next.timestamp_millis(),
+            at: now,
+            answer,
+            error,
+        };
+        // Given up meanwhile, or taken over by another replica after the lease lapsed: that
+        // outcome stands, and this attempt tells nothing about the endpoint's streak.
+        if !webhooks::record_attempt(tx, &record)? {
+            return Ok(());
+        }
+        let was = (webhook.failing_since, webhook.enabled);
+        if status == DeliveryStatus::Delivered {
+            webhook.failing_since = None;
+        } else {
+            let since = *webhook.failing_since.get_or_insert(now);
+            if webhook.enabled && should_disable(since, now) {
+                return disable(tx, &mut webhook, since, now);
             }
+        }
+        if (webhook.failing_since, webhook.enabled) != was {
+            webhooks::update(tx, &webhook)?;
         }
         Ok(())
     })

@@ -215,7 +215,13 @@ pub fn quota_alerts(
             }
             alerts.push(Alert {
                 kind,
-                occurrence: format!("{}/{subject}/{period}/{}", kind.as_str(), start.timestamp()),
+                // The quota is part of it: a quota raised within the period alerts again at
+                // its new value.
+                occurrence: format!(
+                    "{}/{subject}/{period}/{}/{quota}",
+                    kind.as_str(),
+                    start.timestamp()
+                ),
                 team: team.clone(),
                 data,
             });

@@ -119,16 +119,23 @@ pub fn key_fields(key: &StoredKey) -> Map<String, Value> {
 
 /// The fields that differ between `before` and `after`, each as `{"from": …, "to": …}`.
 pub fn key_changes(before: &StoredKey, after: &StoredKey) -> Value {
-    let old = key_fields(before);
-    let changed: Map<String, Value> = key_fields(after)
+    Value::Object(changed_fields(&key_fields(before), key_fields(after)))
+}
+
+/// `{field: {"from", "to"}}` for each field of `after` whose value differs in `before`: what
+/// every update's audit entry records (keys, plans, teams, webhooks).
+pub fn changed_fields(
+    before: &Map<String, Value>,
+    after: Map<String, Value>,
+) -> Map<String, Value> {
+    after
         .into_iter()
-        .filter(|(field, value)| old.get(field) != Some(value))
+        .filter(|(field, value)| before.get(field) != Some(value))
         .map(|(field, value)| {
-            let from = old.get(&field).cloned().unwrap_or(Value::Null);
+            let from = before.get(&field).cloned().unwrap_or(Value::Null);
             (field, json!({ "from": from, "to": value }))
         })
-        .collect();
-    Value::Object(changed)
+        .collect()
 }
 
 /// Filters of `GET /v1/audit`.

@@ -96,13 +96,14 @@ fn v4_kind(address: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
-/// IETF protocol assignments (192.0.0.0/24), the documentation networks and the benchmarking
-/// network (198.18.0.0/15): never a real endpoint.
+/// IETF protocol assignments (192.0.0.0/24), the deprecated 6to4 relay anycast (192.88.99.0/24),
+/// the documentation networks and the benchmarking network (198.18.0.0/15): never a real
+/// endpoint.
 fn special_purpose_v4(address: Ipv4Addr) -> bool {
     let [a, b, c, _] = address.octets();
     matches!(
         (a, b, c),
-        (192, 0, 0) | (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+        (192, 0, 0) | (192, 0, 2) | (192, 88, 99) | (198, 51, 100) | (203, 0, 113)
     ) || a == 198 && (18..20).contains(&b)
 }
 
@@ -120,6 +121,9 @@ fn v6_kind(address: Ipv6Addr) -> Option<&'static str> {
         Some("multicast")
     } else if first == 0x2001 && address.segments()[1] == 0x0db8 {
         Some("documentation")
+    } else if first == 0x64 && address.segments()[1] == 0xff9b && address.segments()[2] == 1 {
+        // Local-use NAT64 (64:ff9b:1::/48): a translator of the site's own choosing.
+        Some("NAT64 (local use)")
     } else if first == 0x2001 && address.segments()[1] == 0 {
         // Teredo: the IPv4 endpoints it tunnels to are hidden in the address.
         Some("Teredo tunnel")
@@ -195,6 +199,8 @@ mod tests {
             "2001:0:4136:e378:8000:63bf:3fff:fdd2",
             "192.0.2.1",
             "198.51.100.7",
+            "192.88.99.1",
+            "64:ff9b:1::a00:1",
             "203.0.113.9",
         ];
         for address in refused {

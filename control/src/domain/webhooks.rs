@@ -140,6 +140,8 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedDelivery {
     pub seq: i64,
+    /// Until when this replica holds it (Unix milliseconds).
+    pub lease_until_ms: i64,
     pub event_id: String,
     /// The event's body, signed as is.
     pub body: String,

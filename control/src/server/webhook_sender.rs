@@ -4,10 +4,10 @@
 //! delivery leaves its lease to lapse, and another replica sends that delivery again (the same
 //! `webhook-id`), so a delivery is lost never and duplicated at most once per lapsed lease.
 
-use crate::app::webhook_dns::resolve_checked;
+use crate::app::webhook_dns::resolve_within;
 use crate::app::webhooks;
 use crate::domain::clock;
-use crate::domain::webhook_url::{check_url, UrlPolicy};
+use crate::domain::webhook_url::check_url;
 use crate::domain::webhooks::{
     excerpt, signature_header, AttemptResult, LeasedDelivery, SenderSettings,
 };
@@ -100,32 +100,6 @@ fn agent(addresses: Vec<SocketAddr>, timeout: std::time::Duration) -> ureq::Agen
         .redirects(0)
         .user_agent(concat!("keygate-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
-}
-
-/// Resolves and checks `netloc` on a thread of its own, waiting at most `timeout`: the system
-/// resolver has no deadline of ours, and an attempt must end within its lease.
-fn resolve_within(
-    netloc: String,
-    policy: UrlPolicy,
-    timeout: std::time::Duration,
-) -> Result<Vec<SocketAddr>, String> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let lookup = std::thread::Builder::new()
-        .name("webhook-dns".into())
-        .spawn(move || {
-            let _ = sender.send(resolve_checked(&netloc, policy));
-        });
-    if let Err(error) = lookup {
-        return Err(format!("cannot start a name lookup: {error}"));
-    }
-    match receiver.recv_timeout(timeout) {
-        Ok(Ok(addresses)) => Ok(addresses),
-        Ok(Err(error)) => Err(excerpt(&error.to_string())),
-        Err(_) => Err(format!(
-            "name lookup took longer than {}s",
-            timeout.as_secs()
-        )),
-    }
 }
 
 /// One attempt: the URL and every address of its host checked again, the body signed with the

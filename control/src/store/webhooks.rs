@@ -2,7 +2,7 @@
 //! raised it, the lease a replica takes before sending one, and what each attempt did.
 
 use crate::domain::webhooks::{Delivery, DeliveryStatus, LeasedDelivery, Webhook};
-use crate::store::sql::{named_params, Error, Params, Result, Row, Tx};
+use crate::store::sql::{named_params, Dialect, Error, Params, Result, Row, Tx};
 use chrono::{DateTime, Utc};
 
 const COLUMNS: &str = "id, url, description, events, team, secret, previous_secret, \
@@ -87,6 +87,22 @@ pub fn find(tx: &Tx, id: &str) -> Result<Option<Webhook>> {
     )
 }
 
+/// The endpoint `id`, its row locked until the transaction ends (PostgreSQL; SQLite's one writer
+/// serialises anyway): changes read, change and write the whole row, and a concurrent change
+/// (an admin's rotation while the sender records an attempt) must not be lost. Every writer of
+/// an endpoint and its deliveries locks the endpoint first, so they cannot deadlock.
+pub fn find_for_update(tx: &Tx, id: &str) -> Result<Option<Webhook>> {
+    let lock = match tx.dialect() {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1{lock}"),
+        [id],
+        from_row,
+    )
+}
+
 /// Every endpoint (only `team`'s when given), oldest first.
 pub fn list(tx: &Tx, team: Option<&str>) -> Result<Vec<Webhook>> {
     tx.query_map(
@@ -165,7 +181,7 @@ pub fn lease_due(
     for seq in candidates {
         let taken = tx.execute(
             "UPDATE webhook_deliveries SET lease_until_ms = :until
-             WHERE seq = :seq AND status = 'pending'
+             WHERE seq = :seq AND status = 'pending' AND next_attempt_ms <= :now
                AND (lease_until_ms IS NULL OR lease_until_ms <= :now)",
             named_params! { ":until": lease_until_ms, ":seq": seq, ":now": now_ms },
         )?;
@@ -184,6 +200,7 @@ pub fn lease_due(
             [seq],
             |row| {
                 Ok(LeasedDelivery {
+                    lease_until_ms,
                     seq: row.get(0)?,
                     event_id: row.get(1)?,
                     body: row.get(2)?,
@@ -208,6 +225,8 @@ fn prefixed_columns(table: &str) -> String {
 /// What one attempt of delivery `seq` did, and when (if ever) it is tried again.
 pub struct AttemptRecord<'a> {
     pub seq: i64,
+    /// The lease the attempt was made under: the outcome is written only while it holds.
+    pub lease_until_ms: i64,
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub next_attempt_ms: i64,
@@ -216,13 +235,15 @@ pub struct AttemptRecord<'a> {
     pub error: Option<&'a str>,
 }
 
-/// Writes an attempt's outcome and releases the lease.
-pub fn record_attempt(tx: &Tx, attempt: &AttemptRecord) -> Result<()> {
-    tx.execute(
+/// Writes an attempt's outcome and releases the lease, if the delivery is still pending under
+/// that lease; false (nothing written) when it is not: given up meanwhile (the endpoint was
+/// disabled), or the lease lapsed and another replica took it over.
+pub fn record_attempt(tx: &Tx, attempt: &AttemptRecord) -> Result<bool> {
+    let written = tx.execute(
         "UPDATE webhook_deliveries SET status = :status, attempts = :attempts,
             next_attempt_ms = :next, lease_until_ms = NULL, last_attempt_at = :at,
             last_status = :answer, last_error = :error
-         WHERE seq = :seq",
+         WHERE seq = :seq AND status = 'pending' AND lease_until_ms = :lease",
         named_params! {
             ":status": attempt.status.as_str(),
             ":attempts": attempt.attempts,
@@ -231,9 +252,20 @@ pub fn record_attempt(tx: &Tx, attempt: &AttemptRecord) -> Result<()> {
             ":answer": attempt.answer.map(i64::from),
             ":error": attempt.error,
             ":seq": attempt.seq,
+            ":lease": attempt.lease_until_ms,
         },
     )?;
-    Ok(())
+    Ok(written == 1)
+}
+
+/// How many endpoints name `team`.
+pub fn count_of_team(tx: &Tx, team: &str) -> Result<usize> {
+    let count: i64 = tx.query_row(
+        "SELECT count(*) FROM webhooks WHERE team = ?1",
+        [team],
+        |row| row.get(0),
+    )?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
 }
 
 /// Gives up the pending deliveries of `webhook_id` (it was disabled).

@@ -2,28 +2,13 @@
 
 use super::*;
 use crate::app;
+use crate::app::test_keys::key_in_team;
 use crate::app::usage::record_group;
 use crate::domain::clock;
-use crate::domain::keys::{KeySettings, StoredKey};
-use crate::domain::plans::{Environment, LimitOverrides, Plan, Quotas};
+use crate::domain::keys::StoredKey;
+use crate::domain::plans::{Plan, Quotas};
 use crate::domain::usage_report::{HourlyUsage, UsageBatch, ALLOWED_CODE};
 use crate::store::db::temp_store;
-
-fn key_in(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
-    let settings = KeySettings {
-        name: "k".into(),
-        environment: Environment::Test,
-        team: team.into(),
-        scopes: Vec::new(),
-        allowed_ips: Vec::new(),
-        expires_at: None,
-        plan: Plan::Enterprise,
-        limits: LimitOverrides::default(),
-    };
-    app::keys::create(store, &Actor::bootstrap(), &settings, now)
-        .unwrap()
-        .key
-}
 
 fn report(store: &Store, batch_id: &str, key: &StoredKey, allowed: u64, now: DateTime<Utc>) {
     let batch = UsageBatch {
@@ -65,9 +50,9 @@ fn a_team_quota_is_shared_by_its_keys_and_lifted_by_raising_it() {
     let (store, dir) = temp_store("teams", "shared_quota");
     let now = clock::now();
     let actor = Actor::bootstrap();
-    let first = key_in(&store, "acme", now);
-    let second = key_in(&store, "acme", now);
-    let outsider = key_in(&store, "other", now);
+    let first = key_in_team(&store, "acme", now);
+    let second = key_in_team(&store, "acme", now);
+    let outsider = key_in_team(&store, "other", now);
     // Keys naming a team create it (existing team strings became teams on migration).
     let listed: Vec<String> = list(&store, &actor, now)
         .unwrap()
@@ -152,10 +137,14 @@ fn a_plan_gives_a_team_its_quotas_and_deletion_waits_for_its_members() {
         create(&store, &actor, &unknown, now),
         Err(TeamError::Invalid(_))
     ));
-    let key = key_in(&store, "free-co", now);
+    let key = key_in_team(&store, "free-co", now);
     assert!(matches!(
         delete(&store, &actor, "free-co", now),
-        Err(TeamError::InUse { keys: 1, tokens: 0 })
+        Err(TeamError::InUse {
+            keys: 1,
+            tokens: 0,
+            webhooks: 0
+        })
     ));
     let blue = Actor {
         team: Some("blue".into()),
@@ -214,6 +203,44 @@ fn a_plan_a_team_is_on_cannot_be_deleted() {
     )
     .unwrap();
     app::plans::delete(&store, &actor, "gold", now).unwrap();
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn new_keys_and_moved_keys_follow_the_teams_marks() {
+    let (store, dir) = temp_store("teams", "moves");
+    let now = clock::now();
+    let actor = Actor::bootstrap();
+    let settings = AlertSettings::default();
+    let first = key_in_team(&store, "full", now);
+    let quota = TeamChanges {
+        per_day: Some(Some(3)),
+        ..TeamChanges::default()
+    };
+    update(&store, &actor, "full", &quota, now, &settings).unwrap();
+    report(&store, "b1", &first, 3, now);
+    let tomorrow = Some(quota::next_day_start(now));
+    // A key created in a team over its quota starts marked.
+    let second = key_in_team(&store, "full", now);
+    assert_eq!(mark_of(&store, &second), tomorrow);
+    // Moving the key that used the quota away lifts the mark of the key left behind, and marks
+    // nothing in the new team (it has no quota).
+    let moved = crate::domain::keys::KeyChanges {
+        team: Some("elsewhere".into()),
+        ..Default::default()
+    };
+    app::keys::update(&store, &actor, &first.id, moved, now).unwrap();
+    assert_eq!(mark_of(&store, &second), None);
+    assert_eq!(mark_of(&store, &first), None);
+    // Moving it back brings its use back into the team's sum.
+    let back = crate::domain::keys::KeyChanges {
+        team: Some("full".into()),
+        ..Default::default()
+    };
+    app::keys::update(&store, &actor, &first.id, back, now).unwrap();
+    assert_eq!(mark_of(&store, &second), tomorrow);
+    assert_eq!(mark_of(&store, &first), tomorrow);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,8 +2,7 @@
 
 use super::*;
 use crate::app;
-use crate::domain::keys::KeySettings;
-use crate::domain::plans::{Environment, LimitOverrides, Plan};
+use crate::app::test_keys::key_in_team;
 use crate::domain::webhooks::DISABLE_AFTER;
 use crate::store::db::temp_store;
 
@@ -17,22 +16,6 @@ fn endpoint(store: &Store, events: &[&str], team: Option<&str>, now: DateTime<Ut
     create(store, &Actor::bootstrap(), new, now).unwrap()
 }
 
-fn key_in(store: &Store, team: &str, now: DateTime<Utc>) -> crate::domain::keys::StoredKey {
-    let settings = KeySettings {
-        name: "k".into(),
-        environment: Environment::Test,
-        team: team.into(),
-        scopes: Vec::new(),
-        allowed_ips: Vec::new(),
-        expires_at: None,
-        plan: Plan::Enterprise,
-        limits: LimitOverrides::default(),
-    };
-    app::keys::create(store, &Actor::bootstrap(), &settings, now)
-        .unwrap()
-        .key
-}
-
 #[test]
 fn events_reach_the_endpoints_that_want_them_once_and_one_lease_at_a_time() {
     let (store, dir) = temp_store("webhooks", "outbox");
@@ -41,8 +24,8 @@ fn events_reach_the_endpoints_that_want_them_once_and_one_lease_at_a_time() {
     let blue = endpoint(&store, &["key.created"], Some("blue"), now);
     let deletions = endpoint(&store, &["key.deleted"], None, now);
     assert!(everything.secret.starts_with("whsec_"));
-    let red_key = key_in(&store, "red", now);
-    key_in(&store, "blue", now);
+    let red_key = key_in_team(&store, "red", now);
+    key_in_team(&store, "blue", now);
     app::keys::delete(&store, &Actor::bootstrap(), &red_key.id, now).unwrap();
     let count = |id: &str| {
         deliveries(&store, &Actor::bootstrap(), id, 50)
@@ -84,7 +67,7 @@ fn failures_back_off_then_disable_the_endpoint_after_three_days() {
     let start = clock::now();
     let failing = endpoint(&store, &["key.created"], None, start);
     let watcher = endpoint(&store, &["webhook.disabled"], None, start);
-    key_in(&store, "", start);
+    key_in_team(&store, "", start);
     let base = Duration::seconds(5);
     let failed = AttemptResult::Failed {
         status: Some(500),
@@ -134,7 +117,7 @@ fn a_success_clears_the_failure_streak_and_rotation_keeps_the_old_secret_signing
     let (store, dir) = temp_store("webhooks", "rotate");
     let now = clock::now();
     let hook = endpoint(&store, &["key.created"], None, now);
-    key_in(&store, "", now);
+    key_in_team(&store, "", now);
     let lease = Duration::seconds(30);
     let leased = lease_due(&store, now, lease, 10).unwrap();
     let failed = AttemptResult::Failed {
@@ -169,6 +152,34 @@ fn a_success_clears_the_failure_streak_and_rotation_keeps_the_old_secret_signing
         rotated.signing_secrets(now + Duration::seconds(61)),
         [rotated.secret.as_str()]
     );
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_outcome_recorded_after_the_delivery_was_given_up_changes_nothing() {
+    let (store, dir) = temp_store("webhooks", "stale");
+    let now = clock::now();
+    let hook = endpoint(&store, &["key.created"], Some("blue"), now);
+    key_in_team(&store, "blue", now);
+    let leased = lease_due(&store, now, Duration::seconds(30), 10).unwrap();
+    let off = WebhookChanges {
+        enabled: Some(false),
+        ..WebhookChanges::default()
+    };
+    update(&store, &Actor::bootstrap(), &hook.id, off, now).unwrap();
+    let delivered = AttemptResult::Delivered { status: 200 };
+    record_attempt(&store, &leased[0], &delivered, Duration::seconds(1), now).unwrap();
+    let log = deliveries(&store, &Actor::bootstrap(), &hook.id, 10).unwrap();
+    assert_eq!(log[0].status, DeliveryStatus::Failed);
+    assert_eq!(log[0].attempts, 0);
+    // The team cannot be deleted while its endpoint is there (a later team of the name would
+    // get its events).
+    let refused = crate::app::teams::delete(&store, &Actor::bootstrap(), "blue", now);
+    assert!(matches!(
+        refused,
+        Err(crate::app::teams::TeamError::InUse { webhooks: 1, .. })
+    ));
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -42,7 +42,7 @@ fn quota_alerts_fire_at_the_threshold_and_at_the_quota_once_per_period() {
     assert_eq!(
         at_80[0].occurrence,
         format!(
-            "quota.threshold/key/key_1/day/{}",
+            "quota.threshold/key/key_1/day/{}/10",
             at("2026-12-07T00:00:00Z").timestamp()
         )
     );
@@ -67,6 +67,13 @@ fn quota_alerts_fire_at_the_threshold_and_at_the_quota_once_per_period() {
     );
     assert_ne!(tomorrow[0].occurrence, full[0].occurrence);
     assert_eq!(tomorrow[2].occurrence, full[2].occurrence);
+    // A quota raised within the day alerts again at its new value.
+    let raised = Quotas {
+        per_day: Some(20),
+        per_month: Some(1_000),
+    };
+    let again = quota_alerts(owner, raised, usage(16, 800), &settings, now);
+    assert_ne!(again[0].occurrence, at_80[0].occurrence);
 }
 
 #[test]

@@ -1,0 +1,25 @@
+//! Keys the operations' tests make (test builds only).
+
+use crate::app;
+use crate::domain::audit::Actor;
+use crate::domain::keys::{KeySettings, StoredKey};
+use crate::domain::plans::{Environment, LimitOverrides, Plan};
+use crate::store::db::Store;
+use chrono::{DateTime, Utc};
+
+/// A test key of `team` (`""`: none) on the enterprise plan: no limits or quotas of its own.
+pub fn key_in_team(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
+    let settings = KeySettings {
+        name: "k".into(),
+        environment: Environment::Test,
+        team: team.into(),
+        scopes: Vec::new(),
+        allowed_ips: Vec::new(),
+        expires_at: None,
+        plan: Plan::Enterprise,
+        limits: LimitOverrides::default(),
+    };
+    app::keys::create(store, &Actor::bootstrap(), &settings, now)
+        .expect("a test key")
+        .key
+}
