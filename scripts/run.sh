@@ -164,8 +164,7 @@ component_exited() {
 
 restarts=0
 delay_ms=$FIRST_DELAY_MS
-re# --webhook-allow-private: webhooks may call a receiver on this machine (docs/webhooks.md).
-start_control() {
+restart_control() {
   local status=$1 finished code delay
   if ((SECONDS - control_started >= STABLE_SECONDS)); then
     restarts=0
