@@ -6,6 +6,7 @@ delivery's signature is verified with the Standard Webhooks library from PyPI, n
 (A replica killed mid-delivery on PostgreSQL is test_webhooks_replicas.py.)"""
 
 import datetime
+import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier, WebhookVerificationError
@@ -16,13 +17,14 @@ from keygate_testkit.waiting import wait_until
 from keygate_testkit.webhooks import Receiver
 
 LOCAL_WEBHOOKS = ["--webhook-allow-private", "--webhook-retry-base", "1", "--webhook-timeout", "3"]
+REFUSALS_ALERTED_ABOVE = 5
 QUOTA_EVENTS = ["quota.threshold", "quota.exceeded"]
 LIFECYCLE_EVENTS = ["key.created", "key.revoked", "key.rotated", "key.deleted", "key.expiring"]
 
 
 @pytest.fixture(scope="module")
 def control():
-    service = ControlService(extra_args=LOCAL_WEBHOOKS).start()
+    service = ControlService(extra_args=[*LOCAL_WEBHOOKS, "--refusal-alert-count", str(REFUSALS_ALERTED_ABOVE)]).start()
     yield service
     service.stop()
 
@@ -122,6 +124,29 @@ def test_a_team_of_two_keys_shares_its_quota_and_is_alerted(proxy, control, rece
         proxy.wait_for_status("/v1/models", secret, 200)
     # Only team-acme events reached the team's endpoint, every one signed.
     assert {body["data"]["team"] for body in verified_bodies(receiver, hook["secret"])} == {"acme"}
+
+
+def test_a_flood_of_rate_limit_refusals_alerts_once(proxy, control, receiver):
+    hook = subscribe(control, receiver, ["ratelimit.refusals"])
+    started = time.time()
+    key = control.create_key(name="hammered", scopes=["list_models"], plan="enterprise", limits={"per_minute": 2})
+    proxy.wait_for_status("/v1/models", key["key"], 200)
+    codes = [proxy.get("/v1/models", key["key"]) for _ in range(12)]
+    refused = [answer for answer in codes if answer.status_code == 429]
+    assert len(refused) > REFUSALS_ALERTED_ABOVE
+    assert {answer.json()["error"]["code"] for answer in refused} == {"RATE_LIMIT_EXCEEDED"}
+    alert = receiver.wait_for("ratelimit.refusals", where=lambda event: event["data"]["key_id"] == key["id"])[0]
+    assert alert["data"]["refused"] > REFUSALS_ALERTED_ABOVE and alert["data"]["window_minutes"] == 5
+    assert alert["data"]["threshold"] == REFUSALS_ALERTED_ABOVE
+    # More refusals in the same window raise nothing more.
+    for _ in range(5):
+        assert proxy.get("/v1/models", key["key"]).status_code == 429
+    wait_until(lambda: control.admin("GET", f"/v1/keys/{key['id']}/usage").json()["totals"]["denied"]
+               .get("RATE_LIMIT_EXCEEDED", 0) >= len(refused) + 5, timeout=20, what="the later refusals counted")
+    mine = [body for body in verified_bodies(receiver, hook["secret"]) if body["data"]["key_id"] == key["id"]]
+    # At most one a 5-minute window: one, or two if the test ran across a window's edge.
+    windows = {int(started) // 300, int(time.time()) // 300}
+    assert 1 <= len(mine) <= len(windows)
 
 
 def test_lifecycle_and_expiry_alerts(control, receiver):
