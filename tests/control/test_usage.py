@@ -275,3 +275,15 @@ def test_cli_usage_table_and_json(service, api, team):
     assert json.loads(updated.stdout)["limits"]["per_month"] == 5
     missing = cli(service, "usage", "key_neverissued0000")
     assert missing.returncode != 0 and "NOT_FOUND" in missing.stderr
+
+
+@pytest.mark.parametrize("to", ["2040-01-01T00:00:00Z", "0601-12-21T13:23:05Z", "9999-12-31T00:00:00Z"])
+def test_usage_reads_any_instant_past_2038_or_before_1901(api, to):
+    """Instants outside the 32-bit range of Unix seconds are read like any other (PostgreSQL once
+    took `from - 86400` for a 32-bit integer and answered 503)."""
+    key = api.create(name="far")
+    for path, params in ((f"/v1/keys/{key['id']}/usage", {"to": to}),
+                         ("/v1/usage", {"to": to, "granularity": "day"})):
+        response = api.request("GET", path, params=params)
+        assert response.status_code == 200, (path, response.text)
+        assert response.json()["totals"]["allowed"] == 0

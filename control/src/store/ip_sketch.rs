@@ -56,7 +56,7 @@ fn sketch_row(row: &Row) -> Result<SketchRow> {
 pub fn for_key(tx: &Tx, key_id: &str, from: i64, to: i64) -> Result<Vec<SketchRow>> {
     tx.query_map(
         "SELECT hour_start, register, value FROM usage_ip_sketch
-         WHERE key_id = :key_id AND hour_start > :from - 86400 AND hour_start < :to
+         WHERE key_id = :key_id AND hour_start > CAST(:from AS BIGINT) - 86400 AND hour_start < :to
          ORDER BY 1, 2",
         named_params! { ":key_id": key_id, ":from": from, ":to": to },
         sketch_row,
@@ -70,7 +70,7 @@ pub fn for_team(tx: &Tx, team: Option<&str>, from: i64, to: i64) -> Result<Vec<S
         "SELECT s.hour_start, s.register, MAX(s.value) FROM keys k
          JOIN usage_ip_sketch s ON s.key_id = k.id
          WHERE (CAST(:team AS TEXT) IS NULL OR k.team = :team)
-           AND s.hour_start > :from - 86400 AND s.hour_start < :to
+           AND s.hour_start > CAST(:from AS BIGINT) - 86400 AND s.hour_start < :to
          GROUP BY s.hour_start, s.register ORDER BY 1, 2",
         named_params! { ":team": team, ":from": from, ":to": to },
         sketch_row,

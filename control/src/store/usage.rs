@@ -181,7 +181,7 @@ pub fn hours(tx: &Tx, key_id: &str, from: i64, to: i64) -> Result<Vec<HourCount>
          WHERE key_id = :key_id AND hour_start >= :from AND hour_start < :to
          UNION ALL
          SELECT day_start, code, count FROM usage_daily
-         WHERE key_id = :key_id AND day_start > :from - 86400 AND day_start < :to
+         WHERE key_id = :key_id AND day_start > CAST(:from AS BIGINT) - 86400 AND day_start < :to
          ORDER BY 1, 2",
         named_params! { ":key_id": key_id, ":from": from, ":to": to },
         hour_count,
@@ -201,7 +201,7 @@ pub fn team_hours(tx: &Tx, team: Option<&str>, from: i64, to: i64) -> Result<Vec
              SELECT d.day_start, d.code, d.count
              FROM keys k JOIN usage_daily d ON d.key_id = k.id
              WHERE (CAST(:team AS TEXT) IS NULL OR k.team = :team)
-               AND d.day_start > :from - 86400 AND d.day_start < :to) AS counted
+               AND d.day_start > CAST(:from AS BIGINT) - 86400 AND d.day_start < :to) AS counted
          GROUP BY start, code ORDER BY start, code",
         named_params! { ":team": team, ":from": from, ":to": to },
         hour_count,
