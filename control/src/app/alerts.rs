@@ -8,12 +8,12 @@ use crate::domain::alerts::{
     EXPIRED_ALERT_WINDOW_HOURS, EXPIRING_NOTICE_DAYS,
 };
 use crate::domain::clock;
+use crate::domain::keys::StoredKey;
 use crate::domain::secrets::random_base62;
 use crate::domain::usage_report::UsageBatch;
 use crate::domain::webhooks::Webhook;
 use crate::store::alerts as rows;
 use crate::store::db::Store;
-use crate::store::keys;
 use crate::store::sql::{Error, Result, Tx};
 use crate::store::webhooks;
 use chrono::{DateTime, Duration, Utc};
@@ -70,12 +70,14 @@ pub fn raise_test(tx: &Tx, endpoint: &Webhook, now: DateTime<Utc>) -> Result<Str
     Ok(id)
 }
 
-/// Counts the rate-limit refusals `batches` report (by their arrival minute) and raises
+/// Counts the rate-limit refusals `batches` report (by their arrival minute) for the live keys
+/// among `touched` (the keys the batches were counted for, read once by the count) and raises
 /// `ratelimit.refusals` for the keys over the threshold. Cost: one upsert and one sum per key
 /// with refusals in the batches.
 pub fn count_refusals(
     tx: &Tx,
     batches: &[&UsageBatch],
+    touched: &[StoredKey],
     settings: &AlertSettings,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -96,10 +98,10 @@ pub fn count_refusals(
     }
     let minute = now.timestamp().div_euclid(60) * 60;
     let mut alerts = Vec::new();
-    let ids: Vec<&str> = refused.keys().copied().collect();
-    let found = keys::find_live(tx, &ids)?;
-    for key in &found {
-        let count = refused.get(key.id.as_str()).copied().unwrap_or(0);
+    for key in touched {
+        let Some(&count) = refused.get(key.id.as_str()) else {
+            continue;
+        };
         rows::add_refusals(tx, &key.id, minute, count)?;
         let in_window = rows::refusals_in_window(tx, &key.id, now)?;
         let key = KeyRef {

@@ -63,8 +63,8 @@ fn detail(tx: &Tx, team: Team, now: DateTime<Utc>, with_members: bool) -> Result
     let [today, this_month] = sums.get(&team.name).copied().unwrap_or_default();
     let (key_count, _) = teams::members(tx, &team.name)?;
     let (keys, tokens) = if with_members {
-        let mut keys = keys::of_team(tx, &team.name)?;
-        keys.truncate(LISTED_KEYS);
+        let listed = i64::try_from(LISTED_KEYS).unwrap_or(i64::MAX);
+        let keys = keys::first_of_team(tx, &team.name, listed)?;
         (keys, tokens::list_unrevoked(tx, Some(&team.name))?)
     } else {
         (Vec::new(), Vec::new())

@@ -56,7 +56,7 @@ pub fn record_group(
             }
             forget_old_batches(tx, now)?;
             quota::refresh_marks(tx, &touched, now, settings)?;
-            alerts::count_refusals(tx, &counted, settings, now)?;
+            alerts::count_refusals(tx, &counted, &touched, settings, now)?;
         }
         batches
             .iter()

@@ -228,12 +228,17 @@ pub fn on_plan(tx: &Tx, plan: &str) -> Result<Vec<StoredKey>> {
 
 /// The live (not deleted) keys of `team`, oldest first.
 pub fn of_team(tx: &Tx, team: &str) -> Result<Vec<StoredKey>> {
+    first_of_team(tx, team, i64::MAX)
+}
+
+/// The oldest `limit` live keys of `team`.
+pub fn first_of_team(tx: &Tx, team: &str, limit: i64) -> Result<Vec<StoredKey>> {
     tx.query_map(
         &format!(
             "SELECT {COLUMNS} FROM keys {WITH_PLAN}
-             WHERE keys.team = ?1 AND keys.deleted = 0 ORDER BY keys.seq"
+             WHERE keys.team = :team AND keys.deleted = 0 ORDER BY keys.seq LIMIT :limit"
         ),
-        [team],
+        named_params! { ":team": team, ":limit": limit },
         from_row,
     )
 }
