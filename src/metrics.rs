@@ -33,6 +33,7 @@ pub struct Metrics {
     fleet_keys_synced: u32,
     fleet_remote_age_seconds: u32,
     fleet_refused: u32,
+    checksum_failed: u32,
     /// Allowed and denied requests counted since the last `flush`: the request path counts in
     /// the VM and the tick adds them to Envoy's stats, one host call per tick instead of one
     /// per request.
@@ -92,6 +93,7 @@ impl Metrics {
                 "keygate_ratelimit_remote_age_seconds",
             ),
             fleet_refused: define(MetricKind::Counter, "keygate_ratelimit_refused_by_fleet"),
+            checksum_failed: define(MetricKind::Counter, "keygate_keys_checksum_failed"),
             pending_allowed: Cell::new(0),
             pending_denied: Default::default(),
         }
@@ -118,6 +120,12 @@ impl Metrics {
 
     pub fn fail_open(&self, host: &(impl Host + ?Sized)) {
         add(host, self.fail_open);
+    }
+
+    /// A presented key of the checksummed format whose checksum did not hold (refused as
+    /// `INVALID_API_KEY` before hashing; also counted there).
+    pub fn checksum_failed(&self, host: &(impl Host + ?Sized)) {
+        add(host, self.checksum_failed);
     }
 
     /// A rate-limited request that could not be counted (no free slot, or CAS contention).

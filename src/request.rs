@@ -23,6 +23,7 @@ use crate::policy::net;
 use crate::store::{self, recent::RecentKeys, record::KeyView, StoreView};
 use crate::sync::outcome;
 use crate::sync::tally::Tally;
+use keygate_contract::key_format;
 use keygate_contract::key_hash::{digest_key, Digest};
 use keygate_contract::usage::{
     clip, UsageEvent, MAX_EVENT_FIELD_BYTES, MAX_EVENT_PATH_BYTES, UPSTREAM_CLASSES,
@@ -441,7 +442,13 @@ impl<H: Host> RequestFilter<H> {
             };
         }
 
+        // A key of the checksummed format whose checksum fails is a typo, a truncated paste or
+        // a forgery: refused as unknown without hashing it or looking it up.
         let digest = match credential {
+            Credential::Present { key, .. } if key_format::fails_checksum(key) => {
+                self.worker.metrics.checksum_failed(&self.host);
+                None
+            }
             Credential::Present { key, .. } => Some(digest_key(key)),
             _ => None,
         };

@@ -256,3 +256,45 @@ fn a_key_without_a_team_forwards_no_team_header_even_a_spoofed_one() {
         Some("key_loner")
     );
 }
+
+#[test]
+fn a_key_of_the_checksummed_shape_is_refused_on_its_checksum_before_any_lookup() {
+    use keygate_contract::key_format::{with_checksum, CHECKSUMMED_LEN, LEGACY_LEN};
+    let setup = setup("", true);
+    let checksummed = with_checksum(&format!("pk_live_{:0<40}", "Checksummed"));
+    assert_eq!(checksummed.len(), CHECKSUMMED_LEN);
+    // One character changed, and (to show it is never looked up) a record with its very hash.
+    let mistyped = format!("{}x", &checksummed[..checksummed.len() - 1]);
+    assert_ne!(mistyped, checksummed);
+    // A key issued before checksums: 40 characters after the prefix, nothing to check.
+    let legacy = &format!("pk_live_{:0<40}", "Legacy");
+    assert_eq!(legacy.len(), LEGACY_LEN);
+    let records = [
+        record(&checksummed, "key_checksummed", ""),
+        record(&mistyped, "key_mistyped", ""),
+        record(legacy, "key_legacy", ""),
+    ];
+    // The next refresh is due a minute on.
+    setup.host.now.set(NOW_MS + 60_000);
+    apply_delta(&setup, &records.join(","));
+
+    let (verdict, _) = setup.get(&checksummed);
+    assert_eq!(verdict, Verdict::Continue);
+    let (verdict, _) = setup.get(legacy);
+    assert_eq!(verdict, Verdict::Continue);
+    assert_eq!(setup.host.metric("keygate_keys_checksum_failed"), 0);
+
+    let (verdict, _) = setup.get(&mistyped);
+    assert_eq!(verdict, Verdict::Stop);
+    let (status, code, headers) = setup.error();
+    assert_eq!((status, code.as_str()), (401, "INVALID_API_KEY"));
+    assert!(header_of(&headers, "www-authenticate")
+        .unwrap_or_default()
+        .contains("invalid_token"));
+    assert_eq!(setup.host.metric("keygate_keys_checksum_failed"), 1);
+    setup.worker.metrics.flush(&setup.host);
+    assert_eq!(
+        setup.host.metric("keygate_requests_denied_invalid_api_key"),
+        1
+    );
+}

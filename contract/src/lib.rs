@@ -14,7 +14,8 @@
 //! - `snapshot`: the snapshot page messages in JSON; `compact`: the same in the compact binary
 //!   encoding; `page`: a page as the filter reads it in either; `timefmt`: the instants they
 //!   carry.
-//! - `key_hash`: how a secret becomes the hash both sides key it by.
+//! - `key_hash`: how a secret becomes the hash both sides key it by; `key_format`: the shape of
+//!   a key and its checksum, which the filter checks before hashing.
 //!
 //! - `stored_key`: the key a checked record becomes, as the filter keeps it.
 //! - `reader`: bounds-checked reads of every binary format (compact pages here; the filter's
@@ -32,6 +33,7 @@ pub mod compact;
 pub mod fields;
 pub mod fleet;
 pub mod ip_sketch;
+pub mod key_format;
 pub mod key_hash;
 pub mod latency;
 pub mod page;

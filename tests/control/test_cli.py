@@ -10,6 +10,7 @@ from keygate_testkit.control import keys_cli as cli
 from keygate_testkit.control import run_cli as control
 from keygate_testkit.paths import ADMIN_TOKEN
 from keygate_testkit.upstream import Upstream
+from keygate_testkit.key_format import is_checksummed_key
 
 RUN_DEADLINE_SECONDS = 20
 NOT_KEYGATE = "did not answer like a Keygate control service"
@@ -33,7 +34,7 @@ def test_create_prints_the_secret_once_and_list_shows_it_masked(service, team):
     secret_lines = [line for line in result.stdout.splitlines() if line.startswith("Secret: ")]
     assert len(secret_lines) == 1
     secret = secret_lines[0].removeprefix("Secret: ")
-    assert secret.startswith("pk_test_") and len(secret) == 48
+    assert secret.startswith("pk_test_") and is_checksummed_key(secret)
     assert "shown only once" in result.stdout
     listed = cli(service, "list", "--team", team)
     assert listed.returncode == 0, listed.stderr

@@ -5,6 +5,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from keygate_testkit.api import error_of
+from keygate_testkit.key_format import is_checksummed_key
 
 KEY_FIELDS = {
     "id", "name", "environment", "team", "prefix", "last4", "scopes", "allowed_ips", "expires_at",
@@ -24,7 +25,8 @@ def parse_time(text):
 def test_create_returns_the_secret_once_with_defaults(api, team):
     created = api.create(name="ci", team=team)
     assert set(created) == KEY_FIELDS | {"key"}
-    assert re.fullmatch(r"pk_live_[0-9A-Za-z]{40}", created["key"])
+    assert re.fullmatch(r"pk_live_[0-9A-Za-z]{46}", created["key"])
+    assert is_checksummed_key(created["key"])
     assert re.fullmatch(r"key_[0-9A-Za-z]{16}", created["id"])
     assert created["prefix"] == "pk_live_" and created["last4"] == created["key"][-4:]
     assert created["environment"] == "live" and created["plan"] == "free"

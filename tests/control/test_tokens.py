@@ -33,8 +33,8 @@ def expected_status(rule, role, team):
         return 403
     if rule["path"].startswith("/v1/teams") and rule["method"] != "GET":
         return 403  # a team's plan and quotas are the operator's (a token of no team)
-    if "{id}" in rule["path"] or "{name}" in rule["path"]:
-        return 404
+    if "{id}" in rule["path"] or "{name}" in rule["path"] or rule["path"] == "/v1/keys/leaked":
+        return 404  # another team's key (a leaked one too) is one the token cannot see
     if rule["method"] == "POST":
         return 400
     return rule["success"]
@@ -43,6 +43,9 @@ def expected_status(rule, role, team):
 def prepare(api, rule, home):
     """The request for `rule` on a target of team `home`: (path, json body or None)."""
     path = rule["path"]
+    if path == "/v1/keys/leaked":
+        leaked = api.create(name="leaked", team=home)
+        return path, {"key": leaked["key"], "url": "https://example.com/paste"}
     if path.startswith("/v1/keys"):
         if "{id}" in path:
             key = api.create(name="target", team=home)

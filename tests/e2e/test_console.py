@@ -13,6 +13,7 @@ from keygate_testkit.console import ConsoleService, screenshot, sign_in
 from keygate_testkit.envoy import Envoy, plugin_config
 from keygate_testkit.paths import ADMIN_TOKEN
 from keygate_testkit.waiting import wait_until
+from keygate_testkit.key_format import is_checksummed_key
 
 TOKEN_ITEM = "keygate.console.token"
 
@@ -91,7 +92,7 @@ def test_create_a_key_use_it_through_envoy_then_deactivate_it(service, proxy, pa
     page.get_by_role("button", name="Create key").click()
 
     secret = page.get_by_label("Secret", exact=True).input_value()
-    assert re.fullmatch(r"pk_live_[0-9A-Za-z]{40}", secret)
+    assert re.fullmatch(r"pk_live_[0-9A-Za-z]{46}", secret) and is_checksummed_key(secret)
     page.get_by_text("it will not be shown again").wait_for()
     page.get_by_role("button", name="Copy").wait_for()
     screenshot(page, "secret-once")

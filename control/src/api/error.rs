@@ -12,6 +12,8 @@ pub enum ApiError {
     Validation(String),
     InvalidJson(String),
     Unauthorized,
+    /// A signed request whose signature is missing or does not verify (the reason says which).
+    BadSignature(&'static str),
     /// The token is valid but its role does not allow this.
     Forbidden(String),
     NotFound(String),
@@ -44,6 +46,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
                 "missing or invalid bearer token".into(),
+            ),
+            ApiError::BadSignature(reason) => (
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SIGNATURE",
+                (*reason).to_string(),
             ),
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, "FORBIDDEN", message.clone()),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "NOT_FOUND", message.clone()),

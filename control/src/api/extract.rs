@@ -23,6 +23,25 @@ pub const MAX_PROXY_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// names the limit in the 413; the route's `DefaultBodyLimit` enforces it.
 pub struct JsonBody<T, const MAX_BYTES: usize = MAX_BODY_BYTES>(pub T);
 
+/// A JSON body as the raw bytes it arrived in (for a signature over them), up to `MAX_BYTES`;
+/// the same 413 and 415 as [`JsonBody`].
+pub struct RawJsonBody<const MAX_BYTES: usize>(pub Bytes);
+
+impl<S: Send + Sync, const MAX_BYTES: usize> FromRequest<S> for RawJsonBody<MAX_BYTES> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let declares_json = declares_json(request.headers());
+        let bytes = read_body(request, state, MAX_BYTES).await?;
+        if !declares_json {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: JSON_TYPE,
+            });
+        }
+        Ok(RawJsonBody(bytes))
+    }
+}
+
 /// Like [`JsonBody`], but an empty body means `T::default()` (whatever its `Content-Type`:
 /// `curl -X POST -d ''` sends a form type).
 pub struct OptionalJsonBody<T>(pub T);

@@ -4,6 +4,7 @@ use crate::api::access::Caller;
 use crate::api::access::{rule, AdminRoute};
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, OptionalJsonBody, QueryParams};
+use crate::api::leaks;
 use crate::api::state::AppState;
 use crate::app;
 use crate::app::error::LifecycleError;
@@ -47,6 +48,10 @@ pub const ROUTES: &[AdminRoute] = &[
     AdminRoute {
         rule: rule("POST", "/v1/keys/{id}/rotate", Role::Editor, 201),
         handler: || post(rotate_key),
+    },
+    AdminRoute {
+        rule: rule("POST", "/v1/keys/leaked", Role::Editor, 200),
+        handler: || post(leaks::report_leaked_key),
     },
 ];
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod fleet;
 pub mod keys;
+pub mod leaks;
 pub mod metrics;
 pub mod plans;
 pub mod router;

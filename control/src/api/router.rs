@@ -4,6 +4,7 @@ use crate::api::access::AdminRoute;
 use crate::api::error::{method_not_allowed, route_not_found};
 use crate::api::extract::{MAX_BODY_BYTES, MAX_PROXY_BODY_BYTES};
 use crate::api::fleet::sync_fleet;
+use crate::api::leaks::{self, MAX_SCANNING_BODY_BYTES};
 use crate::api::metrics::metrics;
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
@@ -56,6 +57,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/usage",
             post(record_usage).layer(DefaultBodyLimit::max(MAX_PROXY_BODY_BYTES)),
+        )
+        // Signed by GitHub instead of an admin token (docs/security.md, "Leaked keys").
+        .route(
+            "/v1/secret-scanning/github",
+            post(leaks::github_report).layer(DefaultBodyLimit::max(MAX_SCANNING_BODY_BYTES)),
         )
         .route(
             "/v1/ratelimits/sync",
@@ -127,6 +133,7 @@ mod tests {
             ("GET", "/v1/snapshot/polls"),
             ("POST", "/v1/usage"),
             ("POST", "/v1/ratelimits/sync"),
+            ("POST", "/v1/secret-scanning/github"),
         ];
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, item) in document["paths"].as_object().unwrap() {

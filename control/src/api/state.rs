@@ -3,8 +3,10 @@
 use crate::api::encoding::Encoding;
 use crate::api::error::ApiError;
 use crate::app::error::LifecycleError;
+use crate::app::scanning_keys::ScanningKeysFile;
 use crate::app::usage_queue::UsageQueue;
 use crate::domain::alerts::AlertSettings;
+use crate::domain::leaks::LeakPolicy;
 use crate::domain::secrets::TokenDigest;
 use crate::domain::webhook_url::UrlPolicy;
 use crate::feed::delta_cache::DeltaCache;
@@ -42,6 +44,10 @@ pub struct AppState {
     pub webhook_policy: UrlPolicy,
     /// Wakes this replica's webhook sender when an API call queued a delivery.
     pub webhook_wake: Arc<Notify>,
+    /// GitHub's secret scanning keys (`--secret-scanning-keys`); none: reports are refused.
+    pub scanning_keys: Option<Arc<ScanningKeysFile>>,
+    /// What a key reported leaked gets (`--leaked-key-policy`).
+    pub leak_policy: LeakPolicy,
 }
 
 /// What makes two delta requests get the same bytes: since, the published version they woke
@@ -87,6 +93,7 @@ impl From<LifecycleError> for ApiError {
         match error {
             LifecycleError::NotFound => ApiError::NotFound("no such key".into()),
             LifecycleError::Deleted => ApiError::Conflict("the key was deleted".into()),
+            LifecycleError::Leaked => ApiError::Conflict(LifecycleError::Leaked.to_string()),
             LifecycleError::Invalid(error) => ApiError::from(error),
             LifecycleError::Database(error) => ApiError::from(error),
             other => ApiError::Internal(other.to_string()),

@@ -16,6 +16,8 @@ pub enum LifecycleError {
     Random(getrandom::Error),
     /// The key as it would be served is one the filter would refuse.
     Invalid(FieldError),
+    /// The key was reported leaked: it cannot be turned back on, only rotated.
+    Leaked,
 }
 
 impl fmt::Display for LifecycleError {
@@ -26,6 +28,11 @@ impl fmt::Display for LifecycleError {
             LifecycleError::Database(error) => write!(f, "database: {error}"),
             LifecycleError::Random(error) => write!(f, "OS random number generator: {error}"),
             LifecycleError::Invalid(error) => write!(f, "{error}"),
+            LifecycleError::Leaked => write!(
+                f,
+                "the key was reported leaked and cannot be re-activated; rotate it \
+                 (POST /v1/keys/{{id}}/rotate) and give its holder the successor"
+            ),
         }
     }
 }

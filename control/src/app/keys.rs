@@ -143,6 +143,10 @@ pub fn update(
         }
         let before = key.clone();
         apply(&mut key, changes);
+        // A leaked secret stays compromised: the key is rotated, never turned back on.
+        if key.leak.is_some() && key.active && !before.active {
+            return Err(LifecycleError::Leaked);
+        }
         if key.plan != before.plan {
             key.plan_limits = plan_limits(tx, &key.plan)?;
         }

@@ -5,8 +5,10 @@ pub mod alerts;
 pub mod audit;
 pub mod error;
 pub mod keys;
+pub mod leaks;
 pub mod plans;
 pub mod quota;
+pub mod scanning_keys;
 pub mod seed;
 pub mod teams;
 #[cfg(test)]

@@ -129,6 +129,20 @@ pub struct ServeArgs {
     /// in memory, and replicas count in the database (about ten Envoys).
     #[arg(long, env = "KEYGATE_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+    /// The public keys GitHub signs secret scanning reports with, as GitHub publishes them
+    /// ({"public_keys": [{"key_identifier", "key", "is_current"}]}); re-read when it changes.
+    /// Without it `POST /v1/secret-scanning/github` refuses every report.
+    #[arg(long, env = "KEYGATE_SECRET_SCANNING_KEYS", value_name = "FILE")]
+    pub secret_scanning_keys: Option<PathBuf>,
+    /// What a key reported leaked gets: `revoke` deactivates it at once, `notify` only
+    /// records the leak and alerts.
+    #[arg(
+        long,
+        env = "KEYGATE_LEAKED_KEY_POLICY",
+        default_value = "revoke",
+        value_parser = ["revoke", "notify"]
+    )]
+    pub leaked_key_policy: String,
     #[command(flatten)]
     pub connections: ListenerArgs,
 }
@@ -215,6 +229,27 @@ pub enum KeysCommand {
     Usage(UsageArgs),
     /// Show a key's recent events: denials and failed upstream answers, newest first.
     Events(EventsArgs),
+    /// Check a key offline (shape, environment, checksum); nothing is sent anywhere.
+    Check {
+        /// The key, or `-` to read it from standard input (keeps it out of the process list
+        /// and shell history).
+        key: String,
+    },
+    /// Report a key found where it should not be: it is deactivated (policy `revoke`) and its
+    /// leak recorded; the key is sent to the service, which keeps only its hash.
+    Leaked(LeakedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeakedArgs {
+    /// The leaked key, or `-` to read it from standard input.
+    pub key: String,
+    /// Where it was found (a URL).
+    #[arg(long, value_name = "URL")]
+    pub found_at: Option<String>,
+    /// What kind of place that is (a repository, a log, a ticket, …).
+    #[arg(long)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Args)]

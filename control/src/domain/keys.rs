@@ -1,6 +1,7 @@
 //! A key as the service keeps it (everything but the secret, which is never kept), and the
 //! status a listing filters by.
 
+use crate::domain::leaks::KeyLeak;
 use crate::domain::plans::{Environment, LimitOverrides, LimitPatch, Plan, PlanLimits};
 use crate::domain::secrets;
 use chrono::{DateTime, Utc};
@@ -36,6 +37,8 @@ pub struct StoredKey {
     /// The start of the newest hour a usage report counted allowed requests in; not part of the
     /// snapshot, so setting it changes no version.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The first report of this key found in public; not part of the snapshot.
+    pub leak: Option<KeyLeak>,
 }
 
 /// Whether a key authenticates right now. Each key has exactly one: `Inactive` (revoked) wins
@@ -146,6 +149,7 @@ pub fn mint(
         updated_version: 0,
         quota_exceeded_until: None,
         last_used_at: None,
+        leak: None,
     };
     Ok(MintedKey { key, secret })
 }

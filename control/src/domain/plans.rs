@@ -3,6 +3,7 @@
 //! seeded on every database.
 
 use crate::domain::patch::present_or_null;
+use keygate_contract::key_format::KeyEnvironment;
 use keygate_contract::snapshot::Limits;
 use keygate_contract::FieldError;
 use serde::{Deserialize, Serialize};
@@ -234,11 +235,16 @@ impl Environment {
         }
     }
 
-    /// The public prefix every secret of this environment starts with.
+    /// The public prefix every secret of this environment starts with (the contract's key
+    /// format).
     pub fn secret_prefix(self) -> &'static str {
+        self.key_environment().prefix()
+    }
+
+    pub fn key_environment(self) -> KeyEnvironment {
         match self {
-            Environment::Live => "pk_live_",
-            Environment::Test => "pk_test_",
+            Environment::Live => KeyEnvironment::Live,
+            Environment::Test => KeyEnvironment::Test,
         }
     }
 }

@@ -5,10 +5,8 @@ use crate::domain::plans::Environment;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+use keygate_contract::key_format::{self, BASE62};
 
-/// Random characters after the environment prefix: 40 base62 chars is about 238 bits.
-pub const SECRET_RANDOM_LEN: usize = 40;
 const ID_RANDOM_LEN: usize = 16;
 
 /// `len` characters drawn uniformly from the base62 alphabet.
@@ -29,13 +27,15 @@ pub fn random_base62(len: usize) -> Result<String, getrandom::Error> {
     Ok(out)
 }
 
-/// A new secret such as `pk_live_` followed by 40 base62 characters.
+/// A new secret: `pk_live_` or `pk_test_`, 40 random base62 characters and the 6-character
+/// checksum of the contract's key format.
 pub fn generate_secret(environment: Environment) -> Result<String, getrandom::Error> {
-    Ok(format!(
+    let body = format!(
         "{}{}",
         environment.secret_prefix(),
-        random_base62(SECRET_RANDOM_LEN)?
-    ))
+        random_base62(key_format::RANDOM_LEN)?
+    );
+    Ok(key_format::with_checksum(&body))
 }
 
 /// A new public key id such as `key_` followed by 16 base62 characters.
@@ -80,10 +80,20 @@ mod tests {
         for environment in [Environment::Live, Environment::Test] {
             let secret = generate_secret(environment).unwrap();
             let random = secret.strip_prefix(environment.secret_prefix()).unwrap();
-            assert_eq!(random.len(), SECRET_RANDOM_LEN);
+            assert_eq!(
+                random.len(),
+                key_format::RANDOM_LEN + key_format::CHECKSUM_LEN
+            );
             assert!(
                 random.bytes().all(|byte| BASE62.contains(&byte)),
                 "{secret}"
+            );
+            assert_eq!(
+                key_format::classify(&secret),
+                key_format::KeyShape::Checksummed {
+                    environment: environment.key_environment(),
+                    checksum_ok: true
+                }
             );
         }
     }

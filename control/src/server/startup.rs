@@ -4,10 +4,12 @@ use crate::api::router::router;
 use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
 use crate::app;
+use crate::app::scanning_keys::ScanningKeysFile;
 use crate::app::usage_queue::UsageQueue;
 use crate::cli::args::{ListenerArgs, ServeArgs};
 use crate::domain::clock;
 use crate::domain::events;
+use crate::domain::leaks::LeakPolicy;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::redis::RedisLink;
@@ -59,6 +61,15 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
     if tokens.sync_is_dev_default {
         println!("dev mode: sync token is {}", tokens.sync);
     }
+    let scanning_keys = args
+        .secret_scanning_keys
+        .clone()
+        .map(|path| ScanningKeysFile::load(path).map(Arc::new))
+        .transpose()
+        .map_err(|error| StartupError::Config(format!("--secret-scanning-keys: {error}")))?;
+    if let (Some(file), Some(path)) = (&scanning_keys, &args.secret_scanning_keys) {
+        println!("secret scanning: {}: {}", path.display(), file.summary());
+    }
     let (stop, shutting_down) = watch::channel(false);
     let state = AppState {
         // The last reference stays here, so the store (and PostgreSQL's blocking clients,
@@ -77,6 +88,8 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         alerts: args.alerts.settings(),
         webhook_policy: args.alerts.policy(),
         webhook_wake: Arc::default(),
+        scanning_keys,
+        leak_policy: LeakPolicy::parse(&args.leaked_key_policy).unwrap_or(LeakPolicy::Revoke),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -2,6 +2,7 @@
 
 use crate::domain::cursor::Position;
 use crate::domain::keys::{KeyFilter, KeyStatus, StoredKey};
+use crate::domain::leaks::KeyLeak;
 use crate::domain::plans::{Environment, LimitOverrides, Plan, PlanLimits};
 use crate::store::sql::{
     named_params, slots, Dialect, Error, Params, Result, Row, ToValue, Tx, LIST_CHUNK,
@@ -19,7 +20,8 @@ const COLUMNS: &str = "keys.seq, keys.id, keys.hash, keys.prefix, keys.last4, ke
     keys.plan, keys.limit_per_minute, keys.limit_per_hour, keys.limit_per_day, \
     keys.limit_concurrent, keys.created_at, keys.updated_at, keys.rotated_from, keys.deleted, \
     keys.updated_version, keys.limit_per_month, keys.quota_exceeded_until, keys.last_used_at, \
-    plans.per_minute, plans.per_hour, plans.per_day, plans.per_month, plans.concurrent";
+    plans.per_minute, plans.per_hour, plans.per_day, plans.per_month, plans.concurrent, \
+    keys.leak";
 
 /// Joins each key row to its plan's row, whose limits `COLUMNS` reads.
 const WITH_PLAN: &str = "LEFT JOIN plans ON plans.name = keys.plan";
@@ -36,6 +38,13 @@ fn json_list(row: &Row, column: usize) -> Result<Vec<String>> {
 fn limit(row: &Row, column: usize) -> Result<Option<u64>> {
     let value: Option<i64> = row.get(column)?;
     Ok(value.and_then(|value| u64::try_from(value).ok()))
+}
+
+fn leak(row: &Row, column: usize) -> Result<Option<KeyLeak>> {
+    let text: Option<String> = row.get(column)?;
+    text.map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|error| conversion_error(column, error.to_string()))
 }
 
 fn from_row(row: &Row) -> Result<StoredKey> {
@@ -78,6 +87,7 @@ fn from_row(row: &Row) -> Result<StoredKey> {
         updated_version: u64::try_from(updated_version).unwrap_or(0),
         quota_exceeded_until: row.get(23)?,
         last_used_at: row.get(24)?,
+        leak: leak(row, 30)?,
     })
 }
 
@@ -241,6 +251,34 @@ pub fn first_of_team(tx: &Tx, team: &str, limit: i64) -> Result<Vec<StoredKey>> 
         named_params! { ":team": team, ":limit": limit },
         from_row,
     )
+}
+
+/// Records the first report of `seq`'s leak; a key already reported keeps its first. Not part
+/// of the snapshot, so no version moves. Returns whether this was the first.
+pub fn record_leak(tx: &Tx, seq: i64, leak: &KeyLeak) -> Result<bool> {
+    let text = serde_json::to_string(leak).map_err(|error| Error::Schema(error.to_string()))?;
+    let changed = tx.execute(
+        "UPDATE keys SET leak = :leak WHERE seq = :seq AND leak IS NULL",
+        named_params! { ":leak": text, ":seq": seq },
+    )?;
+    Ok(changed > 0)
+}
+
+/// The live keys whose hash is one of `hashes` (through the live-by-hash index).
+pub fn live_with_hashes(tx: &Tx, hashes: &[&str]) -> Result<Vec<StoredKey>> {
+    let mut found = Vec::new();
+    for chunk in hashes.chunks(LIST_CHUNK) {
+        found.extend(tx.query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM keys {WITH_PLAN}
+                 WHERE keys.hash IN ({}) AND keys.deleted = 0",
+                slots(1, chunk.len())
+            ),
+            Params::Positional(chunk.iter().map(ToValue::to_value).collect()),
+            from_row,
+        )?);
+    }
+    Ok(found)
 }
 
 /// The key with this id, tombstones included.

@@ -6,6 +6,7 @@ use crate::domain::clock;
 use crate::domain::headroom::LimitUse;
 use crate::domain::keys::MintedKey;
 use crate::domain::keys::StoredKey;
+use crate::domain::leaks::KeyLeak;
 use crate::domain::plans::PlanDefinition;
 use crate::domain::plans::{effective_admin_limits, AdminLimits, Environment};
 use crate::domain::plans::{LimitOverrides, Plan};
@@ -15,6 +16,15 @@ use crate::domain::usage_range::{Bucket, Counts, Granularity};
 use crate::domain::usage_report::KeyEvent;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+
+/// `POST /v1/keys/leaked`: the key as it is now, the policy the service applied and whether
+/// this report deactivated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakReportView {
+    pub key: KeyView,
+    pub policy: String,
+    pub deactivated: bool,
+}
 
 /// A key as the admin API shows it.
 /// The CLI reads the same type back (`client/answers.rs`).
@@ -42,6 +52,10 @@ pub struct KeyView {
     /// any. Known as late as the proxies' report interval, to the hour.
     #[serde(default)]
     pub last_used_at: Option<String>,
+    /// The first report of this key found in public (docs/security.md, "Leaked keys"); null
+    /// for a key never reported.
+    #[serde(default)]
+    pub leak: Option<KeyLeak>,
     /// The secret; present only in the response that created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -75,6 +89,7 @@ impl KeyView {
             updated_at: clock::format(key.updated_at),
             rotated_from: key.rotated_from,
             last_used_at: key.last_used_at.map(clock::format),
+            leak: key.leak,
             key: None,
         }
     }

@@ -36,6 +36,8 @@ pub struct Deleted;
 pub type Token = crate::wire::views::TokenView;
 /// One page of `GET /v1/keys`.
 pub type KeyPage = crate::wire::views::KeyList;
+/// `POST /v1/keys/leaked`.
+pub type LeakReport = crate::wire::views::LeakReportView;
 /// `GET /v1/keys/{id}/usage`.
 pub type UsageReport = crate::wire::views::KeyUsage;
 /// `GET /v1/usage`.
@@ -78,6 +80,14 @@ impl Reply for NewToken {
 impl Reply for TokenList {
     const STATUS: u16 = 200;
     const BODY: Option<&'static str> = Some("a list of tokens");
+    fn from_body(body: &[u8]) -> Result<Self, String> {
+        json(body)
+    }
+}
+
+impl Reply for LeakReport {
+    const STATUS: u16 = 200;
+    const BODY: Option<&'static str> = Some("a leak report's outcome");
     fn from_body(body: &[u8]) -> Result<Self, String> {
         json(body)
     }

@@ -5,10 +5,11 @@ use crate::cli::args::{
     UpdateArgs, UsageArgs,
 };
 use crate::cli::client::answers::{
-    Deleted, Key, KeyEvents, KeyPage, NewKey, TeamUsageReport, UsageReport,
+    Deleted, Key, KeyEvents, KeyPage, LeakReport, NewKey, TeamUsageReport, UsageReport,
 };
 use crate::cli::client::error::ClientError;
 use crate::cli::client::http::{base_url, AdminClient};
+use crate::cli::client::key_check::{check, describe, read_key};
 use crate::cli::client::table::{key_details, key_table};
 use crate::cli::client::usage::{events_table, team_usage_table, usage_table};
 use serde::Serialize;
@@ -43,8 +44,35 @@ pub fn connect(client_args: ClientArgs) -> Result<(AdminClient, bool), ClientErr
 }
 
 pub fn run(client_args: ClientArgs, command: KeysCommand) -> Result<(), ClientError> {
+    // Offline: no token, no service, nothing sent.
+    if let KeysCommand::Check { key } = &command {
+        return check_offline(&read_key(key)?, client_args.json);
+    }
     let (client, json) = connect(client_args)?;
     match command {
+        KeysCommand::Check { .. } => {}
+        KeysCommand::Leaked(leaked) => {
+            let body = json!({
+                "key": read_key(&leaked.key)?,
+                "url": leaked.found_at,
+                "source": leaked.source,
+            });
+            let report: LeakReport = client.post("/v1/keys/leaked", &body)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                let id = &report.key.id;
+                if report.deactivated {
+                    println!(
+                        "Deactivated {id}: reported leaked (policy {}).",
+                        report.policy
+                    );
+                } else {
+                    println!("Recorded the leak of {id} (policy {}).", report.policy);
+                }
+                println!("Rotate it: keygate-control keys rotate {id}");
+            }
+        }
         KeysCommand::Create(create) => {
             let minted: NewKey = client.post("/v1/keys", &create_body(create))?;
             print_minted(&minted, json, "Created")?;
@@ -315,6 +343,24 @@ fn usage_query(args: UsageArgs) -> Vec<(&'static str, String)> {
 fn to_json(answer: &impl Serialize) -> Result<Value, ClientError> {
     serde_json::to_value(answer)
         .map_err(|error| ClientError::Output(format!("cannot print the answer as JSON: {error}")))
+}
+
+/// `keys check`: prints what the key's shape says; an invalid key is an error (exit 1).
+fn check_offline(key: &str, json: bool) -> Result<(), ClientError> {
+    let found = check(key);
+    if json {
+        print_json(&found)?;
+    } else {
+        println!("{}", describe(&found));
+    }
+    if found.valid {
+        Ok(())
+    } else {
+        Err(ClientError::Invalid(format!(
+            "{} is not a valid Keygate key",
+            found.redacted
+        )))
+    }
 }
 
 pub fn print_json(answer: &impl Serialize) -> Result<(), ClientError> {

@@ -18,6 +18,8 @@ pub enum ClientError {
     Paging(String),
     /// The answer could not be printed.
     Output(String),
+    /// What was checked offline is not valid (`keys check`).
+    Invalid(String),
 }
 
 impl fmt::Display for ClientError {
@@ -28,7 +30,8 @@ impl fmt::Display for ClientError {
             | ClientError::Refused(message)
             | ClientError::NotKeygate(message)
             | ClientError::Paging(message)
-            | ClientError::Output(message) => f.write_str(message),
+            | ClientError::Output(message)
+            | ClientError::Invalid(message) => f.write_str(message),
         }
     }
 }

@@ -4,6 +4,7 @@ mod answers;
 mod commands;
 mod error;
 mod http;
+mod key_check;
 mod manage;
 mod plans;
 mod table;

@@ -57,6 +57,7 @@ fn stored_key() -> StoredKey {
         updated_version: 1,
         quota_exceeded_until: None,
         last_used_at: None,
+        leak: None,
     }
 }
 
