@@ -17,6 +17,9 @@
 #   KEYGATE_RUN_RESTARTS=5       control-service restarts in a row before giving up
 #   KEYGATE_RUN_RESTART_DELAY_MS=1000   the first restart's delay, doubled for each next one
 #   KEYGATE_ADMIN_TOKEN, KEYGATE_SYNC_TOKEN   development tokens when unset
+#   KEYGATE_SECRET_SCANNING_KEYS  GitHub's secret scanning public keys (docs/security.md), unset:
+#                                reports to /v1/secret-scanning/github are refused
+#   KEYGATE_LEAKED_KEY_POLICY     revoke (default) or notify
 set -euo pipefail
 caller_dir=$PWD
 cd "$(dirname "$0")/.."

@@ -1,7 +1,8 @@
 //! A profiling harness, not a check: runs `KEYGATE_COST_REQUESTS` requests (default 0) of one
 //! key through the request flow on `FakeHost`, so that `valgrind --tool=callgrind` can count
 //! the instructions of an unlimited key's request and of a rate-limited one (limits never
-//! reached): run it with 0 and with N requests and divide the difference by N. Ignored by
+//! reached), or of an unlimited key of the checksummed format (`KEYGATE_COST_KEY=checksummed`):
+//! run it with 0 and with N requests and divide the difference by N. Ignored by
 //! default; docs/rate-limits.md gives the command and the numbers.
 
 use std::rc::Rc;
@@ -17,6 +18,14 @@ use keygate_contract::key_hash::hash_key;
 const NOW_MS: u64 = 1_800_000_000_000;
 const UNLIMITED: &str = "pk_live_unlimited00000000000000000000000000";
 const LIMITED: &str = "pk_live_limited0000000000000000000000000000";
+/// As long as a checksummed key but not of its shape (the `-`): what the checksum itself costs
+/// is the difference to `checksummed`.
+const SAME_LENGTH: &str = "pk_live_samelength00000000000000000000000000000000000-";
+/// Shaped as keys are issued since 0.3 (40 random characters and the 6 of the checksum): the
+/// request path verifies its checksum before hashing it.
+fn checksummed() -> String {
+    keygate_contract::key_format::with_checksum(&format!("pk_live_{:0<40}", "checksummed"))
+}
 
 fn record(secret: &str, id: &str, fields: &str) -> String {
     format!(
@@ -30,6 +39,8 @@ fn worker(host: &FakeHost) -> Rc<Worker> {
         .expect("config");
     let keys = [
         record(UNLIMITED, "key_unlimited", ""),
+        record(&checksummed(), "key_checksummed", ""),
+        record(SAME_LENGTH, "key_same_length", ""),
         record(
             LIMITED,
             "key_limited",
@@ -46,7 +57,7 @@ fn worker(host: &FakeHost) -> Rc<Worker> {
     let call = host.take_calls().pop().expect("a refresh is due");
     let size = host.respond(Some(200), body.as_bytes());
     let outcome = refresher.on_response(host, call.token, size);
-    assert!(matches!(outcome[..], [Outcome::Applied { keys: 2, .. }]));
+    assert!(matches!(outcome[..], [Outcome::Applied { keys: 4, .. }]));
     Rc::new(Worker::new(config, Metrics::define(host)))
 }
 
@@ -56,8 +67,10 @@ fn request_cost() {
     let host = FakeHost::at(NOW_MS);
     let worker = worker(&host);
     let secret = match std::env::var("KEYGATE_COST_KEY").as_deref() {
-        Ok("limited") => LIMITED,
-        _ => UNLIMITED,
+        Ok("limited") => LIMITED.to_string(),
+        Ok("checksummed") => checksummed(),
+        Ok("same-length") => SAME_LENGTH.to_string(),
+        _ => UNLIMITED.to_string(),
     };
     let requests: u64 = std::env::var("KEYGATE_COST_REQUESTS")
         .ok()

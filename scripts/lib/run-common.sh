@@ -28,6 +28,12 @@ if [ -n "${KEYGATE_ENVOY:-}" ]; then ENVOY=$(from_caller "$KEYGATE_ENVOY"); fi
 if [ -n "${KEYGATE_CONTROL_BIN:-}" ]; then CONTROL=$(from_caller "$KEYGATE_CONTROL_BIN"); fi
 if [ -n "${KEYGATE_WASM:-}" ]; then WASM=$(from_caller "$KEYGATE_WASM"); fi
 if [ -n "${KEYGATE_RUN_DIR:-}" ]; then RUN_DIR=$(from_caller "$KEYGATE_RUN_DIR"); fi
+# GitHub's secret scanning public keys (docs/security.md, "Leaked keys"): passed on to the
+# control service, which reads it from the environment, as a path from where the caller stands.
+if [ -n "${KEYGATE_SECRET_SCANNING_KEYS:-}" ]; then
+  KEYGATE_SECRET_SCANNING_KEYS=$(from_caller "$KEYGATE_SECRET_SCANNING_KEYS")
+  export KEYGATE_SECRET_SCANNING_KEYS
+fi
 API_PORT=${KEYGATE_API_PORT:-10000}
 ADMIN_PORT=${KEYGATE_ENVOY_ADMIN_PORT:-9901}
 UPSTREAM_PORT=${KEYGATE_UPSTREAM_PORT:-8082}

@@ -10,7 +10,7 @@ from keygate_testkit.key_format import is_checksummed_key
 KEY_FIELDS = {
     "id", "name", "environment", "team", "prefix", "last4", "scopes", "allowed_ips", "expires_at",
     "active", "plan", "limits", "effective_limits", "created_at", "updated_at", "rotated_from",
-    "quota_exceeded_until", "last_used_at",
+    "quota_exceeded_until", "last_used_at", "leak",
 }
 
 

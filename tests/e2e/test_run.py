@@ -29,7 +29,7 @@ CATCH_UP_SECONDS = 45
 class Run:
     """scripts/run.sh in its own process group, its output in a file."""
 
-    def __init__(self, tmp_path, **env):
+    def __init__(self, tmp_path, cwd=None, **env):
         self.dir = tmp_path / "run"
         self.api_port, self.admin_port = free_port(), free_port()
         self.control_port, self.upstream_port = free_port(), free_port()
@@ -54,6 +54,7 @@ class Run:
         self.proc = subprocess.Popen(
             [str(ROOT / "scripts/run.sh")],
             env=self.env,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=self.output,
             stderr=subprocess.STDOUT,
@@ -321,3 +322,21 @@ def test_demo_upstream_status_and_late_body_headers(upstream):
         assert late.json()["path"] == "/"
         assert time.monotonic() - started >= 0.4
     assert headers_after < 0.4, headers_after
+
+
+def test_make_run_passes_the_secret_scanning_keys_on(tmp_path):
+    """A relative KEYGATE_SECRET_SCANNING_KEYS is read from where the caller stands; a report
+    signed by that key revokes a key of the running demo."""
+    from keygate_testkit.secret_scanning import GitHubSigner, post_report, report_body, write_keys
+
+    github = GitHubSigner()
+    write_keys(tmp_path / "github-keys.json", github)
+    started = Run(tmp_path, cwd=tmp_path, KEYGATE_SECRET_SCANNING_KEYS="github-keys.json")
+    try:
+        key = started.create_key()
+        answer = post_report(started.control_url(""), github, report_body(key["key"]))
+        assert answer.status_code == 200 and answer.json()[0]["label"] == "true_positive", answer.text
+        wait_until(lambda: started.envoy_get(key["key"]).status_code == 401, timeout=CATCH_UP_SECONDS,
+                   what="the leaked key refused by Envoy")
+    finally:
+        started.close()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Key } from "../api/types";
-import { ago, count, dateTime, keyStatus, maskedKey } from "./format";
+import { ago, count, dateTime, keyStatus, maskedKey, safeLink } from "./format";
 
 const NOW = Date.parse("2026-11-23T12:30:00Z");
 const HOUR = 3600_000;
@@ -86,5 +86,18 @@ describe("maskedKey and count", () => {
     [1234567, "1,234,567"],
   ])("%d is %j", (value, shown) => {
     expect(count(value)).toBe(shown);
+  });
+});
+
+describe("safeLink", () => {
+  it("links only absolute http(s) URLs", () => {
+    expect(safeLink("https://github.com/o/r/blob/1/.env")).toBe("https://github.com/o/r/blob/1/.env");
+    expect(safeLink("http://paste.example/1")).toBe("http://paste.example/1");
+    expect(safeLink("javascript:alert(1)")).toBeNull();
+    expect(safeLink("JavaScript:alert(1)")).toBeNull();
+    expect(safeLink("data:text/html,<b>x</b>")).toBeNull();
+    expect(safeLink("/relative")).toBeNull();
+    expect(safeLink("")).toBeNull();
+    expect(safeLink(null)).toBeNull();
   });
 });

@@ -37,3 +37,15 @@ export function maskedKey(key: Key): string {
 export function count(value: number): string {
   return value.toLocaleString("en-US");
 }
+
+/** `url` if it is an absolute http(s) URL, else null: a reported URL comes from outside (a
+ * scanner, a person) and must never become a `javascript:` or `data:` link. */
+export function safeLink(url: string | null | undefined): string | null {
+  if (!url) return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}

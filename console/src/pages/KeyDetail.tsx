@@ -13,11 +13,30 @@ import { UsagePanel } from "../components/KeyUsage";
 import { SecretOnce } from "../components/SecretOnce";
 import { useCatalogue } from "../lib/catalogue";
 import { useFetch } from "../lib/fetch";
-import { dateTime, keyStatus, maskedKey } from "../lib/format";
+import { dateTime, keyStatus, maskedKey, safeLink } from "../lib/format";
 import { go } from "../lib/route";
 import { useSession } from "../session";
 
 const MAX_GRACE_SECONDS = 2_592_000;
+
+/** Where and when the key was found in public; the URL is a link only when it is http(s). */
+function LeakNotice({ leak }: { leak: NonNullable<Key["leak"]> }) {
+  const link = safeLink(leak.url);
+  const found = leak.scanner === "github" ? "GitHub secret scanning" : "a report by hand";
+  return (
+    <div class="form-error leak-notice" role="alert">
+      <p>
+        <strong>This key was reported leaked</strong> on {dateTime(leak.reported_at)} by {found}
+        {leak.source ? ` (${leak.source})` : ""}. It cannot be re-activated: rotate it and give its holder the successor.
+      </p>
+      {leak.url && (
+        <p>
+          Found at: {link ? <a href={link} rel="noopener noreferrer" target="_blank">{leak.url}</a> : <code>{leak.url}</code>}
+        </p>
+      )}
+    </div>
+  );
+}
 
 export function KeyDetail({ id }: { id: string }) {
   const { session, api } = useSession();
@@ -68,7 +87,9 @@ export function KeyDetail({ id }: { id: string }) {
       <div class="title-row">
         <h1>{key.name}</h1>
         <span class={`status status-${status}`}>{status}</span>
+        {key.leak && <span class="badge badge-leaked">leaked</span>}
       </div>
+      {key.leak && <LeakNotice leak={key.leak} />}
       <dl class="facts">
         <dt>Id</dt>
         <dd><code>{key.id}</code></dd>
@@ -106,7 +127,7 @@ export function KeyDetail({ id }: { id: string }) {
               Rotate
             </button>
           </div>
-          {key.active ? (
+          {key.leak && !key.active ? null : key.active ? (
             <button type="button" class="secondary" onClick={() => act(async () => setKey(await api<Key>("PATCH", `/v1/keys/${key.id}`, { active: false } satisfies UpdateKey)))}>
               Deactivate
             </button>

@@ -143,6 +143,7 @@ export function KeysList() {
                     <td>{key.plan}</td>
                     <td>
                       <span class={`status status-${status}`}>{status}</span>
+                      {key.leak && <span class="badge badge-leaked" title={`reported leaked ${key.leak.reported_at}`}>leaked</span>}
                     </td>
                     <td>{ago(key.last_used_at)}</td>
                     <td>

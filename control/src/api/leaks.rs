@@ -12,7 +12,7 @@ use crate::app::leaks::{github_actor, LeakReport};
 use crate::domain::clock;
 use crate::domain::leaks::KeyLeak;
 use crate::domain::secret_scanning::{parse_report, Label, TokenFeedback};
-use crate::wire::validate::LeakedKeyRequest;
+use crate::wire::leaks::LeakedKeyRequest;
 use crate::wire::views::{KeyView, LeakReportView};
 use axum::extract::State;
 use axum::http::HeaderMap;

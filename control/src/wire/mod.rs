@@ -2,6 +2,7 @@
 //! request into the domain's settings. The handlers (`api/`) answer with these types and the CLI
 //! (`cli/client/`) reads the answers back into the very same ones.
 
+pub mod leaks;
 pub mod plans;
 pub mod teams;
 pub mod validate;

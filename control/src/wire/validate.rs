@@ -20,46 +20,6 @@ pub use keygate_contract::FieldError;
 /// Rotation grace is capped at 30 days.
 pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 60 * 60;
 
-/// Body of `POST /v1/keys/leaked`: the leaked secret and, optionally, where it was found.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeakedKeyRequest {
-    pub key: String,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub source: Option<String>,
-}
-
-impl LeakedKeyRequest {
-    /// Refuses a field longer than what is kept (a person's report is read strictly).
-    pub fn validate(&self) -> Result<(), FieldError> {
-        use crate::domain::leaks::{MAX_LABEL_CHARS, MAX_URL_CHARS};
-        if self.key.is_empty() || self.key.len() > 256 {
-            return Err(FieldError::new(
-                "key",
-                "must be an API key (1 to 256 characters)",
-            ));
-        }
-        let too_long = |text: &Option<String>, max: usize| {
-            text.as_ref().is_some_and(|text| text.chars().count() > max)
-        };
-        if too_long(&self.url, MAX_URL_CHARS) {
-            return Err(FieldError::new(
-                "url",
-                format!("at most {MAX_URL_CHARS} characters"),
-            ));
-        }
-        if too_long(&self.source, MAX_LABEL_CHARS) {
-            return Err(FieldError::new(
-                "source",
-                format!("at most {MAX_LABEL_CHARS} characters"),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
