@@ -57,8 +57,16 @@ pub trait Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Sets a property (filter state).
     fn write_property(&self, path: &[&str], value: &[u8]);
-    /// Answers the request from the filter; the upstream is not called.
-    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// Answers the request from the filter; the upstream is not called. For a gRPC request
+    /// Envoy answers `grpc_status` (its own mapping of `status` when `None`), `body` becoming
+    /// the `grpc-message`.
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        grpc_status: Option<i32>,
+    );
 
     /// Defines a metric; `None` if the host refused.
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
@@ -113,8 +121,14 @@ impl<T: Host + ?Sized> Host for &T {
     fn write_property(&self, path: &[&str], value: &[u8]) {
         (**self).write_property(path, value)
     }
-    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        (**self).send_reply(status, headers, body)
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        grpc_status: Option<i32>,
+    ) {
+        (**self).send_reply(status, headers, body, grpc_status)
     }
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
         (**self).define_metric(kind, name)
@@ -146,6 +160,7 @@ impl<T: Host + ?Sized> Host for &T {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentReply {
     pub status: u32,
+    pub grpc_status: Option<i32>,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -352,9 +367,16 @@ impl Host for FakeHost {
             .insert(path.join("."), value.to_vec());
     }
 
-    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        grpc_status: Option<i32>,
+    ) {
         *self.reply.borrow_mut() = Some(SentReply {
             status,
+            grpc_status,
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

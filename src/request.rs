@@ -101,6 +101,8 @@ pub struct RequestFilter<H: Host> {
     /// Rate-limit headers for the response.
     response_headers: Option<RateHeaders>,
     replied_locally: bool,
+    /// A gRPC call (`content-type: application/grpc…`): denials are gRPC answers.
+    grpc: bool,
     /// The key of an allowed request and when it started (proxy clock ms), to count what the
     /// upstream did and how long it took when the stream ends.
     served: Option<(Rc<str>, u64)>,
@@ -156,6 +158,7 @@ impl<H: Host> RequestFilter<H> {
             in_flight: None,
             response_headers: None,
             replied_locally: false,
+            grpc: false,
             served: None,
             response_status: None,
             response_complete: false,
@@ -234,14 +237,22 @@ impl<H: Host> RequestFilter<H> {
             denial.code.status(),
             denial.code.as_str()
         );
-        let reply = decision::render(denial, &self.worker.config.realm, request_id);
+        let reply = if self.grpc {
+            decision::render_grpc(denial, &self.worker.config.realm, request_id)
+        } else {
+            decision::render(denial, &self.worker.config.realm, request_id)
+        };
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
             .map(|(n, v)| (*n, v.as_str()))
             .collect();
-        self.host
-            .send_reply(reply.status, &headers, reply.body.as_bytes());
+        self.host.send_reply(
+            reply.status,
+            &headers,
+            reply.body.as_bytes(),
+            reply.grpc_status,
+        );
         Verdict::Stop
     }
 
@@ -407,6 +418,7 @@ impl<H: Host> RequestFilter<H> {
             }
         }
         let request_id = headers.get("x-request-id").and_then(printable);
+        self.grpc = decision::is_grpc(headers.get("content-type"));
         let path = headers
             .get(":path")
             .and_then(|p| std::str::from_utf8(p).ok())

@@ -298,3 +298,38 @@ fn a_key_of_the_checksummed_shape_is_refused_on_its_checksum_before_any_lookup()
         1
     );
 }
+
+#[test]
+fn a_grpc_call_is_denied_with_a_grpc_status_and_a_readable_message() {
+    let setup = setup("", true);
+    let (verdict, _) = setup.send(
+        "POST",
+        "/demo.Echo/Say",
+        &[("content-type", "application/grpc"), ("te", "trailers")],
+    );
+    assert_eq!(verdict, Verdict::Stop);
+    let reply = setup.host.reply().expect("a local reply");
+    assert_eq!((reply.status, reply.grpc_status), (401, Some(16)));
+    assert!(reply.body.starts_with("UNAUTHORIZED: "), "{}", reply.body);
+    // Over the limit: RESOURCE_EXHAUSTED, not the UNAVAILABLE that clients retry at once.
+    let bearer = format!("Bearer {LIMITED}");
+    let headers = [
+        ("content-type", "application/grpc+proto"),
+        ("authorization", bearer.as_str()),
+    ];
+    for _ in 0..2 {
+        let (verdict, mut filter) = setup.send("POST", "/demo.Echo/Say", &headers);
+        assert_eq!(verdict, Verdict::Continue);
+        filter.on_stream_end();
+    }
+    let (verdict, _) = setup.send("POST", "/demo.Echo/Say", &headers);
+    assert_eq!(verdict, Verdict::Stop);
+    let reply = setup.host.reply().expect("a local reply");
+    assert_eq!((reply.status, reply.grpc_status), (429, Some(8)));
+    assert!(reply.body.contains("retry after"), "{}", reply.body);
+    assert!(header_of(&reply.headers, "grpc-retry-pushback-ms").is_some());
+    // A plain HTTP request still gets the JSON body and no gRPC status.
+    let (verdict, _) = setup.get(LIMITED);
+    assert_eq!(verdict, Verdict::Stop);
+    assert_eq!(setup.host.reply().unwrap().grpc_status, None);
+}

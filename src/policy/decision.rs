@@ -295,12 +295,90 @@ struct ErrorDetail<'a> {
     retry_after: Option<u64>,
 }
 
-/// A local reply: status, headers and JSON body.
+/// A local reply: status, headers and JSON body; for a gRPC request, the gRPC status Envoy
+/// answers with (a trailers-only response whose `grpc-message` is the body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    pub grpc_status: Option<i32>,
+}
+
+/// Whether a request's `content-type` makes it a gRPC call (`application/grpc`, or with a
+/// `+proto`-style suffix or parameters), as Envoy tells them: its local replies to such calls
+/// are gRPC answers.
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    content_type.is_some_and(|value| {
+        value.len() >= GRPC.len()
+            && value[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+            && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// The gRPC status a client acts on for each of Keygate's HTTP statuses (numbers from gRPC's
+/// status codes). Envoy's own mapping would make a 429 `UNAVAILABLE`, which gRPC clients and
+/// retry policies retry at once: a refused client would hammer harder.
+pub fn grpc_status(http_status: u32) -> i32 {
+    match http_status {
+        401 => 16, // UNAUTHENTICATED
+        403 => 7,  // PERMISSION_DENIED
+        429 => 8,  // RESOURCE_EXHAUSTED
+        503 => 14, // UNAVAILABLE
+        _ => 2,    // UNKNOWN
+    }
+}
+
+/// The documented denial as a gRPC answer: the same status and headers (`retry-after`,
+/// `www-authenticate`, the rate-limit headers), the gRPC status, `grpc-retry-pushback-ms` when
+/// the client should wait (gRPC retry policies honour it), and a `grpc-message` a person can
+/// read: `RATE_LIMIT_EXCEEDED: … (retry after 12 s)`.
+pub fn render_grpc(denial: &Denial, realm: &str, request_id: Option<&str>) -> LocalReply {
+    let status = denial.code.status();
+    let mut headers = reply_headers(denial, status, realm);
+    let mut message = format!("{}: {}", denial.code.as_str(), denial.message);
+    if let Some(seconds) = denial.retry_after {
+        message.push_str(&format!(" (retry after {seconds} s)"));
+        headers.push((
+            "grpc-retry-pushback-ms",
+            seconds.saturating_mul(1000).to_string(),
+        ));
+    }
+    if let Some(request_id) = request_id {
+        message.push_str(&format!(" [request {request_id}]"));
+    }
+    LocalReply {
+        status,
+        headers,
+        body: message,
+        grpc_status: Some(grpc_status(status)),
+    }
+}
+
+/// What every denial carries besides its body: the challenge, `retry-after` and the denial's
+/// own headers.
+fn reply_headers(denial: &Denial, status: u32, realm: &str) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(4 + denial.extra_headers.len());
+    let challenge = match (status, denial.bearer_error, &denial.required_scope) {
+        (401, None, _) => Some(format!("Bearer realm=\"{realm}\"")),
+        (401, Some(error), _) => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"",
+            denial.message.replace('"', "'")
+        )),
+        (403, Some(error), Some(scope)) => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"{error}\", scope=\"{scope}\""
+        )),
+        _ => None,
+    };
+    if let Some(challenge) = challenge {
+        headers.push(("www-authenticate", challenge));
+    }
+    if let Some(seconds) = denial.retry_after {
+        headers.push(("retry-after", seconds.to_string()));
+    }
+    headers.extend(denial.extra_headers.iter().cloned());
+    headers
 }
 
 /// Renders the documented error response for a denial.
@@ -320,28 +398,12 @@ pub fn render(denial: &Denial, realm: &str, request_id: Option<&str>) -> LocalRe
         ("content-type", "application/json".to_string()),
         ("cache-control", "no-store".to_string()),
     ];
-    let challenge = match (status, denial.bearer_error, &denial.required_scope) {
-        (401, None, _) => Some(format!("Bearer realm=\"{realm}\"")),
-        (401, Some(error), _) => Some(format!(
-            "Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"",
-            denial.message.replace('"', "'")
-        )),
-        (403, Some(error), Some(scope)) => Some(format!(
-            "Bearer realm=\"{realm}\", error=\"{error}\", scope=\"{scope}\""
-        )),
-        _ => None,
-    };
-    if let Some(challenge) = challenge {
-        headers.push(("www-authenticate", challenge));
-    }
-    if let Some(seconds) = denial.retry_after {
-        headers.push(("retry-after", seconds.to_string()));
-    }
-    headers.extend(denial.extra_headers.iter().cloned());
+    headers.extend(reply_headers(denial, status, realm));
     LocalReply {
         status,
         headers,
         body,
+        grpc_status: None,
     }
 }
 

@@ -65,8 +65,14 @@ impl Host for ProxyHost {
         let _ = abi::set_property(path, value);
     }
 
-    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        let _ = abi::send_http_response(status, headers, body);
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        grpc_status: Option<i32>,
+    ) {
+        let _ = abi::send_http_response(status, headers, body, grpc_status);
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {

@@ -242,6 +242,24 @@ class EnvoyProcess:
         stop(self.proc)
 
 
+GRPC_CLUSTER = """\
+  - name: grpc_upstream
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: grpc_upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
+
+
 class Envoy(EnvoyProcess):
     """A real Envoy with the Keygate filter: the shipped envoy/envoy.yaml on free ports, routing
     to the upstream at `upstream_port`, its keygate_control cluster at `control_port` (or at
@@ -255,6 +273,17 @@ class Envoy(EnvoyProcess):
         self.access_log = directory / "access.log"
         text = envoy_yaml(port, admin_port, upstream_port, control_port, config, self.access_log, self.ipv6_port,
                           control_ca=options.pop("control_ca", None))
+        grpc_upstream_port = options.pop("grpc_upstream_port", None)
+        if grpc_upstream_port:
+            # gRPC calls (content-type application/grpc) go to an HTTP/2 upstream.
+            catch_all = '              - match: { prefix: "/" }\n                route: { cluster: upstream }'
+            assert catch_all in text and "  clusters:\n" in text, "envoy/envoy.yaml's routes changed"
+            text = text.replace(
+                catch_all,
+                '              - match: { prefix: "/", grpc: {} }\n                route: { cluster: grpc_upstream }\n'
+                + catch_all,
+            )
+            text = text.replace("  clusters:\n", "  clusters:\n" + GRPC_CLUSTER.format(port=grpc_upstream_port), 1)
         if direct_response:
             # Envoy answers itself instead of the upstream: for measurements where the
             # Python demo upstream would be the bottleneck.

@@ -5,7 +5,7 @@ and offers Rotate but no way to turn the key back on."""
 
 import pytest
 
-from keygate_testkit.console import ConsoleService, screenshot, sign_in
+from keygate_testkit.console import ConsoleService, sign_in
 from keygate_testkit.paths import ADMIN_TOKEN
 
 
@@ -32,7 +32,6 @@ def test_a_leaked_key_is_badged_explained_and_cannot_be_reactivated(service, pag
     row = page.get_by_role("row").filter(has_text="pushed-by-mistake")
     row.get_by_text("leaked", exact=True).wait_for()
     assert page.get_by_role("row").filter(has_text=fine["name"]).get_by_text("leaked", exact=True).count() == 0
-    screenshot(page, "keys-leaked")
 
     row.get_by_role("link", name="pushed-by-mistake").click()
     notice = page.get_by_role("alert").filter(has_text="reported leaked")
@@ -44,7 +43,6 @@ def test_a_leaked_key_is_badged_explained_and_cannot_be_reactivated(service, pag
     assert page.get_by_role("button", name="Rotate").is_visible()
     assert page.get_by_role("button", name="Activate").count() == 0
     assert page.get_by_role("button", name="Deactivate").count() == 0
-    screenshot(page, "key-leaked")
 
     page.goto(service.console_url(f"/console/#/keys/{hostile['id']}"))
     notice = page.get_by_role("alert").filter(has_text="reported leaked")

@@ -235,3 +235,83 @@ fn renders_documented_body_and_challenge() {
         .iter()
         .any(|(n, _)| *n == "www-authenticate"));
 }
+
+#[test]
+fn grpc_calls_are_told_by_their_content_type() {
+    for grpc in [
+        &b"application/grpc"[..],
+        b"application/grpc+proto",
+        b"Application/GRPC;charset=utf-8",
+    ] {
+        assert!(is_grpc(Some(grpc)), "{grpc:?}");
+    }
+    for other in [
+        &b"application/json"[..],
+        b"application/grpc-web",
+        b"application/grpcx",
+        b"application/grp",
+        b"",
+    ] {
+        assert!(!is_grpc(Some(other)), "{other:?}");
+    }
+    assert!(!is_grpc(None));
+}
+
+#[test]
+fn grpc_denials_carry_the_status_a_client_acts_on() {
+    let cases = [
+        (Denial::new(DenyCode::Unauthorized, "none", None), 16),
+        (Denial::new(DenyCode::OperationNotAllowed, "scope", None), 7),
+        (
+            Denial::rate_limited(12, vec![("x-ratelimit-limit", "5".into())]),
+            8,
+        ),
+        (Denial::over_quota(3_700, 100), 8),
+        (Denial::unavailable(), 14),
+    ];
+    for (denial, grpc) in cases {
+        let http = render(&denial, "api", None);
+        let reply = render_grpc(&denial, "api", Some("r-1"));
+        assert_eq!(reply.grpc_status, Some(grpc), "{:?}", denial.code);
+        assert_eq!(http.grpc_status, None);
+        assert_eq!(reply.status, http.status, "the same HTTP status underneath");
+        assert!(
+            reply.body.starts_with(denial.code.as_str()),
+            "{}",
+            reply.body
+        );
+        assert!(reply.body.contains(&denial.message));
+        assert!(reply.body.ends_with("[request r-1]"), "{}", reply.body);
+        assert!(
+            !reply.headers.iter().any(|(n, _)| *n == "content-type"),
+            "Envoy sets application/grpc"
+        );
+        // Every header the HTTP answer has (but its content type) is on the gRPC one.
+        for header in http
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != "content-type" && *n != "cache-control")
+        {
+            assert!(reply.headers.contains(header), "{header:?}");
+        }
+    }
+    let limited = render_grpc(&Denial::rate_limited(12, Vec::new()), "api", None);
+    assert!(
+        limited.body.ends_with("(retry after 12 s)"),
+        "{}",
+        limited.body
+    );
+    assert!(limited.headers.contains(&("retry-after", "12".into())));
+    assert!(limited
+        .headers
+        .contains(&("grpc-retry-pushback-ms", "12000".into())));
+    let unauthorized = render_grpc(
+        &Denial::new(DenyCode::Unauthorized, "none", None),
+        "api",
+        None,
+    );
+    assert!(!unauthorized
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "grpc-retry-pushback-ms"));
+}

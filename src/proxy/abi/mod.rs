@@ -338,10 +338,13 @@ pub fn dequeue_shared_queue(queue_id: u32) -> Result<Option<Vec<u8>>, HostError>
 }
 
 /// Answers the request from the filter, with no gRPC status.
+/// A local reply; `grpc_status` is what Envoy answers a gRPC request with (`None`: Envoy maps
+/// the HTTP status, as it does for any local reply).
 pub fn send_http_response(
     status_code: u32,
     headers: &[(&str, &str)],
     body: &[u8],
+    grpc_status: Option<i32>,
 ) -> Result<(), HostError> {
     let headers = encode_header_map(headers);
     HostError::check(unsafe {
@@ -353,7 +356,7 @@ pub fn send_http_response(
             body.len(),
             headers.as_ptr(),
             headers.len(),
-            -1,
+            grpc_status.unwrap_or(-1),
         )
     })
 }

@@ -248,12 +248,13 @@ pub unsafe fn proxy_send_local_response(
     body_size: usize,
     headers_data: *const u8,
     headers_size: usize,
-    _grpc_status: i32,
+    grpc_status: i32,
 ) -> u32 {
     let bytes = vec![
         input(status_code_details_data, status_code_details_size),
         input(body_data, body_size),
         input(headers_data, headers_size),
+        grpc_status.to_le_bytes().to_vec(),
     ];
     called("proxy_send_local_response", bytes).status
 }

@@ -64,7 +64,7 @@ fn no_wrapper_panics_on_any_status() {
             let _ = register_shared_queue("queue");
             let _ = enqueue_shared_queue(1, b"item");
             let _ = dequeue_shared_queue(1);
-            let _ = send_http_response(401, &[("www-authenticate", "x")], b"{}");
+            let _ = send_http_response(401, &[("www-authenticate", "x")], b"{}", None);
             let _ = define_metric(MetricType::Counter, "name");
             let _ = increment_metric(1, 1);
             let _ = record_metric(1, 1);
@@ -85,7 +85,7 @@ fn statuses_become_errors_and_absence_becomes_none() {
         assert_eq!(remove_header(MapType::HttpRequestHeaders, "n"), expected);
         assert_eq!(set_property(&["p"], b"v"), expected);
         assert_eq!(set_shared_data("k", b"v", None), expected);
-        assert_eq!(send_http_response(403, &[], b""), expected);
+        assert_eq!(send_http_response(403, &[], b"", None), expected);
         assert_eq!(increment_metric(1, 1), expected);
         assert_eq!(record_metric(1, 1), expected);
         assert_eq!(enqueue_shared_queue(1, b"v"), expected);
@@ -157,7 +157,8 @@ fn arguments_reach_the_host_in_abi_form() {
     reply(0, None, 0);
     set_property(&["keygate_key_id"], b"key_1").unwrap();
     get_property(&["source", "address"]).unwrap();
-    send_http_response(401, &[("www-authenticate", "Bearer")], b"{}").unwrap();
+    send_http_response(401, &[("www-authenticate", "Bearer")], b"{}", None).unwrap();
+    send_http_response(429, &[], b"RATE_LIMIT_EXCEEDED", Some(8)).unwrap();
     replace_header(MapType::HttpRequestHeaders, "x-keygate-team", "core").unwrap();
     let calls = take_calls();
     let seen: Vec<(&str, Vec<Vec<u8>>)> = calls.iter().map(|c| (c.name, c.bytes.clone())).collect();
@@ -174,7 +175,17 @@ fn arguments_reach_the_host_in_abi_form() {
                 vec![
                     Vec::new(),
                     b"{}".to_vec(),
-                    encode_header_map(&[("www-authenticate", "Bearer")])
+                    encode_header_map(&[("www-authenticate", "Bearer")]),
+                    (-1i32).to_le_bytes().to_vec(),
+                ]
+            ),
+            (
+                "proxy_send_local_response",
+                vec![
+                    Vec::new(),
+                    b"RATE_LIMIT_EXCEEDED".to_vec(),
+                    encode_header_map(&[]),
+                    8i32.to_le_bytes().to_vec(),
                 ]
             ),
             (
