@@ -9,6 +9,10 @@ errors can be shown and tested; `x-demo-body-delay-ms: 2000` sends the status li
 at once and the body that much later (a long streamed answer a client can hang up on). A value
 that is not a whole number is answered with 400.
 
+Streams (scripts/demo_streams.py): `x-demo-stream: N` answers N server-sent events
+(`text/event-stream`), `x-demo-stream-interval-ms` apart (default 100); a WebSocket upgrade on
+any path is accepted and each message echoed.
+
 HTTP/1.1 with keep-alive: each answer leaves in one write with Nagle off, and the request body
 is read to its end (content-length or chunked) so the next request on the connection starts
 where it should; a body it cannot frame, or over 1 MiB, is answered and the connection closed.
@@ -27,9 +31,13 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from demo_streams import is_websocket_upgrade, server_sent_events, websocket_echo
+
 DEFAULT_DELAY_HEADER = "x-demo-delay-ms"
 STATUS_HEADER = "x-demo-status"
 BODY_DELAY_HEADER = "x-demo-body-delay-ms"
+STREAM_HEADER = "x-demo-stream"
+STREAM_INTERVAL_HEADER = "x-demo-stream-interval-ms"
 MAX_DELAY_MS = 30_000
 MAX_BODY_BYTES = 1 << 20
 MAX_LINE_BYTES = 8192
@@ -75,6 +83,16 @@ class EchoHandler(BaseHTTPRequestHandler):
         if delay_ms and not self._hold(delay_ms / 1000):
             self.close_connection = True
             return
+        if self.command == "GET" and is_websocket_upgrade(self.headers):
+            if not websocket_echo(self):
+                return self._answer(400, {"error": "a WebSocket upgrade needs sec-websocket-key and version 13"})
+            return
+        stream_text = (self.headers.get(STREAM_HEADER) or "").strip()
+        if stream_text:
+            interval_text = (self.headers.get(STREAM_INTERVAL_HEADER) or "100").strip()
+            if not DECIMAL.fullmatch(stream_text) or not DECIMAL.fullmatch(interval_text):
+                return self._answer(400, {"error": f"{STREAM_HEADER}, {STREAM_INTERVAL_HEADER}: whole numbers"})
+            return server_sent_events(self, int(stream_text), int(interval_text), self._hold)
         headers = {}
         for name, value in self.headers.items():
             name = name.lower()
