@@ -58,13 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned, const MAX_BYTES: usize> FromRequest<S>
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let declares_json = declares_json(request.headers());
-        let bytes = read_body(request, state, MAX_BYTES).await?;
-        if !declares_json {
-            return Err(ApiError::UnsupportedMediaType {
-                expected: JSON_TYPE,
-            });
-        }
+        let RawJsonBody(bytes) = RawJsonBody::<MAX_BYTES>::from_request(request, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }

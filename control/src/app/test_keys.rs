@@ -2,13 +2,18 @@
 
 use crate::app;
 use crate::domain::audit::Actor;
-use crate::domain::keys::{KeySettings, StoredKey};
+use crate::domain::keys::{KeySettings, MintedKey, StoredKey};
 use crate::domain::plans::{Environment, LimitOverrides, Plan};
 use crate::store::db::Store;
 use chrono::{DateTime, Utc};
 
 /// A test key of `team` (`""`: none) on the enterprise plan: no limits or quotas of its own.
 pub fn key_in_team(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
+    minted_in_team(store, team, now).key
+}
+
+/// The same, with its secret.
+pub fn minted_in_team(store: &Store, team: &str, now: DateTime<Utc>) -> MintedKey {
     let settings = KeySettings {
         name: "k".into(),
         environment: Environment::Test,
@@ -19,7 +24,5 @@ pub fn key_in_team(store: &Store, team: &str, now: DateTime<Utc>) -> StoredKey {
         plan: Plan::Enterprise,
         limits: LimitOverrides::default(),
     };
-    app::keys::create(store, &Actor::bootstrap(), &settings, now)
-        .expect("a test key")
-        .key
+    app::keys::create(store, &Actor::bootstrap(), &settings, now).expect("a test key")
 }

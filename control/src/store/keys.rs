@@ -266,12 +266,17 @@ pub fn record_leak(tx: &Tx, seq: i64, leak: &KeyLeak) -> Result<bool> {
 
 /// The live keys whose hash is one of `hashes` (through the live-by-hash index).
 pub fn live_with_hashes(tx: &Tx, hashes: &[&str]) -> Result<Vec<StoredKey>> {
-    let mut found = Vec::new();
-    for chunk in hashes.chunks(LIST_CHUNK) {
+    live_where_in(tx, "keys.hash", hashes)
+}
+
+/// The live keys whose `column` is one of `values`, a chunk of values per query.
+fn live_where_in(tx: &Tx, column: &'static str, values: &[&str]) -> Result<Vec<StoredKey>> {
+    let mut found = Vec::with_capacity(values.len());
+    for chunk in values.chunks(LIST_CHUNK) {
         found.extend(tx.query_map(
             &format!(
                 "SELECT {COLUMNS} FROM keys {WITH_PLAN}
-                 WHERE keys.hash IN ({}) AND keys.deleted = 0",
+                 WHERE {column} IN ({}) AND keys.deleted = 0",
                 slots(1, chunk.len())
             ),
             Params::Positional(chunk.iter().map(ToValue::to_value).collect()),
@@ -292,19 +297,7 @@ pub fn find(tx: &Tx, id: &str) -> Result<Option<StoredKey>> {
 
 /// The live (not deleted) keys among `ids`, in no particular order; unknown ids are skipped.
 pub fn find_live(tx: &Tx, ids: &[&str]) -> Result<Vec<StoredKey>> {
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(LIST_CHUNK) {
-        found.extend(tx.query_map(
-            &format!(
-                "SELECT {COLUMNS} FROM keys {WITH_PLAN}
-                 WHERE keys.id IN ({}) AND keys.deleted = 0",
-                slots(1, chunk.len())
-            ),
-            Params::Positional(chunk.iter().map(ToValue::to_value).collect()),
-            from_row,
-        )?);
-    }
-    Ok(found)
+    live_where_in(tx, "keys.id", ids)
 }
 
 fn page(

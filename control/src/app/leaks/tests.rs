@@ -2,25 +2,10 @@
 
 use super::*;
 use crate::app;
+use crate::app::test_keys::minted_in_team;
 use crate::domain::clock;
-use crate::domain::keys::{KeySettings, MintedKey};
-use crate::domain::plans::{Environment, LimitOverrides, Plan};
 use crate::store::db::temp_store;
 use keygate_contract::key_hash::hash_key;
-
-fn minted(store: &Store, team: &str, now: DateTime<Utc>) -> MintedKey {
-    let settings = KeySettings {
-        name: "leaky".into(),
-        environment: Environment::Live,
-        team: team.into(),
-        scopes: Vec::new(),
-        allowed_ips: Vec::new(),
-        expires_at: None,
-        plan: Plan::Enterprise,
-        limits: LimitOverrides::default(),
-    };
-    app::keys::create(store, &Actor::bootstrap(), &settings, now).unwrap()
-}
 
 fn reported(secret: &str, url: &str, now: DateTime<Utc>) -> LeakReport {
     LeakReport {
@@ -39,8 +24,8 @@ fn count(store: &Store, sql: &str, arg: &str) -> i64 {
 fn revoke_deactivates_records_the_first_report_audits_and_alerts_once_per_place() {
     let (store, _dir) = temp_store("leaks", "revoke");
     let now = clock::parse("2026-12-07T10:00:00Z").unwrap();
-    let key = minted(&store, "acme", now);
-    let other = minted(&store, "acme", now);
+    let key = minted_in_team(&store, "acme", now);
+    let other = minted_in_team(&store, "acme", now);
     let reports = [
         reported(&key.secret, "https://github.com/o/r/blob/1/a.env", now),
         reported(&key.secret, "https://github.com/o/r/blob/1/b.env", now),
@@ -103,7 +88,7 @@ fn revoke_deactivates_records_the_first_report_audits_and_alerts_once_per_place(
 fn notify_records_and_alerts_but_leaves_the_key_working() {
     let (store, _dir) = temp_store("leaks", "notify");
     let now = clock::parse("2026-12-07T10:00:00Z").unwrap();
-    let key = minted(&store, "", now);
+    let key = minted_in_team(&store, "", now);
     let reports = [reported(&key.secret, "https://npm/x", now)];
     let outcome = report(&store, &github_actor(), &reports, LeakPolicy::Notify, now).unwrap();
     let found = &outcome[&key.key.hash];
@@ -122,7 +107,7 @@ fn notify_records_and_alerts_but_leaves_the_key_working() {
 fn a_team_actor_reports_only_its_teams_keys() {
     let (store, _dir) = temp_store("leaks", "team");
     let now = clock::parse("2026-12-07T10:00:00Z").unwrap();
-    let theirs = minted(&store, "globex", now);
+    let theirs = minted_in_team(&store, "globex", now);
     let editor = Actor {
         token_id: "tok_1".into(),
         token_name: "acme editor".into(),
