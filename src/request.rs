@@ -18,7 +18,7 @@ use crate::limits::touched::Touched;
 use crate::limits::window::{self, Refusal};
 use crate::metrics::Metrics;
 use crate::policy::decision::{self, Denial, RequestFacts};
-use crate::policy::extract::{self, Credential, Source, Sources};
+use crate::policy::extract::{self, Credential, Sources};
 use crate::policy::net;
 use crate::store::{self, recent::RecentKeys, record::KeyView, StoreView};
 use crate::sync::outcome;
@@ -258,7 +258,8 @@ impl<H: Host> RequestFilter<H> {
 
     /// Removes the credential headers the request carries (each removal is a host call that
     /// also clears Envoy's route cache, so absent ones are not removed).
-    fn strip_credentials(&self, headers: &Headers, source: Option<Source>, path: &str) {
+    /// (A query-parameter key left the path before the decision: `strip_query_key`.)
+    fn strip_credentials(&self, headers: &Headers) {
         if self.worker.config.forward_credentials {
             return;
         }
@@ -274,9 +275,24 @@ impl<H: Host> RequestFilter<H> {
         {
             self.host.set_request_header(name, None);
         }
-        if let (Some(Source::Query), Some(param)) = (source, &self.worker.config.key_query_param) {
-            self.host
-                .set_request_header(":path", Some(&extract::strip_query_param(path, param)));
+    }
+
+    /// Takes the query-parameter key (when that source is on) out of `:path` before anything
+    /// is decided, valid or not: a refused request is logged with its path as well, and no key
+    /// may reach a log. One host call, only for a path that carries the parameter.
+    fn strip_query_key(&self, path: &str) {
+        if self.worker.config.forward_credentials {
+            return;
+        }
+        let Some(param) = self.worker.config.key_query_param.as_deref() else {
+            return;
+        };
+        if !path.contains('?') {
+            return;
+        }
+        let stripped = extract::strip_query_param(path, param);
+        if stripped != path {
+            self.host.set_request_header(":path", Some(&stripped));
         }
     }
 
@@ -428,6 +444,7 @@ impl<H: Host> RequestFilter<H> {
             .and_then(|m| std::str::from_utf8(m).ok())
             .unwrap_or("");
         let now_ms = self.host.now_ms();
+        self.strip_query_key(path);
 
         let credential = extract::extract(
             headers.iter(),
@@ -436,10 +453,6 @@ impl<H: Host> RequestFilter<H> {
                 query_param: self.worker.config.key_query_param.as_deref(),
             },
         );
-        let source = match credential {
-            Credential::Present { source, .. } => Some(source),
-            _ => None,
-        };
 
         let view = self.store_view(now_ms);
         if !view.usable(now_ms, self.worker.config.max_staleness) {
@@ -447,7 +460,7 @@ impl<H: Host> RequestFilter<H> {
                 FailMode::Closed => self.deny(&Denial::unavailable(), request_id),
                 FailMode::Open => {
                     self.worker.metrics.fail_open(&self.host);
-                    self.strip_credentials(&headers, source, path);
+                    self.strip_credentials(&headers);
                     self.host.set_request_header(FAIL_OPEN_HEADER, Some("true"));
                     Verdict::Continue
                 }
@@ -503,7 +516,7 @@ impl<H: Host> RequestFilter<H> {
             self.count_denial(key.id, &facts, &headers, request_id, &denial, now_ms);
             return self.deny(&denial, request_id);
         }
-        self.strip_credentials(&headers, source, path);
+        self.strip_credentials(&headers);
         self.forward_identity(key, spoofed);
         self.worker.metrics.allowed();
         self.served = self

@@ -333,3 +333,29 @@ fn a_grpc_call_is_denied_with_a_grpc_status_and_a_readable_message() {
     assert_eq!(verdict, Verdict::Stop);
     assert_eq!(setup.host.reply().unwrap().grpc_status, None);
 }
+
+#[test]
+fn a_query_parameter_key_leaves_the_path_even_when_the_request_is_refused() {
+    let setup = setup(r#","key_query_param":"api_key""#, true);
+    for (key, verdict) in [
+        (VALID, Verdict::Continue),
+        (INACTIVE, Verdict::Stop),
+        ("pk_live_unknown", Verdict::Stop),
+        ("bad%20chars", Verdict::Stop),
+    ] {
+        let path = format!("/v1/realtime?model=x&api_key={key}");
+        let (got, _) = setup.send("GET", &path, &[]);
+        assert_eq!(got, verdict, "{key}");
+        assert_eq!(
+            setup.host.request_header(":path").as_deref(),
+            Some("/v1/realtime?model=x"),
+            "{key}: what the upstream and the access log see"
+        );
+    }
+    // A path without the parameter is left alone (no host call).
+    setup.send("GET", "/v1/models?model=x", &[("x-api-key", VALID)]);
+    assert_eq!(
+        setup.host.request_header(":path").as_deref(),
+        Some("/v1/models?model=x")
+    );
+}

@@ -122,3 +122,25 @@ def test_an_open_websocket_holds_its_place_until_it_closes(proxy):
     asyncio.run(scenario())
     wait_until(lambda: proxy.get("/v1/models", ONE_AT_A_TIME).status_code == 200, timeout=FREED_WITHIN_S,
                what="the place given back after the socket closed")
+
+
+def test_a_refused_upgrade_never_logs_its_query_parameter_key(proxy):
+    unknown = "pk_live_" + "refusedKey" * 4
+
+    async def scenario():
+        with pytest.raises(InvalidStatus) as bad:
+            async with connect(ws_url(proxy, f"/v1/refused?api_key={unknown}"), open_timeout=10):
+                pass
+        assert bad.value.response.status_code == 401
+        # A valid key refused too: its one place is taken by an open socket.
+        headers = {"Authorization": f"Bearer {ONE_AT_A_TIME}"}
+        async with connect(ws_url(proxy), additional_headers=headers, open_timeout=10):
+            with pytest.raises(InvalidStatus) as busy:
+                async with connect(ws_url(proxy, f"/v1/busy?api_key={ONE_AT_A_TIME}"), open_timeout=10):
+                    pass
+            assert busy.value.response.status_code == 429
+    asyncio.run(scenario())
+    wait_until(lambda: "/v1/busy" in proxy.access_log.read_text(), timeout=5, what="the refused upgrades logged")
+    log = proxy.access_log.read_text()
+    assert "/v1/refused " in log or "/v1/refused\"" in log, log[-500:]
+    assert unknown not in log and ONE_AT_A_TIME not in log
