@@ -45,8 +45,15 @@ def websocket_echo(handler):
         frame = read_frame(handler.rfile)
         if frame is None:
             return True
+        if isinstance(frame, int):
+            send_frame(handler.wfile, OP_CLOSE, struct.pack("!H", frame))
+            return True
         fin, opcode, payload = frame
+        if opcode >= OP_CLOSE and (not fin or len(payload) > 125):
+            return fail(handler, 1002)  # control frames are whole and small (RFC 6455 5.5)
         if opcode == OP_CLOSE:
+            if len(payload) == 1:
+                return fail(handler, 1002)
             send_frame(handler.wfile, OP_CLOSE, payload[:2])
             return True
         if opcode == OP_PING:
@@ -54,19 +61,24 @@ def websocket_echo(handler):
             continue
         if opcode == OP_PONG:
             continue
-        if opcode in (OP_TEXT, OP_BINARY):
+        if opcode in (OP_TEXT, OP_BINARY) and message_opcode is None:
             message, message_opcode = payload, opcode
         elif opcode == OP_CONTINUATION and message_opcode is not None:
             message += payload
         else:
-            send_frame(handler.wfile, OP_CLOSE, struct.pack("!H", 1002))
-            return True
+            # A new message inside a fragmented one, a stray continuation, an unknown opcode.
+            return fail(handler, 1002)
         if len(message) > MAX_MESSAGE_BYTES:
-            send_frame(handler.wfile, OP_CLOSE, struct.pack("!H", 1009))
-            return True
+            return fail(handler, 1009)
         if fin:
             send_frame(handler.wfile, message_opcode, message)
             message, message_opcode = b"", None
+
+
+def fail(handler, code):
+    """Closes the connection with `code` (1002 protocol error, 1009 too big)."""
+    send_frame(handler.wfile, OP_CLOSE, struct.pack("!H", code))
+    return True
 
 
 def read_exactly(stream, count):
@@ -75,20 +87,25 @@ def read_exactly(stream, count):
 
 
 def read_frame(stream):
-    """(fin, opcode, unmasked payload), or None when the connection ended or broke the rules."""
+    """(fin, opcode, unmasked payload); None when the connection ended; a close code (int) when
+    the frame broke the rules."""
     head = read_exactly(stream, 2)
     if head is None:
         return None
-    fin, opcode = head[0] & 0x80, head[0] & 0x0F
+    fin, reserved, opcode = head[0] & 0x80, head[0] & 0x70, head[0] & 0x0F
     masked, length = head[1] & 0x80, head[1] & 0x7F
+    if reserved or not masked:
+        return 1002  # no extension was agreed; a client's frames are always masked (RFC 6455 5.1)
     if length == 126:
         extended = read_exactly(stream, 2)
         length = struct.unpack("!H", extended)[0] if extended else None
     elif length == 127:
         extended = read_exactly(stream, 8)
         length = struct.unpack("!Q", extended)[0] if extended else None
-    if length is None or length > MAX_MESSAGE_BYTES or not masked:
-        return None  # a client's frames are always masked (RFC 6455 5.1)
+    if length is None:
+        return None
+    if length > MAX_MESSAGE_BYTES:
+        return 1009
     mask = read_exactly(stream, 4)
     payload = read_exactly(stream, length)
     if mask is None or payload is None:

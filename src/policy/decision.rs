@@ -305,15 +305,14 @@ pub struct LocalReply {
     pub grpc_status: Option<i32>,
 }
 
-/// Whether a request's `content-type` makes it a gRPC call (`application/grpc`, or with a
-/// `+proto`-style suffix or parameters), as Envoy tells them: its local replies to such calls
-/// are gRPC answers.
+/// Whether a request's `content-type` makes it a gRPC call: exactly `application/grpc` or
+/// `application/grpc+…`, Envoy's own rule (`Grpc::Common::hasGrpcContentType`, case-sensitive).
+/// It must be the same rule: Envoy turns a local reply into a gRPC answer by it, and a reply
+/// rendered for the other kind would reach the client as neither.
 pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
     const GRPC: &[u8] = b"application/grpc";
     content_type.is_some_and(|value| {
-        value.len() >= GRPC.len()
-            && value[..GRPC.len()].eq_ignore_ascii_case(GRPC)
-            && matches!(value.get(GRPC.len()), None | Some(b'+' | b';'))
+        value.starts_with(GRPC) && matches!(value.get(GRPC.len()), None | Some(b'+'))
     })
 }
 

@@ -81,7 +81,9 @@ def test_a_signed_report_revokes_a_live_key_and_answers_in_githubs_shape(scannin
         again = scan_api.request("PATCH", f"/v1/keys/{key['id']}", json={"active": True})
         assert again.status_code == 409 and "rotate" in error_of(again)[1]
         rotated = scan_api.request("POST", f"/v1/keys/{key['id']}/rotate", json={})
-        assert rotated.status_code == 201 and rotated.json()["leak"] is None
+        assert rotated.status_code == 201
+        successor = scan_api.request("GET", f"/v1/keys/{rotated.json()['id']}").json()
+        assert successor["active"] is True and successor["leak"] is None
         # The reported secrets are nowhere: not in the database, the log or any webhook delivery.
         stored = scanning.stored_bytes()
         for secret in (key["key"], never_issued):
@@ -145,6 +147,11 @@ def test_an_oversized_report_is_refused_before_it_is_read(scanning, github):
     body = report_body(*[random_key() for _ in range(1)]) + b" " * (4 * 1024 * 1024)
     answer = post_report(scanning.url(), github, body)
     assert answer.status_code == 413 and error_of(answer)[0] == "PAYLOAD_TOO_LARGE"
+    # Without a trusted key identifier, not even the size matters: refused before the body.
+    stranger = {"Content-Type": "application/json", "Github-Public-Key-Identifier": "f" * 64,
+                "Github-Public-Key-Signature": "MEUCIQ=="}
+    answer = post_report(scanning.url(), github, body, headers=stranger)
+    assert answer.status_code == 401 and error_of(answer)[0] == "INVALID_SIGNATURE"
 
 
 def test_the_keys_file_is_re_read_when_github_rotates_its_key(new_service, tmp_path):
@@ -207,6 +214,9 @@ def test_reporting_a_leak_by_hand(api, team):
     hidden = api.request("POST", "/v1/keys/leaked", token=None, headers=as_editor, json={"key": theirs["key"]})
     assert hidden.status_code == 404, hidden.text
     assert api.request("GET", f"/v1/keys/{theirs['id']}").json()["active"] is True
+    ours = api.create(name="ours", team=team)
+    mine = api.request("POST", "/v1/keys/leaked", token=None, headers=as_editor, json={"key": ours["key"]})
+    assert mine.status_code == 200 and mine.json()["deactivated"] is True, mine.text
     for body, field in [({}, "key"), ({"key": ""}, "key"), ({"key": "k", "url": "u" * 2049}, "url"),
                         ({"key": "k", "extra": 1}, "extra")]:
         refused = api.request("POST", "/v1/keys/leaked", json=body)
@@ -222,6 +232,9 @@ def test_notify_records_and_alerts_but_the_key_keeps_working(new_service):
         assert answer.json()["policy"] == "notify" and answer.json()["deactivated"] is False
         shown = control.admin("GET", f"/v1/keys/{key['id']}").json()
         assert shown["active"] is True and shown["leak"]["scanner"] == "manual"
+        entries = control.admin("GET", "/v1/audit", params={"target": key["id"]}).json()["entries"]
+        leak = next(entry for entry in entries if entry["action"] == "key.leak")
+        assert leak["changes"]["policy"] == "notify" and leak["changes"]["deactivated"] is False
     finally:
         control.stop()
 
@@ -266,7 +279,11 @@ def test_keys_leaked_from_the_command_line(service, api):
                             input=key["key"] + "\n", env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert f"Deactivated {key['id']}" in result.stdout and f"keys rotate {key['id']}" in result.stdout
-    assert keys_cli(service, "show", key["id"]).returncode == 0
+    shown = keys_cli(service, "--json", "show", key["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["active"] is False
+    assert json.loads(shown.stdout)["leak"]["url"] == "https://paste.example/1"
+    assert key["key"] not in result.stdout + result.stderr
 
 
 def test_issued_keys_are_found_by_the_documented_regex_and_checksum(api):

@@ -20,14 +20,18 @@ import { useSession } from "../session";
 const MAX_GRACE_SECONDS = 2_592_000;
 
 /** Where and when the key was found in public; the URL is a link only when it is http(s). */
-function LeakNotice({ leak }: { leak: NonNullable<Key["leak"]> }) {
+function LeakNotice({ leak, active }: { leak: NonNullable<Key["leak"]>; active: boolean }) {
   const link = safeLink(leak.url);
   const found = leak.scanner === "github" ? "GitHub secret scanning" : "a report by hand";
+  // Under the `notify` policy a leaked key keeps working until someone acts.
+  const next = active
+    ? "It still works: rotate it, give its holder the successor, then deactivate it."
+    : "It cannot be re-activated: rotate it and give its holder the successor.";
   return (
     <div class="form-error leak-notice" role="alert">
       <p>
         <strong>This key was reported leaked</strong> on {dateTime(leak.reported_at)} by {found}
-        {leak.source ? ` (${leak.source})` : ""}. It cannot be re-activated: rotate it and give its holder the successor.
+        {leak.source ? ` (${leak.source})` : ""}. {next}
       </p>
       {leak.url && (
         <p>
@@ -89,7 +93,7 @@ export function KeyDetail({ id }: { id: string }) {
         <span class={`status status-${status}`}>{status}</span>
         {key.leak && <span class="badge badge-leaked">leaked</span>}
       </div>
-      {key.leak && <LeakNotice leak={key.leak} />}
+      {key.leak && <LeakNotice leak={key.leak} active={key.active} />}
       <dl class="facts">
         <dt>Id</dt>
         <dd><code>{key.id}</code></dd>

@@ -14,7 +14,7 @@ use crate::domain::leaks::KeyLeak;
 use crate::domain::secret_scanning::{parse_report, Label, TokenFeedback};
 use crate::wire::leaks::LeakedKeyRequest;
 use crate::wire::views::{KeyView, LeakReportView};
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use keygate_contract::key_format::{self, KeyShape};
@@ -40,24 +40,35 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
+/// The endpoint needs no token, so what is cheap is checked before what is not: the service
+/// must be configured and the request must name a key it trusts before a byte of the body is
+/// read; hashing and verifying up to 4 MiB then runs off the async workers.
 pub async fn github_report(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawJsonBody(body): RawJsonBody<MAX_SCANNING_BODY_BYTES>,
+    request: Request,
 ) -> Result<Json<Vec<TokenFeedback>>, ApiError> {
-    let Some(keys_file) = &state.scanning_keys else {
+    let Some(keys_file) = state.scanning_keys.clone() else {
         return Err(ApiError::BadSignature(
             "secret scanning is not configured on this service (serve --secret-scanning-keys)",
         ));
     };
-    keys_file
-        .current()
-        .verify(
-            header(&headers, "github-public-key-identifier"),
-            header(&headers, "github-public-key-signature"),
-            &body,
-        )
+    let headers = request.headers();
+    let identifier = header(headers, "github-public-key-identifier").map(str::to_string);
+    let signature = header(headers, "github-public-key-signature").map(str::to_string);
+    let keys = tokio::task::spawn_blocking(move || keys_file.current())
+        .await
+        .map_err(|error| ApiError::Internal(format!("reading the scanning keys: {error}")))?;
+    keys.precheck(identifier.as_deref(), signature.as_deref())
         .map_err(|error| ApiError::BadSignature(error.message()))?;
+    let RawJsonBody(body) =
+        RawJsonBody::<MAX_SCANNING_BODY_BYTES>::from_request(request, &state).await?;
+    let verified = tokio::task::spawn_blocking(move || {
+        keys.verify(identifier.as_deref(), signature.as_deref(), &body)
+            .map(|()| body)
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("verifying a report: {error}")))?;
+    let body = verified.map_err(|error| ApiError::BadSignature(error.message()))?;
     let report = parse_report(&body).map_err(ApiError::InvalidJson)?;
     let now = clock::now();
     let mut hashes = Vec::with_capacity(report.tokens.len());

@@ -117,7 +117,7 @@ pub fn report(
                 "url": report.leak.url,
                 "source": report.leak.source,
                 "policy": policy.as_str(),
-                "deactivated": !key.active,
+                "deactivated": deactivate,
             });
             raised.push(key_alert(
                 AlertKind::KeyLeaked,

@@ -2,8 +2,8 @@
 //! --secret-scanning-keys` names (GitHub's own document shape, so an operator can save
 //! `https://api.github.com/meta/public_keys/secret_scanning` as it is). The file is re-read
 //! when its content changes (checked at most once a second, when a report arrives): a rotated
-//! key is picked up without a restart. A new content that does not parse is refused, logged
-//! once, and the last good keys keep verifying.
+//! key is picked up without a restart. A new content that does not parse, or a file that cannot
+//! be read, is logged once and the last good keys keep verifying.
 
 use crate::domain::secret_scanning::{parse_keys, ScanningKeys};
 use sha2::{Digest, Sha256};
@@ -21,6 +21,8 @@ struct Loaded {
     content: [u8; 32],
     /// A content refused already, so it is logged once.
     refused: Option<[u8; 32]>,
+    /// The last read error, so it is logged once (until the file reads again).
+    read_error: Option<String>,
     checked_at: Instant,
 }
 
@@ -52,6 +54,7 @@ impl ScanningKeysFile {
                 keys: Arc::new(keys),
                 content: Sha256::digest(&content).into(),
                 refused: None,
+                read_error: None,
                 checked_at: Instant::now(),
             }),
             path,
@@ -76,9 +79,15 @@ impl ScanningKeysFile {
         }
         loaded.checked_at = Instant::now();
         let content = match read(&self.path) {
-            Ok(content) => content,
+            Ok(content) => {
+                loaded.read_error = None;
+                content
+            }
             Err(error) => {
-                eprintln!("secret scanning keys: {error}; the keys read before stay in use");
+                if loaded.read_error.as_ref() != Some(&error) {
+                    eprintln!("secret scanning keys: {error}; the keys read before stay in use");
+                    loaded.read_error = Some(error);
+                }
                 return Arc::clone(&loaded.keys);
             }
         };

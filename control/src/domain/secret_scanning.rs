@@ -109,6 +109,23 @@ impl ScanningKeys {
         format!("{} public keys ({current} current)", self.keys.len())
     }
 
+    /// What can be refused before the body is read: a missing header, an unknown key.
+    pub fn precheck(
+        &self,
+        identifier: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<&ScanningKey, SignatureError> {
+        let identifier = identifier.filter(|text| !text.is_empty());
+        let signature = signature.filter(|text| !text.is_empty());
+        let (Some(identifier), Some(_)) = (identifier, signature) else {
+            return Err(SignatureError::Missing);
+        };
+        self.keys
+            .iter()
+            .find(|key| key.identifier == identifier)
+            .ok_or(SignatureError::UnknownKey)
+    }
+
     /// Verifies `signature` (base64 of DER) over the raw `body` with the key `identifier`.
     pub fn verify(
         &self,
@@ -116,16 +133,8 @@ impl ScanningKeys {
         signature: Option<&str>,
         body: &[u8],
     ) -> Result<(), SignatureError> {
-        let identifier = identifier.filter(|text| !text.is_empty());
-        let signature = signature.filter(|text| !text.is_empty());
-        let (Some(identifier), Some(signature)) = (identifier, signature) else {
-            return Err(SignatureError::Missing);
-        };
-        let key = self
-            .keys
-            .iter()
-            .find(|key| key.identifier == identifier)
-            .ok_or(SignatureError::UnknownKey)?;
+        let key = self.precheck(identifier, signature)?;
+        let signature = signature.unwrap_or_default();
         let der = base64::engine::general_purpose::STANDARD
             .decode(signature.trim())
             .map_err(|_| SignatureError::Malformed)?;

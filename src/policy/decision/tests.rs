@@ -238,15 +238,14 @@ fn renders_documented_body_and_challenge() {
 
 #[test]
 fn grpc_calls_are_told_by_their_content_type() {
-    for grpc in [
-        &b"application/grpc"[..],
-        b"application/grpc+proto",
-        b"Application/GRPC;charset=utf-8",
-    ] {
+    for grpc in [&b"application/grpc"[..], b"application/grpc+proto"] {
         assert!(is_grpc(Some(grpc)), "{grpc:?}");
     }
+    // Envoy's rule exactly: these it answers as plain HTTP, so the JSON error is right.
     for other in [
         &b"application/json"[..],
+        b"Application/GRPC",
+        b"application/grpc;charset=utf-8",
         b"application/grpc-web",
         b"application/grpcx",
         b"application/grp",

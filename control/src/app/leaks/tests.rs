@@ -81,7 +81,14 @@ fn revoke_deactivates_records_the_first_report_audits_and_alerts_once_per_place(
         "{refused:?}"
     );
     let rotated = app::keys::rotate(&store, &Actor::bootstrap(), &key.key.id, 0, now).unwrap();
-    assert!(rotated.key.active && rotated.key.leak.is_none());
+    let successor = store
+        .read(|tx| keys::find(tx, &rotated.key.id))
+        .unwrap()
+        .unwrap();
+    assert!(
+        successor.active && successor.leak.is_none(),
+        "a new secret, never leaked"
+    );
 }
 
 #[test]
@@ -94,8 +101,13 @@ fn notify_records_and_alerts_but_leaves_the_key_working() {
     let found = &outcome[&key.key.hash];
     assert!(!found.deactivated && found.key.active);
     assert!(found.key.leak.is_some());
+    let stored = store
+        .read(|tx| keys::find(tx, &key.key.id))
+        .unwrap()
+        .unwrap();
+    assert!(stored.active && stored.leak.is_some());
     assert_eq!(
-        found.key.updated_version, key.key.updated_version,
+        stored.updated_version, key.key.updated_version,
         "no feed change"
     );
     let alerts = "SELECT COUNT(*) FROM alert_events WHERE type = ?1";

@@ -64,6 +64,16 @@ fn a_signed_body_verifies_and_nothing_else_does() {
         keys.verify(Some("one"), Some("AAAA"), body),
         Err(SignatureError::Malformed)
     );
+    // What needs no body is refused before it is read.
+    assert!(keys.precheck(Some("one"), Some("x")).is_ok());
+    assert_eq!(
+        keys.precheck(Some("three"), Some("x")).err(),
+        Some(SignatureError::UnknownKey)
+    );
+    assert_eq!(
+        keys.precheck(Some("one"), None).err(),
+        Some(SignatureError::Missing)
+    );
     let stranger = sign(&signing_key(11), body);
     assert_eq!(
         keys.verify(Some("one"), Some(&stranger), body),
