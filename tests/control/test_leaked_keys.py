@@ -138,6 +138,7 @@ def test_ten_thousand_tokens_in_one_report(scanning, scan_api, github):
     positives = {entry["token_hash"] for entry in labels if entry["label"] == "true_positive"}
     assert positives == {token_hash(key["key"]) for key in keys}
     assert [entry["token_hash"] for entry in labels] == [token_hash(token) for token in tokens]
+    print(f"10,000 tokens answered in {elapsed:.2f} s")
     assert elapsed < 30, f"10,000 tokens took {elapsed:.1f} s"
     for key in keys:
         assert scan_api.request("GET", f"/v1/keys/{key['id']}").json()["active"] is False
