@@ -30,7 +30,8 @@ pub enum Credential<'a> {
     Malformed(Malformed),
 }
 
-/// Where the key was found, so the glue can strip it before forwarding.
+/// Where the key was found. (The glue strips every configured source a request carries, the
+/// query parameter before the decision, so it no longer reads this.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Authorization,

@@ -44,14 +44,16 @@ def seed(database, count, secrets_out=None, binary=None, timeout=3600):
     return time.monotonic() - started
 
 
-def run_cli(*args, url=None, token=None, timeout=CLI_SECONDS):
-    """`keygate-control ARGS` with only the given KEYGATE_URL and KEYGATE_ADMIN_TOKEN set."""
+def run_cli(*args, url=None, token=None, timeout=CLI_SECONDS, input=None):
+    """`keygate-control ARGS` with only the given KEYGATE_URL and KEYGATE_ADMIN_TOKEN set
+    (and `input` on its standard input)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGATE_")}
     if url is not None:
         env["KEYGATE_URL"] = url
     if token is not None:
         env["KEYGATE_ADMIN_TOKEN"] = token
-    return subprocess.run([str(control_binary()), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(control_binary()), *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          input=input)
 
 
 class ControlService:

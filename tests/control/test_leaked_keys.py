@@ -5,14 +5,13 @@ Through Envoy: tests/e2e/test_leaked_keys_envoy.py."""
 
 import json
 import secrets
-import subprocess
 import time
 
 import pytest
 
 from keygate_testkit.api import Api, error_of, make_token
 from keygate_testkit.control import keys_cli, run_cli
-from keygate_testkit.paths import ADMIN_TOKEN, control_binary
+from keygate_testkit.paths import ADMIN_TOKEN
 from keygate_testkit.key_format import BASE62, checksum, find_keys, is_checksummed_key, with_wrong_checksum
 from keygate_testkit.secret_scanning import (TOKEN_TYPE, GitHubSigner, post_report, report_body, token_hash,
                                              write_keys)
@@ -268,16 +267,14 @@ def test_keys_check_offline(case):
 
 def test_keys_check_reads_the_key_from_stdin():
     key = valid_key()
-    result = subprocess.run([str(control_binary()), "keys", "check", "-"], input=key + "\n", capture_output=True,
-                            text=True, timeout=30)
+    result = run_cli("keys", "check", "-", input=key + "\n")
     assert result.returncode == 0 and "Checksum:    valid" in result.stdout, result
 
 
 def test_keys_leaked_from_the_command_line(service, api):
     key = api.create(name="cli leak")
-    env = {"KEYGATE_URL": service.url(), "KEYGATE_ADMIN_TOKEN": ADMIN_TOKEN, "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(control_binary()), "keys", "leaked", "-", "--found-at", "https://paste.example/1"],
-                            input=key["key"] + "\n", env=env, capture_output=True, text=True, timeout=30)
+    result = run_cli("keys", "leaked", "-", "--found-at", "https://paste.example/1", url=service.url(),
+                     token=ADMIN_TOKEN, input=key["key"] + "\n")
     assert result.returncode == 0, result.stderr
     assert f"Deactivated {key['id']}" in result.stdout and f"keys rotate {key['id']}" in result.stdout
     shown = keys_cli(service, "--json", "show", key["id"])

@@ -58,16 +58,17 @@ pub async fn github_report(
     let keys = tokio::task::spawn_blocking(move || keys_file.current())
         .await
         .map_err(|error| ApiError::Internal(format!("reading the scanning keys: {error}")))?;
-    keys.precheck(identifier.as_deref(), signature.as_deref())
-        .map_err(|error| ApiError::BadSignature(error.message()))?;
+    let key = keys
+        .precheck(identifier.as_deref(), signature.as_deref())
+        .map_err(|error| ApiError::BadSignature(error.message()))?
+        .clone();
+    let signature = signature.unwrap_or_default();
     let RawJsonBody(body) =
         RawJsonBody::<MAX_SCANNING_BODY_BYTES>::from_request(request, &state).await?;
-    let verified = tokio::task::spawn_blocking(move || {
-        keys.verify(identifier.as_deref(), signature.as_deref(), &body)
-            .map(|()| body)
-    })
-    .await
-    .map_err(|error| ApiError::Internal(format!("verifying a report: {error}")))?;
+    let verified =
+        tokio::task::spawn_blocking(move || key.verify(&signature, &body).map(|()| body))
+            .await
+            .map_err(|error| ApiError::Internal(format!("verifying a report: {error}")))?;
     let body = verified.map_err(|error| ApiError::BadSignature(error.message()))?;
     let report = parse_report(&body).map_err(ApiError::InvalidJson)?;
     let now = clock::now();

@@ -104,12 +104,7 @@ pub fn count_refusals(
         };
         rows::add_refusals(tx, &key.id, minute, count)?;
         let in_window = rows::refusals_in_window(tx, &key.id, now)?;
-        let key = KeyRef {
-            id: &key.id,
-            name: &key.name,
-            team: &key.team,
-        };
-        alerts.extend(refusal_alert(key, in_window, settings, now));
+        alerts.extend(refusal_alert(KeyRef::from(key), in_window, settings, now));
     }
     raise_all(tx, &alerts, now)?;
     Ok(())

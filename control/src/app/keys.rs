@@ -61,7 +61,8 @@ fn plan_limits(tx: &Tx, plan: &Plan) -> Result<PlanLimits, LifecycleError> {
     }
 }
 
-fn record(
+/// Writes the audit entry of a change to `key` (target: its id; team: its team).
+pub fn record(
     tx: &Tx,
     actor: &Actor,
     action: Action,
@@ -81,11 +82,7 @@ fn alert(
     extra: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let key_ref = KeyRef {
-        id: &key.id,
-        name: &key.name,
-        team: &key.team,
-    };
+    let key_ref = KeyRef::from(key);
     alerts::raise_all(tx, &[key_alert(kind, key_ref, instance, extra)], now)?;
     Ok(())
 }
@@ -96,11 +93,7 @@ fn expiry_alert_now(tx: &Tx, key: &StoredKey, now: DateTime<Utc>) -> Result<()> 
     let Some(expires_at) = key.expires_at.filter(|_| key.active) else {
         return Ok(());
     };
-    let key_ref = KeyRef {
-        id: &key.id,
-        name: &key.name,
-        team: &key.team,
-    };
+    let key_ref = KeyRef::from(key);
     let alerts: Vec<_> = expiry_alert(key_ref, expires_at, now).into_iter().collect();
     alerts::raise_all(tx, &alerts, now)?;
     Ok(())

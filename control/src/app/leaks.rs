@@ -5,11 +5,12 @@
 
 use crate::app::alerts;
 use crate::app::error::LifecycleError;
+use crate::app::keys::record;
+
 use crate::domain::alerts::{key_alert, Alert, AlertKind, KeyRef};
 use crate::domain::audit::{Action, Actor};
 use crate::domain::keys::StoredKey;
 use crate::domain::leaks::{KeyLeak, LeakPolicy};
-use crate::store::audit;
 use crate::store::db::{bump_version, Store};
 use crate::store::keys;
 use chrono::{DateTime, Utc};
@@ -90,28 +91,7 @@ pub fn report(
                 keys::update(tx, key)?;
                 outcome.deactivated = true;
             }
-            let changes = json!({
-                "scanner": report.leak.scanner,
-                "url": report.leak.url,
-                "source": report.leak.source,
-                "token_type": report.leak.token_type,
-                "policy": policy.as_str(),
-                "deactivated": deactivate,
-            });
-            audit::record(
-                tx,
-                actor,
-                Action::KeyLeak,
-                &key.id,
-                Some(&key.team),
-                &changes,
-                now,
-            )?;
-            let key_ref = KeyRef {
-                id: &key.id,
-                name: &key.name,
-                team: &key.team,
-            };
+            // The alert's data; the audit entry adds the token type the scanner matched.
             let extra = json!({
                 "scanner": report.leak.scanner,
                 "url": report.leak.url,
@@ -119,6 +99,10 @@ pub fn report(
                 "policy": policy.as_str(),
                 "deactivated": deactivate,
             });
+            let mut changes = extra.clone();
+            changes["token_type"] = json!(report.leak.token_type);
+            record(tx, actor, Action::KeyLeak, key, &changes, now)?;
+            let key_ref = KeyRef::from(&*key);
             raised.push(key_alert(
                 AlertKind::KeyLeaked,
                 key_ref,

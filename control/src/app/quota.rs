@@ -38,11 +38,7 @@ pub fn refresh_marks(
     let (keys_to_mark, reading) = with_team_members(tx, touched, now)?;
     let mut raised = Vec::new();
     for (key, (quotas, usage)) in touched.iter().zip(&reading.keys) {
-        let owner = QuotaOwner::Key(KeyRef {
-            id: &key.id,
-            name: &key.name,
-            team: &key.team,
-        });
+        let owner = QuotaOwner::Key(KeyRef::from(key));
         raised.extend(quota_alerts(owner, *quotas, *usage, settings, now));
     }
     for (team, (quotas, usage)) in &reading.teams {

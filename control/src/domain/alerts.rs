@@ -3,6 +3,7 @@
 //! about and for which period), so raising it again is a no-op (docs/webhooks.md).
 
 use crate::domain::clock;
+use crate::domain::keys::StoredKey;
 use crate::domain::plans::Quotas;
 use crate::domain::quota::{self, QuotaUsage};
 use chrono::{DateTime, Duration, Utc};
@@ -109,6 +110,16 @@ pub struct KeyRef<'a> {
     pub name: &'a str,
     /// `""`: no team.
     pub team: &'a str,
+}
+
+impl<'a> From<&'a StoredKey> for KeyRef<'a> {
+    fn from(key: &'a StoredKey) -> Self {
+        KeyRef {
+            id: &key.id,
+            name: &key.name,
+            team: &key.team,
+        }
+    }
 }
 
 impl KeyRef<'_> {

@@ -85,13 +85,10 @@ impl KeyLeak {
 
     /// Names the place this report is about, for the alert raised once per key and place.
     pub fn place(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let url = self.url.as_deref().unwrap_or("");
-        let digest = Sha256::digest(url.as_bytes());
-        digest[..8]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        // The first 16 hex digits of the URL's SHA-256 (the contract's hex encoding).
+        let mut digest = keygate_contract::key_hash::hash_key(self.url.as_deref().unwrap_or(""));
+        digest.truncate(16);
+        digest
     }
 }
 

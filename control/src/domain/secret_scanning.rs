@@ -125,21 +125,16 @@ impl ScanningKeys {
             .find(|key| key.identifier == identifier)
             .ok_or(SignatureError::UnknownKey)
     }
+}
 
-    /// Verifies `signature` (base64 of DER) over the raw `body` with the key `identifier`.
-    pub fn verify(
-        &self,
-        identifier: Option<&str>,
-        signature: Option<&str>,
-        body: &[u8],
-    ) -> Result<(), SignatureError> {
-        let key = self.precheck(identifier, signature)?;
-        let signature = signature.unwrap_or_default();
+impl ScanningKey {
+    /// Verifies `signature` (base64 of DER) over the raw `body` with this key.
+    pub fn verify(&self, signature: &str, body: &[u8]) -> Result<(), SignatureError> {
         let der = base64::engine::general_purpose::STANDARD
             .decode(signature.trim())
             .map_err(|_| SignatureError::Malformed)?;
         let signature = Signature::from_der(&der).map_err(|_| SignatureError::Malformed)?;
-        key.key
+        self.key
             .verify(body, &signature)
             .map_err(|_| SignatureError::Invalid)
     }

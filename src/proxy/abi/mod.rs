@@ -337,8 +337,7 @@ pub fn dequeue_shared_queue(queue_id: u32) -> Result<Option<Vec<u8>>, HostError>
     }
 }
 
-/// Answers the request from the filter, with no gRPC status.
-/// A local reply; `grpc_status` is what Envoy answers a gRPC request with (`None`: Envoy maps
+/// Answers the request from the filter; `grpc_status` is what Envoy answers a gRPC request with (`None`: Envoy maps
 /// the HTTP status, as it does for any local reply).
 pub fn send_http_response(
     status_code: u32,

@@ -26,6 +26,17 @@ fn sign(key: &SigningKey, body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
 }
 
+/// The endpoint's two steps: the headers before the body is read, then the signature over it.
+fn verify(
+    keys: &ScanningKeys,
+    identifier: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<(), SignatureError> {
+    keys.precheck(identifier, signature)?
+        .verify(signature.unwrap_or_default(), body)
+}
+
 #[test]
 fn a_signed_body_verifies_and_nothing_else_does() {
     let (one, two) = (signing_key(7), signing_key(9));
@@ -33,35 +44,35 @@ fn a_signed_body_verifies_and_nothing_else_does() {
     assert_eq!(keys.summary(), "2 public keys (2 current)");
     let body = br#"[{"token":"t","type":"keygate_api_key","url":"u","source":"content"}]"#;
     let good = sign(&one, body);
-    assert_eq!(keys.verify(Some("one"), Some(&good), body), Ok(()));
+    assert_eq!(verify(&keys, Some("one"), Some(&good), body), Ok(()));
     assert_eq!(
-        keys.verify(Some("two"), Some(&good), body),
+        verify(&keys, Some("two"), Some(&good), body),
         Err(SignatureError::Invalid),
         "signed by another trusted key"
     );
     assert_eq!(
-        keys.verify(Some("one"), Some(&good), &body[..body.len() - 1]),
+        verify(&keys, Some("one"), Some(&good), &body[..body.len() - 1]),
         Err(SignatureError::Invalid),
         "a truncated body"
     );
     assert_eq!(
-        keys.verify(Some("three"), Some(&good), body),
+        verify(&keys, Some("three"), Some(&good), body),
         Err(SignatureError::UnknownKey)
     );
     assert_eq!(
-        keys.verify(None, Some(&good), body),
+        verify(&keys, None, Some(&good), body),
         Err(SignatureError::Missing)
     );
     assert_eq!(
-        keys.verify(Some("one"), Some(""), body),
+        verify(&keys, Some("one"), Some(""), body),
         Err(SignatureError::Missing)
     );
     assert_eq!(
-        keys.verify(Some("one"), Some("not base64!"), body),
+        verify(&keys, Some("one"), Some("not base64!"), body),
         Err(SignatureError::Malformed)
     );
     assert_eq!(
-        keys.verify(Some("one"), Some("AAAA"), body),
+        verify(&keys, Some("one"), Some("AAAA"), body),
         Err(SignatureError::Malformed)
     );
     // What needs no body is refused before it is read.
@@ -76,7 +87,7 @@ fn a_signed_body_verifies_and_nothing_else_does() {
     );
     let stranger = sign(&signing_key(11), body);
     assert_eq!(
-        keys.verify(Some("one"), Some(&stranger), body),
+        verify(&keys, Some("one"), Some(&stranger), body),
         Err(SignatureError::Invalid)
     );
 }
