@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::limits::window::Windows;
 use crate::policy::routes::{PathMatcher, RouteRule, RouteTable};
+use crate::policy::token::TokenSource;
 
 mod duration;
 mod raw;
@@ -56,6 +57,8 @@ pub struct Config {
     pub routes: RouteTable,
     pub rate_limits: RateLimitConfig,
     pub usage: UsageConfig,
+    /// Where verified OAuth access tokens' claims are read; `None`: tokens are not accepted.
+    pub oauth: Option<TokenSource>,
 }
 
 /// Per-key rate limiting (limits themselves come from the snapshot).
@@ -259,6 +262,22 @@ impl Config {
         }
         let rate_limits = validate_rate_limits(raw.rate_limits)?;
         let usage = validate_usage(raw.usage)?;
+        let oauth = match raw.oauth {
+            Some(oauth) if oauth.payload_in_metadata.is_empty() => {
+                return Err(field_error(
+                    "oauth.payload_in_metadata",
+                    "must not be empty",
+                ))
+            }
+            Some(oauth) if oauth.metadata_namespace.is_empty() => {
+                return Err(field_error("oauth.metadata_namespace", "must not be empty"))
+            }
+            Some(oauth) => Some(TokenSource {
+                metadata_namespace: oauth.metadata_namespace,
+                payload_key: oauth.payload_in_metadata,
+            }),
+            None => None,
+        };
         Ok(Config {
             control,
             fail_mode,
@@ -274,6 +293,7 @@ impl Config {
                 .with_options(raw.case_sensitive_paths, raw.deny_unmatched),
             rate_limits,
             usage,
+            oauth,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::policy::decision::{self, Denial, RequestFacts};
 use crate::policy::extract::{self, Credential, Sources};
 use crate::policy::net;
+use crate::policy::token::{self, TokenClaims};
 use crate::store::{self, recent::RecentKeys, record::KeyView, StoreView};
 use crate::sync::outcome;
 use crate::sync::tally::Tally;
@@ -454,6 +455,20 @@ impl<H: Host> RequestFilter<H> {
             },
         );
 
+        // No key: a token `jwt_authn` verified, if tokens are on (one host call per request
+        // without a key; requests with a key never look).
+        let claims = match (&credential, &self.worker.config.oauth) {
+            (Credential::Missing, Some(source)) => {
+                token::read(|claim| self.host.property(&source.claim_path(claim)))
+            }
+            _ => TokenClaims::Absent,
+        };
+        let credential = match &claims {
+            TokenClaims::Absent => credential,
+            TokenClaims::Verified(token) => Credential::Token(token),
+            TokenClaims::Unusable => Credential::UnusableToken,
+        };
+
         let view = self.store_view(now_ms);
         if !view.usable(now_ms, self.worker.config.max_staleness) {
             return match self.worker.config.fail_mode {
@@ -474,7 +489,10 @@ impl<H: Host> RequestFilter<H> {
                 self.worker.metrics.checksum_failed(&self.host);
                 None
             }
+            // A refused token left in the header is answered as one, without a lookup.
+            Credential::Present { key, .. } if token::looks_like_jwt(key) => None,
             Credential::Present { key, .. } => Some(digest_key(key)),
+            Credential::Token(token) => Some(token.key_digest),
             _ => None,
         };
         let found = digest.as_ref().and_then(|d| {

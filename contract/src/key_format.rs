@@ -45,6 +45,15 @@ impl KeyEnvironment {
             KeyEnvironment::Test => "test",
         }
     }
+
+    /// The environment named `name` (`live`, `test`) as records carry it.
+    pub fn parse(name: &str) -> Option<KeyEnvironment> {
+        match name {
+            "live" => Some(KeyEnvironment::Live),
+            "test" => Some(KeyEnvironment::Test),
+            _ => None,
+        }
+    }
 }
 
 /// What a presented string is, as far as its shape tells.

@@ -16,6 +16,8 @@
 //!   carry.
 //! - `key_hash`: how a secret becomes the hash both sides key it by; `key_format`: the shape of
 //!   a key and its checksum, which the filter checks before hashing.
+//! - `access_token`: the claims of an OAuth 2.0 access token the control service signs and the
+//!   filter reads back from Envoy's `jwt_authn`.
 //!
 //! - `stored_key`: the key a checked record becomes, as the filter keeps it.
 //! - `reader`: bounds-checked reads of every binary format (compact pages here; the filter's
@@ -29,6 +31,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod access_token;
 pub mod compact;
 pub mod fields;
 pub mod fleet;

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             client::run_team_usage(cli.client, args).map_err(|error| error.to_string())
         }
         Command::Serve(args) => refuse_client_options(&matches, "serve")
-            .and_then(|()| server::startup::run(args).map_err(|error| error.to_string())),
+            .and_then(|()| server::startup::run(*args).map_err(|error| error.to_string())),
         Command::Completion { shell } => {
             refuse_client_options(&matches, "completion").and_then(|()| completion(shell))
         }

@@ -40,6 +40,22 @@ pub(super) struct RawConfig {
     pub(super) rate_limits: RawRateLimits,
     #[serde(default)]
     pub(super) usage: RawUsage,
+    /// OAuth 2.0 access tokens verified by Envoy's `jwt_authn` before this filter; none: off.
+    #[serde(default)]
+    pub(super) oauth: Option<RawOAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOAuth {
+    /// The `payload_in_metadata` of the `jwt_authn` provider that verifies Keygate's tokens.
+    pub(super) payload_in_metadata: String,
+    #[serde(default = "default_jwt_namespace")]
+    pub(super) metadata_namespace: String,
+}
+
+fn default_jwt_namespace() -> String {
+    "envoy.filters.http.jwt_authn".into()
 }
 
 /// The most rate-limit slots a table may grow to, and the default bound: 16.7 M slots, room

@@ -5,11 +5,14 @@
 
 use std::net::IpAddr;
 
+use keygate_contract::access_token;
+use keygate_contract::key_format::KeyEnvironment;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::policy::extract::{Credential, Malformed};
 use crate::policy::routes::Access;
+use crate::policy::token::looks_like_jwt;
 use crate::store::key::KeyFacts;
 
 /// Every error code the filter can answer with.
@@ -171,6 +174,8 @@ pub struct RequestFacts<'a> {
 }
 
 const INVALID_KEY_MESSAGE: &str = "The API key does not exist or is malformed";
+const INVALID_TOKEN_MESSAGE: &str =
+    "The access token is invalid, has expired or was not issued for this API";
 
 /// Checks the request in the documented order: credential, lookup, environment, active,
 /// expiry, IP allowlist, scope. `record` is what the store holds for the presented key, if anything.
@@ -200,20 +205,47 @@ pub fn decide<'k, K: KeyFacts>(
                 Some("invalid_request"),
             ));
         }
-        Credential::Present { key, .. } => *key,
+        Credential::Present { key, .. } if looks_like_jwt(key) => {
+            return Err(Denial::new(
+                DenyCode::InvalidApiKey,
+                INVALID_TOKEN_MESSAGE,
+                Some("invalid_token"),
+            ))
+        }
+        Credential::UnusableToken => {
+            return Err(Denial::new(
+                DenyCode::InvalidApiKey,
+                INVALID_TOKEN_MESSAGE,
+                Some("invalid_token"),
+            ))
+        }
+        Credential::Present { key, .. } => Some(*key),
+        Credential::Token(_) => None,
     };
-    let record = record.ok_or_else(|| {
-        Denial::new(
-            DenyCode::InvalidApiKey,
-            INVALID_KEY_MESSAGE,
-            Some("invalid_token"),
-        )
-    })?;
+    let token = match credential {
+        Credential::Token(token) => Some(*token),
+        _ => None,
+    };
+    let record = record
+        // A token names its key twice (hash and id); both must agree.
+        .filter(|record| token.is_none_or(|token| record.id() == token.subject))
+        .ok_or_else(|| {
+            let message = match token {
+                Some(_) => "The API key this access token was issued from no longer exists",
+                None => INVALID_KEY_MESSAGE,
+            };
+            Denial::new(DenyCode::InvalidApiKey, message, Some("invalid_token"))
+        })?;
+    // A token carries no key text: its key's environment stands for the key's prefix.
+    let presented_prefix = match key {
+        Some(key) => key,
+        None => KeyEnvironment::parse(record.environment()).map_or("", KeyEnvironment::prefix),
+    };
     if !config.allowed_prefixes.is_empty()
         && !config
             .allowed_prefixes
             .iter()
-            .any(|p| key.starts_with(p.as_str()))
+            .any(|p| presented_prefix.starts_with(p.as_str()))
     {
         let message = format!(
             "The API key belongs to another environment; this endpoint accepts {} keys",
@@ -262,6 +294,18 @@ pub fn decide<'k, K: KeyFacts>(
         }
         Access::Scopes(scopes) => {
             for scope in scopes.into_iter().flatten() {
+                let token_scope = token.and_then(|token| token.scope.as_deref());
+                if token_scope.is_some_and(|claim| !access_token::grants(claim, scope)) {
+                    let mut denial = Denial::new(
+                        DenyCode::OperationNotAllowed,
+                        format!(
+                            "The access token does not carry the {scope} scope required for this operation"
+                        ),
+                        Some("insufficient_scope"),
+                    );
+                    denial.required_scope = Some(scope.to_string());
+                    return Err(denial);
+                }
                 if !record.has_scope(scope) {
                     let mut denial = Denial::new(
                         DenyCode::OperationNotAllowed,

@@ -3,6 +3,8 @@
 
 /// Longest key accepted; anything longer is malformed before we hash it.
 pub const MAX_KEY_LEN: usize = 256;
+/// Longest bearer value read at all: an OAuth access token (a few hundred bytes) fits.
+pub const MAX_TOKEN_LEN: usize = 4096;
 
 /// Why a presented credential was refused before lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,11 @@ pub enum Credential<'a> {
         source: Source,
     },
     Malformed(Malformed),
+    /// An OAuth access token Envoy's `jwt_authn` verified (not read from headers: the glue
+    /// reads it from the request's metadata when no key is present).
+    Token(&'a AccessToken),
+    /// A verified token payload without Keygate's claims.
+    UnusableToken,
 }
 
 /// Where the key was found. (The glue strips every configured source a request carries, the
@@ -38,6 +45,8 @@ pub enum Source {
     Header,
     Query,
 }
+
+use crate::policy::token::{looks_like_jwt, AccessToken};
 
 /// The configured places to look.
 #[derive(Debug, Clone, Copy)]
@@ -71,13 +80,18 @@ fn validate_key(key: &[u8]) -> Result<&str, Malformed> {
     if key.is_empty() {
         return Err(Malformed::Empty);
     }
-    if key.len() > MAX_KEY_LEN {
+    if key.len() > MAX_TOKEN_LEN {
         return Err(Malformed::TooLong);
     }
     if !is_b64token(key) {
         return Err(Malformed::BadCharacters);
     }
-    std::str::from_utf8(key).map_err(|_| Malformed::BadCharacters)
+    let key = std::str::from_utf8(key).map_err(|_| Malformed::BadCharacters)?;
+    // An access token `jwt_authn` refused is longer than any key; it is answered as a token.
+    if key.len() > MAX_KEY_LEN && !looks_like_jwt(key) {
+        return Err(Malformed::TooLong);
+    }
+    Ok(key)
 }
 
 /// Parses one `Authorization` value. `Ok(None)` for an empty header (treated as absent).
@@ -270,6 +284,25 @@ mod tests {
             run(&[("authorization", &bearer("abc=="))], None, None),
             Credential::Present { .. }
         ));
+    }
+
+    #[test]
+    fn an_access_token_may_be_longer_than_a_key_but_not_unbounded() {
+        let token = format!("eyJhbGciOiJFUzI1NiJ9.{}.c2ln", "e".repeat(600));
+        assert!(matches!(
+            run(&[("authorization", &bearer(&token))], None, None),
+            Credential::Present { .. }
+        ));
+        let too_long = format!("eyJhbGciOiJFUzI1NiJ9.{}.c2ln", "e".repeat(MAX_TOKEN_LEN));
+        assert_eq!(
+            run(&[("authorization", &bearer(&too_long))], None, None),
+            Credential::Malformed(Malformed::TooLong)
+        );
+        let dotted_key = format!("{}.x", "a".repeat(MAX_KEY_LEN));
+        assert_eq!(
+            run(&[("authorization", &bearer(&dotted_key))], None, None),
+            Credential::Malformed(Malformed::TooLong)
+        );
     }
 
     #[test]

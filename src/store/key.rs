@@ -8,6 +8,9 @@ pub use keygate_contract::stored_key::StoredKey;
 /// What the decision reads of a key: from a `StoredKey`, or from a `KeyView` borrowed from a
 /// shard on the request path.
 pub trait KeyFacts {
+    fn id(&self) -> &str;
+    /// `live` or `test`.
+    fn environment(&self) -> &str;
     fn active(&self) -> bool;
     /// Unix seconds.
     fn expires_at(&self) -> Option<i64>;
@@ -18,6 +21,14 @@ pub trait KeyFacts {
 }
 
 impl KeyFacts for StoredKey {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn environment(&self) -> &str {
+        &self.environment
+    }
+
     fn active(&self) -> bool {
         self.active
     }

@@ -212,6 +212,14 @@ impl<'a> KeyView<'a> {
 }
 
 impl KeyFacts for KeyView<'_> {
+    fn id(&self) -> &str {
+        self.id
+    }
+
+    fn environment(&self) -> &str {
+        self.environment
+    }
+
     fn active(&self) -> bool {
         self.active
     }

@@ -40,6 +40,7 @@ def plugin_config(**overrides):
         "fail_mode": "closed",
         "max_staleness": "5m",
         "key_header": "x-api-key",
+        "oauth": {"payload_in_metadata": "keygate"},
         "routes": [
             {"methods": ["POST"], "exact": "/v1/jobs", "scope": "submit_job"},
             {"methods": ["GET"], "template": "/v1/jobs/{id}", "scope": "check_status"},
@@ -273,6 +274,11 @@ class Envoy(EnvoyProcess):
         self.access_log = directory / "access.log"
         text = envoy_yaml(port, admin_port, upstream_port, control_port, config, self.access_log, self.ipv6_port,
                           control_ca=options.pop("control_ca", None))
+        jwks_cache = options.pop("jwks_cache_duration", None)
+        if jwks_cache:
+            # How long jwt_authn keeps the control service's key set (tests of key rotation).
+            assert "cache_duration: 300s" in text, "envoy/envoy.yaml's JWKS cache changed"
+            text = text.replace("cache_duration: 300s", f"cache_duration: {jwks_cache}")
         grpc_upstream_port = options.pop("grpc_upstream_port", None)
         if grpc_upstream_port:
             # gRPC calls (content-type application/grpc) go to an HTTP/2 upstream.

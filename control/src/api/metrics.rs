@@ -59,6 +59,25 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Replicas that flushed to Redis in the last 5 s, as last read.",
         stats.live_replicas.load(Ordering::Relaxed),
     );
+    let oauth = &state.oauth_failures;
+    metric(
+        "keygate_control_oauth_tokens_issued_total",
+        "counter",
+        "OAuth access tokens this replica issued.",
+        oauth.issued.load(Ordering::Relaxed),
+    );
+    metric(
+        "keygate_control_oauth_client_auth_failures_total",
+        "counter",
+        "Token requests whose client authentication failed (unknown id, wrong secret, unusable key).",
+        oauth.failures.load(Ordering::Relaxed),
+    );
+    metric(
+        "keygate_control_oauth_throttled_total",
+        "counter",
+        "Token requests refused 429 after too many failed authentications of their client id or address.",
+        oauth.throttled.load(Ordering::Relaxed),
+    );
     let _ = writeln!(
         text,
         "# HELP keygate_control_fleet_backend Where the fleet's rate-limit counts live.\n\

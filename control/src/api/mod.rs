@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod keys;
 pub mod leaks;
 pub mod metrics;
+pub mod oauth;
 pub mod plans;
 pub mod router;
 pub mod scopes;

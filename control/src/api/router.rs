@@ -9,7 +9,7 @@ use crate::api::metrics::metrics;
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::usage::record_usage;
-use crate::api::{audit, keys, plans, scopes, session, teams, tokens, usage, webhooks};
+use crate::api::{audit, keys, oauth, plans, scopes, session, teams, tokens, usage, webhooks};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -62,6 +62,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/secret-scanning/github",
             post(leaks::github_report).layer(DefaultBodyLimit::max(MAX_SCANNING_BODY_BYTES)),
+        )
+        // OAuth 2.0: the client authenticates with its key (docs/security.md, "OAuth 2.0").
+        .route("/oauth/token", post(oauth::token))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
         )
         .route(
             "/v1/ratelimits/sync",

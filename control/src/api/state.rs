@@ -3,6 +3,8 @@
 use crate::api::encoding::Encoding;
 use crate::api::error::ApiError;
 use crate::app::error::LifecycleError;
+use crate::app::oauth::failures::FailureLimiter;
+use crate::app::oauth::OAuthServer;
 use crate::app::scanning_keys::ScanningKeysFile;
 use crate::app::usage_queue::UsageQueue;
 use crate::domain::alerts::AlertSettings;
@@ -15,6 +17,7 @@ use crate::feed::versions::HeldPolls;
 use crate::fleet::redis::FlushStats;
 use crate::fleet::FleetCounts;
 use crate::store::Store;
+use ipnet::IpNet;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
@@ -48,6 +51,12 @@ pub struct AppState {
     pub scanning_keys: Option<Arc<ScanningKeysFile>>,
     /// What a key reported leaked gets (`--leaked-key-policy`).
     pub leak_policy: LeakPolicy,
+    /// The OAuth 2.0 authorization server; none when no sealing key is configured.
+    pub oauth: Option<Arc<OAuthServer>>,
+    /// Failed token-endpoint authentications per client id and address.
+    pub oauth_failures: Arc<FailureLimiter>,
+    /// Peers whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 /// What makes two delta requests get the same bytes: since, the published version they woke

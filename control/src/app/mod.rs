@@ -6,6 +6,7 @@ pub mod audit;
 pub mod error;
 pub mod keys;
 pub mod leaks;
+pub mod oauth;
 pub mod plans;
 pub mod quota;
 pub mod scanning_keys;

@@ -8,11 +8,13 @@ use std::path::PathBuf;
 
 mod alerts;
 mod listener;
+mod oauth;
 mod retention;
 mod teams;
 mod usage;
 pub use alerts::AlertArgs;
 pub use listener::ListenerArgs;
+pub use oauth::{OAuthArgs, SEALING_KEY_VAR};
 pub use retention::RetentionArgs;
 pub use teams::{TeamsArgs, TeamsCommand, WebhooksArgs, WebhooksCommand};
 pub use usage::{EventsArgs, TeamUsageArgs, UsageArgs};
@@ -67,7 +69,7 @@ pub const CLIENT_OPTIONS: [&str; 4] = ["url", "token", "json", "ca_cert"];
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage keys through the admin API.
     Keys(KeysArgs),
     /// Manage the admin API's management tokens (admin role).
@@ -143,6 +145,8 @@ pub struct ServeArgs {
         value_parser = ["revoke", "notify"]
     )]
     pub leaked_key_policy: String,
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
     #[command(flatten)]
     pub connections: ListenerArgs,
 }

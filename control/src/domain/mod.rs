@@ -9,6 +9,7 @@ pub mod events;
 pub mod headroom;
 pub mod keys;
 pub mod leaks;
+pub mod oauth;
 pub mod patch;
 pub mod plans;
 pub mod quota;

@@ -9,6 +9,7 @@ use crate::api::extract::BodyReadTimeout;
 use crate::server::clock::{ClockLimits, ConnectionClock, Expiry};
 use crate::server::unread_body;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -16,6 +17,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -124,8 +126,8 @@ pub async fn serve(listener: Listener, mut shutting_down: watch::Receiver<bool>)
             accepted = tcp.accept() => accepted,
             _ = shutting_down.wait_for(|stopping| *stopping) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer),
             Err(error) if is_per_connection(&error) => continue,
             Err(error) => {
                 eprintln!("{name} listener: accept failed, retrying: {error}");
@@ -142,6 +144,7 @@ pub async fn serve(listener: Listener, mut shutting_down: watch::Receiver<bool>)
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_connection(
             stream,
+            peer,
             permit,
             Arc::clone(&shared),
             shutting_down.clone(),
@@ -180,6 +183,7 @@ async fn report_closed(shared: Arc<Shared>, name: &'static str) {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
     mut shutting_down: watch::Receiver<bool>,
@@ -191,7 +195,7 @@ async fn serve_connection(
     };
     let clock = shared.limits.clock;
     match &shared.tls {
-        None => drive(stream, activity, &shared, shutting_down).await,
+        None => drive(stream, peer, activity, &shared, shutting_down).await,
         Some(acceptor) => {
             let handshake = tokio::select! {
                 handshake = acceptor.accept(stream) => handshake,
@@ -202,7 +206,7 @@ async fn serve_connection(
                 _ = shutting_down.wait_for(|stopping| *stopping) => return,
             };
             match handshake {
-                Ok(tls) => drive(tls, activity, &shared, shutting_down).await,
+                Ok(tls) => drive(tls, peer, activity, &shared, shutting_down).await,
                 Err(_) => {
                     shared
                         .closed
@@ -218,6 +222,7 @@ async fn serve_connection(
 /// closes, a deadline of the connection's clock passes, or the service stops.
 async fn drive<I>(
     io: I,
+    peer: SocketAddr,
     activity: Arc<Activity>,
     shared: &Shared,
     mut shutting_down: watch::Receiver<bool>,
@@ -230,6 +235,8 @@ async fn drive<I>(
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let in_flight = InFlight::start(Arc::clone(&requests));
         request.extensions_mut().insert(body_timeout);
+        // The TCP peer, for the handlers that need the client's address (the token endpoint).
+        request.extensions_mut().insert(ConnectInfo(peer));
         let version = request.version();
         let (request, body_read) = unread_body::watch(request);
         let router = router.clone();

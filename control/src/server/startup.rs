@@ -4,12 +4,15 @@ use crate::api::router::router;
 use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
 use crate::app;
+use crate::app::oauth::seal::SealingKey;
+use crate::app::oauth::{OAuthServer, OAuthSettings};
 use crate::app::scanning_keys::ScanningKeysFile;
 use crate::app::usage_queue::UsageQueue;
-use crate::cli::args::{ListenerArgs, ServeArgs};
+use crate::cli::args::{ListenerArgs, OAuthArgs, ServeArgs, SEALING_KEY_VAR};
 use crate::domain::clock;
 use crate::domain::events;
 use crate::domain::leaks::LeakPolicy;
+use crate::domain::oauth::KeySchedule;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::versions::HeldPolls;
 use crate::fleet::redis::RedisLink;
@@ -24,6 +27,7 @@ use crate::server::webhook_sender;
 use crate::store::usage;
 use crate::store::Store;
 use axum::Extension;
+use ipnet::IpNet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -70,6 +74,8 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
     if let (Some(file), Some(path)) = (&scanning_keys, &args.secret_scanning_keys) {
         println!("secret scanning: {}: {}", path.display(), file.summary());
     }
+    let oauth = oauth_server(&args.oauth)?;
+    let trusted_proxies = parse_trusted_proxies(&args.oauth.trusted_proxies)?;
     let (stop, shutting_down) = watch::channel(false);
     let state = AppState {
         // The last reference stays here, so the store (and PostgreSQL's blocking clients,
@@ -90,7 +96,23 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         webhook_wake: Arc::default(),
         scanning_keys,
         leak_policy: LeakPolicy::parse(&args.leaked_key_policy).unwrap_or(LeakPolicy::Revoke),
+        oauth,
+        oauth_failures: Arc::default(),
+        trusted_proxies: trusted_proxies.into(),
     };
+    if let Some(server) = &state.oauth {
+        // The first signing key exists before any key set is served, so no Envoy caches an
+        // empty one.
+        let keys = server
+            .signing_keys(&store, clock::now())
+            .map_err(|error| StartupError::Config(format!("OAuth signing keys: {error:?}")))?;
+        println!(
+            "oauth: issuer {}, {} signing key(s) published, tokens live {} s",
+            server.settings.issuer,
+            keys.len(),
+            server.settings.schedule.token_lifetime.num_seconds()
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -314,4 +336,62 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// The authorization server, when `KEYGATE_OAUTH_SEALING_KEY` is set.
+fn oauth_server(args: &OAuthArgs) -> Result<Option<Arc<OAuthServer>>, StartupError> {
+    let Some(sealing) = std::env::var(SEALING_KEY_VAR)
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        println!("oauth: off ({SEALING_KEY_VAR} is not set)");
+        return Ok(None);
+    };
+    let sealing = SealingKey::from_base64(&sealing)
+        .map_err(|error| StartupError::Config(format!("{SEALING_KEY_VAR}: {error}")))?;
+    let issuer = args.oauth_issuer.trim_end_matches('/').to_string();
+    let parsed = url::Url::parse(&issuer)
+        .map_err(|error| StartupError::Config(format!("--oauth-issuer {issuer:?}: {error}")))?;
+    if !matches!(parsed.scheme(), "https" | "http")
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
+        return Err(StartupError::Config(format!(
+            "--oauth-issuer {issuer:?}: an http(s) URL without query or fragment (RFC 8414)"
+        )));
+    }
+    let duration = |value: std::time::Duration| {
+        chrono::Duration::from_std(value).unwrap_or(chrono::Duration::MAX)
+    };
+    let settings = OAuthSettings {
+        audience: args
+            .oauth_audience
+            .clone()
+            .unwrap_or_else(|| issuer.clone()),
+        issuer,
+        schedule: KeySchedule {
+            token_lifetime: duration(args.oauth_token_lifetime),
+            rotation: duration(args.oauth_key_rotation),
+            publish_ahead: duration(args.oauth_publish_ahead),
+        },
+    };
+    Ok(Some(Arc::new(OAuthServer::new(settings, sealing))))
+}
+
+fn parse_trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, StartupError> {
+    entries
+        .iter()
+        .map(|entry| entry.trim())
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    StartupError::Config(format!(
+                        "--trusted-proxies: {entry:?} is not an address or CIDR"
+                    ))
+                })
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod ip_sketch;
 pub mod keys;
 mod migrate;
+pub mod oauth_keys;
 pub mod plans;
 mod postgres;
 pub mod sql;

@@ -3,6 +3,7 @@
 //! (`cli/client/`) reads the answers back into the very same ones.
 
 pub mod leaks;
+pub mod oauth;
 pub mod plans;
 pub mod teams;
 pub mod validate;

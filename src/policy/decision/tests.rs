@@ -314,3 +314,124 @@ fn grpc_denials_carry_the_status_a_client_acts_on() {
         .iter()
         .any(|(n, _)| *n == "grpc-retry-pushback-ms"));
 }
+
+fn token(subject: &str, scope: Option<&str>) -> crate::policy::token::AccessToken {
+    crate::policy::token::AccessToken {
+        key_digest: [7; 32],
+        subject: subject.into(),
+        scope: scope.map(str::to_string),
+    }
+}
+
+#[test]
+fn a_token_is_worth_its_key_narrowed_by_its_scopes() {
+    let cfg = config(r#","default_scope":"check_status""#);
+    let ok = facts("GET", "/v1/jobs/1", "10.1.1.1", 999);
+    let record = key();
+    let unscoped = token("key_1", None);
+    assert!(decide(&cfg, &Credential::Token(&unscoped), Some(&record), &ok).is_ok());
+    let scoped = token("key_1", Some("check_status list_models"));
+    assert!(decide(&cfg, &Credential::Token(&scoped), Some(&record), &ok).is_ok());
+    // The key's own checks hold for its tokens: expiry, allowlist, active.
+    let expired = facts("GET", "/v1/jobs/1", "10.1.1.1", 1000);
+    assert_eq!(
+        code(decide(
+            &cfg,
+            &Credential::Token(&scoped),
+            Some(&record),
+            &expired
+        )),
+        Some(DenyCode::ApiKeyExpired)
+    );
+    let elsewhere = facts("GET", "/v1/jobs/1", "192.0.2.1", 999);
+    assert_eq!(
+        code(decide(
+            &cfg,
+            &Credential::Token(&scoped),
+            Some(&record),
+            &elsewhere
+        )),
+        Some(DenyCode::IpNotWhitelisted)
+    );
+    let inactive = StoredKey {
+        active: false,
+        ..key()
+    };
+    assert_eq!(
+        code(decide(
+            &cfg,
+            &Credential::Token(&scoped),
+            Some(&inactive),
+            &ok
+        )),
+        Some(DenyCode::ApiKeyInactive)
+    );
+    // Narrower than the key: refused as insufficient_scope, naming the token.
+    let narrowed = token("key_1", Some("list_models"));
+    let denial = decide(&cfg, &Credential::Token(&narrowed), Some(&record), &ok).unwrap_err();
+    assert_eq!(denial.code, DenyCode::OperationNotAllowed);
+    assert_eq!(denial.bearer_error, Some("insufficient_scope"));
+    assert!(
+        denial.message.contains("access token"),
+        "{}",
+        denial.message
+    );
+    // A token scope the key lacks grants nothing.
+    let widened = token("key_1", Some("submit_job"));
+    let post = facts("POST", "/v1/jobs", "10.1.1.1", 999);
+    assert_eq!(
+        code(decide(
+            &cfg,
+            &Credential::Token(&widened),
+            Some(&record),
+            &post
+        )),
+        Some(DenyCode::OperationNotAllowed)
+    );
+}
+
+#[test]
+fn a_token_whose_key_is_gone_or_another_is_invalid() {
+    let cfg = config(r#","default_scope":"check_status""#);
+    let ok = facts("GET", "/v1/jobs/1", "10.1.1.1", 999);
+    let record = key();
+    let other = token("key_2", None);
+    for (credential, record) in [
+        (Credential::Token(&other), Some(&record)),
+        (Credential::Token(&other), None),
+        (Credential::UnusableToken, Some(&record)),
+    ] {
+        let denial = decide(&cfg, &credential, record, &ok).unwrap_err();
+        assert_eq!(denial.code, DenyCode::InvalidApiKey);
+        assert_eq!(denial.bearer_error, Some("invalid_token"));
+    }
+    // A refused JWT left in the header is a token, not a key.
+    let refused = Credential::Present {
+        key: "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJrIn0.c2ln",
+        source: Source::Authorization,
+    };
+    let denial = decide(&cfg, &refused, Some(&record), &ok).unwrap_err();
+    assert_eq!(denial.message, INVALID_TOKEN_MESSAGE);
+}
+
+#[test]
+fn a_token_meets_allowed_prefixes_through_its_keys_environment() {
+    let cfg = config(r#","default_scope":"check_status","allowed_prefixes":["pk_test_"]"#);
+    let ok = facts("GET", "/v1/jobs/1", "10.1.1.1", 999);
+    let live = key();
+    let test = StoredKey {
+        environment: "test".into(),
+        ..key()
+    };
+    let unscoped = token("key_1", None);
+    assert_eq!(
+        code(decide(
+            &cfg,
+            &Credential::Token(&unscoped),
+            Some(&live),
+            &ok
+        )),
+        Some(DenyCode::InvalidApiKey)
+    );
+    assert!(decide(&cfg, &Credential::Token(&unscoped), Some(&test), &ok).is_ok());
+}

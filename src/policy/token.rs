@@ -1,0 +1,192 @@
+//! OAuth 2.0 access tokens at the edge (docs/security.md, "OAuth 2.0"). Envoy's `jwt_authn`
+//! verifies a token's signature, issuer, audience and lifetime, and writes its payload into the
+//! request's dynamic metadata, which a client cannot write; the filter reads the few claims it
+//! needs from there (`TokenSource` names where) and applies the key's policy to them. A token
+//! `jwt_authn` refused is left in the `Authorization` header, where `looks_like_jwt` tells it
+//! from a key so it is answered as a token (`invalid_token`) without a lookup.
+
+use keygate_contract::access_token::{KEY_HASH_CLAIM, SCOPE_CLAIM, SUBJECT_CLAIM};
+use keygate_contract::key_hash::{parse_hex_digest, Digest};
+
+/// Where `jwt_authn` puts a verified token's payload: the metadata namespace (its filter name)
+/// and the provider's `payload_in_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSource {
+    pub metadata_namespace: String,
+    pub payload_key: String,
+}
+
+impl TokenSource {
+    /// The property path of one claim of the verified payload.
+    pub fn claim_path<'s>(&'s self, claim: &'s str) -> [&'s str; 5] {
+        [
+            "metadata",
+            "filter_metadata",
+            &self.metadata_namespace,
+            &self.payload_key,
+            claim,
+        ]
+    }
+}
+
+/// The claims of a verified access token the decision needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The hash of the key it was issued from: what the store is keyed by.
+    pub key_digest: Digest,
+    /// The key id it was issued to; must be the id of the key found by `key_digest`.
+    pub subject: String,
+    /// The scopes it carries; `None`: the key's own.
+    pub scope: Option<String>,
+}
+
+/// What the metadata says about a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenClaims {
+    /// No verified token: the request carries none, or `jwt_authn` refused it.
+    Absent,
+    Verified(AccessToken),
+    /// A verified payload without the claims Keygate signs into its tokens (another issuer's
+    /// token, or ours from a version that did not sign them): refused as an invalid token.
+    Unusable,
+}
+
+fn text(bytes: Option<Vec<u8>>) -> Option<String> {
+    bytes.and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// The claims from what the host returned for each (`read(claim)`: the property's bytes; Envoy
+/// gives a string claim as its bytes, anything else in another encoding, which fails here).
+pub fn read(mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> TokenClaims {
+    let Some(subject) = read(SUBJECT_CLAIM) else {
+        return TokenClaims::Absent;
+    };
+    let subject = match String::from_utf8(subject) {
+        Ok(subject) if !subject.is_empty() => subject,
+        _ => return TokenClaims::Unusable,
+    };
+    let Some(key_digest) = text(read(KEY_HASH_CLAIM)).and_then(|hex| parse_hex_digest(&hex)) else {
+        return TokenClaims::Unusable;
+    };
+    let scope = match read(SCOPE_CLAIM) {
+        None => None,
+        Some(bytes) => match String::from_utf8(bytes) {
+            Ok(scope) => Some(scope),
+            Err(_) => return TokenClaims::Unusable,
+        },
+    };
+    TokenClaims::Verified(AccessToken {
+        key_digest,
+        subject,
+        scope,
+    })
+}
+
+/// Whether a bearer value is a compact JWS (`header.payload.signature`, base64url, the header a
+/// JSON object): keys never hold a dot, so nothing a key can be is taken for a token.
+pub fn looks_like_jwt(value: &str) -> bool {
+    let mut parts = value.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    header.starts_with("eyJ")
+        && !payload.is_empty()
+        && [header, payload, signature].iter().all(|part| {
+            part.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_contract::key_hash::{digest_key, hash_key};
+    use std::collections::HashMap;
+
+    fn claims(pairs: &[(&str, &[u8])]) -> TokenClaims {
+        let map: HashMap<&str, Vec<u8>> = pairs.iter().map(|(k, v)| (*k, v.to_vec())).collect();
+        read(|claim| map.get(claim).cloned())
+    }
+
+    #[test]
+    fn a_verified_payload_gives_the_key_and_the_scopes() {
+        let hash = hash_key("pk_live_x");
+        assert_eq!(
+            claims(&[
+                ("sub", b"key_1"),
+                (KEY_HASH_CLAIM, hash.as_bytes()),
+                ("scope", b"submit_job")
+            ]),
+            TokenClaims::Verified(AccessToken {
+                key_digest: digest_key("pk_live_x"),
+                subject: "key_1".into(),
+                scope: Some("submit_job".into()),
+            })
+        );
+        let TokenClaims::Verified(token) =
+            claims(&[("sub", b"key_1"), (KEY_HASH_CLAIM, hash.as_bytes())])
+        else {
+            panic!("verified");
+        };
+        assert_eq!(token.scope, None);
+    }
+
+    #[test]
+    fn no_subject_is_no_token_and_missing_claims_are_unusable() {
+        assert_eq!(claims(&[]), TokenClaims::Absent);
+        let hash = hash_key("k");
+        assert_eq!(claims(&[("sub", b"key_1")]), TokenClaims::Unusable);
+        assert_eq!(
+            claims(&[("sub", b""), (KEY_HASH_CLAIM, hash.as_bytes())]),
+            TokenClaims::Unusable
+        );
+        assert_eq!(
+            claims(&[("sub", b"key_1"), (KEY_HASH_CLAIM, b"ABCD")]),
+            TokenClaims::Unusable
+        );
+        // A number claim comes as 8 bytes of a double: not a string.
+        assert_eq!(
+            claims(&[
+                ("sub", b"key_1"),
+                (KEY_HASH_CLAIM, hash.as_bytes()),
+                ("scope", &[0, 0, 0, 0, 0, 0, 0xf0, 0xbf])
+            ]),
+            TokenClaims::Unusable
+        );
+    }
+
+    #[test]
+    fn only_compact_jws_shapes_look_like_tokens() {
+        assert!(looks_like_jwt("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJrIn0.c2ln"));
+        for not in [
+            "pk_live_abc",
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJrIn0",
+            "eyJ.a.b.c",
+            "abc.def.ghi",
+            "eyJ..sig",
+            "eyJa.b+c.d",
+        ] {
+            assert!(!looks_like_jwt(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn claim_paths_name_the_metadata() {
+        let source = TokenSource {
+            metadata_namespace: "envoy.filters.http.jwt_authn".into(),
+            payload_key: "keygate".into(),
+        };
+        assert_eq!(
+            source.claim_path("sub"),
+            [
+                "metadata",
+                "filter_metadata",
+                "envoy.filters.http.jwt_authn",
+                "keygate",
+                "sub"
+            ]
+        );
+    }
+}
