@@ -272,9 +272,13 @@ impl Config {
             Some(oauth) if oauth.metadata_namespace.is_empty() => {
                 return Err(field_error("oauth.metadata_namespace", "must not be empty"))
             }
+            Some(oauth) if oauth.issuer.is_empty() => {
+                return Err(field_error("oauth.issuer", "must not be empty"))
+            }
             Some(oauth) => Some(TokenSource {
                 metadata_namespace: oauth.metadata_namespace,
                 payload_key: oauth.payload_in_metadata,
+                issuer: oauth.issuer,
             }),
             None => None,
         };

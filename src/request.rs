@@ -458,9 +458,9 @@ impl<H: Host> RequestFilter<H> {
         // No key: a token `jwt_authn` verified, if tokens are on (one host call per request
         // without a key; requests with a key never look).
         let claims = match (&credential, &self.worker.config.oauth) {
-            (Credential::Missing, Some(source)) => {
-                token::read(|claim| self.host.property(&source.claim_path(claim)))
-            }
+            (Credential::Missing, Some(source)) => token::read(&source.issuer, |claim| {
+                self.host.property(&source.claim_path(claim))
+            }),
             _ => TokenClaims::Absent,
         };
         let credential = match &claims {

@@ -9,9 +9,23 @@ pub const TOKEN_TYPE: &str = "at+jwt";
 /// The key id the token was issued to (RFC 9068: also `client_id`).
 pub const SUBJECT_CLAIM: &str = "sub";
 
-/// The scopes the token carries, space-separated (RFC 9068 §2.2.3, RFC 6749 §3.3). Absent: the
-/// key's own scopes, whatever they are when the token is used.
+/// Who signed the token: the filter takes only tokens of its configured issuer, since several
+/// `jwt_authn` providers may write their payloads to the same place (Istio does).
+pub const ISSUER_CLAIM: &str = "iss";
+
+/// The scopes the token carries, space-separated (RFC 9068 §2.2.3, RFC 6749 §3.3), for clients
+/// and other resource servers; absent when the token carries the key's own scopes.
 pub const SCOPE_CLAIM: &str = "scope";
+
+/// A private claim: the scopes the filter enforces, always present: space-separated scopes, or
+/// `ALL_KEY_SCOPES`. Not `scope` itself: meshes rewrite that claim into a list in metadata (Istio
+/// normalises `scope`), which a filter could only read as missing, and a missing restriction
+/// must never read as none.
+pub const KEY_SCOPE_CLAIM: &str = "keygate_scope";
+
+/// `keygate_scope` of a token that carries its key's scopes, whatever they are when it is used
+/// (never a scope name: those cannot hold `*`).
+pub const ALL_KEY_SCOPES: &str = "*";
 
 /// A private claim: the key's hash (64 lowercase hex digits, `key_hash::hex_digest`), which is
 /// what the filter's store is keyed by. It names the key the token was issued from, so a rotated

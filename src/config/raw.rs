@@ -50,6 +50,9 @@ pub(super) struct RawConfig {
 pub(super) struct RawOAuth {
     /// The `payload_in_metadata` of the `jwt_authn` provider that verifies Keygate's tokens.
     pub(super) payload_in_metadata: String,
+    /// The issuer of Keygate's tokens (the control service's `--oauth-issuer`): the only `iss`
+    /// taken from that metadata.
+    pub(super) issuer: String,
     #[serde(default = "default_jwt_namespace")]
     pub(super) metadata_namespace: String,
 }

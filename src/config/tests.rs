@@ -273,3 +273,45 @@ fn the_fleet_sync_can_keep_json() {
     let config = parse(binary).expect("binary is a sync encoding");
     assert_eq!(config.rate_limits.sync_encoding, SyncEncoding::Binary);
 }
+
+#[test]
+fn oauth_tokens_are_read_only_where_configured_and_strictly() {
+    assert_eq!(parse(MINIMAL).unwrap().oauth, None);
+    let config = parse(
+        r#"{"control":{"cluster":"c","token":"t"},
+            "oauth":{"payload_in_metadata":"keygate","issuer":"https://api.example"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.oauth,
+        Some(TokenSource {
+            metadata_namespace: "envoy.filters.http.jwt_authn".into(),
+            payload_key: "keygate".into(),
+            issuer: "https://api.example".into(),
+        })
+    );
+    for (oauth, field) in [
+        (r#"{"payload_in_metadata":"keygate"}"#, "issuer"),
+        (r#"{"issuer":"https://api.example"}"#, "payload_in_metadata"),
+        (
+            r#"{"payload_in_metadata":"","issuer":"i"}"#,
+            "oauth.payload_in_metadata",
+        ),
+        (r#"{"payload_in_metadata":"k","issuer":""}"#, "oauth.issuer"),
+        (
+            r#"{"payload_in_metadata":"k","issuer":"i","metadata_namespace":""}"#,
+            "oauth.metadata_namespace",
+        ),
+        (
+            r#"{"payload_in_metadata":"k","issuer":"i","audience":"a"}"#,
+            "audience",
+        ),
+    ] {
+        let json = format!(r#"{{"control":{{"cluster":"c","token":"t"}},"oauth":{oauth}}}"#);
+        let error = parse(&json).expect_err(&json);
+        assert!(
+            error.field.ends_with(field) || error.to_string().contains(field),
+            "{json}: {error}"
+        );
+    }
+}

@@ -5,7 +5,9 @@
 //! `jwt_authn` refused is left in the `Authorization` header, where `looks_like_jwt` tells it
 //! from a key so it is answered as a token (`invalid_token`) without a lookup.
 
-use keygate_contract::access_token::{KEY_HASH_CLAIM, SCOPE_CLAIM, SUBJECT_CLAIM};
+use keygate_contract::access_token::{
+    ALL_KEY_SCOPES, ISSUER_CLAIM, KEY_HASH_CLAIM, KEY_SCOPE_CLAIM, SUBJECT_CLAIM,
+};
 use keygate_contract::key_hash::{parse_hex_digest, Digest};
 
 /// Where `jwt_authn` puts a verified token's payload: the metadata namespace (its filter name)
@@ -14,6 +16,8 @@ use keygate_contract::key_hash::{parse_hex_digest, Digest};
 pub struct TokenSource {
     pub metadata_namespace: String,
     pub payload_key: String,
+    /// The only `iss` taken.
+    pub issuer: String,
 }
 
 impl TokenSource {
@@ -57,10 +61,14 @@ fn text(bytes: Option<Vec<u8>>) -> Option<String> {
 
 /// The claims from what the host returned for each (`read(claim)`: the property's bytes; Envoy
 /// gives a string claim as its bytes, anything else in another encoding, which fails here).
-pub fn read(mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> TokenClaims {
+/// Anything missing or of another issuer makes the token unusable, never less restricted.
+pub fn read(issuer: &str, mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> TokenClaims {
     let Some(subject) = read(SUBJECT_CLAIM) else {
         return TokenClaims::Absent;
     };
+    if read(ISSUER_CLAIM).as_deref() != Some(issuer.as_bytes()) {
+        return TokenClaims::Unusable;
+    }
     let subject = match String::from_utf8(subject) {
         Ok(subject) if !subject.is_empty() => subject,
         _ => return TokenClaims::Unusable,
@@ -68,12 +76,10 @@ pub fn read(mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> TokenClaims {
     let Some(key_digest) = text(read(KEY_HASH_CLAIM)).and_then(|hex| parse_hex_digest(&hex)) else {
         return TokenClaims::Unusable;
     };
-    let scope = match read(SCOPE_CLAIM) {
-        None => None,
-        Some(bytes) => match String::from_utf8(bytes) {
-            Ok(scope) => Some(scope),
-            Err(_) => return TokenClaims::Unusable,
-        },
+    let scope = match text(read(KEY_SCOPE_CLAIM)) {
+        None => return TokenClaims::Unusable,
+        Some(all) if all == ALL_KEY_SCOPES => None,
+        Some(scope) => Some(scope),
     };
     TokenClaims::Verified(AccessToken {
         key_digest,
@@ -105,56 +111,80 @@ mod tests {
     use keygate_contract::key_hash::{digest_key, hash_key};
     use std::collections::HashMap;
 
+    const ISSUER: &str = "https://api.example";
+
     fn claims(pairs: &[(&str, &[u8])]) -> TokenClaims {
         let map: HashMap<&str, Vec<u8>> = pairs.iter().map(|(k, v)| (*k, v.to_vec())).collect();
-        read(|claim| map.get(claim).cloned())
+        read(ISSUER, |claim| map.get(claim).cloned())
     }
 
     #[test]
     fn a_verified_payload_gives_the_key_and_the_scopes() {
         let hash = hash_key("pk_live_x");
+        let base: [(&str, &[u8]); 3] = [
+            ("sub", b"key_1"),
+            ("iss", ISSUER.as_bytes()),
+            (KEY_HASH_CLAIM, hash.as_bytes()),
+        ];
+        let with_scope = |scope: &'static [u8]| {
+            let mut pairs = base.to_vec();
+            pairs.push((KEY_SCOPE_CLAIM, scope));
+            claims(&pairs)
+        };
         assert_eq!(
-            claims(&[
-                ("sub", b"key_1"),
-                (KEY_HASH_CLAIM, hash.as_bytes()),
-                ("scope", b"submit_job")
-            ]),
+            with_scope(b"submit_job"),
             TokenClaims::Verified(AccessToken {
                 key_digest: digest_key("pk_live_x"),
                 subject: "key_1".into(),
                 scope: Some("submit_job".into()),
             })
         );
-        let TokenClaims::Verified(token) =
-            claims(&[("sub", b"key_1"), (KEY_HASH_CLAIM, hash.as_bytes())])
-        else {
+        let TokenClaims::Verified(token) = with_scope(b"*") else {
             panic!("verified");
         };
         assert_eq!(token.scope, None);
+        // No private scope claim (a mesh rewrote it, or an older token): unusable, never all.
+        assert_eq!(claims(&base), TokenClaims::Unusable);
+        // A number claim comes as 8 bytes of a double: not a string.
+        assert_eq!(
+            with_scope(&[0, 0, 0, 0, 0, 0, 0xf0, 0xbf]),
+            TokenClaims::Unusable
+        );
     }
 
     #[test]
     fn no_subject_is_no_token_and_missing_claims_are_unusable() {
         assert_eq!(claims(&[]), TokenClaims::Absent);
         let hash = hash_key("k");
-        assert_eq!(claims(&[("sub", b"key_1")]), TokenClaims::Unusable);
-        assert_eq!(
-            claims(&[("sub", b""), (KEY_HASH_CLAIM, hash.as_bytes())]),
-            TokenClaims::Unusable
-        );
-        assert_eq!(
-            claims(&[("sub", b"key_1"), (KEY_HASH_CLAIM, b"ABCD")]),
-            TokenClaims::Unusable
-        );
-        // A number claim comes as 8 bytes of a double: not a string.
-        assert_eq!(
-            claims(&[
+        let cases: [&[(&str, &[u8])]; 4] = [
+            &[
                 ("sub", b"key_1"),
+                ("iss", ISSUER.as_bytes()),
+                (KEY_SCOPE_CLAIM, b"*"),
+            ],
+            &[
+                ("sub", b""),
+                ("iss", ISSUER.as_bytes()),
                 (KEY_HASH_CLAIM, hash.as_bytes()),
-                ("scope", &[0, 0, 0, 0, 0, 0, 0xf0, 0xbf])
-            ]),
-            TokenClaims::Unusable
-        );
+                (KEY_SCOPE_CLAIM, b"*"),
+            ],
+            &[
+                ("sub", b"key_1"),
+                ("iss", ISSUER.as_bytes()),
+                (KEY_HASH_CLAIM, b"ABCD"),
+                (KEY_SCOPE_CLAIM, b"*"),
+            ],
+            // Another issuer's token in the same metadata (several providers, one payload key).
+            &[
+                ("sub", b"key_1"),
+                ("iss", b"https://idp.example"),
+                (KEY_HASH_CLAIM, hash.as_bytes()),
+                (KEY_SCOPE_CLAIM, b"*"),
+            ],
+        ];
+        for pairs in cases {
+            assert_eq!(claims(pairs), TokenClaims::Unusable, "{pairs:?}");
+        }
     }
 
     #[test]
@@ -177,6 +207,7 @@ mod tests {
         let source = TokenSource {
             metadata_namespace: "envoy.filters.http.jwt_authn".into(),
             payload_key: "keygate".into(),
+            issuer: ISSUER.into(),
         };
         assert_eq!(
             source.claim_path("sub"),

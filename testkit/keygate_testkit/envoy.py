@@ -40,7 +40,7 @@ def plugin_config(**overrides):
         "fail_mode": "closed",
         "max_staleness": "5m",
         "key_header": "x-api-key",
-        "oauth": {"payload_in_metadata": "keygate"},
+        "oauth": {"payload_in_metadata": "keygate", "issuer": "http://127.0.0.1:10000"},
         "routes": [
             {"methods": ["POST"], "exact": "/v1/jobs", "scope": "submit_job"},
             {"methods": ["GET"], "template": "/v1/jobs/{id}", "scope": "check_status"},

@@ -15,7 +15,7 @@ use crate::domain::oauth::{
 use crate::store::oauth_keys::{self, SigningKeyRow};
 use crate::store::{keys, sql, Store};
 use chrono::{DateTime, Utc};
-use keygate_contract::access_token::scope_claim;
+use keygate_contract::access_token::{scope_claim, ALL_KEY_SCOPES};
 use keygate_contract::key_hash::hash_key;
 use seal::SealingKey;
 use serde_json::Value;
@@ -230,6 +230,7 @@ impl OAuthServer {
             iat: now.timestamp(),
             exp,
             keygate_key_hash: key.hash.clone(),
+            keygate_scope: scope.clone().unwrap_or_else(|| ALL_KEY_SCOPES.to_string()),
         };
         let access_token =
             signing::sign(&claims, &row.kid, &pkcs8).map_err(IssueError::Internal)?;

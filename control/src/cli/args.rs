@@ -1,18 +1,19 @@
 //! The command line: `serve`, the `keys`, `tokens` and `audit` admin client, shell completion,
 //! and the hidden `seed` benchmark helper.
 
-use crate::store::Location;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use std::path::PathBuf;
 
 mod alerts;
+mod database;
 mod listener;
 mod oauth;
 mod retention;
 mod teams;
 mod usage;
 pub use alerts::AlertArgs;
+pub use database::DatabaseArgs;
 pub use listener::ListenerArgs;
 pub use oauth::{OAuthArgs, SEALING_KEY_VAR};
 pub use retention::RetentionArgs;
@@ -149,32 +150,6 @@ pub struct ServeArgs {
     pub oauth: OAuthArgs,
     #[command(flatten)]
     pub connections: ListenerArgs,
-}
-
-/// Where the keys live: a SQLite file (the default) or PostgreSQL.
-#[derive(Debug, Args)]
-pub struct DatabaseArgs {
-    /// SQLite database file, created with its schema on first start; one process only.
-    #[arg(long, env = "KEYGATE_DB", default_value = "keygate.db")]
-    pub db: PathBuf,
-    /// PostgreSQL instead of SQLite (postgres://USER[:PASSWORD]@HOST:PORT/DB), so that several
-    /// replicas can serve one fleet; the schema is migrated on start.
-    #[arg(
-        long,
-        env = "KEYGATE_DATABASE_URL",
-        value_name = "URL",
-        conflicts_with = "db"
-    )]
-    pub database_url: Option<String>,
-}
-
-impl DatabaseArgs {
-    pub fn location(&self) -> Location {
-        match &self.database_url {
-            Some(url) => Location::Postgres(url.clone()),
-            None => Location::Sqlite(self.db.clone()),
-        }
-    }
 }
 
 #[derive(Debug, Args)]

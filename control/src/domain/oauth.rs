@@ -253,6 +253,8 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub keygate_key_hash: String,
+    /// The scopes the filter enforces (`access_token::KEY_SCOPE_CLAIM`).
+    pub keygate_scope: String,
 }
 
 /// When a signing key was made and from when it signs.

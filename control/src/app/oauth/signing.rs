@@ -78,6 +78,7 @@ mod tests {
             iat: 1_700_000_000,
             exp: 4_000_000_000,
             keygate_key_hash: "ab".repeat(32),
+            keygate_scope: "submit_job".into(),
         };
         let token = sign(&claims, "kid-1", &pair.pkcs8).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();

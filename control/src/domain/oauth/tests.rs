@@ -178,6 +178,7 @@ fn the_key_hash_claim_has_the_contracts_name() {
         iat: 1,
         exp: 2,
         keygate_key_hash: "h".into(),
+        keygate_scope: "*".into(),
     };
     let json = serde_json::to_value(&claims).unwrap();
     assert_eq!(json[access_token::KEY_HASH_CLAIM], "h");
