@@ -30,6 +30,7 @@
 #   KEYGATE_RUN_RESTARTS=5       restarts of one replica before giving up
 #   KEYGATE_RUN_RESTART_DELAY_MS=1000   the delay before a replica is restarted
 #   KEYGATE_ADMIN_TOKEN, KEYGATE_SYNC_TOKEN   development tokens when unset
+#   KEYGATE_OAUTH_SEALING_KEY     seals the OAuth signing keys; unset: made once in the run directory
 set -euo pipefail
 caller_dir=$PWD
 cd "$(dirname "$0")/.."
@@ -64,6 +65,8 @@ PG_DIR=$RUN_DIR/postgres
 DATABASE_URL="postgres://$PG_USER@127.0.0.1:$PG_PORT/$PG_DATABASE"
 
 use_dev_tokens
+# Both replicas seal and open the OAuth signing keys with the same key.
+use_sealing_key
 # The replicas get the database on their command line; a store from the caller's environment
 # would conflict with it.
 unset KEYGATE_DB KEYGATE_DATABASE_URL
@@ -186,7 +189,7 @@ start_redis() {
 start_control() {
   local n=$1
   setsid "$CONTROL" serve --dev --listen "127.0.0.1:${CONTROL_PORTS[n]}" --database-url "$DATABASE_URL" \
-    --redis-url "redis://127.0.0.1:$REDIS_PORT/0" \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --trusted-proxies 127.0.0.1 \
     --tls-cert "$PKI_DIR/control.pem" --tls-key "$PKI_DIR/control.key" >>"$RUN_DIR/control-$((n + 1)).log" 2>&1 &
   control_pids[n]=$!
   echo "${control_pids[n]}" >"$RUN_DIR/control-$((n + 1)).pid"

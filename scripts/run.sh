@@ -20,6 +20,8 @@
 #   KEYGATE_SECRET_SCANNING_KEYS  GitHub's secret scanning public keys (docs/security.md), unset:
 #                                reports to /v1/secret-scanning/github are refused
 #   KEYGATE_LEAKED_KEY_POLICY     revoke (default) or notify
+#   KEYGATE_OAUTH_SEALING_KEY     seals the OAuth signing keys (docs/security.md, "OAuth 2.0");
+#                                unset: made once in $KEYGATE_RUN_DIR/oauth-sealing-key
 set -euo pipefail
 caller_dir=$PWD
 cd "$(dirname "$0")/.."
@@ -38,6 +40,7 @@ check_numbers "$API_PORT" "$ADMIN_PORT" "$CONTROL_PORT" "$UPSTREAM_PORT" "$CONSO
 check_binaries
 mkdir -p "$RUN_DIR"
 use_dev_tokens
+use_sealing_key
 
 control_pid="" upstream_pid="" envoy_pid="" timer_pid=""
 stop() {
@@ -90,9 +93,11 @@ declare -A envoy_values=(
 )
 
 # --webhook-allow-private: webhooks may call a receiver on this machine (docs/webhooks.md).
+# --trusted-proxies: Envoy on this machine names the client of /oauth/token in X-Forwarded-For.
 start_control() {
   "$CONTROL" serve --dev --listen "127.0.0.1:$CONTROL_PORT" --console-listen "127.0.0.1:$CONSOLE_PORT" \
-    --db "$RUN_DIR/keygate.db" --webhook-allow-private >>"$RUN_DIR/control.log" 2>&1 &
+    --db "$RUN_DIR/keygate.db" --webhook-allow-private --trusted-proxies 127.0.0.1 \
+    >>"$RUN_DIR/control.log" 2>&1 &
   control_pid=$!
   control_started=$SECONDS
   echo "$control_pid" >"$RUN_DIR/control.pid"
@@ -138,6 +143,8 @@ Try it:
   curl -s http://127.0.0.1:$API_PORT/v1/models -H "Authorization: Bearer <the key>"
   curl -s http://127.0.0.1:$API_PORT/v1/models                 # 401 UNAUTHORIZED
   curl -s -X POST http://127.0.0.1:$API_PORT/v1/jobs -H "Authorization: Bearer <the key>"   # 403 OPERATION_NOT_ALLOWED
+  curl -s -u '<key id>:<the key>' -d grant_type=client_credentials http://127.0.0.1:$API_PORT/oauth/token
+                                          # an OAuth access token for the key; use it as the Bearer
   $CONTROL keys revoke <key id>                            # then the key gets 401 API_KEY_INACTIVE
   kill \$(cat $RUN_DIR/control.pid)   # Envoy keeps serving; the control service is restarted
 

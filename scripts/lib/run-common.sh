@@ -74,6 +74,19 @@ use_dev_tokens() {
   fi
 }
 
+# OAuth 2.0 (docs/security.md): the key that seals the access-token signing keys. Unset, one is
+# made once in the run directory (readable by this user only) and kept, so tokens and signing
+# keys survive a restart; production takes it from a secret store instead.
+use_sealing_key() {
+  if [ -n "${KEYGATE_OAUTH_SEALING_KEY:-}" ]; then return; fi
+  local file="$RUN_DIR/oauth-sealing-key"
+  if [ ! -s "$file" ]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$file.tmp" && mv "$file.tmp" "$file")
+  fi
+  KEYGATE_OAUTH_SEALING_KEY=$(cat "$file")
+  export KEYGATE_OAUTH_SEALING_KEY
+}
+
 # The development tokens' lines of the banner, when they are in use.
 print_dev_tokens() {
   if [ -n "$dev_tokens" ]; then

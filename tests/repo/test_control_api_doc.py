@@ -12,7 +12,9 @@ from keygate_testkit.shipped import openapi_document, openapi_operations
 
 PUBLIC_OR_SYNC = {("get", "/healthz"), ("get", "/metrics"), ("get", "/openapi.json"), ("get", "/v1/snapshot"),
                   ("get", "/v1/snapshot/polls"), ("post", "/v1/usage"),
-                  ("post", "/v1/ratelimits/sync"), ("post", "/v1/secret-scanning/github")}
+                  ("post", "/v1/ratelimits/sync"), ("post", "/v1/secret-scanning/github"),
+                  ("post", "/oauth/token"), ("get", "/.well-known/jwks.json"),
+                  ("get", "/.well-known/oauth-authorization-server")}
 
 
 def documented_operations():

@@ -260,7 +260,23 @@ def test_wasm_plugin_config_is_the_shipped_filter_config():
     config = json.loads(json.dumps(wasm_plugin()["spec"]["pluginConfig"]))
     config["control"]["cluster"] = "keygate_control"
     del config["control"]["authority"]
-    assert config == shipped_plugin_config()
+    shipped = shipped_plugin_config()
+    # OAuth tokens are opt-in under Istio (envoy/istio/oauth.yaml, docs/istio.md): they need the
+    # AUTHZ phase after Istio's jwt_authn, which names its metadata `payload`.
+    shipped_oauth = shipped.pop("oauth")
+    assert config == shipped
+    assert shipped_oauth["payload_in_metadata"] == "keygate"
+
+
+def test_istio_oauth_recipe_matches_the_shipped_issuer_and_the_control_service():
+    authentication = istio_documents()[("RequestAuthentication", "keygate-oauth")]
+    (rule,) = authentication["spec"]["jwtRules"]
+    assert rule["jwksUri"] == "http://keygate-control.keygate.svc.cluster.local:8081/.well-known/jwks.json"
+    assert rule.get("forwardOriginalToken", False) is False, "the token must stay at the edge"
+    assert rule["audiences"] == [rule["issuer"]]
+    doc = (ROOT / "docs/istio.md").read_text()
+    assert '"payload_in_metadata": "payload"' in doc and "phase: AUTHZ" in doc
+    assert rule["issuer"] in doc
 
 
 def test_wasm_plugin_cluster_is_the_control_service():

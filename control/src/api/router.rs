@@ -141,6 +141,9 @@ mod tests {
             ("POST", "/v1/usage"),
             ("POST", "/v1/ratelimits/sync"),
             ("POST", "/v1/secret-scanning/github"),
+            ("POST", "/oauth/token"),
+            ("GET", "/.well-known/jwks.json"),
+            ("GET", "/.well-known/oauth-authorization-server"),
         ];
         let mut documented: Vec<(String, String)> = Vec::new();
         for (path, item) in document["paths"].as_object().unwrap() {
