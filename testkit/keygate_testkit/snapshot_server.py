@@ -51,12 +51,19 @@ class SnapshotServer:
         self.usage_status = 200  # what POST /v1/usage answers
         self.usage_attempts = []  # (monotonic time, parsed body) of every usage post
         self.fleet_syncs = 0  # fleet syncs answered
+        self.jwks_fetches = 0  # GET /.well-known/* (Envoy's jwt_authn), not in `requests`
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):  # noqa: N802 - http.server naming
+                if self.path.startswith("/.well-known/"):
+                    # The shipped Envoy's jwt_authn fetching the OAuth key set: answered as by a
+                    # control service with OAuth off, and kept apart from the snapshot requests.
+                    with server.lock:
+                        server.jwks_fetches += 1
+                    return self._send(404, b'{"error":{"code":"NOT_FOUND","message":"OAuth is off"}}')
                 with server.lock:
                     server.requests.append((time.monotonic(), self.path, dict(self.headers)))
                     override = server.override

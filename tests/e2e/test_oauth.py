@@ -41,6 +41,11 @@ def proxy(upstream, control):
     envoy.close()
 
 
+def at_edge(proxy, key, path="/v1/models"):
+    """Waits until the proxy holds the new key (its snapshot), so what follows tests tokens."""
+    proxy.wait_for_status(path, key["key"], 200, timeout=10)
+
+
 def client_for(key, proxy, **kwargs):
     return OAuth2Session(client_id=key["id"], client_secret=key["key"], **kwargs)
 
@@ -70,6 +75,7 @@ def test_the_discovery_documents_are_served_on_the_api_port(proxy):
 
 def test_a_token_from_authlib_verifies_and_works_through_envoy(proxy, control):
     key = control.create_key(name="oauth client", scopes=["list_models", "check_status"])
+    at_edge(proxy, key)
     client = client_for(key, proxy, scope="list_models")
     token = fetch(client, proxy)
     assert token["token_type"] == "Bearer" and token["expires_in"] == 900 and token["scope"] == "list_models"
@@ -105,6 +111,7 @@ def test_a_token_from_authlib_verifies_and_works_through_envoy(proxy, control):
 
 def test_client_secret_post_and_the_keys_own_scopes(proxy, control):
     key = control.create_key(name="post client", scopes=["check_status"])
+    at_edge(proxy, key, "/v1/jobs/7")
     client = client_for(key, proxy, token_endpoint_auth_method="client_secret_post")
     token = fetch(client, proxy)
     assert token["scope"] == "check_status"
@@ -154,6 +161,7 @@ def test_a_token_is_never_worth_more_than_its_key(proxy, control):
 
 def test_tokens_jwt_authn_refuses_are_answered_as_tokens(proxy, control):
     key = control.create_key(name="tampered")
+    at_edge(proxy, key)
     token = fetch(client_for(key, proxy), proxy)["access_token"]
     header, body, signature = token.split(".")
     forged_claims = dict(payload(token), scope="submit_job")
@@ -202,11 +210,13 @@ def test_failed_authentications_are_limited_per_client_and_per_address(upstream)
 
 
 def test_signing_keys_rotate_with_overlap(upstream):
-    # Rotation every 3 s, successors published 1 s ahead, Envoy re-reading the key set every 1 s.
-    service = oauth_service("--oauth-key-rotation", "3s", "--oauth-publish-ahead", "1s")
+    # Rotation every 4 s, successors published 2 s ahead of signing: more than the 1 s Envoy
+    # keeps the key set (the documented rule: at least jwt_authn's cache_duration).
+    service = oauth_service("--oauth-key-rotation", "4s", "--oauth-publish-ahead", "2s")
     envoy = Envoy(upstream.port, service.port, plugin_config(control=FAST), jwks_cache_duration="1s")
     try:
         key = service.create_key(name="long-lived client")
+        at_edge(envoy, key)
         client = client_for(key, envoy)
         first = fetch(client, envoy)["access_token"]
         first_kid = json.loads(base64.urlsafe_b64decode(first.split(".")[0] + "=="))["kid"]

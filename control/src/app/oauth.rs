@@ -121,6 +121,27 @@ impl OAuthServer {
         })
     }
 
+    /// Checks at start that the sealing key opens the signing key in use, so a wrong
+    /// `KEYGATE_OAUTH_SEALING_KEY` stops the service with a clear message instead of failing
+    /// every token request. The published keys are returned.
+    pub fn check(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SigningKeyRow>, IssueError> {
+        let rows = self.signing_keys(store, now)?;
+        if let Some(signer) = self.settings.schedule.signer(&times(&rows), now) {
+            if let Some(row) = rows.iter().find(|row| row.kid == signer.kid) {
+                self.sealing
+                    .open(&row.sealed_private, &row.kid)
+                    .map_err(|error| {
+                        IssueError::Internal(format!("signing key {}: {error}", row.kid))
+                    })?;
+            }
+        }
+        Ok(rows)
+    }
+
     fn new_key(
         &self,
         now: DateTime<Utc>,

@@ -5,7 +5,7 @@ use crate::api::scopes::ScopeDescriptions;
 use crate::api::state::AppState;
 use crate::app;
 use crate::app::oauth::seal::SealingKey;
-use crate::app::oauth::{OAuthServer, OAuthSettings};
+use crate::app::oauth::{IssueError, OAuthServer, OAuthSettings};
 use crate::app::scanning_keys::ScanningKeysFile;
 use crate::app::usage_queue::UsageQueue;
 use crate::cli::args::{ListenerArgs, OAuthArgs, ServeArgs, SEALING_KEY_VAR};
@@ -103,9 +103,13 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
     if let Some(server) = &state.oauth {
         // The first signing key exists before any key set is served, so no Envoy caches an
         // empty one.
-        let keys = server
-            .signing_keys(&store, clock::now())
-            .map_err(|error| StartupError::Config(format!("OAuth signing keys: {error:?}")))?;
+        let keys = server.check(&store, clock::now()).map_err(|error| {
+            let detail = match error {
+                IssueError::Internal(detail) => detail,
+                IssueError::Refused(error) => error.description,
+            };
+            StartupError::Config(format!("OAuth signing keys: {detail}"))
+        })?;
         println!(
             "oauth: issuer {}, {} signing key(s) published, tokens live {} s",
             server.settings.issuer,
