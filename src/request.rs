@@ -301,7 +301,9 @@ impl<H: Host> RequestFilter<H> {
     /// added, not replaced: Envoy then skips looking for the name. After a spoofed one (removed
     /// already) they replace, so that a removal that failed could not leave the client's value
     /// first.
-    fn forward_identity(&self, key: &KeyView<'_>, spoofed: bool) {
+    /// A request made with an access token (`token_scope`: its scopes, `None` for the key's own)
+    /// carries the scopes it may use and `x-keygate-credential: access-token`.
+    fn forward_identity(&self, key: &KeyView<'_>, spoofed: bool, token: Option<Option<&str>>) {
         let add = |name, value: &str| {
             if spoofed {
                 self.host.set_request_header(name, Some(value));
@@ -319,7 +321,16 @@ impl<H: Host> RequestFilter<H> {
             add("x-keygate-team", key.team);
         }
         add("x-keygate-environment", key.environment);
-        add("x-keygate-scopes", key.scopes);
+        match token {
+            Some(Some(claim)) => add(
+                "x-keygate-scopes",
+                &token::narrowed_scopes(key.scopes, claim),
+            ),
+            _ => add("x-keygate-scopes", key.scopes),
+        }
+        if token.is_some() {
+            add("x-keygate-credential", "access-token");
+        }
         if self.worker.config.key_id_property {
             self.host
                 .write_property(&[KEY_ID_PROPERTY], key.id.as_bytes());
@@ -535,7 +546,11 @@ impl<H: Host> RequestFilter<H> {
             return self.deny(&denial, request_id);
         }
         self.strip_credentials(&headers);
-        self.forward_identity(key, spoofed);
+        let token_scope = match &credential {
+            Credential::Token(token) => Some(token.scope.as_deref()),
+            _ => None,
+        };
+        self.forward_identity(key, spoofed, token_scope);
         self.worker.metrics.allowed();
         self.served = self
             .worker

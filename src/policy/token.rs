@@ -88,6 +88,28 @@ pub fn read(issuer: &str, mut read: impl FnMut(&str) -> Option<Vec<u8>>) -> Toke
     })
 }
 
+/// The scopes a token's request may use, as `x-keygate-scopes` carries them (comma-separated):
+/// the key's (`key_scopes`, comma-separated, empty for every scope) that the token's `scope`
+/// also grants. Never empty-for-all when the token is narrowed: a token narrowed to scopes its
+/// key lacks gets `-`, a name no scope can have, so an upstream never reads "full access".
+pub fn narrowed_scopes(key_scopes: &str, token_scope: &str) -> String {
+    let granted: Vec<&str> = if key_scopes.is_empty() {
+        keygate_contract::access_token::scopes(token_scope).collect()
+    } else {
+        key_scopes
+            .split(',')
+            .filter(|scope| keygate_contract::access_token::grants(token_scope, scope))
+            .collect()
+    };
+    if granted.is_empty() {
+        return NO_SCOPES.to_string();
+    }
+    granted.join(",")
+}
+
+/// `x-keygate-scopes` of a token that grants none of its key's scopes.
+pub const NO_SCOPES: &str = "-";
+
 /// Whether a bearer value is a compact JWS (`header.payload.signature`, base64url, the header a
 /// JSON object): keys never hold a dot, so nothing a key can be is taken for a token.
 pub fn looks_like_jwt(value: &str) -> bool {
@@ -204,6 +226,17 @@ mod tests {
         ] {
             assert!(!looks_like_jwt(not), "{not}");
         }
+    }
+
+    #[test]
+    fn the_upstream_sees_the_narrowed_scopes_never_full_access() {
+        assert_eq!(narrowed_scopes("a,b,c", "c a"), "a,c");
+        assert_eq!(
+            narrowed_scopes("", "submit_job list_models"),
+            "submit_job,list_models"
+        );
+        assert_eq!(narrowed_scopes("a,b", "z"), NO_SCOPES);
+        assert_eq!(narrowed_scopes("", ""), NO_SCOPES);
     }
 
     #[test]

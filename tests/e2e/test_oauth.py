@@ -95,7 +95,14 @@ def test_a_token_from_authlib_verifies_and_works_through_envoy(proxy, control):
     assert answer.status_code == 200, answer.text
     forwarded = answer.json()["headers"]
     assert forwarded["x-keygate-key-id"] == key["id"]
+    # The upstream sees what the token may use, not the key's scopes.
+    assert forwarded["x-keygate-scopes"] == "list_models"
+    assert forwarded["x-keygate-credential"] == "access-token"
     assert "authorization" not in {name.lower() for name in forwarded}, "the token stays at the edge"
+    # Only the Authorization header carries a token: one in the URL is not read (it would reach
+    # the upstream and the logs).
+    in_url = requests.get(proxy.url(f"/v1/models?access_token={access_token}"), timeout=5)
+    assert in_url.status_code == 401 and in_url.json()["error"]["code"] == "UNAUTHORIZED"
     # The key holds check_status, the token does not: narrowed, refused with RFC 6750's answer.
     refused = client.get(proxy.url("/v1/jobs/1"), timeout=5)
     assert refused.status_code == 403

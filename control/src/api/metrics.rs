@@ -59,6 +59,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Replicas that flushed to Redis in the last 5 s, as last read.",
         stats.live_replicas.load(Ordering::Relaxed),
     );
+    metric(
+        "keygate_control_usage_implausible_entries_total",
+        "counter",
+        "Usage report entries not counted: more allowed requests than any proxy could have let through.",
+        crate::app::alerts::IMPLAUSIBLE_ENTRIES.load(Ordering::Relaxed),
+    );
     let oauth = &state.oauth_failures;
     metric(
         "keygate_control_oauth_tokens_issued_total",

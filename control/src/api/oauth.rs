@@ -54,6 +54,8 @@ fn refusal(error: &OAuthError) -> Response {
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy (Envoy), the last
 /// address it appended to `X-Forwarded-For`.
 fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    // A service listening on `[::]` sees IPv4 peers as IPv4-mapped IPv6 addresses.
+    let peer = peer.to_canonical();
     if !trusted.iter().any(|net| net.contains(&peer)) {
         return peer;
     }
@@ -63,8 +65,8 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAdd
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .next_back()
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or(peer)
+        .and_then(|last| last.trim().parse::<IpAddr>().ok())
+        .map_or(peer, |address| address.to_canonical())
 }
 
 pub async fn token(
@@ -191,6 +193,9 @@ mod tests {
         assert_eq!(client_address(envoy, &headers, &[]), envoy);
         let stranger: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(client_address(stranger, &headers, &trusted), stranger);
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let expected: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(client_address(mapped, &headers, &trusted), expected);
         assert_eq!(client_address(envoy, &HeaderMap::new(), &trusted), envoy);
     }
 }

@@ -15,6 +15,7 @@ use crate::domain::clock;
 use crate::domain::events::{self, EventQuery};
 use crate::domain::headroom;
 use crate::domain::plans::{effective_limits, effective_quotas};
+use crate::domain::plausibility::RefusedEntry;
 use crate::domain::quota::mark_in_force;
 use crate::domain::tokens::Role;
 use crate::domain::usage_range::{self, UsageQuery};
@@ -52,6 +53,8 @@ pub struct UsageAccepted {
     accepted: u32,
     unknown_keys: u32,
     duplicate: bool,
+    /// Entries not counted as implausible, each with why; the rest of the batch was counted.
+    refused: Vec<RefusedEntry>,
 }
 
 impl From<BatchOutcome> for UsageAccepted {
@@ -60,6 +63,7 @@ impl From<BatchOutcome> for UsageAccepted {
             accepted: outcome.accepted,
             unknown_keys: outcome.unknown_keys,
             duplicate: outcome.duplicate,
+            refused: outcome.refused,
         }
     }
 }

@@ -4,11 +4,12 @@
 //! time alone causes (expiry) and forgets old refusal counts.
 
 use crate::domain::alerts::{
-    expiry_alert, refusal_alert, Alert, AlertKind, AlertSettings, KeyRef,
+    expiry_alert, implausible_report_alert, refusal_alert, Alert, AlertKind, AlertSettings, KeyRef,
     EXPIRED_ALERT_WINDOW_HOURS, EXPIRING_NOTICE_DAYS,
 };
 use crate::domain::clock;
 use crate::domain::keys::StoredKey;
+use crate::domain::plausibility::RefusedEntry;
 use crate::domain::secrets::random_base62;
 use crate::domain::usage_report::UsageBatch;
 use crate::domain::webhooks::Webhook;
@@ -109,6 +110,29 @@ pub fn count_refusals(
     raise_all(tx, &alerts, now)?;
     Ok(())
 }
+
+/// Raises `proxy.implausible_report` for entries refused as implausible, by the batch that
+/// carried them; counts them for `/metrics`.
+pub fn implausible_reports(
+    tx: &Tx,
+    refused: &[(&UsageBatch, Vec<RefusedEntry>)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let alerts: Vec<Alert> = refused
+        .iter()
+        .flat_map(|(batch, entries)| {
+            entries
+                .iter()
+                .map(|entry| implausible_report_alert(&batch.proxy_id, entry))
+        })
+        .collect();
+    IMPLAUSIBLE_ENTRIES.fetch_add(alerts.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    raise_all(tx, &alerts, now)?;
+    Ok(())
+}
+
+/// Report entries refused as implausible since start (`keygate_control_usage_implausible_entries_total`).
+pub static IMPLAUSIBLE_ENTRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Days raised events and their delivery logs are kept: longer than a month, so a monthly
 /// quota alert's occurrence is remembered until its month ends (else it would fire again).

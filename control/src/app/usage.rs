@@ -25,12 +25,14 @@ use std::collections::HashMap;
 /// Counts `batches` in one transaction and returns each one's outcome, in order: a batch is
 /// either counted with its id remembered or not at all, then the keys they touched are
 /// re-marked. A batch id counted before (or earlier in the group) is answered as the duplicate
-/// it is.
+/// it is. Entries claiming more than a proxy could have allowed are left out of their batch's
+/// count, named in its outcome and raised as `proxy.implausible_report`.
 pub fn record_group(
     store: &Store,
     batches: &[UsageBatch],
     now: DateTime<Utc>,
     settings: &AlertSettings,
+    max_proxy_rate: u64,
 ) -> Result<Vec<BatchOutcome>, Error> {
     store.write(|tx| {
         let mut outcomes: Vec<Option<BatchOutcome>> = vec![None; batches.len()];
@@ -49,11 +51,16 @@ pub fn record_group(
         }
         let counted: Vec<&UsageBatch> = fresh.iter().map(|&index| &batches[index]).collect();
         if !counted.is_empty() {
-            let (counted_outcomes, touched) = count_reports(tx, &counted)?;
+            let (counted_outcomes, touched) = count_reports(tx, &counted, max_proxy_rate)?;
+            let mut implausible = Vec::new();
             for (&index, outcome) in fresh.iter().zip(counted_outcomes) {
-                remember_batch(tx, &batches[index], outcome, now)?;
+                remember_batch(tx, &batches[index], &outcome, now)?;
+                if !outcome.refused.is_empty() {
+                    implausible.push((&batches[index], outcome.refused.clone()));
+                }
                 outcomes[index] = Some(outcome);
             }
+            alerts::implausible_reports(tx, &implausible, now)?;
             forget_old_batches(tx, now)?;
             quota::refresh_marks(tx, &touched, now, settings)?;
             alerts::count_refusals(tx, &counted, &touched, settings, now)?;
@@ -63,10 +70,12 @@ pub fn record_group(
             .enumerate()
             .map(|(index, batch)| {
                 let first = first_of.get(batch.batch_id.as_str()).copied();
-                match (outcomes[index], first.and_then(|first| outcomes[first])) {
+                let earlier = first.and_then(|first| outcomes[first].clone());
+                match (outcomes[index].clone(), earlier) {
                     (Some(outcome), _) => Ok(outcome),
                     (None, Some(first)) => Ok(BatchOutcome {
                         duplicate: true,
+                        refused: Vec::new(),
                         ..first
                     }),
                     (None, None) => Err(Error::Schema("a batch was left uncounted".into())),

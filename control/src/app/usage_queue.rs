@@ -14,6 +14,7 @@
 use crate::app::usage::record_group;
 use crate::domain::alerts::AlertSettings;
 use crate::domain::clock;
+use crate::domain::plausibility::DEFAULT_MAX_PROXY_RATE;
 use crate::domain::usage_report::{BatchOutcome, UsageBatch};
 use crate::store::sql::Error;
 use crate::store::Store;
@@ -33,11 +34,18 @@ pub enum GroupFailure {
 
 type Waiter = oneshot::Sender<Result<BatchOutcome, GroupFailure>>;
 
-#[derive(Default)]
 pub struct UsageQueue {
     pending: Mutex<Pending>,
     /// When the groups' quota and refusal alerts fire.
     alerts: AlertSettings,
+    /// `--max-proxy-rate`: the bound on entries of keys without limits.
+    max_proxy_rate: u64,
+}
+
+impl Default for UsageQueue {
+    fn default() -> Self {
+        UsageQueue::new(AlertSettings::default(), DEFAULT_MAX_PROXY_RATE)
+    }
 }
 
 #[derive(Default)]
@@ -48,10 +56,11 @@ struct Pending {
 }
 
 impl UsageQueue {
-    pub fn new(alerts: AlertSettings) -> UsageQueue {
+    pub fn new(alerts: AlertSettings, max_proxy_rate: u64) -> UsageQueue {
         UsageQueue {
             pending: Mutex::default(),
             alerts,
+            max_proxy_rate,
         }
     }
 
@@ -90,9 +99,11 @@ impl UsageQueue {
                 pending.batches.drain(..take).collect()
             };
             let (batches, waiters): (Vec<UsageBatch>, Vec<Waiter>) = group.into_iter().unzip();
-            let alerts = self.alerts;
+            let (alerts, rate) = (self.alerts, self.max_proxy_rate);
             let written = store
-                .run_blocking(move |store| record_group(store, &batches, clock::now(), &alerts))
+                .run_blocking(move |store| {
+                    record_group(store, &batches, clock::now(), &alerts, rate)
+                })
                 .await;
             let results: Vec<Result<BatchOutcome, GroupFailure>> = match written {
                 Ok(Ok(outcomes)) => outcomes.into_iter().map(Ok).collect(),

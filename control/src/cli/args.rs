@@ -1,6 +1,7 @@
 //! The command line: `serve`, the `keys`, `tokens` and `audit` admin client, shell completion,
 //! and the hidden `seed` benchmark helper.
 
+use crate::domain::plausibility::DEFAULT_MAX_PROXY_RATE;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use std::path::PathBuf;
@@ -146,6 +147,13 @@ pub struct ServeArgs {
         value_parser = ["revoke", "notify"]
     )]
     pub leaked_key_policy: String,
+    /// Allowed requests per second one proxy may report for one key without rate limits (or
+    /// whose limits changed in that hour); an entry claiming more is not counted and raises
+    /// `proxy.implausible_report` (keys with limits are bounded by them).
+    #[arg(long, env = "KEYGATE_MAX_PROXY_RATE", value_name = "PER_SECOND",
+          default_value_t = DEFAULT_MAX_PROXY_RATE,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub max_proxy_rate: u64,
     #[command(flatten)]
     pub oauth: OAuthArgs,
     #[command(flatten)]

@@ -22,6 +22,7 @@ pub enum AlertKind {
     KeyRotated,
     KeyDeleted,
     KeyLeaked,
+    ProxyImplausibleReport,
     WebhookDisabled,
     /// Sent by "send a test event" to one endpoint, whatever it subscribes to.
     WebhookTest,
@@ -29,7 +30,7 @@ pub enum AlertKind {
 
 impl AlertKind {
     /// The kinds a webhook may subscribe to.
-    pub const SUBSCRIBABLE: [AlertKind; 11] = [
+    pub const SUBSCRIBABLE: [AlertKind; 12] = [
         AlertKind::QuotaThreshold,
         AlertKind::QuotaExceeded,
         AlertKind::RatelimitRefusals,
@@ -40,6 +41,7 @@ impl AlertKind {
         AlertKind::KeyRotated,
         AlertKind::KeyDeleted,
         AlertKind::KeyLeaked,
+        AlertKind::ProxyImplausibleReport,
         AlertKind::WebhookDisabled,
     ];
 
@@ -55,6 +57,7 @@ impl AlertKind {
             AlertKind::KeyRotated => "key.rotated",
             AlertKind::KeyDeleted => "key.deleted",
             AlertKind::KeyLeaked => "key.leaked",
+            AlertKind::ProxyImplausibleReport => "proxy.implausible_report",
             AlertKind::WebhookDisabled => "webhook.disabled",
             AlertKind::WebhookTest => "webhook.test",
         }
@@ -324,6 +327,39 @@ pub fn key_alert(kind: AlertKind, key: KeyRef, instance: &str, extra: Value) -> 
     Alert {
         kind,
         occurrence: format!("{}/{}/{instance}", kind.as_str(), key.id),
+        team: key.team(),
+        data,
+    }
+}
+
+/// `proxy.implausible_report`: a proxy reported more allowed requests of a key in an hour than
+/// any proxy could have let through (`domain::plausibility`). Once per key and hour, whichever
+/// proxy ids a forger uses.
+pub fn implausible_report_alert(
+    proxy_id: &str,
+    refused: &crate::domain::plausibility::RefusedEntry,
+) -> Alert {
+    let key = KeyRef {
+        id: &refused.key_id,
+        name: &refused.key_name,
+        team: &refused.team,
+    };
+    let mut data = key.fields();
+    if let Value::Object(fields) = &mut data {
+        fields.insert("proxy_id".into(), Value::from(proxy_id));
+        fields.insert("hour_start".into(), Value::from(refused.hour_start));
+        fields.insert("claimed".into(), Value::from(refused.claimed));
+        fields.insert("bound".into(), Value::from(refused.bound));
+        fields.insert("reason".into(), Value::from(refused.reason.clone()));
+    }
+    Alert {
+        kind: AlertKind::ProxyImplausibleReport,
+        occurrence: format!(
+            "{}/{}/{}",
+            AlertKind::ProxyImplausibleReport.as_str(),
+            refused.key_id,
+            refused.hour_start
+        ),
         team: key.team(),
         data,
     }

@@ -12,6 +12,7 @@ pub mod leaks;
 pub mod oauth;
 pub mod patch;
 pub mod plans;
+pub mod plausibility;
 pub mod quota;
 pub mod secret_scanning;
 pub mod secrets;

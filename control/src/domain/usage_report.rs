@@ -2,6 +2,7 @@
 //! batch the store can count. Every error names the field, e.g. `reports[3].hour: …`.
 
 use crate::domain::clock;
+use crate::domain::plausibility::RefusedEntry;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use keygate_contract::latency;
 use keygate_contract::usage::{
@@ -330,7 +331,7 @@ pub fn hour_start(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, &'sta
 }
 
 /// What a usage POST did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     /// Reports counted (for keys that exist and are not deleted).
     pub accepted: u32,
@@ -338,6 +339,10 @@ pub struct BatchOutcome {
     pub unknown_keys: u32,
     /// The batch id was seen before: nothing was counted now, the numbers are the first time's.
     pub duplicate: bool,
+    /// Reports not counted because they claim more than any proxy could have allowed
+    /// (`domain::plausibility`); the rest of the batch is counted. Not remembered: a duplicate
+    /// lists none.
+    pub refused: Vec<RefusedEntry>,
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         delta_pages: crate::api::state::delta_cache(),
         fleet: Arc::new(FleetCounts::for_store(&store, args.redis_url.is_some())),
         fleet_stats: Arc::default(),
-        usage_queue: Arc::new(UsageQueue::new(args.alerts.settings())),
+        usage_queue: Arc::new(UsageQueue::new(args.alerts.settings(), args.max_proxy_rate)),
         alerts: args.alerts.settings(),
         webhook_policy: args.alerts.policy(),
         webhook_wake: Arc::default(),
@@ -356,12 +356,15 @@ fn oauth_server(args: &OAuthArgs) -> Result<Option<Arc<OAuthServer>>, StartupErr
     let issuer = args.oauth_issuer.trim_end_matches('/').to_string();
     let parsed = url::Url::parse(&issuer)
         .map_err(|error| StartupError::Config(format!("--oauth-issuer {issuer:?}: {error}")))?;
+    // No path: the endpoints and RFC 8414's metadata are served at the root, where the shipped
+    // Envoy routes them.
     if !matches!(parsed.scheme(), "https" | "http")
         || parsed.query().is_some()
         || parsed.fragment().is_some()
+        || parsed.path() != "/"
     {
         return Err(StartupError::Config(format!(
-            "--oauth-issuer {issuer:?}: an http(s) URL without query or fragment (RFC 8414)"
+            "--oauth-issuer {issuer:?}: an http(s) origin without path, query or fragment (RFC 8414)"
         )));
     }
     let duration = |value: std::time::Duration| {

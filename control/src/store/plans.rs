@@ -4,6 +4,7 @@ use crate::domain::clock;
 use crate::domain::plans::{seeded_plans, Plan, PlanDefinition, PlanLimits};
 use crate::store::sql::{named_params, Dialect, Params, Result, Row, Tx};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 /// Adds the four published plans; called when the plans table is new (a new database, or one
 /// made before plans were data, when every key was on one of them).
@@ -121,4 +122,14 @@ mod tests {
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// When each plan's limits last changed, by name (a handful of rows).
+pub fn changed_at(tx: &Tx) -> Result<HashMap<String, DateTime<Utc>>> {
+    Ok(tx
+        .query_map("SELECT name, updated_at FROM plans", (), |row| {
+            Ok((row.get::<String>(0)?, row.get::<DateTime<Utc>>(1)?))
+        })?
+        .into_iter()
+        .collect())
 }

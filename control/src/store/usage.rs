@@ -1,12 +1,16 @@
 //! Usage rows: a batch's counts and its remembered id, a key's or team's hours read back, and
 //! the roll-up of old hours into days.
 
+use crate::domain::alerts::KeyRef;
 use crate::domain::keys::StoredKey;
+use crate::domain::plans::effective_limits;
+use crate::domain::plausibility;
 use crate::domain::usage_range::HourCount;
 use crate::domain::usage_report::{BatchOutcome, KeyEvent, UsageBatch, ALLOWED_CODE};
 use crate::store::events as store_events;
 use crate::store::ip_sketch;
 use crate::store::keys;
+use crate::store::plans;
 use crate::store::sql::{
     named_params, slots, value_rows, Params, Result, Row, ToValue, Tx, LIST_CHUNK,
 };
@@ -26,6 +30,7 @@ pub fn earlier_outcome(tx: &Tx, batch_id: &str) -> Result<Option<BatchOutcome>> 
                 accepted: row.get(0)?,
                 unknown_keys: row.get(1)?,
                 duplicate: true,
+                refused: Vec::new(),
             })
         },
     )
@@ -40,9 +45,12 @@ const UPSERT_CHUNK: usize = 250;
 /// multi-row upserts, so a group of batches costs a handful of statements however many
 /// reports repeat the same hour (and a hot key's row is written once per group, not once per
 /// proxy's batch).
+/// An entry claiming more allowed requests than its key's bound (`domain::plausibility`) is not
+/// counted at all and is named in its batch's outcome.
 pub fn count_reports(
     tx: &Tx,
     batches: &[&UsageBatch],
+    max_proxy_rate: u64,
 ) -> Result<(Vec<BatchOutcome>, Vec<StoredKey>)> {
     let mut asked: Vec<&str> = batches
         .iter()
@@ -55,22 +63,40 @@ pub fn count_reports(
         .into_iter()
         .map(|key| (key.id.clone(), key))
         .collect();
+    let plans_changed = plans::changed_at(tx)?;
     let mut newest_used: HashMap<i64, i64> = HashMap::new();
     let mut events: Vec<(&str, &KeyEvent)> = Vec::new();
     let mut registers: BTreeMap<(&str, i64, u8), u8> = BTreeMap::new();
     let mut sums: BTreeMap<(&str, i64, &str), i64> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
-        let mut outcome = BatchOutcome {
-            accepted: 0,
-            unknown_keys: 0,
-            duplicate: false,
-        };
+        let mut outcome = BatchOutcome::default();
         for report in &batch.reports {
             let Some(key) = live_keys.get(&report.key_id) else {
                 outcome.unknown_keys += 1;
                 continue;
             };
+            let claimed = report
+                .counts
+                .iter()
+                .filter(|(code, _)| code == ALLOWED_CODE)
+                .map(|(_, count)| *count)
+                .sum::<u64>();
+            let changed_at = plans_changed
+                .get(key.plan.as_str())
+                .map_or(key.updated_at, |plan| key.updated_at.max(*plan));
+            let limits = effective_limits(&key.plan_limits, &key.limits);
+            if let Some(refused) = plausibility::check(
+                KeyRef::from(key),
+                report.hour_start,
+                claimed,
+                &limits,
+                changed_at,
+                max_proxy_rate,
+            ) {
+                outcome.refused.push(refused);
+                continue;
+            }
             outcome.accepted += 1;
             events.extend(
                 report
@@ -147,7 +173,7 @@ fn add_hours(tx: &Tx, rows: &[((&str, i64, &str), i64)]) -> Result<()> {
 pub fn remember_batch(
     tx: &Tx,
     batch: &UsageBatch,
-    outcome: BatchOutcome,
+    outcome: &BatchOutcome,
     now: DateTime<Utc>,
 ) -> Result<()> {
     tx.execute(

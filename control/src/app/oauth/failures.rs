@@ -1,6 +1,8 @@
-//! Failed client authentications at the token endpoint, counted per client id and per address
-//! over a minute: past the limit the endpoint refuses before checking a secret (429), so
-//! guessing is slow and cheap to refuse. Per replica, in memory, bounded.
+//! Failed client authentications at the token endpoint, counted per client id from an address
+//! and per address over a minute: past the limit the endpoint refuses before checking a secret
+//! (429), so guessing is slow and cheap to refuse. A client id is counted with its address: key
+//! ids are not secret, so a count per id alone would let anyone lock a key's holder out of the
+//! endpoint. Per replica, in memory, bounded.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// The window failures are counted over.
 pub const WINDOW: Duration = Duration::from_secs(60);
-/// Failures a client id may have in a window.
+/// Failures a client id may have from one address in a window.
 pub const PER_CLIENT: u32 = 10;
 /// Failures an address may have in a window (it may try several ids).
 pub const PER_ADDRESS: u32 = 30;
@@ -19,7 +21,7 @@ const MAX_TRACKED: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Subject {
-    Client(String),
+    Client(String, Option<IpAddr>),
     Address(IpAddr),
 }
 
@@ -43,7 +45,7 @@ impl FailureLimiter {
     fn subjects(client_id: Option<&str>, address: Option<IpAddr>) -> Vec<(Subject, u32)> {
         let mut subjects = Vec::with_capacity(2);
         if let Some(id) = client_id {
-            subjects.push((Subject::Client(id.to_string()), PER_CLIENT));
+            subjects.push((Subject::Client(id.to_string(), address), PER_CLIENT));
         }
         if let Some(address) = address {
             subjects.push((Subject::Address(address), PER_ADDRESS));
@@ -111,15 +113,25 @@ mod tests {
             );
             limiter.failed(Some("key_1"), Some(address), start);
         }
-        let wait = limiter.blocked_for(Some("key_1"), None, start + Duration::from_secs(20));
+        let wait = limiter.blocked_for(
+            Some("key_1"),
+            Some(address),
+            start + Duration::from_secs(20),
+        );
         assert_eq!(wait, Some(Duration::from_secs(40)));
-        // Another id from the same address still may, until the address's own limit.
+        // Another id from the same address still may, until the address's own limit, and the
+        // same id from elsewhere (its holder) is not locked out by a stranger's guesses.
         assert_eq!(
             limiter.blocked_for(Some("key_2"), Some(address), start),
             None
         );
+        let holder: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(
-            limiter.blocked_for(Some("key_1"), None, start + WINDOW),
+            limiter.blocked_for(Some("key_1"), Some(holder), start),
+            None
+        );
+        assert_eq!(
+            limiter.blocked_for(Some("key_1"), Some(address), start + WINDOW),
             None
         );
     }

@@ -22,7 +22,14 @@ fn report(store: &Store, batch_id: &str, key: &StoredKey, allowed: u64, now: Dat
             ip_registers: vec![],
         }],
     };
-    record_group(store, &[batch], now, &AlertSettings::default()).unwrap();
+    record_group(
+        store,
+        &[batch],
+        now,
+        &AlertSettings::default(),
+        crate::domain::plausibility::DEFAULT_MAX_PROXY_RATE,
+    )
+    .unwrap();
 }
 
 fn mark_of(store: &Store, key: &StoredKey) -> Option<DateTime<Utc>> {

@@ -18,6 +18,7 @@ fn record(store: &Store, batch: &UsageBatch, now: DateTime<Utc>) -> Result<Batch
         std::slice::from_ref(batch),
         now,
         &crate::domain::alerts::AlertSettings::default(),
+        crate::domain::plausibility::DEFAULT_MAX_PROXY_RATE,
     )?;
     Ok(outcomes.pop().expect("one outcome per batch"))
 }
@@ -100,7 +101,8 @@ pub(crate) mod recording {
             BatchOutcome {
                 accepted: 1,
                 unknown_keys: 1,
-                duplicate: false
+                duplicate: false,
+                refused: Vec::new(),
             }
         );
         assert_eq!(store.read(current_version).unwrap(), 1, "below quota");
