@@ -109,6 +109,16 @@ pub fn delete(tx: &Tx, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// When each plan's limits last changed, by name (a handful of rows).
+pub fn changed_at(tx: &Tx) -> Result<HashMap<String, DateTime<Utc>>> {
+    Ok(tx
+        .query_map("SELECT name, updated_at FROM plans", (), |row| {
+            Ok((row.get::<String>(0)?, row.get::<DateTime<Utc>>(1)?))
+        })?
+        .into_iter()
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,14 +132,4 @@ mod tests {
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// When each plan's limits last changed, by name (a handful of rows).
-pub fn changed_at(tx: &Tx) -> Result<HashMap<String, DateTime<Utc>>> {
-    Ok(tx
-        .query_map("SELECT name, updated_at FROM plans", (), |row| {
-            Ok((row.get::<String>(0)?, row.get::<DateTime<Utc>>(1)?))
-        })?
-        .into_iter()
-        .collect())
 }
