@@ -279,7 +279,12 @@ impl Job for Usage {
                 };
                 (ReportOutcome::Posted { reports }, Some(next_due))
             }
-            Some(status @ 400..=499) if status != 408 && status != 429 => {
+            // A body the service refuses (400, 413, 422) would be refused again: dropped. A
+            // refused credential (401, 403: a token being rotated, a proxy not yet allowed) and
+            // 408/429 are the service's state, not the batch's: retried like a 5xx, up to
+            // MAX_ATTEMPTS. Entries the service finds implausible come back in a 200's
+            // `refused`, never as a refusal of the batch.
+            Some(status @ 400..=499) if !matches!(status, 401 | 403 | 408 | 429) => {
                 let reason = UsageError::Refused(status);
                 let dropped = ReportOutcome::Dropped { reason, reports };
                 (dropped, Some(now + self.interval_ms()))

@@ -26,6 +26,7 @@ export const EVENT_TYPES: readonly [EventType, string][] = [
   ["key.rotated", "A key was rotated"],
   ["key.deleted", "A key was deleted"],
   ["key.leaked", "A key was found in public"],
+  ["proxy.implausible_report", "A proxy reported more requests for a key than its limits admit"],
   ["webhook.disabled", "An endpoint was disabled after 3 days of failed deliveries"],
 ];
 

@@ -1,8 +1,9 @@
 //! Damage bounds on what proxies report (docs/security.md, "Implausible reports"): one report
 //! entry is one proxy's count of one key in one hour, and no proxy can let through more than
 //! the key's limits admit in an hour. The filter's windows are sliding and exact per proxy (any
-//! minute admits at most the per-minute limit), so an hour admits at most 60 × per-minute, the
-//! per-hour and the per-day limit, whichever is least. A key without limits, or whose limits
+//! minute admits at most the per-minute limit), so an hour admits at most 60 × per-minute or the
+//! per-hour limit, whichever is less. (The per-day limit is also the fleet's daily quota, which
+//! reports exist to count: it is left out of the bound.) A key without limits, or whose limits
 //! (or plan) changed since the hour began, is bounded by `--max-proxy-rate` instead: the limits
 //! of the hour are not known, and a lowered limit must not refuse what the higher one allowed.
 
@@ -42,7 +43,6 @@ pub fn hourly_bound(limits: &Limits, limits_changed_in_hour: bool, max_proxy_rat
     [
         limits.per_minute.map(|minute| minute.saturating_mul(60)),
         limits.per_hour,
-        limits.per_day,
     ]
     .into_iter()
     .flatten()
@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn the_least_of_the_limits_bounds_an_hour() {
         let free = limits(Some(60), None, Some(1000));
-        assert_eq!(hourly_bound(&free, false, 200_000), 1000);
+        assert_eq!(hourly_bound(&free, false, 200_000), 3600, "the day limit is a quota");
         assert_eq!(
             hourly_bound(&limits(Some(60), None, None), false, 200_000),
             3600

@@ -109,13 +109,20 @@ pub fn delete(tx: &Tx, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// When each plan's limits last changed, by name (a handful of rows).
+/// When each plan was last changed after its creation, by name (a handful of rows); plans never
+/// changed are left out.
 pub fn changed_at(tx: &Tx) -> Result<HashMap<String, DateTime<Utc>>> {
-    Ok(tx
-        .query_map("SELECT name, updated_at FROM plans", (), |row| {
-            Ok((row.get::<String>(0)?, row.get::<DateTime<Utc>>(1)?))
-        })?
+    let rows = tx.query_map("SELECT name, created_at, updated_at FROM plans", (), |row| {
+        Ok((
+            row.get::<String>(0)?,
+            row.get::<DateTime<Utc>>(1)?,
+            row.get::<DateTime<Utc>>(2)?,
+        ))
+    })?;
+    Ok(rows
         .into_iter()
+        .filter(|(_, created, updated)| updated > created)
+        .map(|(name, _, updated)| (name, updated))
         .collect())
 }
 

@@ -82,9 +82,14 @@ pub fn count_reports(
                 .filter(|(code, _)| code == ALLOWED_CODE)
                 .map(|(_, count)| *count)
                 .sum::<u64>();
-            let changed_at = plans_changed
-                .get(key.plan.as_str())
-                .map_or(key.updated_at, |plan| key.updated_at.max(*plan));
+            // A key's limits hold from its creation: only a later edit (or its plan's) counts
+            // as a change.
+            let key_changed = (key.updated_at > key.created_at).then_some(key.updated_at);
+            let changed_at = key_changed
+                .into_iter()
+                .chain(plans_changed.get(key.plan.as_str()).copied())
+                .max()
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
             let limits = effective_limits(&key.plan_limits, &key.limits);
             if let Some(refused) = plausibility::check(
                 KeyRef::from(key),

@@ -177,6 +177,28 @@ fn what_an_answer_does_to_the_batch() {
             1,
         ),
         (
+            Some(401),
+            ReportOutcome::Requeued {
+                reason: UsageError::Status(401),
+            },
+            1,
+        ),
+        (
+            Some(403),
+            ReportOutcome::Requeued {
+                reason: UsageError::Status(403),
+            },
+            1,
+        ),
+        (
+            Some(413),
+            ReportOutcome::Dropped {
+                reason: UsageError::Refused(413),
+                reports: 1,
+            },
+            0,
+        ),
+        (
             None,
             ReportOutcome::Requeued {
                 reason: UsageError::NoResponse,
