@@ -91,6 +91,8 @@ impl OAuthServer {
             return Ok(rows);
         }
         store.write_outside_feed(|tx| {
+            // Replicas turning keys over at once take turns, so only one makes each key.
+            oauth_keys::lock_turnover(tx)?;
             let mut rows = oauth_keys::list(tx)?;
             let current = times(&rows);
             if schedule.rotation_due(&current, now) {

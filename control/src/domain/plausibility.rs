@@ -95,7 +95,11 @@ mod tests {
     #[test]
     fn the_least_of_the_limits_bounds_an_hour() {
         let free = limits(Some(60), None, Some(1000));
-        assert_eq!(hourly_bound(&free, false, 200_000), 3600, "the day limit is a quota");
+        assert_eq!(
+            hourly_bound(&free, false, 200_000),
+            3600,
+            "the day limit is a quota"
+        );
         assert_eq!(
             hourly_bound(&limits(Some(60), None, None), false, 200_000),
             3600

@@ -1,6 +1,6 @@
 //! OAuth signing-key rows: public JWK and sealed private key (`app/oauth/`).
 
-use crate::store::sql::{named_params, Result, Row, Tx};
+use crate::store::sql::{named_params, Dialect, Result, Row, Tx};
 use chrono::{DateTime, Utc};
 
 /// One signing key as stored. `sealed_private` is AES-256-GCM ciphertext, never the key.
@@ -51,5 +51,20 @@ pub fn insert(tx: &Tx, key: &SigningKeyRow) -> Result<()> {
 
 pub fn delete(tx: &Tx, kid: &str) -> Result<()> {
     tx.execute("DELETE FROM oauth_signing_keys WHERE kid = ?1", [kid])?;
+    Ok(())
+}
+
+/// Serialises signing-key turnover between replicas on PostgreSQL: a transaction-scoped advisory
+/// lock, held until commit, so a replica re-reads the keys another one just made (under READ
+/// COMMITTED two replicas would each make a first key). SQLite has one writer already.
+pub fn lock_turnover(tx: &Tx) -> Result<()> {
+    if tx.dialect() == Dialect::Postgres {
+        // The lock's key: any number no other lock of this service uses (migrations use theirs).
+        tx.query_row(
+            "SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_xact_lock(5783352845127385433)) AS locked",
+            (),
+            |row| row.get::<i64>(0),
+        )?;
+    }
     Ok(())
 }

@@ -112,13 +112,17 @@ pub fn delete(tx: &Tx, name: &str) -> Result<()> {
 /// When each plan was last changed after its creation, by name (a handful of rows); plans never
 /// changed are left out.
 pub fn changed_at(tx: &Tx) -> Result<HashMap<String, DateTime<Utc>>> {
-    let rows = tx.query_map("SELECT name, created_at, updated_at FROM plans", (), |row| {
-        Ok((
-            row.get::<String>(0)?,
-            row.get::<DateTime<Utc>>(1)?,
-            row.get::<DateTime<Utc>>(2)?,
-        ))
-    })?;
+    let rows = tx.query_map(
+        "SELECT name, created_at, updated_at FROM plans",
+        (),
+        |row| {
+            Ok((
+                row.get::<String>(0)?,
+                row.get::<DateTime<Utc>>(1)?,
+                row.get::<DateTime<Utc>>(2)?,
+            ))
+        },
+    )?;
     Ok(rows
         .into_iter()
         .filter(|(_, created, updated)| updated > created)
