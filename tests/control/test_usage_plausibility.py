@@ -48,6 +48,6 @@ def test_a_key_without_limits_is_bounded_by_the_plausible_rate(new_service):
         answer = accepted(api, [report(key["id"], allowed=36_001)])
         assert [entry["bound"] for entry in answer["refused"]] == [36_000]
         assert "--max-proxy-rate" in answer["refused"][0]["reason"]
-        assert accepted(api, [report(key["id"], allowed=36_000)])["refused"] == []
+        assert "refused" not in accepted(api, [report(key["id"], allowed=36_000)])
     finally:
         control.stop()

@@ -54,6 +54,8 @@ pub struct UsageAccepted {
     unknown_keys: u32,
     duplicate: bool,
     /// Entries not counted as implausible, each with why; the rest of the batch was counted.
+    /// Left out when there are none, so answers stay as they were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     refused: Vec<RefusedEntry>,
 }
 

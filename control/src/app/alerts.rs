@@ -121,9 +121,18 @@ pub fn implausible_reports(
     let alerts: Vec<Alert> = refused
         .iter()
         .flat_map(|(batch, entries)| {
-            entries
-                .iter()
-                .map(|entry| implausible_report_alert(&batch.proxy_id, entry))
+            entries.iter().map(|entry| {
+                let key = KeyRef {
+                    id: &entry.key_id,
+                    name: &entry.key_name,
+                    team: &entry.team,
+                };
+                let refused = json!({
+                    "proxy_id": batch.proxy_id, "hour_start": entry.hour_start,
+                    "claimed": entry.claimed, "bound": entry.bound, "reason": entry.reason,
+                });
+                implausible_report_alert(key, entry.hour_start, refused)
+            })
         })
         .collect();
     IMPLAUSIBLE_ENTRIES.fetch_add(alerts.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -335,30 +335,19 @@ pub fn key_alert(kind: AlertKind, key: KeyRef, instance: &str, extra: Value) -> 
 /// `proxy.implausible_report`: a proxy reported more allowed requests of a key in an hour than
 /// any proxy could have let through (`domain::plausibility`). Once per key and hour, whichever
 /// proxy ids a forger uses.
-pub fn implausible_report_alert(
-    proxy_id: &str,
-    refused: &crate::domain::plausibility::RefusedEntry,
-) -> Alert {
-    let key = KeyRef {
-        id: &refused.key_id,
-        name: &refused.key_name,
-        team: &refused.team,
-    };
+/// `refused` adds what was refused (`proxy_id`, `hour_start` (Unix seconds), `claimed`, `bound`,
+/// `reason`) to the key's fields.
+pub fn implausible_report_alert(key: KeyRef, hour_start: i64, refused: Value) -> Alert {
     let mut data = key.fields();
-    if let Value::Object(fields) = &mut data {
-        fields.insert("proxy_id".into(), Value::from(proxy_id));
-        fields.insert("hour_start".into(), Value::from(refused.hour_start));
-        fields.insert("claimed".into(), Value::from(refused.claimed));
-        fields.insert("bound".into(), Value::from(refused.bound));
-        fields.insert("reason".into(), Value::from(refused.reason.clone()));
+    if let (Value::Object(fields), Value::Object(refused)) = (&mut data, refused) {
+        fields.extend(refused);
     }
     Alert {
         kind: AlertKind::ProxyImplausibleReport,
         occurrence: format!(
-            "{}/{}/{}",
+            "{}/{}/{hour_start}",
             AlertKind::ProxyImplausibleReport.as_str(),
-            refused.key_id,
-            refused.hour_start
+            key.id
         ),
         team: key.team(),
         data,
