@@ -132,14 +132,8 @@ impl OAuthServer {
         now: DateTime<Utc>,
     ) -> Result<Vec<SigningKeyRow>, IssueError> {
         let rows = self.signing_keys(store, now)?;
-        if let Some(signer) = self.settings.schedule.signer(&times(&rows), now) {
-            if let Some(row) = rows.iter().find(|row| row.kid == signer.kid) {
-                self.sealing
-                    .open(&row.sealed_private, &row.kid)
-                    .map_err(|error| {
-                        IssueError::Internal(format!("signing key {}: {error}", row.kid))
-                    })?;
-            }
+        if self.settings.schedule.signer(&times(&rows), now).is_some() {
+            self.open_signer(&rows, now)?;
         }
         Ok(rows)
     }
@@ -175,6 +169,29 @@ impl OAuthServer {
                 })
             })
             .collect()
+    }
+
+    /// The row of the key that signs now among `rows`, and its private key opened.
+    fn open_signer<'r>(
+        &self,
+        rows: &'r [SigningKeyRow],
+        now: DateTime<Utc>,
+    ) -> Result<(&'r SigningKeyRow, Vec<u8>), IssueError> {
+        let schedule = times(rows);
+        let signer = self
+            .settings
+            .schedule
+            .signer(&schedule, now)
+            .ok_or_else(|| IssueError::Internal("no signing key is active".into()))?;
+        let row = rows
+            .iter()
+            .find(|row| row.kid == signer.kid)
+            .ok_or_else(|| IssueError::Internal("the signing key vanished".into()))?;
+        let pkcs8 = self
+            .sealing
+            .open(&row.sealed_private, &row.kid)
+            .map_err(|error| IssueError::Internal(format!("signing key {}: {error}", row.kid)))?;
+        Ok((row, pkcs8))
     }
 
     /// Authenticates the client (key id and key), narrows the scopes and signs the token.
@@ -222,20 +239,7 @@ impl OAuthServer {
                 IssueError::Refused(error)
             })?;
         let rows = self.signing_keys(store, now)?;
-        let signer_kid = self
-            .settings
-            .schedule
-            .signer(&times(&rows), now)
-            .map(|key| key.kid.clone())
-            .ok_or_else(|| IssueError::Internal("no signing key is active".into()))?;
-        let row = rows
-            .iter()
-            .find(|row| row.kid == signer_kid)
-            .ok_or_else(|| IssueError::Internal("the signing key vanished".into()))?;
-        let pkcs8 = self
-            .sealing
-            .open(&row.sealed_private, &row.kid)
-            .map_err(|error| IssueError::Internal(format!("signing key {}: {error}", row.kid)))?;
+        let (row, pkcs8) = self.open_signer(&rows, now)?;
         // Never past the key's own expiry: a token is never worth more than its key.
         let lifetime = self.settings.schedule.token_lifetime.num_seconds();
         let exp = match key.expires_at {
