@@ -19,6 +19,8 @@
 //! - `access_token`: the claims of an OAuth 2.0 access token the control service signs and the
 //!   filter reads back from Envoy's `jwt_authn`.
 //!
+//! - `enrollment`: how a proxy obtains its own credential (`POST /v1/proxies/enroll`).
+//!
 //! - `stored_key`: the key a checked record becomes, as the filter keeps it.
 //! - `reader`: bounds-checked reads of every binary format (compact pages here; the filter's
 //!   store records and rate-limit slots too).
@@ -33,6 +35,7 @@
 
 pub mod access_token;
 pub mod compact;
+pub mod enrollment;
 pub mod fields;
 pub mod fleet;
 pub mod ip_sketch;

@@ -25,6 +25,8 @@ TEAMS = ["same", "other", "none"]
 def expected_status(rule, role, team):
     if RANK[role] < RANK[rule["role"]]:
         return 403
+    if team != "none" and rule["path"].startswith(("/v1/proxies", "/v1/enrollment-tokens")):
+        return 403  # proxies are the operator's: no team token reaches them
     if team == "same" and rule["path"].startswith("/v1/teams") and rule["method"] != "GET":
         return 403
     if team != "other" or not rule["team_scoped"]:
@@ -87,6 +89,21 @@ def prepare(api, rule, home):
             path = path.replace("{id}", created.json()["id"])
         body = {"POST /v1/webhooks": made,
                 "PATCH /v1/webhooks/{id}": {"description": "changed"}}.get(f"{rule['method']} {rule['path']}")
+        return path, body
+    if path.startswith("/v1/proxies"):
+        if "{id}" in path:
+            issued = api.request("POST", "/v1/proxies", json={"name": f"envoy-{uuid.uuid4().hex[:8]}"})
+            assert issued.status_code == 201, issued.text
+            path = path.replace("{id}", issued.json()["id"])
+        body = {"name": f"envoy-{uuid.uuid4().hex[:8]}", "labels": {"zone": "a"}} \
+            if rule["method"] == "POST" else None
+        return path, body
+    if path.startswith("/v1/enrollment-tokens"):
+        if "{id}" in path:
+            made = api.request("POST", "/v1/enrollment-tokens", json={"name": "fleet"})
+            assert made.status_code == 201, made.text
+            path = path.replace("{id}", made.json()["id"])
+        body = {"name": "fleet"} if rule["method"] == "POST" else None
         return path, body
     return path, None
 

@@ -14,7 +14,7 @@ PUBLIC_OR_SYNC = {("get", "/healthz"), ("get", "/metrics"), ("get", "/openapi.js
                   ("get", "/v1/snapshot/polls"), ("post", "/v1/usage"),
                   ("post", "/v1/ratelimits/sync"), ("post", "/v1/secret-scanning/github"),
                   ("post", "/oauth/token"), ("get", "/.well-known/jwks.json"),
-                  ("get", "/.well-known/oauth-authorization-server")}
+                  ("get", "/.well-known/oauth-authorization-server"), ("post", "/v1/proxies/enroll")}
 
 
 def documented_operations():

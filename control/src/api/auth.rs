@@ -1,14 +1,17 @@
 //! Bearer tokens: management tokens (and the bootstrap admin token) guard the admin API
-//! (see `access.rs`), the sync token guards the snapshot feed, and neither opens the other's
-//! door.
+//! (see `access.rs`), the shared sync token or a proxy's own credential guards the snapshot
+//! feed and the proxies' posts, and neither opens the other's door.
 
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
-use crate::domain::secrets::TokenDigest;
+use crate::app::proxies::credentials::ProxyIdentity;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use keygate_contract::enrollment::CREDENTIAL_PREFIX;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -18,21 +21,55 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn require(expected: &TokenDigest, headers: &HeaderMap) -> Result<(), ApiError> {
-    match bearer_token(headers) {
-        Some(token) if expected.matches(token) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
+/// Who made a sync call (snapshot reads, usage reports, fleet syncs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncCaller {
+    /// The shared `KEYGATE_SYNC_TOKEN` (while `--no-shared-sync-token` is not given): the
+    /// proxy is whoever it says it is.
+    Shared,
+    /// A proxy's own credential: what it posts is recorded under this identity.
+    Proxy(ProxyIdentity),
+}
+
+impl SyncCaller {
+    pub fn proxy(&self) -> Option<&ProxyIdentity> {
+        match self {
+            SyncCaller::Shared => None,
+            SyncCaller::Proxy(identity) => Some(identity),
+        }
     }
 }
 
-/// Proof that the request carried the sync token.
-pub struct SyncAuth;
+/// Proof that the request carried the shared sync token or a usable proxy credential.
+pub struct SyncAuth(pub SyncCaller);
 
 impl FromRequestParts<AppState> for SyncAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        require(&state.sync_token, &parts.headers).map(|()| SyncAuth)
+        let presented = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        if let Some(shared) = &state.sync_token {
+            if shared.matches(presented) {
+                return Ok(SyncAuth(SyncCaller::Shared));
+            }
+        }
+        if !presented.starts_with(CREDENTIAL_PREFIX) {
+            return Err(ApiError::Unauthorized);
+        }
+        let now = Instant::now();
+        let identity = match state.proxies.credentials.cached(presented, now) {
+            Some(known) => known,
+            None => {
+                let secret = presented.to_string();
+                let credentials = Arc::clone(&state.proxies.credentials);
+                state
+                    .blocking(move |store| credentials.check(store, &secret, now))
+                    .await?
+            }
+        };
+        identity
+            .map(|identity| SyncAuth(SyncCaller::Proxy(identity)))
+            .ok_or(ApiError::Unauthorized)
     }
 }
 

@@ -27,6 +27,11 @@ pub enum ApiError {
         expected: &'static str,
     },
     RequestTimeout,
+    /// Too many attempts: try again after `retry_after` seconds.
+    TooManyRequests {
+        retry_after: u64,
+        message: String,
+    },
     /// The database is down or did not answer within its deadline; retrying later works.
     Unavailable(String),
     /// Logged in full; the client only learns that something failed on our side.
@@ -75,6 +80,11 @@ impl ApiError {
                 "REQUEST_TIMEOUT",
                 "the request body did not arrive in time".into(),
             ),
+            ApiError::TooManyRequests { message, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                message.clone(),
+            ),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
@@ -107,6 +117,15 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let (status, code, message) = self.status_code_and_message();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            let body = Json(json!({ "error": { "code": code, "message": message } }));
+            return (
+                status,
+                [(header::RETRY_AFTER, retry_after.to_string())],
+                body,
+            )
+                .into_response();
+        }
         let body = Json(json!({ "error": { "code": code, "message": message } }));
         if status == StatusCode::UNAUTHORIZED {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();

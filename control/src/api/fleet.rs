@@ -1,6 +1,7 @@
 //! `POST /v1/ratelimits/sync`: an Envoy posts what it admitted per limited key and window
 //! bucket (absolute counts) and is answered what the rest of the fleet admitted
-//! (`keygate_contract::fleet`). Authenticated with the sync token, like `POST /v1/usage`.
+//! (`keygate_contract::fleet`). Authenticated like `POST /v1/usage`: a proxy's own credential
+//! (its counts are kept under its identity) or the shared sync token.
 //!
 //! Both messages travel in JSON or in the compact binary encoding
 //! (`keygate_contract::fleet::binary`): the post as its `Content-Type` says, the answer as
@@ -16,7 +17,9 @@ use crate::api::encoding::prefers;
 use crate::api::error::ApiError;
 use crate::api::extract::{declares, declares_json, parse_json, read_body, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
+use crate::app::proxies::presence::Outcome;
 use crate::domain::clock;
+use crate::domain::proxies::fleet_instance;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE, VARY};
 use axum::http::HeaderMap;
@@ -60,9 +63,30 @@ impl<S: Send + Sync> FromRequest<S> for SyncPost {
 
 pub async fn sync_fleet(
     State(state): State<AppState>,
-    _: SyncAuth,
+    SyncAuth(caller): SyncAuth,
     headers: HeaderMap,
-    SyncPost(post): SyncPost,
+    SyncPost(mut post): SyncPost,
+) -> Result<Response, ApiError> {
+    let Some(identity) = caller.proxy().cloned() else {
+        return sync(state, headers, post).await;
+    };
+    // Counted under who it is: its identity, then the instance id it gives itself.
+    post.proxy_id = fleet_instance(&identity.id, &post.proxy_id);
+    let now = clock::now();
+    let answered = sync(state.clone(), headers, post).await;
+    let outcome = if answered.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    state.proxies.presence.sync(&identity.id, outcome, now);
+    answered
+}
+
+async fn sync(
+    state: AppState,
+    headers: HeaderMap,
+    post: FleetSyncPost,
 ) -> Result<Response, ApiError> {
     fleet::validate_post(&post)?;
     let changed_only = headers

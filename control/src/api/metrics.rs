@@ -1,13 +1,75 @@
 //! `GET /metrics`: the control service's own metrics in Prometheus's text format. Counts only
-//! (no key, no proxy name), so it is served without a token, like `/healthz`.
+//! (no key, no proxy name), so it is served without a token, like `/healthz`. The proxy gauges
+//! read the proxies once per scrape (O(proxies)).
 
+use crate::api::error::ApiError;
 use crate::api::state::AppState;
+use crate::app::proxies as app_proxies;
+use crate::domain::clock;
+use crate::domain::proxies::ProxyState;
 use crate::fleet::FleetCounts;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
+
+/// The fleet as the proxy gauges show it (one read of the proxies, per scrape).
+struct FleetView {
+    by_state: [(&'static str, u64); 3],
+    max_lag_seconds: i64,
+    max_lag_versions: u64,
+}
+
+impl FleetView {
+    fn write(&self, text: &mut String) {
+        let _ = writeln!(
+            text,
+            "# HELP keygate_control_proxies Known proxies by state (live: seen within --proxy-stale-after).\n\
+             # TYPE keygate_control_proxies gauge"
+        );
+        for (name, count) in self.by_state {
+            let _ = writeln!(text, "keygate_control_proxies{{state=\"{name}\"}} {count}");
+        }
+        let _ = writeln!(
+            text,
+            "# HELP keygate_control_proxy_snapshot_lag_seconds_max How long the live proxy furthest behind has not held the newest snapshot version.\n\
+             # TYPE keygate_control_proxy_snapshot_lag_seconds_max gauge\n\
+             keygate_control_proxy_snapshot_lag_seconds_max {}\n\
+             # HELP keygate_control_proxy_snapshot_lag_versions_max Versions the live proxy furthest behind lacks.\n\
+             # TYPE keygate_control_proxy_snapshot_lag_versions_max gauge\n\
+             keygate_control_proxy_snapshot_lag_versions_max {}",
+            self.max_lag_seconds, self.max_lag_versions
+        );
+    }
+}
+
+async fn fleet_view(state: &AppState) -> Result<FleetView, ApiError> {
+    let proxies = state.blocking(app_proxies::list).await?;
+    let head = *state.store.subscribe().borrow();
+    let now = clock::now();
+    let registry = &state.proxies;
+    let mut view = FleetView {
+        by_state: [("live", 0), ("stale", 0), ("revoked", 0)],
+        max_lag_seconds: 0,
+        max_lag_versions: 0,
+    };
+    for proxy in proxies {
+        let proxy_state = proxy.state(now, registry.stale_after);
+        let slot = match proxy_state {
+            ProxyState::Live => 0,
+            ProxyState::Stale => 1,
+            ProxyState::Revoked => 2,
+        };
+        view.by_state[slot].1 += 1;
+        if proxy_state == ProxyState::Live {
+            let lag = proxy.lag(head, now, |held| registry.versions.behind_since(held));
+            view.max_lag_seconds = view.max_lag_seconds.max(lag.num_seconds());
+            view.max_lag_versions = view.max_lag_versions.max(proxy.lag_versions(head));
+        }
+    }
+    Ok(view)
+}
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = &state.fleet_stats;
@@ -84,6 +146,21 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Token requests refused 429 after too many failed authentications of their client id or address.",
         oauth.throttled.load(Ordering::Relaxed),
     );
+    metric(
+        "keygate_control_proxy_enrollments_total",
+        "counter",
+        "Proxies this replica enrolled (a new identity, or a new credential for a known name).",
+        state.proxies.enrolled.load(Ordering::Relaxed),
+    );
+    metric(
+        "keygate_control_proxy_enrollments_refused_total",
+        "counter",
+        "Enrollments refused: no usable enrollment token, or a revoked name.",
+        state.proxies.enroll_refused.load(Ordering::Relaxed),
+    );
+    if let Ok(fleet) = fleet_view(&state).await {
+        fleet.write(&mut text);
+    }
     let _ = writeln!(
         text,
         "# HELP keygate_control_fleet_backend Where the fleet's rate-limit counts live.\n\

@@ -12,6 +12,7 @@ pub mod leaks;
 pub mod metrics;
 pub mod oauth;
 pub mod plans;
+pub mod proxies;
 pub mod router;
 pub mod scopes;
 pub mod session;

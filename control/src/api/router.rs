@@ -9,19 +9,22 @@ use crate::api::metrics::metrics;
 use crate::api::snapshot::{held_polls, snapshot};
 use crate::api::state::AppState;
 use crate::api::usage::record_usage;
-use crate::api::{audit, keys, oauth, plans, scopes, session, teams, tokens, usage, webhooks};
+use crate::api::{
+    audit, keys, oauth, plans, proxies, scopes, session, teams, tokens, usage, webhooks,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use keygate_contract::enrollment;
 use serde_json::json;
 
 /// The OpenAPI document, kept beside the code as `control/openapi.json`.
 const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// Every admin route, resource by resource, in the order `control/access.json` lists them.
-const RESOURCES: [&[AdminRoute]; 9] = [
+const RESOURCES: [&[AdminRoute]; 10] = [
     keys::ROUTES,
     usage::ROUTES,
     tokens::ROUTES,
@@ -31,6 +34,7 @@ const RESOURCES: [&[AdminRoute]; 9] = [
     webhooks::ROUTES,
     scopes::ROUTES,
     session::ROUTES,
+    proxies::ROUTES,
 ];
 
 /// Every admin route.
@@ -53,6 +57,8 @@ pub fn router(state: AppState) -> Router {
     routes
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/snapshot/polls", get(held_polls))
+        // The enrollment token instead of an admin token (docs/security.md, "Proxy identity").
+        .route(enrollment::ENROLL_PATH, post(proxies::enroll))
         // The route's own limit is applied after (inside) the router-wide one, so it wins.
         .route(
             "/v1/usage",
@@ -140,6 +146,7 @@ mod tests {
             ("GET", "/v1/snapshot/polls"),
             ("POST", "/v1/usage"),
             ("POST", "/v1/ratelimits/sync"),
+            ("POST", "/v1/proxies/enroll"),
             ("POST", "/v1/secret-scanning/github"),
             ("POST", "/oauth/token"),
             ("GET", "/.well-known/jwks.json"),

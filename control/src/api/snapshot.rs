@@ -7,6 +7,7 @@ use crate::api::encoding::{negotiate, Encoding};
 use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
 use crate::api::state::{AppState, DeltaKey};
+use crate::domain::clock;
 use crate::feed::compact_pages::compact_page;
 use crate::feed::delta_cache::EncodedPage;
 use crate::feed::pages::{committed_version, json_page, PageQuery, PageRequest};
@@ -32,10 +33,20 @@ pub struct SnapshotQuery {
 
 pub async fn snapshot(
     State(state): State<AppState>,
-    _: SyncAuth,
+    SyncAuth(caller): SyncAuth,
     headers: HeaderMap,
     QueryParams(query): QueryParams<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
+    if let Some(identity) = caller.proxy() {
+        // A later page of a full snapshot still holds nothing: it reads as version 0.
+        let held = query
+            .since
+            .filter(|_| query.epoch.as_deref() == Some(state.store.epoch()));
+        state
+            .proxies
+            .presence
+            .read_snapshot(&identity.id, held, clock::now());
+    }
     let encoding = negotiate(headers.get(ACCEPT).and_then(|value| value.to_str().ok()));
     let request = PageRequest::new(PageQuery {
         since: query.since,

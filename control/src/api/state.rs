@@ -5,6 +5,7 @@ use crate::api::error::ApiError;
 use crate::app::error::LifecycleError;
 use crate::app::oauth::failures::FailureLimiter;
 use crate::app::oauth::OAuthServer;
+use crate::app::proxies::ProxyRegistry;
 use crate::app::scanning_keys::ScanningKeysFile;
 use crate::app::usage_queue::UsageQueue;
 use crate::domain::alerts::AlertSettings;
@@ -25,7 +26,10 @@ use tokio::sync::{watch, Notify};
 pub struct AppState {
     pub store: Arc<Store>,
     pub admin_token: Arc<TokenDigest>,
-    pub sync_token: Arc<TokenDigest>,
+    /// The shared sync token; `None` with `--no-shared-sync-token`.
+    pub sync_token: Option<Arc<TokenDigest>>,
+    /// Proxy identity: credentials checked, sightings gathered, enrollment limits.
+    pub proxies: Arc<ProxyRegistry>,
     pub allowed_scopes: Arc<[String]>,
     /// Turns `true` when the service is shutting down, so long polls answer at once.
     pub shutting_down: watch::Receiver<bool>,

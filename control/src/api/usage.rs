@@ -9,6 +9,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam, QueryParams, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
 use crate::app::error::LifecycleError;
+use crate::app::proxies::presence::Outcome;
 use crate::app::usage;
 use crate::app::usage_queue::GroupFailure;
 use crate::domain::clock;
@@ -19,8 +20,8 @@ use crate::domain::plausibility::RefusedEntry;
 use crate::domain::quota::mark_in_force;
 use crate::domain::tokens::Role;
 use crate::domain::usage_range::{self, UsageQuery};
-use crate::domain::usage_report::BatchOutcome;
 use crate::domain::usage_report::{self, UsageRequest};
+use crate::domain::usage_report::{BatchOutcome, UsageBatch};
 use crate::wire::views::{EventView, KeyEvents, KeyLimits, KeyUsage, TeamUsage};
 use axum::extract::State;
 use axum::routing::get;
@@ -72,10 +73,39 @@ impl From<BatchOutcome> for UsageAccepted {
 
 pub async fn record_usage(
     State(state): State<AppState>,
-    _: SyncAuth,
+    SyncAuth(caller): SyncAuth,
     JsonBody(request): JsonBody<UsageRequest, MAX_PROXY_BODY_BYTES>,
 ) -> Result<Json<UsageAccepted>, ApiError> {
-    let batch = usage_report::validate(request, clock::now())?;
+    let now = clock::now();
+    let identity = caller.proxy().cloned();
+    let validated = usage_report::validate(request, now);
+    let Some(identity) = identity else {
+        return count_batch(&state, validated?).await;
+    };
+    let presence = &state.proxies.presence;
+    let mut batch =
+        validated.inspect_err(|_| presence.report(&identity.id, Outcome::Failed, now))?;
+    // Recorded under who it is, not whom it says it is.
+    batch.proxy_id = identity.id.clone();
+    for event in batch
+        .reports
+        .iter_mut()
+        .flat_map(|report| &mut report.events)
+    {
+        event.proxy_id = identity.id.clone();
+    }
+    batch.reporter = Some(identity.id.clone());
+    let counted = count_batch(&state, batch).await;
+    let outcome = if counted.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    presence.report(&identity.id, outcome, now);
+    counted
+}
+
+async fn count_batch(state: &AppState, batch: UsageBatch) -> Result<Json<UsageAccepted>, ApiError> {
     let outcome = state
         .usage_queue
         .record(&state.store, batch)
@@ -83,6 +113,7 @@ pub async fn record_usage(
         .map_err(|failure| match failure {
             GroupFailure::Unavailable(message) => ApiError::Unavailable(message),
             GroupFailure::Failed(message) => ApiError::Internal(message),
+            GroupFailure::Revoked => ApiError::Unauthorized,
         })?;
     Ok(Json(UsageAccepted::from(outcome)))
 }

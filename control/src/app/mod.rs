@@ -8,6 +8,7 @@ pub mod keys;
 pub mod leaks;
 pub mod oauth;
 pub mod plans;
+pub mod proxies;
 pub mod quota;
 pub mod scanning_keys;
 pub mod seed;

@@ -30,6 +30,8 @@ pub enum GroupFailure {
     /// The database could not be reached in time: retry (the batch id keeps it counted once).
     Unavailable(String),
     Failed(String),
+    /// Its proxy was revoked while it waited: it is not counted.
+    Revoked,
 }
 
 type Waiter = oneshot::Sender<Result<BatchOutcome, GroupFailure>>;
@@ -117,6 +119,21 @@ impl UsageQueue {
                 // A proxy that gave up waiting retries with the same batch id.
                 let _ = waiter.send(result);
             }
+        }
+    }
+
+    /// Drops the queued batches proxy `id` posted (it was revoked): none of them is counted.
+    pub fn drop_proxy(&self, id: &str) {
+        let dropped: Vec<(UsageBatch, Waiter)> = {
+            let mut pending = self.lock();
+            let (dropped, kept) = std::mem::take(&mut pending.batches)
+                .into_iter()
+                .partition(|(batch, _)| batch.reporter.as_deref() == Some(id));
+            pending.batches = kept;
+            dropped
+        };
+        for (_, waiter) in dropped {
+            let _ = waiter.send(Err(GroupFailure::Revoked));
         }
     }
 

@@ -10,6 +10,7 @@ mod alerts;
 mod database;
 mod listener;
 mod oauth;
+mod proxies;
 mod retention;
 mod teams;
 mod usage;
@@ -17,6 +18,7 @@ pub use alerts::AlertArgs;
 pub use database::DatabaseArgs;
 pub use listener::ListenerArgs;
 pub use oauth::{OAuthArgs, SEALING_KEY_VAR};
+pub use proxies::ProxyArgs;
 pub use retention::RetentionArgs;
 pub use teams::{TeamsArgs, TeamsCommand, WebhooksArgs, WebhooksCommand};
 pub use usage::{EventsArgs, TeamUsageArgs, UsageArgs};
@@ -156,6 +158,8 @@ pub struct ServeArgs {
     pub max_proxy_rate: u64,
     #[command(flatten)]
     pub oauth: OAuthArgs,
+    #[command(flatten)]
+    pub proxies: ProxyArgs,
     #[command(flatten)]
     pub connections: ListenerArgs,
 }

@@ -58,6 +58,11 @@ pub enum Action {
     WebhookRotateSecret,
     WebhookDelete,
     WebhookDisable,
+    ProxyCreate,
+    ProxyRevoke,
+    ProxyReportsDiscard,
+    EnrollmentTokenCreate,
+    EnrollmentTokenRevoke,
 }
 
 impl Action {
@@ -82,6 +87,11 @@ impl Action {
             Action::WebhookRotateSecret => "webhook.rotate_secret",
             Action::WebhookDelete => "webhook.delete",
             Action::WebhookDisable => "webhook.disable",
+            Action::ProxyCreate => "proxy.create",
+            Action::ProxyRevoke => "proxy.revoke",
+            Action::ProxyReportsDiscard => "proxy.discard_reports",
+            Action::EnrollmentTokenCreate => "enrollment_token.create",
+            Action::EnrollmentTokenRevoke => "enrollment_token.revoke",
         }
     }
 }

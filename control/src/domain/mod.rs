@@ -13,6 +13,7 @@ pub mod oauth;
 pub mod patch;
 pub mod plans;
 pub mod plausibility;
+pub mod proxies;
 pub mod quota;
 pub mod secret_scanning;
 pub mod secrets;

@@ -29,7 +29,11 @@ pub use keygate_contract::usage::{UsagePost as UsageRequest, UsageReport as RawR
 /// A validated batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageBatch {
+    /// The proxy's identity when it presented its own credential, else what it declared.
     pub proxy_id: String,
+    /// The proxy identity that posted it (`None`: the shared sync token), so what it reported
+    /// can be listed and discarded.
+    pub reporter: Option<String>,
     pub batch_id: String,
     pub reports: Vec<HourlyUsage>,
 }
@@ -158,6 +162,7 @@ pub fn validate(request: UsageRequest, now: DateTime<Utc>) -> Result<UsageBatch,
         .collect::<Result<_, _>>()?;
     Ok(UsageBatch {
         proxy_id,
+        reporter: None,
         batch_id,
         reports,
     })

@@ -113,4 +113,27 @@ impl FleetCounts {
                 .unwrap_or_default()),
         }
     }
+
+    /// Drops the counts of proxy identity `owner` (revoked) that the fleet has not counted yet:
+    /// all of them held in this process (what a replica flushed to Redis stays), or its rows
+    /// in the database.
+    pub fn forget_owner(&self, store: &Store, owner: &str) -> Result<(), Error> {
+        match self {
+            FleetCounts::Database(_) => {
+                // Instance ids are `{owner}/…` (`domain::proxies::fleet_instance`): a prefix.
+                let pattern = format!("{owner}/%");
+                store.write_outside_feed(|tx| {
+                    tx.execute(
+                        "DELETE FROM fleet_counts WHERE proxy LIKE ?1",
+                        [pattern.as_str()],
+                    )
+                })?;
+                Ok(())
+            }
+            held => {
+                held.with_memory(|counts| counts.forget_owner(owner));
+                Ok(())
+            }
+        }
+    }
 }

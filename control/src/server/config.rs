@@ -8,11 +8,12 @@ pub const SYNC_TOKEN_VAR: &str = "KEYGATE_SYNC_TOKEN";
 const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 const DEV_SYNC_TOKEN: &str = "dev-sync-token";
 
-/// The two tokens, and whether each is the `--dev` default (so it may be printed).
+/// The two tokens, and whether each is the `--dev` default (so it may be printed). The shared
+/// sync token is `None` with `--no-shared-sync-token` (proxies present their own credentials).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Tokens {
     pub admin: String,
-    pub sync: String,
+    pub sync: Option<String>,
     pub admin_is_dev_default: bool,
     pub sync_is_dev_default: bool,
 }
@@ -49,17 +50,20 @@ impl fmt::Display for ConfigError {
 }
 
 /// Tokens from the environment's values; empty counts as unset. Without `dev`, a missing
-/// token is an error naming its variable.
+/// token is an error naming its variable; without `shared_sync`, the sync token is neither
+/// needed nor used.
 pub fn resolve_tokens(
     admin: Option<String>,
     sync: Option<String>,
     dev: bool,
+    shared_sync: bool,
 ) -> Result<Tokens, ConfigError> {
     let admin = admin.filter(|token| !token.is_empty());
-    let sync = sync.filter(|token| !token.is_empty());
+    let sync = sync.filter(|token| shared_sync && !token.is_empty());
+    let wanted = |variable| variable == ADMIN_TOKEN_VAR || shared_sync;
     let missing: Vec<&'static str> = [(ADMIN_TOKEN_VAR, &admin), (SYNC_TOKEN_VAR, &sync)]
         .into_iter()
-        .filter(|(_, token)| token.is_none())
+        .filter(|(variable, token)| token.is_none() && wanted(*variable))
         .map(|(variable, _)| variable)
         .collect();
     if !dev && !missing.is_empty() {
@@ -67,11 +71,11 @@ pub fn resolve_tokens(
     }
     let tokens = Tokens {
         admin_is_dev_default: admin.is_none(),
-        sync_is_dev_default: sync.is_none(),
+        sync_is_dev_default: shared_sync && sync.is_none(),
         admin: admin.unwrap_or_else(|| DEV_ADMIN_TOKEN.into()),
-        sync: sync.unwrap_or_else(|| DEV_SYNC_TOKEN.into()),
+        sync: shared_sync.then(|| sync.unwrap_or_else(|| DEV_SYNC_TOKEN.into())),
     };
-    if tokens.admin == tokens.sync {
+    if tokens.sync.as_deref() == Some(tokens.admin.as_str()) {
         return Err(ConfigError::SameTokens);
     }
     Ok(tokens)
@@ -106,21 +110,23 @@ mod tests {
 
     #[test]
     fn missing_tokens_are_named() {
-        let error = resolve_tokens(None, Some("s".into()), false)
+        let error = resolve_tokens(None, Some("s".into()), false, true)
             .unwrap_err()
             .to_string();
         assert!(
             error.starts_with("KEYGATE_ADMIN_TOKEN must be set"),
             "{error}"
         );
-        let error = resolve_tokens(Some("a".into()), Some(String::new()), false)
+        let error = resolve_tokens(Some("a".into()), Some(String::new()), false, true)
             .unwrap_err()
             .to_string();
         assert!(
             error.starts_with("KEYGATE_SYNC_TOKEN must be set"),
             "{error}"
         );
-        let error = resolve_tokens(None, None, false).unwrap_err().to_string();
+        let error = resolve_tokens(None, None, false, true)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with("KEYGATE_ADMIN_TOKEN and KEYGATE_SYNC_TOKEN"),
             "{error}"
@@ -129,16 +135,30 @@ mod tests {
 
     #[test]
     fn dev_fills_only_the_missing_token() {
-        let tokens = resolve_tokens(Some("mine".into()), None, true).unwrap();
+        let tokens = resolve_tokens(Some("mine".into()), None, true, true).unwrap();
         assert_eq!(tokens.admin, "mine");
-        assert_eq!(tokens.sync, DEV_SYNC_TOKEN);
+        assert_eq!(tokens.sync.as_deref(), Some(DEV_SYNC_TOKEN));
         assert!(!tokens.admin_is_dev_default && tokens.sync_is_dev_default);
+    }
+
+    #[test]
+    fn without_a_shared_sync_token_only_the_admin_token_is_needed() {
+        let tokens = resolve_tokens(Some("a".into()), Some("s".into()), false, false).unwrap();
+        assert_eq!(tokens.sync, None);
+        assert!(!tokens.sync_is_dev_default);
+        let error = resolve_tokens(None, None, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("KEYGATE_ADMIN_TOKEN must be set"),
+            "{error}"
+        );
     }
 
     #[test]
     fn identical_tokens_are_refused() {
         assert_eq!(
-            resolve_tokens(Some("same".into()), Some("same".into()), false),
+            resolve_tokens(Some("same".into()), Some("same".into()), false, true),
             Err(ConfigError::SameTokens)
         );
     }

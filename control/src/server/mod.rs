@@ -6,6 +6,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod listener;
+pub mod proxy_presence;
 pub mod startup;
 pub mod tls;
 pub mod unread_body;

@@ -6,6 +6,7 @@ use crate::api::state::AppState;
 use crate::app;
 use crate::app::oauth::seal::SealingKey;
 use crate::app::oauth::{IssueError, OAuthServer, OAuthSettings};
+use crate::app::proxies::ProxyRegistry;
 use crate::app::scanning_keys::ScanningKeysFile;
 use crate::app::usage_queue::UsageQueue;
 use crate::cli::args::{ListenerArgs, OAuthArgs, ServeArgs, SEALING_KEY_VAR};
@@ -22,6 +23,7 @@ use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_
 use crate::server::console;
 use crate::server::error::StartupError;
 use crate::server::listener::{self, ConnectionLimits, Listener};
+use crate::server::proxy_presence;
 use crate::server::tls::{self, CertificateFiles, ReloadingCertificate};
 use crate::server::webhook_sender;
 use crate::store::usage;
@@ -44,6 +46,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         std::env::var(ADMIN_TOKEN_VAR).ok(),
         std::env::var(SYNC_TOKEN_VAR).ok(),
         args.dev,
+        !args.proxies.no_shared_sync_token,
     )
     .map_err(|error| StartupError::Config(error.to_string()))?;
     let scopes =
@@ -62,8 +65,16 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
     if tokens.admin_is_dev_default {
         println!("dev mode: admin token is {}", tokens.admin);
     }
-    if tokens.sync_is_dev_default {
-        println!("dev mode: sync token is {}", tokens.sync);
+    match &tokens.sync {
+        Some(sync) if tokens.sync_is_dev_default => {
+            println!("dev mode: sync token is {sync}");
+        }
+        Some(_) => eprintln!(
+            "keygate-control: warning: proxies may sync with the shared {SYNC_TOKEN_VAR}, which every proxy holds; \
+             give each its own credential (enrollment tokens, docs/security.md \"Proxy identity\") and serve with \
+             --no-shared-sync-token. The shared token goes away in a later release."
+        ),
+        None => println!("proxies: the shared sync token is off; every proxy presents its own credential"),
     }
     let scanning_keys = args
         .secret_scanning_keys
@@ -82,7 +93,15 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         // which must not be dropped on an async worker) is dropped after the runtime stops.
         store: Arc::clone(&store),
         admin_token: Arc::new(TokenDigest::of(&tokens.admin)),
-        sync_token: Arc::new(TokenDigest::of(&tokens.sync)),
+        sync_token: tokens
+            .sync
+            .as_deref()
+            .map(|sync| Arc::new(TokenDigest::of(sync))),
+        proxies: Arc::new(ProxyRegistry::new(
+            chrono::Duration::from_std(args.proxies.proxy_stale_after)
+                .unwrap_or(chrono::Duration::seconds(90)),
+            args.proxies.enrollments_per_minute,
+        )),
         allowed_scopes: scopes.into(),
         shutting_down,
         held_polls: HeldPolls::default(),
@@ -196,6 +215,15 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             shutting_down.clone(),
         ));
         let sweeping = tokio::spawn(sweep_alerts(Arc::clone(&state.store)));
+        let watching = tokio::spawn(proxy_presence::watch_versions(
+            Arc::clone(&state.store),
+            Arc::clone(&state.proxies),
+        ));
+        let flushing = tokio::spawn(proxy_presence::keep_flushing(
+            Arc::clone(&state.store),
+            Arc::clone(&state.proxies),
+            shutting_down.clone(),
+        ));
         let reloading = certificate.map(|certificate| {
             tokio::spawn(tls::keep_reloading(certificate, shutting_down.clone()))
         });
@@ -215,6 +243,9 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         listener::serve(api, shutting_down).await;
         pruning.abort();
         sweeping.abort();
+        watching.abort();
+        // Writes what was seen last before the process ends.
+        let _ = tokio::time::timeout(Duration::from_secs(5), flushing).await;
         stopping.abort();
         // Lets an attempt in flight record its outcome; its lease would otherwise lapse and
         // another replica send it again (allowed, but avoidable).

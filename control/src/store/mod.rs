@@ -11,6 +11,7 @@ mod migrate;
 pub mod oauth_keys;
 pub mod plans;
 mod postgres;
+pub mod proxies;
 pub mod sql;
 mod sqlite;
 pub mod teams;

@@ -11,6 +11,7 @@ use crate::store::events as store_events;
 use crate::store::ip_sketch;
 use crate::store::keys;
 use crate::store::plans;
+use crate::store::proxies;
 use crate::store::sql::{
     named_params, slots, value_rows, Params, Result, Row, ToValue, Tx, LIST_CHUNK,
 };
@@ -68,6 +69,8 @@ pub fn count_reports(
     let mut events: Vec<(&str, &KeyEvent)> = Vec::new();
     let mut registers: BTreeMap<(&str, i64, u8), u8> = BTreeMap::new();
     let mut sums: BTreeMap<(&str, i64, &str), i64> = BTreeMap::new();
+    // What identified proxies reported, kept apart so it can be listed and discarded.
+    let mut reported: BTreeMap<(&str, &str, i64, &str), i64> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
         let mut outcome = BatchOutcome::default();
@@ -124,10 +127,17 @@ pub fn count_reports(
                 *newest = (*newest).max(report.hour_start);
             }
             for (code, count) in &report.counts {
+                let count = i64::try_from(*count).unwrap_or(i64::MAX);
                 let sum = sums
                     .entry((&report.key_id, report.hour_start, code))
                     .or_insert(0);
-                *sum = sum.saturating_add(i64::try_from(*count).unwrap_or(i64::MAX));
+                *sum = sum.saturating_add(count);
+                if let Some(reporter) = &batch.reporter {
+                    let by_proxy = reported
+                        .entry((reporter, &report.key_id, report.hour_start, code))
+                        .or_insert(0);
+                    *by_proxy = by_proxy.saturating_add(count);
+                }
             }
         }
         outcomes.push(outcome);
@@ -135,6 +145,10 @@ pub fn count_reports(
     let rows: Vec<_> = sums.into_iter().collect();
     for chunk in rows.chunks(UPSERT_CHUNK) {
         add_hours(tx, chunk)?;
+    }
+    let reported: Vec<_> = reported.into_iter().collect();
+    for chunk in reported.chunks(UPSERT_CHUNK) {
+        proxies::add_reported(tx, chunk)?;
     }
     store_events::insert(tx, &events)?;
     ip_sketch::merge(tx, &registers)?;
@@ -337,6 +351,8 @@ pub fn prune(tx: &Tx, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<Prune
              ON CONFLICT (key_id, day_start, code) DO UPDATE SET count = usage_daily.count + excluded.count", [before])?;
         let hours = tx.execute("DELETE FROM usage_hourly WHERE hour_start < ?1", [before])?;
         ip_sketch::roll_up(tx, cutoff)?;
+        // A proxy's reports can be discarded only while their hours are held hourly.
+        proxies::prune_reported(tx, before)?;
         let batches = tx.execute(
             "DELETE FROM usage_batches WHERE received_at < ?1",
             [(now - BATCH_ID_RETENTION).timestamp()],

@@ -5,6 +5,7 @@
 pub mod leaks;
 pub mod oauth;
 pub mod plans;
+pub mod proxies;
 pub mod teams;
 pub mod validate;
 pub mod views;

@@ -210,7 +210,7 @@ pub fn grace_seconds(request: &RotateKeyRequest) -> Result<u64, FieldError> {
     Ok(request.grace_seconds)
 }
 
-fn name(name: String) -> Result<String, FieldError> {
+pub fn name(name: String) -> Result<String, FieldError> {
     if name.trim().is_empty() {
         return Err(FieldError::new("name", "must not be empty"));
     }

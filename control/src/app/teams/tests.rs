@@ -12,6 +12,7 @@ use crate::store::db::temp_store;
 
 fn report(store: &Store, batch_id: &str, key: &StoredKey, allowed: u64, now: DateTime<Utc>) {
     let batch = UsageBatch {
+        reporter: None,
         proxy_id: "p1".into(),
         batch_id: batch_id.into(),
         reports: vec![HourlyUsage {

@@ -68,6 +68,7 @@ pub(crate) mod recording {
     /// `allowed` requests of `key_id` and one of a key never issued, in one batch.
     pub(crate) fn batch(batch_id: &str, key_id: &str, hour_start: i64, allowed: u64) -> UsageBatch {
         UsageBatch {
+            reporter: None,
             proxy_id: "p1".into(),
             batch_id: batch_id.into(),
             reports: vec![
@@ -160,6 +161,7 @@ pub(crate) mod recording {
             .collect();
         // Yesterday's 4 count for no key's quota today.
         let yesterday = UsageBatch {
+            reporter: None,
             proxy_id: "p1".into(),
             batch_id: "yesterday".into(),
             reports: vec![HourlyUsage {
@@ -173,6 +175,7 @@ pub(crate) mod recording {
         record(&store, &yesterday, now).unwrap();
         // Key n is reported n requests: keys 5 and 6 reach their quota of 5, the rest do not.
         let batch = UsageBatch {
+            reporter: None,
             proxy_id: "p1".into(),
             batch_id: "many".into(),
             reports: keys
@@ -250,6 +253,7 @@ mod retention {
 
     fn post(store: &Store, batch_id: &str, reports: Vec<HourlyUsage>, now: DateTime<Utc>) {
         let batch = UsageBatch {
+            reporter: None,
             proxy_id: "p1".into(),
             batch_id: batch_id.into(),
             reports,

@@ -7,6 +7,7 @@
 //! totals as last read from Redis: a bucket's fleet-wide count is then what Redis holds plus
 //! what this replica's Envoys admitted since its last flush.
 
+mod forget;
 mod publish;
 #[cfg(test)]
 pub mod redis_fake;

@@ -1,0 +1,310 @@
+//! Proxy identity's routes: `POST /v1/proxies/enroll` (a proxy, with the enrollment token),
+//! and the admin routes under `/v1/proxies` (the fleet list, issuing and revoking credentials,
+//! a proxy's reported usage) and `/v1/enrollment-tokens`. Proxies belong to no team: a team
+//! token is refused here whatever its role.
+
+use crate::api::access::{rule, AdminRoute, Caller};
+use crate::api::auth::bearer_token;
+use crate::api::error::ApiError;
+use crate::api::extract::{JsonBody, KeyIdParam};
+use crate::api::state::AppState;
+use crate::app::error::LifecycleError;
+use crate::app::proxies::{self, EnrollError};
+use crate::domain::clock;
+use crate::domain::proxies::StoredProxy;
+use crate::domain::tokens::Role;
+use crate::wire::proxies::{
+    CreateEnrollmentTokenRequest, EnrollmentTokenList, EnrollmentTokenView, IssueProxyRequest,
+    ProxyList, ProxyView, ReportedUsage,
+};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::Json;
+use keygate_contract::enrollment::{self, EnrollAnswer, EnrollRequest, ENROLLMENT_PREFIX};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const ROUTES: &[AdminRoute] = &[
+    AdminRoute {
+        rule: rule("GET", "/v1/proxies", Role::Viewer, 200),
+        handler: || get(list_proxies),
+    },
+    AdminRoute {
+        rule: rule("POST", "/v1/proxies", Role::Admin, 201),
+        handler: || post(issue_proxy),
+    },
+    AdminRoute {
+        rule: rule("GET", "/v1/proxies/{id}", Role::Viewer, 200),
+        handler: || get(get_proxy),
+    },
+    AdminRoute {
+        rule: rule("DELETE", "/v1/proxies/{id}", Role::Admin, 204),
+        handler: || delete(revoke_proxy),
+    },
+    AdminRoute {
+        rule: rule("GET", "/v1/proxies/{id}/reports", Role::Viewer, 200),
+        handler: || get(proxy_reports),
+    },
+    AdminRoute {
+        rule: rule("DELETE", "/v1/proxies/{id}/reports", Role::Admin, 200),
+        handler: || delete(discard_proxy_reports),
+    },
+    AdminRoute {
+        rule: rule("GET", "/v1/enrollment-tokens", Role::Admin, 200),
+        handler: || get(list_enrollment_tokens),
+    },
+    AdminRoute {
+        rule: rule("POST", "/v1/enrollment-tokens", Role::Admin, 201),
+        handler: || post(create_enrollment_token),
+    },
+    AdminRoute {
+        rule: rule("DELETE", "/v1/enrollment-tokens/{id}", Role::Admin, 204),
+        handler: || delete(revoke_enrollment_token),
+    },
+];
+
+/// Proxies are the operator's: a token of a team is refused.
+fn operator(caller: &Caller) -> Result<(), ApiError> {
+    match caller.team() {
+        Some(team) => Err(ApiError::Forbidden(format!(
+            "proxies belong to no team; this token is confined to team {team:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn no_such_proxy(error: LifecycleError) -> ApiError {
+    match error {
+        LifecycleError::NotFound => ApiError::NotFound("no such proxy".into()),
+        other => ApiError::from(other),
+    }
+}
+
+fn view(state: &AppState, proxy: StoredProxy) -> ProxyView {
+    let head = *state.store.subscribe().borrow();
+    ProxyView::new(
+        proxy,
+        head,
+        clock::now(),
+        state.proxies.stale_after,
+        |held| state.proxies.versions.behind_since(held),
+    )
+}
+
+pub async fn list_proxies(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ProxyList>, ApiError> {
+    operator(&caller)?;
+    let found = state.blocking(proxies::list).await?;
+    let head = *state.store.subscribe().borrow();
+    Ok(Json(ProxyList {
+        snapshot_version: head,
+        proxies: found.into_iter().map(|proxy| view(&state, proxy)).collect(),
+    }))
+}
+
+pub async fn get_proxy(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<Json<ProxyView>, ApiError> {
+    operator(&caller)?;
+    let proxy = state
+        .blocking(move |store| proxies::find(store, &id).map_err(no_such_proxy))
+        .await?;
+    Ok(Json(view(&state, proxy)))
+}
+
+pub async fn issue_proxy(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<IssueProxyRequest>,
+) -> Result<(StatusCode, Json<ProxyView>), ApiError> {
+    operator(&caller)?;
+    let request = request.validate()?;
+    let now = clock::now();
+    let issued = state
+        .blocking(move |store| proxies::issue(store, &caller.actor, &request, now))
+        .await?
+        .ok_or_else(|| ApiError::Conflict("a proxy of that name exists".into()))?;
+    let mut answer = view(&state, issued.proxy);
+    answer.credential_secret = Some(issued.credential);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+pub async fn revoke_proxy(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<StatusCode, ApiError> {
+    operator(&caller)?;
+    let now = clock::now();
+    let proxy_id = id.clone();
+    let fleet = Arc::clone(&state.fleet);
+    state
+        .blocking(move |store| {
+            proxies::revoke(store, &caller.actor, &proxy_id, now).map_err(no_such_proxy)?;
+            // What it reported that the fleet has not counted yet is dropped with it.
+            fleet.forget_owner(store, &proxy_id).map_err(ApiError::from)
+        })
+        .await?;
+    state.proxies.credentials.forget(&id);
+    state.usage_queue.drop_proxy(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn proxy_reports(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<Json<ReportedUsage>, ApiError> {
+    operator(&caller)?;
+    let proxy_id = id.clone();
+    let rows = state
+        .blocking(move |store| proxies::reported(store, &proxy_id).map_err(no_such_proxy))
+        .await?;
+    Ok(Json(ReportedUsage::new(id, rows)))
+}
+
+pub async fn discard_proxy_reports(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<Json<ReportedUsage>, ApiError> {
+    operator(&caller)?;
+    let now = clock::now();
+    let proxy_id = id.clone();
+    let rows = state
+        .blocking(move |store| {
+            proxies::discard_reported(store, &caller.actor, &proxy_id, now).map_err(no_such_proxy)
+        })
+        .await?;
+    Ok(Json(ReportedUsage::new(id, rows)))
+}
+
+pub async fn list_enrollment_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<EnrollmentTokenList>, ApiError> {
+    operator(&caller)?;
+    let tokens = state.blocking(proxies::list_enrollment_tokens).await?;
+    Ok(Json(EnrollmentTokenList {
+        enrollment_tokens: tokens.into_iter().map(EnrollmentTokenView::from).collect(),
+    }))
+}
+
+pub async fn create_enrollment_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<CreateEnrollmentTokenRequest>,
+) -> Result<(StatusCode, Json<EnrollmentTokenView>), ApiError> {
+    operator(&caller)?;
+    let now = clock::now();
+    let (name, expires_at) = request.validate(now)?;
+    let (token, secret) = state
+        .blocking(move |store| {
+            proxies::create_enrollment_token(store, &caller.actor, &name, expires_at, now)
+        })
+        .await?;
+    let mut view = EnrollmentTokenView::from(token);
+    view.token = Some(secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub async fn revoke_enrollment_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    KeyIdParam(id): KeyIdParam,
+) -> Result<StatusCode, ApiError> {
+    operator(&caller)?;
+    let now = clock::now();
+    state
+        .blocking(move |store| {
+            proxies::revoke_enrollment_token(store, &caller.actor, &id, now).map_err(|error| {
+                match error {
+                    LifecycleError::NotFound => {
+                        ApiError::NotFound("no such enrollment token".into())
+                    }
+                    other => ApiError::from(other),
+                }
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/proxies/enroll`: the enrollment token as the bearer, the proxy's name, labels and
+/// version as the body; the answer is its identity and credential. Failed attempts are limited
+/// per address, all attempts per enrollment token (429 with `Retry-After`).
+pub async fn enroll(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<EnrollRequest>,
+) -> Result<(StatusCode, Json<EnrollAnswer>), ApiError> {
+    let registry = &state.proxies;
+    let address = Some(peer.ip().to_canonical());
+    let now = Instant::now();
+    if let Some(wait) = registry.enroll_failures.blocked_for(None, address, now) {
+        return Err(throttled(
+            wait,
+            "too many failed enrollments from this address",
+        ));
+    }
+    let secret = match bearer_token(&headers) {
+        Some(secret) if secret.starts_with(ENROLLMENT_PREFIX) => secret.to_string(),
+        _ => {
+            registry.enroll_failures.failed(None, address, now);
+            registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::Unauthorized);
+        }
+    };
+    enrollment::validate(&request)?;
+    if let Some(wait) = registry.enroll_limit.attempt(&secret, now) {
+        return Err(throttled(
+            wait,
+            "too many enrollments with this enrollment token",
+        ));
+    }
+    let at = clock::now();
+    let enrolled = state
+        .blocking(move |store| Ok::<_, ApiError>(proxies::enroll(store, &secret, &request, at)))
+        .await?;
+    match enrolled {
+        Ok(enrolled) => {
+            registry.credentials.forget(&enrolled.proxy.id);
+            registry.enrolled.fetch_add(1, Ordering::Relaxed);
+            Ok((
+                StatusCode::OK,
+                Json(EnrollAnswer {
+                    proxy_id: enrolled.proxy.id,
+                    credential: enrolled.credential,
+                }),
+            ))
+        }
+        Err(EnrollError::BadToken) => {
+            registry.enroll_failures.failed(None, address, now);
+            registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::Unauthorized)
+        }
+        Err(EnrollError::Revoked) => {
+            registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::Forbidden(
+                "a proxy of this name was revoked and cannot enroll again; enroll under another name".into(),
+            ))
+        }
+        Err(EnrollError::Lifecycle(error)) => Err(ApiError::from(error)),
+    }
+}
+
+fn throttled(wait: std::time::Duration, why: &str) -> ApiError {
+    let retry_after = wait.as_secs().max(1);
+    ApiError::TooManyRequests {
+        retry_after,
+        message: format!("{why}; retry after {retry_after} s"),
+    }
+}

@@ -1,0 +1,312 @@
+//! Proxy identity's operations: enrolling with an enrollment token, an admin issuing a
+//! credential, revoking, listing, and a proxy's reported usage listed and discarded; the
+//! enrollment tokens themselves. Each admin change writes its audit entry in its transaction.
+//!
+//! What runs per sync call (checking a credential, noting a sighting) is in `credentials` and
+//! `presence`, in memory, so a call costs no database write.
+
+use crate::app::error::LifecycleError;
+use crate::domain::audit::{Action, Actor};
+use crate::domain::clock;
+use crate::domain::proxies::Reported;
+use crate::domain::proxies::{
+    mint_credential, mint_enrollment_secret, new_enrollment_id, new_proxy_id, EnrollmentToken,
+    StoredProxy,
+};
+use crate::domain::tokens::digest;
+use crate::store::audit;
+use crate::store::db::Store;
+use crate::store::proxies;
+use chrono::{DateTime, Utc};
+use keygate_contract::enrollment::EnrollRequest;
+use serde_json::json;
+
+pub mod credentials;
+pub mod enroll_limit;
+pub mod presence;
+pub mod version_times;
+
+/// What the sync routes and the fleet list share: credentials checked, sightings gathered,
+/// the feed's version clock, enrollment limits and counts (the `/metrics` numbers).
+#[derive(Debug)]
+pub struct ProxyRegistry {
+    pub credentials: std::sync::Arc<credentials::CredentialCache>,
+    pub presence: presence::PresenceLog,
+    pub versions: version_times::VersionTimes,
+    /// Failed enrollments per address (a wrong enrollment token).
+    pub enroll_failures: crate::app::oauth::failures::FailureLimiter,
+    /// Enrollment attempts per enrollment token.
+    pub enroll_limit: enroll_limit::EnrollLimit,
+    /// A proxy not seen for this long is `stale`.
+    pub stale_after: chrono::Duration,
+    pub enrolled: std::sync::atomic::AtomicU64,
+    pub enroll_refused: std::sync::atomic::AtomicU64,
+}
+
+impl ProxyRegistry {
+    pub fn new(stale_after: chrono::Duration, enrollments_per_minute: u32) -> Self {
+        ProxyRegistry {
+            credentials: Default::default(),
+            presence: Default::default(),
+            versions: Default::default(),
+            enroll_failures: Default::default(),
+            enroll_limit: enroll_limit::EnrollLimit::new(enrollments_per_minute),
+            stale_after,
+            enrolled: Default::default(),
+            enroll_refused: Default::default(),
+        }
+    }
+}
+
+/// Why an enrollment was refused.
+#[derive(Debug)]
+pub enum EnrollError {
+    /// No usable enrollment token (unknown, revoked or expired).
+    BadToken,
+    /// A proxy of that name was revoked: it stays revoked.
+    Revoked,
+    Lifecycle(LifecycleError),
+}
+
+impl From<LifecycleError> for EnrollError {
+    fn from(error: LifecycleError) -> Self {
+        EnrollError::Lifecycle(error)
+    }
+}
+
+impl From<crate::store::sql::Error> for EnrollError {
+    fn from(error: crate::store::sql::Error) -> Self {
+        EnrollError::Lifecycle(error.into())
+    }
+}
+
+/// A proxy with its new credential (shown once).
+pub struct Credentialed {
+    pub proxy: StoredProxy,
+    pub credential: String,
+}
+
+/// Enrolls the proxy `request` names with the enrollment token `secret`: a new identity, or a
+/// new credential for the identity of that name (its old credential stops working).
+pub fn enroll(
+    store: &Store,
+    secret: &str,
+    request: &EnrollRequest,
+    now: DateTime<Utc>,
+) -> Result<Credentialed, EnrollError> {
+    let hash = digest(secret);
+    let minted = mint_credential().map_err(LifecycleError::from)?;
+    let fresh_id = new_proxy_id().map_err(LifecycleError::from)?;
+    store.write(|tx| {
+        let token = match proxies::find_token_by_hash(tx, &hash)? {
+            Some(token) if token.is_usable(now) => token,
+            _ => return Err(EnrollError::BadToken),
+        };
+        let proxy = match proxies::find_by_name(tx, &request.name)? {
+            Some(known) if known.revoked_at.is_some() => return Err(EnrollError::Revoked),
+            Some(known) => {
+                let proxy = StoredProxy {
+                    labels: request.labels.clone(),
+                    version: request.version.clone(),
+                    credential_hash: minted.hash.clone(),
+                    credential_last4: minted.last4.clone(),
+                    enrolled_with: Some(token.id.clone()),
+                    enrolled_at: now,
+                    ..known
+                };
+                proxies::replace_credential(tx, &proxy)?;
+                proxy
+            }
+            None => {
+                let proxy = new_proxy(fresh_id.clone(), request, &minted, now);
+                let proxy = StoredProxy {
+                    enrolled_with: Some(token.id.clone()),
+                    ..proxy
+                };
+                proxies::insert(tx, &proxy)?;
+                proxy
+            }
+        };
+        proxies::count_enrollment(tx, &token.id)?;
+        Ok(Credentialed {
+            proxy,
+            credential: minted.secret.clone(),
+        })
+    })
+}
+
+fn new_proxy(
+    id: String,
+    request: &EnrollRequest,
+    minted: &crate::domain::proxies::Minted,
+    now: DateTime<Utc>,
+) -> StoredProxy {
+    StoredProxy {
+        id,
+        name: request.name.clone(),
+        labels: request.labels.clone(),
+        version: request.version.clone(),
+        credential_hash: minted.hash.clone(),
+        credential_last4: minted.last4.clone(),
+        enrolled_with: None,
+        created_at: now,
+        enrolled_at: now,
+        revoked_at: None,
+        presence: Default::default(),
+    }
+}
+
+/// An admin issues a credential for a proxy (or a deployment) named `request.name`, which must
+/// be new.
+pub fn issue(
+    store: &Store,
+    actor: &Actor,
+    request: &EnrollRequest,
+    now: DateTime<Utc>,
+) -> Result<Option<Credentialed>, LifecycleError> {
+    let minted = mint_credential()?;
+    let id = new_proxy_id()?;
+    store.write(|tx| {
+        if proxies::find_by_name(tx, &request.name)?.is_some() {
+            return Ok(None);
+        }
+        let proxy = new_proxy(id.clone(), request, &minted, now);
+        proxies::insert(tx, &proxy)?;
+        audit::record(
+            tx,
+            actor,
+            Action::ProxyCreate,
+            &proxy.id,
+            None,
+            &json!({ "name": proxy.name, "labels": proxy.labels }),
+            now,
+        )?;
+        Ok(Some(Credentialed {
+            proxy,
+            credential: minted.secret.clone(),
+        }))
+    })
+}
+
+/// Every proxy, oldest first.
+pub fn list(store: &Store) -> Result<Vec<StoredProxy>, LifecycleError> {
+    Ok(store.read(proxies::list)?)
+}
+
+pub fn find(store: &Store, id: &str) -> Result<StoredProxy, LifecycleError> {
+    store
+        .read(|tx| proxies::find_by_id(tx, id))?
+        .ok_or(LifecycleError::NotFound)
+}
+
+/// Revokes the proxy: its credential is refused from now on, and it cannot enroll again.
+pub fn revoke(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<StoredProxy, LifecycleError> {
+    store.write(|tx| {
+        let proxy = proxies::find_by_id(tx, id)?.ok_or(LifecycleError::NotFound)?;
+        if proxies::set_revoked_at(tx, id, now)? > 0 {
+            audit::record(tx, actor, Action::ProxyRevoke, id, None, &json!({}), now)?;
+        }
+        Ok(proxy)
+    })
+}
+
+/// What the proxy reported that is still held hourly.
+pub fn reported(store: &Store, id: &str) -> Result<Vec<Reported>, LifecycleError> {
+    store.read(|tx| {
+        proxies::find_by_id(tx, id)?.ok_or(LifecycleError::NotFound)?;
+        Ok(proxies::reported(tx, id)?)
+    })
+}
+
+/// Takes what the proxy reported back out of the usage counts; the rows taken out.
+pub fn discard_reported(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Reported>, LifecycleError> {
+    store.write(|tx| {
+        proxies::find_by_id(tx, id)?.ok_or(LifecycleError::NotFound)?;
+        let rows = proxies::discard_reported(tx, id)?;
+        let requests: i64 = rows.iter().map(|row| row.count).sum();
+        audit::record(
+            tx,
+            actor,
+            Action::ProxyReportsDiscard,
+            id,
+            None,
+            &json!({ "rows": rows.len(), "requests": requests }),
+            now,
+        )?;
+        Ok(rows)
+    })
+}
+
+/// A new enrollment token and its secret (shown once).
+pub fn create_enrollment_token(
+    store: &Store,
+    actor: &Actor,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(EnrollmentToken, String), LifecycleError> {
+    let minted = mint_enrollment_secret()?;
+    let token = EnrollmentToken {
+        id: new_enrollment_id()?,
+        hash: minted.hash,
+        last4: minted.last4,
+        name: name.to_string(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        enrolled: 0,
+    };
+    store.write(|tx| {
+        proxies::insert_token(tx, &token)?;
+        audit::record(
+            tx,
+            actor,
+            Action::EnrollmentTokenCreate,
+            &token.id,
+            None,
+            &json!({ "name": token.name, "expires_at": token.expires_at.map(clock::format) }),
+            now,
+        )?;
+        Ok::<_, LifecycleError>(())
+    })?;
+    Ok((token, minted.secret))
+}
+
+pub fn list_enrollment_tokens(store: &Store) -> Result<Vec<EnrollmentToken>, LifecycleError> {
+    Ok(store.read(proxies::list_tokens)?)
+}
+
+/// Revokes the enrollment token: no proxy enrolls with it from now on (enrolled proxies keep
+/// their credentials).
+pub fn revoke_enrollment_token(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), LifecycleError> {
+    store.write(|tx| {
+        if proxies::revoke_token(tx, id, now)? == 0 {
+            return Err(LifecycleError::NotFound);
+        }
+        audit::record(
+            tx,
+            actor,
+            Action::EnrollmentTokenRevoke,
+            id,
+            None,
+            &json!({}),
+            now,
+        )?;
+        Ok(())
+    })
+}

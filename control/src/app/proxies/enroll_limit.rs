@@ -1,0 +1,72 @@
+//! Enrollment attempts per enrollment token and minute, per replica: a leaked enrollment token
+//! cannot mint identities faster than a fleet's restarts need. Keyed by the digest of what was
+//! presented, so a wrong token is limited the same way (and by address, `FailureLimiter`).
+
+use crate::domain::tokens::digest;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// Tokens tracked at most; expired windows are dropped first when full.
+const MAX_TRACKED: usize = 10_000;
+
+#[derive(Debug)]
+pub struct EnrollLimit {
+    per_minute: u32,
+    windows: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl EnrollLimit {
+    pub fn new(per_minute: u32) -> Self {
+        EnrollLimit {
+            per_minute,
+            windows: Mutex::default(),
+        }
+    }
+
+    /// Counts an attempt with `secret`: `Some(wait)` when over the limit (not counted then).
+    pub fn attempt(&self, secret: &str, now: Instant) -> Option<Duration> {
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        if windows.len() >= MAX_TRACKED {
+            windows.retain(|_, (started, _)| now.duration_since(*started) < WINDOW);
+            if windows.len() >= MAX_TRACKED {
+                return Some(WINDOW);
+            }
+        }
+        let (started, attempts) = windows.entry(digest(secret)).or_insert((now, 0));
+        if now.duration_since(*started) >= WINDOW {
+            *started = now;
+            *attempts = 0;
+        }
+        if *attempts >= self.per_minute {
+            return Some(WINDOW.saturating_sub(now.duration_since(*started)));
+        }
+        *attempts += 1;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_past_the_limit_wait_for_the_window() {
+        let limit = EnrollLimit::new(3);
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limit.attempt("kge_a", start), None);
+        }
+        assert_eq!(
+            limit.attempt("kge_a", start + Duration::from_secs(20)),
+            Some(Duration::from_secs(40))
+        );
+        assert_eq!(
+            limit.attempt("kge_b", start),
+            None,
+            "another token has its own window"
+        );
+        assert_eq!(limit.attempt("kge_a", start + WINDOW), None);
+    }
+}
