@@ -13,9 +13,11 @@ use crate::policy::routes::{PathMatcher, RouteRule, RouteTable};
 use crate::policy::token::TokenSource;
 
 mod duration;
+mod identity;
 mod raw;
 
 pub use duration::{parse_duration, DurationError};
+pub use identity::{ControlAuth, Enrollment};
 pub use raw::MAX_SLOTS;
 use raw::{RawConfig, RawControl, RawRateLimits, RawRoute, RawUsage};
 
@@ -93,12 +95,30 @@ pub struct ControlConfig {
     pub cluster: String,
     pub authority: String,
     pub path: String,
-    pub token: String,
+    pub auth: ControlAuth,
     pub refresh_interval: Duration,
     pub timeout: Duration,
     /// Long-poll wait sent to the control service; zero turns long polling off.
     pub long_poll_wait: Duration,
     pub page_size: u32,
+}
+
+impl ControlConfig {
+    /// The token jobs put in their calls; `None` when the filter enrolls (the runner presents
+    /// the credential it enrolled for, `sync::identity`).
+    pub fn static_token(&self) -> Option<&str> {
+        match &self.auth {
+            ControlAuth::Token(token) => Some(token),
+            ControlAuth::Enroll(_) => None,
+        }
+    }
+
+    pub fn enrollment(&self) -> Option<&Enrollment> {
+        match &self.auth {
+            ControlAuth::Token(_) => None,
+            ControlAuth::Enroll(enrollment) => Some(enrollment),
+        }
+    }
 }
 
 /// A configuration error, naming the field at fault.
@@ -302,7 +322,7 @@ impl Config {
     }
 }
 
-fn validate_control(raw: RawControl, env: EnvLookup<'_>) -> Result<ControlConfig, ConfigError> {
+fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlConfig, ConfigError> {
     if raw.cluster.is_empty() {
         return Err(field_error("control.cluster", "must not be empty"));
     }
@@ -312,25 +332,7 @@ fn validate_control(raw: RawControl, env: EnvLookup<'_>) -> Result<ControlConfig
             format!("{:?} must be an absolute path without a query", raw.path),
         ));
     }
-    let token = match (raw.token, raw.token_env) {
-        (Some(_), Some(_)) => {
-            return Err(field_error("control.token", "set either token or token_env, not both"))
-        }
-        (Some(token), None) => token,
-        (None, Some(var)) => env(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
-            field_error(
-                "control.token_env",
-                format!("environment variable {var} is not set in the Wasm VM (vm_config.environment_variables)"),
-            )
-        })?,
-        (None, None) => return Err(field_error("control.token", "token or token_env is required")),
-    };
-    if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(field_error(
-            "control.token",
-            "must be non-empty without spaces or control characters",
-        ));
-    }
+    let auth = identity::control_auth(&mut raw, env)?;
     let refresh_interval = duration_field(
         "control.refresh_interval",
         &raw.refresh_interval,
@@ -365,7 +367,7 @@ fn validate_control(raw: RawControl, env: EnvLookup<'_>) -> Result<ControlConfig
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
         path: raw.path,
-        token,
+        auth,
         refresh_interval,
         timeout,
         long_poll_wait,

@@ -6,6 +6,7 @@ use log::{debug, info, warn};
 
 use crate::background::{publish_store_gauges, Env, WorkerJob};
 use crate::request::Worker;
+use crate::sync::enroll::{Enroll, EnrollOutcome};
 use crate::sync::fleet::{FleetOutcome, FleetSync};
 use crate::sync::refresh::{Outcome, Refresh};
 use crate::sync::usage::{ReportOutcome, Usage};
@@ -106,6 +107,21 @@ impl WorkerJob for FleetSync {
             ),
             FleetOutcome::AskedForEveryBucket => info!(
                 "#{id} the control service holds no counts of this Envoy (restarted?): posted every bucket again"
+            ),
+        }
+    }
+}
+
+impl WorkerJob for Enroll {
+    fn report(&mut self, env: &Env<'_>, outcome: &EnrollOutcome) {
+        let id = env.context_id;
+        match outcome {
+            // The proxy id and name only: never the credential.
+            EnrollOutcome::Enrolled { proxy_id, name } => {
+                info!("#{id} enrolled with the control service as {proxy_id} ({name})")
+            }
+            EnrollOutcome::Failed(reason) => warn!(
+                "#{id} enrollment failed, syncs wait for a credential (the last good snapshot keeps serving): {reason}"
             ),
         }
     }

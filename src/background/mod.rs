@@ -24,6 +24,7 @@ use crate::host::Host;
 use crate::limits::counters;
 use crate::request::Worker;
 use crate::store;
+use crate::sync::enroll::Enroll;
 use crate::sync::fleet::{self, FleetSync};
 use crate::sync::queue::Queue;
 use crate::sync::refresh::Refresh;
@@ -127,20 +128,33 @@ pub struct Background {
 }
 
 impl Background {
-    /// The jobs of `worker`'s configuration for the VM `me`: the snapshot refresh, and usage
-    /// reports and the fleet sync where their queue is given.
+    /// The jobs of `worker`'s configuration for the VM `me`: enrolling (with an enrollment
+    /// token), the snapshot refresh, and usage reports and the fleet sync where their queue is
+    /// given.
     pub fn new(context_id: u32, me: u64, worker: Rc<Worker>, queues: Queues) -> Background {
         let config = &worker.config;
         let cluster = config.control.cluster.as_str();
+        // With an enrollment token, the other jobs wait for the credential and present it.
+        let enrolls = config.control.enrollment().is_some();
+        let mut tasks: Vec<Box<dyn Task>> = Vec::new();
+        if let Some(enroll) = Enroll::new(me, &config.control) {
+            tasks.push(Box::new(Runner::new(enroll, me, cluster)));
+        }
         let refresh = Refresh::new(me, config.control.clone(), config.rate_limits.slots);
-        let mut tasks: Vec<Box<dyn Task>> = vec![Box::new(Runner::new(refresh, me, cluster))];
+        tasks.push(Box::new(
+            Runner::new(refresh, me, cluster).presenting_enrolled_credential(enrolls),
+        ));
         if let Some(queue) = queues.usage {
             let usage = Usage::new(me, &config.control, &config.usage, queue);
-            tasks.push(Box::new(Runner::new(usage, me, cluster)));
+            tasks.push(Box::new(
+                Runner::new(usage, me, cluster).presenting_enrolled_credential(enrolls),
+            ));
         }
         if let Some(queue) = queues.fleet {
             let sync = FleetSync::new(me, &config.control, &config.rate_limits, queue);
-            tasks.push(Box::new(Runner::new(sync, me, cluster)));
+            tasks.push(Box::new(
+                Runner::new(sync, me, cluster).presenting_enrolled_credential(enrolls),
+            ));
         }
         Background {
             context_id,

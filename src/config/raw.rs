@@ -127,6 +127,14 @@ pub(super) struct RawControl {
     pub(super) token: Option<String>,
     #[serde(default)]
     pub(super) token_env: Option<String>,
+    #[serde(default)]
+    pub(super) enrollment_token: Option<String>,
+    #[serde(default)]
+    pub(super) enrollment_token_env: Option<String>,
+    #[serde(default)]
+    pub(super) proxy_name: Option<String>,
+    #[serde(default)]
+    pub(super) proxy_labels: std::collections::BTreeMap<String, String>,
     #[serde(default = "default_refresh_interval")]
     pub(super) refresh_interval: String,
     #[serde(default = "default_timeout")]

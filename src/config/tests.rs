@@ -190,7 +190,45 @@ fn trailing_characters_after_the_config_are_rejected() {
 fn token_can_come_from_the_vm_environment() {
     let env = |name: &str| (name == "SYNC").then(|| "s3cret".to_string());
     let config = Config::parse(br#"{"control":{"cluster":"c","token_env":"SYNC"}}"#, &env).unwrap();
-    assert_eq!(config.control.token, "s3cret");
+    assert_eq!(config.control.static_token(), Some("s3cret"));
+    assert!(config.control.enrollment().is_none());
+}
+
+#[test]
+fn an_enrollment_token_replaces_the_token_and_names_the_proxy() {
+    let env = |name: &str| (name == "ENROLL").then(|| "kge_fleet".to_string());
+    let json = br#"{"control":{"cluster":"c","enrollment_token_env":"ENROLL","proxy_name":"edge-1","proxy_labels":{"zone":"a"}}}"#;
+    let config = Config::parse(json, &env).unwrap();
+    assert_eq!(config.control.static_token(), None);
+    let enrollment = config.control.enrollment().unwrap();
+    assert_eq!(enrollment.token, "kge_fleet");
+    assert_eq!(enrollment.proxy_name.as_deref(), Some("edge-1"));
+    assert_eq!(enrollment.labels.get("zone").map(String::as_str), Some("a"));
+    for (json, field) in [
+        (
+            r#"{"control":{"cluster":"c","token":"t","enrollment_token":"kge_a"}}"#,
+            "control.enrollment_token",
+        ),
+        (
+            r#"{"control":{"cluster":"c","enrollment_token":"kgt_a"}}"#,
+            "control.enrollment_token",
+        ),
+        (
+            r#"{"control":{"cluster":"c","token":"t","proxy_name":"e"}}"#,
+            "control.proxy_name",
+        ),
+        (
+            r#"{"control":{"cluster":"c","enrollment_token":"kge_a","proxy_name":"a b"}}"#,
+            "control.proxy_name",
+        ),
+        (
+            r#"{"control":{"cluster":"c","enrollment_token":"kge_a","proxy_labels":{"z":"a b"}}}"#,
+            "control.proxy_labels.z",
+        ),
+    ] {
+        let error = Config::parse(json.as_bytes(), &|_| None).unwrap_err();
+        assert_eq!(error.field, field, "{json}: {error}");
+    }
 }
 
 #[test]

@@ -185,14 +185,13 @@ impl Refresh {
             (":method".to_string(), "GET".to_string()),
             (":path".to_string(), String::new()),
             (":authority".to_string(), self.config.authority.clone()),
-            (
-                "authorization".to_string(),
-                format!("Bearer {}", self.config.token),
-            ),
             // Compact binary preferred; a backend that only speaks JSON answers JSON, and the
             // page is parsed by its first bytes either way.
             ("accept".to_string(), ACCEPT.to_string()),
         ];
+        if let Some(token) = self.config.static_token() {
+            headers.push(("authorization".to_string(), format!("Bearer {token}")));
+        }
         if let Some((version, epoch)) = since {
             path.push_str(&format!("&since={version}&epoch={epoch}"));
             if long_poll && cursor.is_none() {

@@ -30,7 +30,10 @@ use std::time::Duration;
 
 use crate::config::ControlConfig;
 use crate::host::{DispatchError, Host};
-use crate::sync::lease;
+use crate::sync::{identity, lease};
+
+/// The status that refuses a credential: the enrolled one is forgotten and enrolled again.
+const UNAUTHORIZED: u32 = 401;
 
 /// Our own deadline for a call: its timeout plus this, in case Envoy never fires it.
 pub const DEADLINE_SLACK_MS: u64 = 1_000;
@@ -65,9 +68,11 @@ impl Call {
             (":method", "POST".to_string()),
             (":path", path.to_string()),
             (":authority", control.authority.clone()),
-            ("authorization", format!("Bearer {}", control.token)),
             ("content-type", content_type.to_string()),
         ];
+        if let Some(token) = control.static_token() {
+            headers.push(("authorization", format!("Bearer {token}")));
+        }
         if let Some(accept) = accept {
             headers.push(("accept", accept.to_string()));
         }
@@ -218,6 +223,8 @@ struct InFlight<P> {
     token: u32,
     deadline_ms: u64,
     pending: P,
+    /// The enrolled credential the call presented, forgotten if it is refused.
+    credential: Option<String>,
 }
 
 /// Runs a job: its call in flight, token, deadline, lease and backoff.
@@ -228,6 +235,8 @@ pub struct Runner<J: Job> {
     me: u64,
     cluster: String,
     in_flight: Option<InFlight<J::Pending>>,
+    /// Calls present the credential this Envoy enrolled for (`identity.rs`), and wait for one.
+    presents_enrolled: bool,
 }
 
 fn deadline_after(now_ms: u64, timeout: Duration) -> u64 {
@@ -283,7 +292,15 @@ impl<J: Job> Runner<J> {
             me,
             cluster: cluster.to_string(),
             in_flight: None,
+            presents_enrolled: false,
         }
+    }
+
+    /// Calls present the enrolled credential (the configuration has an enrollment token): the
+    /// job starts only once one is held, and a 401 answer forgets it, so it is enrolled again.
+    pub fn presenting_enrolled_credential(mut self, enrolled: bool) -> Runner<J> {
+        self.presents_enrolled = enrolled;
+        self
     }
 
     pub fn job(&self) -> &J {
@@ -320,6 +337,10 @@ impl<J: Job> Runner<J> {
         if self.in_flight.is_some() {
             return;
         }
+        if self.presents_enrolled && identity::current(host).is_none() {
+            // Not enrolled yet (or refused and enrolling again): nothing to present.
+            return;
+        }
         let deadline_ms = deadline_after(now, self.job.call_timeout(host));
         let Some(fence) = claim(host, J::LEASE, self.me, now, deadline_ms) else {
             return;
@@ -344,17 +365,28 @@ impl<J: Job> Runner<J> {
     fn dispatch(
         &mut self,
         host: &dyn Host,
-        call: Call,
+        mut call: Call,
         pending: J::Pending,
         deadline_ms: u64,
         outcomes: &mut Vec<J::Outcome>,
     ) {
+        let credential = if self.presents_enrolled {
+            let credential = identity::current(host).map(|enrolled| enrolled.credential);
+            if let Some(credential) = &credential {
+                call.headers
+                    .push(("authorization".into(), format!("Bearer {credential}")));
+            }
+            credential
+        } else {
+            None
+        };
         match send(host, &self.cluster, &call) {
             Ok(token) => {
                 self.in_flight = Some(InFlight {
                     token,
                     deadline_ms,
                     pending,
+                    credential,
                 });
             }
             Err(error) => outcomes.push(self.fail(host, pending, error)),
@@ -384,6 +416,9 @@ impl<J: Job> Runner<J> {
             return outcomes;
         };
         let (status, body) = read_answer(host, body_size, self.job.max_body_bytes());
+        if let (Some(UNAUTHORIZED), Some(credential)) = (status, &in_flight.credential) {
+            identity::refused(host, credential);
+        }
         let response = Response {
             status,
             body: body.as_deref(),
