@@ -19,6 +19,8 @@ use crate::sync::task::{Call, CallError, Job, JobLease, Response, Start, Step};
 const LEASE_KEY: &str = "keygate.enroll.lease";
 /// How often a worker looks whether the identity is still held.
 const CHECK_EVERY_MS: u64 = 1_000;
+/// Where Envoy's node id is read: the attribute's current name, then its older one.
+const NODE_ID_PATHS: [&[&str]; 2] = [&["xds", "node", "id"], &["node", "id"]];
 /// The largest answer read: an id and a credential.
 const MAX_ANSWER_BYTES: usize = 4096;
 
@@ -51,7 +53,10 @@ impl Enroll {
         if let Some(name) = &self.enrollment.proxy_name {
             return name.clone();
         }
-        host.property(&["node", "id"])
+        // `xds.node.id` in Envoy 1.40 (probed: `node.id` reads as absent from a root context).
+        NODE_ID_PATHS
+            .iter()
+            .find_map(|path| host.property(path))
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|id| enrollment::name("name", id).is_ok())
             .unwrap_or_else(|| format!("envoy-{:016x}", self.me))

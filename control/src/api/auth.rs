@@ -47,30 +47,37 @@ impl FromRequestParts<AppState> for SyncAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        if let Some(shared) = &state.sync_token {
-            if shared.matches(presented) {
-                return Ok(SyncAuth(SyncCaller::Shared));
-            }
-        }
-        if !presented.starts_with(CREDENTIAL_PREFIX) {
-            return Err(ApiError::Unauthorized);
-        }
-        let now = Instant::now();
-        let identity = match state.proxies.credentials.cached(presented, now) {
-            Some(known) => known,
-            None => {
-                let secret = presented.to_string();
-                let credentials = Arc::clone(&state.proxies.credentials);
-                state
-                    .blocking(move |store| credentials.check(store, &secret, now))
-                    .await?
-            }
-        };
-        identity
-            .map(|identity| SyncAuth(SyncCaller::Proxy(identity)))
-            .ok_or(ApiError::Unauthorized)
+        sync_caller(state, &parts.headers).await.map(SyncAuth)
     }
+}
+
+/// Who the request's bearer is on the sync routes; 401 for anything but the shared sync token
+/// (while on) or a usable proxy credential. Also run again after a long poll's wait, so a
+/// proxy revoked meanwhile gets no change it waited for.
+pub async fn sync_caller(state: &AppState, headers: &HeaderMap) -> Result<SyncCaller, ApiError> {
+    let presented = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
+    if let Some(shared) = &state.sync_token {
+        if shared.matches(presented) {
+            return Ok(SyncCaller::Shared);
+        }
+    }
+    if !presented.starts_with(CREDENTIAL_PREFIX) {
+        return Err(ApiError::Unauthorized);
+    }
+    let now = Instant::now();
+    let identity = match state.proxies.credentials.cached(presented, now) {
+        Some(known) => known,
+        None => {
+            let secret = presented.to_string();
+            let credentials = Arc::clone(&state.proxies.credentials);
+            state
+                .blocking(move |store| credentials.check(store, &secret, now))
+                .await?
+        }
+    };
+    identity
+        .map(SyncCaller::Proxy)
+        .ok_or(ApiError::Unauthorized)
 }
 
 #[cfg(test)]

@@ -158,6 +158,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Enrollments refused: no usable enrollment token, or a revoked name.",
         state.proxies.enroll_refused.load(Ordering::Relaxed),
     );
+    metric(
+        "keygate_control_proxy_name_churn_total",
+        "counter",
+        "Enrollments of a name that had enrolled twice already within a minute: two proxies sharing a name, or one restarting in a loop.",
+        state.proxies.churned.load(Ordering::Relaxed),
+    );
     if let Ok(fleet) = fleet_view(&state).await {
         fleet.write(&mut text);
     }

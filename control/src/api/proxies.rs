@@ -9,6 +9,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam};
 use crate::api::state::AppState;
 use crate::app::error::LifecycleError;
+use crate::app::proxies::enroll_limit::CHURN_ENROLLMENTS;
 use crate::app::proxies::{self, EnrollError};
 use crate::domain::clock;
 use crate::domain::proxies::StoredProxy;
@@ -278,6 +279,14 @@ pub async fn enroll(
         Ok(enrolled) => {
             registry.credentials.forget(&enrolled.proxy.id);
             registry.enrolled.fetch_add(1, Ordering::Relaxed);
+            let recent = registry.name_churn.enrolled(&enrolled.proxy.name, now);
+            if recent >= CHURN_ENROLLMENTS {
+                registry.churned.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "keygate-control: warning: proxy {} ({:?}) enrolled {recent} times within a minute: two proxies may share its name (each takes the credential from the other; give each its own proxy_name or node id), or it restarts in a loop",
+                    enrolled.proxy.id, enrolled.proxy.name
+                );
+            }
             Ok((
                 StatusCode::OK,
                 Json(EnrollAnswer {

@@ -2,7 +2,7 @@
 //! long polling, in JSON or in the compact encoding (`Accept`, `api/encoding.rs`);
 //! `GET /v1/snapshot/polls`: how many long polls are held.
 
-use crate::api::auth::SyncAuth;
+use crate::api::auth::{sync_caller, SyncAuth};
 use crate::api::encoding::{negotiate, Encoding};
 use crate::api::error::ApiError;
 use crate::api::extract::QueryParams;
@@ -64,6 +64,10 @@ pub async fn snapshot(
             wait_for_news(&state, &state.held_polls, &request, if_none_match).await
         {
             return Ok(not_modified);
+        }
+        if caller.proxy().is_some() {
+            // Revoked while it waited: it gets nothing more.
+            sync_caller(&state, &headers).await?;
         }
     }
     let published = *state.store.subscribe().borrow();

@@ -37,6 +37,9 @@ pub struct ProxyRegistry {
     pub enroll_failures: crate::app::oauth::failures::FailureLimiter,
     /// Enrollment attempts per enrollment token.
     pub enroll_limit: enroll_limit::EnrollLimit,
+    /// Names enrolling again and again (shared by two proxies, or restarting in a loop).
+    pub name_churn: enroll_limit::NameChurn,
+    pub churned: std::sync::atomic::AtomicU64,
     /// A proxy not seen for this long is `stale`.
     pub stale_after: chrono::Duration,
     pub enrolled: std::sync::atomic::AtomicU64,
@@ -51,6 +54,8 @@ impl ProxyRegistry {
             versions: Default::default(),
             enroll_failures: Default::default(),
             enroll_limit: enroll_limit::EnrollLimit::new(enrollments_per_minute),
+            name_churn: Default::default(),
+            churned: Default::default(),
             stale_after,
             enrolled: Default::default(),
             enroll_refused: Default::default(),

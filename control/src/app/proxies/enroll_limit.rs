@@ -47,6 +47,34 @@ impl EnrollLimit {
     }
 }
 
+/// Enrollments of one name within [`WINDOW`] that make it look shared: two proxies under one
+/// name take the credential from each other (each enrolls again when refused), which looks
+/// like this; so does a proxy restarting in a loop. Either is worth a warning.
+pub const CHURN_ENROLLMENTS: usize = 3;
+
+/// Recent enrollments per proxy name, per replica, bounded.
+#[derive(Debug, Default)]
+pub struct NameChurn {
+    recent: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl NameChurn {
+    /// Notes an enrollment of `name`: how many it had within the window, this one included.
+    pub fn enrolled(&self, name: &str, now: Instant) -> usize {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() >= MAX_TRACKED {
+            recent.retain(|_, times| times.iter().any(|at| now.duration_since(*at) < WINDOW));
+            if recent.len() >= MAX_TRACKED {
+                return 1;
+            }
+        }
+        let times = recent.entry(name.to_string()).or_default();
+        times.retain(|at| now.duration_since(*at) < WINDOW);
+        times.push(now);
+        times.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +96,15 @@ mod tests {
             "another token has its own window"
         );
         assert_eq!(limit.attempt("kge_a", start + WINDOW), None);
+    }
+
+    #[test]
+    fn a_name_enrolling_again_and_again_is_counted_within_the_window() {
+        let churn = NameChurn::default();
+        let start = Instant::now();
+        assert_eq!(churn.enrolled("e1", start), 1);
+        assert_eq!(churn.enrolled("e1", start + Duration::from_secs(5)), 2);
+        assert_eq!(churn.enrolled("e2", start), 1);
+        assert_eq!(churn.enrolled("e1", start + Duration::from_secs(70)), 1);
     }
 }
