@@ -49,6 +49,11 @@ fn main() -> ExitCode {
         Command::Usage(args) => {
             client::run_team_usage(cli.client, args).map_err(|error| error.to_string())
         }
+        Command::Proxies(args) => {
+            client::run_proxies(cli.client, args.command).map_err(|error| error.to_string())
+        }
+        Command::EnrollmentTokens(args) => client::run_enrollment_tokens(cli.client, args.command)
+            .map_err(|error| error.to_string()),
         Command::Serve(args) => refuse_client_options(&matches, "serve")
             .and_then(|()| server::startup::run(*args).map_err(|error| error.to_string())),
         Command::Completion { shell } => {

@@ -204,3 +204,31 @@ def test_the_shared_sync_token_warns_and_can_be_switched_off(service, new_servic
         assert "the shared sync token is off" in strict.log_text()
     finally:
         strict.stop()
+
+
+def test_the_cli_issues_lists_and_revokes(api, service):
+    from keygate_testkit.control import run_cli
+    from keygate_testkit.paths import ADMIN_TOKEN
+
+    def cli(*args):
+        result = run_cli(*args, url=service.url(), token=ADMIN_TOKEN)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    created = cli("enrollment-tokens", "create", "cli-mesh")
+    assert "token: kge_" in created
+    name = f"edge-{uuid.uuid4().hex[:8]}"
+    issued = cli("proxies", "issue", name, "--label", "zone=eu")
+    credential = issued.split("credential: ")[1].split()[0]
+    assert call(api, "GET", "/v1/snapshot", credential).status_code == 200
+    proxy_id = issued.split("proxy ")[1].split()[0]
+    listing = cli("proxies", "list")
+    assert proxy_id in listing and "STATE" in listing
+    assert max(len(line) for line in listing.splitlines()) <= 80
+    assert name in cli("--json", "proxies", "list")
+    assert credential not in listing
+    assert cli("--json", "proxies", "show", proxy_id).count(proxy_id) >= 1
+    assert "Revoked proxy" in cli("proxies", "revoke", proxy_id)
+    assert call(api, "GET", "/v1/snapshot", credential).status_code == 401
+    assert "revoked" in cli("proxies", "show", proxy_id)
+    assert "0 allowed requests" in cli("proxies", "reports", proxy_id)

@@ -11,6 +11,7 @@ mod database;
 mod listener;
 mod oauth;
 mod proxies;
+mod proxy_commands;
 mod retention;
 mod teams;
 mod usage;
@@ -19,6 +20,9 @@ pub use database::DatabaseArgs;
 pub use listener::ListenerArgs;
 pub use oauth::{OAuthArgs, SEALING_KEY_VAR};
 pub use proxies::ProxyArgs;
+pub use proxy_commands::{
+    EnrollmentTokensArgs, EnrollmentTokensCommand, ProxiesArgs, ProxiesCommand,
+};
 pub use retention::RetentionArgs;
 pub use teams::{TeamsArgs, TeamsCommand, WebhooksArgs, WebhooksCommand};
 pub use usage::{EventsArgs, TeamUsageArgs, UsageArgs};
@@ -88,6 +92,10 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show usage summed over a team's keys (or every key) by hour or UTC day.
     Usage(TeamUsageArgs),
+    /// The fleet of proxies: list, issue credentials, revoke (docs/security.md, "Proxy identity").
+    Proxies(ProxiesArgs),
+    /// Enrollment tokens, with which proxies obtain their own credentials.
+    EnrollmentTokens(EnrollmentTokensArgs),
     /// Print a shell completion script to standard output.
     #[command(after_help = "Install it with, for example:\n  \
         bash: keygate-control completion bash > ~/.local/share/bash-completion/completions/keygate-control\n  \

@@ -7,6 +7,7 @@ mod http;
 mod key_check;
 mod manage;
 mod plans;
+mod proxies;
 mod table;
 mod teams;
 mod tls;
@@ -17,5 +18,6 @@ pub use commands::{run, run_team_usage};
 
 pub use manage::{run_audit, run_tokens};
 pub use plans::run_plans;
+pub use proxies::{run_enrollment_tokens, run_proxies};
 pub use teams::run_teams;
 pub use webhooks::run_webhooks;
