@@ -269,7 +269,7 @@ mod tests {
             "{table}"
         );
         assert!(
-            line.contains("120s") && line.contains("failing 150s"),
+            line.contains(" 2m ") && line.contains("failing 2m"),
             "{table}"
         );
     }
