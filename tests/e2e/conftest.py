@@ -8,6 +8,23 @@ from keygate_testkit.snapshot_server import SnapshotServer
 from keygate_testkit.upstream import Upstream
 
 
+@pytest.fixture(scope="session")
+def exported_control_metrics():
+    """The keygate_control_* series a running control service exports, by name (the alert rules'
+    `keygate-control` group reads them)."""
+    import requests
+
+    from keygate_testkit.control import ControlService
+
+    control = ControlService().start()
+    try:
+        text = requests.get(control.url("/metrics"), timeout=10).text
+        yield frozenset(line.split("{")[0].split()[0] for line in text.splitlines()
+                        if line.startswith("keygate_control_"))
+    finally:
+        control.stop()
+
+
 @pytest.fixture(scope="module")
 def upstream():
     """The demo upstream (JSON echo), one per test module."""

@@ -32,9 +32,12 @@ from keygate_testkit.waiting import wait_until
 
 # What the dashboard and the rules read
 
-def test_rules_read_only_metrics_envoy_exports(exported_keygate_metrics):
-    exported = exported_keygate_metrics
+def test_rules_read_only_metrics_envoy_exports(exported_keygate_metrics, exported_control_metrics):
+    """The `keygate` group reads an Envoy's series, the `keygate-control` group a control
+    service's."""
+    assert any(name.startswith("keygate_control_proxy") for name in exported_control_metrics)
     for rule in rules():
+        exported = exported_control_metrics if "keygate_control_" in rule["expr"] else exported_keygate_metrics
         read = promql_metrics(rule["expr"], exported)
         assert read, rule
         assert read <= exported, (rule["alert"], sorted(read - exported))
