@@ -6,6 +6,7 @@ declared proxy_id) and discarded by an admin, the fleet list, the limits on enro
 
 import uuid
 
+import pytest
 import requests
 
 from keygate_testkit.api import Api, call, report
@@ -232,3 +233,17 @@ def test_the_cli_issues_lists_and_revokes(api, service):
     assert call(api, "GET", "/v1/snapshot", credential).status_code == 401
     assert "revoked" in cli("proxies", "show", proxy_id)
     assert "0 allowed requests" in cli("proxies", "reports", proxy_id)
+
+
+def test_the_environment_enrollment_token_enrolls_and_must_look_like_one(new_service):
+    service = new_service({"KEYGATE_ENROLLMENT_TOKEN": "kge_from-the-secret"}).start()
+    try:
+        api = Api(service.url())
+        me = enrolled(api, "kge_from-the-secret", "envoy-from-env")
+        assert proxy(api, me["proxy_id"])["enrolled_with"] == "bootstrap"
+        assert "kge_from-the-secret" not in service.log_text()
+    finally:
+        service.stop()
+    wrong = new_service({"KEYGATE_ENROLLMENT_TOKEN": "dev-sync-token"})
+    with pytest.raises(RuntimeError, match="KEYGATE_ENROLLMENT_TOKEN must start with kge_"):
+        wrong.start()

@@ -272,8 +272,12 @@ pub async fn enroll(
         ));
     }
     let at = clock::now();
+    let registry_for_call = Arc::clone(&state.proxies);
     let enrolled = state
-        .blocking(move |store| Ok::<_, ApiError>(proxies::enroll(store, &secret, &request, at)))
+        .blocking(move |store| {
+            let bootstrap = registry_for_call.bootstrap_enrollment.as_ref();
+            Ok::<_, ApiError>(proxies::enroll(store, &secret, bootstrap, &request, at))
+        })
         .await?;
     match enrolled {
         Ok(enrolled) => {

@@ -13,6 +13,7 @@ use crate::domain::proxies::{
     mint_credential, mint_enrollment_secret, new_enrollment_id, new_proxy_id, EnrollmentToken,
     StoredProxy,
 };
+use crate::domain::secrets::TokenDigest;
 use crate::domain::tokens::digest;
 use crate::store::audit;
 use crate::store::db::Store;
@@ -44,10 +45,17 @@ pub struct ProxyRegistry {
     pub stale_after: chrono::Duration,
     pub enrolled: std::sync::atomic::AtomicU64,
     pub enroll_refused: std::sync::atomic::AtomicU64,
+    /// `KEYGATE_ENROLLMENT_TOKEN`: an enrollment token from the environment (one Secret for
+    /// the control service and every proxy), besides those made with the API.
+    pub bootstrap_enrollment: Option<TokenDigest>,
 }
 
 impl ProxyRegistry {
-    pub fn new(stale_after: chrono::Duration, enrollments_per_minute: u32) -> Self {
+    pub fn new(
+        stale_after: chrono::Duration,
+        enrollments_per_minute: u32,
+        bootstrap_enrollment: Option<TokenDigest>,
+    ) -> Self {
         ProxyRegistry {
             credentials: Default::default(),
             presence: Default::default(),
@@ -59,6 +67,7 @@ impl ProxyRegistry {
             stale_after,
             enrolled: Default::default(),
             enroll_refused: Default::default(),
+            bootstrap_enrollment,
         }
     }
 }
@@ -93,18 +102,25 @@ pub struct Credentialed {
 
 /// Enrolls the proxy `request` names with the enrollment token `secret`: a new identity, or a
 /// new credential for the identity of that name (its old credential stops working).
+/// The enrollment token `KEYGATE_ENROLLMENT_TOKEN` names, besides those made with the API:
+/// enrollments with it are recorded as made with this id.
+pub const BOOTSTRAP_ENROLLMENT: &str = "bootstrap";
+
 pub fn enroll(
     store: &Store,
     secret: &str,
+    bootstrap: Option<&TokenDigest>,
     request: &EnrollRequest,
     now: DateTime<Utc>,
 ) -> Result<Credentialed, EnrollError> {
     let hash = digest(secret);
     let minted = mint_credential().map_err(LifecycleError::from)?;
     let fresh_id = new_proxy_id().map_err(LifecycleError::from)?;
+    let is_bootstrap = bootstrap.is_some_and(|bootstrap| bootstrap.matches(secret));
     store.write(|tx| {
-        let token = match proxies::find_token_by_hash(tx, &hash)? {
-            Some(token) if token.is_usable(now) => token,
+        let token_id = match proxies::find_token_by_hash(tx, &hash)? {
+            Some(token) if token.is_usable(now) => token.id,
+            _ if is_bootstrap => BOOTSTRAP_ENROLLMENT.to_string(),
             _ => return Err(EnrollError::BadToken),
         };
         let proxy = match proxies::find_by_name(tx, &request.name)? {
@@ -115,7 +131,7 @@ pub fn enroll(
                     version: request.version.clone(),
                     credential_hash: minted.hash.clone(),
                     credential_last4: minted.last4.clone(),
-                    enrolled_with: Some(token.id.clone()),
+                    enrolled_with: Some(token_id.clone()),
                     enrolled_at: now,
                     ..known
                 };
@@ -125,14 +141,14 @@ pub fn enroll(
             None => {
                 let proxy = new_proxy(fresh_id.clone(), request, &minted, now);
                 let proxy = StoredProxy {
-                    enrolled_with: Some(token.id.clone()),
+                    enrolled_with: Some(token_id.clone()),
                     ..proxy
                 };
                 proxies::insert(tx, &proxy)?;
                 proxy
             }
         };
-        proxies::count_enrollment(tx, &token.id)?;
+        proxies::count_enrollment(tx, &token_id)?;
         Ok(Credentialed {
             proxy,
             credential: minted.secret.clone(),

@@ -7,6 +7,25 @@ pub const ADMIN_TOKEN_VAR: &str = "KEYGATE_ADMIN_TOKEN";
 pub const SYNC_TOKEN_VAR: &str = "KEYGATE_SYNC_TOKEN";
 const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 const DEV_SYNC_TOKEN: &str = "dev-sync-token";
+pub const ENROLLMENT_TOKEN_VAR: &str = "KEYGATE_ENROLLMENT_TOKEN";
+const DEV_ENROLLMENT_TOKEN: &str = "kge_dev-enrollment-token";
+
+/// The enrollment token from the environment (empty counts as unset), or the development one
+/// with `dev`: `Ok(None)` when there is none; an error when it lacks the `kge_` prefix (a sync
+/// or admin token put there by mistake would let anyone holding it enroll).
+pub fn bootstrap_enrollment(value: Option<String>, dev: bool) -> Result<Option<(String, bool)>, String> {
+    match value.filter(|token| !token.is_empty()) {
+        Some(token) if token.starts_with(keygate_contract::enrollment::ENROLLMENT_PREFIX) => {
+            Ok(Some((token, false)))
+        }
+        Some(_) => Err(format!(
+            "{ENROLLMENT_TOKEN_VAR} must start with {} (an enrollment token, not a sync or admin token)",
+            keygate_contract::enrollment::ENROLLMENT_PREFIX
+        )),
+        None if dev => Ok(Some((DEV_ENROLLMENT_TOKEN.to_string(), true))),
+        None => Ok(None),
+    }
+}
 
 /// The two tokens, and whether each is the `--dev` default (so it may be printed). The shared
 /// sync token is `None` with `--no-shared-sync-token` (proxies present their own credentials).
@@ -153,6 +172,20 @@ mod tests {
             error.starts_with("KEYGATE_ADMIN_TOKEN must be set"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_enrollment_token_must_look_like_one() {
+        assert_eq!(bootstrap_enrollment(None, false), Ok(None));
+        assert_eq!(
+            bootstrap_enrollment(Some(String::new()), true),
+            Ok(Some((DEV_ENROLLMENT_TOKEN.to_string(), true)))
+        );
+        assert_eq!(
+            bootstrap_enrollment(Some("kge_x".into()), true),
+            Ok(Some(("kge_x".to_string(), false)))
+        );
+        assert!(bootstrap_enrollment(Some("dev-sync-token".into()), false).is_err());
     }
 
     #[test]

@@ -19,7 +19,10 @@ use crate::feed::versions::HeldPolls;
 use crate::fleet::redis::RedisLink;
 use crate::fleet::FleetCounts;
 use crate::server::clock::ClockLimits;
-use crate::server::config::{parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, SYNC_TOKEN_VAR};
+use crate::server::config::{
+    bootstrap_enrollment, parse_scopes, resolve_tokens, ADMIN_TOKEN_VAR, ENROLLMENT_TOKEN_VAR,
+    SYNC_TOKEN_VAR,
+};
 use crate::server::console;
 use crate::server::error::StartupError;
 use crate::server::listener::{self, ConnectionLimits, Listener};
@@ -76,6 +79,11 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         ),
         None => println!("proxies: the shared sync token is off; every proxy presents its own credential"),
     }
+    let enrollment = bootstrap_enrollment(std::env::var(ENROLLMENT_TOKEN_VAR).ok(), args.dev)
+        .map_err(StartupError::Config)?;
+    if let Some((token, true)) = &enrollment {
+        println!("dev mode: enrollment token is {token}");
+    }
     let scanning_keys = args
         .secret_scanning_keys
         .clone()
@@ -101,6 +109,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             chrono::Duration::from_std(args.proxies.proxy_stale_after)
                 .unwrap_or(chrono::Duration::seconds(90)),
             args.proxies.enrollments_per_minute,
+            enrollment.map(|(token, _)| TokenDigest::of(&token)),
         )),
         allowed_scopes: scopes.into(),
         shutting_down,
