@@ -29,7 +29,8 @@
 #                                and .venv/bin/envoy
 #   KEYGATE_RUN_RESTARTS=5       restarts of one replica before giving up
 #   KEYGATE_RUN_RESTART_DELAY_MS=1000   the delay before a replica is restarted
-#   KEYGATE_ADMIN_TOKEN, KEYGATE_SYNC_TOKEN   development tokens when unset
+#   KEYGATE_ADMIN_TOKEN, KEYGATE_ENROLLMENT_TOKEN   development tokens when unset; Envoy
+#                                enrolls as keygate-envoy (the shared sync token is off here)
 #   KEYGATE_OAUTH_SEALING_KEY     seals the OAuth signing keys; unset: made once in the run directory
 set -euo pipefail
 caller_dir=$PWD
@@ -189,7 +190,7 @@ start_redis() {
 start_control() {
   local n=$1
   setsid "$CONTROL" serve --dev --listen "127.0.0.1:${CONTROL_PORTS[n]}" --database-url "$DATABASE_URL" \
-    --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --trusted-proxies 127.0.0.1 \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --trusted-proxies 127.0.0.1 --no-shared-sync-token \
     --tls-cert "$PKI_DIR/control.pem" --tls-key "$PKI_DIR/control.key" >>"$RUN_DIR/control-$((n + 1)).log" 2>&1 &
   control_pids[n]=$!
   echo "${control_pids[n]}" >"$RUN_DIR/control-$((n + 1)).pid"
@@ -212,7 +213,8 @@ done
 wait_for "http://127.0.0.1:$UPSTREAM_PORT/" 30 "$upstream_pid" ||
   fail "the demo upstream did not start (see $RUN_DIR/upstream.log)"
 # No hot restart here, so no shared memory to clash with another Envoy on this machine.
-setsid "$ENVOY" -c "$RUN_DIR/envoy.yaml" --concurrency 2 --log-level info --disable-hot-restart >"$RUN_DIR/envoy.log" 2>&1 &
+setsid "$ENVOY" -c "$RUN_DIR/envoy.yaml" --concurrency 2 --log-level info --disable-hot-restart \
+  --service-node keygate-envoy >"$RUN_DIR/envoy.log" 2>&1 &
 envoy_pid=$!
 echo "$envoy_pid" >"$RUN_DIR/envoy.pid"
 wait_for "http://127.0.0.1:$ADMIN_PORT/ready" 60 "$envoy_pid" ||

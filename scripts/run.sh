@@ -16,7 +16,9 @@
 #                                and .venv/bin/envoy
 #   KEYGATE_RUN_RESTARTS=5       control-service restarts in a row before giving up
 #   KEYGATE_RUN_RESTART_DELAY_MS=1000   the first restart's delay, doubled for each next one
-#   KEYGATE_ADMIN_TOKEN, KEYGATE_SYNC_TOKEN   development tokens when unset
+#   KEYGATE_ADMIN_TOKEN, KEYGATE_SYNC_TOKEN, KEYGATE_ENROLLMENT_TOKEN
+#                                development tokens when unset; Envoy enrolls with the last as
+#                                keygate-envoy and shows up in GET /v1/proxies
 #   KEYGATE_SECRET_SCANNING_KEYS  GitHub's secret scanning public keys (docs/security.md), unset:
 #                                reports to /v1/secret-scanning/github are refused
 #   KEYGATE_LEAKED_KEY_POLICY     revoke (default) or notify
@@ -116,7 +118,8 @@ wait_for "http://127.0.0.1:$CONTROL_PORT/healthz" 30 "$control_pid" ||
 wait_for "http://127.0.0.1:$UPSTREAM_PORT/" 30 "$upstream_pid" ||
   fail "the demo upstream did not start (see $RUN_DIR/upstream.log)"
 # No hot restart here, so no shared memory to clash with another Envoy on this machine.
-"$ENVOY" -c "$RUN_DIR/envoy.yaml" --concurrency 2 --log-level info --disable-hot-restart >"$RUN_DIR/envoy.log" 2>&1 &
+"$ENVOY" -c "$RUN_DIR/envoy.yaml" --concurrency 2 --log-level info --disable-hot-restart \
+  --service-node keygate-envoy >"$RUN_DIR/envoy.log" 2>&1 &
 envoy_pid=$!
 echo "$envoy_pid" >"$RUN_DIR/envoy.pid"
 wait_for "http://127.0.0.1:$ADMIN_PORT/ready" 60 "$envoy_pid" ||

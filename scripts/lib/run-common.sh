@@ -72,6 +72,11 @@ use_dev_tokens() {
     export KEYGATE_SYNC_TOKEN=dev-sync-token
     dev_tokens=1
   fi
+  # Envoy enrolls with it for a credential of its own (docs/security.md, "Proxy identity").
+  if [ -z "${KEYGATE_ENROLLMENT_TOKEN:-}" ]; then
+    export KEYGATE_ENROLLMENT_TOKEN=kge_dev-enrollment-token
+    dev_tokens=1
+  fi
 }
 
 # OAuth 2.0 (docs/security.md): the key that seals the access-token signing keys. Unset, one is
@@ -92,7 +97,8 @@ print_dev_tokens() {
   if [ -n "$dev_tokens" ]; then
     cat <<MSG
   development tokens     KEYGATE_ADMIN_TOKEN=$KEYGATE_ADMIN_TOKEN KEYGATE_SYNC_TOKEN=$KEYGATE_SYNC_TOKEN
-                         (set both variables before 'make $make_target' to choose your own)
+                         KEYGATE_ENROLLMENT_TOKEN=$KEYGATE_ENROLLMENT_TOKEN
+                         (set the variables before 'make $make_target' to choose your own)
 MSG
   fi
 }

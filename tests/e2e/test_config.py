@@ -21,7 +21,7 @@ SHIPPED_CA_PATHS = (".run/ha/pki/ca.pem", "/etc/keygate/tls/ca.pem")
 def validate(yaml_text, cwd=ROOT):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(yaml_text)
-    env = dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token")
+    env = dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token", KEYGATE_ENROLLMENT_TOKEN="kge_validate-token")
     return subprocess.run(
         [str(ENVOY_BIN), "--mode", "validate", "-c", f.name],
         capture_output=True,

@@ -154,6 +154,12 @@ def test_envoy_serves_through_a_control_outage_and_the_control_service_comes_bac
     created = run.create_key()
     key, key_id = created["key"], created["id"]
     wait_until(lambda: run.envoy_get(key).status_code == 200, timeout=15, what="the new key to reach Envoy")
+    # The Envoy enrolled with the development enrollment token and is in the fleet list.
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    live = wait_until(lambda: [proxy for proxy in requests.get(run.control_url("/v1/proxies"), headers=admin,
+                                                               timeout=5).json()["proxies"]
+                               if proxy["state"] == "live"], timeout=10, what="make run's Envoy listed live")
+    assert [proxy["name"] for proxy in live] == ["keygate-envoy"]
     killed = run.pid("control")
 
     os.kill(killed, signal.SIGKILL)

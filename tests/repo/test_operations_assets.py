@@ -382,13 +382,13 @@ def test_envoy_gateway_envoys_reach_the_control_service():
     assert {ref["name"] for ref in route["spec"]["parentRefs"]} == {gateway["metadata"]["name"]}
 
 
-def test_envoy_gateway_sync_token_reaches_the_filter_vm():
+def test_envoy_gateway_enrollment_token_reaches_the_filter_vm():
     """The token goes Secret → Envoy container environment (EnvoyProxy) → VM (`env.hostKeys`)
-    → `control.token_env`, and is the control service's sync token."""
+    → `control.enrollment_token_env`, and is the control service's enrollment token."""
     found = envoy_gateway()
     wasm = keygate_wasm()
-    token_env = wasm["config"]["control"]["token_env"]
-    assert "token" not in wasm["config"]["control"], "the token must not be in the policy"
+    token_env = wasm["config"]["control"]["enrollment_token_env"]
+    assert not {"token", "enrollment_token"} & set(wasm["config"]["control"]), "no token in the policy"
     assert token_env in wasm["env"]["hostKeys"]
     envoy_proxy = found[("EnvoyProxy", "keygate")]
     container = envoy_proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]
@@ -397,10 +397,11 @@ def test_envoy_gateway_sync_token_reaches_the_filter_vm():
     proxy_secret = found[("Secret", ref["name"])]
     # Envoy Gateway runs the Envoys in its own namespace by default.
     assert proxy_secret["metadata"]["namespace"] == "envoy-gateway-system"
-    assert set(proxy_secret["stringData"]) == {ref["key"]}, "the Envoys get the sync token only"
+    assert set(proxy_secret["stringData"]) == {ref["key"]}, "the Envoys get the enrollment token only"
     (control,) = found[("Deployment", "keygate-control")]["spec"]["template"]["spec"]["containers"]
     control_env = {e["name"]: e for e in control["env"]}
-    control_ref = control_env["KEYGATE_SYNC_TOKEN"]["valueFrom"]["secretKeyRef"]
+    control_ref = control_env["KEYGATE_ENROLLMENT_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert control_env["KEYGATE_NO_SHARED_SYNC_TOKEN"]["value"] == "true"
     control_secret = found[("Secret", control_ref["name"])]
     assert proxy_secret["stringData"][ref["key"]] == control_secret["stringData"][control_ref["key"]]
 

@@ -51,7 +51,7 @@ def test_compose_file_validates_with_the_expected_services():
         (str(ROOT / "envoy/envoy-compose.yaml"), "/etc/envoy/envoy.yaml", True),
         (str(ROOT / "target/wasm32-wasip1/release/keygate.wasm"), "/etc/envoy/keygate.wasm", True),
     }
-    assert envoy["environment"]["KEYGATE_SYNC_TOKEN"] == "dev-sync-token"
+    assert envoy["environment"]["KEYGATE_ENROLLMENT_TOKEN"] == "kge_dev-enrollment-token"
     assert set(envoy["depends_on"]) == {"control", "upstream"}
 
     control = services["control"]
@@ -73,10 +73,14 @@ def test_compose_file_validates_with_the_expected_services():
 
 
 def test_compose_tokens_come_from_the_environment():
-    services = compose_config({"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_SYNC_TOKEN": "a-sync"})["services"]
+    services = compose_config({"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_SYNC_TOKEN": "a-sync",
+                               "KEYGATE_ENROLLMENT_TOKEN": "kge_a-enroll"})["services"]
     assert services["control"]["environment"]["KEYGATE_ADMIN_TOKEN"] == "a-admin"
     assert services["control"]["environment"]["KEYGATE_SYNC_TOKEN"] == "a-sync"
-    assert services["envoy"]["environment"]["KEYGATE_SYNC_TOKEN"] == "a-sync"
+    # The Envoy enrolls for a credential of its own (docs/security.md, "Proxy identity").
+    assert services["control"]["environment"]["KEYGATE_ENROLLMENT_TOKEN"] == "kge_a-enroll"
+    assert services["envoy"]["environment"] == {"KEYGATE_ENROLLMENT_TOKEN": "kge_a-enroll"}
+    assert services["envoy"]["command"][-2:] == ["--service-node", "envoy"]
 
 
 def test_compose_envoy_config_is_envoy_yaml_with_container_addresses():
@@ -164,7 +168,7 @@ def test_postgres_compose_file_validates_with_two_replicas_on_one_database():
         assert "KEYGATE_DB" not in environment, "--db and --database-url conflict"
         assert environment["KEYGATE_LISTEN"] == "0.0.0.0:8081"
         assert environment["KEYGATE_ADMIN_TOKEN"] == "dev-admin-token"
-        assert environment["KEYGATE_SYNC_TOKEN"] == "dev-sync-token"
+        assert environment["KEYGATE_ENROLLMENT_TOKEN"] == "kge_dev-enrollment-token"
         assert control["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert control["depends_on"]["pki"]["condition"] == "service_completed_successfully"
         check = control["healthcheck"]["test"]
@@ -193,14 +197,18 @@ def test_postgres_compose_file_validates_with_two_replicas_on_one_database():
 
 def test_postgres_compose_secrets_come_from_the_environment():
     services = postgres_compose(
-        {"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_SYNC_TOKEN": "a-sync", "KEYGATE_POSTGRES_PASSWORD": "a-password"}
+        {"KEYGATE_ADMIN_TOKEN": "a-admin", "KEYGATE_ENROLLMENT_TOKEN": "kge_a-enroll",
+         "KEYGATE_POSTGRES_PASSWORD": "a-password"}
     )["services"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "a-password"
     for name in ("control-1", "control-2"):
         environment = services[name]["environment"]
         assert environment["KEYGATE_DATABASE_URL"] == "postgres://keygate:a-password@postgres:5432/keygate"
-        assert environment["KEYGATE_ADMIN_TOKEN"] == "a-admin" and environment["KEYGATE_SYNC_TOKEN"] == "a-sync"
-    assert services["envoy"]["environment"]["KEYGATE_SYNC_TOKEN"] == "a-sync"
+        assert environment["KEYGATE_ADMIN_TOKEN"] == "a-admin"
+        # A multi-host deployment: proxies enroll, the shared sync token is refused.
+        assert environment["KEYGATE_ENROLLMENT_TOKEN"] == "kge_a-enroll"
+        assert environment["KEYGATE_NO_SHARED_SYNC_TOKEN"] == "true" and "KEYGATE_SYNC_TOKEN" not in environment
+    assert services["envoy"]["environment"] == {"KEYGATE_ENROLLMENT_TOKEN": "kge_a-enroll"}
 
 
 def test_postgres_compose_envoy_config_is_envoy_ha_yaml_with_container_addresses():
@@ -250,10 +258,10 @@ def test_wasm_plugin_resource():
     assert spec["phase"] == "AUTHN"
     assert spec["failStrategy"] == "FAIL_CLOSE"
     assert spec["selector"]["matchLabels"]
-    assert {"name": "KEYGATE_SYNC_TOKEN", "valueFrom": "HOST"} in spec["vmConfig"]["env"]
+    assert {"name": "KEYGATE_ENROLLMENT_TOKEN", "valueFrom": "HOST"} in spec["vmConfig"]["env"]
     config = spec["pluginConfig"]
     assert config["control"]["cluster"] == ISTIO_SERVICE_CLUSTER
-    assert config["control"]["token_env"] == "KEYGATE_SYNC_TOKEN"
+    assert config["control"]["enrollment_token_env"] == "KEYGATE_ENROLLMENT_TOKEN"
 
 
 def test_wasm_plugin_config_is_the_shipped_filter_config():
@@ -290,9 +298,12 @@ def test_wasm_plugin_cluster_is_the_control_service():
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["KEYGATE_LISTEN"]["value"].endswith(":8081")
-    for name in ("KEYGATE_ADMIN_TOKEN", "KEYGATE_SYNC_TOKEN"):
+    for name in ("KEYGATE_ADMIN_TOKEN", "KEYGATE_ENROLLMENT_TOKEN"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    # A mesh: every proxy enrolls, the shared sync token is refused.
+    assert env["KEYGATE_NO_SHARED_SYNC_TOKEN"]["value"] == "true" and "KEYGATE_SYNC_TOKEN" not in env
+    assert secret["stringData"]["enrollment-token"].startswith("kge_")
 
 
 def test_kubernetes_control_service_is_two_replicas_on_postgres():
