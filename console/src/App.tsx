@@ -6,6 +6,7 @@ import { CreateKey } from "./pages/CreateKey";
 import { KeyDetail } from "./pages/KeyDetail";
 import { KeysList } from "./pages/KeysList";
 import { Plans } from "./pages/Plans";
+import { Proxies } from "./pages/Proxies";
 import { TeamDetail } from "./pages/TeamDetail";
 import { Teams } from "./pages/Teams";
 import { Webhooks } from "./pages/Webhooks";
@@ -30,6 +31,8 @@ export function App() {
     ["#/teams", "Teams", route.page === "teams" || route.page === "team"],
     ["#/webhooks", "Webhooks", route.page === "webhooks"],
   ];
+  // The fleet is the operator's: tokens of a team do not see it.
+  if (session.team === null) links.push(["#/proxies", "Proxies", route.page === "proxies"]);
   if (isAdmin) links.push(["#/tokens", "Tokens", route.page === "tokens"]);
 
   return (
@@ -71,6 +74,8 @@ export function App() {
         return <TeamDetail key={route.name} name={route.name} />;
       case "webhooks":
         return <Webhooks />;
+      case "proxies":
+        return session.team === null ? <Proxies /> : <p>Proxies are seen by tokens of no team.</p>;
       case "tokens":
         return isAdmin ? <Tokens /> : <p>Tokens are managed by admin tokens.</p>;
       default:

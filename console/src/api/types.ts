@@ -41,6 +41,12 @@ export type Token = Schemas["Token"];
 export type TokenList = Schemas["TokenList"];
 export type CreateToken = Schemas["CreateToken"];
 
+/** A proxy of the fleet: its identity, state, snapshot lag and last posts. */
+export type Proxy = Schemas["Proxy"];
+export type ProxyList = Schemas["ProxyList"];
+export type EnrollmentToken = Schemas["EnrollmentToken"];
+export type EnrollmentTokenList = Schemas["EnrollmentTokenList"];
+
 export type AuditEntry = Schemas["AuditEntry"];
 export type AuditPage = Schemas["AuditPage"];
 

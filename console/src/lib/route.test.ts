@@ -22,6 +22,8 @@ describe("parseRoute", () => {
     ["#/teams/%E0%A4%A", { page: "teams" }],
     ["#/teams/a/b", { page: "keys" }],
     ["#/webhooks", { page: "webhooks" }],
+    ["#/proxies", { page: "proxies" }],
+    ["#/proxies/prx_a", { page: "keys" }],
   ])("%j is %j", (hash, route) => {
     expect(parseRoute(hash)).toEqual(route);
   });

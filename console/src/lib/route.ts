@@ -1,6 +1,6 @@
 // Hash routes (#/keys, #/keys/new, #/keys/key_…, #/plans, #/usage, #/tokens, #/teams,
-// #/teams/NAME, #/webhooks): deep links work without server routes, and no route ever carries a
-// secret.
+// #/teams/NAME, #/webhooks, #/proxies): deep links work without server routes, and no route
+// ever carries a secret.
 
 import { useEffect, useState } from "preact/hooks";
 
@@ -13,7 +13,8 @@ export type Route =
   | { page: "tokens" }
   | { page: "teams" }
   | { page: "team"; name: string }
-  | { page: "webhooks" };
+  | { page: "webhooks" }
+  | { page: "proxies" };
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, "");
@@ -25,6 +26,7 @@ export function parseRoute(hash: string): Route {
   if (path === "/tokens") return { page: "tokens" };
   if (path === "/teams") return { page: "teams" };
   if (path === "/webhooks") return { page: "webhooks" };
+  if (path === "/proxies") return { page: "proxies" };
   const team = /^\/teams\/([^/]+)$/.exec(path);
   if (team) {
     try {
