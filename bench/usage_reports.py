@@ -10,7 +10,12 @@ traffic reaches every pod) and the rest drawn from BENCH_KEYS (20,000) seeded fr
 each report also refreshes the keys' daily and monthly quota marks, as in production. Every
 report counts allowed requests and, for one key in five, a denial code.
 
-Printed, one JSON line per fleet size: reports answered and offered per second, failures, the
+BENCH_IDENTITY (a list, default shared,credential) runs each fleet size twice, side by side: every
+proxy posting with the shared sync token, and every proxy enrolled first and posting with its own
+credential (docs/security.md, "Proxy identity": the credential check, the sightings flushed every
+2 s and the per-proxy copy of each usage row). The ratio of the two is what identity costs.
+
+Printed, one JSON line per fleet size and identity: reports answered and offered per second, failures, the
 report's latency as the proxy saw it (p50, p99, max), and the CPU of the replicas (summed) and of
 PostgreSQL, each also per 100 proxies and per 1,000 key-reports: the cost per proxy is flat when
 those stay flat as the fleet grows."""
@@ -40,6 +45,8 @@ KEYS = int(os.environ.get("BENCH_KEYS", "20000"))
 REPORT_KEYS = int(os.environ.get("BENCH_REPORT_KEYS", "50"))
 SHARED = int(os.environ.get("BENCH_SHARED", "10"))
 PROCESSES = int(os.environ.get("BENCH_CLIENT_PROCESSES", "5"))
+IDENTITIES = os.environ.get("BENCH_IDENTITY", "shared,credential").split(",")
+ENROLLMENT_TOKEN = "kge_bench-enrollment-token"
 REPLICAS = 2
 START_SECONDS = 60
 
@@ -59,12 +66,25 @@ def report_body(proxy, key_ids, rng):
     return {"proxy_id": proxy, "batch_id": uuid.uuid4().hex, "reports": reports}
 
 
-def run_proxy(url, index, proxies, shared, pool, start_at, stop_at, results):
+def enroll(urls, proxies):
+    """Each proxy's credential, enrolled with the bench's enrollment token (spread over the
+    replicas as the proxies' posts are)."""
+    credentials = []
+    for index in range(proxies):
+        answer = requests.post(f"{urls[index % len(urls)]}/v1/proxies/enroll",
+                               headers={"Authorization": f"Bearer {ENROLLMENT_TOKEN}"},
+                               json={"name": f"bench-proxy-{index:04d}"}, timeout=30)
+        answer.raise_for_status()
+        credentials.append(answer.json()["credential"])
+    return credentials
+
+
+def run_proxy(url, index, proxies, shared, pool, start_at, stop_at, results, bearer):
     """One proxy: a report every INTERVAL, one in flight at a time (as the filter's lease)."""
     rng = random.Random(index)
     proxy = f"bench-proxy-{index:04d}"
     session = requests.Session()
-    headers = {"Authorization": f"Bearer {SYNC_TOKEN}"}
+    headers = {"Authorization": f"Bearer {bearer}"}
     tick = start_at + INTERVAL * index / proxies  # spread over the interval, as pods start
     latencies, failures = [], 0
     while tick < stop_at:
@@ -90,11 +110,11 @@ def run_proxy(url, index, proxies, shared, pool, start_at, stop_at, results):
     results.append((latencies, failures))
 
 
-def client_process(urls, proxies, indexes, shared, pool, start_at, stop_at, queue):
+def client_process(urls, proxies, indexes, shared, pool, start_at, stop_at, queue, bearers):
     results = []
     threads = [threading.Thread(target=run_proxy,
                                 args=(urls[index % len(urls)], index, proxies, shared, pool, start_at,
-                                      stop_at, results))
+                                      stop_at, results, bearers[index]))
                for index in indexes]
     for thread in threads:
         thread.start()
@@ -103,7 +123,7 @@ def client_process(urls, proxies, indexes, shared, pool, start_at, stop_at, queu
     queue.put(results)
 
 
-def measure(urls, proxies, key_ids, service_pids, database_pids):
+def measure(urls, proxies, key_ids, service_pids, database_pids, bearers):
     rng = random.Random(proxies)
     shared = key_ids[:SHARED]
     pool = key_ids[SHARED:]
@@ -113,7 +133,7 @@ def measure(urls, proxies, key_ids, service_pids, database_pids):
     rng.shuffle(pool)
     processes = [multiprocessing.Process(target=client_process,
                                          args=(urls, proxies, list(range(n, proxies, PROCESSES)),
-                                               shared, pool, start_at, stop_at, queue))
+                                               shared, pool, start_at, stop_at, queue, bearers))
                  for n in range(PROCESSES)]
     for process in processes:
         process.start()
@@ -163,8 +183,8 @@ def main():
                "interval_s": INTERVAL, "seconds": SECONDS, "replicas": REPLICAS,
                "cores": os.cpu_count(), "runs": []}
     try:
-        for proxies in PROXY_COUNTS:
-            database = cluster.new_database(f"usage_{proxies}")
+        for proxies, identity in [(p, i) for p in PROXY_COUNTS for i in IDENTITIES]:
+            database = cluster.new_database(f"usage_{proxies}_{identity}")
             log(f"seeding {KEYS} keys")
             seed(database, KEYS)
             name = database.rsplit("/", 1)[1]
@@ -172,13 +192,17 @@ def main():
             services = []
             try:
                 for n in range(REPLICAS):
-                    services.append(ControlService(database, work / f"usage-{proxies}-{n}.log",
-                                                   start_timeout=START_SECONDS).start())
-                log(f"{proxies} proxies x {REPORT_KEYS} keys, a report every {INTERVAL:g} s, "
+                    services.append(ControlService(
+                        database, work / f"usage-{proxies}-{identity}-{n}.log", start_timeout=START_SECONDS,
+                        extra_env={"KEYGATE_ENROLLMENT_TOKEN": ENROLLMENT_TOKEN,
+                                   "KEYGATE_ENROLLMENTS_PER_MINUTE": "100000"}).start())
+                urls = [service.url() for service in services]
+                bearers = enroll(urls, proxies) if identity == "credential" else [SYNC_TOKEN] * proxies
+                log(f"{proxies} proxies ({identity}) x {REPORT_KEYS} keys, a report every {INTERVAL:g} s, "
                     f"{SECONDS:.0f} s")
-                result = measure([service.url() for service in services], proxies, key_ids,
-                                 [service.proc.pid for service in services],
-                                 lambda: postgres_pids(cluster))
+                result = measure(urls, proxies, key_ids, [service.proc.pid for service in services],
+                                 lambda: postgres_pids(cluster), bearers)
+                result["identity"] = identity
                 rows = cluster.psql(name, "SELECT COUNT(*) FROM usage_hourly")
                 result["usage_hourly_rows"] = int(rows[0][0])
             finally:
