@@ -13,7 +13,10 @@ const DEV_ENROLLMENT_TOKEN: &str = "kge_dev-enrollment-token";
 /// The enrollment token from the environment (empty counts as unset), or the development one
 /// with `dev`: `Ok(None)` when there is none; an error when it lacks the `kge_` prefix (a sync
 /// or admin token put there by mistake would let anyone holding it enroll).
-pub fn bootstrap_enrollment(value: Option<String>, dev: bool) -> Result<Option<(String, bool)>, String> {
+pub fn bootstrap_enrollment(
+    value: Option<String>,
+    dev: bool,
+) -> Result<Option<(String, bool)>, String> {
     match value.filter(|token| !token.is_empty()) {
         Some(token) if token.starts_with(keygate_contract::enrollment::ENROLLMENT_PREFIX) => {
             Ok(Some((token, false)))
