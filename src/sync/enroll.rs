@@ -21,6 +21,8 @@ const LEASE_KEY: &str = "keygate.enroll.lease";
 const CHECK_EVERY_MS: u64 = 1_000;
 /// Where Envoy's node id is read: the attribute's current name, then its older one.
 const NODE_ID_PATHS: [&[&str]; 2] = [&["xds", "node", "id"], &["node", "id"]];
+/// Shared-data key of the name made up when neither `proxy_name` nor a node id gives one.
+const MADE_UP_NAME_KEY: &str = "keygate.proxy_name";
 /// The largest answer read: an id and a credential.
 const MAX_ANSWER_BYTES: usize = 4096;
 
@@ -48,18 +50,34 @@ impl Enroll {
         })
     }
 
-    /// The configured name, else Envoy's node id when it is a valid name, else one made here.
-    fn name(&self, host: &dyn Host) -> String {
+    /// The configured name, else Envoy's node id when it is a valid name, else one made up once
+    /// per Envoy and kept in shared data, so every worker enrolls under the same name (a
+    /// restarted Envoy makes up another: a new identity; the log says to set a name).
+    fn name(&self, host: &dyn Host) -> (String, bool) {
         if let Some(name) = &self.enrollment.proxy_name {
-            return name.clone();
+            return (name.clone(), false);
         }
         // `xds.node.id` in Envoy 1.40 (probed: `node.id` reads as absent from a root context).
-        NODE_ID_PATHS
+        let node_id = NODE_ID_PATHS
             .iter()
             .find_map(|path| host.property(path))
             .and_then(|bytes| String::from_utf8(bytes).ok())
-            .filter(|id| enrollment::name("name", id).is_ok())
-            .unwrap_or_else(|| format!("envoy-{:016x}", self.me))
+            .filter(|id| enrollment::name("name", id).is_ok());
+        if let Some(id) = node_id {
+            return (id, false);
+        }
+        let held = host
+            .get_shared(MADE_UP_NAME_KEY)
+            .0
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|name| enrollment::name("name", name).is_ok());
+        let name = held.unwrap_or_else(|| {
+            let made = format!("envoy-{:016x}", self.me);
+            // Only the enroll lease's holder writes it, so an unconditional write cannot race.
+            let _ = host.set_shared(MADE_UP_NAME_KEY, made.as_bytes(), None);
+            made
+        });
+        (name, true)
     }
 }
 
@@ -86,7 +104,12 @@ impl Job for Enroll {
                 next_due_ms: host.now_ms() + CHECK_EVERY_MS,
             };
         }
-        let name = self.name(host);
+        let (name, made_up) = self.name(host);
+        if made_up {
+            log::warn!(
+                "enrolling as {name:?}, a name made up for this run: set Envoy's node id (--service-node) or control.proxy_name, or each restart is a new proxy identity (and a revoked one can enroll again)"
+            );
+        }
         let request = EnrollRequest {
             name: name.clone(),
             labels: self.enrollment.labels.clone(),

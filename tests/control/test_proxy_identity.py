@@ -157,8 +157,13 @@ def test_the_fleet_list_shows_what_each_proxy_read_and_posted(api, service):
     assert api.request("GET", "/v1/proxies/prx_nothing").status_code == 404
 
 
-def test_enrollment_is_refused_for_revoked_names_and_tokens(api):
+def test_enrollment_is_refused_for_revoked_names_issued_names_and_revoked_tokens(api):
     made = enrollment_token(api)
+    issued_name = f"edge-{uuid.uuid4().hex[:8]}"
+    issued = api.request("POST", "/v1/proxies", json={"name": issued_name}).json()
+    taken = enroll(api, made["token"], issued_name)
+    assert taken.status_code == 409 and "issued" in taken.json()["error"]["message"]
+    assert call(api, "GET", "/v1/snapshot", issued["credential_secret"]).status_code == 200
     name = f"envoy-{uuid.uuid4().hex[:8]}"
     me = enrolled(api, made["token"], name)
     assert api.request("DELETE", f"/v1/proxies/{me['proxy_id']}").status_code == 204
@@ -171,15 +176,18 @@ def test_enrollment_is_refused_for_revoked_names_and_tokens(api):
     assert api.request("DELETE", f"/v1/enrollment-tokens/{made['id']}").status_code == 404
 
 
-def test_failed_enrollments_are_limited_per_address(fresh_service):
+def test_failed_enrollments_are_limited_per_address_and_a_valid_token_still_enrolls(fresh_service):
     service = fresh_service.start()
     api = Api(service.url())
     token = enrollment_token(api)["token"]
-    statuses = [enroll(api, "kge_" + "w" * 40, f"envoy-{n}").status_code for n in range(31)]
-    assert statuses[:30] == [401] * 30 and statuses[30] == 429
-    throttled = enroll(api, token, "envoy-right-token")
+    statuses = [enroll(api, "kge_" + "w" * 40, f"envoy-{n}").status_code for n in range(30)]
+    assert statuses == [401] * 30
+    throttled = enroll(api, "kge_" + "v" * 40, "envoy-wrong-again")
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
     assert throttled.json()["error"]["code"] == "RATE_LIMITED"
+    # Failures from an address never keep a valid token out (a mesh's sidecar or a load
+    # balancer is one address for many proxies).
+    assert enroll(api, token, "envoy-right-token").status_code == 200
 
 
 def test_enrollments_per_token_are_limited(new_service):
@@ -247,3 +255,13 @@ def test_the_environment_enrollment_token_enrolls_and_must_look_like_one(new_ser
     wrong = new_service({"KEYGATE_ENROLLMENT_TOKEN": "dev-sync-token"})
     with pytest.raises(RuntimeError, match="KEYGATE_ENROLLMENT_TOKEN must start with kge_"):
         wrong.start()
+
+
+def test_the_shared_token_cannot_post_as_an_identity(api):
+    key = api.create()
+    forged = {"proxy_id": "prx_someone", "batch_id": uuid.uuid4().hex, "reports": [report(key["id"], allowed=1)]}
+    refused = api.request("POST", "/v1/usage", token="sync", json=forged)
+    assert refused.status_code == 400 and "prx_" in refused.json()["error"]["message"]
+    sync = {"proxy_id": "prx_someone", "bucket_ms": [2000, 120000, 3600000],
+            "window_ms": [60000, 3600000, 86400000], "keys": []}
+    assert api.request("POST", "/v1/ratelimits/sync", token="sync", json=sync).status_code == 400

@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS proxies (
     last_report      TEXT,
     report_failing_since TEXT,
     last_sync        TEXT,
-    sync_failing_since TEXT
+    sync_failing_since TEXT,
+    snapshot_read_at TEXT
 );
 -- Shared tokens that may only enroll proxies; only the SHA-256 of each secret is kept.
 CREATE TABLE IF NOT EXISTS enrollment_tokens (

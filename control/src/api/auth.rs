@@ -9,7 +9,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use keygate_contract::enrollment::CREDENTIAL_PREFIX;
+use keygate_contract::enrollment;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,7 +61,8 @@ pub async fn sync_caller(state: &AppState, headers: &HeaderMap) -> Result<SyncCa
             return Ok(SyncCaller::Shared);
         }
     }
-    if !presented.starts_with(CREDENTIAL_PREFIX) {
+    // Only what has a credential's shape costs a lookup.
+    if !enrollment::is_credential(presented) {
         return Err(ApiError::Unauthorized);
     }
     let now = Instant::now();

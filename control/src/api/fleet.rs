@@ -17,6 +17,7 @@ use crate::api::encoding::prefers;
 use crate::api::error::ApiError;
 use crate::api::extract::{declares, declares_json, parse_json, read_body, MAX_PROXY_BODY_BYTES};
 use crate::api::state::AppState;
+use crate::api::usage::reserved_proxy_id;
 use crate::app::proxies::presence::Outcome;
 use crate::domain::clock;
 use crate::domain::proxies::fleet_instance;
@@ -68,6 +69,7 @@ pub async fn sync_fleet(
     SyncPost(mut post): SyncPost,
 ) -> Result<Response, ApiError> {
     let Some(identity) = caller.proxy().cloned() else {
+        reserved_proxy_id(&post.proxy_id)?;
         return sync(state, headers, post).await;
     };
     // Counted under who it is: its identity, then the instance id it gives itself.

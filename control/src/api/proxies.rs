@@ -9,8 +9,9 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, KeyIdParam};
 use crate::api::state::AppState;
 use crate::app::error::LifecycleError;
+use crate::app::proxies::credentials::CREDENTIAL_TTL;
 use crate::app::proxies::enroll_limit::CHURN_ENROLLMENTS;
-use crate::app::proxies::{self, EnrollError};
+use crate::app::proxies::{self, EnrollError, ProxyRegistry};
 use crate::domain::clock;
 use crate::domain::proxies::StoredProxy;
 use crate::domain::tokens::Role;
@@ -145,17 +146,35 @@ pub async fn revoke_proxy(
     operator(&caller)?;
     let now = clock::now();
     let proxy_id = id.clone();
-    let fleet = Arc::clone(&state.fleet);
     state
         .blocking(move |store| {
-            proxies::revoke(store, &caller.actor, &proxy_id, now).map_err(no_such_proxy)?;
-            // What it reported that the fleet has not counted yet is dropped with it.
-            fleet.forget_owner(store, &proxy_id).map_err(ApiError::from)
+            proxies::revoke(store, &caller.actor, &proxy_id, now).map_err(no_such_proxy)
         })
         .await?;
+    // Refused from now on here (within CREDENTIAL_TTL on other replicas), then what it reported
+    // that is not counted yet is dropped: queued reports here (a group being written or another
+    // replica's queue skips it too: `count_reports` leaves revoked reporters out) and its fleet
+    // counts, again once the other replicas refuse it, for a sync they took meanwhile.
     state.proxies.credentials.forget(&id);
     state.usage_queue.drop_proxy(&id);
+    forget_fleet_counts(&state, &id).await?;
+    let (later, owner) = (state.clone(), id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(CREDENTIAL_TTL * 2).await;
+        if let Err(error) = forget_fleet_counts(&later, &owner).await {
+            eprintln!(
+                "keygate-control: forgetting the fleet counts of revoked proxy {owner}: {error:?}"
+            );
+        }
+    });
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn forget_fleet_counts(state: &AppState, owner: &str) -> Result<(), ApiError> {
+    let (fleet, owner) = (Arc::clone(&state.fleet), owner.to_string());
+    state
+        .blocking(move |store| fleet.forget_owner(store, &owner).map_err(ApiError::from))
+        .await
 }
 
 pub async fn proxy_reports(
@@ -239,45 +258,53 @@ pub async fn revoke_enrollment_token(
 }
 
 /// `POST /v1/proxies/enroll`: the enrollment token as the bearer, the proxy's name, labels and
-/// version as the body; the answer is its identity and credential. Failed attempts are limited
-/// per address, all attempts per enrollment token (429 with `Retry-After`).
+/// version as the body; the answer is its identity and credential. Enrollments are limited per
+/// enrollment token (429 with `Retry-After`); failed ones per address, and the address limit
+/// only ever refuses failures, so one address's failures (a mesh's sidecar, a load balancer)
+/// never keep a valid token out.
 pub async fn enroll(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<EnrollRequest>,
 ) -> Result<(StatusCode, Json<EnrollAnswer>), ApiError> {
-    let registry = &state.proxies;
+    let registry = Arc::clone(&state.proxies);
     let address = Some(peer.ip().to_canonical());
     let now = Instant::now();
-    if let Some(wait) = registry.enroll_failures.blocked_for(None, address, now) {
-        return Err(throttled(
-            wait,
-            "too many failed enrollments from this address",
-        ));
-    }
-    let secret = match bearer_token(&headers) {
-        Some(secret) if secret.starts_with(ENROLLMENT_PREFIX) => secret.to_string(),
-        _ => {
-            registry.enroll_failures.failed(None, address, now);
-            registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::Unauthorized);
+    let refuse = |registry: &ProxyRegistry| {
+        registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
+        match registry.enroll_failures.blocked_for(None, address, now) {
+            Some(wait) => throttled(wait, "too many failed enrollments from this address"),
+            None => {
+                registry.enroll_failures.failed(None, address, now);
+                ApiError::Unauthorized
+            }
         }
     };
+    let secret = match bearer_token(&headers) {
+        Some(secret) if secret.starts_with(ENROLLMENT_PREFIX) => secret.to_string(),
+        _ => return Err(refuse(&registry)),
+    };
     enrollment::validate(&request)?;
-    if let Some(wait) = registry.enroll_limit.attempt(&secret, now) {
+    let at = clock::now();
+    let lookup = Arc::clone(&registry);
+    let token_id = state
+        .blocking(move |store| {
+            proxies::enrollment_token_id(store, &secret, lookup.bootstrap_enrollment.as_ref(), at)
+        })
+        .await?;
+    let Some(token_id) = token_id else {
+        return Err(refuse(&registry));
+    };
+    if let Some(wait) = registry.enroll_limit.attempt(&token_id, now) {
         return Err(throttled(
             wait,
             "too many enrollments with this enrollment token",
         ));
     }
-    let at = clock::now();
-    let registry_for_call = Arc::clone(&state.proxies);
+    let enrolling = token_id.clone();
     let enrolled = state
-        .blocking(move |store| {
-            let bootstrap = registry_for_call.bootstrap_enrollment.as_ref();
-            Ok::<_, ApiError>(proxies::enroll(store, &secret, bootstrap, &request, at))
-        })
+        .blocking(move |store| Ok::<_, ApiError>(proxies::enroll(store, &enrolling, &request, at)))
         .await?;
     match enrolled {
         Ok(enrolled) => {
@@ -299,15 +326,17 @@ pub async fn enroll(
                 }),
             ))
         }
-        Err(EnrollError::BadToken) => {
-            registry.enroll_failures.failed(None, address, now);
-            registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
-            Err(ApiError::Unauthorized)
-        }
+        Err(EnrollError::BadToken) => Err(refuse(&registry)),
         Err(EnrollError::Revoked) => {
             registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
             Err(ApiError::Forbidden(
                 "a proxy of this name was revoked and cannot enroll again; enroll under another name".into(),
+            ))
+        }
+        Err(EnrollError::Issued) => {
+            registry.enroll_refused.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::Conflict(
+                "an admin issued this name's credential (POST /v1/proxies): enrolling cannot replace it; enroll under another name".into(),
             ))
         }
         Err(EnrollError::Lifecycle(error)) => Err(ApiError::from(error)),

@@ -80,7 +80,9 @@ pub async fn record_usage(
     let identity = caller.proxy().cloned();
     let validated = usage_report::validate(request, now);
     let Some(identity) = identity else {
-        return count_batch(&state, validated?).await;
+        let batch = validated?;
+        reserved_proxy_id(&batch.proxy_id)?;
+        return count_batch(&state, batch).await;
     };
     let presence = &state.proxies.presence;
     let mut batch =
@@ -103,6 +105,17 @@ pub async fn record_usage(
     };
     presence.report(&identity.id, outcome, now);
     counted
+}
+
+/// With the shared token a proxy says who it is, but never that it is an identity: events under
+/// `prx_…` must come from that proxy's credential.
+pub fn reserved_proxy_id(declared: &str) -> Result<(), ApiError> {
+    if declared.starts_with("prx_") {
+        return Err(ApiError::Validation(
+            "proxy_id: prx_… names a proxy identity; present its credential instead of the shared sync token".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn count_batch(state: &AppState, batch: UsageBatch) -> Result<Json<UsageAccepted>, ApiError> {

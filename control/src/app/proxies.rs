@@ -6,6 +6,7 @@
 //! `presence`, in memory, so a call costs no database write.
 
 use crate::app::error::LifecycleError;
+use crate::app::quota;
 use crate::domain::audit::{Action, Actor};
 use crate::domain::clock;
 use crate::domain::proxies::Reported;
@@ -17,6 +18,7 @@ use crate::domain::secrets::TokenDigest;
 use crate::domain::tokens::digest;
 use crate::store::audit;
 use crate::store::db::Store;
+use crate::store::keys;
 use crate::store::proxies;
 use chrono::{DateTime, Utc};
 use keygate_contract::enrollment::EnrollRequest;
@@ -26,6 +28,9 @@ pub mod credentials;
 pub mod enroll_limit;
 pub mod presence;
 pub mod version_times;
+
+#[cfg(test)]
+mod tests;
 
 /// What the sync routes and the fleet list share: credentials checked, sightings gathered,
 /// the feed's version clock, enrollment limits and counts (the `/metrics` numbers).
@@ -79,6 +84,8 @@ pub enum EnrollError {
     BadToken,
     /// A proxy of that name was revoked: it stays revoked.
     Revoked,
+    /// An admin issued that name's credential: enrolling does not replace it.
+    Issued,
     Lifecycle(LifecycleError),
 }
 
@@ -100,31 +107,53 @@ pub struct Credentialed {
     pub credential: String,
 }
 
-/// Enrolls the proxy `request` names with the enrollment token `secret`: a new identity, or a
-/// new credential for the identity of that name (its old credential stops working).
 /// The enrollment token `KEYGATE_ENROLLMENT_TOKEN` names, besides those made with the API:
 /// enrollments with it are recorded as made with this id.
 pub const BOOTSTRAP_ENROLLMENT: &str = "bootstrap";
 
-pub fn enroll(
+/// The id of the usable enrollment token whose secret is `secret` (`BOOTSTRAP_ENROLLMENT` for
+/// the environment's); `None`: no such token, or revoked or expired.
+pub fn enrollment_token_id(
     store: &Store,
     secret: &str,
     bootstrap: Option<&TokenDigest>,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, LifecycleError> {
+    let hash = digest(secret);
+    let stored = store.read(|tx| proxies::find_token_by_hash(tx, &hash))?;
+    Ok(match stored {
+        Some(token) if token.is_usable(now) => Some(token.id),
+        _ if bootstrap.is_some_and(|bootstrap| bootstrap.matches(secret)) => {
+            Some(BOOTSTRAP_ENROLLMENT.to_string())
+        }
+        _ => None,
+    })
+}
+
+/// Enrolls the proxy `request` names with the enrollment token `token_id` (from
+/// [`enrollment_token_id`], checked again here): a new identity, or a new credential for the
+/// enrolled identity of that name (its old credential stops working). A name an admin issued a
+/// credential for is not taken over by enrolling (`Issued`), nor is a revoked one.
+pub fn enroll(
+    store: &Store,
+    token_id: &str,
     request: &EnrollRequest,
     now: DateTime<Utc>,
 ) -> Result<Credentialed, EnrollError> {
-    let hash = digest(secret);
     let minted = mint_credential().map_err(LifecycleError::from)?;
     let fresh_id = new_proxy_id().map_err(LifecycleError::from)?;
-    let is_bootstrap = bootstrap.is_some_and(|bootstrap| bootstrap.matches(secret));
     store.write(|tx| {
-        let token_id = match proxies::find_token_by_hash(tx, &hash)? {
-            Some(token) if token.is_usable(now) => token.id,
-            _ if is_bootstrap => BOOTSTRAP_ENROLLMENT.to_string(),
-            _ => return Err(EnrollError::BadToken),
-        };
+        if token_id != BOOTSTRAP_ENROLLMENT {
+            let still_usable =
+                proxies::find_token_by_id(tx, token_id)?.is_some_and(|token| token.is_usable(now));
+            if !still_usable {
+                return Err(EnrollError::BadToken);
+            }
+        }
+        let token_id = token_id.to_string();
         let proxy = match proxies::find_by_name(tx, &request.name)? {
             Some(known) if known.revoked_at.is_some() => return Err(EnrollError::Revoked),
+            Some(known) if known.enrolled_with.is_none() => return Err(EnrollError::Issued),
             Some(known) => {
                 let proxy = StoredProxy {
                     labels: request.labels.clone(),
@@ -254,6 +283,12 @@ pub fn discard_reported(
     store.write(|tx| {
         proxies::find_by_id(tx, id)?.ok_or(LifecycleError::NotFound)?;
         let rows = proxies::discard_reported(tx, id)?;
+        // A quota mark its reports set is lifted now, not at the key's next report.
+        let mut key_ids: Vec<&str> = rows.iter().map(|row| row.key_id.as_str()).collect();
+        key_ids.sort_unstable();
+        key_ids.dedup();
+        let touched = keys::find_live(tx, &key_ids)?;
+        quota::remark(tx, &touched, now)?;
         let requests: i64 = rows.iter().map(|row| row.count).sum();
         audit::record(
             tx,

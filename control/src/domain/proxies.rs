@@ -3,7 +3,7 @@
 //!
 //! A proxy is known by its name (stable across restarts: an Istio sidecar's node id, a host
 //! name). Enrolling again under a name keeps the identity and its history and replaces the
-//! credential; a revoked proxy's name stays revoked (an admin deletes the record to free it).
+//! credential; a revoked proxy's name stays revoked, and an issued one is not enrolled over.
 
 use crate::domain::secrets;
 use crate::domain::tokens::digest;
@@ -36,8 +36,9 @@ pub struct StoredProxy {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presence {
     pub last_seen: Option<DateTime<Utc>>,
-    /// The snapshot version its last read asked from (`since`).
+    /// The snapshot version its last read asked from (`since`), and when that read came.
     pub snapshot_version: Option<u64>,
+    pub snapshot_read_at: Option<DateTime<Utc>>,
     pub last_report: Option<DateTime<Utc>>,
     pub report_failing_since: Option<DateTime<Utc>>,
     pub last_sync: Option<DateTime<Utc>>,
@@ -51,8 +52,11 @@ impl Presence {
         fn later(held: &mut Option<DateTime<Utc>>, seen: Option<DateTime<Utc>>) {
             *held = (*held).max(seen);
         }
-        if newer.last_seen >= self.last_seen && newer.snapshot_version.is_some() {
+        // The newer read's version, whichever replica saw it (not the newer sighting's: that
+        // may be a report, while an older flush's read is the later one).
+        if newer.snapshot_version.is_some() && newer.snapshot_read_at >= self.snapshot_read_at {
             self.snapshot_version = newer.snapshot_version;
+            self.snapshot_read_at = newer.snapshot_read_at;
         }
         later(&mut self.last_seen, newer.last_seen);
         merge_outcome(
@@ -275,6 +279,7 @@ mod tests {
         let mut held = Presence {
             last_seen: Some(at(5)),
             snapshot_version: Some(3),
+            snapshot_read_at: Some(at(5)),
             last_report: Some(at(1)),
             report_failing_since: Some(at(2)),
             ..Presence::default()
@@ -282,6 +287,7 @@ mod tests {
         held.merge(&Presence {
             last_seen: Some(at(9)),
             snapshot_version: Some(4),
+            snapshot_read_at: Some(at(9)),
             last_report: Some(at(8)),
             sync_failing_since: Some(at(7)),
             ..Presence::default()

@@ -3,7 +3,7 @@
 
 use crate::domain::proxies::{EnrollmentToken, Presence, Reported, StoredProxy};
 use crate::store::sql::{
-    named_params, params, slots, value_rows, Params, Result, Row, ToValue, Tx,
+    named_params, params, slots, value_rows, Dialect, Params, Result, Row, ToValue, Tx,
 };
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 const COLUMNS: &str = "id, name, labels, version, credential_hash, credential_last4, \
                        enrolled_with, created_at, enrolled_at, revoked_at, last_seen, \
                        snapshot_version, last_report, report_failing_since, \
-                       last_sync, sync_failing_since";
+                       last_sync, sync_failing_since, snapshot_read_at";
 
 fn from_row(row: &Row) -> Result<StoredProxy> {
     let labels: String = row.get(2)?;
@@ -35,6 +35,7 @@ fn from_row(row: &Row) -> Result<StoredProxy> {
             report_failing_since: row.get(13)?,
             last_sync: row.get(14)?,
             sync_failing_since: row.get(15)?,
+            snapshot_read_at: row.get(16)?,
         },
     })
 }
@@ -113,6 +114,24 @@ pub fn list(tx: &Tx) -> Result<Vec<StoredProxy>> {
     )
 }
 
+/// Which of `ids` are revoked proxies (one statement per 500).
+pub fn revoked_among(tx: &Tx, ids: &[&str]) -> Result<std::collections::HashSet<String>> {
+    let mut revoked = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let values: Vec<_> = chunk.iter().map(|id| id.to_value()).collect();
+        let found: Vec<String> = tx.query_map(
+            &format!(
+                "SELECT id FROM proxies WHERE revoked_at IS NOT NULL AND id IN ({})",
+                slots(1, chunk.len())
+            ),
+            Params::Positional(values),
+            |row| row.get(0),
+        )?;
+        revoked.extend(found);
+    }
+    Ok(revoked)
+}
+
 pub fn set_revoked_at(tx: &Tx, id: &str, at: DateTime<Utc>) -> Result<usize> {
     tx.execute(
         "UPDATE proxies SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -126,9 +145,15 @@ pub fn merge_presence(tx: &Tx, seen: &BTreeMap<String, Presence>) -> Result<()> 
     let ids: Vec<&str> = seen.keys().map(String::as_str).collect();
     for chunk in ids.chunks(500) {
         let values: Vec<_> = chunk.iter().map(|id| id.to_value()).collect();
+        // PostgreSQL: rows locked in id order, so two replicas flushing the same proxy merge
+        // one after the other instead of overwriting each other (SQLite has one writer).
+        let lock = match tx.dialect() {
+            Dialect::Postgres => " ORDER BY id FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
         let stored = tx.query_map(
             &format!(
-                "SELECT {COLUMNS} FROM proxies WHERE id IN ({})",
+                "SELECT {COLUMNS} FROM proxies WHERE id IN ({}){lock}",
                 slots(1, chunk.len())
             ),
             Params::Positional(values),
@@ -144,7 +169,8 @@ pub fn merge_presence(tx: &Tx, seen: &BTreeMap<String, Presence>) -> Result<()> 
                 "UPDATE proxies SET last_seen = :last_seen, snapshot_version = :version,
                         last_report = :last_report,
                         report_failing_since = :report_failing_since, last_sync = :last_sync,
-                        sync_failing_since = :sync_failing_since
+                        sync_failing_since = :sync_failing_since,
+                        snapshot_read_at = :snapshot_read_at
                  WHERE id = :id",
                 named_params! {
                     ":id": proxy.id,
@@ -154,6 +180,7 @@ pub fn merge_presence(tx: &Tx, seen: &BTreeMap<String, Presence>) -> Result<()> 
                     ":report_failing_since": presence.report_failing_since,
                     ":last_sync": presence.last_sync,
                     ":sync_failing_since": presence.sync_failing_since,
+                    ":snapshot_read_at": presence.snapshot_read_at,
                 },
             )?;
         }
@@ -198,6 +225,14 @@ pub fn find_token_by_hash(tx: &Tx, hash: &str) -> Result<Option<EnrollmentToken>
     tx.query_opt(
         &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE hash = ?1"),
         [hash],
+        token_from_row,
+    )
+}
+
+pub fn find_token_by_id(tx: &Tx, id: &str) -> Result<Option<EnrollmentToken>> {
+    tx.query_opt(
+        &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE id = ?1"),
+        [id],
         token_from_row,
     )
 }

@@ -65,6 +65,15 @@ pub fn count_reports(
         .map(|key| (key.id.clone(), key))
         .collect();
     let plans_changed = plans::changed_at(tx)?;
+    // A proxy revoked while its batch waited (here or on another replica) has it counted not
+    // at all: what it reported that was not counted yet goes with it.
+    let mut reporters: Vec<&str> = batches
+        .iter()
+        .filter_map(|batch| batch.reporter.as_deref())
+        .collect();
+    reporters.sort_unstable();
+    reporters.dedup();
+    let revoked = proxies::revoked_among(tx, &reporters)?;
     let mut newest_used: HashMap<i64, i64> = HashMap::new();
     let mut events: Vec<(&str, &KeyEvent)> = Vec::new();
     let mut registers: BTreeMap<(&str, i64, u8), u8> = BTreeMap::new();
@@ -74,6 +83,14 @@ pub fn count_reports(
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
         let mut outcome = BatchOutcome::default();
+        if batch
+            .reporter
+            .as_deref()
+            .is_some_and(|reporter| revoked.contains(reporter))
+        {
+            outcomes.push(outcome);
+            continue;
+        }
         for report in &batch.reports {
             let Some(key) = live_keys.get(&report.key_id) else {
                 outcome.unknown_keys += 1;

@@ -106,11 +106,21 @@ fn refusals_and_bad_answers_keep_no_credential() {
 }
 
 #[test]
-fn without_a_node_id_the_vm_makes_a_name() {
+fn without_a_node_id_one_name_is_made_up_for_every_worker_of_the_envoy() {
     let control = control("");
     let host = FakeHost::at(NOW);
-    let mut enroll = Runner::new(Enroll::new(0xabc, &control).unwrap(), 0xabc, "kc");
-    enroll.tick(&host);
+    let mut first = Runner::new(Enroll::new(0xabc, &control).unwrap(), 0xabc, "kc");
+    first.tick(&host);
+    let calls = host.take_calls();
+    let request: EnrollRequest = serde_json::from_slice(calls[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(request.name, "envoy-0000000000000abc");
+    host.respond(Some(403), b"{}");
+    first.on_response(&host, calls[0].token, 2);
+    // Another worker (another VM id) enrolls after the backoff: under the same name, so a
+    // revoked identity stays revoked.
+    host.now.set(NOW + 600_000);
+    let mut second = Runner::new(Enroll::new(0xdef, &control).unwrap(), 0xdef, "kc");
+    second.tick(&host);
     let calls = host.take_calls();
     let request: EnrollRequest = serde_json::from_slice(calls[0].body.as_deref().unwrap()).unwrap();
     assert_eq!(request.name, "envoy-0000000000000abc");

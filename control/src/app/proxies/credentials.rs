@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 /// How long a checked credential is trusted without reading its row again.
 pub const CREDENTIAL_TTL: Duration = Duration::from_secs(2);
-/// Entries held at most; expired ones are dropped first when full.
-const MAX_ENTRIES: usize = 100_000;
+/// Credentials of proxies held at most (a fleet's size); expired ones are dropped first.
+const MAX_KNOWN: usize = 100_000;
+/// Refused credentials remembered at most: made-up ones never push out the fleet's.
+const MAX_REFUSED: usize = 10_000;
 
 /// Who a credential belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,31 +26,46 @@ pub struct ProxyIdentity {
     pub name: String,
 }
 
-#[derive(Debug, Clone)]
-struct Checked {
-    /// `None`: no usable proxy has this credential (unknown or revoked).
-    identity: Option<ProxyIdentity>,
-    at: Instant,
+#[derive(Debug, Default)]
+struct Held {
+    /// Digest → the identity and when it was read.
+    known: HashMap<String, (ProxyIdentity, Instant)>,
+    /// Digest → when it was found to belong to no usable proxy.
+    refused: HashMap<String, Instant>,
+    /// Proxy id → when it was revoked or enrolled again here: a read that began before is not
+    /// trusted (it may have seen the row just before the change).
+    forgotten: HashMap<String, Instant>,
 }
 
 #[derive(Debug, Default)]
 pub struct CredentialCache {
-    by_digest: Mutex<HashMap<String, Checked>>,
+    held: Mutex<Held>,
+}
+
+fn fresh(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < CREDENTIAL_TTL
 }
 
 impl CredentialCache {
     /// What `secret` resolved to within the TTL: `Some(None)` for a refused one, `None` when
     /// it must be read.
     pub fn cached(&self, secret: &str, now: Instant) -> Option<Option<ProxyIdentity>> {
-        let entries = self
-            .by_digest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let checked = entries.get(&digest(secret))?;
-        (now.duration_since(checked.at) < CREDENTIAL_TTL).then(|| checked.identity.clone())
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let hash = digest(secret);
+        if let Some((identity, at)) = held.known.get(&hash) {
+            let changed_since = held
+                .forgotten
+                .get(&identity.id)
+                .is_some_and(|when| when >= at);
+            return (fresh(*at, now) && !changed_since).then(|| Some(identity.clone()));
+        }
+        held.refused
+            .get(&hash)
+            .filter(|at| fresh(**at, now))
+            .map(|_| None)
     }
 
-    /// Reads the credential's proxy and keeps the answer.
+    /// Reads the credential's proxy (the read begins at `now`) and keeps the answer.
     pub fn check(
         &self,
         store: &Store,
@@ -63,32 +80,45 @@ impl CredentialCache {
                 id: proxy.id,
                 name: proxy.name,
             });
-        let mut entries = self
-            .by_digest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, checked| now.duration_since(checked.at) < CREDENTIAL_TTL);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match identity {
+            Some(identity) => {
+                if held
+                    .forgotten
+                    .get(&identity.id)
+                    .is_some_and(|when| *when >= now)
+                {
+                    // Revoked or enrolled again while this read ran: refused, to be safe.
+                    return Ok(None);
+                }
+                if held.known.len() >= MAX_KNOWN {
+                    held.known.retain(|_, (_, at)| fresh(*at, now));
+                }
+                if held.known.len() < MAX_KNOWN {
+                    held.known.insert(hash, (identity.clone(), now));
+                }
+                Ok(Some(identity))
+            }
+            None => {
+                if held.refused.len() >= MAX_REFUSED {
+                    held.refused.retain(|_, at| fresh(*at, now));
+                }
+                if held.refused.len() < MAX_REFUSED {
+                    held.refused.insert(hash, now);
+                }
+                Ok(None)
+            }
         }
-        if entries.len() < MAX_ENTRIES {
-            entries.insert(
-                hash,
-                Checked {
-                    identity: identity.clone(),
-                    at: now,
-                },
-            );
-        }
-        Ok(identity)
     }
 
-    /// Forgets every credential of proxy `id` (revoked here, or enrolled again).
+    /// Forgets every credential of proxy `id` (revoked here, or enrolled again), and distrusts
+    /// reads of it that began before now.
     pub fn forget(&self, id: &str) {
-        let mut entries = self
-            .by_digest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        entries.retain(|_, checked| checked.identity.as_ref().is_none_or(|known| known.id != id));
+        let now = Instant::now();
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.known.retain(|_, (known, _)| known.id != id);
+        held.forgotten.retain(|_, when| fresh(*when, now));
+        held.forgotten.insert(id.to_string(), now);
     }
 }
 
@@ -112,7 +142,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let cache = CredentialCache::default();
-        let start = Instant::now();
+        let start = Instant::now() - CREDENTIAL_TTL / 4;
         assert_eq!(cache.cached(&issued.credential, start), None);
         let identity = cache
             .check(&store, &issued.credential, start)
@@ -134,6 +164,33 @@ mod tests {
         assert_eq!(
             cache.cached(&issued.credential, start + CREDENTIAL_TTL),
             None
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_read_that_began_before_a_revocation_is_not_trusted() {
+        let (store, dir) = crate::store::db::temp_store("credentials", "race");
+        let request = EnrollRequest {
+            name: "envoy-2".into(),
+            ..EnrollRequest::default()
+        };
+        let issued = proxies::issue(&store, &Actor::bootstrap(), &request, Utc::now())
+            .unwrap()
+            .unwrap();
+        let cache = CredentialCache::default();
+        let began = Instant::now();
+        // The revocation lands on this replica while the read runs (the row still read usable).
+        cache.forget(&issued.proxy.id);
+        assert_eq!(
+            cache.check(&store, &issued.credential, began).unwrap(),
+            None
+        );
+        assert_eq!(
+            cache.cached(&issued.credential, began),
+            None,
+            "nothing was kept"
         );
         drop(store);
         let _ = std::fs::remove_dir_all(dir);

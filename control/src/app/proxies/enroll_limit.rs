@@ -1,8 +1,8 @@
 //! Enrollment attempts per enrollment token and minute, per replica: a leaked enrollment token
-//! cannot mint identities faster than a fleet's restarts need. Keyed by the digest of what was
-//! presented, so a wrong token is limited the same way (and by address, `FailureLimiter`).
+//! cannot mint identities faster than a fleet's restarts need. Keyed by the id of a token known
+//! to be usable, so made-up secrets never take room here (they are limited per address, as
+//! failures, by `FailureLimiter`).
 
-use crate::domain::tokens::digest;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,8 +25,9 @@ impl EnrollLimit {
         }
     }
 
-    /// Counts an attempt with `secret`: `Some(wait)` when over the limit (not counted then).
-    pub fn attempt(&self, secret: &str, now: Instant) -> Option<Duration> {
+    /// Counts an attempt with enrollment token `token_id`: `Some(wait)` when over the limit
+    /// (not counted then).
+    pub fn attempt(&self, token_id: &str, now: Instant) -> Option<Duration> {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if windows.len() >= MAX_TRACKED {
             windows.retain(|_, (started, _)| now.duration_since(*started) < WINDOW);
@@ -34,7 +35,7 @@ impl EnrollLimit {
                 return Some(WINDOW);
             }
         }
-        let (started, attempts) = windows.entry(digest(secret)).or_insert((now, 0));
+        let (started, attempts) = windows.entry(token_id.to_string()).or_insert((now, 0));
         if now.duration_since(*started) >= WINDOW {
             *started = now;
             *attempts = 0;

@@ -35,6 +35,7 @@ impl PresenceLog {
     pub fn read_snapshot(&self, id: &str, since: Option<u64>, now: DateTime<Utc>) {
         self.note(id, now, |presence| {
             presence.snapshot_version = Some(since.unwrap_or(0));
+            presence.snapshot_read_at = Some(now);
         });
     }
 
