@@ -18,9 +18,6 @@ pub fn bootstrap_enrollment(
     dev: bool,
 ) -> Result<Option<(String, bool)>, String> {
     match value.filter(|token| !token.is_empty()) {
-        Some(token) if token.contains("change-me") => Err(format!(
-            "{ENROLLMENT_TOKEN_VAR} is the shipped placeholder: set a secret of your own (kge_ and e.g. `openssl rand -hex 32`)"
-        )),
         Some(token) if token.starts_with(keygate_contract::enrollment::ENROLLMENT_PREFIX) => {
             Ok(Some((token, false)))
         }
@@ -192,9 +189,6 @@ mod tests {
             Ok(Some(("kge_x".to_string(), false)))
         );
         assert!(bootstrap_enrollment(Some("dev-sync-token".into()), false).is_err());
-        assert!(
-            bootstrap_enrollment(Some("kge_change-me-enrollment-token".into()), false).is_err()
-        );
     }
 
     #[test]
