@@ -104,15 +104,7 @@ pub struct ControlConfig {
 }
 
 impl ControlConfig {
-    /// The token jobs put in their calls; `None` when the filter enrolls (the runner presents
-    /// the credential it enrolled for, `sync::identity`).
-    pub fn static_token(&self) -> Option<&str> {
-        match &self.auth {
-            ControlAuth::Token(token) => Some(token),
-            ControlAuth::Enroll(_) => None,
-        }
-    }
-
+    /// The enrollment settings, when the filter enrolls for its credential.
     pub fn enrollment(&self) -> Option<&Enrollment> {
         match &self.auth {
             ControlAuth::Token(_) => None,

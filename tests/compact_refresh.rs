@@ -80,7 +80,7 @@ fn answer(
 #[test]
 fn compact_pages_load_like_json_ones() {
     let host = FakeHost::at(1_000_000);
-    let mut refresher = Runner::new(Refresh::new(1, control(), 64), 1, "kc");
+    let mut refresher = Runner::new(Refresh::new(1, control(), 64), 1, "kc").presenting(&control());
     let first = page(
         header(5, true, 0, Some("h5.x")),
         &[encoded("a"), encoded("b")],

@@ -52,7 +52,7 @@ fn worker(host: &FakeHost) -> Rc<Worker> {
         keys.join(",")
     );
     let refresh = Refresh::new(1, config.control.clone(), config.rate_limits.slots);
-    let mut refresher = Runner::new(refresh, 1, "kc");
+    let mut refresher = Runner::new(refresh, 1, "kc").presenting(&config.control);
     refresher.tick(host);
     let call = host.take_calls().pop().expect("a refresh is due");
     let size = host.respond(Some(200), body.as_bytes());

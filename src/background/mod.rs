@@ -135,25 +135,24 @@ impl Background {
         let config = &worker.config;
         let cluster = config.control.cluster.as_str();
         // With an enrollment token, the other jobs wait for the credential and present it.
-        let enrolls = config.control.enrollment().is_some();
         let mut tasks: Vec<Box<dyn Task>> = Vec::new();
         if let Some(enroll) = Enroll::new(me, &config.control) {
             tasks.push(Box::new(Runner::new(enroll, me, cluster)));
         }
         let refresh = Refresh::new(me, config.control.clone(), config.rate_limits.slots);
         tasks.push(Box::new(
-            Runner::new(refresh, me, cluster).presenting_enrolled_credential(enrolls),
+            Runner::new(refresh, me, cluster).presenting(&config.control),
         ));
         if let Some(queue) = queues.usage {
             let usage = Usage::new(me, &config.control, &config.usage, queue);
             tasks.push(Box::new(
-                Runner::new(usage, me, cluster).presenting_enrolled_credential(enrolls),
+                Runner::new(usage, me, cluster).presenting(&config.control),
             ));
         }
         if let Some(queue) = queues.fleet {
             let sync = FleetSync::new(me, &config.control, &config.rate_limits, queue);
             tasks.push(Box::new(
-                Runner::new(sync, me, cluster).presenting_enrolled_credential(enrolls),
+                Runner::new(sync, me, cluster).presenting(&config.control),
             ));
         }
         Background {

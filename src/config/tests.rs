@@ -190,7 +190,7 @@ fn trailing_characters_after_the_config_are_rejected() {
 fn token_can_come_from_the_vm_environment() {
     let env = |name: &str| (name == "SYNC").then(|| "s3cret".to_string());
     let config = Config::parse(br#"{"control":{"cluster":"c","token_env":"SYNC"}}"#, &env).unwrap();
-    assert_eq!(config.control.static_token(), Some("s3cret"));
+    assert_eq!(config.control.auth, ControlAuth::Token("s3cret".into()));
     assert!(config.control.enrollment().is_none());
 }
 
@@ -199,7 +199,6 @@ fn an_enrollment_token_replaces_the_token_and_names_the_proxy() {
     let env = |name: &str| (name == "ENROLL").then(|| "kge_fleet".to_string());
     let json = br#"{"control":{"cluster":"c","enrollment_token_env":"ENROLL","proxy_name":"edge-1","proxy_labels":{"zone":"a"}}}"#;
     let config = Config::parse(json, &env).unwrap();
-    assert_eq!(config.control.static_token(), None);
     let enrollment = config.control.enrollment().unwrap();
     assert_eq!(enrollment.token, "kge_fleet");
     assert_eq!(enrollment.proxy_name.as_deref(), Some("edge-1"));

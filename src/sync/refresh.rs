@@ -189,9 +189,6 @@ impl Refresh {
             // page is parsed by its first bytes either way.
             ("accept".to_string(), ACCEPT.to_string()),
         ];
-        if let Some(token) = self.config.static_token() {
-            headers.push(("authorization".to_string(), format!("Bearer {token}")));
-        }
         if let Some((version, epoch)) = since {
             path.push_str(&format!("&since={version}&epoch={epoch}"));
             if long_poll && cursor.is_none() {

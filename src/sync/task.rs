@@ -28,7 +28,7 @@
 
 use std::time::Duration;
 
-use crate::config::ControlConfig;
+use crate::config::{ControlAuth, ControlConfig};
 use crate::host::{DispatchError, Host};
 use crate::sync::{identity, lease};
 
@@ -70,9 +70,6 @@ impl Call {
             (":authority", control.authority.clone()),
             ("content-type", content_type.to_string()),
         ];
-        if let Some(token) = control.static_token() {
-            headers.push(("authorization", format!("Bearer {token}")));
-        }
         if let Some(accept) = accept {
             headers.push(("accept", accept.to_string()));
         }
@@ -218,6 +215,17 @@ pub trait Job {
     }
 }
 
+/// The bearer a runner's calls present (jobs build their calls without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presents {
+    /// Nothing added: the job's call carries its own (enrolling presents the enrollment token).
+    Nothing,
+    /// The token of the configuration.
+    Token(String),
+    /// The credential this Envoy enrolled for (`identity.rs`); the job waits for one.
+    Enrolled,
+}
+
 #[derive(Debug)]
 struct InFlight<P> {
     token: u32,
@@ -235,8 +243,7 @@ pub struct Runner<J: Job> {
     me: u64,
     cluster: String,
     in_flight: Option<InFlight<J::Pending>>,
-    /// Calls present the credential this Envoy enrolled for (`identity.rs`), and wait for one.
-    presents_enrolled: bool,
+    presents: Presents,
 }
 
 fn deadline_after(now_ms: u64, timeout: Duration) -> u64 {
@@ -292,14 +299,18 @@ impl<J: Job> Runner<J> {
             me,
             cluster: cluster.to_string(),
             in_flight: None,
-            presents_enrolled: false,
+            presents: Presents::Nothing,
         }
     }
 
-    /// Calls present the enrolled credential (the configuration has an enrollment token): the
-    /// job starts only once one is held, and a 401 answer forgets it, so it is enrolled again.
-    pub fn presenting_enrolled_credential(mut self, enrolled: bool) -> Runner<J> {
-        self.presents_enrolled = enrolled;
+    /// Calls present what `control` authenticates with: its token, or the credential this Envoy
+    /// enrolled for, in which case the job starts only once one is held, and a 401 answer
+    /// forgets it, so it is enrolled again.
+    pub fn presenting(mut self, control: &ControlConfig) -> Runner<J> {
+        self.presents = match &control.auth {
+            ControlAuth::Token(token) => Presents::Token(token.clone()),
+            ControlAuth::Enroll(_) => Presents::Enrolled,
+        };
         self
     }
 
@@ -337,7 +348,7 @@ impl<J: Job> Runner<J> {
         if self.in_flight.is_some() {
             return;
         }
-        if self.presents_enrolled && identity::current(host).is_none() {
+        if self.presents == Presents::Enrolled && identity::current(host).is_none() {
             // Not enrolled yet (or refused and enrolling again): nothing to present.
             return;
         }
@@ -370,15 +381,21 @@ impl<J: Job> Runner<J> {
         deadline_ms: u64,
         outcomes: &mut Vec<J::Outcome>,
     ) {
-        let credential = if self.presents_enrolled {
-            let credential = identity::current(host).map(|enrolled| enrolled.credential);
-            if let Some(credential) = &credential {
+        let credential = match &self.presents {
+            Presents::Nothing => None,
+            Presents::Token(token) => {
                 call.headers
-                    .push(("authorization".into(), format!("Bearer {credential}")));
+                    .push(("authorization".into(), format!("Bearer {token}")));
+                None
             }
-            credential
-        } else {
-            None
+            Presents::Enrolled => {
+                let credential = identity::current(host).map(|enrolled| enrolled.credential);
+                if let Some(credential) = &credential {
+                    call.headers
+                        .push(("authorization".into(), format!("Bearer {credential}")));
+                }
+                credential
+            }
         };
         match send(host, &self.cluster, &call) {
             Ok(token) => {

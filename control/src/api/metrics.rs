@@ -14,9 +14,13 @@ use axum::response::IntoResponse;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
+/// Every state a proxy can be in, each a series of `keygate_control_proxies`.
+const STATES: [ProxyState; 3] = [ProxyState::Live, ProxyState::Stale, ProxyState::Revoked];
+
 /// The fleet as the proxy gauges show it (one read of the proxies, per scrape).
 struct FleetView {
-    by_state: [(&'static str, u64); 3],
+    /// Proxies per state, in [`STATES`]' order.
+    by_state: [u64; 3],
     max_lag_seconds: i64,
     max_lag_versions: u64,
 }
@@ -28,7 +32,8 @@ impl FleetView {
             "# HELP keygate_control_proxies Known proxies by state (live: seen within --proxy-stale-after).\n\
              # TYPE keygate_control_proxies gauge"
         );
-        for (name, count) in self.by_state {
+        for (state, count) in STATES.iter().zip(self.by_state) {
+            let name = state.as_str();
             let _ = writeln!(text, "keygate_control_proxies{{state=\"{name}\"}} {count}");
         }
         let _ = writeln!(
@@ -50,18 +55,15 @@ async fn fleet_view(state: &AppState) -> Result<FleetView, ApiError> {
     let now = clock::now();
     let registry = &state.proxies;
     let mut view = FleetView {
-        by_state: [("live", 0), ("stale", 0), ("revoked", 0)],
+        by_state: [0; 3],
         max_lag_seconds: 0,
         max_lag_versions: 0,
     };
     for proxy in proxies {
         let proxy_state = proxy.state(now, registry.stale_after);
-        let slot = match proxy_state {
-            ProxyState::Live => 0,
-            ProxyState::Stale => 1,
-            ProxyState::Revoked => 2,
-        };
-        view.by_state[slot].1 += 1;
+        if let Some(slot) = STATES.iter().position(|state| *state == proxy_state) {
+            view.by_state[slot] += 1;
+        }
         if proxy_state == ProxyState::Live {
             let lag = proxy.lag(head, now, |held| registry.versions.behind_since(held));
             view.max_lag_seconds = view.max_lag_seconds.max(lag.num_seconds());

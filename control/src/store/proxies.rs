@@ -221,20 +221,20 @@ pub fn insert_token(tx: &Tx, token: &EnrollmentToken) -> Result<()> {
     Ok(())
 }
 
-pub fn find_token_by_hash(tx: &Tx, hash: &str) -> Result<Option<EnrollmentToken>> {
+fn find_token_by(tx: &Tx, column: &str, value: &str) -> Result<Option<EnrollmentToken>> {
     tx.query_opt(
-        &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE hash = ?1"),
-        [hash],
+        &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE {column} = ?1"),
+        [value],
         token_from_row,
     )
 }
 
+pub fn find_token_by_hash(tx: &Tx, hash: &str) -> Result<Option<EnrollmentToken>> {
+    find_token_by(tx, "hash", hash)
+}
+
 pub fn find_token_by_id(tx: &Tx, id: &str) -> Result<Option<EnrollmentToken>> {
-    tx.query_opt(
-        &format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE id = ?1"),
-        [id],
-        token_from_row,
-    )
+    find_token_by(tx, "id", id)
 }
 
 /// Unrevoked enrollment tokens, oldest first.

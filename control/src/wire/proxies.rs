@@ -217,21 +217,10 @@ impl CreateEnrollmentTokenRequest {
         now: DateTime<Utc>,
     ) -> Result<(String, Option<DateTime<Utc>>), FieldError> {
         let name = validate::name(self.name)?;
-        let expires_at = match self.expires_at {
-            None => None,
-            Some(text) => {
-                let instant = clock::parse(&text).ok_or_else(|| {
-                    FieldError::new(
-                        "expires_at",
-                        format!("{text:?} is not an RFC 3339 instant such as 2030-01-01T00:00:00Z"),
-                    )
-                })?;
-                if instant <= now {
-                    return Err(FieldError::new("expires_at", "must be in the future"));
-                }
-                Some(instant)
-            }
-        };
+        let expires_at = self
+            .expires_at
+            .map(|text| validate::expires_at(&text, now))
+            .transpose()?;
         Ok((name, expires_at))
     }
 }

@@ -156,17 +156,22 @@ impl Rules<'_> {
     }
 
     fn expires_at(&self, text: &str) -> Result<DateTime<Utc>, FieldError> {
-        let instant = clock::parse(text).ok_or_else(|| {
-            FieldError::new(
-                "expires_at",
-                format!("{text:?} is not an RFC 3339 instant such as 2030-01-01T00:00:00Z"),
-            )
-        })?;
-        if instant <= self.now {
-            return Err(FieldError::new("expires_at", "must be in the future"));
-        }
-        Ok(instant)
+        expires_at(text, self.now)
     }
+}
+
+/// An `expires_at`: an RFC 3339 instant after `now`.
+pub fn expires_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
+    let instant = clock::parse(text).ok_or_else(|| {
+        FieldError::new(
+            "expires_at",
+            format!("{text:?} is not an RFC 3339 instant such as 2030-01-01T00:00:00Z"),
+        )
+    })?;
+    if instant <= now {
+        return Err(FieldError::new("expires_at", "must be in the future"));
+    }
+    Ok(instant)
 }
 
 /// Body of `POST /v1/tokens`.

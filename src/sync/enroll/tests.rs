@@ -31,8 +31,8 @@ fn jobs_wait_for_the_credential_present_it_and_enroll_again_when_it_is_refused()
     let host = FakeHost::at(NOW);
     host.put_property(&["xds", "node", "id"], NODE_ID.as_bytes());
     let mut enroll = Runner::new(Enroll::new(7, &control).unwrap(), 7, "kc");
-    let mut refresh = Runner::new(Refresh::new(7, control.clone(), 64), 7, "kc")
-        .presenting_enrolled_credential(true);
+    let mut refresh =
+        Runner::new(Refresh::new(7, control.clone(), 64), 7, "kc").presenting(&control);
 
     refresh.tick(&host);
     assert!(host.take_calls().is_empty(), "nothing to present yet");

@@ -35,7 +35,7 @@ fn sync_in(me: u64, queue: &Rc<FakeQueue>, encoding: &str) -> Sync {
         Box::new(Rc::clone(queue)),
     );
     job.note_slot_count(SLOTS);
-    Runner::new(job, me, "kc")
+    Runner::new(job, me, "kc").presenting(&config.control)
 }
 
 /// Hands `touched` over and ticks: the sync that went out, if any, and the first outcome.

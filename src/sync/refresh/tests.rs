@@ -14,7 +14,7 @@ use keygate_contract::key_hash::hash_key;
 pub(super) type Refresher = Runner<Refresh>;
 
 pub(super) fn refresher(me: u64, control: ControlConfig) -> Refresher {
-    Runner::new(Refresh::new(me, control, 64), me, "kc")
+    Runner::new(Refresh::new(me, control.clone(), 64), me, "kc").presenting(&control)
 }
 
 pub(super) fn control(extra: &str) -> ControlConfig {

@@ -23,7 +23,7 @@ fn reporter(me: u64, queue: &Rc<FakeQueue>) -> Reporter {
         &config.usage,
         Box::new(Rc::clone(queue)),
     );
-    Runner::new(usage, me, "kc")
+    Runner::new(usage, me, "kc").presenting(&config.control)
 }
 
 /// Hands `tally` over and ticks: the post that went out, if any, and the first outcome.

@@ -6,6 +6,7 @@ use crate::cli::client::answers::{json as json_body, Deleted, Reply};
 use crate::cli::client::commands::{connect, print_json};
 use crate::cli::client::error::ClientError;
 use crate::cli::client::table::{column, render, text, Fit};
+use crate::domain::clock;
 use crate::wire::proxies::{
     EnrollmentTokenList, EnrollmentTokenView, ProxyList, ProxyView, ReportedUsage,
 };
@@ -46,10 +47,10 @@ reply!(
 
 /// How long ago an instant as served was (`12s`, `5m`, `3h`, `2d`), `-` for none.
 fn ago(at: Option<&String>, now: DateTime<Utc>) -> String {
-    let Some(at) = at.and_then(|at| DateTime::parse_from_rfc3339(at).ok()) else {
+    let Some(at) = at.and_then(|at| clock::parse(at)) else {
         return "-".into();
     };
-    let seconds = (now - at.with_timezone(&Utc)).num_seconds().max(0);
+    let seconds = (now - at).num_seconds().max(0);
     match seconds {
         0..=119 => format!("{seconds}s"),
         120..=7_199 => format!("{}m", seconds / 60),
