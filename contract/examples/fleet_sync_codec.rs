@@ -54,6 +54,7 @@ fn main() -> Result<(), Error> {
     let post = thousand_keys(1_765_000_000_000);
     let reply = FleetSyncReply {
         keys: post.keys.clone(),
+        ..FleetSyncReply::default()
     };
     let json_post = serde_json::to_vec(&post)?;
     let binary_post = binary::encode_post(&post)?;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fields::{self, FieldError};
 use crate::key_hash::Digest;
+use crate::snapshot::Limits;
 
 pub mod binary;
 
@@ -25,6 +26,8 @@ pub const MAX_KEYS_PER_SYNC: usize = 5_000;
 pub const MAX_BUCKETS_PER_WINDOW: usize = 64;
 /// Windows, in this order everywhere: minute, hour, day.
 pub const WINDOWS: usize = 3;
+/// The windows' names, in that order.
+pub const WINDOW_NAMES: [&str; WINDOWS] = ["minute", "hour", "day"];
 
 /// The request header of a post that carries, of each key, only the buckets that can have
 /// changed since the Envoy's last answered sync (value `BUCKETS_CHANGED`). Without it a post
@@ -67,6 +70,49 @@ pub struct KeyCounts {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FleetSyncReply {
     pub keys: Vec<KeyCounts>,
+    /// Keys of the post whose counts were not counted: more in a window than one Envoy can
+    /// admit ([`own_count_bound`]). In JSON answers only (the binary encoding leaves it out);
+    /// the rest of the post was counted either way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedCount>,
+}
+
+/// One key of a sync not counted, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedCount {
+    /// `key_tag` of the key.
+    pub key: String,
+    /// The window whose count was too high: 0 minute, 1 hour, 2 day.
+    pub window: usize,
+    /// What the proxy's counts in that window add up to with the post.
+    pub claimed: u64,
+    /// The most one Envoy can admit in it.
+    pub bound: u64,
+}
+
+/// A key's limits in window order (minute, hour, day): what the filter enforces per window and
+/// what a sync's `limits` carries.
+pub fn window_limits(limits: &Limits) -> [Option<u64>; WINDOWS] {
+    [limits.per_minute, limits.per_hour, limits.per_day]
+}
+
+/// The most one Envoy can have admitted of a key in one window (any `window_ms` long run of
+/// buckets), by what the filter guarantees: each window is a sliding window, exact per Envoy,
+/// that admits at most its limit (`src/limits/window.rs`), whatever the rest of the fleet did.
+/// A window without a limit, or whose limit changed within the last window (the old one may
+/// have admitted more), is bounded by `max_rate_per_s` over the window instead. The control
+/// service refuses a fleet count above this (docs/security.md, "Implausible reports").
+pub fn own_count_bound(
+    limit: Option<u64>,
+    changed_within_window: bool,
+    window_ms: u64,
+    max_rate_per_s: u64,
+) -> u64 {
+    let by_rate = max_rate_per_s.saturating_mul(window_ms.div_ceil(1_000).max(1));
+    match limit {
+        Some(limit) if !changed_within_window => limit.min(by_rate),
+        _ => by_rate,
+    }
 }
 
 /// [`key_tag`] from the 64 hex digits a key's hash is stored as (`key_hash::hash_key`):
@@ -145,6 +191,19 @@ pub fn validate_counts(field: &str, key: &KeyCounts) -> Result<(), FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envoy_admits_at_most_the_window_limit_or_the_rate_over_the_window() {
+        assert_eq!(own_count_bound(Some(60), false, 60_000, 200_000), 60);
+        assert_eq!(
+            own_count_bound(Some(60), true, 60_000, 200_000),
+            12_000_000,
+            "changed within the window: the rate"
+        );
+        assert_eq!(own_count_bound(None, false, 3_600_000, 10), 36_000);
+        assert_eq!(own_count_bound(Some(5), false, 1, 1), 1, "the rate caps");
+        assert_eq!(own_count_bound(None, false, u64::MAX, u64::MAX), u64::MAX);
+    }
 
     #[test]
     fn the_tag_from_a_stored_hash_is_the_tag_of_the_digest() {

@@ -30,7 +30,7 @@ pub use crate::limits::ring::{Ring, MAX_RING};
 use keygate_contract::snapshot::Limits;
 
 /// The three windows, in this order everywhere.
-pub const WINDOW_NAMES: [&str; 3] = ["minute", "hour", "day"];
+pub use keygate_contract::fleet::WINDOW_NAMES;
 /// Buckets per window: minute 30 × 2 s, hour 30 × 2 min, day 24 × 1 h.
 pub const BUCKETS: [usize; 3] = [30, 30, 24];
 /// Counters per ring: one more than the buckets, so a ring always spans the whole window.
@@ -95,10 +95,7 @@ impl Windows {
     }
 }
 
-/// The limits of one key as an array in window order, plus concurrency.
-pub fn window_limits(limits: &Limits) -> [Option<u64>; 3] {
-    [limits.per_minute, limits.per_hour, limits.per_day]
-}
+pub use keygate_contract::fleet::window_limits;
 
 pub fn has_limits(limits: &Limits) -> bool {
     window_limits(limits).iter().any(Option::is_some) || limits.concurrent.is_some()

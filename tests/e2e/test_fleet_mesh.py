@@ -100,4 +100,8 @@ def test_six_envoys_two_replicas_and_redis_hold_the_bound_through_a_replica_kill
     assert 'keygate_control_fleet_backend{backend="redis"} 1' in metrics
     assert "keygate_control_fleet_redis_up 1" in metrics
     assert "keygate_control_fleet_published_keys 1" in metrics
+    # Honest Envoys at the limit are never taken for forgers (fleet::bounds), with the key's
+    # limit known to the replica.
+    assert "keygate_control_fleet_implausible_counts_total 0" in metrics
+    assert "keygate_control_fleet_bounded_keys 0" not in metrics
     assert replicas[1].sql("SELECT COUNT(*) FROM fleet_counts") == [(0,)]

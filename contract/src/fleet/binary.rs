@@ -321,7 +321,10 @@ pub fn decode_reply(bytes: &[u8]) -> Result<FleetSyncReply, DecodeError> {
     read_start(&mut reader, KIND_REPLY)?;
     let keys = read_keys(&mut reader)?;
     read_end(&reader)?;
-    Ok(FleetSyncReply { keys })
+    Ok(FleetSyncReply {
+        keys,
+        ..FleetSyncReply::default()
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@
 //! `Accept` asks (`api/encoding.rs`; JSON unless the binary type is named), with `Vary: accept`.
 //! Either way the post passes the same `fleet::validate_post` before anything is counted.
 //!
+//! A key whose counts from the posting proxy are above what one Envoy can admit
+//! (`fleet::bounds`) is not counted; the JSON answer names it in `refused`, the refusal is
+//! counted in `/metrics` and raised as `proxy.implausible_report` (`server/fleet_bounds.rs`).
+//!
 //! A post marked as carrying only the buckets that changed (`fleet::BUCKETS_HEADER`) is
 //! answered 409 when this process lost the proxy's counts (`FleetCounts::takes_changed_only`):
 //! the Envoy posts every bucket at once.
@@ -21,6 +25,7 @@ use crate::api::usage::reserved_proxy_id;
 use crate::app::proxies::presence::Outcome;
 use crate::domain::clock;
 use crate::domain::proxies::fleet_instance;
+use crate::fleet::bounds::Bounding;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE, VARY};
 use axum::http::HeaderMap;
@@ -96,6 +101,7 @@ async fn sync(
         .is_some_and(|value| value.as_bytes() == fleet::BUCKETS_CHANGED.as_bytes());
     let now_ms = clock::now_ms();
     let counts = Arc::clone(&state.fleet);
+    let fleet_bounds = Arc::clone(&state.fleet_bounds);
     let proxy_id = post.proxy_id.clone();
     // Checked on the blocking pool with the sync: it takes the counts' lock.
     let reply = state
@@ -103,7 +109,12 @@ async fn sync(
             if changed_only && !counts.takes_changed_only(&post.proxy_id) {
                 return Ok(None);
             }
-            counts.sync(store, &post, now_ms).map(Some)
+            let index = fleet_bounds.index();
+            let bounding = Bounding {
+                index: &index,
+                max_proxy_rate: fleet_bounds.max_proxy_rate,
+            };
+            counts.sync(store, &post, now_ms, bounding).map(Some)
         })
         .await?;
     let Some(reply) = reply else {
@@ -112,6 +123,7 @@ async fn sync(
             fleet::BUCKETS_HEADER
         )));
     };
+    state.fleet_bounds.refused(&proxy_id, &reply.refused);
     let accept = headers.get(ACCEPT).and_then(|value| value.to_str().ok());
     if prefers(accept, binary::MEDIA_TYPE) {
         let body = binary::encode_reply(&reply)

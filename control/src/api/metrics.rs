@@ -129,6 +129,24 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Usage report entries not counted: more allowed requests than any proxy could have let through.",
         crate::app::alerts::IMPLAUSIBLE_ENTRIES.load(Ordering::Relaxed),
     );
+    metric(
+        "keygate_control_fleet_implausible_counts_total",
+        "counter",
+        "Keys of fleet syncs not counted: more in a window than one Envoy can admit.",
+        state.fleet_bounds.refused_total(),
+    );
+    metric(
+        "keygate_control_fleet_bounds_version",
+        "gauge",
+        "The change-feed version the limits bounding fleet syncs have been read up to.",
+        state.fleet_bounds.index().version,
+    );
+    metric(
+        "keygate_control_fleet_bounded_keys",
+        "gauge",
+        "Limited keys whose limits bound fleet syncs (the index read from the change feed).",
+        state.fleet_bounds.index().len() as u64,
+    );
     let oauth = &state.oauth_failures;
     metric(
         "keygate_control_oauth_tokens_issued_total",

@@ -15,6 +15,7 @@ use crate::domain::webhook_url::UrlPolicy;
 use crate::feed::delta_cache::DeltaCache;
 use crate::feed::full_snapshot::SnapshotCache;
 use crate::feed::versions::HeldPolls;
+use crate::fleet::bounds::FleetBounds;
 use crate::fleet::redis::FlushStats;
 use crate::fleet::FleetCounts;
 use crate::store::Store;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub held_polls: HeldPolls,
     /// The fleet-wide rate-limit counts (`POST /v1/ratelimits/sync`).
     pub fleet: Arc<FleetCounts>,
+    /// Every limited key's limits, which bound what a sync may count (`fleet::bounds`).
+    pub fleet_bounds: Arc<FleetBounds>,
     /// What the Redis flushes did (all zero without Redis).
     pub fleet_stats: Arc<FlushStats>,
     /// The full snapshot in the compact encoding, built once for every starting proxy.

@@ -9,15 +9,17 @@ use crate::domain::alerts::{
 };
 use crate::domain::clock;
 use crate::domain::keys::StoredKey;
-use crate::domain::plausibility::RefusedEntry;
+use crate::domain::plausibility::{FleetRefusal, RefusedEntry};
 use crate::domain::secrets::random_base62;
 use crate::domain::usage_report::UsageBatch;
 use crate::domain::webhooks::Webhook;
 use crate::store::alerts as rows;
 use crate::store::db::Store;
+use crate::store::keys;
 use crate::store::sql::{Error, Result, Tx};
 use crate::store::webhooks;
 use chrono::{DateTime, Duration, Utc};
+use keygate_contract::fleet::WINDOW_NAMES;
 use keygate_contract::usage::RATE_LIMIT_REFUSAL_CODES;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -138,6 +140,41 @@ pub fn implausible_reports(
     IMPLAUSIBLE_ENTRIES.fetch_add(alerts.len() as u64, std::sync::atomic::Ordering::Relaxed);
     raise_all(tx, &alerts, now)?;
     Ok(())
+}
+
+/// Raises `proxy.implausible_report` for fleet-sync counts refused as implausible
+/// (`fleet::bounds`): once per key and hour like a report's, naming the proxy, the window and
+/// what it claimed. Tags of no live key raise nothing. Answers how many were raised.
+pub fn implausible_fleet_counts(
+    store: &Store,
+    refused: &[FleetRefusal],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let hour_start = now.timestamp().div_euclid(3600) * 3600;
+    let mut by_tag: BTreeMap<&str, &FleetRefusal> = BTreeMap::new();
+    for refusal in refused {
+        by_tag
+            .entry(refusal.refused.key.as_str())
+            .or_insert(refusal);
+    }
+    store.write(|tx| {
+        let mut alerts = Vec::new();
+        for (tag, refusal) in by_tag {
+            let Some(key) = keys::live_with_tag(tx, tag)? else {
+                continue;
+            };
+            let window = WINDOW_NAMES.get(refusal.refused.window).copied().unwrap_or("?");
+            let data = json!({
+                "proxy_id": refusal.proxy_id, "hour_start": hour_start,
+                "claimed": refusal.refused.claimed, "bound": refusal.refused.bound,
+                "window": window,
+                "reason": format!("a fleet sync counted more in a {window} than one Envoy can admit"),
+            });
+            alerts.push(implausible_report_alert(KeyRef::from(&key), hour_start, data));
+        }
+        raise_all(tx, &alerts, now)?;
+        Ok(alerts.len())
+    })
 }
 
 /// Report entries refused as implausible since start (`keygate_control_usage_implausible_entries_total`).

@@ -9,6 +9,7 @@
 
 use crate::domain::alerts::KeyRef;
 use chrono::{DateTime, Utc};
+use keygate_contract::fleet::RefusedCount;
 use keygate_contract::snapshot::Limits;
 use serde::Serialize;
 
@@ -32,6 +33,15 @@ pub struct RefusedEntry {
     pub key_name: String,
     #[serde(skip)]
     pub team: String,
+}
+
+/// A fleet sync's counts of one key and window that were not counted: one Envoy cannot have
+/// admitted that many (`keygate_contract::fleet::own_count_bound`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRefusal {
+    /// The posting proxy's instance as counted (`{identity}/{instance}` with a credential).
+    pub proxy_id: String,
+    pub refused: RefusedCount,
 }
 
 /// The most allowed requests one proxy can report for a key in one hour.

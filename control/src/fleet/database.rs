@@ -10,6 +10,9 @@
 //! every bucket of a key each time), and the counts of a key only the posting Envoy ever sent
 //! (`fleet_limits.sole_proxy`) are not read back at all: the rest of the fleet has none.
 
+mod limits_rows;
+
+use crate::fleet::bounds::{self, Bounding};
 use crate::fleet::frame::Frame;
 use crate::fleet::json_params::{json_array, json_rows, json_texts};
 use crate::fleet::reply::{self, Rest};
@@ -17,24 +20,20 @@ use crate::fleet::written::{self, Written};
 use crate::fleet::MAX_COUNT;
 use crate::store::sql::{params, Dialect, Params, Result, ToValue, Tx};
 use crate::store::Store;
-use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
+use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, RefusedCount, WINDOWS};
+use limits_rows::{read_limits, updated_limits, write_limits};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Rows per upsert (one JSON parameter): a 1,000-key sync is one or two statements.
 const UPSERT_ROWS: usize = 20_000;
 /// Keys per read.
-const READ_CHUNK: usize = 5_000;
-/// Limits rows per multi-row upsert (7 parameters a row; they change rarely).
-const LIMITS_ROWS: usize = 1_000;
+pub(super) const READ_CHUNK: usize = 5_000;
 /// How often one replica forgets old counts (a range delete per window).
 const PRUNE_INTERVAL_MS: u64 = 5_000;
 /// How often it also forgets rows of bucket widths no sync uses any more, and limits of keys
 /// no Envoy sent for a day.
 const SWEEP_INTERVAL_MS: u64 = 60 * 60 * 1_000;
-/// A key's limits row is rewritten when its limits change, or at most this often to note it is
-/// still in use.
-const SEEN_REFRESH_MS: u64 = 60_000;
 /// A key stays a candidate for the hot keys while counts that made it hot can still be inside
 /// their window; each sync re-checks it before answering it.
 const LIMITS_RETENTION_MS: u64 = 2 * 86_400_000;
@@ -46,16 +45,6 @@ pub struct Database {
     written: Written,
     last_prune_ms: AtomicU64,
     last_sweep_ms: AtomicU64,
-}
-
-/// A key's limits row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Limits {
-    limits: [Option<u64>; WINDOWS],
-    hot_until_ms: u64,
-    seen_ms: u64,
-    /// The one proxy that ever sent the key (while its row lives); `None` once two have.
-    sole_proxy: Option<String>,
 }
 
 /// Key `tag`'s buckets with the fleet's count in each (the headroom read).
@@ -82,7 +71,67 @@ pub fn buckets_of(store: &Store, tag: &str) -> Result<Vec<(usize, u64, u64, u64)
 
 impl Database {
     /// Counts a validated `post` received at `now_ms` and answers it.
-    pub fn sync(&self, store: &Store, post: &FleetSyncPost, now_ms: u64) -> Result<FleetSyncReply> {
+    /// Keys whose counts are above what one Envoy can admit (`bounding`) are left out of it
+    /// and named in the answer's `refused`.
+    pub fn sync(
+        &self,
+        store: &Store,
+        post: &FleetSyncPost,
+        now_ms: u64,
+        bounding: Bounding<'_>,
+    ) -> Result<FleetSyncReply> {
+        let refused = self.over_bound(post, now_ms, bounding);
+        let plausible;
+        let post = if refused.is_empty() {
+            post
+        } else {
+            let mut kept = post.clone();
+            kept.keys
+                .retain(|key| !refused.iter().any(|refused| refused.key == key.key));
+            plausible = kept;
+            &plausible
+        };
+        let mut reply = self.count(store, post, now_ms)?;
+        reply.refused = refused;
+        Ok(reply)
+    }
+
+    /// The keys of `post` whose counts from its proxy add up, in some window, to more than one
+    /// Envoy can admit. Only keys with limits are summed (others are bounded by the rate, far
+    /// above any count a post carries).
+    fn over_bound(
+        &self,
+        post: &FleetSyncPost,
+        now_ms: u64,
+        bounding: Bounding<'_>,
+    ) -> Vec<RefusedCount> {
+        let frame = Frame::of(post, now_ms);
+        let mut refused = Vec::new();
+        for key in &post.keys {
+            let held = bounds::tag_bytes(&key.key).and_then(|tag| bounding.index.get(&tag));
+            let window_bounds =
+                bounds::window_bounds(held, &post.window_ms, now_ms, bounding.max_proxy_rate);
+            let totals = if held.is_some() {
+                self.written
+                    .own_totals(&post.proxy_id, &key.key, &key.counts, &frame)
+            } else {
+                own_totals(key, &frame)
+            };
+            if let Some(window) =
+                (0..WINDOWS).find(|&window| totals[window] > window_bounds[window])
+            {
+                refused.push(RefusedCount {
+                    key: key.key.clone(),
+                    window,
+                    claimed: totals[window],
+                    bound: window_bounds[window],
+                });
+            }
+        }
+        refused
+    }
+
+    fn count(&self, store: &Store, post: &FleetSyncPost, now_ms: u64) -> Result<FleetSyncReply> {
         let frame = Frame::of(post, now_ms);
         let rows = self
             .written
@@ -349,121 +398,6 @@ fn rest_of(tag: &str, limits: [Option<u64>; WINDOWS], counted: Option<&Counted>)
     }
 }
 
-fn read_limits(tx: &Tx, tags: &[&str]) -> Result<HashMap<String, Limits>> {
-    let mut stored = HashMap::with_capacity(tags.len());
-    for chunk in tags.chunks(READ_CHUNK) {
-        let rows = tx.query(
-            &format!(
-                "SELECT key_tag, per_minute, per_hour, per_day, hot_until_ms, seen_ms, sole_proxy
-                 FROM fleet_limits WHERE key_tag IN ({})",
-                json_texts(tx.dialect(), 1)
-            ),
-            params![json_array(chunk)?],
-        )?;
-        for row in rows {
-            let limit =
-                |index| -> Result<Option<u64>> { Ok(row.get::<Option<i64>>(index)?.map(as_u64)) };
-            stored.insert(
-                row.get::<String>(0)?,
-                Limits {
-                    limits: [limit(1)?, limit(2)?, limit(3)?],
-                    hot_until_ms: as_u64(row.get(4)?),
-                    seen_ms: as_u64(row.get(5)?),
-                    sole_proxy: row.get(6)?,
-                },
-            );
-        }
-    }
-    Ok(stored)
-}
-
-/// The key's limits row as it should be now, if that differs enough from the stored one to be
-/// worth a write: other limits, newly hot (or hot for longer), a second proxy, or not noted for
-/// a while.
-fn updated_limits(
-    stored: Option<&Limits>,
-    key: &KeyCounts,
-    proxy: &str,
-    totals: &[u64; WINDOWS],
-    frame: &Frame,
-    now_ms: u64,
-) -> Option<Limits> {
-    // Hot until the counts that make it hot may have left the longest window it is hot in.
-    let hot_for_ms = (0..WINDOWS)
-        .filter(|&window| match key.limits[window] {
-            Some(limit) if limit > 0 => totals[window].saturating_mul(2) >= limit,
-            _ => false,
-        })
-        .map(|window| frame.span[window].saturating_mul(frame.bucket_ms[window]))
-        .max();
-    let hot_until_ms = hot_for_ms.map_or(0, |ms| now_ms.saturating_add(ms));
-    let sole_proxy = match stored {
-        None => Some(proxy.to_string()),
-        Some(row) => row.sole_proxy.clone().filter(|sole| sole == proxy),
-    };
-    let wanted = Limits {
-        limits: key.limits,
-        hot_until_ms: stored.map_or(0, |row| row.hot_until_ms).max(hot_until_ms),
-        seen_ms: now_ms,
-        sole_proxy,
-    };
-    match stored {
-        Some(row)
-            if row.limits == wanted.limits
-                && row.sole_proxy == wanted.sole_proxy
-                && row.hot_until_ms.saturating_add(SEEN_REFRESH_MS) >= hot_until_ms
-                && row.seen_ms.saturating_add(SEEN_REFRESH_MS) > now_ms =>
-        {
-            None
-        }
-        _ => Some(wanted),
-    }
-}
-
-fn write_limits(tx: &Tx, changed: &BTreeMap<&str, Limits>) -> Result<()> {
-    let rows: Vec<_> = changed.iter().collect();
-    for chunk in rows.chunks(LIMITS_ROWS) {
-        let mut values = Vec::with_capacity(chunk.len() * 7);
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (tag, row) in chunk {
-            let first = values.len() + 1;
-            tuples.push(format!(
-                "(?{first}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                first + 1,
-                first + 2,
-                first + 3,
-                first + 4,
-                first + 5,
-                first + 6
-            ));
-            values.push(tag.to_value());
-            values.extend(row.limits.iter().map(|limit| limit.map(as_i64).to_value()));
-            values.push(as_i64(row.hot_until_ms).to_value());
-            values.push(as_i64(row.seen_ms).to_value());
-            values.push(row.sole_proxy.to_value());
-        }
-        tx.execute(
-            &format!(
-                "INSERT INTO fleet_limits
-                     (key_tag, per_minute, per_hour, per_day, hot_until_ms, seen_ms, sole_proxy)
-                 VALUES {}
-                 ON CONFLICT (key_tag) DO UPDATE SET
-                     per_minute = excluded.per_minute, per_hour = excluded.per_hour,
-                     per_day = excluded.per_day,
-                     hot_until_ms = CASE WHEN excluded.hot_until_ms > fleet_limits.hot_until_ms
-                                         THEN excluded.hot_until_ms
-                                         ELSE fleet_limits.hot_until_ms END,
-                     seen_ms = excluded.seen_ms,
-                     sole_proxy = CASE WHEN fleet_limits.sole_proxy = excluded.sole_proxy
-                                       THEN excluded.sole_proxy END",
-                tuples.join(", ")
-            ),
-            Params::Positional(values),
-        )?;
-    }
-    Ok(())
-}
-
 /// Forgets the counts of the frame's bucket widths older than their window plus a bucket; on a
 /// sweep also rows of any width older than the longest possible window, and the limits of keys
 /// no Envoy sent for two days that have no counts left (a key's row must outlive its counts:
@@ -508,10 +442,10 @@ fn analyze(tx: &Tx) -> Result<()> {
     Ok(())
 }
 
-fn as_i64(value: u64) -> i64 {
+pub(super) fn as_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn as_u64(value: i64) -> u64 {
+pub(super) fn as_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }

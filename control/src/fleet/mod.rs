@@ -7,10 +7,13 @@
 //! - `memory`: the counts in this process (one control service, SQLite; or a replica's own
 //!   Envoys' counts and the fleet's totals it read from Redis).
 //! - `redis`: replicas sharing their counts through Redis, flushed every 250 ms.
+//! - `bounds`: what one Envoy can have admitted of a key, by the key's own limits; counts
+//!   above it are refused, whichever store counts.
 //! - `database`: the counts in the database (replicas sharing PostgreSQL without Redis: about
 //!   ten Envoys); `written`: what this replica wrote there, so unchanged counts are not written
 //!   again.
 
+pub mod bounds;
 mod database;
 mod frame;
 mod json_params;
@@ -21,6 +24,7 @@ mod reply;
 mod tests;
 mod written;
 
+use crate::fleet::bounds::Bounding;
 use crate::store::sql::Error;
 use crate::store::Store;
 use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply};
@@ -99,17 +103,20 @@ impl FleetCounts {
         }
     }
 
-    /// Counts a validated `post` received at `now_ms` (Unix ms) and answers it.
+    /// Counts a validated `post` received at `now_ms` (Unix ms) and answers it; keys whose
+    /// counts are above what one Envoy can admit (`bounding`) are not counted but named in the
+    /// answer's `refused`.
     pub fn sync(
         &self,
         store: &Store,
         post: &FleetSyncPost,
         now_ms: u64,
+        bounding: Bounding<'_>,
     ) -> Result<FleetSyncReply, Error> {
         match self {
-            FleetCounts::Database(database) => database.sync(store, post, now_ms),
+            FleetCounts::Database(database) => database.sync(store, post, now_ms, bounding),
             held => Ok(held
-                .with_memory(|counts| counts.sync(post, now_ms))
+                .with_memory(|counts| counts.sync(post, now_ms, bounding))
                 .unwrap_or_default()),
         }
     }

@@ -78,6 +78,7 @@ pub fn assemble(posted: Vec<Rest>, mut hot: Vec<Rest>) -> FleetSyncReply {
             .take(MAX_KEYS_PER_SYNC)
             .map(|rest| rest.key)
             .collect(),
+        refused: Vec::new(),
     }
 }
 

@@ -1,9 +1,11 @@
 //! The sync's semantics, run on both places the counts can live: in memory and in the
 //! database (the same statements PostgreSQL runs, here on SQLite).
 
+use super::bounds::{Bounding, FleetBounds};
 use super::memory::redis_fake::FakeRedis;
 use super::memory::Warmth;
 use super::FleetCounts;
+use crate::domain::plausibility::DEFAULT_MAX_PROXY_RATE;
 use crate::store::db::temp_store;
 use crate::store::Store;
 use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, MAX_KEYS_PER_SYNC};
@@ -24,6 +26,8 @@ struct Fixture {
     other: Option<(FleetCounts, FakeRedis, RefCell<[usize; 2]>)>,
     store: Store,
     dir: PathBuf,
+    /// Key limits that bound what a sync counts (none by default: the rate only).
+    bounds: FleetBounds,
 }
 
 impl Drop for Fixture {
@@ -57,6 +61,7 @@ fn each(name: &str, test: impl Fn(&Fixture)) {
             other,
             store,
             dir,
+            bounds: FleetBounds::new(DEFAULT_MAX_PROXY_RATE),
         });
     }
 }
@@ -108,7 +113,12 @@ impl Fixture {
                 }
             }
         };
-        replica.sync(&self.store, post, now_ms).unwrap()
+        let index = self.bounds.index();
+        let bounding = Bounding {
+            index: &index,
+            max_proxy_rate: self.bounds.max_proxy_rate,
+        };
+        replica.sync(&self.store, post, now_ms, bounding).unwrap()
     }
 }
 
@@ -215,6 +225,7 @@ fn the_memory_forgets_keys_nobody_sends_any_more() {
         other: None,
         store,
         dir,
+        bounds: FleetBounds::new(DEFAULT_MAX_PROXY_RATE),
     };
     f.sync(
         "a",
@@ -310,3 +321,6 @@ fn envoys_with_other_bucket_widths_are_counted_apart() {
         assert!(reply.keys.is_empty(), "{reply:?}");
     });
 }
+
+#[path = "tests/bounds.rs"]
+mod bounds_tests;

@@ -5,6 +5,8 @@
 //! after a commit, and forgets buckets as the database does.
 
 use crate::fleet::frame::Frame;
+use crate::fleet::MAX_COUNT;
+use keygate_contract::fleet::WINDOWS;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -55,6 +57,38 @@ impl Written {
                 None => buckets.push((at, *count)),
             }
         }
+    }
+
+    /// `proxy`'s counts of key `tag` per window inside the frame: the post's `counts` where it
+    /// carries a bucket, else what this replica last wrote (a post of changed buckets only
+    /// leaves the others out).
+    pub fn own_totals(
+        &self,
+        proxy: &str,
+        tag: &str,
+        counts: &[Vec<(u64, u64)>; WINDOWS],
+        frame: &Frame,
+    ) -> [u64; WINDOWS] {
+        let by_proxy = self.lock();
+        let written = by_proxy.get(proxy).and_then(|keys| keys.get(tag));
+        std::array::from_fn(|window| {
+            let width = frame.bucket_ms[window];
+            let mut buckets: HashMap<u64, u64> = written
+                .into_iter()
+                .flatten()
+                .filter(|((w, ms, _), _)| *w == window && *ms == width)
+                .map(|((_, _, bucket), count)| (*bucket, *count))
+                .collect();
+            for &(bucket, count) in &counts[window] {
+                let held = buckets.entry(bucket).or_insert(0);
+                *held = (*held).max(count.min(MAX_COUNT));
+            }
+            buckets
+                .into_iter()
+                .filter(|(bucket, _)| frame.inside(window, *bucket))
+                .map(|(_, count)| count)
+                .fold(0, u64::saturating_add)
+        })
     }
 
     /// Forgets every bucket older than `max_span` buckets before `now_ms`, and what is left empty.

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod fleet_bounds;
 pub mod listener;
 pub mod proxy_presence;
 pub mod startup;

@@ -16,6 +16,7 @@ use crate::domain::leaks::LeakPolicy;
 use crate::domain::oauth::KeySchedule;
 use crate::domain::secrets::TokenDigest;
 use crate::feed::versions::HeldPolls;
+use crate::fleet::bounds::FleetBounds;
 use crate::fleet::redis::RedisLink;
 use crate::fleet::FleetCounts;
 use crate::server::clock::ClockLimits;
@@ -25,6 +26,7 @@ use crate::server::config::{
 };
 use crate::server::console;
 use crate::server::error::StartupError;
+use crate::server::fleet_bounds;
 use crate::server::listener::{self, ConnectionLimits, Listener};
 use crate::server::proxy_presence;
 use crate::server::tls::{self, CertificateFiles, ReloadingCertificate};
@@ -118,6 +120,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         delta_pages: crate::api::state::delta_cache(),
         fleet: Arc::new(FleetCounts::for_store(&store, args.redis_url.is_some())),
         fleet_stats: Arc::default(),
+        fleet_bounds: Arc::new(FleetBounds::new(args.max_proxy_rate)),
         usage_queue: Arc::new(UsageQueue::new(args.alerts.settings(), args.max_proxy_rate)),
         alerts: args.alerts.settings(),
         webhook_policy: args.alerts.policy(),
@@ -224,6 +227,10 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
             shutting_down.clone(),
         ));
         let sweeping = tokio::spawn(sweep_alerts(Arc::clone(&state.store)));
+        let bounding = tokio::spawn(fleet_bounds::keep_current(
+            Arc::clone(&state.store),
+            Arc::clone(&state.fleet_bounds),
+        ));
         let watching = tokio::spawn(proxy_presence::watch_versions(
             Arc::clone(&state.store),
             Arc::clone(&state.proxies),
@@ -252,6 +259,7 @@ pub fn run(args: ServeArgs) -> Result<(), StartupError> {
         listener::serve(api, shutting_down).await;
         pruning.abort();
         sweeping.abort();
+        bounding.abort();
         watching.abort();
         // Writes what was seen last before the process ends.
         let _ = tokio::time::timeout(Duration::from_secs(5), flushing).await;

@@ -269,6 +269,26 @@ pub fn live_with_hashes(tx: &Tx, hashes: &[&str]) -> Result<Vec<StoredKey>> {
     live_where_in(tx, "keys.hash", hashes)
 }
 
+/// The live key whose hash begins with `tag` (a fleet key tag: its first 32 hex digits),
+/// through the live-by-hash index: hashes from the tag up to the tag followed by `g` (every
+/// hash digit sorts below it).
+pub fn live_with_tag(tx: &Tx, tag: &str) -> Result<Option<StoredKey>> {
+    let hash = match tx.dialect() {
+        Dialect::Sqlite => "keys.hash",
+        Dialect::Postgres => "keys.hash COLLATE \"C\"",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM keys {WITH_PLAN}
+         WHERE keys.deleted = 0 AND {hash} > :tag AND {hash} < :end ORDER BY {hash} LIMIT 1"
+    );
+    let end = format!("{tag}g");
+    tx.query_opt(
+        &sql,
+        named_params! { ":tag": tag, ":end": end.as_str() },
+        from_row,
+    )
+}
+
 /// The live keys whose `column` is one of `values`, a chunk of values per query.
 fn live_where_in(tx: &Tx, column: &'static str, values: &[&str]) -> Result<Vec<StoredKey>> {
     let mut found = Vec::with_capacity(values.len());

@@ -256,6 +256,7 @@ fn a_binary_answer_is_applied_and_a_damaged_one_is_not_a_reply() {
             limits: [Some(10), None, None],
             counts: [vec![(bucket, 96)], vec![], vec![]],
         }],
+        ..FleetSyncReply::default()
     };
     let body = binary::encode_reply(&reply).unwrap();
     // Cut short, it is no reply at all: nothing applied, the keys go again.

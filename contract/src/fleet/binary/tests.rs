@@ -125,7 +125,10 @@ fn small_cases_round_trip_exhaustively() {
                     let posted = post(vec![one.clone(), key('f', [None; 3], Default::default())]);
                     let bytes = encode_post(&posted).unwrap();
                     assert_eq!(decode_post(&bytes).unwrap(), posted);
-                    let reply = FleetSyncReply { keys: vec![one] };
+                    let reply = FleetSyncReply {
+                        keys: vec![one],
+                        ..FleetSyncReply::default()
+                    };
                     assert_eq!(decode_reply(&encode_reply(&reply).unwrap()).unwrap(), reply);
                     cases += 1;
                 }
@@ -161,7 +164,10 @@ fn random_messages_round_trip_and_validate_as_their_json_does() {
             validate_post(&from_json),
             "seed {seed}"
         );
-        let reply = FleetSyncReply { keys };
+        let reply = FleetSyncReply {
+            keys,
+            ..FleetSyncReply::default()
+        };
         let decoded = decode_reply(&encode_reply(&reply).unwrap()).unwrap();
         assert_eq!(decoded, reply, "seed {seed}");
         for key in &decoded.keys {
@@ -180,6 +186,7 @@ fn every_truncation_and_every_extra_byte_is_an_error() {
     }
     let reply = FleetSyncReply {
         keys: (0..3).map(|_| rng.key()).collect(),
+        ..FleetSyncReply::default()
     };
     let replied = encode_reply(&reply).unwrap();
     for end in 0..replied.len() {
@@ -258,6 +265,7 @@ fn counts_are_bounded_by_the_contract_and_by_the_bytes_before_any_allocation() {
     // More keys than a sync may carry, every byte of them present.
     let too_many = FleetSyncReply {
         keys: vec![key('1', [None; 3], Default::default()); MAX_KEYS_PER_SYNC + 1],
+        ..FleetSyncReply::default()
     };
     let bytes = encode_reply(&too_many).unwrap();
     assert!(decode_reply(&bytes).is_err());
@@ -270,7 +278,11 @@ fn counts_are_bounded_by_the_contract_and_by_the_bytes_before_any_allocation() {
         [None; 3],
         [vec![], vec![(1, 1); MAX_BUCKETS_PER_WINDOW + 1], vec![]],
     );
-    let bytes = encode_reply(&FleetSyncReply { keys: vec![wide] }).unwrap();
+    let bytes = encode_reply(&FleetSyncReply {
+        keys: vec![wide],
+        ..FleetSyncReply::default()
+    })
+    .unwrap();
     assert_eq!(
         decode_reply(&bytes).unwrap_err().to_string(),
         format!("keys[0].counts[1]: more than {MAX_BUCKETS_PER_WINDOW}")

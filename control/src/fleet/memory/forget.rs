@@ -41,6 +41,7 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::bounds::Bounding;
     use keygate_contract::fleet::{FleetSyncPost, KeyCounts};
 
     fn post(proxy: &str, count: u64) -> FleetSyncPost {
@@ -60,8 +61,8 @@ mod tests {
     fn a_revoked_identity_leaves_the_counts() {
         let mut counts = Counts::default();
         let now_ms = 1_000_000_000;
-        counts.sync(&post("prx_a/01", 30), now_ms);
-        counts.sync(&post("prx_b/01", 5), now_ms);
+        counts.sync(&post("prx_a/01", 30), now_ms, Bounding::rate_only());
+        counts.sync(&post("prx_b/01", 5), now_ms, Bounding::rate_only());
         let total = |counts: &Counts| counts.buckets_of(&"0".repeat(32))[0].3;
         assert_eq!(total(&counts), 35);
         assert_eq!(counts.forget_owner("prx_a"), 1);

@@ -7,6 +7,7 @@
 //! totals as last read from Redis: a bucket's fleet-wide count is then what Redis holds plus
 //! what this replica's Envoys admitted since its last flush.
 
+mod bucket;
 mod forget;
 mod publish;
 #[cfg(test)]
@@ -14,10 +15,12 @@ pub mod redis_fake;
 
 pub use publish::{Flush, KeyTotals, PublishedKey, Raise, Totals, Warmth};
 
+use crate::fleet::bounds::{self, Bounding, Held};
 use crate::fleet::frame::Frame;
 use crate::fleet::reply::{self, Rest};
 use crate::fleet::MAX_COUNT;
-use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, WINDOWS};
+use bucket::Bucket;
+use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply, KeyCounts, RefusedCount, WINDOWS};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -59,7 +62,12 @@ pub struct Counts {
 
 #[derive(Debug, Default)]
 struct KeyState {
+    /// The key's own limits when the limits index holds them, else what posts declare.
     limits: [Option<u64>; WINDOWS],
+    /// What the limits index held for the key at generation `held_generation` (`None`: never
+    /// looked), so a sync looks it up again only after the index changed.
+    held: Option<Held>,
+    held_generation: Option<u64>,
     /// Its counts are shared through Redis (replicas only): this replica flushes what its Envoys
     /// admitted and reads the fleet's totals back.
     published: bool,
@@ -88,26 +96,6 @@ struct KeyState {
     windows: [BTreeMap<(u64, u64), Bucket>; WINDOWS],
 }
 
-#[derive(Debug, Default)]
-struct Bucket {
-    /// Sum of `proxies`' counts.
-    total: u64,
-    /// Sum of `proxies`' flushed counts.
-    flushed: u64,
-    /// The fleet's total in Redis as last read (it holds every flushed count, this replica's
-    /// included); 0 for a key that is not published.
-    remote: u64,
-    proxies: Vec<ProxyCount>,
-}
-
-#[derive(Debug)]
-struct ProxyCount {
-    proxy: Arc<str>,
-    count: u64,
-    /// What this replica last wrote to Redis for the proxy (never more than `count`).
-    flushed: u64,
-}
-
 /// Adds `tag` to `set`, copying it only when it is not there yet (the entry API would copy it
 /// on every sync).
 fn insert_tag(set: &mut HashSet<String>, tag: &str) {
@@ -116,76 +104,52 @@ fn insert_tag(set: &mut HashSet<String>, tag: &str) {
     }
 }
 
-/// Where an interned proxy name lives: buckets keep their proxies ordered by it, so finding one
-/// is a binary search (a key shared by every Envoy of a replica has hundreds per bucket).
-fn address(proxy: &Arc<str>) -> usize {
-    Arc::as_ptr(proxy).cast::<u8>() as usize
-}
-
-impl Bucket {
-    /// Where `proxy` (an interned name) is in `proxies`, or where it would go.
-    fn position(&self, proxy: &Arc<str>) -> Result<usize, usize> {
-        self.proxies
-            .binary_search_by_key(&address(proxy), |held| address(&held.proxy))
-    }
-
-    /// Raises `proxy`'s count to `count` (never lowers it: a late retry carries an older,
-    /// smaller count). Answers by how much it rose.
-    fn raise(&mut self, proxy: &Arc<str>, count: u64) -> u64 {
-        match self.position(proxy) {
-            Ok(at) => {
-                let held = &mut self.proxies[at];
-                if count <= held.count {
-                    return 0;
-                }
-                let rose = count - held.count;
-                self.total = self.total.saturating_add(rose);
-                held.count = count;
-                rose
-            }
-            Err(at) => {
-                self.total = self.total.saturating_add(count);
-                self.proxies.insert(
-                    at,
-                    ProxyCount {
-                        proxy: Arc::clone(proxy),
-                        count,
-                        flushed: 0,
-                    },
-                );
-                count
-            }
-        }
-    }
-
-    /// `proxy`'s count, looked for at `guess` first and `guess` set to where it was found:
-    /// the buckets of a key mostly hold the same proxies, in the same (address) order, so
-    /// across a key's buckets one probe finds it where a search would make seven, each a
-    /// likely cache miss. `proxy` is the interned name (`Counts::proxy_names`).
-    fn of_near(&self, proxy: &Arc<str>, guess: &mut usize) -> u64 {
-        if let Some(held) = self.proxies.get(*guess) {
-            if Arc::ptr_eq(&held.proxy, proxy) {
-                return held.count;
-            }
-        }
-        match self.position(proxy) {
-            Ok(at) => {
-                *guess = at;
-                self.proxies[at].count
-            }
-            Err(_) => 0,
-        }
-    }
-
-    /// The fleet-wide count: Redis's total plus what this replica's Envoys admitted since they
-    /// were last flushed (both 0 and the local sum for a key that is not published).
-    fn fleet_total(&self) -> u64 {
-        self.remote
-            .saturating_add(self.total.saturating_sub(self.flushed))
-    }
-}
-
 impl KeyState {
+    /// Looks the key's limits up in the index, unless it has not changed since the last look.
+    fn look_up(&mut self, tag: &str, bounding: Bounding<'_>) {
+        let generation = bounding.index.generation();
+        if self.held_generation != Some(generation) {
+            self.held = bounds::tag_bytes(tag).and_then(|tag| bounding.index.get(&tag));
+            self.held_generation = Some(generation);
+        }
+    }
+
+    /// The first window in which `proxy`'s counts inside the frame add up to more than
+    /// `bounds`, with that sum. Summed only where this process's counts of the key (every
+    /// proxy's, a cheap bound on one's) exceed the bound: keys far from their limits cost
+    /// nothing more.
+    fn over_bound(
+        &self,
+        proxy: &Arc<str>,
+        frame: &Frame,
+        bounds: &[u64; WINDOWS],
+    ) -> Option<(usize, u64)> {
+        (0..WINDOWS)
+            .filter(|&window| self.local[window] > bounds[window])
+            .find_map(|window| {
+                let mut guess = 0;
+                let own = self
+                    .inside(frame, window)
+                    .map(|(_, bucket)| bucket.of_near(proxy, &mut guess))
+                    .fold(0, u64::saturating_add);
+                (own > bounds[window]).then_some((window, own))
+            })
+    }
+
+    /// Undoes `raised` (`(window, bucket, count before)`, in the order raised) for `proxy`.
+    fn undo(&mut self, proxy: &Arc<str>, raised: &[(usize, (u64, u64), u64)]) {
+        for &(window, at, before) in raised.iter().rev() {
+            let Some(bucket) = self.windows[window].get_mut(&at) else {
+                continue;
+            };
+            let fell = bucket.lower(proxy, before);
+            self.local[window] = self.local[window].saturating_sub(fell);
+            if bucket.proxies.is_empty() {
+                self.windows[window].remove(&at);
+            }
+        }
+    }
+
     fn note_dirty(&mut self, bucket: (usize, u64, u64)) {
         if !self.all_dirty && !self.dirty.contains(&bucket) {
             self.dirty.push(bucket);
@@ -303,7 +267,15 @@ impl Counts {
     }
 
     /// Counts a validated `post` received at `now_ms` and answers it.
-    pub fn sync(&mut self, post: &FleetSyncPost, now_ms: u64) -> FleetSyncReply {
+    /// A key whose counts from `post.proxy_id` add up, in some window, to more than one Envoy
+    /// can admit (`bounding`) is not counted (what the post raised is undone) and is named in
+    /// the answer's `refused`.
+    pub fn sync(
+        &mut self,
+        post: &FleetSyncPost,
+        now_ms: u64,
+        bounding: Bounding<'_>,
+    ) -> FleetSyncReply {
         let frame = Frame::of(post, now_ms);
         for window in 0..WINDOWS {
             let newest = self
@@ -314,6 +286,9 @@ impl Counts {
         }
         let proxy = self.intern(&post.proxy_id);
         let mut posted = Vec::with_capacity(post.keys.len());
+        let mut refused = Vec::new();
+        // This key's raises: (window, bucket, the count before), to undo a refused one.
+        let mut raised: Vec<(usize, (u64, u64), u64)> = Vec::new();
         for key in &post.keys {
             // Looked up before inserting: the entry API would copy the tag on every sync.
             if !self.keys.contains_key(&key.key) {
@@ -322,27 +297,48 @@ impl Counts {
             let Some(state) = self.keys.get_mut(&key.key) else {
                 continue;
             };
-            state.limits = key.limits;
-            match &state.first_proxy {
-                None => state.first_proxy = Some(Arc::clone(&proxy)),
-                Some(first) if !Arc::ptr_eq(first, &proxy) => state.shared = true,
-                Some(_) => {}
-            }
+            state.look_up(&key.key, bounding);
+            state.limits = state.held.map_or(key.limits, |held| held.limits);
+            raised.clear();
             for window in 0..WINDOWS {
                 state.forget(window, frame.bucket_ms[window], frame.forget_below[window]);
                 for &(bucket, count) in &key.counts[window] {
                     if count > 0 && frame.kept(window, bucket) {
                         let bucket_ms = frame.bucket_ms[window];
+                        let count = count.min(MAX_COUNT);
                         let rose = state.windows[window]
                             .entry((bucket_ms, bucket))
                             .or_default()
-                            .raise(&proxy, count.min(MAX_COUNT));
-                        state.local[window] = state.local[window].saturating_add(rose);
-                        if rose > 0 && state.published {
-                            state.note_dirty((window, bucket_ms, bucket));
+                            .raise(&proxy, count);
+                        if rose > 0 {
+                            state.local[window] = state.local[window].saturating_add(rose);
+                            raised.push((window, (bucket_ms, bucket), count - rose));
+                            if state.published {
+                                state.note_dirty((window, bucket_ms, bucket));
+                            }
                         }
                     }
                 }
+            }
+            let bounds =
+                bounds::window_bounds(state.held, &post.window_ms, now_ms, bounding.max_proxy_rate);
+            if let Some((window, claimed)) = state.over_bound(&proxy, &frame, &bounds) {
+                state.undo(&proxy, &raised);
+                if state.is_empty() {
+                    self.keys.remove(&key.key);
+                }
+                refused.push(RefusedCount {
+                    key: key.key.clone(),
+                    window,
+                    claimed,
+                    bound: bounds[window],
+                });
+                continue;
+            }
+            match &state.first_proxy {
+                None => state.first_proxy = Some(Arc::clone(&proxy)),
+                Some(first) if !Arc::ptr_eq(first, &proxy) => state.shared = true,
+                Some(_) => {}
             }
             let to_flush = self.warmth.is_some_and(|warmth| {
                 state.published || warmth.is_warm(&state.limits, &state.local)
@@ -374,7 +370,9 @@ impl Counts {
         if now_ms.saturating_sub(self.last_sweep_ms) >= SWEEP_INTERVAL_MS {
             self.sweep(now_ms);
         }
-        reply::assemble(posted, hot)
+        let mut reply = reply::assemble(posted, hot);
+        reply.refused = refused;
+        reply
     }
 
     /// The rest of the fleet's counts of the pushed keys (`reply::is_pushed`) not in `post`;
