@@ -96,23 +96,44 @@ pub fn window_limits(limits: &Limits) -> [Option<u64>; WINDOWS] {
     [limits.per_minute, limits.per_hour, limits.per_day]
 }
 
-/// The most one Envoy can have admitted of a key in one window (any `window_ms` long run of
-/// buckets), by what the filter guarantees: each window is a sliding window, exact per Envoy,
-/// that admits at most its limit (`src/limits/window.rs`), whatever the rest of the fleet did.
-/// A window without a limit, or whose limit changed within the last window (the old one may
-/// have admitted more), is bounded by `max_rate_per_s` over the window instead. The control
-/// service refuses a fleet count above this (docs/security.md, "Implausible reports").
+/// The most one Envoy can have admitted of a key in any `window_ms` long run of buckets (the
+/// filter's ring: the window's buckets plus one), by what the filter guarantees: each window is
+/// a sliding window, exact per Envoy, that admits at most its limit (`src/limits/window.rs`),
+/// whatever the rest of the fleet did. A window without a limit, or whose limit changed (at
+/// `changed_at_ms`, Unix ms) within the last two windows (the filter's ring spans the window
+/// plus a bucket, and an Envoy learns of a change a snapshot poll later, so counts an older,
+/// higher limit admitted may still be in it), is bounded by `max_rate_per_s` over the window
+/// instead. The control service refuses a fleet count above this (docs/security.md,
+/// "Implausible fleet counts").
 pub fn own_count_bound(
     limit: Option<u64>,
-    changed_within_window: bool,
+    changed_at_ms: u64,
+    now_ms: u64,
     window_ms: u64,
     max_rate_per_s: u64,
 ) -> u64 {
     let by_rate = max_rate_per_s.saturating_mul(window_ms.div_ceil(1_000).max(1));
+    let settled = changed_at_ms.saturating_add(window_ms.saturating_mul(2)) <= now_ms;
     match limit {
-        Some(limit) if !changed_within_window => limit.min(by_rate),
+        Some(limit) if settled => limit.min(by_rate),
         _ => by_rate,
     }
+}
+
+/// Bytes of a key tag.
+pub const TAG_BYTES: usize = 16;
+
+/// The bytes of a key tag (`key_tag`): `None` for anything that is not one.
+pub fn tag_bytes(tag: &str) -> Option<[u8; TAG_BYTES]> {
+    if !is_key_tag(tag) {
+        return None;
+    }
+    let mut bytes = [0u8; TAG_BYTES];
+    for (byte, pair) in bytes.iter_mut().zip(tag.as_bytes().chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(bytes)
 }
 
 /// [`key_tag`] from the 64 hex digits a key's hash is stored as (`key_hash::hash_key`):
@@ -194,15 +215,28 @@ mod tests {
 
     #[test]
     fn an_envoy_admits_at_most_the_window_limit_or_the_rate_over_the_window() {
-        assert_eq!(own_count_bound(Some(60), false, 60_000, 200_000), 60);
+        let now = 10_000_000_000;
+        assert_eq!(own_count_bound(Some(60), 0, now, 60_000, 200_000), 60);
         assert_eq!(
-            own_count_bound(Some(60), true, 60_000, 200_000),
+            own_count_bound(Some(60), now - 119_999, now, 60_000, 200_000),
             12_000_000,
-            "changed within the window: the rate"
+            "changed within two windows: the rate"
         );
-        assert_eq!(own_count_bound(None, false, 3_600_000, 10), 36_000);
-        assert_eq!(own_count_bound(Some(5), false, 1, 1), 1, "the rate caps");
-        assert_eq!(own_count_bound(None, false, u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(
+            own_count_bound(Some(60), now - 120_000, now, 60_000, 200_000),
+            60
+        );
+        assert_eq!(own_count_bound(None, 0, now, 3_600_000, 10), 36_000);
+        assert_eq!(own_count_bound(Some(5), 0, now, 1, 1), 1, "the rate caps");
+        assert_eq!(own_count_bound(None, 0, now, u64::MAX, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn tags_read_as_their_bytes() {
+        let tag = "00ff10a0".repeat(4);
+        assert_eq!(tag_bytes(&tag).unwrap()[..4], [0x00, 0xff, 0x10, 0xa0]);
+        assert_eq!(tag_bytes(&"0F".repeat(16)), None, "upper case is not a tag");
+        assert_eq!(tag_bytes("00"), None);
     }
 
     #[test]

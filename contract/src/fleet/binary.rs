@@ -38,7 +38,7 @@ pub const KIND_POST: u8 = b'P';
 pub const KIND_REPLY: u8 = b'R';
 
 /// Bytes of a key's tag (`fleet::key_tag` is these in hex).
-const TAG_BYTES: usize = 16;
+use super::{tag_bytes, TAG_BYTES};
 /// The smallest key: its tag, an empty limit bitmap, three empty windows.
 const MIN_KEY_BYTES: usize = TAG_BYTES + 1 + WINDOWS;
 /// The smallest `(bucket, count)` pair: two one-byte varints.
@@ -86,18 +86,6 @@ fn unzigzag(value: u64) -> i64 {
 }
 
 /// The 16 bytes a 32-hex-digit tag stands for.
-fn tag_bytes(tag: &str) -> Option<[u8; TAG_BYTES]> {
-    if !super::is_key_tag(tag) {
-        return None;
-    }
-    let mut bytes = [0u8; TAG_BYTES];
-    for (byte, pair) in bytes.iter_mut().zip(tag.as_bytes().chunks_exact(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(bytes)
-}
-
 fn tag_text(bytes: &[u8; TAG_BYTES]) -> String {
     let mut tag = String::with_capacity(2 * TAG_BYTES);
     for byte in bytes {

@@ -25,7 +25,6 @@ use crate::api::usage::reserved_proxy_id;
 use crate::app::proxies::presence::Outcome;
 use crate::domain::clock;
 use crate::domain::proxies::fleet_instance;
-use crate::fleet::bounds::Bounding;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE, VARY};
 use axum::http::HeaderMap;
@@ -109,12 +108,7 @@ async fn sync(
             if changed_only && !counts.takes_changed_only(&post.proxy_id) {
                 return Ok(None);
             }
-            let index = fleet_bounds.index();
-            let bounding = Bounding {
-                index: &index,
-                max_proxy_rate: fleet_bounds.max_proxy_rate,
-            };
-            counts.sync(store, &post, now_ms, bounding).map(Some)
+            counts.sync(store, &post, now_ms, &fleet_bounds).map(Some)
         })
         .await?;
     let Some(reply) = reply else {

@@ -16,16 +16,17 @@
 pub mod load;
 
 use crate::domain::plausibility::FleetRefusal;
-use keygate_contract::fleet::{own_count_bound, RefusedCount, WINDOWS};
+pub use keygate_contract::fleet::tag_bytes;
+use keygate_contract::fleet::{own_count_bound, RefusedCount, TAG_BYTES, WINDOWS};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 /// Refusals kept for the alert sweep between two of its runs; more are counted, not kept.
 const MAX_PENDING_REFUSALS: usize = 1_000;
 
-/// A tag's 16 bytes.
-pub type TagBytes = [u8; 16];
+/// A tag's bytes.
+pub type TagBytes = [u8; TAG_BYTES];
 
 /// A limited key's window limits and when they last changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,43 +86,46 @@ impl LimitsIndex {
     }
 }
 
-/// The 16 bytes of a key tag (32 lowercase hex digits, validated by then); `None` otherwise.
-pub fn tag_bytes(tag: &str) -> Option<TagBytes> {
-    let digits = tag.as_bytes();
-    if digits.len() != 32 {
-        return None;
-    }
-    let nibble = |digit: u8| match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
-    };
-    let mut bytes = [0; 16];
-    for (at, byte) in bytes.iter_mut().enumerate() {
-        *byte = (nibble(digits[2 * at])? << 4) | nibble(digits[2 * at + 1])?;
-    }
-    Some(bytes)
-}
-
 /// What a sync of one key is bounded by, per window (`own_count_bound`), from what the index
-/// held for it (`None`: no window limit known).
+/// held for it (`None`: no window limit known). A `stale` index (its last read failed) may lack
+/// a raised limit: every window is bounded by the rate then.
 pub fn window_bounds(
     held: Option<Held>,
     window_ms: &[u64; WINDOWS],
     now_ms: u64,
-    max_proxy_rate: u64,
+    bounding: Bounding<'_>,
 ) -> [u64; WINDOWS] {
     std::array::from_fn(|window| {
         let limit = held.and_then(|held| held.limits[window]);
-        // Changed within the last two windows: the filter's ring spans the window plus a
-        // bucket, and a proxy learns of the change a snapshot poll later.
-        let changed = held.is_some_and(|held| {
-            held.changed_at_ms
-                .saturating_add(window_ms[window].saturating_mul(2))
-                > now_ms
-        });
-        own_count_bound(limit, changed, window_ms[window], max_proxy_rate)
+        let changed_at_ms = match held {
+            _ if bounding.stale => now_ms,
+            Some(held) => held.changed_at_ms,
+            None => 0,
+        };
+        own_count_bound(
+            limit,
+            changed_at_ms,
+            now_ms,
+            window_ms[window],
+            bounding.max_proxy_rate,
+        )
     })
+}
+
+/// The largest sum of counts over any `run` consecutive buckets, from `(bucket, count)` pairs
+/// in ascending bucket order: what one Envoy admitted in its busiest window, wherever the
+/// buckets lie (a post's newest bucket says nothing: a forger picks it).
+pub fn busiest_run(buckets: &[(u64, u64)], run: u64) -> u64 {
+    let (mut sum, mut most, mut first) = (0u64, 0u64, 0usize);
+    for (at, &(bucket, count)) in buckets.iter().enumerate() {
+        sum = sum.saturating_add(count);
+        while first < at && buckets[first].0.saturating_add(run) <= bucket {
+            sum = sum.saturating_sub(buckets[first].1);
+            first += 1;
+        }
+        most = most.max(sum);
+    }
+    most
 }
 
 /// What one sync is checked against: the index as read for it, and `--max-proxy-rate`.
@@ -129,6 +133,8 @@ pub fn window_bounds(
 pub struct Bounding<'a> {
     pub index: &'a LimitsIndex,
     pub max_proxy_rate: u64,
+    /// The index's last read failed.
+    pub stale: bool,
 }
 
 impl Bounding<'_> {
@@ -140,6 +146,7 @@ impl Bounding<'_> {
         Bounding {
             index: &EMPTY,
             max_proxy_rate: crate::domain::plausibility::DEFAULT_MAX_PROXY_RATE,
+            stale: false,
         }
     }
 }
@@ -149,6 +156,8 @@ impl Bounding<'_> {
 pub struct FleetBounds {
     index: RwLock<LimitsIndex>,
     pub max_proxy_rate: u64,
+    /// The last read of the index failed (`Bounding::stale`).
+    stale: AtomicBool,
     /// Counts refused since start (`keygate_control_fleet_implausible_counts_total`).
     refused_total: AtomicU64,
     /// Refusals the alert sweep has not taken yet.
@@ -160,6 +169,7 @@ impl FleetBounds {
         FleetBounds {
             index: RwLock::new(LimitsIndex::default()),
             max_proxy_rate,
+            stale: AtomicBool::new(false),
             refused_total: AtomicU64::new(0),
             pending: Mutex::new(Vec::new()),
         }
@@ -171,6 +181,21 @@ impl FleetBounds {
         self.index
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` with the index as a sync checks against it, held only for `f`.
+    pub fn bounding<T>(&self, f: impl FnOnce(Bounding<'_>) -> T) -> T {
+        let index = self.index();
+        f(Bounding {
+            index: &index,
+            max_proxy_rate: self.max_proxy_rate,
+            stale: self.stale.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Notes whether the last read of the index failed.
+    pub fn set_stale(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Relaxed);
     }
 
     pub fn update<T>(&self, f: impl FnOnce(&mut LimitsIndex) -> T) -> T {
@@ -227,15 +252,6 @@ mod tests {
     }
 
     #[test]
-    fn tags_read_as_their_bytes() {
-        let tag = "00ff10a0".repeat(4);
-        let bytes = tag_bytes(&tag).unwrap();
-        assert_eq!(bytes[..4], [0x00, 0xff, 0x10, 0xa0]);
-        assert_eq!(tag_bytes(&"0F".repeat(16)), None, "upper case is not a tag");
-        assert_eq!(tag_bytes("00"), None);
-    }
-
-    #[test]
     fn only_limited_keys_are_held_and_changes_bump_the_generation() {
         let mut index = LimitsIndex::default();
         index.apply(
@@ -269,19 +285,49 @@ mod tests {
     }
 
     #[test]
-    fn a_window_is_bounded_by_its_limit_unless_it_changed_within_it() {
+    fn a_window_is_bounded_by_its_limit_unless_it_changed_within_two() {
         let now = 10_000_000_000;
-        let settled = window_bounds(Some(held(Some(60), 0)), &MINUTE, now, 1_000);
+        let rate = Bounding {
+            max_proxy_rate: 1_000,
+            ..Bounding::rate_only()
+        };
+        let settled = window_bounds(Some(held(Some(60), 0)), &MINUTE, now, rate);
         assert_eq!(settled, [60, 3_600_000, 1_000]);
-        let changed = window_bounds(Some(held(Some(60), now - 90_000)), &MINUTE, now, 1_000);
-        assert_eq!(
-            changed,
-            [60_000, 3_600_000, 86_400_000],
-            "changed 90 s ago: every window but the minute is still in doubt, and the minute's slack too"
-        );
-        let later = window_bounds(Some(held(Some(60), now - 130_000)), &MINUTE, now, 1_000);
+        let changed = window_bounds(Some(held(Some(60), now - 90_000)), &MINUTE, now, rate);
+        assert_eq!(changed, [60_000, 3_600_000, 86_400_000]);
+        let later = window_bounds(Some(held(Some(60), now - 130_000)), &MINUTE, now, rate);
         assert_eq!(later[0], 60);
-        assert_eq!(window_bounds(None, &MINUTE, now, 2), [120, 7_200, 172_800]);
+        let stale = Bounding {
+            stale: true,
+            ..rate
+        };
+        let unsure = window_bounds(Some(held(Some(60), 0)), &MINUTE, now, stale);
+        assert_eq!(unsure[0], 60_000, "a stale index may lack a raised limit");
+        let unknown = Bounding {
+            max_proxy_rate: 2,
+            ..rate
+        };
+        assert_eq!(
+            window_bounds(None, &MINUTE, now, unknown),
+            [120, 7_200, 172_800]
+        );
+    }
+
+    #[test]
+    fn the_busiest_run_is_found_wherever_it_lies() {
+        let buckets = [(10, 5), (11, 5), (40, 30), (41, 30), (70, 1), (1_000, 59)];
+        assert_eq!(
+            busiest_run(&buckets, 31),
+            65,
+            "40, 41 and 70 are within 31 buckets"
+        );
+        assert_eq!(busiest_run(&buckets, 1), 59);
+        assert_eq!(busiest_run(&buckets, 1_000_000), 130);
+        assert_eq!(busiest_run(&[], 31), 0);
+        assert_eq!(
+            busiest_run(&[(u64::MAX, u64::MAX), (u64::MAX, 1)], 2),
+            u64::MAX
+        );
     }
 
     #[test]

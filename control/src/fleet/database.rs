@@ -12,7 +12,7 @@
 
 mod limits_rows;
 
-use crate::fleet::bounds::{self, Bounding};
+use crate::fleet::bounds::{self, Bounding, FleetBounds};
 use crate::fleet::frame::Frame;
 use crate::fleet::json_params::{json_array, json_rows, json_texts};
 use crate::fleet::reply::{self, Rest};
@@ -71,23 +71,25 @@ pub fn buckets_of(store: &Store, tag: &str) -> Result<Vec<(usize, u64, u64, u64)
 
 impl Database {
     /// Counts a validated `post` received at `now_ms` and answers it.
-    /// Keys whose counts are above what one Envoy can admit (`bounding`) are left out of it
+    /// Keys whose counts are above what one Envoy can admit (`bounds`) are left out of it
     /// and named in the answer's `refused`.
     pub fn sync(
         &self,
         store: &Store,
         post: &FleetSyncPost,
         now_ms: u64,
-        bounding: Bounding<'_>,
+        bounds: &FleetBounds,
     ) -> Result<FleetSyncReply> {
-        let refused = self.over_bound(post, now_ms, bounding);
+        // The index is held for the check only, not through the database transaction.
+        let refused = bounds.bounding(|bounding| self.over_bound(post, now_ms, bounding));
         let plausible;
         let post = if refused.is_empty() {
             post
         } else {
+            let refused_tags: HashSet<&str> = refused.iter().map(|r| r.key.as_str()).collect();
             let mut kept = post.clone();
             kept.keys
-                .retain(|key| !refused.iter().any(|refused| refused.key == key.key));
+                .retain(|key| !refused_tags.contains(key.key.as_str()));
             plausible = kept;
             &plausible
         };
@@ -96,9 +98,10 @@ impl Database {
         Ok(reply)
     }
 
-    /// The keys of `post` whose counts from its proxy add up, in some window, to more than one
-    /// Envoy can admit. Only keys with limits are summed (others are bounded by the rate, far
-    /// above any count a post carries).
+    /// The keys of `post` whose counts from its proxy add up, over the busiest run of a
+    /// window's buckets, to more than one Envoy can admit: what the post carries, with what
+    /// this replica wrote for the proxy before (a post of changed buckets leaves the others
+    /// out).
     fn over_bound(
         &self,
         post: &FleetSyncPost,
@@ -109,21 +112,17 @@ impl Database {
         let mut refused = Vec::new();
         for key in &post.keys {
             let held = bounds::tag_bytes(&key.key).and_then(|tag| bounding.index.get(&tag));
-            let window_bounds =
-                bounds::window_bounds(held, &post.window_ms, now_ms, bounding.max_proxy_rate);
-            let totals = if held.is_some() {
-                self.written
-                    .own_totals(&post.proxy_id, &key.key, &key.counts, &frame)
-            } else {
-                own_totals(key, &frame)
-            };
+            let window_bounds = bounds::window_bounds(held, &post.window_ms, now_ms, bounding);
+            let busiest = self
+                .written
+                .busiest_runs(&post.proxy_id, &key.key, &key.counts, &frame);
             if let Some(window) =
-                (0..WINDOWS).find(|&window| totals[window] > window_bounds[window])
+                (0..WINDOWS).find(|&window| busiest[window] > window_bounds[window])
             {
                 refused.push(RefusedCount {
                     key: key.key.clone(),
                     window,
-                    claimed: totals[window],
+                    claimed: busiest[window],
                     bound: window_bounds[window],
                 });
             }

@@ -24,7 +24,7 @@ mod reply;
 mod tests;
 mod written;
 
-use crate::fleet::bounds::Bounding;
+use crate::fleet::bounds::FleetBounds;
 use crate::store::sql::Error;
 use crate::store::Store;
 use keygate_contract::fleet::{FleetSyncPost, FleetSyncReply};
@@ -104,19 +104,22 @@ impl FleetCounts {
     }
 
     /// Counts a validated `post` received at `now_ms` (Unix ms) and answers it; keys whose
-    /// counts are above what one Envoy can admit (`bounding`) are not counted but named in the
-    /// answer's `refused`.
+    /// counts are above what one Envoy can admit (`bounds`) are not counted but named in the
+    /// answer's `refused`. The limits index is held only while it is read (in memory, for the
+    /// sync; with the database, before its transaction).
     pub fn sync(
         &self,
         store: &Store,
         post: &FleetSyncPost,
         now_ms: u64,
-        bounding: Bounding<'_>,
+        bounds: &FleetBounds,
     ) -> Result<FleetSyncReply, Error> {
         match self {
-            FleetCounts::Database(database) => database.sync(store, post, now_ms, bounding),
+            FleetCounts::Database(database) => database.sync(store, post, now_ms, bounds),
             held => Ok(held
-                .with_memory(|counts| counts.sync(post, now_ms, bounding))
+                .with_memory(|counts| {
+                    bounds.bounding(|bounding| counts.sync(post, now_ms, bounding))
+                })
                 .unwrap_or_default()),
         }
     }

@@ -1,7 +1,7 @@
 //! The sync's semantics, run on both places the counts can live: in memory and in the
 //! database (the same statements PostgreSQL runs, here on SQLite).
 
-use super::bounds::{Bounding, FleetBounds};
+use super::bounds::FleetBounds;
 use super::memory::redis_fake::FakeRedis;
 use super::memory::Warmth;
 use super::FleetCounts;
@@ -113,12 +113,9 @@ impl Fixture {
                 }
             }
         };
-        let index = self.bounds.index();
-        let bounding = Bounding {
-            index: &index,
-            max_proxy_rate: self.bounds.max_proxy_rate,
-        };
-        replica.sync(&self.store, post, now_ms, bounding).unwrap()
+        replica
+            .sync(&self.store, post, now_ms, &self.bounds)
+            .unwrap()
     }
 }
 

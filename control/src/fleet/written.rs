@@ -4,10 +4,11 @@
 //! at least what this replica wrote (counts are only ever raised); the cache is updated only
 //! after a commit, and forgets buckets as the database does.
 
+use crate::fleet::bounds;
 use crate::fleet::frame::Frame;
 use crate::fleet::MAX_COUNT;
 use keygate_contract::fleet::WINDOWS;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 /// `(window, bucket_ms, bucket)` → count.
@@ -59,10 +60,10 @@ impl Written {
         }
     }
 
-    /// `proxy`'s counts of key `tag` per window inside the frame: the post's `counts` where it
-    /// carries a bucket, else what this replica last wrote (a post of changed buckets only
-    /// leaves the others out).
-    pub fn own_totals(
+    /// `proxy`'s counts of key `tag` per window over its busiest run of buckets
+    /// (`bounds::busiest_run`, the window's span plus one): the post's `counts` where it
+    /// carries a bucket, else what this replica last wrote.
+    pub fn busiest_runs(
         &self,
         proxy: &str,
         tag: &str,
@@ -73,7 +74,7 @@ impl Written {
         let written = by_proxy.get(proxy).and_then(|keys| keys.get(tag));
         std::array::from_fn(|window| {
             let width = frame.bucket_ms[window];
-            let mut buckets: HashMap<u64, u64> = written
+            let mut buckets: BTreeMap<u64, u64> = written
                 .into_iter()
                 .flatten()
                 .filter(|((w, ms, _), _)| *w == window && *ms == width)
@@ -83,11 +84,8 @@ impl Written {
                 let held = buckets.entry(bucket).or_insert(0);
                 *held = (*held).max(count.min(MAX_COUNT));
             }
-            buckets
-                .into_iter()
-                .filter(|(bucket, _)| frame.inside(window, *bucket))
-                .map(|(_, count)| count)
-                .fold(0, u64::saturating_add)
+            let buckets: Vec<(u64, u64)> = buckets.into_iter().collect();
+            bounds::busiest_run(&buckets, frame.span[window].saturating_add(1))
         })
     }
 

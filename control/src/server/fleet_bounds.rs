@@ -23,10 +23,11 @@ pub async fn keep_current(store: Arc<Store>, bounds: Arc<FleetBounds>) {
     loop {
         let started = Instant::now();
         let index = Arc::clone(&bounds);
-        match store
+        let read = store
             .run_blocking(move |store| load::refresh(store, &index))
-            .await
-        {
+            .await;
+        bounds.set_stale(!matches!(read, Ok(Ok(_))));
+        match read {
             Ok(Ok(read)) if first => {
                 println!(
                     "fleet bounds: limits of {} keys read ({read} rows) in {:.1} ms",
@@ -36,8 +37,8 @@ pub async fn keep_current(store: Arc<Store>, bounds: Arc<FleetBounds>) {
                 first = false;
             }
             Ok(Ok(_)) => {}
-            // Keys unknown to the index are bounded by the rate: a failed read loosens the
-            // bound for changed keys until the next one, it refuses nothing more.
+            // Until a read succeeds every key is bounded by the rate (`Bounding::stale`): the
+            // index may lack a raised limit, and honest counts must not be refused for it.
             Ok(Err(error)) => eprintln!("fleet bounds: reading key limits failed: {error}"),
             Err(error) => eprintln!("fleet bounds: task failed: {error}"),
         }

@@ -24,8 +24,7 @@ const PAGE_ROWS: usize = 5_000;
 /// Reads every key change since the index's version into it; answers the rows read.
 pub fn refresh(store: &Store, bounds: &FleetBounds) -> Result<usize, Error> {
     let since = bounds.index().version;
-    let (target, plans_changed) =
-        store.read(|tx| Ok::<_, Error>((current_version(tx)?, plans::changed_at(tx)?)))?;
+    let target = store.read(current_version)?;
     if target <= since && bounds.index().loaded {
         return Ok(0);
     }
@@ -33,7 +32,14 @@ pub fn refresh(store: &Store, bounds: &FleetBounds) -> Result<usize, Error> {
     let mut read = 0;
     let mut newest = since;
     loop {
-        let page = store.read(|tx| keys::changed_since(tx, since, after, PAGE_ROWS))?;
+        // The plans' change times from the same transaction as the rows, so a plan changed
+        // between two reads cannot pass for settled.
+        let (page, plans_changed) = store.read(|tx| {
+            Ok::<_, Error>((
+                keys::changed_since(tx, since, after, PAGE_ROWS)?,
+                plans::changed_at(tx)?,
+            ))
+        })?;
         read += page.rows.len();
         let seen_at_ms = clock::now_ms();
         bounds.update(|index| {
@@ -55,9 +61,10 @@ pub fn refresh(store: &Store, bounds: &FleetBounds) -> Result<usize, Error> {
         }
     }
     bounds.update(|index| {
-        // Versions commit in order and a version's rows commit together, so every row up to
-        // the newest read has been read.
-        index.version = newest;
+        // Versions commit one after another (`bump_version` serialises writers), so every row
+        // up to `target`, read before the pages, has been read; versions that changed no key
+        // (or only ones read already) are passed too.
+        index.version = newest.max(target);
         index.loaded = true;
     });
     Ok(read)

@@ -114,29 +114,38 @@ impl KeyState {
         }
     }
 
-    /// The first window in which `proxy`'s counts inside the frame add up to more than
-    /// `bounds`, with that sum. Summed only where this process's counts of the key (every
-    /// proxy's, a cheap bound on one's) exceed the bound: keys far from their limits cost
-    /// nothing more.
+    /// The first window in which `proxy`'s counts over its busiest run of the window's buckets
+    /// (the filter's ring: the window's span plus one; `bounds::busiest_run`) add up to more
+    /// than `bounds`, with that sum. Summed only where this process's counts of the key (every
+    /// proxy's, in every bucket held: a cheap bound on one's) exceed the bound, so keys far
+    /// from their limits cost nothing more. `scratch` is reused between keys.
     fn over_bound(
         &self,
         proxy: &Arc<str>,
         frame: &Frame,
         bounds: &[u64; WINDOWS],
+        scratch: &mut Vec<(u64, u64)>,
     ) -> Option<(usize, u64)> {
         (0..WINDOWS)
             .filter(|&window| self.local[window] > bounds[window])
             .find_map(|window| {
+                let width = frame.bucket_ms[window];
                 let mut guess = 0;
-                let own = self
-                    .inside(frame, window)
-                    .map(|(_, bucket)| bucket.of_near(proxy, &mut guess))
-                    .fold(0, u64::saturating_add);
+                scratch.clear();
+                scratch.extend(
+                    self.windows[window]
+                        .range((width, 0)..=(width, u64::MAX))
+                        .map(|(&(_, at), bucket)| (at, bucket.of_near(proxy, &mut guess)))
+                        .filter(|(_, count)| *count > 0),
+                );
+                let own = bounds::busiest_run(scratch, frame.span[window].saturating_add(1));
                 (own > bounds[window]).then_some((window, own))
             })
     }
 
     /// Undoes `raised` (`(window, bucket, count before)`, in the order raised) for `proxy`.
+    /// A bucket left with no count and no fleet total read from Redis (one the post created)
+    /// goes.
     fn undo(&mut self, proxy: &Arc<str>, raised: &[(usize, (u64, u64), u64)]) {
         for &(window, at, before) in raised.iter().rev() {
             let Some(bucket) = self.windows[window].get_mut(&at) else {
@@ -144,7 +153,7 @@ impl KeyState {
             };
             let fell = bucket.lower(proxy, before);
             self.local[window] = self.local[window].saturating_sub(fell);
-            if bucket.proxies.is_empty() {
+            if bucket.proxies.is_empty() && bucket.remote == 0 {
                 self.windows[window].remove(&at);
             }
         }
@@ -289,16 +298,17 @@ impl Counts {
         let mut refused = Vec::new();
         // This key's raises: (window, bucket, the count before), to undo a refused one.
         let mut raised: Vec<(usize, (u64, u64), u64)> = Vec::new();
+        let mut scratch = Vec::new();
         for key in &post.keys {
             // Looked up before inserting: the entry API would copy the tag on every sync.
-            if !self.keys.contains_key(&key.key) {
+            let is_new = !self.keys.contains_key(&key.key);
+            if is_new {
                 self.keys.insert(key.key.clone(), KeyState::default());
             }
             let Some(state) = self.keys.get_mut(&key.key) else {
                 continue;
             };
             state.look_up(&key.key, bounding);
-            state.limits = state.held.map_or(key.limits, |held| held.limits);
             raised.clear();
             for window in 0..WINDOWS {
                 state.forget(window, frame.bucket_ms[window], frame.forget_below[window]);
@@ -320,11 +330,11 @@ impl Counts {
                     }
                 }
             }
-            let bounds =
-                bounds::window_bounds(state.held, &post.window_ms, now_ms, bounding.max_proxy_rate);
-            if let Some((window, claimed)) = state.over_bound(&proxy, &frame, &bounds) {
+            let bounds = bounds::window_bounds(state.held, &post.window_ms, now_ms, bounding);
+            if let Some((window, claimed)) = state.over_bound(&proxy, &frame, &bounds, &mut scratch)
+            {
                 state.undo(&proxy, &raised);
-                if state.is_empty() {
+                if is_new && state.is_empty() {
                     self.keys.remove(&key.key);
                 }
                 refused.push(RefusedCount {
@@ -335,6 +345,7 @@ impl Counts {
                 });
                 continue;
             }
+            state.limits = state.held.map_or(key.limits, |held| held.limits);
             match &state.first_proxy {
                 None => state.first_proxy = Some(Arc::clone(&proxy)),
                 Some(first) if !Arc::ptr_eq(first, &proxy) => state.shared = true,

@@ -110,3 +110,60 @@ fn honest_envoys_at_the_limit_are_never_refused() {
         }
     });
 }
+
+#[test]
+fn a_bucket_far_ahead_does_not_hide_the_counts_from_the_bound() {
+    each("bound-ahead", |f| {
+        limit_key_1(f, 0);
+        // The post's newest bucket frames it: one far ahead would leave the real ones out of
+        // a window ending there. The busiest run of the proxy's buckets is what counts.
+        let forged = f.sync(
+            "forger",
+            vec![
+                key(1, None, &[(NOW, 5_000)]),
+                key(2, Some(1_000), &[(NOW + 60, 1)]),
+            ],
+        );
+        assert_eq!(forged.refused.len(), 1, "{forged:?}");
+        assert_eq!(forged.refused[0].key, tag(1));
+    });
+}
+
+#[test]
+fn a_late_post_of_older_buckets_is_not_refused() {
+    each("bound-late", |f| {
+        limit_key_1(f, 0);
+        f.sync("a", vec![key(1, Some(60), &[(NOW, 30)])]);
+        let late = f.sync("a", vec![key(1, Some(60), &[(NOW - 25, 30)])]);
+        assert!(
+            late.refused.is_empty(),
+            "60 in 26 buckets is the limit, not over it"
+        );
+    });
+}
+
+#[test]
+fn a_refused_post_keeps_the_fleet_totals_read_from_redis() {
+    let (store, dir) = temp_store("fleet", "bound-remote");
+    let f = Fixture {
+        counts: FleetCounts::for_store(&store, true),
+        other: Some((
+            FleetCounts::for_store(&store, true),
+            FakeRedis::default(),
+            RefCell::new([0, 0]),
+        )),
+        store,
+        dir,
+        bounds: FleetBounds::new(DEFAULT_MAX_PROXY_RATE),
+    };
+    limit_key_1(&f, 0);
+    // "a" syncs with the other replica, "b" and "forgers" with this one.
+    f.sync("a", vec![key(1, Some(60), &[(NOW, 35)])]);
+    f.sync("a", vec![key(1, Some(60), &[(NOW, 36)])]);
+    // This replica holds key 1 only as the fleet's total read from Redis; the forger's refused
+    // post must not take that (nor the key's being published) away.
+    let forged = f.sync("forgers", vec![key(1, None, &[(NOW, 500)])]);
+    assert_eq!(forged.refused.len(), 1);
+    let after = f.sync("b", vec![key(1, Some(60), &[(NOW - 1, 1)])]);
+    assert_eq!(rest_of(&after, 1), 36, "a's count, from Redis");
+}
