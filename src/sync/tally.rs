@@ -1,8 +1,9 @@
 //! A worker's running tally of requests per key and hour, handed to the usage queue every tick
 //! (`usage.rs` posts it) as a `batch::UsageBatch`.
 
+use foldhash::fast::FixedState;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use crate::policy::decision::DenyCode;
@@ -46,11 +47,11 @@ struct KeyTally {
 /// A worker's running tally, per key id and hour.
 #[derive(Debug, Default)]
 pub struct Tally {
-    by_key: HashMap<Rc<str>, KeyTally>,
+    by_key: HashMap<Rc<str>, KeyTally, FixedState>,
     /// Address sampling (`address_weight`): the hour it is for, the keys (by hash) whose
     /// address was read in it, and allowed requests not read since the last read.
     sampled_hour: i64,
-    sampled_keys: HashSet<u64>,
+    sampled_keys: HashSet<u64, FixedState>,
     unread: u64,
 }
 
@@ -150,6 +151,8 @@ impl Tally {
     /// the key was just inserted; it is an `Option` only so that nothing here can panic).
     fn hour(&mut self, key_id: &str, now: i64) -> Option<(&Rc<str>, &mut HourCounts)> {
         let hour_start = now - now.rem_euclid(3600);
+        // Two lookups when present (the borrow checker cannot return from a first `get_mut`),
+        // both with the fast hash.
         if !self.by_key.contains_key(key_id) {
             let id: Rc<str> = Rc::from(key_id);
             self.by_key.insert(
@@ -225,9 +228,10 @@ impl Tally {
             self.sampled_keys.clear();
             self.unread = 0;
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key_id.hash(&mut hasher);
-        if self.sampled_keys.insert(hasher.finish()) {
+        if self
+            .sampled_keys
+            .insert(FixedState::default().hash_one(key_id))
+        {
             return Some(1);
         }
         self.unread += 1;
