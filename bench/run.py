@@ -42,6 +42,9 @@ import store_churn
 from keygate_testkit.control import ControlService, seed
 from keygate_testkit.envoy import EnvoyProcess
 from keygate_testkit.paths import CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN
+
+# What the bench's control service and Envoys share to enroll (envoy/envoy.yaml's scheme).
+ENROLLMENT_TOKEN = "kge_bench-enrollment-token"
 from keygate_testkit.paths import WASM as KEYGATE_WASM
 from keygate_testkit.ports import free_port
 from keygate_testkit.processes import Program
@@ -147,7 +150,9 @@ class KeySet:
         self.secrets_path = self.dir / "secrets.txt"
         self.seed_s = seed(self.db, count, secrets_out=self.secrets_path, binary=CONTROL, timeout=600)
         self.secrets = self.secrets_path.read_text().split()
+        # The shipped envoy.yaml enrolls with KEYGATE_ENROLLMENT_TOKEN: the Envoys here do too.
         self.service = PROCS.add(ControlService(self.db, self.dir / "control.log", binary=CONTROL,
+                                                extra_env={"KEYGATE_ENROLLMENT_TOKEN": ENROLLMENT_TOKEN},
                                                 start_timeout=30).start())
         self.port = self.service.port
         self.ids = {}  # secret index -> key id, for the first 1000 keys (seed names them seed-<index>)
@@ -294,7 +299,8 @@ def start_envoy(name, auth_filter, clusters, work, concurrency):
     port, admin_port = free_port(), free_port()
     proxy = EnvoyProcess(json.dumps(envoy_config(port, admin_port, auth_filter, clusters)), port, admin_port,
                          concurrency=concurrency, log_level="warning", directory=work / f"envoy-{name}",
-                         config_name="envoy.json", env=dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN),
+                         config_name="envoy.json",
+                         env=dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN, KEYGATE_ENROLLMENT_TOKEN=ENROLLMENT_TOKEN),
                          binary=ENVOY, ready_timeout=120)
     proxy.name = name
     return PROCS.add(proxy)

@@ -51,3 +51,14 @@ def test_a_key_without_limits_is_bounded_by_the_plausible_rate(new_service):
         assert "refused" not in accepted(api, [report(key["id"], allowed=36_000)])
     finally:
         control.stop()
+
+
+def test_denials_of_a_refused_entry_raise_no_refusal_alert(api, service, team):
+    """What was not counted does not count towards `ratelimit.refusals` either (its threshold is
+    100 refusals here)."""
+    victim = api.create(team=team, limits={"per_minute": 60})
+    answer = accepted(api, [report(victim["id"], allowed=5000, RATE_LIMIT_EXCEEDED=500)], proxy_id="evil-3")
+    assert [entry["key_id"] for entry in answer["refused"]] == [victim["id"]]
+    rows = service.sql("SELECT body FROM alert_events WHERE type = 'ratelimit.refusals'")
+    assert [json.loads(body) for (body,) in rows
+            if json.loads(body)["data"]["key_id"] == victim["id"]] == []

@@ -11,7 +11,7 @@ use crate::domain::clock;
 use crate::domain::keys::StoredKey;
 use crate::domain::plausibility::{FleetRefusal, RefusedEntry};
 use crate::domain::secrets::random_base62;
-use crate::domain::usage_report::UsageBatch;
+use crate::domain::usage_report::{BatchOutcome, UsageBatch};
 use crate::domain::webhooks::Webhook;
 use crate::store::alerts as rows;
 use crate::store::db::Store;
@@ -79,13 +79,24 @@ pub fn raise_test(tx: &Tx, endpoint: &Webhook, now: DateTime<Utc>) -> Result<Str
 /// with refusals in the batches.
 pub fn count_refusals(
     tx: &Tx,
-    batches: &[&UsageBatch],
+    batches: &[(&UsageBatch, &BatchOutcome)],
     touched: &[StoredKey],
     settings: &AlertSettings,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
-    for report in batches.iter().flat_map(|batch| &batch.reports) {
+    // Only what was counted: not a revoked reporter's batch, nor entries refused as implausible.
+    let counted = batches
+        .iter()
+        .filter(|(_, outcome)| !outcome.reporter_revoked)
+        .flat_map(|(batch, outcome)| {
+            batch.reports.iter().filter(|report| {
+                !outcome.refused.iter().any(|entry| {
+                    entry.key_id == report.key_id && entry.hour_start == report.hour_start
+                })
+            })
+        });
+    for report in counted {
         let count: u64 = report
             .counts
             .iter()

@@ -53,17 +53,21 @@ pub fn record_group(
         if !counted.is_empty() {
             let (counted_outcomes, touched) = count_reports(tx, &counted, max_proxy_rate)?;
             let mut implausible = Vec::new();
-            for (&index, outcome) in fresh.iter().zip(counted_outcomes) {
-                remember_batch(tx, &batches[index], &outcome, now)?;
+            for (&index, outcome) in fresh.iter().zip(&counted_outcomes) {
+                remember_batch(tx, &batches[index], outcome, now)?;
                 if !outcome.refused.is_empty() {
                     implausible.push((&batches[index], outcome.refused.clone()));
                 }
-                outcomes[index] = Some(outcome);
             }
             alerts::implausible_reports(tx, &implausible, now)?;
             forget_old_batches(tx, now)?;
             quota::refresh_marks(tx, &touched, now, settings)?;
-            alerts::count_refusals(tx, &counted, &touched, settings, now)?;
+            let counted_with: Vec<(&UsageBatch, &BatchOutcome)> =
+                counted.iter().copied().zip(&counted_outcomes).collect();
+            alerts::count_refusals(tx, &counted_with, &touched, settings, now)?;
+            for (&index, outcome) in fresh.iter().zip(counted_outcomes) {
+                outcomes[index] = Some(outcome);
+            }
         }
         batches
             .iter()

@@ -348,6 +348,8 @@ pub struct BatchOutcome {
     /// (`domain::plausibility`); the rest of the batch is counted. Not remembered: a duplicate
     /// lists none.
     pub refused: Vec<RefusedEntry>,
+    /// Its reporter (a proxy identity) was revoked before it was counted: nothing of it was.
+    pub reporter_revoked: bool,
 }
 
 #[cfg(test)]

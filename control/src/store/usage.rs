@@ -32,6 +32,7 @@ pub fn earlier_outcome(tx: &Tx, batch_id: &str) -> Result<Option<BatchOutcome>> 
                 unknown_keys: row.get(1)?,
                 duplicate: true,
                 refused: Vec::new(),
+                reporter_revoked: false,
             })
         },
     )
@@ -88,6 +89,7 @@ pub fn count_reports(
             .as_deref()
             .is_some_and(|reporter| revoked.contains(reporter))
         {
+            outcome.reporter_revoked = true;
             outcomes.push(outcome);
             continue;
         }

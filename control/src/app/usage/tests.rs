@@ -104,6 +104,7 @@ pub(crate) mod recording {
                 unknown_keys: 1,
                 duplicate: false,
                 refused: Vec::new(),
+                reporter_revoked: false,
             }
         );
         assert_eq!(store.read(current_version).unwrap(), 1, "below quota");
