@@ -42,9 +42,6 @@ import store_churn
 from keygate_testkit.control import ControlService, seed
 from keygate_testkit.envoy import EnvoyProcess
 from keygate_testkit.paths import CONTROL_BIN, ENVOY_BIN, ROOT, SYNC_TOKEN
-
-# What the bench's control service and Envoys share to enroll (envoy/envoy.yaml's scheme).
-ENROLLMENT_TOKEN = "kge_bench-enrollment-token"
 from keygate_testkit.paths import WASM as KEYGATE_WASM
 from keygate_testkit.ports import free_port
 from keygate_testkit.processes import Program
@@ -150,9 +147,7 @@ class KeySet:
         self.secrets_path = self.dir / "secrets.txt"
         self.seed_s = seed(self.db, count, secrets_out=self.secrets_path, binary=CONTROL, timeout=600)
         self.secrets = self.secrets_path.read_text().split()
-        # The shipped envoy.yaml enrolls with KEYGATE_ENROLLMENT_TOKEN: the Envoys here do too.
         self.service = PROCS.add(ControlService(self.db, self.dir / "control.log", binary=CONTROL,
-                                                extra_env={"KEYGATE_ENROLLMENT_TOKEN": ENROLLMENT_TOKEN},
                                                 start_timeout=30).start())
         self.port = self.service.port
         self.ids = {}  # secret index -> key id, for the first 1000 keys (seed names them seed-<index>)
@@ -211,14 +206,23 @@ def shipped():
     return hcm, keygate
 
 
-def keygate_filter(control_overrides=None, plugin_overrides=None):
+def keygate_filter(control_overrides=None, plugin_overrides=None, dropped=()):
+    """The shipped filter, `dropped` plugin keys left out (for a build that predates them)."""
     _, filter_config = shipped()
     filter_config = json.loads(json.dumps(filter_config))
     wasm = filter_config["typed_config"]["config"]
     wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
     plugin = json.loads(wasm["configuration"]["value"])
+    # The shared sync token rather than the shipped enrollment: a configuration every build
+    # reads (A/B benches run builds from before proxy identity), and the request path is the
+    # same either way.
+    plugin["control"].pop("enrollment_token_env", None)
+    plugin["control"]["token_env"] = "KEYGATE_SYNC_TOKEN"
+    wasm["vm_config"]["environment_variables"] = {"host_env_keys": ["KEYGATE_SYNC_TOKEN"]}
     plugin["control"].update(control_overrides or {})
     plugin.update(plugin_overrides or {})
+    for key in dropped:
+        plugin.pop(key, None)
     wasm["configuration"]["value"] = json.dumps(plugin)
     return filter_config
 
@@ -299,8 +303,7 @@ def start_envoy(name, auth_filter, clusters, work, concurrency):
     port, admin_port = free_port(), free_port()
     proxy = EnvoyProcess(json.dumps(envoy_config(port, admin_port, auth_filter, clusters)), port, admin_port,
                          concurrency=concurrency, log_level="warning", directory=work / f"envoy-{name}",
-                         config_name="envoy.json",
-                         env=dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN, KEYGATE_ENROLLMENT_TOKEN=ENROLLMENT_TOKEN),
+                         config_name="envoy.json", env=dict(os.environ, KEYGATE_SYNC_TOKEN=SYNC_TOKEN),
                          binary=ENVOY, ready_timeout=120)
     proxy.name = name
     return PROCS.add(proxy)
@@ -320,10 +323,10 @@ def status(proxy, key, timeout=2):
     return requests.get(proxy.url(PATH), headers=headers, timeout=timeout).status_code
 
 
-def start_keygate(name, keyset, work, concurrency, control_overrides=None):
+def start_keygate(name, keyset, work, concurrency, control_overrides=None, dropped=()):
     """Starts Envoy + Keygate on `keyset`'s control service; returns it once every key is in."""
-    proxy = start_envoy(name, keygate_filter(control_overrides), [static_cluster("keygate_control", keyset.port)],
-                        work, concurrency)
+    proxy = start_envoy(name, keygate_filter(control_overrides, dropped=dropped),
+                        [static_cluster("keygate_control", keyset.port)], work, concurrency)
     wait_until(lambda: keys_loaded(proxy) == keyset.count and proxy.native_stat("wasmcustom.keygate_snapshot_refresh_ok") >= 1,
                timeout=600, interval=0.05, what=f"{name}: {keyset.count} keys loaded")
     proxy.load_s = time.monotonic() - proxy.started
