@@ -3,12 +3,15 @@ limit holds across Envoys within the documented overshoot bound (docs/rate-limit
 through one Envoy still gets the whole limit, the headers show the fleet-wide remaining, and a
 control service that dies costs fleet enforcement, never availability."""
 
+import hashlib
 import time
 
 import pytest
+import requests
 
 from keygate_testkit.control import ControlService
 from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.paths import SYNC_TOKEN
 from keygate_testkit.waiting import wait_until
 
 SYNC_INTERVAL_S = 0.5
@@ -165,3 +168,36 @@ def test_a_dead_control_service_means_local_limits_then_fleet_limits_again(contr
         assert first.get("/v1/models", fresh["key"]).status_code == 200
     await_syncs([first, second])
     assert second.get("/v1/models", fresh["key"]).status_code == 429
+
+
+def test_a_forged_fleet_count_cannot_make_every_envoy_refuse_a_key(control, envoys):
+    """The fleet-sync half of issue 30's attack: whoever holds a sync secret posts that it
+    admitted 5,000 of a key limited to 6 a minute (declaring the key's real limit, so the count
+    is pushed to every Envoy as a key at its limit). Counted, it refused the key fleet-wide for the
+    minute (429 at both Envoys with the control service before the bound); it is refused instead
+    (docs/security.md, "Implausible fleet counts") and the key keeps working everywhere."""
+    first, second = envoys(2)
+    key = loaded_key(control, [first, second], per_minute=6)
+    version = requests.get(control.url("/v1/snapshot?limit=1"), timeout=10,
+                           headers={"Authorization": f"Bearer {SYNC_TOKEN}"}).json()["version"]
+
+    def bounds_version():
+        text = requests.get(control.url("/metrics"), timeout=10).text
+        (line,) = [line for line in text.splitlines() if line.startswith("keygate_control_fleet_bounds_version ")]
+        return int(line.split()[1])
+    wait_until(lambda: bounds_version() >= version, timeout=10, what="the limits index to hold the key")
+    minute = int(time.time() * 1000) // 2000
+    tag = hashlib.sha256(key["key"].encode()).hexdigest()[:32]
+    forged = requests.post(control.url("/v1/ratelimits/sync"), timeout=10,
+                           headers={"Authorization": f"Bearer {SYNC_TOKEN}"},
+                           json={"proxy_id": "evil", "bucket_ms": [2000, 120000, 3600000],
+                                 "window_ms": [60000, 3600000, 86400000],
+                                 "keys": [{"key": tag, "limits": [6, None, None],
+                                           "counts": [[[minute, 5000]], [], []]}]})
+    assert forged.status_code == 200, forged.text
+    assert [entry["key"] for entry in forged.json()["refused"]] == [tag]
+    await_syncs([first, second])
+    for proxy in (first, second):
+        answer = proxy.get("/v1/models", key["key"])
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-ratelimit-remaining"] in {"4", "5"}
