@@ -159,12 +159,14 @@ bench-alerts: control venv
 	KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/python bench/alerts.py
 
 # The log-phase work's cost per request (issue 25: usage detail measured on each request's log
-# callback, budget 1 µs of Envoy CPU): this build against BENCH_BASELINE_REV's, side by side.
-BENCH_BASELINE_REV ?= 59e9bad
+# callback, budget 1 µs of Envoy CPU), side by side: this build against itself with
+# `usage.response_detail: false`, or, with BENCH_BASELINE_REV set (e.g. 59e9bad, before the
+# usage detail), against that revision's build.
 bench-onlog: build venv $(VENV)/.bench-installed
 	./scripts/install-system-deps.sh bench
-	./scripts/build-baseline-wasm.sh $(BENCH_BASELINE_REV) target/bench/baseline.wasm
-	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_BASELINE_WASM=target/bench/baseline.wasm \
+	$(if $(BENCH_BASELINE_REV),./scripts/build-baseline-wasm.sh $(BENCH_BASELINE_REV) target/bench/baseline.wasm)
+	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) \
+		$(if $(BENCH_BASELINE_REV),BENCH_BASELINE_WASM=target/bench/baseline.wasm) \
 		$(VENV)/bin/python bench/onlog.py
 
 bench: build venv $(VENV)/.bench-installed

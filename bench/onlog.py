@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """`make bench-onlog`: what the filter's log-phase work costs per request (issue 25's budget:
-at most 1 µs of Envoy CPU). A/B in one run: Envoy with this build's Keygate and Envoy with
-BENCH_BASELINE_WASM (a build before the log-phase work; `make bench-onlog` builds it from
-BENCH_BASELINE_REV), both on the same 1,000 keys and control service, measured in interleaved
-rounds with `bench/run.py`'s load and accounting (wrk; Envoy CPU µs per request; medians).
+at most 1 µs of Envoy CPU). A/B in one run, both Envoys on the same 1,000 keys and control
+service, measured in interleaved rounds with `bench/run.py`'s load and accounting (wrk; Envoy
+CPU µs per request; the median of the rounds' paired differences). The baseline:
+
+- by default this very build with `usage.response_detail: false`: the log phase switched off
+  (no status read, no log-phase bookkeeping) and everything else the same, so the difference
+  is the log phase's work and nothing else;
+- or BENCH_BASELINE_WASM, another build (`BENCH_BASELINE_REV=59e9bad make bench-onlog` builds
+  the one before the usage detail; it differs in everything that landed since, too). Both
+  builds then run without what that baseline predates (`oauth`).
+
 Cases: an unlimited key and a limited one (limits never reached), each answered 200 by the
 direct-response upstream, so every request runs the log phase.
 
-Environment: BENCH_BASELINE_WASM (required), BENCH_ROUNDS [5], BENCH_DURATION [8] and the rest
-of bench/run.py's settings. Writes target/bench/onlog.json.
+Environment: BENCH_BASELINE_WASM, BENCH_ROUNDS [5], BENCH_DURATION [8] and the rest of
+bench/run.py's settings. Writes target/bench/onlog.json.
 """
 import json
 import os
@@ -19,28 +26,36 @@ from pathlib import Path
 
 import run
 
-BASELINE = Path(os.environ.get("BENCH_BASELINE_WASM", "")).resolve()
+BASELINE_WASM = os.environ.get("BENCH_BASELINE_WASM", "")
 
 
 def main():
-    if not BASELINE.is_file():
-        sys.exit("bench-onlog: set BENCH_BASELINE_WASM to the baseline build (make bench-onlog does)")
+    baseline_wasm = Path(BASELINE_WASM).resolve() if BASELINE_WASM else None
+    if baseline_wasm is not None and not baseline_wasm.is_file():
+        sys.exit(f"bench-onlog: BENCH_BASELINE_WASM {BASELINE_WASM} is not a file")
     run.SETTINGS["rounds"] = int(os.environ.get("BENCH_ROUNDS", "5"))
     work = Path(tempfile.mkdtemp(prefix="keygate-onlog-"))
     bins = work / "bin"
     bins.mkdir()
     current = Path(shutil.copy2(run.WASM, bins / "keygate.wasm"))
-    baseline = Path(shutil.copy2(BASELINE, bins / "baseline.wasm"))
+    if baseline_wasm is None:
+        # This build, its log phase switched off.
+        runs = {"current": (current, {}), "baseline": (current, {"usage": {"response_detail": False}})}
+        dropped = ()
+    else:
+        # The same configuration for both builds, so without what the baseline predates
+        # (OAuth access tokens: not on an API key's request path).
+        runs = {"current": (current, {}), "baseline": (Path(shutil.copy2(baseline_wasm, bins / "baseline.wasm")), {})}
+        dropped = ("oauth",)
     run.CONTROL = Path(shutil.copy2(run.CONTROL, bins / "bench-control"))
     try:
         keys = run.KeySet(1000, work)
         workers = run.SETTINGS["concurrency"]
         proxies = {}
-        for name, wasm in (("current", current), ("baseline", baseline)):
+        for name, (wasm, overrides) in runs.items():
             run.WASM = wasm
-            # The same configuration for both builds, so without what the baseline predates
-            # (OAuth access tokens: not on an API key's request path).
-            proxies[name] = run.start_keygate(f"keygate-{name}", keys, work, workers, dropped=("oauth",))
+            proxies[name] = run.start_keygate(f"keygate-{name}", keys, work, workers, dropped=dropped,
+                                              plugin_overrides=overrides)
         cases = []
         for name, proxy in proxies.items():
             for kind, secret in (("unlimited", keys.secrets[0]), ("limited", keys.limited_secret)):

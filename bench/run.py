@@ -323,9 +323,9 @@ def status(proxy, key, timeout=2):
     return requests.get(proxy.url(PATH), headers=headers, timeout=timeout).status_code
 
 
-def start_keygate(name, keyset, work, concurrency, control_overrides=None, dropped=()):
+def start_keygate(name, keyset, work, concurrency, control_overrides=None, dropped=(), plugin_overrides=None):
     """Starts Envoy + Keygate on `keyset`'s control service; returns it once every key is in."""
-    proxy = start_envoy(name, keygate_filter(control_overrides, dropped=dropped),
+    proxy = start_envoy(name, keygate_filter(control_overrides, plugin_overrides, dropped=dropped),
                         [static_cluster("keygate_control", keyset.port)], work, concurrency)
     wait_until(lambda: keys_loaded(proxy) == keyset.count and proxy.native_stat("wasmcustom.keygate_snapshot_refresh_ok") >= 1,
                timeout=600, interval=0.05, what=f"{name}: {keyset.count} keys loaded")

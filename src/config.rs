@@ -87,6 +87,10 @@ pub struct UsageConfig {
     pub enabled: bool,
     pub path: String,
     pub report_interval: Duration,
+    /// Count what the upstream answered and how long allowed requests took, and their failures
+    /// as events: the log phase's work. Off, a request is counted when it is decided, and the
+    /// filter does nothing after that (no status read, no log-phase bookkeeping).
+    pub response_detail: bool,
 }
 
 /// Where and how the filter pulls the key snapshot.
@@ -446,6 +450,7 @@ fn validate_usage(raw: RawUsage) -> Result<UsageConfig, ConfigError> {
     }
     Ok(UsageConfig {
         enabled: raw.enabled,
+        response_detail: raw.response_detail,
         path: raw.path,
         report_interval: duration_field(
             "usage.report_interval",

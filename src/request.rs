@@ -552,11 +552,14 @@ impl<H: Host> RequestFilter<H> {
         };
         self.forward_identity(key, spoofed, token_scope);
         self.worker.metrics.allowed();
-        self.served = self
+        let counted = self
             .worker
             .tally
             .borrow_mut()
-            .record(key.id, facts.now, facts.route, None)
+            .record(key.id, facts.now, facts.route, None);
+        // What became of it is counted in the log phase, unless the detail is off.
+        self.served = counted
+            .filter(|_| self.worker.config.usage.response_detail)
             .map(|id| (id, now_ms));
         debug!("#{} allowed key {}", self.context_id, key.id);
         Verdict::Continue

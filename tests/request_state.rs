@@ -128,6 +128,27 @@ fn end(
 }
 
 #[test]
+fn without_the_response_detail_requests_count_and_the_log_phase_does_nothing() {
+    let setup = setup(r#","usage":{"response_detail":false}"#, true);
+    let (_, mut failed) = setup.get(VALID);
+    end(&setup, &mut failed, Some(503), true, 0, 20);
+    let batch = setup
+        .worker
+        .tally
+        .borrow_mut()
+        .take_batch(&setup.worker.config.routes)
+        .expect("usage");
+    let valid = batch
+        .reports
+        .iter()
+        .find(|r| r.key_id == "key_valid")
+        .expect("valid");
+    assert_eq!(valid.allowed, 1);
+    assert!(valid.upstream.is_empty() && valid.latency_buckets.is_empty());
+    assert!(valid.events.is_empty(), "no 5xx event without the detail");
+}
+
+#[test]
 fn upstream_classes_durations_routes_and_events_are_tallied() {
     let setup = setup("", true);
     setup

@@ -103,6 +103,7 @@ pub(super) struct RawUsage {
     pub(super) enabled: bool,
     pub(super) path: String,
     pub(super) report_interval: String,
+    pub(super) response_detail: bool,
 }
 
 impl Default for RawUsage {
@@ -111,6 +112,7 @@ impl Default for RawUsage {
             enabled: true,
             path: "/v1/usage".into(),
             report_interval: "5s".into(),
+            response_detail: true,
         }
     }
 }
