@@ -1,8 +1,9 @@
-//! Damage bounds on fleet counts (docs/security.md, "Implausible reports"): the rule that bounds
-//! usage reports, applied to `POST /v1/ratelimits/sync`. One Envoy admits at most a window's
-//! limit of a key in that window (`keygate_contract::fleet::own_count_bound`), so a sync whose
-//! counts of a key, summed over one window, claim more is not counted for that key; the rest of
-//! the post is.
+//! Damage bounds on fleet counts (docs/security.md, "Implausible fleet counts"): the rule that
+//! bounds usage reports, applied to `POST /v1/ratelimits/sync`. One Envoy admits at most a
+//! window's limit of a key in any run of the window's buckets plus one
+//! (`keygate_contract::fleet::own_count_bound`), so a sync after which the posting proxy's counts
+//! of a key over their busiest such run (`busiest_run`) claim more is not counted for that key;
+//! the rest of the post is.
 //!
 //! The limits that decide are the key's own, not the ones the post declares (a forger would
 //! declare none): `LimitsIndex` holds every limited key's window limits by key tag, kept from
