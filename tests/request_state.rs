@@ -146,6 +146,14 @@ fn without_the_response_detail_requests_count_and_the_log_phase_does_nothing() {
     assert_eq!(valid.allowed, 1);
     assert!(valid.upstream.is_empty() && valid.latency_buckets.is_empty());
     assert!(valid.events.is_empty(), "no 5xx event without the detail");
+    // The stream's end still gives back a concurrency place.
+    let (verdict, mut first) = setup.send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)]);
+    assert_eq!(verdict, Verdict::Continue);
+    let held = setup.send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)]);
+    assert_eq!(held.0, Verdict::Stop);
+    first.on_stream_end();
+    let again = setup.send("GET", "/v1/models", &[("x-api-key", ONE_AT_A_TIME)]);
+    assert_eq!(again.0, Verdict::Continue);
 }
 
 #[test]
