@@ -8,7 +8,27 @@ use std::collections::BTreeMap;
 
 use keygate::host::{FakeHost, Host};
 use keygate::request::{RequestFilter, Verdict};
+use keygate::sync::batch::{UsageBatch, UsageReport};
 use support::*;
+
+/// What the worker tallied so far, taken as a usage batch.
+fn take_usage(setup: &Setup) -> UsageBatch {
+    setup
+        .worker
+        .tally
+        .borrow_mut()
+        .take_batch(&setup.worker.config.routes)
+        .expect("usage")
+}
+
+/// `batch`'s report of key `id`.
+fn report_of<'a>(batch: &'a UsageBatch, id: &str) -> &'a UsageReport {
+    batch
+        .reports
+        .iter()
+        .find(|report| report.key_id == id)
+        .expect(id)
+}
 
 #[test]
 fn a_limited_key_gets_rate_limit_headers_then_429() {
@@ -83,12 +103,7 @@ fn usage_is_tallied_per_key_with_each_denial_code() {
         "/v1/models",
         &[("authorization", "Bearer pk_live_nobody")],
     );
-    let batch = setup
-        .worker
-        .tally
-        .borrow_mut()
-        .take_batch(&setup.worker.config.routes)
-        .expect("usage");
+    let batch = take_usage(&setup);
     let report = |id: &str| batch.reports.iter().find(|r| r.key_id == id).cloned();
     assert_eq!(report("key_valid").map(|r| r.allowed), Some(2));
     let inactive = report("key_inactive").expect("denials of a known key are counted");
@@ -132,17 +147,8 @@ fn without_the_response_detail_requests_count_and_the_log_phase_does_nothing() {
     let setup = setup(r#","usage":{"response_detail":false}"#, true);
     let (_, mut failed) = setup.get(VALID);
     end(&setup, &mut failed, Some(503), true, 0, 20);
-    let batch = setup
-        .worker
-        .tally
-        .borrow_mut()
-        .take_batch(&setup.worker.config.routes)
-        .expect("usage");
-    let valid = batch
-        .reports
-        .iter()
-        .find(|r| r.key_id == "key_valid")
-        .expect("valid");
+    let batch = take_usage(&setup);
+    let valid = report_of(&batch, "key_valid");
     assert_eq!(valid.allowed, 1);
     assert!(valid.upstream.is_empty() && valid.latency_buckets.is_empty());
     assert!(valid.events.is_empty(), "no 5xx event without the detail");
@@ -180,17 +186,8 @@ fn upstream_classes_durations_routes_and_events_are_tallied() {
         "/v1/models",
         &[("x-api-key", INACTIVE), ("x-request-id", "req-401")],
     );
-    let batch = setup
-        .worker
-        .tally
-        .borrow_mut()
-        .take_batch(&setup.worker.config.routes)
-        .expect("usage");
-    let valid = batch
-        .reports
-        .iter()
-        .find(|r| r.key_id == "key_valid")
-        .expect("valid");
+    let batch = take_usage(&setup);
+    let valid = report_of(&batch, "key_valid");
     assert_eq!(valid.allowed, 4);
     assert_eq!(
         valid.upstream,
@@ -224,11 +221,7 @@ fn upstream_classes_durations_routes_and_events_are_tallied() {
     assert_eq!(valid.events[0].request_id.as_deref(), Some("req-503"));
     assert_eq!(valid.events[0].method, "POST");
     assert_eq!(valid.events[0].client_ip.as_deref(), Some("192.0.2.7"));
-    let inactive = batch
-        .reports
-        .iter()
-        .find(|r| r.key_id == "key_inactive")
-        .expect("inactive");
+    let inactive = report_of(&batch, "key_inactive");
     assert_eq!(inactive.routes["other"].denied["API_KEY_INACTIVE"], 1);
     let denial = &inactive.events[0];
     assert_eq!(
@@ -253,12 +246,7 @@ fn events_are_bounded_per_key_and_the_rest_counted() {
     for _ in 0..25 {
         setup.send("GET", "/v1/models", &[("x-api-key", INACTIVE)]);
     }
-    let batch = setup
-        .worker
-        .tally
-        .borrow_mut()
-        .take_batch(&setup.worker.config.routes)
-        .expect("usage");
+    let batch = take_usage(&setup);
     let report = &batch.reports[0];
     assert_eq!(report.denied["API_KEY_INACTIVE"], 25);
     assert_eq!((report.events.len(), report.events_dropped), (20, 5));
