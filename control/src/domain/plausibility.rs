@@ -8,10 +8,12 @@
 //! of the hour are not known, and a lowered limit must not refuse what the higher one allowed.
 
 use crate::domain::alerts::KeyRef;
+use crate::domain::keys::StoredKey;
 use chrono::{DateTime, Utc};
 use keygate_contract::fleet::RefusedCount;
 use keygate_contract::snapshot::Limits;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// `--max-proxy-rate`'s default: requests per second one proxy may report for one key, far
 /// above what one Envoy serves (about 50,000 a second on this project's 2-core benchmark).
@@ -42,6 +44,20 @@ pub struct FleetRefusal {
     /// The posting proxy's instance as counted (`{identity}/{instance}` with a credential).
     pub proxy_id: String,
     pub refused: RefusedCount,
+}
+
+/// When `key`'s limits last changed, for both damage bounds: a key's limits hold from its
+/// creation, so only a later edit of the key, or of its plan (`plans_changed`, by plan name,
+/// `store::plans::changed_at`), is a change; `None` when neither was edited.
+pub fn limits_changed_at(
+    key: &StoredKey,
+    plans_changed: &HashMap<String, DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    (key.updated_at > key.created_at)
+        .then_some(key.updated_at)
+        .into_iter()
+        .chain(plans_changed.get(key.plan.as_str()).copied())
+        .max()
 }
 
 /// The most allowed requests one proxy can report for a key in one hour.

@@ -104,13 +104,7 @@ pub fn count_reports(
                 .filter(|(code, _)| code == ALLOWED_CODE)
                 .map(|(_, count)| *count)
                 .sum::<u64>();
-            // A key's limits hold from its creation: only a later edit (or its plan's) counts
-            // as a change.
-            let key_changed = (key.updated_at > key.created_at).then_some(key.updated_at);
-            let changed_at = key_changed
-                .into_iter()
-                .chain(plans_changed.get(key.plan.as_str()).copied())
-                .max()
+            let changed_at = plausibility::limits_changed_at(key, &plans_changed)
                 .unwrap_or(DateTime::<Utc>::MIN_UTC);
             let limits = effective_limits(&key.plan_limits, &key.limits);
             if let Some(refused) = plausibility::check(

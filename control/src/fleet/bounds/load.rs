@@ -9,6 +9,7 @@ use crate::domain::clock;
 use crate::domain::cursor::Position;
 use crate::domain::keys::StoredKey;
 use crate::domain::plans::effective_limits;
+use crate::domain::plausibility::limits_changed_at;
 use crate::store::db::current_version;
 use crate::store::keys;
 use crate::store::plans;
@@ -77,12 +78,7 @@ fn held(key: &StoredKey, plans_changed: &HashMap<String, DateTime<Utc>>) -> Opti
         return None;
     }
     let limits = window_limits(&effective_limits(&key.plan_limits, &key.limits));
-    // A key's limits hold from its creation: only a later edit (or its plan's) is a change.
-    let changed = (key.updated_at > key.created_at)
-        .then_some(key.updated_at)
-        .into_iter()
-        .chain(plans_changed.get(key.plan.as_str()).copied())
-        .max();
+    let changed = limits_changed_at(key, plans_changed);
     Some(Held {
         limits,
         changed_at_ms: changed.map_or(0, |at| u64::try_from(at.timestamp_millis()).unwrap_or(0)),
