@@ -113,16 +113,18 @@ impl Database {
         for key in &post.keys {
             let held = bounds::tag_bytes(&key.key).and_then(|tag| bounding.index.get(&tag));
             let window_bounds = bounds::window_bounds(held, &post.window_ms, now_ms, bounding);
-            let busiest = self
-                .written
-                .busiest_runs(&post.proxy_id, &key.key, &key.counts, &frame);
-            if let Some(window) =
-                (0..WINDOWS).find(|&window| busiest[window] > window_bounds[window])
-            {
+            let over = self.written.over_bound(
+                &post.proxy_id,
+                &key.key,
+                &key.counts,
+                &frame,
+                &window_bounds,
+            );
+            if let Some((window, claimed)) = over {
                 refused.push(RefusedCount {
                     key: key.key.clone(),
                     window,
-                    claimed: busiest[window],
+                    claimed,
                     bound: window_bounds[window],
                 });
             }

@@ -60,32 +60,49 @@ impl Written {
         }
     }
 
-    /// `proxy`'s counts of key `tag` per window over its busiest run of buckets
-    /// (`bounds::busiest_run`, the window's span plus one): the post's `counts` where it
-    /// carries a bucket, else what this replica last wrote.
-    pub fn busiest_runs(
+    /// The first window in which `proxy`'s counts of key `tag` over their busiest run of
+    /// buckets (`bounds::busiest_run`, the window's span plus one) exceed `bounds`, with that
+    /// sum: the post's `counts` where it carries a bucket, else what this replica last wrote.
+    /// Summed bucket by bucket only where all of them together exceed the bound (most keys
+    /// are far below it), so a sync allocates nothing for them.
+    pub fn over_bound(
         &self,
         proxy: &str,
         tag: &str,
         counts: &[Vec<(u64, u64)>; WINDOWS],
         frame: &Frame,
-    ) -> [u64; WINDOWS] {
+        bounds: &[u64; WINDOWS],
+    ) -> Option<(usize, u64)> {
         let by_proxy = self.lock();
         let written = by_proxy.get(proxy).and_then(|keys| keys.get(tag));
-        std::array::from_fn(|window| {
+        let of_window = |window: usize| {
             let width = frame.bucket_ms[window];
-            let mut buckets: BTreeMap<u64, u64> = written
+            written
                 .into_iter()
                 .flatten()
-                .filter(|((w, ms, _), _)| *w == window && *ms == width)
+                .filter(move |((w, ms, _), _)| *w == window && *ms == width)
                 .map(|((_, _, bucket), count)| (*bucket, *count))
-                .collect();
+        };
+        (0..WINDOWS).find_map(|window| {
+            let at_most = of_window(window)
+                .map(|(_, count)| count)
+                .chain(
+                    counts[window]
+                        .iter()
+                        .map(|(_, count)| (*count).min(MAX_COUNT)),
+                )
+                .fold(0, u64::saturating_add);
+            if at_most <= bounds[window] {
+                return None;
+            }
+            let mut buckets: BTreeMap<u64, u64> = of_window(window).collect();
             for &(bucket, count) in &counts[window] {
                 let held = buckets.entry(bucket).or_insert(0);
                 *held = (*held).max(count.min(MAX_COUNT));
             }
             let buckets: Vec<(u64, u64)> = buckets.into_iter().collect();
-            bounds::busiest_run(&buckets, frame.span[window].saturating_add(1))
+            let busiest = bounds::busiest_run(&buckets, frame.span[window].saturating_add(1));
+            (busiest > bounds[window]).then_some((window, busiest))
         })
     }
 
