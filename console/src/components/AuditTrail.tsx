@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { query } from "../api/client";
 import type { AuditPage } from "../api/types";
-import { useFetch } from "../lib/fetch";
+import { errorMessage, useFetch } from "../lib/fetch";
 import { dateTime } from "../lib/format";
 import { useSession } from "../session";
 
@@ -25,7 +25,7 @@ export function AuditTrail({ target, reload }: { target: string; reload: number 
       const more = await page(cursor);
       read.replace((shown) => ({ entries: [...(shown?.entries ?? []), ...more.entries], next_cursor: more.next_cursor }));
     } catch (failure) {
-      setOlderError(failure instanceof Error ? failure.message : String(failure));
+      setOlderError(errorMessage(failure));
     }
   }
 

@@ -2,6 +2,7 @@
 // names none), linked to the field with aria-describedby.
 
 import { ApiError } from "../api/client";
+import { errorMessage } from "../lib/fetch";
 
 /** The message for `field` when `error` names it (`allowed_ips` also takes `allowed_ips[2]`). */
 export function messageFor(error: unknown, field: string): string | null {
@@ -14,7 +15,7 @@ export function messageFor(error: unknown, field: string): string | null {
 export function formMessage(error: unknown, fields: string[]): string | null {
   if (!error) return null;
   if (error instanceof ApiError && fields.some((field) => messageFor(error, field))) return null;
-  return error instanceof Error ? error.message : String(error);
+  return errorMessage(error);
 }
 
 export function FieldError({ id, message }: { id: string; message: string | null }) {

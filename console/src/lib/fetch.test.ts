@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fetchReducer, initialFetchState, inputsChanged, type FetchState } from "./fetch";
+import { errorMessage, fetchReducer, initialFetchState, inputsChanged, type FetchState } from "./fetch";
 
 function state(changes: Partial<FetchState<string>> = {}): FetchState<string> {
   return { ...initialFetchState<string>(), ...changes };
@@ -59,5 +59,13 @@ describe("inputsChanged", () => {
     ["another number of inputs", [filters], [filters, 0], true],
   ])("%s: %j", (_, before, after, changed) => {
     expect(inputsChanged(before, after)).toBe(changed);
+  });
+});
+
+describe("errorMessage", () => {
+  it("is an error's message, or what was thrown as text", () => {
+    expect(errorMessage(new Error("key not found"))).toBe("key not found");
+    expect(errorMessage("offline")).toBe("offline");
+    expect(errorMessage(404)).toBe("404");
   });
 });

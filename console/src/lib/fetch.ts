@@ -42,6 +42,11 @@ function asError(failure: unknown): Error {
   return failure instanceof Error ? failure : new Error(String(failure));
 }
 
+/** What a page shows of a failed request: the error's message, or the thrown value as text. */
+export function errorMessage(failure: unknown): string {
+  return asError(failure).message;
+}
+
 /** Whether hook inputs changed (as Preact compares them); anything differs from none. */
 export function inputsChanged(before: readonly unknown[] | null, after: readonly unknown[]): boolean {
   return before === null || before.length !== after.length || before.some((value, index) => !Object.is(value, after[index]));

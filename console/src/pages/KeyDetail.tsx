@@ -12,7 +12,7 @@ import { KeyEvents } from "../components/KeyEvents";
 import { UsagePanel } from "../components/KeyUsage";
 import { SecretOnce } from "../components/SecretOnce";
 import { useCatalogue } from "../lib/catalogue";
-import { useFetch } from "../lib/fetch";
+import { errorMessage, useFetch } from "../lib/fetch";
 import { dateTime, keyStatus, maskedKey, safeLink } from "../lib/format";
 import { go } from "../lib/route";
 import { useSession } from "../session";
@@ -62,7 +62,7 @@ export function KeyDetail({ id }: { id: string }) {
       await work();
       setRevision((r) => r + 1);
     } catch (failure) {
-      setActionError(failure instanceof Error ? failure.message : String(failure));
+      setActionError(errorMessage(failure));
     }
   }
 

@@ -7,7 +7,7 @@ import { ApiError } from "../api/client";
 import type { CreatePlan, PlanDetails, PlanList, UpdatePlan } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { FieldError, FormError, formMessage, messageFor } from "../components/FieldError";
-import { useFetch } from "../lib/fetch";
+import { errorMessage, useFetch } from "../lib/fetch";
 import { count } from "../lib/format";
 import { LIMIT_FIELDS, typedLimits, type LimitField, type TypedLimit } from "../lib/limits";
 import { useSession } from "../session";
@@ -48,7 +48,7 @@ export function Plans() {
           `Plan ${plan.name} was not deleted: ${failure.message}. Move those keys to another plan first (on each key's page, Settings › Plan), then delete it.`,
         );
       } else {
-        setDeleteError(failure instanceof Error ? failure.message : String(failure));
+        setDeleteError(errorMessage(failure));
       }
     }
   }

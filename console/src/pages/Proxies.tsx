@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import type { Proxy, ProxyList } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
-import { useFetch } from "../lib/fetch";
+import { errorMessage, useFetch } from "../lib/fetch";
 import { health, lag, seen } from "../lib/fleet";
 import { dateTime } from "../lib/format";
 import { useSession } from "../session";
@@ -28,7 +28,7 @@ export function Proxies() {
       await api<void>("DELETE", `/v1/proxies/${proxy.id}`);
       read.reload();
     } catch (failure) {
-      setRevokeError(failure instanceof Error ? failure.message : String(failure));
+      setRevokeError(errorMessage(failure));
     }
   }
 

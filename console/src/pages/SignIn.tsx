@@ -3,6 +3,7 @@
 import { useState } from "preact/hooks";
 import { ApiError } from "../api/client";
 import { useAuth } from "../session";
+import { errorMessage } from "../lib/fetch";
 
 export function SignIn() {
   const { notice, signIn } = useAuth();
@@ -26,9 +27,7 @@ export function SignIn() {
       setError(
         failure instanceof ApiError && failure.status === 401
           ? "Sign-in failed: the service does not accept this token (wrong, revoked or expired)."
-          : failure instanceof Error
-            ? failure.message
-            : String(failure),
+          : errorMessage(failure),
       );
     } finally {
       setBusy(false);

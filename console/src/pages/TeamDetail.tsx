@@ -7,7 +7,7 @@ import { ApiError } from "../api/client";
 import type { Team } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { quotaUse } from "../lib/alerts";
-import { useFetch } from "../lib/fetch";
+import { errorMessage, useFetch } from "../lib/fetch";
 import { maskedKey } from "../lib/format";
 import { go } from "../lib/route";
 import { useSession } from "../session";
@@ -28,7 +28,7 @@ export function TeamDetail({ name }: { name: string }) {
       await api<void>("DELETE", path);
       go("/teams");
     } catch (failure) {
-      const message = failure instanceof Error ? failure.message : String(failure);
+      const message = errorMessage(failure);
       setDeleteError(
         failure instanceof ApiError && failure.status === 409
           ? `Team ${name} was not deleted: ${message}.`

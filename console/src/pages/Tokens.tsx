@@ -5,7 +5,7 @@ import type { CreateToken, Role, Token, TokenList } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { FieldError, FormError, formMessage, messageFor } from "../components/FieldError";
 import { SecretOnce } from "../components/SecretOnce";
-import { useFetch } from "../lib/fetch";
+import { errorMessage, useFetch } from "../lib/fetch";
 import { dateTime } from "../lib/format";
 import { useSession } from "../session";
 
@@ -24,7 +24,7 @@ export function Tokens() {
       await api<void>("DELETE", `/v1/tokens/${token.id}`);
       read.reload();
     } catch (failure) {
-      setRevokeError(failure instanceof Error ? failure.message : String(failure));
+      setRevokeError(errorMessage(failure));
     }
   }
 

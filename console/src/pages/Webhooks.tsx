@@ -8,7 +8,7 @@ import { ConfirmDialog } from "../components/ConfirmDialog";
 import { FieldError, FormError, formMessage, messageFor } from "../components/FieldError";
 import { SecretOnce } from "../components/SecretOnce";
 import { deliveryState, EVENT_TYPES } from "../lib/alerts";
-import { useFetch } from "../lib/fetch";
+import { errorMessage, useFetch } from "../lib/fetch";
 import { dateTime } from "../lib/format";
 import { useSession } from "../session";
 
@@ -69,7 +69,7 @@ function WebhookCard({ hook, isAdmin, open, onToggle, onChanged, onDeleted }: {
     try {
       await work();
     } catch (failure) {
-      setError(failure instanceof Error ? failure.message : String(failure));
+      setError(errorMessage(failure));
     }
   }
 
