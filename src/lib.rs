@@ -23,6 +23,7 @@
 
 pub mod background;
 pub mod config;
+pub mod gathered;
 pub mod headers;
 pub mod host;
 pub mod limits;

@@ -6,15 +6,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use log::debug;
 
 use crate::config::{Config, FailMode};
+use crate::gathered::Gathered;
 use crate::headers::Headers;
 use crate::host::Host;
 use crate::limits::counters::{self, Admission, KeyTag};
 use crate::limits::headers::{PolicyCache, RateHeaders};
-use crate::limits::touched::Touched;
 use crate::limits::window::{self, Refusal};
 use crate::metrics::Metrics;
 use crate::policy::decision::{self, Denial, RequestFacts};
@@ -23,7 +24,6 @@ use crate::policy::net;
 use crate::policy::token::{self, TokenClaims};
 use crate::store::{self, recent::RecentKeys, record::KeyView, StoreView};
 use crate::sync::outcome;
-use crate::sync::tally::Tally;
 use keygate_contract::key_format;
 use keygate_contract::key_hash::{digest_key, Digest};
 use keygate_contract::usage::{
@@ -40,12 +40,8 @@ pub const KEY_ID_PROPERTY: &str = "keygate_key_id";
 pub struct Worker {
     pub config: Config,
     pub metrics: Metrics,
-    /// This worker's usage since it last handed it to the reporter.
-    pub tally: RefCell<Tally>,
-    /// Rate-limit slots known to exist (refreshed on every tick).
-    pub slots: Cell<u64>,
-    /// Slots whose counts this worker changed since it last handed them to the fleet sync.
-    pub touched: RefCell<Touched>,
+    /// What the requests gather for the background jobs (tally, touched slots, slot count).
+    pub gathered: Arc<Gathered>,
     /// The store view this worker read last, and when (proxy clock ms): see `store_view`.
     pub view: Cell<Option<(StoreView, u64)>>,
     /// `RateLimit-Policy` fields by limits, so a request does not rebuild its plan's.
@@ -60,9 +56,7 @@ impl Worker {
         Worker {
             config,
             metrics,
-            tally: RefCell::new(Tally::default()),
-            slots: Cell::new(0),
-            touched: RefCell::new(Touched::default()),
+            gathered: Arc::default(),
             view: Cell::new(None),
             policies: PolicyCache::default(),
             recent: RefCell::new(RecentKeys::default()),
@@ -106,7 +100,7 @@ pub struct RequestFilter<H: Host> {
     grpc: bool,
     /// The key of an allowed request and when it started (proxy clock ms), to count what the
     /// upstream did and how long it took when the stream ends.
-    served: Option<(Rc<str>, u64)>,
+    served: Option<(Arc<str>, u64)>,
     /// The response's status (read with its headers) and whether it reached its end: a stream
     /// that ends before is `none` (the client hung up, the upstream reset).
     response_status: Option<u32>,
@@ -202,7 +196,7 @@ impl<H: Host> RequestFilter<H> {
         denial: &Denial,
         now_ms: u64,
     ) {
-        let mut tally = self.worker.tally.borrow_mut();
+        let mut tally = self.worker.gathered.tally();
         tally.record(key_id, facts.now, facts.route, Some(denial.code));
         // Like allowed requests', a denial's address is sampled unless the decision read it
         // already or its event names it: a flood of 429s would otherwise pay a property read
@@ -347,7 +341,7 @@ impl<H: Host> RequestFilter<H> {
             return Ok(());
         }
         let config = &self.worker.config.rate_limits;
-        let capacity = match self.worker.slots.get() {
+        let capacity = match self.worker.gathered.slots() {
             0 => counters::slot_count(&self.host),
             known => known,
         };
@@ -381,7 +375,7 @@ impl<H: Host> RequestFilter<H> {
                     .iter()
                     .any(Option::is_some)
                 {
-                    self.worker.touched.borrow_mut().insert(slot);
+                    self.worker.gathered.touched().insert(slot);
                 }
                 self.response_headers = headers(&usage);
                 Ok(())
@@ -554,8 +548,8 @@ impl<H: Host> RequestFilter<H> {
         self.worker.metrics.allowed();
         let counted = self
             .worker
-            .tally
-            .borrow_mut()
+            .gathered
+            .tally()
             .record(key.id, facts.now, facts.route, None);
         // What became of it is counted in the log phase, unless the detail is off.
         self.served = counted
@@ -617,7 +611,7 @@ impl<H: Host> RequestFilter<H> {
         };
         let class = outcome::class_index(status, flags.unwrap_or(0));
         let started = (started_ms / 1000) as i64;
-        let mut tally = self.worker.tally.borrow_mut();
+        let mut tally = self.worker.gathered.tally();
         tally.finish(key_id, started, class, now_ms.saturating_sub(started_ms));
         let failed = outcome::is_failure(class);
         // Addresses are sampled (a property read each): `Tally::address_weight`. An event

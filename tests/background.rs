@@ -246,13 +246,13 @@ fn one_fetch_per_envoy_and_one_post_of_every_workers_usage() {
     let hour = (NOW_MS / 1000) as i64;
     first
         .worker()
-        .tally
-        .borrow_mut()
+        .gathered
+        .tally()
         .record("id_a", hour, None, None);
     second
         .worker()
-        .tally
-        .borrow_mut()
+        .gathered
+        .tally()
         .record("id_b", hour, None, None);
     host.now.set(NOW_MS + 5_000);
     second.on_tick(&host);

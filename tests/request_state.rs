@@ -15,8 +15,8 @@ use support::*;
 fn take_usage(setup: &Setup) -> UsageBatch {
     setup
         .worker
-        .tally
-        .borrow_mut()
+        .gathered
+        .tally()
         .take_batch(&setup.worker.config.routes)
         .expect("usage")
 }

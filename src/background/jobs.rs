@@ -5,7 +5,6 @@
 use log::{debug, info, warn};
 
 use crate::background::{publish_store_gauges, Env, WorkerJob};
-use crate::request::Worker;
 use crate::sync::enroll::{Enroll, EnrollOutcome};
 use crate::sync::fleet::{FleetOutcome, FleetSync};
 use crate::sync::refresh::{Outcome, Refresh};
@@ -46,14 +45,16 @@ impl WorkerJob for Refresh {
             outcome,
             Outcome::Applied { .. } | Outcome::Unchanged | Outcome::Failed(_)
         ) {
-            publish_store_gauges(env.host, env.worker);
+            publish_store_gauges(env.host, env.worker, env.gathered);
         }
     }
 }
 
 impl WorkerJob for Usage {
-    fn before_tick(&mut self, worker: &Worker) {
-        self.hand_over(&mut worker.tally.borrow_mut(), &worker.config.routes);
+    fn before_tick(&mut self, env: &Env<'_>) {
+        for gathered in env.gathered {
+            self.hand_over(&mut gathered.tally(), &env.worker.config.routes);
+        }
     }
 
     fn report(&mut self, env: &Env<'_>, outcome: &ReportOutcome) {
@@ -72,13 +73,15 @@ impl WorkerJob for Usage {
 }
 
 impl WorkerJob for FleetSync {
-    fn before_tick(&mut self, worker: &Worker) {
-        self.hand_over(&mut worker.touched.borrow_mut());
-        self.note_slot_count(worker.slots.get());
+    fn before_tick(&mut self, env: &Env<'_>) {
+        for gathered in env.gathered {
+            self.hand_over(&mut gathered.touched());
+        }
+        self.note_slot_count(env.worker.gathered.slots());
     }
 
-    fn before_answer(&mut self, worker: &Worker) {
-        self.note_slot_count(worker.slots.get());
+    fn before_answer(&mut self, env: &Env<'_>) {
+        self.note_slot_count(env.worker.gathered.slots());
     }
 
     fn report(&mut self, env: &Env<'_>, outcome: &FleetOutcome) {

@@ -15,11 +15,13 @@
 //! (`tests/background.rs`).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::debug;
 
 use crate::config::Config;
+use crate::gathered::Gathered;
 use crate::host::Host;
 use crate::limits::counters;
 use crate::request::Worker;
@@ -39,14 +41,17 @@ pub struct Env<'a> {
     pub host: &'a dyn Host,
     pub worker: &'a Worker,
     pub context_id: u32,
+    /// Where requests gathered work for the jobs: the worker's own in the Wasm build (one VM,
+    /// one thread), every Envoy worker thread's in the native build.
+    pub gathered: &'a [Arc<Gathered>],
 }
 
 /// A `sync::task::Job` as a worker runs it.
 pub trait WorkerJob: Job {
-    /// Before every tick: takes what the worker gathered for the job.
-    fn before_tick(&mut self, _worker: &Worker) {}
+    /// Before every tick: takes what the requests gathered for the job.
+    fn before_tick(&mut self, _env: &Env<'_>) {}
     /// Before an answer is handed to the job.
-    fn before_answer(&mut self, _worker: &Worker) {}
+    fn before_answer(&mut self, _env: &Env<'_>) {}
     /// Logs and counts an outcome.
     fn report(&mut self, env: &Env<'_>, outcome: &Self::Outcome);
 }
@@ -61,7 +66,7 @@ pub trait Task {
 
 impl<J: WorkerJob> Task for Runner<J> {
     fn tick(&mut self, env: &Env<'_>) {
-        self.job_mut().before_tick(env.worker);
+        self.job_mut().before_tick(env);
         for outcome in Runner::tick(self, env.host) {
             self.job_mut().report(env, &outcome);
         }
@@ -72,7 +77,7 @@ impl<J: WorkerJob> Task for Runner<J> {
     }
 
     fn on_response(&mut self, env: &Env<'_>, token: u32, body_size: usize) {
-        self.job_mut().before_answer(env.worker);
+        self.job_mut().before_answer(env);
         for outcome in Runner::on_response(self, env.host, token, body_size) {
             self.job_mut().report(env, &outcome);
         }
@@ -100,9 +105,9 @@ pub fn tick_period(config: &Config) -> Duration {
     tick
 }
 
-/// Sets the store's gauges (keys, version, age, fleet age) and the worker's count of
-/// rate-limit slots.
-pub fn publish_store_gauges(host: &dyn Host, worker: &Worker) {
+/// Sets the store's gauges (keys, version, age, fleet age) and the count of rate-limit slots
+/// the requests of every `gathered` see.
+pub fn publish_store_gauges(host: &dyn Host, worker: &Worker, gathered: &[Arc<Gathered>]) {
     let meta = store::read_meta(host);
     let age_seconds = if meta.loaded() {
         host.now_ms().saturating_sub(meta.last_success_ms) / 1000
@@ -112,7 +117,10 @@ pub fn publish_store_gauges(host: &dyn Host, worker: &Worker) {
     worker
         .metrics
         .store(host, meta.keys, meta.version, age_seconds);
-    worker.slots.set(counters::slot_count(host));
+    let slots = counters::slot_count(host);
+    for gathered in gathered {
+        gathered.set_slots(slots);
+    }
     if worker.config.rate_limits.fleet {
         worker
             .metrics
@@ -125,6 +133,7 @@ pub struct Background {
     context_id: u32,
     worker: Rc<Worker>,
     tasks: Vec<Box<dyn Task>>,
+    gathered: Vec<Arc<Gathered>>,
 }
 
 impl Background {
@@ -155,10 +164,24 @@ impl Background {
                 Runner::new(sync, me, cluster).presenting(&config.control),
             ));
         }
+        let gathered = vec![Arc::clone(&worker.gathered)];
         Background {
             context_id,
             worker,
             tasks,
+            gathered,
+        }
+    }
+
+    /// Also takes the work gathered by another worker's requests (the native build: one
+    /// background thread for every Envoy worker thread).
+    pub fn gather_from(&mut self, gathered: Arc<Gathered>) {
+        if !self
+            .gathered
+            .iter()
+            .any(|held| Arc::ptr_eq(held, &gathered))
+        {
+            self.gathered.push(gathered);
         }
     }
 
@@ -170,11 +193,12 @@ impl Background {
     /// Every tick: the request counters into Envoy's stats, the store's gauges, every task.
     pub fn on_tick(&mut self, host: &dyn Host) {
         self.worker.metrics.flush(host);
-        publish_store_gauges(host, &self.worker);
+        publish_store_gauges(host, &self.worker, &self.gathered);
         let env = Env {
             host,
             worker: &self.worker,
             context_id: self.context_id,
+            gathered: &self.gathered,
         };
         for task in &mut self.tasks {
             task.tick(&env);
@@ -187,6 +211,7 @@ impl Background {
             host,
             worker: &self.worker,
             context_id: self.context_id,
+            gathered: &self.gathered,
         };
         match self.tasks.iter_mut().find(|task| task.awaits(token)) {
             Some(task) => task.on_response(&env, token, body_size),
@@ -199,6 +224,6 @@ impl Background {
 
     /// Sets the store's gauges now (at configuration, before the first tick).
     pub fn publish_store_gauges(&self, host: &dyn Host) {
-        publish_store_gauges(host, &self.worker);
+        publish_store_gauges(host, &self.worker, &self.gathered);
     }
 }

@@ -4,7 +4,7 @@
 use foldhash::fast::FixedState;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::policy::decision::DenyCode;
 use crate::policy::routes::RouteTable;
@@ -40,14 +40,14 @@ struct HourCounts {
 #[derive(Debug)]
 struct KeyTally {
     /// The key id, shared with the requests still in flight that will finish in this tally.
-    id: Rc<str>,
+    id: Arc<str>,
     hours: Vec<HourCounts>,
 }
 
 /// A worker's running tally, per key id and hour.
 #[derive(Debug, Default)]
 pub struct Tally {
-    by_key: HashMap<Rc<str>, KeyTally, FixedState>,
+    by_key: HashMap<Arc<str>, KeyTally, FixedState>,
     /// Address sampling (`address_weight`): the hour it is for, the keys (by hash) whose
     /// address was read in it, and allowed requests not read since the last read.
     sampled_hour: i64,
@@ -149,12 +149,12 @@ impl HourCounts {
 impl Tally {
     /// The counts of `key_id` in the hour of `now`, created when absent (`None` cannot happen:
     /// the key was just inserted; it is an `Option` only so that nothing here can panic).
-    fn hour(&mut self, key_id: &str, now: i64) -> Option<(&Rc<str>, &mut HourCounts)> {
+    fn hour(&mut self, key_id: &str, now: i64) -> Option<(&Arc<str>, &mut HourCounts)> {
         let hour_start = now - now.rem_euclid(3600);
         // Two lookups when present (the borrow checker cannot return from a first `get_mut`),
         // both with the fast hash.
         if !self.by_key.contains_key(key_id) {
-            let id: Rc<str> = Rc::from(key_id);
+            let id: Arc<str> = Arc::from(key_id);
             self.by_key.insert(
                 id.clone(),
                 KeyTally {
@@ -186,7 +186,7 @@ impl Tally {
         now: i64,
         route: Option<usize>,
         denied: Option<DenyCode>,
-    ) -> Option<Rc<str>> {
+    ) -> Option<Arc<str>> {
         let (id, counts) = self.hour(key_id, now)?;
         match denied {
             None => {
