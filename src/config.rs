@@ -97,6 +97,10 @@ pub struct UsageConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlConfig {
     pub cluster: String,
+    /// The control service's base URL (`http://host:port` or `https://…`, no path): what the
+    /// native build's own HTTP client calls, where the Wasm build calls `cluster` through
+    /// Envoy. Optional in the Wasm build, which does not read it.
+    pub url: Option<String>,
     pub authority: String,
     pub path: String,
     pub auth: ControlAuth,
@@ -359,7 +363,9 @@ fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlCo
             "must be between 100 and 50000",
         ));
     }
+    let url = raw.url.as_deref().map(control_url).transpose()?;
     Ok(ControlConfig {
+        url,
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
         path: raw.path,
@@ -369,6 +375,26 @@ fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlCo
         long_poll_wait,
         page_size: raw.page_size,
     })
+}
+
+/// `control.url`: a scheme, a host and maybe a port, nothing else (a path would be ambiguous
+/// next to `control.path`; user info would put a secret in the configuration's logs).
+fn control_url(text: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| field_error("control.url", reason);
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .ok_or_else(|| invalid("must start with http:// or https://"))?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err(invalid("names no host"));
+    }
+    if authority.contains(['/', '?', '#', '@']) || authority.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            "must be scheme://host[:port] only: no path, query, user info or spaces",
+        ));
+    }
+    Ok(text.strip_suffix('/').unwrap_or(text).to_string())
 }
 
 fn validate_rate_limits(raw: RawRateLimits) -> Result<RateLimitConfig, ConfigError> {

@@ -29,19 +29,19 @@ pub mod host;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+#[cfg(feature = "wasm")]
 pub mod proxy;
 pub mod request;
 pub mod store;
 pub mod sync;
 
-use proxy_wasm::types::LogLevel;
-
+#[cfg(feature = "wasm")]
 proxy_wasm::main! {{
     // Our logger, not the SDK's: the SDK's unwraps the status of every log call.
     proxy::abi::install_logger(log::LevelFilter::Info);
     std::panic::set_hook(Box::new(|info| {
         // With panic = "abort" the VM dies after this; at least say where.
-        let _ = proxy::abi::log(LogLevel::Critical, &format!("keygate panicked: {info}"));
+        let _ = proxy::abi::log(proxy_wasm::types::LogLevel::Critical, &format!("keygate panicked: {info}"));
     }));
     proxy_wasm::set_root_context(|context_id| Box::new(proxy::root::KeygateRoot::new(context_id)));
 }}

@@ -121,6 +121,9 @@ impl Default for RawUsage {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawControl {
     pub(super) cluster: String,
+    /// Where the native build's own HTTP client reaches the control service.
+    #[serde(default)]
+    pub(super) url: Option<String>,
     #[serde(default)]
     pub(super) authority: Option<String>,
     #[serde(default = "default_snapshot_path")]

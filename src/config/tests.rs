@@ -83,6 +83,22 @@ fn errors_name_the_field() {
             "bogus",
         ),
         (
+            r#"{"control":{"cluster":"c","token":"t","url":"ftp://h"}}"#,
+            "control.url",
+        ),
+        (
+            r#"{"control":{"cluster":"c","token":"t","url":"http://h/v1"}}"#,
+            "control.url",
+        ),
+        (
+            r#"{"control":{"cluster":"c","token":"t","url":"https://user:pw@h"}}"#,
+            "control.url",
+        ),
+        (
+            r#"{"control":{"cluster":"c","token":"t","url":"http://"}}"#,
+            "control.url",
+        ),
+        (
             r#"{"control":{"cluster":"c","token":"t"},"key_header":"Bad Header"}"#,
             "key_header",
         ),
@@ -351,4 +367,27 @@ fn oauth_tokens_are_read_only_where_configured_and_strictly() {
             "{json}: {error}"
         );
     }
+}
+
+#[test]
+fn control_url_is_a_base_without_a_trailing_slash() {
+    let parse = |url: &str| {
+        let text = format!(r#"{{"control":{{"cluster":"c","token":"t","url":"{url}"}}}}"#);
+        Config::parse(text.as_bytes(), &|_| None).map(|config| config.control.url)
+    };
+    assert_eq!(
+        parse("http://127.0.0.1:8081/").unwrap().as_deref(),
+        Some("http://127.0.0.1:8081")
+    );
+    assert_eq!(
+        parse("https://[::1]:8443").unwrap().as_deref(),
+        Some("https://[::1]:8443")
+    );
+    assert_eq!(
+        Config::parse(MINIMAL.as_bytes(), &|_| None)
+            .unwrap()
+            .control
+            .url,
+        None
+    );
 }

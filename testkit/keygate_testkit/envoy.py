@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from .paths import ENVOY_BIN, ROOT, SYNC_TOKEN, WASM
+from .paths import BUILD, ENVOY_BIN, NATIVE_DIR, ROOT, SYNC_TOKEN, WASM
 from .ports import free_port
 from .processes import rss_mb, start, stop
 from .waiting import wait_until
@@ -55,6 +55,19 @@ def plugin_config(**overrides):
     return config
 
 
+# The shipped Envoy configuration of each build.
+SHIPPED_CONFIG = {"wasm": "envoy/envoy.yaml", "native": "envoy/envoy-native.yaml"}
+
+
+def native_plugin_config(config, control_port):
+    """`config` for the native build: its background thread calls the control service itself,
+    at `control.url` (the first replica's, when several are given: it has no load balancer)."""
+    port = control_port[0] if isinstance(control_port, (list, tuple)) else control_port
+    native = json.loads(json.dumps(config))
+    native["control"].setdefault("url", f"http://127.0.0.1:{port}")
+    return native
+
+
 def replicated_control_cluster(control_ports, control_ca=None):
     """envoy/envoy-ha.yaml's keygate_control cluster (health-checked replicas) with one
     endpoint per port in `control_ports`. With `control_ca` (a CA's PEM file) it keeps the
@@ -78,7 +91,9 @@ def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, a
     access log. `control_port` is one port, or a list of control-service replicas' ports: then
     the keygate_control cluster is envoy/envoy-ha.yaml's, listing them all, over TLS trusting
     `control_ca` when given (replicated_control_cluster)."""
-    text = (ROOT / "envoy/envoy.yaml").read_text()
+    text = (ROOT / SHIPPED_CONFIG[BUILD]).read_text()
+    if BUILD == "native":
+        config = native_plugin_config(config, control_port)
     if isinstance(control_port, (list, tuple)):
         assert text.endswith(text[text.index(CONTROL_CLUSTER_START) :]) and text.count(CONTROL_CLUSTER_START) == 1
         text = text[: text.index(CONTROL_CLUSTER_START)] + replicated_control_cluster(control_port, control_ca)
@@ -89,14 +104,16 @@ def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, a
         "port_value: 10000": f"port_value: {listener_port}",
         "port_value: 9901": f"port_value: {admin_port}",
         "port_value: 8082": f"port_value: {upstream_port}",
-        "filename: target/wasm32-wasip1/release/keygate.wasm": f"filename: {WASM}",
     }
+    if BUILD == "wasm":
+        replacements["filename: target/wasm32-wasip1/release/keygate.wasm"] = f"filename: {WASM}"
     if control_port is not None:
         replacements["port_value: 8081"] = f"port_value: {control_port}"
     for old, new in replacements.items():
         assert old in text, f"envoy/envoy.yaml no longer contains {old!r}"
         text = text.replace(old, new)
-    start_at = text.index("                  value: |\n") + len("                  value: |\n")
+    value_line = "                value: |\n" if BUILD == "native" else "                  value: |\n"
+    start_at = text.index(value_line, text.index("          - name: keygate\n")) + len(value_line)
     end = text.index("          - name: envoy.filters.http.router")
     body = "\n".join("                    " + line for line in json.dumps(config, indent=2).splitlines())
     text = text[:start_at] + body + "\n" + text[end:]
@@ -299,5 +316,7 @@ class Envoy(EnvoyProcess):
                 catch_all,
                 '              - match: { prefix: "/" }\n                direct_response: { status: 200, body: { inline_string: "ok" } }',
             )
+        if BUILD == "native":
+            options["env"] = dict(options.get("env") or os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(NATIVE_DIR))
         super().__init__(text, port, admin_port, concurrency=concurrency, directory=directory,
                          extra_args=["--file-flush-interval-msec", "100", *options.pop("extra_args", ())], **options)

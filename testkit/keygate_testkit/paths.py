@@ -16,6 +16,12 @@ def _binary(variable, default):
 
 
 WASM = _binary("KEYGATE_WASM", "target/wasm32-wasip1/release/keygate.wasm")
+# Which build of the filter `Envoy` loads: "wasm" (keygate.wasm, envoy/envoy.yaml) or "native"
+# (the dynamic module libkeygate.so in NATIVE_DIR, envoy/envoy-native.yaml).
+BUILD = os.environ.get("KEYGATE_BUILD", "wasm")
+if BUILD not in ("wasm", "native"):
+    raise ImportError(f"KEYGATE_BUILD must be wasm or native, not {BUILD!r}")
+NATIVE_DIR = _binary("KEYGATE_NATIVE_DIR", "target/native")
 CONTROL_BIN = _binary("KEYGATE_CONTROL_BIN", "target/release/keygate-control")
 ENVOY_BIN = _binary("KEYGATE_ENVOY", ".venv/bin/envoy")
 

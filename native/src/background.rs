@@ -1,0 +1,259 @@
+//! The native build's background thread: one per filter configuration, running the same
+//! `keygate::background::Background` (snapshot refresh, usage reports, fleet sync, enrollment)
+//! as a Wasm worker VM's root context does, over a `Host` made of this process's shared data,
+//! Envoy's stats and our own HTTP client. It never runs on an Envoy thread, so nothing it does
+//! (a long poll, decoding a 100,000-key snapshot) holds a request.
+//!
+//! Every Envoy worker thread's requests gather usage and touched rate-limit slots in their
+//! `Gathered`, which the thread is handed when the worker's first request comes
+//! (`Message::Gather`) and drains on every tick.
+
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::rc::Rc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use keygate::background::{self as jobs, Background, Queues};
+use keygate::config::Config;
+use keygate::gathered::Gathered;
+use keygate::headers::Headers;
+use keygate::host::{DispatchError, Host, MetricKind, WriteError};
+use keygate::metrics::Metrics;
+use keygate::request::Worker;
+use keygate::sync::queue::Queue;
+use log::{error, info};
+
+use crate::client::{self, Answer};
+use crate::shared::SharedData;
+use crate::stats::Stats;
+
+/// What the thread is told.
+pub enum Message {
+    /// The answer to a call it started.
+    Answer(Answer),
+    /// A worker thread's gathered work, to drain on every tick.
+    Gather(Arc<Gathered>),
+    /// Its configuration is gone: stop.
+    Stop,
+}
+
+/// The first tick comes this soon after start, so the first snapshot is fetched at once (as
+/// the Wasm build's `FIRST_TICK`).
+const FIRST_TICK: Duration = Duration::from_millis(10);
+
+/// The running thread; dropping it stops the thread and waits for it (it never waits on a
+/// call: calls run on their own threads and their answers are dropped once it is gone).
+pub struct BackgroundThread {
+    messages: Sender<Message>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BackgroundThread {
+    pub fn start(
+        config: Config,
+        base_url: String,
+        shared: Arc<SharedData>,
+        stats: Arc<dyn Stats>,
+    ) -> std::io::Result<BackgroundThread> {
+        let (messages, inbox) = mpsc::channel();
+        let answers = messages.clone();
+        let handle = std::thread::Builder::new()
+            .name("keygate-background".to_string())
+            .spawn(move || run(config, base_url, shared, stats, inbox, answers))?;
+        Ok(BackgroundThread {
+            messages,
+            handle: Some(handle),
+        })
+    }
+
+    /// Hands the thread a worker's gathered work.
+    pub fn gather_from(&self, gathered: Arc<Gathered>) {
+        let _ = self.messages.send(Message::Gather(gathered));
+    }
+}
+
+impl Drop for BackgroundThread {
+    fn drop(&mut self) {
+        let _ = self.messages.send(Message::Stop);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The shared queues of the Wasm build, here within the one thread that both fills (before a
+/// tick) and drains (in the job) them.
+#[derive(Default)]
+struct LocalQueue(RefCell<VecDeque<Vec<u8>>>);
+
+impl Queue for LocalQueue {
+    fn enqueue(&self, item: &[u8]) -> bool {
+        self.0.borrow_mut().push_back(item.to_vec());
+        true
+    }
+
+    fn dequeue(&self) -> Option<Vec<u8>> {
+        self.0.borrow_mut().pop_front()
+    }
+}
+
+/// Random identity of this background for the leases (one holder here, but the jobs take
+/// leases as in the Wasm build).
+fn random_id() -> u64 {
+    RandomState::new().hash_one(0x5EED_u64) | 1
+}
+
+fn run(
+    config: Config,
+    base_url: String,
+    shared: Arc<SharedData>,
+    stats: Arc<dyn Stats>,
+    inbox: Receiver<Message>,
+    answers: Sender<Message>,
+) {
+    let host = BackgroundHost {
+        shared: &shared,
+        stats: stats.as_ref(),
+        base_url: &base_url,
+        agent: ureq::AgentBuilder::new().build(),
+        answers,
+        next_token: Cell::new(0),
+        answer: RefCell::new(None),
+    };
+    let tick = jobs::tick_period(&config);
+    let queues = Queues {
+        usage: config
+            .usage
+            .enabled
+            .then(|| Box::new(LocalQueue::default()) as Box<dyn Queue>),
+        fleet: config
+            .rate_limits
+            .fleet
+            .then(|| Box::new(LocalQueue::default()) as Box<dyn Queue>),
+    };
+    info!(
+        "keygate (native) background started: control {base_url}, tick {tick:?}, fail mode {:?}",
+        config.fail_mode
+    );
+    let worker = Rc::new(Worker::new(config, Metrics::define(&host)));
+    let mut background = Background::new(0, random_id(), worker, queues);
+    background.publish_store_gauges(&host);
+    let mut next_tick = Instant::now() + FIRST_TICK;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match inbox.recv_timeout(wait) {
+            Ok(Message::Answer(answer)) => {
+                let (token, size) = (answer.token, answer.body.len());
+                *host.answer.borrow_mut() = Some(answer);
+                background.on_http_call_response(&host, token, size);
+                *host.answer.borrow_mut() = None;
+            }
+            Ok(Message::Gather(gathered)) => background.gather_from(gathered),
+            Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                background.on_tick(&host);
+                next_tick = Instant::now() + tick;
+            }
+        }
+    }
+    info!("keygate (native) background stopped");
+}
+
+/// The `Host` of the background thread.
+struct BackgroundHost<'a> {
+    shared: &'a SharedData,
+    stats: &'a dyn Stats,
+    base_url: &'a str,
+    agent: ureq::Agent,
+    answers: Sender<Message>,
+    next_token: Cell<u32>,
+    /// The answer being delivered (`http_call_status` / `http_call_body` read it).
+    answer: RefCell<Option<Answer>>,
+}
+
+impl Host for BackgroundHost<'_> {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64)
+    }
+
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.shared.get(key)
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.shared.set(key, value, cas)
+    }
+
+    // No request on this thread: what only a request has reads as absent and writes nowhere.
+    fn request_headers(&self) -> Headers {
+        Headers::default()
+    }
+    fn set_request_header(&self, _name: &str, _value: Option<&str>) {}
+    fn add_request_header(&self, _name: &str, _value: &str) {}
+    fn set_response_header(&self, _name: &str, _value: &str) {}
+    fn response_status(&self) -> Option<u32> {
+        None
+    }
+    /// Envoy's node id is not readable from a dynamic module's configuration: enrollment uses
+    /// `control.proxy_name`, else a made-up name (as a Wasm VM does when the id is invalid).
+    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
+        None
+    }
+    fn write_property(&self, _path: &[&str], _value: &[u8]) {}
+    fn send_reply(&self, _: u32, _: &[(&str, &str)], _: &[u8], _: Option<i32>) {}
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        self.stats.define(kind, name)
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) {
+        self.stats.increment(id, delta)
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        self.stats.set(id, value)
+    }
+
+    fn start_http_call(
+        &self,
+        _cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, DispatchError> {
+        let call = client::call_of(self.base_url, headers, body, timeout)
+            .ok_or(DispatchError::BadArgument)?;
+        let token = self.next_token.get().wrapping_add(1).max(1);
+        self.next_token.set(token);
+        let (agent, answers) = (self.agent.clone(), self.answers.clone());
+        std::thread::Builder::new()
+            .name("keygate-call".to_string())
+            .spawn(move || {
+                let answer = client::perform(&agent, token, call);
+                // The background thread is gone when its configuration was: nobody to tell.
+                let _ = answers.send(Message::Answer(answer));
+            })
+            .map_err(|err| {
+                error!("keygate (native): could not start a call thread: {err}");
+                DispatchError::InternalFailure
+            })?;
+        Ok(token)
+    }
+
+    fn http_call_status(&self) -> Option<u32> {
+        self.answer.borrow().as_ref()?.status
+    }
+
+    fn http_call_body(&self, size: usize) -> Option<Vec<u8>> {
+        let answer = self.answer.borrow();
+        let body = &answer.as_ref()?.body;
+        body.get(..size).map(<[u8]>::to_vec)
+    }
+}

@@ -1,0 +1,256 @@
+//! The `Host` of one request in the native build: Envoy's header and reply callbacks on the
+//! request's filter pointer, this process's shared data, Envoy's stats.
+//!
+//! Every call takes the filter pointer Envoy handed to `on_http_filter_new`; a `FilterHost`
+//! lives inside the filter object Envoy destroys with `on_http_filter_destroy`, and is only
+//! used within Envoy's hooks of that filter, on its worker thread, where the pointer is valid.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use keygate::headers::Headers;
+use keygate::host::{DispatchError, Host, MetricKind, WriteError};
+use keygate::request::KEY_ID_PROPERTY;
+
+use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
+use crate::module::Module;
+
+pub struct FilterHost {
+    filter: FilterEnvoyPtr,
+    module: Arc<Module>,
+}
+
+impl FilterHost {
+    pub fn new(filter: FilterEnvoyPtr, module: Arc<Module>) -> FilterHost {
+        FilterHost { filter, module }
+    }
+
+    /// The first value of header `name` of `header_type`, copied.
+    fn header(&self, header_type: abi::HeaderType, name: &str) -> Option<Vec<u8>> {
+        let mut value = EnvoyBuffer::NULL;
+        // SAFETY: a live filter pointer (module docs); `value` is written by Envoy.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                header_type,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut value,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        // SAFETY: Envoy's buffer, valid in this hook.
+        found
+            .then(|| unsafe { value.bytes() })
+            .flatten()
+            .map(<[u8]>::to_vec)
+    }
+
+    fn attribute_string(&self, attribute: abi::AttributeId) -> Option<Vec<u8>> {
+        let mut value = EnvoyBuffer::NULL;
+        // SAFETY: as `header`.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.filter,
+                attribute,
+                &mut value,
+            )
+        };
+        // SAFETY: Envoy's buffer, valid in this hook.
+        found
+            .then(|| unsafe { value.bytes() })
+            .flatten()
+            .map(<[u8]>::to_vec)
+    }
+
+    fn attribute_int(&self, attribute: abi::AttributeId) -> Option<u64> {
+        let mut value = 0u64;
+        // SAFETY: as `header`.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_int(
+                self.filter,
+                attribute,
+                &mut value,
+            )
+        };
+        found.then_some(value)
+    }
+
+    fn set_header(&self, header_type: abi::HeaderType, name: &str, value: Option<&str>) {
+        let value = value.map_or(ModuleBuffer::NULL, |value| {
+            ModuleBuffer::of(value.as_bytes())
+        });
+        // SAFETY: as `header`; the buffers outlive the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                header_type,
+                ModuleBuffer::of(name.as_bytes()),
+                value,
+            );
+        }
+    }
+}
+
+impl Host for FilterHost {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64)
+    }
+
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.module.shared.get(key)
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.module.shared.set(key, value, cas)
+    }
+
+    fn request_headers(&self) -> Headers {
+        // SAFETY: as `header`; Envoy fills exactly `size` entries, valid in this hook.
+        unsafe {
+            let size = abi::envoy_dynamic_module_callback_http_get_headers_size(
+                self.filter,
+                abi::REQUEST_HEADER,
+            );
+            let mut entries = vec![EnvoyHttpHeader::EMPTY; size];
+            if size == 0
+                || !abi::envoy_dynamic_module_callback_http_get_headers(
+                    self.filter,
+                    abi::REQUEST_HEADER,
+                    entries.as_mut_ptr(),
+                )
+            {
+                return Headers::default();
+            }
+            let pairs: Vec<(&str, &[u8])> = entries
+                .iter()
+                .filter_map(|entry| {
+                    let name = EnvoyBuffer {
+                        ptr: entry.key_ptr,
+                        length: entry.key_length,
+                    }
+                    .bytes()?;
+                    let value = EnvoyBuffer {
+                        ptr: entry.value_ptr,
+                        length: entry.value_length,
+                    }
+                    .bytes()
+                    .unwrap_or_default();
+                    Some((std::str::from_utf8(name).ok()?, value))
+                })
+                .collect();
+            Headers::from_pairs(&pairs)
+        }
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        self.set_header(abi::REQUEST_HEADER, name, value);
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) {
+        // SAFETY: as `header`.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_add_header(
+                self.filter,
+                abi::REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) {
+        self.set_header(abi::RESPONSE_HEADER, name, Some(value));
+    }
+
+    fn response_status(&self) -> Option<u32> {
+        let status = self.header(abi::RESPONSE_HEADER, ":status")?;
+        std::str::from_utf8(&status).ok()?.parse().ok()
+    }
+
+    /// The properties Keygate reads, from Envoy's attributes. Envoy's dynamic metadata (where
+    /// `jwt_authn` puts verified claims) is not readable as a nested structure through the ABI,
+    /// so claim paths read as absent: docs/native.md.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        match path {
+            ["source", "address"] => self.attribute_string(abi::ATTRIBUTE_SOURCE_ADDRESS),
+            ["response", "flags"] => self
+                .attribute_int(abi::ATTRIBUTE_RESPONSE_FLAGS)
+                .map(|flags| flags.to_le_bytes().to_vec()),
+            _ => None,
+        }
+    }
+
+    fn write_property(&self, path: &[&str], value: &[u8]) {
+        if path != [KEY_ID_PROPERTY] {
+            return;
+        }
+        // SAFETY: as `header`.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                self.filter,
+                ModuleBuffer::of(KEY_ID_PROPERTY.as_bytes()),
+                ModuleBuffer::of(value),
+            );
+        }
+    }
+
+    /// Envoy's local reply: for a gRPC request Envoy itself answers with the gRPC status it maps
+    /// from `status` (the ABI takes no gRPC status), the body as `grpc-message`.
+    fn send_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        _grpc_status: Option<i32>,
+    ) {
+        let mut headers: Vec<abi::ModuleHttpHeader> = headers
+            .iter()
+            .map(|(name, value)| abi::ModuleHttpHeader::of(name, value))
+            .collect();
+        // SAFETY: as `header`; the vectors outlive the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_send_response(
+                self.filter,
+                status,
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::of(body),
+                ModuleBuffer::of(b"keygate"),
+            );
+        }
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        self.module.stats.define(kind, name)
+    }
+
+    fn increment_metric(&self, id: u32, delta: i64) {
+        self.module.stats.increment(id, delta)
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        self.module.stats.set(id, value)
+    }
+
+    /// Requests never call out: the background thread does (`background.rs`).
+    fn start_http_call(
+        &self,
+        _cluster: &str,
+        _headers: &[(&str, &str)],
+        _body: Option<&[u8]>,
+        _timeout: Duration,
+    ) -> Result<u32, DispatchError> {
+        Err(DispatchError::InternalFailure)
+    }
+
+    fn http_call_status(&self) -> Option<u32> {
+        None
+    }
+
+    fn http_call_body(&self, _size: usize) -> Option<Vec<u8>> {
+        None
+    }
+}

@@ -1,0 +1,118 @@
+//! One filter configuration of the native build (Envoy's `filter_config`): the parsed plugin
+//! configuration, the process-memory store it serves from, its stats, its background thread,
+//! and each Envoy worker thread's `Worker` (what the Wasm build keeps per VM).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use keygate::config::Config;
+use keygate::metrics::Metrics;
+use keygate::request::Worker;
+
+use crate::background::BackgroundThread;
+use crate::shared::SharedData;
+use crate::stats::Stats;
+
+pub struct Module {
+    /// Unique per configuration, so a worker thread tells its workers of several apart.
+    id: u64,
+    pub config: Config,
+    pub shared: Arc<SharedData>,
+    pub stats: Arc<dyn Stats>,
+    /// `None` only while the configuration is made; dropped (stopped) with the module.
+    background: Mutex<Option<BackgroundThread>>,
+}
+
+static NEXT_MODULE_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This worker thread's `Worker` of each live configuration.
+    static WORKERS: RefCell<Vec<(u64, std::sync::Weak<Module>, Rc<Worker>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// Why a configuration was refused, for Envoy's log.
+#[derive(Debug)]
+pub enum ModuleError {
+    Config(keygate::config::ConfigError),
+    /// The native build calls the control service itself.
+    NoUrl,
+    Thread(std::io::Error),
+}
+
+impl std::fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModuleError::Config(err) => write!(f, "invalid plugin configuration: {err}"),
+            ModuleError::NoUrl => write!(
+                f,
+                "invalid plugin configuration: control.url: the native build calls the control service itself and needs its URL (http://host:port)"
+            ),
+            ModuleError::Thread(err) => write!(f, "could not start the background thread: {err}"),
+        }
+    }
+}
+
+impl Module {
+    /// Parses `bytes` (strictly, as the Wasm build does), defines every metric in `stats` (Envoy
+    /// allows it only now) and starts the background thread.
+    pub fn start(bytes: &[u8], stats: Arc<dyn Stats>) -> Result<Arc<Module>, ModuleError> {
+        let config =
+            Config::parse(bytes, &|name| std::env::var(name).ok()).map_err(ModuleError::Config)?;
+        let url = config.control.url.clone().ok_or(ModuleError::NoUrl)?;
+        // Defined now, found by name later by every worker and the background thread.
+        let _ = Metrics::define_with(|kind, name| stats.define(kind, name));
+        let module = Arc::new(Module {
+            id: NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed),
+            config: config.clone(),
+            shared: Arc::default(),
+            stats: Arc::clone(&stats),
+            background: Mutex::new(None),
+        });
+        let thread = BackgroundThread::start(config, url, Arc::clone(&module.shared), stats)
+            .map_err(ModuleError::Thread)?;
+        *module
+            .background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(thread);
+        Ok(module)
+    }
+
+    /// This worker thread's `Worker` of this configuration, made (and its gathered work handed
+    /// to the background thread) on the thread's first request.
+    pub fn worker(self: &Arc<Module>) -> Rc<Worker> {
+        WORKERS.with(|workers| {
+            let mut workers = workers.borrow_mut();
+            if let Some((_, _, worker)) = workers.iter().find(|(id, _, _)| *id == self.id) {
+                return Rc::clone(worker);
+            }
+            // Workers of configurations Envoy has since destroyed go with the next new one.
+            workers.retain(|(_, module, _)| module.strong_count() > 0);
+            let metrics = Metrics::define_with(|kind, name| self.stats.define(kind, name));
+            let worker = Rc::new(Worker::new(self.config.clone(), metrics));
+            if let Some(background) = self
+                .background
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+            {
+                background.gather_from(Arc::clone(&worker.gathered));
+            }
+            workers.push((self.id, Arc::downgrade(self), Rc::clone(&worker)));
+            worker
+        })
+    }
+
+    /// Stops the background thread (the configuration is gone; requests in flight still finish
+    /// on their workers).
+    pub fn stop(&self) {
+        let thread = self
+            .background
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(thread);
+    }
+}
