@@ -197,18 +197,25 @@ impl Host for FilterHost {
         }
     }
 
-    /// Envoy's local reply: for a gRPC request Envoy itself answers with the gRPC status it maps
-    /// from `status` (the ABI takes no gRPC status), the body as `grpc-message`.
+    /// Envoy's local reply. The ABI takes no gRPC status (Envoy passes 0, `OK`, for a gRPC
+    /// request): the status goes as a `grpc-status` header, which Envoy keeps when it turns the
+    /// reply into a trailers-only gRPC answer (the body becoming `grpc-message`).
     fn send_reply(
         &self,
         status: u32,
         headers: &[(&str, &str)],
         body: &[u8],
-        _grpc_status: Option<i32>,
+        grpc_status: Option<i32>,
     ) {
+        let grpc_status = grpc_status.map(|code| code.to_string());
         let mut headers: Vec<abi::ModuleHttpHeader> = headers
             .iter()
             .map(|(name, value)| abi::ModuleHttpHeader::of(name, value))
+            .chain(
+                grpc_status
+                    .as_deref()
+                    .map(|code| abi::ModuleHttpHeader::of("grpc-status", code)),
+            )
             .collect();
         // SAFETY: as `header`; the vectors outlive the call.
         unsafe {

@@ -61,7 +61,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             Arc::into_raw(module).cast()
         }
         Err(err) => {
-            error!("keygate (native): {err}");
+            error!("keygate: {err}");
             std::ptr::null()
         }
     }

@@ -146,7 +146,8 @@ def validate(config_path, cwd=None):
         text=True,
         timeout=120,
         cwd=cwd,
-        env=dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token", KEYGATE_ENROLLMENT_TOKEN="kge_validate-token"),
+        env=dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token", KEYGATE_ENROLLMENT_TOKEN="kge_validate-token",
+                 ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(NATIVE_DIR)),
     )
 
 

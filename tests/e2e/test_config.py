@@ -7,7 +7,7 @@ import tempfile
 import pytest
 
 from keygate_testkit.envoy import envoy_yaml, plugin_config
-from keygate_testkit.paths import ENVOY_BIN, ROOT, WASM
+from keygate_testkit.paths import ENVOY_BIN, NATIVE_DIR, ROOT, WASM
 from keygate_testkit.ports import free_port
 from keygate_testkit.tls import TestCA
 
@@ -21,7 +21,8 @@ SHIPPED_CA_PATHS = (".run/ha/pki/ca.pem", "/etc/keygate/tls/ca.pem")
 def validate(yaml_text, cwd=ROOT):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(yaml_text)
-    env = dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token", KEYGATE_ENROLLMENT_TOKEN="kge_validate-token")
+    env = dict(os.environ, KEYGATE_SYNC_TOKEN="validate-token", KEYGATE_ENROLLMENT_TOKEN="kge_validate-token",
+               ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(NATIVE_DIR))
     return subprocess.run(
         [str(ENVOY_BIN), "--mode", "validate", "-c", f.name],
         capture_output=True,
@@ -82,6 +83,7 @@ def test_envoy_refuses_to_serve_with_a_bad_plugin_config(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        env=dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(NATIVE_DIR)),
     )
     assert result.returncode != 0
     assert "keygate: invalid plugin configuration: max_staleness" in result.stdout + result.stderr

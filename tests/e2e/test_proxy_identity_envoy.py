@@ -11,6 +11,7 @@ import pytest
 
 from keygate_testkit.control import ControlService
 from keygate_testkit.envoy import Envoy, plugin_config
+from keygate_testkit.paths import BUILD
 from keygate_testkit.waiting import wait_until
 
 STALE_AFTER_S = 6
@@ -45,7 +46,10 @@ def fleet(request, upstream, tmp_path):
     envoys = {}
 
     def start(name):
-        envoys[name] = Envoy(upstream.port, control.port, config, concurrency=1,
+        # The native build cannot read Envoy's node id through the dynamic-module ABI: it
+        # enrolls under control.proxy_name (docs/native.md).
+        named = dict(config, control=dict(config["control"], proxy_name=name)) if BUILD == "native" else config
+        envoys[name] = Envoy(upstream.port, control.port, named, concurrency=1,
                              extra_args=["--service-node", name])
         return envoys[name]
 
