@@ -6,14 +6,18 @@ VENV := .venv
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keygate.wasm
 CONTROL := target/release/keygate-control
+# The filter as an Envoy dynamic module: Envoy loads lib<name>.so from the directory
+# ENVOY_DYNAMIC_MODULES_SEARCH_PATH names (docs/native.md).
+NATIVE_DIR := target/native
+NATIVE := $(NATIVE_DIR)/libkeygate.so
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
-.PHONY: all build wasm control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage bench-fanout bench-onlog bench-usage-storage bench-alerts toolchain
+.PHONY: all build wasm native e2e-native control venv run run-ha test unit e2e lint fmt clean release oci system-deps test-system-deps bench bench-replicas bench-fleet-sync bench-usage bench-fanout bench-onlog bench-usage-storage bench-alerts toolchain
 
 all: build
 
-build: wasm control
+build: wasm native control
 
 # The toolchain, Wasm target and components pinned in rust-toolchain.toml. rustup installs them on
 # first use unless RUSTUP_AUTO_INSTALL=0 (set on some machines), so install them explicitly.
@@ -23,6 +27,12 @@ toolchain:
 wasm: toolchain
 	$(CARGO) build --release --target $(WASM_TARGET) -p keygate
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+native: toolchain
+	$(CARGO) build --release -p keygate-native
+	@mkdir -p $(NATIVE_DIR)
+	install -m 0755 target/release/libkeygate_native.so $(NATIVE)
+	@echo "built $(NATIVE) ($$(stat -c %s $(NATIVE)) bytes)"
 
 control: toolchain console
 	$(CARGO) build --release -p keygate-control
@@ -78,7 +88,7 @@ test-system-deps:
 
 # target/release-artifacts/: keygate.wasm and keygate-control with their .sha256 files.
 release: build
-	./scripts/release.sh $(WASM) $(CONTROL) target/release-artifacts
+	./scripts/release.sh $(WASM) $(CONTROL) target/release-artifacts $(NATIVE)
 
 # OCI image layout of keygate.wasm for Istio's WasmPlugin: $(OCI_LAYOUT):$(VERSION) (compat
 # variant, plugin.wasm in a tar+gzip layer) and :$(VERSION)-spec (Wasm-artifact media types).
@@ -98,8 +108,18 @@ lint: toolchain console
 unit: toolchain console console-test
 	$(CARGO) test --workspace
 
+# Every test with the Wasm build, then the native build through the e2e files in
+# NATIVE_E2E (the request path, limits, usage, sync, gRPC, identity: what differs between the
+# builds' glue); `make e2e-native` runs every e2e file with the native build.
+NATIVE_E2E := tests/e2e/test_filter.py tests/e2e/test_rate_limits.py tests/e2e/test_with_control.py \
+	tests/e2e/test_usage_insight.py tests/e2e/test_fleet_limits.py tests/e2e/test_grpc.py \
+	tests/e2e/test_config.py tests/e2e/test_proxy_identity_envoy.py tests/e2e/test_native.py
 e2e: build venv
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/pytest tests -q
+	KEYGATE_BUILD=native KEYGATE_NATIVE_DIR=$(NATIVE_DIR) KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/pytest -q $(NATIVE_E2E)
+
+e2e-native: build venv
+	KEYGATE_BUILD=native KEYGATE_NATIVE_DIR=$(NATIVE_DIR) KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/pytest -q tests/e2e
 
 # The system packages first: a missing one is a clear message before minutes of building.
 test: test-system-deps lint unit e2e

@@ -19,6 +19,7 @@
 #            prometheus      promtool checks the alert rules; the server scrapes a test Envoy
 #            chromium        the headless browser the console's tests drive through Playwright
 #                            (Playwright's own browser download is never used)
+#            binutils        nm: the native module's symbols against Envoy's exports
 #   bench    wrk             the load generator of make bench
 #   bench-fleet postgresql redis-server   make bench-fleet-sync, bench-usage and bench-fanout (replicas)
 #   oci      skopeo          make oci reads the image it wrote
@@ -32,7 +33,7 @@ packages_of() {
   case $1 in
     run) echo curl ;;
     run-ha) echo curl postgresql redis-server openssl ;;
-    test) echo curl docker-compose skopeo postgresql redis-server prometheus chromium ;;
+    test) echo curl docker-compose skopeo postgresql redis-server prometheus chromium binutils ;;
     bench) echo wrk ;;
     bench-fleet) echo postgresql redis-server ;;
     oci) echo skopeo ;;

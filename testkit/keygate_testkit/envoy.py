@@ -86,13 +86,14 @@ def replicated_control_cluster(control_ports, control_ca=None):
 
 
 def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, access_log, ipv6_port=None,
-               control_ca=None):
+               control_ca=None, build=None):
     """The shipped envoy/envoy.yaml with test ports, the test plugin config and a file
     access log. `control_port` is one port, or a list of control-service replicas' ports: then
     the keygate_control cluster is envoy/envoy-ha.yaml's, listing them all, over TLS trusting
     `control_ca` when given (replicated_control_cluster)."""
-    text = (ROOT / SHIPPED_CONFIG[BUILD]).read_text()
-    if BUILD == "native":
+    build = build or BUILD
+    text = (ROOT / SHIPPED_CONFIG[build]).read_text()
+    if build == "native":
         config = native_plugin_config(config, control_port)
     if isinstance(control_port, (list, tuple)):
         assert text.endswith(text[text.index(CONTROL_CLUSTER_START) :]) and text.count(CONTROL_CLUSTER_START) == 1
@@ -105,14 +106,14 @@ def envoy_yaml(listener_port, admin_port, upstream_port, control_port, config, a
         "port_value: 9901": f"port_value: {admin_port}",
         "port_value: 8082": f"port_value: {upstream_port}",
     }
-    if BUILD == "wasm":
+    if build == "wasm":
         replacements["filename: target/wasm32-wasip1/release/keygate.wasm"] = f"filename: {WASM}"
     if control_port is not None:
         replacements["port_value: 8081"] = f"port_value: {control_port}"
     for old, new in replacements.items():
         assert old in text, f"envoy/envoy.yaml no longer contains {old!r}"
         text = text.replace(old, new)
-    value_line = "                value: |\n" if BUILD == "native" else "                  value: |\n"
+    value_line = "                value: |\n" if build == "native" else "                  value: |\n"
     start_at = text.index(value_line, text.index("          - name: keygate\n")) + len(value_line)
     end = text.index("          - name: envoy.filters.http.router")
     body = "\n".join("                    " + line for line in json.dumps(config, indent=2).splitlines())
@@ -285,13 +286,15 @@ class Envoy(EnvoyProcess):
     each port of a list: replicas, over TLS trusting the CA file `control_ca=` when given), the
     filter configured with `config`, and a file access log."""
 
-    def __init__(self, upstream_port, control_port, config, concurrency=2, ipv6=False, direct_response=False, **options):
+    def __init__(self, upstream_port, control_port, config, concurrency=2, ipv6=False, direct_response=False,
+                 build=None, **options):
+        build = build or BUILD
         port, admin_port = free_port(), free_port()
         self.ipv6_port = free_port() if ipv6 else None
         directory = Path(options.pop("directory", None) or tempfile.mkdtemp(prefix="keygate-envoy-"))
         self.access_log = directory / "access.log"
         text = envoy_yaml(port, admin_port, upstream_port, control_port, config, self.access_log, self.ipv6_port,
-                          control_ca=options.pop("control_ca", None))
+                          control_ca=options.pop("control_ca", None), build=build)
         jwks_cache = options.pop("jwks_cache_duration", None)
         if jwks_cache:
             # How long jwt_authn keeps the control service's key set (tests of key rotation).
@@ -317,7 +320,7 @@ class Envoy(EnvoyProcess):
                 catch_all,
                 '              - match: { prefix: "/" }\n                direct_response: { status: 200, body: { inline_string: "ok" } }',
             )
-        if BUILD == "native":
+        if build == "native":
             options["env"] = dict(options.get("env") or os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(NATIVE_DIR))
         super().__init__(text, port, admin_port, concurrency=concurrency, directory=directory,
                          extra_args=["--file-flush-interval-msec", "100", *options.pop("extra_args", ())], **options)
