@@ -19,7 +19,7 @@ mod raw;
 pub use duration::{parse_duration, DurationError};
 pub use identity::{ControlAuth, Enrollment};
 pub use raw::MAX_SLOTS;
-use raw::{RawConfig, RawControl, RawRateLimits, RawRoute, RawUsage};
+use raw::{RawConfig, RawControl, RawRateLimits, RawRoute, RawUrls, RawUsage};
 
 /// What to do when no usable snapshot is loaded (none yet, or older than `max_staleness`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,10 +97,10 @@ pub struct UsageConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlConfig {
     pub cluster: String,
-    /// The control service's base URL (`http://host:port` or `https://…`, no path): what the
-    /// native build's own HTTP client calls, where the Wasm build calls `cluster` through
-    /// Envoy. Optional in the Wasm build, which does not read it.
-    pub url: Option<String>,
+    /// The control service's base URLs (`http://host:port` or `https://…`, no path), in order
+    /// of preference: what the native build's own HTTP client calls, where the Wasm build calls
+    /// `cluster` through Envoy. Empty when not configured (the Wasm build does not read it).
+    pub urls: Vec<String>,
     pub authority: String,
     pub path: String,
     pub auth: ControlAuth,
@@ -363,9 +363,22 @@ fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlCo
             "must be between 100 and 50000",
         ));
     }
-    let url = raw.url.as_deref().map(control_url).transpose()?;
+    let urls = match raw.url {
+        None => Vec::new(),
+        Some(RawUrls::One(url)) => vec![control_url(&url)?],
+        Some(RawUrls::Several(urls)) if (1..=MAX_CONTROL_URLS).contains(&urls.len()) => urls
+            .iter()
+            .map(|url| control_url(url))
+            .collect::<Result<_, _>>()?,
+        Some(RawUrls::Several(_)) => {
+            return Err(field_error(
+                "control.url",
+                format!("a list of 1 to {MAX_CONTROL_URLS} URLs"),
+            ))
+        }
+    };
     Ok(ControlConfig {
-        url,
+        urls,
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
         path: raw.path,
@@ -376,6 +389,9 @@ fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlCo
         page_size: raw.page_size,
     })
 }
+
+/// Replicas `control.url` may list.
+const MAX_CONTROL_URLS: usize = 16;
 
 /// `control.url`: a scheme, a host and maybe a port, nothing else (a path would be ambiguous
 /// next to `control.path`; user info would put a secret in the configuration's logs).

@@ -91,16 +91,22 @@ impl Headers {
         Ok(Headers { bytes, count })
     }
 
-    /// The map holding `pairs` (tests and fakes).
-    pub fn from_pairs<N: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
-        let mut bytes = Vec::new();
+    /// The map holding `pairs` (fakes, and the native build, whose host hands headers over as
+    /// pairs): names as bytes, like the ABI's map, which `parse` does not check as UTF-8 either.
+    pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
+        let size = pairs
+            .iter()
+            .fold(4 + 8 * pairs.len(), |size, (name, value)| {
+                size + name.as_ref().len() + value.as_ref().len() + 2
+            });
+        let mut bytes = Vec::with_capacity(size);
         bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
         for (name, value) in pairs {
             bytes.extend_from_slice(&(name.as_ref().len() as u32).to_le_bytes());
             bytes.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
         }
         for (name, value) in pairs {
-            bytes.extend_from_slice(name.as_ref().as_bytes());
+            bytes.extend_from_slice(name.as_ref());
             bytes.push(0);
             bytes.extend_from_slice(value.as_ref());
             bytes.push(0);

@@ -160,6 +160,11 @@ impl<H: Host> RequestFilter<H> {
         }
     }
 
+    /// The host this request runs on.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
     /// The peer's address: a property read, one of the dearer host calls (about 5 µs).
     fn peer(&self) -> Option<std::net::IpAddr> {
         self.host

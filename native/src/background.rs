@@ -34,8 +34,8 @@ use crate::stats::Stats;
 
 /// What the thread is told.
 pub enum Message {
-    /// The answer to a call it started.
-    Answer(Answer),
+    /// The answer to a call it started, to the URL of that index.
+    Answer(Answer, usize),
     /// A worker thread's gathered work, to drain on every tick.
     Gather(Arc<Gathered>),
     /// Its configuration is gone: stop.
@@ -56,7 +56,7 @@ pub struct BackgroundThread {
 impl BackgroundThread {
     pub fn start(
         config: Config,
-        base_url: String,
+        base_urls: Vec<String>,
         shared: Arc<SharedData>,
         stats: Arc<dyn Stats>,
     ) -> std::io::Result<BackgroundThread> {
@@ -64,7 +64,7 @@ impl BackgroundThread {
         let answers = messages.clone();
         let handle = std::thread::Builder::new()
             .name("keygate-background".to_string())
-            .spawn(move || run(config, base_url, shared, stats, inbox, answers))?;
+            .spawn(move || run(config, base_urls, shared, stats, inbox, answers))?;
         Ok(BackgroundThread {
             messages,
             handle: Some(handle),
@@ -110,7 +110,7 @@ fn random_id() -> u64 {
 
 fn run(
     config: Config,
-    base_url: String,
+    base_urls: Vec<String>,
     shared: Arc<SharedData>,
     stats: Arc<dyn Stats>,
     inbox: Receiver<Message>,
@@ -119,7 +119,8 @@ fn run(
     let host = BackgroundHost {
         shared: &shared,
         stats: stats.as_ref(),
-        base_url: &base_url,
+        base_urls: &base_urls,
+        current: Cell::new(0),
         agent: ureq::AgentBuilder::new().build(),
         answers,
         next_token: Cell::new(0),
@@ -137,7 +138,7 @@ fn run(
             .then(|| Box::new(LocalQueue::default()) as Box<dyn Queue>),
     };
     info!(
-        "keygate (native) background started: control {base_url}, tick {tick:?}, fail mode {:?}",
+        "keygate (native) background started: control {base_urls:?}, tick {tick:?}, fail mode {:?}",
         config.fail_mode
     );
     let worker = Rc::new(Worker::new(config, Metrics::define(&host)));
@@ -147,7 +148,8 @@ fn run(
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match inbox.recv_timeout(wait) {
-            Ok(Message::Answer(answer)) => {
+            Ok(Message::Answer(answer, url_index)) => {
+                host.note_answer(url_index, answer.status.is_some());
                 let (token, size) = (answer.token, answer.body.len());
                 *host.answer.borrow_mut() = Some(answer);
                 background.on_http_call_response(&host, token, size);
@@ -168,12 +170,42 @@ fn run(
 struct BackgroundHost<'a> {
     shared: &'a SharedData,
     stats: &'a dyn Stats,
-    base_url: &'a str,
+    /// The control service's replicas, and the index of the one calls go to.
+    base_urls: &'a [String],
+    current: Cell<usize>,
     agent: ureq::Agent,
     answers: Sender<Message>,
     next_token: Cell<u32>,
     /// The answer being delivered (`http_call_status` / `http_call_body` read it).
     answer: RefCell<Option<Answer>>,
+}
+
+impl BackgroundHost<'_> {
+    /// A call to replica `url_index` ended without an answer (refused, reset, timed out): the
+    /// next calls go to the next replica, as Envoy's outlier detection on the Wasm build's
+    /// cluster ejects one that fails to connect. An HTTP answer, even a 503, keeps the replica:
+    /// its database being down is not its own fault.
+    fn note_answer(&self, url_index: usize, answered: bool) {
+        let current = self.current.get();
+        let next = replica_after(current, url_index, answered, self.base_urls.len());
+        if next != current {
+            info!(
+                "keygate (native): no answer from {}, calling {} from now on",
+                self.base_urls[current], self.base_urls[next]
+            );
+            self.current.set(next);
+        }
+    }
+}
+
+/// The replica calls go to after a call to `called` (of `count`) ended, `answered` or not,
+/// while they went to `current`: the next one only when the current one gave no answer (an
+/// answer to a call made before an earlier move changes nothing).
+fn replica_after(current: usize, called: usize, answered: bool, count: usize) -> usize {
+    if answered || called != current || count == 0 {
+        return current;
+    }
+    (current + 1) % count
 }
 
 impl Host for BackgroundHost<'_> {
@@ -228,8 +260,13 @@ impl Host for BackgroundHost<'_> {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, DispatchError> {
-        let call = client::call_of(self.base_url, headers, body, timeout)
-            .ok_or(DispatchError::BadArgument)?;
+        let url_index = self.current.get();
+        let base_url = self
+            .base_urls
+            .get(url_index)
+            .ok_or(DispatchError::InternalFailure)?;
+        let call =
+            client::call_of(base_url, headers, body, timeout).ok_or(DispatchError::BadArgument)?;
         let token = self.next_token.get().wrapping_add(1).max(1);
         self.next_token.set(token);
         let (agent, answers) = (self.agent.clone(), self.answers.clone());
@@ -238,7 +275,7 @@ impl Host for BackgroundHost<'_> {
             .spawn(move || {
                 let answer = client::perform(&agent, token, call);
                 // The background thread is gone when its configuration was: nobody to tell.
-                let _ = answers.send(Message::Answer(answer));
+                let _ = answers.send(Message::Answer(answer, url_index));
             })
             .map_err(|err| {
                 error!("keygate (native): could not start a call thread: {err}");
@@ -255,5 +292,25 @@ impl Host for BackgroundHost<'_> {
         let answer = self.answer.borrow();
         let body = &answer.as_ref()?.body;
         body.get(..size).map(<[u8]>::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replica_after;
+
+    #[test]
+    fn a_replica_without_an_answer_is_left_for_the_next() {
+        assert_eq!(replica_after(0, 0, false, 2), 1);
+        assert_eq!(replica_after(1, 1, false, 2), 0);
+        assert_eq!(replica_after(0, 0, false, 1), 0);
+    }
+
+    #[test]
+    fn an_answer_or_a_late_failure_keeps_the_replica() {
+        // An HTTP answer, even an error, keeps it.
+        assert_eq!(replica_after(0, 0, true, 2), 0);
+        // A call to the replica left before fails late: the move already happened.
+        assert_eq!(replica_after(1, 0, false, 3), 1);
     }
 }

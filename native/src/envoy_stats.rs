@@ -77,6 +77,10 @@ impl Stats for EnvoyStats {
         }
     }
 
+    fn freeze(&self) {
+        self.defined.freeze();
+    }
+
     fn set(&self, id: u32, value: u64) {
         let Some((MetricKind::Gauge, envoy_id)) = self.defined.envoy_id(id) else {
             return;

@@ -5,7 +5,7 @@
 //! lives inside the filter object Envoy destroys with `on_http_filter_destroy`, and is only
 //! used within Envoy's hooks of that filter, on its worker thread, where the pointer is valid.
 
-use std::sync::Arc;
+use std::ptr::NonNull;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keygate::headers::Headers;
@@ -17,12 +17,26 @@ use crate::module::Module;
 
 pub struct FilterHost {
     filter: FilterEnvoyPtr,
-    module: Arc<Module>,
+    /// The filter's configuration, borrowed rather than counted: an `Arc` per request would be
+    /// two atomic writes to one cache line that every worker thread shares.
+    module: NonNull<Module>,
 }
 
 impl FilterHost {
-    pub fn new(filter: FilterEnvoyPtr, module: Arc<Module>) -> FilterHost {
-        FilterHost { filter, module }
+    /// # Safety
+    /// `module` is the configuration Envoy created this filter from. Envoy holds a
+    /// configuration until every filter made from it is destroyed and only then calls
+    /// `on_http_filter_config_destroy` (which releases it), so it outlives this host.
+    pub unsafe fn new(filter: FilterEnvoyPtr, module: &Module) -> FilterHost {
+        FilterHost {
+            filter,
+            module: NonNull::from(module),
+        }
+    }
+
+    fn module(&self) -> &Module {
+        // SAFETY: see `new`.
+        unsafe { self.module.as_ref() }
     }
 
     /// The first value of header `name` of `header_type`, copied.
@@ -100,11 +114,11 @@ impl Host for FilterHost {
     }
 
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.module.shared.get(key)
+        self.module().shared.get(key)
     }
 
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        self.module.shared.set(key, value, cas)
+        self.module().shared.set(key, value, cas)
     }
 
     fn request_headers(&self) -> Headers {
@@ -124,7 +138,7 @@ impl Host for FilterHost {
             {
                 return Headers::default();
             }
-            let pairs: Vec<(&str, &[u8])> = entries
+            let pairs: Vec<(&[u8], &[u8])> = entries
                 .iter()
                 .filter_map(|entry| {
                     let name = EnvoyBuffer {
@@ -138,7 +152,7 @@ impl Host for FilterHost {
                     }
                     .bytes()
                     .unwrap_or_default();
-                    Some((std::str::from_utf8(name).ok()?, value))
+                    Some((name, value))
                 })
                 .collect();
             Headers::from_pairs(&pairs)
@@ -231,15 +245,15 @@ impl Host for FilterHost {
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
-        self.module.stats.define(kind, name)
+        self.module().stats.define(kind, name)
     }
 
     fn increment_metric(&self, id: u32, delta: i64) {
-        self.module.stats.increment(id, delta)
+        self.module().stats.increment(id, delta)
     }
 
     fn record_metric(&self, id: u32, value: u64) {
-        self.module.stats.set(id, value)
+        self.module().stats.set(id, value)
     }
 
     /// Requests never call out: the background thread does (`background.rs`).

@@ -23,7 +23,6 @@ use crate::module::Module;
 /// One request.
 struct Filter {
     request: RequestFilter<FilterHost>,
-    host_for_metrics: FilterHost,
     worker: Rc<Worker>,
 }
 
@@ -55,7 +54,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             log::info!(
                 "keygate (native) {} configured: control {:?}, fail mode {:?}",
                 env!("CARGO_PKG_VERSION"),
-                module.config.control.url,
+                module.config.control.urls,
                 module.config.fail_mode
             );
             Arc::into_raw(module).cast()
@@ -86,17 +85,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     let Some(module) = config.cast::<Module>().as_ref() else {
         return std::ptr::null();
     };
-    // Borrow Envoy's reference as an Arc without taking it over.
-    Arc::increment_strong_count(module);
-    let module = Arc::from_raw(module as *const Module);
-    let worker = module.worker();
+    let worker = Module::worker(module);
     let filter = Filter {
-        request: RequestFilter::new(
-            0,
-            Rc::clone(&worker),
-            FilterHost::new(filter_envoy, Arc::clone(&module)),
-        ),
-        host_for_metrics: FilterHost::new(filter_envoy, module),
+        request: RequestFilter::new(0, Rc::clone(&worker), FilterHost::new(filter_envoy, module)),
         worker,
     };
     Box::into_raw(Box::new(filter)).cast()
@@ -169,7 +160,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
     if let Some(filter) = filter(module_filter) {
         filter.request.on_stream_end();
-        filter.worker.metrics.flush(&filter.host_for_metrics);
+        filter.worker.metrics.flush(filter.request.host());
     }
 }
 

@@ -61,9 +61,13 @@ impl Module {
     pub fn start(bytes: &[u8], stats: Arc<dyn Stats>) -> Result<Arc<Module>, ModuleError> {
         let config =
             Config::parse(bytes, &|name| std::env::var(name).ok()).map_err(ModuleError::Config)?;
-        let url = config.control.url.clone().ok_or(ModuleError::NoUrl)?;
+        if config.control.urls.is_empty() {
+            return Err(ModuleError::NoUrl);
+        }
+        let urls = config.control.urls.clone();
         // Defined now, found by name later by every worker and the background thread.
         let _ = Metrics::define_with(|kind, name| stats.define(kind, name));
+        stats.freeze();
         let module = Arc::new(Module {
             id: NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed),
             config: config.clone(),
@@ -71,7 +75,7 @@ impl Module {
             stats: Arc::clone(&stats),
             background: Mutex::new(None),
         });
-        let thread = BackgroundThread::start(config, url, Arc::clone(&module.shared), stats)
+        let thread = BackgroundThread::start(config, urls, Arc::clone(&module.shared), stats)
             .map_err(ModuleError::Thread)?;
         *module
             .background
@@ -80,19 +84,30 @@ impl Module {
         Ok(module)
     }
 
-    /// This worker thread's `Worker` of this configuration, made (and its gathered work handed
-    /// to the background thread) on the thread's first request.
-    pub fn worker(self: &Arc<Module>) -> Rc<Worker> {
+    /// This worker thread's `Worker` of the configuration `module`, made (and its gathered work
+    /// handed to the background thread) on the thread's first request.
+    ///
+    /// # Safety
+    /// `module` is a configuration `start` made and Envoy still holds (the `Arc` given to
+    /// Envoy as a raw pointer in `on_http_filter_config_new`).
+    pub unsafe fn worker(module: &Module) -> Rc<Worker> {
         WORKERS.with(|workers| {
             let mut workers = workers.borrow_mut();
-            if let Some((_, _, worker)) = workers.iter().find(|(id, _, _)| *id == self.id) {
+            if let Some((_, _, worker)) = workers.iter().find(|(id, _, _)| *id == module.id) {
                 return Rc::clone(worker);
             }
+            // SAFETY: `module` lives in an `Arc` Envoy holds a count of (see above): take one
+            // more count for the `Arc` made here, which its drop gives back.
+            let module = {
+                Arc::increment_strong_count(module as *const Module);
+                Arc::from_raw(module as *const Module)
+            };
+            let this = &module;
             // Workers of configurations Envoy has since destroyed go with the next new one.
             workers.retain(|(_, module, _)| module.strong_count() > 0);
-            let metrics = Metrics::define_with(|kind, name| self.stats.define(kind, name));
-            let worker = Rc::new(Worker::new(self.config.clone(), metrics));
-            if let Some(background) = self
+            let metrics = Metrics::define_with(|kind, name| this.stats.define(kind, name));
+            let worker = Rc::new(Worker::new(this.config.clone(), metrics));
+            if let Some(background) = this
                 .background
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -100,7 +115,7 @@ impl Module {
             {
                 background.gather_from(Arc::clone(&worker.gathered));
             }
-            workers.push((self.id, Arc::downgrade(self), Rc::clone(&worker)));
+            workers.push((this.id, Arc::downgrade(this), Rc::clone(&worker)));
             worker
         })
     }

@@ -7,7 +7,7 @@
 //! from whichever thread counts.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use keygate::host::MetricKind;
 
@@ -17,6 +17,8 @@ pub trait Stats: Send + Sync {
     fn define(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment(&self, id: u32, delta: i64);
     fn set(&self, id: u32, value: u64);
+    /// Envoy allows no more definitions (its configuration is made).
+    fn freeze(&self);
 }
 
 /// Metrics by name, once defined; ids are ours (from 1: `Metrics` treats 0 as undefined), each
@@ -24,8 +26,11 @@ pub trait Stats: Send + Sync {
 #[derive(Default)]
 pub struct Defined {
     by_name: Mutex<HashMap<String, u32>>,
-    /// Read on every count from every thread, written only while defining.
+    /// Written only while defining.
     metrics: RwLock<Vec<(MetricKind, u64)>>,
+    /// `metrics` once Envoy allows no more definitions (`freeze`): what every count reads, from
+    /// every thread, without a lock.
+    frozen: OnceLock<Vec<(MetricKind, u64)>>,
 }
 
 impl Defined {
@@ -44,6 +49,9 @@ impl Defined {
         if let Some(id) = by_name.get(name) {
             return Some(*id);
         }
+        if self.frozen.get().is_some() {
+            return None;
+        }
         let envoy_id = define_in_envoy()?;
         let mut metrics = self
             .metrics
@@ -55,9 +63,23 @@ impl Defined {
         Some(id)
     }
 
+    /// No more definitions: later counts read the ids without a lock (later `id_of` calls still
+    /// find names defined before, and define nothing new).
+    pub fn freeze(&self) {
+        let metrics = self
+            .metrics
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let _ = self.frozen.set(metrics);
+    }
+
     /// Envoy's id and the kind of our `id`.
     pub fn envoy_id(&self, id: u32) -> Option<(MetricKind, u64)> {
         let index = usize::try_from(id.checked_sub(1)?).ok()?;
+        if let Some(frozen) = self.frozen.get() {
+            return frozen.get(index).copied();
+        }
         self.metrics
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -83,6 +105,17 @@ mod tests {
         assert_eq!(defined.envoy_id(2), Some((MetricKind::Gauge, 0)));
         assert_eq!(defined.envoy_id(0), None);
         assert_eq!(defined.envoy_id(3), None);
+    }
+
+    #[test]
+    fn frozen_ids_are_the_same_and_nothing_new_is_defined() {
+        let defined = Defined::default();
+        defined.id_of(MetricKind::Counter, "a", || Some(5));
+        defined.freeze();
+        assert_eq!(defined.envoy_id(1), Some((MetricKind::Counter, 5)));
+        assert_eq!(defined.id_of(MetricKind::Counter, "a", || None), Some(1));
+        assert_eq!(defined.id_of(MetricKind::Gauge, "late", || Some(9)), None);
+        assert_eq!(defined.envoy_id(2), None);
     }
 
     #[test]

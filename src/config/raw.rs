@@ -121,9 +121,10 @@ impl Default for RawUsage {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawControl {
     pub(super) cluster: String,
-    /// Where the native build's own HTTP client reaches the control service.
+    /// Where the native build's own HTTP client reaches the control service: one URL, or a
+    /// list of replicas' URLs.
     #[serde(default)]
-    pub(super) url: Option<String>,
+    pub(super) url: Option<RawUrls>,
     #[serde(default)]
     pub(super) authority: Option<String>,
     #[serde(default = "default_snapshot_path")]
@@ -148,6 +149,14 @@ pub(super) struct RawControl {
     pub(super) long_poll_wait: String,
     #[serde(default = "default_page_size")]
     pub(super) page_size: u32,
+}
+
+/// `control.url`: a string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawUrls {
+    One(String),
+    Several(Vec<String>),
 }
 
 #[derive(Deserialize)]

@@ -373,21 +373,31 @@ fn oauth_tokens_are_read_only_where_configured_and_strictly() {
 fn control_url_is_a_base_without_a_trailing_slash() {
     let parse = |url: &str| {
         let text = format!(r#"{{"control":{{"cluster":"c","token":"t","url":"{url}"}}}}"#);
-        Config::parse(text.as_bytes(), &|_| None).map(|config| config.control.url)
+        Config::parse(text.as_bytes(), &|_| None).map(|config| config.control.urls)
     };
     assert_eq!(
-        parse("http://127.0.0.1:8081/").unwrap().as_deref(),
-        Some("http://127.0.0.1:8081")
+        parse("http://127.0.0.1:8081/").unwrap(),
+        ["http://127.0.0.1:8081"]
     );
+    assert_eq!(parse("https://[::1]:8443").unwrap(), ["https://[::1]:8443"]);
+    assert!(Config::parse(MINIMAL.as_bytes(), &|_| None)
+        .unwrap()
+        .control
+        .urls
+        .is_empty());
+}
+
+#[test]
+fn control_url_may_list_replicas() {
+    let parse = |urls: &str| {
+        let text = format!(r#"{{"control":{{"cluster":"c","token":"t","url":{urls}}}}}"#);
+        Config::parse(text.as_bytes(), &|_| None).map(|config| config.control.urls)
+    };
     assert_eq!(
-        parse("https://[::1]:8443").unwrap().as_deref(),
-        Some("https://[::1]:8443")
+        parse(r#"["http://a:1", "http://b:2/"]"#).unwrap(),
+        ["http://a:1", "http://b:2"]
     );
-    assert_eq!(
-        Config::parse(MINIMAL.as_bytes(), &|_| None)
-            .unwrap()
-            .control
-            .url,
-        None
-    );
+    for bad in ["[]", r#"["http://a:1", "ftp://b"]"#, "7"] {
+        assert_eq!(parse(bad).unwrap_err().field, "control.url", "{bad}");
+    }
 }

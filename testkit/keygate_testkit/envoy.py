@@ -61,10 +61,11 @@ SHIPPED_CONFIG = {"wasm": "envoy/envoy.yaml", "native": "envoy/envoy-native.yaml
 
 def native_plugin_config(config, control_port):
     """`config` for the native build: its background thread calls the control service itself,
-    at `control.url` (the first replica's, when several are given: it has no load balancer)."""
-    port = control_port[0] if isinstance(control_port, (list, tuple)) else control_port
+    at `control.url` (every replica's, when several are given: it fails over between them)."""
+    ports = control_port if isinstance(control_port, (list, tuple)) else [control_port]
     native = json.loads(json.dumps(config))
-    native["control"].setdefault("url", f"http://127.0.0.1:{port}")
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    native["control"].setdefault("url", urls[0] if len(urls) == 1 else urls)
     return native
 
 

@@ -83,6 +83,27 @@ def test_the_module_counts_into_envoys_stats(native_envoy):
     assert native_envoy.stat("keygate_keys_loaded") == 1
 
 
+def test_with_a_replica_gone_the_module_calls_the_next(upstream):
+    """`control.url` lists the replicas: when the one it calls stops answering, the background
+    thread moves to the next, and a key created after that still arrives."""
+    first, second = SnapshotServer(), SnapshotServer()
+    later = "pk_live_" + "later" + "0" * 34
+    try:
+        for server in (first, second):
+            server.publish([key_record(VALID, "key_native")])
+        proxy = Envoy(upstream.port, [first.port, second.port], plugin_config(), build="native")
+        try:
+            proxy.wait_for_status("/v1/models", VALID, 200)
+            first.close()
+            second.publish([key_record(VALID, "key_native"), key_record(later, "key_later")])
+            proxy.wait_for_status("/v1/models", later, 200, timeout=20)
+            assert "calling http://127.0.0.1:%d from now on" % second.port in proxy.logs()
+        finally:
+            proxy.close()
+    finally:
+        second.close()
+
+
 def raw_request(port, data):
     """Sends `data` as is and reads the answer's head (bounded in bytes and time)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:

@@ -12,7 +12,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from keygate_testkit.paths import CONTROL_BIN, ROOT, WASM
+from keygate_testkit.paths import CONTROL_BIN, NATIVE_DIR, ROOT, WASM
 from keygate_testkit.shipped import VERSION, require_tool
 
 
@@ -103,13 +103,14 @@ def test_skopeo_reads_and_copies_the_oci_images(tmp_path):
 def test_release_artifacts_carry_their_sha256(tmp_path):
     out = tmp_path / "release"
     result = subprocess.run(
-        [str(ROOT / "scripts/release.sh"), str(WASM), str(CONTROL_BIN), str(out)],
+        [str(ROOT / "scripts/release.sh"), str(WASM), str(CONTROL_BIN), str(out), str(NATIVE_DIR / "libkeygate.so")],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    for name, source in (("keygate.wasm", WASM), ("keygate-control", CONTROL_BIN)):
+    for name, source in (("keygate.wasm", WASM), ("keygate-control", CONTROL_BIN),
+                         ("libkeygate.so", NATIVE_DIR / "libkeygate.so")):
         data = (out / name).read_bytes()
         assert data == source.read_bytes()
         digest = hashlib.sha256(data).hexdigest()

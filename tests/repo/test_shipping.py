@@ -111,6 +111,34 @@ def envoy_body(path):
     return text[text.index("admin:\n") :]
 
 
+def keygate_filter_of(path):
+    """The keygate HTTP filter of a shipped Envoy YAML, and everything else of the file."""
+    (config,) = yaml.safe_load_all((ROOT / path).read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    (keygate,) = [f for f in hcm["http_filters"] if f["name"] == "keygate"]
+    hcm["http_filters"] = [f if f["name"] != "keygate" else "keygate" for f in hcm["http_filters"]]
+    return keygate, config
+
+
+def test_envoy_native_yaml_is_envoy_yaml_with_the_module():
+    """envoy-native.yaml differs from envoy.yaml only in how the filter is loaded (the dynamic
+    module), the plugin configuration's control.url, and the runtime flag that names the
+    module's stats as the Wasm build's in Prometheus (docs/native.md)."""
+    wasm_filter, wasm_rest = keygate_filter_of("envoy/envoy.yaml")
+    native_filter, native_rest = keygate_filter_of("envoy/envoy-native.yaml")
+    runtime = native_rest.pop("layered_runtime")
+    assert runtime["layers"][0]["static_layer"] == {
+        "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": True}
+    assert native_rest == wasm_rest
+    module = native_filter["typed_config"]
+    assert module["@type"].endswith("DynamicModuleFilter")
+    assert module["dynamic_module_config"] == {"name": "keygate", "do_not_close": True}
+    native_plugin = json.loads(module["filter_config"]["value"])
+    wasm_plugin_config = json.loads(wasm_filter["typed_config"]["config"]["configuration"]["value"])
+    assert native_plugin["control"].pop("url") == "http://127.0.0.1:8081"
+    assert native_plugin == wasm_plugin_config
+
+
 def test_envoy_ha_yaml_is_envoy_yaml_with_both_replicas_in_the_control_cluster():
     """envoy-ha.yaml (make run-ha) differs from envoy.yaml only in the keygate_control cluster:
     both replicas, health-checked, outlier detection; the tests' replicated Envoys use it."""
