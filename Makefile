@@ -193,6 +193,7 @@ bench: build venv $(VENV)/.bench-installed
 	./scripts/install-system-deps.sh bench
 	$(CARGO) build --release -p keygate-bench-authz
 	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop
+	$(CARGO) build --release -p keygate-bench-noop-native
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_AUTHZ_BIN=target/release/keygate-bench-authz \
 		$(VENV)/bin/python bench/run.py
 

@@ -51,8 +51,10 @@ from keygate_testkit.waiting import wait_until
 # main() replaces them with private copies.
 ENVOY = ENVOY_BIN
 WASM = KEYGATE_WASM
-# The native build's directory (libkeygate.so; KEYGATE_NATIVE_DIR).
+# The native build's directory (libkeygate.so; KEYGATE_NATIVE_DIR), and the empty dynamic module
+# (bench/noop-native) the bench puts beside it as libnoop.so.
 NATIVE_DIR = KEYGATE_NATIVE_DIR
+NOOP_NATIVE = Path(os.environ.get("BENCH_NOOP_NATIVE", ROOT / "target/release/libkeygate_bench_noop_native.so")).resolve()
 CONTROL = CONTROL_BIN
 NOOP_WASM = Path(os.environ.get("BENCH_NOOP_WASM", ROOT / "target/wasm32-wasip1/release/keygate_bench_noop.wasm")).resolve()
 AUTHZ = Path(os.environ.get("BENCH_AUTHZ_BIN", ROOT / "target/release/keygate-bench-authz")).resolve()
@@ -243,6 +245,18 @@ def keygate_native_filter(control_port, control_overrides=None):
     plugin["control"].update(control_overrides or {})
     module["value"] = json.dumps(plugin)
     return filter_config
+
+
+def noop_native_filter():
+    """Loaded like Keygate's native build, a dynamic module that does nothing."""
+    return {
+        "name": "noop",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "noop", "do_not_close": True},
+            "filter_name": "noop",
+        },
+    }
 
 
 def noop_wasm_filter():
@@ -665,6 +679,10 @@ def goals(data):
         if kn:
             r = kn["rps"] / bare["rps"]
             row(f"Keygate native ≥ 0.95 × bare Envoy ({label(mid)} keys)", f"{r:.2f} ×", r >= 0.95)
+            native_noop = next((c for c in data["cases"] if c["kind"] == "native_noop"), None)
+            if native_noop:
+                r = native_noop["rps"] / bare["rps"]
+                row("(for reference) the empty dynamic module vs bare Envoy", f"{r:.2f} ×", True)
             if native:
                 r = kn["rps"] / native["rps"]
                 row(f"Keygate native within 5 % of native api_key_auth ({label(mid)} keys)", f"{r:.2f} ×", r >= 0.95)
@@ -840,9 +858,14 @@ def private_copies(work):
     """Runs from copies of the binaries: a rebuild in the shared tree during the run must not
     change what later Envoys load, and the copies' own names keep them apart from anyone's
     `keygate-control` processes."""
-    global WASM, NOOP_WASM, CONTROL, AUTHZ
+    global WASM, NOOP_WASM, CONTROL, AUTHZ, NATIVE_DIR
     bin_dir = work / "bin"
     bin_dir.mkdir()
+    native_dir = bin_dir / "native"
+    native_dir.mkdir()
+    shutil.copy2(NATIVE_DIR / "libkeygate.so", native_dir / "libkeygate.so")
+    shutil.copy2(NOOP_NATIVE, native_dir / "libnoop.so")
+    NATIVE_DIR = native_dir
     WASM = Path(shutil.copy2(WASM, bin_dir / "keygate.wasm"))
     NOOP_WASM = Path(shutil.copy2(NOOP_WASM, bin_dir / "noop.wasm"))
     CONTROL = Path(shutil.copy2(CONTROL, bin_dir / "bench-control"))
@@ -856,6 +879,8 @@ def main():
             sys.exit(f"bench: {tool} not found at {path} (run `make bench`, which builds it)")
     if not (NATIVE_DIR / "libkeygate.so").exists():
         sys.exit(f"bench: libkeygate.so not found in {NATIVE_DIR} (run `make bench`, which builds it)")
+    if not NOOP_NATIVE.exists():
+        sys.exit(f"bench: the empty dynamic module not found at {NOOP_NATIVE} (run `make bench`, which builds it)")
     if not shutil.which("wrk"):
         sys.exit("bench: wrk not found (make bench installs it with apt-get)")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -881,6 +906,9 @@ def main():
         noop = start_envoy("wasm-noop", noop_wasm_filter(), [], work, c)
         cases.append({"name": "wasm-noop", "kind": "wasm_noop", "proxy": noop, "key": keysets[mid].secrets[0],
                       "expect": 200})
+        native_noop = start_envoy("native-noop", noop_native_filter(), [], work, c)
+        cases.append({"name": "native-noop", "kind": "native_noop", "proxy": native_noop,
+                      "key": keysets[mid].secrets[0], "expect": 200})
         keygate = {}
         for n in SETTINGS["sizes"]:
             proxy = start_keygate(f"keygate-{label(n)}", keysets[n], work, c)
@@ -933,7 +961,7 @@ def main():
         # Revocation: the long-poll Envoy is the measured keygate-<mid> (shipped settings:
         # refresh 5 s, long_poll_wait 30 s); the plain-polling one differs only in control settings.
         for case in cases:
-            if case["kind"] in ("native", "ext_authz", "wasm_noop", "bare", "keygate_native"):
+            if case["kind"] in ("native", "ext_authz", "wasm_noop", "bare", "keygate_native", "native_noop"):
                 PROCS.stop(case["proxy"])
         for n, proxy in keygate.items():
             if n != mid:
