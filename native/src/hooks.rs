@@ -8,6 +8,11 @@
 //! `filter_new` and taken back in `filter_destroy`. Envoy calls a filter's hooks on one worker
 //! thread, one at a time, between those two.
 
+// The hooks are Envoy's entry points, safe to call only as the ABI says (with the pointers it
+// describes): they are `extern "C"` for Envoy, not a Rust API, and each says in a SAFETY note
+// what of that contract it relies on.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -38,16 +43,17 @@ unsafe fn filter<'a>(filter: FilterModulePtr) -> Option<&'a mut Filter> {
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const std::os::raw::c_char {
     crate::logger::install();
     crate::logger::say_panics();
-    abi::ABI_VERSION.as_ptr().cast()
+    abi::ABI_VERSION.as_ptr()
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     config_envoy: FilterConfigEnvoyPtr,
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> FilterConfigModulePtr {
-    let bytes = config.bytes().unwrap_or_default();
+    // SAFETY: Envoy's buffer, valid during this call (it is parsed, not kept).
+    let bytes = unsafe { config.bytes() }.unwrap_or_default();
     let stats = Arc::new(EnvoyStats::new(config_envoy));
     match Module::start(bytes, stats) {
         Ok(module) => {
@@ -67,46 +73,53 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     config: FilterConfigModulePtr,
 ) {
     if config.is_null() {
         return;
     }
-    let module = Arc::from_raw(config.cast::<Module>());
+    // SAFETY: the pointer `config_new` made with `Arc::into_raw`; Envoy calls this once, after
+    // every filter of the configuration is destroyed.
+    let module = unsafe { Arc::from_raw(config.cast::<Module>()) };
     module.stop();
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: FilterConfigModulePtr,
     filter_envoy: FilterEnvoyPtr,
 ) -> FilterModulePtr {
-    let Some(module) = config.cast::<Module>().as_ref() else {
+    // SAFETY: `config` is what `config_new` returned, alive while Envoy makes filters of it;
+    // the filter pointer is Envoy's for this stream (`FilterHost::new`).
+    let Some(module) = (unsafe { config.cast::<Module>().as_ref() }) else {
         return std::ptr::null();
     };
-    let worker = Module::worker(module);
+    let worker = unsafe { Module::worker(module) };
+    let host = unsafe { FilterHost::new(filter_envoy, module) };
     let filter = Filter {
-        request: RequestFilter::new(0, Rc::clone(&worker), FilterHost::new(filter_envoy, module)),
+        request: RequestFilter::new(0, Rc::clone(&worker), host),
         worker,
     };
     Box::into_raw(Box::new(filter)).cast()
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: FilterModulePtr) {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: FilterModulePtr) {
     if !filter.is_null() {
-        drop(Box::from_raw(filter as *mut Filter));
+        // SAFETY: the pointer `filter_new` made with `Box::into_raw`; Envoy calls this once.
+        drop(unsafe { Box::from_raw(filter as *mut Filter) });
     }
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     _filter_envoy: FilterEnvoyPtr,
     module_filter: FilterModulePtr,
     _end_of_stream: bool,
 ) -> abi::HeadersStatus {
-    let Some(filter) = filter(module_filter) else {
+    // SAFETY: a filter of `filter_new`, not yet destroyed (Envoy's hook order).
+    let Some(filter) = (unsafe { filter(module_filter) }) else {
         return abi::HEADERS_CONTINUE;
     };
     match filter.request.on_request_headers() {
@@ -116,35 +129,38 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     _filter_envoy: FilterEnvoyPtr,
     module_filter: FilterModulePtr,
     end_of_stream: bool,
 ) -> abi::HeadersStatus {
-    if let Some(filter) = filter(module_filter) {
+    // SAFETY: as in `request_headers`.
+    if let Some(filter) = unsafe { filter(module_filter) } {
         filter.request.on_response_headers(end_of_stream);
     }
     abi::HEADERS_CONTINUE
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     _filter_envoy: FilterEnvoyPtr,
     module_filter: FilterModulePtr,
     end_of_stream: bool,
 ) -> u32 {
-    if let Some(filter) = filter(module_filter) {
+    // SAFETY: as in `request_headers`.
+    if let Some(filter) = unsafe { filter(module_filter) } {
         filter.request.on_response_data(end_of_stream);
     }
     abi::DATA_CONTINUE
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _filter_envoy: FilterEnvoyPtr,
     module_filter: FilterModulePtr,
 ) -> u32 {
-    if let Some(filter) = filter(module_filter) {
+    // SAFETY: as in `request_headers`.
+    if let Some(filter) = unsafe { filter(module_filter) } {
         filter.request.on_response_data(true);
     }
     abi::TRAILERS_CONTINUE
@@ -154,11 +170,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
 /// worker's batched request counters into Envoy's stats (a worker thread has no tick of its
 /// own here, so they go at every request's end: one atomic add each).
 #[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     _filter_envoy: FilterEnvoyPtr,
     module_filter: FilterModulePtr,
 ) {
-    if let Some(filter) = filter(module_filter) {
+    // SAFETY: as in `request_headers`.
+    if let Some(filter) = unsafe { filter(module_filter) } {
         filter.request.on_stream_end();
         filter.worker.metrics.flush(filter.request.host());
     }

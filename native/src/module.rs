@@ -27,10 +27,13 @@ pub struct Module {
 
 static NEXT_MODULE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A worker thread's `Worker` of one configuration: the configuration's id, the configuration
+/// (weakly: Envoy decides when it goes), the worker.
+type ThreadWorker = (u64, std::sync::Weak<Module>, Rc<Worker>);
+
 thread_local! {
     /// This worker thread's `Worker` of each live configuration.
-    static WORKERS: RefCell<Vec<(u64, std::sync::Weak<Module>, Rc<Worker>)>> =
-        const { RefCell::new(Vec::new()) };
+    static WORKERS: RefCell<Vec<ThreadWorker>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why a configuration was refused, for Envoy's log.

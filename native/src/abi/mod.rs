@@ -6,7 +6,7 @@
 //! docs/native.md for which Envoy versions that is.
 //!
 //! Only callbacks the module calls are declared: a Rust `.so` binds every symbol it references
-//! when Envoy loads it, so a declaration Envoy lacks would fail the load (`tests/abi_symbols.rs`
+//! when Envoy loads it, so a declaration Envoy lacks would fail the load (`tests/e2e/test_native.py`
 //! checks them against the binary's exports).
 
 #![allow(non_camel_case_types)]
@@ -16,7 +16,7 @@ use std::os::raw::c_char;
 
 /// The ABI version the module was written for; Envoy logs a warning (and loads the module) when
 /// its own differs.
-pub const ABI_VERSION: &[u8] = b"v0.2.0\0";
+pub const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
 
 pub type FilterConfigEnvoyPtr = *mut c_void;
 pub type FilterConfigModulePtr = *const c_void;
