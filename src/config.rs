@@ -365,10 +365,11 @@ fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlCo
     }
     let urls = match raw.url {
         None => Vec::new(),
-        Some(RawUrls::One(url)) => vec![control_url(&url)?],
+        Some(RawUrls::One(url)) => vec![control_url("control.url", &url)?],
         Some(RawUrls::Several(urls)) if (1..=MAX_CONTROL_URLS).contains(&urls.len()) => urls
             .iter()
-            .map(|url| control_url(url))
+            .enumerate()
+            .map(|(index, url)| control_url(&format!("control.url[{index}]"), url))
             .collect::<Result<_, _>>()?,
         Some(RawUrls::Several(_)) => {
             return Err(field_error(
@@ -393,22 +394,53 @@ fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlCo
 /// Replicas `control.url` may list.
 const MAX_CONTROL_URLS: usize = 16;
 
-/// `control.url`: a scheme, a host and maybe a port, nothing else (a path would be ambiguous
-/// next to `control.path`; user info would put a secret in the configuration's logs).
-fn control_url(text: &str) -> Result<String, ConfigError> {
-    let invalid = |reason: &str| field_error("control.url", reason);
+/// A `control.url` (named `field`): a scheme, a host and maybe a port, nothing else (a path
+/// would be ambiguous next to `control.path`; user info would put a secret in the
+/// configuration's logs). Checked here, not at the first call, where a typo would look like a
+/// replica that does not answer.
+fn control_url(field: &str, text: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| field_error(field, format!("{text:?}: {reason}"));
     let rest = text
         .strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"))
         .ok_or_else(|| invalid("must start with http:// or https://"))?;
     let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err(invalid("names no host"));
-    }
     if authority.contains(['/', '?', '#', '@']) || authority.chars().any(char::is_whitespace) {
         return Err(invalid(
             "must be scheme://host[:port] only: no path, query, user info or spaces",
         ));
+    }
+    // An IPv6 address is bracketed, and only then may the host hold a colon.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (address, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| invalid("an IPv6 address needs its closing ]"))?;
+            address
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| invalid("is not an IPv6 address in brackets"))?;
+            let port = match after {
+                "" => None,
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| invalid("only :port may follow the address"))?,
+                ),
+            };
+            (address, port)
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(invalid("names no host"));
+    }
+    if let Some(port) = port {
+        if !matches!(port.parse::<u16>(), Ok(1..)) {
+            return Err(invalid("the port must be a number from 1 to 65535"));
+        }
     }
     Ok(text.strip_suffix('/').unwrap_or(text).to_string())
 }

@@ -13,7 +13,7 @@ use keygate::host::{DispatchError, DispatchedCall, FakeHost};
 use keygate::metrics::Metrics;
 use keygate::request::{RequestFilter, Verdict, Worker};
 use keygate::sync::lease::backoff_ms;
-use keygate::sync::queue::FakeQueue;
+use keygate::sync::queue::LocalQueue;
 use keygate_contract::fleet::{binary, FleetSyncPost, FleetSyncReply};
 use keygate_contract::key_hash::hash_key;
 
@@ -48,8 +48,8 @@ fn snapshot(records: &[&str]) -> Vec<u8> {
 /// The shared queues of one Envoy.
 #[derive(Default)]
 struct Envoy {
-    usage: Rc<FakeQueue>,
-    fleet: Rc<FakeQueue>,
+    usage: Rc<LocalQueue>,
+    fleet: Rc<LocalQueue>,
 }
 
 impl Envoy {

@@ -10,13 +10,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use keygate::background::{self as jobs, Background, Queues};
 use keygate::config::Config;
@@ -25,7 +25,7 @@ use keygate::headers::Headers;
 use keygate::host::{DispatchError, Host, MetricKind, WriteError};
 use keygate::metrics::Metrics;
 use keygate::request::Worker;
-use keygate::sync::queue::Queue;
+use keygate::sync::queue::{LocalQueue, Queue};
 use log::{error, info};
 
 use crate::client::{self, Answer};
@@ -46,10 +46,14 @@ pub enum Message {
 /// the Wasm build's `FIRST_TICK`).
 const FIRST_TICK: Duration = Duration::from_millis(10);
 
-/// The running thread; dropping it stops the thread and waits for it (it never waits on a
-/// call: calls run on their own threads and their answers are dropped once it is gone).
+/// The running thread; dropping it stops the thread and waits for it. The wait is short: the
+/// thread never waits on a call (calls run on their own threads, their answers dropped once it
+/// is gone), and it stops before the next message it would handle, whatever is queued; only
+/// what it is doing then (a snapshot page being written, at most) finishes first. It must
+/// finish: the thread counts into the stats of Envoy's configuration, which Envoy frees next.
 pub struct BackgroundThread {
     messages: Sender<Message>,
+    stopping: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -62,11 +66,14 @@ impl BackgroundThread {
     ) -> std::io::Result<BackgroundThread> {
         let (messages, inbox) = mpsc::channel();
         let answers = messages.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
         let handle = std::thread::Builder::new()
             .name("keygate-background".to_string())
-            .spawn(move || run(config, base_urls, shared, stats, inbox, answers))?;
+            .spawn(move || run(config, base_urls, shared, stats, inbox, answers, &stop))?;
         Ok(BackgroundThread {
             messages,
+            stopping,
             handle: Some(handle),
         })
     }
@@ -79,6 +86,7 @@ impl BackgroundThread {
 
 impl Drop for BackgroundThread {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let _ = self.messages.send(Message::Stop);
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
@@ -86,24 +94,8 @@ impl Drop for BackgroundThread {
     }
 }
 
-/// The shared queues of the Wasm build, here within the one thread that both fills (before a
-/// tick) and drains (in the job) them.
-#[derive(Default)]
-struct LocalQueue(RefCell<VecDeque<Vec<u8>>>);
-
-impl Queue for LocalQueue {
-    fn enqueue(&self, item: &[u8]) -> bool {
-        self.0.borrow_mut().push_back(item.to_vec());
-        true
-    }
-
-    fn dequeue(&self) -> Option<Vec<u8>> {
-        self.0.borrow_mut().pop_front()
-    }
-}
-
-/// Random identity of this background for the leases (one holder here, but the jobs take
-/// leases as in the Wasm build).
+/// Random identity of this background for the leases: the backgrounds of configurations that
+/// share a store (one `filter_name`) take turns by them, as a Wasm build's worker VMs do.
 fn random_id() -> u64 {
     RandomState::new().hash_one(0x5EED_u64) | 1
 }
@@ -115,13 +107,15 @@ fn run(
     stats: Arc<dyn Stats>,
     inbox: Receiver<Message>,
     answers: Sender<Message>,
+    stopping: &AtomicBool,
 ) {
     let host = BackgroundHost {
         shared: &shared,
         stats: stats.as_ref(),
         base_urls: &base_urls,
         current: Cell::new(0),
-        agent: ureq::AgentBuilder::new().build(),
+        // No redirects: Envoy's `httpCall`, which the Wasm build uses, follows none either.
+        agent: ureq::AgentBuilder::new().redirects(0).build(),
         answers,
         next_token: Cell::new(0),
         answer: RefCell::new(None),
@@ -145,7 +139,7 @@ fn run(
     let mut background = Background::new(0, random_id(), worker, queues);
     background.publish_store_gauges(&host);
     let mut next_tick = Instant::now() + FIRST_TICK;
-    loop {
+    while !stopping.load(Ordering::SeqCst) {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match inbox.recv_timeout(wait) {
             Ok(Message::Answer(answer, url_index)) => {
@@ -210,9 +204,7 @@ fn replica_after(current: usize, called: usize, answered: bool, count: usize) ->
 
 impl Host for BackgroundHost<'_> {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64)
+        crate::clock::now_ms()
     }
 
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

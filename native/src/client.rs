@@ -72,18 +72,20 @@ pub fn perform(agent: &ureq::Agent, token: u32, call: Call) -> Answer {
         Some(response) => {
             let status = u32::from(response.status());
             let mut body = Vec::new();
+            // One byte more than the most: a body that long is not an answer of ours, and is
+            // no answer, as Envoy refuses a response over its buffer limit.
             match response
                 .into_reader()
-                .take(MAX_BODY_BYTES)
+                .take(MAX_BODY_BYTES + 1)
                 .read_to_end(&mut body)
             {
-                Ok(_) => Answer {
+                Ok(read) if read as u64 <= MAX_BODY_BYTES => Answer {
                     token,
                     status: Some(status),
                     body,
                 },
-                // The body broke off: no answer, as a reset stream is in Envoy.
-                Err(_) => Answer {
+                // The body broke off or was too long: no answer, as a reset stream is in Envoy.
+                _ => Answer {
                     token,
                     status: None,
                     body: Vec::new(),

@@ -6,7 +6,7 @@
 //! used within Envoy's hooks of that filter, on its worker thread, where the pointer is valid.
 
 use std::ptr::NonNull;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use keygate::headers::Headers;
 use keygate::host::{DispatchError, Host, MetricKind, WriteError};
@@ -108,9 +108,7 @@ impl FilterHost {
 
 impl Host for FilterHost {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64)
+        crate::clock::now_ms()
     }
 
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

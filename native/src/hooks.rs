@@ -43,19 +43,24 @@ unsafe fn filter<'a>(filter: FilterModulePtr) -> Option<&'a mut Filter> {
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const std::os::raw::c_char {
     crate::logger::install();
     crate::logger::say_panics();
+    crate::pin::keep_loaded();
     abi::ABI_VERSION.as_ptr()
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     config_envoy: FilterConfigEnvoyPtr,
-    _name: EnvoyBuffer,
+    name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> FilterConfigModulePtr {
-    // SAFETY: Envoy's buffer, valid during this call (it is parsed, not kept).
-    let bytes = unsafe { config.bytes() }.unwrap_or_default();
+    // SAFETY: Envoy's buffers, valid during this call (read, not kept).
+    let (name, bytes) = unsafe { (name.bytes(), config.bytes()) };
+    let name = String::from_utf8_lossy(name.unwrap_or_default());
     let stats = Arc::new(EnvoyStats::new(config_envoy));
-    match Module::start(bytes, stats) {
+    // `envoy --mode validate` checks the configuration: no background thread, no calls.
+    // SAFETY: a plain query; `config_new` runs on the main thread, as it requires.
+    let validating = unsafe { abi::envoy_dynamic_module_callback_is_validation_mode() };
+    match Module::start(&name, bytes.unwrap_or_default(), stats, !validating) {
         Ok(module) => {
             log::info!(
                 "keygate (native) {} configured: control {:?}, fail mode {:?}",

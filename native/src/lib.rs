@@ -6,7 +6,7 @@
 //! - `shared`: the key store and counters in this process's memory, with the CAS semantics of
 //!   Envoy's shared data, which the core relies on.
 //! - `background`, `client`: the background thread that runs the sync jobs, with our own HTTP
-//!   client; `stats`, `envoy_stats`: metrics as Envoy stats from any thread; `logger`.
+//!   client; `stats`, `envoy_stats`: metrics as Envoy stats from any thread; `logger`, `clock`.
 //!
 //! No panics on any path: a panic here is Envoy's crash (the release profile aborts).
 
@@ -18,10 +18,12 @@
 pub mod abi;
 pub mod background;
 pub mod client;
+pub mod clock;
 pub mod envoy_stats;
 pub mod filter_host;
 pub mod hooks;
 pub mod logger;
 pub mod module;
+pub mod pin;
 pub mod shared;
 pub mod stats;

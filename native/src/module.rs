@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use keygate::config::Config;
 use keygate::metrics::Metrics;
@@ -36,6 +36,28 @@ thread_local! {
     static WORKERS: RefCell<Vec<ThreadWorker>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The key stores of live configurations, by `filter_name`.
+static STORES: Mutex<Vec<(String, Weak<SharedData>)>> = Mutex::new(Vec::new());
+
+/// The store of the configurations named `name`: the one a live configuration holds, or a new
+/// one. Stores no configuration holds any more are forgotten here.
+fn shared_store(name: &str) -> Arc<SharedData> {
+    let mut stores = STORES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    stores.retain(|(_, store)| store.strong_count() > 0);
+    if let Some(store) = stores
+        .iter()
+        .find(|(held, _)| held == name)
+        .and_then(|(_, store)| store.upgrade())
+    {
+        return store;
+    }
+    let store = Arc::new(SharedData::default());
+    stores.push((name.to_string(), Arc::downgrade(&store)));
+    store
+}
+
 /// Why a configuration was refused, for Envoy's log.
 #[derive(Debug)]
 pub enum ModuleError {
@@ -60,8 +82,17 @@ impl std::fmt::Display for ModuleError {
 
 impl Module {
     /// Parses `bytes` (strictly, as the Wasm build does), defines every metric in `stats` (Envoy
-    /// allows it only now) and starts the background thread.
-    pub fn start(bytes: &[u8], stats: Arc<dyn Stats>) -> Result<Arc<Module>, ModuleError> {
+    /// allows it only now) and starts the background thread. Configurations with the same
+    /// `store_name` (the filter's `filter_name`) share one key store, as Wasm filters with one
+    /// `vm_id` share Envoy's shared data: a listener update's new configuration serves the keys
+    /// at once, and rate limits count once per Envoy, not once per listener.
+    /// Without `run`, nothing is started (`envoy --mode validate`).
+    pub fn start(
+        store_name: &str,
+        bytes: &[u8],
+        stats: Arc<dyn Stats>,
+        run: bool,
+    ) -> Result<Arc<Module>, ModuleError> {
         let config =
             Config::parse(bytes, &|name| std::env::var(name).ok()).map_err(ModuleError::Config)?;
         if config.control.urls.is_empty() {
@@ -74,10 +105,13 @@ impl Module {
         let module = Arc::new(Module {
             id: NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed),
             config: config.clone(),
-            shared: Arc::default(),
+            shared: shared_store(store_name),
             stats: Arc::clone(&stats),
             background: Mutex::new(None),
         });
+        if !run {
+            return Ok(module);
+        }
         let thread = BackgroundThread::start(config, urls, Arc::clone(&module.shared), stats)
             .map_err(ModuleError::Thread)?;
         *module
@@ -132,5 +166,26 @@ impl Module {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         drop(thread);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_of_one_name_share_a_store_while_one_holds_it() {
+        let first = shared_store("module-tests-a");
+        let again = shared_store("module-tests-a");
+        let other = shared_store("module-tests-b");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert!(!Arc::ptr_eq(&first, &other));
+        drop((first, again));
+        let fresh = shared_store("module-tests-a");
+        fresh.set("k", b"v", None).unwrap();
+        assert_eq!(
+            shared_store("module-tests-a").get("k").0.as_deref(),
+            Some(&b"v"[..])
+        );
     }
 }

@@ -153,7 +153,7 @@ pub(super) struct RawControl {
 
 /// `control.url`: a string or a list of strings.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a URL or a list of URLs")]
 pub(super) enum RawUrls {
     One(String),
     Several(Vec<String>),

@@ -397,7 +397,41 @@ fn control_url_may_list_replicas() {
         parse(r#"["http://a:1", "http://b:2/"]"#).unwrap(),
         ["http://a:1", "http://b:2"]
     );
-    for bad in ["[]", r#"["http://a:1", "ftp://b"]"#, "7"] {
+    for bad in ["[]", "7"] {
+        assert_eq!(parse(bad).unwrap_err().field, "control.url", "{bad}");
+    }
+    let bad_second = parse(r#"["http://a:1", "ftp://b"]"#).unwrap_err();
+    assert_eq!(bad_second.field, "control.url[1]");
+    assert!(parse("7")
+        .unwrap_err()
+        .reason
+        .contains("a URL or a list of URLs"));
+}
+
+#[test]
+fn a_control_url_names_a_host_and_a_valid_port() {
+    let parse = |url: &str| {
+        let text = format!(r#"{{"control":{{"cluster":"c","token":"t","url":"{url}"}}}}"#);
+        Config::parse(text.as_bytes(), &|_| None).map(|config| config.control.urls)
+    };
+    for good in [
+        "http://h",
+        "http://h:1",
+        "https://[::1]",
+        "http://[2001:db8::1]:8081",
+    ] {
+        assert!(parse(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "http://:8081",
+        "http://h:abc",
+        "http://h:99999",
+        "http://h:0",
+        "http://::1:80",
+        "http://[::1",
+        "http://[zz]:1",
+        "http://[::1]x",
+    ] {
         assert_eq!(parse(bad).unwrap_err().field, "control.url", "{bad}");
     }
 }

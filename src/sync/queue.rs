@@ -21,11 +21,12 @@ impl<Q: Queue + ?Sized> Queue for Rc<Q> {
     }
 }
 
-/// An in-memory queue for tests.
+/// A queue within one thread: the workers of one Envoy in tests, and the native build's
+/// background thread, which both fills it (before a tick) and drains it (in the job).
 #[derive(Default)]
-pub struct FakeQueue(pub RefCell<VecDeque<Vec<u8>>>);
+pub struct LocalQueue(pub RefCell<VecDeque<Vec<u8>>>);
 
-impl Queue for FakeQueue {
+impl Queue for LocalQueue {
     fn enqueue(&self, item: &[u8]) -> bool {
         self.0.borrow_mut().push_back(item.to_vec());
         true

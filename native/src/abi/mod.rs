@@ -145,6 +145,8 @@ pub const TRAILERS_CONTINUE: u32 = 0;
 pub const LOCAL_REPLY_CONTINUE: u32 = 0;
 
 extern "C" {
+    /// Main thread only: whether Envoy runs `--mode validate`.
+    pub fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
     pub fn envoy_dynamic_module_callback_log(level: LogLevel, message: ModuleBuffer);
     pub fn envoy_dynamic_module_callback_log_enabled(level: LogLevel) -> bool;
 

@@ -8,7 +8,7 @@ use super::*;
 use crate::config::Config;
 use crate::host::{DispatchedCall, FakeHost};
 use crate::limits::counters::{admit, grow, owner_and_seed as slot_key_of, Admission};
-use crate::sync::queue::FakeQueue;
+use crate::sync::queue::LocalQueue;
 use crate::sync::task::Runner;
 use keygate_contract::key_hash::digest_key;
 use keygate_contract::snapshot::Limits;
@@ -18,12 +18,12 @@ const SLOTS: u64 = 64;
 type Sync = Runner<FleetSync>;
 
 /// Syncs every second, calls time out after 2 s, through `queue` (shared by the workers).
-fn sync(me: u64, queue: &Rc<FakeQueue>) -> Sync {
+fn sync(me: u64, queue: &Rc<LocalQueue>) -> Sync {
     sync_in(me, queue, "binary")
 }
 
 /// Like `sync`, with `rate_limits.sync_encoding` set to `encoding`.
-fn sync_in(me: u64, queue: &Rc<FakeQueue>, encoding: &str) -> Sync {
+fn sync_in(me: u64, queue: &Rc<LocalQueue>, encoding: &str) -> Sync {
     let json = format!(
         r#"{{"control":{{"cluster":"kc","token":"t","timeout":"2s"}},"rate_limits":{{"sync_interval":"1s","sync_encoding":"{encoding}"}}}}"#
     );
@@ -98,7 +98,7 @@ fn admit_one(host: &FakeHost, secret: &str, limit: u64) -> (Admission, u64) {
 #[test]
 fn a_sync_sends_touched_keys_and_applies_the_rest_of_the_fleet() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     grow(&host, SLOTS, SLOTS, 0).unwrap();
     let mut touched = Touched::default();
     for _ in 0..3 {
@@ -164,7 +164,7 @@ fn a_failed_sync_puts_its_keys_back_and_the_next_sends_current_counts() {
     ];
     for (status, body, error) in cases {
         let host = FakeHost::at(1_000_000);
-        let queue = Rc::new(FakeQueue::default());
+        let queue = Rc::new(LocalQueue::default());
         grow(&host, SLOTS, SLOTS, 0).unwrap();
         let mut touched = Touched::default();
         let (_, slot) = admit_one(&host, "pk_live_retry", 100);
@@ -188,7 +188,7 @@ fn a_failed_sync_puts_its_keys_back_and_the_next_sends_current_counts() {
 #[test]
 fn one_worker_syncs_at_a_time_and_the_proxy_id_outlives_the_holder() {
     let host = FakeHost::at(5_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut first = sync(1, &queue);
     let mut second = sync(2, &queue);
     let call = poll(&mut first, &host, &mut Touched::default()).0.unwrap();
@@ -217,7 +217,7 @@ fn sync_one(sync: &mut Sync, host: &FakeHost, secret: &str, count: usize) -> Dis
 #[test]
 fn syncs_are_binary_by_default_and_json_when_configured() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut binary_sync = sync(7, &queue);
     let call = sync_one(&mut binary_sync, &host, "pk_live_binary", 2);
     assert_eq!(call.header("content-type"), Some(binary::MEDIA_TYPE));
@@ -228,7 +228,7 @@ fn syncs_are_binary_by_default_and_json_when_configured() {
     assert_eq!(post.keys[0].counts[0], vec![(1_000_000 / 2_000, 2)]);
 
     let host = FakeHost::at(1_000_000);
-    let mut json_sync = sync_in(7, &Rc::new(FakeQueue::default()), "json");
+    let mut json_sync = sync_in(7, &Rc::new(LocalQueue::default()), "json");
     let call = sync_one(&mut json_sync, &host, "pk_live_json", 2);
     assert_eq!(call.header("content-type"), Some("application/json"));
     assert_eq!(call.header("accept"), None);
@@ -246,7 +246,7 @@ fn syncs_are_binary_by_default_and_json_when_configured() {
 #[test]
 fn a_binary_answer_is_applied_and_a_damaged_one_is_not_a_reply() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut sync = sync(7, &queue);
     let call = sync_one(&mut sync, &host, "pk_live_busy", 3);
     let bucket = 1_000_000 / 2_000;
@@ -294,7 +294,7 @@ fn a_binary_answer_is_applied_and_a_damaged_one_is_not_a_reply() {
 #[test]
 fn a_415_sends_the_same_keys_again_in_json_at_once_and_json_ever_after() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut sync = sync(7, &queue);
     let call = sync_one(&mut sync, &host, "pk_live_old_control", 4);
     let sent = post_of(&call);
@@ -364,7 +364,7 @@ fn minute_buckets(post: &FleetSyncPost) -> Vec<u64> {
 fn after_an_answered_sync_a_post_carries_only_the_buckets_that_can_have_changed() {
     // Minute buckets are 2 s wide: at 1,000 s the bucket is 500.
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut sync = sync(7, &queue);
     let (_, changed_only) = sync_answered(&mut sync, &host, "pk_live_steady");
     assert!(!changed_only, "the first post carries every bucket");
@@ -393,7 +393,7 @@ fn after_an_answered_sync_a_post_carries_only_the_buckets_that_can_have_changed(
 #[test]
 fn a_control_service_that_lost_this_envoys_counts_gets_every_bucket_at_once() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut sync = sync(7, &queue);
     sync_answered(&mut sync, &host, "pk_live_restart");
     host.now.set(1_010_000);

@@ -8,13 +8,13 @@ use crate::config::Config;
 use crate::host::{DispatchedCall, FakeHost};
 use crate::policy::decision::DenyCode;
 use crate::policy::routes::RouteTable;
-use crate::sync::queue::FakeQueue;
+use crate::sync::queue::LocalQueue;
 use crate::sync::task::Runner;
 
 type Reporter = Runner<Usage>;
 
 /// Reports every 5 s, posts time out after 2 s, through `queue` (shared by the workers).
-fn reporter(me: u64, queue: &Rc<FakeQueue>) -> Reporter {
+fn reporter(me: u64, queue: &Rc<LocalQueue>) -> Reporter {
     let json = r#"{"control":{"cluster":"kc","token":"t","timeout":"2s"},"usage":{"report_interval":"5s"}}"#;
     let config = Config::parse(json.as_bytes(), &|_| None).unwrap();
     let usage = Usage::new(
@@ -52,7 +52,7 @@ fn body_of(call: &DispatchedCall) -> serde_json::Value {
     serde_json::from_slice(call.body.as_deref().unwrap()).unwrap()
 }
 
-fn queued_reports(queue: &FakeQueue) -> usize {
+fn queued_reports(queue: &LocalQueue) -> usize {
     queue
         .0
         .borrow()
@@ -69,7 +69,7 @@ fn queued_reports(queue: &FakeQueue) -> usize {
 #[test]
 fn tallies_from_several_workers_become_one_post() {
     let host = FakeHost::at(1_795_467_634_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let now = 1_795_467_634;
     let (mut worker_a, mut worker_b) = (Tally::default(), Tally::default());
     worker_a.record("key_1", now, None, None);
@@ -109,7 +109,7 @@ fn tallies_from_several_workers_become_one_post() {
 #[test]
 fn failed_posts_are_retried_with_the_same_batch_id_then_dropped() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut tally = Tally::default();
     tally.record("key_1", 1_000, None, None);
     let mut reporter = reporter(9, &queue);
@@ -208,7 +208,7 @@ fn what_an_answer_does_to_the_batch() {
     ];
     for (status, outcome, queued) in cases {
         let host = FakeHost::at(1_000_000);
-        let queue = Rc::new(FakeQueue::default());
+        let queue = Rc::new(LocalQueue::default());
         let mut tally = Tally::default();
         tally.record("key_1", 1_000, None, None);
         let mut reporter = reporter(9, &queue);
@@ -225,7 +225,7 @@ fn what_an_answer_does_to_the_batch() {
 #[test]
 fn many_keys_are_posted_in_bounded_batches() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut tally = Tally::default();
     for i in 0..(MAX_REPORTS_PER_POST + 10) {
         tally.record(&format!("key_{i}"), 1_000, None, None);
@@ -248,7 +248,7 @@ fn many_keys_are_posted_in_bounded_batches() {
 #[test]
 fn the_backlog_is_bounded() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut tally = Tally::default();
     for i in 0..(MAX_BACKLOG_REPORTS + 7) {
         tally.record(&format!("key_{i}"), 1_000, None, None);
@@ -272,7 +272,7 @@ fn the_backlog_is_bounded() {
 #[test]
 fn the_backlog_stays_bounded_while_a_retry_is_pending() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut tally = Tally::default();
     tally.record("key_retried", 1_000, None, None);
     let mut reporter = reporter(9, &queue);
@@ -308,7 +308,7 @@ fn the_backlog_stays_bounded_while_a_retry_is_pending() {
 #[test]
 fn a_stalled_post_is_abandoned_and_requeued() {
     let host = FakeHost::at(1_000_000);
-    let queue = Rc::new(FakeQueue::default());
+    let queue = Rc::new(LocalQueue::default());
     let mut tally = Tally::default();
     tally.record("key_1", 1_000, None, None);
     let mut reporter = reporter(9, &queue);
