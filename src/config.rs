@@ -101,6 +101,9 @@ pub struct ControlConfig {
     /// of preference: what the native build's own HTTP client calls, where the Wasm build calls
     /// `cluster` through Envoy. Empty when not configured (the Wasm build does not read it).
     pub urls: Vec<String>,
+    /// A PEM file of the CA certificates the native build's client trusts for `https://` URLs,
+    /// instead of the public web roots (a private CA, as `scripts/dev-pki.sh` makes).
+    pub ca_file: Option<String>,
     pub authority: String,
     pub path: String,
     pub auth: ControlAuth,
@@ -378,8 +381,12 @@ fn validate_control(mut raw: RawControl, env: EnvLookup<'_>) -> Result<ControlCo
             ))
         }
     };
+    if raw.ca_file.as_deref().is_some_and(str::is_empty) {
+        return Err(field_error("control.ca_file", "names no file"));
+    }
     Ok(ControlConfig {
         urls,
+        ca_file: raw.ca_file,
         authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
         cluster: raw.cluster,
         path: raw.path,

@@ -58,9 +58,11 @@ pub struct BackgroundThread {
 }
 
 impl BackgroundThread {
+    /// `tls`: what `https://` URLs are trusted by (`None`: the public web roots).
     pub fn start(
         config: Config,
         base_urls: Vec<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
         shared: Arc<SharedData>,
         stats: Arc<dyn Stats>,
     ) -> std::io::Result<BackgroundThread> {
@@ -70,7 +72,18 @@ impl BackgroundThread {
         let stop = Arc::clone(&stopping);
         let handle = std::thread::Builder::new()
             .name("keygate-background".to_string())
-            .spawn(move || run(config, base_urls, shared, stats, inbox, answers, &stop))?;
+            .spawn(move || {
+                let mut agent = ureq::AgentBuilder::new().redirects(0);
+                if let Some(tls) = tls {
+                    agent = agent.tls_config(tls);
+                }
+                let client = Client {
+                    agent: agent.build(),
+                    base_urls,
+                    answers,
+                };
+                run(config, client, shared, stats, inbox, &stop)
+            })?;
         Ok(BackgroundThread {
             messages,
             stopping,
@@ -100,22 +113,34 @@ fn random_id() -> u64 {
     RandomState::new().hash_one(0x5EED_u64) | 1
 }
 
+/// How the thread calls the control service: its HTTP client (no redirects: Envoy's
+/// `httpCall`, which the Wasm build uses, follows none either), the replicas' URLs, and where
+/// answers go.
+struct Client {
+    agent: ureq::Agent,
+    base_urls: Vec<String>,
+    answers: Sender<Message>,
+}
+
 fn run(
     config: Config,
-    base_urls: Vec<String>,
+    client: Client,
     shared: Arc<SharedData>,
     stats: Arc<dyn Stats>,
     inbox: Receiver<Message>,
-    answers: Sender<Message>,
     stopping: &AtomicBool,
 ) {
+    let Client {
+        agent,
+        base_urls,
+        answers,
+    } = client;
     let host = BackgroundHost {
         shared: &shared,
         stats: stats.as_ref(),
         base_urls: &base_urls,
         current: Cell::new(0),
-        // No redirects: Envoy's `httpCall`, which the Wasm build uses, follows none either.
-        agent: ureq::AgentBuilder::new().redirects(0).build(),
+        agent,
         answers,
         next_token: Cell::new(0),
         answer: RefCell::new(None),

@@ -27,3 +27,4 @@ pub mod module;
 pub mod pin;
 pub mod shared;
 pub mod stats;
+pub mod trust;

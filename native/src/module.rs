@@ -64,6 +64,8 @@ pub enum ModuleError {
     Config(keygate::config::ConfigError),
     /// The native build calls the control service itself.
     NoUrl,
+    /// `control.ca_file` cannot be used.
+    CaFile(String),
     Thread(std::io::Error),
 }
 
@@ -75,6 +77,9 @@ impl std::fmt::Display for ModuleError {
                 f,
                 "invalid plugin configuration: control.url: the native build calls the control service itself and needs its URL (http://host:port)"
             ),
+            ModuleError::CaFile(err) => {
+                write!(f, "invalid plugin configuration: control.ca_file: {err}")
+            }
             ModuleError::Thread(err) => write!(f, "could not start the background thread: {err}"),
         }
     }
@@ -99,6 +104,10 @@ impl Module {
             return Err(ModuleError::NoUrl);
         }
         let urls = config.control.urls.clone();
+        let tls = match &config.control.ca_file {
+            Some(path) => Some(crate::trust::trusting(path).map_err(ModuleError::CaFile)?),
+            None => None,
+        };
         // Defined now, found by name later by every worker and the background thread.
         let _ = Metrics::define_with(|kind, name| stats.define(kind, name));
         stats.freeze();
@@ -112,7 +121,7 @@ impl Module {
         if !run {
             return Ok(module);
         }
-        let thread = BackgroundThread::start(config, urls, Arc::clone(&module.shared), stats)
+        let thread = BackgroundThread::start(config, urls, tls, Arc::clone(&module.shared), stats)
             .map_err(ModuleError::Thread)?;
         *module
             .background

@@ -125,6 +125,9 @@ pub(super) struct RawControl {
     /// list of replicas' URLs.
     #[serde(default)]
     pub(super) url: Option<RawUrls>,
+    /// The CA the native build's client trusts for an `https://` `url`.
+    #[serde(default)]
+    pub(super) ca_file: Option<String>,
     #[serde(default)]
     pub(super) authority: Option<String>,
     #[serde(default = "default_snapshot_path")]

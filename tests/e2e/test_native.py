@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from keygate_testkit.control import ControlService
 from keygate_testkit.envoy import Envoy, plugin_config
 from keygate_testkit.paths import ENVOY_BIN, NATIVE_DIR
 from keygate_testkit.snapshot_server import SnapshotServer, key_record
+from keygate_testkit.tls import TestCA
+from keygate_testkit.waiting import wait_until
 
 MODULE = NATIVE_DIR / "libkeygate.so"
 # Every hook Envoy 1.40 resolves for an HTTP filter module and refuses the module without.
@@ -102,6 +105,34 @@ def test_with_a_replica_gone_the_module_calls_the_next(upstream):
             proxy.close()
     finally:
         second.close()
+
+
+def test_https_to_a_control_service_with_a_private_ca(upstream, tmp_path):
+    """control.ca_file: the module trusts the private CA it names and no other, and checks the
+    certificate names the URL's host. Trusting another CA, every sync fails and the filter
+    answers as its fail mode says (closed: 503) until a configuration trusts the right one."""
+    ca, stranger = TestCA(tmp_path / "pki"), TestCA(tmp_path / "other", name="Another CA")
+    control = ControlService(tmp_path / "keygate.db", tmp_path / "control.log",
+                             tls=ca.issue("control"), ca_cert=ca.path).start()
+    proxies = []
+    try:
+        created = control.create_key(name="over-tls", scopes=["list_models"])
+        url = {"url": f"https://127.0.0.1:{control.port}"}
+        wrong = Envoy(upstream.port, control.port, plugin_config(control={**url, "ca_file": str(stranger.path)}),
+                      build="native")
+        proxies.append(wrong)
+        wait_until(lambda: wrong.stat("keygate_snapshot_refresh_failed") >= 1, timeout=15,
+                   what="the untrusted certificate to fail the sync")
+        assert wrong.get("/v1/models", created["key"]).status_code == 503
+        right = Envoy(upstream.port, control.port, plugin_config(control={**url, "ca_file": str(ca.path)}),
+                      build="native")
+        proxies.append(right)
+        seen = right.wait_for_status("/v1/models", created["key"], 200, timeout=15).json()
+        assert seen["headers"]["x-keygate-key-id"] == created["id"]
+    finally:
+        for proxy in proxies:
+            proxy.close()
+        control.stop()
 
 
 def raw_request(port, data):
