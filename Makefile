@@ -108,12 +108,13 @@ lint: toolchain console
 unit: toolchain console console-test
 	$(CARGO) test --workspace
 
-# Every test with the Wasm build, then the native build through the e2e files in
-# NATIVE_E2E (the request path, limits, usage reports, the snapshot and fleet sync, gRPC, the
-# configuration: what the builds' glue does differently), about 2 minutes; `make e2e-native`
-# runs every e2e file with the native build (docs/native.md says which differ, and why).
+# Every test with the Wasm build (tests/e2e/test_native.py among them: it loads the native
+# module itself), then the native build through the e2e files in NATIVE_E2E (the request path,
+# limits, usage reports, the snapshot and fleet sync, gRPC, the configuration: what the builds'
+# glue does differently), about 2 minutes; `make e2e-native` runs every e2e file with the
+# native build (docs/native.md says which differ, and why).
 NATIVE_E2E := tests/e2e/test_filter.py tests/e2e/test_rate_limits.py tests/e2e/test_with_control.py \
-	tests/e2e/test_fleet_limits.py tests/e2e/test_grpc.py tests/e2e/test_config.py tests/e2e/test_native.py
+	tests/e2e/test_fleet_limits.py tests/e2e/test_grpc.py tests/e2e/test_config.py
 e2e: build venv
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/pytest tests -q
 	KEYGATE_BUILD=native KEYGATE_NATIVE_DIR=$(NATIVE_DIR) KEYGATE_CONTROL_BIN=$(CONTROL) $(VENV)/bin/pytest -q $(NATIVE_E2E)

@@ -201,18 +201,22 @@ impl<H: Host> RequestFilter<H> {
         denial: &Denial,
         now_ms: u64,
     ) {
-        let mut tally = self.worker.gathered.tally();
-        tally.record(key_id, facts.now, facts.route, Some(denial.code));
-        // Like allowed requests', a denial's address is sampled unless the decision read it
-        // already or its event names it: a flood of 429s would otherwise pay a property read
-        // each.
-        let weight = tally.address_weight(key_id, facts.now);
-        let wants_event = tally.wants_event(key_id, facts.now);
+        // As in `finish`, the tally's lock is not held across the host call for the address.
+        let (weight, wants_event) = {
+            let mut tally = self.worker.gathered.tally();
+            tally.record(key_id, facts.now, facts.route, Some(denial.code));
+            // Like allowed requests', a denial's address is sampled unless the decision read
+            // it already or its event names it: a flood of 429s would otherwise pay a
+            // property read each.
+            let weight = tally.address_weight(key_id, facts.now);
+            (weight, tally.wants_event(key_id, facts.now))
+        };
         let client_ip = match (facts.client_ip, weight.is_some() || wants_event) {
             (Some(ip), _) => Some(ip),
             (None, true) => self.client_ip(headers),
             (None, false) => None,
         };
+        let mut tally = self.worker.gathered.tally();
         if let Some(ip) = client_ip {
             tally.saw(key_id, facts.now, ip, weight.unwrap_or(1));
         }
@@ -616,20 +620,28 @@ impl<H: Host> RequestFilter<H> {
         };
         let class = outcome::class_index(status, flags.unwrap_or(0));
         let started = (started_ms / 1000) as i64;
-        let mut tally = self.worker.gathered.tally();
-        tally.finish(key_id, started, class, now_ms.saturating_sub(started_ms));
         let failed = outcome::is_failure(class);
-        // Addresses are sampled (a property read each): `Tally::address_weight`. An event
-        // names its address, so a failure's is read whatever the sampling says.
-        let weight = tally.address_weight(key_id, started);
+        // The tally's lock is not held across host calls (the native build's background thread
+        // takes the tally under it): what needs the host is decided, read, then written.
+        let (weight, wants_event) = {
+            let mut tally = self.worker.gathered.tally();
+            tally.finish(key_id, started, class, now_ms.saturating_sub(started_ms));
+            // Addresses are sampled (a property read each): `Tally::address_weight`.
+            let weight = tally.address_weight(key_id, started);
+            (weight, failed && tally.wants_event(key_id, started))
+        };
+        // An event names its address, so a failure's is read whatever the sampling says.
         let client_ip = match (weight, failed) {
             (None, false) => None,
             _ => self.client_ip_on_log(),
         };
         if let (Some(ip), Some(weight)) = (client_ip, weight) {
-            tally.saw(key_id, started, ip, weight);
+            self.worker
+                .gathered
+                .tally()
+                .saw(key_id, started, ip, weight);
         }
-        if failed && tally.wants_event(key_id, started) {
+        if wants_event {
             let headers = self.host.request_headers();
             let text = |name| headers.get(name).and_then(|v| std::str::from_utf8(v).ok());
             let facts = EventFacts {
@@ -641,7 +653,7 @@ impl<H: Host> RequestFilter<H> {
             let status = self.response_status.unwrap_or(0);
             let outcome = UPSTREAM_CLASSES.get(class).copied().unwrap_or("none");
             let event = facts.event(started_ms, outcome, status);
-            tally.event(key_id, started, event);
+            self.worker.gathered.tally().event(key_id, started, event);
         }
     }
 }

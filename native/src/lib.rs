@@ -27,4 +27,3 @@ pub mod module;
 pub mod pin;
 pub mod shared;
 pub mod stats;
-pub mod trust;

@@ -105,7 +105,10 @@ impl Module {
         }
         let urls = config.control.urls.clone();
         let tls = match &config.control.ca_file {
-            Some(path) => Some(crate::trust::trusting(path).map_err(ModuleError::CaFile)?),
+            Some(path) => Some(
+                keygate_trust::trusting(std::path::Path::new(path))
+                    .map_err(|problem| ModuleError::CaFile(format!("{path}: {problem}")))?,
+            ),
             None => None,
         };
         // Defined now, found by name later by every worker and the background thread.

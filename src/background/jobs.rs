@@ -53,7 +53,9 @@ impl WorkerJob for Refresh {
 impl WorkerJob for Usage {
     fn before_tick(&mut self, env: &Env<'_>) {
         for gathered in env.gathered {
-            self.hand_over(&mut gathered.tally(), &env.worker.config.routes);
+            // The tally's lock only while the batch is taken: requests wait on it.
+            let batch = gathered.tally().take_batch(&env.worker.config.routes);
+            self.hand_over_batch(batch);
         }
     }
 
@@ -75,7 +77,8 @@ impl WorkerJob for Usage {
 impl WorkerJob for FleetSync {
     fn before_tick(&mut self, env: &Env<'_>) {
         for gathered in env.gathered {
-            self.hand_over(&mut gathered.touched());
+            let slots = gathered.touched().take_sorted();
+            self.hand_over_slots(slots);
         }
         self.note_slot_count(env.worker.gathered.slots());
     }

@@ -214,8 +214,14 @@ impl FleetSync {
 
     /// Hands the slots a worker counted in to the queue: every worker, every tick.
     pub fn hand_over(&self, touched: &mut Touched) {
-        if !touched.is_empty() {
-            let slots: BTreeSet<u64> = touched.take_sorted().into_iter().collect();
+        self.hand_over_slots(touched.take_sorted());
+    }
+
+    /// Queues slots taken from a worker's touched set. Apart from `hand_over` so that a set
+    /// behind a lock is held only while the slots are taken, not while they are encoded.
+    pub fn hand_over_slots(&self, slots: Vec<u64>) {
+        if !slots.is_empty() {
+            let slots: BTreeSet<u64> = slots.into_iter().collect();
             self.queue.enqueue(&encode_slots(&slots));
         }
     }

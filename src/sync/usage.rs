@@ -116,7 +116,13 @@ impl Usage {
     /// Hands a worker's tally to the queue: every worker, every tick (`routes` names its
     /// routes).
     pub fn hand_over(&self, tally: &mut Tally, routes: &RouteTable) {
-        if let Some(batch) = tally.take_batch(routes) {
+        self.hand_over_batch(tally.take_batch(routes));
+    }
+
+    /// Queues a batch taken from a worker's tally. Apart from `hand_over` so that a tally
+    /// behind a lock is held only while the batch is taken, not while it is encoded.
+    pub fn hand_over_batch(&self, batch: Option<UsageBatch>) {
+        if let Some(batch) = batch {
             self.queue
                 .enqueue(&serde_json::to_vec(&batch).unwrap_or_default());
         }

@@ -212,13 +212,11 @@ pub async fn keep_reloading(
     }
 }
 
-/// rustls' ring provider (see control/Cargo.toml for why ring). rustls 0.23.48 deprecates it
-/// for lacking post-quantum key exchange (X25519MLKEM768, which only its aws-lc-rs provider
+/// rustls' ring provider (see control/Cargo.toml for why ring): `keygate_trust`'s, the one
+/// the CLI and the native filter call the service with. rustls 0.23.48 deprecates it for
+/// lacking post-quantum key exchange (X25519MLKEM768, which only its aws-lc-rs provider
 /// offers); the classical X25519 and P-256 groups it has are what the proxies negotiate today.
-#[allow(deprecated)]
-pub fn ring_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
+pub use keygate_trust::ring_provider;
 
 fn read_pair(files: &CertificateFiles) -> Result<(Vec<u8>, Vec<u8>), CertificateError> {
     let read = |path: &PathBuf| {

@@ -1,44 +1,20 @@
 //! The client's trust for an https `--url`: the public web roots ureq carries, or only the
-//! private CA `--ca-cert` (`KEYGATE_CA_CERT`) names.
+//! private CA `--ca-cert` (`KEYGATE_CA_CERT`) names (`keygate_trust`, which the native
+//! filter's `control.ca_file` uses too).
 
 use crate::cli::client::error::ClientError;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use std::path::Path;
 use std::sync::Arc;
 
 /// A TLS configuration that trusts only the CA certificates of the PEM file `ca_cert`.
 pub fn trusting(ca_cert: &Path) -> Result<Arc<ClientConfig>, ClientError> {
-    let usage = |problem: String| {
+    keygate_trust::trusting(ca_cert).map_err(|problem| {
         ClientError::Usage(format!(
             "--ca-cert (or KEYGATE_CA_CERT) {}: {problem}",
             ca_cert.display()
         ))
-    };
-    let pem = std::fs::read(ca_cert).map_err(|error| usage(error.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|error| usage(format!("not PEM: {error}")))?;
-        roots
-            .add(cert)
-            .map_err(|error| usage(format!("not a CA certificate: {error}")))?;
-    }
-    if roots.is_empty() {
-        return Err(usage("holds no PEM certificate".into()));
-    }
-    let config = ClientConfig::builder_with_provider(Arc::new(ring_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| usage(error.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// rustls' ring provider, as the service uses (control/src/server/tls.rs says why ring).
-#[allow(deprecated)]
-fn ring_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    })
 }
 
 #[cfg(test)]
