@@ -25,11 +25,11 @@ use keygate::headers::Headers;
 use keygate::host::{DispatchError, Host, MetricKind, WriteError};
 use keygate::metrics::Metrics;
 use keygate::request::Worker;
-use keygate::sync::queue::{LocalQueue, Queue};
+use keygate::sync::queue::Queue;
 use log::{error, info};
 
 use crate::client::{self, Answer};
-use crate::shared::SharedData;
+use crate::shared::{SharedData, Store};
 use crate::stats::Stats;
 
 /// What the thread is told.
@@ -63,7 +63,7 @@ impl BackgroundThread {
         config: Config,
         base_urls: Vec<String>,
         tls: Option<Arc<rustls::ClientConfig>>,
-        shared: Arc<SharedData>,
+        store: Arc<Store>,
         stats: Arc<dyn Stats>,
     ) -> std::io::Result<BackgroundThread> {
         let (messages, inbox) = mpsc::channel();
@@ -82,7 +82,7 @@ impl BackgroundThread {
                     base_urls,
                     answers,
                 };
-                run(config, client, shared, stats, inbox, &stop)
+                run(config, client, store, stats, inbox, &stop)
             })?;
         Ok(BackgroundThread {
             messages,
@@ -125,7 +125,7 @@ struct Client {
 fn run(
     config: Config,
     client: Client,
-    shared: Arc<SharedData>,
+    store: Arc<Store>,
     stats: Arc<dyn Stats>,
     inbox: Receiver<Message>,
     stopping: &AtomicBool,
@@ -136,7 +136,7 @@ fn run(
         answers,
     } = client;
     let host = BackgroundHost {
-        shared: &shared,
+        shared: &store.data,
         stats: stats.as_ref(),
         base_urls: &base_urls,
         current: Cell::new(0),
@@ -146,15 +146,17 @@ fn run(
         answer: RefCell::new(None),
     };
     let tick = jobs::tick_period(&config);
+    // The store's queues: whichever configuration of the store holds a job's lease posts
+    // what every configuration's workers handed over.
     let queues = Queues {
         usage: config
             .usage
             .enabled
-            .then(|| Box::new(LocalQueue::default()) as Box<dyn Queue>),
+            .then(|| Box::new(Arc::clone(&store.usage)) as Box<dyn Queue>),
         fleet: config
             .rate_limits
             .fleet
-            .then(|| Box::new(LocalQueue::default()) as Box<dyn Queue>),
+            .then(|| Box::new(Arc::clone(&store.fleet)) as Box<dyn Queue>),
     };
     info!(
         "keygate (native) background started: control {base_urls:?}, tick {tick:?}, fail mode {:?}",

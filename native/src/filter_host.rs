@@ -112,11 +112,11 @@ impl Host for FilterHost {
     }
 
     fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        self.module().shared.get(key)
+        self.module().store.data.get(key)
     }
 
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        self.module().shared.set(key, value, cas)
+        self.module().store.data.set(key, value, cas)
     }
 
     fn request_headers(&self) -> Headers {

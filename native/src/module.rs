@@ -3,6 +3,7 @@
 //! and each Envoy worker thread's `Worker` (what the Wasm build keeps per VM).
 
 use std::cell::RefCell;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,14 +13,16 @@ use keygate::metrics::Metrics;
 use keygate::request::Worker;
 
 use crate::background::BackgroundThread;
-use crate::shared::SharedData;
+use crate::shared::Store;
 use crate::stats::Stats;
 
 pub struct Module {
     /// Unique per configuration, so a worker thread tells its workers of several apart.
     id: u64,
     pub config: Config,
-    pub shared: Arc<SharedData>,
+    /// The key store, counters, leases and queues, shared with the configurations of the same
+    /// `filter_name` and sync settings (`store_key`).
+    pub store: Arc<Store>,
     pub stats: Arc<dyn Stats>,
     /// `None` only while the configuration is made; dropped (stopped) with the module.
     background: Mutex<Option<BackgroundThread>>,
@@ -36,25 +39,35 @@ thread_local! {
     static WORKERS: RefCell<Vec<ThreadWorker>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The key stores of live configurations, by `filter_name`.
-static STORES: Mutex<Vec<(String, Weak<SharedData>)>> = Mutex::new(Vec::new());
+/// The stores of live configurations, by `store_key`.
+static STORES: Mutex<Vec<(String, Weak<Store>)>> = Mutex::new(Vec::new());
 
-/// The store of the configurations named `name`: the one a live configuration holds, or a new
+/// Which configurations share a store: those of one `filter_name` that sync it the same way
+/// (control service, credential, rate-limit layout). Two that differ there would overwrite
+/// each other's snapshot, credential and counters; they get a store each. Only a hash of those
+/// settings is kept (they hold the sync token).
+fn store_key(name: &str, config: &Config) -> String {
+    let mut hasher = DefaultHasher::new();
+    format!("{:?}{:?}", config.control, config.rate_limits).hash(&mut hasher);
+    format!("{name}#{:016x}", hasher.finish())
+}
+
+/// The store of the configurations of `key`: the one a live configuration holds, or a new
 /// one. Stores no configuration holds any more are forgotten here.
-fn shared_store(name: &str) -> Arc<SharedData> {
+fn shared_store(key: &str) -> Arc<Store> {
     let mut stores = STORES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     stores.retain(|(_, store)| store.strong_count() > 0);
     if let Some(store) = stores
         .iter()
-        .find(|(held, _)| held == name)
+        .find(|(held, _)| held == key)
         .and_then(|(_, store)| store.upgrade())
     {
         return store;
     }
-    let store = Arc::new(SharedData::default());
-    stores.push((name.to_string(), Arc::downgrade(&store)));
+    let store = Arc::new(Store::default());
+    stores.push((key.to_string(), Arc::downgrade(&store)));
     store
 }
 
@@ -117,14 +130,14 @@ impl Module {
         let module = Arc::new(Module {
             id: NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed),
             config: config.clone(),
-            shared: shared_store(store_name),
+            store: shared_store(&store_key(store_name, &config)),
             stats: Arc::clone(&stats),
             background: Mutex::new(None),
         });
         if !run {
             return Ok(module);
         }
-        let thread = BackgroundThread::start(config, urls, tls, Arc::clone(&module.shared), stats)
+        let thread = BackgroundThread::start(config, urls, tls, Arc::clone(&module.store), stats)
             .map_err(ModuleError::Thread)?;
         *module
             .background
@@ -186,7 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn configurations_of_one_name_share_a_store_while_one_holds_it() {
+    fn configurations_of_one_key_share_a_store_while_one_holds_it() {
         let first = shared_store("module-tests-a");
         let again = shared_store("module-tests-a");
         let other = shared_store("module-tests-b");
@@ -194,10 +207,24 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &other));
         drop((first, again));
         let fresh = shared_store("module-tests-a");
-        fresh.set("k", b"v", None).unwrap();
-        assert_eq!(
-            shared_store("module-tests-a").get("k").0.as_deref(),
-            Some(&b"v"[..])
+        fresh.data.set("k", b"v", None).unwrap();
+        let held = shared_store("module-tests-a");
+        assert_eq!(held.data.get("k").0.as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_store_is_shared_by_name_and_sync_settings() {
+        let config = |url: &str| {
+            let text = format!(r#"{{"control":{{"cluster":"c","token":"t","url":"{url}"}}}}"#);
+            Config::parse(text.as_bytes(), &|_| None).unwrap()
+        };
+        let (a, b) = (config("http://a:1"), config("http://b:1"));
+        assert_eq!(store_key("keygate", &a), store_key("keygate", &a.clone()));
+        assert_ne!(store_key("keygate", &a), store_key("keygate", &b));
+        assert_ne!(store_key("keygate", &a), store_key("other", &a));
+        assert!(
+            !store_key("keygate", &a).contains("http"),
+            "only a hash of the settings"
         );
     }
 }

@@ -7,11 +7,12 @@
 //! or three entries per request from every Envoy worker thread, and one lock would make them
 //! queue behind each other and behind the background thread's writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use keygate::host::WriteError;
+use keygate::sync::queue::Queue;
 
 const SHARDS: usize = 16;
 
@@ -119,6 +120,38 @@ impl SharedData {
     }
 }
 
+/// Envoy's shared queue, in process memory: where the configurations of one store hand their
+/// workers' usage (or touched rate-limit slots), and which the one holding the job's lease
+/// drains, whichever configuration that is.
+#[derive(Default)]
+pub struct SharedQueue(Mutex<VecDeque<Vec<u8>>>);
+
+impl Queue for SharedQueue {
+    fn enqueue(&self, item: &[u8]) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push_back(item.to_vec());
+        true
+    }
+
+    fn dequeue(&self) -> Option<Vec<u8>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop_front()
+    }
+}
+
+/// What the configurations of one store share, as Wasm filters of one `vm_id` share Envoy's
+/// shared data and queues: the entries, and the usage and fleet queues.
+#[derive(Default)]
+pub struct Store {
+    pub data: SharedData,
+    pub usage: Arc<SharedQueue>,
+    pub fleet: Arc<SharedQueue>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +190,15 @@ mod tests {
         let data = SharedData::default();
         data.set("new", b"v", Some(7)).unwrap();
         assert_eq!(data.get("new").0.as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_shared_queue_hands_items_over_in_order() {
+        let queue = SharedQueue::default();
+        assert!(queue.enqueue(b"a") && queue.enqueue(b"b"));
+        assert_eq!(queue.dequeue().as_deref(), Some(&b"a"[..]));
+        assert_eq!(queue.dequeue().as_deref(), Some(&b"b"[..]));
+        assert_eq!(queue.dequeue(), None);
     }
 
     #[test]

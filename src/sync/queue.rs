@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The shared queue between workers.
 pub trait Queue {
@@ -10,8 +11,20 @@ pub trait Queue {
     fn dequeue(&self) -> Option<Vec<u8>>;
 }
 
-/// A queue shared by several owners (tests: the workers of one Envoy).
+/// A queue shared by several owners of one thread (tests: the workers of one Envoy).
 impl<Q: Queue + ?Sized> Queue for Rc<Q> {
+    fn enqueue(&self, item: &[u8]) -> bool {
+        (**self).enqueue(item)
+    }
+
+    fn dequeue(&self) -> Option<Vec<u8>> {
+        (**self).dequeue()
+    }
+}
+
+/// A queue shared across threads (the native build: the background threads of the
+/// configurations that share a store).
+impl<Q: Queue + ?Sized> Queue for Arc<Q> {
     fn enqueue(&self, item: &[u8]) -> bool {
         (**self).enqueue(item)
     }
