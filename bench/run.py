@@ -210,20 +210,24 @@ def shipped():
     return hcm, keygate
 
 
+def on_sync_token(plugin, control_overrides=None):
+    """A shipped plugin configuration on the shared sync token rather than the shipped
+    enrollment: a configuration every build reads (A/B benches run builds from before proxy
+    identity), and the request path is the same either way. Then `control_overrides`."""
+    plugin["control"].pop("enrollment_token_env", None)
+    plugin["control"]["token_env"] = "KEYGATE_SYNC_TOKEN"
+    plugin["control"].update(control_overrides or {})
+    return plugin
+
+
 def keygate_filter(control_overrides=None, plugin_overrides=None, dropped=()):
     """The shipped filter, `dropped` plugin keys left out (for a build that predates them)."""
     _, filter_config = shipped()
     filter_config = json.loads(json.dumps(filter_config))
     wasm = filter_config["typed_config"]["config"]
     wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
-    plugin = json.loads(wasm["configuration"]["value"])
-    # The shared sync token rather than the shipped enrollment: a configuration every build
-    # reads (A/B benches run builds from before proxy identity), and the request path is the
-    # same either way.
-    plugin["control"].pop("enrollment_token_env", None)
-    plugin["control"]["token_env"] = "KEYGATE_SYNC_TOKEN"
+    plugin = on_sync_token(json.loads(wasm["configuration"]["value"]), control_overrides)
     wasm["vm_config"]["environment_variables"] = {"host_env_keys": ["KEYGATE_SYNC_TOKEN"]}
-    plugin["control"].update(control_overrides or {})
     plugin.update(plugin_overrides or {})
     for key in dropped:
         plugin.pop(key, None)
@@ -232,17 +236,14 @@ def keygate_filter(control_overrides=None, plugin_overrides=None, dropped=()):
 
 
 def keygate_native_filter(control_port, control_overrides=None):
-    """The shipped native filter (envoy/envoy-native.yaml), on the shared sync token as
-    `keygate_filter`, calling the control service at `control_port`."""
+    """The shipped native filter (envoy/envoy-native.yaml), on the shared sync token
+    (`on_sync_token`), calling the control service at `control_port`."""
     config = yaml.safe_load((ROOT / "envoy/envoy-native.yaml").read_text())
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     filter_config = next(f for f in hcm["http_filters"] if f["name"] == "keygate")
     module = filter_config["typed_config"]["filter_config"]
-    plugin = json.loads(module["value"])
-    plugin["control"].pop("enrollment_token_env", None)
-    plugin["control"]["token_env"] = "KEYGATE_SYNC_TOKEN"
-    plugin["control"]["url"] = f"http://127.0.0.1:{control_port}"
-    plugin["control"].update(control_overrides or {})
+    plugin = on_sync_token(json.loads(module["value"]),
+                           {"url": f"http://127.0.0.1:{control_port}", **(control_overrides or {})})
     module["value"] = json.dumps(plugin)
     return filter_config
 

@@ -58,10 +58,10 @@ pub struct BackgroundThread {
 }
 
 impl BackgroundThread {
-    /// `tls`: what `https://` URLs are trusted by (`None`: the public web roots).
+    /// Calls go to `config.control.urls`; `tls`: what `https://` URLs are trusted by
+    /// (`None`: the public web roots).
     pub fn start(
         config: Config,
-        base_urls: Vec<String>,
         tls: Option<Arc<rustls::ClientConfig>>,
         store: Arc<Store>,
         stats: Arc<dyn Stats>,
@@ -72,18 +72,7 @@ impl BackgroundThread {
         let stop = Arc::clone(&stopping);
         let handle = std::thread::Builder::new()
             .name("keygate-background".to_string())
-            .spawn(move || {
-                let mut agent = ureq::AgentBuilder::new().redirects(0);
-                if let Some(tls) = tls {
-                    agent = agent.tls_config(tls);
-                }
-                let client = Client {
-                    agent: agent.build(),
-                    base_urls,
-                    answers,
-                };
-                run(config, client, store, stats, inbox, &stop)
-            })?;
+            .spawn(move || run(config, agent(tls), store, stats, inbox, answers, &stop))?;
         Ok(BackgroundThread {
             messages,
             stopping,
@@ -108,33 +97,31 @@ impl Drop for BackgroundThread {
 }
 
 /// Random identity of this background for the leases: the backgrounds of configurations that
-/// share a store (one `filter_name`) take turns by them, as a Wasm build's worker VMs do.
+/// share a store take turns by them, as a Wasm build's worker VMs do.
 fn random_id() -> u64 {
     RandomState::new().hash_one(0x5EED_u64) | 1
 }
 
-/// How the thread calls the control service: its HTTP client (no redirects: Envoy's
-/// `httpCall`, which the Wasm build uses, follows none either), the replicas' URLs, and where
-/// answers go.
-struct Client {
-    agent: ureq::Agent,
-    base_urls: Vec<String>,
-    answers: Sender<Message>,
+/// The thread's HTTP client: no redirects (Envoy's `httpCall`, which the Wasm build uses,
+/// follows none either), trusting `tls` for `https://` when given.
+fn agent(tls: Option<Arc<rustls::ClientConfig>>) -> ureq::Agent {
+    let mut agent = ureq::AgentBuilder::new().redirects(0);
+    if let Some(tls) = tls {
+        agent = agent.tls_config(tls);
+    }
+    agent.build()
 }
 
 fn run(
     config: Config,
-    client: Client,
+    agent: ureq::Agent,
     store: Arc<Store>,
     stats: Arc<dyn Stats>,
     inbox: Receiver<Message>,
+    answers: Sender<Message>,
     stopping: &AtomicBool,
 ) {
-    let Client {
-        agent,
-        base_urls,
-        answers,
-    } = client;
+    let base_urls = config.control.urls.clone();
     let host = BackgroundHost {
         shared: &store.data,
         stats: stats.as_ref(),

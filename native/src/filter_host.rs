@@ -39,42 +39,42 @@ impl FilterHost {
         unsafe { self.module.as_ref() }
     }
 
+    /// The bytes an Envoy getter wrote into a buffer, copied; `None` when it found nothing.
+    /// `get` is called with this filter's pointer and the buffer to write.
+    fn copied(
+        &self,
+        get: impl FnOnce(FilterEnvoyPtr, *mut EnvoyBuffer) -> bool,
+    ) -> Option<Vec<u8>> {
+        let mut value = EnvoyBuffer::NULL;
+        if !get(self.filter, &mut value) {
+            return None;
+        }
+        // SAFETY: a buffer Envoy just wrote, valid in this hook.
+        unsafe { value.bytes() }.map(<[u8]>::to_vec)
+    }
+
     /// The first value of header `name` of `header_type`, copied.
     fn header(&self, header_type: abi::HeaderType, name: &str) -> Option<Vec<u8>> {
-        let mut value = EnvoyBuffer::NULL;
-        // SAFETY: a live filter pointer (module docs); `value` is written by Envoy.
-        let found = unsafe {
+        // SAFETY: a live filter pointer (module docs); Envoy writes the buffer.
+        self.copied(|filter, value| unsafe {
             abi::envoy_dynamic_module_callback_http_get_header(
-                self.filter,
+                filter,
                 header_type,
                 ModuleBuffer::of(name.as_bytes()),
-                &mut value,
+                value,
                 0,
                 std::ptr::null_mut(),
             )
-        };
-        // SAFETY: Envoy's buffer, valid in this hook.
-        found
-            .then(|| unsafe { value.bytes() })
-            .flatten()
-            .map(<[u8]>::to_vec)
+        })
     }
 
     fn attribute_string(&self, attribute: abi::AttributeId) -> Option<Vec<u8>> {
-        let mut value = EnvoyBuffer::NULL;
         // SAFETY: as `header`.
-        let found = unsafe {
+        self.copied(|filter, value| unsafe {
             abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
-                self.filter,
-                attribute,
-                &mut value,
+                filter, attribute, value,
             )
-        };
-        // SAFETY: Envoy's buffer, valid in this hook.
-        found
-            .then(|| unsafe { value.bytes() })
-            .flatten()
-            .map(<[u8]>::to_vec)
+        })
     }
 
     fn attribute_int(&self, attribute: abi::AttributeId) -> Option<u64> {

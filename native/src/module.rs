@@ -101,9 +101,10 @@ impl std::fmt::Display for ModuleError {
 impl Module {
     /// Parses `bytes` (strictly, as the Wasm build does), defines every metric in `stats` (Envoy
     /// allows it only now) and starts the background thread. Configurations with the same
-    /// `store_name` (the filter's `filter_name`) share one key store, as Wasm filters with one
-    /// `vm_id` share Envoy's shared data: a listener update's new configuration serves the keys
-    /// at once, and rate limits count once per Envoy, not once per listener.
+    /// `store_name` (the filter's `filter_name`) and sync settings share one store
+    /// (`store_key`), as Wasm filters with one `vm_id` share Envoy's shared data: a listener
+    /// update's new configuration serves the keys at once, and rate limits count once per
+    /// Envoy, not once per listener.
     /// Without `run`, nothing is started (`envoy --mode validate`).
     pub fn start(
         store_name: &str,
@@ -116,7 +117,6 @@ impl Module {
         if config.control.urls.is_empty() {
             return Err(ModuleError::NoUrl);
         }
-        let urls = config.control.urls.clone();
         let tls = match &config.control.ca_file {
             Some(path) => Some(
                 keygate_trust::trusting(std::path::Path::new(path))
@@ -137,7 +137,7 @@ impl Module {
         if !run {
             return Ok(module);
         }
-        let thread = BackgroundThread::start(config, urls, tls, Arc::clone(&module.store), stats)
+        let thread = BackgroundThread::start(config, tls, Arc::clone(&module.store), stats)
             .map_err(ModuleError::Thread)?;
         *module
             .background

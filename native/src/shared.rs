@@ -103,21 +103,6 @@ impl SharedData {
         }
         Ok(())
     }
-
-    /// Entries and the bytes their values hold (for the memory gauge).
-    pub fn footprint(&self) -> (usize, usize) {
-        self.shards.iter().fold((0, 0), |(entries, bytes), shard| {
-            let shard = shard
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let held: usize = shard
-                .entries
-                .iter()
-                .map(|(key, entry)| key.len() + entry.value.capacity())
-                .sum();
-            (entries + shard.entries.len(), bytes + held)
-        })
-    }
 }
 
 /// Envoy's shared queue, in process memory: where the configurations of one store hand their

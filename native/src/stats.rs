@@ -7,7 +7,7 @@
 //! from whichever thread counts.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Mutex, OnceLock};
 
 use keygate::host::MetricKind;
 
@@ -26,10 +26,10 @@ pub trait Stats: Send + Sync {
 #[derive(Default)]
 pub struct Defined {
     by_name: Mutex<HashMap<String, u32>>,
-    /// Written only while defining.
-    metrics: RwLock<Vec<(MetricKind, u64)>>,
-    /// `metrics` once Envoy allows no more definitions (`freeze`): what every count reads, from
-    /// every thread, without a lock.
+    /// The metrics while they are defined.
+    defining: Mutex<Vec<(MetricKind, u64)>>,
+    /// The metrics once Envoy allows no more definitions (`freeze` moves them here): what every
+    /// count reads, from every thread, without a lock.
     frozen: OnceLock<Vec<(MetricKind, u64)>>,
 }
 
@@ -54,8 +54,8 @@ impl Defined {
         }
         let envoy_id = define_in_envoy()?;
         let mut metrics = self
-            .metrics
-            .write()
+            .defining
+            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         metrics.push((kind, envoy_id));
         let id = u32::try_from(metrics.len()).ok()?;
@@ -66,11 +66,12 @@ impl Defined {
     /// No more definitions: later counts read the ids without a lock (later `id_of` calls still
     /// find names defined before, and define nothing new).
     pub fn freeze(&self) {
-        let metrics = self
-            .metrics
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let metrics = std::mem::take(
+            &mut *self
+                .defining
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
         let _ = self.frozen.set(metrics);
     }
 
@@ -80,8 +81,8 @@ impl Defined {
         if let Some(frozen) = self.frozen.get() {
             return frozen.get(index).copied();
         }
-        self.metrics
-            .read()
+        self.defining
+            .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(index)
             .copied()

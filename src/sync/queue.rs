@@ -34,8 +34,7 @@ impl<Q: Queue + ?Sized> Queue for Arc<Q> {
     }
 }
 
-/// A queue within one thread: the workers of one Envoy in tests, and the native build's
-/// background thread, which both fills it (before a tick) and drains it (in the job).
+/// An in-memory queue within one thread: the workers of one Envoy in tests.
 #[derive(Default)]
 pub struct LocalQueue(pub RefCell<VecDeque<Vec<u8>>>);
 
