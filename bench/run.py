@@ -633,7 +633,10 @@ def fleet_overshoot(keyset, work):
         full = [count for count, start in zip(per_window, admitted) if start + window_s <= admitted[-1] + 1e-9]
         syncs = [proxy.native_stat("wasmcustom.keygate_ratelimit_sync_ok") for proxy in proxies]
         sync_s = 1.0
-        bound = limit + (2 / 3) * rate * (2 * sync_s + 0.01)
+        # D = 2s + t + c: sync interval, round trip (10 ms), a credit's life (50 ms; 0 when the
+        # limit is under 128, whose requests are counted one by one).
+        credit_s = 0.05 if limit >= 128 else 0.0
+        bound = limit + (2 / 3) * rate * (2 * sync_s + 0.01 + credit_s)
         result = {"envoys": 3, "workers": 2, "limit": limit, "window_s": window_s, "rate_per_s": rate,
                   "seconds": s["fleet_seconds"], "offered": int(rate * s["fleet_seconds"]),
                   "admitted": len(admitted), "refused": refused, "errors": errors,

@@ -33,6 +33,7 @@ pub struct Metrics {
     fleet_keys_synced: u32,
     fleet_remote_age_seconds: u32,
     fleet_refused: u32,
+    counted_ahead: u32,
     checksum_failed: u32,
     /// Allowed and denied requests counted since the last `flush`: the request path counts in
     /// the VM and the tick adds them to Envoy's stats, one host call per tick instead of one
@@ -98,6 +99,7 @@ impl Metrics {
                 "keygate_ratelimit_remote_age_seconds",
             ),
             fleet_refused: define(MetricKind::Counter, "keygate_ratelimit_refused_by_fleet"),
+            counted_ahead: define(MetricKind::Counter, "keygate_ratelimit_counted_ahead"),
             checksum_failed: define(MetricKind::Counter, "keygate_keys_checksum_failed"),
             pending_allowed: Cell::new(0),
             pending_denied: Default::default(),
@@ -142,6 +144,13 @@ impl Metrics {
     /// of the fleet admitted.
     pub fn refused_by_fleet(&self, host: &(impl Host + ?Sized)) {
         add(host, self.fleet_refused);
+    }
+
+    /// Requests of a busy key counted ahead of their arrival, as credits (`limits/credits.rs`).
+    pub fn counted_ahead(&self, host: &(impl Host + ?Sized), requests: u64) {
+        if self.counted_ahead != 0 && requests > 0 {
+            host.increment_metric(self.counted_ahead, requests as i64);
+        }
     }
 
     /// A fleet sync answered (`keys`: keys sent in it) or failed.

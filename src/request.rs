@@ -15,6 +15,7 @@ use crate::gathered::Gathered;
 use crate::headers::Headers;
 use crate::host::Host;
 use crate::limits::counters::{self, Admission, KeyTag};
+use crate::limits::credits::{self, Credits};
 use crate::limits::headers::{PolicyCache, RateHeaders};
 use crate::limits::window::{self, Refusal};
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub struct Worker {
     pub view: Cell<Option<(StoreView, u64)>>,
     /// `RateLimit-Policy` fields by limits, so a request does not rebuild its plan's.
     pub policies: PolicyCache,
+    /// Requests of busy keys counted ahead in shared data (`limits/credits.rs`).
+    pub credits: RefCell<Credits>,
     /// Records of keys found in the last `RECENT_KEY_TTL_MS` (`store/recent.rs`).
     pub recent: RefCell<RecentKeys>,
 }
@@ -59,6 +62,7 @@ impl Worker {
             gathered: Arc::default(),
             view: Cell::new(None),
             policies: PolicyCache::default(),
+            credits: RefCell::default(),
             recent: RefCell::new(RecentKeys::default()),
         }
     }
@@ -364,19 +368,28 @@ impl<H: Host> RequestFilter<H> {
         };
         let refusal_headers =
             |usage: &window::Usage| headers(usage).map(|h| h.to_vec()).unwrap_or_default();
-        match counters::admit(
+        let (admission, given_back_in) = credits::admit(
+            &self.worker.credits,
             &self.host,
             key_tag,
             &key.limits,
             &config.windows,
             capacity,
             now_ms,
-        ) {
+        );
+        if let Some(slot) = given_back_in {
+            self.worker.gathered.touched().insert(slot);
+        }
+        match admission {
             Admission::Admitted {
                 slot,
                 in_flight,
                 usage,
+                granted,
             } => {
+                self.worker
+                    .metrics
+                    .counted_ahead(&self.host, granted.saturating_sub(1));
                 if let Some(bucket) = in_flight {
                     self.in_flight = Some((slot, key_tag, bucket));
                 }
@@ -386,6 +399,10 @@ impl<H: Host> RequestFilter<H> {
                 {
                     self.worker.gathered.touched().insert(slot);
                 }
+                self.response_headers = headers(&usage);
+                Ok(())
+            }
+            Admission::Credited { usage } => {
                 self.response_headers = headers(&usage);
                 Ok(())
             }

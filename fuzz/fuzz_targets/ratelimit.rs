@@ -3,7 +3,8 @@
 //! Invariants: decoding never panics and a decoded state re-encodes to the same bytes; `admit`
 //! with arbitrary limits, windows, states and times never panics and never reports remaining >
 //! limit. From an empty slot with time moving forward: no interval of a window's length ever
-//! admits more than that window's limit, the in-flight count stays within the concurrency limit,
+//! admits more than that window's limit (a grant of requests counted ahead, `credits.rs`,
+//! counts as that many admitted when it is counted), the in-flight count stays within the concurrency limit,
 //! and a request sent `Retry-After` later is admitted.
 #![no_main]
 
@@ -64,7 +65,8 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     _ => u.int_in_range(0..=100_000_000)?,
                 });
                 let before = state;
-                let (outcome, usage) = admit(&mut state, &limits, &windows, now);
+                let want = if u.ratio(1, 2)? { 1 } else { u.int_in_range(1..=64)? };
+                let (outcome, usage) = admit(&mut state, &limits, &windows, now, want);
                 for (window, reported) in usage.windows.iter().enumerate() {
                     assert_eq!(reported.map(|w| w.limit), limited[window]);
                     if let Some(w) = reported {
@@ -73,7 +75,13 @@ fn run(u: &mut Unstructured) -> Result<()> {
                 }
                 let _ = keygate::limits::headers::headers(&usage, &windows);
                 match outcome {
-                    Ok(()) => admitted.push(now),
+                    Ok(granted) => {
+                        assert!((1..=want).contains(&granted), "granted {granted} of {want}");
+                        if limits.concurrent.is_some() {
+                            assert_eq!(granted, 1, "no grant with a concurrency limit");
+                        }
+                        admitted.extend(std::iter::repeat(now).take(granted as usize));
+                    }
                     Err(Refusal::Rate { retry_after_ms, .. }) => {
                         assert!(retry_after_ms > 0);
                         last_retry_after = retry_after_ms;
@@ -81,8 +89,8 @@ fn run(u: &mut Unstructured) -> Result<()> {
                             // Windows only: in-flight places are not what Retry-After is about.
                             let mut later = before;
                             let windows_only = Limits { concurrent: None, ..limits.clone() };
-                            let (retry, _) = admit(&mut later, &windows_only, &windows, now + retry_after_ms);
-                            assert_eq!(retry, Ok(()), "refused again at Retry-After ({retry_after_ms} ms)");
+                            let (retry, _) = admit(&mut later, &windows_only, &windows, now + retry_after_ms, 1);
+                            assert_eq!(retry, Ok(1), "refused again at Retry-After ({retry_after_ms} ms)");
                         }
                     }
                     Err(Refusal::Concurrency) => {

@@ -23,7 +23,7 @@ use crate::host::{Host, WriteError};
 use crate::limits::slot_codec::{self, Slot, FREED};
 pub use crate::limits::table::{grow, read_table, slot_count, wanted_capacity};
 use crate::limits::table::{lock_name, SlotName, CREATION_LOCKS, LOCK_FREE};
-use crate::limits::window::{self, Refusal, SlotState, Usage, Windows};
+use crate::limits::window::{self, GiveBack, Refusal, SlotState, Usage, Windows};
 use keygate_contract::key_hash::Digest;
 use keygate_contract::snapshot::Limits;
 
@@ -265,11 +265,17 @@ fn create(host: &dyn Host, index: u64, bytes: &[u8]) -> Result<bool, Failed> {
 /// The outcome of counting one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// Admitted and counted in `slot`. With a concurrency limit, `in_flight` is the in-flight
-    /// bucket the request holds a place in: give it back with `release` when the request ends.
+    /// Admitted and counted in `slot`, with `granted - 1` more requests counted ahead
+    /// (`credits.rs`). With a concurrency limit, `in_flight` is the in-flight bucket the
+    /// request holds a place in: give it back with `release` when the request ends.
     Admitted {
         slot: u64,
         in_flight: Option<u64>,
+        usage: Usage,
+        granted: u64,
+    },
+    /// Admitted with a request counted ahead for it (`credits.rs`): no slot was touched.
+    Credited {
         usage: Usage,
     },
     Refused {
@@ -283,6 +289,22 @@ pub enum Admission {
     Contended,
 }
 
+/// What a count asks for besides its own request (`credits.rs`): `want - 1` requests counted
+/// ahead, and unused ones of the key to give back in the same write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ahead {
+    pub want: u64,
+    pub give_back: Option<GiveBack>,
+}
+
+impl Ahead {
+    /// One request, nothing given back.
+    pub const ONE: Ahead = Ahead {
+        want: 1,
+        give_back: None,
+    };
+}
+
 /// Counts a request of `key` with `limits` at `now_ms` in a table of `capacity` slots.
 pub fn admit(
     host: &dyn Host,
@@ -291,21 +313,44 @@ pub fn admit(
     windows: &Windows,
     capacity: u64,
     now_ms: u64,
+    ahead: Ahead,
 ) -> Admission {
     let outcome = update(host, key, windows, capacity, now_ms, |state| {
-        let (result, usage) = window::admit(state, limits, windows, now_ms);
-        (result.is_ok(), (result, usage))
+        if let Some(back) = &ahead.give_back {
+            state.give_back(back, windows, now_ms);
+        }
+        let (result, usage) = window::admit(state, limits, windows, now_ms, ahead.want);
+        (result.is_ok() || ahead.give_back.is_some(), (result, usage))
     });
     match outcome {
-        Ok((slot, (Ok(()), usage))) => Admission::Admitted {
+        Ok((slot, (Ok(granted), usage))) => Admission::Admitted {
             slot,
             in_flight: limits.concurrent.map(|_| windows.in_flight_bucket(now_ms)),
             usage,
+            granted,
         },
         Ok((_, (Err(refusal), usage))) => Admission::Refused { refusal, usage },
         Err(Failed::NoSlot) => Admission::NoSlot,
         Err(Failed::Contended) => Admission::Contended,
     }
+}
+
+/// Gives back requests of `key` counted ahead and never used (the key's credits, when another
+/// key takes their place in a worker, `credits.rs`). The slot written, if it could be.
+pub fn give_back(
+    host: &dyn Host,
+    key: KeyTag,
+    back: &GiveBack,
+    windows: &Windows,
+    capacity: u64,
+    now_ms: u64,
+) -> Option<u64> {
+    update(host, key, windows, capacity, now_ms, |state| {
+        state.give_back(back, windows, now_ms);
+        (true, ())
+    })
+    .ok()
+    .map(|(slot, ())| slot)
 }
 
 /// The counters in slot `index`, if it holds a key's.

@@ -148,6 +148,15 @@ impl Ring {
         Some(bucket_ms)
     }
 
+    /// Takes back up to `count` counts of `bucket` (nothing once it left the ring).
+    pub(super) fn subtract(&mut self, bucket: u64, count: u64) {
+        if self.holds(bucket) {
+            let index = self.index(bucket);
+            let taken = u32::try_from(count).unwrap_or(u32::MAX);
+            self.counts[index] = self.counts[index].saturating_sub(taken);
+        }
+    }
+
     /// Gives back one count taken in `bucket`; `false` if it already left the ring (or was
     /// never there).
     pub(super) fn remove(&mut self, bucket: u64) -> bool {

@@ -222,7 +222,7 @@ mod tests {
         let windows = Windows::default();
         let mut state = SlotState::for_key(0x0123_4567_89AB_CDEF, 42);
         let now = 1_764_000_000_000;
-        assert!(admit(&mut state, &free_plan(), &windows, now).0.is_ok());
+        assert!(admit(&mut state, &free_plan(), &windows, now, 1).0.is_ok());
         let encoded = encode(&state);
         assert_eq!(encoded.as_bytes().len(), 40);
         assert_eq!(decode(encoded.as_bytes()), Some(state));
@@ -262,7 +262,9 @@ mod tests {
         assert_eq!(classify(Some(&[7; 824])), Slot::Free);
         let windows = Windows::default();
         let mut state = SlotState::for_key(9, 9);
-        assert!(admit(&mut state, &free_plan(), &windows, 5_000).0.is_ok());
+        assert!(admit(&mut state, &free_plan(), &windows, 5_000, 1)
+            .0
+            .is_ok());
         let good = encode(&state).as_bytes().to_vec();
         for cut in 0..good.len() {
             assert_eq!(decode(&good[..cut]), None, "cut at {cut}");
@@ -288,7 +290,7 @@ mod tests {
             ..free_plan()
         };
         for t in [1_000, 1_500, 9_000, 130_000] {
-            let _ = admit(&mut state, &limits, &windows, t);
+            let _ = admit(&mut state, &limits, &windows, t, 1);
         }
         state.set_remote(0, &[(65, 12)], &windows, 130_000);
         let bytes = encode(&state).as_bytes().to_vec();

@@ -83,6 +83,11 @@ impl Windows {
     }
 
     /// How long a count may stay in a slot: the longest ring span, or the in-flight one.
+    /// The bucket of each window `now_ms` falls in.
+    pub fn buckets_at(&self, now_ms: u64) -> [u64; 3] {
+        [0, 1, 2].map(|window| now_ms / self.bucket_ms(window))
+    }
+
     pub fn longest_memory_ms(&self) -> u64 {
         let rings = (0..3)
             .map(|w| self.bucket_ms(w).saturating_mul(RING_LENS[w] as u64))
@@ -96,6 +101,27 @@ impl Windows {
 }
 
 pub use keygate_contract::fleet::window_limits;
+
+/// Each window's limit, 0 for a window without one (a key's credits are good only under the
+/// limits they were counted under, `credits.rs`).
+pub fn limit_values(limits: &Limits) -> [u64; 3] {
+    window_limits(limits).map(|limit| limit.unwrap_or(0))
+}
+
+/// A grant of more than one request takes at most this share of a window's limit, and leaves
+/// at least half of it (`admit`): so a plan of 60 a minute is always counted one by one.
+pub const GRANT_SHARE: u64 = 64;
+
+/// Requests counted ahead and never used (`credits.rs`), to take out of the buckets they were
+/// counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GiveBack {
+    pub count: u64,
+    /// The bucket of each window they were counted in...
+    pub buckets: [u64; 3],
+    /// ...and which windows counted them (those the key had a limit in).
+    pub limited: [bool; 3],
+}
 
 pub fn has_limits(limits: &Limits) -> bool {
     window_limits(limits).iter().any(Option::is_some) || limits.concurrent.is_some()
@@ -209,6 +235,16 @@ impl SlotState {
         self.in_flight.remove(bucket)
     }
 
+    /// Takes back requests counted ahead and never used, from the buckets still in the rings.
+    pub fn give_back(&mut self, back: &GiveBack, windows: &Windows, now_ms: u64) {
+        self.advance(windows, now_ms);
+        for window in 0..3 {
+            if back.limited[window] {
+                self.rings[window].subtract(back.buckets[window], back.count);
+            }
+        }
+    }
+
     /// Adds the counts of `other` (the same key's counts from another slot, when the table
     /// grew) to this slot's, both as of `now_ms`. Remote counts are a snapshot of the rest of
     /// the fleet, not a sum, so the larger of each bucket is kept.
@@ -281,13 +317,19 @@ impl Usage {
 }
 
 /// Checks a request against `limits` at `now_ms` and, if admitted, counts it (and, with a
-/// concurrency limit, adds it to the in-flight count). Returns the usage after the decision.
+/// concurrency limit, adds it to the in-flight count). Returns the usage after the decision,
+/// as if this one request were counted, and how many were counted.
+///
+/// `want` > 1 asks to count the next requests too (`credits.rs`). More than one is granted
+/// only without a concurrency limit and far from every limit: a grant takes at most
+/// 1/`GRANT_SHARE` of each window's limit and leaves each window at most half used.
 pub fn admit(
     state: &mut SlotState,
     limits: &Limits,
     windows: &Windows,
     now_ms: u64,
-) -> (Result<(), Refusal>, Usage) {
+    want: u64,
+) -> (Result<u64, Refusal>, Usage) {
     state.advance(windows, now_ms);
     let limits_by_window = window_limits(limits);
     for (window, limit) in limits_by_window.iter().enumerate() {
@@ -336,12 +378,15 @@ pub fn admit(
             }
         }
     }
+    let mut granted = 1;
     if refusal.is_none() {
+        granted = grant(want, limits, &limits_by_window, &fleet);
+        let count = u32::try_from(granted).unwrap_or(1);
         for (window, ring) in fleet.iter_mut().enumerate() {
             if let Some(ring) = ring {
                 let bucket = now_ms / windows.bucket_ms(window);
-                state.rings[window].add(bucket, 1);
-                ring.add(bucket, 1);
+                state.rings[window].add(bucket, count);
+                ring.add(bucket, count);
             }
         }
         if limits.concurrent.is_some() {
@@ -355,9 +400,11 @@ pub fn admit(
             continue;
         };
         totals[window] = ring.total();
+        // Credits counted ahead are not used yet: this request is told what it alone left.
+        let counted_ahead = if refusal.is_none() { granted - 1 } else { 0 };
         usage.windows[window] = Some(WindowUsage {
             limit,
-            remaining: limit.saturating_sub(totals[window]),
+            remaining: limit.saturating_sub(totals[window] - counted_ahead),
             reset_ms: 0,
         });
     }
@@ -373,7 +420,28 @@ pub fn admit(
                 .unwrap_or(0);
         }
     }
-    (refusal.map_or(Ok(()), Err), usage)
+    (refusal.map_or(Ok(granted), Err), usage)
+}
+
+/// How many requests to count for an admitted request that asks for `want` (see `admit`),
+/// with `fleet` each limited window's counts before it.
+fn grant(
+    want: u64,
+    limits: &Limits,
+    limits_by_window: &[Option<u64>; 3],
+    fleet: &[Option<Ring>; 3],
+) -> u64 {
+    if want <= 1 || limits.concurrent.is_some() {
+        return 1;
+    }
+    let mut granted = want;
+    for (limit, ring) in limits_by_window.iter().zip(fleet) {
+        if let (Some(limit), Some(ring)) = (limit, ring) {
+            let far = (limit / 2).saturating_sub(ring.total());
+            granted = granted.min(limit / GRANT_SHARE).min(far);
+        }
+    }
+    granted.clamp(1, u64::from(u32::MAX))
 }
 
 /// Whole seconds for `Retry-After` and reset headers: rounded up, at least 1.

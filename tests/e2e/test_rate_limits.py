@@ -22,6 +22,8 @@ SERIAL = "pk_live_" + "serial000000000000000000000000000000000"
 UNLIMITED = "pk_live_" + "unlimited0000000000000000000000000000000"
 OVER_QUOTA = "pk_live_" + "overquota0000000000000000000000000000000"
 DAILY = "pk_live_" + "daily00000000000000000000000000000000000"
+BUSY = "pk_live_" + "busy0000000000000000000000000000000000000"
+BUSY_LIMIT = 1280
 WINDOW_S = 10
 REPORT_INTERVAL_S = 1
 # How long the slow upstream holds the requests that must overlap: far more than a loaded
@@ -38,6 +40,7 @@ def keys():
         key_record(UNLIMITED, "key_unlimited"),
         key_record(OVER_QUOTA, "key_over_quota", limits={"per_day": 1000}, quota_exceeded_until=quota_until),
         key_record(DAILY, "key_daily", limits={"per_minute": 100, "per_day": 3}),
+        key_record(BUSY, "key_busy", limits={"per_minute": BUSY_LIMIT}),
     ]
 
 
@@ -97,6 +100,25 @@ def test_parallel_burst_admits_exactly_the_limit(envoy):
     assert int(refused.headers["x-ratelimit-reset"]) >= 1
     assert refused.headers["ratelimit-policy"] == f'"minute";q=20;w={WINDOW_S}'
     assert refused.headers["ratelimit"].startswith('"minute";r=0;t=')
+
+
+def test_a_busy_key_counted_ahead_admits_exactly_the_limit(envoy):
+    """A limit large enough for counting ahead (docs/rate-limits.md): the workers count several
+    requests per shared-data write while the key is under half its limit, and one by one after,
+    so a burst well over the limit still gets exactly the limit."""
+    ahead_before = envoy.stat("keygate_ratelimit_counted_ahead")
+    started = time.monotonic()
+    responses = burst(envoy, BUSY, 2 * BUSY_LIMIT, threads=32)
+    took = time.monotonic() - started
+    assert took < WINDOW_S, f"the burst took {took:.1f}s, longer than the {WINDOW_S}s window"
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == BUSY_LIMIT, sorted(set(statuses))
+    assert statuses.count(429) == BUSY_LIMIT
+    # Each admitted request is told what it alone left: never below what the limit leaves.
+    remaining = sorted(int(r.headers["x-ratelimit-remaining"]) for r in responses if r.status_code == 200)
+    assert remaining[0] == 0 and remaining[-1] < BUSY_LIMIT
+    wait_until(lambda: envoy.stat("keygate_ratelimit_counted_ahead") > ahead_before, timeout=10,
+               what="requests counted ahead in the metric")
 
 
 def test_successes_carry_rate_limit_headers(envoy):

@@ -20,7 +20,7 @@ fn count_admitted(
     times_ms: impl Iterator<Item = u64>,
 ) -> usize {
     times_ms
-        .filter(|&t| admit(state, limits, windows, t).0.is_ok())
+        .filter(|&t| admit(state, limits, windows, t, 1).0.is_ok())
         .count()
 }
 
@@ -50,7 +50,7 @@ fn no_window_of_the_limits_length_ever_admits_more_than_the_limit() {
     let start = 7_777_777;
     let admitted: Vec<u64> = (0..1200)
         .map(|i| start + i * 500)
-        .filter(|&t| admit(&mut state, &ten, &windows, t).0.is_ok())
+        .filter(|&t| admit(&mut state, &ten, &windows, t, 1).0.is_ok())
         .collect();
     for (i, &t) in admitted.iter().enumerate() {
         let in_window = admitted[i..]
@@ -73,9 +73,11 @@ fn retry_after_is_exact() {
     let three = limits(Some(3), None, None);
     let now = 100_000; // bucket boundary (2 s buckets)
     for offset in [0, 1_000, 2_500] {
-        assert!(admit(&mut state, &three, &windows, now + offset).0.is_ok());
+        assert!(admit(&mut state, &three, &windows, now + offset, 1)
+            .0
+            .is_ok());
     }
-    let (refused, usage) = admit(&mut state, &three, &windows, now + 3_000);
+    let (refused, usage) = admit(&mut state, &three, &windows, now + 3_000, 1);
     let Err(Refusal::Rate { retry_after_ms, .. }) = refused else {
         panic!("{refused:?}")
     };
@@ -94,8 +96,10 @@ fn retry_after_is_exact() {
             None
         ]
     );
-    assert!(admit(&mut state, &three, &windows, 162_000 - 1).0.is_err());
-    assert!(admit(&mut state, &three, &windows, 162_000).0.is_ok());
+    assert!(admit(&mut state, &three, &windows, 162_000 - 1, 1)
+        .0
+        .is_err());
+    assert!(admit(&mut state, &three, &windows, 162_000, 1).0.is_ok());
 }
 
 #[test]
@@ -103,8 +107,8 @@ fn tightest_of_several_windows_wins_and_retry_is_the_longest_wait() {
     let windows = Windows::default();
     let mut state = SlotState::empty(1);
     let both = limits(Some(100), Some(2), None);
-    assert!(admit(&mut state, &both, &windows, 0).0.is_ok());
-    let (ok, usage) = admit(&mut state, &both, &windows, 1_000);
+    assert!(admit(&mut state, &both, &windows, 0, 1).0.is_ok());
+    let (ok, usage) = admit(&mut state, &both, &windows, 1_000, 1);
     assert!(ok.is_ok());
     let headers = crate::limits::headers::headers(&usage, &windows);
     assert!(headers.contains(&("x-ratelimit-limit", "2".into())));
@@ -113,7 +117,7 @@ fn tightest_of_several_windows_wins_and_retry_is_the_longest_wait() {
         "ratelimit-policy",
         "\"minute\";q=100;w=60, \"day\";q=2;w=86400".into()
     )));
-    let (refused, _) = admit(&mut state, &both, &windows, 2_000);
+    let (refused, _) = admit(&mut state, &both, &windows, 2_000, 1);
     let Err(Refusal::Rate { retry_after_ms, .. }) = refused else {
         panic!()
     };
@@ -132,7 +136,7 @@ fn remote_counts_add_to_local_ones_and_age_out_with_their_buckets() {
         count_admitted(&mut state, &ten, &windows, std::iter::repeat_n(now, 5)),
         2
     );
-    let (refused, _) = admit(&mut state, &ten, &windows, now);
+    let (refused, _) = admit(&mut state, &ten, &windows, now, 1);
     assert!(matches!(refused, Err(Refusal::Rate { by_fleet: true, .. })));
     // A sync replaces the remote picture: the fleet's count moved to 3.
     state.set_remote(0, &[(now / 2_000, 3)], &windows, now);
@@ -159,11 +163,15 @@ fn remote_counts_add_to_local_ones_and_age_out_with_their_buckets() {
 fn a_slot_round_trips_with_its_tag_limits_and_remote_counts() {
     let windows = Windows::default();
     let mut state = SlotState::for_key(11, 22);
-    assert!(
-        admit(&mut state, &limits(Some(5), Some(9), None), &windows, 4_000)
-            .0
-            .is_ok()
-    );
+    assert!(admit(
+        &mut state,
+        &limits(Some(5), Some(9), None),
+        &windows,
+        4_000,
+        1
+    )
+    .0
+    .is_ok());
     state.set_remote(1, &[(4_000 / 120_000, 3)], &windows, 4_000);
     let decoded = decode(encode(&state).as_bytes()).unwrap();
     assert_eq!(decoded, state);
@@ -180,14 +188,14 @@ fn concurrency_counts_in_flight() {
     let windows = Windows::default();
     let mut state = SlotState::empty(1);
     let two = limits(None, None, Some(2));
-    assert!(admit(&mut state, &two, &windows, 0).0.is_ok());
-    assert!(admit(&mut state, &two, &windows, 0).0.is_ok());
+    assert!(admit(&mut state, &two, &windows, 0, 1).0.is_ok());
+    assert!(admit(&mut state, &two, &windows, 0, 1).0.is_ok());
     assert_eq!(
-        admit(&mut state, &two, &windows, 0).0,
+        admit(&mut state, &two, &windows, 0, 1).0,
         Err(Refusal::Concurrency)
     );
     assert!(state.release(&windows, windows.in_flight_bucket(0), 0));
-    assert!(admit(&mut state, &two, &windows, 0).0.is_ok());
+    assert!(admit(&mut state, &two, &windows, 0, 1).0.is_ok());
     assert!(!state.idle(&windows, 0));
 }
 
@@ -200,18 +208,18 @@ fn in_flight_places_whose_end_is_never_seen_expire() {
     let one = limits(None, None, Some(1));
     let mut state = SlotState::empty(1);
     let taken_at = 1_000_000;
-    assert!(admit(&mut state, &one, &windows, taken_at).0.is_ok());
+    assert!(admit(&mut state, &one, &windows, taken_at, 1).0.is_ok());
     // The request's end is lost: the key is refused until the place expires ...
     for later in [taken_at, taken_at + 30_000, taken_at + 69_999] {
         assert_eq!(
-            admit(&mut state, &one, &windows, later).0,
+            admit(&mut state, &one, &windows, later, 1).0,
             Err(Refusal::Concurrency),
             "{later}"
         );
         assert_eq!(state.in_flight(&windows, later), 1);
     }
     // ... and no longer than the expiry plus one bucket (10 s here).
-    assert!(admit(&mut state, &one, &windows, taken_at + 80_000)
+    assert!(admit(&mut state, &one, &windows, taken_at + 80_000, 1)
         .0
         .is_ok());
     // A late release of the expired place does not free the new one.
@@ -234,7 +242,8 @@ fn state_round_trips_and_rejects_garbage() {
         &mut state,
         &limits(Some(5), Some(9), Some(3)),
         &windows,
-        123_456_789
+        123_456_789,
+        1
     )
     .0
     .is_ok());
@@ -250,11 +259,15 @@ fn state_round_trips_and_rejects_garbage() {
 fn idle_after_every_window_has_passed() {
     let windows = Windows::default();
     let mut state = SlotState::empty(1);
-    assert!(
-        admit(&mut state, &limits(Some(5), None, None), &windows, 10_000)
-            .0
-            .is_ok()
-    );
+    assert!(admit(
+        &mut state,
+        &limits(Some(5), None, None),
+        &windows,
+        10_000,
+        1
+    )
+    .0
+    .is_ok());
     assert!(!state.idle(&windows, 20_000));
     assert!(state.idle(&windows, 10_000 + 62_001));
 }
@@ -271,9 +284,9 @@ fn windows_not_a_multiple_of_the_buckets_still_hold_the_limit() {
         let one = limits(Some(1), None, None);
         for first in 1_000_000..1_000_000 + 2 * length / 30 + 2 {
             let mut state = SlotState::empty(1);
-            assert!(admit(&mut state, &one, &windows, first).0.is_ok());
+            assert!(admit(&mut state, &one, &windows, first, 1).0.is_ok());
             assert!(
-                admit(&mut state, &one, &windows, first + length - 1)
+                admit(&mut state, &one, &windows, first + length - 1, 1)
                     .0
                     .is_err(),
                 "window {length} ms: admitted again {} ms after {first}",
@@ -292,7 +305,7 @@ fn a_slot_with_any_newest_bucket_does_not_overflow() {
     state.rings[0].newest = u64::MAX - 3;
     state.rings[0].set_count(0, 7);
     let mut state = decode(encode(&state).as_bytes()).unwrap();
-    let (refused, usage) = admit(&mut state, &limits(Some(1), None, None), &windows, 0);
+    let (refused, usage) = admit(&mut state, &limits(Some(1), None, None), &windows, 0, 1);
     assert!(matches!(refused, Err(Refusal::Rate { .. })), "{refused:?}");
     assert_eq!(usage.windows[0].map(|w| w.remaining), Some(0));
 }
@@ -309,12 +322,82 @@ fn short_test_windows_use_the_same_maths() {
         count_admitted(&mut state, &two, &windows, std::iter::repeat_n(50_000, 5)),
         2
     );
-    let (refused, _) = admit(&mut state, &two, &windows, 50_000);
+    let (refused, _) = admit(&mut state, &two, &windows, 50_000, 1);
     let Err(Refusal::Rate { retry_after_ms, .. }) = refused else {
         panic!()
     };
     assert!(retry_after_ms <= 3_100, "{retry_after_ms}");
-    assert!(admit(&mut state, &two, &windows, 50_000 + retry_after_ms)
-        .0
-        .is_ok());
+    assert!(
+        admit(&mut state, &two, &windows, 50_000 + retry_after_ms, 1)
+            .0
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_grant_is_counted_whole_and_reported_as_one_request() {
+    let windows = Windows::default();
+    let mut state = SlotState::empty(1);
+    let big = limits(Some(6_400), None, None);
+    let (granted, usage) = admit(&mut state, &big, &windows, 0, 10);
+    assert_eq!(granted, Ok(10));
+    assert_eq!(state.rings[0].total(), 10);
+    // The client is told what this one request left; the nine ahead are not used yet.
+    assert_eq!(usage.windows[0].map(|u| u.remaining), Some(6_399));
+}
+
+#[test]
+fn more_than_one_is_granted_only_far_from_every_limit() {
+    let windows = Windows::default();
+    // At most 1/64 of the limit: a plan of 60 a minute is counted one by one.
+    let mut state = SlotState::empty(1);
+    let free = limits(Some(60), Some(1_000), None);
+    assert_eq!(admit(&mut state, &free, &windows, 0, 64).0, Ok(1));
+    // 1/64 of 640 is 10, and the day's 1/64 is lower still.
+    let mut state = SlotState::empty(1);
+    assert_eq!(
+        admit(&mut state, &limits(Some(640), None, None), &windows, 0, 64).0,
+        Ok(10)
+    );
+    let mut state = SlotState::empty(1);
+    let day = limits(Some(6_400), Some(320), None);
+    assert_eq!(admit(&mut state, &day, &windows, 0, 64).0, Ok(5));
+    // Never past half the limit: 100 of 6,400 used by the rest of the fleet and this Envoy...
+    let mut state = SlotState::empty(1);
+    let big = limits(Some(6_400), None, None);
+    state.set_remote(0, &[(0, 3_150)], &windows, 0);
+    assert_eq!(admit(&mut state, &big, &windows, 0, 64).0, Ok(50));
+    // ...and one by one from half on, to the last request the limit admits.
+    assert_eq!(admit(&mut state, &big, &windows, 0, 64).0, Ok(1));
+    // No grant with a concurrency limit: each request holds its own place.
+    let mut state = SlotState::empty(1);
+    let concurrent = limits(Some(6_400), None, Some(100));
+    assert_eq!(admit(&mut state, &concurrent, &windows, 0, 64).0, Ok(1));
+}
+
+#[test]
+fn credits_given_back_leave_the_buckets_they_were_counted_in() {
+    let windows = Windows::default();
+    let mut state = SlotState::empty(1);
+    let big = limits(Some(6_400), Some(64_000), None);
+    assert_eq!(admit(&mut state, &big, &windows, 1_000, 20).0, Ok(20));
+    let back = GiveBack {
+        count: 15,
+        buckets: windows.buckets_at(1_000),
+        limited: [true, false, true],
+    };
+    // Given back two buckets later, with a new request counted meanwhile.
+    assert_eq!(admit(&mut state, &big, &windows, 5_000, 1).0, Ok(1));
+    state.give_back(&back, &windows, 5_000);
+    assert_eq!(state.rings[0].total(), 6);
+    assert_eq!(state.rings[2].total(), 6);
+    // More than is there takes nothing below zero.
+    state.give_back(&GiveBack { count: 99, ..back }, &windows, 5_000);
+    assert_eq!(state.rings[0].total(), 1);
+    // A bucket that left the ring, nothing: not the newer one in its ring position.
+    let mut state = SlotState::empty(1);
+    assert_eq!(admit(&mut state, &big, &windows, 1_000, 20).0, Ok(20));
+    assert_eq!(admit(&mut state, &big, &windows, 63_000, 3).0, Ok(3));
+    state.give_back(&back, &windows, 63_000);
+    assert_eq!(state.rings[0].total(), 3);
 }

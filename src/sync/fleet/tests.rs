@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::*;
 use crate::config::Config;
 use crate::host::{DispatchedCall, FakeHost};
-use crate::limits::counters::{admit, grow, owner_and_seed as slot_key_of, Admission};
+use crate::limits::counters::{admit, grow, owner_and_seed as slot_key_of, Admission, Ahead};
 use crate::sync::queue::LocalQueue;
 use crate::sync::task::Runner;
 use keygate_contract::key_hash::digest_key;
@@ -87,6 +87,7 @@ fn admit_one(host: &FakeHost, secret: &str, limit: u64) -> (Admission, u64) {
         &Windows::default(),
         SLOTS,
         host.now_ms(),
+        Ahead::ONE,
     );
     let slot = match admission {
         Admission::Admitted { slot, .. } => slot,
