@@ -10,6 +10,8 @@ CONTROL := target/release/keygate-control
 # ENVOY_DYNAMIC_MODULES_SEARCH_PATH names (docs/native.md).
 NATIVE_DIR := target/native
 NATIVE := $(NATIVE_DIR)/libkeygate.so
+# The Wasm builds are fat-LTO'd (Cargo.toml's release profile is thin, for the native builds).
+WASM_LTO := --config profile.release.lto=true
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 OCI_LAYOUT := target/oci/keygate
 
@@ -25,7 +27,7 @@ toolchain:
 	@rustup toolchain install >/dev/null 2>&1 || rustup toolchain install
 
 wasm: toolchain
-	$(CARGO) build --release --target $(WASM_TARGET) -p keygate
+	$(CARGO) build --release --target $(WASM_TARGET) -p keygate $(WASM_LTO)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 native: toolchain
@@ -193,7 +195,7 @@ bench-onlog: build venv $(VENV)/.bench-installed
 bench: build venv $(VENV)/.bench-installed
 	./scripts/install-system-deps.sh bench
 	$(CARGO) build --release -p keygate-bench-authz
-	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop
+	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop $(WASM_LTO)
 	$(CARGO) build --release -p keygate-bench-noop-native
 	KEYGATE_WASM=$(WASM) KEYGATE_CONTROL_BIN=$(CONTROL) BENCH_AUTHZ_BIN=target/release/keygate-bench-authz \
 		$(VENV)/bin/python bench/run.py
@@ -206,7 +208,7 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 # per target (docs/fuzzing.md). Not part of `make test`. RUSTC_BOOTSTRAP=1 lets stable Rust take
 # the -Z flags cargo-fuzz passes; FUZZ_FLAGS="--sanitizer none" where ASan is unavailable.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= extract xff routes config snapshot compact fleet_sync ratelimit rfc3339 store
+FUZZ_TARGETS ?= extract xff routes config snapshot compact fleet_sync ratelimit request rfc3339 store
 FUZZ_FLAGS ?=
 .PHONY: fuzz
 fuzz:

@@ -244,6 +244,16 @@ impl FakeHost {
         *self.reply.borrow_mut() = None;
     }
 
+    /// Starts a new request whose header values are any bytes, as Envoy may hand them over.
+    pub fn request_bytes(&self, headers: &[(&str, &[u8])]) {
+        *self.request_headers.borrow_mut() = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
+            .collect();
+        self.response_headers.borrow_mut().clear();
+        *self.reply.borrow_mut() = None;
+    }
+
     /// A request header as it stands now (after the filter changed them).
     pub fn request_header(&self, name: &str) -> Option<String> {
         self.request_headers

@@ -39,6 +39,8 @@ pub struct Metrics {
     /// the VM and the tick adds them to Envoy's stats, one host call per tick instead of one
     /// per request.
     pending_allowed: Cell<u64>,
+    /// Requests counted ahead since the last `flush`, likewise.
+    pending_counted_ahead: Cell<u64>,
     pending_denied: [Cell<u64>; DenyCode::ALL.len()],
 }
 
@@ -102,6 +104,7 @@ impl Metrics {
             counted_ahead: define(MetricKind::Counter, "keygate_ratelimit_counted_ahead"),
             checksum_failed: define(MetricKind::Counter, "keygate_keys_checksum_failed"),
             pending_allowed: Cell::new(0),
+            pending_counted_ahead: Cell::new(0),
             pending_denied: Default::default(),
         }
     }
@@ -120,6 +123,7 @@ impl Metrics {
             }
         };
         add_pending(self.allowed, &self.pending_allowed);
+        add_pending(self.counted_ahead, &self.pending_counted_ahead);
         for (id, pending) in self.denied.iter().zip(&self.pending_denied) {
             add_pending(*id, pending);
         }
@@ -146,11 +150,11 @@ impl Metrics {
         add(host, self.fleet_refused);
     }
 
-    /// Requests of a busy key counted ahead of their arrival, as credits (`limits/credits.rs`).
-    pub fn counted_ahead(&self, host: &(impl Host + ?Sized), requests: u64) {
-        if self.counted_ahead != 0 && requests > 0 {
-            host.increment_metric(self.counted_ahead, requests as i64);
-        }
+    /// Requests of a busy key counted ahead of their arrival, as credits (`limits/credits.rs`);
+    /// reaches Envoy's stats at the next `flush`.
+    pub fn counted_ahead(&self, requests: u64) {
+        let pending = &self.pending_counted_ahead;
+        pending.set(pending.get().saturating_add(requests));
     }
 
     /// A fleet sync answered (`keys`: keys sent in it) or failed.

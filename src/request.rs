@@ -368,18 +368,21 @@ impl<H: Host> RequestFilter<H> {
         };
         let refusal_headers =
             |usage: &window::Usage| headers(usage).map(|h| h.to_vec()).unwrap_or_default();
-        let (admission, given_back_in) = credits::admit(
-            &self.worker.credits,
-            &self.host,
-            key_tag,
-            &key.limits,
-            &config.windows,
+        let table = credits::Table {
+            host: &self.host,
+            windows: &config.windows,
             capacity,
             now_ms,
+        };
+        let admission = credits::admit(
+            &self.worker.credits,
+            &table,
+            key_tag,
+            &key.limits,
+            &mut |slot| {
+                self.worker.gathered.touched().insert(slot);
+            },
         );
-        if let Some(slot) = given_back_in {
-            self.worker.gathered.touched().insert(slot);
-        }
         match admission {
             Admission::Admitted {
                 slot,
@@ -387,9 +390,7 @@ impl<H: Host> RequestFilter<H> {
                 usage,
                 granted,
             } => {
-                self.worker
-                    .metrics
-                    .counted_ahead(&self.host, granted.saturating_sub(1));
+                self.worker.metrics.counted_ahead(granted.saturating_sub(1));
                 if let Some(bucket) = in_flight {
                     self.in_flight = Some((slot, key_tag, bucket));
                 }

@@ -4,12 +4,13 @@
 //! with arbitrary limits, windows, states and times never panics and never reports remaining >
 //! limit. From an empty slot with time moving forward: no interval of a window's length ever
 //! admits more than that window's limit (a grant of requests counted ahead, `credits.rs`,
-//! counts as that many admitted when it is counted), the in-flight count stays within the concurrency limit,
+//! counts as that many admitted when it is counted, and requests of it given back unused as
+//! never admitted), the in-flight count stays within the concurrency limit,
 //! and a request sent `Retry-After` later is admitted.
 #![no_main]
 
 use keygate::limits::slot_codec::{decode, encode, MAX_LEN};
-use keygate::limits::window::{admit, Refusal, SlotState, Windows};
+use keygate::limits::window::{admit, GiveBack, Refusal, SlotState, Windows};
 use keygate_contract::snapshot::Limits;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -49,8 +50,23 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let mut now: u64 = if arbitrary_state { u.arbitrary()? } else { u.int_in_range(0..=1 << 45)? };
     let mut admitted = Vec::new();
     let mut last_retry_after = 0;
+    // The last grant of more than one: when, how many, in which buckets.
+    let mut last_grant: Option<(u64, u64, [u64; 3])> = None;
     for _ in 0..u.int_in_range(1..=100)? {
         match u.arbitrary::<u8>()? {
+            24..=31 if last_grant.is_some() => {
+                // Credits of the last grant given back unused, at most once.
+                let Some((at, granted, buckets)) = last_grant.take() else { continue };
+                let count = u.int_in_range(1..=granted - 1)?;
+                let limited_windows = limited.map(|limit| limit.is_some());
+                let back = GiveBack { count, buckets, limited: limited_windows };
+                state.give_back(&back, &windows, now);
+                for _ in 0..count {
+                    if let Some(position) = admitted.iter().rposition(|&t| t == at) {
+                        admitted.remove(position);
+                    }
+                }
+            }
             0..=31 => {
                 let bucket = windows.in_flight_bucket(now.saturating_sub(u.int_in_range(0..=100_000)?));
                 let _ = state.release(&windows, bucket, now);
@@ -81,6 +97,9 @@ fn run(u: &mut Unstructured) -> Result<()> {
                             assert_eq!(granted, 1, "no grant with a concurrency limit");
                         }
                         admitted.extend(std::iter::repeat(now).take(granted as usize));
+                        if granted > 1 {
+                            last_grant = Some((now, granted, windows.buckets_at(now)));
+                        }
                     }
                     Err(Refusal::Rate { retry_after_ms, .. }) => {
                         assert!(retry_after_ms > 0);

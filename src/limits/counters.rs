@@ -316,11 +316,11 @@ pub fn admit(
     ahead: Ahead,
 ) -> Admission {
     let outcome = update(host, key, windows, capacity, now_ms, |state| {
-        if let Some(back) = &ahead.give_back {
-            state.give_back(back, windows, now_ms);
-        }
+        let gave_back = ahead
+            .give_back
+            .is_some_and(|back| state.give_back(&back, windows, now_ms));
         let (result, usage) = window::admit(state, limits, windows, now_ms, ahead.want);
-        (result.is_ok() || ahead.give_back.is_some(), (result, usage))
+        (result.is_ok() || gave_back, (result, usage))
     });
     match outcome {
         Ok((slot, (Ok(granted), usage))) => Admission::Admitted {
@@ -336,7 +336,8 @@ pub fn admit(
 }
 
 /// Gives back requests of `key` counted ahead and never used (the key's credits, when another
-/// key takes their place in a worker, `credits.rs`). The slot written, if it could be.
+/// key takes their place in a worker, or they outlived their time, `credits.rs`). The slot
+/// written, if any: none when nothing of them was still counted (or no slot could be had).
 pub fn give_back(
     host: &dyn Host,
     key: KeyTag,
@@ -345,12 +346,13 @@ pub fn give_back(
     capacity: u64,
     now_ms: u64,
 ) -> Option<u64> {
-    update(host, key, windows, capacity, now_ms, |state| {
-        state.give_back(back, windows, now_ms);
-        (true, ())
-    })
-    .ok()
-    .map(|(slot, ())| slot)
+    match update(host, key, windows, capacity, now_ms, |state| {
+        let taken = state.give_back(back, windows, now_ms);
+        (taken, taken)
+    }) {
+        Ok((slot, true)) => Some(slot),
+        Ok((_, false)) | Err(_) => None,
+    }
 }
 
 /// The counters in slot `index`, if it holds a key's.

@@ -87,12 +87,15 @@ pub enum Settled {
 /// A worker's credits.
 pub struct Credits {
     entries: Vec<Option<Entry>>,
+    /// The entry `sweep` looks at next.
+    sweep_at: usize,
 }
 
 impl Default for Credits {
     fn default() -> Credits {
         Credits {
             entries: vec![None; ENTRIES],
+            sweep_at: 0,
         }
     }
 }
@@ -207,6 +210,29 @@ impl Credits {
         }
     }
 
+    /// Looks at the next entry in turn: the credits of a key other than `current` that
+    /// outlived their time unused, to give back (they are no longer held here).
+    pub fn sweep(&mut self, current: KeyTag, now_ms: u64) -> Option<(KeyTag, GiveBack)> {
+        let at = self.sweep_at;
+        self.sweep_at = (at + 1) % ENTRIES;
+        let entry = self.entries.get_mut(at)?.as_mut()?;
+        let expired = now_ms.saturating_sub(entry.counted_at_ms) >= CREDIT_TTL_MS;
+        if entry.key == current || !expired {
+            return None;
+        }
+        let back = entry.give_back()?;
+        entry.left = 0;
+        Some((entry.key, back))
+    }
+
+    /// Takes `key`'s unused credits out of its entry, to give back.
+    pub fn take_back(&mut self, key: KeyTag) -> Option<GiveBack> {
+        let entry = self.entry_mut(key)?;
+        let back = entry.give_back()?;
+        entry.left = 0;
+        Some(back)
+    }
+
     /// Forgets `key`'s credits (given back after another key took their entry, or lost).
     pub fn forget(&mut self, key: KeyTag) {
         if let Some(slot) = self.entries.get_mut(place(key)) {
@@ -217,30 +243,56 @@ impl Credits {
     }
 }
 
+/// Where and when a request is counted: the host's shared data, the configured windows, the
+/// slot table's capacity, the proxy clock.
+pub struct Table<'a> {
+    pub host: &'a dyn Host,
+    pub windows: &'a Windows,
+    pub capacity: u64,
+    pub now_ms: u64,
+}
+
 /// Counts a request of `key` with `limits` at `now_ms`: with one of the worker's `credits` if
 /// it has one (`Admission::Credited`, no shared data touched), else in the table of `capacity`
-/// slots, asking for credits for the key's next requests. With it, the slot of another key
-/// whose credits were given back, if one was written: the fleet sync should send it again.
+/// slots, asking for credits for the key's next requests. Each call also looks at one more
+/// entry of the table and gives back the credits of another key that outlived their time
+/// unused (its traffic here stopped); `written` hears the slot of any other key it wrote, for
+/// the fleet sync to send again.
 pub fn admit(
     credits: &RefCell<Credits>,
-    host: &dyn Host,
+    table: &Table<'_>,
     key: KeyTag,
     limits: &Limits,
-    windows: &Windows,
-    capacity: u64,
-    now_ms: u64,
-) -> (Admission, Option<u64>) {
-    // Never with a concurrency limit, where each request holds its own place.
+    written: &mut dyn FnMut(u64),
+) -> Admission {
+    let &Table {
+        host,
+        windows,
+        capacity,
+        now_ms,
+    } = table;
+    let mut give_back_other = |other: KeyTag, back: GiveBack| {
+        if let Some(slot) = counters::give_back(host, other, &back, windows, capacity, now_ms) {
+            written(slot);
+        }
+    };
+    let stale = credits.borrow_mut().sweep(key, now_ms);
+    if let Some((other, back)) = stale {
+        give_back_other(other, back);
+    }
+    // Never with a concurrency limit, where each request holds its own place (a key whose plan
+    // gained one gives back what it held).
     if limits.concurrent.is_some() {
-        let admission = counters::admit(host, key, limits, windows, capacity, now_ms, Ahead::ONE);
-        return (admission, None);
+        let give_back = credits.borrow_mut().take_back(key);
+        let ahead = Ahead { want: 1, give_back };
+        return counters::admit(host, key, limits, windows, capacity, now_ms, ahead);
     }
     let limit_values = window::limit_values(limits);
     let buckets = windows.buckets_at(now_ms);
     let ask = {
         let mut held = credits.borrow_mut();
         if let Some(usage) = held.take(key, limit_values, buckets, now_ms) {
-            return (Admission::Credited { usage }, None);
+            return Admission::Credited { usage };
         }
         let ask = held.ask(key, limit_values, now_ms);
         if let Some((other, _)) = ask.evicted {
@@ -248,9 +300,9 @@ pub fn admit(
         }
         ask
     };
-    let given_back_in = ask.evicted.and_then(|(other, back)| {
-        counters::give_back(host, other, &back, windows, capacity, now_ms)
-    });
+    if let Some((other, back)) = ask.evicted {
+        give_back_other(other, back);
+    }
     let admission = counters::admit(host, key, limits, windows, capacity, now_ms, ask.ahead);
     let settled = match &admission {
         Admission::Admitted { usage, granted, .. } => Settled::Counted {
@@ -263,7 +315,7 @@ pub fn admit(
     credits
         .borrow_mut()
         .settle(key, limit_values, buckets, settled, now_ms);
-    (admission, given_back_in)
+    admission
 }
 
 #[cfg(test)]

@@ -148,13 +148,16 @@ impl Ring {
         Some(bucket_ms)
     }
 
-    /// Takes back up to `count` counts of `bucket` (nothing once it left the ring).
-    pub(super) fn subtract(&mut self, bucket: u64, count: u64) {
-        if self.holds(bucket) {
-            let index = self.index(bucket);
-            let taken = u32::try_from(count).unwrap_or(u32::MAX);
-            self.counts[index] = self.counts[index].saturating_sub(taken);
+    /// Takes back up to `count` counts of `bucket` (nothing once it left the ring); whether
+    /// any were there to take.
+    pub(super) fn subtract(&mut self, bucket: u64, count: u64) -> bool {
+        if !self.holds(bucket) {
+            return false;
         }
+        let index = self.index(bucket);
+        let before = self.counts[index];
+        self.counts[index] = before.saturating_sub(u32::try_from(count).unwrap_or(u32::MAX));
+        before > 0 && count > 0
     }
 
     /// Gives back one count taken in `bucket`; `false` if it already left the ring (or was

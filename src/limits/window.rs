@@ -82,12 +82,12 @@ impl Windows {
         now_ms / self.in_flight_bucket_ms()
     }
 
-    /// How long a count may stay in a slot: the longest ring span, or the in-flight one.
     /// The bucket of each window `now_ms` falls in.
     pub fn buckets_at(&self, now_ms: u64) -> [u64; 3] {
         [0, 1, 2].map(|window| now_ms / self.bucket_ms(window))
     }
 
+    /// How long a count may stay in a slot: the longest ring span, or the in-flight one.
     pub fn longest_memory_ms(&self) -> u64 {
         let rings = (0..3)
             .map(|w| self.bucket_ms(w).saturating_mul(RING_LENS[w] as u64))
@@ -236,13 +236,16 @@ impl SlotState {
     }
 
     /// Takes back requests counted ahead and never used, from the buckets still in the rings.
-    pub fn give_back(&mut self, back: &GiveBack, windows: &Windows, now_ms: u64) {
+    /// `false` when there was nothing to take (nothing to write back).
+    pub fn give_back(&mut self, back: &GiveBack, windows: &Windows, now_ms: u64) -> bool {
         self.advance(windows, now_ms);
+        let mut taken = false;
         for window in 0..3 {
             if back.limited[window] {
-                self.rings[window].subtract(back.buckets[window], back.count);
+                taken |= self.rings[window].subtract(back.buckets[window], back.count);
             }
         }
+        taken
     }
 
     /// Adds the counts of `other` (the same key's counts from another slot, when the table
@@ -380,8 +383,9 @@ pub fn admit(
     }
     let mut granted = 1;
     if refusal.is_none() {
-        granted = grant(want, limits, &limits_by_window, &fleet);
-        let count = u32::try_from(granted).unwrap_or(1);
+        // At most `u32::MAX` (a ring's counter), so what is counted is what is reported.
+        let count = u32::try_from(grant(want, limits, &limits_by_window, &fleet)).unwrap_or(1);
+        granted = u64::from(count);
         for (window, ring) in fleet.iter_mut().enumerate() {
             if let Some(ring) = ring {
                 let bucket = now_ms / windows.bucket_ms(window);

@@ -148,19 +148,24 @@ impl Fleet {
     }
 
     fn admit(&self, worker: usize, key: KeyTag, limits: &Limits) -> Admission {
-        let now_ms = self.host.now.get();
-        let credits = &self.workers[worker];
-        let host = &self.host;
-        admit(
-            credits,
-            host,
-            key,
-            limits,
-            &self.windows,
-            self.capacity,
-            now_ms,
-        )
-        .0
+        self.admit_noting(worker, key, limits, &mut |_| {})
+    }
+
+    /// `admit`, telling `written` the slots of other keys it wrote.
+    fn admit_noting(
+        &self,
+        worker: usize,
+        key: KeyTag,
+        limits: &Limits,
+        written: &mut dyn FnMut(u64),
+    ) -> Admission {
+        let table = Table {
+            host: &self.host,
+            windows: &self.windows,
+            capacity: self.capacity,
+            now_ms: self.host.now.get(),
+        };
+        admit(&self.workers[worker], &table, key, limits, written)
     }
 
     /// This Envoy's count of `key` in the minute window now.
@@ -218,13 +223,16 @@ fn counting_ahead_never_admits_past_the_limit_and_gives_back_what_it_did_not_use
     let fleet = Fleet::new(3);
     let key = owner_and_seed(&digest_key("limited"));
     let limits = minute(6_400);
-    let mut admitted = 0;
-    let mut refused = 0;
+    let (mut admitted, mut credited, mut refused) = (0, 0, 0);
     // 10,000 requests in 20 s from three workers: the minute's limit is reached within it.
     for request in 0..10_000u64 {
         fleet.host.now.set(request * 2);
         match fleet.admit((request % 3) as usize, key, &limits) {
-            Admission::Credited { .. } | Admission::Admitted { .. } => admitted += 1,
+            Admission::Credited { .. } => {
+                admitted += 1;
+                credited += 1;
+            }
+            Admission::Admitted { .. } => admitted += 1,
             Admission::Refused {
                 refusal: Refusal::Rate { .. },
                 ..
@@ -233,6 +241,10 @@ fn counting_ahead_never_admits_past_the_limit_and_gives_back_what_it_did_not_use
         }
     }
     assert_eq!(admitted, 6_400, "exactly the limit, {refused} refused");
+    assert!(
+        credited > 1_000,
+        "counting ahead was used: {credited} credited"
+    );
     // Past half the limit each request was counted one by one: the count is exact.
     assert_eq!(fleet.counted(key), 6_400);
 }
@@ -289,4 +301,74 @@ fn a_concurrency_limit_counts_every_request() {
             Admission::Admitted { granted: 1, .. }
         ));
     }
+}
+
+#[test]
+fn credits_a_worker_stopped_using_are_given_back_by_its_other_requests() {
+    let fleet = Fleet::new(1);
+    let limits = minute(1_000_000);
+    let (idle, other) = ((21, 5), (22, 6));
+    for request in 0..50 {
+        fleet.host.now.set(request);
+        fleet.admit(0, idle, &limits);
+    }
+    let ahead = fleet.counted(idle) - 50;
+    assert!(ahead > 0, "credits ahead");
+    // Within their time, the other key's requests leave them alone...
+    fleet.host.now.set(60);
+    for _ in 0..ENTRIES {
+        fleet.admit(0, other, &limits);
+    }
+    assert_eq!(fleet.counted(idle), 50 + ahead);
+    // ...past it, one pass over the table gives them back, and says which slot it wrote.
+    fleet.host.now.set(60 + CREDIT_TTL_MS);
+    let mut written = Vec::new();
+    for _ in 0..ENTRIES {
+        fleet.admit_noting(0, other, &limits, &mut |slot| written.push(slot));
+    }
+    assert_eq!(fleet.counted(idle), 50);
+    assert_eq!(written.len(), 1);
+    assert_eq!(
+        read_slot(&fleet.host, written[0]).map(|s| (s.owner, s.seed)),
+        Some(idle)
+    );
+}
+
+#[test]
+fn a_key_whose_plan_gains_a_concurrency_limit_gives_back_its_credits() {
+    let fleet = Fleet::new(1);
+    let key = (23, 7);
+    for request in 0..50 {
+        fleet.host.now.set(request);
+        fleet.admit(0, key, &minute(1_000_000));
+    }
+    assert!(fleet.counted(key) > 50);
+    let serial = Limits {
+        concurrent: Some(10),
+        ..minute(1_000_000)
+    };
+    assert!(matches!(
+        fleet.admit(0, key, &serial),
+        Admission::Admitted { granted: 1, .. }
+    ));
+    assert_eq!(fleet.counted(key), 51);
+}
+
+#[test]
+fn giving_back_what_is_no_longer_counted_writes_nothing() {
+    let fleet = Fleet::new(1);
+    let back = GiveBack {
+        count: 5,
+        buckets: fleet.windows.buckets_at(0),
+        limited: [true, false, false],
+    };
+    let entries = fleet.host.entry_count();
+    let (windows, capacity) = (&fleet.windows, fleet.capacity);
+    let slot = counters::give_back(&fleet.host, (24, 8), &back, windows, capacity, 0);
+    assert_eq!(slot, None);
+    assert_eq!(
+        fleet.host.entry_count(),
+        entries,
+        "no slot created for nothing"
+    );
 }

@@ -362,7 +362,7 @@ fn more_than_one_is_granted_only_far_from_every_limit() {
     let mut state = SlotState::empty(1);
     let day = limits(Some(6_400), Some(320), None);
     assert_eq!(admit(&mut state, &day, &windows, 0, 64).0, Ok(5));
-    // Never past half the limit: 100 of 6,400 used by the rest of the fleet and this Envoy...
+    // Never past half the limit: 3,150 of 6,400 used by the rest of the fleet...
     let mut state = SlotState::empty(1);
     let big = limits(Some(6_400), None, None);
     state.set_remote(0, &[(0, 3_150)], &windows, 0);
