@@ -106,6 +106,9 @@ lint: toolchain console
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p keygate --target $(WASM_TARGET) -- -D warnings
+	# The fuzz targets (their own workspace) compile against today's code: not run here, but
+	# they must not rot between `make fuzz` runs.
+	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml --bins
 
 unit: toolchain console console-test
 	$(CARGO) test --workspace

@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(Config::parse(&pretty, &env).as_ref(), Ok(&config));
 
     assert!(config.xff_trusted_hops <= 16);
-    assert!(!config.control.token.is_empty());
+    match &config.control.auth {
+        keygate::config::ControlAuth::Token(token) => assert!(!token.is_empty()),
+        keygate::config::ControlAuth::Enroll(_) => {}
+    }
     assert!(!config.control.cluster.is_empty());
     assert!(config.control.path.starts_with('/'));
     assert!(config.usage.path.starts_with('/'));

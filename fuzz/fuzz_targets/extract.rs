@@ -138,6 +138,9 @@ fuzz_target!(|data: &[u8]| {
                 "key not found in its reported source {source:?}"
             );
         }
+        Credential::Token(_) | Credential::UnusableToken => {
+            panic!("a token from headers: only the glue reads verified tokens, from metadata")
+        }
         Credential::Missing => {
             assert!(presented.is_empty(), "missed a credential: {presented:?}");
         }

@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(matcher.matches(&own), "{kind} {path:?} does not match {own:?}");
         let scope = format!("scope{}", rules.len());
-        rules.push((kind == "P", RouteRule { methods, path: matcher, scope: Some(scope) }));
+        rules.push((kind == "P", RouteRule { methods, path: matcher, scope: Some(scope.clone()), name: scope }));
     }
 
     for (method, path) in &requests {
