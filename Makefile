@@ -105,12 +105,12 @@ oci: wasm
 	  echo "skopeo reads both images. Push: skopeo copy oci:$(OCI_LAYOUT):$(VERSION) docker://REGISTRY/keygate:$(VERSION)"; \
 	else echo "skopeo not installed (make system-deps): layout written but not checked"; fi
 
+# Formatting, clippy on the host and the Wasm target, and the fuzz targets (their own workspace,
+# not run here) compiled against today's code so they do not rot between `make fuzz` runs.
 lint: toolchain console
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p keygate --target $(WASM_TARGET) -- -D warnings
-	# The fuzz targets (their own workspace) compile against today's code: not run here, but
-	# they must not rot between `make fuzz` runs.
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml --bins
 
 unit: toolchain console console-test
