@@ -12,7 +12,7 @@ git -C "$root" worktree prune
 git -C "$root" worktree add --detach "$tree" "$rev" >/dev/null
 trap 'git -C "$root" worktree remove --force "$tree"' EXIT
 (cd "$tree" && CARGO_TARGET_DIR="$root/target/bench/baseline-target" \
-    cargo build --release --target wasm32-wasip1 -p keygate)
+    cargo build --release --target wasm32-wasip1 -p keygate --config profile.release.lto=true)
 mkdir -p "$(dirname "$out")"
 cp "$root/target/bench/baseline-target/wasm32-wasip1/release/keygate.wasm" "$out"
 echo "baseline $(git -C "$root" rev-parse --short "$rev") → $out"

@@ -20,6 +20,7 @@
 #            chromium        the headless browser the console's tests drive through Playwright
 #                            (Playwright's own browser download is never used)
 #            binutils        nm: the native module's symbols against Envoy's exports
+#            g++             libFuzzer's C++, which make lint compiles to check the fuzz targets
 #   bench    wrk             the load generator of make bench
 #   bench-fleet postgresql redis-server   make bench-fleet-sync, bench-usage and bench-fanout (replicas)
 #   oci      skopeo          make oci reads the image it wrote
@@ -33,7 +34,7 @@ packages_of() {
   case $1 in
     run) echo curl ;;
     run-ha) echo curl postgresql redis-server openssl ;;
-    test) echo curl docker-compose skopeo postgresql redis-server prometheus chromium binutils ;;
+    test) echo curl docker-compose skopeo postgresql redis-server prometheus chromium binutils g++ ;;
     bench) echo wrk ;;
     bench-fleet) echo postgresql redis-server ;;
     oci) echo skopeo ;;

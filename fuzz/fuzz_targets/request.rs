@@ -1,7 +1,7 @@
 //! The whole request path, `RequestFilter` over `FakeHost`: what both builds run per request
 //! (the Wasm and the native glue only carry Envoy's bytes to it).
 //!
-//! Input: a run of up to 48 requests, each a key (one of the store's, or arbitrary bytes) in an
+//! Input: a run of up to 200 requests, each a key (one of the store's, or arbitrary bytes) in an
 //! `Authorization` header, an `x-api-key` header or the query, arbitrary other headers (spoofed
 //! `x-keygate-*` identity, `x-forwarded-for`, gRPC content types), an arbitrary path, a clock
 //! step, a peer address and an upstream status, or a stream that ends without one.
@@ -27,11 +27,15 @@ use libfuzzer_sys::fuzz_target;
 
 const START_MS: u64 = 1_800_000_000_000;
 /// The store's keys: secret, id, per-minute limit (0: none), concurrency limit (0: none).
-const KEYS: [(&str, &str, u64, u64); 4] = [
+/// `key_rival` takes the same place as `key_busy` in a worker's table of credits, so each
+/// evicts the other's credits; `key_tight` reaches its limit within a run.
+const KEYS: [(&str, &str, u64, u64); 6] = [
     ("pk_live_unlimited00000000000000000000000000", "key_unlimited", 0, 0),
-    ("pk_live_free0000000000000000000000000000000", "key_free", 60, 0),
+    ("pk_live_free0000000000000000000000000000000", "key_tight", 5, 0),
     ("pk_live_busy0000000000000000000000000000000", "key_busy", 6_400, 0),
+    ("pk_live_rival000000000000000000000000000227", "key_rival", 12_800, 0),
     ("pk_live_serial00000000000000000000000000000", "key_serial", 0, 2),
+    ("pk_live_both000000000000000000000000000000", "key_both", 6_400, 3),
 ];
 const MINUTE_MS: u64 = 60_000;
 const OTHER_HEADERS: [&str; 8] = [
@@ -63,7 +67,8 @@ fn record(secret: &str, id: &str, per_minute: u64, concurrent: u64) -> String {
 /// A worker whose store holds `KEYS`, loaded through the real refresh.
 fn worker(host: &FakeHost) -> Rc<Worker> {
     let config = Config::parse(
-        br#"{"control":{"cluster":"kc","token":"sync"},"key_header":"x-api-key","key_query_param":"api_key"}"#,
+        // The snapshot stays usable however far the clock runs (30 days at most per run).
+        br#"{"control":{"cluster":"kc","token":"sync"},"key_header":"x-api-key","key_query_param":"api_key","max_staleness":"720h"}"#,
         &|_| None,
     )
     .expect("the fuzz target's configuration");
@@ -75,7 +80,7 @@ fn worker(host: &FakeHost) -> Rc<Worker> {
     let call = host.take_calls().pop().expect("a refresh is due");
     let size = host.respond(Some(200), body.as_bytes());
     let outcome = refresher.on_response(host, call.token, size);
-    assert!(matches!(outcome[..], [Outcome::Applied { keys: 4, .. }]), "{outcome:?}");
+    assert!(matches!(outcome[..], [Outcome::Applied { keys, .. }] if keys == KEYS.len() as u64), "{outcome:?}");
     Rc::new(Worker::new(config, Metrics::define(host)))
 }
 
@@ -83,12 +88,14 @@ fn run(u: &mut Unstructured, host: &FakeHost, worker: &Rc<Worker>) -> Result<()>
     // Admission times of each limited key, to check every minute-long interval.
     let mut admitted: [Vec<u64>; KEYS.len()] = Default::default();
     let mut now = START_MS;
-    for context in 0..u.int_in_range(1..=48)? {
-        now += match u.arbitrary::<u8>()? {
+    for context in 0..u.int_in_range(1..=200)? {
+        let step = match u.arbitrary::<u8>()? {
             0..=159 => 0,
             160..=239 => u.int_in_range(1..=100)?,
             _ => u.int_in_range(0..=2 * MINUTE_MS)?,
         };
+        // Within the snapshot's `max_staleness` (30 days) of its load.
+        now = (now + step).min(START_MS + 29 * 24 * 3_600_000);
         host.now.set(now);
         let which = u.int_in_range(0..=KEYS.len())?;
         let secret: Vec<u8> = match KEYS.get(which) {
