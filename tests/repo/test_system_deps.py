@@ -41,7 +41,7 @@ def test_without_root_or_sudo_it_names_the_packages_and_the_command(tmp_path):
 
 
 def test_nothing_to_do_needs_no_root(tmp_path):
-    every = {"curl", "docker-compose", "skopeo", "postgresql", "redis-server", "prometheus", "chromium", "binutils"}
+    every = {"curl", "docker-compose", "skopeo", "postgresql", "redis-server", "prometheus", "chromium", "binutils", "g++"}
     result = run_script(fake_machine(tmp_path, installed=every, uid=1000), "test")
     assert result.returncode == 0, result.stderr
     assert "system packages present" in result.stdout
