@@ -44,9 +44,8 @@ struct Entry {
     counted_at_ms: u64,
     /// Credits counted and not used yet.
     left: u64,
-    /// Requests this grant admitted: the one that counted it and the credits used since.
-    admitted: u64,
-    /// The usage the request that counted the credits reported, and how many were used since.
+    /// The usage the request that counted the credits reported, and how many were used since
+    /// (the grant has admitted `used + 1`).
     counted_usage: Usage,
     used: u64,
     /// When the tightest window frees a request, as that request was told (proxy clock ms).
@@ -60,6 +59,18 @@ impl Entry {
             buckets: self.buckets,
             limited: self.limits.map(|limit| limit > 0),
         })
+    }
+
+    /// Takes the unused credits out, to give back: no longer held here.
+    fn hand_back(&mut self) -> Option<GiveBack> {
+        let back = self.give_back()?;
+        self.left = 0;
+        Some(back)
+    }
+
+    /// Requests this grant admitted: the one that counted it and the credits used since.
+    fn admitted(&self) -> u64 {
+        self.used + 1
     }
 }
 
@@ -128,7 +139,6 @@ impl Credits {
         }
         entry.left -= 1;
         entry.used += 1;
-        entry.admitted += 1;
         let mut usage = entry.counted_usage;
         let tightest = usage.tightest().map(|(window, _)| window);
         for (window, numbers) in usage.windows.iter_mut().enumerate() {
@@ -159,10 +169,10 @@ impl Credits {
             1
         } else if entry.left == 0 && age_ms < CREDIT_TTL_MS {
             // They ran out before their time: twice as many.
-            entry.admitted.saturating_mul(2)
+            entry.admitted().saturating_mul(2)
         } else {
             // As many as the last grant admitted.
-            entry.admitted
+            entry.admitted()
         };
         Ask {
             ahead: Ahead {
@@ -195,15 +205,15 @@ impl Credits {
                     buckets,
                     counted_at_ms: now_ms,
                     left: granted.saturating_sub(1),
-                    admitted: 1,
                     counted_usage: usage,
                     used: 0,
                     reset_at_ms: now_ms.saturating_add(reset_ms),
                 });
             }
+            // The count wrote the give-back `ask` carried.
             Settled::Refused => {
                 if let Some(entry) = slot.as_mut().filter(|entry| entry.key == key) {
-                    entry.left = 0;
+                    entry.hand_back();
                 }
             }
             Settled::Unwritten => {}
@@ -220,17 +230,12 @@ impl Credits {
         if entry.key == current || !expired {
             return None;
         }
-        let back = entry.give_back()?;
-        entry.left = 0;
-        Some((entry.key, back))
+        Some((entry.key, entry.hand_back()?))
     }
 
     /// Takes `key`'s unused credits out of its entry, to give back.
     pub fn take_back(&mut self, key: KeyTag) -> Option<GiveBack> {
-        let entry = self.entry_mut(key)?;
-        let back = entry.give_back()?;
-        entry.left = 0;
-        Some(back)
+        self.entry_mut(key)?.hand_back()
     }
 
     /// Forgets `key`'s credits (given back after another key took their entry, or lost).

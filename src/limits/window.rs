@@ -383,8 +383,7 @@ pub fn admit(
     }
     let mut granted = 1;
     if refusal.is_none() {
-        // At most `u32::MAX` (a ring's counter), so what is counted is what is reported.
-        let count = u32::try_from(grant(want, limits, &limits_by_window, &fleet)).unwrap_or(1);
+        let count = grant(want, limits, &limits_by_window, &fleet);
         granted = u64::from(count);
         for (window, ring) in fleet.iter_mut().enumerate() {
             if let Some(ring) = ring {
@@ -397,6 +396,8 @@ pub fn admit(
             state.in_flight.add(windows.in_flight_bucket(now_ms), 1);
         }
     }
+    // Credits counted ahead are not used yet: this request is told what it alone left.
+    let counted_ahead = granted - 1;
     let mut usage = Usage::default();
     let mut totals = [0; 3];
     for (window, limit) in limits_by_window.iter().enumerate() {
@@ -404,8 +405,6 @@ pub fn admit(
             continue;
         };
         totals[window] = ring.total();
-        // Credits counted ahead are not used yet: this request is told what it alone left.
-        let counted_ahead = if refusal.is_none() { granted - 1 } else { 0 };
         usage.windows[window] = Some(WindowUsage {
             limit,
             remaining: limit.saturating_sub(totals[window] - counted_ahead),
@@ -428,13 +427,14 @@ pub fn admit(
 }
 
 /// How many requests to count for an admitted request that asks for `want` (see `admit`),
-/// with `fleet` each limited window's counts before it.
+/// with `fleet` each limited window's counts before it. At most a ring counter's `u32`, so
+/// what is counted is what is reported.
 fn grant(
     want: u64,
     limits: &Limits,
     limits_by_window: &[Option<u64>; 3],
     fleet: &[Option<Ring>; 3],
-) -> u64 {
+) -> u32 {
     if want <= 1 || limits.concurrent.is_some() {
         return 1;
     }
@@ -445,7 +445,7 @@ fn grant(
             granted = granted.min(limit / GRANT_SHARE).min(far);
         }
     }
-    granted.clamp(1, u64::from(u32::MAX))
+    u32::try_from(granted).unwrap_or(u32::MAX).max(1)
 }
 
 /// Whole seconds for `Retry-After` and reset headers: rounded up, at least 1.

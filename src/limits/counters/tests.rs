@@ -19,6 +19,18 @@ fn key(name: &str) -> KeyTag {
     owner_and_seed(&digest_key(name))
 }
 
+/// `admit` of one request (nothing counted ahead, nothing given back).
+fn count_one(
+    host: &FakeHost,
+    key: KeyTag,
+    limits: &Limits,
+    windows: &Windows,
+    capacity: u64,
+    now_ms: u64,
+) -> Admission {
+    admit(host, key, limits, windows, capacity, now_ms, Ahead::ONE)
+}
+
 fn slot_of(admission: Admission) -> u64 {
     match admission {
         Admission::Admitted { slot, .. } => slot,
@@ -47,7 +59,7 @@ fn no_limited_keys_no_table_and_nothing_counts_before_one_exists() {
     let one = limits(Some(1), None);
     let capacity = slot_count(&host);
     assert_eq!(
-        admit(&host, key("a"), &one, &windows, capacity, 1_000, Ahead::ONE),
+        count_one(&host, key("a"), &one, &windows, capacity, 1_000),
         Admission::NoSlot
     );
     assert_eq!(host.entry_count(), 0, "a request never creates an entry");
@@ -62,14 +74,13 @@ fn a_growth_never_blanks_a_slot_that_already_exists() {
     grow(&host, 1_024, 1 << 20, 0).unwrap();
     let capacity = grow(&host, 4_096, 1 << 20, 0).unwrap().capacity;
     let tag = (9, 3_000);
-    let slot = slot_of(admit(
+    let slot = slot_of(count_one(
         &host,
         tag,
         &limits(Some(5), None),
         &windows,
         capacity,
         0,
-        Ahead::ONE,
     ));
     assert!(slot >= 1_024);
     host.set_shared(
@@ -96,24 +107,23 @@ fn two_workers_creating_one_slot_lose_no_count() {
     // Worker A found no slot for the key and is about to take the creation lock when
     // worker B counts the key's first request (creating the slot).
     host.interleave("keygate.rl.lock.", move |host| {
-        let b = admit(
+        let b = count_one(
             host,
             tag,
             &limits(Some(2), None),
             &Windows::default(),
             capacity,
             1_000,
-            Ahead::ONE,
         );
         assert!(matches!(b, Admission::Admitted { .. }), "{b:?}");
     });
     let windows = Windows::default();
     let two = limits(Some(2), None);
-    let a = admit(&host, tag, &two, &windows, capacity, 1_000, Ahead::ONE);
+    let a = count_one(&host, tag, &two, &windows, capacity, 1_000);
     assert!(matches!(a, Admission::Admitted { .. }), "{a:?}");
     assert_eq!(holders(&host, tag).len(), 1);
     // Both first requests were counted: the third is over the limit of 2.
-    let c = admit(&host, tag, &two, &windows, capacity, 1_000, Ahead::ONE);
+    let c = count_one(&host, tag, &two, &windows, capacity, 1_000);
     assert!(matches!(c, Admission::Refused { .. }), "{c:?}");
     assert_eq!(host.entry_count(), 2 + CREATION_LOCKS as usize);
 }
@@ -136,28 +146,12 @@ fn a_held_creation_lock_is_waited_for_and_a_stale_one_taken_over() {
     // Held just now by a worker that never gives it back within the wait: contended.
     hold(10_000);
     assert_eq!(
-        admit(
-            &host,
-            key("a"),
-            &one,
-            &windows,
-            capacity,
-            10_000,
-            Ahead::ONE
-        ),
+        count_one(&host, key("a"), &one, &windows, capacity, 10_000),
         Admission::Contended
     );
     // Held for longer than any holder can be between its two calls: taken over.
     hold(10_000 - LOCK_STALE_MS - 1);
-    let admitted = admit(
-        &host,
-        key("a"),
-        &one,
-        &windows,
-        capacity,
-        10_000,
-        Ahead::ONE,
-    );
+    let admitted = count_one(&host, key("a"), &one, &windows, capacity, 10_000);
     assert!(
         matches!(admitted, Admission::Admitted { .. }),
         "{admitted:?}"
@@ -179,7 +173,7 @@ fn a_full_table_of_active_keys_counts_every_one() {
         let tag = key(&format!("pk_live_{i}"));
         assert!(
             matches!(
-                admit(&host, tag, &one, &windows, capacity, 1_000, Ahead::ONE),
+                count_one(&host, tag, &one, &windows, capacity, 1_000),
                 Admission::Admitted { .. }
             ),
             "key {i}"
@@ -188,7 +182,7 @@ fn a_full_table_of_active_keys_counts_every_one() {
     for i in (0..keys).step_by(97) {
         let tag = key(&format!("pk_live_{i}"));
         assert!(matches!(
-            admit(&host, tag, &one, &windows, capacity, 1_000, Ahead::ONE),
+            count_one(&host, tag, &one, &windows, capacity, 1_000),
             Admission::Refused { .. }
         ));
         assert_eq!(holders(&host, tag).len(), 1);
@@ -205,15 +199,7 @@ fn counts_survive_cas_conflicts_and_hold_the_limit() {
     for i in 0..10 {
         host.fail_next_cas.set(i % 3);
         if matches!(
-            admit(
-                &host,
-                key("pk_live_a"),
-                &three,
-                &windows,
-                16,
-                1_000,
-                Ahead::ONE
-            ),
+            count_one(&host, key("pk_live_a"), &three, &windows, 16, 1_000),
             Admission::Admitted { .. }
         ) {
             admitted += 1;
@@ -229,12 +215,12 @@ fn endless_contention_refuses_rather_than_over_admits() {
     grow(&host, 4, 4, 0).unwrap();
     let three = limits(Some(3), None);
     assert!(matches!(
-        admit(&host, (7, 0), &three, &windows, 4, 1_000, Ahead::ONE),
+        count_one(&host, (7, 0), &three, &windows, 4, 1_000),
         Admission::Admitted { .. }
     ));
     host.fail_next_cas.set(u32::MAX);
     assert_eq!(
-        admit(&host, (7, 0), &three, &windows, 4, 1_000, Ahead::ONE),
+        count_one(&host, (7, 0), &three, &windows, 4, 1_000),
         Admission::Contended
     );
 }
@@ -246,25 +232,25 @@ fn busy_slots_are_probed_and_idle_ones_reused() {
     grow(&host, 1, 1, 0).unwrap();
     let one = limits(Some(1), None);
     assert_eq!(
-        slot_of(admit(&host, (1, 5), &one, &windows, 1, 1_000, Ahead::ONE)),
+        slot_of(count_one(&host, (1, 5), &one, &windows, 1, 1_000)),
         0
     );
     assert_eq!(
-        admit(&host, (2, 5), &one, &windows, 1, 1_000, Ahead::ONE),
+        count_one(&host, (2, 5), &one, &windows, 1, 1_000),
         Admission::NoSlot
     );
     // Key 1 was counted; its own slot still refuses it.
     assert!(matches!(
-        admit(&host, (1, 5), &one, &windows, 1, 1_000, Ahead::ONE),
+        count_one(&host, (1, 5), &one, &windows, 1, 1_000),
         Admission::Refused { .. }
     ));
     // Once key 1's minute has passed, key 2 can take its slot.
     assert_eq!(
-        slot_of(admit(&host, (2, 5), &one, &windows, 1, 70_000, Ahead::ONE)),
+        slot_of(count_one(&host, (2, 5), &one, &windows, 1, 70_000)),
         0
     );
     assert_eq!(
-        admit(&host, (1, 5), &one, &windows, 1, 70_000, Ahead::ONE),
+        count_one(&host, (1, 5), &one, &windows, 1, 70_000),
         Admission::NoSlot
     );
 }
@@ -279,44 +265,20 @@ fn a_key_keeps_its_slot_when_an_earlier_position_frees_up() {
     let five = limits(Some(5), None);
     // Another key holds the first position, so this one goes further along.
     assert_eq!(
-        slot_of(admit(
-            &host,
-            (1, seed),
-            &five,
-            &windows,
-            1_024,
-            1_000,
-            Ahead::ONE
-        )),
+        slot_of(count_one(&host, (1, seed), &five, &windows, 1_024, 1_000)),
         first
     );
-    let later = slot_of(admit(
-        &host,
-        (2, seed),
-        &five,
-        &windows,
-        1_024,
-        1_000,
-        Ahead::ONE,
-    ));
+    let later = slot_of(count_one(&host, (2, seed), &five, &windows, 1_024, 1_000));
     assert_ne!(later, first);
     // Key 1 goes idle; key 2 keeps counting where it is and is held to its limit.
     for t in 70_000..70_005 {
         assert_eq!(
-            slot_of(admit(
-                &host,
-                (2, seed),
-                &five,
-                &windows,
-                1_024,
-                t,
-                Ahead::ONE
-            )),
+            slot_of(count_one(&host, (2, seed), &five, &windows, 1_024, t)),
             later
         );
     }
     assert!(matches!(
-        admit(&host, (2, seed), &five, &windows, 1_024, 70_005, Ahead::ONE),
+        count_one(&host, (2, seed), &five, &windows, 1_024, 70_005),
         Admission::Refused { .. }
     ));
 }
@@ -328,7 +290,7 @@ fn growth_moves_a_keys_counts_without_losing_or_doubling_them() {
     grow(&host, 1_024, 1 << 20, 0).unwrap();
     let tag = key("pk_live_moving");
     let five = limits(Some(5), Some(10));
-    let first = admit(&host, tag, &five, &windows, 1_024, 1_000, Ahead::ONE);
+    let first = count_one(&host, tag, &five, &windows, 1_024, 1_000);
     let Admission::Admitted {
         slot: old_slot,
         in_flight: Some(bucket),
@@ -338,26 +300,18 @@ fn growth_moves_a_keys_counts_without_losing_or_doubling_them() {
         panic!("{first:?}")
     };
     assert!(matches!(
-        admit(&host, tag, &five, &windows, 1_024, 1_000, Ahead::ONE),
+        count_one(&host, tag, &five, &windows, 1_024, 1_000),
         Admission::Admitted { .. }
     ));
     grow(&host, 100_000, 1 << 20, 1_500).unwrap();
     // A worker that has not seen the growth yet still counts in place ...
     assert_eq!(
-        slot_of(admit(&host, tag, &five, &windows, 1_024, 2_000, Ahead::ONE)),
+        slot_of(count_one(&host, tag, &five, &windows, 1_024, 2_000)),
         old_slot
     );
     // ... and the first worker that has moves the key: 3 counted, 2 more fit.
     let capacity = slot_count(&host);
-    let new_slot = slot_of(admit(
-        &host,
-        tag,
-        &five,
-        &windows,
-        capacity,
-        2_000,
-        Ahead::ONE,
-    ));
+    let new_slot = slot_of(count_one(&host, tag, &five, &windows, capacity, 2_000));
     assert_eq!(holders(&host, tag), vec![new_slot]);
     assert_eq!(
         host.get_shared(SlotName::new(old_slot).as_str()).0,
@@ -365,11 +319,11 @@ fn growth_moves_a_keys_counts_without_losing_or_doubling_them() {
     );
     // The stale worker finds it where the others do.
     assert!(matches!(
-        admit(&host, tag, &five, &windows, 1_024, 2_000, Ahead::ONE),
+        count_one(&host, tag, &five, &windows, 1_024, 2_000),
         Admission::Admitted { .. }
     ));
     assert!(matches!(
-        admit(&host, tag, &five, &windows, capacity, 2_000, Ahead::ONE),
+        count_one(&host, tag, &five, &windows, capacity, 2_000),
         Admission::Refused { .. }
     ));
     // The in-flight place taken before the move is given back in the new slot.
@@ -391,11 +345,11 @@ fn a_refused_request_still_moves_the_keys_counts() {
     grow(&host, 1_024, 1 << 20, 0).unwrap();
     let tag = key("pk_live_full");
     let two = limits(Some(2), None);
-    let old_slot = slot_of(admit(&host, tag, &two, &windows, 1_024, 1_000, Ahead::ONE));
-    slot_of(admit(&host, tag, &two, &windows, 1_024, 1_000, Ahead::ONE));
+    let old_slot = slot_of(count_one(&host, tag, &two, &windows, 1_024, 1_000));
+    slot_of(count_one(&host, tag, &two, &windows, 1_024, 1_000));
     let capacity = grow(&host, 100_000, 1 << 20, 1_000).unwrap().capacity;
     assert!(matches!(
-        admit(&host, tag, &two, &windows, capacity, 1_500, Ahead::ONE),
+        count_one(&host, tag, &two, &windows, capacity, 1_500),
         Admission::Refused { .. }
     ));
     let moved = holders(&host, tag);
@@ -416,7 +370,7 @@ fn the_previous_capacity_is_forgotten_once_no_count_can_be_left_there() {
     grow(&host, 1_024, 1 << 20, 0).unwrap();
     let tag = key("pk_live_old");
     let one = limits(Some(1), None);
-    let old_slot = slot_of(admit(&host, tag, &one, &windows, 1_024, 0, Ahead::ONE));
+    let old_slot = slot_of(count_one(&host, tag, &one, &windows, 1_024, 0));
     grow(&host, 4_096, 1 << 20, 0).unwrap();
     let later = windows.longest_memory_ms();
     assert!(read_table(&host)
@@ -424,7 +378,7 @@ fn the_previous_capacity_is_forgotten_once_no_count_can_be_left_there() {
         .is_some());
     assert_eq!(read_table(&host).previous_in_use(&windows, later), None);
     // The old count has expired by then: the key is counted afresh, in one slot.
-    let new_slot = slot_of(admit(&host, tag, &one, &windows, 4_096, later, Ahead::ONE));
+    let new_slot = slot_of(count_one(&host, tag, &one, &windows, 4_096, later));
     assert_eq!(holders(&host, tag), vec![new_slot]);
     assert!(new_slot == old_slot || read_slot(&host, old_slot).is_some());
 }
@@ -449,7 +403,7 @@ fn remote_counts_land_in_the_keys_slot_and_hold_it_to_the_fleet_limit() {
     let admitted = (0..5)
         .filter(|_| {
             matches!(
-                admit(&host, tag, &six, &windows, 8, 1_000, Ahead::ONE),
+                count_one(&host, tag, &six, &windows, 8, 1_000),
                 Admission::Admitted { .. }
             )
         })
@@ -458,7 +412,7 @@ fn remote_counts_land_in_the_keys_slot_and_hold_it_to_the_fleet_limit() {
     let Admission::Refused {
         refusal: Refusal::Rate { by_fleet, .. },
         usage,
-    } = admit(&host, tag, &six, &windows, 8, 1_000, Ahead::ONE)
+    } = count_one(&host, tag, &six, &windows, 8, 1_000)
     else {
         panic!()
     };
@@ -477,17 +431,7 @@ fn in_flight_is_released_once() {
     let windows = Windows::default();
     grow(&host, 4, 4, 0).unwrap();
     let one_at_a_time = limits(None, Some(1));
-    let admit_one = || {
-        admit(
-            &host,
-            (5, 1),
-            &one_at_a_time,
-            &windows,
-            4,
-            1_000,
-            Ahead::ONE,
-        )
-    };
+    let admit_one = || count_one(&host, (5, 1), &one_at_a_time, &windows, 4, 1_000);
     let Admission::Admitted {
         slot,
         in_flight: Some(bucket),
@@ -526,45 +470,21 @@ fn a_lost_on_log_frees_the_place_after_the_expiry() {
     let one_at_a_time = limits(None, Some(1));
     // Admitted, and then the VM that would have released it is gone.
     assert!(matches!(
-        admit(
-            &host,
-            (5, 1),
-            &one_at_a_time,
-            &windows,
-            4,
-            1_000,
-            Ahead::ONE
-        ),
+        count_one(&host, (5, 1), &one_at_a_time, &windows, 4, 1_000),
         Admission::Admitted {
             in_flight: Some(_),
             ..
         }
     ));
     assert!(matches!(
-        admit(
-            &host,
-            (5, 1),
-            &one_at_a_time,
-            &windows,
-            4,
-            7_999,
-            Ahead::ONE
-        ),
+        count_one(&host, (5, 1), &one_at_a_time, &windows, 4, 7_999),
         Admission::Refused {
             refusal: Refusal::Concurrency,
             ..
         }
     ));
     assert!(matches!(
-        admit(
-            &host,
-            (5, 1),
-            &one_at_a_time,
-            &windows,
-            4,
-            9_001,
-            Ahead::ONE
-        ),
+        count_one(&host, (5, 1), &one_at_a_time, &windows, 4, 9_001),
         Admission::Admitted { .. }
     ));
 }
